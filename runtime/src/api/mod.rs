@@ -1,0 +1,10 @@
+//! The user-facing job model: a typed DataStream builder, operator traits, and the job registry.
+
+pub mod operator;
+pub mod registry;
+pub mod stream;
+pub mod window;
+
+pub use operator::{ChainEvent, Collector, OperatorContext, Origin, Traceable};
+pub use registry::{build_job, JobError, JobSpec};
+pub use stream::{DataStream, KeyedStream, StreamEnv};

@@ -1,0 +1,166 @@
+//! Operators and the push-based collector chain they form inside a task.
+//!
+//! Inside an operator chain records pass by value through `Collector::collect`, with no
+//! serialization and no allocation; only at task boundaries are they encoded into buffers
+//! (see `network::writer`). Control events (watermarks, flush, end of input) travel down the same
+//! chain through `Collector::event` so every operator sees them in order with the records.
+
+use std::hash::Hash;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::graph::ExecutionAttemptId;
+use crate::state::KeyedState;
+use crate::taskmanager::TaskServices;
+
+/// A control event flowing down an operator chain, in order with the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainEvent {
+    /// Event time has advanced to this timestamp (ms) on every input.
+    Watermark(u64),
+    /// Hand partially filled output buffers to the network (buffer timeout, idle input).
+    Flush,
+    /// The input is exhausted: emit what is pending and close.
+    Finish,
+}
+
+/// The receiving end of an operator: the next operator, a sink, or a network writer.
+pub trait Collector<T>: Send {
+    fn collect(&mut self, item: T);
+    fn event(&mut self, event: ChainEvent);
+}
+
+/// Where a record came from: the source partition and offset that produced it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// Records that carry their provenance, so a collecting sink can record it for the harness.
+pub trait Traceable {
+    fn origin(&self) -> Option<Origin>;
+}
+
+/// What an operator instance knows about where it runs.
+#[derive(Clone)]
+pub struct OperatorContext {
+    pub attempt: ExecutionAttemptId,
+    pub parallelism: u32,
+    pub max_parallelism: u32,
+    pub operator_name: String,
+    pub services: TaskServices,
+}
+
+impl OperatorContext {
+    pub fn subtask(&self) -> u32 {
+        self.attempt.subtask
+    }
+}
+
+pub(crate) type Out<T> = Box<dyn Collector<T>>;
+
+pub(crate) struct MapOp<F, U> {
+    pub f: F,
+    pub down: Out<U>,
+}
+
+impl<T, U, F: FnMut(T) -> U + Send> Collector<T> for MapOp<F, U> {
+    fn collect(&mut self, item: T) {
+        let out = (self.f)(item);
+        self.down.collect(out);
+    }
+    fn event(&mut self, event: ChainEvent) {
+        self.down.event(event)
+    }
+}
+
+pub(crate) struct FilterOp<F, T> {
+    pub f: F,
+    pub down: Out<T>,
+}
+
+impl<T, F: FnMut(&T) -> bool + Send> Collector<T> for FilterOp<F, T> {
+    fn collect(&mut self, item: T) {
+        if (self.f)(&item) {
+            self.down.collect(item);
+        }
+    }
+    fn event(&mut self, event: ChainEvent) {
+        self.down.event(event)
+    }
+}
+
+pub(crate) struct FlatMapOp<F, U> {
+    pub f: F,
+    pub down: Out<U>,
+}
+
+impl<T, U, I, F> Collector<T> for FlatMapOp<F, U>
+where
+    I: IntoIterator<Item = U>,
+    F: FnMut(T) -> I + Send,
+{
+    fn collect(&mut self, item: T) {
+        for out in (self.f)(item) {
+            self.down.collect(out);
+        }
+    }
+    fn event(&mut self, event: ChainEvent) {
+        self.down.event(event)
+    }
+}
+
+/// Fan-out: one stream consumed by several downstream edges or operators.
+pub(crate) struct Tee<T> {
+    pub outs: Vec<Out<T>>,
+}
+
+impl<T: Clone> Collector<T> for Tee<T> {
+    fn collect(&mut self, item: T) {
+        if let Some((last, rest)) = self.outs.split_last_mut() {
+            for out in rest {
+                out.collect(item.clone());
+            }
+            last.collect(item);
+        }
+    }
+    fn event(&mut self, event: ChainEvent) {
+        for out in &mut self.outs {
+            out.event(event);
+        }
+    }
+}
+
+pub(crate) type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+
+/// Keyed aggregation: per-key accumulator in keyed state, one output per input record
+/// (the running result, as Flink's keyed reduce emits).
+pub(crate) struct KeyedAggregateOp<T, K, A, U> {
+    pub key: KeyFn<T, K>,
+    pub init: Arc<dyn Fn() -> A + Send + Sync>,
+    pub add: Arc<dyn Fn(&mut A, &T) + Send + Sync>,
+    pub emit: Arc<dyn Fn(&K, &A, &T) -> U + Send + Sync>,
+    pub state: KeyedState<K, A>,
+    pub down: Out<U>,
+}
+
+impl<T, K, A, U> Collector<T> for KeyedAggregateOp<T, K, A, U>
+where
+    T: Send,
+    K: Hash + Eq + Clone + Send + 'static,
+    A: Send + 'static,
+    U: Send,
+{
+    fn collect(&mut self, item: T) {
+        let key = (self.key)(&item);
+        let acc = self.state.get_or_insert_with(&key, &*self.init);
+        (self.add)(acc, &item);
+        let out = (self.emit)(&key, acc, &item);
+        self.down.collect(out);
+    }
+    fn event(&mut self, event: ChainEvent) {
+        self.down.event(event)
+    }
+}

@@ -1,0 +1,319 @@
+//! The job registry: jobs are named builder functions compiled into the binary, so the
+//! JobManager and every TaskManager derive the same graph from a name and parameters.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::operator::{Origin, Traceable};
+use super::stream::{DataStream, StreamEnv};
+use crate::connectors::log::{GeneratedLog, KeySkew, LogRecord, LogSpec, PartitionedLog};
+use crate::connectors::{LogSource, SinkSpec};
+use crate::graph::JobGraph;
+
+/// A job to run: a registered name plus its parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub name: String,
+    pub params: BTreeMap<String, String>,
+}
+
+impl JobSpec {
+    pub fn new(name: &str) -> Self {
+        JobSpec { name: name.to_string(), params: BTreeMap::new() }
+    }
+
+    pub fn with(mut self, key: &str, value: impl ToString) -> Self {
+        self.params.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Parses `key=value` arguments.
+    pub fn with_args<'a>(mut self, args: impl IntoIterator<Item = &'a str>) -> Result<Self, JobError> {
+        for arg in args {
+            let (k, v) = arg.split_once('=').ok_or_else(|| JobError::InvalidParam {
+                param: arg.to_string(),
+                reason: "expected key=value".into(),
+            })?;
+            self.params.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    #[error("unknown job '{name}'; known jobs: {known}")]
+    UnknownJob { name: String, known: String },
+    #[error("unknown parameter '{param}' for job '{job}'; accepted: {accepted}")]
+    UnknownParam { job: String, param: String, accepted: String },
+    #[error("invalid parameter '{param}': {reason}")]
+    InvalidParam { param: String, reason: String },
+    #[error("operator '{operator}' has parallelism 0; parallelism must be at least 1")]
+    ZeroParallelism { operator: String },
+    #[error("operator '{operator}' has parallelism {parallelism}, above the maximum parallelism {max}")]
+    ParallelismAboveMax { operator: String, parallelism: u32, max: u32 },
+    #[error("forward edge between unequal parallelisms: {from} -> {to}; use rebalance() or key_by()")]
+    ForwardParallelismMismatch { from: String, to: String },
+    #[error("the job graph has a cycle through: {}", operators.join(", "))]
+    Cycle { operators: Vec<String> },
+    #[error("invalid job graph: {0}")]
+    InvalidGraph(String),
+    #[error("source failed: {0}")]
+    Source(String),
+    #[error("sink failed: {0}")]
+    Sink(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Job parameters with typed accessors; every parameter a job reads is recorded so that
+/// anything left over is reported as unknown rather than silently ignored.
+pub struct Params<'a> {
+    job: &'a str,
+    raw: &'a BTreeMap<String, String>,
+    accepted: BTreeSet<&'static str>,
+}
+
+impl<'a> Params<'a> {
+    fn new(spec: &'a JobSpec) -> Self {
+        Params { job: &spec.name, raw: &spec.params, accepted: BTreeSet::new() }
+    }
+
+    pub fn get<T: std::str::FromStr>(&mut self, key: &'static str, default: T) -> Result<T, JobError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.accepted.insert(key);
+        match self.raw.get(key) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e: T::Err| JobError::InvalidParam { param: key.into(), reason: format!("'{v}': {e}") }),
+        }
+    }
+
+    fn finish(self) -> Result<(), JobError> {
+        match self.raw.keys().find(|k| !self.accepted.contains(k.as_str())) {
+            None => Ok(()),
+            Some(k) => Err(JobError::UnknownParam {
+                job: self.job.to_string(),
+                param: k.clone(),
+                accepted: self.accepted.iter().copied().collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+}
+
+type JobBuilder = fn(&mut Params<'_>, &StreamEnv) -> Result<(), JobError>;
+
+/// The built-in jobs: (name, description, builder).
+pub const JOBS: &[(&str, &str, JobBuilder)] = &[
+    ("wordcount", "generated lines -> split words -> key_by word -> running count -> sink", wordcount),
+    ("keyed-count", "partitioned log -> map -> key_by key -> keyed count -> sink", keyed_count),
+    (
+        "ad-stats",
+        "impressions + clicks logs -> map -> union -> key_by ad -> tumbling 1 s window -> sink",
+        ad_stats,
+    ),
+];
+
+/// Builds the job graph for `spec`: the one place JobManager and TaskManagers get a graph from.
+pub fn build_job(spec: &JobSpec, max_parallelism: u32) -> Result<JobGraph, JobError> {
+    let Some((_, _, builder)) = JOBS.iter().find(|(name, _, _)| *name == spec.name) else {
+        let known = JOBS.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", ");
+        return Err(JobError::UnknownJob { name: spec.name.clone(), known });
+    };
+    let mut params = Params::new(spec);
+    let parallelism = params.get("parallelism", 2u32)?;
+    let env = StreamEnv::new(parallelism);
+    builder(&mut params, &env)?;
+    params.finish()?;
+    JobGraph::compile(&spec.name, env.into_logical(), max_parallelism)
+}
+
+/// Common source parameters: the log to read, its partitioning, pacing.
+struct SourceParams {
+    log: Arc<dyn PartitionedLog>,
+    parallelism: u32,
+    rate: Option<f64>,
+}
+
+fn source_params(p: &mut Params<'_>, seed_offset: u64, default_parallelism: u32) -> Result<SourceParams, JobError> {
+    let parallelism = p.get("source-parallelism", default_parallelism)?;
+    let partitions = p.get("partitions", parallelism.max(1))?;
+    let records: u64 = p.get("records", 10_000u64)?;
+    let keys = p.get("keys", 1024u64)?.max(1);
+    let seed = p.get("seed", 1u64)?;
+    let hot = p.get("hot-key-per-mille", 0u32)?;
+    let rate = p.get("rate", 0f64)?;
+    let input: String = p.get("input", String::new())?;
+    let spec = if input.is_empty() {
+        LogSpec::Generated(GeneratedLog {
+            seed: seed.wrapping_add(seed_offset),
+            partitions,
+            records_per_partition: (records > 0).then_some(records.div_ceil(partitions.max(1) as u64)),
+            keys,
+            key_skew: if hot > 0 { KeySkew::HotKey { per_mille: hot } } else { KeySkew::Sequential },
+            payload_bytes: 8,
+            timestamp_step_ms: 1,
+        })
+    } else {
+        LogSpec::File(input.into())
+    };
+    let log = spec.open().map_err(|e| JobError::Source(e.to_string()))?;
+    let rate = (rate > 0.0).then(|| rate / parallelism.max(1) as f64);
+    Ok(SourceParams { log, parallelism, rate })
+}
+
+fn log_source(env: &StreamEnv, name: &str, s: SourceParams) -> DataStream<LogRecord> {
+    let SourceParams { log, parallelism, rate } = s;
+    env.source(name, move |ctx| Ok(Box::new(LogSource::new(log.clone(), ctx.parallelism, ctx.subtask(), rate)) as _))
+        .parallelism(parallelism)
+}
+
+fn sink_param(p: &mut Params<'_>) -> Result<SinkSpec, JobError> {
+    p.get("sink", SinkSpec::Discard)
+}
+
+/// One record of the benchmark shape: sequence number, key, 8-byte payload, provenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub key: u64,
+    pub payload: u64,
+    pub origin: Origin,
+}
+
+/// The running count of a key after one of its records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCount {
+    pub key: u64,
+    pub count: u64,
+    pub origin: Origin,
+}
+
+impl Traceable for KeyCount {
+    fn origin(&self) -> Option<Origin> {
+        Some(self.origin)
+    }
+}
+
+fn keyed_count(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
+    let parallelism = p.get("parallelism", 2u32)?;
+    let source = source_params(p, 0, parallelism)?;
+    let sink = sink_param(p)?;
+    log_source(env, "source", source)
+        .map("map", |r: LogRecord| Event {
+            key: r.key,
+            payload: u64::from_le_bytes(r.payload.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8])),
+            origin: r.origin(),
+        })
+        .key_by(|e: &Event| e.key)
+        .aggregate("count", || 0u64, |n, _e| *n += 1, |k, n, e| KeyCount { key: *k, count: *n, origin: e.origin })
+        .parallelism(parallelism)
+        .sink("sink", move |ctx| sink.instantiate(ctx));
+    Ok(())
+}
+
+/// A word's running count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WordCount {
+    pub word: String,
+    pub count: u64,
+    pub origin: Origin,
+}
+
+impl Traceable for WordCount {
+    fn origin(&self) -> Option<Origin> {
+        Some(self.origin)
+    }
+}
+
+const VOCABULARY: &[&str] = &[
+    "stream", "state", "barrier", "window", "key", "slot", "task", "shuffle", "credit", "buffer", "region", "failover",
+    "checkpoint", "watermark", "source", "sink",
+];
+
+/// The words of a generated line: a pure function of the record, so replays agree.
+pub fn words_of(record: &LogRecord) -> Vec<&'static str> {
+    let mut x = record.key.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ record.offset;
+    (0..4 + (record.key % 4))
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            VOCABULARY[(x >> 33) as usize % VOCABULARY.len()]
+        })
+        .collect()
+}
+
+fn wordcount(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
+    let parallelism = p.get("parallelism", 2u32)?;
+    let source = source_params(p, 0, parallelism)?;
+    let sink = sink_param(p)?;
+    log_source(env, "lines", source)
+        .flat_map("split", |r: LogRecord| {
+            let origin = r.origin();
+            words_of(&r).into_iter().map(move |w| (w.to_string(), origin))
+        })
+        .key_by(|(w, _): &(String, Origin)| w.clone())
+        .aggregate("count", || 0u64, |n, _| *n += 1, |w, n, (_, o)| WordCount { word: w.clone(), count: *n, origin: *o })
+        .parallelism(parallelism)
+        .sink("sink", move |ctx| sink.instantiate(ctx));
+    Ok(())
+}
+
+/// One ad event after normalisation: which ad, whether it is a click, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdEvent {
+    pub ad: u64,
+    pub click: bool,
+    pub ts: u64,
+    pub origin: Origin,
+}
+
+/// Impressions and clicks of one ad in one tumbling window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdStats {
+    pub ad: u64,
+    pub window_start: u64,
+    pub impressions: u64,
+    pub clicks: u64,
+}
+
+impl Traceable for AdStats {
+    fn origin(&self) -> Option<Origin> {
+        None
+    }
+}
+
+fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
+    let parallelism = p.get("parallelism", 2u32)?;
+    let window_ms = p.get("window-ms", 1000u64)?;
+    let impressions = source_params(p, 0, parallelism)?;
+    // Clicks: a second log from another seed, a tenth of the volume.
+    let clicks_log = GeneratedLog {
+        seed: p.get("seed", 1u64)?.wrapping_add(7919),
+        partitions: 1,
+        records_per_partition: Some(p.get("records", 10_000u64)?.div_ceil(10).max(1)),
+        keys: p.get("keys", 1024u64)?.max(1),
+        key_skew: KeySkew::Sequential,
+        payload_bytes: 8,
+        timestamp_step_ms: 10,
+    };
+    let clicks = SourceParams { log: Arc::new(clicks_log), parallelism: 1, rate: impressions.rate.map(|r| r / 10.0) };
+    let sink = sink_param(p)?;
+    let to_event = |click: bool| move |r: LogRecord| AdEvent { ad: r.key, click, ts: r.timestamp_ms, origin: r.origin() };
+    let imps = log_source(env, "impressions", impressions).map("parse-impression", to_event(false));
+    let clks = log_source(env, "clicks", clicks).map("parse-click", to_event(true));
+    imps.union(clks)
+        .key_by(|e: &AdEvent| e.ad)
+        .tumbling_window(
+            "window",
+            window_ms,
+            |e: &AdEvent| e.ts,
+            || (0u64, 0u64),
+            |acc, e| if e.click { acc.1 += 1 } else { acc.0 += 1 },
+            |ad, w, acc| AdStats { ad: *ad, window_start: w.start, impressions: acc.0, clicks: acc.1 },
+        )
+        .parallelism(parallelism)
+        .sink("sink", move |ctx| sink.instantiate(ctx));
+    Ok(())
+}

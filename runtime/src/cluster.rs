@@ -1,0 +1,76 @@
+//! LocalCluster: a JobManager and N TaskManagers in one process, talking over loopback TCP
+//! exactly as separate processes would.
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::api::JobSpec;
+use crate::config::Configuration;
+use crate::connectors::CollectStore;
+use crate::jobmanager::client::{submit_job, Accepted, SubmitError};
+use crate::jobmanager::run_jobmanager;
+use crate::rpc::{JobStatusReport, RpcError};
+use crate::taskmanager::{MemoryAccount, TaskManager, TaskManagerOptions};
+
+pub struct LocalCluster {
+    pub jobmanager: String,
+    pub config: Configuration,
+    /// Shared by every TaskManager: what `sink=collect` jobs wrote.
+    pub collect: CollectStore,
+    pub taskmanagers: Vec<LocalTaskManager>,
+    jm: JoinHandle<()>,
+}
+
+pub struct LocalTaskManager {
+    pub name: String,
+    pub memory: MemoryAccount,
+    handle: JoinHandle<()>,
+}
+
+impl LocalCluster {
+    /// Starts a JobManager on an ephemeral loopback port and `taskmanagers` TaskManagers.
+    pub async fn start(taskmanagers: u32, config: Configuration) -> Result<LocalCluster, RpcError> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let jobmanager = listener.local_addr()?.to_string();
+        let jm = tokio::spawn(run_jobmanager(listener, config.clone()));
+        let collect = CollectStore::new();
+        let mut tms = Vec::new();
+        for i in 1..=taskmanagers {
+            let opts = TaskManagerOptions {
+                name: format!("tm-{i}"),
+                jobmanager: jobmanager.clone(),
+                data_bind: "127.0.0.1:0".into(),
+                config: config.clone(),
+                collect: Some(collect.clone()),
+            };
+            let tm = TaskManager::start(opts).await?;
+            let memory = tm.memory();
+            tms.push(LocalTaskManager { name: format!("tm-{i}"), memory, handle: tokio::spawn(tm.run()) });
+        }
+        Ok(LocalCluster { jobmanager, config, collect, taskmanagers: tms, jm })
+    }
+
+    /// Runs a job to its end, reporting progress.
+    pub async fn run_job(
+        &self,
+        spec: &JobSpec,
+        on_accepted: impl FnMut(&Accepted),
+        on_status: impl FnMut(&JobStatusReport),
+    ) -> Result<JobStatusReport, SubmitError> {
+        submit_job(&self.jobmanager, spec, &self.config, on_accepted, on_status).await
+    }
+
+    /// Stops TaskManager `index` (0-based) as a crash would: its tasks and connections vanish.
+    pub fn kill_taskmanager(&self, index: usize) {
+        if let Some(tm) = self.taskmanagers.get(index) {
+            tm.handle.abort();
+        }
+    }
+
+    pub fn shutdown(self) {
+        for tm in &self.taskmanagers {
+            tm.handle.abort();
+        }
+        self.jm.abort();
+    }
+}

@@ -1,0 +1,140 @@
+//! Sources: readers that pull from an external system and push into their operator chain.
+
+use std::sync::Arc;
+
+use crate::api::operator::{ChainEvent, Collector, Origin, Out};
+use crate::api::JobError;
+
+use super::log::{assign_partitions, LogRecord, PartitionedLog};
+
+/// What one poll of a source produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceStatus {
+    Emitted(usize),
+    Finished,
+}
+
+/// A typed source reader for one subtask.
+pub trait SourceReader<T>: Send {
+    /// Pushes at most `max` records into `out`.
+    fn poll_next(&mut self, max: usize, out: &mut dyn Collector<T>) -> Result<SourceStatus, JobError>;
+    /// Event time reached on every partition this reader owns, if it tracks event time.
+    fn watermark(&self) -> Option<u64>;
+    /// Records per second this reader should emit (pacing), if limited.
+    fn rate(&self) -> Option<f64>;
+}
+
+/// A source reader together with its operator chain, with the record type erased: what a
+/// source task drives.
+pub trait SourceDriver: Send {
+    fn poll(&mut self, max: usize) -> Result<SourceStatus, JobError>;
+    fn event(&mut self, event: ChainEvent);
+    fn watermark(&self) -> Option<u64>;
+    fn rate(&self) -> Option<f64>;
+}
+
+pub(crate) struct TypedSourceDriver<T> {
+    reader: Box<dyn SourceReader<T>>,
+    chain: Out<T>,
+}
+
+impl<T> TypedSourceDriver<T> {
+    pub fn new(reader: Box<dyn SourceReader<T>>, chain: Out<T>) -> Self {
+        TypedSourceDriver { reader, chain }
+    }
+}
+
+impl<T: Send> SourceDriver for TypedSourceDriver<T> {
+    fn poll(&mut self, max: usize) -> Result<SourceStatus, JobError> {
+        self.reader.poll_next(max, &mut *self.chain)
+    }
+    fn event(&mut self, event: ChainEvent) {
+        self.chain.event(event)
+    }
+    fn watermark(&self) -> Option<u64> {
+        self.reader.watermark()
+    }
+    fn rate(&self) -> Option<f64> {
+        self.reader.rate()
+    }
+}
+
+/// Reads the partitions of a `PartitionedLog` assigned to one subtask, round robin, from given
+/// start offsets (so a restore can rewind it).
+pub struct LogSource {
+    log: Arc<dyn PartitionedLog>,
+    /// (partition, next offset, last timestamp seen, finished)
+    cursors: Vec<PartitionCursor>,
+    next: usize,
+    rate: Option<f64>,
+    batch: Vec<LogRecord>,
+}
+
+struct PartitionCursor {
+    partition: u32,
+    offset: u64,
+    last_ts: u64,
+    done: bool,
+}
+
+impl LogSource {
+    /// `rate` is this subtask's share of records per second, if paced.
+    pub fn new(log: Arc<dyn PartitionedLog>, parallelism: u32, subtask: u32, rate: Option<f64>) -> Self {
+        let cursors = assign_partitions(log.partitions(), parallelism, subtask)
+            .into_iter()
+            .map(|partition| PartitionCursor { partition, offset: 0, last_ts: 0, done: false })
+            .collect();
+        LogSource { log, cursors, next: 0, rate, batch: Vec::new() }
+    }
+
+    /// Current read position per partition.
+    pub fn offsets(&self) -> Vec<(u32, u64)> {
+        self.cursors.iter().map(|c| (c.partition, c.offset)).collect()
+    }
+}
+
+impl SourceReader<LogRecord> for LogSource {
+    fn poll_next(&mut self, max: usize, out: &mut dyn Collector<LogRecord>) -> Result<SourceStatus, JobError> {
+        let live = self.cursors.iter().filter(|c| !c.done).count();
+        if live == 0 {
+            return Ok(SourceStatus::Finished);
+        }
+        // Advance to the next live partition, round robin, so partitions progress evenly.
+        while self.cursors[self.next % self.cursors.len()].done {
+            self.next += 1;
+        }
+        let idx = self.next % self.cursors.len();
+        self.next += 1;
+        let cursor = &mut self.cursors[idx];
+        self.batch.clear();
+        let n = self
+            .log
+            .read(cursor.partition, cursor.offset, max, &mut self.batch)
+            .map_err(|e| JobError::Source(e.to_string()))?;
+        if n == 0 {
+            cursor.done = true;
+            return Ok(SourceStatus::Emitted(0));
+        }
+        cursor.offset += n as u64;
+        for record in self.batch.drain(..) {
+            cursor.last_ts = cursor.last_ts.max(record.timestamp_ms);
+            out.collect(record);
+        }
+        Ok(SourceStatus::Emitted(n))
+    }
+
+    fn watermark(&self) -> Option<u64> {
+        // A subtask without partitions must not hold event time back: it is at the end.
+        Some(self.cursors.iter().map(|c| if c.done { u64::MAX } else { c.last_ts }).min().unwrap_or(u64::MAX))
+    }
+
+    fn rate(&self) -> Option<f64> {
+        self.rate
+    }
+}
+
+impl LogRecord {
+    pub fn origin(&self) -> Origin {
+        Origin { partition: self.partition, offset: self.offset }
+    }
+}

@@ -1,0 +1,297 @@
+//! Compiling a logical graph into a JobGraph: partitioner resolution, validation and chaining.
+
+use std::sync::Arc;
+
+use super::{EdgeId, NodeId, PartitionerKind, ResultType, VertexId};
+use crate::api::stream::{LogicalGraph, NodeKind};
+use crate::api::JobError;
+
+/// A vertex: a chain of operators that runs as one task per subtask.
+#[derive(Debug, Clone)]
+pub struct JobVertex {
+    pub id: VertexId,
+    pub name: String,
+    pub parallelism: u32,
+    /// Chained operators, head first.
+    pub nodes: Vec<NodeId>,
+    pub inputs: Vec<EdgeId>,
+    pub outputs: Vec<EdgeId>,
+    pub slot_sharing_group: String,
+    /// Relative cost per subtask (sum of the chained operators' weights).
+    pub weight: u32,
+    pub is_source: bool,
+    pub is_sink: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobEdge {
+    pub id: EdgeId,
+    pub source: VertexId,
+    pub target: VertexId,
+    pub partitioner: PartitionerKind,
+    pub result_type: ResultType,
+    /// The logical edge this job edge realises: (consumer node, index among its inputs).
+    pub(crate) logical: (NodeId, usize),
+}
+
+/// Where one input channel of a consumer subtask reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputChannelSpec {
+    pub edge: EdgeId,
+    pub producer_subtask: u32,
+    pub subpartition: u32,
+}
+
+pub struct JobGraph {
+    pub name: String,
+    pub vertices: Vec<JobVertex>,
+    pub edges: Vec<JobEdge>,
+    pub max_parallelism: u32,
+    pub(crate) logical: Arc<LogicalGraph>,
+}
+
+impl std::fmt::Debug for JobGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobGraph")
+            .field("name", &self.name)
+            .field("vertices", &self.vertices)
+            .field("edges", &self.edges)
+            .finish()
+    }
+}
+
+impl JobGraph {
+    /// Validates the logical graph and chains it into vertices.
+    pub(crate) fn compile(name: &str, mut logical: LogicalGraph, max_parallelism: u32) -> Result<JobGraph, JobError> {
+        validate_nodes(&logical, max_parallelism)?;
+        check_acyclic(&logical)?;
+        resolve_partitioners(&mut logical)?;
+        let consumers = consumers_of(&logical);
+        check_consumed(&logical, &consumers)?;
+        let chained_to_upstream = chaining(&logical, &consumers);
+        let (vertices, node_vertex) = build_vertices(&logical, &consumers, &chained_to_upstream);
+        let mut graph =
+            JobGraph { name: name.to_string(), vertices, edges: Vec::new(), max_parallelism, logical: Arc::new(logical) };
+        graph.connect(&node_vertex, &chained_to_upstream);
+        Ok(graph)
+    }
+
+    fn connect(&mut self, node_vertex: &[VertexId], chained: &[bool]) {
+        for (target, node) in self.logical.nodes.iter().enumerate() {
+            if chained[target] {
+                continue;
+            }
+            for (i, input) in node.inputs.iter().enumerate() {
+                let id = EdgeId(self.edges.len() as u32);
+                let (source, target_v) = (node_vertex[input.from.0 as usize], node_vertex[target]);
+                self.edges.push(JobEdge {
+                    id,
+                    source,
+                    target: target_v,
+                    partitioner: input.partitioner,
+                    result_type: input.result_type,
+                    logical: (NodeId(target as u32), i),
+                });
+                self.vertices[source.0 as usize].outputs.push(id);
+                self.vertices[target_v.0 as usize].inputs.push(id);
+            }
+        }
+    }
+
+    pub fn vertex(&self, id: VertexId) -> &JobVertex {
+        &self.vertices[id.0 as usize]
+    }
+
+    pub fn edge(&self, id: EdgeId) -> &JobEdge {
+        &self.edges[id.0 as usize]
+    }
+
+    pub fn subtask_count(&self) -> u32 {
+        self.vertices.iter().map(|v| v.parallelism).sum()
+    }
+
+    /// How many subpartitions the producer of `edge` writes: one per consumer, or one for a
+    /// pointwise (forward) edge.
+    pub fn subpartitions(&self, edge: EdgeId) -> u32 {
+        let e = self.edge(edge);
+        if e.partitioner.is_pointwise() {
+            1
+        } else {
+            self.vertex(e.target).parallelism
+        }
+    }
+
+    /// The input channels of consumer `subtask` of `vertex`, in gate order.
+    pub fn input_channels(&self, vertex: VertexId, subtask: u32) -> Vec<InputChannelSpec> {
+        let mut channels = Vec::new();
+        for &edge in &self.vertex(vertex).inputs {
+            let e = self.edge(edge);
+            if e.partitioner.is_pointwise() {
+                channels.push(InputChannelSpec { edge, producer_subtask: subtask, subpartition: 0 });
+            } else {
+                for producer in 0..self.vertex(e.source).parallelism {
+                    channels.push(InputChannelSpec { edge, producer_subtask: producer, subpartition: subtask });
+                }
+            }
+        }
+        channels
+    }
+}
+
+fn validate_nodes(logical: &LogicalGraph, max_parallelism: u32) -> Result<(), JobError> {
+    if !logical.nodes.iter().any(|n| matches!(n.kind, NodeKind::Source(_))) {
+        return Err(JobError::InvalidGraph("the job has no source".into()));
+    }
+    if !logical.nodes.iter().any(|n| matches!(n.kind, NodeKind::Sink(_))) {
+        return Err(JobError::InvalidGraph("the job has no sink".into()));
+    }
+    for node in &logical.nodes {
+        if node.parallelism == 0 {
+            return Err(JobError::ZeroParallelism { operator: node.name.clone() });
+        }
+        if node.parallelism > max_parallelism {
+            return Err(JobError::ParallelismAboveMax {
+                operator: node.name.clone(),
+                parallelism: node.parallelism,
+                max: max_parallelism,
+            });
+        }
+        if node.inputs.iter().any(|e| e.from.0 as usize >= logical.nodes.len()) {
+            return Err(JobError::InvalidGraph(format!("operator '{}' reads from an unknown operator", node.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Kahn's algorithm over the logical edges; a node left over lies on a cycle.
+fn check_acyclic(logical: &LogicalGraph) -> Result<(), JobError> {
+    let n = logical.nodes.len();
+    let mut indegree: Vec<usize> = logical.nodes.iter().map(|node| node.inputs.len()).collect();
+    let mut outs: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (to, node) in logical.nodes.iter().enumerate() {
+        for e in &node.inputs {
+            outs[e.from.0 as usize].push(to);
+        }
+    }
+    let mut ready: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut seen = 0;
+    while let Some(i) = ready.pop() {
+        seen += 1;
+        for &to in &outs[i] {
+            indegree[to] -= 1;
+            if indegree[to] == 0 {
+                ready.push(to);
+            }
+        }
+    }
+    if seen == n {
+        return Ok(());
+    }
+    let on_cycle = (0..n).filter(|&i| indegree[i] > 0).map(|i| logical.nodes[i].name.clone()).collect();
+    Err(JobError::Cycle { operators: on_cycle })
+}
+
+/// Default edges become forward or rebalance (Flink's rule); forward needs equal parallelism.
+fn resolve_partitioners(logical: &mut LogicalGraph) -> Result<(), JobError> {
+    let parallelism: Vec<u32> = logical.nodes.iter().map(|n| n.parallelism).collect();
+    let names: Vec<String> = logical.nodes.iter().map(|n| n.name.clone()).collect();
+    for node in &mut logical.nodes {
+        for edge in &mut node.inputs {
+            let from_p = parallelism[edge.from.0 as usize];
+            match edge.partitioner {
+                PartitionerKind::Default if from_p == node.parallelism => edge.partitioner = PartitionerKind::Forward,
+                PartitionerKind::Default => edge.partitioner = PartitionerKind::Rebalance,
+                PartitionerKind::Forward if from_p != node.parallelism => {
+                    return Err(JobError::ForwardParallelismMismatch {
+                        from: format!("{} (parallelism {from_p})", names[edge.from.0 as usize]),
+                        to: format!("{} (parallelism {})", node.name, node.parallelism),
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// For each node, its consumers as (consumer node, input index).
+fn consumers_of(logical: &LogicalGraph) -> Vec<Vec<(usize, usize)>> {
+    let mut consumers = vec![Vec::new(); logical.nodes.len()];
+    for (to, node) in logical.nodes.iter().enumerate() {
+        for (i, e) in node.inputs.iter().enumerate() {
+            consumers[e.from.0 as usize].push((to, i));
+        }
+    }
+    consumers
+}
+
+fn check_consumed(logical: &LogicalGraph, consumers: &[Vec<(usize, usize)>]) -> Result<(), JobError> {
+    for (i, node) in logical.nodes.iter().enumerate() {
+        let is_sink = matches!(node.kind, NodeKind::Sink(_));
+        if !is_sink && consumers[i].is_empty() {
+            return Err(JobError::InvalidGraph(format!(
+                "the output of operator '{}' is never consumed; add a sink",
+                node.name
+            )));
+        }
+        if is_sink && !consumers[i].is_empty() {
+            return Err(JobError::InvalidGraph(format!("sink '{}' cannot have consumers", node.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Flink's chaining rule: a node joins its upstream's chain when it is that upstream's only
+/// consumer, reads only from it, over a pipelined forward edge, in the same slot-sharing group.
+fn chaining(logical: &LogicalGraph, consumers: &[Vec<(usize, usize)>]) -> Vec<bool> {
+    logical
+        .nodes
+        .iter()
+        .map(|node| {
+            let [edge] = node.inputs.as_slice() else { return false };
+            let up = &logical.nodes[edge.from.0 as usize];
+            edge.partitioner == PartitionerKind::Forward
+                && edge.result_type == ResultType::Pipelined
+                && consumers[edge.from.0 as usize].len() == 1
+                && up.parallelism == node.parallelism
+                && up.slot_sharing_group == node.slot_sharing_group
+        })
+        .collect()
+}
+
+fn build_vertices(
+    logical: &LogicalGraph,
+    consumers: &[Vec<(usize, usize)>],
+    chained: &[bool],
+) -> (Vec<JobVertex>, Vec<VertexId>) {
+    let mut vertices = Vec::new();
+    let mut node_vertex = vec![VertexId(0); logical.nodes.len()];
+    for head in (0..logical.nodes.len()).filter(|&i| !chained[i]) {
+        let id = VertexId(vertices.len() as u32);
+        let mut nodes = vec![head];
+        while let [(next, _)] = consumers[*nodes.last().expect("non-empty")].as_slice() {
+            if !chained[*next] {
+                break;
+            }
+            nodes.push(*next);
+        }
+        for &n in &nodes {
+            node_vertex[n] = id;
+        }
+        let head_node = &logical.nodes[head];
+        let names: Vec<&str> = nodes.iter().map(|&n| logical.nodes[n].name.as_str()).collect();
+        vertices.push(JobVertex {
+            id,
+            name: names.join(" -> "),
+            parallelism: head_node.parallelism,
+            nodes: nodes.iter().map(|&n| NodeId(n as u32)).collect(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            slot_sharing_group: head_node.slot_sharing_group.clone(),
+            weight: nodes.iter().map(|&n| logical.nodes[n].weight).sum(),
+            is_source: matches!(head_node.kind, NodeKind::Source(_)),
+            is_sink: nodes.iter().any(|&n| matches!(logical.nodes[n].kind, NodeKind::Sink(_))),
+        });
+    }
+    (vertices, node_vertex)
+}

@@ -1,0 +1,56 @@
+//! Submitting a job to a JobManager and following it to the end.
+
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::api::JobSpec;
+use crate::config::Configuration;
+use crate::rpc::handshake::connect_handshake;
+use crate::rpc::{credentials, framed, ClientToJm, JmToClient, JobStatusReport, PeerRole, RpcError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("cannot reach the JobManager: {0}")]
+    Rpc(#[from] RpcError),
+    #[error("job rejected: {0}")]
+    Rejected(String),
+    #[error("the JobManager closed the connection before the job ended")]
+    Disconnected,
+}
+
+/// What the client learns when the job is accepted.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub job: u64,
+    pub vertices: Vec<String>,
+    pub subtasks: u32,
+}
+
+/// Submits `spec` and reports every status update to `on_status` until the job ends;
+/// returns the final status.
+pub async fn submit_job(
+    jobmanager: &str,
+    spec: &JobSpec,
+    config: &Configuration,
+    mut on_accepted: impl FnMut(&Accepted),
+    mut on_status: impl FnMut(&JobStatusReport),
+) -> Result<JobStatusReport, SubmitError> {
+    let stream = TcpStream::connect(jobmanager).await.map_err(RpcError::from)?;
+    let (mut reader, mut writer) = framed(stream, config.max_frame_size());
+    connect_handshake(&mut reader, &mut writer, &credentials(config), PeerRole::Client, "client", Duration::from_secs(10)).await?;
+    writer.send(&ClientToJm::Submit { spec: spec.clone(), config: config.clone() }).await?;
+    loop {
+        match reader.recv::<JmToClient>().await? {
+            Some(JmToClient::Accepted { job, vertices, subtasks }) => on_accepted(&Accepted { job, vertices, subtasks }),
+            Some(JmToClient::Rejected { reason }) => return Err(SubmitError::Rejected(reason)),
+            Some(JmToClient::Status(report)) => {
+                on_status(&report);
+                if report.status.is_terminal() {
+                    return Ok(report);
+                }
+            }
+            None => return Err(SubmitError::Disconnected),
+        }
+    }
+}

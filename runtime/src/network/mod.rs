@@ -1,0 +1,41 @@
+//! The data plane: result partitions with one subpartition per consumer, input gates with one
+//! channel per producer, local (in-process) and remote (TCP, multiplexed per TaskManager pair)
+//! channels, and credit-based flow control on the remote ones.
+//!
+//! A producer task serializes records into buffers (`writer`), hands full buffers to bounded
+//! subpartition queues (`partition`) and blocks when they are full: that is back-pressure. A
+//! local consumer reads the queue directly; a remote one is served by the producer's data
+//! server (`transport`), which sends a buffer only against a credit the consumer granted, so a
+//! slow consumer never blocks the shared connection and memory stays bounded.
+
+pub mod decoder;
+pub mod gate;
+pub mod partition;
+pub mod transport;
+pub mod writer;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::taskmanager::BufferGuard;
+
+/// An in-band event on a channel, ordered with the data buffers around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamEvent {
+    /// Every record the producer sends after this has a timestamp >= the watermark.
+    Watermark(u64),
+    /// The producer finished; nothing follows on this channel.
+    EndOfPartition,
+}
+
+/// What travels through a subpartition or channel: serialized records, or one event.
+#[derive(Debug)]
+pub enum NetBuffer {
+    /// Records encoded back to back, with the memory they hold accounted until dropped.
+    Data(Bytes, BufferGuard),
+    Event(StreamEvent),
+}
+
+pub use gate::{GateItem, InputChannel, InputGate};
+pub use partition::{PartitionRegistry, SubpartitionKey};
+pub use transport::{DataClient, DataServer};

@@ -1,0 +1,93 @@
+//! Result partitions on the producer side and the TaskManager-wide registry consumers claim
+//! subpartitions from.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::NetBuffer;
+use crate::graph::{EdgeId, ExecutionAttemptId};
+
+/// Names one subpartition: which job, which producer attempt, which edge, which consumer.
+/// The producer attempt is part of the name, so a consumer can only ever reach the attempt it
+/// was told about: a request for a replaced attempt finds nothing (fencing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SubpartitionKey {
+    pub job: u64,
+    pub producer: ExecutionAttemptId,
+    pub edge: EdgeId,
+    pub index: u32,
+}
+
+enum Slot {
+    Ready(mpsc::Receiver<NetBuffer>),
+    Waiting(oneshot::Sender<mpsc::Receiver<NetBuffer>>),
+}
+
+/// The subpartition queues of every producer task on this TaskManager, until their consumer
+/// (local channel or remote data connection) claims them. A consumer may ask before its
+/// producer is deployed: it then waits for the registration.
+#[derive(Clone, Default)]
+pub struct PartitionRegistry {
+    slots: Arc<Mutex<BTreeMap<SubpartitionKey, Slot>>>,
+}
+
+impl PartitionRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<SubpartitionKey, Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates the bounded queue of one subpartition; the producer keeps the sender.
+    pub fn create(&self, key: SubpartitionKey, capacity: usize) -> mpsc::Sender<NetBuffer> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let mut slots = self.lock();
+        match slots.remove(&key) {
+            Some(Slot::Waiting(waiter)) => {
+                if let Err(rx) = waiter.send(rx) {
+                    slots.insert(key, Slot::Ready(rx));
+                }
+            }
+            _ => {
+                slots.insert(key, Slot::Ready(rx));
+            }
+        }
+        tx
+    }
+
+    /// Claims a subpartition's queue, waiting for its producer to register it.
+    pub async fn take(&self, key: SubpartitionKey) -> Option<mpsc::Receiver<NetBuffer>> {
+        let waiter = {
+            let mut slots = self.lock();
+            match slots.remove(&key) {
+                Some(Slot::Ready(rx)) => return Some(rx),
+                _ => {
+                    let (tx, rx) = oneshot::channel();
+                    slots.insert(key, Slot::Waiting(tx));
+                    rx
+                }
+            }
+        };
+        waiter.await.ok()
+    }
+
+    /// Forgets every subpartition of a producer attempt (it ended or was cancelled); waiting
+    /// consumers see their request fail.
+    pub fn release(&self, job: u64, producer: ExecutionAttemptId) {
+        self.lock().retain(|k, _| !(k.job == job && k.producer == producer));
+    }
+
+    /// Forgets everything of a job.
+    pub fn release_job(&self, job: u64) {
+        self.lock().retain(|k, _| k.job != job);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

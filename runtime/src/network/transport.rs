@@ -1,0 +1,301 @@
+//! Remote channels: one TCP connection per (consumer TaskManager, producer TaskManager) pair,
+//! with every remote channel between them multiplexed over it, and credit-based flow control.
+//!
+//! The consumer opens a channel with a `Request` carrying its initial credit (the buffers it
+//! has reserved for that channel). The producer's data server forwards one buffer per credit
+//! and then waits; the consumer grants a credit back each time its task takes a buffer. So a
+//! slow consumer stalls only its own channels, the shared connection never blocks, and the
+//! memory held on both sides is bounded by the credits.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::{NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey};
+use crate::graph::ExecutionAttemptId;
+use crate::rpc::frame::{framed, RpcError};
+use crate::rpc::handshake::{accept_handshake, connect_handshake, Credentials, PeerRole};
+use crate::taskmanager::MemoryAccount;
+use crate::util::AbortOnDrop;
+
+/// Messages of the data-plane protocol, both directions.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum DataMsg {
+    /// Consumer -> producer: open `channel` reading `key`, with `credit` buffers granted.
+    Request { channel: u32, key: SubpartitionKey, consumer: ExecutionAttemptId, credit: u32 },
+    /// Consumer -> producer: `n` more buffers may be sent on `channel`.
+    Credit { channel: u32, n: u32 },
+    /// Consumer -> producer: the channel is no longer read.
+    Cancel { channel: u32 },
+    /// Producer -> consumer: one data buffer.
+    Buffer { channel: u32, data: Bytes },
+    /// Producer -> consumer: one in-band event.
+    Event { channel: u32, event: StreamEvent },
+    /// Producer -> consumer: the channel failed (unknown partition, producer gone).
+    ChannelError { channel: u32, reason: String },
+}
+
+/// Settings shared by both ends of the data plane.
+#[derive(Clone)]
+pub struct DataPlaneConfig {
+    pub credentials: Arc<Credentials>,
+    pub max_frame: usize,
+    /// How long a request may wait for its producer to register the partition.
+    pub request_timeout: Duration,
+    pub handshake_timeout: Duration,
+}
+
+/// The producer side: serves subpartitions of this TaskManager to remote consumers.
+pub struct DataServer;
+
+impl DataServer {
+    /// Accepts data connections until the returned task is aborted.
+    pub fn spawn(listener: TcpListener, registry: PartitionRegistry, config: DataPlaneConfig, name: String) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        let (registry, config, name) = (registry.clone(), config.clone(), name.clone());
+                        tokio::spawn(async move {
+                            if let Err(e) = serve_connection(stream, registry, config).await {
+                                tracing::warn!(tm = %name, peer = %peer, error = %e, "data connection closed");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(tm = %name, error = %e, "data server accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Aborts a connection's forwarders when the connection ends.
+struct Forwarders(BTreeMap<u32, (Arc<Semaphore>, JoinHandle<()>)>);
+
+impl Drop for Forwarders {
+    fn drop(&mut self) {
+        for (_, (_, task)) in std::mem::take(&mut self.0) {
+            task.abort();
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, registry: PartitionRegistry, config: DataPlaneConfig) -> Result<(), RpcError> {
+    stream.set_nodelay(true)?;
+    let (mut reader, mut writer) = framed(stream, config.max_frame);
+    accept_handshake(&mut reader, &mut writer, &config.credentials, &[PeerRole::DataPlane], config.handshake_timeout).await?;
+    let (out, mut out_rx) = mpsc::unbounded_channel::<DataMsg>();
+    let writer_task = tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            if writer.send(&msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let _writer_guard = AbortOnDrop(writer_task);
+    let mut forwarders = Forwarders(BTreeMap::new());
+    while let Some(msg) = reader.recv::<DataMsg>().await? {
+        match msg {
+            DataMsg::Request { channel, key, consumer, credit } => {
+                tracing::debug!(%consumer, producer = %key.producer, sub = key.index, "partition requested");
+                let credits = Arc::new(Semaphore::new(credit as usize));
+                let task = tokio::spawn(forward(channel, key, registry.clone(), credits.clone(), out.clone(), config.request_timeout));
+                if let Some((_, old)) = forwarders.0.insert(channel, (credits, task)) {
+                    old.abort();
+                }
+            }
+            DataMsg::Credit { channel, n } => {
+                if let Some((credits, _)) = forwarders.0.get(&channel) {
+                    credits.add_permits(n.min(1 << 16) as usize);
+                }
+            }
+            DataMsg::Cancel { channel } => {
+                if let Some((_, task)) = forwarders.0.remove(&channel) {
+                    task.abort();
+                }
+            }
+            other => return Err(RpcError::Malformed(format!("unexpected message from a consumer: {}", kind_of(&other)))),
+        }
+    }
+    Ok(())
+}
+
+fn kind_of(msg: &DataMsg) -> &'static str {
+    match msg {
+        DataMsg::Request { .. } => "Request",
+        DataMsg::Credit { .. } => "Credit",
+        DataMsg::Cancel { .. } => "Cancel",
+        DataMsg::Buffer { .. } => "Buffer",
+        DataMsg::Event { .. } => "Event",
+        DataMsg::ChannelError { .. } => "ChannelError",
+    }
+}
+
+/// Sends one subpartition to a remote consumer, one buffer per credit.
+async fn forward(
+    channel: u32,
+    key: SubpartitionKey,
+    registry: PartitionRegistry,
+    credits: Arc<Semaphore>,
+    out: mpsc::UnboundedSender<DataMsg>,
+    request_timeout: Duration,
+) {
+    let Ok(Some(mut rx)) = tokio::time::timeout(request_timeout, registry.take(key)).await else {
+        let reason = format!("partition {} of {} not found", key.index, key.producer);
+        let _ = out.send(DataMsg::ChannelError { channel, reason });
+        return;
+    };
+    loop {
+        let Ok(permit) = credits.acquire().await else { return };
+        permit.forget();
+        let msg = match rx.recv().await {
+            Some(NetBuffer::Data(data, _guard)) => DataMsg::Buffer { channel, data },
+            Some(NetBuffer::Event(event)) => DataMsg::Event { channel, event },
+            None => DataMsg::ChannelError { channel, reason: format!("producer {} ended without finishing", key.producer) },
+        };
+        let last = matches!(msg, DataMsg::ChannelError { .. } | DataMsg::Event { event: StreamEvent::EndOfPartition, .. });
+        if out.send(msg).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Returns credits for one remote channel; dropping it cancels the channel at the producer.
+#[derive(Debug)]
+pub struct CreditReturn {
+    out: mpsc::UnboundedSender<DataMsg>,
+    channel: u32,
+}
+
+impl CreditReturn {
+    pub fn give(&self, n: u32) {
+        let _ = self.out.send(DataMsg::Credit { channel: self.channel, n });
+    }
+}
+
+impl Drop for CreditReturn {
+    fn drop(&mut self) {
+        let _ = self.out.send(DataMsg::Cancel { channel: self.channel });
+    }
+}
+
+type ChannelMap = Arc<Mutex<BTreeMap<u32, mpsc::Sender<NetBuffer>>>>;
+
+struct ClientConn {
+    out: mpsc::UnboundedSender<DataMsg>,
+    channels: ChannelMap,
+    next_channel: AtomicU32,
+}
+
+/// The consumer side: opens remote channels, one connection per producer TaskManager.
+#[derive(Clone)]
+pub struct DataClient {
+    conns: Arc<tokio::sync::Mutex<BTreeMap<String, Arc<ClientConn>>>>,
+    config: DataPlaneConfig,
+    memory: MemoryAccount,
+    name: String,
+}
+
+impl DataClient {
+    pub fn new(config: DataPlaneConfig, memory: MemoryAccount, name: String) -> Self {
+        DataClient { conns: Default::default(), config, memory, name }
+    }
+
+    /// Opens a channel to subpartition `key` at the producer TaskManager `addr`.
+    pub async fn request(
+        &self,
+        addr: &str,
+        key: SubpartitionKey,
+        consumer: ExecutionAttemptId,
+        credit: u32,
+    ) -> Result<(mpsc::Receiver<NetBuffer>, CreditReturn), RpcError> {
+        let conn = self.connection(addr).await?;
+        let channel = conn.next_channel.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(credit.max(1) as usize);
+        lock(&conn.channels).insert(channel, tx);
+        conn.out.send(DataMsg::Request { channel, key, consumer, credit }).map_err(|_| RpcError::Closed)?;
+        Ok((rx, CreditReturn { out: conn.out.clone(), channel }))
+    }
+
+    async fn connection(&self, addr: &str) -> Result<Arc<ClientConn>, RpcError> {
+        let mut conns = self.conns.lock().await;
+        if let Some(conn) = conns.get(addr).filter(|c| !c.out.is_closed()) {
+            return Ok(conn.clone());
+        }
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (mut reader, mut writer) = framed(stream, self.config.max_frame);
+        let creds = &self.config.credentials;
+        connect_handshake(&mut reader, &mut writer, creds, PeerRole::DataPlane, &self.name, self.config.handshake_timeout).await?;
+        let (out, mut out_rx) = mpsc::unbounded_channel::<DataMsg>();
+        let channels: ChannelMap = Default::default();
+        tokio::spawn(async move {
+            while let Some(msg) = out_rx.recv().await {
+                if writer.send(&msg).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let (chans, memory, name, peer) = (channels.clone(), self.memory.clone(), self.name.clone(), addr.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = read_channels(&mut reader, &chans, &memory).await {
+                tracing::warn!(tm = %name, peer = %peer, error = %e, "data connection lost");
+            }
+            // Dropping the senders tells every channel on this connection that it is gone.
+            lock(&chans).clear();
+        });
+        let conn = Arc::new(ClientConn { out, channels, next_channel: AtomicU32::new(0) });
+        conns.insert(addr.to_string(), conn.clone());
+        Ok(conn)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Routes buffers and events from a producer to the channels they belong to.
+async fn read_channels<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut crate::rpc::frame::FrameReader<R>,
+    channels: &ChannelMap,
+    memory: &MemoryAccount,
+) -> Result<(), RpcError> {
+    while let Some(msg) = reader.recv::<DataMsg>().await? {
+        let (channel, item) = match msg {
+            DataMsg::Buffer { channel, data } => {
+                let guard = memory.buffer(data.len() as u64);
+                (channel, NetBuffer::Data(data, guard))
+            }
+            DataMsg::Event { channel, event } => (channel, NetBuffer::Event(event)),
+            DataMsg::ChannelError { channel, reason } => {
+                tracing::warn!(channel, %reason, "remote channel failed");
+                lock(channels).remove(&channel);
+                continue;
+            }
+            other => return Err(RpcError::Malformed(format!("unexpected message from a producer: {}", kind_of(&other)))),
+        };
+        let mut map = lock(channels);
+        let Some(tx) = map.get(&channel) else { continue };
+        match tx.try_send(item) {
+            Ok(()) => {}
+            // The consumer stopped reading: forget the channel.
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                map.remove(&channel);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(RpcError::Malformed(format!("producer sent beyond its credit on channel {channel}")));
+            }
+        }
+    }
+    Ok(())
+}

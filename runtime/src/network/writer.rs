@@ -1,0 +1,136 @@
+//! Serializing a task's output records into per-subpartition buffers.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+
+use bytes::{BufMut, BytesMut};
+use serde::Serialize;
+
+use super::{NetBuffer, StreamEvent};
+use crate::api::operator::{ChainEvent, Collector};
+use crate::graph::PartitionerKind;
+use crate::state::{key_group, subtask_for_key_group};
+use crate::taskmanager::MemoryAccount;
+
+/// Sealed buffers waiting to be handed to their subpartition queues: the operator chain is
+/// synchronous, so writers park finished buffers here and the task loop sends them (awaiting
+/// queue space: back-pressure) after each step.
+#[derive(Clone, Default)]
+pub struct Outbox {
+    queue: Arc<Mutex<VecDeque<(usize, u32, NetBuffer)>>>,
+}
+
+impl Outbox {
+    fn push(&self, output: usize, subpartition: u32, buf: NetBuffer) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push_back((output, subpartition, buf));
+    }
+
+    /// Takes the oldest sealed buffer: (output index, subpartition, buffer).
+    pub fn pop(&self) -> Option<(usize, u32, NetBuffer)> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+    }
+}
+
+/// Everything a writer needs to know about the partition it writes.
+#[derive(Clone)]
+pub struct PartitionTarget {
+    pub partitioner: PartitionerKind,
+    pub producer_subtask: u32,
+    pub subpartitions: u32,
+    pub max_parallelism: u32,
+    pub buffer_size: usize,
+    /// Index of this output among the task's outputs.
+    pub output: usize,
+    pub outbox: Outbox,
+    pub memory: MemoryAccount,
+}
+
+/// How a record picks its subpartition(s).
+pub(crate) enum Route<T> {
+    Forward,
+    Rebalance { next: usize },
+    Hash(Arc<dyn Fn(&T) -> u64 + Send + Sync>),
+    Broadcast,
+}
+
+pub(crate) struct RecordWriter<T> {
+    route: Route<T>,
+    target: PartitionTarget,
+    buffers: Vec<BytesMut>,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T: Serialize> RecordWriter<T> {
+    pub fn new(route: Route<T>, target: PartitionTarget) -> Self {
+        let buffers = (0..target.subpartitions).map(|_| BytesMut::with_capacity(target.buffer_size)).collect();
+        RecordWriter { route, target, buffers, _t: PhantomData }
+    }
+
+    fn subpartition(&mut self, item: &T) -> usize {
+        let n = self.buffers.len();
+        match &mut self.route {
+            Route::Forward | Route::Broadcast => 0,
+            Route::Rebalance { next } => {
+                *next = (*next + 1) % n;
+                *next
+            }
+            Route::Hash(hash) => {
+                let group = key_group(hash(item), self.target.max_parallelism);
+                subtask_for_key_group(group, self.target.max_parallelism, n as u32) as usize
+            }
+        }
+    }
+
+    fn write(&mut self, idx: usize, item: &T) {
+        let buf = &mut self.buffers[idx];
+        // Serializing into memory cannot fail for the derive-generated impls rill's types use.
+        if let Err(e) = bincode::serialize_into(buf.writer(), item) {
+            tracing::error!(error = %e, "record serialization failed; record dropped");
+        }
+        if buf.len() >= self.target.buffer_size {
+            self.seal(idx);
+        }
+    }
+
+    fn seal(&mut self, idx: usize) {
+        let buf = &mut self.buffers[idx];
+        if buf.is_empty() {
+            return;
+        }
+        let data = buf.split().freeze();
+        buf.reserve(self.target.buffer_size);
+        let guard = self.target.memory.buffer(data.len() as u64);
+        self.target.outbox.push(self.target.output, idx as u32, NetBuffer::Data(data, guard));
+    }
+
+    fn seal_all_then(&mut self, event: Option<StreamEvent>) {
+        for idx in 0..self.buffers.len() {
+            self.seal(idx);
+            if let Some(ev) = event {
+                self.target.outbox.push(self.target.output, idx as u32, NetBuffer::Event(ev));
+            }
+        }
+    }
+}
+
+impl<T: Serialize + Send> Collector<T> for RecordWriter<T> {
+    fn collect(&mut self, item: T) {
+        if matches!(self.route, Route::Broadcast) {
+            for idx in 0..self.buffers.len() {
+                self.write(idx, &item);
+            }
+        } else {
+            let idx = self.subpartition(&item);
+            self.write(idx, &item);
+        }
+    }
+
+    fn event(&mut self, event: ChainEvent) {
+        match event {
+            ChainEvent::Flush => self.seal_all_then(None),
+            ChainEvent::Watermark(wm) => self.seal_all_then(Some(StreamEvent::Watermark(wm))),
+            ChainEvent::Finish => self.seal_all_then(Some(StreamEvent::EndOfPartition)),
+        }
+    }
+}

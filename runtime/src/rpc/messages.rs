@@ -1,0 +1,78 @@
+//! Control-plane messages between JobManager, TaskManagers and clients.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::JobSpec;
+use crate::config::Configuration;
+use crate::graph::{ExecutionAttemptId, ExecutionState};
+use crate::taskmanager::{InputLocation, MemoryReport};
+
+/// TaskManager -> JobManager.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TmToJm {
+    Register { name: String, slots: u32, memory_bytes: u64, data_addr: String },
+    HeartbeatReply { seq: u64, report: TmReport },
+    TaskStateChanged { job: u64, attempt: ExecutionAttemptId, state: ExecutionState, records_in: u64, error: Option<String> },
+}
+
+/// What a TaskManager reports with each heartbeat.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TmReport {
+    pub memory: MemoryReport,
+    /// (job, attempt, records in so far) for every running task.
+    pub tasks: Vec<(u64, ExecutionAttemptId, u64)>,
+}
+
+/// JobManager -> TaskManager.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum JmToTm {
+    Registered { instance: u64 },
+    Heartbeat { seq: u64 },
+    DeployTask { job: u64, spec: JobSpec, config: Configuration, attempt: ExecutionAttemptId, inputs: Vec<InputLocation> },
+    CancelTask { job: u64, attempt: ExecutionAttemptId },
+    ReleaseJob { job: u64 },
+}
+
+/// Client -> JobManager.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ClientToJm {
+    Submit { spec: JobSpec, config: Configuration },
+}
+
+/// JobManager -> client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum JmToClient {
+    Accepted { job: u64, vertices: Vec<String>, subtasks: u32 },
+    Rejected { reason: String },
+    Status(JobStatusReport),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobStatus {
+    Created,
+    Running,
+    Finished,
+    Failed,
+    Canceled,
+}
+
+impl JobStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled)
+    }
+}
+
+/// A job's state as the JobManager sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobStatusReport {
+    pub job: u64,
+    pub status: JobStatus,
+    /// Records emitted by sources / received by sinks so far.
+    pub records_in: u64,
+    pub records_out: u64,
+    pub elapsed_ms: u64,
+    /// Subtasks per TaskManager name.
+    pub tasks_per_taskmanager: Vec<(String, u32)>,
+    /// Why the job failed, when it did.
+    pub message: Option<String>,
+}

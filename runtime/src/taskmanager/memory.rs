@@ -1,0 +1,93 @@
+//! Memory accounting of a TaskManager: network buffers in use, keyed-state bytes, and a fixed
+//! overhead per deployed task. Reported in heartbeats; the harness's OOM model compares the
+//! total with `taskmanager.memory.process.size`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Default)]
+struct Counters {
+    buffers: AtomicU64,
+    state: AtomicU64,
+    tasks: AtomicU64,
+    peak: AtomicU64,
+}
+
+/// A snapshot of a TaskManager's accounted memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryReport {
+    pub buffer_bytes: u64,
+    pub state_bytes: u64,
+    pub task_overhead_bytes: u64,
+    pub peak_bytes: u64,
+}
+
+impl MemoryReport {
+    pub fn total(&self) -> u64 {
+        self.buffer_bytes + self.state_bytes + self.task_overhead_bytes
+    }
+}
+
+/// Shared counters; cloning shares them.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryAccount {
+    counters: Arc<Counters>,
+}
+
+impl MemoryAccount {
+    /// Accounts a buffer of `bytes` until the returned guard is dropped.
+    pub fn buffer(&self, bytes: u64) -> BufferGuard {
+        self.counters.buffers.fetch_add(bytes, Ordering::Relaxed);
+        self.update_peak();
+        BufferGuard { account: self.clone(), bytes }
+    }
+
+    pub fn add_state(&self, bytes: u64) {
+        self.counters.state.fetch_add(bytes, Ordering::Relaxed);
+        self.update_peak();
+    }
+
+    pub fn sub_state(&self, bytes: u64) {
+        self.counters.state.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    pub fn add_task(&self, bytes: u64) {
+        self.counters.tasks.fetch_add(bytes, Ordering::Relaxed);
+        self.update_peak();
+    }
+
+    pub fn sub_task(&self, bytes: u64) {
+        self.counters.tasks.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    fn update_peak(&self) {
+        let c = &self.counters;
+        let total = c.buffers.load(Ordering::Relaxed) + c.state.load(Ordering::Relaxed) + c.tasks.load(Ordering::Relaxed);
+        c.peak.fetch_max(total, Ordering::Relaxed);
+    }
+
+    pub fn report(&self) -> MemoryReport {
+        let c = &self.counters;
+        MemoryReport {
+            buffer_bytes: c.buffers.load(Ordering::Relaxed),
+            state_bytes: c.state.load(Ordering::Relaxed),
+            task_overhead_bytes: c.tasks.load(Ordering::Relaxed),
+            peak_bytes: c.peak.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Holds a buffer's bytes in the account while the buffer lives.
+#[derive(Debug)]
+pub struct BufferGuard {
+    account: MemoryAccount,
+    bytes: u64,
+}
+
+impl Drop for BufferGuard {
+    fn drop(&mut self) {
+        self.account.counters.buffers.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,286 @@
+//! The TaskManager: registers its slots with the JobManager, answers heartbeats, runs the
+//! tasks it is given and serves their result partitions to remote consumers.
+
+mod memory;
+mod task;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub use memory::{BufferGuard, MemoryAccount, MemoryReport};
+pub use task::{run_task, InputLocation, TaskDeployment, TaskError, TaskMetrics};
+
+use crate::api::{build_job, JobSpec};
+use crate::config::Configuration;
+use crate::connectors::CollectStore;
+use crate::graph::{ExecutionAttemptId, ExecutionState, JobGraph};
+use crate::network::transport::DataPlaneConfig;
+use crate::network::{DataClient, DataServer, PartitionRegistry};
+use crate::rpc::handshake::connect_handshake;
+use crate::util::AbortOnDrop;
+use crate::rpc::{credentials, framed, FrameReader, FrameWriter, JmToTm, PeerRole, RpcError, TmReport, TmToJm};
+
+/// The TaskManager-wide services every task and operator can use.
+#[derive(Clone)]
+pub struct TaskServices {
+    pub tm_name: String,
+    pub memory: MemoryAccount,
+    pub registry: PartitionRegistry,
+    pub client: DataClient,
+    /// Where collecting sinks write; only in-process deployments have one.
+    pub collect: Option<CollectStore>,
+}
+
+/// How to start a TaskManager.
+#[derive(Clone)]
+pub struct TaskManagerOptions {
+    pub name: String,
+    pub jobmanager: String,
+    /// Address the data server listens on (port 0 picks one).
+    pub data_bind: String,
+    pub config: Configuration,
+    pub collect: Option<CollectStore>,
+}
+
+type Stream = TcpStream;
+
+struct RunningTask {
+    _handle: AbortOnDrop<()>,
+    metrics: Arc<TaskMetrics>,
+}
+
+/// A registered session with the JobManager; ends when the JobManager is lost.
+struct Session {
+    reader: FrameReader<tokio::io::ReadHalf<Stream>>,
+    writer: FrameWriter<tokio::io::WriteHalf<Stream>>,
+}
+
+#[derive(Debug)]
+enum TaskEvent {
+    Running(u64, ExecutionAttemptId),
+    Ended(u64, ExecutionAttemptId, Result<(), String>),
+}
+
+pub struct TaskManager {
+    opts: TaskManagerOptions,
+    services: TaskServices,
+    data_addr: String,
+    tasks: BTreeMap<(u64, ExecutionAttemptId), RunningTask>,
+    graphs: BTreeMap<u64, Arc<JobGraph>>,
+    events_tx: mpsc::UnboundedSender<TaskEvent>,
+    events_rx: mpsc::UnboundedReceiver<TaskEvent>,
+    _data_server: AbortOnDrop<()>,
+}
+
+impl TaskManager {
+    /// Binds the data server; `run` then registers with the JobManager and serves forever.
+    pub async fn start(opts: TaskManagerOptions) -> Result<TaskManager, RpcError> {
+        let listener = TcpListener::bind(opts.data_bind.as_str()).await?;
+        let data_addr = listener.local_addr()?.to_string();
+        let memory = MemoryAccount::default();
+        let registry = PartitionRegistry::default();
+        let data_config = DataPlaneConfig {
+            credentials: Arc::new(credentials(&opts.config)),
+            max_frame: opts.config.max_frame_size(),
+            request_timeout: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+        };
+        let server = DataServer::spawn(listener, registry.clone(), data_config.clone(), opts.name.clone());
+        let services = TaskServices {
+            tm_name: opts.name.clone(),
+            memory: memory.clone(),
+            registry,
+            client: DataClient::new(data_config, memory, opts.name.clone()),
+            collect: opts.collect.clone(),
+        };
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        Ok(TaskManager {
+            opts,
+            services,
+            data_addr,
+            tasks: BTreeMap::new(),
+            graphs: BTreeMap::new(),
+            events_tx,
+            events_rx,
+            _data_server: AbortOnDrop(server),
+        })
+    }
+
+    pub fn data_addr(&self) -> &str {
+        &self.data_addr
+    }
+
+    pub fn memory(&self) -> MemoryAccount {
+        self.services.memory.clone()
+    }
+
+    /// Registers and serves; after losing the JobManager, cancels every task and registers
+    /// again as a new instance (Flink's behaviour).
+    pub async fn run(mut self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.register().await {
+                Ok(session) => {
+                    backoff = Duration::from_millis(100);
+                    let reason = self.serve(session).await;
+                    tracing::warn!(tm = %self.opts.name, %reason, "lost the JobManager; cancelling tasks");
+                    self.cancel_all();
+                }
+                Err(e) => tracing::info!(tm = %self.opts.name, error = %e, "registration failed; retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn register(&mut self) -> Result<Session, RpcError> {
+        let config = &self.opts.config;
+        let stream = TcpStream::connect(self.opts.jobmanager.as_str()).await?;
+        stream.set_nodelay(true)?;
+        let (mut reader, mut writer) = framed(stream, config.max_frame_size());
+        let creds = credentials(config);
+        connect_handshake(&mut reader, &mut writer, &creds, PeerRole::TaskManager, &self.opts.name, Duration::from_secs(10))
+            .await?;
+        let register = TmToJm::Register {
+            name: self.opts.name.clone(),
+            slots: config.slots_per_taskmanager(),
+            memory_bytes: config.memory_process_size(),
+            data_addr: self.data_addr.clone(),
+        };
+        writer.send(&register).await?;
+        match tokio::time::timeout(Duration::from_secs(10), reader.recv::<JmToTm>()).await {
+            Ok(Ok(Some(JmToTm::Registered { instance }))) => {
+                tracing::info!(tm = %self.opts.name, instance, "registered at the JobManager");
+                Ok(Session { reader, writer })
+            }
+            Ok(Ok(_)) => Err(RpcError::Malformed("expected Registered".into())),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(RpcError::Timeout("registration")),
+        }
+    }
+
+    /// Serves one session; returns why it ended.
+    async fn serve(&mut self, mut s: Session) -> String {
+        let timeout = self.opts.config.heartbeat_timeout();
+        let mut last_heartbeat = Instant::now();
+        let mut check = tokio::time::interval(self.opts.config.heartbeat_interval().min(timeout) / 2);
+        loop {
+            tokio::select! {
+                biased;
+                Some(event) = self.events_rx.recv() => {
+                    if let Err(e) = self.report_task(&mut s, event).await {
+                        return format!("report failed: {e}");
+                    }
+                }
+                msg = s.reader.recv::<JmToTm>() => match msg {
+                    Ok(Some(JmToTm::Heartbeat { seq })) => {
+                        last_heartbeat = Instant::now();
+                        let reply = TmToJm::HeartbeatReply { seq, report: self.report() };
+                        if let Err(e) = s.writer.send(&reply).await {
+                            return format!("heartbeat reply failed: {e}");
+                        }
+                    }
+                    Ok(Some(msg)) => self.handle(msg),
+                    Ok(None) => return "connection closed by the JobManager".into(),
+                    Err(e) => return format!("connection error: {e}"),
+                },
+                _ = check.tick() => {
+                    if last_heartbeat.elapsed() > timeout {
+                        return format!("no heartbeat from the JobManager for {timeout:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn report(&self) -> TmReport {
+        let tasks = self
+            .tasks
+            .iter()
+            .map(|((job, attempt), t)| (*job, *attempt, t.metrics.records_in.load(Ordering::Relaxed)))
+            .collect();
+        TmReport { memory: self.services.memory.report(), tasks }
+    }
+
+    async fn report_task(&mut self, s: &mut Session, event: TaskEvent) -> Result<(), RpcError> {
+        let (job, attempt, state, error) = match event {
+            TaskEvent::Running(job, attempt) => (job, attempt, ExecutionState::Running, None),
+            TaskEvent::Ended(job, attempt, Ok(())) => (job, attempt, ExecutionState::Finished, None),
+            TaskEvent::Ended(job, attempt, Err(e)) => (job, attempt, ExecutionState::Failed, Some(e)),
+        };
+        let records_in = match self.tasks.get(&(job, attempt)) {
+            Some(t) => t.metrics.records_in.load(Ordering::Relaxed),
+            None => return Ok(()), // cancelled meanwhile: the JobManager already knows
+        };
+        if state.is_terminal() {
+            self.tasks.remove(&(job, attempt));
+            self.services.registry.release(job, attempt);
+        }
+        s.writer.send(&TmToJm::TaskStateChanged { job, attempt, state, records_in, error }).await
+    }
+
+    fn handle(&mut self, msg: JmToTm) {
+        match msg {
+            JmToTm::DeployTask { job, spec, config, attempt, inputs } => self.deploy(job, &spec, config, attempt, inputs),
+            JmToTm::CancelTask { job, attempt } => {
+                if let Some(task) = self.tasks.remove(&(job, attempt)) {
+                    drop(task);
+                    self.services.registry.release(job, attempt);
+                    tracing::info!(tm = %self.opts.name, %attempt, "task cancelled");
+                }
+            }
+            JmToTm::ReleaseJob { job } => {
+                self.graphs.remove(&job);
+                self.services.registry.release_job(job);
+            }
+            JmToTm::Registered { .. } | JmToTm::Heartbeat { .. } => {}
+        }
+    }
+
+    fn deploy(&mut self, job: u64, spec: &JobSpec, config: Configuration, attempt: ExecutionAttemptId, inputs: Vec<InputLocation>) {
+        let graph = match self.graphs.get(&job) {
+            Some(g) => Ok(g.clone()),
+            None => build_job(spec, config.max_parallelism()).map(Arc::new),
+        };
+        let graph = match graph {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = self.events_tx.send(TaskEvent::Ended(job, attempt, Err(format!("cannot build job: {e}"))));
+                self.tasks.insert((job, attempt), RunningTask { _handle: AbortOnDrop(tokio::spawn(async {})), metrics: Default::default() });
+                return;
+            }
+        };
+        self.graphs.insert(job, graph.clone());
+        let deployment = TaskDeployment { job_id: job, job: graph, attempt, inputs, config: Arc::new(config) };
+        let metrics = Arc::new(TaskMetrics::default());
+        let (services, events, m) = (self.services.clone(), self.events_tx.clone(), metrics.clone());
+        tracing::info!(tm = %self.opts.name, %attempt, "deploying task");
+        let handle = tokio::spawn(async move {
+            let running = events.clone();
+            let result = run_task(deployment, services, m, move || {
+                let _ = running.send(TaskEvent::Running(job, attempt));
+            })
+            .await;
+            if let Err(e) = &result {
+                tracing::warn!(%attempt, error = %e, "task failed");
+            }
+            let _ = events.send(TaskEvent::Ended(job, attempt, result.map_err(|e| e.to_string())));
+        });
+        self.tasks.insert((job, attempt), RunningTask { _handle: AbortOnDrop(handle), metrics });
+    }
+
+    fn cancel_all(&mut self) {
+        for ((job, attempt), task) in std::mem::take(&mut self.tasks) {
+            drop(task);
+            self.services.registry.release(job, attempt);
+        }
+        self.graphs.clear();
+        while self.events_rx.try_recv().is_ok() {}
+    }
+}

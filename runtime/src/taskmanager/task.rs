@@ -1,0 +1,301 @@
+//! One task: a subtask's operator chain, its input gate and its result partitions, and the loop
+//! that drives them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::TaskServices;
+use crate::api::operator::{ChainEvent, OperatorContext};
+use crate::api::stream::{AnyBox, NodeKind};
+use crate::api::JobError;
+use crate::config::Configuration;
+use crate::connectors::source::{SourceDriver, SourceStatus};
+use crate::graph::{EdgeId, ExecutionAttemptId, JobGraph};
+use crate::network::decoder::{DecodeError, RecordDecoder};
+use crate::network::writer::{Outbox, PartitionTarget};
+use crate::network::{GateItem, InputChannel, InputGate, NetBuffer, SubpartitionKey};
+
+/// Where one input channel of a task reads from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputLocation {
+    pub producer: ExecutionAttemptId,
+    pub edge: EdgeId,
+    pub subpartition: u32,
+    /// The producer TaskManager's data address; `None` when it runs on this TaskManager.
+    pub data_addr: Option<String>,
+}
+
+/// Everything needed to start one execution attempt.
+pub struct TaskDeployment {
+    pub job_id: u64,
+    pub job: Arc<JobGraph>,
+    pub attempt: ExecutionAttemptId,
+    /// One per input channel, in gate order (`JobGraph::input_channels`).
+    pub inputs: Vec<InputLocation>,
+    pub config: Arc<Configuration>,
+}
+
+/// Records through a task, read by heartbeats and progress reports.
+#[derive(Debug, Default)]
+pub struct TaskMetrics {
+    pub records_in: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Job(#[from] JobError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("input from {producer} was lost before it finished")]
+    UpstreamLost { producer: ExecutionAttemptId },
+    #[error("could not connect input from {producer}: {reason}")]
+    Connect { producer: ExecutionAttemptId, reason: String },
+    #[error("a consumer of this task's output went away")]
+    DownstreamGone,
+}
+
+/// The sender side of every subpartition this task writes, by output then subpartition.
+struct Outputs {
+    outbox: Outbox,
+    queues: Vec<Vec<mpsc::Sender<NetBuffer>>>,
+}
+
+impl Outputs {
+    /// Hands every sealed buffer to its subpartition queue, waiting for space: this await is
+    /// where back-pressure stops a producer.
+    async fn drain(&self) -> Result<(), TaskError> {
+        while let Some((output, sub, buf)) = self.outbox.pop() {
+            let queue = &self.queues[output][sub as usize];
+            queue.send(buf).await.map_err(|_| TaskError::DownstreamGone)?;
+        }
+        Ok(())
+    }
+}
+
+enum Head {
+    Source(Box<dyn SourceDriver>),
+    Network(Box<dyn RecordDecoder>),
+}
+
+/// Runs one task to completion. `on_running` is called once its inputs are connected.
+pub async fn run_task(d: TaskDeployment, services: TaskServices, metrics: Arc<TaskMetrics>, on_running: impl FnOnce()) -> Result<(), TaskError> {
+    let overhead = d.config.task_overhead_bytes();
+    services.memory.add_task(overhead);
+    let _release = ReleaseOnDrop(Some(Box::new({
+        let memory = services.memory.clone();
+        move || memory.sub_task(overhead)
+    })));
+    let (head, outputs) = build_chain(&d, &services)?;
+    let buffer_timeout = d.config.buffer_timeout();
+    match head {
+        Head::Source(driver) => {
+            on_running();
+            run_source(driver, &outputs, &metrics, buffer_timeout).await
+        }
+        Head::Network(decoder) => {
+            let gate = connect_inputs(&d, &services).await?;
+            on_running();
+            run_consumer(decoder, gate, &d.inputs, &outputs, &metrics, buffer_timeout).await
+        }
+    }
+}
+
+struct ReleaseOnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f()
+        }
+    }
+}
+
+/// Builds the operator chain back to front: writers for the tail's outputs, then each
+/// operator around its downstream, then the head (a source driver or a network decoder).
+fn build_chain(d: &TaskDeployment, services: &TaskServices) -> Result<(Head, Outputs), TaskError> {
+    let job = &d.job;
+    let vertex = job.vertex(d.attempt.vertex);
+    let (writers, outputs) = create_outputs(d, services)?;
+    let tail = &job.logical.nodes[vertex.nodes.last().expect("vertex has nodes").0 as usize];
+    let mut down: Option<AnyBox> = if writers.is_empty() { None } else { Some((tail.tee)(writers)?) };
+    for (pos, node_id) in vertex.nodes.iter().enumerate().rev() {
+        let node = &job.logical.nodes[node_id.0 as usize];
+        let ctx = OperatorContext {
+            attempt: d.attempt,
+            parallelism: vertex.parallelism,
+            max_parallelism: job.max_parallelism,
+            operator_name: node.name.clone(),
+            services: services.clone(),
+        };
+        match &node.kind {
+            NodeKind::Sink(make) => down = Some(make(&ctx)?),
+            NodeKind::Operator(make) => {
+                let next = down.take().ok_or_else(|| internal("operator without downstream"))?;
+                down = Some(make(next, &ctx)?);
+            }
+            NodeKind::Source(make) if pos == 0 => {
+                let next = down.take().ok_or_else(|| internal("source without downstream"))?;
+                return Ok((Head::Source(make(next, &ctx)?), outputs));
+            }
+            NodeKind::Source(_) => return Err(internal("source inside a chain").into()),
+        }
+    }
+    let head = &job.logical.nodes[vertex.nodes[0].0 as usize];
+    let decoder = head.decoder.as_ref().ok_or_else(|| internal("chain head has no decoder"))?;
+    let chain = down.ok_or_else(|| internal("empty chain"))?;
+    Ok((Head::Network(decoder(chain)?), outputs))
+}
+
+fn internal(what: &str) -> JobError {
+    JobError::Internal(what.to_string())
+}
+
+/// Registers this task's subpartition queues and creates a record writer per output edge.
+fn create_outputs(d: &TaskDeployment, services: &TaskServices) -> Result<(Vec<AnyBox>, Outputs), TaskError> {
+    let job = &d.job;
+    let outbox = Outbox::default();
+    let capacity = d.config.buffers_per_channel() as usize + 1;
+    let (mut writers, mut queues) = (Vec::new(), Vec::new());
+    for (output, &edge) in job.vertex(d.attempt.vertex).outputs.iter().enumerate() {
+        let subpartitions = job.subpartitions(edge);
+        let senders = (0..subpartitions)
+            .map(|index| {
+                let key = SubpartitionKey { job: d.job_id, producer: d.attempt, edge, index };
+                services.registry.create(key, capacity)
+            })
+            .collect();
+        queues.push(senders);
+        let e = job.edge(edge);
+        let (target_node, input_idx) = e.logical;
+        let make_writer = &job.logical.nodes[target_node.0 as usize].inputs[input_idx].writer;
+        writers.push(make_writer(PartitionTarget {
+            partitioner: e.partitioner,
+            producer_subtask: d.attempt.subtask,
+            subpartitions,
+            max_parallelism: job.max_parallelism,
+            buffer_size: d.config.buffer_size(),
+            output,
+            outbox: outbox.clone(),
+            memory: services.memory.clone(),
+        })?);
+    }
+    Ok((writers, Outputs { outbox, queues }))
+}
+
+/// Opens every input channel: local ones straight from the partition registry, remote ones
+/// through the data client with their initial credit.
+async fn connect_inputs(d: &TaskDeployment, services: &TaskServices) -> Result<InputGate, TaskError> {
+    let exclusive = d.config.buffers_per_channel();
+    let floating = d.config.floating_buffers_per_gate() / (d.inputs.len().max(1) as u32);
+    let mut channels = Vec::with_capacity(d.inputs.len());
+    for input in &d.inputs {
+        let key = SubpartitionKey { job: d.job_id, producer: input.producer, edge: input.edge, index: input.subpartition };
+        let fail = |reason: String| TaskError::Connect { producer: input.producer, reason };
+        let channel = match &input.data_addr {
+            None => {
+                let rx = services.registry.take(key).await.ok_or_else(|| fail("local partition released".into()))?;
+                InputChannel::local(rx)
+            }
+            Some(addr) => {
+                let (rx, credit) =
+                    services.client.request(addr, key, d.attempt, exclusive + floating).await.map_err(|e| fail(e.to_string()))?;
+                InputChannel::remote(rx, credit)
+            }
+        };
+        channels.push(channel);
+    }
+    Ok(InputGate::new(channels))
+}
+
+/// Records per source poll: small when paced, so pacing stays smooth.
+fn batch_size(rate: Option<f64>) -> usize {
+    match rate {
+        Some(r) => ((r / 100.0) as usize).clamp(1, 1024),
+        None => 1024,
+    }
+}
+
+async fn run_source(
+    mut driver: Box<dyn SourceDriver>,
+    outputs: &Outputs,
+    metrics: &TaskMetrics,
+    buffer_timeout: Duration,
+) -> Result<(), TaskError> {
+    let rate = driver.rate();
+    let (start, mut emitted) = (Instant::now(), 0u64);
+    let (mut last_flush, mut watermark) = (start, 0u64);
+    loop {
+        match driver.poll(batch_size(rate))? {
+            SourceStatus::Finished => break,
+            SourceStatus::Emitted(n) => {
+                emitted += n as u64;
+                metrics.records_in.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        if let Some(rate) = rate {
+            tokio::time::sleep_until(start + Duration::from_secs_f64(emitted as f64 / rate)).await;
+        }
+        if last_flush.elapsed() >= buffer_timeout {
+            last_flush = Instant::now();
+            emit_watermark(&mut *driver, &mut watermark);
+            driver.event(ChainEvent::Flush);
+        }
+        outputs.drain().await?;
+        // Sources never wait on input: yield so other tasks on this thread (and, under the
+        // simulator, every other node) get to run.
+        tokio::task::yield_now().await;
+    }
+    emit_watermark(&mut *driver, &mut watermark);
+    driver.event(ChainEvent::Finish);
+    outputs.drain().await
+}
+
+fn emit_watermark(driver: &mut dyn SourceDriver, current: &mut u64) {
+    if let Some(wm) = driver.watermark().filter(|wm| *wm > *current) {
+        *current = wm;
+        driver.event(ChainEvent::Watermark(wm));
+    }
+}
+
+async fn run_consumer(
+    mut decoder: Box<dyn RecordDecoder>,
+    mut gate: InputGate,
+    inputs: &[InputLocation],
+    outputs: &Outputs,
+    metrics: &TaskMetrics,
+    buffer_timeout: Duration,
+) -> Result<(), TaskError> {
+    let mut flush = tokio::time::interval(buffer_timeout);
+    flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            // The timer first: it is ready once per timeout, so it cannot starve the input,
+            // while a busy input could starve it.
+            biased;
+            _ = flush.tick() => decoder.event(ChainEvent::Flush),
+            item = gate.next() => match item {
+                GateItem::Data(_, bytes, _guard) => {
+                    let n = decoder.decode(&bytes)?;
+                    metrics.records_in.fetch_add(n, Ordering::Relaxed);
+                }
+                GateItem::Watermark(wm) => decoder.event(ChainEvent::Watermark(wm)),
+                GateItem::ChannelFinished(_) => {
+                    if let Some(wm) = gate.advance_watermark().filter(|wm| *wm < u64::MAX) {
+                        decoder.event(ChainEvent::Watermark(wm));
+                    }
+                }
+                GateItem::End => break,
+                GateItem::ChannelLost(ch) => return Err(TaskError::UpstreamLost { producer: inputs[ch].producer }),
+            },
+        }
+        outputs.drain().await?;
+    }
+    decoder.event(ChainEvent::Finish);
+    outputs.drain().await
+}
