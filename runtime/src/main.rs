@@ -1,1 +1,249 @@
-fn main() {}
+//! The `rill` command: an embedded cluster (`local`), the cluster's processes
+//! (`jobmanager`, `taskmanager`), job submission (`run`), and a throughput benchmark (`bench`).
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use rill::api::registry::JOBS;
+use rill::cluster::LocalCluster;
+use rill::config::{known_keys, Configuration};
+use rill::jobmanager::client::{submit_job, Accepted};
+use rill::rpc::{JobStatus, JobStatusReport};
+use rill::taskmanager::{TaskManager, TaskManagerOptions};
+use rill::JobSpec;
+
+#[derive(Parser)]
+#[command(name = "rill", version, about = "A Flink-style stream-processing runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ConfigArgs {
+    /// Configuration override, Flink key=value (repeatable); `rill config` lists the keys.
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
+}
+
+#[derive(Args, Clone)]
+struct JobArgs {
+    /// A built-in job; `rill jobs` lists them.
+    #[arg(long)]
+    job: String,
+    /// Job parameter key=value (repeatable), e.g. records=1000000, sink=file:/tmp/out.
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// JobManager and TaskManagers in this process on loopback TCP; runs one job.
+    Local {
+        #[command(flatten)]
+        job: JobArgs,
+        #[arg(long, default_value_t = 2)]
+        taskmanagers: u32,
+        #[arg(long, default_value_t = 2)]
+        slots: u32,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Runs a JobManager.
+    Jobmanager {
+        #[arg(long, default_value = "127.0.0.1:6123")]
+        bind: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Runs a TaskManager that registers with a JobManager.
+    Taskmanager {
+        #[arg(long)]
+        jobmanager: String,
+        #[arg(long)]
+        slots: Option<u32>,
+        /// Name shown in logs and summaries (default tm-<pid>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Address of this TaskManager's data server (port 0 picks one).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        data_bind: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Submits a job to a JobManager and follows it to the end.
+    Run {
+        #[command(flatten)]
+        job: JobArgs,
+        #[arg(long)]
+        jobmanager: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// keyed-count through an in-process cluster; prints records/s and peak memory.
+    Bench {
+        #[arg(long, default_value_t = 20_000_000)]
+        records: u64,
+        #[arg(long, default_value_t = 2)]
+        parallelism: u32,
+    },
+    /// Lists the configuration keys with their defaults.
+    Config,
+    /// Lists the built-in jobs.
+    Jobs,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_logging();
+    match run(Cli::parse().command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RILL_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+async fn run(command: Command) -> Res<ExitCode> {
+    match command {
+        Command::Local { job, taskmanagers, slots, config } => {
+            let config = configuration(&config)?.with("taskmanager.numberOfTaskSlots", &slots.to_string())?;
+            let spec = job_spec(&job)?;
+            let cluster = LocalCluster::start(taskmanagers, config).await?;
+            let report = cluster.run_job(&spec, print_accepted, print_progress).await?;
+            print_summary(&report);
+            Ok(exit_code(&report))
+        }
+        Command::Jobmanager { bind, config } => {
+            let config = configuration(&config)?;
+            let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
+            println!("jobmanager listening on {}", listener.local_addr()?);
+            rill::jobmanager::run_jobmanager(listener, config).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Taskmanager { jobmanager, slots, name, data_bind, config } => {
+            let mut config = configuration(&config)?;
+            if let Some(slots) = slots {
+                config.set("taskmanager.numberOfTaskSlots", &slots.to_string())?;
+            }
+            let name = name.unwrap_or_else(|| format!("tm-{}", std::process::id()));
+            let opts = TaskManagerOptions { name: name.clone(), jobmanager, data_bind, config, collect: None };
+            let tm = TaskManager::start(opts).await?;
+            println!("taskmanager {name} serving data on {}", tm.data_addr());
+            tm.run().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { job, jobmanager, config } => {
+            let config = configuration(&config)?;
+            let report = submit_job(&jobmanager, &job_spec(&job)?, &config, print_accepted, print_progress).await?;
+            print_summary(&report);
+            Ok(exit_code(&report))
+        }
+        Command::Bench { records, parallelism } => bench(records, parallelism).await,
+        Command::Config => {
+            for (key, default, description) in known_keys() {
+                println!("{key:<55} {default:<12} {description}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs => {
+            for (name, description, _) in JOBS {
+                println!("{name:<12} {description}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn configuration(args: &ConfigArgs) -> Res<Configuration> {
+    let mut config = Configuration::new();
+    for arg in &args.config {
+        let (k, v) = Configuration::parse_pair(arg)?;
+        config.set(&k, &v)?;
+    }
+    Ok(config)
+}
+
+fn job_spec(args: &JobArgs) -> Res<JobSpec> {
+    Ok(JobSpec::new(&args.job).with_args(args.params.iter().map(String::as_str))?)
+}
+
+fn exit_code(report: &JobStatusReport) -> ExitCode {
+    if report.status == JobStatus::Finished {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print_accepted(a: &Accepted) {
+    println!("job {} accepted: {} subtasks", a.job, a.subtasks);
+    for v in &a.vertices {
+        println!("  {v}");
+    }
+}
+
+fn print_progress(r: &JobStatusReport) {
+    if !r.status.is_terminal() {
+        println!("[{:>7.1}s] {:?} records in={} out={}", r.elapsed_ms as f64 / 1000.0, r.status, r.records_in, r.records_out);
+    }
+}
+
+fn print_summary(r: &JobStatusReport) {
+    let secs = (r.elapsed_ms as f64 / 1000.0).max(0.001);
+    println!("job {} {:?} after {secs:.2}s", r.job, r.status);
+    println!("  records in:  {} ({:.0}/s)", r.records_in, r.records_in as f64 / secs);
+    println!("  records out: {}", r.records_out);
+    for (tm, tasks) in &r.tasks_per_taskmanager {
+        println!("  {tm}: {tasks} tasks");
+    }
+    if let Some(message) = &r.message {
+        println!("  reason: {message}");
+    }
+}
+
+/// keyed-count, parallelism `p`, on one TaskManager with `p` slots, discarding sink.
+async fn bench(records: u64, p: u32) -> Res<ExitCode> {
+    let started = std::time::Instant::now();
+    let config = Configuration::new().with("taskmanager.numberOfTaskSlots", &p.to_string())?;
+    let cluster = LocalCluster::start(1, config).await?;
+    let spec = JobSpec::new("keyed-count")
+        .with("records", records)
+        .with("parallelism", p)
+        .with("partitions", p)
+        .with("keys", 1024)
+        .with("sink", "discard");
+    let job_start = std::time::Instant::now();
+    let report = cluster.run_job(&spec, |_| {}, |_| {}).await?;
+    let job_secs = job_start.elapsed().as_secs_f64();
+    let total_secs = started.elapsed().as_secs_f64();
+    println!("job: keyed-count, {records} records, parallelism {p}, status {:?}", report.status);
+    println!("records_in: {}", report.records_in);
+    println!("records_out: {}", report.records_out);
+    println!("job_seconds: {job_secs:.3}");
+    println!("process_seconds: {total_secs:.3}");
+    println!("records_per_sec: {:.0}", records as f64 / job_secs);
+    println!("records_per_sec_whole_process: {:.0}", records as f64 / total_secs);
+    match peak_rss_mib() {
+        Some(mib) => println!("peak_rss_mib: {mib:.1}"),
+        None => println!("peak_rss_mib: unavailable (no /proc/self/status)"),
+    }
+    cluster.shutdown();
+    Ok(exit_code(&report))
+}
+
+/// The process's peak resident set (VmHWM), Linux only.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

@@ -1,1 +1,124 @@
-fn main() {}
+//! `cargo xtask`: developer commands for rill (alias in .cargo/config.toml).
+//!
+//! A host tool that only orchestrates cargo and the `rill` binary, so the runtime's determinism
+//! rules do not apply here. Every child process inherits stdio; any failing child makes xtask
+//! exit non-zero, naming the step that failed.
+
+mod bench;
+mod steps;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use steps::{Failure, Plan, Step};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "Developer commands for rill: test, bench, sim")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every test: `cargo test --workspace` on real tokio, then again simulated
+    /// (RUSTFLAGS="--cfg madsim", CARGO_TARGET_DIR=target-sim).
+    Test(TestArgs),
+    /// Run every scenario over the default seeds with a verdict table and report
+    /// (not implemented yet: issue #3).
+    Sim,
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Args)]
+struct TestArgs {
+    /// Run only the real-tokio step.
+    #[arg(long, conflicts_with = "sim_only")]
+    real_only: bool,
+    /// Run only the simulated (--cfg madsim) step.
+    #[arg(long)]
+    sim_only: bool,
+    /// Passed to both `cargo test` runs, e.g. `-- my_test -- --nocapture`.
+    #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
+    cargo_args: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Throughput and peak memory of keyed-count on an in-process cluster (`rill bench`),
+    /// compared against the targets (>= 6.5 M records/s, peak RSS < 100 MiB).
+    Runtime(bench::RuntimeArgs),
+    /// Simulated seeds per second of the harness (not implemented yet: issue #3).
+    Sim,
+    /// Recovery time and stall after a TaskManager failure (not implemented yet: issue #4).
+    Recovery,
+    /// Task-count balance across TaskManagers (not implemented yet: issue #5).
+    Balance,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let result = match cli.command {
+        Command::Test(args) => test(&root, &args),
+        Command::Sim => Err(Failure::not_implemented("cargo xtask sim", 3)),
+        Command::Bench(BenchCommand::Runtime(args)) => bench::runtime(&root, &args),
+        Command::Bench(BenchCommand::Sim) => Err(Failure::not_implemented("cargo xtask bench sim", 3)),
+        Command::Bench(BenchCommand::Recovery) => Err(Failure::not_implemented("cargo xtask bench recovery", 4)),
+        Command::Bench(BenchCommand::Balance) => Err(Failure::not_implemented("cargo xtask bench balance", 5)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+/// The workspace root: the parent of xtask's own manifest directory.
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().expect("xtask lives one level below the workspace root").to_path_buf()
+}
+
+/// `cargo xtask test`: the real-tokio run, then the simulated one, failing fast.
+fn test(root: &Path, args: &TestArgs) -> Result<(), Failure> {
+    let mut steps = Vec::new();
+    if !args.sim_only {
+        steps.push(test_step("real tokio", root, args));
+    }
+    if !args.real_only {
+        let (flags_var, flags) = sim_rustflags();
+        let sim = test_step("simulated", root, args)
+            .env(flags_var, flags)
+            .env("CARGO_TARGET_DIR", root.join("target-sim"));
+        steps.push(sim);
+    }
+    let mut plan = Plan::new(steps.len());
+    for step in steps {
+        plan.run(step)?;
+    }
+    plan.finish();
+    Ok(())
+}
+
+fn test_step(label: &'static str, root: &Path, args: &TestArgs) -> Step {
+    Step::cargo(label, root, ["test", "--workspace"]).args(&args.cargo_args)
+}
+
+/// The rustflags variable for the simulated build: the user's flags with `--cfg madsim` appended.
+///
+/// Cargo prefers CARGO_ENCODED_RUSTFLAGS (0x1f-separated) over RUSTFLAGS, so when it is set the
+/// cfg goes there; otherwise into RUSTFLAGS.
+fn sim_rustflags() -> (&'static str, String) {
+    if let Ok(encoded) = std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        let sep = if encoded.is_empty() { "" } else { "\x1f" };
+        return ("CARGO_ENCODED_RUSTFLAGS", format!("{encoded}{sep}--cfg\x1fmadsim"));
+    }
+    match std::env::var("RUSTFLAGS") {
+        Ok(flags) if !flags.trim().is_empty() => ("RUSTFLAGS", format!("{} --cfg madsim", flags.trim())),
+        _ => ("RUSTFLAGS", "--cfg madsim".to_string()),
+    }
+}
