@@ -1,1 +1,27 @@
-//! rill-sim
+//! rill-sim: the deterministic simulation harness.
+//!
+//! Under `--cfg madsim` every rill process (JobManager, TaskManagers, a client) runs as a madsim
+//! node whose init future is the production code, on a simulated network with a seeded
+//! scheduler, so a seed replays bit for bit. On real tokio this crate only exposes the parts
+//! that need no simulator (seed naming, replay commands).
+
+#[cfg(madsim)]
+pub mod cluster;
+pub mod expected;
+
+/// The command that replays a simulated test under `seed`.
+pub fn replay_command(test: &str, seed: u64) -> String {
+    format!(
+        "MADSIM_TEST_SEED={seed} RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target-sim cargo test -p rill-tests -- --exact {test} --nocapture"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replay_command_names_seed_and_test() {
+        let cmd = super::replay_command("sim_keyed_count::exact_output", 42);
+        assert!(cmd.starts_with("MADSIM_TEST_SEED=42 "));
+        assert!(cmd.contains("--cfg madsim") && cmd.contains("sim_keyed_count::exact_output"));
+    }
+}

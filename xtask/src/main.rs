@@ -23,13 +23,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every test: `cargo test --workspace` on real tokio, then again simulated
-    /// (RUSTFLAGS="--cfg madsim", CARGO_TARGET_DIR=target-sim).
+    /// Run every test: real tokio, then simulated (--cfg madsim, target-sim/)
+    ///
+    /// Step 1 runs `cargo test --workspace`; step 2 runs it again with `--cfg madsim` appended to
+    /// RUSTFLAGS and CARGO_TARGET_DIR=<workspace>/target-sim, so the two builds never evict each
+    /// other. Stops at the first failing step.
     Test(TestArgs),
-    /// Run every scenario over the default seeds with a verdict table and report
-    /// (not implemented yet: issue #3).
+    /// Every scenario over the default seeds: verdict table and report (not implemented yet: #3)
     Sim,
-    /// Benchmarks.
+    /// Benchmarks: runtime, sim, recovery, balance
     #[command(subcommand)]
     Bench(BenchCommand),
 }
@@ -49,14 +51,18 @@ struct TestArgs {
 
 #[derive(Subcommand)]
 enum BenchCommand {
-    /// Throughput and peak memory of keyed-count on an in-process cluster (`rill bench`),
-    /// compared against the targets (>= 6.5 M records/s, peak RSS < 100 MiB).
+    /// Throughput and peak memory of keyed-count (`rill bench`) against the targets
+    ///
+    /// Builds `cargo build --release --bin rill`, runs `target/release/rill bench` (keyed-count on
+    /// an in-process cluster) and compares its `records_per_sec` and `peak_rss_mib` lines with the
+    /// targets: >= 6.5 million records/s, peak RSS < 100 MiB. A missed target is reported; only a
+    /// failing build or run exits non-zero.
     Runtime(bench::RuntimeArgs),
-    /// Simulated seeds per second of the harness (not implemented yet: issue #3).
+    /// Speed of the simulation harness (not implemented yet: issue #3)
     Sim,
-    /// Recovery time and stall after a TaskManager failure (not implemented yet: issue #4).
+    /// Recovery time and stall after a TaskManager failure (not implemented yet: issue #4)
     Recovery,
-    /// Task-count balance across TaskManagers (not implemented yet: issue #5).
+    /// Task-count balance across TaskManagers (not implemented yet: issue #5)
     Balance,
 }
 

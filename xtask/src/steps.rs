@@ -141,13 +141,13 @@ impl Plan {
         let start = Instant::now();
         let outcome = step.execute();
         self.done.push((step.label, start.elapsed()));
-        let failed = match outcome {
+        let why = match outcome {
             Ok((status, stdout)) if status.success() => return Ok(stdout),
-            Ok((status, _)) => format!("{status}"),
-            Err(e) => format!("could not start {}: {e}", step.display()),
+            Ok((status, _)) => status.to_string(),
+            Err(e) => format!("could not run {:?}: {e}", step.command.get_program()),
         };
-        println!("==> {}", self.summary());
-        Err(Failure::new(format!("step {position} FAILED ({failed}) after {}", elapsed(start.elapsed()))))
+        println!("==> failed: {}", self.summary());
+        Err(Failure::new(format!("FAILED at step {position}: {why}")))
     }
 
     /// Prints the final summary line.

@@ -1,0 +1,96 @@
+//! `cargo xtask bench runtime`: builds the release `rill` binary, runs `rill bench` and compares
+//! what it reports against the targets.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::steps::{Failure, Plan, Step};
+
+/// Throughput target for keyed-count, records per second.
+const TARGET_RECORDS_PER_SEC: f64 = 6.5e6;
+/// Peak resident memory target, MiB (strictly below).
+const TARGET_PEAK_RSS_MIB: f64 = 100.0;
+
+#[derive(Args)]
+pub struct RuntimeArgs {
+    /// Records the keyed-count source produces.
+    #[arg(long, default_value_t = 20_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    records: u64,
+    /// Parallelism of the job.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    parallelism: u32,
+}
+
+/// Builds, runs and compares. Missing a target is reported, not an error: only a failing
+/// build or run makes the command exit non-zero.
+pub fn runtime(root: &Path, args: &RuntimeArgs) -> Result<(), Failure> {
+    let mut plan = Plan::new(2);
+    plan.run(Step::cargo("build", root, ["build", "--release", "--bin", "rill"]))?;
+    let records = args.records.to_string();
+    let parallelism = args.parallelism.to_string();
+    let bench = Step::new("bench", root, release_binary(root, "rill"))
+        .args(["bench", "--records", &records, "--parallelism", &parallelism])
+        .capture_stdout();
+    let output = plan.run(bench)?;
+    plan.finish();
+    compare(&output);
+    Ok(())
+}
+
+/// `target/release/<name>`, honouring CARGO_TARGET_DIR as cargo does.
+fn release_binary(root: &Path, name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
+    target.join("release").join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// Prints one line per target: measured value, target, verdict.
+fn compare(output: &str) {
+    println!("==> targets");
+    match metric(output, "records_per_sec") {
+        Some(rate) => {
+            let verdict = verdict(rate >= TARGET_RECORDS_PER_SEC);
+            let (m, t) = (rate / 1e6, TARGET_RECORDS_PER_SEC / 1e6);
+            println!("    throughput  {m:>8.2} M records/s  (target >= {t:.1} M)   {verdict}");
+        }
+        None => println!("    throughput  not reported: no `records_per_sec: <float>` line in rill's output"),
+    }
+    match metric(output, "peak_rss_mib") {
+        Some(mib) => {
+            let verdict = verdict(mib < TARGET_PEAK_RSS_MIB);
+            println!("    peak RSS    {mib:>8.1} MiB          (target <  {TARGET_PEAK_RSS_MIB:.0} MiB)   {verdict}");
+        }
+        None => println!("    peak RSS    not reported: no `peak_rss_mib: <float>` line in rill's output"),
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+/// The value of the last `<key>: <float>` line (anything after the number is ignored).
+fn metric(output: &str, key: &str) -> Option<f64> {
+    output
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix(key)?.trim_start().strip_prefix(':'))
+        .filter_map(|value| value.split_whitespace().next()?.parse().ok())
+        .last()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric;
+
+    #[test]
+    fn parses_last_metric_line() {
+        let out = "warmup\nrecords_per_sec: 1.5\nrecords_per_sec: 7012345.6 (keyed-count)\npeak_rss_mib:84.25\n";
+        assert_eq!(metric(out, "records_per_sec"), Some(7012345.6));
+        assert_eq!(metric(out, "peak_rss_mib"), Some(84.25));
+        assert_eq!(metric(out, "records_per_second"), None);
+        assert_eq!(metric("records_per_sec: fast", "records_per_sec"), None);
+    }
+}
