@@ -47,29 +47,25 @@ fn release_binary(root: &Path, name: &str) -> PathBuf {
 /// Prints one line per target: measured value, target, verdict.
 fn compare(output: &str) {
     println!("==> targets");
+    let target = format!(">= {:.1} M records/s", TARGET_RECORDS_PER_SEC / 1e6);
     match metric(output, "records_per_sec") {
-        Some(rate) => {
-            let verdict = verdict(rate >= TARGET_RECORDS_PER_SEC);
-            let (m, t) = (rate / 1e6, TARGET_RECORDS_PER_SEC / 1e6);
-            println!("    throughput  {m:>8.2} M records/s  (target >= {t:.1} M)   {verdict}");
-        }
-        None => println!("    throughput  not reported: no `records_per_sec: <float>` line in rill's output"),
+        Some(rate) => row("throughput", format!("{:.2} M records/s", rate / 1e6), &target, rate >= TARGET_RECORDS_PER_SEC),
+        None => missing("throughput", "records_per_sec"),
     }
+    let target = format!("<  {TARGET_PEAK_RSS_MIB:.0} MiB");
     match metric(output, "peak_rss_mib") {
-        Some(mib) => {
-            let verdict = verdict(mib < TARGET_PEAK_RSS_MIB);
-            println!("    peak RSS    {mib:>8.1} MiB          (target <  {TARGET_PEAK_RSS_MIB:.0} MiB)   {verdict}");
-        }
-        None => println!("    peak RSS    not reported: no `peak_rss_mib: <float>` line in rill's output"),
+        Some(mib) => row("peak RSS", format!("{mib:.1} MiB"), &target, mib < TARGET_PEAK_RSS_MIB),
+        None => missing("peak RSS", "peak_rss_mib"),
     }
 }
 
-fn verdict(met: bool) -> &'static str {
-    if met {
-        "met"
-    } else {
-        "MISSED"
-    }
+fn row(name: &str, measured: String, target: &str, met: bool) {
+    let verdict = if met { "met" } else { "MISSED" };
+    println!("    {name:<12}{measured:<20}target {target:<22}{verdict}");
+}
+
+fn missing(name: &str, key: &str) {
+    println!("    {name:<12}not reported: no `{key}: <float>` line in rill's output");
 }
 
 /// The value of the last `<key>: <float>` line (anything after the number is ignored).
