@@ -1,0 +1,115 @@
+//! The cluster as separate OS processes: `rill jobmanager`, two `rill taskmanager`s and
+//! `rill run`, talking over loopback TCP; the job's file-sink output is checked.
+#![cfg(not(madsim))]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RILL: &str = env!("CARGO_BIN_EXE_rill");
+
+/// Kills the process when the test ends, pass or fail.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> (Proc, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(RILL).args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn rill");
+    let out = BufReader::new(child.stdout.take().expect("stdout"));
+    (Proc(child), out)
+}
+
+/// Reads lines until one contains `marker`; returns it.
+fn wait_for(out: &mut BufReader<std::process::ChildStdout>, marker: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).expect("read") > 0, "process exited before printing '{marker}'");
+        if line.contains(marker) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn jobmanager_taskmanagers_and_client_as_processes() {
+    let (_jm, mut jm_out) = spawn(&["jobmanager", "--bind", "127.0.0.1:0"]);
+    let line = wait_for(&mut jm_out, "listening on");
+    let addr = line.trim().rsplit(' ').next().expect("address").to_string();
+    let _tms: Vec<_> = (1..=2)
+        .map(|i| {
+            let name = format!("tm-{i}");
+            let (p, mut out) = spawn(&["taskmanager", "--jobmanager", &addr, "--slots", "2", "--name", &name]);
+            wait_for(&mut out, "serving data");
+            p
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("rill-processes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sink = format!("sink=file:{}", dir.display());
+    let start = Instant::now();
+    let run = Command::new(RILL)
+        .args(["run", "--job", "keyed-count", "--jobmanager", &addr, "-p", "records=10000", "-p", "keys=10", "-p", &sink])
+        .output()
+        .expect("rill run");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "rill run failed: {stdout}");
+    assert!(stdout.contains("Finished"), "{stdout}");
+    assert!(stdout.contains("records out: 10000"), "{stdout}");
+    assert!(start.elapsed() < Duration::from_secs(120));
+    // Two sink subtasks wrote one line per record; the last count of each key is 1000.
+    let mut lines = 0;
+    let mut finals = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).expect("output dir") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read output");
+        for l in text.lines() {
+            lines += 1;
+            let key: u64 = field(l, "key: ");
+            let count: u64 = field(l, "count: ");
+            let best = finals.entry(key).or_insert(0);
+            *best = count.max(*best);
+        }
+    }
+    assert_eq!(lines, 10_000);
+    assert_eq!(finals.len(), 10);
+    assert!(finals.values().all(|&c| c == 1000), "{finals:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn field(line: &str, name: &str) -> u64 {
+    let rest = &line[line.find(name).unwrap_or_else(|| panic!("no {name} in {line}")) + name.len()..];
+    rest.split(|c: char| !c.is_ascii_digit()).next().and_then(|d| d.parse().ok()).expect("number")
+}
+
+#[test]
+fn wrong_secret_is_refused_and_the_jobmanager_keeps_serving() {
+    let (_jm, mut jm_out) = spawn(&["jobmanager", "--bind", "127.0.0.1:0", "-c", "security.cluster.secret=right"]);
+    let line = wait_for(&mut jm_out, "listening on");
+    let addr = line.trim().rsplit(' ').next().expect("address").to_string();
+    let bad = Command::new(RILL)
+        .args(["run", "--job", "keyed-count", "--jobmanager", &addr, "-c", "security.cluster.secret=wrong"])
+        .output()
+        .expect("rill run");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("secret") && !err.contains("right"), "{err}");
+    // Garbage on the port: the connection is closed, the process stays up.
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        let _ = s.write_all(&[0xff; 64]);
+    }
+    let (_tm, mut tm_out) =
+        spawn(&["taskmanager", "--jobmanager", &addr, "--slots", "2", "-c", "security.cluster.secret=right"]);
+    wait_for(&mut tm_out, "serving data");
+    let good = Command::new(RILL)
+        .args(["run", "--job", "keyed-count", "--jobmanager", &addr, "-p", "records=1000", "-c", "security.cluster.secret=right"])
+        .output()
+        .expect("rill run");
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stdout));
+}
