@@ -295,3 +295,126 @@ fn build_vertices(
     }
     (vertices, node_vertex)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::operator::{ChainEvent, Collector};
+    use crate::api::{build_job, JobSpec, StreamEnv};
+    use crate::connectors::log::GeneratedLog;
+    use crate::connectors::LogSource;
+    use crate::graph::default_slot_sharing_groups;
+
+    struct Nop;
+    impl<T> Collector<T> for Nop {
+        fn collect(&mut self, _: T) {}
+        fn event(&mut self, _: ChainEvent) {}
+    }
+
+    fn source(env: &StreamEnv) -> crate::api::DataStream<crate::connectors::log::LogRecord> {
+        let log: Arc<dyn crate::connectors::log::PartitionedLog> = Arc::new(GeneratedLog::new(1, 2, Some(10)));
+        env.source("src", move |ctx| Ok(Box::new(LogSource::new(log.clone(), ctx.parallelism, ctx.subtask(), None)) as _))
+    }
+
+    fn compile(env: StreamEnv) -> Result<JobGraph, JobError> {
+        JobGraph::compile("test", env.into_logical(), 128)
+    }
+
+    #[test]
+    fn keyed_count_chains_into_two_vertices_joined_by_a_hash_edge() {
+        let job = build_job(&JobSpec::new("keyed-count").with("parallelism", 4), 128).expect("valid");
+        let names: Vec<&str> = job.vertices.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["source -> map", "count -> sink"]);
+        assert_eq!(job.edges.len(), 1);
+        assert_eq!(job.edges[0].partitioner, PartitionerKind::Hash);
+        assert!(job.vertices[0].is_source && job.vertices[1].is_sink);
+        // Consumer subtask 2 reads subpartition 2 of each of the 4 producers.
+        let channels = job.input_channels(VertexId(1), 2);
+        assert_eq!(channels.len(), 4);
+        assert!(channels.iter().enumerate().all(|(i, c)| c.producer_subtask == i as u32 && c.subpartition == 2));
+        assert_eq!(job.subpartitions(EdgeId(0)), 4);
+        // One slot per subtask index: 4 groups of (source chain, count chain).
+        let groups = default_slot_sharing_groups(&job);
+        assert_eq!(groups.len(), 4);
+        assert!(groups.iter().all(|g| g.members.len() == 2));
+    }
+
+    #[test]
+    fn union_feeds_one_vertex_from_two_sources() {
+        let job = build_job(&JobSpec::new("ad-stats"), 128).expect("valid");
+        let window = job.vertices.iter().find(|v| v.name.starts_with("window")).expect("window vertex");
+        assert_eq!(window.inputs.len(), 2);
+        assert_eq!(job.vertices.iter().filter(|v| v.is_source).count(), 2);
+    }
+
+    #[test]
+    fn forward_between_unequal_parallelisms_is_rejected() {
+        let env = StreamEnv::new(2);
+        source(&env).parallelism(2).forward().map("m", |r| r.key).parallelism(3).sink("s", |_| Ok(Box::new(Nop) as _));
+        match compile(env) {
+            Err(JobError::ForwardParallelismMismatch { from, to }) => {
+                assert!(from.contains("src (parallelism 2)") && to.contains("m (parallelism 3)"), "{from} -> {to}")
+            }
+            other => panic!("expected a forward mismatch, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unequal_parallelism_without_a_partitioner_rebalances() {
+        let env = StreamEnv::new(2);
+        source(&env).map("m", |r| r.key).parallelism(3).sink("s", |_| Ok(Box::new(Nop) as _));
+        let job = compile(env).expect("valid");
+        assert_eq!(job.edges[0].partitioner, PartitionerKind::Rebalance);
+        assert_eq!(job.vertices.len(), 2);
+    }
+
+    #[test]
+    fn zero_parallelism_is_rejected_naming_the_operator() {
+        let env = StreamEnv::new(2);
+        source(&env).map("m", |r| r.key).parallelism(0).sink("s", |_| Ok(Box::new(Nop) as _));
+        let err = compile(env).expect_err("invalid");
+        assert_eq!(err, JobError::ZeroParallelism { operator: "m".into() });
+        assert!(err.to_string().contains("'m' has parallelism 0"));
+    }
+
+    #[test]
+    fn a_cycle_is_rejected_naming_its_operators() {
+        let env = StreamEnv::new(1);
+        source(&env).map("a", |r| r).map("b", |r| r).sink("s", |_| Ok(Box::new(Nop) as _));
+        let mut logical = env.into_logical();
+        // b -> a closes a loop a -> b -> a.
+        let writer = logical.nodes[1].inputs[0].writer.clone();
+        logical.nodes[1].inputs.push(crate::api::stream::LogicalEdge {
+            from: NodeId(2),
+            partitioner: PartitionerKind::Rebalance,
+            result_type: ResultType::Pipelined,
+            writer,
+        });
+        match JobGraph::compile("cyclic", logical, 128) {
+            Err(JobError::Cycle { operators }) => assert_eq!(operators, ["a", "b", "s"]),
+            other => panic!("expected a cycle, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unconsumed_stream_is_rejected() {
+        let env = StreamEnv::new(1);
+        let s = source(&env);
+        s.map("dangling", |r| r.key);
+        s.sink("s", |_| Ok(Box::new(Nop) as _));
+        let err = compile(env).expect_err("invalid");
+        assert!(err.to_string().contains("'dangling' is never consumed"), "{err}");
+    }
+
+    #[test]
+    fn a_stream_consumed_twice_is_not_chained() {
+        let env = StreamEnv::new(2);
+        let s = source(&env);
+        s.sink("s1", |_| Ok(Box::new(Nop) as _));
+        s.sink("s2", |_| Ok(Box::new(Nop) as _));
+        let job = compile(env).expect("valid");
+        assert_eq!(job.vertices.len(), 3);
+        assert!(job.edges.iter().all(|e| e.partitioner == PartitionerKind::Forward && e.partitioner.is_pointwise()));
+        assert_eq!(job.input_channels(VertexId(1), 1), vec![InputChannelSpec { edge: EdgeId(0), producer_subtask: 1, subpartition: 0 }]);
+    }
+}
