@@ -45,9 +45,19 @@ impl LocalCluster {
             };
             let tm = TaskManager::start(opts).await?;
             let memory = tm.memory();
-            tms.push(LocalTaskManager { name: format!("tm-{i}"), memory, handle: tokio::spawn(tm.run()) });
+            tms.push(LocalTaskManager {
+                name: format!("tm-{i}"),
+                memory,
+                handle: tokio::spawn(tm.run()),
+            });
         }
-        Ok(LocalCluster { jobmanager, config, collect, taskmanagers: tms, jm })
+        Ok(LocalCluster {
+            jobmanager,
+            config,
+            collect,
+            taskmanagers: tms,
+            jm,
+        })
     }
 
     /// Runs a job to its end, reporting progress.

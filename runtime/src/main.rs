@@ -13,7 +13,11 @@ use rill::taskmanager::{TaskManager, TaskManagerOptions};
 use rill::JobSpec;
 
 #[derive(Parser)]
-#[command(name = "rill", version, about = "A Flink-style stream-processing runtime")]
+#[command(
+    name = "rill",
+    version,
+    about = "A Flink-style stream-processing runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -106,19 +110,31 @@ async fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RILL_LOG").unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("RILL_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 async fn run(command: Command) -> Res<ExitCode> {
     match command {
-        Command::Local { job, taskmanagers, slots, config } => {
-            let config = configuration(&config)?.with("taskmanager.numberOfTaskSlots", &slots.to_string())?;
+        Command::Local {
+            job,
+            taskmanagers,
+            slots,
+            config,
+        } => {
+            let config = configuration(&config)?
+                .with("taskmanager.numberOfTaskSlots", &slots.to_string())?;
             let spec = job_spec(&job)?;
             let cluster = LocalCluster::start(taskmanagers, config).await?;
-            let report = cluster.run_job(&spec, print_accepted, print_progress).await?;
+            let report = cluster
+                .run_job(&spec, print_accepted, print_progress)
+                .await?;
             print_summary(&report);
             Ok(exit_code(&report))
         }
@@ -129,25 +145,51 @@ async fn run(command: Command) -> Res<ExitCode> {
             rill::jobmanager::run_jobmanager(listener, config).await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Taskmanager { jobmanager, slots, name, data_bind, config } => {
+        Command::Taskmanager {
+            jobmanager,
+            slots,
+            name,
+            data_bind,
+            config,
+        } => {
             let mut config = configuration(&config)?;
             if let Some(slots) = slots {
                 config.set("taskmanager.numberOfTaskSlots", &slots.to_string())?;
             }
             let name = name.unwrap_or_else(|| format!("tm-{}", std::process::id()));
-            let opts = TaskManagerOptions { name: name.clone(), jobmanager, data_bind, config, collect: None };
+            let opts = TaskManagerOptions {
+                name: name.clone(),
+                jobmanager,
+                data_bind,
+                config,
+                collect: None,
+            };
             let tm = TaskManager::start(opts).await?;
             println!("taskmanager {name} serving data on {}", tm.data_addr());
             tm.run().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { job, jobmanager, config } => {
+        Command::Run {
+            job,
+            jobmanager,
+            config,
+        } => {
             let config = configuration(&config)?;
-            let report = submit_job(&jobmanager, &job_spec(&job)?, &config, print_accepted, print_progress).await?;
+            let report = submit_job(
+                &jobmanager,
+                &job_spec(&job)?,
+                &config,
+                print_accepted,
+                print_progress,
+            )
+            .await?;
             print_summary(&report);
             Ok(exit_code(&report))
         }
-        Command::Bench { records, parallelism } => bench(records, parallelism).await,
+        Command::Bench {
+            records,
+            parallelism,
+        } => bench(records, parallelism).await,
         Command::Config => {
             for (key, default, description) in known_keys() {
                 println!("{key:<55} {default:<12} {description}");
@@ -193,14 +235,24 @@ fn print_accepted(a: &Accepted) {
 
 fn print_progress(r: &JobStatusReport) {
     if !r.status.is_terminal() {
-        println!("[{:>7.1}s] {:?} records in={} out={}", r.elapsed_ms as f64 / 1000.0, r.status, r.records_in, r.records_out);
+        println!(
+            "[{:>7.1}s] {:?} records in={} out={}",
+            r.elapsed_ms as f64 / 1000.0,
+            r.status,
+            r.records_in,
+            r.records_out
+        );
     }
 }
 
 fn print_summary(r: &JobStatusReport) {
     let secs = (r.elapsed_ms as f64 / 1000.0).max(0.001);
     println!("job {} {:?} after {secs:.2}s", r.job, r.status);
-    println!("  records in:  {} ({:.0}/s)", r.records_in, r.records_in as f64 / secs);
+    println!(
+        "  records in:  {} ({:.0}/s)",
+        r.records_in,
+        r.records_in as f64 / secs
+    );
     println!("  records out: {}", r.records_out);
     for (tm, tasks) in &r.tasks_per_taskmanager {
         println!("  {tm}: {tasks} tasks");
@@ -225,13 +277,19 @@ async fn bench(records: u64, p: u32) -> Res<ExitCode> {
     let report = cluster.run_job(&spec, |_| {}, |_| {}).await?;
     let job_secs = job_start.elapsed().as_secs_f64();
     let total_secs = started.elapsed().as_secs_f64();
-    println!("job: keyed-count, {records} records, parallelism {p}, status {:?}", report.status);
+    println!(
+        "job: keyed-count, {records} records, parallelism {p}, status {:?}",
+        report.status
+    );
     println!("records_in: {}", report.records_in);
     println!("records_out: {}", report.records_out);
     println!("job_seconds: {job_secs:.3}");
     println!("process_seconds: {total_secs:.3}");
     println!("records_per_sec: {:.0}", records as f64 / job_secs);
-    println!("records_per_sec_whole_process: {:.0}", records as f64 / total_secs);
+    println!(
+        "records_per_sec_whole_process: {:.0}",
+        records as f64 / total_secs
+    );
     match peak_rss_mib() {
         Some(mib) => println!("peak_rss_mib: {mib:.1}"),
         None => println!("peak_rss_mib: unavailable (no /proc/self/status)"),

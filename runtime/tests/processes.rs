@@ -19,7 +19,12 @@ impl Drop for Proc {
 }
 
 fn spawn(args: &[&str]) -> (Proc, BufReader<std::process::ChildStdout>) {
-    let mut child = Command::new(RILL).args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn rill");
+    let mut child = Command::new(RILL)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn rill");
     let out = BufReader::new(child.stdout.take().expect("stdout"));
     (Proc(child), out)
 }
@@ -29,7 +34,10 @@ fn wait_for(out: &mut BufReader<std::process::ChildStdout>, marker: &str) -> Str
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(out.read_line(&mut line).expect("read") > 0, "process exited before printing '{marker}'");
+        assert!(
+            out.read_line(&mut line).expect("read") > 0,
+            "process exited before printing '{marker}'"
+        );
         if line.contains(marker) {
             return line;
         }
@@ -44,7 +52,15 @@ fn jobmanager_taskmanagers_and_client_as_processes() {
     let _tms: Vec<_> = (1..=2)
         .map(|i| {
             let name = format!("tm-{i}");
-            let (p, mut out) = spawn(&["taskmanager", "--jobmanager", &addr, "--slots", "2", "--name", &name]);
+            let (p, mut out) = spawn(&[
+                "taskmanager",
+                "--jobmanager",
+                &addr,
+                "--slots",
+                "2",
+                "--name",
+                &name,
+            ]);
             wait_for(&mut out, "serving data");
             p
         })
@@ -54,7 +70,19 @@ fn jobmanager_taskmanagers_and_client_as_processes() {
     let sink = format!("sink=file:{}", dir.display());
     let start = Instant::now();
     let run = Command::new(RILL)
-        .args(["run", "--job", "keyed-count", "--jobmanager", &addr, "-p", "records=10000", "-p", "keys=10", "-p", &sink])
+        .args([
+            "run",
+            "--job",
+            "keyed-count",
+            "--jobmanager",
+            &addr,
+            "-p",
+            "records=10000",
+            "-p",
+            "keys=10",
+            "-p",
+            &sink,
+        ])
         .output()
         .expect("rill run");
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -82,17 +110,37 @@ fn jobmanager_taskmanagers_and_client_as_processes() {
 }
 
 fn field(line: &str, name: &str) -> u64 {
-    let rest = &line[line.find(name).unwrap_or_else(|| panic!("no {name} in {line}")) + name.len()..];
-    rest.split(|c: char| !c.is_ascii_digit()).next().and_then(|d| d.parse().ok()).expect("number")
+    let rest = &line[line
+        .find(name)
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+        + name.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|d| d.parse().ok())
+        .expect("number")
 }
 
 #[test]
 fn wrong_secret_is_refused_and_the_jobmanager_keeps_serving() {
-    let (_jm, mut jm_out) = spawn(&["jobmanager", "--bind", "127.0.0.1:0", "-c", "security.cluster.secret=right"]);
+    let (_jm, mut jm_out) = spawn(&[
+        "jobmanager",
+        "--bind",
+        "127.0.0.1:0",
+        "-c",
+        "security.cluster.secret=right",
+    ]);
     let line = wait_for(&mut jm_out, "listening on");
     let addr = line.trim().rsplit(' ').next().expect("address").to_string();
     let bad = Command::new(RILL)
-        .args(["run", "--job", "keyed-count", "--jobmanager", &addr, "-c", "security.cluster.secret=wrong"])
+        .args([
+            "run",
+            "--job",
+            "keyed-count",
+            "--jobmanager",
+            &addr,
+            "-c",
+            "security.cluster.secret=wrong",
+        ])
         .output()
         .expect("rill run");
     assert!(!bad.status.success());
@@ -104,12 +152,33 @@ fn wrong_secret_is_refused_and_the_jobmanager_keeps_serving() {
         let mut s = std::net::TcpStream::connect(&addr).expect("connect");
         let _ = s.write_all(&[0xff; 64]);
     }
-    let (_tm, mut tm_out) =
-        spawn(&["taskmanager", "--jobmanager", &addr, "--slots", "2", "-c", "security.cluster.secret=right"]);
+    let (_tm, mut tm_out) = spawn(&[
+        "taskmanager",
+        "--jobmanager",
+        &addr,
+        "--slots",
+        "2",
+        "-c",
+        "security.cluster.secret=right",
+    ]);
     wait_for(&mut tm_out, "serving data");
     let good = Command::new(RILL)
-        .args(["run", "--job", "keyed-count", "--jobmanager", &addr, "-p", "records=1000", "-c", "security.cluster.secret=right"])
+        .args([
+            "run",
+            "--job",
+            "keyed-count",
+            "--jobmanager",
+            &addr,
+            "-p",
+            "records=1000",
+            "-c",
+            "security.cluster.secret=right",
+        ])
         .output()
         .expect("rill run");
-    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stdout));
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stdout)
+    );
 }

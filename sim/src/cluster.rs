@@ -45,7 +45,10 @@ impl SimCluster {
     /// Creates the nodes; their init futures start the JobManager and TaskManagers.
     pub fn start(spec: SimClusterSpec) -> SimCluster {
         let handle = Handle::current();
-        let config = spec.config.with("taskmanager.numberOfTaskSlots", &spec.slots.to_string()).expect("slots > 0");
+        let config = spec
+            .config
+            .with("taskmanager.numberOfTaskSlots", &spec.slots.to_string())
+            .expect("slots > 0");
         let jm_config = config.clone();
         let jm = handle
             .create_node()
@@ -54,18 +57,38 @@ impl SimCluster {
             .init(move || {
                 let config = jm_config.clone();
                 async move {
-                    let listener = tokio::net::TcpListener::bind((jm_ip(), JOBMANAGER_PORT)).await.expect("bind jm");
+                    let listener = tokio::net::TcpListener::bind((jm_ip(), JOBMANAGER_PORT))
+                        .await
+                        .expect("bind jm");
                     run_jobmanager(listener, config).await
                 }
             })
             .build();
         let collect = CollectStore::new();
-        let taskmanagers = (1..=spec.taskmanagers).map(|i| Self::tm_node(&handle, i, &config, &collect)).collect();
-        let client = handle.create_node().name("client").ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1))).build();
-        SimCluster { handle, jm, taskmanagers, client, collect, config }
+        let taskmanagers = (1..=spec.taskmanagers)
+            .map(|i| Self::tm_node(&handle, i, &config, &collect))
+            .collect();
+        let client = handle
+            .create_node()
+            .name("client")
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1)))
+            .build();
+        SimCluster {
+            handle,
+            jm,
+            taskmanagers,
+            client,
+            collect,
+            config,
+        }
     }
 
-    fn tm_node(handle: &Handle, i: u32, config: &Configuration, collect: &CollectStore) -> NodeHandle {
+    fn tm_node(
+        handle: &Handle,
+        i: u32,
+        config: &Configuration,
+        collect: &CollectStore,
+    ) -> NodeHandle {
         let opts = Arc::new(TaskManagerOptions {
             name: format!("tm-{i}"),
             jobmanager: format!("{}:{JOBMANAGER_PORT}", jm_ip()),

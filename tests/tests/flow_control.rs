@@ -9,7 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use rill::graph::{EdgeId, ExecutionAttemptId, VertexId};
 use rill::network::transport::DataPlaneConfig;
-use rill::network::{DataClient, DataServer, NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey};
+use rill::network::{
+    DataClient, DataServer, NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey,
+};
 use rill::rpc::Credentials;
 use rill::taskmanager::MemoryAccount;
 
@@ -18,7 +20,11 @@ const QUEUE: usize = 3;
 const CREDIT: u32 = 2;
 
 fn attempt(vertex: u32) -> ExecutionAttemptId {
-    ExecutionAttemptId { vertex: VertexId(vertex), subtask: 0, attempt: 0 }
+    ExecutionAttemptId {
+        vertex: VertexId(vertex),
+        subtask: 0,
+        attempt: 0,
+    }
 }
 
 #[tokio::test]
@@ -31,11 +37,23 @@ async fn a_consumer_that_stops_reading_stops_its_producer_with_bounded_memory() 
     };
     let (producer_mem, consumer_mem) = (MemoryAccount::default(), MemoryAccount::default());
     let registry = PartitionRegistry::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
-    let _server = DataServer::spawn(listener, registry.clone(), config.clone(), "producer".into());
+    let _server = DataServer::spawn(
+        listener,
+        registry.clone(),
+        config.clone(),
+        "producer".into(),
+    );
 
-    let key = SubpartitionKey { job: 1, producer: attempt(0), edge: EdgeId(0), index: 0 };
+    let key = SubpartitionKey {
+        job: 1,
+        producer: attempt(0),
+        edge: EdgeId(0),
+        index: 0,
+    };
     let queue = registry.create(key, QUEUE);
     let sent = Arc::new(AtomicU64::new(0));
     let (mem, counter) = (producer_mem.clone(), sent.clone());
@@ -43,35 +61,57 @@ async fn a_consumer_that_stops_reading_stops_its_producer_with_bounded_memory() 
         for i in 0..100u8 {
             let data = Bytes::from(vec![i; BUFFER]);
             let guard = mem.buffer(data.len() as u64);
-            queue.send(NetBuffer::Data(data, guard)).await.expect("consumer alive");
+            queue
+                .send(NetBuffer::Data(data, guard))
+                .await
+                .expect("consumer alive");
             counter.fetch_add(1, Ordering::SeqCst);
         }
-        queue.send(NetBuffer::Event(StreamEvent::EndOfPartition)).await.expect("consumer alive");
+        queue
+            .send(NetBuffer::Event(StreamEvent::EndOfPartition))
+            .await
+            .expect("consumer alive");
     });
 
     let client = DataClient::new(config, consumer_mem.clone(), "consumer".into());
-    let (mut rx, credit) = client.request(&addr, key, attempt(1), CREDIT).await.expect("request");
+    let (mut rx, credit) = client
+        .request(&addr, key, attempt(1), CREDIT)
+        .await
+        .expect("request");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Stalled: the producer filled its queue, the forwarder holds one buffer, the consumer
     // holds its credit's worth; nothing more moves.
     let stalled_at = sent.load(Ordering::SeqCst);
-    assert!(stalled_at <= (QUEUE + 1) as u64 + CREDIT as u64 + 1, "producer ran ahead: {stalled_at} buffers sent");
+    assert!(
+        stalled_at <= (QUEUE + 1) as u64 + CREDIT as u64 + 1,
+        "producer ran ahead: {stalled_at} buffers sent"
+    );
     assert!(!producer.is_finished());
     assert!(consumer_mem.report().buffer_bytes <= CREDIT as u64 * BUFFER as u64);
     assert!(producer_mem.report().peak_bytes <= (QUEUE as u64 + 2) * BUFFER as u64);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(sent.load(Ordering::SeqCst), stalled_at, "the producer kept going without credit");
+    assert_eq!(
+        sent.load(Ordering::SeqCst),
+        stalled_at,
+        "the producer kept going without credit"
+    );
 
     // Reading again resumes the flow: every buffer arrives, in order.
     for i in 0..100u8 {
         match rx.recv().await.expect("channel open") {
-            NetBuffer::Data(data, _guard) => assert!(data.len() == BUFFER && data[0] == i, "buffer {i} out of order"),
+            NetBuffer::Data(data, _guard) => assert!(
+                data.len() == BUFFER && data[0] == i,
+                "buffer {i} out of order"
+            ),
             other => panic!("expected data, got {other:?}"),
         }
         credit.give(1);
     }
-    assert!(matches!(rx.recv().await, Some(NetBuffer::Event(StreamEvent::EndOfPartition))));
+    assert!(matches!(
+        rx.recv().await,
+        Some(NetBuffer::Event(StreamEvent::EndOfPartition))
+    ));
     producer.await.expect("producer done");
     assert!(consumer_mem.report().peak_bytes <= CREDIT as u64 * BUFFER as u64);
 }

@@ -10,7 +10,9 @@ use rill::JobSpec;
 use rill_sim::expected::verify_keyed_count;
 
 fn config(slots: u32) -> Configuration {
-    Configuration::new().with("taskmanager.numberOfTaskSlots", &slots.to_string()).expect("valid")
+    Configuration::new()
+        .with("taskmanager.numberOfTaskSlots", &slots.to_string())
+        .expect("valid")
 }
 
 /// The log keyed-count reads for these parameters (the job's own defaults otherwise).
@@ -36,21 +38,38 @@ async fn keyed_count_output_is_exactly_the_expected_result() {
         .with("keys", 97)
         .with("seed", 5)
         .with("sink", "collect");
-    let report = cluster.run_job(&spec, |_| {}, |_| {}).await.expect("submitted");
+    let report = cluster
+        .run_job(&spec, |_| {}, |_| {})
+        .await
+        .expect("submitted");
     assert_eq!(report.status, JobStatus::Finished, "{report:?}");
     assert_eq!((report.records_in, report.records_out), (40_000, 40_000));
-    let checked = verify_keyed_count(&cluster.collect, &generated(5, 8, 40_000, 97)).expect("exact output");
+    let checked =
+        verify_keyed_count(&cluster.collect, &generated(5, 8, 40_000, 97)).expect("exact output");
     assert_eq!(checked, 40_000);
     // 8 subtasks (4 source chains + 4 count chains) over 4 TaskManagers x 2 slots.
-    assert_eq!(report.tasks_per_taskmanager.iter().map(|(_, n)| n).sum::<u32>(), 8);
+    assert_eq!(
+        report
+            .tasks_per_taskmanager
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<u32>(),
+        8
+    );
     cluster.shutdown();
 }
 
 #[tokio::test]
 async fn ad_stats_windows_count_every_event_once() {
     let cluster = LocalCluster::start(2, config(2)).await.expect("cluster");
-    let spec = JobSpec::new("ad-stats").with("records", 20_000).with("keys", 16).with("sink", "collect");
-    let report = cluster.run_job(&spec, |_| {}, |_| {}).await.expect("submitted");
+    let spec = JobSpec::new("ad-stats")
+        .with("records", 20_000)
+        .with("keys", 16)
+        .with("sink", "collect");
+    let report = cluster
+        .run_job(&spec, |_| {}, |_| {})
+        .await
+        .expect("submitted");
     assert_eq!(report.status, JobStatus::Finished, "{report:?}");
     let stats = cluster.collect.decoded::<AdStats>().expect("decodes");
     let impressions: u64 = stats.iter().map(|(_, s)| s.impressions).sum();
@@ -68,8 +87,13 @@ async fn ad_stats_windows_count_every_event_once() {
 #[tokio::test]
 async fn wordcount_counts_every_word() {
     let cluster = LocalCluster::start(2, config(2)).await.expect("cluster");
-    let spec = JobSpec::new("wordcount").with("records", 5_000).with("sink", "collect");
-    let report = cluster.run_job(&spec, |_| {}, |_| {}).await.expect("submitted");
+    let spec = JobSpec::new("wordcount")
+        .with("records", 5_000)
+        .with("sink", "collect");
+    let report = cluster
+        .run_job(&spec, |_| {}, |_| {})
+        .await
+        .expect("submitted");
     assert_eq!(report.status, JobStatus::Finished, "{report:?}");
     let log = generated(1, 2, 5_000, 1024);
     let mut batch = Vec::new();
@@ -89,25 +113,54 @@ async fn invalid_jobs_are_rejected_with_a_reason() {
     let cluster = LocalCluster::start(1, config(2)).await.expect("cluster");
     for (spec, expected) in [
         (JobSpec::new("no-such-job"), "unknown job 'no-such-job'"),
-        (JobSpec::new("keyed-count").with("parallelism", 0), "parallelism 0"),
-        (JobSpec::new("keyed-count").with("colour", "red"), "unknown parameter 'colour'"),
-        (JobSpec::new("keyed-count").with("records", "many"), "invalid parameter 'records'"),
+        (
+            JobSpec::new("keyed-count").with("parallelism", 0),
+            "parallelism 0",
+        ),
+        (
+            JobSpec::new("keyed-count").with("colour", "red"),
+            "unknown parameter 'colour'",
+        ),
+        (
+            JobSpec::new("keyed-count").with("records", "many"),
+            "invalid parameter 'records'",
+        ),
     ] {
-        let err = cluster.run_job(&spec, |_| {}, |_| {}).await.expect_err("rejected");
-        assert!(err.to_string().contains(expected), "{err} should mention {expected}");
+        let err = cluster
+            .run_job(&spec, |_| {}, |_| {})
+            .await
+            .expect_err("rejected");
+        assert!(
+            err.to_string().contains(expected),
+            "{err} should mention {expected}"
+        );
     }
     // The JobManager keeps serving after rejections.
     let ok = JobSpec::new("keyed-count").with("records", 100);
-    assert_eq!(cluster.run_job(&ok, |_| {}, |_| {}).await.expect("runs").status, JobStatus::Finished);
+    assert_eq!(
+        cluster
+            .run_job(&ok, |_| {}, |_| {})
+            .await
+            .expect("runs")
+            .status,
+        JobStatus::Finished
+    );
     cluster.shutdown();
 }
 
 #[tokio::test]
 async fn losing_a_taskmanager_fails_the_job_with_the_reason() {
-    let config = config(2).with("heartbeat.interval", "100ms").unwrap().with("heartbeat.timeout", "500ms").unwrap();
+    let config = config(2)
+        .with("heartbeat.interval", "100ms")
+        .unwrap()
+        .with("heartbeat.timeout", "500ms")
+        .unwrap();
     let cluster = LocalCluster::start(2, config).await.expect("cluster");
     // Unbounded and paced, so the job is still running when tm-1 dies.
-    let spec = JobSpec::new("keyed-count").with("records", 0).with("rate", 1000).with("parallelism", 2);
+    let spec = JobSpec::new("keyed-count")
+        .with("records", 0)
+        .with("rate", 1000)
+        .with("parallelism", 2);
     let run = cluster.run_job(&spec, |_| {}, |_| {});
     let kill = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -118,5 +171,8 @@ async fn losing_a_taskmanager_fails_the_job_with_the_reason() {
     let report = report.expect("job reported");
     assert_eq!(report.status, JobStatus::Failed);
     let message = report.message.unwrap_or_default();
-    assert!(message.contains("TaskManager tm-") && message.contains("lost"), "{message}");
+    assert!(
+        message.contains("TaskManager tm-") && message.contains("lost"),
+        "{message}"
+    );
 }

@@ -16,7 +16,11 @@ use rill_sim::replay_command;
 const SEEDS: [u64; 5] = [1, 2, 3, 42, 20261121];
 
 async fn keyed_count_run() -> u64 {
-    let cluster = SimCluster::start(SimClusterSpec { taskmanagers: 4, slots: 2, config: Configuration::new() });
+    let cluster = SimCluster::start(SimClusterSpec {
+        taskmanagers: 4,
+        slots: 2,
+        config: Configuration::new(),
+    });
     let spec = JobSpec::new("keyed-count")
         .with("parallelism", 4)
         .with("partitions", 8)
@@ -36,7 +40,8 @@ async fn keyed_count_run() -> u64 {
         payload_bytes: 8,
         timestamp_step_ms: 1,
     };
-    let checked = verify_keyed_count(&cluster.collect, &log).unwrap_or_else(|e| panic!("output differs: {e}"));
+    let checked = verify_keyed_count(&cluster.collect, &log)
+        .unwrap_or_else(|e| panic!("output differs: {e}"));
     assert_eq!(checked, 20_000);
     // Virtual milliseconds from submission to FINISHED: the same on every replay of a seed.
     report.elapsed_ms
@@ -54,9 +59,15 @@ fn keyed_count_exact_output_under_fixed_seeds() {
         let outcome = std::panic::catch_unwind(|| run_seed(seed));
         if let Ok(elapsed_ms) = outcome {
             // Paced at 10,000 records/s, 20,000 records take at least 2 virtual seconds.
-            assert!(elapsed_ms >= 2_000, "seed {seed}: finished after only {elapsed_ms} virtual ms");
+            assert!(
+                elapsed_ms >= 2_000,
+                "seed {seed}: finished after only {elapsed_ms} virtual ms"
+            );
         } else {
-            panic!("seed {seed} failed; replay with:\n  {}", replay_command("keyed_count_exact_output_under_seed_from_env", seed));
+            panic!(
+                "seed {seed} failed; replay with:\n  {}",
+                replay_command("keyed_count_exact_output_under_seed_from_env", seed)
+            );
         }
     }
 }

@@ -26,11 +26,21 @@ pub struct RuntimeArgs {
 /// build or run makes the command exit non-zero.
 pub fn runtime(root: &Path, args: &RuntimeArgs) -> Result<(), Failure> {
     let mut plan = Plan::new(2);
-    plan.run(Step::cargo("build", root, ["build", "--release", "--bin", "rill"]))?;
+    plan.run(Step::cargo(
+        "build",
+        root,
+        ["build", "--release", "--bin", "rill"],
+    ))?;
     let records = args.records.to_string();
     let parallelism = args.parallelism.to_string();
     let bench = Step::new("bench", root, release_binary(root, "rill"))
-        .args(["bench", "--records", &records, "--parallelism", &parallelism])
+        .args([
+            "bench",
+            "--records",
+            &records,
+            "--parallelism",
+            &parallelism,
+        ])
         .capture_stdout();
     let output = plan.run(bench)?;
     plan.finish();
@@ -40,8 +50,11 @@ pub fn runtime(root: &Path, args: &RuntimeArgs) -> Result<(), Failure> {
 
 /// `target/release/<name>`, honouring CARGO_TARGET_DIR as cargo does.
 fn release_binary(root: &Path, name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
-    target.join("release").join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    target
+        .join("release")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// Prints one line per target: measured value, target, verdict.
@@ -49,12 +62,22 @@ fn compare(output: &str) {
     println!("==> targets");
     let target = format!(">= {:.1} M records/s", TARGET_RECORDS_PER_SEC / 1e6);
     match metric(output, "records_per_sec") {
-        Some(rate) => row("throughput", format!("{:.2} M records/s", rate / 1e6), &target, rate >= TARGET_RECORDS_PER_SEC),
+        Some(rate) => row(
+            "throughput",
+            format!("{:.2} M records/s", rate / 1e6),
+            &target,
+            rate >= TARGET_RECORDS_PER_SEC,
+        ),
         None => missing("throughput", "records_per_sec"),
     }
     let target = format!("<  {TARGET_PEAK_RSS_MIB:.0} MiB");
     match metric(output, "peak_rss_mib") {
-        Some(mib) => row("peak RSS", format!("{mib:.1} MiB"), &target, mib < TARGET_PEAK_RSS_MIB),
+        Some(mib) => row(
+            "peak RSS",
+            format!("{mib:.1} MiB"),
+            &target,
+            mib < TARGET_PEAK_RSS_MIB,
+        ),
         None => missing("peak RSS", "peak_rss_mib"),
     }
 }
@@ -72,9 +95,14 @@ fn missing(name: &str, key: &str) {
 fn metric(output: &str, key: &str) -> Option<f64> {
     output
         .lines()
-        .filter_map(|line| line.trim().strip_prefix(key)?.trim_start().strip_prefix(':'))
-        .filter_map(|value| value.split_whitespace().next()?.parse().ok())
-        .last()
+        .rev()
+        .filter_map(|line| {
+            line.trim()
+                .strip_prefix(key)?
+                .trim_start()
+                .strip_prefix(':')
+        })
+        .find_map(|value| value.split_whitespace().next()?.parse().ok())
 }
 
 #[cfg(test)]

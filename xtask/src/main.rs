@@ -15,7 +15,11 @@ use clap::{Args, Parser, Subcommand};
 use steps::{Failure, Plan, Step};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "Developer commands for rill: test, bench, sim")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Developer commands for rill: test, bench, sim"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,9 +77,15 @@ fn main() -> ExitCode {
         Command::Test(args) => test(&root, &args),
         Command::Sim => Err(Failure::not_implemented("cargo xtask sim", 3)),
         Command::Bench(BenchCommand::Runtime(args)) => bench::runtime(&root, &args),
-        Command::Bench(BenchCommand::Sim) => Err(Failure::not_implemented("cargo xtask bench sim", 3)),
-        Command::Bench(BenchCommand::Recovery) => Err(Failure::not_implemented("cargo xtask bench recovery", 4)),
-        Command::Bench(BenchCommand::Balance) => Err(Failure::not_implemented("cargo xtask bench balance", 5)),
+        Command::Bench(BenchCommand::Sim) => {
+            Err(Failure::not_implemented("cargo xtask bench sim", 3))
+        }
+        Command::Bench(BenchCommand::Recovery) => {
+            Err(Failure::not_implemented("cargo xtask bench recovery", 4))
+        }
+        Command::Bench(BenchCommand::Balance) => {
+            Err(Failure::not_implemented("cargo xtask bench balance", 5))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,7 +96,10 @@ fn main() -> ExitCode {
 /// The workspace root: the parent of xtask's own manifest directory.
 fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().expect("xtask lives one level below the workspace root").to_path_buf()
+    manifest
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
 }
 
 /// `cargo xtask test`: the real-tokio run, then the simulated one, failing fast.
@@ -121,10 +134,15 @@ fn test_step(label: &'static str, root: &Path, args: &TestArgs) -> Step {
 fn sim_rustflags() -> (&'static str, String) {
     if let Ok(encoded) = std::env::var("CARGO_ENCODED_RUSTFLAGS") {
         let sep = if encoded.is_empty() { "" } else { "\x1f" };
-        return ("CARGO_ENCODED_RUSTFLAGS", format!("{encoded}{sep}--cfg\x1fmadsim"));
+        return (
+            "CARGO_ENCODED_RUSTFLAGS",
+            format!("{encoded}{sep}--cfg\x1fmadsim"),
+        );
     }
     match std::env::var("RUSTFLAGS") {
-        Ok(flags) if !flags.trim().is_empty() => ("RUSTFLAGS", format!("{} --cfg madsim", flags.trim())),
+        Ok(flags) if !flags.trim().is_empty() => {
+            ("RUSTFLAGS", format!("{} --cfg madsim", flags.trim()))
+        }
         _ => ("RUSTFLAGS", "--cfg madsim".to_string()),
     }
 }

@@ -15,12 +15,18 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(message: impl Into<String>) -> Failure {
-        Failure { message: message.into(), code: 1 }
+        Failure {
+            message: message.into(),
+            code: 1,
+        }
     }
 
     /// A subcommand whose work is tracked in a GitHub issue; exits with code 2.
     pub fn not_implemented(what: &str, issue: u32) -> Failure {
-        Failure { message: format!("{what}: not implemented yet: tracked in issue #{issue}"), code: 2 }
+        Failure {
+            message: format!("{what}: not implemented yet: tracked in issue #{issue}"),
+            code: 2,
+        }
     }
 
     pub fn report(self) -> ExitCode {
@@ -42,7 +48,12 @@ impl Step {
     pub fn new(label: &'static str, root: &Path, program: impl AsRef<OsStr>) -> Step {
         let mut command = Command::new(program);
         command.current_dir(root);
-        Step { label, root: root.to_path_buf(), command, capture_stdout: false }
+        Step {
+            label,
+            root: root.to_path_buf(),
+            command,
+            capture_stdout: false,
+        }
     }
 
     /// A cargo invocation, using the cargo that runs xtask (same toolchain).
@@ -76,14 +87,24 @@ impl Step {
 
     /// The command as a shell line: env assignments, program name, arguments.
     fn display(&self) -> String {
-        let envs = self.command.get_envs().filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), quote(v?))));
+        let envs = self
+            .command
+            .get_envs()
+            .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), quote(v?))));
         let program = Path::new(self.command.get_program());
         let program = match program.strip_prefix(&self.root) {
             Ok(relative) => relative.display().to_string(),
-            Err(_) => program.file_name().unwrap_or(program.as_os_str()).to_string_lossy().into_owned(),
+            Err(_) => program
+                .file_name()
+                .unwrap_or(program.as_os_str())
+                .to_string_lossy()
+                .into_owned(),
         };
         let args = self.command.get_args().map(quote);
-        envs.chain(std::iter::once(program)).chain(args).collect::<Vec<_>>().join(" ")
+        envs.chain(std::iter::once(program))
+            .chain(args)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Runs to completion; returns the exit status and, if captured, stdout.
@@ -115,7 +136,9 @@ fn tee(pipe: impl io::Read) -> io::Result<String> {
 /// Quotes a value for display when it holds anything beyond plain shell-safe characters.
 fn quote(value: &OsStr) -> String {
     let s = value.to_string_lossy();
-    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
     if plain {
         s.into_owned()
     } else {
@@ -131,7 +154,10 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(total: usize) -> Plan {
-        Plan { total, done: Vec::new() }
+        Plan {
+            total,
+            done: Vec::new(),
+        }
     }
 
     /// Runs the next step with a header; on failure prints the summary so far and names the step.
@@ -156,9 +182,16 @@ impl Plan {
     }
 
     fn summary(&self) -> String {
-        let times = self.done.iter().map(|(label, d)| format!("{label} {}", elapsed(*d)));
+        let times = self
+            .done
+            .iter()
+            .map(|(label, d)| format!("{label} {}", elapsed(*d)));
         let total: Duration = self.done.iter().map(|(_, d)| *d).sum();
-        format!("{} (total {})", times.collect::<Vec<_>>().join(", "), elapsed(total))
+        format!(
+            "{} (total {})",
+            times.collect::<Vec<_>>().join(", "),
+            elapsed(total)
+        )
     }
 }
 

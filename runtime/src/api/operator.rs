@@ -134,14 +134,20 @@ impl<T: Clone> Collector<T> for Tee<T> {
 }
 
 pub(crate) type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+/// Folds a record into an accumulator.
+pub(crate) type AddFn<T, A> = Arc<dyn Fn(&mut A, &T) + Send + Sync>;
+/// Produces a keyed aggregation's output from key, accumulator and the triggering record.
+pub(crate) type EmitFn<K, A, T, U> = Arc<dyn Fn(&K, &A, &T) -> U + Send + Sync>;
+/// A record's key hash, for hash partitioning.
+pub(crate) type HashFn<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
 
 /// Keyed aggregation: per-key accumulator in keyed state, one output per input record
 /// (the running result, as Flink's keyed reduce emits).
 pub(crate) struct KeyedAggregateOp<T, K, A, U> {
     pub key: KeyFn<T, K>,
     pub init: Arc<dyn Fn() -> A + Send + Sync>,
-    pub add: Arc<dyn Fn(&mut A, &T) + Send + Sync>,
-    pub emit: Arc<dyn Fn(&K, &A, &T) -> U + Send + Sync>,
+    pub add: AddFn<T, A>,
+    pub emit: EmitFn<K, A, T, U>,
     pub state: KeyedState<K, A>,
     pub down: Out<U>,
 }

@@ -21,7 +21,10 @@ pub struct JobSpec {
 
 impl JobSpec {
     pub fn new(name: &str) -> Self {
-        JobSpec { name: name.to_string(), params: BTreeMap::new() }
+        JobSpec {
+            name: name.to_string(),
+            params: BTreeMap::new(),
+        }
     }
 
     pub fn with(mut self, key: &str, value: impl ToString) -> Self {
@@ -30,13 +33,17 @@ impl JobSpec {
     }
 
     /// Parses `key=value` arguments.
-    pub fn with_args<'a>(mut self, args: impl IntoIterator<Item = &'a str>) -> Result<Self, JobError> {
+    pub fn with_args<'a>(
+        mut self,
+        args: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, JobError> {
         for arg in args {
             let (k, v) = arg.split_once('=').ok_or_else(|| JobError::InvalidParam {
                 param: arg.to_string(),
                 reason: "expected key=value".into(),
             })?;
-            self.params.insert(k.trim().to_string(), v.trim().to_string());
+            self.params
+                .insert(k.trim().to_string(), v.trim().to_string());
         }
         Ok(self)
     }
@@ -47,14 +54,26 @@ pub enum JobError {
     #[error("unknown job '{name}'; known jobs: {known}")]
     UnknownJob { name: String, known: String },
     #[error("unknown parameter '{param}' for job '{job}'; accepted: {accepted}")]
-    UnknownParam { job: String, param: String, accepted: String },
+    UnknownParam {
+        job: String,
+        param: String,
+        accepted: String,
+    },
     #[error("invalid parameter '{param}': {reason}")]
     InvalidParam { param: String, reason: String },
     #[error("operator '{operator}' has parallelism 0; parallelism must be at least 1")]
     ZeroParallelism { operator: String },
-    #[error("operator '{operator}' has parallelism {parallelism}, above the maximum parallelism {max}")]
-    ParallelismAboveMax { operator: String, parallelism: u32, max: u32 },
-    #[error("forward edge between unequal parallelisms: {from} -> {to}; use rebalance() or key_by()")]
+    #[error(
+        "operator '{operator}' has parallelism {parallelism}, above the maximum parallelism {max}"
+    )]
+    ParallelismAboveMax {
+        operator: String,
+        parallelism: u32,
+        max: u32,
+    },
+    #[error(
+        "forward edge between unequal parallelisms: {from} -> {to}; use rebalance() or key_by()"
+    )]
     ForwardParallelismMismatch { from: String, to: String },
     #[error("the job graph has a cycle through: {}", operators.join(", "))]
     Cycle { operators: Vec<String> },
@@ -78,22 +97,37 @@ pub struct Params<'a> {
 
 impl<'a> Params<'a> {
     fn new(spec: &'a JobSpec) -> Self {
-        Params { job: &spec.name, raw: &spec.params, accepted: BTreeSet::new() }
+        Params {
+            job: &spec.name,
+            raw: &spec.params,
+            accepted: BTreeSet::new(),
+        }
     }
 
-    pub fn get<T: std::str::FromStr>(&mut self, key: &'static str, default: T) -> Result<T, JobError>
+    pub fn get<T: std::str::FromStr>(
+        &mut self,
+        key: &'static str,
+        default: T,
+    ) -> Result<T, JobError>
     where
         T::Err: std::fmt::Display,
     {
         self.accepted.insert(key);
         match self.raw.get(key) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|e: T::Err| JobError::InvalidParam { param: key.into(), reason: format!("'{v}': {e}") }),
+            Some(v) => v.parse().map_err(|e: T::Err| JobError::InvalidParam {
+                param: key.into(),
+                reason: format!("'{v}': {e}"),
+            }),
         }
     }
 
     fn finish(self) -> Result<(), JobError> {
-        match self.raw.keys().find(|k| !self.accepted.contains(k.as_str())) {
+        match self
+            .raw
+            .keys()
+            .find(|k| !self.accepted.contains(k.as_str()))
+        {
             None => Ok(()),
             Some(k) => Err(JobError::UnknownParam {
                 job: self.job.to_string(),
@@ -108,8 +142,16 @@ type JobBuilder = fn(&mut Params<'_>, &StreamEnv) -> Result<(), JobError>;
 
 /// The built-in jobs: (name, description, builder).
 pub const JOBS: &[(&str, &str, JobBuilder)] = &[
-    ("wordcount", "generated lines -> split words -> key_by word -> running count -> sink", wordcount),
-    ("keyed-count", "partitioned log -> map -> key_by key -> keyed count -> sink", keyed_count),
+    (
+        "wordcount",
+        "generated lines -> split words -> key_by word -> running count -> sink",
+        wordcount,
+    ),
+    (
+        "keyed-count",
+        "partitioned log -> map -> key_by key -> keyed count -> sink",
+        keyed_count,
+    ),
     (
         "ad-stats",
         "impressions + clicks logs -> map -> union -> key_by ad -> tumbling 1 s window -> sink",
@@ -120,8 +162,15 @@ pub const JOBS: &[(&str, &str, JobBuilder)] = &[
 /// Builds the job graph for `spec`: the one place JobManager and TaskManagers get a graph from.
 pub fn build_job(spec: &JobSpec, max_parallelism: u32) -> Result<JobGraph, JobError> {
     let Some((_, _, builder)) = JOBS.iter().find(|(name, _, _)| *name == spec.name) else {
-        let known = JOBS.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", ");
-        return Err(JobError::UnknownJob { name: spec.name.clone(), known });
+        let known = JOBS
+            .iter()
+            .map(|(n, _, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(JobError::UnknownJob {
+            name: spec.name.clone(),
+            known,
+        });
     };
     let mut params = Params::new(spec);
     let parallelism = params.get("parallelism", 2u32)?;
@@ -138,7 +187,11 @@ struct SourceParams {
     rate: Option<f64>,
 }
 
-fn source_params(p: &mut Params<'_>, seed_offset: u64, default_parallelism: u32) -> Result<SourceParams, JobError> {
+fn source_params(
+    p: &mut Params<'_>,
+    seed_offset: u64,
+    default_parallelism: u32,
+) -> Result<SourceParams, JobError> {
     let parallelism = p.get("source-parallelism", default_parallelism)?;
     let partitions = p.get("partitions", parallelism.max(1))?;
     let records: u64 = p.get("records", 10_000u64)?;
@@ -151,9 +204,14 @@ fn source_params(p: &mut Params<'_>, seed_offset: u64, default_parallelism: u32)
         LogSpec::Generated(GeneratedLog {
             seed: seed.wrapping_add(seed_offset),
             partitions,
-            records_per_partition: (records > 0).then_some(records.div_ceil(partitions.max(1) as u64)),
+            records_per_partition: (records > 0)
+                .then_some(records.div_ceil(partitions.max(1) as u64)),
             keys,
-            key_skew: if hot > 0 { KeySkew::HotKey { per_mille: hot } } else { KeySkew::Sequential },
+            key_skew: if hot > 0 {
+                KeySkew::HotKey { per_mille: hot }
+            } else {
+                KeySkew::Sequential
+            },
             payload_bytes: 8,
             timestamp_step_ms: 1,
         })
@@ -162,13 +220,28 @@ fn source_params(p: &mut Params<'_>, seed_offset: u64, default_parallelism: u32)
     };
     let log = spec.open().map_err(|e| JobError::Source(e.to_string()))?;
     let rate = (rate > 0.0).then(|| rate / parallelism.max(1) as f64);
-    Ok(SourceParams { log, parallelism, rate })
+    Ok(SourceParams {
+        log,
+        parallelism,
+        rate,
+    })
 }
 
 fn log_source(env: &StreamEnv, name: &str, s: SourceParams) -> DataStream<LogRecord> {
-    let SourceParams { log, parallelism, rate } = s;
-    env.source(name, move |ctx| Ok(Box::new(LogSource::new(log.clone(), ctx.parallelism, ctx.subtask(), rate)) as _))
-        .parallelism(parallelism)
+    let SourceParams {
+        log,
+        parallelism,
+        rate,
+    } = s;
+    env.source(name, move |ctx| {
+        Ok(Box::new(LogSource::new(
+            log.clone(),
+            ctx.parallelism,
+            ctx.subtask(),
+            rate,
+        )) as _)
+    })
+    .parallelism(parallelism)
 }
 
 fn sink_param(p: &mut Params<'_>) -> Result<SinkSpec, JobError> {
@@ -204,11 +277,25 @@ fn keyed_count(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     log_source(env, "source", source)
         .map("map", |r: LogRecord| Event {
             key: r.key,
-            payload: u64::from_le_bytes(r.payload.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8])),
+            payload: u64::from_le_bytes(
+                r.payload
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .unwrap_or([0; 8]),
+            ),
             origin: r.origin(),
         })
         .key_by(|e: &Event| e.key)
-        .aggregate("count", || 0u64, |n, _e| *n += 1, |k, n, e| KeyCount { key: *k, count: *n, origin: e.origin })
+        .aggregate(
+            "count",
+            || 0u64,
+            |n, _e| *n += 1,
+            |k, n, e| KeyCount {
+                key: *k,
+                count: *n,
+                origin: e.origin,
+            },
+        )
         .parallelism(parallelism)
         .sink("sink", move |ctx| sink.instantiate(ctx));
     Ok(())
@@ -229,8 +316,22 @@ impl Traceable for WordCount {
 }
 
 const VOCABULARY: &[&str] = &[
-    "stream", "state", "barrier", "window", "key", "slot", "task", "shuffle", "credit", "buffer", "region", "failover",
-    "checkpoint", "watermark", "source", "sink",
+    "stream",
+    "state",
+    "barrier",
+    "window",
+    "key",
+    "slot",
+    "task",
+    "shuffle",
+    "credit",
+    "buffer",
+    "region",
+    "failover",
+    "checkpoint",
+    "watermark",
+    "source",
+    "sink",
 ];
 
 /// The words of a generated line: a pure function of the record, so replays agree.
@@ -238,7 +339,9 @@ pub fn words_of(record: &LogRecord) -> Vec<&'static str> {
     let mut x = record.key.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ record.offset;
     (0..4 + (record.key % 4))
         .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             VOCABULARY[(x >> 33) as usize % VOCABULARY.len()]
         })
         .collect()
@@ -251,10 +354,21 @@ fn wordcount(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     log_source(env, "lines", source)
         .flat_map("split", |r: LogRecord| {
             let origin = r.origin();
-            words_of(&r).into_iter().map(move |w| (w.to_string(), origin))
+            words_of(&r)
+                .into_iter()
+                .map(move |w| (w.to_string(), origin))
         })
         .key_by(|(w, _): &(String, Origin)| w.clone())
-        .aggregate("count", || 0u64, |n, _| *n += 1, |w, n, (_, o)| WordCount { word: w.clone(), count: *n, origin: *o })
+        .aggregate(
+            "count",
+            || 0u64,
+            |n, _| *n += 1,
+            |w, n, (_, o)| WordCount {
+                word: w.clone(),
+                count: *n,
+                origin: *o,
+            },
+        )
         .parallelism(parallelism)
         .sink("sink", move |ctx| sink.instantiate(ctx));
     Ok(())
@@ -298,9 +412,20 @@ fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
         payload_bytes: 8,
         timestamp_step_ms: 10,
     };
-    let clicks = SourceParams { log: Arc::new(clicks_log), parallelism: 1, rate: impressions.rate.map(|r| r / 10.0) };
+    let clicks = SourceParams {
+        log: Arc::new(clicks_log),
+        parallelism: 1,
+        rate: impressions.rate.map(|r| r / 10.0),
+    };
     let sink = sink_param(p)?;
-    let to_event = |click: bool| move |r: LogRecord| AdEvent { ad: r.key, click, ts: r.timestamp_ms, origin: r.origin() };
+    let to_event = |click: bool| {
+        move |r: LogRecord| AdEvent {
+            ad: r.key,
+            click,
+            ts: r.timestamp_ms,
+            origin: r.origin(),
+        }
+    };
     let imps = log_source(env, "impressions", impressions).map("parse-impression", to_event(false));
     let clks = log_source(env, "clicks", clicks).map("parse-click", to_event(true));
     imps.union(clks)
@@ -311,7 +436,12 @@ fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
             |e: &AdEvent| e.ts,
             || (0u64, 0u64),
             |acc, e| if e.click { acc.1 += 1 } else { acc.0 += 1 },
-            |ad, w, acc| AdStats { ad: *ad, window_start: w.start, impressions: acc.0, clicks: acc.1 },
+            |ad, w, acc| AdStats {
+                ad: *ad,
+                window_start: w.start,
+                impressions: acc.0,
+                clicks: acc.1,
+            },
         )
         .parallelism(parallelism)
         .sink("sink", move |ctx| sink.instantiate(ctx));

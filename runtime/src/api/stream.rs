@@ -25,7 +25,10 @@ use crate::network::writer::{PartitionTarget, RecordWriter, Route};
 use crate::state::{key_hash, KeyedState};
 
 /// Types that can flow through a job: cloned within chains, serialized between tasks.
-pub trait Data: Clone + Send + Sync + Serialize + DeserializeOwned + std::fmt::Debug + 'static {}
+pub trait Data:
+    Clone + Send + Sync + Serialize + DeserializeOwned + std::fmt::Debug + 'static
+{
+}
 impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + std::fmt::Debug + 'static> Data for T {}
 
 pub(crate) type AnyBox = Box<dyn Any + Send>;
@@ -33,7 +36,8 @@ pub(crate) type OpFactory =
     Arc<dyn Fn(AnyBox, &OperatorContext) -> Result<AnyBox, JobError> + Send + Sync>;
 pub(crate) type SourceFactory =
     Arc<dyn Fn(AnyBox, &OperatorContext) -> Result<Box<dyn SourceDriver>, JobError> + Send + Sync>;
-pub(crate) type SinkFactory = Arc<dyn Fn(&OperatorContext) -> Result<AnyBox, JobError> + Send + Sync>;
+pub(crate) type SinkFactory =
+    Arc<dyn Fn(&OperatorContext) -> Result<AnyBox, JobError> + Send + Sync>;
 pub(crate) type TeeFactory = Arc<dyn Fn(Vec<AnyBox>) -> Result<AnyBox, JobError> + Send + Sync>;
 pub(crate) type DecoderFactory =
     Arc<dyn Fn(AnyBox) -> Result<Box<dyn RecordDecoder>, JobError> + Send + Sync>;
@@ -81,7 +85,10 @@ pub struct StreamEnv {
 
 impl StreamEnv {
     pub fn new(default_parallelism: u32) -> Self {
-        StreamEnv { graph: Rc::default(), default_parallelism }
+        StreamEnv {
+            graph: Rc::default(),
+            default_parallelism,
+        }
     }
 
     pub(crate) fn into_logical(self) -> LogicalGraph {
@@ -141,7 +148,7 @@ enum Partitioning<T> {
     Forward,
     Rebalance,
     Broadcast,
-    Hash(Arc<dyn Fn(&T) -> u64 + Send + Sync>),
+    Hash(HashFn<T>),
 }
 
 impl<T> Clone for Partitioning<T> {
@@ -180,7 +187,13 @@ impl<T> Clone for DataStream<T> {
 
 impl<T: Data> DataStream<T> {
     fn from_node(env: StreamEnv, id: NodeId) -> Self {
-        DataStream { env, upstreams: vec![id], route: Partitioning::Default, blocking: false, _t: PhantomData }
+        DataStream {
+            env,
+            upstreams: vec![id],
+            route: Partitioning::Default,
+            blocking: false,
+            _t: PhantomData,
+        }
     }
 
     /// Sets the parallelism of the operator that produced this stream.
@@ -240,12 +253,24 @@ impl<T: Data> DataStream<T> {
         KeyedStream { stream, key }
     }
 
-    pub fn map<U: Data>(&self, name: &str, f: impl Fn(T) -> U + Clone + Send + Sync + 'static) -> DataStream<U> {
-        self.operator(name, move |down: Out<U>, _ctx| Ok(Box::new(MapOp { f: f.clone(), down }) as Out<T>))
+    pub fn map<U: Data>(
+        &self,
+        name: &str,
+        f: impl Fn(T) -> U + Clone + Send + Sync + 'static,
+    ) -> DataStream<U> {
+        self.operator(name, move |down: Out<U>, _ctx| {
+            Ok(Box::new(MapOp { f: f.clone(), down }) as Out<T>)
+        })
     }
 
-    pub fn filter(&self, name: &str, f: impl Fn(&T) -> bool + Clone + Send + Sync + 'static) -> DataStream<T> {
-        self.operator(name, move |down: Out<T>, _ctx| Ok(Box::new(FilterOp { f: f.clone(), down }) as Out<T>))
+    pub fn filter(
+        &self,
+        name: &str,
+        f: impl Fn(&T) -> bool + Clone + Send + Sync + 'static,
+    ) -> DataStream<T> {
+        self.operator(name, move |down: Out<T>, _ctx| {
+            Ok(Box::new(FilterOp { f: f.clone(), down }) as Out<T>)
+        })
     }
 
     pub fn flat_map<U: Data, I>(
@@ -256,7 +281,9 @@ impl<T: Data> DataStream<T> {
     where
         I: IntoIterator<Item = U> + 'static,
     {
-        self.operator(name, move |down: Out<U>, _ctx| Ok(Box::new(FlatMapOp { f: f.clone(), down }) as Out<T>))
+        self.operator(name, move |down: Out<U>, _ctx| {
+            Ok(Box::new(FlatMapOp { f: f.clone(), down }) as Out<T>)
+        })
     }
 
     /// A generic one-input operator: `make` builds an instance per subtask around its downstream.
@@ -270,7 +297,12 @@ impl<T: Data> DataStream<T> {
             Ok(Box::new(make(down, ctx)?) as AnyBox)
         });
         let inputs = self.input_edges();
-        let id = self.env.add_node::<U>(name, NodeKind::Operator(factory), inputs, Some(decoder_factory::<T>()));
+        let id = self.env.add_node::<U>(
+            name,
+            NodeKind::Operator(factory),
+            inputs,
+            Some(decoder_factory::<T>()),
+        );
         self.inherit_parallelism(id);
         DataStream::from_node(self.env.clone(), id)
     }
@@ -283,7 +315,12 @@ impl<T: Data> DataStream<T> {
     ) -> DataStream<T> {
         let factory: SinkFactory = Arc::new(move |ctx| Ok(Box::new(make(ctx)?) as AnyBox));
         let inputs = self.input_edges();
-        let id = self.env.add_node::<T>(name, NodeKind::Sink(factory), inputs, Some(decoder_factory::<T>()));
+        let id = self.env.add_node::<T>(
+            name,
+            NodeKind::Sink(factory),
+            inputs,
+            Some(decoder_factory::<T>()),
+        );
         self.inherit_parallelism(id);
         DataStream::from_node(self.env.clone(), id)
     }
@@ -292,9 +329,16 @@ impl<T: Data> DataStream<T> {
     /// Flink when no parallelism is set explicitly.
     fn inherit_parallelism(&self, id: NodeId) {
         let graph = self.env.graph.borrow();
-        let p = self.upstreams.iter().map(|u| graph.nodes[u.0 as usize].parallelism).max();
+        let p = self
+            .upstreams
+            .iter()
+            .map(|u| graph.nodes[u.0 as usize].parallelism)
+            .max();
         drop(graph);
-        if let (Some(p), false) = (p, matches!(self.route, Partitioning::Hash(_) | Partitioning::Rebalance)) {
+        if let (Some(p), false) = (
+            p,
+            matches!(self.route, Partitioning::Hash(_) | Partitioning::Rebalance),
+        ) {
             self.env.update_node(id, |n| n.parallelism = p);
         }
     }
@@ -307,7 +351,11 @@ impl<T: Data> DataStream<T> {
             Partitioning::Broadcast => (PartitionerKind::Broadcast, None),
             Partitioning::Hash(f) => (PartitionerKind::Hash, Some(f.clone())),
         };
-        let result_type = if self.blocking { ResultType::Blocking } else { ResultType::Pipelined };
+        let result_type = if self.blocking {
+            ResultType::Blocking
+        } else {
+            ResultType::Pipelined
+        };
         self.upstreams
             .iter()
             .map(|&from| LogicalEdge {
@@ -345,8 +393,8 @@ where
     {
         let key = self.key.clone();
         let init: Arc<dyn Fn() -> A + Send + Sync> = Arc::new(init);
-        let add: Arc<dyn Fn(&mut A, &T) + Send + Sync> = Arc::new(add);
-        let emit: Arc<dyn Fn(&K, &A, &T) -> U + Send + Sync> = Arc::new(emit);
+        let add: AddFn<T, A> = Arc::new(add);
+        let emit: EmitFn<K, A, T, U> = Arc::new(emit);
         self.stream.operator(name, move |down: Out<U>, ctx| {
             Ok(Box::new(KeyedAggregateOp {
                 key: key.clone(),
@@ -360,7 +408,11 @@ where
     }
 
     /// Keyed reduce: the running reduction per key, emitted after every record.
-    pub fn reduce(&self, name: &str, f: impl Fn(&T, &T) -> T + Send + Sync + 'static) -> DataStream<T> {
+    pub fn reduce(
+        &self,
+        name: &str,
+        f: impl Fn(&T, &T) -> T + Send + Sync + 'static,
+    ) -> DataStream<T> {
         let f = Arc::new(f);
         self.aggregate(
             name,
@@ -390,15 +442,20 @@ where
         U: Data,
         K: Ord,
     {
-        let spec = super::window::TumblingSpec::new(self.key.clone(), size_ms, timestamp, init, add, emit);
-        self.stream.operator(name, move |down: Out<U>, ctx| spec.instantiate(down, ctx))
+        let spec =
+            super::window::TumblingSpec::new(self.key.clone(), size_ms, timestamp, init, add, emit);
+        self.stream
+            .operator(name, move |down: Out<U>, ctx| spec.instantiate(down, ctx))
     }
 }
 
 pub(crate) fn downcast<T: 'static>(b: AnyBox) -> Result<T, JobError> {
-    b.downcast::<T>()
-        .map(|b| *b)
-        .map_err(|_| JobError::Internal(format!("operator chain type mismatch: expected {}", std::any::type_name::<T>())))
+    b.downcast::<T>().map(|b| *b).map_err(|_| {
+        JobError::Internal(format!(
+            "operator chain type mismatch: expected {}",
+            std::any::type_name::<T>()
+        ))
+    })
 }
 
 fn tee_factory<T: Data>() -> TeeFactory {
@@ -407,7 +464,11 @@ fn tee_factory<T: Data>() -> TeeFactory {
         for o in outs {
             typed.push(downcast::<Out<T>>(o)?);
         }
-        let out: Out<T> = if typed.len() == 1 { typed.pop().expect("one") } else { Box::new(Tee { outs: typed }) };
+        let out: Out<T> = if typed.len() == 1 {
+            typed.pop().expect("one")
+        } else {
+            Box::new(Tee { outs: typed })
+        };
         Ok(Box::new(out) as AnyBox)
     })
 }
@@ -419,12 +480,14 @@ fn decoder_factory<T: Data>() -> DecoderFactory {
     })
 }
 
-fn writer_factory<T: Data>(hash: Option<Arc<dyn Fn(&T) -> u64 + Send + Sync>>) -> WriterFactory {
+fn writer_factory<T: Data>(hash: Option<HashFn<T>>) -> WriterFactory {
     Arc::new(move |target: PartitionTarget| {
         let route = match (&hash, target.partitioner) {
             (Some(f), PartitionerKind::Hash) => Route::Hash(f.clone()),
             (_, PartitionerKind::Broadcast) => Route::Broadcast,
-            (_, PartitionerKind::Rebalance) => Route::Rebalance { next: target.producer_subtask as usize },
+            (_, PartitionerKind::Rebalance) => Route::Rebalance {
+                next: target.producer_subtask as usize,
+            },
             _ => Route::Forward,
         };
         Ok(Box::new(Box::new(RecordWriter::<T>::new(route, target)) as Out<T>) as AnyBox)

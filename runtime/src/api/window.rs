@@ -8,11 +8,16 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use super::operator::{ChainEvent, Collector, KeyFn, OperatorContext, Out};
+use super::operator::{AddFn, ChainEvent, Collector, KeyFn, OperatorContext, Out};
+
+/// Produces a window's output from key, window and accumulator.
+type WindowEmitFn<K, A, U> = Arc<dyn Fn(&K, Window, &A) -> U + Send + Sync>;
 use super::registry::JobError;
 
 /// A time window, start inclusive, end exclusive, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Window {
     pub start: u64,
     pub end: u64,
@@ -24,8 +29,8 @@ pub(crate) struct TumblingSpec<T, K, A, U> {
     size_ms: u64,
     timestamp: Arc<dyn Fn(&T) -> u64 + Send + Sync>,
     init: Arc<dyn Fn() -> A + Send + Sync>,
-    add: Arc<dyn Fn(&mut A, &T) + Send + Sync>,
-    emit: Arc<dyn Fn(&K, Window, &A) -> U + Send + Sync>,
+    add: AddFn<T, A>,
+    emit: WindowEmitFn<K, A, U>,
 }
 
 impl<T, K, A, U> TumblingSpec<T, K, A, U>
@@ -74,8 +79,8 @@ struct TumblingWindowOp<T, K, A, U> {
     size_ms: u64,
     timestamp: Arc<dyn Fn(&T) -> u64 + Send + Sync>,
     init: Arc<dyn Fn() -> A + Send + Sync>,
-    add: Arc<dyn Fn(&mut A, &T) + Send + Sync>,
-    emit: Arc<dyn Fn(&K, Window, &A) -> U + Send + Sync>,
+    add: AddFn<T, A>,
+    emit: WindowEmitFn<K, A, U>,
     /// Open windows by end time, then key: firing walks them in a deterministic order.
     windows: BTreeMap<(u64, K), A>,
     watermark: u64,
@@ -94,7 +99,10 @@ where
                 break;
             }
             let ((end, key), acc) = entry.remove_entry();
-            let window = Window { start: end - self.size_ms, end };
+            let window = Window {
+                start: end - self.size_ms,
+                end,
+            };
             self.down.collect((self.emit)(&key, window, &acc));
         }
     }
@@ -117,7 +125,10 @@ where
             return;
         }
         let key = (self.key)(&item);
-        let acc = self.windows.entry((end, key)).or_insert_with(|| (self.init)());
+        let acc = self
+            .windows
+            .entry((end, key))
+            .or_insert_with(|| (self.init)());
         (self.add)(acc, &item);
     }
 

@@ -29,7 +29,9 @@ impl std::str::FromStr for SinkSpec {
             "collect" => Ok(SinkSpec::Collect),
             _ => match s.strip_prefix("file:") {
                 Some(path) if !path.is_empty() => Ok(SinkSpec::File(PathBuf::from(path))),
-                _ => Err(format!("unknown sink '{s}': expected discard, collect or file:DIR")),
+                _ => Err(format!(
+                    "unknown sink '{s}': expected discard, collect or file:DIR"
+                )),
             },
         }
     }
@@ -102,8 +104,13 @@ impl CollectStore {
     }
 
     /// Every record decoded as `T`, with its metadata, in arrival order.
-    pub fn decoded<T: DeserializeOwned>(&self) -> Result<Vec<(CollectedRecord, T)>, bincode::Error> {
-        self.lock().iter().map(|r| Ok((r.clone(), bincode::deserialize(&r.payload)?))).collect()
+    pub fn decoded<T: DeserializeOwned>(
+        &self,
+    ) -> Result<Vec<(CollectedRecord, T)>, bincode::Error> {
+        self.lock()
+            .iter()
+            .map(|r| Ok((r.clone(), bincode::deserialize(&r.payload)?)))
+            .collect()
     }
 }
 
@@ -118,7 +125,10 @@ struct CollectSink {
 impl CollectSink {
     fn new(ctx: &OperatorContext) -> Result<Self, JobError> {
         let store = ctx.services.collect.clone().ok_or_else(|| {
-            JobError::Sink("sink=collect needs an in-process CollectStore (rill local or the simulator)".into())
+            JobError::Sink(
+                "sink=collect needs an in-process CollectStore (rill local or the simulator)"
+                    .into(),
+            )
         })?;
         Ok(CollectSink {
             store,
@@ -158,10 +168,17 @@ impl FileSink {
     fn create(dir: &std::path::Path, ctx: &OperatorContext) -> Result<Self, JobError> {
         let io = |e: std::io::Error| JobError::Sink(format!("file sink in {}: {e}", dir.display()));
         std::fs::create_dir_all(dir).map_err(io)?;
-        let name: String = ctx.operator_name.chars().map(|c| if c.is_alphanumeric() { c } else { '_' }).collect();
+        let name: String = ctx
+            .operator_name
+            .chars()
+            .map(|c| if c.is_alphanumeric() { c } else { '_' })
+            .collect();
         let path = dir.join(format!("{name}-{}.txt", ctx.subtask()));
         let file = std::fs::File::create(&path).map_err(io)?;
-        Ok(FileSink { out: std::io::BufWriter::new(file), path })
+        Ok(FileSink {
+            out: std::io::BufWriter::new(file),
+            path,
+        })
     }
 }
 

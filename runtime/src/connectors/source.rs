@@ -17,7 +17,11 @@ pub enum SourceStatus {
 /// A typed source reader for one subtask.
 pub trait SourceReader<T>: Send {
     /// Pushes at most `max` records into `out`.
-    fn poll_next(&mut self, max: usize, out: &mut dyn Collector<T>) -> Result<SourceStatus, JobError>;
+    fn poll_next(
+        &mut self,
+        max: usize,
+        out: &mut dyn Collector<T>,
+    ) -> Result<SourceStatus, JobError>;
     /// Event time reached on every partition this reader owns, if it tracks event time.
     fn watermark(&self) -> Option<u64>;
     /// Records per second this reader should emit (pacing), if limited.
@@ -79,22 +83,45 @@ struct PartitionCursor {
 
 impl LogSource {
     /// `rate` is this subtask's share of records per second, if paced.
-    pub fn new(log: Arc<dyn PartitionedLog>, parallelism: u32, subtask: u32, rate: Option<f64>) -> Self {
+    pub fn new(
+        log: Arc<dyn PartitionedLog>,
+        parallelism: u32,
+        subtask: u32,
+        rate: Option<f64>,
+    ) -> Self {
         let cursors = assign_partitions(log.partitions(), parallelism, subtask)
             .into_iter()
-            .map(|partition| PartitionCursor { partition, offset: 0, last_ts: 0, done: false })
+            .map(|partition| PartitionCursor {
+                partition,
+                offset: 0,
+                last_ts: 0,
+                done: false,
+            })
             .collect();
-        LogSource { log, cursors, next: 0, rate, batch: Vec::new() }
+        LogSource {
+            log,
+            cursors,
+            next: 0,
+            rate,
+            batch: Vec::new(),
+        }
     }
 
     /// Current read position per partition.
     pub fn offsets(&self) -> Vec<(u32, u64)> {
-        self.cursors.iter().map(|c| (c.partition, c.offset)).collect()
+        self.cursors
+            .iter()
+            .map(|c| (c.partition, c.offset))
+            .collect()
     }
 }
 
 impl SourceReader<LogRecord> for LogSource {
-    fn poll_next(&mut self, max: usize, out: &mut dyn Collector<LogRecord>) -> Result<SourceStatus, JobError> {
+    fn poll_next(
+        &mut self,
+        max: usize,
+        out: &mut dyn Collector<LogRecord>,
+    ) -> Result<SourceStatus, JobError> {
         let live = self.cursors.iter().filter(|c| !c.done).count();
         if live == 0 {
             return Ok(SourceStatus::Finished);
@@ -125,7 +152,13 @@ impl SourceReader<LogRecord> for LogSource {
 
     fn watermark(&self) -> Option<u64> {
         // A subtask without partitions must not hold event time back: it is at the end.
-        Some(self.cursors.iter().map(|c| if c.done { u64::MAX } else { c.last_ts }).min().unwrap_or(u64::MAX))
+        Some(
+            self.cursors
+                .iter()
+                .map(|c| if c.done { u64::MAX } else { c.last_ts })
+                .min()
+                .unwrap_or(u64::MAX),
+        )
     }
 
     fn rate(&self) -> Option<f64> {
@@ -135,6 +168,9 @@ impl SourceReader<LogRecord> for LogSource {
 
 impl LogRecord {
     pub fn origin(&self) -> Origin {
-        Origin { partition: self.partition, offset: self.offset }
+        Origin {
+            partition: self.partition,
+            offset: self.offset,
+        }
     }
 }

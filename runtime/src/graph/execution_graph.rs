@@ -21,7 +21,10 @@ pub enum ExecutionState {
 
 impl ExecutionState {
     pub fn is_terminal(self) -> bool {
-        matches!(self, ExecutionState::Finished | ExecutionState::Canceled | ExecutionState::Failed)
+        matches!(
+            self,
+            ExecutionState::Finished | ExecutionState::Canceled | ExecutionState::Failed
+        )
     }
 }
 
@@ -37,7 +40,11 @@ pub struct ExecutionVertex {
 
 impl ExecutionVertex {
     pub fn attempt_id(&self) -> ExecutionAttemptId {
-        ExecutionAttemptId { vertex: self.vertex, subtask: self.subtask, attempt: self.attempt }
+        ExecutionAttemptId {
+            vertex: self.vertex,
+            subtask: self.subtask,
+            attempt: self.attempt,
+        }
     }
 }
 
@@ -72,12 +79,15 @@ impl ExecutionGraph {
     }
 
     pub fn get_mut(&mut self, vertex: VertexId, subtask: u32) -> Option<&mut ExecutionVertex> {
-        self.vertices.get_mut(vertex.0 as usize)?.get_mut(subtask as usize)
+        self.vertices
+            .get_mut(vertex.0 as usize)?
+            .get_mut(subtask as usize)
     }
 
     /// The execution vertex whose *current* attempt is `id`; stale attempts find nothing.
     pub fn current(&mut self, id: ExecutionAttemptId) -> Option<&mut ExecutionVertex> {
-        self.get_mut(id.vertex, id.subtask).filter(|ev| ev.attempt == id.attempt)
+        self.get_mut(id.vertex, id.subtask)
+            .filter(|ev| ev.attempt == id.attempt)
     }
 
     pub fn all(&self) -> impl Iterator<Item = &ExecutionVertex> {

@@ -62,7 +62,11 @@ impl std::fmt::Debug for JobGraph {
 
 impl JobGraph {
     /// Validates the logical graph and chains it into vertices.
-    pub(crate) fn compile(name: &str, mut logical: LogicalGraph, max_parallelism: u32) -> Result<JobGraph, JobError> {
+    pub(crate) fn compile(
+        name: &str,
+        mut logical: LogicalGraph,
+        max_parallelism: u32,
+    ) -> Result<JobGraph, JobError> {
         validate_nodes(&logical, max_parallelism)?;
         check_acyclic(&logical)?;
         resolve_partitioners(&mut logical)?;
@@ -70,8 +74,13 @@ impl JobGraph {
         check_consumed(&logical, &consumers)?;
         let chained_to_upstream = chaining(&logical, &consumers);
         let (vertices, node_vertex) = build_vertices(&logical, &consumers, &chained_to_upstream);
-        let mut graph =
-            JobGraph { name: name.to_string(), vertices, edges: Vec::new(), max_parallelism, logical: Arc::new(logical) };
+        let mut graph = JobGraph {
+            name: name.to_string(),
+            vertices,
+            edges: Vec::new(),
+            max_parallelism,
+            logical: Arc::new(logical),
+        };
         graph.connect(&node_vertex, &chained_to_upstream);
         Ok(graph)
     }
@@ -127,10 +136,18 @@ impl JobGraph {
         for &edge in &self.vertex(vertex).inputs {
             let e = self.edge(edge);
             if e.partitioner.is_pointwise() {
-                channels.push(InputChannelSpec { edge, producer_subtask: subtask, subpartition: 0 });
+                channels.push(InputChannelSpec {
+                    edge,
+                    producer_subtask: subtask,
+                    subpartition: 0,
+                });
             } else {
                 for producer in 0..self.vertex(e.source).parallelism {
-                    channels.push(InputChannelSpec { edge, producer_subtask: producer, subpartition: subtask });
+                    channels.push(InputChannelSpec {
+                        edge,
+                        producer_subtask: producer,
+                        subpartition: subtask,
+                    });
                 }
             }
         }
@@ -139,15 +156,25 @@ impl JobGraph {
 }
 
 fn validate_nodes(logical: &LogicalGraph, max_parallelism: u32) -> Result<(), JobError> {
-    if !logical.nodes.iter().any(|n| matches!(n.kind, NodeKind::Source(_))) {
+    if !logical
+        .nodes
+        .iter()
+        .any(|n| matches!(n.kind, NodeKind::Source(_)))
+    {
         return Err(JobError::InvalidGraph("the job has no source".into()));
     }
-    if !logical.nodes.iter().any(|n| matches!(n.kind, NodeKind::Sink(_))) {
+    if !logical
+        .nodes
+        .iter()
+        .any(|n| matches!(n.kind, NodeKind::Sink(_)))
+    {
         return Err(JobError::InvalidGraph("the job has no sink".into()));
     }
     for node in &logical.nodes {
         if node.parallelism == 0 {
-            return Err(JobError::ZeroParallelism { operator: node.name.clone() });
+            return Err(JobError::ZeroParallelism {
+                operator: node.name.clone(),
+            });
         }
         if node.parallelism > max_parallelism {
             return Err(JobError::ParallelismAboveMax {
@@ -156,8 +183,15 @@ fn validate_nodes(logical: &LogicalGraph, max_parallelism: u32) -> Result<(), Jo
                 max: max_parallelism,
             });
         }
-        if node.inputs.iter().any(|e| e.from.0 as usize >= logical.nodes.len()) {
-            return Err(JobError::InvalidGraph(format!("operator '{}' reads from an unknown operator", node.name)));
+        if node
+            .inputs
+            .iter()
+            .any(|e| e.from.0 as usize >= logical.nodes.len())
+        {
+            return Err(JobError::InvalidGraph(format!(
+                "operator '{}' reads from an unknown operator",
+                node.name
+            )));
         }
     }
     Ok(())
@@ -187,8 +221,13 @@ fn check_acyclic(logical: &LogicalGraph) -> Result<(), JobError> {
     if seen == n {
         return Ok(());
     }
-    let on_cycle = (0..n).filter(|&i| indegree[i] > 0).map(|i| logical.nodes[i].name.clone()).collect();
-    Err(JobError::Cycle { operators: on_cycle })
+    let on_cycle = (0..n)
+        .filter(|&i| indegree[i] > 0)
+        .map(|i| logical.nodes[i].name.clone())
+        .collect();
+    Err(JobError::Cycle {
+        operators: on_cycle,
+    })
 }
 
 /// Default edges become forward or rebalance (Flink's rule); forward needs equal parallelism.
@@ -199,7 +238,9 @@ fn resolve_partitioners(logical: &mut LogicalGraph) -> Result<(), JobError> {
         for edge in &mut node.inputs {
             let from_p = parallelism[edge.from.0 as usize];
             match edge.partitioner {
-                PartitionerKind::Default if from_p == node.parallelism => edge.partitioner = PartitionerKind::Forward,
+                PartitionerKind::Default if from_p == node.parallelism => {
+                    edge.partitioner = PartitionerKind::Forward
+                }
                 PartitionerKind::Default => edge.partitioner = PartitionerKind::Rebalance,
                 PartitionerKind::Forward if from_p != node.parallelism => {
                     return Err(JobError::ForwardParallelismMismatch {
@@ -225,7 +266,10 @@ fn consumers_of(logical: &LogicalGraph) -> Vec<Vec<(usize, usize)>> {
     consumers
 }
 
-fn check_consumed(logical: &LogicalGraph, consumers: &[Vec<(usize, usize)>]) -> Result<(), JobError> {
+fn check_consumed(
+    logical: &LogicalGraph,
+    consumers: &[Vec<(usize, usize)>],
+) -> Result<(), JobError> {
     for (i, node) in logical.nodes.iter().enumerate() {
         let is_sink = matches!(node.kind, NodeKind::Sink(_));
         if !is_sink && consumers[i].is_empty() {
@@ -235,7 +279,10 @@ fn check_consumed(logical: &LogicalGraph, consumers: &[Vec<(usize, usize)>]) -> 
             )));
         }
         if is_sink && !consumers[i].is_empty() {
-            return Err(JobError::InvalidGraph(format!("sink '{}' cannot have consumers", node.name)));
+            return Err(JobError::InvalidGraph(format!(
+                "sink '{}' cannot have consumers",
+                node.name
+            )));
         }
     }
     Ok(())
@@ -248,7 +295,9 @@ fn chaining(logical: &LogicalGraph, consumers: &[Vec<(usize, usize)>]) -> Vec<bo
         .nodes
         .iter()
         .map(|node| {
-            let [edge] = node.inputs.as_slice() else { return false };
+            let [edge] = node.inputs.as_slice() else {
+                return false;
+            };
             let up = &logical.nodes[edge.from.0 as usize];
             edge.partitioner == PartitionerKind::Forward
                 && edge.result_type == ResultType::Pipelined
@@ -279,7 +328,10 @@ fn build_vertices(
             node_vertex[n] = id;
         }
         let head_node = &logical.nodes[head];
-        let names: Vec<&str> = nodes.iter().map(|&n| logical.nodes[n].name.as_str()).collect();
+        let names: Vec<&str> = nodes
+            .iter()
+            .map(|&n| logical.nodes[n].name.as_str())
+            .collect();
         vertices.push(JobVertex {
             id,
             name: names.join(" -> "),
@@ -290,7 +342,9 @@ fn build_vertices(
             slot_sharing_group: head_node.slot_sharing_group.clone(),
             weight: nodes.iter().map(|&n| logical.nodes[n].weight).sum(),
             is_source: matches!(head_node.kind, NodeKind::Source(_)),
-            is_sink: nodes.iter().any(|&n| matches!(logical.nodes[n].kind, NodeKind::Sink(_))),
+            is_sink: nodes
+                .iter()
+                .any(|&n| matches!(logical.nodes[n].kind, NodeKind::Sink(_))),
         });
     }
     (vertices, node_vertex)
@@ -312,8 +366,16 @@ mod tests {
     }
 
     fn source(env: &StreamEnv) -> crate::api::DataStream<crate::connectors::log::LogRecord> {
-        let log: Arc<dyn crate::connectors::log::PartitionedLog> = Arc::new(GeneratedLog::new(1, 2, Some(10)));
-        env.source("src", move |ctx| Ok(Box::new(LogSource::new(log.clone(), ctx.parallelism, ctx.subtask(), None)) as _))
+        let log: Arc<dyn crate::connectors::log::PartitionedLog> =
+            Arc::new(GeneratedLog::new(1, 2, Some(10)));
+        env.source("src", move |ctx| {
+            Ok(Box::new(LogSource::new(
+                log.clone(),
+                ctx.parallelism,
+                ctx.subtask(),
+                None,
+            )) as _)
+        })
     }
 
     fn compile(env: StreamEnv) -> Result<JobGraph, JobError> {
@@ -322,7 +384,8 @@ mod tests {
 
     #[test]
     fn keyed_count_chains_into_two_vertices_joined_by_a_hash_edge() {
-        let job = build_job(&JobSpec::new("keyed-count").with("parallelism", 4), 128).expect("valid");
+        let job =
+            build_job(&JobSpec::new("keyed-count").with("parallelism", 4), 128).expect("valid");
         let names: Vec<&str> = job.vertices.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names, ["source -> map", "count -> sink"]);
         assert_eq!(job.edges.len(), 1);
@@ -331,7 +394,10 @@ mod tests {
         // Consumer subtask 2 reads subpartition 2 of each of the 4 producers.
         let channels = job.input_channels(VertexId(1), 2);
         assert_eq!(channels.len(), 4);
-        assert!(channels.iter().enumerate().all(|(i, c)| c.producer_subtask == i as u32 && c.subpartition == 2));
+        assert!(channels
+            .iter()
+            .enumerate()
+            .all(|(i, c)| c.producer_subtask == i as u32 && c.subpartition == 2));
         assert_eq!(job.subpartitions(EdgeId(0)), 4);
         // One slot per subtask index: 4 groups of (source chain, count chain).
         let groups = default_slot_sharing_groups(&job);
@@ -342,7 +408,11 @@ mod tests {
     #[test]
     fn union_feeds_one_vertex_from_two_sources() {
         let job = build_job(&JobSpec::new("ad-stats"), 128).expect("valid");
-        let window = job.vertices.iter().find(|v| v.name.starts_with("window")).expect("window vertex");
+        let window = job
+            .vertices
+            .iter()
+            .find(|v| v.name.starts_with("window"))
+            .expect("window vertex");
         assert_eq!(window.inputs.len(), 2);
         assert_eq!(job.vertices.iter().filter(|v| v.is_source).count(), 2);
     }
@@ -350,10 +420,18 @@ mod tests {
     #[test]
     fn forward_between_unequal_parallelisms_is_rejected() {
         let env = StreamEnv::new(2);
-        source(&env).parallelism(2).forward().map("m", |r| r.key).parallelism(3).sink("s", |_| Ok(Box::new(Nop) as _));
+        source(&env)
+            .parallelism(2)
+            .forward()
+            .map("m", |r| r.key)
+            .parallelism(3)
+            .sink("s", |_| Ok(Box::new(Nop) as _));
         match compile(env) {
             Err(JobError::ForwardParallelismMismatch { from, to }) => {
-                assert!(from.contains("src (parallelism 2)") && to.contains("m (parallelism 3)"), "{from} -> {to}")
+                assert!(
+                    from.contains("src (parallelism 2)") && to.contains("m (parallelism 3)"),
+                    "{from} -> {to}"
+                )
             }
             other => panic!("expected a forward mismatch, got {other:?}"),
         }
@@ -362,7 +440,10 @@ mod tests {
     #[test]
     fn unequal_parallelism_without_a_partitioner_rebalances() {
         let env = StreamEnv::new(2);
-        source(&env).map("m", |r| r.key).parallelism(3).sink("s", |_| Ok(Box::new(Nop) as _));
+        source(&env)
+            .map("m", |r| r.key)
+            .parallelism(3)
+            .sink("s", |_| Ok(Box::new(Nop) as _));
         let job = compile(env).expect("valid");
         assert_eq!(job.edges[0].partitioner, PartitionerKind::Rebalance);
         assert_eq!(job.vertices.len(), 2);
@@ -371,25 +452,38 @@ mod tests {
     #[test]
     fn zero_parallelism_is_rejected_naming_the_operator() {
         let env = StreamEnv::new(2);
-        source(&env).map("m", |r| r.key).parallelism(0).sink("s", |_| Ok(Box::new(Nop) as _));
+        source(&env)
+            .map("m", |r| r.key)
+            .parallelism(0)
+            .sink("s", |_| Ok(Box::new(Nop) as _));
         let err = compile(env).expect_err("invalid");
-        assert_eq!(err, JobError::ZeroParallelism { operator: "m".into() });
+        assert_eq!(
+            err,
+            JobError::ZeroParallelism {
+                operator: "m".into()
+            }
+        );
         assert!(err.to_string().contains("'m' has parallelism 0"));
     }
 
     #[test]
     fn a_cycle_is_rejected_naming_its_operators() {
         let env = StreamEnv::new(1);
-        source(&env).map("a", |r| r).map("b", |r| r).sink("s", |_| Ok(Box::new(Nop) as _));
+        source(&env)
+            .map("a", |r| r)
+            .map("b", |r| r)
+            .sink("s", |_| Ok(Box::new(Nop) as _));
         let mut logical = env.into_logical();
         // b -> a closes a loop a -> b -> a.
         let writer = logical.nodes[1].inputs[0].writer.clone();
-        logical.nodes[1].inputs.push(crate::api::stream::LogicalEdge {
-            from: NodeId(2),
-            partitioner: PartitionerKind::Rebalance,
-            result_type: ResultType::Pipelined,
-            writer,
-        });
+        logical.nodes[1]
+            .inputs
+            .push(crate::api::stream::LogicalEdge {
+                from: NodeId(2),
+                partitioner: PartitionerKind::Rebalance,
+                result_type: ResultType::Pipelined,
+                writer,
+            });
         match JobGraph::compile("cyclic", logical, 128) {
             Err(JobError::Cycle { operators }) => assert_eq!(operators, ["a", "b", "s"]),
             other => panic!("expected a cycle, got {other:?}"),
@@ -403,7 +497,10 @@ mod tests {
         s.map("dangling", |r| r.key);
         s.sink("s", |_| Ok(Box::new(Nop) as _));
         let err = compile(env).expect_err("invalid");
-        assert!(err.to_string().contains("'dangling' is never consumed"), "{err}");
+        assert!(
+            err.to_string().contains("'dangling' is never consumed"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -414,7 +511,17 @@ mod tests {
         s.sink("s2", |_| Ok(Box::new(Nop) as _));
         let job = compile(env).expect("valid");
         assert_eq!(job.vertices.len(), 3);
-        assert!(job.edges.iter().all(|e| e.partitioner == PartitionerKind::Forward && e.partitioner.is_pointwise()));
-        assert_eq!(job.input_channels(VertexId(1), 1), vec![InputChannelSpec { edge: EdgeId(0), producer_subtask: 1, subpartition: 0 }]);
+        assert!(job
+            .edges
+            .iter()
+            .all(|e| e.partitioner == PartitionerKind::Forward && e.partitioner.is_pointwise()));
+        assert_eq!(
+            job.input_channels(VertexId(1), 1),
+            vec![InputChannelSpec {
+                edge: EdgeId(0),
+                producer_subtask: 1,
+                subpartition: 0
+            }]
+        );
     }
 }

@@ -16,10 +16,15 @@ pub struct ExecutionSlotSharingGroup {
 pub fn default_slot_sharing_groups(job: &JobGraph) -> Vec<ExecutionSlotSharingGroup> {
     let mut by_group: BTreeMap<&str, Vec<ExecutionSlotSharingGroup>> = BTreeMap::new();
     for vertex in &job.vertices {
-        let groups = by_group.entry(vertex.slot_sharing_group.as_str()).or_default();
+        let groups = by_group
+            .entry(vertex.slot_sharing_group.as_str())
+            .or_default();
         for subtask in 0..vertex.parallelism {
             while groups.len() <= subtask as usize {
-                groups.push(ExecutionSlotSharingGroup { group: vertex.slot_sharing_group.clone(), members: Vec::new() });
+                groups.push(ExecutionSlotSharingGroup {
+                    group: vertex.slot_sharing_group.clone(),
+                    members: Vec::new(),
+                });
             }
             groups[subtask as usize].members.push((vertex.id, subtask));
         }

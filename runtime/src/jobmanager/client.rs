@@ -7,7 +7,9 @@ use tokio::net::TcpStream;
 use crate::api::JobSpec;
 use crate::config::Configuration;
 use crate::rpc::handshake::connect_handshake;
-use crate::rpc::{credentials, framed, ClientToJm, JmToClient, JobStatusReport, PeerRole, RpcError};
+use crate::rpc::{
+    credentials, framed, ClientToJm, JmToClient, JobStatusReport, PeerRole, RpcError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -36,13 +38,36 @@ pub async fn submit_job(
     mut on_accepted: impl FnMut(&Accepted),
     mut on_status: impl FnMut(&JobStatusReport),
 ) -> Result<JobStatusReport, SubmitError> {
-    let stream = TcpStream::connect(jobmanager).await.map_err(RpcError::from)?;
+    let stream = TcpStream::connect(jobmanager)
+        .await
+        .map_err(RpcError::from)?;
     let (mut reader, mut writer) = framed(stream, config.max_frame_size());
-    connect_handshake(&mut reader, &mut writer, &credentials(config), PeerRole::Client, "client", Duration::from_secs(10)).await?;
-    writer.send(&ClientToJm::Submit { spec: spec.clone(), config: config.clone() }).await?;
+    connect_handshake(
+        &mut reader,
+        &mut writer,
+        &credentials(config),
+        PeerRole::Client,
+        "client",
+        Duration::from_secs(10),
+    )
+    .await?;
+    writer
+        .send(&ClientToJm::Submit {
+            spec: spec.clone(),
+            config: config.clone(),
+        })
+        .await?;
     loop {
         match reader.recv::<JmToClient>().await? {
-            Some(JmToClient::Accepted { job, vertices, subtasks }) => on_accepted(&Accepted { job, vertices, subtasks }),
+            Some(JmToClient::Accepted {
+                job,
+                vertices,
+                subtasks,
+            }) => on_accepted(&Accepted {
+                job,
+                vertices,
+                subtasks,
+            }),
             Some(JmToClient::Rejected { reason }) => return Err(SubmitError::Rejected(reason)),
             Some(JmToClient::Status(report)) => {
                 on_status(&report);

@@ -17,10 +17,13 @@ use tokio::time::Instant;
 
 use crate::api::{build_job, JobSpec};
 use crate::config::Configuration;
-use crate::graph::{default_slot_sharing_groups, ExecutionAttemptId, ExecutionGraph, ExecutionState, JobGraph};
+use crate::graph::{
+    default_slot_sharing_groups, ExecutionAttemptId, ExecutionGraph, ExecutionState, JobGraph,
+};
 use crate::rpc::handshake::accept_handshake;
 use crate::rpc::{
-    credentials, framed, ClientToJm, JmToClient, JmToTm, JobStatus, JobStatusReport, PeerRole, RpcError, TmToJm,
+    credentials, framed, ClientToJm, JmToClient, JmToTm, JobStatus, JobStatusReport, PeerRole,
+    RpcError, TmToJm,
 };
 use crate::taskmanager::InputLocation;
 use crate::util::AbortOnDrop;
@@ -29,10 +32,26 @@ use scheduler::{FirstFit, PlacementStrategy, SlotPool};
 type Outbox<T> = mpsc::UnboundedSender<T>;
 
 enum Event {
-    TmRegistered { name: String, slots: u32, data_addr: String, out: Outbox<JmToTm>, reply: tokio::sync::oneshot::Sender<u64> },
-    TmMessage { tm: u64, msg: TmToJm },
-    TmDisconnected { tm: u64, reason: String },
-    Submit { spec: JobSpec, config: crate::config::Configuration, out: Outbox<JmToClient> },
+    TmRegistered {
+        name: String,
+        slots: u32,
+        data_addr: String,
+        out: Outbox<JmToTm>,
+        reply: tokio::sync::oneshot::Sender<u64>,
+    },
+    TmMessage {
+        tm: u64,
+        msg: TmToJm,
+    },
+    TmDisconnected {
+        tm: u64,
+        reason: String,
+    },
+    Submit {
+        spec: JobSpec,
+        config: crate::config::Configuration,
+        out: Outbox<JmToClient>,
+    },
 }
 
 struct TmEntry {
@@ -102,19 +121,42 @@ async fn accept_loop(listener: TcpListener, config: Configuration, events: Outbo
 }
 
 /// Authenticates a peer, then relays its messages to the actor and the actor's to it.
-async fn serve_connection(stream: TcpStream, config: Configuration, events: Outbox<Event>) -> Result<(), RpcError> {
+async fn serve_connection(
+    stream: TcpStream,
+    config: Configuration,
+    events: Outbox<Event>,
+) -> Result<(), RpcError> {
     stream.set_nodelay(true)?;
     let (mut reader, mut writer) = framed(stream, config.max_frame_size());
     let roles = [PeerRole::TaskManager, PeerRole::Client];
-    let hello = accept_handshake(&mut reader, &mut writer, &credentials(&config), &roles, Duration::from_secs(10)).await?;
+    let hello = accept_handshake(
+        &mut reader,
+        &mut writer,
+        &credentials(&config),
+        &roles,
+        Duration::from_secs(10),
+    )
+    .await?;
     match hello.role {
         PeerRole::TaskManager => {
-            let Some(TmToJm::Register { name, slots, data_addr, .. }) = reader.recv().await? else {
+            let Some(TmToJm::Register {
+                name,
+                slots,
+                data_addr,
+                ..
+            }) = reader.recv().await?
+            else {
                 return Err(RpcError::Malformed("expected Register".into()));
             };
             let (out, mut out_rx) = mpsc::unbounded_channel();
             let (reply, id) = tokio::sync::oneshot::channel();
-            let _ = events.send(Event::TmRegistered { name, slots, data_addr, out, reply });
+            let _ = events.send(Event::TmRegistered {
+                name,
+                slots,
+                data_addr,
+                out,
+                reply,
+            });
             let tm = id.await.map_err(|_| RpcError::Closed)?;
             tokio::spawn(async move {
                 while let Some(msg) = out_rx.recv().await {
@@ -165,12 +207,27 @@ impl JobManager {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::TmRegistered { name, slots, data_addr, out, reply } => {
+            Event::TmRegistered {
+                name,
+                slots,
+                data_addr,
+                out,
+                reply,
+            } => {
                 let tm = self.next_tm;
                 self.next_tm += 1;
                 tracing::info!(%name, instance = tm, slots, "taskmanager registered");
                 let _ = out.send(JmToTm::Registered { instance: tm });
-                self.tms.insert(tm, TmEntry { name, data_addr, out, last_reply: Instant::now(), rpc_failures: 0 });
+                self.tms.insert(
+                    tm,
+                    TmEntry {
+                        name,
+                        data_addr,
+                        out,
+                        last_reply: Instant::now(),
+                        rpc_failures: 0,
+                    },
+                );
                 self.pool.add_taskmanager(tm, slots);
                 let _ = reply.send(tm);
                 self.schedule_waiting();
@@ -184,7 +241,9 @@ impl JobManager {
     fn on_tm_message(&mut self, tm: u64, msg: TmToJm) {
         match msg {
             TmToJm::HeartbeatReply { report, .. } => {
-                let Some(entry) = self.tms.get_mut(&tm) else { return };
+                let Some(entry) = self.tms.get_mut(&tm) else {
+                    return;
+                };
                 entry.last_reply = Instant::now();
                 entry.rpc_failures = 0;
                 for (job, attempt, records) in report.tasks {
@@ -193,9 +252,13 @@ impl JobManager {
                     }
                 }
             }
-            TmToJm::TaskStateChanged { job, attempt, state, records_in, error } => {
-                self.on_task_state(job, attempt, state, records_in, error)
-            }
+            TmToJm::TaskStateChanged {
+                job,
+                attempt,
+                state,
+                records_in,
+                error,
+            } => self.on_task_state(job, attempt, state, records_in, error),
             TmToJm::Register { .. } => tracing::warn!(tm, "duplicate registration ignored"),
         }
     }
@@ -211,14 +274,24 @@ impl JobManager {
             Ok(g) => Arc::new(g),
             Err(e) => {
                 tracing::warn!(job = %spec.name, error = %e, "job rejected");
-                let _ = out.send(JmToClient::Rejected { reason: e.to_string() });
+                let _ = out.send(JmToClient::Rejected {
+                    reason: e.to_string(),
+                });
                 return;
             }
         };
         let id = self.next_job;
         self.next_job += 1;
-        let vertices = graph.vertices.iter().map(|v| format!("{} (x{})", v.name, v.parallelism)).collect();
-        let _ = out.send(JmToClient::Accepted { job: id, vertices, subtasks: graph.subtask_count() });
+        let vertices = graph
+            .vertices
+            .iter()
+            .map(|v| format!("{} (x{})", v.name, v.parallelism))
+            .collect();
+        let _ = out.send(JmToClient::Accepted {
+            job: id,
+            vertices,
+            subtasks: graph.subtask_count(),
+        });
         tracing::info!(job = id, name = %spec.name, "job submitted");
         let entry = JobEntry {
             spec,
@@ -237,23 +310,38 @@ impl JobManager {
 
     /// Schedules every created job whose slots are now available.
     fn schedule_waiting(&mut self) {
-        let waiting: Vec<u64> = self.jobs.iter().filter(|(_, j)| j.status == JobStatus::Created).map(|(id, _)| *id).collect();
+        let waiting: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.status == JobStatus::Created)
+            .map(|(id, _)| *id)
+            .collect();
         for id in waiting {
             self.try_schedule(id);
         }
     }
 
     fn try_schedule(&mut self, id: u64) {
-        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         let groups = default_slot_sharing_groups(&job.eg.job);
         let Some(offers) = self.placement.place(&groups, &self.pool.free()) else {
-            tracing::info!(job = id, needed = groups.len(), free = self.pool.free().len(), "waiting for slots");
+            tracing::info!(
+                job = id,
+                needed = groups.len(),
+                free = self.pool.free().len(),
+                "waiting for slots"
+            );
             return;
         };
         for (group, offer) in groups.iter().zip(&offers) {
             self.pool.allocate(*offer, id);
             for &(vertex, subtask) in &group.members {
-                let ev = job.eg.get_mut(vertex, subtask).expect("member of the graph");
+                let ev = job
+                    .eg
+                    .get_mut(vertex, subtask)
+                    .expect("member of the graph");
                 ev.state = ExecutionState::Scheduled;
                 ev.location = self.tms.get(&offer.tm).map(|t| t.name.clone());
                 job.placement.insert(ev.attempt_id(), offer.tm);
@@ -265,34 +353,65 @@ impl JobManager {
     }
 
     fn deploy_all(&mut self, id: u64) {
-        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         let graph: Arc<JobGraph> = job.eg.job.clone();
         for ev in job.eg.all_mut() {
             ev.state = ExecutionState::Deploying;
         }
         for vertex in &graph.vertices {
             for subtask in 0..vertex.parallelism {
-                let attempt = job.eg.get(vertex.id, subtask).expect("subtask").attempt_id();
+                let attempt = job
+                    .eg
+                    .get(vertex.id, subtask)
+                    .expect("subtask")
+                    .attempt_id();
                 let tm = job.placement[&attempt];
                 let inputs = graph
                     .input_channels(vertex.id, subtask)
                     .into_iter()
                     .map(|ch| {
                         let producer_vertex = graph.edge(ch.edge).source;
-                        let producer = job.eg.get(producer_vertex, ch.producer_subtask).expect("producer").attempt_id();
+                        let producer = job
+                            .eg
+                            .get(producer_vertex, ch.producer_subtask)
+                            .expect("producer")
+                            .attempt_id();
                         let producer_tm = job.placement[&producer];
-                        let data_addr = (producer_tm != tm).then(|| self.tms[&producer_tm].data_addr.clone());
-                        InputLocation { producer, edge: ch.edge, subpartition: ch.subpartition, data_addr }
+                        let data_addr =
+                            (producer_tm != tm).then(|| self.tms[&producer_tm].data_addr.clone());
+                        InputLocation {
+                            producer,
+                            edge: ch.edge,
+                            subpartition: ch.subpartition,
+                            data_addr,
+                        }
                     })
                     .collect();
-                let msg = JmToTm::DeployTask { job: id, spec: job.spec.clone(), config: job.config.clone(), attempt, inputs };
+                let msg = JmToTm::DeployTask {
+                    job: id,
+                    spec: job.spec.clone(),
+                    config: job.config.clone(),
+                    attempt,
+                    inputs,
+                };
                 let _ = self.tms[&tm].out.send(msg);
             }
         }
     }
 
-    fn on_task_state(&mut self, id: u64, attempt: ExecutionAttemptId, state: ExecutionState, records: u64, error: Option<String>) {
-        let Some(job) = self.jobs.get_mut(&id) else { return };
+    fn on_task_state(
+        &mut self,
+        id: u64,
+        attempt: ExecutionAttemptId,
+        state: ExecutionState,
+        records: u64,
+        error: Option<String>,
+    ) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         if job.status.is_terminal() {
             return;
         }
@@ -307,7 +426,9 @@ impl JobManager {
                 let reason = format!("task {attempt} failed: {}", error.unwrap_or_default());
                 self.fail_job(id, reason);
             }
-            ExecutionState::Finished if job.eg.all().all(|ev| ev.state == ExecutionState::Finished) => {
+            ExecutionState::Finished
+                if job.eg.all().all(|ev| ev.state == ExecutionState::Finished) =>
+            {
                 tracing::info!(job = id, "job finished");
                 self.end_job(id, JobStatus::Finished, None);
             }
@@ -322,7 +443,9 @@ impl JobManager {
     }
 
     fn end_job(&mut self, id: u64, status: JobStatus, message: Option<String>) {
-        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         job.status = status;
         job.message = message;
         for ev in job.eg.all_mut() {
@@ -343,7 +466,9 @@ impl JobManager {
     }
 
     fn lose_taskmanager(&mut self, tm: u64, reason: &str) {
-        let Some(entry) = self.tms.remove(&tm) else { return };
+        let Some(entry) = self.tms.remove(&tm) else {
+            return;
+        };
         tracing::warn!(tm = %entry.name, instance = tm, %reason, "taskmanager lost");
         self.pool.remove_taskmanager(tm);
         let affected: Vec<u64> = self
@@ -367,7 +492,13 @@ impl JobManager {
         for (&id, tm) in &mut self.tms {
             if tm.last_reply.elapsed() > timeout {
                 lost.push((id, format!("heartbeat timeout after {timeout:?}")));
-            } else if tm.out.send(JmToTm::Heartbeat { seq: self.heartbeat_seq }).is_err() {
+            } else if tm
+                .out
+                .send(JmToTm::Heartbeat {
+                    seq: self.heartbeat_seq,
+                })
+                .is_err()
+            {
                 tm.rpc_failures += 1;
                 if tm.rpc_failures >= threshold {
                     lost.push((id, format!("{} heartbeat RPCs failed", tm.rpc_failures)));
@@ -377,7 +508,12 @@ impl JobManager {
         for (id, reason) in lost {
             self.lose_taskmanager(id, &reason);
         }
-        let running: Vec<u64> = self.jobs.iter().filter(|(_, j)| j.status == JobStatus::Running).map(|(id, _)| *id).collect();
+        let running: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.status == JobStatus::Running)
+            .map(|(id, _)| *id)
+            .collect();
         for id in running {
             self.broadcast_status(id);
         }
@@ -387,7 +523,11 @@ impl JobManager {
         let job = self.jobs.get(&id)?;
         let graph = &job.eg.job;
         let sum = |pick: &dyn Fn(&crate::graph::JobVertex) -> bool| -> u64 {
-            job.eg.all().filter(|ev| pick(graph.vertex(ev.vertex))).map(|ev| job.records.get(&ev.attempt_id()).copied().unwrap_or(0)).sum()
+            job.eg
+                .all()
+                .filter(|ev| pick(graph.vertex(ev.vertex)))
+                .map(|ev| job.records.get(&ev.attempt_id()).copied().unwrap_or(0))
+                .sum()
         };
         let mut per_tm: BTreeMap<String, u32> = BTreeMap::new();
         for ev in job.eg.all() {
@@ -407,9 +547,12 @@ impl JobManager {
     }
 
     fn broadcast_status(&mut self, id: u64) {
-        let Some(report) = self.status_of(id) else { return };
+        let Some(report) = self.status_of(id) else {
+            return;
+        };
         if let Some(job) = self.jobs.get_mut(&id) {
-            job.clients.retain(|c| c.send(JmToClient::Status(report.clone())).is_ok());
+            job.clients
+                .retain(|c| c.send(JmToClient::Status(report.clone())).is_ok());
         }
     }
 }

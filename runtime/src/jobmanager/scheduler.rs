@@ -15,14 +15,22 @@ pub struct SlotOffer {
 /// `taskmanager.load-balance.mode` are further implementations.
 pub trait PlacementStrategy: Send {
     /// Returns one offer per group (same order), or None if the offers do not suffice.
-    fn place(&mut self, groups: &[ExecutionSlotSharingGroup], free: &[SlotOffer]) -> Option<Vec<SlotOffer>>;
+    fn place(
+        &mut self,
+        groups: &[ExecutionSlotSharingGroup],
+        free: &[SlotOffer],
+    ) -> Option<Vec<SlotOffer>>;
 }
 
 /// Flink's default: the first free slot, TaskManagers in registration order.
 pub struct FirstFit;
 
 impl PlacementStrategy for FirstFit {
-    fn place(&mut self, groups: &[ExecutionSlotSharingGroup], free: &[SlotOffer]) -> Option<Vec<SlotOffer>> {
+    fn place(
+        &mut self,
+        groups: &[ExecutionSlotSharingGroup],
+        free: &[SlotOffer],
+    ) -> Option<Vec<SlotOffer>> {
         (groups.len() <= free.len()).then(|| free[..groups.len()].to_vec())
     }
 }
@@ -47,7 +55,11 @@ impl SlotPool {
 
     /// Free slots in (TaskManager registration, slot index) order.
     pub fn free(&self) -> Vec<SlotOffer> {
-        self.slots.iter().filter(|(_, job)| job.is_none()).map(|(&(tm, slot), _)| SlotOffer { tm, slot }).collect()
+        self.slots
+            .iter()
+            .filter(|(_, job)| job.is_none())
+            .map(|(&(tm, slot), _)| SlotOffer { tm, slot })
+            .collect()
     }
 
     pub fn total(&self) -> usize {
@@ -73,7 +85,12 @@ mod tests {
     use crate::graph::VertexId;
 
     fn groups(n: u32) -> Vec<ExecutionSlotSharingGroup> {
-        (0..n).map(|i| ExecutionSlotSharingGroup { group: "default".into(), members: vec![(VertexId(0), i)] }).collect()
+        (0..n)
+            .map(|i| ExecutionSlotSharingGroup {
+                group: "default".into(),
+                members: vec![(VertexId(0), i)],
+            })
+            .collect()
     }
 
     #[test]
@@ -81,8 +98,17 @@ mod tests {
         let mut pool = SlotPool::default();
         pool.add_taskmanager(1, 2);
         pool.add_taskmanager(2, 2);
-        let placed = FirstFit.place(&groups(3), &pool.free()).expect("enough slots");
-        assert_eq!(placed, vec![SlotOffer { tm: 1, slot: 0 }, SlotOffer { tm: 1, slot: 1 }, SlotOffer { tm: 2, slot: 0 }]);
+        let placed = FirstFit
+            .place(&groups(3), &pool.free())
+            .expect("enough slots");
+        assert_eq!(
+            placed,
+            vec![
+                SlotOffer { tm: 1, slot: 0 },
+                SlotOffer { tm: 1, slot: 1 },
+                SlotOffer { tm: 2, slot: 0 }
+            ]
+        );
         assert!(FirstFit.place(&groups(5), &pool.free()).is_none());
     }
 

@@ -31,7 +31,10 @@ impl<T: serde::de::DeserializeOwned + Send> RecordDecoder for TypedDecoder<T> {
         let mut records = 0;
         while !buf.is_empty() {
             // bincode's legacy config is self-delimiting; a garbage buffer fails here, never panics.
-            let item: T = bincode::deserialize_from(&mut buf).map_err(|e| DecodeError { records, reason: e.to_string() })?;
+            let item: T = bincode::deserialize_from(&mut buf).map_err(|e| DecodeError {
+                records,
+                reason: e.to_string(),
+            })?;
             self.down.collect(item);
             records += 1;
         }

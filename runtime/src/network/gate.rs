@@ -21,11 +21,21 @@ pub struct InputChannel {
 
 impl InputChannel {
     pub fn local(rx: mpsc::Receiver<NetBuffer>) -> Self {
-        InputChannel { rx, credit: None, finished: false, watermark: 0 }
+        InputChannel {
+            rx,
+            credit: None,
+            finished: false,
+            watermark: 0,
+        }
     }
 
     pub fn remote(rx: mpsc::Receiver<NetBuffer>, credit: CreditReturn) -> Self {
-        InputChannel { rx, credit: Some(credit), finished: false, watermark: 0 }
+        InputChannel {
+            rx,
+            credit: Some(credit),
+            finished: false,
+            watermark: 0,
+        }
     }
 }
 
@@ -52,7 +62,11 @@ pub struct InputGate {
 
 impl InputGate {
     pub fn new(channels: Vec<InputChannel>) -> Self {
-        InputGate { channels, next: 0, watermark: 0 }
+        InputGate {
+            channels,
+            next: 0,
+            watermark: 0,
+        }
     }
 
     pub fn channel_count(&self) -> usize {
@@ -86,7 +100,12 @@ impl InputGate {
 
     /// The new gate watermark if the minimum over channels moved forward.
     pub fn advance_watermark(&mut self) -> Option<u64> {
-        let min = self.channels.iter().map(|c| c.watermark).min().unwrap_or(u64::MAX);
+        let min = self
+            .channels
+            .iter()
+            .map(|c| c.watermark)
+            .min()
+            .unwrap_or(u64::MAX);
         (min > self.watermark).then(|| {
             self.watermark = min;
             min
@@ -98,7 +117,10 @@ impl InputGate {
     }
 
     #[allow(clippy::type_complexity)]
-    fn poll_channels(&mut self, cx: &mut std::task::Context<'_>) -> Poll<(Option<usize>, Option<NetBuffer>)> {
+    fn poll_channels(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<(Option<usize>, Option<NetBuffer>)> {
         let n = self.channels.len();
         if self.all_finished() {
             return Poll::Ready((None, None));

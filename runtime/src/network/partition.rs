@@ -75,7 +75,8 @@ impl PartitionRegistry {
     /// Forgets every subpartition of a producer attempt (it ended or was cancelled); waiting
     /// consumers see their request fail.
     pub fn release(&self, job: u64, producer: ExecutionAttemptId) {
-        self.lock().retain(|k, _| !(k.job == job && k.producer == producer));
+        self.lock()
+            .retain(|k, _| !(k.job == job && k.producer == producer));
     }
 
     /// Forgets everything of a job.

@@ -29,7 +29,12 @@ use crate::util::AbortOnDrop;
 #[derive(Debug, Serialize, Deserialize)]
 pub enum DataMsg {
     /// Consumer -> producer: open `channel` reading `key`, with `credit` buffers granted.
-    Request { channel: u32, key: SubpartitionKey, consumer: ExecutionAttemptId, credit: u32 },
+    Request {
+        channel: u32,
+        key: SubpartitionKey,
+        consumer: ExecutionAttemptId,
+        credit: u32,
+    },
     /// Consumer -> producer: `n` more buffers may be sent on `channel`.
     Credit { channel: u32, n: u32 },
     /// Consumer -> producer: the channel is no longer read.
@@ -57,12 +62,18 @@ pub struct DataServer;
 
 impl DataServer {
     /// Accepts data connections until the returned task is aborted.
-    pub fn spawn(listener: TcpListener, registry: PartitionRegistry, config: DataPlaneConfig, name: String) -> JoinHandle<()> {
+    pub fn spawn(
+        listener: TcpListener,
+        registry: PartitionRegistry,
+        config: DataPlaneConfig,
+        name: String,
+    ) -> JoinHandle<()> {
         tokio::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
-                        let (registry, config, name) = (registry.clone(), config.clone(), name.clone());
+                        let (registry, config, name) =
+                            (registry.clone(), config.clone(), name.clone());
                         tokio::spawn(async move {
                             if let Err(e) = serve_connection(stream, registry, config).await {
                                 tracing::warn!(tm = %name, peer = %peer, error = %e, "data connection closed");
@@ -90,10 +101,21 @@ impl Drop for Forwarders {
     }
 }
 
-async fn serve_connection(stream: TcpStream, registry: PartitionRegistry, config: DataPlaneConfig) -> Result<(), RpcError> {
+async fn serve_connection(
+    stream: TcpStream,
+    registry: PartitionRegistry,
+    config: DataPlaneConfig,
+) -> Result<(), RpcError> {
     stream.set_nodelay(true)?;
     let (mut reader, mut writer) = framed(stream, config.max_frame);
-    accept_handshake(&mut reader, &mut writer, &config.credentials, &[PeerRole::DataPlane], config.handshake_timeout).await?;
+    accept_handshake(
+        &mut reader,
+        &mut writer,
+        &config.credentials,
+        &[PeerRole::DataPlane],
+        config.handshake_timeout,
+    )
+    .await?;
     let (out, mut out_rx) = mpsc::unbounded_channel::<DataMsg>();
     let writer_task = tokio::spawn(async move {
         while let Some(msg) = out_rx.recv().await {
@@ -106,10 +128,22 @@ async fn serve_connection(stream: TcpStream, registry: PartitionRegistry, config
     let mut forwarders = Forwarders(BTreeMap::new());
     while let Some(msg) = reader.recv::<DataMsg>().await? {
         match msg {
-            DataMsg::Request { channel, key, consumer, credit } => {
+            DataMsg::Request {
+                channel,
+                key,
+                consumer,
+                credit,
+            } => {
                 tracing::debug!(%consumer, producer = %key.producer, sub = key.index, "partition requested");
                 let credits = Arc::new(Semaphore::new(credit as usize));
-                let task = tokio::spawn(forward(channel, key, registry.clone(), credits.clone(), out.clone(), config.request_timeout));
+                let task = tokio::spawn(forward(
+                    channel,
+                    key,
+                    registry.clone(),
+                    credits.clone(),
+                    out.clone(),
+                    config.request_timeout,
+                ));
                 if let Some((_, old)) = forwarders.0.insert(channel, (credits, task)) {
                     old.abort();
                 }
@@ -124,7 +158,12 @@ async fn serve_connection(stream: TcpStream, registry: PartitionRegistry, config
                     task.abort();
                 }
             }
-            other => return Err(RpcError::Malformed(format!("unexpected message from a consumer: {}", kind_of(&other)))),
+            other => {
+                return Err(RpcError::Malformed(format!(
+                    "unexpected message from a consumer: {}",
+                    kind_of(&other)
+                )))
+            }
         }
     }
     Ok(())
@@ -156,14 +195,26 @@ async fn forward(
         return;
     };
     loop {
-        let Ok(permit) = credits.acquire().await else { return };
+        let Ok(permit) = credits.acquire().await else {
+            return;
+        };
         permit.forget();
         let msg = match rx.recv().await {
             Some(NetBuffer::Data(data, _guard)) => DataMsg::Buffer { channel, data },
             Some(NetBuffer::Event(event)) => DataMsg::Event { channel, event },
-            None => DataMsg::ChannelError { channel, reason: format!("producer {} ended without finishing", key.producer) },
+            None => DataMsg::ChannelError {
+                channel,
+                reason: format!("producer {} ended without finishing", key.producer),
+            },
         };
-        let last = matches!(msg, DataMsg::ChannelError { .. } | DataMsg::Event { event: StreamEvent::EndOfPartition, .. });
+        let last = matches!(
+            msg,
+            DataMsg::ChannelError { .. }
+                | DataMsg::Event {
+                    event: StreamEvent::EndOfPartition,
+                    ..
+                }
+        );
         if out.send(msg).is_err() || last {
             return;
         }
@@ -179,13 +230,18 @@ pub struct CreditReturn {
 
 impl CreditReturn {
     pub fn give(&self, n: u32) {
-        let _ = self.out.send(DataMsg::Credit { channel: self.channel, n });
+        let _ = self.out.send(DataMsg::Credit {
+            channel: self.channel,
+            n,
+        });
     }
 }
 
 impl Drop for CreditReturn {
     fn drop(&mut self) {
-        let _ = self.out.send(DataMsg::Cancel { channel: self.channel });
+        let _ = self.out.send(DataMsg::Cancel {
+            channel: self.channel,
+        });
     }
 }
 
@@ -208,7 +264,12 @@ pub struct DataClient {
 
 impl DataClient {
     pub fn new(config: DataPlaneConfig, memory: MemoryAccount, name: String) -> Self {
-        DataClient { conns: Default::default(), config, memory, name }
+        DataClient {
+            conns: Default::default(),
+            config,
+            memory,
+            name,
+        }
     }
 
     /// Opens a channel to subpartition `key` at the producer TaskManager `addr`.
@@ -223,8 +284,21 @@ impl DataClient {
         let channel = conn.next_channel.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(credit.max(1) as usize);
         lock(&conn.channels).insert(channel, tx);
-        conn.out.send(DataMsg::Request { channel, key, consumer, credit }).map_err(|_| RpcError::Closed)?;
-        Ok((rx, CreditReturn { out: conn.out.clone(), channel }))
+        conn.out
+            .send(DataMsg::Request {
+                channel,
+                key,
+                consumer,
+                credit,
+            })
+            .map_err(|_| RpcError::Closed)?;
+        Ok((
+            rx,
+            CreditReturn {
+                out: conn.out.clone(),
+                channel,
+            },
+        ))
     }
 
     async fn connection(&self, addr: &str) -> Result<Arc<ClientConn>, RpcError> {
@@ -236,7 +310,15 @@ impl DataClient {
         stream.set_nodelay(true)?;
         let (mut reader, mut writer) = framed(stream, self.config.max_frame);
         let creds = &self.config.credentials;
-        connect_handshake(&mut reader, &mut writer, creds, PeerRole::DataPlane, &self.name, self.config.handshake_timeout).await?;
+        connect_handshake(
+            &mut reader,
+            &mut writer,
+            creds,
+            PeerRole::DataPlane,
+            &self.name,
+            self.config.handshake_timeout,
+        )
+        .await?;
         let (out, mut out_rx) = mpsc::unbounded_channel::<DataMsg>();
         let channels: ChannelMap = Default::default();
         tokio::spawn(async move {
@@ -246,7 +328,12 @@ impl DataClient {
                 }
             }
         });
-        let (chans, memory, name, peer) = (channels.clone(), self.memory.clone(), self.name.clone(), addr.to_string());
+        let (chans, memory, name, peer) = (
+            channels.clone(),
+            self.memory.clone(),
+            self.name.clone(),
+            addr.to_string(),
+        );
         tokio::spawn(async move {
             if let Err(e) = read_channels(&mut reader, &chans, &memory).await {
                 tracing::warn!(tm = %name, peer = %peer, error = %e, "data connection lost");
@@ -254,7 +341,11 @@ impl DataClient {
             // Dropping the senders tells every channel on this connection that it is gone.
             lock(&chans).clear();
         });
-        let conn = Arc::new(ClientConn { out, channels, next_channel: AtomicU32::new(0) });
+        let conn = Arc::new(ClientConn {
+            out,
+            channels,
+            next_channel: AtomicU32::new(0),
+        });
         conns.insert(addr.to_string(), conn.clone());
         Ok(conn)
     }
@@ -282,10 +373,17 @@ async fn read_channels<R: tokio::io::AsyncRead + Unpin>(
                 lock(channels).remove(&channel);
                 continue;
             }
-            other => return Err(RpcError::Malformed(format!("unexpected message from a producer: {}", kind_of(&other)))),
+            other => {
+                return Err(RpcError::Malformed(format!(
+                    "unexpected message from a producer: {}",
+                    kind_of(&other)
+                )))
+            }
         };
         let mut map = lock(channels);
-        let Some(tx) = map.get(&channel) else { continue };
+        let Some(tx) = map.get(&channel) else {
+            continue;
+        };
         match tx.try_send(item) {
             Ok(()) => {}
             // The consumer stopped reading: forget the channel.
@@ -293,7 +391,9 @@ async fn read_channels<R: tokio::io::AsyncRead + Unpin>(
                 map.remove(&channel);
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                return Err(RpcError::Malformed(format!("producer sent beyond its credit on channel {channel}")));
+                return Err(RpcError::Malformed(format!(
+                    "producer sent beyond its credit on channel {channel}"
+                )));
             }
         }
     }

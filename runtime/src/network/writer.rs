@@ -23,12 +23,18 @@ pub struct Outbox {
 
 impl Outbox {
     fn push(&self, output: usize, subpartition: u32, buf: NetBuffer) {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push_back((output, subpartition, buf));
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back((output, subpartition, buf));
     }
 
     /// Takes the oldest sealed buffer: (output index, subpartition, buffer).
     pub fn pop(&self) -> Option<(usize, u32, NetBuffer)> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
     }
 }
 
@@ -63,8 +69,15 @@ pub(crate) struct RecordWriter<T> {
 
 impl<T: Serialize> RecordWriter<T> {
     pub fn new(route: Route<T>, target: PartitionTarget) -> Self {
-        let buffers = (0..target.subpartitions).map(|_| BytesMut::with_capacity(target.buffer_size)).collect();
-        RecordWriter { route, target, buffers, _t: PhantomData }
+        let buffers = (0..target.subpartitions)
+            .map(|_| BytesMut::with_capacity(target.buffer_size))
+            .collect();
+        RecordWriter {
+            route,
+            target,
+            buffers,
+            _t: PhantomData,
+        }
     }
 
     fn subpartition(&mut self, item: &T) -> usize {
@@ -101,14 +114,18 @@ impl<T: Serialize> RecordWriter<T> {
         let data = buf.split().freeze();
         buf.reserve(self.target.buffer_size);
         let guard = self.target.memory.buffer(data.len() as u64);
-        self.target.outbox.push(self.target.output, idx as u32, NetBuffer::Data(data, guard));
+        self.target
+            .outbox
+            .push(self.target.output, idx as u32, NetBuffer::Data(data, guard));
     }
 
     fn seal_all_then(&mut self, event: Option<StreamEvent>) {
         for idx in 0..self.buffers.len() {
             self.seal(idx);
             if let Some(ev) = event {
-                self.target.outbox.push(self.target.output, idx as u32, NetBuffer::Event(ev));
+                self.target
+                    .outbox
+                    .push(self.target.output, idx as u32, NetBuffer::Event(ev));
             }
         }
     }

@@ -10,9 +10,23 @@ use crate::taskmanager::{InputLocation, MemoryReport};
 /// TaskManager -> JobManager.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum TmToJm {
-    Register { name: String, slots: u32, memory_bytes: u64, data_addr: String },
-    HeartbeatReply { seq: u64, report: TmReport },
-    TaskStateChanged { job: u64, attempt: ExecutionAttemptId, state: ExecutionState, records_in: u64, error: Option<String> },
+    Register {
+        name: String,
+        slots: u32,
+        memory_bytes: u64,
+        data_addr: String,
+    },
+    HeartbeatReply {
+        seq: u64,
+        report: TmReport,
+    },
+    TaskStateChanged {
+        job: u64,
+        attempt: ExecutionAttemptId,
+        state: ExecutionState,
+        records_in: u64,
+        error: Option<String>,
+    },
 }
 
 /// What a TaskManager reports with each heartbeat.
@@ -26,24 +40,48 @@ pub struct TmReport {
 /// JobManager -> TaskManager.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum JmToTm {
-    Registered { instance: u64 },
-    Heartbeat { seq: u64 },
-    DeployTask { job: u64, spec: JobSpec, config: Configuration, attempt: ExecutionAttemptId, inputs: Vec<InputLocation> },
-    CancelTask { job: u64, attempt: ExecutionAttemptId },
-    ReleaseJob { job: u64 },
+    Registered {
+        instance: u64,
+    },
+    Heartbeat {
+        seq: u64,
+    },
+    DeployTask {
+        job: u64,
+        spec: JobSpec,
+        config: Configuration,
+        attempt: ExecutionAttemptId,
+        inputs: Vec<InputLocation>,
+    },
+    CancelTask {
+        job: u64,
+        attempt: ExecutionAttemptId,
+    },
+    ReleaseJob {
+        job: u64,
+    },
 }
 
 /// Client -> JobManager.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ClientToJm {
-    Submit { spec: JobSpec, config: Configuration },
+    Submit {
+        spec: JobSpec,
+        config: Configuration,
+    },
 }
 
 /// JobManager -> client.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum JmToClient {
-    Accepted { job: u64, vertices: Vec<String>, subtasks: u32 },
-    Rejected { reason: String },
+    Accepted {
+        job: u64,
+        vertices: Vec<String>,
+        subtasks: u32,
+    },
+    Rejected {
+        reason: String,
+    },
     Status(JobStatusReport),
 }
 
@@ -58,7 +96,10 @@ pub enum JobStatus {
 
 impl JobStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled)
+        matches!(
+            self,
+            JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled
+        )
     }
 }
 

@@ -42,7 +42,11 @@ impl<K: Hash + Eq + Clone, V> KeyedState<K, V> {
     const ENTRY_BYTES: u64 = (std::mem::size_of::<K>() + std::mem::size_of::<V>() + 16) as u64;
 
     pub fn new(memory: MemoryAccount) -> Self {
-        KeyedState { values: HashMap::default(), memory, accounted: 0 }
+        KeyedState {
+            values: HashMap::default(),
+            memory,
+            accounted: 0,
+        }
     }
 
     pub fn get_or_insert_with(&mut self, key: &K, init: &dyn Fn() -> V) -> &mut V {
@@ -86,7 +90,10 @@ mod tests {
             assert!(g < max);
             per_subtask[subtask_for_key_group(g, max, p) as usize] += 1;
         }
-        assert!(per_subtask.iter().all(|&n| (180..=340).contains(&n)), "{per_subtask:?}");
+        assert!(
+            per_subtask.iter().all(|&n| (180..=340).contains(&n)),
+            "{per_subtask:?}"
+        );
     }
 
     #[test]

@@ -41,7 +41,10 @@ impl MemoryAccount {
     pub fn buffer(&self, bytes: u64) -> BufferGuard {
         self.counters.buffers.fetch_add(bytes, Ordering::Relaxed);
         self.update_peak();
-        BufferGuard { account: self.clone(), bytes }
+        BufferGuard {
+            account: self.clone(),
+            bytes,
+        }
     }
 
     pub fn add_state(&self, bytes: u64) {
@@ -64,7 +67,9 @@ impl MemoryAccount {
 
     fn update_peak(&self) {
         let c = &self.counters;
-        let total = c.buffers.load(Ordering::Relaxed) + c.state.load(Ordering::Relaxed) + c.tasks.load(Ordering::Relaxed);
+        let total = c.buffers.load(Ordering::Relaxed)
+            + c.state.load(Ordering::Relaxed)
+            + c.tasks.load(Ordering::Relaxed);
         c.peak.fetch_max(total, Ordering::Relaxed);
     }
 
@@ -88,6 +93,9 @@ pub struct BufferGuard {
 
 impl Drop for BufferGuard {
     fn drop(&mut self) {
-        self.account.counters.buffers.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.account
+            .counters
+            .buffers
+            .fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }

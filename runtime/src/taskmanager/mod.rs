@@ -23,8 +23,10 @@ use crate::graph::{ExecutionAttemptId, ExecutionState, JobGraph};
 use crate::network::transport::DataPlaneConfig;
 use crate::network::{DataClient, DataServer, PartitionRegistry};
 use crate::rpc::handshake::connect_handshake;
+use crate::rpc::{
+    credentials, framed, FrameReader, FrameWriter, JmToTm, PeerRole, RpcError, TmReport, TmToJm,
+};
 use crate::util::AbortOnDrop;
-use crate::rpc::{credentials, framed, FrameReader, FrameWriter, JmToTm, PeerRole, RpcError, TmReport, TmToJm};
 
 /// The TaskManager-wide services every task and operator can use.
 #[derive(Clone)]
@@ -91,7 +93,12 @@ impl TaskManager {
             request_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
         };
-        let server = DataServer::spawn(listener, registry.clone(), data_config.clone(), opts.name.clone());
+        let server = DataServer::spawn(
+            listener,
+            registry.clone(),
+            data_config.clone(),
+            opts.name.clone(),
+        );
         let services = TaskServices {
             tm_name: opts.name.clone(),
             memory: memory.clone(),
@@ -132,7 +139,9 @@ impl TaskManager {
                     tracing::warn!(tm = %self.opts.name, %reason, "lost the JobManager; cancelling tasks");
                     self.cancel_all();
                 }
-                Err(e) => tracing::info!(tm = %self.opts.name, error = %e, "registration failed; retrying"),
+                Err(e) => {
+                    tracing::info!(tm = %self.opts.name, error = %e, "registration failed; retrying")
+                }
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -145,8 +154,15 @@ impl TaskManager {
         stream.set_nodelay(true)?;
         let (mut reader, mut writer) = framed(stream, config.max_frame_size());
         let creds = credentials(config);
-        connect_handshake(&mut reader, &mut writer, &creds, PeerRole::TaskManager, &self.opts.name, Duration::from_secs(10))
-            .await?;
+        connect_handshake(
+            &mut reader,
+            &mut writer,
+            &creds,
+            PeerRole::TaskManager,
+            &self.opts.name,
+            Duration::from_secs(10),
+        )
+        .await?;
         let register = TmToJm::Register {
             name: self.opts.name.clone(),
             slots: config.slots_per_taskmanager(),
@@ -169,7 +185,8 @@ impl TaskManager {
     async fn serve(&mut self, mut s: Session) -> String {
         let timeout = self.opts.config.heartbeat_timeout();
         let mut last_heartbeat = Instant::now();
-        let mut check = tokio::time::interval(self.opts.config.heartbeat_interval().min(timeout) / 2);
+        let mut check =
+            tokio::time::interval(self.opts.config.heartbeat_interval().min(timeout) / 2);
         loop {
             tokio::select! {
                 biased;
@@ -203,16 +220,25 @@ impl TaskManager {
         let tasks = self
             .tasks
             .iter()
-            .map(|((job, attempt), t)| (*job, *attempt, t.metrics.records_in.load(Ordering::Relaxed)))
+            .map(|((job, attempt), t)| {
+                (*job, *attempt, t.metrics.records_in.load(Ordering::Relaxed))
+            })
             .collect();
-        TmReport { memory: self.services.memory.report(), tasks }
+        TmReport {
+            memory: self.services.memory.report(),
+            tasks,
+        }
     }
 
     async fn report_task(&mut self, s: &mut Session, event: TaskEvent) -> Result<(), RpcError> {
         let (job, attempt, state, error) = match event {
             TaskEvent::Running(job, attempt) => (job, attempt, ExecutionState::Running, None),
-            TaskEvent::Ended(job, attempt, Ok(())) => (job, attempt, ExecutionState::Finished, None),
-            TaskEvent::Ended(job, attempt, Err(e)) => (job, attempt, ExecutionState::Failed, Some(e)),
+            TaskEvent::Ended(job, attempt, Ok(())) => {
+                (job, attempt, ExecutionState::Finished, None)
+            }
+            TaskEvent::Ended(job, attempt, Err(e)) => {
+                (job, attempt, ExecutionState::Failed, Some(e))
+            }
         };
         let records_in = match self.tasks.get(&(job, attempt)) {
             Some(t) => t.metrics.records_in.load(Ordering::Relaxed),
@@ -222,12 +248,26 @@ impl TaskManager {
             self.tasks.remove(&(job, attempt));
             self.services.registry.release(job, attempt);
         }
-        s.writer.send(&TmToJm::TaskStateChanged { job, attempt, state, records_in, error }).await
+        s.writer
+            .send(&TmToJm::TaskStateChanged {
+                job,
+                attempt,
+                state,
+                records_in,
+                error,
+            })
+            .await
     }
 
     fn handle(&mut self, msg: JmToTm) {
         match msg {
-            JmToTm::DeployTask { job, spec, config, attempt, inputs } => self.deploy(job, &spec, config, attempt, inputs),
+            JmToTm::DeployTask {
+                job,
+                spec,
+                config,
+                attempt,
+                inputs,
+            } => self.deploy(job, &spec, config, attempt, inputs),
             JmToTm::CancelTask { job, attempt } => {
                 if let Some(task) = self.tasks.remove(&(job, attempt)) {
                     drop(task);
@@ -243,7 +283,14 @@ impl TaskManager {
         }
     }
 
-    fn deploy(&mut self, job: u64, spec: &JobSpec, config: Configuration, attempt: ExecutionAttemptId, inputs: Vec<InputLocation>) {
+    fn deploy(
+        &mut self,
+        job: u64,
+        spec: &JobSpec,
+        config: Configuration,
+        attempt: ExecutionAttemptId,
+        inputs: Vec<InputLocation>,
+    ) {
         let graph = match self.graphs.get(&job) {
             Some(g) => Ok(g.clone()),
             None => build_job(spec, config.max_parallelism()).map(Arc::new),
@@ -251,15 +298,35 @@ impl TaskManager {
         let graph = match graph {
             Ok(g) => g,
             Err(e) => {
-                let _ = self.events_tx.send(TaskEvent::Ended(job, attempt, Err(format!("cannot build job: {e}"))));
-                self.tasks.insert((job, attempt), RunningTask { _handle: AbortOnDrop(tokio::spawn(async {})), metrics: Default::default() });
+                let _ = self.events_tx.send(TaskEvent::Ended(
+                    job,
+                    attempt,
+                    Err(format!("cannot build job: {e}")),
+                ));
+                self.tasks.insert(
+                    (job, attempt),
+                    RunningTask {
+                        _handle: AbortOnDrop(tokio::spawn(async {})),
+                        metrics: Default::default(),
+                    },
+                );
                 return;
             }
         };
         self.graphs.insert(job, graph.clone());
-        let deployment = TaskDeployment { job_id: job, job: graph, attempt, inputs, config: Arc::new(config) };
+        let deployment = TaskDeployment {
+            job_id: job,
+            job: graph,
+            attempt,
+            inputs,
+            config: Arc::new(config),
+        };
         let metrics = Arc::new(TaskMetrics::default());
-        let (services, events, m) = (self.services.clone(), self.events_tx.clone(), metrics.clone());
+        let (services, events, m) = (
+            self.services.clone(),
+            self.events_tx.clone(),
+            metrics.clone(),
+        );
         tracing::info!(tm = %self.opts.name, %attempt, "deploying task");
         let handle = tokio::spawn(async move {
             let running = events.clone();
@@ -270,9 +337,19 @@ impl TaskManager {
             if let Err(e) = &result {
                 tracing::warn!(%attempt, error = %e, "task failed");
             }
-            let _ = events.send(TaskEvent::Ended(job, attempt, result.map_err(|e| e.to_string())));
+            let _ = events.send(TaskEvent::Ended(
+                job,
+                attempt,
+                result.map_err(|e| e.to_string()),
+            ));
         });
-        self.tasks.insert((job, attempt), RunningTask { _handle: AbortOnDrop(handle), metrics });
+        self.tasks.insert(
+            (job, attempt),
+            RunningTask {
+                _handle: AbortOnDrop(handle),
+                metrics,
+            },
+        );
     }
 
     fn cancel_all(&mut self) {

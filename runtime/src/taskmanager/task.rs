@@ -55,7 +55,10 @@ pub enum TaskError {
     #[error("input from {producer} was lost before it finished")]
     UpstreamLost { producer: ExecutionAttemptId },
     #[error("could not connect input from {producer}: {reason}")]
-    Connect { producer: ExecutionAttemptId, reason: String },
+    Connect {
+        producer: ExecutionAttemptId,
+        reason: String,
+    },
     #[error("a consumer of this task's output went away")]
     DownstreamGone,
 }
@@ -72,7 +75,10 @@ impl Outputs {
     async fn drain(&self) -> Result<(), TaskError> {
         while let Some((output, sub, buf)) = self.outbox.pop() {
             let queue = &self.queues[output][sub as usize];
-            queue.send(buf).await.map_err(|_| TaskError::DownstreamGone)?;
+            queue
+                .send(buf)
+                .await
+                .map_err(|_| TaskError::DownstreamGone)?;
         }
         Ok(())
     }
@@ -84,7 +90,12 @@ enum Head {
 }
 
 /// Runs one task to completion. `on_running` is called once its inputs are connected.
-pub async fn run_task(d: TaskDeployment, services: TaskServices, metrics: Arc<TaskMetrics>, on_running: impl FnOnce()) -> Result<(), TaskError> {
+pub async fn run_task(
+    d: TaskDeployment,
+    services: TaskServices,
+    metrics: Arc<TaskMetrics>,
+    on_running: impl FnOnce(),
+) -> Result<(), TaskError> {
     let overhead = d.config.task_overhead_bytes();
     services.memory.add_task(overhead);
     let _release = ReleaseOnDrop(Some(Box::new({
@@ -123,7 +134,11 @@ fn build_chain(d: &TaskDeployment, services: &TaskServices) -> Result<(Head, Out
     let vertex = job.vertex(d.attempt.vertex);
     let (writers, outputs) = create_outputs(d, services)?;
     let tail = &job.logical.nodes[vertex.nodes.last().expect("vertex has nodes").0 as usize];
-    let mut down: Option<AnyBox> = if writers.is_empty() { None } else { Some((tail.tee)(writers)?) };
+    let mut down: Option<AnyBox> = if writers.is_empty() {
+        None
+    } else {
+        Some((tail.tee)(writers)?)
+    };
     for (pos, node_id) in vertex.nodes.iter().enumerate().rev() {
         let node = &job.logical.nodes[node_id.0 as usize];
         let ctx = OperatorContext {
@@ -136,18 +151,25 @@ fn build_chain(d: &TaskDeployment, services: &TaskServices) -> Result<(Head, Out
         match &node.kind {
             NodeKind::Sink(make) => down = Some(make(&ctx)?),
             NodeKind::Operator(make) => {
-                let next = down.take().ok_or_else(|| internal("operator without downstream"))?;
+                let next = down
+                    .take()
+                    .ok_or_else(|| internal("operator without downstream"))?;
                 down = Some(make(next, &ctx)?);
             }
             NodeKind::Source(make) if pos == 0 => {
-                let next = down.take().ok_or_else(|| internal("source without downstream"))?;
+                let next = down
+                    .take()
+                    .ok_or_else(|| internal("source without downstream"))?;
                 return Ok((Head::Source(make(next, &ctx)?), outputs));
             }
             NodeKind::Source(_) => return Err(internal("source inside a chain").into()),
         }
     }
     let head = &job.logical.nodes[vertex.nodes[0].0 as usize];
-    let decoder = head.decoder.as_ref().ok_or_else(|| internal("chain head has no decoder"))?;
+    let decoder = head
+        .decoder
+        .as_ref()
+        .ok_or_else(|| internal("chain head has no decoder"))?;
     let chain = down.ok_or_else(|| internal("empty chain"))?;
     Ok((Head::Network(decoder(chain)?), outputs))
 }
@@ -157,7 +179,10 @@ fn internal(what: &str) -> JobError {
 }
 
 /// Registers this task's subpartition queues and creates a record writer per output edge.
-fn create_outputs(d: &TaskDeployment, services: &TaskServices) -> Result<(Vec<AnyBox>, Outputs), TaskError> {
+fn create_outputs(
+    d: &TaskDeployment,
+    services: &TaskServices,
+) -> Result<(Vec<AnyBox>, Outputs), TaskError> {
     let job = &d.job;
     let outbox = Outbox::default();
     let capacity = d.config.buffers_per_channel() as usize + 1;
@@ -166,7 +191,12 @@ fn create_outputs(d: &TaskDeployment, services: &TaskServices) -> Result<(Vec<An
         let subpartitions = job.subpartitions(edge);
         let senders = (0..subpartitions)
             .map(|index| {
-                let key = SubpartitionKey { job: d.job_id, producer: d.attempt, edge, index };
+                let key = SubpartitionKey {
+                    job: d.job_id,
+                    producer: d.attempt,
+                    edge,
+                    index,
+                };
                 services.registry.create(key, capacity)
             })
             .collect();
@@ -190,21 +220,39 @@ fn create_outputs(d: &TaskDeployment, services: &TaskServices) -> Result<(Vec<An
 
 /// Opens every input channel: local ones straight from the partition registry, remote ones
 /// through the data client with their initial credit.
-async fn connect_inputs(d: &TaskDeployment, services: &TaskServices) -> Result<InputGate, TaskError> {
+async fn connect_inputs(
+    d: &TaskDeployment,
+    services: &TaskServices,
+) -> Result<InputGate, TaskError> {
     let exclusive = d.config.buffers_per_channel();
     let floating = d.config.floating_buffers_per_gate() / (d.inputs.len().max(1) as u32);
     let mut channels = Vec::with_capacity(d.inputs.len());
     for input in &d.inputs {
-        let key = SubpartitionKey { job: d.job_id, producer: input.producer, edge: input.edge, index: input.subpartition };
-        let fail = |reason: String| TaskError::Connect { producer: input.producer, reason };
+        let key = SubpartitionKey {
+            job: d.job_id,
+            producer: input.producer,
+            edge: input.edge,
+            index: input.subpartition,
+        };
+        let fail = |reason: String| TaskError::Connect {
+            producer: input.producer,
+            reason,
+        };
         let channel = match &input.data_addr {
             None => {
-                let rx = services.registry.take(key).await.ok_or_else(|| fail("local partition released".into()))?;
+                let rx = services
+                    .registry
+                    .take(key)
+                    .await
+                    .ok_or_else(|| fail("local partition released".into()))?;
                 InputChannel::local(rx)
             }
             Some(addr) => {
-                let (rx, credit) =
-                    services.client.request(addr, key, d.attempt, exclusive + floating).await.map_err(|e| fail(e.to_string()))?;
+                let (rx, credit) = services
+                    .client
+                    .request(addr, key, d.attempt, exclusive + floating)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
                 InputChannel::remote(rx, credit)
             }
         };
