@@ -244,8 +244,28 @@ fn log_source(env: &StreamEnv, name: &str, s: SourceParams) -> DataStream<LogRec
     .parallelism(parallelism)
 }
 
-fn sink_param(p: &mut Params<'_>) -> Result<SinkSpec, JobError> {
-    p.get("sink", SinkSpec::Discard)
+/// The sink, and how many records per second it takes in total (`sink-rate`, 0 = unlimited):
+/// a slow sink makes the job show back-pressure.
+fn sink_param(p: &mut Params<'_>) -> Result<(SinkSpec, f64), JobError> {
+    let sink = p.get("sink", SinkSpec::Discard)?;
+    let rate = p.get("sink-rate", 0f64)?;
+    if rate < 0.0 {
+        return Err(JobError::InvalidParam {
+            param: "sink-rate".into(),
+            reason: "must be >= 0".into(),
+        });
+    }
+    Ok((sink, rate))
+}
+
+/// Adds the job's sink after `stream`, with the per-subtask share of `sink-rate`.
+fn add_sink<T>(stream: DataStream<T>, (sink, rate): (SinkSpec, f64), parallelism: u32)
+where
+    T: super::stream::Data + Traceable,
+{
+    stream
+        .sink("sink", move |ctx| sink.instantiate(ctx))
+        .rate_limit(rate / parallelism.max(1) as f64);
 }
 
 /// One record of the benchmark shape: sequence number, key, 8-byte payload, provenance.
@@ -274,7 +294,7 @@ fn keyed_count(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     let parallelism = p.get("parallelism", 2u32)?;
     let source = source_params(p, 0, parallelism)?;
     let sink = sink_param(p)?;
-    log_source(env, "source", source)
+    let out = log_source(env, "source", source)
         .map("map", |r: LogRecord| Event {
             key: r.key,
             payload: u64::from_le_bytes(
@@ -296,8 +316,8 @@ fn keyed_count(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
                 origin: e.origin,
             },
         )
-        .parallelism(parallelism)
-        .sink("sink", move |ctx| sink.instantiate(ctx));
+        .parallelism(parallelism);
+    add_sink(out, sink, parallelism);
     Ok(())
 }
 
@@ -351,7 +371,7 @@ fn wordcount(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     let parallelism = p.get("parallelism", 2u32)?;
     let source = source_params(p, 0, parallelism)?;
     let sink = sink_param(p)?;
-    log_source(env, "lines", source)
+    let out = log_source(env, "lines", source)
         .flat_map("split", |r: LogRecord| {
             let origin = r.origin();
             words_of(&r)
@@ -369,8 +389,8 @@ fn wordcount(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
                 origin: *o,
             },
         )
-        .parallelism(parallelism)
-        .sink("sink", move |ctx| sink.instantiate(ctx));
+        .parallelism(parallelism);
+    add_sink(out, sink, parallelism);
     Ok(())
 }
 
@@ -428,7 +448,8 @@ fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     };
     let imps = log_source(env, "impressions", impressions).map("parse-impression", to_event(false));
     let clks = log_source(env, "clicks", clicks).map("parse-click", to_event(true));
-    imps.union(clks)
+    let out = imps
+        .union(clks)
         .key_by(|e: &AdEvent| e.ad)
         .tumbling_window(
             "window",
@@ -443,7 +464,7 @@ fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
                 clicks: acc.1,
             },
         )
-        .parallelism(parallelism)
-        .sink("sink", move |ctx| sink.instantiate(ctx));
+        .parallelism(parallelism);
+    add_sink(out, sink, parallelism);
     Ok(())
 }

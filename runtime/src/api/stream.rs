@@ -63,6 +63,8 @@ pub(crate) struct LogicalNode {
     pub parallelism: u32,
     pub slot_sharing_group: String,
     pub weight: u32,
+    /// Records per second one subtask of this operator can take (a slow external system).
+    pub rate_limit: Option<f64>,
     pub kind: NodeKind,
     pub inputs: Vec<LogicalEdge>,
     /// Fans this node's output out to several consumers.
@@ -127,6 +129,7 @@ impl StreamEnv {
             parallelism: self.default_parallelism,
             slot_sharing_group: "default".to_string(),
             weight: 1,
+            rate_limit: None,
             kind,
             inputs,
             tee: tee_factory::<Out>(),
@@ -209,6 +212,14 @@ impl<T: Data> DataStream<T> {
     /// Relative cost of the producing operator per subtask, for weighted balanced scheduling.
     pub fn weight(self, weight: u32) -> Self {
         self.for_own_node(|n| n.weight = weight)
+    }
+
+    /// Caps the records per second each subtask of the producing operator processes, as a
+    /// slow external system would; its input then back-pressures upstream.
+    pub fn rate_limit(self, records_per_second: f64) -> Self {
+        self.for_own_node(|n| {
+            n.rate_limit = (records_per_second > 0.0).then_some(records_per_second)
+        })
     }
 
     fn for_own_node(self, f: impl Fn(&mut LogicalNode)) -> Self {

@@ -19,6 +19,8 @@ pub struct JobVertex {
     pub slot_sharing_group: String,
     /// Relative cost per subtask (sum of the chained operators' weights).
     pub weight: u32,
+    /// Records per second a subtask processes at most (the tightest limit in the chain).
+    pub rate_limit: Option<f64>,
     pub is_source: bool,
     pub is_sink: bool,
 }
@@ -341,6 +343,10 @@ fn build_vertices(
             outputs: Vec::new(),
             slot_sharing_group: head_node.slot_sharing_group.clone(),
             weight: nodes.iter().map(|&n| logical.nodes[n].weight).sum(),
+            rate_limit: nodes
+                .iter()
+                .filter_map(|&n| logical.nodes[n].rate_limit)
+                .reduce(f64::min),
             is_source: matches!(head_node.kind, NodeKind::Source(_)),
             is_sink: nodes
                 .iter()

@@ -112,7 +112,15 @@ pub async fn run_task(
         Head::Network(decoder) => {
             let gate = connect_inputs(&d, &services).await?;
             on_running();
-            run_consumer(decoder, gate, &d.inputs, &outputs, &metrics, buffer_timeout).await
+            let rate_limit = d.job.vertex(d.attempt.vertex).rate_limit;
+            let consumer = Consumer {
+                inputs: &d.inputs,
+                outputs: &outputs,
+                metrics: &metrics,
+                buffer_timeout,
+                rate_limit,
+            };
+            consumer.run(decoder, gate).await
         }
     }
 }
@@ -311,39 +319,61 @@ fn emit_watermark(driver: &mut dyn SourceDriver, current: &mut u64) {
     }
 }
 
-async fn run_consumer(
-    mut decoder: Box<dyn RecordDecoder>,
-    mut gate: InputGate,
-    inputs: &[InputLocation],
-    outputs: &Outputs,
-    metrics: &TaskMetrics,
+/// The loop of a task fed by the network.
+struct Consumer<'a> {
+    inputs: &'a [InputLocation],
+    outputs: &'a Outputs,
+    metrics: &'a TaskMetrics,
     buffer_timeout: Duration,
-) -> Result<(), TaskError> {
-    let mut flush = tokio::time::interval(buffer_timeout);
-    flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            // The timer first: it is ready once per timeout, so it cannot starve the input,
-            // while a busy input could starve it.
-            biased;
-            _ = flush.tick() => decoder.event(ChainEvent::Flush),
-            item = gate.next() => match item {
-                GateItem::Data(_, bytes, _guard) => {
-                    let n = decoder.decode(&bytes)?;
-                    metrics.records_in.fetch_add(n, Ordering::Relaxed);
-                }
-                GateItem::Watermark(wm) => decoder.event(ChainEvent::Watermark(wm)),
-                GateItem::ChannelFinished(_) => {
-                    if let Some(wm) = gate.advance_watermark().filter(|wm| *wm < u64::MAX) {
-                        decoder.event(ChainEvent::Watermark(wm));
+    /// Records per second this task may process (a slow sink); it then stops reading, its
+    /// queues fill, credits run out, and upstream tasks block: back-pressure.
+    rate_limit: Option<f64>,
+}
+
+impl Consumer<'_> {
+    async fn run(
+        self,
+        mut decoder: Box<dyn RecordDecoder>,
+        mut gate: InputGate,
+    ) -> Result<(), TaskError> {
+        let Consumer {
+            inputs,
+            outputs,
+            metrics,
+            buffer_timeout,
+            rate_limit,
+        } = self;
+        let (start, mut processed) = (Instant::now(), 0u64);
+        let mut flush = tokio::time::interval(buffer_timeout);
+        flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                // The timer first: it is ready once per timeout, so it cannot starve the input,
+                // while a busy input could starve it.
+                biased;
+                _ = flush.tick() => decoder.event(ChainEvent::Flush),
+                item = gate.next() => match item {
+                    GateItem::Data(_, bytes, _guard) => {
+                        let n = decoder.decode(&bytes)?;
+                        metrics.records_in.fetch_add(n, Ordering::Relaxed);
+                        if let Some(rate) = rate_limit {
+                            processed += n;
+                            tokio::time::sleep_until(start + Duration::from_secs_f64(processed as f64 / rate)).await;
+                        }
                     }
-                }
-                GateItem::End => break,
-                GateItem::ChannelLost(ch) => return Err(TaskError::UpstreamLost { producer: inputs[ch].producer }),
-            },
+                    GateItem::Watermark(wm) => decoder.event(ChainEvent::Watermark(wm)),
+                    GateItem::ChannelFinished(_) => {
+                        if let Some(wm) = gate.advance_watermark().filter(|wm| *wm < u64::MAX) {
+                            decoder.event(ChainEvent::Watermark(wm));
+                        }
+                    }
+                    GateItem::End => break,
+                    GateItem::ChannelLost(ch) => return Err(TaskError::UpstreamLost { producer: inputs[ch].producer }),
+                },
+            }
+            outputs.drain().await?;
         }
-        outputs.drain().await?;
+        decoder.event(ChainEvent::Finish);
+        outputs.drain().await
     }
-    decoder.event(ChainEvent::Finish);
-    outputs.drain().await
 }
