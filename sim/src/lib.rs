@@ -2,12 +2,20 @@
 //!
 //! Under `--cfg madsim` every rill process (JobManager, TaskManagers, a client) runs as a madsim
 //! node whose init future is the production code, on a simulated network with a seeded
-//! scheduler, so a seed replays bit for bit. On real tokio this crate only exposes the parts
-//! that need no simulator (seed naming, replay commands).
+//! scheduler, so a seed replays bit for bit. The pieces that need no simulator (fault and
+//! scenario types, run histories, checkers, shrinking, reports) build on real tokio too, so
+//! they are unit-tested in both builds.
 
 #[cfg(madsim)]
 pub mod cluster;
 pub mod expected;
+pub mod fault;
+pub mod history;
+pub mod scenario;
+
+pub use fault::{Direction, Fault, FaultKind, StoreFailureMode};
+pub use history::{AppliedFault, MemorySample, OutputRecord, Placement, RunHistory, TraceLine, Verdict};
+pub use scenario::{ClusterShape, DeliveryMode, Expectations, JobOutcome, Scenario, Swarm};
 
 /// The command that replays a simulated test under `seed`.
 pub fn replay_command(test: &str, seed: u64) -> String {

@@ -1,0 +1,132 @@
+//! Faults the harness injects, at virtual times, into a simulated cluster.
+
+use std::time::Duration;
+
+/// Which way a node partition cuts its traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Both,
+    /// Nothing reaches the node.
+    Inbound,
+    /// Nothing leaves the node.
+    Outbound,
+}
+
+/// How the checkpoint store misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StoreFailureMode {
+    /// Writes fail at once.
+    Fail,
+    /// Writes hang until the fault ends.
+    Stall,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultKind {
+    /// The node's process dies; it starts again after `restart_after`, if given.
+    Crash { target: String, restart_after: Option<Duration> },
+    /// The node is OOM-killed (as the memory model does when usage passes the limit).
+    OomKill { target: String, restart_after: Option<Duration> },
+    /// The node is cut off from every other node.
+    Partition { target: String, direction: Direction, heal_after: Option<Duration> },
+    /// One link is cut (`from` -> `to`, and back if `both_ways`).
+    LinkPartition { from: String, to: String, both_ways: bool, heal_after: Option<Duration> },
+    /// Every message is lost with probability `rate`.
+    PacketLoss { rate: f64, duration: Option<Duration> },
+    /// Every message is delayed by a latency drawn from `min..max`.
+    Latency { min: Duration, max: Duration, duration: Option<Duration> },
+    /// The node stops running (a long GC pause), then resumes.
+    Pause { target: String, duration: Duration },
+    /// The node's clock runs `offset_ms` ahead (negative: behind) for processing time.
+    ClockSkew { target: String, offset_ms: i64 },
+    /// The checkpoint store's writes fail or stall.
+    StoreFailure { mode: StoreFailureMode, duration: Duration },
+}
+
+/// One fault of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    /// Virtual time after the job was submitted.
+    pub at: Duration,
+    pub kind: FaultKind,
+}
+
+impl Fault {
+    /// The kind's name as scenario files spell it.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            FaultKind::Crash { .. } => "crash",
+            FaultKind::OomKill { .. } => "oom-kill",
+            FaultKind::Partition { .. } => "partition",
+            FaultKind::LinkPartition { .. } => "link-partition",
+            FaultKind::PacketLoss { .. } => "packet-loss",
+            FaultKind::Latency { .. } => "latency",
+            FaultKind::Pause { .. } => "pause",
+            FaultKind::ClockSkew { .. } => "clock-skew",
+            FaultKind::StoreFailure { .. } => "store-failure",
+        }
+    }
+
+    /// How long the fault lasts, if it ends by itself (heal, restart, resume).
+    pub fn duration(&self) -> Option<Duration> {
+        match &self.kind {
+            FaultKind::Crash { restart_after: d, .. } | FaultKind::OomKill { restart_after: d, .. } => *d,
+            FaultKind::Partition { heal_after: d, .. } | FaultKind::LinkPartition { heal_after: d, .. } => *d,
+            FaultKind::PacketLoss { duration: d, .. } | FaultKind::Latency { duration: d, .. } => *d,
+            FaultKind::Pause { duration, .. } | FaultKind::StoreFailure { duration, .. } => Some(*duration),
+            FaultKind::ClockSkew { .. } => None,
+        }
+    }
+
+    /// When the fault ends, if it does.
+    pub fn end(&self) -> Option<Duration> {
+        self.duration().map(|d| self.at + d)
+    }
+
+    /// The nodes the fault acts on (empty for network-wide faults).
+    pub fn targets(&self) -> Vec<&str> {
+        match &self.kind {
+            FaultKind::Crash { target, .. }
+            | FaultKind::OomKill { target, .. }
+            | FaultKind::Partition { target, .. }
+            | FaultKind::Pause { target, .. }
+            | FaultKind::ClockSkew { target, .. } => vec![target.as_str()],
+            FaultKind::LinkPartition { from, to, .. } => vec![from.as_str(), to.as_str()],
+            FaultKind::PacketLoss { .. } | FaultKind::Latency { .. } | FaultKind::StoreFailure { .. } => Vec::new(),
+        }
+    }
+
+    /// A mutable handle on the fault's duration, for shrinking.
+    pub fn duration_mut(&mut self) -> Option<&mut Duration> {
+        match &mut self.kind {
+            FaultKind::Crash { restart_after: d, .. } | FaultKind::OomKill { restart_after: d, .. } => d.as_mut(),
+            FaultKind::Partition { heal_after: d, .. } | FaultKind::LinkPartition { heal_after: d, .. } => d.as_mut(),
+            FaultKind::PacketLoss { duration: d, .. } | FaultKind::Latency { duration: d, .. } => d.as_mut(),
+            FaultKind::Pause { duration, .. } | FaultKind::StoreFailure { duration, .. } => Some(duration),
+            FaultKind::ClockSkew { .. } => None,
+        }
+    }
+}
+
+/// Formats a duration the way scenario files write them: "1.5s", "250ms".
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", format_duration(self.at), self.kind_name())?;
+        for t in self.targets() {
+            write!(f, " {t}")?;
+        }
+        if let Some(d) = self.duration() {
+            write!(f, " for {}", format_duration(d))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,100 @@
+//! What a run recorded: every sink output with its virtual time, the faults as applied, the
+//! canonical trace, job status and memory samples. Checkers and reports read only this.
+
+use std::time::Duration;
+
+use rill::api::Origin;
+
+use crate::fault::Fault;
+
+/// One record a collecting sink received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputRecord {
+    /// Virtual time since the job was submitted.
+    pub at: Duration,
+    pub taskmanager: String,
+    pub sink_subtask: u32,
+    /// Attempt of the sink subtask that wrote it.
+    pub attempt: u32,
+    pub origin: Option<Origin>,
+}
+
+/// A fault as the harness applied it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedFault {
+    pub fault: Fault,
+    /// When it ended (healed, restarted, resumed), if it did within the run.
+    pub ended_at: Option<Duration>,
+}
+
+/// One line of the canonical trace: virtual time, node, event text (no ports, no addresses
+/// that vary between runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceLine {
+    pub at: Duration,
+    pub node: String,
+    pub text: String,
+}
+
+impl std::fmt::Display for TraceLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.at.as_millis();
+        write!(f, "{:>6}.{:03}s {:<7} {}", ms / 1000, ms % 1000, self.node, self.text)
+    }
+}
+
+/// A TaskManager's accounted memory at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemorySample {
+    pub at: Duration,
+    /// Index of the TaskManager (1-based, as in `tm-N`).
+    pub taskmanager: u32,
+    pub bytes: u64,
+}
+
+/// Tasks per TaskManager at one moment (after scheduling, after each failover).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub at: Duration,
+    /// (TaskManager name, task count), sorted by name.
+    pub tasks: Vec<(String, u32)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunHistory {
+    pub scenario: String,
+    pub seed: u64,
+    /// Virtual time the run ended, since submission.
+    pub end: Duration,
+    pub outputs: Vec<OutputRecord>,
+    pub faults: Vec<AppliedFault>,
+    pub trace: Vec<TraceLine>,
+    /// Final job status ("FINISHED", "FAILED", "RUNNING" when cut off by `run_for`) and reason.
+    pub job_status: String,
+    pub job_message: Option<String>,
+    pub placements: Vec<Placement>,
+    pub memory: Vec<MemorySample>,
+    pub memory_limit: Option<u64>,
+    pub taskmanagers: u32,
+}
+
+/// A checker's result, with the first piece of evidence against the run when it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub checker: &'static str,
+    pub passed: bool,
+    /// One line: what was measured.
+    pub summary: String,
+    /// The first offending record or interval, with virtual time.
+    pub evidence: Option<String>,
+}
+
+impl Verdict {
+    pub fn pass(checker: &'static str, summary: impl Into<String>) -> Self {
+        Verdict { checker, passed: true, summary: summary.into(), evidence: None }
+    }
+
+    pub fn fail(checker: &'static str, summary: impl Into<String>, evidence: impl Into<String>) -> Self {
+        Verdict { checker, passed: false, summary: summary.into(), evidence: Some(evidence.into()) }
+    }
+}

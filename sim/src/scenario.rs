@@ -1,0 +1,89 @@
+//! A scenario: cluster shape, job, configuration, fault plan and expectations. Scenario files
+//! (TOML, in `scenarios/`) are parsed into this by `rill-scenarios`.
+
+use std::time::Duration;
+
+use rill::config::Configuration;
+use rill::JobSpec;
+
+use crate::fault::Fault;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterShape {
+    pub taskmanagers: u32,
+    pub slots_per_taskmanager: u32,
+    /// `taskmanager.memory.process.size` in MiB; passing it is an OOM kill.
+    pub memory_mb: Option<u64>,
+}
+
+/// What delivery guarantee the run must show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// Output equals the fault-free result, record for record.
+    ExactlyOnce,
+    /// No duplicates, nothing invented; every missing record attributed to a fault.
+    LossyAccounted,
+    /// Delivery is not checked.
+    Unchecked,
+}
+
+/// How the job must end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    Finished,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectations {
+    pub delivery: DeliveryMode,
+    pub job: Option<JobOutcome>,
+    /// Longest interval without any sink output while the job runs.
+    pub max_stall: Option<Duration>,
+    /// From a fault to all subtasks running again with output back at its pre-fault rate.
+    pub max_recovery: Option<Duration>,
+    /// Largest allowed difference in task count between TaskManagers.
+    pub max_task_range: Option<u32>,
+    /// After the last fault heals, the job must drain its input within this bound.
+    pub drain_within: Option<Duration>,
+}
+
+impl Default for Expectations {
+    fn default() -> Self {
+        Expectations {
+            delivery: DeliveryMode::Unchecked,
+            job: None,
+            max_stall: None,
+            max_recovery: None,
+            max_task_range: None,
+            drain_within: None,
+        }
+    }
+}
+
+/// Faults drawn from the seed instead of (or besides) a fixed plan: swarm testing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Swarm {
+    /// Fault kinds to draw from (scenario spelling); each seed enables a random subset.
+    pub kinds: Vec<String>,
+    pub min_faults: u32,
+    pub max_faults: u32,
+    /// Faults start within this window of virtual time.
+    pub from: Duration,
+    pub until: Duration,
+    pub max_duration: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub cluster: ClusterShape,
+    pub job: JobSpec,
+    pub config: Configuration,
+    /// Virtual time the run may take at most (it ends earlier when a bounded job ends).
+    pub run_for: Duration,
+    pub faults: Vec<Fault>,
+    pub swarm: Option<Swarm>,
+    pub expect: Expectations,
+}
