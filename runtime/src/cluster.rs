@@ -42,6 +42,7 @@ impl LocalCluster {
                 data_bind: "127.0.0.1:0".into(),
                 config: config.clone(),
                 collect: Some(collect.clone()),
+                memory: MemoryAccount::default(),
             };
             let tm = TaskManager::start(opts).await?;
             let memory = tm.memory();

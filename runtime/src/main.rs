@@ -163,6 +163,7 @@ async fn run(command: Command) -> Res<ExitCode> {
                 data_bind,
                 config,
                 collect: None,
+                memory: Default::default(),
             };
             let tm = TaskManager::start(opts).await?;
             println!("taskmanager {name} serving data on {}", tm.data_addr());

@@ -24,23 +24,48 @@ pub enum StoreFailureMode {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FaultKind {
     /// The node's process dies; it starts again after `restart_after`, if given.
-    Crash { target: String, restart_after: Option<Duration> },
+    Crash {
+        target: String,
+        restart_after: Option<Duration>,
+    },
     /// The node is OOM-killed (as the memory model does when usage passes the limit).
-    OomKill { target: String, restart_after: Option<Duration> },
+    OomKill {
+        target: String,
+        restart_after: Option<Duration>,
+    },
     /// The node is cut off from every other node.
-    Partition { target: String, direction: Direction, heal_after: Option<Duration> },
+    Partition {
+        target: String,
+        direction: Direction,
+        heal_after: Option<Duration>,
+    },
     /// One link is cut (`from` -> `to`, and back if `both_ways`).
-    LinkPartition { from: String, to: String, both_ways: bool, heal_after: Option<Duration> },
+    LinkPartition {
+        from: String,
+        to: String,
+        both_ways: bool,
+        heal_after: Option<Duration>,
+    },
     /// Every message is lost with probability `rate`.
-    PacketLoss { rate: f64, duration: Option<Duration> },
+    PacketLoss {
+        rate: f64,
+        duration: Option<Duration>,
+    },
     /// Every message is delayed by a latency drawn from `min..max`.
-    Latency { min: Duration, max: Duration, duration: Option<Duration> },
+    Latency {
+        min: Duration,
+        max: Duration,
+        duration: Option<Duration>,
+    },
     /// The node stops running (a long GC pause), then resumes.
     Pause { target: String, duration: Duration },
     /// The node's clock runs `offset_ms` ahead (negative: behind) for processing time.
     ClockSkew { target: String, offset_ms: i64 },
     /// The checkpoint store's writes fail or stall.
-    StoreFailure { mode: StoreFailureMode, duration: Duration },
+    StoreFailure {
+        mode: StoreFailureMode,
+        duration: Duration,
+    },
 }
 
 /// One fault of a plan.
@@ -70,10 +95,20 @@ impl Fault {
     /// How long the fault lasts, if it ends by itself (heal, restart, resume).
     pub fn duration(&self) -> Option<Duration> {
         match &self.kind {
-            FaultKind::Crash { restart_after: d, .. } | FaultKind::OomKill { restart_after: d, .. } => *d,
-            FaultKind::Partition { heal_after: d, .. } | FaultKind::LinkPartition { heal_after: d, .. } => *d,
-            FaultKind::PacketLoss { duration: d, .. } | FaultKind::Latency { duration: d, .. } => *d,
-            FaultKind::Pause { duration, .. } | FaultKind::StoreFailure { duration, .. } => Some(*duration),
+            FaultKind::Crash {
+                restart_after: d, ..
+            }
+            | FaultKind::OomKill {
+                restart_after: d, ..
+            } => *d,
+            FaultKind::Partition { heal_after: d, .. }
+            | FaultKind::LinkPartition { heal_after: d, .. } => *d,
+            FaultKind::PacketLoss { duration: d, .. } | FaultKind::Latency { duration: d, .. } => {
+                *d
+            }
+            FaultKind::Pause { duration, .. } | FaultKind::StoreFailure { duration, .. } => {
+                Some(*duration)
+            }
             FaultKind::ClockSkew { .. } => None,
         }
     }
@@ -92,17 +127,29 @@ impl Fault {
             | FaultKind::Pause { target, .. }
             | FaultKind::ClockSkew { target, .. } => vec![target.as_str()],
             FaultKind::LinkPartition { from, to, .. } => vec![from.as_str(), to.as_str()],
-            FaultKind::PacketLoss { .. } | FaultKind::Latency { .. } | FaultKind::StoreFailure { .. } => Vec::new(),
+            FaultKind::PacketLoss { .. }
+            | FaultKind::Latency { .. }
+            | FaultKind::StoreFailure { .. } => Vec::new(),
         }
     }
 
     /// A mutable handle on the fault's duration, for shrinking.
     pub fn duration_mut(&mut self) -> Option<&mut Duration> {
         match &mut self.kind {
-            FaultKind::Crash { restart_after: d, .. } | FaultKind::OomKill { restart_after: d, .. } => d.as_mut(),
-            FaultKind::Partition { heal_after: d, .. } | FaultKind::LinkPartition { heal_after: d, .. } => d.as_mut(),
-            FaultKind::PacketLoss { duration: d, .. } | FaultKind::Latency { duration: d, .. } => d.as_mut(),
-            FaultKind::Pause { duration, .. } | FaultKind::StoreFailure { duration, .. } => Some(duration),
+            FaultKind::Crash {
+                restart_after: d, ..
+            }
+            | FaultKind::OomKill {
+                restart_after: d, ..
+            } => d.as_mut(),
+            FaultKind::Partition { heal_after: d, .. }
+            | FaultKind::LinkPartition { heal_after: d, .. } => d.as_mut(),
+            FaultKind::PacketLoss { duration: d, .. } | FaultKind::Latency { duration: d, .. } => {
+                d.as_mut()
+            }
+            FaultKind::Pause { duration, .. } | FaultKind::StoreFailure { duration, .. } => {
+                Some(duration)
+            }
             FaultKind::ClockSkew { .. } => None,
         }
     }

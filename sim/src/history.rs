@@ -39,7 +39,14 @@ pub struct TraceLine {
 impl std::fmt::Display for TraceLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = self.at.as_millis();
-        write!(f, "{:>6}.{:03}s {:<7} {}", ms / 1000, ms % 1000, self.node, self.text)
+        write!(
+            f,
+            "{:>6}.{:03}s {:<7} {}",
+            ms / 1000,
+            ms % 1000,
+            self.node,
+            self.text
+        )
     }
 }
 
@@ -91,10 +98,24 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn pass(checker: &'static str, summary: impl Into<String>) -> Self {
-        Verdict { checker, passed: true, summary: summary.into(), evidence: None }
+        Verdict {
+            checker,
+            passed: true,
+            summary: summary.into(),
+            evidence: None,
+        }
     }
 
-    pub fn fail(checker: &'static str, summary: impl Into<String>, evidence: impl Into<String>) -> Self {
-        Verdict { checker, passed: false, summary: summary.into(), evidence: Some(evidence.into()) }
+    pub fn fail(
+        checker: &'static str,
+        summary: impl Into<String>,
+        evidence: impl Into<String>,
+    ) -> Self {
+        Verdict {
+            checker,
+            passed: false,
+            summary: summary.into(),
+            evidence: Some(evidence.into()),
+        }
     }
 }

@@ -14,7 +14,9 @@ pub mod history;
 pub mod scenario;
 
 pub use fault::{Direction, Fault, FaultKind, StoreFailureMode};
-pub use history::{AppliedFault, MemorySample, OutputRecord, Placement, RunHistory, TraceLine, Verdict};
+pub use history::{
+    AppliedFault, MemorySample, OutputRecord, Placement, RunHistory, TraceLine, Verdict,
+};
 pub use scenario::{ClusterShape, DeliveryMode, Expectations, JobOutcome, Scenario, Swarm};
 
 /// The command that replays a simulated test under `seed`.

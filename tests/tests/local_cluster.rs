@@ -188,21 +188,49 @@ async fn a_slow_sink_throttles_the_source_with_bounded_memory() {
         .with("records", 50_000_000)
         .with("sink-rate", 20_000);
     let samples = std::sync::Mutex::new(Vec::new());
-    let run = cluster.run_job(&spec, |_| {}, |r| samples.lock().unwrap().push((r.elapsed_ms, r.records_in, r.records_out)));
-    assert!(tokio::time::timeout(std::time::Duration::from_millis(2_500), run).await.is_err(), "the job cannot finish");
+    let run = cluster.run_job(
+        &spec,
+        |_| {},
+        |r| {
+            samples
+                .lock()
+                .unwrap()
+                .push((r.elapsed_ms, r.records_in, r.records_out))
+        },
+    );
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(2_500), run)
+            .await
+            .is_err(),
+        "the job cannot finish"
+    );
     let samples = samples.into_inner().unwrap();
     let &(elapsed_ms, records_in, records_out) = samples.last().expect("status reports");
     assert!(elapsed_ms >= 1_500, "only {elapsed_ms} ms observed");
     // The sink takes 20,000 records/s; unthrottled the source would emit millions per second.
-    assert!(records_out <= 20 * elapsed_ms + 5_000, "sink ran too fast: {records_out} in {elapsed_ms} ms");
+    assert!(
+        records_out <= 20 * elapsed_ms + 5_000,
+        "sink ran too fast: {records_out} in {elapsed_ms} ms"
+    );
     // In flight: bounded by subpartition queues, credits and partial buffers (~1,170 records per
     // 32 KiB buffer, at most ~10 buffers per channel, 4 channels).
-    assert!(records_in <= records_out + 60_000, "source emitted {records_in}, sink took {records_out}");
-    let backlog = samples.iter().map(|(_, i, o)| i.saturating_sub(*o)).max().unwrap_or(0);
-    assert!(backlog <= 60_000, "source ran {backlog} records ahead of the sink");
+    assert!(
+        records_in <= records_out + 60_000,
+        "source emitted {records_in}, sink took {records_out}"
+    );
+    let backlog = samples
+        .iter()
+        .map(|(_, i, o)| i.saturating_sub(*o))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        backlog <= 60_000,
+        "source ran {backlog} records ahead of the sink"
+    );
     for tm in &cluster.taskmanagers {
         let peak = tm.memory.report().peak_bytes;
-        let buffers_and_tasks = 2 * 1024 * 1024 + 2 * rill::config::Configuration::new().task_overhead_bytes();
+        let buffers_and_tasks =
+            2 * 1024 * 1024 + 2 * rill::config::Configuration::new().task_overhead_bytes();
         assert!(peak <= buffers_and_tasks, "{}: peak {peak} bytes", tm.name);
     }
     cluster.shutdown();

@@ -72,11 +72,19 @@ fn keyed_count_exact_output_under_fixed_seeds() {
     }
 }
 
-/// Runs the seed in MADSIM_TEST_SEED (default 1), as the replay command does; with
-/// MADSIM_TEST_CHECK_DETERMINISM=1 madsim runs it twice and compares every random draw.
-#[madsim::test]
-async fn keyed_count_exact_output_under_seed_from_env() {
-    keyed_count_run().await;
+/// Runs the seed in MADSIM_TEST_SEED (default 1: CI never draws a seed from the clock, as
+/// `#[madsim::test]` would), as the replay command does; with MADSIM_TEST_CHECK_DETERMINISM set
+/// it runs the seed twice and compares every random draw.
+#[test]
+fn keyed_count_exact_output_under_seed_from_env() {
+    let seed = std::env::var("MADSIM_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    if std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some() {
+        Runtime::check_determinism(seed, madsim::Config::default(), || async {
+            keyed_count_run().await;
+        });
+    } else {
+        run_seed(seed);
+    }
 }
 
 #[test]

@@ -62,6 +62,10 @@ impl<T> Collector<T> for DiscardSink {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectedRecord {
     pub sink: String,
+    /// The TaskManager the sink subtask ran on.
+    pub taskmanager: String,
+    /// When the sink received it (`tokio::time`, so virtual time under the simulator).
+    pub at: tokio::time::Instant,
     pub subtask: u32,
     /// The attempt of the sink subtask that wrote it (fencing evidence for the harness).
     pub attempt: u32,
@@ -117,6 +121,7 @@ impl CollectStore {
 struct CollectSink {
     store: CollectStore,
     sink: String,
+    taskmanager: String,
     subtask: u32,
     attempt: u32,
     pending: Vec<CollectedRecord>,
@@ -133,6 +138,7 @@ impl CollectSink {
         Ok(CollectSink {
             store,
             sink: ctx.operator_name.clone(),
+            taskmanager: ctx.services.tm_name.clone(),
             subtask: ctx.subtask(),
             attempt: ctx.attempt.attempt,
             pending: Vec::new(),
@@ -144,6 +150,8 @@ impl<T: Serialize + Traceable + Send> Collector<T> for CollectSink {
     fn collect(&mut self, item: T) {
         self.pending.push(CollectedRecord {
             sink: self.sink.clone(),
+            taskmanager: self.taskmanager.clone(),
+            at: tokio::time::Instant::now(),
             subtask: self.subtask,
             attempt: self.attempt,
             origin: item.origin(),

@@ -48,6 +48,9 @@ pub struct TaskManagerOptions {
     pub data_bind: String,
     pub config: Configuration,
     pub collect: Option<CollectStore>,
+    /// The account this TaskManager's memory is charged to; whoever holds a clone can watch it
+    /// (metrics, the simulator's OOM model).
+    pub memory: MemoryAccount,
 }
 
 type Stream = TcpStream;
@@ -85,7 +88,7 @@ impl TaskManager {
     pub async fn start(opts: TaskManagerOptions) -> Result<TaskManager, RpcError> {
         let listener = TcpListener::bind(opts.data_bind.as_str()).await?;
         let data_addr = listener.local_addr()?.to_string();
-        let memory = MemoryAccount::default();
+        let memory = opts.memory.clone();
         let registry = PartitionRegistry::default();
         let data_config = DataPlaneConfig {
             credentials: Arc::new(credentials(&opts.config)),
