@@ -17,6 +17,9 @@ pub struct OutputRecord {
     /// Attempt of the sink subtask that wrote it.
     pub attempt: u32,
     pub origin: Option<Origin>,
+    /// Key and value of keyed outputs (keyed-count: key and running count), when known.
+    pub key: Option<u64>,
+    pub value: Option<u64>,
 }
 
 /// A fault as the harness applied it.

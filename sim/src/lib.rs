@@ -6,12 +6,14 @@
 //! scenario types, run histories, checkers, shrinking, reports) build on real tokio too, so
 //! they are unit-tested in both builds.
 
+pub mod check;
 #[cfg(madsim)]
 pub mod cluster;
 pub mod expected;
 pub mod fault;
 pub mod history;
 pub mod scenario;
+pub mod trace;
 
 pub use fault::{Direction, Fault, FaultKind, StoreFailureMode};
 pub use history::{

@@ -77,7 +77,10 @@ fn keyed_count_exact_output_under_fixed_seeds() {
 /// it runs the seed twice and compares every random draw.
 #[test]
 fn keyed_count_exact_output_under_seed_from_env() {
-    let seed = std::env::var("MADSIM_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let seed = std::env::var("MADSIM_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     if std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some() {
         Runtime::check_determinism(seed, madsim::Config::default(), || async {
             keyed_count_run().await;
