@@ -1,1 +1,18 @@
-//! rill-scenarios
+//! rill-scenarios: named scenario files (`specs/*.toml`), their parser and validator, their
+//! writer (for shrunk fault plans and saved generated scenarios), and scenarios generated from a
+//! seed. Every path into a [`rill_sim::Scenario`] goes through the same [`validate`].
+
+mod error;
+pub mod generate;
+pub mod spec;
+mod validate;
+pub mod write;
+
+pub use error::ScenarioError;
+pub use generate::generate;
+pub use spec::{load, load_dir, load_file, names, parse_scenario, specs_dir, FAULT_KINDS};
+pub use validate::{known_nodes, validate, EXTERNAL_NODES, MAX_TASKMANAGERS};
+pub use write::{duration_str, faults_to_toml, scenario_to_toml};
+
+#[cfg(test)]
+mod tests;

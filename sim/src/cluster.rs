@@ -1,8 +1,10 @@
 //! A simulated rill cluster: `jm`, `tm-1..N` and a `client` node, each with a stable name and
-//! address, each running production code.
+//! address, each running production code. Restarting a node re-runs its init future, as a
+//! fresh process would start.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use madsim::runtime::{Handle, NodeHandle};
 use rill::config::Configuration;
@@ -10,7 +12,7 @@ use rill::connectors::CollectStore;
 use rill::jobmanager::client::{submit_job, SubmitError};
 use rill::jobmanager::run_jobmanager;
 use rill::rpc::JobStatusReport;
-use rill::taskmanager::{TaskManager, TaskManagerOptions};
+use rill::taskmanager::{MemoryAccount, TaskManager, TaskManagerOptions};
 use rill::JobSpec;
 
 pub const JOBMANAGER_PORT: u16 = 6123;
@@ -24,12 +26,15 @@ pub struct SimClusterSpec {
     pub config: Configuration,
 }
 
+/// The memory account of each TaskManager's current incarnation, by name.
+pub type MemoryAccounts = Arc<Mutex<BTreeMap<String, MemoryAccount>>>;
+
 pub struct SimCluster {
     pub handle: Handle,
-    pub jm: NodeHandle,
-    pub taskmanagers: Vec<NodeHandle>,
-    pub client: NodeHandle,
+    /// Every node by name: `jm`, `tm-1`.., `client`.
+    pub nodes: BTreeMap<String, NodeHandle>,
     pub collect: CollectStore,
+    pub memory: MemoryAccounts,
     config: Configuration,
 }
 
@@ -49,13 +54,39 @@ impl SimCluster {
             .config
             .with("taskmanager.numberOfTaskSlots", &spec.slots.to_string())
             .expect("slots > 0");
-        let jm_config = config.clone();
-        let jm = handle
+        let mut nodes = BTreeMap::new();
+        nodes.insert("jm".to_string(), Self::jm_node(&handle, &config));
+        let collect = CollectStore::new();
+        let memory = MemoryAccounts::default();
+        for i in 1..=spec.taskmanagers {
+            nodes.insert(
+                format!("tm-{i}"),
+                Self::tm_node(&handle, i, &config, &collect, &memory),
+            );
+        }
+        let client = handle
+            .create_node()
+            .name("client")
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1)))
+            .build();
+        nodes.insert("client".to_string(), client);
+        SimCluster {
+            handle,
+            nodes,
+            collect,
+            memory,
+            config,
+        }
+    }
+
+    fn jm_node(handle: &Handle, config: &Configuration) -> NodeHandle {
+        let config = config.clone();
+        handle
             .create_node()
             .name("jm")
             .ip(jm_ip())
             .init(move || {
-                let config = jm_config.clone();
+                let config = config.clone();
                 async move {
                     let listener = tokio::net::TcpListener::bind((jm_ip(), JOBMANAGER_PORT))
                         .await
@@ -63,24 +94,7 @@ impl SimCluster {
                     run_jobmanager(listener, config).await
                 }
             })
-            .build();
-        let collect = CollectStore::new();
-        let taskmanagers = (1..=spec.taskmanagers)
-            .map(|i| Self::tm_node(&handle, i, &config, &collect))
-            .collect();
-        let client = handle
-            .create_node()
-            .name("client")
-            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1)))
-            .build();
-        SimCluster {
-            handle,
-            jm,
-            taskmanagers,
-            client,
-            collect,
-            config,
-        }
+            .build()
     }
 
     fn tm_node(
@@ -88,20 +102,32 @@ impl SimCluster {
         i: u32,
         config: &Configuration,
         collect: &CollectStore,
+        memory: &MemoryAccounts,
     ) -> NodeHandle {
-        let opts = Arc::new(TaskManagerOptions {
-            name: format!("tm-{i}"),
+        let name = format!("tm-{i}");
+        let opts = TaskManagerOptions {
+            name: name.clone(),
             jobmanager: format!("{}:{JOBMANAGER_PORT}", jm_ip()),
             data_bind: format!("{}:{DATA_PORT}", tm_ip(i)),
             config: config.clone(),
             collect: Some(collect.clone()),
-        });
+            memory: MemoryAccount::default(),
+        };
+        let memory = memory.clone();
         handle
             .create_node()
-            .name(format!("tm-{i}"))
+            .name(name.clone())
             .ip(tm_ip(i))
             .init(move || {
-                let opts = (*opts).clone();
+                // A fresh process: fresh memory, published for the harness's OOM model.
+                let opts = TaskManagerOptions {
+                    memory: MemoryAccount::default(),
+                    ..opts.clone()
+                };
+                memory
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.clone(), opts.memory.clone());
                 async move {
                     let tm = TaskManager::start(opts).await.expect("taskmanager start");
                     tm.run().await
@@ -110,13 +136,24 @@ impl SimCluster {
             .build()
     }
 
-    /// Submits a job from the client node and waits for its end.
-    pub async fn run_job(&self, spec: &JobSpec) -> Result<JobStatusReport, SubmitError> {
+    pub fn node(&self, name: &str) -> Option<&NodeHandle> {
+        self.nodes.get(name)
+    }
+
+    /// Submits a job from the client node; `on_status` sees every status report.
+    pub fn submit(
+        &self,
+        spec: &JobSpec,
+        on_status: impl FnMut(&JobStatusReport) + Send + 'static,
+    ) -> madsim::task::JoinHandle<Result<JobStatusReport, SubmitError>> {
         let (spec, config) = (spec.clone(), self.config.clone());
         let addr = format!("{}:{JOBMANAGER_PORT}", jm_ip());
-        self.client
-            .spawn(async move { submit_job(&addr, &spec, &config, |_| {}, |_| {}).await })
-            .await
-            .expect("client task")
+        self.nodes["client"]
+            .spawn(async move { submit_job(&addr, &spec, &config, |_| {}, on_status).await })
+    }
+
+    /// Submits a job from the client node and waits for its end.
+    pub async fn run_job(&self, spec: &JobSpec) -> Result<JobStatusReport, SubmitError> {
+        self.submit(spec, |_| {}).await.expect("client task")
     }
 }

@@ -12,7 +12,12 @@ pub mod cluster;
 pub mod expected;
 pub mod fault;
 pub mod history;
+pub mod report;
+#[cfg(madsim)]
+pub mod runner;
 pub mod scenario;
+pub mod shrink;
+pub mod swarm;
 pub mod trace;
 
 pub use fault::{Direction, Fault, FaultKind, StoreFailureMode};

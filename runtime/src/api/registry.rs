@@ -180,6 +180,14 @@ pub fn build_job(spec: &JobSpec, max_parallelism: u32) -> Result<JobGraph, JobEr
     JobGraph::compile(&spec.name, env.into_logical(), max_parallelism)
 }
 
+/// The partitioned log the job's (first) source reads, as the job itself derives it from its
+/// parameters: what the harness compares delivered output against.
+pub fn primary_input(spec: &JobSpec) -> Result<Arc<dyn PartitionedLog>, JobError> {
+    let mut params = Params::new(spec);
+    let parallelism = params.get("parallelism", 2u32)?;
+    Ok(source_params(&mut params, 0, parallelism)?.log)
+}
+
 /// Common source parameters: the log to read, its partitioning, pacing.
 struct SourceParams {
     log: Arc<dyn PartitionedLog>,

@@ -1,0 +1,456 @@
+//! Scenario files (TOML) -> [`rill_sim::Scenario`].
+//!
+//! The file is read into a `toml::Table` and walked by hand, so that every section can reject
+//! keys it does not know (and every fault the keys its kind does not take) with the key's path
+//! and the accepted keys. Defaults: `run_for` 120s, `description` empty, `delivery` unchecked;
+//! in `[swarm]` `min_faults` 1, `max_faults` 3, `from` 0s, `until` = `run_for`,
+//! `max_duration` 10s. After parsing, [`crate::validate`] checks ranges, node names, the job
+//! (through `rill::api::build_job`) and consistency.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rill::config::{parse_duration, Configuration};
+use rill::JobSpec;
+use rill_sim::{
+    ClusterShape, DeliveryMode, Direction, Expectations, Fault, FaultKind, JobOutcome, Scenario,
+    StoreFailureMode, Swarm,
+};
+use toml::{Table, Value};
+
+use crate::error::ScenarioError;
+use crate::validate::validate_in;
+
+type Result<T> = std::result::Result<T, ScenarioError>;
+
+pub const DEFAULT_RUN_FOR: Duration = Duration::from_secs(120);
+
+const TOP_KEYS: &[&str] =
+    &["name", "description", "run_for", "cluster", "job", "config", "faults", "swarm", "expect"];
+const CLUSTER_KEYS: &[&str] = &["taskmanagers", "slots_per_taskmanager", "memory_mb"];
+const SWARM_KEYS: &[&str] = &["kinds", "min_faults", "max_faults", "from", "until", "max_duration"];
+const EXPECT_KEYS: &[&str] =
+    &["delivery", "job", "max_stall", "max_recovery", "max_task_range", "drain_within"];
+
+/// Fault kinds as scenario files spell them.
+pub const FAULT_KINDS: &[&str] = &[
+    "crash",
+    "oom-kill",
+    "partition",
+    "link-partition",
+    "packet-loss",
+    "latency",
+    "pause",
+    "clock-skew",
+    "store-failure",
+];
+
+/// The keys a fault of `kind` accepts, or None for an unknown kind.
+pub fn fault_keys(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "crash" | "oom-kill" => &["at", "kind", "target", "restart_after"],
+        "partition" => &["at", "kind", "target", "direction", "heal_after"],
+        "link-partition" => &["at", "kind", "from", "to", "both_ways", "heal_after"],
+        "packet-loss" => &["at", "kind", "rate", "duration"],
+        "latency" => &["at", "kind", "min", "max", "duration"],
+        "pause" => &["at", "kind", "target", "duration"],
+        "clock-skew" => &["at", "kind", "target", "offset"],
+        "store-failure" => &["at", "kind", "mode", "duration"],
+        _ => return None,
+    })
+}
+
+/// One table of the file, with its path for error messages.
+struct Sec<'a> {
+    file: &'a str,
+    path: String,
+    table: &'a Table,
+}
+
+impl<'a> Sec<'a> {
+    fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn check_keys(&self, allowed: &[&'static str]) -> Result<()> {
+        match self.table.keys().find(|k| !allowed.contains(&k.as_str())) {
+            None => Ok(()),
+            Some(key) => Err(ScenarioError::UnknownKey {
+                file: self.file.to_string(),
+                path: self.path.clone(),
+                key: key.clone(),
+                expected: allowed.to_vec(),
+            }),
+        }
+    }
+
+    fn invalid(&self, key: &str, reason: impl Into<String>) -> ScenarioError {
+        ScenarioError::Invalid {
+            file: self.file.to_string(),
+            path: self.key_path(key),
+            reason: reason.into(),
+        }
+    }
+
+    fn wrong_type(&self, key: &str, expected: &str, v: &Value) -> ScenarioError {
+        self.invalid(key, format!("expected {expected}, found {} {v}", v.type_str()))
+    }
+
+    fn missing(&self, key: &str) -> ScenarioError {
+        ScenarioError::MissingKey { file: self.file.to_string(), path: self.key_path(key) }
+    }
+
+    fn required<T>(&self, key: &str, v: Option<T>) -> Result<T> {
+        v.ok_or_else(|| self.missing(key))
+    }
+
+    fn str(&self, key: &str) -> Result<Option<&'a str>> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(self.wrong_type(key, "a string", v)),
+        }
+    }
+
+    fn req_str(&self, key: &str) -> Result<&'a str> {
+        self.required(key, self.str(key)?)
+    }
+
+    fn int(&self, key: &str, min: i64, max: i64) -> Result<Option<i64>> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(Value::Integer(i)) if (min..=max).contains(i) => Ok(Some(*i)),
+            Some(Value::Integer(i)) => Err(self.invalid(key, format!("{i} is not within {min}..={max}"))),
+            Some(v) => Err(self.wrong_type(key, "an integer", v)),
+        }
+    }
+
+    fn u32(&self, key: &str) -> Result<Option<u32>> {
+        Ok(self.int(key, 0, u32::MAX.into())?.map(|i| i as u32))
+    }
+
+    fn float(&self, key: &str) -> Result<Option<f64>> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(Value::Float(f)) => Ok(Some(*f)),
+            Some(Value::Integer(i)) => Ok(Some(*i as f64)),
+            Some(v) => Err(self.wrong_type(key, "a number", v)),
+        }
+    }
+
+    fn bool(&self, key: &str) -> Result<Option<bool>> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(Value::Boolean(b)) => Ok(Some(*b)),
+            Some(v) => Err(self.wrong_type(key, "true or false", v)),
+        }
+    }
+
+    fn bad_duration(&self, key: &str, value: String, reason: String) -> ScenarioError {
+        ScenarioError::BadDuration { file: self.file.to_string(), path: self.key_path(key), value, reason }
+    }
+
+    fn duration(&self, key: &str) -> Result<Option<Duration>> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => parse_duration(s)
+                .map(Some)
+                .map_err(|reason| self.bad_duration(key, format!("\"{s}\""), reason)),
+            Some(v) => Err(self.bad_duration(
+                key,
+                v.to_string(),
+                "durations are strings with a unit, e.g. \"5s\" or \"250ms\"".into(),
+            )),
+        }
+    }
+
+    fn req_duration(&self, key: &str) -> Result<Duration> {
+        self.required(key, self.duration(key)?)
+    }
+
+    /// A signed duration ("-250ms") in whole milliseconds.
+    fn signed_ms(&self, key: &str) -> Result<Option<i64>> {
+        let Some(s) = self.str(key)? else { return Ok(None) };
+        let (negative, magnitude) = match s.trim().strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let d = parse_duration(magnitude).map_err(|reason| self.bad_duration(key, format!("\"{s}\""), reason))?;
+        if d.subsec_nanos() % 1_000_000 != 0 {
+            return Err(self.invalid(key, format!("'{s}' is not a whole number of milliseconds")));
+        }
+        let ms = i64::try_from(d.as_millis()).map_err(|_| self.invalid(key, format!("'{s}' is too large")))?;
+        Ok(Some(if negative { -ms } else { ms }))
+    }
+
+    fn choice<T: Copy>(&self, key: &str, choices: &[(&str, T)]) -> Result<Option<T>> {
+        let Some(s) = self.str(key)? else { return Ok(None) };
+        match choices.iter().find(|(name, _)| *name == s) {
+            Some((_, v)) => Ok(Some(*v)),
+            None => {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                Err(self.invalid(key, format!("unknown value '{s}'; expected one of: {}", names.join(", "))))
+            }
+        }
+    }
+
+    fn sub(&self, key: &str) -> Result<Option<Sec<'a>>> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(Value::Table(t)) => Ok(Some(Sec { file: self.file, path: self.key_path(key), table: t })),
+            Some(v) => Err(self.wrong_type(key, "a table", v)),
+        }
+    }
+
+    fn req_sub(&self, key: &str) -> Result<Sec<'a>> {
+        let sub = self.sub(key)?;
+        self.required(key, sub)
+    }
+}
+
+/// A scalar as the string a job parameter or configuration value takes.
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Integer(i) => Some(i.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses and validates a scenario file. `file` names it in errors; its stem must equal `name`.
+pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario> {
+    let table: Table = toml::from_str(text).map_err(|e| ScenarioError::Toml {
+        file: file.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    let top = Sec { file, path: String::new(), table: &table };
+    top.check_keys(TOP_KEYS)?;
+    let name = top.req_str("name")?.to_string();
+    check_stem(file, &name)?;
+    let run_for = top.duration("run_for")?.unwrap_or(DEFAULT_RUN_FOR);
+    let scenario = Scenario {
+        description: top.str("description")?.unwrap_or_default().to_string(),
+        cluster: parse_cluster(&top.req_sub("cluster")?)?,
+        job: parse_job(&top.req_sub("job")?)?,
+        config: parse_config(top.sub("config")?)?,
+        faults: parse_faults(&top)?,
+        swarm: top.sub("swarm")?.map(|s| parse_swarm(&s, run_for)).transpose()?,
+        expect: top.sub("expect")?.map(|s| parse_expect(&s)).transpose()?.unwrap_or_default(),
+        name,
+        run_for,
+    };
+    validate_in(file, &scenario)?;
+    Ok(scenario)
+}
+
+fn check_stem(file: &str, name: &str) -> Result<()> {
+    let stem = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or(file);
+    if stem == name {
+        return Ok(());
+    }
+    Err(ScenarioError::NameMismatch { file: file.to_string(), name: name.to_string(), stem: stem.to_string() })
+}
+
+fn parse_cluster(s: &Sec) -> Result<ClusterShape> {
+    s.check_keys(CLUSTER_KEYS)?;
+    Ok(ClusterShape {
+        taskmanagers: s.required("taskmanagers", s.u32("taskmanagers")?)?,
+        slots_per_taskmanager: s.required("slots_per_taskmanager", s.u32("slots_per_taskmanager")?)?,
+        memory_mb: s.int("memory_mb", 0, i64::MAX)?.map(|m| m as u64),
+    })
+}
+
+/// `name` plus parameters: every other key, its value stringified.
+fn parse_job(s: &Sec) -> Result<JobSpec> {
+    let mut job = JobSpec::new(s.req_str("name")?);
+    for (key, value) in s.table.iter().filter(|(k, _)| *k != "name") {
+        let v = scalar_string(value)
+            .ok_or_else(|| s.wrong_type(key, "a string, number or boolean", value))?;
+        job.params.insert(key.clone(), v);
+    }
+    Ok(job)
+}
+
+/// Flink keys, quoted (`"heartbeat.timeout" = "5s"`) or as dotted TOML keys.
+fn parse_config(s: Option<Sec>) -> Result<Configuration> {
+    let mut config = Configuration::new();
+    if let Some(s) = s {
+        set_config(&s, "", s.table, &mut config)?;
+    }
+    Ok(config)
+}
+
+fn set_config(s: &Sec, prefix: &str, table: &Table, config: &mut Configuration) -> Result<()> {
+    for (key, value) in table {
+        let full = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        if let Value::Table(t) = value {
+            set_config(s, &full, t, config)?;
+            continue;
+        }
+        let v = scalar_string(value).ok_or_else(|| s.wrong_type(&format!("\"{full}\""), "a scalar", value))?;
+        config
+            .set(&full, &v)
+            .map_err(|error| ScenarioError::Config { file: s.file.to_string(), error })?;
+    }
+    Ok(())
+}
+
+fn parse_faults(top: &Sec) -> Result<Vec<Fault>> {
+    let items = match top.table.get("faults") {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(v) => return Err(top.wrong_type("faults", "an array of tables ([[faults]])", v)),
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::Table(t) => parse_fault(&Sec { file: top.file, path: format!("faults[{i}]"), table: t }),
+            v => Err(top.wrong_type(&format!("faults[{i}]"), "a table", v)),
+        })
+        .collect()
+}
+
+fn parse_fault(s: &Sec) -> Result<Fault> {
+    let kind = s.req_str("kind")?;
+    let allowed = fault_keys(kind).ok_or_else(|| {
+        s.invalid("kind", format!("unknown fault kind '{kind}'; expected one of: {}", FAULT_KINDS.join(", ")))
+    })?;
+    s.check_keys(allowed)?;
+    let at = s.req_duration("at")?;
+    let target = || s.req_str("target").map(str::to_string);
+    let kind = match kind {
+        "crash" => FaultKind::Crash { target: target()?, restart_after: s.duration("restart_after")? },
+        "oom-kill" => FaultKind::OomKill { target: target()?, restart_after: s.duration("restart_after")? },
+        "partition" => FaultKind::Partition {
+            target: target()?,
+            direction: s.choice("direction", DIRECTIONS)?.unwrap_or(Direction::Both),
+            heal_after: s.duration("heal_after")?,
+        },
+        "link-partition" => FaultKind::LinkPartition {
+            from: s.req_str("from")?.to_string(),
+            to: s.req_str("to")?.to_string(),
+            both_ways: s.bool("both_ways")?.unwrap_or(true),
+            heal_after: s.duration("heal_after")?,
+        },
+        "packet-loss" => FaultKind::PacketLoss { rate: s.required("rate", s.float("rate")?)?, duration: s.duration("duration")? },
+        "latency" => FaultKind::Latency {
+            min: s.req_duration("min")?,
+            max: s.req_duration("max")?,
+            duration: s.duration("duration")?,
+        },
+        "pause" => FaultKind::Pause { target: target()?, duration: s.req_duration("duration")? },
+        "clock-skew" => FaultKind::ClockSkew { target: target()?, offset_ms: s.required("offset", s.signed_ms("offset")?)? },
+        _ => FaultKind::StoreFailure {
+            mode: s.required("mode", s.choice("mode", STORE_MODES)?)?,
+            duration: s.req_duration("duration")?,
+        },
+    };
+    Ok(Fault { at, kind })
+}
+
+pub(crate) const DIRECTIONS: &[(&str, Direction)] =
+    &[("both", Direction::Both), ("inbound", Direction::Inbound), ("outbound", Direction::Outbound)];
+pub(crate) const STORE_MODES: &[(&str, StoreFailureMode)] =
+    &[("fail", StoreFailureMode::Fail), ("stall", StoreFailureMode::Stall)];
+pub(crate) const DELIVERY_MODES: &[(&str, DeliveryMode)] = &[
+    ("exactly-once", DeliveryMode::ExactlyOnce),
+    ("lossy-accounted", DeliveryMode::LossyAccounted),
+    ("unchecked", DeliveryMode::Unchecked),
+];
+pub(crate) const JOB_OUTCOMES: &[(&str, JobOutcome)] =
+    &[("finished", JobOutcome::Finished), ("failed", JobOutcome::Failed)];
+
+fn parse_swarm(s: &Sec, run_for: Duration) -> Result<Swarm> {
+    s.check_keys(SWARM_KEYS)?;
+    let kinds = match s.table.get("kinds") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| s.wrong_type("kinds", "an array of strings", v)))
+            .collect::<Result<Vec<_>>>()?,
+        Some(v) => return Err(s.wrong_type("kinds", "an array of strings", v)),
+        None => return Err(s.missing("kinds")),
+    };
+    Ok(Swarm {
+        kinds,
+        min_faults: s.u32("min_faults")?.unwrap_or(1),
+        max_faults: s.u32("max_faults")?.unwrap_or(3),
+        from: s.duration("from")?.unwrap_or(Duration::ZERO),
+        until: s.duration("until")?.unwrap_or(run_for),
+        max_duration: s.duration("max_duration")?.unwrap_or(Duration::from_secs(10)),
+    })
+}
+
+fn parse_expect(s: &Sec) -> Result<Expectations> {
+    s.check_keys(EXPECT_KEYS)?;
+    Ok(Expectations {
+        delivery: s.choice("delivery", DELIVERY_MODES)?.unwrap_or(DeliveryMode::Unchecked),
+        job: s.choice("job", JOB_OUTCOMES)?,
+        max_stall: s.duration("max_stall")?,
+        max_recovery: s.duration("max_recovery")?,
+        max_task_range: s.u32("max_task_range")?,
+        drain_within: s.duration("drain_within")?,
+    })
+}
+
+/// The directory of the named scenarios: `scenarios/specs/`.
+pub fn specs_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/specs"))
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> ScenarioError {
+    ScenarioError::Io { file: path.display().to_string(), message: e.to_string() }
+}
+
+/// Parses one scenario file.
+pub fn load_file(path: &Path) -> Result<Scenario> {
+    let text = std::fs::read_to_string(path).map_err(|e| io_error(path, e))?;
+    parse_scenario(&path.display().to_string(), &text)
+}
+
+/// The `*.toml` files of `dir`, sorted by path.
+fn toml_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let path = entry.map_err(|e| io_error(dir, e))?.path();
+        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Parses every `*.toml` file of `dir`, sorted by scenario name; the first error stops it.
+pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>> {
+    let mut scenarios = toml_files(dir)?.iter().map(|p| load_file(p)).collect::<Result<Vec<_>>>()?;
+    scenarios.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(scenarios)
+}
+
+/// Names of the scenarios in [`specs_dir`] (file stems), sorted.
+pub fn names() -> Result<Vec<String>> {
+    Ok(toml_files(&specs_dir())?
+        .iter()
+        .filter_map(|p| p.file_stem().and_then(|s| s.to_str()).map(str::to_string))
+        .collect())
+}
+
+/// Loads the named scenario from [`specs_dir`].
+pub fn load(name: &str) -> Result<Scenario> {
+    let path = specs_dir().join(format!("{name}.toml"));
+    if !path.is_file() {
+        return Err(ScenarioError::UnknownScenario {
+            name: name.to_string(),
+            dir: specs_dir().display().to_string(),
+            known: names()?,
+        });
+    }
+    load_file(&path)
+}

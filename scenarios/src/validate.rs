@@ -1,0 +1,179 @@
+//! Checks a [`Scenario`] is runnable, whether it came from a file or a generator: ranges,
+//! node names, fault parameters, the job (through `rill::api::build_job`) and that the cluster
+//! has the slots the job needs.
+
+use std::time::Duration;
+
+use rill::api::registry::JOBS;
+use rill::api::{build_job, JobError};
+use rill::config::keys::{MEMORY_PROCESS_SIZE, SLOTS_PER_TASKMANAGER};
+use rill::graph::default_slot_sharing_groups;
+use rill_sim::{ClusterShape, Expectations, Fault, FaultKind, Scenario, Swarm};
+
+use crate::error::ScenarioError;
+use crate::spec::FAULT_KINDS;
+
+type Result<T> = std::result::Result<T, ScenarioError>;
+
+/// Largest TaskManager count: the simulated network addresses `tm-N` as 10.0.1.N.
+pub const MAX_TASKMANAGERS: u32 = 250;
+
+/// Nodes of the external systems, besides `jm` and `tm-1..N`.
+pub const EXTERNAL_NODES: &[&str] = &["source-log", "sink-store", "checkpoint-store"];
+
+/// Every node a fault may name in a cluster of `taskmanagers`.
+pub fn known_nodes(taskmanagers: u32) -> Vec<String> {
+    let tms = (1..=taskmanagers).map(|i| format!("tm-{i}"));
+    std::iter::once("jm".to_string())
+        .chain(tms)
+        .chain(EXTERNAL_NODES.iter().map(|n| n.to_string()))
+        .collect()
+}
+
+/// Validates a scenario; errors name the scenario in place of a file.
+pub fn validate(scenario: &Scenario) -> Result<()> {
+    validate_in(&scenario.name, scenario)
+}
+
+pub(crate) fn validate_in(file: &str, s: &Scenario) -> Result<()> {
+    let v = Check { file };
+    v.name(&s.name)?;
+    v.positive("run_for", Some(s.run_for))?;
+    v.cluster(&s.cluster)?;
+    v.config(s)?;
+    v.job(s)?;
+    for (i, fault) in s.faults.iter().enumerate() {
+        v.fault(i, fault, s)?;
+    }
+    if let Some(swarm) = &s.swarm {
+        v.swarm(swarm, s.run_for)?;
+    }
+    v.expect(&s.expect)
+}
+
+struct Check<'a> {
+    file: &'a str,
+}
+
+impl Check<'_> {
+    fn invalid(&self, path: impl Into<String>, reason: impl Into<String>) -> ScenarioError {
+        ScenarioError::Invalid { file: self.file.to_string(), path: path.into(), reason: reason.into() }
+    }
+
+    fn ensure(&self, ok: bool, path: impl Into<String>, reason: impl FnOnce() -> String) -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.invalid(path, reason()))
+        }
+    }
+
+    fn positive(&self, path: &str, d: Option<Duration>) -> Result<()> {
+        self.ensure(d != Some(Duration::ZERO), path, || "must be greater than 0".into())
+    }
+
+    fn name(&self, name: &str) -> Result<()> {
+        let ok = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        self.ensure(ok, "name", || format!("'{name}' must be non-empty and use only letters, digits, '-', '_', '.'"))
+    }
+
+    fn cluster(&self, c: &ClusterShape) -> Result<()> {
+        self.ensure((1..=MAX_TASKMANAGERS).contains(&c.taskmanagers), "cluster.taskmanagers", || {
+            format!("{} is not within 1..={MAX_TASKMANAGERS}", c.taskmanagers)
+        })?;
+        self.ensure(c.slots_per_taskmanager >= 1, "cluster.slots_per_taskmanager", || "must be at least 1".into())?;
+        let mem_ok = c.memory_mb.is_none_or(|m| m >= 1 && m.checked_mul(1 << 20).is_some());
+        self.ensure(mem_ok, "cluster.memory_mb", || format!("{:?} is not a usable size in MiB", c.memory_mb))
+    }
+
+    /// Keys that [cluster] owns must not be set in [config] as well.
+    fn config(&self, s: &Scenario) -> Result<()> {
+        for (key, owner) in [(SLOTS_PER_TASKMANAGER, "slots_per_taskmanager"), (MEMORY_PROCESS_SIZE, "memory_mb")] {
+            self.ensure(s.config.get_raw(key).is_none(), format!("config.\"{key}\""), || {
+                format!("set by [cluster] {owner}, not in [config]")
+            })?;
+        }
+        Ok(())
+    }
+
+    fn job(&self, s: &Scenario) -> Result<()> {
+        let graph = build_job(&s.job, s.config.max_parallelism()).map_err(|error| match error {
+            JobError::UnknownJob { name, .. } => ScenarioError::UnknownJob {
+                file: self.file.to_string(),
+                name,
+                known: JOBS.iter().map(|(n, _, _)| *n).collect(),
+            },
+            error => ScenarioError::InvalidJob { file: self.file.to_string(), error },
+        })?;
+        let needed = default_slot_sharing_groups(&graph).len() as u64;
+        let (tms, slots) = (s.cluster.taskmanagers, s.cluster.slots_per_taskmanager);
+        let offered = u64::from(tms) * u64::from(slots);
+        self.ensure(needed <= offered, "job.parallelism", || {
+            format!("the job needs {needed} slots but the cluster offers {offered} ({tms} taskmanagers x {slots} slots)")
+        })
+    }
+
+    fn fault(&self, i: usize, f: &Fault, s: &Scenario) -> Result<()> {
+        let path = |key: &str| format!("faults[{i}].{key}");
+        self.ensure(f.at < s.run_for, path("at"), || {
+            format!("{} is not before run_for ({})", fmt(f.at), fmt(s.run_for))
+        })?;
+        let known = known_nodes(s.cluster.taskmanagers);
+        if let Some(node) = f.targets().into_iter().find(|t| !known.iter().any(|k| k == t)) {
+            return Err(ScenarioError::UnknownNode { file: self.file.to_string(), fault: i, node: node.to_string(), known });
+        }
+        self.positive(&path(duration_key(&f.kind)), f.duration())?;
+        match &f.kind {
+            FaultKind::LinkPartition { from, to, .. } => {
+                self.ensure(from != to, path("to"), || format!("a link needs two different nodes, both are '{to}'"))
+            }
+            FaultKind::PacketLoss { rate, .. } => {
+                self.ensure(*rate > 0.0 && *rate <= 1.0, path("rate"), || format!("{rate} is not within (0, 1]"))
+            }
+            FaultKind::Latency { min, max, .. } => self.ensure(max >= min, path("max"), || {
+                format!("max ({}) is below min ({})", fmt(*max), fmt(*min))
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn swarm(&self, w: &Swarm, run_for: Duration) -> Result<()> {
+        self.ensure(!w.kinds.is_empty(), "swarm.kinds", || "must name at least one fault kind".into())?;
+        for (i, kind) in w.kinds.iter().enumerate() {
+            self.ensure(FAULT_KINDS.contains(&kind.as_str()), "swarm.kinds", || {
+                format!("unknown fault kind '{kind}'; expected one of: {}", FAULT_KINDS.join(", "))
+            })?;
+            self.ensure(!w.kinds[..i].contains(kind), "swarm.kinds", || format!("'{kind}' is listed twice"))?;
+        }
+        let (min, max) = (w.min_faults, w.max_faults);
+        self.ensure(max >= 1, "swarm.max_faults", || "must be at least 1".into())?;
+        self.ensure(min <= max, "swarm.min_faults", || format!("{min} is above max_faults ({max})"))?;
+        self.ensure(w.from < w.until, "swarm.until", || {
+            format!("{} is not after from ({})", fmt(w.until), fmt(w.from))
+        })?;
+        self.ensure(w.until <= run_for, "swarm.until", || {
+            format!("{} is past run_for ({})", fmt(w.until), fmt(run_for))
+        })?;
+        self.positive("swarm.max_duration", Some(w.max_duration))
+    }
+
+    fn expect(&self, e: &Expectations) -> Result<()> {
+        self.positive("expect.max_stall", e.max_stall)?;
+        self.positive("expect.max_recovery", e.max_recovery)?;
+        self.positive("expect.drain_within", e.drain_within)
+    }
+}
+
+/// The scenario-file key holding a fault kind's duration.
+pub(crate) fn duration_key(kind: &FaultKind) -> &'static str {
+    match kind {
+        FaultKind::Crash { .. } | FaultKind::OomKill { .. } => "restart_after",
+        FaultKind::Partition { .. } | FaultKind::LinkPartition { .. } => "heal_after",
+        _ => "duration",
+    }
+}
+
+fn fmt(d: Duration) -> String {
+    crate::write::duration_str(d)
+}

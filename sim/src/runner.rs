@@ -1,0 +1,432 @@
+//! Runs a scenario under one seed: starts the simulated cluster, submits the job, applies the
+//! fault plan at its virtual times, runs the memory model, then hands the recorded history to
+//! the checkers.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, Runtime};
+use rill::api::registry::{primary_input, KeyCount};
+use rill::rpc::JobStatusReport;
+use tokio::time::Instant;
+use tracing_subscriber::layer::SubscriberExt;
+
+use crate::check::{check_all, ExpectedInput};
+use crate::cluster::{SimCluster, SimClusterSpec};
+use crate::fault::{format_duration, Direction, Fault, FaultKind};
+use crate::history::{AppliedFault, MemorySample, OutputRecord, Placement, RunHistory, Verdict};
+use crate::scenario::Scenario;
+use crate::swarm;
+use crate::trace::TraceCollector;
+
+/// How often the memory model samples every TaskManager.
+const MEMORY_SAMPLE: Duration = Duration::from_millis(100);
+/// How long an OOM-killed TaskManager stays down before it restarts (a pod restart).
+const OOM_RESTART: Duration = Duration::from_secs(5);
+
+/// A run's history and the checkers' verdicts.
+pub struct RunOutcome {
+    pub history: RunHistory,
+    pub verdicts: Vec<Verdict>,
+}
+
+impl RunOutcome {
+    pub fn passed(&self) -> bool {
+        self.verdicts.iter().all(|v| v.passed)
+    }
+}
+
+/// The fault plan a seed runs: the scenario's fixed faults plus those the seed draws.
+pub fn fault_plan(s: &Scenario, seed: u64) -> Vec<Fault> {
+    let mut faults = s.faults.clone();
+    if let Some(sw) = &s.swarm {
+        faults.extend(swarm::draw(sw, &s.cluster, seed));
+    }
+    faults.sort_by_key(|f| f.at);
+    faults
+}
+
+/// Runs `scenario` under `seed` with `faults` in a fresh simulator.
+pub fn run_with_faults(scenario: &Scenario, seed: u64, faults: Vec<Fault>) -> RunOutcome {
+    let collector = TraceCollector::new();
+    let subscriber = tracing_subscriber::registry().with(collector.clone());
+    let mut rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
+    rt.set_time_limit(scenario.run_for + Duration::from_secs(300));
+    let s = scenario.clone();
+    let mut history = tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(drive(s, faults, collector.clone()))
+    });
+    history.seed = seed;
+    history.trace = collector.lines();
+    let input = expected_input(scenario);
+    let verdicts = check_all(&history, &scenario.expect, input.as_ref());
+    RunOutcome { history, verdicts }
+}
+
+/// Runs `scenario` under `seed` with its own fault plan.
+pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
+    run_with_faults(scenario, seed, fault_plan(scenario, seed))
+}
+
+/// For jobs whose outputs carry provenance (keyed-count): every input record and its key.
+fn expected_input(s: &Scenario) -> Option<ExpectedInput> {
+    if s.job.name != "keyed-count" {
+        return None;
+    }
+    let log = primary_input(&s.job).ok()?;
+    let mut input = ExpectedInput::default();
+    let mut batch = Vec::new();
+    for partition in 0..log.partitions() {
+        let mut offset = 0;
+        while {
+            batch.clear();
+            log.read(partition, offset, 4096, &mut batch).ok()? > 0
+        } {
+            offset += batch.len() as u64;
+            input
+                .records
+                .extend(batch.iter().map(|r| (r.origin(), r.key)));
+        }
+    }
+    Some(input)
+}
+
+/// A step of the fault timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    Begin(usize),
+    End(usize),
+}
+
+struct Driver {
+    handle: Handle,
+    cluster: SimCluster,
+    start: Instant,
+    faults: Vec<AppliedFault>,
+    /// Pending steps, sorted by time.
+    timeline: Vec<(Duration, Step)>,
+    memory_limit: Option<u64>,
+    memory: Vec<MemorySample>,
+    default_latency: std::ops::Range<Duration>,
+}
+
+async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHistory {
+    let handle = Handle::current();
+    let config = s.config.clone();
+    let memory_limit = s.cluster.memory_mb.map(|_| config.memory_process_size());
+    let cluster = SimCluster::start(SimClusterSpec {
+        taskmanagers: s.cluster.taskmanagers,
+        slots: s.cluster.slots_per_taskmanager,
+        config,
+    });
+    let start = Instant::now();
+    trace.set_start(start);
+    let statuses: Arc<Mutex<Vec<(Duration, JobStatusReport)>>> = Arc::default();
+    let sink = statuses.clone();
+    let mut job = cluster.submit(&s.job, move |r| {
+        sink.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((start.elapsed(), r.clone()))
+    });
+    let mut timeline: Vec<(Duration, Step)> = faults
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.at, Step::Begin(i)))
+        .collect();
+    timeline.sort();
+    let mut driver = Driver {
+        handle,
+        cluster,
+        start,
+        faults: faults
+            .into_iter()
+            .map(|fault| AppliedFault {
+                fault,
+                ended_at: None,
+            })
+            .collect(),
+        timeline,
+        memory_limit,
+        memory: Vec::new(),
+        default_latency: Duration::from_millis(1)..Duration::from_millis(10),
+    };
+    let mut next_sample = Duration::ZERO;
+    let result = loop {
+        let now = start.elapsed();
+        driver.apply_due(now);
+        if now >= next_sample {
+            driver.sample_memory(now);
+            next_sample = now + MEMORY_SAMPLE;
+        }
+        if now >= s.run_for {
+            break None;
+        }
+        let wake = driver
+            .timeline
+            .first()
+            .map_or(s.run_for, |(t, _)| *t)
+            .min(next_sample)
+            .min(s.run_for);
+        tokio::select! {
+            biased;
+            r = &mut job => break Some(r),
+            _ = tokio::time::sleep_until(start + wake) => {}
+        }
+    };
+    driver.finish(&s, result, &statuses)
+}
+
+impl Driver {
+    fn apply_due(&mut self, now: Duration) {
+        while self.timeline.first().is_some_and(|(t, _)| *t <= now) {
+            let (_, step) = self.timeline.remove(0);
+            match step {
+                Step::Begin(i) => self.begin(i, now),
+                Step::End(i) => self.end(i, now),
+            }
+        }
+    }
+
+    fn schedule(&mut self, at: Duration, step: Step) {
+        let pos = self
+            .timeline
+            .partition_point(|(t, s)| (*t, *s) <= (at, step));
+        self.timeline.insert(pos, (at, step));
+    }
+
+    fn node_id(&self, name: &str) -> Option<madsim::task::NodeId> {
+        self.cluster.node(name).map(|n| n.id())
+    }
+
+    fn begin(&mut self, i: usize, now: Duration) {
+        let fault = self.faults[i].fault.clone();
+        tracing::info!(target: "rill_sim::fault", "fault {}", fault);
+        if let Some(d) = fault.duration() {
+            self.schedule(now + d, Step::End(i));
+        }
+        let net = NetSim::current();
+        let targets: Vec<Option<madsim::task::NodeId>> =
+            fault.targets().iter().map(|t| self.node_id(t)).collect();
+        if targets.iter().any(Option::is_none) {
+            tracing::info!(target: "rill_sim::fault", "no effect: {} is not a simulated node", fault.targets().join(", "));
+            return;
+        }
+        let id = targets.first().copied().flatten();
+        match &fault.kind {
+            FaultKind::Crash { .. } | FaultKind::OomKill { .. } => {
+                self.handle.kill(id.expect("target"))
+            }
+            FaultKind::Partition { direction, .. } => match direction {
+                Direction::Both => net.clog_node(id.expect("target")),
+                Direction::Inbound => net.clog_node_in(id.expect("target")),
+                Direction::Outbound => net.clog_node_out(id.expect("target")),
+            },
+            FaultKind::LinkPartition { both_ways, .. } => {
+                let (a, b) = (targets[0].expect("from"), targets[1].expect("to"));
+                net.clog_link(a, b);
+                if *both_ways {
+                    net.clog_link(b, a);
+                }
+            }
+            FaultKind::PacketLoss { rate, .. } => net.update_config(|c| c.packet_loss_rate = *rate),
+            FaultKind::Latency { min, max, .. } => {
+                let range = *min..(*max).max(*min + Duration::from_nanos(1));
+                net.update_config(|c| c.send_latency = range)
+            }
+            FaultKind::Pause { .. } => self.handle.pause(id.expect("target")),
+            FaultKind::ClockSkew { .. } => {
+                tracing::info!(target: "rill_sim::fault", "no effect: rill has no processing-time operators yet")
+            }
+            FaultKind::StoreFailure { .. } => {
+                tracing::info!(target: "rill_sim::fault", "no effect: rill has no checkpoint store yet")
+            }
+        }
+    }
+
+    fn end(&mut self, i: usize, now: Duration) {
+        self.faults[i].ended_at = Some(now);
+        let fault = self.faults[i].fault.clone();
+        let targets: Vec<Option<madsim::task::NodeId>> =
+            fault.targets().iter().map(|t| self.node_id(t)).collect();
+        if targets.iter().any(Option::is_none) {
+            return;
+        }
+        let net = NetSim::current();
+        let id = targets.first().copied().flatten();
+        let what = match &fault.kind {
+            FaultKind::Crash { .. } | FaultKind::OomKill { .. } => {
+                self.handle.restart(id.expect("target"));
+                "restart"
+            }
+            FaultKind::Partition { direction, .. } => {
+                match direction {
+                    Direction::Both => net.unclog_node(id.expect("target")),
+                    Direction::Inbound => net.unclog_node_in(id.expect("target")),
+                    Direction::Outbound => net.unclog_node_out(id.expect("target")),
+                }
+                "heal"
+            }
+            FaultKind::LinkPartition { .. } => {
+                let (a, b) = (targets[0].expect("from"), targets[1].expect("to"));
+                net.unclog_link(a, b);
+                net.unclog_link(b, a);
+                "heal"
+            }
+            FaultKind::PacketLoss { .. } => {
+                net.update_config(|c| c.packet_loss_rate = 0.0);
+                "end"
+            }
+            FaultKind::Latency { .. } => {
+                let range = self.default_latency.clone();
+                net.update_config(|c| c.send_latency = range);
+                "end"
+            }
+            FaultKind::Pause { .. } => {
+                self.handle.resume(id.expect("target"));
+                "resume"
+            }
+            FaultKind::ClockSkew { .. } | FaultKind::StoreFailure { .. } => "end",
+        };
+        tracing::info!(target: "rill_sim::fault", "{what} after {}: {}", format_duration(fault.duration().unwrap_or_default()), fault);
+    }
+
+    /// Samples every TaskManager's accounted memory; one past the limit is OOM-killed, as the
+    /// kernel or Kubernetes would, and restarts a while later.
+    fn sample_memory(&mut self, now: Duration) {
+        let accounts: Vec<(String, u64)> = {
+            let map = self
+                .cluster
+                .memory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            map.iter()
+                .map(|(name, m)| (name.clone(), m.report().total()))
+                .collect()
+        };
+        for (name, bytes) in accounts {
+            let index = name.trim_start_matches("tm-").parse().unwrap_or(0);
+            self.memory.push(MemorySample {
+                at: now,
+                taskmanager: index,
+                bytes,
+            });
+            let over = self.memory_limit.is_some_and(|limit| bytes > limit);
+            let already_down = self.faults.iter().any(|f| {
+                f.ended_at.is_none()
+                    && f.fault.targets().contains(&name.as_str())
+                    && matches!(
+                        f.fault.kind,
+                        FaultKind::OomKill { .. } | FaultKind::Crash { .. }
+                    )
+            });
+            if over && !already_down {
+                tracing::warn!(target: "rill_sim::oom", "oom-kill {name}: accounted {bytes} bytes > limit {}", self.memory_limit.unwrap_or(0));
+                let fault = Fault {
+                    at: now,
+                    kind: FaultKind::OomKill {
+                        target: name,
+                        restart_after: Some(OOM_RESTART),
+                    },
+                };
+                self.faults.push(AppliedFault {
+                    fault,
+                    ended_at: None,
+                });
+                let i = self.faults.len() - 1;
+                self.handle.kill(
+                    self.node_id(self.faults[i].fault.targets()[0])
+                        .expect("tm node"),
+                );
+                self.schedule(now + OOM_RESTART, Step::End(i));
+            }
+        }
+    }
+
+    fn finish(
+        self,
+        s: &Scenario,
+        result: Option<
+            Result<
+                Result<JobStatusReport, rill::jobmanager::client::SubmitError>,
+                madsim::task::JoinError,
+            >,
+        >,
+        statuses: &Mutex<Vec<(Duration, JobStatusReport)>>,
+    ) -> RunHistory {
+        let end = self.start.elapsed();
+        let (job_status, job_message) = match result {
+            None => (
+                "RUNNING".to_string(),
+                Some(format!(
+                    "still running after {}",
+                    format_duration(s.run_for)
+                )),
+            ),
+            Some(Ok(Ok(report))) => (
+                format!("{:?}", report.status).to_uppercase(),
+                report.message,
+            ),
+            Some(Ok(Err(e))) => ("REJECTED".to_string(), Some(e.to_string())),
+            Some(Err(e)) => ("LOST".to_string(), Some(e.to_string())),
+        };
+        RunHistory {
+            scenario: s.name.clone(),
+            seed: 0,
+            end,
+            outputs: self.outputs(&s.job.name),
+            faults: self.faults,
+            trace: Vec::new(),
+            job_status,
+            job_message,
+            placements: placements(&statuses.lock().unwrap_or_else(|p| p.into_inner())),
+            memory: self.memory,
+            memory_limit: self.memory_limit,
+            taskmanagers: s.cluster.taskmanagers,
+        }
+    }
+
+    fn outputs(&self, job: &str) -> Vec<OutputRecord> {
+        let keyed = if job == "keyed-count" {
+            self.cluster.collect.decoded::<KeyCount>().ok()
+        } else {
+            None
+        };
+        let records = self.cluster.collect.records();
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let kc = keyed.as_ref().and_then(|k| k.get(i)).map(|(_, kc)| kc);
+                OutputRecord {
+                    at: r.at.saturating_duration_since(self.start),
+                    taskmanager: r.taskmanager.clone(),
+                    sink_subtask: r.subtask,
+                    attempt: r.attempt,
+                    origin: r.origin,
+                    key: kc.map(|kc| kc.key),
+                    value: kc.map(|kc| kc.count),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Tasks per TaskManager whenever they changed.
+fn placements(statuses: &[(Duration, JobStatusReport)]) -> Vec<Placement> {
+    let mut out: Vec<Placement> = Vec::new();
+    for (at, report) in statuses {
+        if report.tasks_per_taskmanager.is_empty()
+            || out
+                .last()
+                .is_some_and(|p| p.tasks == report.tasks_per_taskmanager)
+        {
+            continue;
+        }
+        out.push(Placement {
+            at: *at,
+            tasks: report.tasks_per_taskmanager.clone(),
+        });
+    }
+    out
+}

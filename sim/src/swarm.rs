@@ -1,0 +1,143 @@
+//! Swarm testing: the seed draws the fault mix itself (which kinds are enabled, how many
+//! faults, when, how long, on which nodes), so different seeds explore different mixes.
+
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::fault::{Direction, Fault, FaultKind};
+use crate::scenario::{ClusterShape, Swarm};
+
+/// Draws a fault plan for `seed`, sorted by time. Deterministic: same inputs, same plan.
+pub fn draw(swarm: &Swarm, cluster: &ClusterShape, seed: u64) -> Vec<Fault> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5741_524d);
+    let mut kinds: Vec<&str> = swarm.kinds.iter().map(String::as_str).collect();
+    kinds.shuffle(&mut rng);
+    // Enable a random non-empty subset of the kinds: each seed gets its own mix.
+    let enabled = rng.gen_range(1..=kinds.len().max(1));
+    kinds.truncate(enabled);
+    let count = rng.gen_range(swarm.min_faults..=swarm.max_faults.max(swarm.min_faults));
+    let mut faults: Vec<Fault> = (0..count)
+        .filter_map(|_| draw_one(&mut rng, swarm, cluster, &kinds))
+        .collect();
+    faults.sort_by_key(|f| f.at);
+    faults
+}
+
+fn draw_one(
+    rng: &mut ChaCha8Rng,
+    swarm: &Swarm,
+    cluster: &ClusterShape,
+    kinds: &[&str],
+) -> Option<Fault> {
+    let kind = *kinds.choose(rng)?;
+    let at = between(rng, swarm.from, swarm.until.max(swarm.from));
+    let duration = between(
+        rng,
+        Duration::from_millis(100),
+        swarm.max_duration.max(Duration::from_millis(100)),
+    );
+    let tm = format!("tm-{}", rng.gen_range(1..=cluster.taskmanagers.max(1)));
+    let kind = match kind {
+        "crash" => FaultKind::Crash {
+            target: tm,
+            restart_after: Some(duration),
+        },
+        "oom-kill" => FaultKind::OomKill {
+            target: tm,
+            restart_after: Some(duration),
+        },
+        "partition" => {
+            let direction =
+                *[Direction::Both, Direction::Inbound, Direction::Outbound].choose(rng)?;
+            FaultKind::Partition {
+                target: tm,
+                direction,
+                heal_after: Some(duration),
+            }
+        }
+        "link-partition" => FaultKind::LinkPartition {
+            from: "jm".into(),
+            to: tm,
+            both_ways: rng.gen(),
+            heal_after: Some(duration),
+        },
+        "packet-loss" => FaultKind::PacketLoss {
+            rate: rng.gen_range(1..=20) as f64 / 100.0,
+            duration: Some(duration),
+        },
+        "latency" => {
+            let min = Duration::from_millis(rng.gen_range(1..=20));
+            FaultKind::Latency {
+                min,
+                max: min + Duration::from_millis(rng.gen_range(1..=80)),
+                duration: Some(duration),
+            }
+        }
+        "pause" => FaultKind::Pause {
+            target: tm,
+            duration,
+        },
+        _ => return None,
+    };
+    Some(Fault { at, kind })
+}
+
+/// A duration in [lo, hi], in whole milliseconds.
+fn between(rng: &mut ChaCha8Rng, lo: Duration, hi: Duration) -> Duration {
+    Duration::from_millis(rng.gen_range(lo.as_millis() as u64..=hi.as_millis() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn swarm() -> Swarm {
+        Swarm {
+            kinds: ["crash", "partition", "pause", "packet-loss", "latency"]
+                .map(String::from)
+                .to_vec(),
+            min_faults: 1,
+            max_faults: 4,
+            from: Duration::from_secs(5),
+            until: Duration::from_secs(20),
+            max_duration: Duration::from_secs(10),
+        }
+    }
+
+    fn cluster() -> ClusterShape {
+        ClusterShape {
+            taskmanagers: 4,
+            slots_per_taskmanager: 2,
+            memory_mb: None,
+        }
+    }
+
+    #[test]
+    fn a_seed_draws_the_same_plan_and_seeds_differ() {
+        assert_eq!(draw(&swarm(), &cluster(), 7), draw(&swarm(), &cluster(), 7));
+        let plans: std::collections::BTreeSet<String> = (0..20)
+            .map(|s| format!("{:?}", draw(&swarm(), &cluster(), s)))
+            .collect();
+        assert!(plans.len() > 15, "seeds should explore different plans");
+    }
+
+    #[test]
+    fn drawn_faults_respect_the_swarm_bounds() {
+        for seed in 0..100 {
+            let plan = draw(&swarm(), &cluster(), seed);
+            assert!((1..=4).contains(&plan.len()));
+            assert!(plan.windows(2).all(|w| w[0].at <= w[1].at));
+            for f in &plan {
+                assert!(f.at >= Duration::from_secs(5) && f.at <= Duration::from_secs(20));
+                assert!(f.duration().is_some_and(|d| d <= Duration::from_secs(10)));
+                assert!(f
+                    .targets()
+                    .iter()
+                    .all(|t| ["tm-1", "tm-2", "tm-3", "tm-4", "jm"].contains(t)));
+            }
+        }
+    }
+}
