@@ -224,6 +224,9 @@ pub enum ConfigError {
     },
     #[error("malformed argument '{0}': expected key=value")]
     MalformedPair(String),
+    /// Values that are valid alone but not together.
+    #[error("inconsistent configuration: {0}")]
+    Inconsistent(String),
 }
 
 fn suggestion_hint(suggestion: &Option<String>) -> String {
@@ -290,6 +293,38 @@ impl Configuration {
     }
 
     /// The explicitly set value of `key`, if any (no defaults, no aliases).
+    /// This configuration with every value explicitly set in `other` on top, checked as a whole.
+    pub fn merged(&self, other: &Configuration) -> Result<Configuration, ConfigError> {
+        let mut merged = self.clone();
+        for (key, value) in &other.values {
+            merged.set(key, value)?;
+        }
+        merged.validate()?;
+        Ok(merged)
+    }
+
+    /// Checks what single keys cannot: the heartbeat timeout must exceed the interval (or every
+    /// TaskManager would be declared lost on every tick), and a network buffer must fit in a
+    /// frame (or a full buffer could never be sent).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.heartbeat_timeout() <= self.heartbeat_interval() {
+            return Err(ConfigError::Inconsistent(format!(
+                "heartbeat.timeout ({:?}) must be greater than heartbeat.interval ({:?})",
+                self.heartbeat_timeout(),
+                self.heartbeat_interval()
+            )));
+        }
+        // A buffer of segment-size plus one record and the frame header must fit.
+        if self.buffer_size() + 64 * 1024 > self.max_frame_size() {
+            return Err(ConfigError::Inconsistent(format!(
+                "rpc.max-frame-size ({}) must exceed taskmanager.memory.segment-size ({}) by at least 64kb",
+                self.max_frame_size(),
+                self.buffer_size()
+            )));
+        }
+        Ok(())
+    }
+
     pub fn get_raw(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(String::as_str)
     }

@@ -212,6 +212,7 @@ fn configuration(args: &ConfigArgs) -> Res<Configuration> {
         let (k, v) = Configuration::parse_pair(arg)?;
         config.set(&k, &v)?;
     }
+    config.validate()?;
     Ok(config)
 }
 

@@ -12,3 +12,23 @@ impl<T> Drop for AbortOnDrop<T> {
         self.0.abort();
     }
 }
+
+/// Locks a std mutex, carrying on past poisoning: the data behind rill's mutexes (queues, maps
+/// of channels) stays consistent even if a holder panicked, and a TaskManager must keep serving.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Background tasks owned by a component (one per connection), aborted with it.
+#[derive(Debug, Default)]
+pub struct TaskSet {
+    tasks: Vec<AbortOnDrop<()>>,
+}
+
+impl TaskSet {
+    /// Spawns `fut` and keeps it; finished tasks are forgotten as new ones arrive.
+    pub fn spawn(&mut self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.retain(|t| !t.0.is_finished());
+        self.tasks.push(AbortOnDrop(tokio::spawn(fut)));
+    }
+}

@@ -16,7 +16,7 @@ use rill_sim::{
     StoreFailureMode,
 };
 
-use crate::validate::known_nodes;
+use crate::validate::{apply_memory, known_nodes};
 
 type Draw<T> = arbitrary::Result<T>;
 
@@ -38,16 +38,27 @@ fn draw_scenario(seed: u64, u: &mut Unstructured) -> Draw<Scenario> {
     let cluster = ClusterShape {
         taskmanagers: u.int_in_range(1..=6)?,
         slots_per_taskmanager: u.int_in_range(1..=4)?,
-        memory_mb: if u.ratio(1, 4)? { Some(u.int_in_range(256..=2048)?) } else { None },
+        memory_mb: if u.ratio(1, 4)? {
+            Some(u.int_in_range(256..=2048)?)
+        } else {
+            None
+        },
     };
     let job = draw_job(u, cluster.taskmanagers * cluster.slots_per_taskmanager)?;
-    let config = draw_config(u)?;
+    let mut config = draw_config(u)?;
+    apply_memory(&mut config, cluster.memory_mb);
     let run_for = Duration::from_secs(u.int_in_range(30..=90)?);
     let n = u.int_in_range(0..=4)?;
-    let faults = (0..n).map(|_| draw_fault(u, cluster.taskmanagers)).collect::<Draw<Vec<_>>>()?;
+    let faults = (0..n)
+        .map(|_| draw_fault(u, cluster.taskmanagers))
+        .collect::<Draw<Vec<_>>>()?;
     // Without faults and with the default memory, the run must be exact.
     let expect = if faults.is_empty() && cluster.memory_mb.is_none() {
-        Expectations { delivery: DeliveryMode::ExactlyOnce, job: Some(JobOutcome::Finished), ..Default::default() }
+        Expectations {
+            delivery: DeliveryMode::ExactlyOnce,
+            job: Some(JobOutcome::Finished),
+            ..Default::default()
+        }
     } else {
         Expectations::default()
     };
@@ -71,7 +82,8 @@ fn draw_job(u: &mut Unstructured, slots: u32) -> Draw<JobSpec> {
         .with("records", u.int_in_range(1_000u32..=50_000)?)
         .with("rate", u.int_in_range(5_000u32..=20_000)?)
         .with("keys", u.int_in_range(1u32..=4096)?)
-        .with("seed", u.int_in_range(0u32..=1_000)?);
+        .with("seed", u.int_in_range(0u32..=1_000)?)
+        .with("sink", "collect");
     if u.ratio(1, 4)? {
         job = job.with("hot-key-per-mille", u.int_in_range(1u32..=900)?);
     }
@@ -94,11 +106,17 @@ fn draw_config(u: &mut Unstructured) -> Draw<Configuration> {
 
 /// A multiple of 100 ms within `lo..=hi`.
 fn millis(u: &mut Unstructured, lo: u64, hi: u64) -> Draw<Duration> {
-    Ok(Duration::from_millis(u.int_in_range(lo / 100..=hi / 100)? * 100))
+    Ok(Duration::from_millis(
+        u.int_in_range(lo / 100..=hi / 100)? * 100,
+    ))
 }
 
 fn maybe_millis(u: &mut Unstructured, lo: u64, hi: u64) -> Draw<Option<Duration>> {
-    Ok(if u.ratio(3, 4)? { Some(millis(u, lo, hi)?) } else { None })
+    Ok(if u.ratio(3, 4)? {
+        Some(millis(u, lo, hi)?)
+    } else {
+        None
+    })
 }
 
 fn draw_fault(u: &mut Unstructured, taskmanagers: u32) -> Draw<Fault> {
@@ -106,8 +124,14 @@ fn draw_fault(u: &mut Unstructured, taskmanagers: u32) -> Draw<Fault> {
     let at = millis(u, 0, LATEST_FAULT.as_millis() as u64)?;
     let target = u.choose(&nodes)?.clone();
     let kind = match u.int_in_range(0..=8u8)? {
-        0 => FaultKind::Crash { target, restart_after: maybe_millis(u, 100, 10_000)? },
-        1 => FaultKind::OomKill { target, restart_after: maybe_millis(u, 100, 10_000)? },
+        0 => FaultKind::Crash {
+            target,
+            restart_after: maybe_millis(u, 100, 10_000)?,
+        },
+        1 => FaultKind::OomKill {
+            target,
+            restart_after: maybe_millis(u, 100, 10_000)?,
+        },
         2 => FaultKind::Partition {
             target,
             direction: *u.choose(&[Direction::Both, Direction::Inbound, Direction::Outbound])?,
@@ -116,7 +140,12 @@ fn draw_fault(u: &mut Unstructured, taskmanagers: u32) -> Draw<Fault> {
         3 => {
             let others: Vec<&String> = nodes.iter().filter(|n| **n != target).collect();
             let to = u.choose(&others)?.to_string();
-            FaultKind::LinkPartition { from: target, to, both_ways: u.arbitrary()?, heal_after: maybe_millis(u, 100, 10_000)? }
+            FaultKind::LinkPartition {
+                from: target,
+                to,
+                both_ways: u.arbitrary()?,
+                heal_after: maybe_millis(u, 100, 10_000)?,
+            }
         }
         4 => FaultKind::PacketLoss {
             rate: f64::from(u.int_in_range(1u32..=200)?) / 1000.0,
@@ -125,10 +154,20 @@ fn draw_fault(u: &mut Unstructured, taskmanagers: u32) -> Draw<Fault> {
         5 => {
             let min = Duration::from_millis(u.int_in_range(0..=20)?);
             let max = min + Duration::from_millis(u.int_in_range(0..=100)?);
-            FaultKind::Latency { min, max, duration: maybe_millis(u, 100, 10_000)? }
+            FaultKind::Latency {
+                min,
+                max,
+                duration: maybe_millis(u, 100, 10_000)?,
+            }
         }
-        6 => FaultKind::Pause { target, duration: millis(u, 100, 10_000)? },
-        7 => FaultKind::ClockSkew { target, offset_ms: u.int_in_range(-5_000..=5_000)? },
+        6 => FaultKind::Pause {
+            target,
+            duration: millis(u, 100, 10_000)?,
+        },
+        7 => FaultKind::ClockSkew {
+            target,
+            offset_ms: u.int_in_range(-5_000..=5_000)?,
+        },
         _ => FaultKind::StoreFailure {
             mode: *u.choose(&[StoreFailureMode::Fail, StoreFailureMode::Stall])?,
             duration: millis(u, 100, 10_000)?,

@@ -11,7 +11,9 @@ pub mod write;
 pub use error::ScenarioError;
 pub use generate::generate;
 pub use spec::{load, load_dir, load_file, names, parse_scenario, specs_dir, FAULT_KINDS};
-pub use validate::{known_nodes, validate, EXTERNAL_NODES, MAX_TASKMANAGERS};
+pub use validate::{
+    apply_memory, known_nodes, validate, EXTERNAL_NODES, MAX_MEMORY_MB, MAX_TASKMANAGERS,
+};
 pub use write::{duration_str, faults_to_toml, scenario_to_toml};
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! keys it does not know (and every fault the keys its kind does not take) with the key's path
 //! and the accepted keys. Defaults: `run_for` 120s, `description` empty, `delivery` unchecked;
 //! in `[swarm]` `min_faults` 1, `max_faults` 3, `from` 0s, `until` = `run_for`,
-//! `max_duration` 10s. After parsing, [`crate::validate`] checks ranges, node names, the job
+//! `max_duration` 10s. `memory_mb` is mirrored into the configuration as
+//! `taskmanager.memory.process.size` (so [config] may not set it). After parsing, [`crate::validate`] checks ranges, node names, the job
 //! (through `rill::api::build_job`) and consistency.
 
 use std::path::{Path, PathBuf};
@@ -19,18 +20,40 @@ use rill_sim::{
 use toml::{Table, Value};
 
 use crate::error::ScenarioError;
-use crate::validate::validate_in;
+use crate::validate::{apply_memory, config_leaves_cluster_keys, validate_in, MAX_MEMORY_MB};
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 
 pub const DEFAULT_RUN_FOR: Duration = Duration::from_secs(120);
 
-const TOP_KEYS: &[&str] =
-    &["name", "description", "run_for", "cluster", "job", "config", "faults", "swarm", "expect"];
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "run_for",
+    "cluster",
+    "job",
+    "config",
+    "faults",
+    "swarm",
+    "expect",
+];
 const CLUSTER_KEYS: &[&str] = &["taskmanagers", "slots_per_taskmanager", "memory_mb"];
-const SWARM_KEYS: &[&str] = &["kinds", "min_faults", "max_faults", "from", "until", "max_duration"];
-const EXPECT_KEYS: &[&str] =
-    &["delivery", "job", "max_stall", "max_recovery", "max_task_range", "drain_within"];
+const SWARM_KEYS: &[&str] = &[
+    "kinds",
+    "min_faults",
+    "max_faults",
+    "from",
+    "until",
+    "max_duration",
+];
+const EXPECT_KEYS: &[&str] = &[
+    "delivery",
+    "job",
+    "max_stall",
+    "max_recovery",
+    "max_task_range",
+    "drain_within",
+];
 
 /// Fault kinds as scenario files spell them.
 pub const FAULT_KINDS: &[&str] = &[
@@ -97,11 +120,17 @@ impl<'a> Sec<'a> {
     }
 
     fn wrong_type(&self, key: &str, expected: &str, v: &Value) -> ScenarioError {
-        self.invalid(key, format!("expected {expected}, found {} {v}", v.type_str()))
+        self.invalid(
+            key,
+            format!("expected {expected}, found {} {v}", v.type_str()),
+        )
     }
 
     fn missing(&self, key: &str) -> ScenarioError {
-        ScenarioError::MissingKey { file: self.file.to_string(), path: self.key_path(key) }
+        ScenarioError::MissingKey {
+            file: self.file.to_string(),
+            path: self.key_path(key),
+        }
     }
 
     fn required<T>(&self, key: &str, v: Option<T>) -> Result<T> {
@@ -111,7 +140,7 @@ impl<'a> Sec<'a> {
     fn str(&self, key: &str) -> Result<Option<&'a str>> {
         match self.table.get(key) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
             Some(v) => Err(self.wrong_type(key, "a string", v)),
         }
     }
@@ -124,7 +153,9 @@ impl<'a> Sec<'a> {
         match self.table.get(key) {
             None => Ok(None),
             Some(Value::Integer(i)) if (min..=max).contains(i) => Ok(Some(*i)),
-            Some(Value::Integer(i)) => Err(self.invalid(key, format!("{i} is not within {min}..={max}"))),
+            Some(Value::Integer(i)) => {
+                Err(self.invalid(key, format!("{i} is not within {min}..={max}")))
+            }
             Some(v) => Err(self.wrong_type(key, "an integer", v)),
         }
     }
@@ -151,7 +182,12 @@ impl<'a> Sec<'a> {
     }
 
     fn bad_duration(&self, key: &str, value: String, reason: String) -> ScenarioError {
-        ScenarioError::BadDuration { file: self.file.to_string(), path: self.key_path(key), value, reason }
+        ScenarioError::BadDuration {
+            file: self.file.to_string(),
+            path: self.key_path(key),
+            value,
+            reason,
+        }
     }
 
     fn duration(&self, key: &str) -> Result<Option<Duration>> {
@@ -174,26 +210,35 @@ impl<'a> Sec<'a> {
 
     /// A signed duration ("-250ms") in whole milliseconds.
     fn signed_ms(&self, key: &str) -> Result<Option<i64>> {
-        let Some(s) = self.str(key)? else { return Ok(None) };
+        let Some(s) = self.str(key)? else {
+            return Ok(None);
+        };
         let (negative, magnitude) = match s.trim().strip_prefix('-') {
             Some(rest) => (true, rest),
             None => (false, s),
         };
-        let d = parse_duration(magnitude).map_err(|reason| self.bad_duration(key, format!("\"{s}\""), reason))?;
+        let d = parse_duration(magnitude)
+            .map_err(|reason| self.bad_duration(key, format!("\"{s}\""), reason))?;
         if d.subsec_nanos() % 1_000_000 != 0 {
             return Err(self.invalid(key, format!("'{s}' is not a whole number of milliseconds")));
         }
-        let ms = i64::try_from(d.as_millis()).map_err(|_| self.invalid(key, format!("'{s}' is too large")))?;
+        let ms = i64::try_from(d.as_millis())
+            .map_err(|_| self.invalid(key, format!("'{s}' is too large")))?;
         Ok(Some(if negative { -ms } else { ms }))
     }
 
     fn choice<T: Copy>(&self, key: &str, choices: &[(&str, T)]) -> Result<Option<T>> {
-        let Some(s) = self.str(key)? else { return Ok(None) };
+        let Some(s) = self.str(key)? else {
+            return Ok(None);
+        };
         match choices.iter().find(|(name, _)| *name == s) {
             Some((_, v)) => Ok(Some(*v)),
             None => {
                 let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-                Err(self.invalid(key, format!("unknown value '{s}'; expected one of: {}", names.join(", "))))
+                Err(self.invalid(
+                    key,
+                    format!("unknown value '{s}'; expected one of: {}", names.join(", ")),
+                ))
             }
         }
     }
@@ -201,7 +246,11 @@ impl<'a> Sec<'a> {
     fn sub(&self, key: &str) -> Result<Option<Sec<'a>>> {
         match self.table.get(key) {
             None => Ok(None),
-            Some(Value::Table(t)) => Ok(Some(Sec { file: self.file, path: self.key_path(key), table: t })),
+            Some(Value::Table(t)) => Ok(Some(Sec {
+                file: self.file,
+                path: self.key_path(key),
+                table: t,
+            })),
             Some(v) => Err(self.wrong_type(key, "a table", v)),
         }
     }
@@ -229,19 +278,34 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario> {
         file: file.to_string(),
         message: e.to_string().trim_end().to_string(),
     })?;
-    let top = Sec { file, path: String::new(), table: &table };
+    let top = Sec {
+        file,
+        path: String::new(),
+        table: &table,
+    };
     top.check_keys(TOP_KEYS)?;
     let name = top.req_str("name")?.to_string();
     check_stem(file, &name)?;
     let run_for = top.duration("run_for")?.unwrap_or(DEFAULT_RUN_FOR);
+    let cluster = parse_cluster(&top.req_sub("cluster")?)?;
+    let mut config = parse_config(top.sub("config")?)?;
+    config_leaves_cluster_keys(file, &config)?;
+    apply_memory(&mut config, cluster.memory_mb);
     let scenario = Scenario {
         description: top.str("description")?.unwrap_or_default().to_string(),
-        cluster: parse_cluster(&top.req_sub("cluster")?)?,
         job: parse_job(&top.req_sub("job")?)?,
-        config: parse_config(top.sub("config")?)?,
+        cluster,
+        config,
         faults: parse_faults(&top)?,
-        swarm: top.sub("swarm")?.map(|s| parse_swarm(&s, run_for)).transpose()?,
-        expect: top.sub("expect")?.map(|s| parse_expect(&s)).transpose()?.unwrap_or_default(),
+        swarm: top
+            .sub("swarm")?
+            .map(|s| parse_swarm(&s, run_for))
+            .transpose()?,
+        expect: top
+            .sub("expect")?
+            .map(|s| parse_expect(&s))
+            .transpose()?
+            .unwrap_or_default(),
         name,
         run_for,
     };
@@ -250,19 +314,29 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario> {
 }
 
 fn check_stem(file: &str, name: &str) -> Result<()> {
-    let stem = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or(file);
+    let stem = Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(file);
     if stem == name {
         return Ok(());
     }
-    Err(ScenarioError::NameMismatch { file: file.to_string(), name: name.to_string(), stem: stem.to_string() })
+    Err(ScenarioError::NameMismatch {
+        file: file.to_string(),
+        name: name.to_string(),
+        stem: stem.to_string(),
+    })
 }
 
 fn parse_cluster(s: &Sec) -> Result<ClusterShape> {
     s.check_keys(CLUSTER_KEYS)?;
     Ok(ClusterShape {
         taskmanagers: s.required("taskmanagers", s.u32("taskmanagers")?)?,
-        slots_per_taskmanager: s.required("slots_per_taskmanager", s.u32("slots_per_taskmanager")?)?,
-        memory_mb: s.int("memory_mb", 0, i64::MAX)?.map(|m| m as u64),
+        slots_per_taskmanager: s
+            .required("slots_per_taskmanager", s.u32("slots_per_taskmanager")?)?,
+        memory_mb: s
+            .int("memory_mb", 1, MAX_MEMORY_MB as i64)?
+            .map(|m| m as u64),
     })
 }
 
@@ -288,15 +362,23 @@ fn parse_config(s: Option<Sec>) -> Result<Configuration> {
 
 fn set_config(s: &Sec, prefix: &str, table: &Table, config: &mut Configuration) -> Result<()> {
     for (key, value) in table {
-        let full = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let full = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
         if let Value::Table(t) = value {
             set_config(s, &full, t, config)?;
             continue;
         }
-        let v = scalar_string(value).ok_or_else(|| s.wrong_type(&format!("\"{full}\""), "a scalar", value))?;
+        let v = scalar_string(value)
+            .ok_or_else(|| s.wrong_type(&format!("\"{full}\""), "a scalar", value))?;
         config
             .set(&full, &v)
-            .map_err(|error| ScenarioError::Config { file: s.file.to_string(), error })?;
+            .map_err(|error| ScenarioError::Config {
+                file: s.file.to_string(),
+                error,
+            })?;
     }
     Ok(())
 }
@@ -311,7 +393,11 @@ fn parse_faults(top: &Sec) -> Result<Vec<Fault>> {
         .iter()
         .enumerate()
         .map(|(i, item)| match item {
-            Value::Table(t) => parse_fault(&Sec { file: top.file, path: format!("faults[{i}]"), table: t }),
+            Value::Table(t) => parse_fault(&Sec {
+                file: top.file,
+                path: format!("faults[{i}]"),
+                table: t,
+            }),
             v => Err(top.wrong_type(&format!("faults[{i}]"), "a table", v)),
         })
         .collect()
@@ -320,17 +406,31 @@ fn parse_faults(top: &Sec) -> Result<Vec<Fault>> {
 fn parse_fault(s: &Sec) -> Result<Fault> {
     let kind = s.req_str("kind")?;
     let allowed = fault_keys(kind).ok_or_else(|| {
-        s.invalid("kind", format!("unknown fault kind '{kind}'; expected one of: {}", FAULT_KINDS.join(", ")))
+        s.invalid(
+            "kind",
+            format!(
+                "unknown fault kind '{kind}'; expected one of: {}",
+                FAULT_KINDS.join(", ")
+            ),
+        )
     })?;
     s.check_keys(allowed)?;
     let at = s.req_duration("at")?;
     let target = || s.req_str("target").map(str::to_string);
     let kind = match kind {
-        "crash" => FaultKind::Crash { target: target()?, restart_after: s.duration("restart_after")? },
-        "oom-kill" => FaultKind::OomKill { target: target()?, restart_after: s.duration("restart_after")? },
+        "crash" => FaultKind::Crash {
+            target: target()?,
+            restart_after: s.duration("restart_after")?,
+        },
+        "oom-kill" => FaultKind::OomKill {
+            target: target()?,
+            restart_after: s.duration("restart_after")?,
+        },
         "partition" => FaultKind::Partition {
             target: target()?,
-            direction: s.choice("direction", DIRECTIONS)?.unwrap_or(Direction::Both),
+            direction: s
+                .choice("direction", DIRECTIONS)?
+                .unwrap_or(Direction::Both),
             heal_after: s.duration("heal_after")?,
         },
         "link-partition" => FaultKind::LinkPartition {
@@ -339,14 +439,23 @@ fn parse_fault(s: &Sec) -> Result<Fault> {
             both_ways: s.bool("both_ways")?.unwrap_or(true),
             heal_after: s.duration("heal_after")?,
         },
-        "packet-loss" => FaultKind::PacketLoss { rate: s.required("rate", s.float("rate")?)?, duration: s.duration("duration")? },
+        "packet-loss" => FaultKind::PacketLoss {
+            rate: s.required("rate", s.float("rate")?)?,
+            duration: s.duration("duration")?,
+        },
         "latency" => FaultKind::Latency {
             min: s.req_duration("min")?,
             max: s.req_duration("max")?,
             duration: s.duration("duration")?,
         },
-        "pause" => FaultKind::Pause { target: target()?, duration: s.req_duration("duration")? },
-        "clock-skew" => FaultKind::ClockSkew { target: target()?, offset_ms: s.required("offset", s.signed_ms("offset")?)? },
+        "pause" => FaultKind::Pause {
+            target: target()?,
+            duration: s.req_duration("duration")?,
+        },
+        "clock-skew" => FaultKind::ClockSkew {
+            target: target()?,
+            offset_ms: s.required("offset", s.signed_ms("offset")?)?,
+        },
         _ => FaultKind::StoreFailure {
             mode: s.required("mode", s.choice("mode", STORE_MODES)?)?,
             duration: s.req_duration("duration")?,
@@ -355,24 +464,35 @@ fn parse_fault(s: &Sec) -> Result<Fault> {
     Ok(Fault { at, kind })
 }
 
-pub(crate) const DIRECTIONS: &[(&str, Direction)] =
-    &[("both", Direction::Both), ("inbound", Direction::Inbound), ("outbound", Direction::Outbound)];
-pub(crate) const STORE_MODES: &[(&str, StoreFailureMode)] =
-    &[("fail", StoreFailureMode::Fail), ("stall", StoreFailureMode::Stall)];
+pub(crate) const DIRECTIONS: &[(&str, Direction)] = &[
+    ("both", Direction::Both),
+    ("inbound", Direction::Inbound),
+    ("outbound", Direction::Outbound),
+];
+pub(crate) const STORE_MODES: &[(&str, StoreFailureMode)] = &[
+    ("fail", StoreFailureMode::Fail),
+    ("stall", StoreFailureMode::Stall),
+];
 pub(crate) const DELIVERY_MODES: &[(&str, DeliveryMode)] = &[
     ("exactly-once", DeliveryMode::ExactlyOnce),
     ("lossy-accounted", DeliveryMode::LossyAccounted),
     ("unchecked", DeliveryMode::Unchecked),
 ];
-pub(crate) const JOB_OUTCOMES: &[(&str, JobOutcome)] =
-    &[("finished", JobOutcome::Finished), ("failed", JobOutcome::Failed)];
+pub(crate) const JOB_OUTCOMES: &[(&str, JobOutcome)] = &[
+    ("finished", JobOutcome::Finished),
+    ("failed", JobOutcome::Failed),
+];
 
 fn parse_swarm(s: &Sec, run_for: Duration) -> Result<Swarm> {
     s.check_keys(SWARM_KEYS)?;
     let kinds = match s.table.get("kinds") {
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| s.wrong_type("kinds", "an array of strings", v)))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| s.wrong_type("kinds", "an array of strings", v))
+            })
             .collect::<Result<Vec<_>>>()?,
         Some(v) => return Err(s.wrong_type("kinds", "an array of strings", v)),
         None => return Err(s.missing("kinds")),
@@ -383,14 +503,18 @@ fn parse_swarm(s: &Sec, run_for: Duration) -> Result<Swarm> {
         max_faults: s.u32("max_faults")?.unwrap_or(3),
         from: s.duration("from")?.unwrap_or(Duration::ZERO),
         until: s.duration("until")?.unwrap_or(run_for),
-        max_duration: s.duration("max_duration")?.unwrap_or(Duration::from_secs(10)),
+        max_duration: s
+            .duration("max_duration")?
+            .unwrap_or(Duration::from_secs(10)),
     })
 }
 
 fn parse_expect(s: &Sec) -> Result<Expectations> {
     s.check_keys(EXPECT_KEYS)?;
     Ok(Expectations {
-        delivery: s.choice("delivery", DELIVERY_MODES)?.unwrap_or(DeliveryMode::Unchecked),
+        delivery: s
+            .choice("delivery", DELIVERY_MODES)?
+            .unwrap_or(DeliveryMode::Unchecked),
         job: s.choice("job", JOB_OUTCOMES)?,
         max_stall: s.duration("max_stall")?,
         max_recovery: s.duration("max_recovery")?,
@@ -405,7 +529,10 @@ pub fn specs_dir() -> PathBuf {
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> ScenarioError {
-    ScenarioError::Io { file: path.display().to_string(), message: e.to_string() }
+    ScenarioError::Io {
+        file: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Parses one scenario file.
@@ -429,7 +556,10 @@ fn toml_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Parses every `*.toml` file of `dir`, sorted by scenario name; the first error stops it.
 pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>> {
-    let mut scenarios = toml_files(dir)?.iter().map(|p| load_file(p)).collect::<Result<Vec<_>>>()?;
+    let mut scenarios = toml_files(dir)?
+        .iter()
+        .map(|p| load_file(p))
+        .collect::<Result<Vec<_>>>()?;
     scenarios.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(scenarios)
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rill::api::registry::JOBS;
 use rill::api::{build_job, JobError};
 use rill::config::keys::{MEMORY_PROCESS_SIZE, SLOTS_PER_TASKMANAGER};
+use rill::config::Configuration;
 use rill::graph::default_slot_sharing_groups;
 use rill_sim::{ClusterShape, Expectations, Fault, FaultKind, Scenario, Swarm};
 
@@ -18,6 +19,9 @@ type Result<T> = std::result::Result<T, ScenarioError>;
 /// Largest TaskManager count: the simulated network addresses `tm-N` as 10.0.1.N.
 pub const MAX_TASKMANAGERS: u32 = 250;
 
+/// Largest `memory_mb` (its bytes must fit in a u64).
+pub const MAX_MEMORY_MB: u64 = (1 << 44) - 1;
+
 /// Nodes of the external systems, besides `jm` and `tm-1..N`.
 pub const EXTERNAL_NODES: &[&str] = &["source-log", "sink-store", "checkpoint-store"];
 
@@ -28,6 +32,28 @@ pub fn known_nodes(taskmanagers: u32) -> Vec<String> {
         .chain(tms)
         .chain(EXTERNAL_NODES.iter().map(|n| n.to_string()))
         .collect()
+}
+
+/// Configuration keys that [cluster] owns, with the [cluster] key that sets them.
+const CLUSTER_OWNED: [(&str, &str); 2] = [
+    (SLOTS_PER_TASKMANAGER, "slots_per_taskmanager"),
+    (MEMORY_PROCESS_SIZE, "memory_mb"),
+];
+
+/// A file's [config] must not set what [cluster] owns.
+pub(crate) fn config_leaves_cluster_keys(file: &str, config: &Configuration) -> Result<()> {
+    Check { file }.unset(config, &CLUSTER_OWNED)
+}
+
+/// Mirrors `memory_mb` into the configuration as `taskmanager.memory.process.size`, as every
+/// scenario with a memory limit must (TaskManagers and the runner's OOM model read it there).
+/// `memory_mb` must be within 1..=[`MAX_MEMORY_MB`] (validated values are).
+pub fn apply_memory(config: &mut Configuration, memory_mb: Option<u64>) {
+    if let Some(mb) = memory_mb {
+        config
+            .set(MEMORY_PROCESS_SIZE, &format!("{mb}m"))
+            .expect("memory_mb within range");
+    }
 }
 
 /// Validates a scenario; errors name the scenario in place of a file.
@@ -57,10 +83,19 @@ struct Check<'a> {
 
 impl Check<'_> {
     fn invalid(&self, path: impl Into<String>, reason: impl Into<String>) -> ScenarioError {
-        ScenarioError::Invalid { file: self.file.to_string(), path: path.into(), reason: reason.into() }
+        ScenarioError::Invalid {
+            file: self.file.to_string(),
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 
-    fn ensure(&self, ok: bool, path: impl Into<String>, reason: impl FnOnce() -> String) -> Result<()> {
+    fn ensure(
+        &self,
+        ok: bool,
+        path: impl Into<String>,
+        reason: impl FnOnce() -> String,
+    ) -> Result<()> {
         if ok {
             Ok(())
         } else {
@@ -69,32 +104,63 @@ impl Check<'_> {
     }
 
     fn positive(&self, path: &str, d: Option<Duration>) -> Result<()> {
-        self.ensure(d != Some(Duration::ZERO), path, || "must be greater than 0".into())
+        self.ensure(d != Some(Duration::ZERO), path, || {
+            "must be greater than 0".into()
+        })
     }
 
     fn name(&self, name: &str) -> Result<()> {
         let ok = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        self.ensure(ok, "name", || format!("'{name}' must be non-empty and use only letters, digits, '-', '_', '.'"))
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        self.ensure(ok, "name", || {
+            format!("'{name}' must be non-empty and use only letters, digits, '-', '_', '.'")
+        })
     }
 
     fn cluster(&self, c: &ClusterShape) -> Result<()> {
-        self.ensure((1..=MAX_TASKMANAGERS).contains(&c.taskmanagers), "cluster.taskmanagers", || {
-            format!("{} is not within 1..={MAX_TASKMANAGERS}", c.taskmanagers)
-        })?;
-        self.ensure(c.slots_per_taskmanager >= 1, "cluster.slots_per_taskmanager", || "must be at least 1".into())?;
-        let mem_ok = c.memory_mb.is_none_or(|m| m >= 1 && m.checked_mul(1 << 20).is_some());
-        self.ensure(mem_ok, "cluster.memory_mb", || format!("{:?} is not a usable size in MiB", c.memory_mb))
+        self.ensure(
+            (1..=MAX_TASKMANAGERS).contains(&c.taskmanagers),
+            "cluster.taskmanagers",
+            || format!("{} is not within 1..={MAX_TASKMANAGERS}", c.taskmanagers),
+        )?;
+        self.ensure(
+            c.slots_per_taskmanager >= 1,
+            "cluster.slots_per_taskmanager",
+            || "must be at least 1".into(),
+        )?;
+        let mem_ok = c.memory_mb.is_none_or(|m| (1..=MAX_MEMORY_MB).contains(&m));
+        self.ensure(mem_ok, "cluster.memory_mb", || {
+            format!(
+                "{} is not within 1..={MAX_MEMORY_MB}",
+                c.memory_mb.unwrap_or_default()
+            )
+        })
     }
 
-    /// Keys that [cluster] owns must not be set in [config] as well.
-    fn config(&self, s: &Scenario) -> Result<()> {
-        for (key, owner) in [(SLOTS_PER_TASKMANAGER, "slots_per_taskmanager"), (MEMORY_PROCESS_SIZE, "memory_mb")] {
-            self.ensure(s.config.get_raw(key).is_none(), format!("config.\"{key}\""), || {
-                format!("set by [cluster] {owner}, not in [config]")
-            })?;
+    fn unset(&self, config: &Configuration, keys: &[(&str, &str)]) -> Result<()> {
+        for (key, owner) in keys {
+            self.ensure(
+                config.get_raw(key).is_none(),
+                format!("config.\"{key}\""),
+                || format!("set by [cluster] {owner}, not in [config]"),
+            )?;
         }
         Ok(())
+    }
+
+    /// Slots come from [cluster] alone; the memory limit from `memory_mb`, mirrored into the
+    /// configuration (where TaskManagers and the runner's OOM model read it).
+    fn config(&self, s: &Scenario) -> Result<()> {
+        self.unset(&s.config, &CLUSTER_OWNED[..1])?;
+        let Some(mb) = s.cluster.memory_mb else {
+            return self.unset(&s.config, &CLUSTER_OWNED[1..]);
+        };
+        let bytes = s.config.memory_process_size();
+        self.ensure(bytes == mb << 20, "cluster.memory_mb", || {
+            format!("{mb} MiB, but the configuration's {MEMORY_PROCESS_SIZE} is {bytes} bytes (use apply_memory)")
+        })
     }
 
     fn job(&self, s: &Scenario) -> Result<()> {
@@ -104,7 +170,10 @@ impl Check<'_> {
                 name,
                 known: JOBS.iter().map(|(n, _, _)| *n).collect(),
             },
-            error => ScenarioError::InvalidJob { file: self.file.to_string(), error },
+            error => ScenarioError::InvalidJob {
+                file: self.file.to_string(),
+                error,
+            },
         })?;
         let needed = default_slot_sharing_groups(&graph).len() as u64;
         let (tms, slots) = (s.cluster.taskmanagers, s.cluster.slots_per_taskmanager);
@@ -120,16 +189,29 @@ impl Check<'_> {
             format!("{} is not before run_for ({})", fmt(f.at), fmt(s.run_for))
         })?;
         let known = known_nodes(s.cluster.taskmanagers);
-        if let Some(node) = f.targets().into_iter().find(|t| !known.iter().any(|k| k == t)) {
-            return Err(ScenarioError::UnknownNode { file: self.file.to_string(), fault: i, node: node.to_string(), known });
+        if let Some(node) = f
+            .targets()
+            .into_iter()
+            .find(|t| !known.iter().any(|k| k == t))
+        {
+            return Err(ScenarioError::UnknownNode {
+                file: self.file.to_string(),
+                fault: i,
+                node: node.to_string(),
+                known,
+            });
         }
         self.positive(&path(duration_key(&f.kind)), f.duration())?;
         match &f.kind {
             FaultKind::LinkPartition { from, to, .. } => {
-                self.ensure(from != to, path("to"), || format!("a link needs two different nodes, both are '{to}'"))
+                self.ensure(from != to, path("to"), || {
+                    format!("a link needs two different nodes, both are '{to}'")
+                })
             }
             FaultKind::PacketLoss { rate, .. } => {
-                self.ensure(*rate > 0.0 && *rate <= 1.0, path("rate"), || format!("{rate} is not within (0, 1]"))
+                self.ensure(*rate > 0.0 && *rate <= 1.0, path("rate"), || {
+                    format!("{rate} is not within (0, 1]")
+                })
             }
             FaultKind::Latency { min, max, .. } => self.ensure(max >= min, path("max"), || {
                 format!("max ({}) is below min ({})", fmt(*max), fmt(*min))
@@ -139,16 +221,25 @@ impl Check<'_> {
     }
 
     fn swarm(&self, w: &Swarm, run_for: Duration) -> Result<()> {
-        self.ensure(!w.kinds.is_empty(), "swarm.kinds", || "must name at least one fault kind".into())?;
+        self.ensure(!w.kinds.is_empty(), "swarm.kinds", || {
+            "must name at least one fault kind".into()
+        })?;
         for (i, kind) in w.kinds.iter().enumerate() {
             self.ensure(FAULT_KINDS.contains(&kind.as_str()), "swarm.kinds", || {
-                format!("unknown fault kind '{kind}'; expected one of: {}", FAULT_KINDS.join(", "))
+                format!(
+                    "unknown fault kind '{kind}'; expected one of: {}",
+                    FAULT_KINDS.join(", ")
+                )
             })?;
-            self.ensure(!w.kinds[..i].contains(kind), "swarm.kinds", || format!("'{kind}' is listed twice"))?;
+            self.ensure(!w.kinds[..i].contains(kind), "swarm.kinds", || {
+                format!("'{kind}' is listed twice")
+            })?;
         }
         let (min, max) = (w.min_faults, w.max_faults);
         self.ensure(max >= 1, "swarm.max_faults", || "must be at least 1".into())?;
-        self.ensure(min <= max, "swarm.min_faults", || format!("{min} is above max_faults ({max})"))?;
+        self.ensure(min <= max, "swarm.min_faults", || {
+            format!("{min} is above max_faults ({max})")
+        })?;
         self.ensure(w.from < w.until, "swarm.until", || {
             format!("{} is not after from ({})", fmt(w.until), fmt(w.from))
         })?;

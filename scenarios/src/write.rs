@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use rill::config::keys::MEMORY_PROCESS_SIZE;
 use rill::config::KEYS;
 use rill_sim::{DeliveryMode, Direction, Fault, FaultKind, JobOutcome, Scenario};
 
@@ -26,7 +27,9 @@ fn quote(s: &str) -> String {
 
 /// A bare TOML key if it can be one, else quoted.
 fn key(k: &str) -> String {
-    let bare = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let bare = !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if bare {
         k.to_string()
     } else {
@@ -77,18 +80,34 @@ fn write_fault(out: &mut Out, f: &Fault) {
     out.dur("at", f.at);
     out.str("kind", f.kind_name());
     match &f.kind {
-        FaultKind::Crash { target, restart_after } | FaultKind::OomKill { target, restart_after } => {
+        FaultKind::Crash {
+            target,
+            restart_after,
+        }
+        | FaultKind::OomKill {
+            target,
+            restart_after,
+        } => {
             out.str("target", target);
             out.opt_dur("restart_after", *restart_after);
         }
-        FaultKind::Partition { target, direction, heal_after } => {
+        FaultKind::Partition {
+            target,
+            direction,
+            heal_after,
+        } => {
             out.str("target", target);
             if *direction != Direction::Both {
                 out.str("direction", name_of(DIRECTIONS, *direction));
             }
             out.opt_dur("heal_after", *heal_after);
         }
-        FaultKind::LinkPartition { from, to, both_ways, heal_after } => {
+        FaultKind::LinkPartition {
+            from,
+            to,
+            both_ways,
+            heal_after,
+        } => {
             out.str("from", from);
             out.str("to", to);
             out.raw("both_ways", both_ways);
@@ -110,7 +129,13 @@ fn write_fault(out: &mut Out, f: &Fault) {
         FaultKind::ClockSkew { target, offset_ms } => {
             out.str("target", target);
             let sign = if *offset_ms < 0 { "-" } else { "" };
-            out.str("offset", &format!("{sign}{}", duration_str(Duration::from_millis(offset_ms.unsigned_abs()))));
+            out.str(
+                "offset",
+                &format!(
+                    "{sign}{}",
+                    duration_str(Duration::from_millis(offset_ms.unsigned_abs()))
+                ),
+            );
         }
         FaultKind::StoreFailure { mode, duration } => {
             out.str("mode", name_of(STORE_MODES, *mode));
@@ -149,7 +174,12 @@ pub fn scenario_to_toml(s: &Scenario) -> String {
 }
 
 fn write_config(out: &mut Out, s: &Scenario) {
-    let set: Vec<_> = KEYS.iter().filter_map(|k| Some((k.name, s.config.get_raw(k.name)?))).collect();
+    // The memory size is written as [cluster] memory_mb.
+    let set: Vec<_> = KEYS
+        .iter()
+        .filter(|k| k.name != MEMORY_PROCESS_SIZE)
+        .filter_map(|k| Some((k.name, s.config.get_raw(k.name)?)))
+        .collect();
     if !set.is_empty() {
         out.header("[config]");
         for (k, v) in set {
@@ -173,7 +203,10 @@ fn write_swarm(out: &mut Out, s: &Scenario) {
 fn write_expect(out: &mut Out, s: &Scenario) {
     let e = &s.expect;
     out.header("[expect]");
-    out.str("delivery", name_of::<DeliveryMode>(DELIVERY_MODES, e.delivery));
+    out.str(
+        "delivery",
+        name_of::<DeliveryMode>(DELIVERY_MODES, e.delivery),
+    );
     if let Some(job) = e.job {
         out.str("job", name_of::<JobOutcome>(JOB_OUTCOMES, job));
     }

@@ -114,7 +114,7 @@ struct Driver {
 async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHistory {
     let handle = Handle::current();
     let config = s.config.clone();
-    let memory_limit = s.cluster.memory_mb.map(|_| config.memory_process_size());
+    let memory_limit = s.cluster.memory_mb.map(|mb| mb * 1024 * 1024);
     let cluster = SimCluster::start(SimClusterSpec {
         taskmanagers: s.cluster.taskmanagers,
         slots: s.cluster.slots_per_taskmanager,
@@ -124,7 +124,9 @@ async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHis
     trace.set_start(start);
     let statuses: Arc<Mutex<Vec<(Duration, JobStatusReport)>>> = Arc::default();
     let sink = statuses.clone();
-    let mut job = cluster.submit(&s.job, move |r| {
+    // The harness checks what sinks received, so sinks always collect.
+    let spec = s.job.clone().with("sink", "collect");
+    let mut job = cluster.submit(&spec, move |r| {
         sink.lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((start.elapsed(), r.clone()))

@@ -12,24 +12,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::api::{build_job, JobSpec};
 use crate::config::Configuration;
 use crate::graph::{
-    default_slot_sharing_groups, ExecutionAttemptId, ExecutionGraph, ExecutionState, JobGraph,
+    default_slot_sharing_groups, ExecutionAttemptId, ExecutionGraph, ExecutionState, JobVertex,
 };
+use crate::rpc::frame::spawn_writer;
 use crate::rpc::handshake::accept_handshake;
 use crate::rpc::{
     credentials, framed, ClientToJm, JmToClient, JmToTm, JobStatus, JobStatusReport, PeerRole,
     RpcError, TmToJm,
 };
 use crate::taskmanager::InputLocation;
-use crate::util::AbortOnDrop;
+use crate::util::{AbortOnDrop, TaskSet};
 use scheduler::{FirstFit, PlacementStrategy, SlotPool};
 
 type Outbox<T> = mpsc::UnboundedSender<T>;
+
+/// More slots than any real TaskManager offers: a registration claiming more is refused.
+const MAX_SLOTS_PER_TASKMANAGER: u32 = 4096;
 
 enum Event {
     TmRegistered {
@@ -37,7 +41,9 @@ enum Event {
         slots: u32,
         data_addr: String,
         out: Outbox<JmToTm>,
-        reply: tokio::sync::oneshot::Sender<u64>,
+        /// Dropped by the JobManager to close the connection (a lost TaskManager).
+        close: oneshot::Sender<()>,
+        reply: oneshot::Sender<u64>,
     },
     TmMessage {
         tm: u64,
@@ -49,7 +55,7 @@ enum Event {
     },
     Submit {
         spec: JobSpec,
-        config: crate::config::Configuration,
+        config: Configuration,
         out: Outbox<JmToClient>,
     },
 }
@@ -58,6 +64,7 @@ struct TmEntry {
     name: String,
     data_addr: String,
     out: Outbox<JmToTm>,
+    _close: oneshot::Sender<()>,
     last_reply: Instant,
     rpc_failures: u32,
 }
@@ -71,8 +78,17 @@ struct JobEntry {
     clients: Vec<Outbox<JmToClient>>,
     submitted: Instant,
     records: BTreeMap<ExecutionAttemptId, u64>,
-    /// Slot-sharing group index -> TaskManager instance.
+    /// Where each current attempt runs (TaskManager instance).
     placement: BTreeMap<ExecutionAttemptId, u64>,
+}
+
+impl JobEntry {
+    /// True if `tm` runs an attempt of this job that has not ended.
+    fn has_live_task_on(&self, tm: u64) -> bool {
+        self.eg
+            .all()
+            .any(|ev| !ev.state.is_terminal() && self.placement.get(&ev.attempt_id()) == Some(&tm))
+    }
 }
 
 pub struct JobManager {
@@ -102,11 +118,12 @@ pub async fn run_jobmanager(listener: TcpListener, config: Configuration) {
 }
 
 async fn accept_loop(listener: TcpListener, config: Configuration, events: Outbox<Event>) {
+    let mut connections = TaskSet::default();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let (config, events) = (config.clone(), events.clone());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Err(e) = serve_connection(stream, config, events).await {
                         tracing::warn!(peer = %peer, error = %e, "control connection closed");
                     }
@@ -120,6 +137,9 @@ async fn accept_loop(listener: TcpListener, config: Configuration, events: Outbo
     }
 }
 
+type Reader = crate::rpc::FrameReader<tokio::io::ReadHalf<TcpStream>>;
+type Writer = crate::rpc::FrameWriter<tokio::io::WriteHalf<TcpStream>>;
+
 /// Authenticates a peer, then relays its messages to the actor and the actor's to it.
 async fn serve_connection(
     stream: TcpStream,
@@ -129,66 +149,80 @@ async fn serve_connection(
     stream.set_nodelay(true)?;
     let (mut reader, mut writer) = framed(stream, config.max_frame_size());
     let roles = [PeerRole::TaskManager, PeerRole::Client];
+    let creds = credentials(&config);
     let hello = accept_handshake(
         &mut reader,
         &mut writer,
-        &credentials(&config),
+        &creds,
         &roles,
         Duration::from_secs(10),
     )
     .await?;
     match hello.role {
-        PeerRole::TaskManager => {
-            let Some(TmToJm::Register {
-                name,
-                slots,
-                data_addr,
-                ..
-            }) = reader.recv().await?
-            else {
-                return Err(RpcError::Malformed("expected Register".into()));
-            };
-            let (out, mut out_rx) = mpsc::unbounded_channel();
-            let (reply, id) = tokio::sync::oneshot::channel();
-            let _ = events.send(Event::TmRegistered {
-                name,
-                slots,
-                data_addr,
-                out,
-                reply,
-            });
-            let tm = id.await.map_err(|_| RpcError::Closed)?;
-            tokio::spawn(async move {
-                while let Some(msg) = out_rx.recv().await {
-                    if writer.send(&msg).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            let reason = loop {
-                match reader.recv::<TmToJm>().await {
-                    Ok(Some(msg)) => {
-                        let _ = events.send(Event::TmMessage { tm, msg });
-                    }
-                    Ok(None) => break "connection closed".to_string(),
-                    Err(e) => break format!("connection error: {e}"),
-                }
-            };
-            let _ = events.send(Event::TmDisconnected { tm, reason });
-            Ok(())
-        }
-        _ => {
-            let Some(ClientToJm::Submit { spec, config }) = reader.recv().await? else {
-                return Err(RpcError::Malformed("expected Submit".into()));
-            };
-            let (out, mut out_rx) = mpsc::unbounded_channel();
-            let _ = events.send(Event::Submit { spec, config, out });
-            while let Some(msg) = out_rx.recv().await {
-                writer.send(&msg).await?;
-            }
-            Ok(())
-        }
+        PeerRole::TaskManager => serve_taskmanager(reader, writer, events).await,
+        _ => serve_client(reader, writer, events).await,
     }
+}
+
+async fn serve_taskmanager(
+    mut reader: Reader,
+    writer: Writer,
+    events: Outbox<Event>,
+) -> Result<(), RpcError> {
+    let Some(TmToJm::Register {
+        name,
+        slots,
+        data_addr,
+        ..
+    }) = reader.recv().await?
+    else {
+        return Err(RpcError::Malformed("expected Register".into()));
+    };
+    let (out, out_rx) = mpsc::unbounded_channel();
+    let (close, mut closed) = oneshot::channel();
+    let (reply, id) = oneshot::channel();
+    let _ = events.send(Event::TmRegistered {
+        name,
+        slots,
+        data_addr,
+        out,
+        close,
+        reply,
+    });
+    let tm = id.await.map_err(|_| RpcError::Closed)?;
+    let _writer = AbortOnDrop(spawn_writer(writer, out_rx));
+    let reason = loop {
+        tokio::select! {
+            biased;
+            // The JobManager dropped this TaskManager: close the connection so it learns at once.
+            _ = &mut closed => return Ok(()),
+            msg = reader.recv::<TmToJm>() => match msg {
+                Ok(Some(msg)) => {
+                    let _ = events.send(Event::TmMessage { tm, msg });
+                }
+                Ok(None) => break "connection closed".to_string(),
+                Err(e) => break format!("connection error: {e}"),
+            },
+        }
+    };
+    let _ = events.send(Event::TmDisconnected { tm, reason });
+    Ok(())
+}
+
+async fn serve_client(
+    mut reader: Reader,
+    mut writer: Writer,
+    events: Outbox<Event>,
+) -> Result<(), RpcError> {
+    let Some(ClientToJm::Submit { spec, config }) = reader.recv().await? else {
+        return Err(RpcError::Malformed("expected Submit".into()));
+    };
+    let (out, mut out_rx) = mpsc::unbounded_channel();
+    let _ = events.send(Event::Submit { spec, config, out });
+    while let Some(msg) = out_rx.recv().await {
+        writer.send(&msg).await?;
+    }
+    Ok(())
 }
 
 impl JobManager {
@@ -212,30 +246,58 @@ impl JobManager {
                 slots,
                 data_addr,
                 out,
+                close,
                 reply,
-            } => {
-                let tm = self.next_tm;
-                self.next_tm += 1;
-                tracing::info!(%name, instance = tm, slots, "taskmanager registered");
-                let _ = out.send(JmToTm::Registered { instance: tm });
-                self.tms.insert(
-                    tm,
-                    TmEntry {
-                        name,
-                        data_addr,
-                        out,
-                        last_reply: Instant::now(),
-                        rpc_failures: 0,
-                    },
-                );
-                self.pool.add_taskmanager(tm, slots);
-                let _ = reply.send(tm);
-                self.schedule_waiting();
+            } => self.register(name, slots, data_addr, out, close, reply),
+            Event::TmMessage { tm, msg } if self.tms.contains_key(&tm) => {
+                self.on_tm_message(tm, msg)
             }
-            Event::TmMessage { tm, msg } => self.on_tm_message(tm, msg),
-            Event::TmDisconnected { tm, reason } => self.lose_taskmanager(tm, &reason),
+            Event::TmMessage { tm, .. } => {
+                tracing::debug!(tm, "message from a dropped taskmanager ignored")
+            }
+            Event::TmDisconnected { tm, reason } => self.lose_taskmanagers(vec![(tm, reason)]),
             Event::Submit { spec, config, out } => self.submit(spec, config, out),
         }
+    }
+
+    fn register(
+        &mut self,
+        name: String,
+        slots: u32,
+        data_addr: String,
+        out: Outbox<JmToTm>,
+        close: oneshot::Sender<()>,
+        reply: oneshot::Sender<u64>,
+    ) {
+        if slots == 0 || slots > MAX_SLOTS_PER_TASKMANAGER {
+            tracing::warn!(%name, slots, "registration refused: slot count out of range");
+            return; // dropping `close` and `reply` closes the connection
+        }
+        // A TaskManager that registers again (it lost us, or restarted) replaces its old
+        // instance, whose connection may not have been noticed dead yet.
+        let stale: Vec<(u64, String)> = self
+            .tms
+            .iter()
+            .filter(|(_, t)| t.name == name)
+            .map(|(id, _)| (*id, "registered again".to_string()))
+            .collect();
+        self.lose_taskmanagers(stale);
+        let tm = self.next_tm;
+        self.next_tm += 1;
+        tracing::info!(%name, instance = tm, slots, "taskmanager registered");
+        let _ = out.send(JmToTm::Registered { instance: tm });
+        let entry = TmEntry {
+            name,
+            data_addr,
+            out,
+            _close: close,
+            last_reply: Instant::now(),
+            rpc_failures: 0,
+        };
+        self.tms.insert(tm, entry);
+        self.pool.add_taskmanager(tm, slots);
+        let _ = reply.send(tm);
+        self.schedule_waiting();
     }
 
     fn on_tm_message(&mut self, tm: u64, msg: TmToJm) {
@@ -247,7 +309,11 @@ impl JobManager {
                 entry.last_reply = Instant::now();
                 entry.rpc_failures = 0;
                 for (job, attempt, records) in report.tasks {
-                    if let Some(j) = self.jobs.get_mut(&job) {
+                    if let Some(j) = self
+                        .jobs
+                        .get_mut(&job)
+                        .filter(|j| j.placement.get(&attempt) == Some(&tm))
+                    {
                         j.records.insert(attempt, records);
                     }
                 }
@@ -258,18 +324,31 @@ impl JobManager {
                 state,
                 records_in,
                 error,
-            } => self.on_task_state(job, attempt, state, records_in, error),
+            } => {
+                let owned = self
+                    .jobs
+                    .get(&job)
+                    .is_some_and(|j| j.placement.get(&attempt) == Some(&tm));
+                if owned {
+                    self.on_task_state(job, attempt, state, records_in, error)
+                } else {
+                    tracing::debug!(tm, %attempt, "state change from a taskmanager that does not run the attempt ignored");
+                }
+            }
             TmToJm::Register { .. } => tracing::warn!(tm, "duplicate registration ignored"),
         }
     }
 
     fn submit(&mut self, spec: JobSpec, job_config: Configuration, out: Outbox<JmToClient>) {
-        let mut config = self.config.clone();
-        for (key, _) in job_config.effective() {
-            if let Some(v) = job_config.get_raw(key) {
-                let _ = config.set(key, v);
+        let config = match self.config.merged(&job_config) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = out.send(JmToClient::Rejected {
+                    reason: e.to_string(),
+                });
+                return;
             }
-        }
+        };
         let graph = match build_job(&spec, config.max_parallelism()) {
             Ok(g) => Arc::new(g),
             Err(e) => {
@@ -338,67 +417,80 @@ impl JobManager {
         for (group, offer) in groups.iter().zip(&offers) {
             self.pool.allocate(*offer, id);
             for &(vertex, subtask) in &group.members {
-                let ev = job
-                    .eg
-                    .get_mut(vertex, subtask)
-                    .expect("member of the graph");
+                let Some(ev) = job.eg.get_mut(vertex, subtask) else {
+                    continue;
+                };
                 ev.state = ExecutionState::Scheduled;
                 ev.location = self.tms.get(&offer.tm).map(|t| t.name.clone());
                 job.placement.insert(ev.attempt_id(), offer.tm);
             }
         }
         job.status = JobStatus::Running;
-        self.deploy_all(id);
+        tracing::info!(job = id, "job running");
+        if let Err(reason) = self.deploy_all(id) {
+            self.fail_job(id, reason);
+        }
         self.broadcast_status(id);
     }
 
-    fn deploy_all(&mut self, id: u64) {
-        let Some(job) = self.jobs.get_mut(&id) else {
-            return;
-        };
-        let graph: Arc<JobGraph> = job.eg.job.clone();
+    fn deploy_all(&mut self, id: u64) -> Result<(), String> {
+        let job = self.jobs.get_mut(&id).ok_or("unknown job")?;
         for ev in job.eg.all_mut() {
             ev.state = ExecutionState::Deploying;
         }
-        for vertex in &graph.vertices {
-            for subtask in 0..vertex.parallelism {
-                let attempt = job
-                    .eg
-                    .get(vertex.id, subtask)
-                    .expect("subtask")
-                    .attempt_id();
-                let tm = job.placement[&attempt];
-                let inputs = graph
-                    .input_channels(vertex.id, subtask)
-                    .into_iter()
-                    .map(|ch| {
-                        let producer_vertex = graph.edge(ch.edge).source;
-                        let producer = job
-                            .eg
-                            .get(producer_vertex, ch.producer_subtask)
-                            .expect("producer")
-                            .attempt_id();
-                        let producer_tm = job.placement[&producer];
-                        let data_addr =
-                            (producer_tm != tm).then(|| self.tms[&producer_tm].data_addr.clone());
-                        InputLocation {
-                            producer,
-                            edge: ch.edge,
-                            subpartition: ch.subpartition,
-                            data_addr,
-                        }
+        let graph = job.eg.job.clone();
+        let job = &self.jobs[&id];
+        for ev in job.eg.all() {
+            let attempt = ev.attempt_id();
+            let tm = *job
+                .placement
+                .get(&attempt)
+                .ok_or_else(|| format!("{attempt} has no slot"))?;
+            let inputs = graph
+                .input_channels(ev.vertex, ev.subtask)
+                .into_iter()
+                .map(|ch| {
+                    let producer_vertex = graph.edge(ch.edge).source;
+                    let producer = job
+                        .eg
+                        .get(producer_vertex, ch.producer_subtask)
+                        .ok_or("missing producer")?
+                        .attempt_id();
+                    let producer_tm =
+                        *job.placement.get(&producer).ok_or("producer has no slot")?;
+                    let data_addr = match producer_tm == tm {
+                        true => None,
+                        false => Some(
+                            self.tms
+                                .get(&producer_tm)
+                                .ok_or("producer's taskmanager is gone")?
+                                .data_addr
+                                .clone(),
+                        ),
+                    };
+                    Ok(InputLocation {
+                        producer,
+                        edge: ch.edge,
+                        subpartition: ch.subpartition,
+                        data_addr,
                     })
-                    .collect();
-                let msg = JmToTm::DeployTask {
-                    job: id,
-                    spec: job.spec.clone(),
-                    config: job.config.clone(),
-                    attempt,
-                    inputs,
-                };
-                let _ = self.tms[&tm].out.send(msg);
-            }
+                })
+                .collect::<Result<Vec<_>, &str>>()?;
+            let msg = JmToTm::DeployTask {
+                job: id,
+                spec: job.spec.clone(),
+                config: job.config.clone(),
+                attempt,
+                inputs,
+            };
+            self.tms
+                .get(&tm)
+                .ok_or("taskmanager is gone")?
+                .out
+                .send(msg)
+                .map_err(|_| "taskmanager unreachable")?;
         }
+        Ok(())
     }
 
     fn on_task_state(
@@ -465,20 +557,29 @@ impl JobManager {
         self.schedule_waiting();
     }
 
-    fn lose_taskmanager(&mut self, tm: u64, reason: &str) {
-        let Some(entry) = self.tms.remove(&tm) else {
-            return;
-        };
-        tracing::warn!(tm = %entry.name, instance = tm, %reason, "taskmanager lost");
-        self.pool.remove_taskmanager(tm);
-        let affected: Vec<u64> = self
-            .jobs
-            .iter()
-            .filter(|(_, j)| !j.status.is_terminal() && j.placement.values().any(|t| *t == tm))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in affected {
-            self.fail_job(id, format!("TaskManager {} lost: {reason}", entry.name));
+    /// Drops TaskManagers (closing their connections), then fails the jobs that had live tasks
+    /// on any of them. All are removed before anything is rescheduled, so no job is placed on a
+    /// TaskManager that is being declared lost in the same step.
+    fn lose_taskmanagers(&mut self, lost: Vec<(u64, String)>) {
+        let mut reasons = Vec::new();
+        for (tm, reason) in lost {
+            let Some(entry) = self.tms.remove(&tm) else {
+                continue;
+            };
+            tracing::warn!(tm = %entry.name, instance = tm, %reason, "taskmanager lost");
+            self.pool.remove_taskmanager(tm);
+            reasons.push((tm, format!("TaskManager {} lost: {reason}", entry.name)));
+        }
+        for (tm, reason) in reasons {
+            let affected: Vec<u64> = self
+                .jobs
+                .iter()
+                .filter(|(_, j)| !j.status.is_terminal() && j.has_live_task_on(tm))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in affected {
+                self.fail_job(id, reason.clone());
+            }
         }
     }
 
@@ -505,9 +606,7 @@ impl JobManager {
                 }
             }
         }
-        for (id, reason) in lost {
-            self.lose_taskmanager(id, &reason);
-        }
+        self.lose_taskmanagers(lost);
         let running: Vec<u64> = self
             .jobs
             .iter()
@@ -522,12 +621,12 @@ impl JobManager {
     fn status_of(&self, id: u64) -> Option<JobStatusReport> {
         let job = self.jobs.get(&id)?;
         let graph = &job.eg.job;
-        let sum = |pick: &dyn Fn(&crate::graph::JobVertex) -> bool| -> u64 {
+        let sum = |pick: fn(&JobVertex) -> bool| -> u64 {
             job.eg
                 .all()
                 .filter(|ev| pick(graph.vertex(ev.vertex)))
                 .map(|ev| job.records.get(&ev.attempt_id()).copied().unwrap_or(0))
-                .sum()
+                .fold(0u64, u64::saturating_add)
         };
         let mut per_tm: BTreeMap<String, u32> = BTreeMap::new();
         for ev in job.eg.all() {
@@ -538,8 +637,8 @@ impl JobManager {
         Some(JobStatusReport {
             job: id,
             status: job.status,
-            records_in: sum(&|v| v.is_source),
-            records_out: sum(&|v| v.is_sink),
+            records_in: sum(|v| v.is_source),
+            records_out: sum(|v| v.is_sink),
             elapsed_ms: job.submitted.elapsed().as_millis() as u64,
             tasks_per_taskmanager: per_tm.into_iter().collect(),
             message: job.message.clone(),

@@ -1,5 +1,7 @@
 //! Decoding data buffers back into typed records and pushing them into a chain.
 
+use bincode::Options;
+
 use crate::api::operator::{ChainEvent, Out};
 
 /// A chain head fed from the network, with its record type erased.
@@ -30,11 +32,19 @@ impl<T: serde::de::DeserializeOwned + Send> RecordDecoder for TypedDecoder<T> {
     fn decode(&mut self, mut buf: &[u8]) -> Result<u64, DecodeError> {
         let mut records = 0;
         while !buf.is_empty() {
-            // bincode's legacy config is self-delimiting; a garbage buffer fails here, never panics.
-            let item: T = bincode::deserialize_from(&mut buf).map_err(|e| DecodeError {
-                records,
-                reason: e.to_string(),
-            })?;
+            // The same encoding the writer uses (bincode's fixed-int format), with the bytes
+            // left in the buffer as a size limit: a corrupt length prefix fails here instead
+            // of allocating whatever it claims.
+            let options = bincode::DefaultOptions::new()
+                .with_fixint_encoding()
+                .allow_trailing_bytes()
+                .with_limit(buf.len() as u64);
+            let item: T = options
+                .deserialize_from(&mut buf)
+                .map_err(|e| DecodeError {
+                    records,
+                    reason: e.to_string(),
+                })?;
             self.down.collect(item);
             records += 1;
         }
@@ -43,5 +53,50 @@ impl<T: serde::de::DeserializeOwned + Send> RecordDecoder for TypedDecoder<T> {
 
     fn event(&mut self, event: ChainEvent) {
         self.down.event(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::operator::Collector;
+
+    struct Sink(Vec<(String, u64)>);
+    impl Collector<(String, u64)> for Sink {
+        fn collect(&mut self, item: (String, u64)) {
+            self.0.push(item)
+        }
+        fn event(&mut self, _: ChainEvent) {}
+    }
+
+    fn decoder() -> TypedDecoder<(String, u64)> {
+        TypedDecoder::new(Box::new(Sink(Vec::new())))
+    }
+
+    #[test]
+    fn decodes_what_the_writer_encodes() {
+        let mut buf = Vec::new();
+        for i in 0..3u64 {
+            bincode::serialize_into(&mut buf, &(format!("w{i}"), i)).unwrap();
+        }
+        assert_eq!(decoder().decode(&buf).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_hostile_length_prefix_is_an_error_not_an_allocation() {
+        // A String claiming 2^60 bytes, then nothing.
+        let mut buf = (1u64 << 60).to_le_bytes().to_vec();
+        buf.extend_from_slice(b"abc");
+        let err = decoder().decode(&buf).unwrap_err();
+        assert_eq!(err.records, 0);
+    }
+
+    #[test]
+    fn a_truncated_record_is_an_error_after_the_good_ones() {
+        let mut buf = Vec::new();
+        bincode::serialize_into(&mut buf, &("ok".to_string(), 1u64)).unwrap();
+        bincode::serialize_into(&mut buf, &("cut".to_string(), 2u64)).unwrap();
+        buf.truncate(buf.len() - 3);
+        assert_eq!(decoder().decode(&buf).unwrap_err().records, 1);
     }
 }

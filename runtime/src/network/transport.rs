@@ -20,10 +20,11 @@ use tokio::task::JoinHandle;
 
 use super::{NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey};
 use crate::graph::ExecutionAttemptId;
+use crate::rpc::frame::spawn_writer;
 use crate::rpc::frame::{framed, RpcError};
 use crate::rpc::handshake::{accept_handshake, connect_handshake, Credentials, PeerRole};
 use crate::taskmanager::MemoryAccount;
-use crate::util::AbortOnDrop;
+use crate::util::{lock, AbortOnDrop, TaskSet};
 
 /// Messages of the data-plane protocol, both directions.
 #[derive(Debug, Serialize, Deserialize)]
@@ -69,12 +70,14 @@ impl DataServer {
         name: String,
     ) -> JoinHandle<()> {
         tokio::spawn(async move {
+            // Connections die with the server (a crashed TaskManager serves nothing).
+            let mut connections = TaskSet::default();
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
                         let (registry, config, name) =
                             (registry.clone(), config.clone(), name.clone());
-                        tokio::spawn(async move {
+                        connections.spawn(async move {
                             if let Err(e) = serve_connection(stream, registry, config).await {
                                 tracing::warn!(tm = %name, peer = %peer, error = %e, "data connection closed");
                             }
@@ -87,17 +90,6 @@ impl DataServer {
                 }
             }
         })
-    }
-}
-
-/// Aborts a connection's forwarders when the connection ends.
-struct Forwarders(BTreeMap<u32, (Arc<Semaphore>, JoinHandle<()>)>);
-
-impl Drop for Forwarders {
-    fn drop(&mut self) {
-        for (_, (_, task)) in std::mem::take(&mut self.0) {
-            task.abort();
-        }
     }
 }
 
@@ -116,16 +108,10 @@ async fn serve_connection(
         config.handshake_timeout,
     )
     .await?;
-    let (out, mut out_rx) = mpsc::unbounded_channel::<DataMsg>();
-    let writer_task = tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
-            if writer.send(&msg).await.is_err() {
-                break;
-            }
-        }
-    });
-    let _writer_guard = AbortOnDrop(writer_task);
-    let mut forwarders = Forwarders(BTreeMap::new());
+    let (out, out_rx) = mpsc::unbounded_channel::<DataMsg>();
+    let _writer = AbortOnDrop(spawn_writer(writer, out_rx));
+    // Each channel's forwarder and its credits; dropping an entry aborts the forwarder.
+    let mut forwarders: BTreeMap<u32, (Arc<Semaphore>, AbortOnDrop<()>)> = BTreeMap::new();
     while let Some(msg) = reader.recv::<DataMsg>().await? {
         match msg {
             DataMsg::Request {
@@ -135,7 +121,7 @@ async fn serve_connection(
                 credit,
             } => {
                 tracing::debug!(%consumer, producer = %key.producer, sub = key.index, "partition requested");
-                let credits = Arc::new(Semaphore::new(credit as usize));
+                let credits = Arc::new(Semaphore::new(credit.min(MAX_CREDIT) as usize));
                 let task = tokio::spawn(forward(
                     channel,
                     key,
@@ -144,19 +130,15 @@ async fn serve_connection(
                     out.clone(),
                     config.request_timeout,
                 ));
-                if let Some((_, old)) = forwarders.0.insert(channel, (credits, task)) {
-                    old.abort();
-                }
+                forwarders.insert(channel, (credits, AbortOnDrop(task)));
             }
             DataMsg::Credit { channel, n } => {
-                if let Some((credits, _)) = forwarders.0.get(&channel) {
+                if let Some((credits, _)) = forwarders.get(&channel) {
                     credits.add_permits(n.min(1 << 16) as usize);
                 }
             }
             DataMsg::Cancel { channel } => {
-                if let Some((_, task)) = forwarders.0.remove(&channel) {
-                    task.abort();
-                }
+                forwarders.remove(&channel);
             }
             other => {
                 return Err(RpcError::Malformed(format!(
@@ -221,11 +203,21 @@ async fn forward(
     }
 }
 
-/// Returns credits for one remote channel; dropping it cancels the channel at the producer.
-#[derive(Debug)]
+/// Upper bound on the credit one channel may announce (and the queue it reserves).
+const MAX_CREDIT: u32 = 1024;
+
+/// Returns credits for one remote channel; dropping it cancels the channel at the producer and
+/// forgets it locally.
 pub struct CreditReturn {
     out: mpsc::UnboundedSender<DataMsg>,
+    channels: ChannelMap,
     channel: u32,
+}
+
+impl std::fmt::Debug for CreditReturn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CreditReturn(channel {})", self.channel)
+    }
 }
 
 impl CreditReturn {
@@ -239,18 +231,30 @@ impl CreditReturn {
 
 impl Drop for CreditReturn {
     fn drop(&mut self) {
+        if let Some(map) = lock(&self.channels).as_mut() {
+            map.remove(&self.channel);
+        }
         let _ = self.out.send(DataMsg::Cancel {
             channel: self.channel,
         });
     }
 }
 
-type ChannelMap = Arc<Mutex<BTreeMap<u32, mpsc::Sender<NetBuffer>>>>;
+/// The open channels of one connection; `None` once the connection is gone, so nothing is
+/// ever registered on a dead connection and left waiting.
+type ChannelMap = Arc<Mutex<Option<BTreeMap<u32, mpsc::Sender<NetBuffer>>>>>;
 
 struct ClientConn {
     out: mpsc::UnboundedSender<DataMsg>,
     channels: ChannelMap,
     next_channel: AtomicU32,
+    _tasks: (AbortOnDrop<()>, AbortOnDrop<()>),
+}
+
+impl ClientConn {
+    fn is_open(&self) -> bool {
+        !self.out.is_closed() && lock(&self.channels).is_some()
+    }
 }
 
 /// The consumer side: opens remote channels, one connection per producer TaskManager.
@@ -282,8 +286,17 @@ impl DataClient {
     ) -> Result<(mpsc::Receiver<NetBuffer>, CreditReturn), RpcError> {
         let conn = self.connection(addr).await?;
         let channel = conn.next_channel.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(credit.max(1) as usize);
-        lock(&conn.channels).insert(channel, tx);
+        let credit = credit.clamp(1, MAX_CREDIT);
+        let (tx, rx) = mpsc::channel(credit as usize);
+        lock(&conn.channels)
+            .as_mut()
+            .ok_or(RpcError::Closed)?
+            .insert(channel, tx);
+        let credits = CreditReturn {
+            out: conn.out.clone(),
+            channels: conn.channels.clone(),
+            channel,
+        };
         conn.out
             .send(DataMsg::Request {
                 channel,
@@ -292,67 +305,60 @@ impl DataClient {
                 credit,
             })
             .map_err(|_| RpcError::Closed)?;
-        Ok((
-            rx,
-            CreditReturn {
-                out: conn.out.clone(),
-                channel,
-            },
-        ))
+        Ok((rx, credits))
     }
 
+    /// The open connection to `addr`, or a new one. The map lock is held while connecting so
+    /// concurrent requests share one connection; connect and handshake are bounded by the
+    /// handshake timeout, so an unreachable peer delays the others by at most that.
     async fn connection(&self, addr: &str) -> Result<Arc<ClientConn>, RpcError> {
         let mut conns = self.conns.lock().await;
-        if let Some(conn) = conns.get(addr).filter(|c| !c.out.is_closed()) {
+        if let Some(conn) = conns.get(addr).filter(|c| c.is_open()) {
             return Ok(conn.clone());
         }
+        conns.remove(addr);
+        let conn = tokio::time::timeout(self.config.handshake_timeout, self.connect(addr))
+            .await
+            .map_err(|_| RpcError::Timeout("data connection"))??;
+        conns.insert(addr.to_string(), conn.clone());
+        Ok(conn)
+    }
+
+    async fn connect(&self, addr: &str) -> Result<Arc<ClientConn>, RpcError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (mut reader, mut writer) = framed(stream, self.config.max_frame);
         let creds = &self.config.credentials;
+        let timeout = self.config.handshake_timeout;
         connect_handshake(
             &mut reader,
             &mut writer,
             creds,
             PeerRole::DataPlane,
             &self.name,
-            self.config.handshake_timeout,
+            timeout,
         )
         .await?;
-        let (out, mut out_rx) = mpsc::unbounded_channel::<DataMsg>();
-        let channels: ChannelMap = Default::default();
-        tokio::spawn(async move {
-            while let Some(msg) = out_rx.recv().await {
-                if writer.send(&msg).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let (chans, memory, name, peer) = (
-            channels.clone(),
-            self.memory.clone(),
-            self.name.clone(),
-            addr.to_string(),
-        );
-        tokio::spawn(async move {
+        let (out, out_rx) = mpsc::unbounded_channel::<DataMsg>();
+        let channels: ChannelMap = Arc::new(Mutex::new(Some(BTreeMap::new())));
+        let writer_task = AbortOnDrop(spawn_writer(writer, out_rx));
+        let (chans, memory) = (channels.clone(), self.memory.clone());
+        let (name, peer) = (self.name.clone(), addr.to_string());
+        let reader_task = AbortOnDrop(tokio::spawn(async move {
             if let Err(e) = read_channels(&mut reader, &chans, &memory).await {
                 tracing::warn!(tm = %name, peer = %peer, error = %e, "data connection lost");
             }
             // Dropping the senders tells every channel on this connection that it is gone.
-            lock(&chans).clear();
-        });
-        let conn = Arc::new(ClientConn {
+            lock(&chans).take();
+        }));
+        let next_channel = AtomicU32::new(0);
+        Ok(Arc::new(ClientConn {
             out,
             channels,
-            next_channel: AtomicU32::new(0),
-        });
-        conns.insert(addr.to_string(), conn.clone());
-        Ok(conn)
+            next_channel,
+            _tasks: (writer_task, reader_task),
+        }))
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Routes buffers and events from a producer to the channels they belong to.
@@ -370,17 +376,22 @@ async fn read_channels<R: tokio::io::AsyncRead + Unpin>(
             DataMsg::Event { channel, event } => (channel, NetBuffer::Event(event)),
             DataMsg::ChannelError { channel, reason } => {
                 tracing::warn!(channel, %reason, "remote channel failed");
-                lock(channels).remove(&channel);
+                if let Some(map) = lock(channels).as_mut() {
+                    map.remove(&channel);
+                }
                 continue;
             }
             other => {
+                let kind = kind_of(&other);
                 return Err(RpcError::Malformed(format!(
-                    "unexpected message from a producer: {}",
-                    kind_of(&other)
-                )))
+                    "unexpected message from a producer: {kind}"
+                )));
             }
         };
-        let mut map = lock(channels);
+        let mut guard = lock(channels);
+        let Some(map) = guard.as_mut() else {
+            return Err(RpcError::Closed);
+        };
         let Some(tx) = map.get(&channel) else {
             continue;
         };

@@ -97,8 +97,10 @@ impl<T: Serialize> RecordWriter<T> {
 
     fn write(&mut self, idx: usize, item: &T) {
         let buf = &mut self.buffers[idx];
-        // Serializing into memory cannot fail for the derive-generated impls rill's types use.
+        let before = buf.len();
         if let Err(e) = bincode::serialize_into(buf.writer(), item) {
+            // Cut the partial record off so the records after it stay readable.
+            buf.truncate(before);
             tracing::error!(error = %e, "record serialization failed; record dropped");
         }
         if buf.len() >= self.target.buffer_size {

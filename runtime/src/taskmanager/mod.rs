@@ -5,9 +5,12 @@ mod memory;
 mod task;
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::FutureExt;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -249,7 +252,11 @@ impl TaskManager {
         };
         if state.is_terminal() {
             self.tasks.remove(&(job, attempt));
-            self.services.registry.release(job, attempt);
+            // A finished producer's unclaimed subpartitions stay registered: their consumer
+            // may not have asked for them yet. They go with the job (ReleaseJob).
+            if state == ExecutionState::Failed {
+                self.services.registry.release(job, attempt);
+            }
         }
         s.writer
             .send(&TmToJm::TaskStateChanged {
@@ -271,18 +278,28 @@ impl TaskManager {
                 attempt,
                 inputs,
             } => self.deploy(job, &spec, config, attempt, inputs),
-            JmToTm::CancelTask { job, attempt } => {
-                if let Some(task) = self.tasks.remove(&(job, attempt)) {
-                    drop(task);
-                    self.services.registry.release(job, attempt);
-                    tracing::info!(tm = %self.opts.name, %attempt, "task cancelled");
-                }
-            }
+            JmToTm::CancelTask { job, attempt } => self.cancel(job, attempt),
             JmToTm::ReleaseJob { job } => {
+                let attempts: Vec<ExecutionAttemptId> = self
+                    .tasks
+                    .keys()
+                    .filter(|(j, _)| *j == job)
+                    .map(|(_, a)| *a)
+                    .collect();
+                for attempt in attempts {
+                    self.cancel(job, attempt);
+                }
                 self.graphs.remove(&job);
                 self.services.registry.release_job(job);
             }
             JmToTm::Registered { .. } | JmToTm::Heartbeat { .. } => {}
+        }
+    }
+
+    fn cancel(&mut self, job: u64, attempt: ExecutionAttemptId) {
+        if self.tasks.remove(&(job, attempt)).is_some() {
+            self.services.registry.release(job, attempt);
+            tracing::info!(tm = %self.opts.name, %attempt, "task cancelled");
         }
     }
 
@@ -300,21 +317,7 @@ impl TaskManager {
         };
         let graph = match graph {
             Ok(g) => g,
-            Err(e) => {
-                let _ = self.events_tx.send(TaskEvent::Ended(
-                    job,
-                    attempt,
-                    Err(format!("cannot build job: {e}")),
-                ));
-                self.tasks.insert(
-                    (job, attempt),
-                    RunningTask {
-                        _handle: AbortOnDrop(tokio::spawn(async {})),
-                        metrics: Default::default(),
-                    },
-                );
-                return;
-            }
+            Err(e) => return self.reject(job, attempt, format!("cannot build job: {e}")),
         };
         self.graphs.insert(job, graph.clone());
         let deployment = TaskDeployment {
@@ -324,6 +327,9 @@ impl TaskManager {
             inputs,
             config: Arc::new(config),
         };
+        if let Err(e) = deployment.validate() {
+            return self.reject(job, attempt, format!("invalid deployment: {e}"));
+        }
         let metrics = Arc::new(TaskMetrics::default());
         let (services, events, m) = (
             self.services.clone(),
@@ -333,18 +339,18 @@ impl TaskManager {
         tracing::info!(tm = %self.opts.name, %attempt, "deploying task");
         let handle = tokio::spawn(async move {
             let running = events.clone();
-            let result = run_task(deployment, services, m, move || {
+            let task = run_task(deployment, services, m, move || {
                 let _ = running.send(TaskEvent::Running(job, attempt));
-            })
-            .await;
+            });
+            // A panic in user code or the runtime fails this task, not the TaskManager.
+            let result = match AssertUnwindSafe(task).catch_unwind().await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(panic) => Err(format!("task panicked: {}", panic_message(&panic))),
+            };
             if let Err(e) = &result {
                 tracing::warn!(%attempt, error = %e, "task failed");
             }
-            let _ = events.send(TaskEvent::Ended(
-                job,
-                attempt,
-                result.map_err(|e| e.to_string()),
-            ));
+            let _ = events.send(TaskEvent::Ended(job, attempt, result));
         });
         self.tasks.insert(
             (job, attempt),
@@ -355,12 +361,35 @@ impl TaskManager {
         );
     }
 
+    /// Reports a deployment that could not start as a failed task.
+    fn reject(&mut self, job: u64, attempt: ExecutionAttemptId, reason: String) {
+        tracing::warn!(tm = %self.opts.name, %attempt, %reason, "deployment rejected");
+        let idle = AbortOnDrop(tokio::spawn(async {}));
+        self.tasks.insert(
+            (job, attempt),
+            RunningTask {
+                _handle: idle,
+                metrics: Default::default(),
+            },
+        );
+        let _ = self
+            .events_tx
+            .send(TaskEvent::Ended(job, attempt, Err(reason)));
+    }
+
     fn cancel_all(&mut self) {
-        for ((job, attempt), task) in std::mem::take(&mut self.tasks) {
-            drop(task);
+        for ((job, attempt), _task) in std::mem::take(&mut self.tasks) {
             self.services.registry.release(job, attempt);
         }
         self.graphs.clear();
         while self.events_rx.try_recv().is_ok() {}
     }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
 }

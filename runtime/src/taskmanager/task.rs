@@ -20,6 +20,9 @@ use crate::network::decoder::{DecodeError, RecordDecoder};
 use crate::network::writer::{Outbox, PartitionTarget};
 use crate::network::{GateItem, InputChannel, InputGate, NetBuffer, SubpartitionKey};
 
+/// How long a consumer waits for its producer to register a partition (as remote requests do).
+const PARTITION_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Where one input channel of a task reads from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputLocation {
@@ -40,6 +43,46 @@ pub struct TaskDeployment {
     pub config: Arc<Configuration>,
 }
 
+impl TaskDeployment {
+    /// Checks a deployment that arrived from the network against the job graph, so nothing
+    /// below indexes the graph with a value the graph does not have.
+    pub fn validate(&self) -> Result<(), String> {
+        let a = self.attempt;
+        let vertex = self
+            .job
+            .vertices
+            .get(a.vertex.0 as usize)
+            .ok_or_else(|| format!("no vertex {}", a.vertex.0))?;
+        if a.subtask >= vertex.parallelism {
+            return Err(format!(
+                "subtask {} of {} (parallelism {})",
+                a.subtask, vertex.name, vertex.parallelism
+            ));
+        }
+        let expected = self.job.input_channels(a.vertex, a.subtask);
+        if expected.len() != self.inputs.len() {
+            return Err(format!(
+                "{} input channels given, the graph has {}",
+                self.inputs.len(),
+                expected.len()
+            ));
+        }
+        for (spec, input) in expected.iter().zip(&self.inputs) {
+            let source = self.job.edge(spec.edge).source;
+            let matches = input.edge == spec.edge
+                && input.subpartition == spec.subpartition
+                && input.producer.vertex == source
+                && input.producer.subtask == spec.producer_subtask;
+            if !matches {
+                return Err(format!(
+                    "input {input:?} does not match the graph's channel {spec:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Records through a task, read by heartbeats and progress reports.
 #[derive(Debug, Default)]
 pub struct TaskMetrics {
@@ -48,6 +91,8 @@ pub struct TaskMetrics {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
+    #[error("invalid deployment: {0}")]
+    InvalidDeployment(String),
     #[error(transparent)]
     Job(#[from] JobError),
     #[error(transparent)]
@@ -84,6 +129,33 @@ impl Outputs {
     }
 }
 
+/// Paces records to a rate: each batch is due `n / rate` after the later of the previous due
+/// time and now, so time spent idle or back-pressured is not saved up as a burst.
+struct Pacer {
+    rate: Option<f64>,
+    next: Instant,
+}
+
+impl Pacer {
+    fn new(rate: Option<f64>) -> Self {
+        Pacer {
+            rate: rate.filter(|r| r.is_finite() && *r > 0.0),
+            next: Instant::now(),
+        }
+    }
+
+    /// Waits until `n` more records may pass.
+    async fn pass(&mut self, n: u64) {
+        let Some(rate) = self.rate else { return };
+        // At most an hour per batch: a tiny rate must not overflow the clock.
+        let step = Duration::try_from_secs_f64(n as f64 / rate)
+            .unwrap_or(Duration::MAX)
+            .min(Duration::from_secs(3600));
+        self.next = self.next.max(Instant::now()) + step;
+        tokio::time::sleep_until(self.next).await;
+    }
+}
+
 enum Head {
     Source(Box<dyn SourceDriver>),
     Network(Box<dyn RecordDecoder>),
@@ -96,6 +168,7 @@ pub async fn run_task(
     metrics: Arc<TaskMetrics>,
     on_running: impl FnOnce(),
 ) -> Result<(), TaskError> {
+    d.validate().map_err(TaskError::InvalidDeployment)?;
     let overhead = d.config.task_overhead_bytes();
     services.memory.add_task(overhead);
     let _release = ReleaseOnDrop(Some(Box::new({
@@ -103,7 +176,8 @@ pub async fn run_task(
         move || memory.sub_task(overhead)
     })));
     let (head, outputs) = build_chain(&d, &services)?;
-    let buffer_timeout = d.config.buffer_timeout();
+    // Flink's 0 means "flush after every record"; a 1 ms timer is the closest a timer gets.
+    let buffer_timeout = d.config.buffer_timeout().max(Duration::from_millis(1));
     match head {
         Head::Source(driver) => {
             on_running();
@@ -141,7 +215,11 @@ fn build_chain(d: &TaskDeployment, services: &TaskServices) -> Result<(Head, Out
     let job = &d.job;
     let vertex = job.vertex(d.attempt.vertex);
     let (writers, outputs) = create_outputs(d, services)?;
-    let tail = &job.logical.nodes[vertex.nodes.last().expect("vertex has nodes").0 as usize];
+    let tail = &job.logical.nodes[vertex
+        .nodes
+        .last()
+        .ok_or_else(|| internal("empty vertex"))?
+        .0 as usize];
     let mut down: Option<AnyBox> = if writers.is_empty() {
         None
     } else {
@@ -193,7 +271,7 @@ fn create_outputs(
 ) -> Result<(Vec<AnyBox>, Outputs), TaskError> {
     let job = &d.job;
     let outbox = Outbox::default();
-    let capacity = d.config.buffers_per_channel() as usize + 1;
+    let capacity = d.config.buffers_per_channel().saturating_add(1) as usize;
     let (mut writers, mut queues) = (Vec::new(), Vec::new());
     for (output, &edge) in job.vertex(d.attempt.vertex).outputs.iter().enumerate() {
         let subpartitions = job.subpartitions(edge);
@@ -248,17 +326,20 @@ async fn connect_inputs(
         };
         let channel = match &input.data_addr {
             None => {
-                let rx = services
-                    .registry
-                    .take(key)
-                    .await
-                    .ok_or_else(|| fail("local partition released".into()))?;
+                let claimed =
+                    tokio::time::timeout(PARTITION_REQUEST_TIMEOUT, services.registry.take(key))
+                        .await;
+                let rx = claimed
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| fail("local partition not found".into()))?;
                 InputChannel::local(rx)
             }
             Some(addr) => {
+                let credit = exclusive.saturating_add(floating);
                 let (rx, credit) = services
                     .client
-                    .request(addr, key, d.attempt, exclusive + floating)
+                    .request(addr, key, d.attempt, credit)
                     .await
                     .map_err(|e| fail(e.to_string()))?;
                 InputChannel::remote(rx, credit)
@@ -272,8 +353,8 @@ async fn connect_inputs(
 /// Records per source poll: small when paced, so pacing stays smooth.
 fn batch_size(rate: Option<f64>) -> usize {
     match rate {
-        Some(r) => ((r / 100.0) as usize).clamp(1, 1024),
-        None => 1024,
+        Some(r) if r.is_finite() => ((r / 100.0) as usize).clamp(1, 1024),
+        _ => 1024,
     }
 }
 
@@ -283,19 +364,15 @@ async fn run_source(
     metrics: &TaskMetrics,
     buffer_timeout: Duration,
 ) -> Result<(), TaskError> {
-    let rate = driver.rate();
-    let (start, mut emitted) = (Instant::now(), 0u64);
-    let (mut last_flush, mut watermark) = (start, 0u64);
+    let mut pacer = Pacer::new(driver.rate());
+    let (mut last_flush, mut watermark) = (Instant::now(), 0u64);
     loop {
-        match driver.poll(batch_size(rate))? {
+        match driver.poll(batch_size(driver.rate()))? {
             SourceStatus::Finished => break,
             SourceStatus::Emitted(n) => {
-                emitted += n as u64;
                 metrics.records_in.fetch_add(n as u64, Ordering::Relaxed);
+                pacer.pass(n as u64).await;
             }
-        }
-        if let Some(rate) = rate {
-            tokio::time::sleep_until(start + Duration::from_secs_f64(emitted as f64 / rate)).await;
         }
         if last_flush.elapsed() >= buffer_timeout {
             last_flush = Instant::now();
@@ -336,30 +413,20 @@ impl Consumer<'_> {
         mut decoder: Box<dyn RecordDecoder>,
         mut gate: InputGate,
     ) -> Result<(), TaskError> {
-        let Consumer {
-            inputs,
-            outputs,
-            metrics,
-            buffer_timeout,
-            rate_limit,
-        } = self;
-        let (start, mut processed) = (Instant::now(), 0u64);
-        let mut flush = tokio::time::interval(buffer_timeout);
+        let mut pacer = Pacer::new(self.rate_limit);
+        let mut flush = tokio::time::interval(self.buffer_timeout);
         flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                // The timer first: it is ready once per timeout, so it cannot starve the input,
-                // while a busy input could starve it.
+                // The timer first: it is ready once per timeout, so it cannot starve the
+                // input, while a busy input could starve it.
                 biased;
                 _ = flush.tick() => decoder.event(ChainEvent::Flush),
                 item = gate.next() => match item {
                     GateItem::Data(_, bytes, _guard) => {
                         let n = decoder.decode(&bytes)?;
-                        metrics.records_in.fetch_add(n, Ordering::Relaxed);
-                        if let Some(rate) = rate_limit {
-                            processed += n;
-                            tokio::time::sleep_until(start + Duration::from_secs_f64(processed as f64 / rate)).await;
-                        }
+                        self.metrics.records_in.fetch_add(n, Ordering::Relaxed);
+                        pacer.pass(n).await;
                     }
                     GateItem::Watermark(wm) => decoder.event(ChainEvent::Watermark(wm)),
                     GateItem::ChannelFinished(_) => {
@@ -368,12 +435,14 @@ impl Consumer<'_> {
                         }
                     }
                     GateItem::End => break,
-                    GateItem::ChannelLost(ch) => return Err(TaskError::UpstreamLost { producer: inputs[ch].producer }),
+                    GateItem::ChannelLost(ch) => {
+                        return Err(TaskError::UpstreamLost { producer: self.inputs[ch].producer })
+                    }
                 },
             }
-            outputs.drain().await?;
+            self.outputs.drain().await?;
         }
         decoder.event(ChainEvent::Finish);
-        outputs.drain().await
+        self.outputs.drain().await
     }
 }
