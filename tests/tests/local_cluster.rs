@@ -235,3 +235,20 @@ async fn a_slow_sink_throttles_the_source_with_bounded_memory() {
     }
     cluster.shutdown();
 }
+
+/// Producers that finish before their remote consumers ask (sources without partitions) must
+/// keep their output until it is read.
+#[tokio::test]
+async fn producers_that_finish_first_keep_their_output_for_remote_consumers() {
+    let cluster = LocalCluster::start(4, config(1)).await.expect("cluster");
+    let spec = JobSpec::new("keyed-count")
+        .with("parallelism", 4)
+        .with("partitions", 2)
+        .with("records", 8)
+        .with("sink", "collect");
+    let run = cluster.run_job(&spec, |_| {}, |_| {});
+    let report = tokio::time::timeout(std::time::Duration::from_secs(30), run).await.expect("no hang").expect("submitted");
+    assert_eq!(report.status, JobStatus::Finished, "{report:?}");
+    assert_eq!(cluster.collect.len(), 8);
+    cluster.shutdown();
+}
