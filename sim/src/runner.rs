@@ -51,10 +51,12 @@ pub fn fault_plan(s: &Scenario, seed: u64) -> Vec<Fault> {
 pub fn run_with_faults(scenario: &Scenario, seed: u64, faults: Vec<Fault>) -> RunOutcome {
     let collector = TraceCollector::new();
     let subscriber = tracing_subscriber::registry().with(collector.clone());
-    let mut rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
-    rt.set_time_limit(scenario.run_for + Duration::from_secs(300));
     let s = scenario.clone();
+    // The runtime lives and dies inside the subscriber's scope: madsim's node spans must belong
+    // to this run's subscriber, not to whatever was the default when it was built.
     let mut history = tracing::subscriber::with_default(subscriber, || {
+        let mut rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
+        rt.set_time_limit(scenario.run_for + Duration::from_secs(300));
         rt.block_on(drive(s, faults, collector.clone()))
     });
     history.seed = seed;

@@ -302,16 +302,18 @@ fn keyed_count(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     let parallelism = p.get("parallelism", 2u32)?;
     let source = source_params(p, 0, parallelism)?;
     let sink = sink_param(p)?;
+    // A planted bug for testing the harness (FoundationDB calls this buggify): every n-th
+    // record is emitted twice, as a sink that writes twice after a restart would.
+    let duplicate_every = p.get("buggify-duplicate-every", 0u64)?;
     let out = log_source(env, "source", source)
-        .map("map", |r: LogRecord| Event {
-            key: r.key,
-            payload: u64::from_le_bytes(
-                r.payload
-                    .get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .unwrap_or([0; 8]),
-            ),
-            origin: r.origin(),
+        .flat_map("map", move |r: LogRecord| {
+            let event = Event {
+                key: r.key,
+                payload: u64::from_le_bytes(r.payload.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8])),
+                origin: r.origin(),
+            };
+            let copies = if duplicate_every > 0 && r.offset % duplicate_every == duplicate_every - 1 { 2 } else { 1 };
+            std::iter::repeat_n(event, copies)
         })
         .key_by(|e: &Event| e.key)
         .aggregate(

@@ -1,0 +1,221 @@
+//! The commands of `rill-sim` (simulated build only).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rill_scenarios::{faults_to_toml, generate, load, names};
+use rill_sim::report::{render_html, ReportRun};
+use rill_sim::runner::{fault_plan, run, run_with_faults, RunOutcome};
+use rill_sim::shrink::{shrink, Trial};
+use rill_sim::trace::{first_difference, render, trace_hash};
+use rill_sim::Scenario;
+
+#[derive(Parser)]
+#[command(name = "rill-sim", about = "Runs rill's simulated scenarios")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Lists the named scenarios.
+    List,
+    /// Every scenario (or those named) over a set of seeds: a verdict table.
+    Check {
+        /// Comma-separated scenario names (default: all).
+        #[arg(long)]
+        scenarios: Option<String>,
+        /// Comma-separated seeds.
+        #[arg(long, default_value = "1,2,3")]
+        seeds: String,
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// One scenario under one seed.
+    Run {
+        /// A named scenario, or `generated` (with --seed choosing the scenario too).
+        #[arg(long)]
+        scenario: String,
+        #[arg(long)]
+        seed: u64,
+        /// Print the canonical trace.
+        #[arg(long)]
+        trace: bool,
+        /// Write a self-contained HTML report.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Run the seed twice and compare trace hashes.
+        #[arg(long)]
+        check_determinism: bool,
+    },
+    /// Minimises a failing seed's fault plan while the same checker still fails.
+    Shrink {
+        #[arg(long)]
+        scenario: String,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long, default_value_t = 60)]
+        max_trials: u32,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::List => list(),
+        Command::Check { scenarios, seeds, report } => check(scenarios, &seeds, report),
+        Command::Run { scenario, seed, trace, report, check_determinism } => {
+            run_one(&scenario, seed, trace, report, check_determinism)
+        }
+        Command::Shrink { scenario, seed, max_trials } => shrink_one(&scenario, seed, max_trials),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+type Res = Result<ExitCode, Box<dyn std::error::Error>>;
+
+fn scenario(name: &str, seed: u64) -> Result<Scenario, Box<dyn std::error::Error>> {
+    if name == "generated" {
+        return Ok(generate(seed));
+    }
+    Ok(load(name)?)
+}
+
+fn replay(name: &str, seed: u64) -> String {
+    format!("cargo xtask sim run --scenario {name} --seed {seed}")
+}
+
+fn list() -> Res {
+    for name in names()? {
+        let s = load(&name)?;
+        println!("{name:<26} {}", s.description);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_outcome(o: &RunOutcome) {
+    let h = &o.history;
+    let status = if o.passed() { "PASS" } else { "FAIL" };
+    println!("{status} {} seed {}: job {} at {:.3}s, {} outputs, {} faults", h.scenario, h.seed, h.job_status, h.end.as_secs_f64(), h.outputs.len(), h.faults.len());
+    let mut peaks = std::collections::BTreeMap::new();
+    for m in &h.memory {
+        let peak = peaks.entry(m.taskmanager).or_insert(0u64);
+        *peak = (*peak).max(m.bytes);
+    }
+    let peaks: Vec<String> = peaks.iter().map(|(tm, b)| format!("tm-{tm} {:.1} MiB", *b as f64 / 1048576.0)).collect();
+    println!("  peak memory: {}", peaks.join(", "));
+    for v in &o.verdicts {
+        let mark = if v.passed { "ok  " } else { "FAIL" };
+        println!("  {mark} {:<11} {}", v.checker, v.summary);
+        if let Some(e) = &v.evidence {
+            println!("       evidence: {e}");
+        }
+    }
+}
+
+fn run_one(name: &str, seed: u64, trace: bool, report: Option<PathBuf>, determinism: bool) -> Res {
+    let s = scenario(name, seed)?;
+    println!("seed {seed}: {name}  (replay: {})", replay(name, seed));
+    let outcome = run(&s, seed);
+    print_outcome(&outcome);
+    if trace {
+        print!("{}", render(&outcome.history.trace));
+    }
+    if let Some(path) = report {
+        write_report(&path, &format!("{name} seed {seed}"), &[(&outcome, replay(name, seed))])?;
+    }
+    let mut ok = outcome.passed();
+    if determinism {
+        ok &= same_trace(&outcome, &run(&s, seed));
+    }
+    if !ok {
+        println!("replay: {}", replay(name, seed));
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Compares two runs of one seed; prints the first differing trace line.
+fn same_trace(a: &RunOutcome, b: &RunOutcome) -> bool {
+    let (ha, hb) = (trace_hash(&a.history.trace), trace_hash(&b.history.trace));
+    match first_difference(&a.history.trace, &b.history.trace) {
+        None => {
+            println!("determinism: trace hash {ha:016x} both times");
+            true
+        }
+        Some((line, left, right)) => {
+            println!("determinism: FAIL, trace hashes {ha:016x} vs {hb:016x}; first difference at line {line}:");
+            println!("  first:  {}", left.unwrap_or_else(|| "<end>".into()));
+            println!("  second: {}", right.unwrap_or_else(|| "<end>".into()));
+            false
+        }
+    }
+}
+
+fn check(scenarios: Option<String>, seeds: &str, report: Option<PathBuf>) -> Res {
+    let names: Vec<String> = match scenarios {
+        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
+        None => names()?,
+    };
+    let seeds: Vec<u64> = seeds.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
+    println!("{:<26} {:>6}  {:<6} {:<10} checks", "scenario", "seed", "result", "job");
+    let mut outcomes = Vec::new();
+    let mut failures = Vec::new();
+    for name in &names {
+        let s = scenario(name, 0)?;
+        for &seed in &seeds {
+            let o = run(&s, seed);
+            let checks: Vec<String> = o.verdicts.iter().map(|v| format!("{}{}", v.checker, if v.passed { "" } else { "!" })).collect();
+            let result = if o.passed() { "PASS" } else { "FAIL" };
+            println!("{name:<26} {seed:>6}  {result:<6} {:<10} {}", o.history.job_status, checks.join(" "));
+            if !o.passed() {
+                failures.push((name.clone(), seed, o.verdicts.iter().filter(|v| !v.passed).cloned().collect::<Vec<_>>()));
+            }
+            outcomes.push((o, replay(name, seed)));
+        }
+    }
+    for (name, seed, failed) in &failures {
+        println!("\nFAIL {name} seed {seed}");
+        for v in failed {
+            println!("  {}: {} ({})", v.checker, v.summary, v.evidence.as_deref().unwrap_or(""));
+        }
+        println!("  replay: {}", replay(name, *seed));
+    }
+    println!("\n{} runs, {} passed, {} failed", outcomes.len(), outcomes.len() - failures.len(), failures.len());
+    if let Some(path) = report {
+        let runs: Vec<(&RunOutcome, String)> = outcomes.iter().map(|(o, r)| (o, r.clone())).collect();
+        write_report(&path, "rill simulation", &runs)?;
+    }
+    Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn write_report(path: &PathBuf, title: &str, runs: &[(&RunOutcome, String)]) -> Result<(), std::io::Error> {
+    let runs: Vec<ReportRun<'_>> =
+        runs.iter().map(|(o, replay)| ReportRun { history: &o.history, verdicts: &o.verdicts, replay: replay.clone() }).collect();
+    std::fs::write(path, render_html(title, &runs))?;
+    println!("report: {}", path.display());
+    Ok(())
+}
+
+fn shrink_one(name: &str, seed: u64, max_trials: u32) -> Res {
+    let s = scenario(name, seed)?;
+    let first = run(&s, seed);
+    let Some(failed) = first.verdicts.iter().find(|v| !v.passed).map(|v| v.checker) else {
+        println!("{name} seed {seed} passes: nothing to shrink");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let plan = fault_plan(&s, seed);
+    println!("shrinking {} faults while checker '{failed}' fails (at most {max_trials} runs)", plan.len());
+    // The shrunk plan replaces the drawn one, so swarm draws are off while shrinking.
+    let fixed = Scenario { swarm: None, ..s.clone() };
+    let (minimal, stats) = shrink(plan, max_trials, |candidate| {
+        let o = run_with_faults(&fixed, seed, candidate.to_vec());
+        if o.verdicts.iter().any(|v| v.checker == failed && !v.passed) { Trial::StillFails } else { Trial::Passes }
+    });
+    println!("{} trials, {} accepted; minimal plan ({} faults):\n", stats.trials, stats.accepted, minimal.len());
+    print!("{}", faults_to_toml(&minimal));
+    Ok(ExitCode::SUCCESS)
+}
