@@ -188,7 +188,7 @@ pub fn zero_stall(h: &RunHistory, bound: Option<Duration>) -> Verdict {
     let untouched = h
         .outputs
         .iter()
-        .filter(|o| !touched.contains(o.taskmanager.as_str()))
+        .filter(|o| !touched.contains(&*o.taskmanager))
         .map(|o| o.at);
     let (quiet_gap, _) = longest_gap(untouched, first, end);
     let summary = format!(
@@ -236,14 +236,17 @@ fn longest_gap(
 /// before), measured in 1 s windows sliding by 100 ms.
 pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
     const NAME: &str = "recovery";
+    let mut times: Vec<Duration> = h.outputs.iter().map(|o| o.at).collect();
+    times.sort_unstable();
+    let rate_in = |from: Duration, to: Duration| rate_in(&times, from, to);
     let mut worst: Option<(Duration, Duration)> = None;
     for f in disruptive_faults(h) {
         let at = f.fault.at;
-        let before = rate_in(h, at.saturating_sub(Duration::from_secs(5)), at);
+        let before = rate_in(at.saturating_sub(Duration::from_secs(5)), at);
         let recovered = (1..)
             .map(|k| at + Duration::from_millis(100 * k))
             .take_while(|t| *t + Duration::from_secs(1) <= h.end)
-            .find(|t| before > 0.0 && rate_in(h, *t, *t + Duration::from_secs(1)) >= 0.95 * before);
+            .find(|t| before > 0.0 && rate_in(*t, *t + Duration::from_secs(1)) >= 0.95 * before);
         let took = recovered
             .map(|t| t + Duration::from_secs(1) - at)
             .unwrap_or(h.end.saturating_sub(at));
@@ -282,12 +285,9 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
     }
 }
 
-fn rate_in(h: &RunHistory, from: Duration, to: Duration) -> f64 {
-    let n = h
-        .outputs
-        .iter()
-        .filter(|o| o.at >= from && o.at < to)
-        .count();
+/// Records per second in [from, to), over output times sorted ascending.
+fn rate_in(sorted: &[Duration], from: Duration, to: Duration) -> f64 {
+    let n = sorted.partition_point(|t| *t < to) - sorted.partition_point(|t| *t < from);
     n as f64 / (to - from).as_secs_f64().max(1e-9)
 }
 
@@ -374,10 +374,9 @@ pub fn liveness(h: &RunHistory, bound: Duration) -> Verdict {
 /// written, nothing from an attempt below k may follow.
 pub fn fencing(h: &RunHistory) -> Verdict {
     const NAME: &str = "fencing";
-    let mut outputs: Vec<&OutputRecord> = h.outputs.iter().collect();
-    outputs.sort_by_key(|o| o.at);
     let mut newest: BTreeMap<u32, (u32, Duration)> = BTreeMap::new();
-    for o in outputs {
+    // `RunHistory::outputs` is in time order.
+    for o in &h.outputs {
         let entry = newest.entry(o.sink_subtask).or_insert((o.attempt, o.at));
         if o.attempt < entry.0 {
             return Verdict::fail(

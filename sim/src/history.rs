@@ -12,7 +12,7 @@ use crate::fault::Fault;
 pub struct OutputRecord {
     /// Virtual time since the job was submitted.
     pub at: Duration,
-    pub taskmanager: String,
+    pub taskmanager: std::sync::Arc<str>,
     pub sink_subtask: u32,
     /// Attempt of the sink subtask that wrote it.
     pub attempt: u32,
@@ -76,6 +76,7 @@ pub struct RunHistory {
     pub seed: u64,
     /// Virtual time the run ended, since submission.
     pub end: Duration,
+    /// Every record the sinks received, in time order (checkers rely on the order).
     pub outputs: Vec<OutputRecord>,
     pub faults: Vec<AppliedFault>,
     pub trace: Vec<TraceLine>,

@@ -728,7 +728,7 @@ impl<'h> Timeline<'h> {
             .iter()
             .map(|name| {
                 let c = counts
-                    .remove(name)
+                    .remove(name.as_str())
                     .unwrap_or_else(|| vec![0; self.buckets()]);
                 Series {
                     name: name.clone(),
@@ -868,7 +868,7 @@ fn span_ms(h: &RunHistory) -> u64 {
 /// Every TaskManager the run knew of: `tm-1..=tm-N` plus any name seen in outputs or memory.
 fn taskmanager_names(h: &RunHistory) -> Vec<String> {
     let mut names: BTreeSet<String> = (1..=h.taskmanagers).map(|i| format!("tm-{i}")).collect();
-    names.extend(h.outputs.iter().map(|o| o.taskmanager.clone()));
+    names.extend(h.outputs.iter().map(|o| o.taskmanager.to_string()));
     names.extend(h.memory.iter().map(|m| format!("tm-{}", m.taskmanager)));
     let mut names: Vec<String> = names.into_iter().collect();
     names.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));

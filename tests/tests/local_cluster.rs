@@ -247,7 +247,10 @@ async fn producers_that_finish_first_keep_their_output_for_remote_consumers() {
         .with("records", 8)
         .with("sink", "collect");
     let run = cluster.run_job(&spec, |_| {}, |_| {});
-    let report = tokio::time::timeout(std::time::Duration::from_secs(30), run).await.expect("no hang").expect("submitted");
+    let report = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .expect("no hang")
+        .expect("submitted");
     assert_eq!(report.status, JobStatus::Finished, "{report:?}");
     assert_eq!(cluster.collect.len(), 8);
     cluster.shutdown();

@@ -19,9 +19,22 @@ fn describe_failure(o: &RunOutcome) -> String {
         .verdicts
         .iter()
         .filter(|v| !v.passed)
-        .map(|v| format!("{}: {} ({})", v.checker, v.summary, v.evidence.as_deref().unwrap_or("")))
+        .map(|v| {
+            format!(
+                "{}: {} ({})",
+                v.checker,
+                v.summary,
+                v.evidence.as_deref().unwrap_or("")
+            )
+        })
         .collect();
-    format!("{} seed {} failed:\n  {}\nreplay: {}", o.history.scenario, o.history.seed, failed.join("\n  "), replay(&o.history.scenario, o.history.seed))
+    format!(
+        "{} seed {} failed:\n  {}\nreplay: {}",
+        o.history.scenario,
+        o.history.seed,
+        failed.join("\n  "),
+        replay(&o.history.scenario, o.history.seed)
+    )
 }
 
 #[test]
@@ -42,8 +55,20 @@ fn every_named_scenario_passes_under_the_ci_seeds() {
 /// The part of the trace around recovery: from just before the first fault to the end (or the
 /// whole run without faults), capped so a snapshot stays reviewable.
 fn recovery_window(o: &RunOutcome) -> Vec<TraceLine> {
-    let from = o.history.faults.iter().map(|f| f.fault.at).min().map(|at| at.saturating_sub(std::time::Duration::from_millis(500)));
-    o.history.trace.iter().filter(|l| from.is_none_or(|f| l.at >= f)).take(80).cloned().collect()
+    let from = o
+        .history
+        .faults
+        .iter()
+        .map(|f| f.fault.at)
+        .min()
+        .map(|at| at.saturating_sub(std::time::Duration::from_millis(500)));
+    o.history
+        .trace
+        .iter()
+        .filter(|l| from.is_none_or(|f| l.at >= f))
+        .take(80)
+        .cloned()
+        .collect()
 }
 
 #[test]
@@ -66,16 +91,28 @@ fn a_seed_replays_with_the_same_trace() {
             panic!("{name} seed 7 is not deterministic: first difference at line {line}:\n  {left:?}\n  {right:?}\nreplay: {}", replay(name, 7));
         }
         assert_eq!(trace_hash(&a.history.trace), trace_hash(&b.history.trace));
-        assert_eq!(a.history.outputs, b.history.outputs, "{name}: outputs differ between replays");
+        assert_eq!(
+            a.history.outputs, b.history.outputs,
+            "{name}: outputs differ between replays"
+        );
     }
 }
 
 #[test]
 fn the_regression_corpus_replays_green() {
-    let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/corpus.txt")).expect("corpus");
-    for line in corpus.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    let corpus = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/corpus.txt"
+    ))
+    .expect("corpus");
+    for line in corpus
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let mut parts = line.split_whitespace();
-        let (Some(name), Some(seed)) = (parts.next(), parts.next().and_then(|s| s.parse().ok())) else {
+        let (Some(name), Some(seed)) = (parts.next(), parts.next().and_then(|s| s.parse().ok()))
+        else {
             panic!("malformed corpus line: {line}");
         };
         let outcome = run(&load(name).expect("corpus names a scenario"), seed);
@@ -90,14 +127,32 @@ fn a_planted_duplicate_is_caught_and_replays() {
     let mut scenario = load("steady-4x2").expect("valid");
     scenario.job = scenario.job.clone().with("buggify-duplicate-every", 1000);
     let first = run(&scenario, 11);
-    let delivery = first.verdicts.iter().find(|v| v.checker == "delivery").expect("delivery checked");
+    let delivery = first
+        .verdicts
+        .iter()
+        .find(|v| v.checker == "delivery")
+        .expect("delivery checked");
     assert!(!delivery.passed, "the duplicate went unnoticed");
     assert_eq!(delivery.summary, "duplicate output");
     let evidence = delivery.evidence.clone().expect("evidence");
-    assert!(evidence.contains("offset: 999"), "the first duplicated input is offset 999 of a partition: {evidence}");
+    assert!(
+        evidence.contains("offset: 999"),
+        "the first duplicated input is offset 999 of a partition: {evidence}"
+    );
     let message = describe_failure(&first);
-    assert!(message.contains("replay: cargo xtask sim run --scenario steady-4x2 --seed 11"), "{message}");
+    assert!(
+        message.contains("replay: cargo xtask sim run --scenario steady-4x2 --seed 11"),
+        "{message}"
+    );
     let again = run(&scenario, 11);
-    let replayed = again.verdicts.iter().find(|v| v.checker == "delivery").expect("delivery checked");
-    assert_eq!(replayed.evidence.as_ref(), Some(&evidence), "the replay reproduces the same evidence");
+    let replayed = again
+        .verdicts
+        .iter()
+        .find(|v| v.checker == "delivery")
+        .expect("delivery checked");
+    assert_eq!(
+        replayed.evidence.as_ref(),
+        Some(&evidence),
+        "the replay reproduces the same evidence"
+    );
 }

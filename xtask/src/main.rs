@@ -5,6 +5,7 @@
 //! exit non-zero, naming the step that failed.
 
 mod bench;
+mod sim;
 mod steps;
 
 use std::path::{Path, PathBuf};
@@ -33,8 +34,9 @@ enum Command {
     /// RUSTFLAGS and CARGO_TARGET_DIR=<workspace>/target-sim, so the two builds never evict each
     /// other. Stops at the first failing step.
     Test(TestArgs),
-    /// Every scenario over the default seeds: verdict table and report (not implemented yet: #3)
-    Sim,
+    /// The simulation harness: without a subcommand, every scenario over the default seeds
+    /// (verdict table, HTML report in target-sim/sim-report.html); `run`, `sweep`, `shrink`.
+    Sim(sim::SimArgs),
     /// Benchmarks: runtime, sim, recovery, balance
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -62,7 +64,7 @@ enum BenchCommand {
     /// targets: >= 6.5 million records/s, peak RSS < 100 MiB. A missed target is reported; only a
     /// failing build or run exits non-zero.
     Runtime(bench::RuntimeArgs),
-    /// Speed of the simulation harness (not implemented yet: issue #3)
+    /// Speed of the simulation harness: wall time per seed, virtual/wall ratio
     Sim,
     /// Recovery time and stall after a TaskManager failure (not implemented yet: issue #4)
     Recovery,
@@ -75,11 +77,9 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match cli.command {
         Command::Test(args) => test(&root, &args),
-        Command::Sim => Err(Failure::not_implemented("cargo xtask sim", 3)),
+        Command::Sim(args) => sim::main(&root, &args),
         Command::Bench(BenchCommand::Runtime(args)) => bench::runtime(&root, &args),
-        Command::Bench(BenchCommand::Sim) => {
-            Err(Failure::not_implemented("cargo xtask bench sim", 3))
-        }
+        Command::Bench(BenchCommand::Sim) => sim::bench(&root),
         Command::Bench(BenchCommand::Recovery) => {
             Err(Failure::not_implemented("cargo xtask bench recovery", 4))
         }
@@ -131,7 +131,7 @@ fn test_step(label: &'static str, root: &Path, args: &TestArgs) -> Step {
 ///
 /// Cargo prefers CARGO_ENCODED_RUSTFLAGS (0x1f-separated) over RUSTFLAGS, so when it is set the
 /// cfg goes there; otherwise into RUSTFLAGS.
-fn sim_rustflags() -> (&'static str, String) {
+pub(crate) fn sim_rustflags() -> (&'static str, String) {
     if let Ok(encoded) = std::env::var("CARGO_ENCODED_RUSTFLAGS") {
         let sep = if encoded.is_empty() { "" } else { "\x1f" };
         return (

@@ -309,10 +309,20 @@ fn keyed_count(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
         .flat_map("map", move |r: LogRecord| {
             let event = Event {
                 key: r.key,
-                payload: u64::from_le_bytes(r.payload.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8])),
+                payload: u64::from_le_bytes(
+                    r.payload
+                        .get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .unwrap_or([0; 8]),
+                ),
                 origin: r.origin(),
             };
-            let copies = if duplicate_every > 0 && r.offset % duplicate_every == duplicate_every - 1 { 2 } else { 1 };
+            let copies = if duplicate_every > 0 && r.offset % duplicate_every == duplicate_every - 1
+            {
+                2
+            } else {
+                1
+            };
             std::iter::repeat_n(event, copies)
         })
         .key_by(|e: &Event| e.key)

@@ -61,9 +61,10 @@ impl<T> Collector<T> for DiscardSink {
 /// One record as a collecting sink saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectedRecord {
-    pub sink: String,
+    /// Shared per sink subtask (`Arc<str>`), so a record costs no name allocations.
+    pub sink: Arc<str>,
     /// The TaskManager the sink subtask ran on.
-    pub taskmanager: String,
+    pub taskmanager: Arc<str>,
     /// When the sink received it (`tokio::time`, so virtual time under the simulator).
     pub at: tokio::time::Instant,
     pub subtask: u32,
@@ -103,6 +104,11 @@ impl CollectStore {
         self.len() == 0
     }
 
+    /// Moves every record out, leaving the store empty (no copies of large outputs).
+    pub fn take(&self) -> Vec<CollectedRecord> {
+        std::mem::take(&mut *self.lock())
+    }
+
     pub fn records(&self) -> Vec<CollectedRecord> {
         self.lock().clone()
     }
@@ -120,8 +126,8 @@ impl CollectStore {
 
 struct CollectSink {
     store: CollectStore,
-    sink: String,
-    taskmanager: String,
+    sink: Arc<str>,
+    taskmanager: Arc<str>,
     subtask: u32,
     attempt: u32,
     pending: Vec<CollectedRecord>,
@@ -137,8 +143,8 @@ impl CollectSink {
         })?;
         Ok(CollectSink {
             store,
-            sink: ctx.operator_name.clone(),
-            taskmanager: ctx.services.tm_name.clone(),
+            sink: Arc::from(ctx.operator_name.as_str()),
+            taskmanager: Arc::from(ctx.services.tm_name.as_str()),
             subtask: ctx.subtask(),
             attempt: ctx.attempt.attempt,
             pending: Vec::new(),

@@ -353,7 +353,7 @@ async fn connect_inputs(
 /// Records per source poll: small when paced, so pacing stays smooth.
 fn batch_size(rate: Option<f64>) -> usize {
     match rate {
-        Some(r) if r.is_finite() => ((r / 100.0) as usize).clamp(1, 1024),
+        Some(r) if r.is_finite() => ((r / 50.0) as usize).clamp(1, 1024),
         _ => 1024,
     }
 }

@@ -50,6 +50,13 @@ enum Command {
         #[arg(long)]
         check_determinism: bool,
     },
+    /// Wall time per seed and the ratio of virtual to wall time.
+    Bench {
+        #[arg(long)]
+        scenario: String,
+        #[arg(long, default_value = "1,2,3")]
+        seeds: String,
+    },
     /// Minimises a failing seed's fault plan while the same checker still fails.
     Shrink {
         #[arg(long)]
@@ -64,11 +71,24 @@ enum Command {
 pub fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::List => list(),
-        Command::Check { scenarios, seeds, report } => check(scenarios, &seeds, report),
-        Command::Run { scenario, seed, trace, report, check_determinism } => {
-            run_one(&scenario, seed, trace, report, check_determinism)
-        }
-        Command::Shrink { scenario, seed, max_trials } => shrink_one(&scenario, seed, max_trials),
+        Command::Check {
+            scenarios,
+            seeds,
+            report,
+        } => check(scenarios, &seeds, report),
+        Command::Run {
+            scenario,
+            seed,
+            trace,
+            report,
+            check_determinism,
+        } => run_one(&scenario, seed, trace, report, check_determinism),
+        Command::Shrink {
+            scenario,
+            seed,
+            max_trials,
+        } => shrink_one(&scenario, seed, max_trials),
+        Command::Bench { scenario, seeds } => bench(&scenario, &seeds),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -100,13 +120,24 @@ fn list() -> Res {
 fn print_outcome(o: &RunOutcome) {
     let h = &o.history;
     let status = if o.passed() { "PASS" } else { "FAIL" };
-    println!("{status} {} seed {}: job {} at {:.3}s, {} outputs, {} faults", h.scenario, h.seed, h.job_status, h.end.as_secs_f64(), h.outputs.len(), h.faults.len());
+    println!(
+        "{status} {} seed {}: job {} at {:.3}s, {} outputs, {} faults",
+        h.scenario,
+        h.seed,
+        h.job_status,
+        h.end.as_secs_f64(),
+        h.outputs.len(),
+        h.faults.len()
+    );
     let mut peaks = std::collections::BTreeMap::new();
     for m in &h.memory {
         let peak = peaks.entry(m.taskmanager).or_insert(0u64);
         *peak = (*peak).max(m.bytes);
     }
-    let peaks: Vec<String> = peaks.iter().map(|(tm, b)| format!("tm-{tm} {:.1} MiB", *b as f64 / 1048576.0)).collect();
+    let peaks: Vec<String> = peaks
+        .iter()
+        .map(|(tm, b)| format!("tm-{tm} {:.1} MiB", *b as f64 / 1048576.0))
+        .collect();
     println!("  peak memory: {}", peaks.join(", "));
     for v in &o.verdicts {
         let mark = if v.passed { "ok  " } else { "FAIL" };
@@ -126,7 +157,11 @@ fn run_one(name: &str, seed: u64, trace: bool, report: Option<PathBuf>, determin
         print!("{}", render(&outcome.history.trace));
     }
     if let Some(path) = report {
-        write_report(&path, &format!("{name} seed {seed}"), &[(&outcome, replay(name, seed))])?;
+        write_report(
+            &path,
+            &format!("{name} seed {seed}"),
+            &[(&outcome, replay(name, seed))],
+        )?;
     }
     let mut ok = outcome.passed();
     if determinism {
@@ -135,7 +170,11 @@ fn run_one(name: &str, seed: u64, trace: bool, report: Option<PathBuf>, determin
     if !ok {
         println!("replay: {}", replay(name, seed));
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Compares two runs of one seed; prints the first differing trace line.
@@ -160,19 +199,41 @@ fn check(scenarios: Option<String>, seeds: &str, report: Option<PathBuf>) -> Res
         Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
         None => names()?,
     };
-    let seeds: Vec<u64> = seeds.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
-    println!("{:<26} {:>6}  {:<6} {:<10} checks", "scenario", "seed", "result", "job");
+    let seeds: Vec<u64> = seeds
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    println!(
+        "{:<26} {:>6}  {:<6} {:<10} checks",
+        "scenario", "seed", "result", "job"
+    );
     let mut outcomes = Vec::new();
     let mut failures = Vec::new();
     for name in &names {
         let s = scenario(name, 0)?;
         for &seed in &seeds {
             let o = run(&s, seed);
-            let checks: Vec<String> = o.verdicts.iter().map(|v| format!("{}{}", v.checker, if v.passed { "" } else { "!" })).collect();
+            let checks: Vec<String> = o
+                .verdicts
+                .iter()
+                .map(|v| format!("{}{}", v.checker, if v.passed { "" } else { "!" }))
+                .collect();
             let result = if o.passed() { "PASS" } else { "FAIL" };
-            println!("{name:<26} {seed:>6}  {result:<6} {:<10} {}", o.history.job_status, checks.join(" "));
+            println!(
+                "{name:<26} {seed:>6}  {result:<6} {:<10} {}",
+                o.history.job_status,
+                checks.join(" ")
+            );
             if !o.passed() {
-                failures.push((name.clone(), seed, o.verdicts.iter().filter(|v| !v.passed).cloned().collect::<Vec<_>>()));
+                failures.push((
+                    name.clone(),
+                    seed,
+                    o.verdicts
+                        .iter()
+                        .filter(|v| !v.passed)
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                ));
             }
             outcomes.push((o, replay(name, seed)));
         }
@@ -180,21 +241,46 @@ fn check(scenarios: Option<String>, seeds: &str, report: Option<PathBuf>) -> Res
     for (name, seed, failed) in &failures {
         println!("\nFAIL {name} seed {seed}");
         for v in failed {
-            println!("  {}: {} ({})", v.checker, v.summary, v.evidence.as_deref().unwrap_or(""));
+            println!(
+                "  {}: {} ({})",
+                v.checker,
+                v.summary,
+                v.evidence.as_deref().unwrap_or("")
+            );
         }
         println!("  replay: {}", replay(name, *seed));
     }
-    println!("\n{} runs, {} passed, {} failed", outcomes.len(), outcomes.len() - failures.len(), failures.len());
+    println!(
+        "\n{} runs, {} passed, {} failed",
+        outcomes.len(),
+        outcomes.len() - failures.len(),
+        failures.len()
+    );
     if let Some(path) = report {
-        let runs: Vec<(&RunOutcome, String)> = outcomes.iter().map(|(o, r)| (o, r.clone())).collect();
+        let runs: Vec<(&RunOutcome, String)> =
+            outcomes.iter().map(|(o, r)| (o, r.clone())).collect();
         write_report(&path, "rill simulation", &runs)?;
     }
-    Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
-fn write_report(path: &PathBuf, title: &str, runs: &[(&RunOutcome, String)]) -> Result<(), std::io::Error> {
-    let runs: Vec<ReportRun<'_>> =
-        runs.iter().map(|(o, replay)| ReportRun { history: &o.history, verdicts: &o.verdicts, replay: replay.clone() }).collect();
+fn write_report(
+    path: &PathBuf,
+    title: &str,
+    runs: &[(&RunOutcome, String)],
+) -> Result<(), std::io::Error> {
+    let runs: Vec<ReportRun<'_>> = runs
+        .iter()
+        .map(|(o, replay)| ReportRun {
+            history: &o.history,
+            verdicts: &o.verdicts,
+            replay: replay.clone(),
+        })
+        .collect();
     std::fs::write(path, render_html(title, &runs))?;
     println!("report: {}", path.display());
     Ok(())
@@ -208,14 +294,53 @@ fn shrink_one(name: &str, seed: u64, max_trials: u32) -> Res {
         return Ok(ExitCode::SUCCESS);
     };
     let plan = fault_plan(&s, seed);
-    println!("shrinking {} faults while checker '{failed}' fails (at most {max_trials} runs)", plan.len());
+    println!(
+        "shrinking {} faults while checker '{failed}' fails (at most {max_trials} runs)",
+        plan.len()
+    );
     // The shrunk plan replaces the drawn one, so swarm draws are off while shrinking.
-    let fixed = Scenario { swarm: None, ..s.clone() };
+    let fixed = Scenario {
+        swarm: None,
+        ..s.clone()
+    };
     let (minimal, stats) = shrink(plan, max_trials, |candidate| {
         let o = run_with_faults(&fixed, seed, candidate.to_vec());
-        if o.verdicts.iter().any(|v| v.checker == failed && !v.passed) { Trial::StillFails } else { Trial::Passes }
+        if o.verdicts.iter().any(|v| v.checker == failed && !v.passed) {
+            Trial::StillFails
+        } else {
+            Trial::Passes
+        }
     });
-    println!("{} trials, {} accepted; minimal plan ({} faults):\n", stats.trials, stats.accepted, minimal.len());
+    println!(
+        "{} trials, {} accepted; minimal plan ({} faults):\n",
+        stats.trials,
+        stats.accepted,
+        minimal.len()
+    );
     print!("{}", faults_to_toml(&minimal));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs each seed and reports its wall time against the virtual time it simulated. Wall time
+/// is read outside the simulation (madsim's clock is virtual only inside a runtime).
+fn bench(name: &str, seeds: &str) -> Res {
+    let s = scenario(name, 0)?;
+    let seeds: Vec<u64> = seeds
+        .split(',')
+        .map(|x| x.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let (mut wall_total, mut virtual_total) = (0f64, 0f64);
+    for seed in seeds {
+        let started = std::time::Instant::now();
+        let o = run(&s, seed);
+        let wall = started.elapsed().as_secs_f64();
+        let virt = o.history.end.as_secs_f64();
+        (wall_total, virtual_total) = (wall_total + wall, virtual_total + virt);
+        println!("seed {seed}: wall {wall:.3}s, virtual {virt:.1}s, {:.0}x real time, {} outputs, job {}", virt / wall.max(1e-9), o.history.outputs.len(), o.history.job_status);
+    }
+    println!(
+        "virtual_per_wall: {:.0}",
+        virtual_total / wall_total.max(1e-9)
+    );
     Ok(ExitCode::SUCCESS)
 }
