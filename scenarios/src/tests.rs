@@ -44,6 +44,7 @@ fn every_spec_parses_and_is_named_after_its_file() {
     assert_eq!(
         names,
         [
+            "bench-crash-4x2",
             "jm-tm-partition",
             "long-pause",
             "loss-and-latency",

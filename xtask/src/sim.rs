@@ -14,6 +14,8 @@ use crate::steps::{Failure, Plan, Step};
 
 #[derive(Subcommand)]
 pub enum SimCommand {
+    /// Lists the named scenarios.
+    List,
     /// One scenario under one seed (the command every failure prints).
     Run(RunArgs),
     /// Many seeds of one scenario, one process per seed, in parallel; failing seeds join the
@@ -126,6 +128,9 @@ pub fn main(root: &Path, args: &SimArgs) -> Result<(), Failure> {
                 s = s.args([std::ffi::OsStr::new("--report"), report.as_os_str()]);
             }
             plan.run(s)?;
+        }
+        Some(SimCommand::List) => {
+            plan.run(step("list").args(["list"]))?;
         }
         Some(SimCommand::Shrink(a)) => {
             let args = [
