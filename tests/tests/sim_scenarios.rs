@@ -156,3 +156,63 @@ fn a_planted_duplicate_is_caught_and_replays() {
         "the replay reproduces the same evidence"
     );
 }
+
+/// Shrinking on the real simulator: of three faults, only the crash fails the job (today a lost
+/// TaskManager fails it); the shrinker must drop the others and keep a crash of tm-2.
+#[test]
+fn shrinking_keeps_only_the_fault_that_matters() {
+    use rill_sim::runner::run_with_faults;
+    use rill_sim::shrink::{shrink, Trial};
+    use rill_sim::{Fault, FaultKind, JobOutcome};
+    use std::time::Duration;
+
+    let mut scenario = load("partition-heals-in-time").expect("valid");
+    scenario.expect.job = Some(JobOutcome::Finished);
+    let s = |secs| Duration::from_secs(secs);
+    let plan = vec![
+        Fault {
+            at: s(2),
+            kind: FaultKind::Latency {
+                min: Duration::from_millis(5),
+                max: Duration::from_millis(20),
+                duration: Some(s(2)),
+            },
+        },
+        Fault {
+            at: s(3),
+            kind: FaultKind::Crash {
+                target: "tm-2".into(),
+                restart_after: Some(s(4)),
+            },
+        },
+        Fault {
+            at: s(4),
+            kind: FaultKind::Pause {
+                target: "tm-3".into(),
+                duration: s(1),
+            },
+        },
+    ];
+    let fails = |faults: &[Fault]| {
+        let o = run_with_faults(&scenario, 5, faults.to_vec());
+        o.verdicts.iter().any(|v| v.checker == "job" && !v.passed)
+    };
+    assert!(
+        fails(&plan),
+        "the full plan must fail for the test to mean anything"
+    );
+    let (minimal, stats) = shrink(plan, 40, |c| {
+        if fails(c) {
+            Trial::StillFails
+        } else {
+            Trial::Passes
+        }
+    });
+    assert!(stats.trials <= 40);
+    assert_eq!(minimal.len(), 1, "{minimal:?}");
+    assert!(
+        matches!(&minimal[0].kind, FaultKind::Crash { target, .. } if target == "tm-2"),
+        "{minimal:?}"
+    );
+    println!("{}", rill_scenarios::faults_to_toml(&minimal));
+}
