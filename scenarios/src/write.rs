@@ -10,16 +10,8 @@ use rill_sim::{DeliveryMode, Direction, Fault, FaultKind, JobOutcome, Scenario};
 
 use crate::spec::{DELIVERY_MODES, DIRECTIONS, JOB_OUTCOMES, STORE_MODES};
 
-/// A duration in the largest unit that keeps it exact: "5s", "250ms", "1500us", "7ns".
-pub fn duration_str(d: Duration) -> String {
-    let ns = d.as_nanos();
-    match () {
-        _ if ns % 1_000_000_000 == 0 => format!("{}s", ns / 1_000_000_000),
-        _ if ns % 1_000_000 == 0 => format!("{}ms", ns / 1_000_000),
-        _ if ns % 1_000 == 0 => format!("{}us", ns / 1_000),
-        _ => format!("{ns}ns"),
-    }
-}
+/// Durations are written as the harness prints them (one home for the format).
+pub use rill_sim::fault::format_duration as duration_str;
 
 fn quote(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()

@@ -155,13 +155,15 @@ impl Fault {
     }
 }
 
-/// Formats a duration the way scenario files write them: "1.5s", "250ms".
+/// Formats a duration the way scenario files write them, in the largest unit that keeps it
+/// exact: "5s", "250ms", "1500us", "7ns" (so a written plan parses back to the same plan).
 pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
+    let ns = d.as_nanos();
+    match () {
+        _ if ns.is_multiple_of(1_000_000_000) => format!("{}s", ns / 1_000_000_000),
+        _ if ns.is_multiple_of(1_000_000) => format!("{}ms", ns / 1_000_000),
+        _ if ns.is_multiple_of(1_000) => format!("{}us", ns / 1_000),
+        _ => format!("{ns}ns"),
     }
 }
 

@@ -250,7 +250,7 @@ fn fault_tooltip(f: &AppliedFault) -> String {
 
 /// Formats milliseconds as seconds for axis labels: "2s", "1.25s".
 fn fmt_secs(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         return format!("{}s", ms / 1000);
     }
     let frac = format!("{:03}", ms % 1000);

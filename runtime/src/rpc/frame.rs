@@ -240,6 +240,28 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     }
 }
 
+/// Spawns the task that owns a connection's write half: it sends every queued message, in
+/// order, until the queue's senders are gone or a write fails. Senders never wait on the
+/// network; what bounds the queue is the protocol above (heartbeats, credits).
+pub fn spawn_writer<W, T>(
+    mut writer: FrameWriter<W>,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> tokio::task::JoinHandle<()>
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+    FrameWriter<W>: Send,
+    T: Serialize + Send + Sync + 'static,
+{
+    tokio::spawn(async move {
+        while let Some(msg) = queue.recv().await {
+            if let Err(e) = writer.send(&msg).await {
+                tracing::debug!(error = %e, "connection writer stopped");
+                break;
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,26 +460,4 @@ mod tests {
         let mut r = FrameReader::new(b, MAX);
         assert!(r.recv_bytes().await.is_err());
     }
-}
-
-/// Spawns the task that owns a connection's write half: it sends every queued message, in
-/// order, until the queue's senders are gone or a write fails. Senders never wait on the
-/// network; what bounds the queue is the protocol above (heartbeats, credits).
-pub fn spawn_writer<W, T>(
-    mut writer: FrameWriter<W>,
-    mut queue: tokio::sync::mpsc::UnboundedReceiver<T>,
-) -> tokio::task::JoinHandle<()>
-where
-    W: AsyncWrite + Unpin + Send + 'static,
-    FrameWriter<W>: Send,
-    T: Serialize + Send + Sync + 'static,
-{
-    tokio::spawn(async move {
-        while let Some(msg) = queue.recv().await {
-            if let Err(e) = writer.send(&msg).await {
-                tracing::debug!(error = %e, "connection writer stopped");
-                break;
-            }
-        }
-    })
 }
