@@ -216,3 +216,18 @@ fn shrinking_keeps_only_the_fault_that_matters() {
     );
     println!("{}", rill_scenarios::faults_to_toml(&minimal));
 }
+
+/// Scenarios generated from seeds (valid by construction) run in the simulator and meet the
+/// expectations the generator gave them.
+#[test]
+fn generated_scenarios_run_and_meet_their_expectations() {
+    let mut failures = Vec::new();
+    for seed in 0..6 {
+        let scenario = rill_scenarios::generate(seed);
+        let outcome = run(&scenario, seed);
+        if !outcome.passed() {
+            failures.push(format!("{}\n  (generated scenario: cargo xtask sim run --scenario generated --seed {seed})", describe_failure(&outcome)));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
