@@ -167,10 +167,12 @@ fn sweep(root: &Path, bin: &Path, a: &SweepArgs) -> Result<(), Failure> {
     let mut pending = seeds.into_iter();
     let mut running: Vec<(u64, Child)> = Vec::new();
     let (mut passed, mut failed) = (0usize, Vec::new());
+    let mut shown = usize::MAX;
     loop {
         while running.len() < a.jobs.max(1) {
             let Some(seed) = pending.next() else { break };
-            println!("seed {seed}: starting");
+            // Clear the progress line so the seed log stays readable (and replayable if killed).
+            println!("\r\x1b[2Kseed {seed}: starting");
             let child = Command::new(bin)
                 .args([
                     "run",
@@ -201,7 +203,10 @@ fn sweep(root: &Path, bin: &Path, a: &SweepArgs) -> Result<(), Failure> {
             }
             Ok(None) => true,
         });
-        progress(passed + failed.len(), total, failed.len());
+        if passed + failed.len() != shown {
+            shown = passed + failed.len();
+            progress(shown, total, failed.len());
+        }
     }
     println!();
     report_sweep(root, &a.scenario, passed, &failed)
