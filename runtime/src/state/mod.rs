@@ -1,17 +1,21 @@
 //! Keyed state and key groups.
 //!
-//! Keys are hashed with a fixed-key hasher (never `RandomState`) into key groups, Flink's unit of
+//! Keys are hashed with a fixed, unseeded hasher (FxHash; never `RandomState`) into key groups, Flink's unit of
 //! state redistribution: `pipeline.max-parallelism` groups, assigned to subtasks in contiguous
 //! ranges. The same hash routes a record over the network and finds its state, in every process.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
+
+use rustc_hash::{FxBuildHasher, FxHasher};
 
 use crate::taskmanager::MemoryAccount;
 
-/// A deterministic hash of a key, identical in every process running the same build.
+/// A deterministic hash of a key. FxHash is unseeded and, unlike std's `DefaultHasher`, fixed
+/// across Rust releases, so key groups (and with them keyed state in checkpoints) stay where
+/// they were when rill is rebuilt; `key_group` mixes its bits before they pick a group.
 pub fn key_hash<K: Hash + ?Sized>(key: &K) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = FxHasher::default();
     key.hash(&mut h);
     h.finish()
 }
@@ -28,11 +32,9 @@ pub fn subtask_for_key_group(group: u32, max_parallelism: u32, parallelism: u32)
     (group as u64 * parallelism as u64 / max_parallelism.max(1) as u64) as u32
 }
 
-type FixedState = BuildHasherDefault<DefaultHasher>;
-
 /// Per-key values of one operator instance, with their memory accounted to the TaskManager.
 pub struct KeyedState<K, V> {
-    values: HashMap<K, V, FixedState>,
+    values: HashMap<K, V, FxBuildHasher>,
     memory: MemoryAccount,
     accounted: u64,
 }
