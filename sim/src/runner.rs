@@ -400,7 +400,6 @@ impl Driver {
             .cluster
             .collect
             .take()
-            .into_iter()
             .map(|r| {
                 let kc = keyed
                     .then(|| bincode::deserialize::<KeyCount>(&r.payload).ok())

@@ -1,6 +1,8 @@
 //! Sinks: discarding, collecting (with provenance, for the harness) and file.
 
 use std::io::Write;
+
+use bytes::{BufMut, Bytes, BytesMut};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -71,15 +73,17 @@ pub struct CollectedRecord {
     /// The attempt of the sink subtask that wrote it (fencing evidence for the harness).
     pub attempt: u32,
     pub origin: Option<Origin>,
-    /// The record, bincode-encoded; decode with `CollectStore::decoded`.
-    pub payload: Vec<u8>,
+    /// The record, bincode-encoded (a slice of its batch's buffer); decode with
+    /// `CollectStore::decoded`.
+    pub payload: Bytes,
 }
 
 /// Where collecting sinks put their records: handed to each TaskManager as a service, so it is
-/// shared in-process (LocalCluster, simulator) without any global state.
+/// shared in-process (LocalCluster, simulator) without any global state. Records are kept in
+/// the batches the sinks flushed, so a large output is never copied to grow one vector.
 #[derive(Debug, Clone, Default)]
 pub struct CollectStore {
-    records: Arc<Mutex<Vec<CollectedRecord>>>,
+    batches: Arc<Mutex<Vec<Vec<CollectedRecord>>>>,
 }
 
 impl CollectStore {
@@ -87,30 +91,31 @@ impl CollectStore {
         Self::default()
     }
 
-    fn append(&self, batch: &mut Vec<CollectedRecord>) {
-        self.lock().append(batch);
+    fn append(&self, batch: Vec<CollectedRecord>) {
+        if !batch.is_empty() {
+            self.lock().push(batch);
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<CollectedRecord>> {
-        // A panic while holding the lock leaves the Vec intact; keep serving.
-        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<CollectedRecord>>> {
+        crate::util::lock(&self.batches)
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().iter().map(Vec::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Moves every record out, leaving the store empty (no copies of large outputs).
-    pub fn take(&self) -> Vec<CollectedRecord> {
-        std::mem::take(&mut *self.lock())
+    /// Moves every record out in arrival order, leaving the store empty.
+    pub fn take(&self) -> impl Iterator<Item = CollectedRecord> {
+        std::mem::take(&mut *self.lock()).into_iter().flatten()
     }
 
     pub fn records(&self) -> Vec<CollectedRecord> {
-        self.lock().clone()
+        self.lock().iter().flatten().cloned().collect()
     }
 
     /// Every record decoded as `T`, with its metadata, in arrival order.
@@ -119,9 +124,17 @@ impl CollectStore {
     ) -> Result<Vec<(CollectedRecord, T)>, bincode::Error> {
         self.lock()
             .iter()
+            .flatten()
             .map(|r| Ok((r.clone(), bincode::deserialize(&r.payload)?)))
             .collect()
     }
+}
+
+/// A record waiting for its batch to be flushed: its payload is a range of the batch buffer.
+struct Pending {
+    at: tokio::time::Instant,
+    origin: Option<Origin>,
+    payload: std::ops::Range<usize>,
 }
 
 struct CollectSink {
@@ -130,7 +143,9 @@ struct CollectSink {
     taskmanager: Arc<str>,
     subtask: u32,
     attempt: u32,
-    pending: Vec<CollectedRecord>,
+    pending: Vec<Pending>,
+    /// Payloads of the pending records, back to back: one buffer per batch, not one per record.
+    buffer: BytesMut,
 }
 
 impl CollectSink {
@@ -148,25 +163,45 @@ impl CollectSink {
             subtask: ctx.subtask(),
             attempt: ctx.attempt.attempt,
             pending: Vec::new(),
+            buffer: BytesMut::new(),
         })
+    }
+
+    fn flush(&mut self) {
+        let payloads = self.buffer.split().freeze();
+        let batch = self
+            .pending
+            .drain(..)
+            .map(|p| CollectedRecord {
+                sink: self.sink.clone(),
+                taskmanager: self.taskmanager.clone(),
+                at: p.at,
+                subtask: self.subtask,
+                attempt: self.attempt,
+                origin: p.origin,
+                payload: payloads.slice(p.payload),
+            })
+            .collect();
+        self.store.append(batch);
     }
 }
 
 impl<T: Serialize + Traceable + Send> Collector<T> for CollectSink {
     fn collect(&mut self, item: T) {
-        self.pending.push(CollectedRecord {
-            sink: self.sink.clone(),
-            taskmanager: self.taskmanager.clone(),
+        let start = self.buffer.len();
+        if bincode::serialize_into((&mut self.buffer).writer(), &item).is_err() {
+            self.buffer.truncate(start);
+        }
+        let payload = start..self.buffer.len();
+        self.pending.push(Pending {
             at: tokio::time::Instant::now(),
-            subtask: self.subtask,
-            attempt: self.attempt,
             origin: item.origin(),
-            payload: bincode::serialize(&item).unwrap_or_default(),
+            payload,
         });
     }
     fn event(&mut self, event: ChainEvent) {
         if matches!(event, ChainEvent::Flush | ChainEvent::Finish) {
-            self.store.append(&mut self.pending);
+            self.flush();
         }
     }
 }
