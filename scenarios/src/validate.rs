@@ -22,6 +22,23 @@ pub const MAX_TASKMANAGERS: u32 = 250;
 /// Largest `memory_mb` (its bytes must fit in a u64).
 pub const MAX_MEMORY_MB: u64 = (1 << 44) - 1;
 
+/// The longest duration a scenario may state (run time, fault time or length).
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// The most faults a swarm may draw per seed.
+pub const MAX_SWARM_FAULTS: u32 = 100;
+
+/// Fault kinds a swarm can draw (clock skew and store failures have nothing to act on yet).
+pub const SWARM_KINDS: &[&str] = &[
+    "crash",
+    "oom-kill",
+    "partition",
+    "link-partition",
+    "packet-loss",
+    "latency",
+    "pause",
+];
+
 /// Nodes of the external systems, besides `jm` and `tm-1..N`.
 pub const EXTERNAL_NODES: &[&str] = &["source-log", "sink-store", "checkpoint-store"];
 
@@ -103,9 +120,14 @@ impl Check<'_> {
         }
     }
 
+    /// A duration that must be above zero and at most a day of virtual time (longer runs are
+    /// not what the simulator is for, and sums of such durations must not overflow).
     fn positive(&self, path: &str, d: Option<Duration>) -> Result<()> {
         self.ensure(d != Some(Duration::ZERO), path, || {
             "must be greater than 0".into()
+        })?;
+        self.ensure(d.is_none_or(|d| d <= MAX_DURATION), path, || {
+            format!("must be at most {}", fmt(MAX_DURATION))
         })
     }
 
@@ -185,6 +207,7 @@ impl Check<'_> {
 
     fn fault(&self, i: usize, f: &Fault, s: &Scenario) -> Result<()> {
         let path = |key: &str| format!("faults[{i}].{key}");
+        self.positive(&path("at"), Some(f.at).filter(|at| !at.is_zero()))?;
         self.ensure(f.at < s.run_for, path("at"), || {
             format!("{} is not before run_for ({})", fmt(f.at), fmt(s.run_for))
         })?;
@@ -231,12 +254,21 @@ impl Check<'_> {
                     FAULT_KINDS.join(", ")
                 )
             })?;
+            self.ensure(SWARM_KINDS.contains(&kind.as_str()), "swarm.kinds", || {
+                format!(
+                    "a swarm cannot draw '{kind}' yet; it can draw: {}",
+                    SWARM_KINDS.join(", ")
+                )
+            })?;
             self.ensure(!w.kinds[..i].contains(kind), "swarm.kinds", || {
                 format!("'{kind}' is listed twice")
             })?;
         }
         let (min, max) = (w.min_faults, w.max_faults);
         self.ensure(max >= 1, "swarm.max_faults", || "must be at least 1".into())?;
+        self.ensure(max <= MAX_SWARM_FAULTS, "swarm.max_faults", || {
+            format!("must be at most {MAX_SWARM_FAULTS}")
+        })?;
         self.ensure(min <= max, "swarm.min_faults", || {
             format!("{min} is above max_faults ({max})")
         })?;

@@ -7,8 +7,12 @@ use std::time::Duration;
 use rill::api::Origin;
 
 use crate::fault::FaultKind;
-use crate::history::{OutputRecord, RunHistory, Verdict};
+use crate::history::{AppliedFault, OutputRecord, RunHistory, Verdict};
 use crate::scenario::{DeliveryMode, Expectations, JobOutcome};
+
+/// How long a record may be in flight between source and sink: a missing record is attributed
+/// to a fault active within this margin of when it would have been output.
+const IN_FLIGHT: Duration = Duration::from_secs(1);
 
 /// What the input of a run was, for the delivery checker: every input record's origin and key.
 #[derive(Debug, Clone, Default)]
@@ -23,11 +27,17 @@ pub fn check_all(
     input: Option<&ExpectedInput>,
 ) -> Vec<Verdict> {
     let mut verdicts = vec![job_outcome(history, expect.job), fencing(history)];
-    if let Some(input) = input.filter(|_| expect.delivery != DeliveryMode::Unchecked) {
-        verdicts.push(delivery(history, expect.delivery, input));
+    match (expect.delivery, input) {
+        (DeliveryMode::Unchecked, _) => {}
+        (mode, Some(input)) => verdicts.push(delivery(history, mode, input)),
+        (_, None) => verdicts.push(Verdict::fail(
+            "delivery",
+            "not checkable",
+            "this job's outputs carry no provenance (only keyed-count's do); set delivery = \"unchecked\"",
+        )),
     }
     verdicts.push(zero_stall(history, expect.max_stall));
-    if !disruptive_faults(history).is_empty() {
+    if disruptive_faults(history).next().is_some() {
         verdicts.push(recovery_time(history, expect.max_recovery));
     }
     verdicts.push(balance(history, expect.max_task_range));
@@ -61,47 +71,38 @@ pub fn job_outcome(h: &RunHistory, expected: Option<JobOutcome>) -> Verdict {
 }
 
 /// Exactly-once: every input record produced exactly one output, with the key's running counts
-/// 1..=n. Lossy-accounted: no duplicates, nothing invented, and missing records only where a
-/// fault could have dropped them.
+/// 1..=n. Lossy-accounted: no duplicates, nothing invented, and every missing record attributed
+/// to a fault that was active around the time it would have been output.
 pub fn delivery(h: &RunHistory, mode: DeliveryMode, input: &ExpectedInput) -> Verdict {
     const NAME: &str = "delivery";
     let mut seen: BTreeMap<Origin, &OutputRecord> = BTreeMap::new();
     for out in &h.outputs {
         let Some(origin) = out.origin else { continue };
         if let Some(first) = seen.insert(origin, out) {
-            return Verdict::fail(
-                NAME,
-                "duplicate output",
-                format!(
-                    "input {origin:?} was output at {} (attempt {}) and again at {} (attempt {})",
-                    secs(first.at),
-                    first.attempt,
-                    secs(out.at),
-                    out.attempt
-                ),
+            let evidence = format!(
+                "input {origin:?} was output at {} (attempt {}) and again at {} (attempt {})",
+                secs(first.at),
+                first.attempt,
+                secs(out.at),
+                out.attempt
             );
+            return Verdict::fail(NAME, "duplicate output", evidence);
         }
         match input.records.get(&origin) {
             None => {
-                return Verdict::fail(
-                    NAME,
-                    "invented output",
-                    format!(
-                        "output at {} claims input {origin:?}, which does not exist",
-                        secs(out.at)
-                    ),
-                )
+                let evidence = format!(
+                    "output at {} claims input {origin:?}, which does not exist",
+                    secs(out.at)
+                );
+                return Verdict::fail(NAME, "invented output", evidence);
             }
             Some(key) if out.key.is_some_and(|k| k != *key) => {
-                return Verdict::fail(
-                    NAME,
-                    "wrong key",
-                    format!(
-                        "input {origin:?} has key {key}, its output at {} says {:?}",
-                        secs(out.at),
-                        out.key
-                    ),
-                )
+                let evidence = format!(
+                    "input {origin:?} has key {key}, its output at {} says {:?}",
+                    secs(out.at),
+                    out.key
+                );
+                return Verdict::fail(NAME, "wrong key", evidence);
             }
             Some(_) => {}
         }
@@ -117,21 +118,62 @@ pub fn delivery(h: &RunHistory, mode: DeliveryMode, input: &ExpectedInput) -> Ve
         input.records.len(),
         missing.len()
     );
-    match (mode, missing.first()) {
-        (_, None) => running_counts(h).map_or_else(
-            |e| Verdict::fail(NAME, summary.clone(), e),
-            |_| Verdict::pass(NAME, summary.clone()),
-        ),
-        (DeliveryMode::ExactlyOnce, Some(first)) => {
-            Verdict::fail(NAME, summary, format!("input {first:?} produced no output"))
-        }
-        (_, Some(first)) if disruptive_faults(h).is_empty() => Verdict::fail(
-            NAME,
-            summary,
-            format!("input {first:?} is missing and no fault can account for it"),
-        ),
-        (_, Some(_)) => Verdict::pass(NAME, format!("{summary} (attributed to faults)")),
+    if let Some(first) = missing
+        .first()
+        .filter(|_| mode == DeliveryMode::ExactlyOnce)
+    {
+        return Verdict::fail(NAME, summary, format!("input {first:?} produced no output"));
     }
+    if let Some(evidence) = first_unaccounted(h, &seen, &missing) {
+        return Verdict::fail(NAME, summary, evidence);
+    }
+    // Running counts are contiguous only when nothing was lost.
+    if missing.is_empty() {
+        if let Err(e) = running_counts(h) {
+            return Verdict::fail(NAME, summary, e);
+        }
+    }
+    let note = if missing.is_empty() {
+        ""
+    } else {
+        " (all attributed to faults)"
+    };
+    Verdict::pass(NAME, format!("{summary}{note}"))
+}
+
+/// The first missing record no fault accounts for. A missing record would have been output
+/// between its partition's neighbouring delivered records; a fault that took effect within
+/// `IN_FLIGHT` of that interval accounts for it.
+fn first_unaccounted(
+    h: &RunHistory,
+    seen: &BTreeMap<Origin, &OutputRecord>,
+    missing: &[&Origin],
+) -> Option<String> {
+    let faults: Vec<(Duration, Duration)> = disruptive_faults(h)
+        .filter_map(|f| f.window(h.end))
+        .collect();
+    for origin in missing {
+        let before = seen
+            .range(..**origin)
+            .next_back()
+            .filter(|(o, _)| o.partition == origin.partition)
+            .map(|(_, r)| r.at);
+        let after = seen
+            .range(**origin..)
+            .next()
+            .filter(|(o, _)| o.partition == origin.partition)
+            .map(|(_, r)| r.at);
+        let from = before.unwrap_or_default().saturating_sub(IN_FLIGHT);
+        let to = after.unwrap_or(h.end) + IN_FLIGHT;
+        if !faults.iter().any(|(b, e)| *b <= to && *e >= from) {
+            return Some(format!(
+                "input {origin:?} is missing; it would have been output between {} and {}, when no fault was active",
+                secs(from),
+                secs(to)
+            ));
+        }
+    }
+    None
 }
 
 /// For keyed counts: each key's emitted counts are exactly 1..=n.
@@ -154,12 +196,11 @@ fn running_counts(h: &RunHistory) -> Result<(), String> {
     Ok(())
 }
 
-/// Faults that can take records or tasks away (not latency, not skew).
-pub fn disruptive_faults(h: &RunHistory) -> Vec<&crate::history::AppliedFault> {
-    h.faults
-        .iter()
-        .filter(|f| {
-            matches!(
+/// Faults that took effect and can take records or tasks away (not latency, not skew).
+pub fn disruptive_faults(h: &RunHistory) -> impl Iterator<Item = &AppliedFault> {
+    h.faults.iter().filter(|f| {
+        f.took_effect()
+            && matches!(
                 f.fault.kind,
                 FaultKind::Crash { .. }
                     | FaultKind::OomKill { .. }
@@ -167,35 +208,47 @@ pub fn disruptive_faults(h: &RunHistory) -> Vec<&crate::history::AppliedFault> {
                     | FaultKind::LinkPartition { .. }
                     | FaultKind::Pause { .. }
             )
-        })
-        .collect()
+    })
 }
 
-/// The longest interval without output, between the first output and the job's end: for the
-/// whole job, and for sinks on TaskManagers no fault touched.
+/// The longest interval without output, between the first output and the job's end (checked
+/// against the bound), and the longest for any one sink subtask on a TaskManager no fault
+/// touched (reported).
 pub fn zero_stall(h: &RunHistory, bound: Option<Duration>) -> Verdict {
     const NAME: &str = "zero-stall";
-    let Some(first) = h.outputs.iter().map(|o| o.at).min() else {
+    let Some(first) = h.outputs.first().map(|o| o.at) else {
         return Verdict::pass(NAME, "no output (nothing to measure)");
     };
     let end = if h.job_status == "FINISHED" {
-        h.outputs.iter().map(|o| o.at).max().unwrap_or(first)
+        h.outputs.last().map_or(first, |o| o.at)
     } else {
         h.end
     };
     let (gap, from) = longest_gap(h.outputs.iter().map(|o| o.at), first, end);
-    let touched: BTreeSet<&str> = h.faults.iter().flat_map(|f| f.fault.targets()).collect();
-    let untouched = h
+    let touched: BTreeSet<&str> = h
+        .faults
+        .iter()
+        .filter(|f| f.took_effect())
+        .flat_map(|f| f.fault.targets())
+        .collect();
+    let mut untouched: BTreeMap<u32, Vec<Duration>> = BTreeMap::new();
+    for o in h
         .outputs
         .iter()
         .filter(|o| !touched.contains(&*o.taskmanager))
-        .map(|o| o.at);
-    let (quiet_gap, _) = longest_gap(untouched, first, end);
+    {
+        untouched.entry(o.sink_subtask).or_default().push(o.at);
+    }
+    let quiet = untouched
+        .values()
+        .map(|t| longest_gap(t.iter().copied(), first, end).0)
+        .max()
+        .unwrap_or_default();
     let summary = format!(
-        "longest stall {} (from {}), untouched sinks {}",
+        "longest stall {} (from {}), longest on an untouched sink {}",
         secs(gap),
         secs(from),
-        secs(quiet_gap)
+        secs(quiet)
     );
     match bound {
         Some(b) if gap > b => Verdict::fail(
@@ -232,43 +285,46 @@ fn longest_gap(
     best
 }
 
-/// From each disruptive fault to output back at 95% of its pre-fault rate (mean over the 5 s
-/// before), measured in 1 s windows sliding by 100 ms.
+/// From each disruptive fault to output back at 95% of its pre-fault rate (the mean over the
+/// 5 s before), measured over 1 s windows sliding by 100 ms; a job that finished counts as
+/// recovered when it did. Faults with no output before them have no baseline and are skipped.
 pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
     const NAME: &str = "recovery";
-    let mut times: Vec<Duration> = h.outputs.iter().map(|o| o.at).collect();
-    times.sort_unstable();
-    let rate_in = |from: Duration, to: Duration| rate_in(&times, from, to);
+    let times: Vec<Duration> = h.outputs.iter().map(|o| o.at).collect();
+    let window = Duration::from_secs(1);
     let mut worst: Option<(Duration, Duration)> = None;
     for f in disruptive_faults(h) {
-        let at = f.fault.at;
-        let before = rate_in(at.saturating_sub(Duration::from_secs(5)), at);
-        let recovered = (1..)
+        let Some(at) = f.began_at else { continue };
+        let before = rate_in(&times, at.saturating_sub(Duration::from_secs(5)), at);
+        if before == 0.0 {
+            continue;
+        }
+        let recovered = (0..)
             .map(|k| at + Duration::from_millis(100 * k))
-            .take_while(|t| *t + Duration::from_secs(1) <= h.end)
-            .find(|t| before > 0.0 && rate_in(*t, *t + Duration::from_secs(1)) >= 0.95 * before);
-        let took = recovered
-            .map(|t| t + Duration::from_secs(1) - at)
-            .unwrap_or(h.end.saturating_sub(at));
+            .take_while(|t| *t + window <= h.end)
+            .find(|t| rate_in(&times, *t, *t + window) >= 0.95 * before);
+        let took = match recovered {
+            Some(t) => t - at,
+            None if h.job_status == "FINISHED" => h.end.saturating_sub(at),
+            None => {
+                let summary = format!(
+                    "output never returned to its pre-fault rate after the fault at {}",
+                    secs(at)
+                );
+                let evidence = format!("{} at {}: rate before {before:.0}/s", f.fault, secs(at));
+                return match bound {
+                    Some(_) => Verdict::fail(NAME, summary, evidence),
+                    None => Verdict::pass(NAME, summary + " (not bounded)"),
+                };
+            }
+        };
         if worst.is_none_or(|(w, _)| took > w) {
             worst = Some((took, at));
         }
-        if recovered.is_none() && before > 0.0 {
-            let summary = format!(
-                "output never returned to its pre-fault rate after the fault at {}",
-                secs(at)
-            );
-            return match bound {
-                Some(_) => Verdict::fail(
-                    NAME,
-                    summary,
-                    format!("{} at {}: rate before {before:.0}/s", f.fault, secs(at)),
-                ),
-                None => Verdict::pass(NAME, summary + " (not bounded)"),
-            };
-        }
     }
-    let (took, at) = worst.unwrap_or_default();
+    let Some((took, at)) = worst else {
+        return Verdict::pass(NAME, "no fault with output before it (nothing to measure)");
+    };
     let summary = format!("slowest recovery {} (fault at {})", secs(took), secs(at));
     match bound {
         Some(b) if took > b => Verdict::fail(
@@ -291,20 +347,14 @@ fn rate_in(sorted: &[Duration], from: Duration, to: Duration) -> f64 {
     n as f64 / (to - from).as_secs_f64().max(1e-9)
 }
 
-/// Range of tasks per TaskManager in every placement (initial and after each failover).
+/// Range of tasks per TaskManager in every placement the JobManager reported (initial and after
+/// each failover); a placement lists every registered TaskManager, idle ones with 0.
 pub fn balance(h: &RunHistory, bound: Option<u32>) -> Verdict {
     const NAME: &str = "balance";
     let mut worst = (0u32, Duration::ZERO);
     for p in &h.placements {
-        let counts: Vec<u32> = (1..=h.taskmanagers)
-            .map(|i| {
-                p.tasks
-                    .iter()
-                    .find(|(n, _)| *n == format!("tm-{i}"))
-                    .map_or(0, |(_, c)| *c)
-            })
-            .collect();
-        let range = counts.iter().max().unwrap_or(&0) - counts.iter().min().unwrap_or(&0);
+        let counts = p.tasks.iter().map(|(_, c)| *c);
+        let range = counts.clone().max().unwrap_or(0) - counts.min().unwrap_or(0);
         if range > worst.0 {
             worst = (range, p.at);
         }
@@ -332,25 +382,24 @@ pub fn balance(h: &RunHistory, bound: Option<u32>) -> Verdict {
     }
 }
 
-/// After the last fault ends, the job drains its input within `bound`.
+/// After the last fault ends, the job drains its input within `bound`. A fault that never ends
+/// (a crash without restart) counts from when it began.
 pub fn liveness(h: &RunHistory, bound: Duration) -> Verdict {
     const NAME: &str = "liveness";
     let healed = h
         .faults
         .iter()
-        .map(|f| f.ended_at.unwrap_or(f.fault.at))
+        .filter(|f| f.took_effect())
+        .filter_map(|f| f.ended_at.or(f.began_at))
         .max()
         .unwrap_or_default();
     if h.job_status != "FINISHED" {
-        return Verdict::fail(
-            NAME,
-            format!("job {}", h.job_status),
-            format!(
-                "faults healed at {}, job not finished by {}",
-                secs(healed),
-                secs(h.end)
-            ),
+        let evidence = format!(
+            "faults healed at {}, job not finished by {}",
+            secs(healed),
+            secs(h.end)
         );
+        return Verdict::fail(NAME, format!("job {}", h.job_status), evidence);
     }
     let took = h.end.saturating_sub(healed);
     let summary = format!("drained {} after the last fault healed", secs(took));
@@ -371,26 +420,25 @@ pub fn liveness(h: &RunHistory, bound: Duration) -> Verdict {
 }
 
 /// No output from an attempt that was already replaced: once a sink subtask's attempt k has
-/// written, nothing from an attempt below k may follow.
+/// written, nothing from an attempt below k may follow. Judged in the order outputs reached
+/// the store (`seq`), which is when a zombie's buffered records would land.
 pub fn fencing(h: &RunHistory) -> Verdict {
     const NAME: &str = "fencing";
+    let mut order: Vec<&OutputRecord> = h.outputs.iter().collect();
+    order.sort_by_key(|o| o.seq);
     let mut newest: BTreeMap<u32, (u32, Duration)> = BTreeMap::new();
-    // `RunHistory::outputs` is in time order.
-    for o in &h.outputs {
+    for o in order {
         let entry = newest.entry(o.sink_subtask).or_insert((o.attempt, o.at));
         if o.attempt < entry.0 {
-            return Verdict::fail(
-                NAME,
-                "output from a replaced attempt",
-                format!(
-                    "sink subtask {} attempt {} wrote at {} after attempt {} wrote at {}",
-                    o.sink_subtask,
-                    o.attempt,
-                    secs(o.at),
-                    entry.0,
-                    secs(entry.1)
-                ),
+            let evidence = format!(
+                "sink subtask {} attempt {} wrote at {} after attempt {} wrote at {}",
+                o.sink_subtask,
+                o.attempt,
+                secs(o.at),
+                entry.0,
+                secs(entry.1)
             );
+            return Verdict::fail(NAME, "output from a replaced attempt", evidence);
         }
         *entry = (o.attempt, o.at);
     }
@@ -406,6 +454,7 @@ mod tests {
     fn out(ms: u64, offset: u64, attempt: u32) -> OutputRecord {
         OutputRecord {
             at: Duration::from_millis(ms),
+            seq: ms,
             taskmanager: "tm-1".into(),
             sink_subtask: 0,
             attempt,
@@ -445,15 +494,17 @@ mod tests {
     }
 
     fn crash_at(secs: u64) -> AppliedFault {
-        AppliedFault {
-            fault: Fault {
-                at: Duration::from_secs(secs),
-                kind: FaultKind::Crash {
-                    target: "tm-2".into(),
-                    restart_after: None,
-                },
+        let fault = Fault {
+            at: Duration::from_secs(secs),
+            kind: FaultKind::Crash {
+                target: "tm-2".into(),
+                restart_after: None,
             },
-            ended_at: None,
+        };
+        AppliedFault {
+            began_at: Some(Duration::from_secs(secs)),
+            effective: true,
+            ..AppliedFault::planned(fault)
         }
     }
 
@@ -515,11 +566,43 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_record_needs_a_fault_near_when_it_would_have_been_output() {
+        // Offsets 0..10 output every 100 ms; offset 5 (due around 0.5 s) is missing.
+        let outputs = (0..10u64)
+            .filter(|o| *o != 5)
+            .map(|o| out(o * 100, o, 0))
+            .collect();
+        let mut far = history(outputs);
+        far.faults.push(crash_at(8)); // long after: cannot account for it
+        let v = delivery(&far, DeliveryMode::LossyAccounted, &input(10));
+        assert!(!v.passed, "{v:?}");
+        assert!(v.evidence.unwrap().contains("offset: 5"));
+        let mut near = far.clone();
+        near.faults[0] = crash_at(1);
+        assert!(delivery(&near, DeliveryMode::LossyAccounted, &input(10)).passed);
+    }
+
+    #[test]
+    fn faults_that_never_began_account_for_nothing() {
+        let h = history((0..3).map(|o| out(o * 10, o, 0)).collect());
+        let mut planned = h.clone();
+        let fault = Fault {
+            at: Duration::from_secs(50),
+            kind: FaultKind::Crash {
+                target: "tm-2".into(),
+                restart_after: None,
+            },
+        };
+        planned.faults.push(AppliedFault::planned(fault));
+        assert!(!delivery(&planned, DeliveryMode::LossyAccounted, &input(4)).passed);
+    }
+
+    #[test]
     fn balance_counts_idle_taskmanagers() {
         let mut h = history(Vec::new());
         h.placements.push(Placement {
             at: Duration::ZERO,
-            tasks: vec![("tm-1".into(), 4)],
+            tasks: vec![("tm-1".into(), 4), ("tm-2".into(), 0)],
         });
         let v = balance(&h, Some(1));
         assert!(!v.passed && v.summary.contains("range 4"));
@@ -537,11 +620,11 @@ mod tests {
         let v = recovery_time(&h, Some(Duration::from_secs(10)));
         assert!(v.passed, "{v:?}");
         assert!(
-            v.summary.starts_with("slowest recovery 3.0"),
+            v.summary.starts_with("slowest recovery 2.0"),
             "{}",
             v.summary
         );
-        assert!(!recovery_time(&h, Some(Duration::from_secs(2))).passed);
+        assert!(!recovery_time(&h, Some(Duration::from_millis(1_500))).passed);
     }
 
     #[test]

@@ -10,8 +10,11 @@ use crate::fault::Fault;
 /// One record a collecting sink received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputRecord {
-    /// Virtual time since the job was submitted.
+    /// Virtual time since the job was submitted, when the sink received it.
     pub at: Duration,
+    /// Position in the order records reached the collecting store (flush order): a zombie's
+    /// buffered records land late, whatever their `at`.
+    pub seq: u64,
     pub taskmanager: std::sync::Arc<str>,
     pub sink_subtask: u32,
     /// Attempt of the sink subtask that wrote it.
@@ -26,8 +29,35 @@ pub struct OutputRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppliedFault {
     pub fault: Fault,
+    /// When it began; `None` if the run ended first.
+    pub began_at: Option<Duration>,
+    /// Whether it acted on the cluster (a fault on a node that does not exist, or of a kind
+    /// the runtime cannot feel yet, is recorded but has no effect).
+    pub effective: bool,
     /// When it ended (healed, restarted, resumed), if it did within the run.
     pub ended_at: Option<Duration>,
+}
+
+impl AppliedFault {
+    /// A fault of the plan, not yet begun.
+    pub fn planned(fault: Fault) -> Self {
+        AppliedFault {
+            fault,
+            began_at: None,
+            effective: false,
+            ended_at: None,
+        }
+    }
+
+    /// Began and acted on the cluster.
+    pub fn took_effect(&self) -> bool {
+        self.began_at.is_some() && self.effective
+    }
+
+    /// The interval it was active: from its start to its end, or to `run_end`.
+    pub fn window(&self, run_end: Duration) -> Option<(Duration, Duration)> {
+        self.began_at.map(|b| (b, self.ended_at.unwrap_or(run_end)))
+    }
 }
 
 /// One line of the canonical trace: virtual time, node, event text (no ports, no addresses

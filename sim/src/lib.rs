@@ -6,6 +6,8 @@
 //! scenario types, run histories, checkers, shrinking, reports) build on real tokio too, so
 //! they are unit-tested in both builds.
 
+#[cfg(madsim)]
+pub mod apply;
 pub mod check;
 #[cfg(madsim)]
 pub mod cluster;

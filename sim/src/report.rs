@@ -890,6 +890,7 @@ mod tests {
     fn output(at: u64, tm: &str, sink: u32) -> OutputRecord {
         OutputRecord {
             at: ms(at),
+            seq: at,
             taskmanager: tm.into(),
             sink_subtask: sink,
             attempt: 0,
@@ -929,8 +930,10 @@ mod tests {
             end: ms(4000),
             outputs,
             faults: vec![AppliedFault {
-                fault: crash,
+                began_at: Some(ms(1500)),
+                effective: true,
                 ended_at: Some(ms(2500)),
+                ..AppliedFault::planned(crash)
             }],
             trace: vec![
                 trace(1600, "jm", "taskmanager lost tm=tm-2"),

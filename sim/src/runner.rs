@@ -5,16 +5,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use madsim::net::NetSim;
 use madsim::runtime::{Handle, Runtime};
 use rill::api::registry::{primary_input, KeyCount};
 use rill::rpc::JobStatusReport;
 use tokio::time::Instant;
 use tracing_subscriber::layer::SubscriberExt;
 
+use crate::apply::FaultState;
 use crate::check::{check_all, ExpectedInput};
 use crate::cluster::{SimCluster, SimClusterSpec};
-use crate::fault::{format_duration, Direction, Fault, FaultKind};
+use crate::fault::{format_duration, Fault, FaultKind};
 use crate::history::{AppliedFault, MemorySample, OutputRecord, Placement, RunHistory, Verdict};
 use crate::scenario::Scenario;
 use crate::swarm;
@@ -97,11 +97,12 @@ fn expected_input(s: &Scenario) -> Option<ExpectedInput> {
     Some(input)
 }
 
-/// A step of the fault timeline.
+/// A step of the fault timeline. Ends sort before begins, so a fault that starts the instant
+/// another ends is not undone by that end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Step {
-    Begin(usize),
     End(usize),
+    Begin(usize),
 }
 
 struct Driver {
@@ -113,7 +114,7 @@ struct Driver {
     timeline: Vec<(Duration, Step)>,
     memory_limit: Option<u64>,
     memory: Vec<MemorySample>,
-    default_latency: std::ops::Range<Duration>,
+    state: FaultState,
 }
 
 async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHistory {
@@ -146,17 +147,11 @@ async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHis
         handle,
         cluster,
         start,
-        faults: faults
-            .into_iter()
-            .map(|fault| AppliedFault {
-                fault,
-                ended_at: None,
-            })
-            .collect(),
+        faults: faults.into_iter().map(AppliedFault::planned).collect(),
         timeline,
         memory_limit,
         memory: Vec::new(),
-        default_latency: Duration::from_millis(1)..Duration::from_millis(10),
+        state: FaultState::default(),
     };
     let mut next_sample = Duration::ZERO;
     let result = loop {
@@ -202,100 +197,42 @@ impl Driver {
         self.timeline.insert(pos, (at, step));
     }
 
-    fn node_id(&self, name: &str) -> Option<madsim::task::NodeId> {
-        self.cluster.node(name).map(|n| n.id())
-    }
-
     fn begin(&mut self, i: usize, now: Duration) {
         let fault = self.faults[i].fault.clone();
         tracing::info!(target: "rill_sim::fault", "fault {}", fault);
+        let ids = |name: &str| self.cluster.node(name).map(|n| n.id());
+        let effective = self.state.begin(&fault, &ids, &self.handle);
+        if !effective {
+            tracing::info!(target: "rill_sim::fault", "no effect: {} ({})", fault, no_effect_reason(&fault));
+        }
+        self.faults[i].began_at = Some(now);
+        self.faults[i].effective = effective;
         if let Some(d) = fault.duration() {
             self.schedule(now + d, Step::End(i));
         }
-        let net = NetSim::current();
-        let targets: Vec<Option<madsim::task::NodeId>> =
-            fault.targets().iter().map(|t| self.node_id(t)).collect();
-        if targets.iter().any(Option::is_none) {
-            tracing::info!(target: "rill_sim::fault", "no effect: {} is not a simulated node", fault.targets().join(", "));
-            return;
-        }
-        let id = targets.first().copied().flatten();
-        match &fault.kind {
-            FaultKind::Crash { .. } | FaultKind::OomKill { .. } => {
-                self.handle.kill(id.expect("target"))
-            }
-            FaultKind::Partition { direction, .. } => match direction {
-                Direction::Both => net.clog_node(id.expect("target")),
-                Direction::Inbound => net.clog_node_in(id.expect("target")),
-                Direction::Outbound => net.clog_node_out(id.expect("target")),
-            },
-            FaultKind::LinkPartition { both_ways, .. } => {
-                let (a, b) = (targets[0].expect("from"), targets[1].expect("to"));
-                net.clog_link(a, b);
-                if *both_ways {
-                    net.clog_link(b, a);
-                }
-            }
-            FaultKind::PacketLoss { rate, .. } => net.update_config(|c| c.packet_loss_rate = *rate),
-            FaultKind::Latency { min, max, .. } => {
-                let range = *min..(*max).max(*min + Duration::from_nanos(1));
-                net.update_config(|c| c.send_latency = range)
-            }
-            FaultKind::Pause { .. } => self.handle.pause(id.expect("target")),
-            FaultKind::ClockSkew { .. } => {
-                tracing::info!(target: "rill_sim::fault", "no effect: rill has no processing-time operators yet")
-            }
-            FaultKind::StoreFailure { .. } => {
-                tracing::info!(target: "rill_sim::fault", "no effect: rill has no checkpoint store yet")
-            }
-        }
+        self.update_network(now);
     }
 
     fn end(&mut self, i: usize, now: Duration) {
         self.faults[i].ended_at = Some(now);
         let fault = self.faults[i].fault.clone();
-        let targets: Vec<Option<madsim::task::NodeId>> =
-            fault.targets().iter().map(|t| self.node_id(t)).collect();
-        if targets.iter().any(Option::is_none) {
-            return;
+        if self.faults[i].effective {
+            let ids = |name: &str| self.cluster.node(name).map(|n| n.id());
+            let what = self.state.end(&fault, &ids, &self.handle);
+            let after = format_duration(fault.duration().unwrap_or_default());
+            tracing::info!(target: "rill_sim::fault", "{what} after {after}: {fault}");
         }
-        let net = NetSim::current();
-        let id = targets.first().copied().flatten();
-        let what = match &fault.kind {
-            FaultKind::Crash { .. } | FaultKind::OomKill { .. } => {
-                self.handle.restart(id.expect("target"));
-                "restart"
-            }
-            FaultKind::Partition { direction, .. } => {
-                match direction {
-                    Direction::Both => net.unclog_node(id.expect("target")),
-                    Direction::Inbound => net.unclog_node_in(id.expect("target")),
-                    Direction::Outbound => net.unclog_node_out(id.expect("target")),
-                }
-                "heal"
-            }
-            FaultKind::LinkPartition { .. } => {
-                let (a, b) = (targets[0].expect("from"), targets[1].expect("to"));
-                net.unclog_link(a, b);
-                net.unclog_link(b, a);
-                "heal"
-            }
-            FaultKind::PacketLoss { .. } => {
-                net.update_config(|c| c.packet_loss_rate = 0.0);
-                "end"
-            }
-            FaultKind::Latency { .. } => {
-                let range = self.default_latency.clone();
-                net.update_config(|c| c.send_latency = range);
-                "end"
-            }
-            FaultKind::Pause { .. } => {
-                self.handle.resume(id.expect("target"));
-                "resume"
-            }
-            FaultKind::ClockSkew { .. } | FaultKind::StoreFailure { .. } => "end",
-        };
-        tracing::info!(target: "rill_sim::fault", "{what} after {}: {}", format_duration(fault.duration().unwrap_or_default()), fault);
+        self.update_network(now);
+    }
+
+    fn update_network(&self, now: Duration) {
+        let active: Vec<&Fault> = self
+            .faults
+            .iter()
+            .filter(|f| f.began_at.is_some_and(|b| b <= now) && f.ended_at.is_none())
+            .map(|f| &f.fault)
+            .collect();
+        self.state.apply_network(&active);
     }
 
     /// Samples every TaskManager's accounted memory; one past the limit is OOM-killed, as the
@@ -319,14 +256,7 @@ impl Driver {
                 bytes,
             });
             let over = self.memory_limit.is_some_and(|limit| bytes > limit);
-            let already_down = self.faults.iter().any(|f| {
-                f.ended_at.is_none()
-                    && f.fault.targets().contains(&name.as_str())
-                    && matches!(
-                        f.fault.kind,
-                        FaultKind::OomKill { .. } | FaultKind::Crash { .. }
-                    )
-            });
+            let already_down = self.state.is_down(&name);
             if over && !already_down {
                 tracing::warn!(target: "rill_sim::oom", "oom-kill {name}: accounted {bytes} bytes > limit {}", self.memory_limit.unwrap_or(0));
                 let fault = Fault {
@@ -336,15 +266,12 @@ impl Driver {
                         restart_after: Some(OOM_RESTART),
                     },
                 };
-                self.faults.push(AppliedFault {
-                    fault,
-                    ended_at: None,
-                });
+                self.faults.push(AppliedFault::planned(fault));
                 let i = self.faults.len() - 1;
-                self.handle.kill(
-                    self.node_id(self.faults[i].fault.targets()[0])
-                        .expect("tm node"),
-                );
+                let ids = |name: &str| self.cluster.node(name).map(|n| n.id());
+                self.faults[i].effective =
+                    self.state.begin(&self.faults[i].fault, &ids, &self.handle);
+                self.faults[i].began_at = Some(now);
                 self.schedule(now + OOM_RESTART, Step::End(i));
             }
         }
@@ -400,12 +327,14 @@ impl Driver {
             .cluster
             .collect
             .take()
-            .map(|r| {
+            .enumerate()
+            .map(|(seq, r)| {
                 let kc = keyed
                     .then(|| bincode::deserialize::<KeyCount>(&r.payload).ok())
                     .flatten();
                 OutputRecord {
                     at: r.at.saturating_duration_since(self.start),
+                    seq: seq as u64,
                     taskmanager: r.taskmanager,
                     sink_subtask: r.subtask,
                     attempt: r.attempt,
@@ -417,6 +346,14 @@ impl Driver {
             .collect();
         outputs.sort_by_key(|o| o.at);
         outputs
+    }
+}
+
+fn no_effect_reason(fault: &Fault) -> &'static str {
+    match fault.kind {
+        FaultKind::ClockSkew { .. } => "rill has no processing-time operators yet",
+        FaultKind::StoreFailure { .. } => "rill has no checkpoint store yet",
+        _ => "not a simulated node",
     }
 }
 

@@ -84,19 +84,20 @@ pub fn trace_hash(lines: &[TraceLine]) -> u64 {
     h.finish()
 }
 
+/// A line with its exact time: lines print milliseconds, a divergence may be finer.
+fn exact(l: &TraceLine) -> String {
+    format!("[{}ns] {l}", l.at.as_nanos())
+}
+
 /// The first line where two traces differ, for determinism failures.
 pub fn first_difference(
     a: &[TraceLine],
     b: &[TraceLine],
 ) -> Option<(usize, Option<String>, Option<String>)> {
     let n = a.len().max(b.len());
-    (0..n).find(|&i| a.get(i) != b.get(i)).map(|i| {
-        (
-            i,
-            a.get(i).map(|l| l.to_string()),
-            b.get(i).map(|l| l.to_string()),
-        )
-    })
+    (0..n)
+        .find(|&i| a.get(i) != b.get(i))
+        .map(|i| (i, a.get(i).map(exact), b.get(i).map(exact)))
 }
 
 /// The node name a span records (madsim wraps each node's tasks in a `node` span).

@@ -166,7 +166,7 @@ fn sweep(root: &Path, bin: &Path, a: &SweepArgs) -> Result<(), Failure> {
     let total = seeds.len();
     let mut pending = seeds.into_iter();
     let mut running: Vec<(u64, Child)> = Vec::new();
-    let (mut passed, mut failed) = (0usize, Vec::new());
+    let (mut passed, mut failed, mut errors) = (0usize, Vec::new(), Vec::new());
     let mut shown = usize::MAX;
     loop {
         while running.len() < a.jobs.max(1) {
@@ -197,18 +197,37 @@ fn sweep(root: &Path, bin: &Path, a: &SweepArgs) -> Result<(), Failure> {
                 passed += 1;
                 false
             }
-            Ok(Some(_)) | Err(_) => {
+            // Exit 1: a checker failed; 101: a panic (the runtime or harness broke). Anything
+            // else (2: bad arguments; a signal) is not a finding and stays out of the corpus.
+            Ok(Some(status)) if matches!(status.code(), Some(1) | Some(101)) => {
                 failed.push(*seed);
+                false
+            }
+            Ok(Some(status)) => {
+                errors.push((*seed, status.to_string()));
+                false
+            }
+            Err(e) => {
+                errors.push((*seed, e.to_string()));
                 false
             }
             Ok(None) => true,
         });
-        if passed + failed.len() != shown {
-            shown = passed + failed.len();
+        if passed + failed.len() + errors.len() != shown {
+            shown = passed + failed.len() + errors.len();
             progress(shown, total, failed.len());
         }
     }
     println!();
+    for (seed, why) in &errors {
+        println!("ERROR seed {seed}: rill-sim did not run it ({why}); replay: cargo xtask sim run --scenario {} --seed {seed}", a.scenario);
+    }
+    if !errors.is_empty() {
+        return Err(Failure::new(format!(
+            "{} seeds could not be run",
+            errors.len()
+        )));
+    }
     report_sweep(root, &a.scenario, passed, &failed)
 }
 

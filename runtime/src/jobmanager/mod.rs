@@ -628,7 +628,9 @@ impl JobManager {
                 .map(|ev| job.records.get(&ev.attempt_id()).copied().unwrap_or(0))
                 .fold(0u64, u64::saturating_add)
         };
-        let mut per_tm: BTreeMap<String, u32> = BTreeMap::new();
+        // Every registered TaskManager, idle ones with 0, so balance is judged over all of them.
+        let mut per_tm: BTreeMap<String, u32> =
+            self.tms.values().map(|t| (t.name.clone(), 0)).collect();
         for ev in job.eg.all() {
             if let Some(loc) = &ev.location {
                 *per_tm.entry(loc.clone()).or_default() += 1;

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rill_scenarios::{faults_to_toml, generate, load, names};
+use rill_scenarios::{generate, load, names, scenario_to_toml};
 use rill_sim::report::{render_html, ReportRun};
 use rill_sim::runner::{fault_plan, run, run_with_faults, RunOutcome};
 use rill_sim::shrink::{shrink, Trial};
 use rill_sim::trace::{first_difference, render, trace_hash};
-use rill_sim::Scenario;
+use rill_sim::{Scenario, Verdict};
 
 #[derive(Parser)]
 #[command(name = "rill-sim", about = "Runs rill's simulated scenarios")]
@@ -88,7 +88,7 @@ pub fn main() -> ExitCode {
             seed,
             max_trials,
         } => shrink_one(&scenario, seed, max_trials),
-        Command::Bench { scenario, seeds } => bench(&scenario, &seeds),
+        Command::Bench { scenario, seeds } => bench_scenario(&scenario, &seeds),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -181,8 +181,23 @@ fn run_one(name: &str, seed: u64, trace: bool, report: Option<PathBuf>, determin
 fn same_trace(a: &RunOutcome, b: &RunOutcome) -> bool {
     let (ha, hb) = (trace_hash(&a.history.trace), trace_hash(&b.history.trace));
     match first_difference(&a.history.trace, &b.history.trace) {
+        None if a.history.outputs != b.history.outputs => {
+            let at = a
+                .history
+                .outputs
+                .iter()
+                .zip(&b.history.outputs)
+                .position(|(x, y)| x != y);
+            println!(
+                "determinism: FAIL, same trace but different outputs (first at output {at:?})"
+            );
+            false
+        }
         None => {
-            println!("determinism: trace hash {ha:016x} both times");
+            println!(
+                "determinism: trace hash {ha:016x} and {} outputs identical both times",
+                a.history.outputs.len()
+            );
             true
         }
         Some((line, left, right)) => {
@@ -210,9 +225,8 @@ fn check(scenarios: Option<String>, seeds: &str, report: Option<PathBuf>) -> Res
     let mut outcomes = Vec::new();
     let mut failures = Vec::new();
     for name in &names {
-        let s = scenario(name, 0)?;
         for &seed in &seeds {
-            let o = run(&s, seed);
+            let o = run(&scenario(name, seed)?, seed);
             let checks: Vec<String> = o
                 .verdicts
                 .iter()
@@ -286,17 +300,28 @@ fn write_report(
     Ok(())
 }
 
+/// What kind of failure a verdict is: its checker and its summary without numbers, so a
+/// shrink keeps "duplicate output" from turning into "missing records".
+fn failure_class(v: &Verdict) -> (String, String) {
+    (
+        v.checker.to_string(),
+        v.summary.chars().filter(|c| !c.is_ascii_digit()).collect(),
+    )
+}
+
 fn shrink_one(name: &str, seed: u64, max_trials: u32) -> Res {
     let s = scenario(name, seed)?;
     let first = run(&s, seed);
-    let Some(failed) = first.verdicts.iter().find(|v| !v.passed).map(|v| v.checker) else {
+    let Some(class) = first.verdicts.iter().find(|v| !v.passed).map(failure_class) else {
         println!("{name} seed {seed} passes: nothing to shrink");
         return Ok(ExitCode::SUCCESS);
     };
     let plan = fault_plan(&s, seed);
     println!(
-        "shrinking {} faults while checker '{failed}' fails (at most {max_trials} runs)",
-        plan.len()
+        "shrinking {} faults while '{}: {}' fails (at most {max_trials} runs)",
+        plan.len(),
+        class.0,
+        class.1
     );
     // The shrunk plan replaces the drawn one, so swarm draws are off while shrinking.
     let fixed = Scenario {
@@ -304,31 +329,41 @@ fn shrink_one(name: &str, seed: u64, max_trials: u32) -> Res {
         ..s.clone()
     };
     let (minimal, stats) = shrink(plan, max_trials, |candidate| {
-        let o = run_with_faults(&fixed, seed, candidate.to_vec());
-        if o.verdicts.iter().any(|v| v.checker == failed && !v.passed) {
+        // A candidate that breaks the harness itself is a different failure, not this one.
+        let outcome =
+            std::panic::catch_unwind(|| run_with_faults(&fixed, seed, candidate.to_vec()));
+        let same = outcome.is_ok_and(|o| {
+            o.verdicts
+                .iter()
+                .any(|v| !v.passed && failure_class(v) == class)
+        });
+        if same {
             Trial::StillFails
         } else {
             Trial::Passes
         }
     });
     println!(
-        "{} trials, {} accepted; minimal plan ({} faults):\n",
+        "{} trials, {} accepted; the minimal scenario ({} faults):\n",
         stats.trials,
         stats.accepted,
         minimal.len()
     );
-    print!("{}", faults_to_toml(&minimal));
+    print!(
+        "{}",
+        scenario_to_toml(&Scenario {
+            faults: minimal,
+            ..fixed
+        })
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs each seed and reports its wall time against the virtual time it simulated. Wall time
 /// is read outside the simulation (madsim's clock is virtual only inside a runtime).
-fn bench(name: &str, seeds: &str) -> Res {
+fn bench_scenario(name: &str, seeds: &str) -> Res {
     let s = scenario(name, 0)?;
-    let seeds: Vec<u64> = seeds
-        .split(',')
-        .map(|x| x.trim().parse())
-        .collect::<Result<_, _>>()?;
+    let seeds: Vec<u64> = seeds.split(',').map(|x| x.trim().parse()).collect::<Result<_, _>>()?;
     let (mut wall_total, mut virtual_total) = (0f64, 0f64);
     for seed in seeds {
         let started = std::time::Instant::now();
@@ -336,11 +371,13 @@ fn bench(name: &str, seeds: &str) -> Res {
         let wall = started.elapsed().as_secs_f64();
         let virt = o.history.end.as_secs_f64();
         (wall_total, virtual_total) = (wall_total + wall, virtual_total + virt);
-        println!("seed {seed}: wall {wall:.3}s, virtual {virt:.1}s, {:.0}x real time, {} outputs, job {}", virt / wall.max(1e-9), o.history.outputs.len(), o.history.job_status);
+        println!(
+            "seed {seed}: wall {wall:.3}s, virtual {virt:.1}s, {:.0}x real time, {} outputs, job {}",
+            virt / wall.max(1e-9),
+            o.history.outputs.len(),
+            o.history.job_status
+        );
     }
-    println!(
-        "virtual_per_wall: {:.0}",
-        virtual_total / wall_total.max(1e-9)
-    );
+    println!("virtual_per_wall: {:.0}", virtual_total / wall_total.max(1e-9));
     Ok(ExitCode::SUCCESS)
 }
