@@ -476,6 +476,7 @@ pub(crate) const STORE_MODES: &[(&str, StoreFailureMode)] = &[
 pub(crate) const DELIVERY_MODES: &[(&str, DeliveryMode)] = &[
     ("exactly-once", DeliveryMode::ExactlyOnce),
     ("lossy-accounted", DeliveryMode::LossyAccounted),
+    ("at-least-once", DeliveryMode::AtLeastOnce),
     ("unchecked", DeliveryMode::Unchecked),
 ];
 pub(crate) const JOB_OUTCOMES: &[(&str, JobOutcome)] = &[

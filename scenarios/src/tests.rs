@@ -53,7 +53,8 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "steady-4x2",
             "store-failure",
             "swarm",
-            "tm-crash-4x2"
+            "tm-crash-4x2",
+            "tm-crash-4x2-full"
         ]
     );
     for s in &all {
@@ -442,8 +443,8 @@ fn invalid_values() {
         ("[swarm]\nkinds = [\"crash\"]\nmin_faults = 4\n", "t.toml: `swarm.min_faults`: 4 is above max_faults (3)"),
         ("[swarm]\nkinds = [\"crash\"]\nuntil = \"90s\"\n", "t.toml: `swarm.until`: 90s is past run_for (60s)"),
         (
-            "[expect]\ndelivery = \"at-least-once\"\n",
-            "t.toml: `expect.delivery`: unknown value 'at-least-once'; expected one of: exactly-once, lossy-accounted, unchecked",
+            "[expect]\ndelivery = \"at-most-once\"\n",
+            "t.toml: `expect.delivery`: unknown value 'at-most-once'; expected one of: exactly-once, lossy-accounted, at-least-once, unchecked",
         ),
         ("[expect]\nmax_task_range = -1\n", "t.toml: `expect.max_task_range`: -1 is not within 0..=4294967295"),
     ];

@@ -72,12 +72,18 @@ pub fn job_outcome(h: &RunHistory, expected: Option<JobOutcome>) -> Verdict {
 
 /// Exactly-once: every input record produced exactly one output, with the key's running counts
 /// 1..=n. Lossy-accounted: no duplicates, nothing invented, and every missing record attributed
-/// to a fault that was active around the time it would have been output.
+/// to a fault that was active around the time it would have been output. At-least-once: every
+/// input delivered, duplicates allowed (counted), nothing invented.
 pub fn delivery(h: &RunHistory, mode: DeliveryMode, input: &ExpectedInput) -> Verdict {
     const NAME: &str = "delivery";
     let mut seen: BTreeMap<Origin, &OutputRecord> = BTreeMap::new();
+    let mut duplicates = 0u64;
     for out in &h.outputs {
         let Some(origin) = out.origin else { continue };
+        if mode == DeliveryMode::AtLeastOnce && seen.contains_key(&origin) {
+            duplicates += 1;
+            continue;
+        }
         if let Some(first) = seen.insert(origin, out) {
             let evidence = format!(
                 "input {origin:?} was output at {} (attempt {}) and again at {} (attempt {})",
@@ -113,22 +119,20 @@ pub fn delivery(h: &RunHistory, mode: DeliveryMode, input: &ExpectedInput) -> Ve
         .filter(|o| !seen.contains_key(o))
         .collect();
     let summary = format!(
-        "{} of {} inputs delivered, {} missing, 0 duplicated",
+        "{} of {} inputs delivered, {} missing, {duplicates} duplicated",
         seen.len(),
         input.records.len(),
         missing.len()
     );
-    if let Some(first) = missing
-        .first()
-        .filter(|_| mode == DeliveryMode::ExactlyOnce)
-    {
+    let complete = matches!(mode, DeliveryMode::ExactlyOnce | DeliveryMode::AtLeastOnce);
+    if let Some(first) = missing.first().filter(|_| complete) {
         return Verdict::fail(NAME, summary, format!("input {first:?} produced no output"));
     }
     if let Some(evidence) = first_unaccounted(h, &seen, &missing) {
         return Verdict::fail(NAME, summary, evidence);
     }
-    // Running counts are contiguous only when nothing was lost.
-    if missing.is_empty() {
+    // Running counts are contiguous only when nothing was lost or replayed.
+    if missing.is_empty() && duplicates == 0 {
         if let Err(e) = running_counts(h) {
             return Verdict::fail(NAME, summary, e);
         }
@@ -530,6 +534,15 @@ mod tests {
         let mut faulted = h;
         faulted.faults.push(crash_at(1));
         assert!(delivery(&faulted, DeliveryMode::LossyAccounted, &input(4)).passed);
+    }
+
+    #[test]
+    fn at_least_once_counts_duplicates_but_needs_every_input() {
+        let mut h = history((0..4).map(|o| out(o * 10, o, 0)).collect());
+        h.outputs.push(out(500, 2, 1));
+        let v = delivery(&h, DeliveryMode::AtLeastOnce, &input(4));
+        assert!(v.passed && v.summary.contains("1 duplicated"), "{v:?}");
+        assert!(!delivery(&h, DeliveryMode::AtLeastOnce, &input(5)).passed);
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum DeliveryMode {
     ExactlyOnce,
     /// No duplicates, nothing invented; every missing record attributed to a fault.
     LossyAccounted,
+    /// Every input delivered, possibly more than once (a restart without checkpoints replays
+    /// its sources); nothing invented.
+    AtLeastOnce,
     /// Delivery is not checked.
     Unchecked,
 }

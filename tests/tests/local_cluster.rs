@@ -255,3 +255,62 @@ async fn producers_that_finish_first_keep_their_output_for_remote_consumers() {
     assert_eq!(cluster.collect.len(), 8);
     cluster.shutdown();
 }
+
+/// With a restart strategy, losing a TaskManager restarts the job on the remaining slots (full
+/// failover, new attempt numbers) and it finishes with every record delivered.
+#[tokio::test]
+async fn a_job_with_a_restart_strategy_survives_a_lost_taskmanager() {
+    let config = config(1)
+        .with("heartbeat.interval", "100ms")
+        .unwrap()
+        .with("heartbeat.timeout", "500ms")
+        .unwrap()
+        .with("restart-strategy.type", "fixed-delay")
+        .unwrap()
+        .with("restart-strategy.fixed-delay.delay", "100ms")
+        .unwrap();
+    // Three TaskManagers with one slot each; the job needs two, so one spare remains.
+    let cluster = LocalCluster::start(3, config).await.expect("cluster");
+    let spec = JobSpec::new("keyed-count")
+        .with("parallelism", 2)
+        .with("records", 20_000)
+        .with("rate", 10_000)
+        .with("keys", 16)
+        .with("sink", "collect");
+    let placement = std::sync::Mutex::new(Vec::new());
+    let run = cluster.run_job(
+        &spec,
+        |_| {},
+        |r| *placement.lock().unwrap() = r.tasks_per_taskmanager.clone(),
+    );
+    let kill = async {
+        // Kill a TaskManager that runs tasks, once the job reports where they run.
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let busy = placement
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, n)| *n > 0)
+                .map(|(tm, _)| tm.clone());
+            if let Some(index) =
+                busy.and_then(|tm| cluster.taskmanagers.iter().position(|t| t.name == tm))
+            {
+                cluster.kill_taskmanager(index);
+                return;
+            }
+        }
+    };
+    let (report, ()) = tokio::join!(run, kill);
+    let report = report.expect("job reported");
+    assert_eq!(report.status, JobStatus::Finished, "{report:?}");
+    let records = cluster.collect.records();
+    let attempts: std::collections::BTreeSet<u32> = records.iter().map(|r| r.attempt).collect();
+    let origins: std::collections::BTreeSet<_> = records.iter().filter_map(|r| r.origin).collect();
+    assert_eq!(origins.len(), 20_000, "every input delivered at least once");
+    assert!(
+        attempts.contains(&1),
+        "the restarted attempts wrote: {attempts:?}"
+    );
+    cluster.shutdown();
+}

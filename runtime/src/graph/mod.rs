@@ -6,12 +6,14 @@
 
 mod execution_graph;
 mod job_graph;
+mod regions;
 mod slot_sharing;
 
 use serde::{Deserialize, Serialize};
 
 pub use execution_graph::{ExecutionGraph, ExecutionState, ExecutionVertex};
 pub use job_graph::{InputChannelSpec, JobEdge, JobGraph, JobVertex};
+pub use regions::{pipelined_regions, region_restart_set, Topology};
 pub use slot_sharing::{default_slot_sharing_groups, ExecutionSlotSharingGroup};
 
 /// An operator of the logical graph (before chaining).

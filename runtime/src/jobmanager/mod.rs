@@ -5,6 +5,7 @@
 //! decision happens in one deterministic order (the simulator replays it bit for bit).
 
 pub mod client;
+pub mod restart;
 pub mod scheduler;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ use crate::rpc::{
 };
 use crate::taskmanager::InputLocation;
 use crate::util::{AbortOnDrop, TaskSet};
+use restart::RestartBackoff;
 use scheduler::{FirstFit, PlacementStrategy, SlotPool};
 
 type Outbox<T> = mpsc::UnboundedSender<T>;
@@ -80,6 +82,10 @@ struct JobEntry {
     records: BTreeMap<ExecutionAttemptId, u64>,
     /// Where each current attempt runs (TaskManager instance).
     placement: BTreeMap<ExecutionAttemptId, u64>,
+    /// Decides whether and when the job may restart after a failure.
+    restart: Box<dyn RestartBackoff>,
+    /// When a failed-over job restarts.
+    restart_at: Option<Instant>,
 }
 
 impl JobEntry {
@@ -109,11 +115,21 @@ pub async fn run_jobmanager(listener: TcpListener, config: Configuration) {
     let mut jm = JobManager::new(config);
     let mut heartbeat = tokio::time::interval(jm.config.heartbeat_interval());
     loop {
+        let next_restart = jm.next_restart();
         tokio::select! {
             biased;
             Some(event) = rx.recv() => jm.handle(event),
             _ = heartbeat.tick() => jm.heartbeat(),
+            _ = sleep_until_some(next_restart) => jm.restart_due(),
         }
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -361,6 +377,8 @@ impl JobManager {
         };
         let id = self.next_job;
         self.next_job += 1;
+        // Jitter of exponential back-off is drawn from a seed (the job id): deterministic.
+        let restart = restart::from_config(&config, id);
         let vertices = graph
             .vertices
             .iter()
@@ -382,6 +400,8 @@ impl JobManager {
             submitted: Instant::now(),
             records: BTreeMap::new(),
             placement: BTreeMap::new(),
+            restart,
+            restart_at: None,
         };
         self.jobs.insert(id, entry);
         self.schedule_waiting();
@@ -516,7 +536,7 @@ impl JobManager {
         match state {
             ExecutionState::Failed => {
                 let reason = format!("task {attempt} failed: {}", error.unwrap_or_default());
-                self.fail_job(id, reason);
+                self.fail_over(id, reason);
             }
             ExecutionState::Finished
                 if job.eg.all().all(|ev| ev.state == ExecutionState::Finished) =>
@@ -528,7 +548,78 @@ impl JobManager {
         }
     }
 
-    /// Fails a job: cancels its remaining tasks. (Failover strategies restart instead.)
+    /// Handles a failure of a running job: restarts it if the restart strategy allows, after
+    /// its back-off, or fails it. Every task restarts (the `full` strategy; `region` and
+    /// `taskmanager` restart everything too until their restart sets land), each with a new
+    /// attempt number, so nothing from the old attempts is accepted any more.
+    fn fail_over(&mut self, id: u64, cause: String) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.status != JobStatus::Running {
+            return;
+        }
+        job.restart.notify_failure(job.submitted.elapsed());
+        if !job.restart.can_restart() {
+            let reason = format!(
+                "{cause}; restart strategy {}: no more restarts",
+                job.restart.describe()
+            );
+            return self.fail_job(id, reason);
+        }
+        let backoff = job.restart.backoff();
+        let strategy = job.config.failover_strategy();
+        tracing::warn!(job = id, %cause, %strategy, backoff = ?backoff, restart = %job.restart.describe(), "job failing over: restarting all tasks");
+        self.cancel_tasks(id);
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        for ev in job.eg.all_mut() {
+            ev.attempt += 1;
+            ev.state = ExecutionState::Created;
+            ev.location = None;
+        }
+        job.placement.clear();
+        job.status = JobStatus::Restarting;
+        job.restart_at = Some(Instant::now() + backoff);
+        self.pool.release_job(id);
+        self.broadcast_status(id);
+    }
+
+    /// Cancels every attempt of the job that has not ended.
+    fn cancel_tasks(&mut self, id: u64) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        for ev in job.eg.all_mut() {
+            if !ev.state.is_terminal() {
+                ev.state = ExecutionState::Canceled;
+                let attempt = ev.attempt_id();
+                if let Some(tm) = job.placement.get(&attempt).and_then(|tm| self.tms.get(tm)) {
+                    let _ = tm.out.send(JmToTm::CancelTask { job: id, attempt });
+                }
+            }
+        }
+    }
+
+    fn next_restart(&self) -> Option<Instant> {
+        self.jobs.values().filter_map(|j| j.restart_at).min()
+    }
+
+    /// Jobs whose back-off is over go back to scheduling.
+    fn restart_due(&mut self) {
+        let now = Instant::now();
+        for (id, job) in &mut self.jobs {
+            if job.restart_at.is_some_and(|at| at <= now) {
+                job.restart_at = None;
+                job.status = JobStatus::Created;
+                tracing::info!(job = id, "job restarting");
+            }
+        }
+        self.schedule_waiting();
+    }
+
+    /// Fails a job for good: cancels its remaining tasks.
     fn fail_job(&mut self, id: u64, reason: String) {
         tracing::warn!(job = id, %reason, "job failed");
         self.end_job(id, JobStatus::Failed, Some(reason));
@@ -540,15 +631,8 @@ impl JobManager {
         };
         job.status = status;
         job.message = message;
-        for ev in job.eg.all_mut() {
-            if !ev.state.is_terminal() {
-                ev.state = ExecutionState::Canceled;
-                let attempt = ev.attempt_id();
-                if let Some(tm) = job.placement.get(&attempt).and_then(|tm| self.tms.get(tm)) {
-                    let _ = tm.out.send(JmToTm::CancelTask { job: id, attempt });
-                }
-            }
-        }
+        job.restart_at = None;
+        self.cancel_tasks(id);
         for tm in self.tms.values() {
             let _ = tm.out.send(JmToTm::ReleaseJob { job: id });
         }
@@ -578,7 +662,7 @@ impl JobManager {
                 .map(|(id, _)| *id)
                 .collect();
             for id in affected {
-                self.fail_job(id, reason.clone());
+                self.fail_over(id, reason.clone());
             }
         }
     }

@@ -89,6 +89,8 @@ pub enum JmToClient {
 pub enum JobStatus {
     Created,
     Running,
+    /// Failed over: its tasks were cancelled and it restarts after the restart back-off.
+    Restarting,
     Finished,
     Failed,
     Canceled,

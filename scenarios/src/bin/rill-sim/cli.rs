@@ -363,7 +363,10 @@ fn shrink_one(name: &str, seed: u64, max_trials: u32) -> Res {
 /// is read outside the simulation (madsim's clock is virtual only inside a runtime).
 fn bench_scenario(name: &str, seeds: &str) -> Res {
     let s = scenario(name, 0)?;
-    let seeds: Vec<u64> = seeds.split(',').map(|x| x.trim().parse()).collect::<Result<_, _>>()?;
+    let seeds: Vec<u64> = seeds
+        .split(',')
+        .map(|x| x.trim().parse())
+        .collect::<Result<_, _>>()?;
     let (mut wall_total, mut virtual_total) = (0f64, 0f64);
     for seed in seeds {
         let started = std::time::Instant::now();
@@ -378,6 +381,9 @@ fn bench_scenario(name: &str, seeds: &str) -> Res {
             o.history.job_status
         );
     }
-    println!("virtual_per_wall: {:.0}", virtual_total / wall_total.max(1e-9));
+    println!(
+        "virtual_per_wall: {:.0}",
+        virtual_total / wall_total.max(1e-9)
+    );
     Ok(ExitCode::SUCCESS)
 }
