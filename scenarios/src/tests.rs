@@ -49,6 +49,7 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "long-pause",
             "loss-and-latency",
             "oom-skew",
+            "oom-skew-balanced",
             "partition-heals-in-time",
             "steady-4x2",
             "store-failure",

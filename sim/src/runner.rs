@@ -22,6 +22,8 @@ use crate::trace::TraceCollector;
 
 /// How often the memory model samples every TaskManager.
 const MEMORY_SAMPLE: Duration = Duration::from_millis(100);
+/// Virtual time between starting the nodes and submitting the job.
+const CLUSTER_STARTUP: Duration = Duration::from_millis(200);
 /// How long an OOM-killed TaskManager stays down before it restarts (a pod restart).
 const OOM_RESTART: Duration = Duration::from_secs(5);
 
@@ -126,6 +128,9 @@ async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHis
         slots: s.cluster.slots_per_taskmanager,
         config,
     });
+    // Jobs are submitted once the cluster is up, as an operator would: every TaskManager has
+    // registered by then, so placement sees all of them.
+    tokio::time::sleep(CLUSTER_STARTUP).await;
     let start = Instant::now();
     trace.set_start(start);
     let statuses: Arc<Mutex<Vec<(Duration, JobStatusReport)>>> = Arc::default();

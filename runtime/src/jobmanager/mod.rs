@@ -18,9 +18,7 @@ use tokio::time::Instant;
 
 use crate::api::{build_job, JobSpec};
 use crate::config::Configuration;
-use crate::graph::{
-    default_slot_sharing_groups, ExecutionAttemptId, ExecutionGraph, ExecutionState, JobVertex,
-};
+use crate::graph::{ExecutionAttemptId, ExecutionGraph, ExecutionState, JobVertex};
 use crate::rpc::frame::spawn_writer;
 use crate::rpc::handshake::accept_handshake;
 use crate::rpc::{
@@ -30,7 +28,7 @@ use crate::rpc::{
 use crate::taskmanager::InputLocation;
 use crate::util::{AbortOnDrop, TaskSet};
 use restart::RestartBackoff;
-use scheduler::{FirstFit, PlacementStrategy, SlotPool};
+use scheduler::{placement_for, slot_sharing_groups, SlotPool};
 
 type Outbox<T> = mpsc::UnboundedSender<T>;
 
@@ -102,7 +100,6 @@ pub struct JobManager {
     tms: BTreeMap<u64, TmEntry>,
     jobs: BTreeMap<u64, JobEntry>,
     pool: SlotPool,
-    placement: Box<dyn PlacementStrategy>,
     next_tm: u64,
     next_job: u64,
     heartbeat_seq: u64,
@@ -248,7 +245,6 @@ impl JobManager {
             tms: BTreeMap::new(),
             jobs: BTreeMap::new(),
             pool: SlotPool::default(),
-            placement: Box::new(FirstFit),
             next_tm: 1,
             next_job: 1,
             heartbeat_seq: 0,
@@ -424,8 +420,13 @@ impl JobManager {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
-        let groups = default_slot_sharing_groups(&job.eg.job);
-        let Some(offers) = self.placement.place(&groups, &self.pool.free()) else {
+        // `taskmanager.load-balance.mode` decides both how subtasks are grouped into slots and
+        // how the groups are spread over TaskManagers (the whole job is placed again after a
+        // failover, so the balance holds then too).
+        let mode = job.config.load_balance_mode();
+        let groups = slot_sharing_groups(&job.eg.job, mode);
+        let Some(offers) = placement_for(mode, None).place_on(&groups, &self.pool.taskmanagers())
+        else {
             tracing::info!(
                 job = id,
                 needed = groups.len(),
