@@ -91,6 +91,13 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         parallelism: u32,
     },
+    /// Task-count range and memory per TaskManager under each load-balance mode, for the WeChat
+    /// shape and a corpus of generated shapes (the memory model at its back-pressure bound).
+    BenchBalance {
+        /// Generated shapes in the corpus.
+        #[arg(long, default_value_t = 50)]
+        shapes: u32,
+    },
     /// Lists the configuration keys with their defaults.
     Config,
     /// Lists the built-in jobs.
@@ -191,6 +198,10 @@ async fn run(command: Command) -> Res<ExitCode> {
             records,
             parallelism,
         } => bench(records, parallelism).await,
+        Command::BenchBalance { shapes } => {
+            bench_balance(shapes);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config => {
             for (key, default, description) in known_keys() {
                 println!("{key:<55} {default:<12} {description}");
@@ -306,4 +317,64 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// Prints, per mode, task-count range and max/mean memory per TaskManager; the max is the
+/// smallest `taskmanager.memory.process.size` that runs the shape without an OOM kill.
+fn bench_balance(shapes: u32) {
+    use rill::config::LoadBalanceMode;
+    use rill::jobmanager::balance::{evaluate, generated_shapes, wechat_shape};
+    let config = Configuration::new();
+    let modes = [
+        LoadBalanceMode::None,
+        LoadBalanceMode::Slots,
+        LoadBalanceMode::Tasks,
+    ];
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "{:<16} {:<6} {:>6} {:>12} {:>12}",
+        "shape", "mode", "range", "max MiB", "mean MiB"
+    );
+    let wechat = wechat_shape();
+    let mut none_max = 0;
+    for mode in modes {
+        if let Some(f) = evaluate(&wechat, mode, &config) {
+            println!(
+                "{:<16} {:<6} {:>6} {:>12.1} {:>12.1}",
+                wechat.name,
+                mode,
+                f.task_range,
+                mib(f.max_memory),
+                mib(f.mean_memory)
+            );
+            if mode == LoadBalanceMode::None {
+                none_max = f.max_memory;
+            } else if mode == LoadBalanceMode::Tasks {
+                println!(
+                    "wechat_tasks_memory_saving_vs_none: {:.1}%",
+                    100.0 * (1.0 - f.max_memory as f64 / none_max.max(1) as f64)
+                );
+            }
+        }
+    }
+    let corpus = generated_shapes(shapes, 2026);
+    for mode in modes {
+        let figures: Vec<_> = corpus
+            .iter()
+            .filter_map(|s| evaluate(s, mode, &config))
+            .collect();
+        let n = figures.len().max(1) as f64;
+        let range = figures.iter().map(|f| f.task_range as f64).sum::<f64>() / n;
+        let max = figures.iter().map(|f| mib(f.max_memory)).sum::<f64>() / n;
+        let mean = figures.iter().map(|f| mib(f.mean_memory)).sum::<f64>() / n;
+        println!(
+            "{:<16} {:<6} {:>6.2} {:>12.1} {:>12.1}   (averages over {} shapes)",
+            "generated",
+            mode,
+            range,
+            max,
+            mean,
+            figures.len()
+        );
+    }
 }

@@ -48,6 +48,20 @@ pub fn runtime(root: &Path, args: &RuntimeArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `cargo xtask bench balance`: task-count range and memory per TaskManager under each
+/// load-balance mode (`rill bench-balance`).
+pub fn balance(root: &Path) -> Result<(), Failure> {
+    let mut plan = Plan::new(2);
+    plan.run(Step::cargo(
+        "build",
+        root,
+        ["build", "--release", "--bin", "rill"],
+    ))?;
+    plan.run(Step::new("bench", root, release_binary(root, "rill")).args(["bench-balance"]))?;
+    plan.finish();
+    Ok(())
+}
+
 /// `target/release/<name>`, honouring CARGO_TARGET_DIR as cargo does.
 fn release_binary(root: &Path, name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")

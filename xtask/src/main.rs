@@ -68,7 +68,7 @@ enum BenchCommand {
     Sim,
     /// Recovery time and stall after a TaskManager failure (not implemented yet: issue #4)
     Recovery,
-    /// Task-count balance across TaskManagers (not implemented yet: issue #5)
+    /// Task-count range and memory per TaskManager under each load-balance mode
     Balance,
 }
 
@@ -83,9 +83,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Recovery) => {
             Err(Failure::not_implemented("cargo xtask bench recovery", 4))
         }
-        Command::Bench(BenchCommand::Balance) => {
-            Err(Failure::not_implemented("cargo xtask bench balance", 5))
-        }
+        Command::Bench(BenchCommand::Balance) => bench::balance(&root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

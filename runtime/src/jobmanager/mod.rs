@@ -4,6 +4,7 @@
 //! All state lives in one actor task fed by connection tasks through a channel, so every
 //! decision happens in one deterministic order (the simulator replays it bit for bit).
 
+pub mod balance;
 pub mod client;
 pub mod restart;
 pub mod scheduler;
