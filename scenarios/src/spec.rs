@@ -52,6 +52,7 @@ const EXPECT_KEYS: &[&str] = &[
     "max_stall",
     "max_recovery",
     "max_task_range",
+    "max_memory_skew_percent",
     "drain_within",
 ];
 
@@ -520,6 +521,7 @@ fn parse_expect(s: &Sec) -> Result<Expectations> {
         max_stall: s.duration("max_stall")?,
         max_recovery: s.duration("max_recovery")?,
         max_task_range: s.u32("max_task_range")?,
+        max_memory_skew_percent: s.u32("max_memory_skew_percent")?,
         drain_within: s.duration("drain_within")?,
     })
 }

@@ -207,5 +207,8 @@ fn write_expect(out: &mut Out, s: &Scenario) {
     if let Some(r) = e.max_task_range {
         out.raw("max_task_range", r);
     }
+    if let Some(p) = e.max_memory_skew_percent {
+        out.raw("max_memory_skew_percent", p);
+    }
     out.opt_dur("drain_within", e.drain_within);
 }

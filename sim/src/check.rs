@@ -41,6 +41,9 @@ pub fn check_all(
         verdicts.push(recovery_time(history, expect.max_recovery));
     }
     verdicts.push(balance(history, expect.max_task_range));
+    if let Some(bound) = expect.max_memory_skew_percent {
+        verdicts.push(memory_balance(history, bound));
+    }
     if let Some(bound) = expect.drain_within {
         verdicts.push(liveness(history, bound));
     }
@@ -386,6 +389,42 @@ pub fn balance(h: &RunHistory, bound: Option<u32>) -> Verdict {
     }
 }
 
+/// How far the fullest TaskManager's accounted memory is above the mean, in percent, at the
+/// worst sample (samples where no TaskManager holds anything are skipped).
+pub fn memory_balance(h: &RunHistory, bound_percent: u32) -> Verdict {
+    const NAME: &str = "memory-balance";
+    let mut by_time: BTreeMap<Duration, Vec<u64>> = BTreeMap::new();
+    for m in &h.memory {
+        by_time.entry(m.at).or_default().push(m.bytes);
+    }
+    let mut worst = (0.0f64, Duration::ZERO, 0u64, 0u64);
+    for (at, bytes) in &by_time {
+        let (max, sum) = (
+            bytes.iter().copied().max().unwrap_or(0),
+            bytes.iter().sum::<u64>(),
+        );
+        if sum == 0 {
+            continue;
+        }
+        let mean = sum as f64 / bytes.len() as f64;
+        let skew = 100.0 * (max as f64 - mean) / mean;
+        if skew > worst.0 {
+            worst = (skew, *at, max, mean as u64);
+        }
+    }
+    let (skew, at, max, mean) = worst;
+    let summary = format!(
+        "largest memory skew {skew:.1}% above the mean (at {})",
+        secs(at)
+    );
+    if skew > f64::from(bound_percent) {
+        let evidence = format!("at {}: the fullest TaskManager holds {max} bytes, the mean is {mean} (bound {bound_percent}%)", secs(at));
+        Verdict::fail(NAME, summary, evidence)
+    } else {
+        Verdict::pass(NAME, summary)
+    }
+}
+
 /// After the last fault ends, the job drains its input within `bound`. A fault that never ends
 /// (a crash without restart) counts from when it began.
 pub fn liveness(h: &RunHistory, bound: Duration) -> Verdict {
@@ -608,6 +647,26 @@ mod tests {
         };
         planned.faults.push(AppliedFault::planned(fault));
         assert!(!delivery(&planned, DeliveryMode::LossyAccounted, &input(4)).passed);
+    }
+
+    #[test]
+    fn memory_balance_measures_the_fullest_taskmanager_against_the_mean() {
+        use crate::history::MemorySample;
+        let mut h = history(Vec::new());
+        let sample = |tm, bytes| MemorySample {
+            at: Duration::from_millis(100),
+            taskmanager: tm,
+            bytes,
+        };
+        h.memory = vec![sample(1, 100), sample(2, 100), sample(3, 160)];
+        let v = memory_balance(&h, 10);
+        assert!(!v.passed, "{v:?}");
+        assert!(
+            v.summary.starts_with("largest memory skew 33.3%"),
+            "{}",
+            v.summary
+        );
+        assert!(memory_balance(&h, 40).passed);
     }
 
     #[test]

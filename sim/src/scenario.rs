@@ -47,6 +47,9 @@ pub struct Expectations {
     pub max_recovery: Option<Duration>,
     /// Largest allowed difference in task count between TaskManagers.
     pub max_task_range: Option<u32>,
+    /// Largest allowed excess of any TaskManager's accounted memory over the mean, in percent,
+    /// at any sample while the job runs.
+    pub max_memory_skew_percent: Option<u32>,
     /// After the last fault heals, the job must drain its input within this bound.
     pub drain_within: Option<Duration>,
 }
@@ -59,6 +62,7 @@ impl Default for Expectations {
             max_stall: None,
             max_recovery: None,
             max_task_range: None,
+            max_memory_skew_percent: None,
             drain_within: None,
         }
     }
