@@ -3,6 +3,8 @@
 pub mod operator;
 pub mod registry;
 pub mod stream;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod window;
 
 pub use operator::{ChainEvent, Collector, OperatorContext, Origin, Traceable};

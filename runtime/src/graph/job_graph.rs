@@ -359,29 +359,12 @@ fn build_vertices(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::operator::{ChainEvent, Collector};
+    use crate::api::testing::{log_source, Nop};
     use crate::api::{build_job, JobSpec, StreamEnv};
-    use crate::connectors::log::GeneratedLog;
-    use crate::connectors::LogSource;
     use crate::graph::default_slot_sharing_groups;
 
-    struct Nop;
-    impl<T> Collector<T> for Nop {
-        fn collect(&mut self, _: T) {}
-        fn event(&mut self, _: ChainEvent) {}
-    }
-
     fn source(env: &StreamEnv) -> crate::api::DataStream<crate::connectors::log::LogRecord> {
-        let log: Arc<dyn crate::connectors::log::PartitionedLog> =
-            Arc::new(GeneratedLog::new(1, 2, Some(10)));
-        env.source("src", move |ctx| {
-            Ok(Box::new(LogSource::new(
-                log.clone(),
-                ctx.parallelism,
-                ctx.subtask(),
-                None,
-            )) as _)
-        })
+        log_source(env, 2)
     }
 
     fn compile(env: StreamEnv) -> Result<JobGraph, JobError> {

@@ -338,13 +338,9 @@ mod tests {
     //! ...; here they are indices 0, 1, ... in creation order. Flink asserts "same region" and
     //! "distinct regions" pairwise; these tests assert the whole partition, which is stricter.
 
-    use std::sync::Arc;
-
     use super::*;
-    use crate::api::operator::{ChainEvent, Collector};
+    use crate::api::testing::{log_source, Nop};
     use crate::api::{build_job, JobSpec, StreamEnv};
-    use crate::connectors::log::GeneratedLog;
-    use crate::connectors::LogSource;
 
     const P: ResultType = ResultType::Pipelined;
     const B: ResultType = ResultType::Blocking;
@@ -713,23 +709,8 @@ mod tests {
         assert_eq!(restarts(&t, 5, &reconsumable), [5]);
     }
 
-    struct Nop;
-    impl<T> Collector<T> for Nop {
-        fn collect(&mut self, _: T) {}
-        fn event(&mut self, _: ChainEvent) {}
-    }
-
     fn source(env: &StreamEnv) -> crate::api::DataStream<crate::connectors::log::LogRecord> {
-        let log: Arc<dyn crate::connectors::log::PartitionedLog> =
-            Arc::new(GeneratedLog::new(1, 3, Some(10)));
-        env.source("src", move |ctx| {
-            Ok(Box::new(LogSource::new(
-                log.clone(),
-                ctx.parallelism,
-                ctx.subtask(),
-                None,
-            )) as _)
-        })
+        log_source(env, 3)
     }
 
     fn compile(env: StreamEnv) -> JobGraph {
