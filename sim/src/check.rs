@@ -292,9 +292,10 @@ fn longest_gap(
     best
 }
 
-/// From each disruptive fault to output back at 95% of its pre-fault rate (the mean over the
-/// 5 s before), measured over 1 s windows sliding by 100 ms; a job that finished counts as
-/// recovered when it did. Faults with no output before them have no baseline and are skipped.
+/// From each disruptive fault to the later of: output back at 95% of its pre-fault rate (the
+/// mean over the 5 s before, measured over 1 s windows sliding by 100 ms), and the job RUNNING
+/// again with every task deployed if it had restarted. A job that finished counts as recovered
+/// when it did. Faults with no output before them have no baseline and are skipped.
 pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
     const NAME: &str = "recovery";
     let times: Vec<Duration> = h.outputs.iter().map(|o| o.at).collect();
@@ -311,7 +312,7 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
             .take_while(|t| *t + window <= h.end)
             .find(|t| rate_in(&times, *t, *t + window) >= 0.95 * before);
         let took = match recovered {
-            Some(t) => t - at,
+            Some(t) => (t - at).max(running_again(h, at).unwrap_or(at) - at),
             None if h.job_status == "FINISHED" => h.end.saturating_sub(at),
             None => {
                 let summary = format!(
@@ -346,6 +347,19 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
         ),
         _ => Verdict::pass(NAME, summary),
     }
+}
+
+/// When the job was RUNNING again after restarting, if it restarted after `at`.
+fn running_again(h: &RunHistory, at: Duration) -> Option<Duration> {
+    let restarted = h
+        .job_statuses
+        .iter()
+        .find(|(t, s)| *t >= at && s == "RESTARTING")?
+        .0;
+    h.job_statuses
+        .iter()
+        .find(|(t, s)| *t >= restarted && s == "RUNNING")
+        .map(|(t, _)| *t)
 }
 
 /// Records per second in [from, to), over output times sorted ascending.

@@ -114,6 +114,9 @@ pub struct RunHistory {
     pub job_status: String,
     pub job_message: Option<String>,
     pub placements: Vec<Placement>,
+    /// The job's status whenever it changed (RUNNING, RESTARTING, ...), as the JobManager
+    /// reported it.
+    pub job_statuses: Vec<(Duration, String)>,
     pub memory: Vec<MemorySample>,
     pub memory_limit: Option<u64>,
     pub taskmanagers: u32,

@@ -957,6 +957,7 @@ mod tests {
                 .collect(),
             memory_limit: Some(64 << 20),
             taskmanagers: 2,
+            job_statuses: Vec::new(),
         }
     }
 

@@ -319,6 +319,7 @@ impl Driver {
             job_status,
             job_message,
             placements: placements(&statuses.lock().unwrap_or_else(|p| p.into_inner())),
+            job_statuses: status_changes(&statuses.lock().unwrap_or_else(|p| p.into_inner())),
             memory: self.memory,
             memory_limit: self.memory_limit,
             taskmanagers: s.cluster.taskmanagers,
@@ -360,6 +361,18 @@ fn no_effect_reason(fault: &Fault) -> &'static str {
         FaultKind::StoreFailure { .. } => "rill has no checkpoint store yet",
         _ => "not a simulated node",
     }
+}
+
+/// The job's status whenever it changed.
+fn status_changes(statuses: &[(Duration, JobStatusReport)]) -> Vec<(Duration, String)> {
+    let mut out: Vec<(Duration, String)> = Vec::new();
+    for (at, report) in statuses {
+        let status = format!("{:?}", report.status).to_uppercase();
+        if out.last().is_none_or(|(_, last)| *last != status) {
+            out.push((*at, status));
+        }
+    }
+    out
 }
 
 /// Tasks per TaskManager whenever they changed.
