@@ -45,6 +45,7 @@ fn every_spec_parses_and_is_named_after_its_file() {
         names,
         [
             "bench-crash-4x2",
+            "etl-crash-region",
             "jm-tm-partition",
             "long-pause",
             "loss-and-latency",
@@ -55,7 +56,8 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "store-failure",
             "swarm",
             "tm-crash-4x2",
-            "tm-crash-4x2-full"
+            "tm-crash-4x2-full",
+            "tm-crash-4x2-region"
         ]
     );
     for s in &all {

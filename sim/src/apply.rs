@@ -15,6 +15,7 @@ use madsim::runtime::Handle;
 use madsim::task::NodeId;
 
 use crate::fault::{Direction, Fault, FaultKind};
+use crate::store::SimCheckpointStore;
 
 /// madsim's default per-message latency, restored when no latency fault is active.
 pub const DEFAULT_LATENCY: Range<Duration> = Duration::from_millis(1)..Duration::from_millis(10);
@@ -27,6 +28,8 @@ pub struct FaultState {
     clog_in: BTreeMap<String, u32>,
     clog_out: BTreeMap<String, u32>,
     clog_link: BTreeMap<(String, String), u32>,
+    /// The checkpoint store `store-failure` faults act on.
+    store: SimCheckpointStore,
 }
 
 /// Adds one holder; true when the control must now be switched on.
@@ -48,6 +51,13 @@ fn release<K: Ord>(map: &mut BTreeMap<K, u32>, key: K) -> bool {
 }
 
 impl FaultState {
+    pub fn new(store: SimCheckpointStore) -> Self {
+        FaultState {
+            store,
+            ..FaultState::default()
+        }
+    }
+
     pub fn is_down(&self, node: &str) -> bool {
         self.down.get(node).is_some_and(|n| *n > 0)
     }
@@ -103,7 +113,8 @@ impl FaultState {
                 }
             }
             FaultKind::PacketLoss { .. } | FaultKind::Latency { .. } => {}
-            FaultKind::ClockSkew { .. } | FaultKind::StoreFailure { .. } => return false,
+            FaultKind::StoreFailure { mode, .. } => self.store.set(*mode, true),
+            FaultKind::ClockSkew { .. } => return false,
         }
         true
     }
@@ -166,6 +177,10 @@ impl FaultState {
                     handle.resume(targets[0]);
                 }
                 "resume"
+            }
+            FaultKind::StoreFailure { mode, .. } => {
+                self.store.set(*mode, false);
+                "store healthy"
             }
             _ => "end",
         }

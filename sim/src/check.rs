@@ -33,7 +33,7 @@ pub fn check_all(
         (_, None) => verdicts.push(Verdict::fail(
             "delivery",
             "not checkable",
-            "this job's outputs carry no provenance (only keyed-count's do); set delivery = \"unchecked\"",
+            "this job's outputs carry no provenance (only keyed-count's and etl's do); set delivery = \"unchecked\"",
         )),
     }
     verdicts.push(zero_stall(history, expect.max_stall));

@@ -10,10 +10,12 @@ use madsim::runtime::{Handle, NodeHandle};
 use rill::config::Configuration;
 use rill::connectors::CollectStore;
 use rill::jobmanager::client::{submit_job, SubmitError};
-use rill::jobmanager::run_jobmanager;
+use rill::jobmanager::{run_jobmanager_with, JobManagerServices};
 use rill::rpc::JobStatusReport;
 use rill::taskmanager::{MemoryAccount, TaskManager, TaskManagerOptions};
 use rill::JobSpec;
+
+use crate::store::SimCheckpointStore;
 
 pub const JOBMANAGER_PORT: u16 = 6123;
 pub const DATA_PORT: u16 = 6121;
@@ -34,6 +36,8 @@ pub struct SimCluster {
     /// Every node by name: `jm`, `tm-1`.., `client`.
     pub nodes: BTreeMap<String, NodeHandle>,
     pub collect: CollectStore,
+    /// The JobManager's checkpoint store (the external system `store-failure` faults hit).
+    pub checkpoint_store: SimCheckpointStore,
     pub memory: MemoryAccounts,
     config: Configuration,
 }
@@ -55,7 +59,11 @@ impl SimCluster {
             .with("taskmanager.numberOfTaskSlots", &spec.slots.to_string())
             .expect("slots > 0");
         let mut nodes = BTreeMap::new();
-        nodes.insert("jm".to_string(), Self::jm_node(&handle, &config));
+        let checkpoint_store = SimCheckpointStore::default();
+        nodes.insert(
+            "jm".to_string(),
+            Self::jm_node(&handle, &config, &checkpoint_store),
+        );
         let collect = CollectStore::new();
         let memory = MemoryAccounts::default();
         for i in 1..=spec.taskmanagers {
@@ -74,24 +82,28 @@ impl SimCluster {
             handle,
             nodes,
             collect,
+            checkpoint_store,
             memory,
             config,
         }
     }
 
-    fn jm_node(handle: &Handle, config: &Configuration) -> NodeHandle {
+    fn jm_node(handle: &Handle, config: &Configuration, store: &SimCheckpointStore) -> NodeHandle {
         let config = config.clone();
+        let services = JobManagerServices {
+            checkpoint_store: Arc::new(store.clone()),
+        };
         handle
             .create_node()
             .name("jm")
             .ip(jm_ip())
             .init(move || {
-                let config = config.clone();
+                let (config, services) = (config.clone(), services.clone());
                 async move {
                     let listener = tokio::net::TcpListener::bind((jm_ip(), JOBMANAGER_PORT))
                         .await
                         .expect("bind jm");
-                    run_jobmanager(listener, config).await
+                    run_jobmanager_with(listener, config, services).await
                 }
             })
             .build()

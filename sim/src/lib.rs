@@ -19,6 +19,7 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod shrink;
+pub mod store;
 pub mod swarm;
 pub mod trace;
 
@@ -27,6 +28,7 @@ pub use history::{
     AppliedFault, MemorySample, OutputRecord, Placement, RunHistory, TraceLine, Verdict,
 };
 pub use scenario::{ClusterShape, DeliveryMode, Expectations, JobOutcome, Scenario, Swarm};
+pub use store::SimCheckpointStore;
 
 /// The command that replays a simulated test under `seed`.
 pub fn replay_command(test: &str, seed: u64) -> String {

@@ -76,9 +76,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
     run_with_faults(scenario, seed, fault_plan(scenario, seed))
 }
 
-/// For jobs whose outputs carry provenance (keyed-count): every input record and its key.
+/// Jobs whose outputs carry provenance: one output per input record, naming it.
+const PROVENANCE_JOBS: &[&str] = &["keyed-count", "etl"];
+
+/// For jobs whose outputs carry provenance: every input record and its key.
 fn expected_input(s: &Scenario) -> Option<ExpectedInput> {
-    if s.job.name != "keyed-count" {
+    if !PROVENANCE_JOBS.contains(&s.job.name.as_str()) {
         return None;
     }
     let log = primary_input(&s.job).ok()?;
@@ -135,8 +138,16 @@ async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHis
     trace.set_start(start);
     let statuses: Arc<Mutex<Vec<(Duration, JobStatusReport)>>> = Arc::default();
     let sink = statuses.clone();
-    // The harness checks what sinks received, so sinks always collect.
-    let spec = s.job.clone().with("sink", "collect");
+    // The harness checks what sinks received, so sinks always collect: directly, or in two
+    // phases if the scenario asks for the transactional sink.
+    let transactional =
+        s.job.params.get("sink").map(String::as_str) == Some("collect-transactional");
+    let sink_kind = if transactional {
+        "collect-transactional"
+    } else {
+        "collect"
+    };
+    let spec = s.job.clone().with("sink", sink_kind);
     let mut job = cluster.submit(&spec, move |r| {
         sink.lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -148,6 +159,7 @@ async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHis
         .map(|(i, f)| (f.at, Step::Begin(i)))
         .collect();
     timeline.sort();
+    let state = FaultState::new(cluster.checkpoint_store.clone());
     let mut driver = Driver {
         handle,
         cluster,
@@ -156,7 +168,7 @@ async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHis
         timeline,
         memory_limit,
         memory: Vec::new(),
-        state: FaultState::default(),
+        state,
     };
     let mut next_sample = Duration::ZERO;
     let result = loop {
@@ -294,6 +306,8 @@ impl Driver {
         statuses: &Mutex<Vec<(Duration, JobStatusReport)>>,
     ) -> RunHistory {
         let end = self.start.elapsed();
+        // One lock for both views: a second lock in the same expression would deadlock.
+        let statuses = statuses.lock().unwrap_or_else(|p| p.into_inner());
         let (job_status, job_message) = match result {
             None => (
                 "RUNNING".to_string(),
@@ -318,8 +332,8 @@ impl Driver {
             trace: Vec::new(),
             job_status,
             job_message,
-            placements: placements(&statuses.lock().unwrap_or_else(|p| p.into_inner())),
-            job_statuses: status_changes(&statuses.lock().unwrap_or_else(|p| p.into_inner())),
+            placements: placements(&statuses),
+            job_statuses: status_changes(&statuses),
             memory: self.memory,
             memory_limit: self.memory_limit,
             taskmanagers: s.cluster.taskmanagers,
@@ -358,7 +372,6 @@ impl Driver {
 fn no_effect_reason(fault: &Fault) -> &'static str {
     match fault.kind {
         FaultKind::ClockSkew { .. } => "rill has no processing-time operators yet",
-        FaultKind::StoreFailure { .. } => "rill has no checkpoint store yet",
         _ => "not a simulated node",
     }
 }

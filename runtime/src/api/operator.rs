@@ -8,10 +8,11 @@
 use std::hash::Hash;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::ExecutionAttemptId;
-use crate::state::KeyedState;
+use crate::state::{KeyedState, OperatorState, TaskStateHandle};
 use crate::taskmanager::TaskServices;
 
 /// A control event flowing down an operator chain, in order with the records.
@@ -23,6 +24,12 @@ pub enum ChainEvent {
     Flush,
     /// The input is exhausted: emit what is pending and close.
     Finish,
+    /// Checkpoint barrier `n`: everything before it belongs to checkpoint `n`. Stateful
+    /// operators record their state in the task's `TaskStateHandle` as it passes; writers
+    /// forward it to every consumer.
+    Barrier(u64),
+    /// Checkpoint `n` is complete everywhere: transactional sinks commit what they staged.
+    CheckpointComplete(u64),
 }
 
 /// The receiving end of an operator: the next operator, a sink, or a network writer.
@@ -50,12 +57,44 @@ pub struct OperatorContext {
     pub parallelism: u32,
     pub max_parallelism: u32,
     pub operator_name: String,
+    /// The operator's logical node id: names its state in checkpoints.
+    pub node: u32,
+    /// Where the operator records its state at a barrier and finds its restored state.
+    pub state: TaskStateHandle,
     pub services: TaskServices,
 }
 
 impl OperatorContext {
     pub fn subtask(&self) -> u32 {
         self.attempt.subtask
+    }
+
+    /// This operator's state in the checkpoint the attempt restores from, if any.
+    pub fn restored(&self) -> Option<&OperatorState> {
+        self.state.restored(self.node)
+    }
+
+    /// The operator's handle for recording its state at barriers.
+    pub fn state_slot(&self) -> StateSlot {
+        StateSlot {
+            node: self.node,
+            max_parallelism: self.max_parallelism,
+            handle: self.state.clone(),
+        }
+    }
+}
+
+/// One operator's place in its task's checkpoints.
+#[derive(Clone)]
+pub struct StateSlot {
+    pub node: u32,
+    pub max_parallelism: u32,
+    handle: TaskStateHandle,
+}
+
+impl StateSlot {
+    pub fn put(&self, state: OperatorState) {
+        self.handle.put(self.node, state)
     }
 }
 
@@ -149,14 +188,33 @@ pub(crate) struct KeyedAggregateOp<T, K, A, U> {
     pub add: AddFn<T, A>,
     pub emit: EmitFn<K, A, T, U>,
     pub state: KeyedState<K, A>,
+    pub slot: StateSlot,
     pub down: Out<U>,
+}
+
+impl<T, K, A, U> KeyedAggregateOp<T, K, A, U>
+where
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned,
+{
+    fn checkpoint(&self) {
+        match self.state.snapshot(self.slot.max_parallelism) {
+            Ok(keyed) => self.slot.put(OperatorState {
+                keyed,
+                operator: None,
+            }),
+            // Without its state the checkpoint would restore wrong counts: leave it out, so
+            // the checkpoint never completes (the coordinator times it out).
+            Err(e) => tracing::error!(error = %e, "keyed state snapshot failed"),
+        }
+    }
 }
 
 impl<T, K, A, U> Collector<T> for KeyedAggregateOp<T, K, A, U>
 where
     T: Send,
-    K: Hash + Eq + Clone + Send + 'static,
-    A: Send + 'static,
+    K: Hash + Eq + Clone + Send + Serialize + DeserializeOwned + 'static,
+    A: Send + Serialize + DeserializeOwned + 'static,
     U: Send,
 {
     fn collect(&mut self, item: T) {
@@ -167,6 +225,9 @@ where
         self.down.collect(out);
     }
     fn event(&mut self, event: ChainEvent) {
+        if let ChainEvent::Barrier(_) = event {
+            self.checkpoint();
+        }
         self.down.event(event)
     }
 }

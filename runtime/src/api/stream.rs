@@ -255,7 +255,15 @@ impl<T: Data> DataStream<T> {
 
     pub fn key_by<K>(self, key: impl Fn(&T) -> K + Send + Sync + 'static) -> KeyedStream<T, K>
     where
-        K: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
+        K: Hash
+            + Eq
+            + Clone
+            + Send
+            + Sync
+            + std::fmt::Debug
+            + Serialize
+            + DeserializeOwned
+            + 'static,
     {
         let key: KeyFn<T, K> = Arc::new(key);
         let hash_key = key.clone();
@@ -387,7 +395,7 @@ pub struct KeyedStream<T, K> {
 
 impl<T: Data, K> KeyedStream<T, K>
 where
-    K: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
+    K: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + Serialize + DeserializeOwned + 'static,
 {
     /// Keyed aggregation: `add` folds each record into the key's accumulator (created by
     /// `init`), and `emit` produces one output per record from the updated accumulator.
@@ -399,7 +407,7 @@ where
         emit: impl Fn(&K, &A, &T) -> U + Send + Sync + 'static,
     ) -> DataStream<U>
     where
-        A: Send + 'static,
+        A: Send + Serialize + DeserializeOwned + 'static,
         U: Data,
     {
         let key = self.key.clone();
@@ -407,12 +415,17 @@ where
         let add: AddFn<T, A> = Arc::new(add);
         let emit: EmitFn<K, A, T, U> = Arc::new(emit);
         self.stream.operator(name, move |down: Out<U>, ctx| {
+            let mut state = KeyedState::new(ctx.services.memory.clone());
+            if let Some(restored) = ctx.restored() {
+                state.restore(&restored.keyed).map_err(JobError::State)?;
+            }
             Ok(Box::new(KeyedAggregateOp {
                 key: key.clone(),
                 init: init.clone(),
                 add: add.clone(),
                 emit: emit.clone(),
-                state: KeyedState::new(ctx.services.memory.clone()),
+                state,
+                slot: ctx.state_slot(),
                 down,
             }) as Out<T>)
         })
@@ -449,7 +462,7 @@ where
         emit: impl Fn(&K, super::window::Window, &A) -> U + Send + Sync + 'static,
     ) -> DataStream<U>
     where
-        A: Send + 'static,
+        A: Send + Serialize + DeserializeOwned + 'static,
         U: Data,
         K: Ord,
     {

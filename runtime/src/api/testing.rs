@@ -19,11 +19,6 @@ impl<T> Collector<T> for Nop {
 pub fn log_source(env: &StreamEnv, partitions: u32) -> DataStream<LogRecord> {
     let log: Arc<dyn PartitionedLog> = Arc::new(GeneratedLog::new(1, partitions, Some(10)));
     env.source("src", move |ctx| {
-        Ok(Box::new(LogSource::new(
-            log.clone(),
-            ctx.parallelism,
-            ctx.subtask(),
-            None,
-        )) as _)
+        Ok(Box::new(LogSource::open(log.clone(), ctx, None)?) as _)
     })
 }

@@ -8,7 +8,12 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use super::operator::{AddFn, ChainEvent, Collector, KeyFn, OperatorContext, Out};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::operator::{AddFn, ChainEvent, Collector, KeyFn, OperatorContext, Out, StateSlot};
+use crate::state::snapshot::{decode, encode};
+use crate::state::{key_group, key_hash, OperatorState};
 
 /// Produces a window's output from key, window and accumulator.
 type WindowEmitFn<K, A, U> = Arc<dyn Fn(&K, Window, &A) -> U + Send + Sync>;
@@ -36,8 +41,8 @@ pub(crate) struct TumblingSpec<T, K, A, U> {
 impl<T, K, A, U> TumblingSpec<T, K, A, U>
 where
     T: Send + 'static,
-    K: Hash + Eq + Ord + Clone + Send + 'static,
-    A: Send + 'static,
+    K: Hash + Eq + Ord + Clone + Send + Serialize + DeserializeOwned + 'static,
+    A: Send + Serialize + DeserializeOwned + 'static,
     U: Send + 'static,
 {
     pub fn new(
@@ -58,7 +63,17 @@ where
         }
     }
 
-    pub fn instantiate(&self, down: Out<U>, _ctx: &OperatorContext) -> Result<Out<T>, JobError> {
+    pub fn instantiate(&self, down: Out<U>, ctx: &OperatorContext) -> Result<Out<T>, JobError> {
+        let (mut windows, mut watermark) = (BTreeMap::new(), 0);
+        if let Some(restored) = ctx.restored() {
+            for bytes in restored.keyed.values() {
+                let entries: Vec<((u64, K), A)> = decode(bytes).map_err(JobError::State)?;
+                windows.extend(entries);
+            }
+            if let Some(wm) = &restored.operator {
+                watermark = decode(wm).map_err(JobError::State)?;
+            }
+        }
         Ok(Box::new(TumblingWindowOp {
             key: self.key.clone(),
             size_ms: self.size_ms,
@@ -66,9 +81,10 @@ where
             init: self.init.clone(),
             add: self.add.clone(),
             emit: self.emit.clone(),
-            windows: BTreeMap::new(),
-            watermark: 0,
+            windows,
+            watermark,
             dropped_late: 0,
+            slot: ctx.state_slot(),
             down,
         }))
     }
@@ -85,6 +101,7 @@ struct TumblingWindowOp<T, K, A, U> {
     windows: BTreeMap<(u64, K), A>,
     watermark: u64,
     dropped_late: u64,
+    slot: StateSlot,
     down: Out<U>,
 }
 
@@ -108,11 +125,34 @@ where
     }
 }
 
+impl<T, K, A, U> TumblingWindowOp<T, K, A, U>
+where
+    K: Hash + Ord + Clone + Serialize,
+    A: Serialize,
+{
+    /// Open windows as keyed state by the key group of their key; the watermark as the
+    /// subtask's own state.
+    fn checkpoint(&self) -> Result<OperatorState, String> {
+        let mut groups: BTreeMap<u32, Vec<(&(u64, K), &A)>> = BTreeMap::new();
+        for entry in &self.windows {
+            let group = key_group(key_hash(&entry.0 .1), self.slot.max_parallelism);
+            groups.entry(group).or_default().push(entry);
+        }
+        Ok(OperatorState {
+            keyed: groups
+                .into_iter()
+                .map(|(g, entries)| Ok((g, encode(&entries)?)))
+                .collect::<Result<_, String>>()?,
+            operator: Some(encode(&self.watermark)?),
+        })
+    }
+}
+
 impl<T, K, A, U> Collector<T> for TumblingWindowOp<T, K, A, U>
 where
     T: Send,
-    K: Hash + Eq + Ord + Clone + Send,
-    A: Send,
+    K: Hash + Eq + Ord + Clone + Send + Serialize,
+    A: Send + Serialize,
     U: Send,
 {
     fn collect(&mut self, item: T) {
@@ -139,6 +179,10 @@ where
                 self.fire_until(wm);
             }
             ChainEvent::Finish => self.fire_until(u64::MAX),
+            ChainEvent::Barrier(_) => match self.checkpoint() {
+                Ok(state) => self.slot.put(state),
+                Err(e) => tracing::error!(error = %e, "window state snapshot failed"),
+            },
             _ => {}
         }
         self.down.event(event)

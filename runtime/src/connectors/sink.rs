@@ -1,5 +1,6 @@
 //! Sinks: discarding, collecting (with provenance, for the harness) and file.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -17,8 +18,12 @@ use crate::api::JobError;
 pub enum SinkSpec {
     /// Count and drop (benchmarks).
     Discard,
-    /// Keep every record with its provenance in the TaskManager's `CollectStore`.
+    /// Keep every record with its provenance in the TaskManager's `CollectStore`, visible as
+    /// soon as a batch is flushed (at-least-once across restarts).
     Collect,
+    /// The same store written in two phases: records are staged per checkpoint and become
+    /// visible when the checkpoint completes (exactly-once with checkpoints).
+    CollectTransactional,
     /// One text file per sink subtask under this directory.
     File(PathBuf),
 }
@@ -29,10 +34,11 @@ impl std::str::FromStr for SinkSpec {
         match s {
             "discard" => Ok(SinkSpec::Discard),
             "collect" => Ok(SinkSpec::Collect),
+            "collect-transactional" => Ok(SinkSpec::CollectTransactional),
             _ => match s.strip_prefix("file:") {
                 Some(path) if !path.is_empty() => Ok(SinkSpec::File(PathBuf::from(path))),
                 _ => Err(format!(
-                    "unknown sink '{s}': expected discard, collect or file:DIR"
+                    "unknown sink '{s}': expected discard, collect, collect-transactional or file:DIR"
                 )),
             },
         }
@@ -47,7 +53,8 @@ impl SinkSpec {
     {
         Ok(match self {
             SinkSpec::Discard => Box::new(DiscardSink),
-            SinkSpec::Collect => Box::new(CollectSink::new(ctx)?),
+            SinkSpec::Collect => Box::new(CollectSink::new(ctx, false)?),
+            SinkSpec::CollectTransactional => Box::new(CollectSink::new(ctx, true)?),
             SinkSpec::File(dir) => Box::new(FileSink::create(dir, ctx)?),
         })
     }
@@ -67,7 +74,8 @@ pub struct CollectedRecord {
     pub sink: Arc<str>,
     /// The TaskManager the sink subtask ran on.
     pub taskmanager: Arc<str>,
-    /// When the sink received it (`tokio::time`, so virtual time under the simulator).
+    /// When the record became visible in the store (`tokio::time`, so virtual time under the
+    /// simulator): when its batch was flushed, or its transaction committed.
     pub at: tokio::time::Instant,
     pub subtask: u32,
     /// The attempt of the sink subtask that wrote it (fencing evidence for the harness).
@@ -78,12 +86,42 @@ pub struct CollectedRecord {
     pub payload: Bytes,
 }
 
+/// Names one sink subtask's writes: the writer the store fences by attempt.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct WriterKey {
+    sink: Arc<str>,
+    subtask: u32,
+}
+
+#[derive(Debug, Default)]
+struct StoreInner {
+    /// Visible records, in the batches the sinks flushed or committed.
+    batches: Vec<Vec<CollectedRecord>>,
+    /// The newest attempt that opened each sink subtask: writes of older ones are refused.
+    writers: BTreeMap<WriterKey, u32>,
+    /// Pre-committed transactions per sink subtask, by checkpoint id.
+    staged: BTreeMap<WriterKey, BTreeMap<u64, Vec<Vec<CollectedRecord>>>>,
+    /// Records refused because their writer's attempt had been replaced.
+    fenced: u64,
+}
+
+/// A write from an attempt that has been replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("write of attempt {attempt} refused: attempt {current} owns this sink subtask")]
+pub struct Fenced {
+    pub attempt: u32,
+    pub current: u32,
+}
+
 /// Where collecting sinks put their records: handed to each TaskManager as a service, so it is
-/// shared in-process (LocalCluster, simulator) without any global state. Records are kept in
-/// the batches the sinks flushed, so a large output is never copied to grow one vector.
+/// shared in-process (LocalCluster, simulator) without any global state. It plays the external
+/// system a real sink writes to, with what makes exactly-once possible there: writers fenced by
+/// attempt (a zombie from a replaced attempt cannot write) and transactions staged per
+/// checkpoint that become visible on commit. Records are kept in the batches the sinks wrote,
+/// so a large output is never copied to grow one vector.
 #[derive(Debug, Clone, Default)]
 pub struct CollectStore {
-    batches: Arc<Mutex<Vec<Vec<CollectedRecord>>>>,
+    inner: Arc<Mutex<StoreInner>>,
 }
 
 impl CollectStore {
@@ -91,43 +129,166 @@ impl CollectStore {
         Self::default()
     }
 
-    fn append(&self, batch: Vec<CollectedRecord>) {
-        if !batch.is_empty() {
-            self.lock().push(batch);
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, StoreInner> {
+        crate::util::lock(&self.inner)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<CollectedRecord>>> {
-        crate::util::lock(&self.batches)
+    /// Makes `attempt` the writer of a sink subtask, fencing every older attempt. A restored
+    /// writer commits the transactions of the checkpoint it restores (and the ones before it,
+    /// whose commit may not have happened) and aborts the later ones; a fresh one aborts all.
+    fn open(&self, key: &WriterKey, attempt: u32, restored: Option<u64>) -> Result<(), Fenced> {
+        let mut inner = self.lock();
+        let current = inner.writers.entry(key.clone()).or_insert(attempt);
+        if *current > attempt {
+            return Err(Fenced {
+                attempt,
+                current: *current,
+            });
+        }
+        *current = attempt;
+        let staged = inner.staged.remove(key).unwrap_or_default();
+        let now = tokio::time::Instant::now();
+        for (checkpoint, batches) in staged {
+            if restored.is_some_and(|c| checkpoint <= c) {
+                for batch in batches {
+                    inner.batches.push(restamp(batch, now));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the writer's attempt; counts refused records.
+    fn admit(
+        inner: &mut StoreInner,
+        key: &WriterKey,
+        attempt: u32,
+        records: usize,
+    ) -> Result<(), Fenced> {
+        let current = inner.writers.get(key).copied().unwrap_or(attempt);
+        if current != attempt {
+            inner.fenced += records as u64;
+            return Err(Fenced { attempt, current });
+        }
+        Ok(())
+    }
+
+    /// Makes a batch visible at once.
+    fn append(
+        &self,
+        key: &WriterKey,
+        attempt: u32,
+        batch: Vec<CollectedRecord>,
+    ) -> Result<(), Fenced> {
+        let mut inner = self.lock();
+        Self::admit(&mut inner, key, attempt, batch.len())?;
+        if !batch.is_empty() {
+            inner.batches.push(batch);
+        }
+        Ok(())
+    }
+
+    /// Pre-commits a batch under checkpoint `checkpoint`: stored, not yet visible.
+    fn stage(
+        &self,
+        key: &WriterKey,
+        attempt: u32,
+        checkpoint: u64,
+        batch: Vec<CollectedRecord>,
+    ) -> Result<(), Fenced> {
+        let mut inner = self.lock();
+        Self::admit(&mut inner, key, attempt, batch.len())?;
+        if !batch.is_empty() {
+            let staged = inner.staged.entry(key.clone()).or_default();
+            staged.entry(checkpoint).or_default().push(batch);
+        }
+        Ok(())
+    }
+
+    /// Commits every transaction of the writer up to and including `checkpoint`.
+    fn commit(&self, key: &WriterKey, attempt: u32, checkpoint: u64) -> Result<usize, Fenced> {
+        let mut inner = self.lock();
+        let pending: usize = inner
+            .staged
+            .get(key)
+            .map(|s| {
+                s.range(..=checkpoint)
+                    .flat_map(|(_, b)| b)
+                    .map(Vec::len)
+                    .sum()
+            })
+            .unwrap_or(0);
+        Self::admit(&mut inner, key, attempt, pending)?;
+        let Some(staged) = inner.staged.get_mut(key) else {
+            return Ok(0);
+        };
+        let later = match checkpoint.checked_add(1) {
+            Some(next) => staged.split_off(&next),
+            None => BTreeMap::new(),
+        };
+        let done = std::mem::replace(staged, later);
+        let now = tokio::time::Instant::now();
+        for batch in done.into_values().flatten() {
+            inner.batches.push(restamp(batch, now));
+        }
+        Ok(pending)
+    }
+
+    /// Records refused so far because their attempt had been replaced.
+    pub fn fenced(&self) -> u64 {
+        self.lock().fenced
+    }
+
+    /// Records staged in transactions not committed (yet).
+    pub fn staged(&self) -> usize {
+        let inner = self.lock();
+        inner
+            .staged
+            .values()
+            .flat_map(|s| s.values())
+            .flatten()
+            .map(Vec::len)
+            .sum()
     }
 
     pub fn len(&self) -> usize {
-        self.lock().iter().map(Vec::len).sum()
+        self.lock().batches.iter().map(Vec::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Moves every record out in arrival order, leaving the store empty.
+    /// Moves every visible record out in arrival order, leaving none visible.
     pub fn take(&self) -> impl Iterator<Item = CollectedRecord> {
-        std::mem::take(&mut *self.lock()).into_iter().flatten()
+        std::mem::take(&mut self.lock().batches)
+            .into_iter()
+            .flatten()
     }
 
     pub fn records(&self) -> Vec<CollectedRecord> {
-        self.lock().iter().flatten().cloned().collect()
+        self.lock().batches.iter().flatten().cloned().collect()
     }
 
-    /// Every record decoded as `T`, with its metadata, in arrival order.
+    /// Every visible record decoded as `T`, with its metadata, in arrival order.
     pub fn decoded<T: DeserializeOwned>(
         &self,
     ) -> Result<Vec<(CollectedRecord, T)>, bincode::Error> {
         self.lock()
+            .batches
             .iter()
             .flatten()
             .map(|r| Ok((r.clone(), bincode::deserialize(&r.payload)?)))
             .collect()
     }
+}
+
+/// Records become visible when they are committed: that is their output time.
+fn restamp(mut batch: Vec<CollectedRecord>, at: tokio::time::Instant) -> Vec<CollectedRecord> {
+    for r in &mut batch {
+        r.at = at;
+    }
+    batch
 }
 
 /// A record waiting for its batch to be flushed: its payload is a range of the batch buffer.
@@ -139,50 +300,101 @@ struct Pending {
 
 struct CollectSink {
     store: CollectStore,
-    sink: Arc<str>,
+    writer: WriterKey,
     taskmanager: Arc<str>,
-    subtask: u32,
     attempt: u32,
+    /// Two-phase: flushed batches wait in `uncommitted` until a barrier stages them.
+    transactional: bool,
     pending: Vec<Pending>,
     /// Payloads of the pending records, back to back: one buffer per batch, not one per record.
     buffer: BytesMut,
+    /// Flushed since the last barrier (two-phase only).
+    uncommitted: Vec<Vec<CollectedRecord>>,
+    /// Set once the store refused this attempt: it has been replaced, so it writes nothing more.
+    fenced: bool,
 }
 
 impl CollectSink {
-    fn new(ctx: &OperatorContext) -> Result<Self, JobError> {
+    fn new(ctx: &OperatorContext, transactional: bool) -> Result<Self, JobError> {
         let store = ctx.services.collect.clone().ok_or_else(|| {
             JobError::Sink(
                 "sink=collect needs an in-process CollectStore (rill local or the simulator)"
                     .into(),
             )
         })?;
+        let writer = WriterKey {
+            sink: Arc::from(ctx.operator_name.as_str()),
+            subtask: ctx.subtask(),
+        };
+        store
+            .open(
+                &writer,
+                ctx.attempt.attempt,
+                ctx.state.restored_checkpoint(),
+            )
+            .map_err(|e| JobError::Sink(e.to_string()))?;
         Ok(CollectSink {
             store,
-            sink: Arc::from(ctx.operator_name.as_str()),
+            writer,
             taskmanager: Arc::from(ctx.services.tm_name.as_str()),
-            subtask: ctx.subtask(),
             attempt: ctx.attempt.attempt,
+            transactional,
             pending: Vec::new(),
             buffer: BytesMut::new(),
+            uncommitted: Vec::new(),
+            fenced: false,
         })
     }
 
     fn flush(&mut self) {
         let payloads = self.buffer.split().freeze();
-        let batch = self
+        let batch: Vec<CollectedRecord> = self
             .pending
             .drain(..)
             .map(|p| CollectedRecord {
-                sink: self.sink.clone(),
+                sink: self.writer.sink.clone(),
                 taskmanager: self.taskmanager.clone(),
                 at: p.at,
-                subtask: self.subtask,
+                subtask: self.writer.subtask,
                 attempt: self.attempt,
                 origin: p.origin,
                 payload: payloads.slice(p.payload),
             })
             .collect();
-        self.store.append(batch);
+        if batch.is_empty() {
+            return;
+        }
+        if self.transactional {
+            self.uncommitted.push(batch);
+        } else {
+            let result = self.store.append(&self.writer, self.attempt, batch);
+            self.check(result);
+        }
+    }
+
+    /// Barrier: what was flushed since the last one is pre-committed under this checkpoint.
+    fn stage(&mut self, checkpoint: u64) {
+        self.flush();
+        for batch in std::mem::take(&mut self.uncommitted) {
+            let result = self
+                .store
+                .stage(&self.writer, self.attempt, checkpoint, batch);
+            self.check(result);
+        }
+    }
+
+    fn commit(&mut self, checkpoint: u64) {
+        let result = self.store.commit(&self.writer, self.attempt, checkpoint);
+        self.check(result.map(|_| ()));
+    }
+
+    fn check(&mut self, result: Result<(), Fenced>) {
+        if let Err(e) = result {
+            if !self.fenced {
+                tracing::warn!(sink = %self.writer.sink, subtask = self.writer.subtask, error = %e, "sink write fenced");
+            }
+            self.fenced = true;
+        }
     }
 }
 
@@ -200,8 +412,18 @@ impl<T: Serialize + Traceable + Send> Collector<T> for CollectSink {
         });
     }
     fn event(&mut self, event: ChainEvent) {
-        if matches!(event, ChainEvent::Flush | ChainEvent::Finish) {
-            self.flush();
+        match event {
+            ChainEvent::Flush => self.flush(),
+            ChainEvent::Barrier(id) if self.transactional => self.stage(id),
+            ChainEvent::CheckpointComplete(id) if self.transactional => self.commit(id),
+            // End of input: nothing more can change this output, so it is committed now
+            // rather than waiting for a final checkpoint (which rill does not take).
+            ChainEvent::Finish if self.transactional => {
+                self.stage(u64::MAX);
+                self.commit(u64::MAX);
+            }
+            ChainEvent::Finish => self.flush(),
+            _ => {}
         }
     }
 }

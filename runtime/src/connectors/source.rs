@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::api::operator::{ChainEvent, Collector, Origin, Out};
+use crate::api::operator::{ChainEvent, Collector, OperatorContext, Origin, Out};
 use crate::api::JobError;
+use crate::state::snapshot::{decode, encode};
+use serde::{Deserialize, Serialize};
 
 use super::log::{assign_partitions, LogRecord, PartitionedLog};
 
@@ -26,6 +28,10 @@ pub trait SourceReader<T>: Send {
     fn watermark(&self) -> Option<u64>;
     /// Records per second this reader should emit (pacing), if limited.
     fn rate(&self) -> Option<f64>;
+    /// The reader's position for a checkpoint (what it will read next), if it can rewind.
+    fn snapshot(&self) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
 }
 
 /// A source reader together with its operator chain, with the record type erased: what a
@@ -35,6 +41,8 @@ pub trait SourceDriver: Send {
     fn event(&mut self, event: ChainEvent);
     fn watermark(&self) -> Option<u64>;
     fn rate(&self) -> Option<f64>;
+    /// The reader's position for a checkpoint.
+    fn snapshot(&self) -> Result<Option<Vec<u8>>, String>;
 }
 
 pub(crate) struct TypedSourceDriver<T> {
@@ -60,6 +68,9 @@ impl<T: Send> SourceDriver for TypedSourceDriver<T> {
     }
     fn rate(&self) -> Option<f64> {
         self.reader.rate()
+    }
+    fn snapshot(&self) -> Result<Option<Vec<u8>>, String> {
+        self.reader.snapshot()
     }
 }
 
@@ -105,6 +116,32 @@ impl LogSource {
             rate,
             batch: Vec::new(),
         }
+    }
+
+    /// The reader of one source subtask: its partitions, from the offsets of the checkpoint
+    /// the attempt restores from, or from the start.
+    pub fn open(
+        log: Arc<dyn PartitionedLog>,
+        ctx: &OperatorContext,
+        rate: Option<f64>,
+    ) -> Result<Self, JobError> {
+        let restored = ctx.restored().and_then(|s| s.operator.as_deref());
+        LogSource::new(log, ctx.parallelism, ctx.subtask(), rate).restore(restored)
+    }
+
+    /// Rewinds to a checkpointed position (from `snapshot`): each partition this subtask owns
+    /// resumes at its checkpointed offset. Partitions the snapshot does not name start at 0.
+    pub fn restore(mut self, state: Option<&[u8]>) -> Result<Self, JobError> {
+        let Some(bytes) = state else { return Ok(self) };
+        let saved: Vec<CursorState> = decode(bytes).map_err(JobError::State)?;
+        for c in &mut self.cursors {
+            if let Some(s) = saved.iter().find(|s| s.partition == c.partition) {
+                c.offset = s.offset;
+                c.last_ts = s.last_ts;
+                c.done = s.done;
+            }
+        }
+        Ok(self)
     }
 
     /// Current read position per partition.
@@ -164,6 +201,29 @@ impl SourceReader<LogRecord> for LogSource {
     fn rate(&self) -> Option<f64> {
         self.rate
     }
+
+    fn snapshot(&self) -> Result<Option<Vec<u8>>, String> {
+        let cursors: Vec<CursorState> = self
+            .cursors
+            .iter()
+            .map(|c| CursorState {
+                partition: c.partition,
+                offset: c.offset,
+                last_ts: c.last_ts,
+                done: c.done,
+            })
+            .collect();
+        encode(&cursors).map(Some)
+    }
+}
+
+/// A partition cursor as checkpointed.
+#[derive(Debug, Serialize, Deserialize)]
+struct CursorState {
+    partition: u32,
+    offset: u64,
+    last_ts: u64,
+    done: bool,
 }
 
 impl LogRecord {

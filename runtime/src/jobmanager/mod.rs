@@ -5,11 +5,12 @@
 //! decision happens in one deterministic order (the simulator replays it bit for bit).
 
 pub mod balance;
+pub mod checkpoint;
 pub mod client;
 pub mod restart;
 pub mod scheduler;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,17 +20,24 @@ use tokio::time::Instant;
 
 use crate::api::{build_job, JobSpec};
 use crate::config::Configuration;
-use crate::graph::{ExecutionAttemptId, ExecutionGraph, ExecutionState, JobVertex};
+use crate::config::FailoverStrategy;
+use crate::graph::{pipelined_regions, region_restart_set, Topology};
+use crate::graph::{
+    ExecutionAttemptId, ExecutionGraph, ExecutionSlotSharingGroup, ExecutionState, JobVertex,
+    VertexId,
+};
 use crate::rpc::frame::spawn_writer;
 use crate::rpc::handshake::accept_handshake;
 use crate::rpc::{
     credentials, framed, ClientToJm, JmToClient, JmToTm, JobStatus, JobStatusReport, PeerRole,
     RpcError, TmToJm,
 };
+use crate::state::{CheckpointStore, MemoryCheckpointStore, TaskSnapshot};
 use crate::taskmanager::InputLocation;
 use crate::util::{AbortOnDrop, TaskSet};
+use checkpoint::{Ack, CheckpointCoordinator, CompletedCheckpoint};
 use restart::RestartBackoff;
-use scheduler::{placement_for, slot_sharing_groups, SlotPool};
+use scheduler::{placement_for, slot_sharing_groups, SlotOffer, SlotPool};
 
 type Outbox<T> = mpsc::UnboundedSender<T>;
 
@@ -59,6 +67,27 @@ enum Event {
         config: Configuration,
         out: Outbox<JmToClient>,
     },
+    /// The checkpoint store finished writing a completed checkpoint.
+    CheckpointPersisted {
+        job: u64,
+        checkpoint: u64,
+        result: Result<(), String>,
+    },
+}
+
+/// What the JobManager uses beyond its configuration.
+#[derive(Clone)]
+pub struct JobManagerServices {
+    /// Where completed checkpoints are written.
+    pub checkpoint_store: Arc<dyn CheckpointStore>,
+}
+
+impl Default for JobManagerServices {
+    fn default() -> Self {
+        JobManagerServices {
+            checkpoint_store: Arc::new(MemoryCheckpointStore::default()),
+        }
+    }
 }
 
 struct TmEntry {
@@ -85,19 +114,72 @@ struct JobEntry {
     restart: Box<dyn RestartBackoff>,
     /// When a failed-over job restarts.
     restart_at: Option<Instant>,
+    /// Subtasks waiting to be redeployed after a partial (region) failover; empty when the
+    /// whole job restarts.
+    pending_restart: BTreeSet<(VertexId, u32)>,
+    /// The job's execution slot-sharing groups and the slot each holds (None: needs one).
+    groups: Vec<ExecutionSlotSharingGroup>,
+    group_slots: Vec<Option<SlotOffer>>,
+    checkpoints: CheckpointCoordinator,
 }
 
 impl JobEntry {
-    /// True if `tm` runs an attempt of this job that has not ended.
-    fn has_live_task_on(&self, tm: u64) -> bool {
+    /// The attempts of this job on `tm` that have not ended.
+    fn live_attempts_on(&self, tm: u64) -> Vec<ExecutionAttemptId> {
         self.eg
             .all()
-            .any(|ev| !ev.state.is_terminal() && self.placement.get(&ev.attempt_id()) == Some(&tm))
+            .filter(|ev| !ev.state.is_terminal())
+            .map(|ev| ev.attempt_id())
+            .filter(|a| self.placement.get(a) == Some(&tm))
+            .collect()
     }
+
+    /// The TaskManagers running current attempts of this job.
+    fn taskmanagers(&self) -> BTreeSet<u64> {
+        self.eg
+            .all()
+            .filter(|ev| !ev.state.is_terminal())
+            .filter_map(|ev| self.placement.get(&ev.attempt_id()).copied())
+            .collect()
+    }
+}
+
+/// The subtasks a failure of `failed` restarts under `strategy`. `full` restarts everything;
+/// `region` the pipelined regions of the failed subtasks and the regions they drag along
+/// (Flink's RestartPipelinedRegionFailoverStrategy). rill keeps no finished blocking results
+/// for re-reading, so every result counts as unavailable and producers always restart too.
+/// `taskmanager` restarts what `region` does until its partial restart lands.
+fn restart_set(
+    eg: &ExecutionGraph,
+    strategy: FailoverStrategy,
+    failed: &[ExecutionAttemptId],
+) -> BTreeSet<(VertexId, u32)> {
+    let all = || eg.all().map(|ev| (ev.vertex, ev.subtask)).collect();
+    if strategy == FailoverStrategy::Full {
+        return all();
+    }
+    let (topology, subtasks) = Topology::from_job_graph(&eg.job);
+    let regions = pipelined_regions(&topology);
+    let mut restart = BTreeSet::new();
+    for attempt in failed {
+        let Some(index) = subtasks
+            .iter()
+            .position(|&(v, s)| v == attempt.vertex && s == attempt.subtask)
+        else {
+            return all();
+        };
+        for v in region_restart_set(&topology, &regions, index, &|_| false) {
+            restart.insert(subtasks[v]);
+        }
+    }
+    restart
 }
 
 pub struct JobManager {
     config: Configuration,
+    services: JobManagerServices,
+    /// The actor's own inbox, for completions of work it spawned (checkpoint writes).
+    inbox: Outbox<Event>,
     tms: BTreeMap<u64, TmEntry>,
     jobs: BTreeMap<u64, JobEntry>,
     pool: SlotPool,
@@ -106,19 +188,34 @@ pub struct JobManager {
     heartbeat_seq: u64,
 }
 
-/// Serves the JobManager on `listener` forever.
+/// Serves the JobManager on `listener` forever, with checkpoints kept in memory.
 pub async fn run_jobmanager(listener: TcpListener, config: Configuration) {
+    run_jobmanager_with(listener, config, JobManagerServices::default()).await
+}
+
+/// Serves the JobManager on `listener` forever.
+pub async fn run_jobmanager_with(
+    listener: TcpListener,
+    config: Configuration,
+    services: JobManagerServices,
+) {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let _acceptor = AbortOnDrop(tokio::spawn(accept_loop(listener, config.clone(), tx)));
-    let mut jm = JobManager::new(config);
+    let _acceptor = AbortOnDrop(tokio::spawn(accept_loop(
+        listener,
+        config.clone(),
+        tx.clone(),
+    )));
+    let mut jm = JobManager::new(config, services, tx);
     let mut heartbeat = tokio::time::interval(jm.config.heartbeat_interval());
     loop {
         let next_restart = jm.next_restart();
+        let next_checkpoint = jm.next_checkpoint_wakeup();
         tokio::select! {
             biased;
             Some(event) = rx.recv() => jm.handle(event),
             _ = heartbeat.tick() => jm.heartbeat(),
             _ = sleep_until_some(next_restart) => jm.restart_due(),
+            _ = sleep_until_some(next_checkpoint) => jm.checkpoint_tick(),
         }
     }
 }
@@ -240,9 +337,11 @@ async fn serve_client(
 }
 
 impl JobManager {
-    fn new(config: Configuration) -> Self {
+    fn new(config: Configuration, services: JobManagerServices, inbox: Outbox<Event>) -> Self {
         JobManager {
             config,
+            services,
+            inbox,
             tms: BTreeMap::new(),
             jobs: BTreeMap::new(),
             pool: SlotPool::default(),
@@ -270,6 +369,11 @@ impl JobManager {
             }
             Event::TmDisconnected { tm, reason } => self.lose_taskmanagers(vec![(tm, reason)]),
             Event::Submit { spec, config, out } => self.submit(spec, config, out),
+            Event::CheckpointPersisted {
+                job,
+                checkpoint,
+                result,
+            } => self.checkpoint_persisted(job, checkpoint, result),
         }
     }
 
@@ -348,6 +452,22 @@ impl JobManager {
                     tracing::debug!(tm, %attempt, "state change from a taskmanager that does not run the attempt ignored");
                 }
             }
+            TmToJm::AcknowledgeCheckpoint {
+                job,
+                checkpoint,
+                attempt,
+                snapshot,
+            } => {
+                let owned = self
+                    .jobs
+                    .get(&job)
+                    .is_some_and(|j| j.placement.get(&attempt) == Some(&tm));
+                if owned {
+                    self.acknowledge_checkpoint(job, checkpoint, attempt, snapshot);
+                } else {
+                    tracing::debug!(tm, %attempt, checkpoint, "acknowledgement of an attempt the taskmanager does not run ignored");
+                }
+            }
             TmToJm::Register { .. } => tracing::warn!(tm, "duplicate registration ignored"),
         }
     }
@@ -376,6 +496,11 @@ impl JobManager {
         self.next_job += 1;
         // Jitter of exponential back-off is drawn from a seed (the job id): deterministic.
         let restart = restart::from_config(&config, id);
+        let checkpoints = CheckpointCoordinator::new(
+            config.checkpoint_interval(),
+            config.checkpoint_timeout(),
+            config.checkpoints_retained(),
+        );
         let vertices = graph
             .vertices
             .iter()
@@ -399,6 +524,10 @@ impl JobManager {
             placement: BTreeMap::new(),
             restart,
             restart_at: None,
+            pending_restart: BTreeSet::new(),
+            groups: Vec::new(),
+            group_slots: Vec::new(),
+            checkpoints,
         };
         self.jobs.insert(id, entry);
         self.schedule_waiting();
@@ -414,6 +543,19 @@ impl JobManager {
             .collect();
         for id in waiting {
             self.try_schedule(id);
+        }
+        let partial: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| {
+                j.status == JobStatus::Running
+                    && j.restart_at.is_none()
+                    && !j.pending_restart.is_empty()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in partial {
+            self.redeploy_pending(id);
         }
     }
 
@@ -447,22 +589,32 @@ impl JobManager {
                 job.placement.insert(ev.attempt_id(), offer.tm);
             }
         }
+        job.group_slots = offers.iter().copied().map(Some).collect();
+        job.groups = groups;
         job.status = JobStatus::Running;
+        job.checkpoints.start(Instant::now());
         tracing::info!(job = id, "job running");
-        if let Err(reason) = self.deploy_all(id) {
+        let all: Vec<(VertexId, u32)> = job.eg.all().map(|ev| (ev.vertex, ev.subtask)).collect();
+        if let Err(reason) = self.deploy(id, &all) {
             self.fail_job(id, reason);
         }
         self.broadcast_status(id);
     }
 
-    fn deploy_all(&mut self, id: u64) -> Result<(), String> {
+    /// Deploys the current attempts of `subtasks`, each with the state of the latest completed
+    /// checkpoint and the locations of its producers' current attempts.
+    fn deploy(&mut self, id: u64, subtasks: &[(VertexId, u32)]) -> Result<(), String> {
         let job = self.jobs.get_mut(&id).ok_or("unknown job")?;
-        for ev in job.eg.all_mut() {
-            ev.state = ExecutionState::Deploying;
+        for &(v, s) in subtasks {
+            if let Some(ev) = job.eg.get_mut(v, s) {
+                ev.state = ExecutionState::Deploying;
+            }
         }
         let graph = job.eg.job.clone();
         let job = &self.jobs[&id];
-        for ev in job.eg.all() {
+        let latest = job.checkpoints.latest().cloned();
+        for &(v, s) in subtasks {
+            let ev = job.eg.get(v, s).ok_or("unknown subtask")?;
             let attempt = ev.attempt_id();
             let tm = *job
                 .placement
@@ -498,12 +650,16 @@ impl JobManager {
                     })
                 })
                 .collect::<Result<Vec<_>, &str>>()?;
+            let restore = latest
+                .as_ref()
+                .map(|c: &Arc<CompletedCheckpoint>| c.restore_for(&graph, ev.vertex, ev.subtask));
             let msg = JmToTm::DeployTask {
                 job: id,
                 spec: job.spec.clone(),
                 config: job.config.clone(),
                 attempt,
                 inputs,
+                restore,
             };
             self.tms
                 .get(&tm)
@@ -535,10 +691,15 @@ impl JobManager {
         };
         ev.state = state;
         job.records.insert(attempt, records);
+        if state.is_terminal() {
+            if let Some(checkpoint) = job.checkpoints.abort_waiting_for(attempt) {
+                tracing::info!(job = id, checkpoint, %attempt, ?state, "checkpoint aborted: a task it waits for ended");
+            }
+        }
         match state {
             ExecutionState::Failed => {
                 let reason = format!("task {attempt} failed: {}", error.unwrap_or_default());
-                self.fail_over(id, reason);
+                self.fail_over(id, reason, &[attempt]);
             }
             ExecutionState::Finished
                 if job.eg.all().all(|ev| ev.state == ExecutionState::Finished) =>
@@ -550,11 +711,12 @@ impl JobManager {
         }
     }
 
-    /// Handles a failure of a running job: restarts it if the restart strategy allows, after
-    /// its back-off, or fails it. Every task restarts (the `full` strategy; `region` and
-    /// `taskmanager` restart everything too until their restart sets land), each with a new
-    /// attempt number, so nothing from the old attempts is accepted any more.
-    fn fail_over(&mut self, id: u64, cause: String) {
+    /// Handles a failure of a running job: restarts what the failover strategy says, if the
+    /// restart strategy allows, after its back-off; otherwise fails the job. `failed` are the
+    /// attempts that failed or were lost. Every restarted subtask gets a new attempt number,
+    /// so nothing from the old attempts is accepted any more, and restores the latest
+    /// completed checkpoint.
+    fn fail_over(&mut self, id: u64, cause: String, failed: &[ExecutionAttemptId]) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -571,7 +733,25 @@ impl JobManager {
         }
         let backoff = job.restart.backoff();
         let strategy = job.config.failover_strategy();
-        tracing::warn!(job = id, %cause, %strategy, backoff = ?backoff, restart = %job.restart.describe(), "job failing over: restarting all tasks");
+        let restart = restart_set(&job.eg, strategy, failed);
+        for checkpoint in job.checkpoints.abort_all() {
+            tracing::info!(job = id, checkpoint, "checkpoint aborted: failover");
+        }
+        let from = job.checkpoints.latest().map(|c| c.id);
+        if restart.len() == job.eg.subtask_count() {
+            tracing::warn!(job = id, %cause, %strategy, backoff = ?backoff, restart = %job.restart.describe(), checkpoint = ?from, "job failing over: restarting all tasks");
+            return self.restart_all(id, backoff);
+        }
+        let names: Vec<String> = restart
+            .iter()
+            .map(|(v, s)| format!("v{}[{s}]", v.0))
+            .collect();
+        tracing::warn!(job = id, %cause, %strategy, backoff = ?backoff, restart = %job.restart.describe(), checkpoint = ?from, tasks = %names.join(" "), "job failing over: restarting {} of {} tasks", restart.len(), job.eg.subtask_count());
+        self.restart_some(id, restart, backoff);
+    }
+
+    /// The `full` restart: every task is cancelled and the whole job is placed again.
+    fn restart_all(&mut self, id: u64, backoff: Duration) {
         self.cancel_tasks(id);
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
@@ -582,9 +762,100 @@ impl JobManager {
             ev.location = None;
         }
         job.placement.clear();
+        job.pending_restart.clear();
         job.status = JobStatus::Restarting;
+        job.checkpoints.stop();
         job.restart_at = Some(Instant::now() + backoff);
         self.pool.release_job(id);
+        self.broadcast_status(id);
+    }
+
+    /// A partial restart: only `subtasks` are cancelled; the slots of lost TaskManagers are
+    /// found anew when they are redeployed. The job stays RUNNING, as in Flink.
+    fn restart_some(&mut self, id: u64, subtasks: BTreeSet<(VertexId, u32)>, backoff: Duration) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        for &(v, s) in &subtasks {
+            let Some(ev) = job.eg.get_mut(v, s) else {
+                continue;
+            };
+            let old = ev.attempt_id();
+            if !ev.state.is_terminal() {
+                if let Some(tm) = job.placement.get(&old).and_then(|tm| self.tms.get(tm)) {
+                    let _ = tm.out.send(JmToTm::CancelTask {
+                        job: id,
+                        attempt: old,
+                    });
+                }
+            }
+            job.placement.remove(&old);
+            ev.attempt += 1;
+            ev.state = ExecutionState::Created;
+            ev.location = None;
+        }
+        // A group whose TaskManager is gone must find a new slot.
+        for slot in &mut job.group_slots {
+            if slot.is_some_and(|o| !self.tms.contains_key(&o.tm)) {
+                *slot = None;
+            }
+        }
+        job.pending_restart.extend(subtasks);
+        job.restart_at = Some(Instant::now() + backoff);
+        self.broadcast_status(id);
+    }
+
+    /// Redeploys the subtasks of a partial restart, once every group they belong to has a slot.
+    fn redeploy_pending(&mut self, id: u64) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let homeless: Vec<usize> = (0..job.groups.len())
+            .filter(|g| job.group_slots[*g].is_none())
+            .collect();
+        if !homeless.is_empty() {
+            let groups: Vec<ExecutionSlotSharingGroup> =
+                homeless.iter().map(|g| job.groups[*g].clone()).collect();
+            let mode = job.config.load_balance_mode();
+            let Some(offers) =
+                placement_for(mode, None).place_on(&groups, &self.pool.taskmanagers())
+            else {
+                tracing::info!(
+                    job = id,
+                    needed = groups.len(),
+                    free = self.pool.free().len(),
+                    "waiting for slots"
+                );
+                return;
+            };
+            for (g, offer) in homeless.iter().zip(offers) {
+                self.pool.allocate(offer, id);
+                job.group_slots[*g] = Some(offer);
+            }
+        }
+        let subtasks: Vec<(VertexId, u32)> = std::mem::take(&mut job.pending_restart)
+            .into_iter()
+            .collect();
+        for (g, group) in job.groups.iter().enumerate() {
+            let Some(offer) = job.group_slots[g] else {
+                continue;
+            };
+            for member in group.members.iter().filter(|m| subtasks.contains(m)) {
+                if let Some(ev) = job.eg.get_mut(member.0, member.1) {
+                    ev.state = ExecutionState::Scheduled;
+                    ev.location = self.tms.get(&offer.tm).map(|t| t.name.clone());
+                    job.placement.insert(ev.attempt_id(), offer.tm);
+                }
+            }
+        }
+        tracing::info!(
+            job = id,
+            tasks = subtasks.len(),
+            "redeploying restarted tasks"
+        );
+        if let Err(reason) = self.deploy(id, &subtasks) {
+            self.fail_job(id, reason);
+        }
         self.broadcast_status(id);
     }
 
@@ -608,13 +879,16 @@ impl JobManager {
         self.jobs.values().filter_map(|j| j.restart_at).min()
     }
 
-    /// Jobs whose back-off is over go back to scheduling.
+    /// Jobs whose back-off is over go back to scheduling (a full restart) or redeploy their
+    /// restarted subtasks (a partial one).
     fn restart_due(&mut self) {
         let now = Instant::now();
         for (id, job) in &mut self.jobs {
             if job.restart_at.is_some_and(|at| at <= now) {
                 job.restart_at = None;
-                job.status = JobStatus::Created;
+                if job.pending_restart.is_empty() {
+                    job.status = JobStatus::Created;
+                }
                 tracing::info!(job = id, "job restarting");
             }
         }
@@ -634,6 +908,9 @@ impl JobManager {
         job.status = status;
         job.message = message;
         job.restart_at = None;
+        job.pending_restart.clear();
+        job.checkpoints.stop();
+        job.checkpoints.abort_all();
         self.cancel_tasks(id);
         for tm in self.tms.values() {
             let _ = tm.out.send(JmToTm::ReleaseJob { job: id });
@@ -657,16 +934,141 @@ impl JobManager {
             reasons.push((tm, format!("TaskManager {} lost: {reason}", entry.name)));
         }
         for (tm, reason) in reasons {
-            let affected: Vec<u64> = self
+            let affected: Vec<(u64, Vec<ExecutionAttemptId>)> = self
                 .jobs
                 .iter()
-                .filter(|(_, j)| !j.status.is_terminal() && j.has_live_task_on(tm))
-                .map(|(id, _)| *id)
+                .filter(|(_, j)| !j.status.is_terminal())
+                .map(|(id, j)| (*id, j.live_attempts_on(tm)))
+                .filter(|(_, lost)| !lost.is_empty())
                 .collect();
-            for id in affected {
-                self.fail_over(id, reason.clone());
+            for (id, lost) in affected {
+                self.fail_over(id, reason.clone(), &lost);
             }
         }
+    }
+
+    fn next_checkpoint_wakeup(&self) -> Option<Instant> {
+        self.jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Running)
+            .filter_map(|j| j.checkpoints.next_wakeup())
+            .min()
+    }
+
+    /// Expires checkpoints past their timeout and triggers those that are due, at the sources:
+    /// only when every task runs (a checkpoint of a half-deployed job could never complete).
+    fn checkpoint_tick(&mut self) {
+        let now = Instant::now();
+        for (&id, job) in &mut self.jobs {
+            if job.status != JobStatus::Running {
+                continue;
+            }
+            for checkpoint in job.checkpoints.expire(now) {
+                tracing::warn!(job = id, checkpoint, "checkpoint expired before completing");
+            }
+            if !job.eg.all().all(|ev| ev.state == ExecutionState::Running) {
+                job.checkpoints.postpone_if_due(now);
+                continue;
+            }
+            let attempts: Vec<ExecutionAttemptId> =
+                job.eg.all().map(|ev| ev.attempt_id()).collect();
+            let Some(checkpoint) = job.checkpoints.trigger_if_due(now, attempts) else {
+                continue;
+            };
+            tracing::info!(job = id, checkpoint, "checkpoint triggered");
+            let graph = job.eg.job.clone();
+            for ev in job.eg.all().filter(|ev| graph.vertex(ev.vertex).is_source) {
+                let attempt = ev.attempt_id();
+                if let Some(tm) = job.placement.get(&attempt).and_then(|tm| self.tms.get(tm)) {
+                    let _ = tm.out.send(JmToTm::TriggerCheckpoint {
+                        job: id,
+                        checkpoint,
+                        attempt,
+                    });
+                }
+            }
+        }
+    }
+
+    fn acknowledge_checkpoint(
+        &mut self,
+        id: u64,
+        checkpoint: u64,
+        attempt: ExecutionAttemptId,
+        snapshot: TaskSnapshot,
+    ) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.eg.current(attempt).is_none() {
+            tracing::debug!(%attempt, checkpoint, "acknowledgement of a replaced attempt ignored");
+            return;
+        }
+        let Ack::AllAcknowledged(completed) =
+            job.checkpoints.acknowledge(checkpoint, attempt, snapshot)
+        else {
+            return;
+        };
+        let data = match bincode::serialize(&*completed) {
+            Ok(data) => bytes::Bytes::from(data),
+            Err(e) => {
+                job.checkpoints.persist_failed(checkpoint);
+                tracing::error!(job = id, checkpoint, error = %e, "checkpoint could not be encoded");
+                return;
+            }
+        };
+        let write = self.services.checkpoint_store.put(id, checkpoint, data);
+        let inbox = self.inbox.clone();
+        tokio::spawn(async move {
+            let result = write.await.map_err(|e| e.to_string());
+            let _ = inbox.send(Event::CheckpointPersisted {
+                job: id,
+                checkpoint,
+                result,
+            });
+        });
+    }
+
+    /// A completed checkpoint is in the store: it becomes the one to restore, older ones beyond
+    /// `state.checkpoints.num-retained` are deleted, and the tasks are told (sinks commit).
+    fn checkpoint_persisted(&mut self, id: u64, checkpoint: u64, result: Result<(), String>) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if let Err(error) = result {
+            if job.checkpoints.persist_failed(checkpoint) {
+                tracing::warn!(job = id, checkpoint, %error, "checkpoint failed: the store refused it");
+            }
+            return;
+        }
+        let Some(subsumed) = job.checkpoints.persisted(checkpoint) else {
+            // Aborted meanwhile (failover, timeout): it must never be restored or committed.
+            self.delete_checkpoint(id, checkpoint);
+            return;
+        };
+        let bytes = job.checkpoints.latest().map_or(0, |c| c.bytes());
+        tracing::info!(job = id, checkpoint, bytes, "checkpoint completed");
+        for tm in job.taskmanagers() {
+            if let Some(tm) = self.tms.get(&tm) {
+                let _ = tm.out.send(JmToTm::NotifyCheckpointComplete {
+                    job: id,
+                    checkpoint,
+                });
+            }
+        }
+        for old in subsumed {
+            self.delete_checkpoint(id, old);
+        }
+    }
+
+    /// Deletes a checkpoint from the store in the background; a failure only leaves garbage.
+    fn delete_checkpoint(&self, job: u64, checkpoint: u64) {
+        let delete = self.services.checkpoint_store.delete(job, checkpoint);
+        tokio::spawn(async move {
+            if let Err(e) = delete.await {
+                tracing::warn!(job, checkpoint, error = %e, "could not delete a checkpoint");
+            }
+        });
     }
 
     /// Sends heartbeats and declares TaskManagers lost after `heartbeat.timeout` without a

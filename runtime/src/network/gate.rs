@@ -1,4 +1,11 @@
-//! Input gates: one channel per producer subtask, read fairly, with watermark alignment.
+//! Input gates: one channel per producer subtask, read fairly, with watermark alignment and
+//! aligned checkpoint barriers.
+//!
+//! Barrier alignment (Flink's aligned checkpoints): once a channel delivers barrier `n` it is
+//! blocked, its later buffers wait in its queue (and, through credits, back-pressure its
+//! producer), until every other live channel has delivered barrier `n` too. Then the gate
+//! yields the barrier once and unblocks them all, so the task snapshots state that reflects
+//! exactly the records before barrier `n` on every input.
 
 use std::future::poll_fn;
 use std::task::Poll;
@@ -17,6 +24,8 @@ pub struct InputChannel {
     credit: Option<CreditReturn>,
     finished: bool,
     watermark: u64,
+    /// Delivered the barrier the gate is aligning on; not read until alignment completes.
+    blocked: bool,
 }
 
 impl InputChannel {
@@ -26,6 +35,7 @@ impl InputChannel {
             credit: None,
             finished: false,
             watermark: 0,
+            blocked: false,
         }
     }
 
@@ -35,6 +45,7 @@ impl InputChannel {
             credit: Some(credit),
             finished: false,
             watermark: 0,
+            blocked: false,
         }
     }
 }
@@ -52,12 +63,18 @@ pub enum GateItem {
     End,
     /// A channel's producer went away without finishing.
     ChannelLost(usize),
+    /// Every live channel delivered this checkpoint barrier.
+    Barrier(u64),
 }
 
 pub struct InputGate {
     channels: Vec<InputChannel>,
     next: usize,
     watermark: u64,
+    /// The checkpoint whose barrier some channels delivered and others not yet.
+    aligning: Option<u64>,
+    /// The newest barrier id seen: anything older is stale.
+    newest: u64,
 }
 
 impl InputGate {
@@ -66,6 +83,8 @@ impl InputGate {
             channels,
             next: 0,
             watermark: 0,
+            aligning: None,
+            newest: 0,
         }
     }
 
@@ -86,6 +105,11 @@ impl InputGate {
                     self.channels[idx].finished = true;
                     self.channels[idx].watermark = u64::MAX;
                     return GateItem::ChannelFinished(idx);
+                }
+                Some(NetBuffer::Event(StreamEvent::Barrier(id))) => {
+                    if let Some(aligned) = self.on_barrier(idx, id) {
+                        return GateItem::Barrier(aligned);
+                    }
                 }
                 Some(NetBuffer::Event(StreamEvent::Watermark(wm))) => {
                     let ch = &mut self.channels[idx];
@@ -112,6 +136,39 @@ impl InputGate {
         })
     }
 
+    /// Blocks `channel` on barrier `id`; returns the checkpoint once every live channel has
+    /// delivered its barrier. A newer barrier abandons an older alignment (that checkpoint can
+    /// no longer complete: a producer started over); an older one is stale and ignored.
+    fn on_barrier(&mut self, channel: usize, id: u64) -> Option<u64> {
+        if self.aligning != Some(id) {
+            if id <= self.newest {
+                return None; // aligned already, or abandoned for a newer one
+            }
+            self.unblock_all();
+            self.newest = id;
+            self.aligning = Some(id);
+        }
+        self.channels[channel].blocked = true;
+        self.alignment_done()
+    }
+
+    /// The aligned checkpoint, if every channel is blocked on it or finished.
+    pub fn alignment_done(&mut self) -> Option<u64> {
+        let id = self.aligning?;
+        if self.channels.iter().all(|c| c.blocked || c.finished) {
+            self.unblock_all();
+            self.aligning = None;
+            return Some(id);
+        }
+        None
+    }
+
+    fn unblock_all(&mut self) {
+        for c in &mut self.channels {
+            c.blocked = false;
+        }
+    }
+
     pub fn all_finished(&self) -> bool {
         self.channels.iter().all(|c| c.finished)
     }
@@ -128,7 +185,7 @@ impl InputGate {
         for k in 0..n {
             let idx = (self.next + k) % n;
             let ch = &mut self.channels[idx];
-            if ch.finished {
+            if ch.finished || ch.blocked {
                 continue;
             }
             if let Poll::Ready(buf) = ch.rx.poll_recv(cx) {
@@ -140,5 +197,78 @@ impl InputGate {
             }
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(n: usize) -> (Vec<mpsc::Sender<NetBuffer>>, InputGate) {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(16)).unzip();
+        (
+            txs,
+            InputGate::new(rxs.into_iter().map(InputChannel::local).collect()),
+        )
+    }
+
+    fn data(n: u8) -> NetBuffer {
+        NetBuffer::Data(
+            Bytes::from(vec![n]),
+            crate::taskmanager::MemoryAccount::default().buffer(1),
+        )
+    }
+
+    fn barrier(id: u64) -> NetBuffer {
+        NetBuffer::Event(StreamEvent::Barrier(id))
+    }
+
+    async fn next_data(gate: &mut InputGate) -> (usize, u8) {
+        match gate.next().await {
+            GateItem::Data(ch, bytes, _) => (ch, bytes[0]),
+            other => panic!("expected data, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_blocked_channel_is_not_read_until_every_channel_delivered_the_barrier() {
+        let (txs, mut gate) = gate(2);
+        txs[0].send(barrier(1)).await.unwrap();
+        txs[0].send(data(10)).await.unwrap();
+        txs[1].send(data(20)).await.unwrap();
+        txs[1].send(barrier(1)).await.unwrap();
+        txs[1].send(data(21)).await.unwrap();
+        // Channel 0's record after the barrier must wait; channel 1's record before it not.
+        assert_eq!(next_data(&mut gate).await, (1, 20));
+        assert!(matches!(gate.next().await, GateItem::Barrier(1)));
+        let mut after = vec![next_data(&mut gate).await, next_data(&mut gate).await];
+        after.sort();
+        assert_eq!(after, vec![(0, 10), (1, 21)]);
+    }
+
+    #[tokio::test]
+    async fn a_finished_channel_does_not_hold_the_barrier_back() {
+        let (txs, mut gate) = gate(2);
+        txs[0].send(barrier(3)).await.unwrap();
+        txs[1]
+            .send(NetBuffer::Event(StreamEvent::EndOfPartition))
+            .await
+            .unwrap();
+        assert!(matches!(gate.next().await, GateItem::ChannelFinished(1)));
+        assert_eq!(gate.alignment_done(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_newer_barrier_abandons_the_old_alignment_and_stale_ones_are_ignored() {
+        let (txs, mut gate) = gate(2);
+        txs[0].send(barrier(1)).await.unwrap();
+        txs[1].send(barrier(2)).await.unwrap();
+        txs[1].send(barrier(1)).await.unwrap();
+        txs[1].send(data(7)).await.unwrap();
+        // 2 replaces 1 (channel 0 unblocked, now reads nothing), stale 1 on channel 1 would
+        // only come after 2, which blocks channel 1; so only a barrier 2 on channel 0 aligns.
+        txs[0].send(barrier(2)).await.unwrap();
+        assert!(matches!(gate.next().await, GateItem::Barrier(2)));
+        assert_eq!(next_data(&mut gate).await, (1, 7));
     }
 }

@@ -26,6 +26,8 @@ pub enum StreamEvent {
     Watermark(u64),
     /// The producer finished; nothing follows on this channel.
     EndOfPartition,
+    /// Checkpoint barrier: what came before belongs to this checkpoint.
+    Barrier(u64),
 }
 
 /// What travels through a subpartition or channel: serialized records, or one event.

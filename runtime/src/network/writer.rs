@@ -150,6 +150,8 @@ impl<T: Serialize + Send> Collector<T> for RecordWriter<T> {
             ChainEvent::Flush => self.seal_all_then(None),
             ChainEvent::Watermark(wm) => self.seal_all_then(Some(StreamEvent::Watermark(wm))),
             ChainEvent::Finish => self.seal_all_then(Some(StreamEvent::EndOfPartition)),
+            ChainEvent::Barrier(id) => self.seal_all_then(Some(StreamEvent::Barrier(id))),
+            ChainEvent::CheckpointComplete(_) => {}
         }
     }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::JobSpec;
 use crate::config::Configuration;
 use crate::graph::{ExecutionAttemptId, ExecutionState};
+use crate::state::{TaskRestore, TaskSnapshot};
 use crate::taskmanager::{InputLocation, MemoryReport};
 
 /// TaskManager -> JobManager.
@@ -26,6 +27,13 @@ pub enum TmToJm {
         state: ExecutionState,
         records_in: u64,
         error: Option<String>,
+    },
+    /// A task's part of a checkpoint: its barrier passed the whole chain.
+    AcknowledgeCheckpoint {
+        job: u64,
+        checkpoint: u64,
+        attempt: ExecutionAttemptId,
+        snapshot: TaskSnapshot,
     },
 }
 
@@ -52,6 +60,8 @@ pub enum JmToTm {
         config: Configuration,
         attempt: ExecutionAttemptId,
         inputs: Vec<InputLocation>,
+        /// The state to start from (the latest completed checkpoint), if any.
+        restore: Option<TaskRestore>,
     },
     CancelTask {
         job: u64,
@@ -59,6 +69,17 @@ pub enum JmToTm {
     },
     ReleaseJob {
         job: u64,
+    },
+    /// To a source attempt: take checkpoint `checkpoint` and send its barrier.
+    TriggerCheckpoint {
+        job: u64,
+        checkpoint: u64,
+        attempt: ExecutionAttemptId,
+    },
+    /// To every TaskManager running the job: the checkpoint is complete, sinks may commit.
+    NotifyCheckpointComplete {
+        job: u64,
+        checkpoint: u64,
     },
 }
 

@@ -4,12 +4,19 @@
 //! state redistribution: `pipeline.max-parallelism` groups, assigned to subtasks in contiguous
 //! ranges. The same hash routes a record over the network and finds its state, in every process.
 
-use std::collections::HashMap;
+pub mod snapshot;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 
 use rustc_hash::{FxBuildHasher, FxHasher};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::taskmanager::MemoryAccount;
+pub use snapshot::{OperatorState, TaskRestore, TaskSnapshot, TaskStateHandle};
+pub use store::{CheckpointStore, MemoryCheckpointStore, StoreError};
 
 /// A deterministic hash of a key. FxHash is unseeded and, unlike std's `DefaultHasher`, fixed
 /// across Rust releases, so key groups (and with them keyed state in checkpoints) stay where
@@ -73,6 +80,45 @@ impl<K: Hash + Eq + Clone, V> KeyedState<K, V> {
     }
 }
 
+impl<K, V> KeyedState<K, V>
+where
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    /// The entries split by key group, each group encoded on its own, so a restore can hand
+    /// every group to the subtask that owns it then.
+    pub fn snapshot(&self, max_parallelism: u32) -> Result<BTreeMap<u32, Vec<u8>>, String> {
+        let mut groups: BTreeMap<u32, Vec<(&K, &V)>> = BTreeMap::new();
+        for (k, v) in &self.values {
+            groups
+                .entry(key_group(key_hash(k), max_parallelism))
+                .or_default()
+                .push((k, v));
+        }
+        groups
+            .into_iter()
+            .map(|(g, entries)| Ok((g, snapshot::encode(&entries)?)))
+            .collect()
+    }
+
+    /// Adds the entries of restored key groups (those this subtask owns).
+    pub fn restore<'a>(
+        &mut self,
+        groups: impl IntoIterator<Item = (&'a u32, &'a Vec<u8>)>,
+    ) -> Result<(), String> {
+        for (_, bytes) in groups {
+            let entries: Vec<(K, V)> = snapshot::decode(bytes)?;
+            for (k, v) in entries {
+                if self.values.insert(k, v).is_none() {
+                    self.memory.add_state(Self::ENTRY_BYTES);
+                    self.accounted += Self::ENTRY_BYTES;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<K, V> Drop for KeyedState<K, V> {
     fn drop(&mut self) {
         self.memory.sub_state(self.accounted);
@@ -111,5 +157,46 @@ mod tests {
         assert_eq!(memory.report().state_bytes, 10 * (8 + 8 + 16));
         drop(state);
         assert_eq!(memory.report().state_bytes, 0);
+    }
+
+    #[test]
+    fn snapshot_by_key_group_restores_into_the_owners_of_the_groups() {
+        let max = 16;
+        let mut state: KeyedState<u64, u64> = KeyedState::new(MemoryAccount::default());
+        for k in 0..100 {
+            *state.get_or_insert_with(&k, &|| 0) += k;
+        }
+        let groups = state.snapshot(max).unwrap();
+        assert!(groups.keys().all(|g| *g < max));
+        // Two subtasks now: each takes the groups of its range and finds exactly its keys.
+        let mut restored = 0;
+        for subtask in 0..2 {
+            let memory = MemoryAccount::default();
+            let mut owner: KeyedState<u64, u64> = KeyedState::new(memory.clone());
+            owner
+                .restore(
+                    groups
+                        .iter()
+                        .filter(|(g, _)| subtask_for_key_group(**g, max, 2) == subtask),
+                )
+                .unwrap();
+            for k in 0..100u64 {
+                let owned = subtask_for_key_group(key_group(key_hash(&k), max), max, 2) == subtask;
+                assert_eq!(owner.get(&k).copied(), owned.then_some(k));
+            }
+            assert_eq!(
+                memory.report().state_bytes,
+                owner.len() as u64 * (8 + 8 + 16)
+            );
+            restored += owner.len();
+        }
+        assert_eq!(restored, 100);
+    }
+
+    #[test]
+    fn corrupt_restored_state_is_an_error() {
+        let mut state: KeyedState<u64, u64> = KeyedState::new(MemoryAccount::default());
+        let bad = vec![0xff; 3];
+        assert!(state.restore([(&0, &bad)]).is_err());
     }
 }

@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use memory::{BufferGuard, MemoryAccount, MemoryReport};
-pub use task::{run_task, InputLocation, TaskDeployment, TaskError, TaskMetrics};
+pub use task::{
+    run_task, InputLocation, TaskControl, TaskDeployment, TaskError, TaskLink, TaskMetrics,
+};
 
 use crate::api::{build_job, JobSpec};
 use crate::config::Configuration;
@@ -29,6 +31,7 @@ use crate::rpc::handshake::connect_handshake;
 use crate::rpc::{
     credentials, framed, FrameReader, FrameWriter, JmToTm, PeerRole, RpcError, TmReport, TmToJm,
 };
+use crate::state::{TaskRestore, TaskSnapshot};
 use crate::util::AbortOnDrop;
 
 /// The TaskManager-wide services every task and operator can use.
@@ -61,6 +64,7 @@ type Stream = TcpStream;
 struct RunningTask {
     _handle: AbortOnDrop<()>,
     metrics: Arc<TaskMetrics>,
+    control: mpsc::UnboundedSender<TaskControl>,
 }
 
 /// A registered session with the JobManager; ends when the JobManager is lost.
@@ -73,6 +77,7 @@ struct Session {
 enum TaskEvent {
     Running(u64, ExecutionAttemptId),
     Ended(u64, ExecutionAttemptId, Result<(), String>),
+    Checkpointed(u64, ExecutionAttemptId, u64, TaskSnapshot),
 }
 
 pub struct TaskManager {
@@ -238,6 +243,18 @@ impl TaskManager {
 
     async fn report_task(&mut self, s: &mut Session, event: TaskEvent) -> Result<(), RpcError> {
         let (job, attempt, state, error) = match event {
+            TaskEvent::Checkpointed(job, attempt, checkpoint, snapshot) => {
+                if !self.tasks.contains_key(&(job, attempt)) {
+                    return Ok(()); // cancelled meanwhile
+                }
+                let ack = TmToJm::AcknowledgeCheckpoint {
+                    job,
+                    checkpoint,
+                    attempt,
+                    snapshot,
+                };
+                return s.writer.send(&ack).await;
+            }
             TaskEvent::Running(job, attempt) => (job, attempt, ExecutionState::Running, None),
             TaskEvent::Ended(job, attempt, Ok(())) => {
                 (job, attempt, ExecutionState::Finished, None)
@@ -277,8 +294,30 @@ impl TaskManager {
                 config,
                 attempt,
                 inputs,
-            } => self.deploy(job, &spec, config, attempt, inputs),
+                restore,
+            } => self.deploy(job, &spec, config, attempt, inputs, restore),
             JmToTm::CancelTask { job, attempt } => self.cancel(job, attempt),
+            JmToTm::TriggerCheckpoint {
+                job,
+                checkpoint,
+                attempt,
+            } => match self.tasks.get(&(job, attempt)) {
+                Some(task) => {
+                    let _ = task
+                        .control
+                        .send(TaskControl::TriggerCheckpoint(checkpoint));
+                }
+                None => {
+                    tracing::debug!(%attempt, checkpoint, "trigger for a task not running here")
+                }
+            },
+            JmToTm::NotifyCheckpointComplete { job, checkpoint } => {
+                for ((_, _), task) in self.tasks.iter().filter(|((j, _), _)| *j == job) {
+                    let _ = task
+                        .control
+                        .send(TaskControl::CheckpointComplete(checkpoint));
+                }
+            }
             JmToTm::ReleaseJob { job } => {
                 let attempts: Vec<ExecutionAttemptId> = self
                     .tasks
@@ -310,6 +349,7 @@ impl TaskManager {
         config: Configuration,
         attempt: ExecutionAttemptId,
         inputs: Vec<InputLocation>,
+        restore: Option<TaskRestore>,
     ) {
         let graph = match self.graphs.get(&job) {
             Some(g) => Ok(g.clone()),
@@ -326,6 +366,7 @@ impl TaskManager {
             attempt,
             inputs,
             config: Arc::new(config),
+            restore,
         };
         if let Err(e) = deployment.validate() {
             return self.reject(job, attempt, format!("invalid deployment: {e}"));
@@ -336,12 +377,26 @@ impl TaskManager {
             self.events_tx.clone(),
             metrics.clone(),
         );
-        tracing::info!(tm = %self.opts.name, %attempt, "deploying task");
+        let restored = deployment.restore.as_ref().map(|r| r.checkpoint);
+        match restored {
+            Some(checkpoint) => {
+                tracing::info!(tm = %self.opts.name, %attempt, checkpoint, "deploying task from checkpoint")
+            }
+            None => tracing::info!(tm = %self.opts.name, %attempt, "deploying task"),
+        }
+        let (control_tx, control) = mpsc::unbounded_channel();
         let handle = tokio::spawn(async move {
-            let running = events.clone();
-            let task = run_task(deployment, services, m, move || {
-                let _ = running.send(TaskEvent::Running(job, attempt));
-            });
+            let (running, checkpointed) = (events.clone(), events.clone());
+            let link = TaskLink {
+                control,
+                on_running: Box::new(move || {
+                    let _ = running.send(TaskEvent::Running(job, attempt));
+                }),
+                on_checkpoint: Box::new(move |id, snapshot| {
+                    let _ = checkpointed.send(TaskEvent::Checkpointed(job, attempt, id, snapshot));
+                }),
+            };
+            let task = run_task(deployment, services, m, link);
             // A panic in user code or the runtime fails this task, not the TaskManager.
             let result = match AssertUnwindSafe(task).catch_unwind().await {
                 Ok(result) => result.map_err(|e| e.to_string()),
@@ -357,6 +412,7 @@ impl TaskManager {
             RunningTask {
                 _handle: AbortOnDrop(handle),
                 metrics,
+                control: control_tx,
             },
         );
     }
@@ -370,6 +426,7 @@ impl TaskManager {
             RunningTask {
                 _handle: idle,
                 metrics: Default::default(),
+                control: mpsc::unbounded_channel().0,
             },
         );
         let _ = self

@@ -19,6 +19,7 @@ use crate::graph::{EdgeId, ExecutionAttemptId, JobGraph};
 use crate::network::decoder::{DecodeError, RecordDecoder};
 use crate::network::writer::{Outbox, PartitionTarget};
 use crate::network::{GateItem, InputChannel, InputGate, NetBuffer, SubpartitionKey};
+use crate::state::{OperatorState, TaskRestore, TaskSnapshot, TaskStateHandle};
 
 /// How long a consumer waits for its producer to register a partition (as remote requests do).
 const PARTITION_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -41,6 +42,27 @@ pub struct TaskDeployment {
     /// One per input channel, in gate order (`JobGraph::input_channels`).
     pub inputs: Vec<InputLocation>,
     pub config: Arc<Configuration>,
+    /// The checkpointed state this attempt starts from, if the job restored one.
+    pub restore: Option<TaskRestore>,
+}
+
+/// What the TaskManager tells a running task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskControl {
+    /// Sources: take checkpoint `n` now and send its barrier downstream.
+    TriggerCheckpoint(u64),
+    /// Checkpoint `n` completed: transactional sinks commit.
+    CheckpointComplete(u64),
+}
+
+/// A running task's line to its TaskManager: control messages in, lifecycle and checkpoint
+/// acknowledgements out.
+pub struct TaskLink {
+    pub control: mpsc::UnboundedReceiver<TaskControl>,
+    /// Called once the task's inputs are connected.
+    pub on_running: Box<dyn FnOnce() + Send>,
+    /// Called with the task's part of checkpoint `n` once its barrier passed the whole chain.
+    pub on_checkpoint: Box<dyn Fn(u64, TaskSnapshot) + Send + Sync>,
 }
 
 impl TaskDeployment {
@@ -161,12 +183,12 @@ enum Head {
     Network(Box<dyn RecordDecoder>),
 }
 
-/// Runs one task to completion. `on_running` is called once its inputs are connected.
+/// Runs one task to completion.
 pub async fn run_task(
-    d: TaskDeployment,
+    mut d: TaskDeployment,
     services: TaskServices,
     metrics: Arc<TaskMetrics>,
-    on_running: impl FnOnce(),
+    link: TaskLink,
 ) -> Result<(), TaskError> {
     d.validate().map_err(TaskError::InvalidDeployment)?;
     let overhead = d.config.task_overhead_bytes();
@@ -175,17 +197,31 @@ pub async fn run_task(
         let memory = services.memory.clone();
         move || memory.sub_task(overhead)
     })));
-    let (head, outputs) = build_chain(&d, &services)?;
+    let state = TaskStateHandle::new(d.restore.take());
+    let (head, outputs) = build_chain(&d, &services, &state)?;
     // Flink's 0 means "flush after every record"; a 1 ms timer is the closest a timer gets.
     let buffer_timeout = d.config.buffer_timeout().max(Duration::from_millis(1));
+    let checkpoints = Checkpoints {
+        state,
+        control: link.control,
+        on_checkpoint: link.on_checkpoint,
+    };
     match head {
         Head::Source(driver) => {
-            on_running();
-            run_source(driver, &outputs, &metrics, buffer_timeout).await
+            (link.on_running)();
+            let source_node = d.job.vertex(d.attempt.vertex).nodes[0].0;
+            let source = SourceTask {
+                outputs: &outputs,
+                metrics: &metrics,
+                buffer_timeout,
+                checkpoints,
+                source_node,
+            };
+            source.run(driver).await
         }
         Head::Network(decoder) => {
             let gate = connect_inputs(&d, &services).await?;
-            on_running();
+            (link.on_running)();
             let rate_limit = d.job.vertex(d.attempt.vertex).rate_limit;
             let consumer = Consumer {
                 inputs: &d.inputs,
@@ -193,9 +229,31 @@ pub async fn run_task(
                 metrics: &metrics,
                 buffer_timeout,
                 rate_limit,
+                checkpoints,
             };
             consumer.run(decoder, gate).await
         }
+    }
+}
+
+/// A task's side of checkpointing: control messages from the TaskManager, the state its
+/// operators record, and the acknowledgement.
+struct Checkpoints {
+    state: TaskStateHandle,
+    control: mpsc::UnboundedReceiver<TaskControl>,
+    on_checkpoint: Box<dyn Fn(u64, TaskSnapshot) + Send + Sync>,
+}
+
+impl Checkpoints {
+    /// Acknowledges checkpoint `id` with what the operators recorded as its barrier passed.
+    fn acknowledge(&self, id: u64) {
+        let snapshot = self.state.take();
+        tracing::debug!(
+            checkpoint = id,
+            bytes = snapshot.bytes(),
+            "task state snapshotted"
+        );
+        (self.on_checkpoint)(id, snapshot);
     }
 }
 
@@ -211,7 +269,11 @@ impl Drop for ReleaseOnDrop {
 
 /// Builds the operator chain back to front: writers for the tail's outputs, then each
 /// operator around its downstream, then the head (a source driver or a network decoder).
-fn build_chain(d: &TaskDeployment, services: &TaskServices) -> Result<(Head, Outputs), TaskError> {
+fn build_chain(
+    d: &TaskDeployment,
+    services: &TaskServices,
+    state: &TaskStateHandle,
+) -> Result<(Head, Outputs), TaskError> {
     let job = &d.job;
     let vertex = job.vertex(d.attempt.vertex);
     let (writers, outputs) = create_outputs(d, services)?;
@@ -232,6 +294,8 @@ fn build_chain(d: &TaskDeployment, services: &TaskServices) -> Result<(Head, Out
             parallelism: vertex.parallelism,
             max_parallelism: job.max_parallelism,
             operator_name: node.name.clone(),
+            node: node_id.0,
+            state: state.clone(),
             services: services.clone(),
         };
         match &node.kind {
@@ -358,35 +422,75 @@ fn batch_size(rate: Option<f64>) -> usize {
     }
 }
 
-async fn run_source(
-    mut driver: Box<dyn SourceDriver>,
-    outputs: &Outputs,
-    metrics: &TaskMetrics,
+/// The loop of a source task.
+struct SourceTask<'a> {
+    outputs: &'a Outputs,
+    metrics: &'a TaskMetrics,
     buffer_timeout: Duration,
-) -> Result<(), TaskError> {
-    let mut pacer = Pacer::new(driver.rate());
-    let (mut last_flush, mut watermark) = (Instant::now(), 0u64);
-    loop {
-        match driver.poll(batch_size(driver.rate()))? {
-            SourceStatus::Finished => break,
-            SourceStatus::Emitted(n) => {
-                metrics.records_in.fetch_add(n as u64, Ordering::Relaxed);
-                pacer.pass(n as u64).await;
+    checkpoints: Checkpoints,
+    /// The source operator's node: its reader's offsets are checkpointed under it.
+    source_node: u32,
+}
+
+impl SourceTask<'_> {
+    async fn run(mut self, mut driver: Box<dyn SourceDriver>) -> Result<(), TaskError> {
+        let mut pacer = Pacer::new(driver.rate());
+        let (mut last_flush, mut watermark) = (Instant::now(), 0u64);
+        loop {
+            // Control first: a barrier goes out between two batches, never inside one.
+            while let Ok(control) = self.checkpoints.control.try_recv() {
+                self.control(&mut *driver, control)?;
+                self.outputs.drain().await?;
             }
+            match driver.poll(batch_size(driver.rate()))? {
+                SourceStatus::Finished => break,
+                SourceStatus::Emitted(n) => {
+                    self.metrics
+                        .records_in
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    pacer.pass(n as u64).await;
+                }
+            }
+            if last_flush.elapsed() >= self.buffer_timeout {
+                last_flush = Instant::now();
+                emit_watermark(&mut *driver, &mut watermark);
+                driver.event(ChainEvent::Flush);
+            }
+            self.outputs.drain().await?;
+            // Sources never wait on input: yield so other tasks on this thread (and, under the
+            // simulator, every other node) get to run.
+            tokio::task::yield_now().await;
         }
-        if last_flush.elapsed() >= buffer_timeout {
-            last_flush = Instant::now();
-            emit_watermark(&mut *driver, &mut watermark);
-            driver.event(ChainEvent::Flush);
-        }
-        outputs.drain().await?;
-        // Sources never wait on input: yield so other tasks on this thread (and, under the
-        // simulator, every other node) get to run.
-        tokio::task::yield_now().await;
+        emit_watermark(&mut *driver, &mut watermark);
+        driver.event(ChainEvent::Finish);
+        self.outputs.drain().await
     }
-    emit_watermark(&mut *driver, &mut watermark);
-    driver.event(ChainEvent::Finish);
-    outputs.drain().await
+
+    fn control(
+        &self,
+        driver: &mut dyn SourceDriver,
+        control: TaskControl,
+    ) -> Result<(), TaskError> {
+        match control {
+            TaskControl::TriggerCheckpoint(id) => {
+                // The reader's position first: every record it emitted so far is before the
+                // barrier, so a restore reads on from exactly here.
+                let offsets = driver.snapshot().map_err(JobError::State)?;
+                let state = &self.checkpoints.state;
+                state.put(
+                    self.source_node,
+                    OperatorState {
+                        keyed: Default::default(),
+                        operator: offsets,
+                    },
+                );
+                driver.event(ChainEvent::Barrier(id));
+                self.checkpoints.acknowledge(id);
+            }
+            TaskControl::CheckpointComplete(id) => driver.event(ChainEvent::CheckpointComplete(id)),
+        }
+        Ok(())
+    }
 }
 
 fn emit_watermark(driver: &mut dyn SourceDriver, current: &mut u64) {
@@ -405,11 +509,12 @@ struct Consumer<'a> {
     /// Records per second this task may process (a slow sink); it then stops reading, its
     /// queues fill, credits run out, and upstream tasks block: back-pressure.
     rate_limit: Option<f64>,
+    checkpoints: Checkpoints,
 }
 
 impl Consumer<'_> {
     async fn run(
-        self,
+        mut self,
         mut decoder: Box<dyn RecordDecoder>,
         mut gate: InputGate,
     ) -> Result<(), TaskError> {
@@ -422,6 +527,13 @@ impl Consumer<'_> {
                 // input, while a busy input could starve it.
                 biased;
                 _ = flush.tick() => decoder.event(ChainEvent::Flush),
+                Some(control) = self.checkpoints.control.recv() => match control {
+                    TaskControl::CheckpointComplete(id) => {
+                        decoder.event(ChainEvent::CheckpointComplete(id))
+                    }
+                    // Only sources are triggered; others take checkpoints at barriers.
+                    TaskControl::TriggerCheckpoint(_) => {}
+                },
                 item = gate.next() => match item {
                     GateItem::Data(_, bytes, _guard) => {
                         let n = decoder.decode(&bytes)?;
@@ -433,7 +545,12 @@ impl Consumer<'_> {
                         if let Some(wm) = gate.advance_watermark().filter(|wm| *wm < u64::MAX) {
                             decoder.event(ChainEvent::Watermark(wm));
                         }
+                        // The channel that ended may have been the last one a barrier waited for.
+                        if let Some(id) = gate.alignment_done() {
+                            self.barrier(&mut *decoder, id);
+                        }
                     }
+                    GateItem::Barrier(id) => self.barrier(&mut *decoder, id),
                     GateItem::End => break,
                     GateItem::ChannelLost(ch) => {
                         return Err(TaskError::UpstreamLost { producer: self.inputs[ch].producer })
@@ -444,5 +561,12 @@ impl Consumer<'_> {
         }
         decoder.event(ChainEvent::Finish);
         self.outputs.drain().await
+    }
+
+    /// An aligned barrier: the chain snapshots as it passes (writers forward it), then the
+    /// task acknowledges.
+    fn barrier(&self, decoder: &mut dyn RecordDecoder, id: u64) {
+        decoder.event(ChainEvent::Barrier(id));
+        self.checkpoints.acknowledge(id);
     }
 }

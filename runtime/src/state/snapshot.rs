@@ -1,0 +1,130 @@
+//! What a checkpoint holds: per subtask, the state of every operator in its chain, keyed state
+//! split by key group so it can be handed back to whichever subtask owns a group on restore.
+//!
+//! Operators write their state into the task's [`TaskStateHandle`] when a checkpoint barrier
+//! passes them in the chain, and read it back from the same handle when they are built for a
+//! restored attempt. The handle is the only link between operators and checkpointing, so an
+//! operator needs no knowledge of barriers' transport, acknowledgements or the store.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::util::lock;
+
+/// One operator instance's state at a checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorState {
+    /// Keyed state by key group (bincode of the group's entries). On restore every subtask gets
+    /// the groups of its key-group range, from whichever subtask held them before.
+    pub keyed: BTreeMap<u32, Vec<u8>>,
+    /// State that belongs to this subtask only: source offsets, a sink's transaction.
+    pub operator: Option<Vec<u8>>,
+}
+
+impl OperatorState {
+    pub fn bytes(&self) -> usize {
+        self.keyed.values().map(Vec::len).sum::<usize>()
+            + self.operator.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// One subtask's part of a checkpoint: operator states by logical node id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSnapshot {
+    pub operators: BTreeMap<u32, OperatorState>,
+}
+
+impl TaskSnapshot {
+    pub fn bytes(&self) -> usize {
+        self.operators.values().map(OperatorState::bytes).sum()
+    }
+}
+
+/// The state an attempt starts from: the checkpoint it restores and its operators' state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRestore {
+    pub checkpoint: u64,
+    pub snapshot: TaskSnapshot,
+}
+
+/// A task's link to checkpointing, shared by every operator of its chain: where they put their
+/// state when a barrier passes, and where they find the state they restore from.
+#[derive(Clone, Default)]
+pub struct TaskStateHandle {
+    taken: Arc<Mutex<TaskSnapshot>>,
+    restore: Option<Arc<TaskRestore>>,
+}
+
+impl TaskStateHandle {
+    pub fn new(restore: Option<TaskRestore>) -> Self {
+        TaskStateHandle {
+            taken: Arc::default(),
+            restore: restore.map(Arc::new),
+        }
+    }
+
+    /// The checkpoint this attempt was restored from, if any.
+    pub fn restored_checkpoint(&self) -> Option<u64> {
+        self.restore.as_ref().map(|r| r.checkpoint)
+    }
+
+    /// The restored state of one operator (by logical node id).
+    pub fn restored(&self, node: u32) -> Option<&OperatorState> {
+        self.restore.as_ref()?.snapshot.operators.get(&node)
+    }
+
+    /// Records one operator's state for the checkpoint being taken.
+    pub fn put(&self, node: u32, state: OperatorState) {
+        lock(&self.taken).operators.insert(node, state);
+    }
+
+    /// Everything the operators recorded since the last take.
+    pub fn take(&self) -> TaskSnapshot {
+        std::mem::take(&mut *lock(&self.taken))
+    }
+}
+
+/// Encodes a state value; state types are plain serde data, so failure means a bug in a
+/// user-defined `Serialize`, reported as an error string rather than a panic.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    bincode::serialize(value).map_err(|e| format!("state serialization failed: {e}"))
+}
+
+/// Decodes restored state.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    bincode::deserialize(bytes).map_err(|e| format!("restored state is corrupt: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operators_put_and_the_task_takes_once() {
+        let handle = TaskStateHandle::new(None);
+        let op = OperatorState {
+            keyed: BTreeMap::from([(3, vec![1, 2])]),
+            operator: Some(vec![9]),
+        };
+        handle.clone().put(7, op.clone());
+        let taken = handle.take();
+        assert_eq!(taken.operators.get(&7), Some(&op));
+        assert_eq!(taken.bytes(), 3);
+        assert!(handle.take().operators.is_empty());
+    }
+
+    #[test]
+    fn restored_state_is_found_by_node() {
+        let mut snapshot = TaskSnapshot::default();
+        snapshot.operators.insert(2, OperatorState::default());
+        let handle = TaskStateHandle::new(Some(TaskRestore {
+            checkpoint: 4,
+            snapshot,
+        }));
+        assert_eq!(handle.restored_checkpoint(), Some(4));
+        assert!(handle.restored(2).is_some());
+        assert!(handle.restored(1).is_none());
+    }
+}
