@@ -53,8 +53,9 @@ fn draw_scenario(seed: u64, u: &mut Unstructured) -> Draw<Scenario> {
         .map(|_| draw_fault(u, cluster.taskmanagers))
         .collect::<Draw<Vec<_>>>()?;
     // Without faults and with the default memory, the run must be exact (checkable for
-    // keyed-count, whose outputs carry their provenance).
-    let expect = if faults.is_empty() && cluster.memory_mb.is_none() && job.name == "keyed-count" {
+    // keyed-count and etl, whose outputs carry their provenance).
+    let provenance = matches!(job.name.as_str(), "keyed-count" | "etl");
+    let expect = if faults.is_empty() && cluster.memory_mb.is_none() && provenance {
         Expectations {
             delivery: DeliveryMode::ExactlyOnce,
             job: Some(JobOutcome::Finished),

@@ -68,6 +68,17 @@ struct Pending {
     tasks: BTreeMap<(u32, u32), TaskSnapshot>,
 }
 
+/// What a finished store write means.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Persisted {
+    /// The checkpoint completed; `subsumed` are no longer retained (delete them).
+    Completed { subsumed: Vec<u64> },
+    /// A newer checkpoint completed first: this one is obsolete (delete it).
+    Subsumed,
+    /// Aborted while being written (failover, timeout): never restore it (delete it).
+    Aborted,
+}
+
 /// What an acknowledgement did.
 #[derive(Debug)]
 pub enum Ack {
@@ -201,20 +212,21 @@ impl CheckpointCoordinator {
         Ack::AllAcknowledged(completed)
     }
 
-    /// The store holds checkpoint `id`: it becomes the latest completed one. Returns the ids
-    /// no longer retained (to delete from the store), or None if `id` was aborted meanwhile.
-    pub fn persisted(&mut self, id: u64) -> Option<Vec<u64>> {
-        let (_, completed) = self.persisting.remove(&id)?;
-        // A slow write may finish after a newer one: keep the order by id.
+    /// The store holds checkpoint `id`: it becomes the latest completed one, unless a newer
+    /// one completed first (a slow write) or it was aborted meanwhile.
+    pub fn persisted(&mut self, id: u64) -> Persisted {
+        let Some((_, completed)) = self.persisting.remove(&id) else {
+            return Persisted::Aborted;
+        };
         if self.completed.back().is_some_and(|c| c.id > id) {
-            return Some(vec![id]);
+            return Persisted::Subsumed;
         }
         self.completed.push_back(completed);
         let mut subsumed = Vec::new();
         while self.completed.len() > self.retained {
             subsumed.extend(self.completed.pop_front().map(|c| c.id));
         }
-        Some(subsumed)
+        Persisted::Completed { subsumed }
     }
 
     /// Writing checkpoint `id` to the store failed: it never completes.
@@ -319,8 +331,8 @@ mod tests {
                 c.acknowledge(id, tasks[1], TaskSnapshot::default()),
                 Ack::AllAcknowledged(_)
             ));
-            let subsumed = c.persisted(id).unwrap();
-            assert_eq!(subsumed, if round == 3 { vec![1] } else { vec![] });
+            let subsumed = if round == 3 { vec![1] } else { vec![] };
+            assert_eq!(c.persisted(id), Persisted::Completed { subsumed });
         }
         assert_eq!(c.retained_ids(), vec![2, 3]);
         assert_eq!(c.latest().unwrap().id, 3);
@@ -368,7 +380,7 @@ mod tests {
             .unwrap();
         c.acknowledge(second, tasks[0], TaskSnapshot::default());
         assert!(c.persist_failed(second));
-        assert_eq!(c.persisted(second), None);
+        assert_eq!(c.persisted(second), Persisted::Aborted);
         let third = c
             .trigger_if_due(t0 + Duration::from_secs(3), tasks)
             .unwrap();
@@ -380,8 +392,27 @@ mod tests {
             .unwrap();
         c.acknowledge(fourth, tasks[0], TaskSnapshot::default());
         assert_eq!(c.expire(t0 + Duration::from_secs(9)), vec![fourth]);
-        assert_eq!(c.persisted(fourth), None);
+        assert_eq!(c.persisted(fourth), Persisted::Aborted);
         assert_eq!(c.latest().unwrap().id, first);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_finishes_after_a_newer_checkpoint_is_subsumed() {
+        let mut c = coordinator();
+        let t0 = Instant::now();
+        c.start(t0);
+        let tasks = [attempt(0, 0)];
+        let slow = c
+            .trigger_if_due(t0 + Duration::from_secs(1), tasks)
+            .unwrap();
+        c.acknowledge(slow, tasks[0], TaskSnapshot::default());
+        let fast = c
+            .trigger_if_due(t0 + Duration::from_secs(2), tasks)
+            .unwrap();
+        c.acknowledge(fast, tasks[0], TaskSnapshot::default());
+        assert_eq!(c.persisted(fast), Persisted::Completed { subsumed: vec![] });
+        assert_eq!(c.persisted(slow), Persisted::Subsumed);
+        assert_eq!(c.retained_ids(), vec![fast]);
     }
 
     #[test]

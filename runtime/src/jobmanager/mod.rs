@@ -35,7 +35,7 @@ use crate::rpc::{
 use crate::state::{CheckpointStore, MemoryCheckpointStore, TaskSnapshot};
 use crate::taskmanager::InputLocation;
 use crate::util::{AbortOnDrop, TaskSet};
-use checkpoint::{Ack, CheckpointCoordinator, CompletedCheckpoint};
+use checkpoint::{Ack, CheckpointCoordinator, CompletedCheckpoint, Persisted};
 use restart::RestartBackoff;
 use scheduler::{placement_for, slot_sharing_groups, SlotOffer, SlotPool};
 
@@ -739,14 +739,14 @@ impl JobManager {
         }
         let from = job.checkpoints.latest().map(|c| c.id);
         if restart.len() == job.eg.subtask_count() {
-            tracing::warn!(job = id, %cause, %strategy, backoff = ?backoff, restart = %job.restart.describe(), checkpoint = ?from, "job failing over: restarting all tasks");
+            tracing::warn!(job = id, %cause, %strategy, backoff = ?backoff, restart = %job.restart.describe(), checkpoint = from.unwrap_or(0), "job failing over: restarting all tasks");
             return self.restart_all(id, backoff);
         }
         let names: Vec<String> = restart
             .iter()
             .map(|(v, s)| format!("v{}[{s}]", v.0))
             .collect();
-        tracing::warn!(job = id, %cause, %strategy, backoff = ?backoff, restart = %job.restart.describe(), checkpoint = ?from, tasks = %names.join(" "), "job failing over: restarting {} of {} tasks", restart.len(), job.eg.subtask_count());
+        tracing::warn!(job = id, %cause, %strategy, backoff = ?backoff, restart = %job.restart.describe(), checkpoint = from.unwrap_or(0), tasks = %names.join(" "), "job failing over: restarting {} of {} tasks", restart.len(), job.eg.subtask_count());
         self.restart_some(id, restart, backoff);
     }
 
@@ -1041,10 +1041,18 @@ impl JobManager {
             }
             return;
         }
-        let Some(subsumed) = job.checkpoints.persisted(checkpoint) else {
-            // Aborted meanwhile (failover, timeout): it must never be restored or committed.
-            self.delete_checkpoint(id, checkpoint);
-            return;
+        let subsumed = match job.checkpoints.persisted(checkpoint) {
+            Persisted::Completed { subsumed } => subsumed,
+            // Aborted meanwhile (failover, timeout), or overtaken by a newer checkpoint: it
+            // must never be restored, and sinks have nothing to commit for it.
+            Persisted::Aborted | Persisted::Subsumed => {
+                tracing::info!(
+                    job = id,
+                    checkpoint,
+                    "checkpoint written too late: discarded"
+                );
+                return self.delete_checkpoint(id, checkpoint);
+            }
         };
         let bytes = job.checkpoints.latest().map_or(0, |c| c.bytes());
         tracing::info!(job = id, checkpoint, bytes, "checkpoint completed");
