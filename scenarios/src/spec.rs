@@ -477,6 +477,7 @@ pub(crate) const STORE_MODES: &[(&str, StoreFailureMode)] = &[
 pub(crate) const DELIVERY_MODES: &[(&str, DeliveryMode)] = &[
     ("exactly-once", DeliveryMode::ExactlyOnce),
     ("lossy-accounted", DeliveryMode::LossyAccounted),
+    ("fault-accounted", DeliveryMode::FaultAccounted),
     ("at-least-once", DeliveryMode::AtLeastOnce),
     ("unchecked", DeliveryMode::Unchecked),
 ];

@@ -57,7 +57,8 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "swarm",
             "tm-crash-4x2",
             "tm-crash-4x2-full",
-            "tm-crash-4x2-region"
+            "tm-crash-4x2-region",
+            "tm-crash-4x2-taskmanager"
         ]
     );
     for s in &all {
@@ -447,7 +448,7 @@ fn invalid_values() {
         ("[swarm]\nkinds = [\"crash\"]\nuntil = \"90s\"\n", "t.toml: `swarm.until`: 90s is past run_for (60s)"),
         (
             "[expect]\ndelivery = \"at-most-once\"\n",
-            "t.toml: `expect.delivery`: unknown value 'at-most-once'; expected one of: exactly-once, lossy-accounted, at-least-once, unchecked",
+            "t.toml: `expect.delivery`: unknown value 'at-most-once'; expected one of: exactly-once, lossy-accounted, fault-accounted, at-least-once, unchecked",
         ),
         ("[expect]\nmax_task_range = -1\n", "t.toml: `expect.max_task_range`: -1 is not within 0..=4294967295"),
     ];

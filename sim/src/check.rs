@@ -87,6 +87,18 @@ pub fn delivery(h: &RunHistory, mode: DeliveryMode, input: &ExpectedInput) -> Ve
             duplicates += 1;
             continue;
         }
+        if mode == DeliveryMode::FaultAccounted && seen.contains_key(&origin) {
+            if !near_a_fault(h, out.at) {
+                let evidence = format!(
+                    "input {origin:?} was output again at {} (attempt {}), when no fault was active",
+                    secs(out.at),
+                    out.attempt
+                );
+                return Verdict::fail(NAME, "unaccounted duplicate", evidence);
+            }
+            duplicates += 1;
+            continue;
+        }
         if let Some(first) = seen.insert(origin, out) {
             let evidence = format!(
                 "input {origin:?} was output at {} (attempt {}) and again at {} (attempt {})",
@@ -146,6 +158,13 @@ pub fn delivery(h: &RunHistory, mode: DeliveryMode, input: &ExpectedInput) -> Ve
         " (all attributed to faults)"
     };
     Verdict::pass(NAME, format!("{summary}{note}"))
+}
+
+/// True if a disruptive fault was active within `IN_FLIGHT` of `at`.
+fn near_a_fault(h: &RunHistory, at: Duration) -> bool {
+    disruptive_faults(h)
+        .filter_map(|f| f.window(h.end))
+        .any(|(b, e)| b <= at + IN_FLIGHT && e + IN_FLIGHT >= at)
 }
 
 /// The first missing record no fault accounts for. A missing record would have been output
@@ -596,6 +615,18 @@ mod tests {
         let v = delivery(&h, DeliveryMode::AtLeastOnce, &input(4));
         assert!(v.passed && v.summary.contains("1 duplicated"), "{v:?}");
         assert!(!delivery(&h, DeliveryMode::AtLeastOnce, &input(5)).passed);
+    }
+
+    #[test]
+    fn fault_accounted_allows_duplicates_only_near_a_fault() {
+        let mut h = history((0..4).map(|o| out(o * 10, o, 0)).collect());
+        h.outputs.push(out(1_500, 2, 1));
+        let v = delivery(&h, DeliveryMode::FaultAccounted, &input(4));
+        assert!(!v.passed && v.summary == "unaccounted duplicate", "{v:?}");
+        h.faults.push(crash_at(1));
+        let v = delivery(&h, DeliveryMode::FaultAccounted, &input(4));
+        assert!(v.passed && v.summary.contains("1 duplicated"), "{v:?}");
+        assert!(!delivery(&h, DeliveryMode::LossyAccounted, &input(4)).passed);
     }
 
     #[test]

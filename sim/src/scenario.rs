@@ -23,6 +23,10 @@ pub enum DeliveryMode {
     ExactlyOnce,
     /// No duplicates, nothing invented; every missing record attributed to a fault.
     LossyAccounted,
+    /// Nothing invented; every missing record and every duplicate attributed to a fault
+    /// (`taskmanager` failover with a non-transactional sink: a restarted source replays from
+    /// its checkpoint into its restarted consumer, whose sink had already written some of it).
+    FaultAccounted,
     /// Every input delivered, possibly more than once (a restart without checkpoints replays
     /// its sources); nothing invented.
     AtLeastOnce,

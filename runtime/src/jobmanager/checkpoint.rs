@@ -39,6 +39,9 @@ impl CompletedCheckpoint {
             if *v != vertex.0 {
                 continue;
             }
+            if *s == subtask {
+                snapshot.outputs = task.outputs.clone();
+            }
             for (node, state) in &task.operators {
                 let mine = snapshot
                     .operators

@@ -23,8 +23,8 @@ use crate::config::Configuration;
 use crate::config::FailoverStrategy;
 use crate::graph::{pipelined_regions, region_restart_set, Topology};
 use crate::graph::{
-    ExecutionAttemptId, ExecutionGraph, ExecutionSlotSharingGroup, ExecutionState, JobVertex,
-    VertexId,
+    ExecutionAttemptId, ExecutionGraph, ExecutionSlotSharingGroup, ExecutionState,
+    InputChannelSpec, JobVertex, VertexId,
 };
 use crate::rpc::frame::spawn_writer;
 use crate::rpc::handshake::accept_handshake;
@@ -144,19 +144,31 @@ impl JobEntry {
     }
 }
 
+/// What failed: a task by itself, or every task of a TaskManager that was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Task,
+    TaskManagerLost,
+}
+
 /// The subtasks a failure of `failed` restarts under `strategy`. `full` restarts everything;
 /// `region` the pipelined regions of the failed subtasks and the regions they drag along
 /// (Flink's RestartPipelinedRegionFailoverStrategy). rill keeps no finished blocking results
 /// for re-reading, so every result counts as unavailable and producers always restart too.
-/// `taskmanager` restarts what `region` does until its partial restart lands.
+/// `taskmanager` restarts only the lost TaskManager's subtasks; a task's own failure falls
+/// back to `region` (WeChat's RestartTaskManagerFailoverStrategy).
 fn restart_set(
     eg: &ExecutionGraph,
     strategy: FailoverStrategy,
     failed: &[ExecutionAttemptId],
+    scope: Failure,
 ) -> BTreeSet<(VertexId, u32)> {
     let all = || eg.all().map(|ev| (ev.vertex, ev.subtask)).collect();
     if strategy == FailoverStrategy::Full {
         return all();
+    }
+    if strategy == FailoverStrategy::TaskManager && scope == Failure::TaskManagerLost {
+        return failed.iter().map(|a| (a.vertex, a.subtask)).collect();
     }
     let (topology, subtasks) = Topology::from_job_graph(&eg.job);
     let regions = pipelined_regions(&topology);
@@ -622,33 +634,8 @@ impl JobManager {
                 .ok_or_else(|| format!("{attempt} has no slot"))?;
             let inputs = graph
                 .input_channels(ev.vertex, ev.subtask)
-                .into_iter()
-                .map(|ch| {
-                    let producer_vertex = graph.edge(ch.edge).source;
-                    let producer = job
-                        .eg
-                        .get(producer_vertex, ch.producer_subtask)
-                        .ok_or("missing producer")?
-                        .attempt_id();
-                    let producer_tm =
-                        *job.placement.get(&producer).ok_or("producer has no slot")?;
-                    let data_addr = match producer_tm == tm {
-                        true => None,
-                        false => Some(
-                            self.tms
-                                .get(&producer_tm)
-                                .ok_or("producer's taskmanager is gone")?
-                                .data_addr
-                                .clone(),
-                        ),
-                    };
-                    Ok(InputLocation {
-                        producer,
-                        edge: ch.edge,
-                        subpartition: ch.subpartition,
-                        data_addr,
-                    })
-                })
+                .iter()
+                .map(|ch| self.input_location(job, ch, tm))
                 .collect::<Result<Vec<_>, &str>>()?;
             let restore = latest
                 .as_ref()
@@ -669,6 +656,81 @@ impl JobManager {
                 .map_err(|_| "taskmanager unreachable")?;
         }
         Ok(())
+    }
+
+    /// Where a consumer on TaskManager `consumer_tm` reads input channel `ch` from: the
+    /// producer's current attempt, locally or at its TaskManager's data address.
+    fn input_location(
+        &self,
+        job: &JobEntry,
+        ch: &InputChannelSpec,
+        consumer_tm: u64,
+    ) -> Result<InputLocation, &'static str> {
+        let producer_vertex = job.eg.job.edge(ch.edge).source;
+        let producer = job
+            .eg
+            .get(producer_vertex, ch.producer_subtask)
+            .ok_or("missing producer")?
+            .attempt_id();
+        let producer_tm = *job.placement.get(&producer).ok_or("producer has no slot")?;
+        let data_addr = match producer_tm == consumer_tm {
+            true => None,
+            false => Some(
+                self.tms
+                    .get(&producer_tm)
+                    .ok_or("producer's taskmanager is gone")?
+                    .data_addr
+                    .clone(),
+            ),
+        };
+        Ok(InputLocation {
+            producer,
+            edge: ch.edge,
+            subpartition: ch.subpartition,
+            data_addr,
+        })
+    }
+
+    /// `taskmanager` failover: tells every consumer that kept running where its restarted
+    /// producers run now, so its paused channels reconnect (Flink's UpdatePartitionInfo).
+    fn update_partition_infos(&self, id: u64, restarted: &[(VertexId, u32)]) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let graph = &job.eg.job;
+        for &(pv, ps) in restarted {
+            for &edge in &graph.vertex(pv).outputs {
+                let cv = graph.edge(edge).target;
+                for cs in 0..graph.vertex(cv).parallelism {
+                    if restarted.contains(&(cv, cs)) {
+                        continue; // deployed with the new location already
+                    }
+                    let Some(consumer) = job.eg.get(cv, cs).map(|ev| ev.attempt_id()) else {
+                        continue;
+                    };
+                    let Some(&tm) = job.placement.get(&consumer) else {
+                        continue;
+                    };
+                    let channels = graph.input_channels(cv, cs);
+                    for (index, ch) in channels.iter().enumerate() {
+                        if ch.edge != edge || ch.producer_subtask != ps {
+                            continue;
+                        }
+                        let (Ok(location), Some(entry)) =
+                            (self.input_location(job, ch, tm), self.tms.get(&tm))
+                        else {
+                            continue;
+                        };
+                        let _ = entry.out.send(JmToTm::UpdatePartitionInfo {
+                            job: id,
+                            consumer,
+                            index: index as u32,
+                            location,
+                        });
+                    }
+                }
+            }
+        }
     }
 
     fn on_task_state(
@@ -699,7 +761,7 @@ impl JobManager {
         match state {
             ExecutionState::Failed => {
                 let reason = format!("task {attempt} failed: {}", error.unwrap_or_default());
-                self.fail_over(id, reason, &[attempt]);
+                self.fail_over(id, reason, &[attempt], Failure::Task);
             }
             ExecutionState::Finished
                 if job.eg.all().all(|ev| ev.state == ExecutionState::Finished) =>
@@ -716,7 +778,7 @@ impl JobManager {
     /// attempts that failed or were lost. Every restarted subtask gets a new attempt number,
     /// so nothing from the old attempts is accepted any more, and restores the latest
     /// completed checkpoint.
-    fn fail_over(&mut self, id: u64, cause: String, failed: &[ExecutionAttemptId]) {
+    fn fail_over(&mut self, id: u64, cause: String, failed: &[ExecutionAttemptId], scope: Failure) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -733,7 +795,7 @@ impl JobManager {
         }
         let backoff = job.restart.backoff();
         let strategy = job.config.failover_strategy();
-        let restart = restart_set(&job.eg, strategy, failed);
+        let restart = restart_set(&job.eg, strategy, failed, scope);
         for checkpoint in job.checkpoints.abort_all() {
             tracing::info!(job = id, checkpoint, "checkpoint aborted: failover");
         }
@@ -854,8 +916,9 @@ impl JobManager {
             "redeploying restarted tasks"
         );
         if let Err(reason) = self.deploy(id, &subtasks) {
-            self.fail_job(id, reason);
+            return self.fail_job(id, reason);
         }
+        self.update_partition_infos(id, &subtasks);
         self.broadcast_status(id);
     }
 
@@ -942,7 +1005,7 @@ impl JobManager {
                 .filter(|(_, lost)| !lost.is_empty())
                 .collect();
             for (id, lost) in affected {
-                self.fail_over(id, reason.clone(), &lost);
+                self.fail_over(id, reason.clone(), &lost, Failure::TaskManagerLost);
             }
         }
     }

@@ -6,8 +6,9 @@ use crate::api::operator::{ChainEvent, Out};
 
 /// A chain head fed from the network, with its record type erased.
 pub trait RecordDecoder: Send {
-    /// Decodes every record in `buf` and pushes it on; returns how many records there were.
-    fn decode(&mut self, buf: &[u8]) -> Result<u64, DecodeError>;
+    /// Decodes every record in `buf` and pushes on all but the first `skip` (already
+    /// delivered: a replayed prefix); returns how many it pushed.
+    fn decode(&mut self, buf: &[u8], skip: u32) -> Result<u64, DecodeError>;
     fn event(&mut self, event: ChainEvent);
 }
 
@@ -29,8 +30,9 @@ impl<T> TypedDecoder<T> {
 }
 
 impl<T: serde::de::DeserializeOwned + Send> RecordDecoder for TypedDecoder<T> {
-    fn decode(&mut self, mut buf: &[u8]) -> Result<u64, DecodeError> {
+    fn decode(&mut self, mut buf: &[u8], skip: u32) -> Result<u64, DecodeError> {
         let mut records = 0;
+        let mut pushed = 0;
         while !buf.is_empty() {
             // The same encoding the writer uses (bincode's fixed-int format), with the bytes
             // left in the buffer as a size limit: a corrupt length prefix fails here instead
@@ -45,10 +47,13 @@ impl<T: serde::de::DeserializeOwned + Send> RecordDecoder for TypedDecoder<T> {
                     records,
                     reason: e.to_string(),
                 })?;
-            self.down.collect(item);
+            if records >= skip as u64 {
+                self.down.collect(item);
+                pushed += 1;
+            }
             records += 1;
         }
-        Ok(records)
+        Ok(pushed)
     }
 
     fn event(&mut self, event: ChainEvent) {
@@ -79,7 +84,8 @@ mod tests {
         for i in 0..3u64 {
             bincode::serialize_into(&mut buf, &(format!("w{i}"), i)).unwrap();
         }
-        assert_eq!(decoder().decode(&buf).unwrap(), 3);
+        assert_eq!(decoder().decode(&buf, 0).unwrap(), 3);
+        assert_eq!(decoder().decode(&buf, 2).unwrap(), 1);
     }
 
     #[test]
@@ -87,7 +93,7 @@ mod tests {
         // A String claiming 2^60 bytes, then nothing.
         let mut buf = (1u64 << 60).to_le_bytes().to_vec();
         buf.extend_from_slice(b"abc");
-        let err = decoder().decode(&buf).unwrap_err();
+        let err = decoder().decode(&buf, 0).unwrap_err();
         assert_eq!(err.records, 0);
     }
 
@@ -97,6 +103,6 @@ mod tests {
         bincode::serialize_into(&mut buf, &("ok".to_string(), 1u64)).unwrap();
         bincode::serialize_into(&mut buf, &("cut".to_string(), 2u64)).unwrap();
         buf.truncate(buf.len() - 3);
-        assert_eq!(decoder().decode(&buf).unwrap_err().records, 1);
+        assert_eq!(decoder().decode(&buf, 0).unwrap_err().records, 1);
     }
 }

@@ -10,12 +10,10 @@
 use std::future::poll_fn;
 use std::task::Poll;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::transport::CreditReturn;
-use super::{NetBuffer, StreamEvent};
-use crate::taskmanager::BufferGuard;
+use super::{DataBuffer, NetBuffer, StreamEvent};
 
 /// One input channel: a local subpartition queue, or the receiving end of a remote channel
 /// (which returns a credit to its producer for every buffer taken).
@@ -26,6 +24,12 @@ pub struct InputChannel {
     watermark: u64,
     /// Delivered the barrier the gate is aligning on; not read until alignment completes.
     blocked: bool,
+    /// The producer is gone and its replacement not yet connected (`taskmanager` failover):
+    /// not read, and no barrier waits for it.
+    paused: bool,
+    /// The number of the next record expected (records are numbered per subpartition); a
+    /// replacement producer replaying from a checkpoint resends some, which are dropped.
+    next_seq: Option<u64>,
 }
 
 impl InputChannel {
@@ -36,6 +40,8 @@ impl InputChannel {
             finished: false,
             watermark: 0,
             blocked: false,
+            paused: false,
+            next_seq: None,
         }
     }
 
@@ -46,15 +52,32 @@ impl InputChannel {
             finished: false,
             watermark: 0,
             blocked: false,
+            paused: false,
+            next_seq: None,
         }
+    }
+}
+
+impl InputChannel {
+    /// How many of `data`'s first records this channel delivered already; moves the
+    /// expectation past the buffer.
+    fn sequence(&mut self, data: &DataBuffer) -> u32 {
+        let end = data.seq + data.records as u64;
+        let skip = match self.next_seq {
+            Some(next) if next > data.seq => (next - data.seq).min(data.records as u64) as u32,
+            _ => 0,
+        };
+        self.next_seq = Some(self.next_seq.map_or(end, |next| next.max(end)));
+        skip
     }
 }
 
 /// What reading the gate produced.
 #[derive(Debug)]
 pub enum GateItem {
-    /// A data buffer from a channel.
-    Data(usize, Bytes, BufferGuard),
+    /// A data buffer from a channel, and how many of its first records the channel already
+    /// delivered (a replayed prefix, to be skipped).
+    Data(usize, DataBuffer, u32),
     /// The minimum watermark over all channels advanced.
     Watermark(u64),
     /// Some channel reached its end (others go on).
@@ -100,7 +123,13 @@ impl InputGate {
             let Some(idx) = idx else { return GateItem::End };
             match buf {
                 None => return GateItem::ChannelLost(idx),
-                Some(NetBuffer::Data(bytes, guard)) => return GateItem::Data(idx, bytes, guard),
+                Some(NetBuffer::Data(data)) => {
+                    let skip = self.channels[idx].sequence(&data);
+                    // A buffer that is all replay is dropped (its credit was returned).
+                    if skip == 0 || skip < data.records {
+                        return GateItem::Data(idx, data, skip);
+                    }
+                }
                 Some(NetBuffer::Event(StreamEvent::EndOfPartition)) => {
                     self.channels[idx].finished = true;
                     self.channels[idx].watermark = u64::MAX;
@@ -155,12 +184,42 @@ impl InputGate {
     /// The aligned checkpoint, if every channel is blocked on it or finished.
     pub fn alignment_done(&mut self) -> Option<u64> {
         let id = self.aligning?;
-        if self.channels.iter().all(|c| c.blocked || c.finished) {
+        if self
+            .channels
+            .iter()
+            .all(|c| c.blocked || c.finished || c.paused)
+        {
             self.unblock_all();
             self.aligning = None;
             return Some(id);
         }
         None
+    }
+
+    /// The channel's producer is gone and will be replaced: stop reading it (dropping what it
+    /// queued) until `resume`. An alignment in progress is abandoned: the failover aborted
+    /// that checkpoint, and channels blocked on it must not wait for a barrier that will not
+    /// come.
+    pub fn pause(&mut self, channel: usize) {
+        let ch = &mut self.channels[channel];
+        ch.paused = true;
+        ch.rx = mpsc::channel(1).1;
+        ch.credit = None;
+        self.unblock_all();
+        self.aligning = None;
+    }
+
+    /// Reads `channel` from a new connection (its producer's replacement), keeping what the
+    /// old one delivered: its watermark and record numbering.
+    pub fn resume(&mut self, channel: usize, mut replacement: InputChannel) {
+        let old = &self.channels[channel];
+        replacement.watermark = old.watermark;
+        replacement.next_seq = old.next_seq;
+        self.channels[channel] = replacement;
+    }
+
+    pub fn is_paused(&self, channel: usize) -> bool {
+        self.channels[channel].paused
     }
 
     fn unblock_all(&mut self) {
@@ -185,7 +244,7 @@ impl InputGate {
         for k in 0..n {
             let idx = (self.next + k) % n;
             let ch = &mut self.channels[idx];
-            if ch.finished || ch.blocked {
+            if ch.finished || ch.blocked || ch.paused {
                 continue;
             }
             if let Poll::Ready(buf) = ch.rx.poll_recv(cx) {
@@ -213,10 +272,17 @@ mod tests {
     }
 
     fn data(n: u8) -> NetBuffer {
-        NetBuffer::Data(
-            Bytes::from(vec![n]),
-            crate::taskmanager::MemoryAccount::default().buffer(1),
-        )
+        numbered(n, 0, 0)
+    }
+
+    /// A buffer whose payload is `n`, holding `records` records numbered from `seq`.
+    fn numbered(n: u8, seq: u64, records: u32) -> NetBuffer {
+        NetBuffer::Data(DataBuffer {
+            bytes: bytes::Bytes::from(vec![n]),
+            guard: crate::taskmanager::MemoryAccount::default().buffer(1),
+            seq,
+            records,
+        })
     }
 
     fn barrier(id: u64) -> NetBuffer {
@@ -225,7 +291,7 @@ mod tests {
 
     async fn next_data(gate: &mut InputGate) -> (usize, u8) {
         match gate.next().await {
-            GateItem::Data(ch, bytes, _) => (ch, bytes[0]),
+            GateItem::Data(ch, data, _) => (ch, data.bytes[0]),
             other => panic!("expected data, got {other:?}"),
         }
     }
@@ -270,5 +336,29 @@ mod tests {
         txs[0].send(barrier(2)).await.unwrap();
         assert!(matches!(gate.next().await, GateItem::Barrier(2)));
         assert_eq!(next_data(&mut gate).await, (1, 7));
+    }
+
+    #[tokio::test]
+    async fn a_paused_channel_resumes_on_a_replacement_and_drops_the_replayed_prefix() {
+        let (txs, mut gate) = gate(2);
+        txs[0].send(numbered(1, 0, 10)).await.unwrap();
+        match gate.next().await {
+            GateItem::Data(0, _, 0) => {}
+            other => panic!("{other:?}"),
+        }
+        // Channel 0's producer dies; channel 1 aligns alone while 0 is paused.
+        gate.pause(0);
+        assert!(gate.is_paused(0));
+        txs[1].send(barrier(1)).await.unwrap();
+        assert!(matches!(gate.next().await, GateItem::Barrier(1)));
+        // The replacement replays from record 4: 4..10 are dropped, 10..12 delivered.
+        let (tx, rx) = mpsc::channel(16);
+        gate.resume(0, InputChannel::local(rx));
+        tx.send(numbered(2, 4, 6)).await.unwrap();
+        tx.send(numbered(3, 8, 4)).await.unwrap();
+        match gate.next().await {
+            GateItem::Data(0, data, skip) => assert_eq!((data.bytes[0], skip), (3, 2)),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -33,9 +33,21 @@ pub enum StreamEvent {
 /// What travels through a subpartition or channel: serialized records, or one event.
 #[derive(Debug)]
 pub enum NetBuffer {
-    /// Records encoded back to back, with the memory they hold accounted until dropped.
-    Data(Bytes, BufferGuard),
+    Data(DataBuffer),
     Event(StreamEvent),
+}
+
+/// Records encoded back to back, with the memory they hold accounted until dropped.
+///
+/// Records are numbered per subpartition (`seq` is the first one's number), so a consumer
+/// that reconnects to a producer replaying from a checkpoint can drop what it already has
+/// (see `InputGate`): a restarted source numbers its replay exactly as the first time.
+#[derive(Debug)]
+pub struct DataBuffer {
+    pub bytes: Bytes,
+    pub guard: BufferGuard,
+    pub seq: u64,
+    pub records: u32,
 }
 
 pub use gate::{GateItem, InputChannel, InputGate};

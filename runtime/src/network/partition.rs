@@ -72,6 +72,11 @@ impl PartitionRegistry {
         waiter.await.ok()
     }
 
+    /// True while `key`'s queue is registered and no consumer has claimed it.
+    pub fn is_unclaimed(&self, key: &SubpartitionKey) -> bool {
+        matches!(self.lock().get(key), Some(Slot::Ready(_)))
+    }
+
     /// Forgets every subpartition of a producer attempt (it ended or was cancelled); waiting
     /// consumers see their request fail.
     pub fn release(&self, job: u64, producer: ExecutionAttemptId) {

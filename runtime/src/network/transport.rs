@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::{NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey};
+use super::{DataBuffer, NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey};
 use crate::graph::ExecutionAttemptId;
 use crate::rpc::frame::spawn_writer;
 use crate::rpc::frame::{framed, RpcError};
@@ -40,8 +40,13 @@ pub enum DataMsg {
     Credit { channel: u32, n: u32 },
     /// Consumer -> producer: the channel is no longer read.
     Cancel { channel: u32 },
-    /// Producer -> consumer: one data buffer.
-    Buffer { channel: u32, data: Bytes },
+    /// Producer -> consumer: one data buffer of `records` records, the first numbered `seq`.
+    Buffer {
+        channel: u32,
+        data: Bytes,
+        seq: u64,
+        records: u32,
+    },
     /// Producer -> consumer: one in-band event.
     Event { channel: u32, event: StreamEvent },
     /// Producer -> consumer: the channel failed (unknown partition, producer gone).
@@ -182,7 +187,12 @@ async fn forward(
         };
         permit.forget();
         let msg = match rx.recv().await {
-            Some(NetBuffer::Data(data, _guard)) => DataMsg::Buffer { channel, data },
+            Some(NetBuffer::Data(b)) => DataMsg::Buffer {
+                channel,
+                data: b.bytes,
+                seq: b.seq,
+                records: b.records,
+            },
             Some(NetBuffer::Event(event)) => DataMsg::Event { channel, event },
             None => DataMsg::ChannelError {
                 channel,
@@ -369,9 +379,20 @@ async fn read_channels<R: tokio::io::AsyncRead + Unpin>(
 ) -> Result<(), RpcError> {
     while let Some(msg) = reader.recv::<DataMsg>().await? {
         let (channel, item) = match msg {
-            DataMsg::Buffer { channel, data } => {
+            DataMsg::Buffer {
+                channel,
+                data,
+                seq,
+                records,
+            } => {
                 let guard = memory.buffer(data.len() as u64);
-                (channel, NetBuffer::Data(data, guard))
+                let buffer = DataBuffer {
+                    bytes: data,
+                    guard,
+                    seq,
+                    records,
+                };
+                (channel, NetBuffer::Data(buffer))
             }
             DataMsg::Event { channel, event } => (channel, NetBuffer::Event(event)),
             DataMsg::ChannelError { channel, reason } => {

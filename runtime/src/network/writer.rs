@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 
-use super::{NetBuffer, StreamEvent};
+use super::{DataBuffer, NetBuffer, StreamEvent};
 use crate::api::operator::{ChainEvent, Collector};
 use crate::graph::PartitionerKind;
 use crate::state::{key_group, subtask_for_key_group};
@@ -48,8 +48,12 @@ pub struct PartitionTarget {
     pub buffer_size: usize,
     /// Index of this output among the task's outputs.
     pub output: usize,
+    /// The number of the first record of each subpartition (see `DataBuffer::seq`).
+    pub first_seq: Vec<u64>,
     pub outbox: Outbox,
     pub memory: MemoryAccount,
+    /// Where the writer records its numbering at barriers.
+    pub state: Option<crate::state::TaskStateHandle>,
 }
 
 /// How a record picks its subpartition(s).
@@ -64,6 +68,9 @@ pub(crate) struct RecordWriter<T> {
     route: Route<T>,
     target: PartitionTarget,
     buffers: Vec<BytesMut>,
+    /// Per subpartition: the number of the next record, and records in the open buffer.
+    next_seq: Vec<u64>,
+    pending: Vec<u32>,
     _t: PhantomData<fn(T)>,
 }
 
@@ -72,10 +79,16 @@ impl<T: Serialize> RecordWriter<T> {
         let buffers = (0..target.subpartitions)
             .map(|_| BytesMut::with_capacity(target.buffer_size))
             .collect();
+        let n = target.subpartitions as usize;
+        let next_seq = (0..n)
+            .map(|i| target.first_seq.get(i).copied().unwrap_or(0))
+            .collect();
         RecordWriter {
             route,
             target,
             buffers,
+            next_seq,
+            pending: vec![0; n],
             _t: PhantomData,
         }
     }
@@ -102,6 +115,8 @@ impl<T: Serialize> RecordWriter<T> {
             // Cut the partial record off so the records after it stay readable.
             buf.truncate(before);
             tracing::error!(error = %e, "record serialization failed; record dropped");
+        } else {
+            self.pending[idx] += 1;
         }
         if buf.len() >= self.target.buffer_size {
             self.seal(idx);
@@ -113,12 +128,21 @@ impl<T: Serialize> RecordWriter<T> {
         if buf.is_empty() {
             return;
         }
-        let data = buf.split().freeze();
+        let bytes = buf.split().freeze();
         buf.reserve(self.target.buffer_size);
-        let guard = self.target.memory.buffer(data.len() as u64);
+        let guard = self.target.memory.buffer(bytes.len() as u64);
+        let records = std::mem::take(&mut self.pending[idx]);
+        let seq = self.next_seq[idx];
+        self.next_seq[idx] += records as u64;
+        let data = DataBuffer {
+            bytes,
+            guard,
+            seq,
+            records,
+        };
         self.target
             .outbox
-            .push(self.target.output, idx as u32, NetBuffer::Data(data, guard));
+            .push(self.target.output, idx as u32, NetBuffer::Data(data));
     }
 
     fn seal_all_then(&mut self, event: Option<StreamEvent>) {
@@ -150,7 +174,14 @@ impl<T: Serialize + Send> Collector<T> for RecordWriter<T> {
             ChainEvent::Flush => self.seal_all_then(None),
             ChainEvent::Watermark(wm) => self.seal_all_then(Some(StreamEvent::Watermark(wm))),
             ChainEvent::Finish => self.seal_all_then(Some(StreamEvent::EndOfPartition)),
-            ChainEvent::Barrier(id) => self.seal_all_then(Some(StreamEvent::Barrier(id))),
+            ChainEvent::Barrier(id) => {
+                self.seal_all_then(Some(StreamEvent::Barrier(id)));
+                // Where each subpartition's numbering stands at this checkpoint, so a restored
+                // source numbers its replay as before.
+                if let Some(slot) = &self.target.state {
+                    slot.put_output(self.target.output, self.next_seq.clone());
+                }
+            }
             ChainEvent::CheckpointComplete(_) => {}
         }
     }

@@ -76,6 +76,14 @@ pub enum JmToTm {
         checkpoint: u64,
         attempt: ExecutionAttemptId,
     },
+    /// To a consumer whose producer was restarted elsewhere (`taskmanager` failover): input
+    /// channel `index` now reads from `location`.
+    UpdatePartitionInfo {
+        job: u64,
+        consumer: ExecutionAttemptId,
+        index: u32,
+        location: InputLocation,
+    },
     /// To every TaskManager running the job: the checkpoint is complete, sinks may commit.
     NotifyCheckpointComplete {
         job: u64,

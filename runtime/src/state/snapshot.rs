@@ -30,10 +30,12 @@ impl OperatorState {
     }
 }
 
-/// One subtask's part of a checkpoint: operator states by logical node id.
+/// One subtask's part of a checkpoint: operator states by logical node id, and where the
+/// record numbering of each output's subpartitions stood (by output index).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSnapshot {
     pub operators: BTreeMap<u32, OperatorState>,
+    pub outputs: BTreeMap<u32, Vec<u64>>,
 }
 
 impl TaskSnapshot {
@@ -78,6 +80,20 @@ impl TaskStateHandle {
     /// Records one operator's state for the checkpoint being taken.
     pub fn put(&self, node: u32, state: OperatorState) {
         lock(&self.taken).operators.insert(node, state);
+    }
+
+    /// Records an output's per-subpartition record numbering for the checkpoint being taken.
+    pub fn put_output(&self, output: usize, next_seq: Vec<u64>) {
+        lock(&self.taken).outputs.insert(output as u32, next_seq);
+    }
+
+    /// The restored record numbering of an output, if any.
+    pub fn restored_output(&self, output: usize) -> Option<&Vec<u64>> {
+        self.restore
+            .as_ref()?
+            .snapshot
+            .outputs
+            .get(&(output as u32))
     }
 
     /// Everything the operators recorded since the last take.

@@ -311,6 +311,20 @@ impl TaskManager {
                     tracing::debug!(%attempt, checkpoint, "trigger for a task not running here")
                 }
             },
+            JmToTm::UpdatePartitionInfo {
+                job,
+                consumer,
+                index,
+                location,
+            } => match self.tasks.get(&(job, consumer)) {
+                Some(task) => {
+                    let _ = task.control.send(TaskControl::UpdateInput {
+                        index: index as usize,
+                        location,
+                    });
+                }
+                None => tracing::debug!(%consumer, "partition update for a task not running here"),
+            },
             JmToTm::NotifyCheckpointComplete { job, checkpoint } => {
                 for ((_, _), task) in self.tasks.iter().filter(|((j, _), _)| *j == job) {
                     let _ = task

@@ -14,12 +14,16 @@ use crate::api::operator::{ChainEvent, OperatorContext};
 use crate::api::stream::{AnyBox, NodeKind};
 use crate::api::JobError;
 use crate::config::Configuration;
+use crate::config::FailoverStrategy;
 use crate::connectors::source::{SourceDriver, SourceStatus};
 use crate::graph::{EdgeId, ExecutionAttemptId, JobGraph};
 use crate::network::decoder::{DecodeError, RecordDecoder};
 use crate::network::writer::{Outbox, PartitionTarget};
-use crate::network::{GateItem, InputChannel, InputGate, NetBuffer, SubpartitionKey};
+use crate::network::{
+    GateItem, InputChannel, InputGate, NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey,
+};
 use crate::state::{OperatorState, TaskRestore, TaskSnapshot, TaskStateHandle};
+use crate::util::AbortOnDrop;
 
 /// How long a consumer waits for its producer to register a partition (as remote requests do).
 const PARTITION_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,12 +51,17 @@ pub struct TaskDeployment {
 }
 
 /// What the TaskManager tells a running task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskControl {
     /// Sources: take checkpoint `n` now and send its barrier downstream.
     TriggerCheckpoint(u64),
     /// Checkpoint `n` completed: transactional sinks commit.
     CheckpointComplete(u64),
+    /// Input channel `index` now reads from `location` (its producer was replaced).
+    UpdateInput {
+        index: usize,
+        location: InputLocation,
+    },
 }
 
 /// A running task's line to its TaskManager: control messages in, lifecycle and checkpoint
@@ -109,6 +118,8 @@ impl TaskDeployment {
 #[derive(Debug, Default)]
 pub struct TaskMetrics {
     pub records_in: AtomicU64,
+    /// Records dropped because their consumer was away (`taskmanager` failover).
+    pub records_dropped: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,24 +141,72 @@ pub enum TaskError {
     DownstreamGone,
 }
 
+/// One subpartition this task writes: its queue, and whether its consumer is away.
+struct Subpartition {
+    key: SubpartitionKey,
+    tx: mpsc::Sender<NetBuffer>,
+    /// The consumer went away (its TaskManager died): buffers are dropped, not queued, until
+    /// its replacement claims the fresh queue `tx` now is.
+    away: bool,
+    /// Records dropped since the consumer went away.
+    dropped: u64,
+}
+
 /// The sender side of every subpartition this task writes, by output then subpartition.
 struct Outputs {
     outbox: Outbox,
-    queues: Vec<Vec<mpsc::Sender<NetBuffer>>>,
+    queues: Vec<Vec<Subpartition>>,
+    registry: PartitionRegistry,
+    capacity: usize,
+    /// `taskmanager` failover: a consumer that goes away is waited for, not a failure.
+    survive_consumer_loss: bool,
+    metrics: Arc<TaskMetrics>,
 }
 
 impl Outputs {
     /// Hands every sealed buffer to its subpartition queue, waiting for space: this await is
     /// where back-pressure stops a producer.
-    async fn drain(&self) -> Result<(), TaskError> {
+    async fn drain(&mut self) -> Result<(), TaskError> {
         while let Some((output, sub, buf)) = self.outbox.pop() {
-            let queue = &self.queues[output][sub as usize];
-            queue
-                .send(buf)
-                .await
-                .map_err(|_| TaskError::DownstreamGone)?;
+            let queue = &mut self.queues[output][sub as usize];
+            if queue.away {
+                if self.registry.is_unclaimed(&queue.key) {
+                    discard(queue, buf, &self.metrics);
+                    continue;
+                }
+                tracing::info!(producer = %queue.key.producer, subpartition = queue.key.index, dropped = queue.dropped, "consumer back; resuming");
+                queue.away = false;
+                queue.dropped = 0;
+            }
+            if let Err(mpsc::error::SendError(buf)) = queue.tx.send(buf).await {
+                if !self.survive_consumer_loss {
+                    return Err(TaskError::DownstreamGone);
+                }
+                // A fresh queue for the consumer's replacement to claim; meanwhile, drop.
+                tracing::info!(producer = %queue.key.producer, subpartition = queue.key.index, "consumer gone; discarding its records until it is back");
+                queue.tx = self.registry.create(queue.key, self.capacity);
+                queue.away = true;
+                discard(queue, buf, &self.metrics);
+            }
         }
         Ok(())
+    }
+}
+
+/// Drops a buffer for an absent consumer, counting its records. The end of the partition is
+/// kept (the queue is empty while away, so it fits): the replacement must still learn it.
+fn discard(queue: &mut Subpartition, buf: NetBuffer, metrics: &TaskMetrics) {
+    match buf {
+        NetBuffer::Data(data) => {
+            queue.dropped += data.records as u64;
+            metrics
+                .records_dropped
+                .fetch_add(data.records as u64, Ordering::Relaxed);
+        }
+        NetBuffer::Event(StreamEvent::EndOfPartition) => {
+            let _ = queue.tx.try_send(buf);
+        }
+        NetBuffer::Event(_) => {}
     }
 }
 
@@ -198,7 +257,7 @@ pub async fn run_task(
         move || memory.sub_task(overhead)
     })));
     let state = TaskStateHandle::new(d.restore.take());
-    let (head, outputs) = build_chain(&d, &services, &state)?;
+    let (head, outputs) = build_chain(&d, &services, &state, &metrics)?;
     // Flink's 0 means "flush after every record"; a 1 ms timer is the closest a timer gets.
     let buffer_timeout = d.config.buffer_timeout().max(Duration::from_millis(1));
     let checkpoints = Checkpoints {
@@ -211,7 +270,7 @@ pub async fn run_task(
             (link.on_running)();
             let source_node = d.job.vertex(d.attempt.vertex).nodes[0].0;
             let source = SourceTask {
-                outputs: &outputs,
+                outputs,
                 metrics: &metrics,
                 buffer_timeout,
                 checkpoints,
@@ -220,12 +279,22 @@ pub async fn run_task(
             source.run(driver).await
         }
         Head::Network(decoder) => {
-            let gate = connect_inputs(&d, &services).await?;
+            let connector = Connector::new(&d, &services);
+            let gate = connector.connect_all(&d.inputs).await?;
             (link.on_running)();
             let rate_limit = d.job.vertex(d.attempt.vertex).rate_limit;
+            let (reconnected_tx, reconnected) = mpsc::unbounded_channel();
             let consumer = Consumer {
-                inputs: &d.inputs,
-                outputs: &outputs,
+                job: d.job.clone(),
+                consumer: d.attempt,
+                inputs: d.inputs.clone(),
+                connector,
+                reconnected_tx,
+                reconnected,
+                reconnecting: Vec::new(),
+                survive_producer_loss: d.config.failover_strategy()
+                    == FailoverStrategy::TaskManager,
+                outputs,
                 metrics: &metrics,
                 buffer_timeout,
                 rate_limit,
@@ -273,10 +342,11 @@ fn build_chain(
     d: &TaskDeployment,
     services: &TaskServices,
     state: &TaskStateHandle,
+    metrics: &Arc<TaskMetrics>,
 ) -> Result<(Head, Outputs), TaskError> {
     let job = &d.job;
     let vertex = job.vertex(d.attempt.vertex);
-    let (writers, outputs) = create_outputs(d, services)?;
+    let (writers, outputs) = create_outputs(d, services, state, metrics)?;
     let tail = &job.logical.nodes[vertex
         .nodes
         .last()
@@ -332,10 +402,13 @@ fn internal(what: &str) -> JobError {
 fn create_outputs(
     d: &TaskDeployment,
     services: &TaskServices,
+    state: &TaskStateHandle,
+    metrics: &Arc<TaskMetrics>,
 ) -> Result<(Vec<AnyBox>, Outputs), TaskError> {
     let job = &d.job;
     let outbox = Outbox::default();
     let capacity = d.config.buffers_per_channel().saturating_add(1) as usize;
+    let is_source = job.vertex(d.attempt.vertex).is_source;
     let (mut writers, mut queues) = (Vec::new(), Vec::new());
     for (output, &edge) in job.vertex(d.attempt.vertex).outputs.iter().enumerate() {
         let subpartitions = job.subpartitions(edge);
@@ -347,10 +420,21 @@ fn create_outputs(
                     edge,
                     index,
                 };
-                services.registry.create(key, capacity)
+                Subpartition {
+                    key,
+                    tx: services.registry.create(key, capacity),
+                    away: false,
+                    dropped: 0,
+                }
             })
             .collect();
         queues.push(senders);
+        let first_seq = first_seq(
+            is_source,
+            d.attempt.attempt,
+            state.restored_output(output),
+            subpartitions,
+        );
         let e = job.edge(edge);
         let (target_node, input_idx) = e.logical;
         let make_writer = &job.logical.nodes[target_node.0 as usize].inputs[input_idx].writer;
@@ -361,25 +445,65 @@ fn create_outputs(
             max_parallelism: job.max_parallelism,
             buffer_size: d.config.buffer_size(),
             output,
+            first_seq,
             outbox: outbox.clone(),
             memory: services.memory.clone(),
+            state: Some(state.clone()),
         })?);
     }
-    Ok((writers, Outputs { outbox, queues }))
+    let outputs = Outputs {
+        outbox,
+        queues,
+        registry: services.registry.clone(),
+        capacity,
+        survive_consumer_loss: d.config.failover_strategy() == FailoverStrategy::TaskManager,
+        metrics: metrics.clone(),
+    };
+    Ok((writers, outputs))
 }
 
-/// Opens every input channel: local ones straight from the partition registry, remote ones
+/// Where an output's record numbering starts. A source replays its log from a checkpoint
+/// exactly as it read it the first time, so it numbers the replay as before: consumers that
+/// kept running drop what they already have. Any other restarted task produces new records,
+/// numbered past anything its predecessors can have produced (2^40 per attempt).
+fn first_seq(
+    is_source: bool,
+    attempt: u32,
+    restored: Option<&Vec<u64>>,
+    subpartitions: u32,
+) -> Vec<u64> {
+    match restored {
+        Some(seq) if is_source && seq.len() == subpartitions as usize => seq.clone(),
+        _ if is_source => vec![0; subpartitions as usize],
+        _ => vec![(attempt as u64) << 40; subpartitions as usize],
+    }
+}
+
+/// Opens input channels: local ones straight from the partition registry, remote ones
 /// through the data client with their initial credit.
-async fn connect_inputs(
-    d: &TaskDeployment,
-    services: &TaskServices,
-) -> Result<InputGate, TaskError> {
-    let exclusive = d.config.buffers_per_channel();
-    let floating = d.config.floating_buffers_per_gate() / (d.inputs.len().max(1) as u32);
-    let mut channels = Vec::with_capacity(d.inputs.len());
-    for input in &d.inputs {
-        let key = SubpartitionKey {
+#[derive(Clone)]
+struct Connector {
+    job: u64,
+    consumer: ExecutionAttemptId,
+    services: TaskServices,
+    credit: u32,
+}
+
+impl Connector {
+    fn new(d: &TaskDeployment, services: &TaskServices) -> Self {
+        let exclusive = d.config.buffers_per_channel();
+        let floating = d.config.floating_buffers_per_gate() / (d.inputs.len().max(1) as u32);
+        Connector {
             job: d.job_id,
+            consumer: d.attempt,
+            services: services.clone(),
+            credit: exclusive.saturating_add(floating),
+        }
+    }
+
+    async fn connect(&self, input: &InputLocation) -> Result<InputChannel, TaskError> {
+        let key = SubpartitionKey {
+            job: self.job,
             producer: input.producer,
             edge: input.edge,
             index: input.subpartition,
@@ -388,30 +512,37 @@ async fn connect_inputs(
             producer: input.producer,
             reason,
         };
-        let channel = match &input.data_addr {
+        match &input.data_addr {
             None => {
+                let registry = &self.services.registry;
                 let claimed =
-                    tokio::time::timeout(PARTITION_REQUEST_TIMEOUT, services.registry.take(key))
-                        .await;
+                    tokio::time::timeout(PARTITION_REQUEST_TIMEOUT, registry.take(key)).await;
                 let rx = claimed
                     .ok()
                     .flatten()
                     .ok_or_else(|| fail("local partition not found".into()))?;
-                InputChannel::local(rx)
+                Ok(InputChannel::local(rx))
             }
             Some(addr) => {
-                let credit = exclusive.saturating_add(floating);
-                let (rx, credit) = services
+                let (rx, credit) = self
+                    .services
                     .client
-                    .request(addr, key, d.attempt, credit)
+                    .request(addr, key, self.consumer, self.credit)
                     .await
                     .map_err(|e| fail(e.to_string()))?;
-                InputChannel::remote(rx, credit)
+                Ok(InputChannel::remote(rx, credit))
             }
-        };
-        channels.push(channel);
+        }
     }
-    Ok(InputGate::new(channels))
+
+    /// Opens every input channel of a deployment, in gate order.
+    async fn connect_all(&self, inputs: &[InputLocation]) -> Result<InputGate, TaskError> {
+        let mut channels = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            channels.push(self.connect(input).await?);
+        }
+        Ok(InputGate::new(channels))
+    }
 }
 
 /// Records per source poll: small when paced, so pacing stays smooth.
@@ -424,7 +555,7 @@ fn batch_size(rate: Option<f64>) -> usize {
 
 /// The loop of a source task.
 struct SourceTask<'a> {
-    outputs: &'a Outputs,
+    outputs: Outputs,
     metrics: &'a TaskMetrics,
     buffer_timeout: Duration,
     checkpoints: Checkpoints,
@@ -488,6 +619,7 @@ impl SourceTask<'_> {
                 self.checkpoints.acknowledge(id);
             }
             TaskControl::CheckpointComplete(id) => driver.event(ChainEvent::CheckpointComplete(id)),
+            TaskControl::UpdateInput { .. } => {} // sources have no inputs
         }
         Ok(())
     }
@@ -500,10 +632,23 @@ fn emit_watermark(driver: &mut dyn SourceDriver, current: &mut u64) {
     }
 }
 
+/// A channel connected anew, for the consumer loop to swap in.
+type Reconnected = (usize, Result<InputChannel, TaskError>);
+
 /// The loop of a task fed by the network.
 struct Consumer<'a> {
-    inputs: &'a [InputLocation],
-    outputs: &'a Outputs,
+    job: Arc<JobGraph>,
+    consumer: ExecutionAttemptId,
+    inputs: Vec<InputLocation>,
+    connector: Connector,
+    /// Channels connecting to a replaced producer deliver here; the connecting tasks die with
+    /// the consumer.
+    reconnected_tx: mpsc::UnboundedSender<Reconnected>,
+    reconnected: mpsc::UnboundedReceiver<Reconnected>,
+    reconnecting: Vec<AbortOnDrop<()>>,
+    /// `taskmanager` failover: a lost producer pauses its channel instead of failing the task.
+    survive_producer_loss: bool,
+    outputs: Outputs,
     metrics: &'a TaskMetrics,
     buffer_timeout: Duration,
     /// Records per second this task may process (a slow sink); it then stops reading, its
@@ -533,10 +678,15 @@ impl Consumer<'_> {
                     }
                     // Only sources are triggered; others take checkpoints at barriers.
                     TaskControl::TriggerCheckpoint(_) => {}
+                    TaskControl::UpdateInput { index, location } => self.reconnect(index, location),
                 },
+                Some((index, channel)) = self.reconnected.recv() => {
+                    tracing::info!(consumer = %self.consumer, channel = index, producer = %self.inputs[index].producer, "input reconnected");
+                    gate.resume(index, channel?);
+                }
                 item = gate.next() => match item {
-                    GateItem::Data(_, bytes, _guard) => {
-                        let n = decoder.decode(&bytes)?;
+                    GateItem::Data(_, data, skip) => {
+                        let n = decoder.decode(&data.bytes, skip)?;
                         self.metrics.records_in.fetch_add(n, Ordering::Relaxed);
                         pacer.pass(n).await;
                     }
@@ -552,6 +702,10 @@ impl Consumer<'_> {
                     }
                     GateItem::Barrier(id) => self.barrier(&mut *decoder, id),
                     GateItem::End => break,
+                    GateItem::ChannelLost(ch) if self.survive_producer_loss => {
+                        tracing::info!(consumer = %self.consumer, channel = ch, producer = %self.inputs[ch].producer, "input lost; channel paused until the producer is replaced");
+                        gate.pause(ch);
+                    }
                     GateItem::ChannelLost(ch) => {
                         return Err(TaskError::UpstreamLost { producer: self.inputs[ch].producer })
                     }
@@ -561,6 +715,32 @@ impl Consumer<'_> {
         }
         decoder.event(ChainEvent::Finish);
         self.outputs.drain().await
+    }
+
+    /// The JobManager says where input `index`'s producer runs now: connect to it in the
+    /// background (the other inputs keep flowing) and swap it in when connected.
+    fn reconnect(&mut self, index: usize, location: InputLocation) {
+        let valid = self
+            .job
+            .input_channels(self.consumer.vertex, self.consumer.subtask)
+            .get(index)
+            .is_some_and(|spec| {
+                location.edge == spec.edge
+                    && location.subpartition == spec.subpartition
+                    && location.producer.vertex == self.job.edge(spec.edge).source
+                    && location.producer.subtask == spec.producer_subtask
+            });
+        if !valid {
+            tracing::warn!(consumer = %self.consumer, index, ?location, "partition update does not match an input channel; ignored");
+            return;
+        }
+        self.inputs[index] = location.clone();
+        let (connector, done) = (self.connector.clone(), self.reconnected_tx.clone());
+        self.reconnecting.retain(|t| !t.0.is_finished());
+        self.reconnecting.push(AbortOnDrop(tokio::spawn(async move {
+            let channel = connector.connect(&location).await;
+            let _ = done.send((index, channel));
+        })));
     }
 
     /// An aligned barrier: the chain snapshots as it passes (writers forward it), then the
