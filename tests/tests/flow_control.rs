@@ -10,7 +10,7 @@ use bytes::Bytes;
 use rill::graph::{EdgeId, ExecutionAttemptId, VertexId};
 use rill::network::transport::DataPlaneConfig;
 use rill::network::{
-    DataClient, DataServer, NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey,
+    DataBuffer, DataClient, DataServer, NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey,
 };
 use rill::rpc::Credentials;
 use rill::taskmanager::MemoryAccount;
@@ -59,10 +59,16 @@ async fn a_consumer_that_stops_reading_stops_its_producer_with_bounded_memory() 
     let (mem, counter) = (producer_mem.clone(), sent.clone());
     let producer = tokio::spawn(async move {
         for i in 0..100u8 {
-            let data = Bytes::from(vec![i; BUFFER]);
-            let guard = mem.buffer(data.len() as u64);
+            let bytes = Bytes::from(vec![i; BUFFER]);
+            let guard = mem.buffer(bytes.len() as u64);
+            let data = DataBuffer {
+                bytes,
+                guard,
+                seq: i as u64,
+                records: 1,
+            };
             queue
-                .send(NetBuffer::Data(data, guard))
+                .send(NetBuffer::Data(data))
                 .await
                 .expect("consumer alive");
             counter.fetch_add(1, Ordering::SeqCst);
@@ -100,8 +106,8 @@ async fn a_consumer_that_stops_reading_stops_its_producer_with_bounded_memory() 
     // Reading again resumes the flow: every buffer arrives, in order.
     for i in 0..100u8 {
         match rx.recv().await.expect("channel open") {
-            NetBuffer::Data(data, _guard) => assert!(
-                data.len() == BUFFER && data[0] == i,
+            NetBuffer::Data(data) => assert!(
+                data.bytes.len() == BUFFER && data.bytes[0] == i && data.seq == i as u64,
                 "buffer {i} out of order"
             ),
             other => panic!("expected data, got {other:?}"),
