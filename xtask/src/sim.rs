@@ -296,6 +296,15 @@ pub fn bench(root: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `cargo xtask bench recovery`: the TaskManager-crash scenario under each failover strategy.
+pub fn bench_recovery(root: &Path) -> Result<(), Failure> {
+    let mut plan = Plan::new(2);
+    let bin = build(root, &mut plan)?;
+    plan.run(Step::new("recovery", root, &bin).args(["recovery"]))?;
+    plan.finish();
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,14 +21,6 @@ impl Failure {
         }
     }
 
-    /// A subcommand whose work is tracked in a GitHub issue; exits with code 2.
-    pub fn not_implemented(what: &str, issue: u32) -> Failure {
-        Failure {
-            message: format!("{what}: not implemented yet: tracked in issue #{issue}"),
-            code: 2,
-        }
-    }
-
     pub fn report(self) -> ExitCode {
         eprintln!("xtask: {}", self.message);
         ExitCode::from(self.code)

@@ -133,7 +133,9 @@ where
     /// Open windows as keyed state by the key group of their key; the watermark as the
     /// subtask's own state.
     fn checkpoint(&self) -> Result<OperatorState, String> {
-        let mut groups: BTreeMap<u32, Vec<(&(u64, K), &A)>> = BTreeMap::new();
+        // Each window entry, (end, key) -> accumulator, by the key group of its key.
+        type Entry<'a, K, A> = (&'a (u64, K), &'a A);
+        let mut groups: BTreeMap<u32, Vec<Entry<K, A>>> = BTreeMap::new();
         for entry in &self.windows {
             let group = key_group(key_hash(&entry.0 .1), self.slot.max_parallelism);
             groups.entry(group).or_default().push(entry);
