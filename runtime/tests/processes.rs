@@ -182,3 +182,103 @@ fn wrong_secret_is_refused_and_the_jobmanager_keeps_serving() {
         String::from_utf8_lossy(&good.stdout)
     );
 }
+
+/// Lines written so far by every sink file under `dir`.
+fn lines_in(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+        .map(|bytes| bytes.iter().filter(|b| **b == b'\n').count())
+        .sum()
+}
+
+/// `taskmanager` failover with real processes: a TaskManager hosting tasks is SIGKILLed mid-run;
+/// only its subtasks restart, the sink output keeps growing throughout, and the job finishes.
+#[test]
+fn sigkill_of_a_taskmanager_under_taskmanager_failover_never_stops_the_output() {
+    let heartbeat = ["-c", "heartbeat.interval=1s", "-c", "heartbeat.timeout=5s"];
+    let mut jm_args = vec!["jobmanager", "--bind", "127.0.0.1:0"];
+    jm_args.extend(heartbeat);
+    let (_jm, mut jm_out) = spawn(&jm_args);
+    let line = wait_for(&mut jm_out, "listening on");
+    let addr = line.trim().rsplit(' ').next().expect("address").to_string();
+    let mut tms: Vec<Proc> = (1..=4)
+        .map(|i| {
+            let name = format!("tm-{i}");
+            let mut args = vec!["taskmanager", "--jobmanager", &addr, "--slots", "2"];
+            args.extend(["--name", &name]);
+            args.extend(heartbeat);
+            let (p, mut out) = spawn(&args);
+            wait_for(&mut out, "serving data");
+            p
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("rill-sigkill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sink = format!("sink=file:{}", dir.display());
+    let mut run = Command::new(RILL)
+        .args(["run", "--job", "keyed-count", "--jobmanager", &addr])
+        .args([
+            "-p",
+            "parallelism=4",
+            "-p",
+            "rate=20000",
+            "-p",
+            "records=240000",
+        ])
+        .args(["-p", &sink])
+        .args(["-c", "jobmanager.execution.failover-strategy=taskmanager"])
+        .args(["-c", "taskmanager.load-balance.mode=tasks"])
+        .args(["-c", "execution.checkpointing.interval=1s"])
+        .args(["-c", "restart-strategy.type=fixed-delay"])
+        .args(["-c", "restart-strategy.fixed-delay.delay=100ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rill run");
+    // Sample the output every 100 ms; kill tm-2 (balanced placement gives every TaskManager
+    // one source and one count subtask) once output has flowed for 4 s.
+    let start = Instant::now();
+    let (mut killed_at, mut last_growth, mut longest_stall) =
+        (None, Instant::now(), Duration::ZERO);
+    let mut last = 0;
+    let status = loop {
+        if let Some(status) = run.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "job did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let now = lines_in(&dir);
+        if now > last {
+            if killed_at.is_some() {
+                longest_stall = longest_stall.max(last_growth.elapsed());
+            }
+            (last, last_growth) = (now, Instant::now());
+        }
+        if killed_at.is_none() && start.elapsed() > Duration::from_secs(4) && last > 0 {
+            tms[1].0.kill().expect("SIGKILL tm-2");
+            killed_at = Some(Instant::now());
+            last_growth = Instant::now();
+        }
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(run.stdout.as_mut().expect("stdout"), &mut stdout).unwrap();
+    assert!(status.success() && stdout.contains("Finished"), "{stdout}");
+    assert!(killed_at.is_some(), "the job ended before the kill");
+    // Detection is the lost connection, restart after 100 ms: output from the other
+    // TaskManagers never pauses for anything like the heartbeat timeout.
+    assert!(
+        longest_stall < Duration::from_secs(2),
+        "output stalled for {longest_stall:?} after the kill"
+    );
+    // Everything but what was in flight around the dead TaskManager arrived.
+    let lines = lines_in(&dir);
+    eprintln!("longest stall after the kill {longest_stall:?}; {lines} of 240000 records output");
+    assert!(lines >= 200_000, "only {lines} of 240000 records output");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -428,7 +428,7 @@ impl<T: Serialize + Traceable + Send> Collector<T> for CollectSink {
     }
 }
 
-/// Writes each record's Debug form as a line to `DIR/<sink>-<subtask>.txt`.
+/// Writes each record's Debug form as a line to `DIR/<sink>-<subtask>-<attempt>.txt`.
 /// Uses std::fs: real-tokio deployments only (the simulator uses the collecting sink).
 struct FileSink {
     out: std::io::BufWriter<std::fs::File>,
@@ -444,7 +444,13 @@ impl FileSink {
             .chars()
             .map(|c| if c.is_alphanumeric() { c } else { '_' })
             .collect();
-        let path = dir.join(format!("{name}-{}.txt", ctx.subtask()));
+        // One file per attempt: a restarted subtask must not truncate what its predecessor
+        // wrote (which, without a transaction, is output already).
+        let path = dir.join(format!(
+            "{name}-{}-{}.txt",
+            ctx.subtask(),
+            ctx.attempt.attempt
+        ));
         let file = std::fs::File::create(&path).map_err(io)?;
         Ok(FileSink {
             out: std::io::BufWriter::new(file),
