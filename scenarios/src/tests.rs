@@ -49,6 +49,7 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "jm-tm-partition",
             "long-pause",
             "loss-and-latency",
+            "oom-kill-4x2-taskmanager",
             "oom-skew",
             "oom-skew-balanced",
             "partition-heals-in-time",
