@@ -26,6 +26,7 @@ use crate::graph::{
     ExecutionAttemptId, ExecutionGraph, ExecutionSlotSharingGroup, ExecutionState,
     InputChannelSpec, JobVertex, VertexId,
 };
+use crate::network::SubpartitionKey;
 use crate::rpc::frame::spawn_writer;
 use crate::rpc::handshake::accept_handshake;
 use crate::rpc::{
@@ -856,6 +857,10 @@ impl JobManager {
             ev.state = ExecutionState::Created;
             ev.location = None;
         }
+        self.revoke_old_consumers(id, &subtasks);
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         // A group whose TaskManager is gone must find a new slot.
         for slot in &mut job.group_slots {
             if slot.is_some_and(|o| !self.tms.contains_key(&o.tm)) {
@@ -865,6 +870,37 @@ impl JobManager {
         job.pending_restart.extend(subtasks);
         job.restart_at = Some(Instant::now() + backoff);
         self.broadcast_status(id);
+    }
+
+    /// Tells every producer that keeps running to close its channels to the `restarted`
+    /// consumers: a partitioned consumer's connection may never break by itself, and the
+    /// producer must stop waiting for its credit and keep a fresh queue for the replacement.
+    fn revoke_old_consumers(&self, id: u64, restarted: &BTreeSet<(VertexId, u32)>) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let graph = &job.eg.job;
+        for &(cv, cs) in restarted {
+            for ch in graph.input_channels(cv, cs) {
+                let pv = graph.edge(ch.edge).source;
+                if restarted.contains(&(pv, ch.producer_subtask)) {
+                    continue;
+                }
+                let Some(producer) = job.eg.get(pv, ch.producer_subtask).map(|e| e.attempt_id())
+                else {
+                    continue;
+                };
+                let key = SubpartitionKey {
+                    job: id,
+                    producer,
+                    edge: ch.edge,
+                    index: ch.subpartition,
+                };
+                if let Some(tm) = job.placement.get(&producer).and_then(|t| self.tms.get(t)) {
+                    let _ = tm.out.send(JmToTm::RevokeSubpartition { key });
+                }
+            }
+        }
     }
 
     /// Redeploys the subtasks of a partial restart, once every group they belong to has a slot.

@@ -210,12 +210,17 @@ impl InputGate {
     }
 
     /// Reads `channel` from a new connection (its producer's replacement), keeping what the
-    /// old one delivered: its watermark and record numbering.
+    /// old one delivered: its watermark and record numbering. The replaced producer will never
+    /// send the barrier an alignment in progress waits for (the failover aborted that
+    /// checkpoint), so the alignment is abandoned, as on `pause`: the old channel may never
+    /// have reported its loss (a partitioned producer's connection does not break).
     pub fn resume(&mut self, channel: usize, mut replacement: InputChannel) {
         let old = &self.channels[channel];
         replacement.watermark = old.watermark;
         replacement.next_seq = old.next_seq;
         self.channels[channel] = replacement;
+        self.unblock_all();
+        self.aligning = None;
     }
 
     pub fn is_paused(&self, channel: usize) -> bool {
@@ -360,5 +365,22 @@ mod tests {
             GateItem::Data(0, data, skip) => assert_eq!((data.bytes[0], skip), (3, 2)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn replacing_a_silent_channel_abandons_the_alignment_that_waited_for_it() {
+        // Channel 0's producer is partitioned away: it never reports its loss and never sends
+        // barrier 5, which channel 1 delivered and now blocks on.
+        let (txs, mut gate) = gate(2);
+        txs[1].send(barrier(5)).await.unwrap();
+        txs[1].send(data(9)).await.unwrap();
+        let blocked = tokio::time::timeout(std::time::Duration::from_millis(50), gate.next()).await;
+        assert!(blocked.is_err(), "channel 1 is blocked on barrier 5");
+        let (tx, rx) = mpsc::channel(16);
+        gate.resume(0, InputChannel::local(rx));
+        tx.send(data(1)).await.unwrap();
+        let mut got = vec![next_data(&mut gate).await, next_data(&mut gate).await];
+        got.sort();
+        assert_eq!(got, vec![(0, 1), (1, 9)]);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::NetBuffer;
 use crate::graph::{EdgeId, ExecutionAttemptId};
@@ -32,6 +32,8 @@ enum Slot {
 #[derive(Clone, Default)]
 pub struct PartitionRegistry {
     slots: Arc<Mutex<BTreeMap<SubpartitionKey, Slot>>>,
+    /// Remote claims that can be revoked: the forwarder serving the key waits on the signal.
+    claims: Arc<Mutex<BTreeMap<SubpartitionKey, Arc<Notify>>>>,
 }
 
 impl PartitionRegistry {
@@ -70,6 +72,36 @@ impl PartitionRegistry {
             }
         };
         waiter.await.ok()
+    }
+
+    /// The signal that revokes a remote claim of `key` (see `revoke`); the forwarder that
+    /// serves the claim waits on it and calls `unwatch` when it ends.
+    pub fn watch_claim(&self, key: SubpartitionKey) -> Arc<Notify> {
+        let signal = Arc::new(Notify::new());
+        crate::util::lock(&self.claims).insert(key, signal.clone());
+        signal
+    }
+
+    /// Forgets a claim's signal, unless a newer claim of the key replaced it.
+    pub fn unwatch(&self, key: &SubpartitionKey, signal: &Arc<Notify>) {
+        let mut claims = crate::util::lock(&self.claims);
+        if claims.get(key).is_some_and(|s| Arc::ptr_eq(s, signal)) {
+            claims.remove(key);
+        }
+    }
+
+    /// Ends the remote claim of `key`: its consumer was replaced (`taskmanager` failover) but
+    /// its connection may never break (a partitioned TaskManager). The forwarder drops the
+    /// queue, so the producer's next send fails and it opens a fresh queue for the
+    /// replacement. A notification stored before the forwarder waits is not lost.
+    pub fn revoke(&self, key: &SubpartitionKey) -> bool {
+        match crate::util::lock(&self.claims).remove(key) {
+            Some(signal) => {
+                signal.notify_one();
+                true
+            }
+            None => false,
+        }
     }
 
     /// True while `key`'s queue is registered and no consumer has claimed it.

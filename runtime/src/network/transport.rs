@@ -176,11 +176,32 @@ async fn forward(
     out: mpsc::UnboundedSender<DataMsg>,
     request_timeout: Duration,
 ) {
-    let Ok(Some(mut rx)) = tokio::time::timeout(request_timeout, registry.take(key)).await else {
+    let Ok(Some(rx)) = tokio::time::timeout(request_timeout, registry.take(key)).await else {
         let reason = format!("partition {} of {} not found", key.index, key.producer);
         let _ = out.send(DataMsg::ChannelError { channel, reason });
         return;
     };
+    let revoked = registry.watch_claim(key);
+    tokio::select! {
+        biased;
+        _ = revoked.notified() => {
+            tracing::info!(producer = %key.producer, subpartition = key.index, "remote consumer replaced; its channel is closed");
+            let reason = "consumer replaced".to_string();
+            let _ = out.send(DataMsg::ChannelError { channel, reason });
+        }
+        _ = serve_channel(channel, key, rx, credits, &out) => {}
+    }
+    registry.unwatch(&key, &revoked);
+}
+
+/// Forwards one claimed subpartition, one buffer per credit, until it ends.
+async fn serve_channel(
+    channel: u32,
+    key: SubpartitionKey,
+    mut rx: mpsc::Receiver<NetBuffer>,
+    credits: Arc<Semaphore>,
+    out: &mpsc::UnboundedSender<DataMsg>,
+) {
     loop {
         let Ok(permit) = credits.acquire().await else {
             return;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::JobSpec;
 use crate::config::Configuration;
 use crate::graph::{ExecutionAttemptId, ExecutionState};
+use crate::network::SubpartitionKey;
 use crate::state::{TaskRestore, TaskSnapshot};
 use crate::taskmanager::{InputLocation, MemoryReport};
 
@@ -75,6 +76,10 @@ pub enum JmToTm {
         job: u64,
         checkpoint: u64,
         attempt: ExecutionAttemptId,
+    },
+    /// To a producer whose consumer was restarted: close the channel that served the old one.
+    RevokeSubpartition {
+        key: SubpartitionKey,
     },
     /// To a consumer whose producer was restarted elsewhere (`taskmanager` failover): input
     /// channel `index` now reads from `location`.

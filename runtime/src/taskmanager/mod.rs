@@ -311,6 +311,9 @@ impl TaskManager {
                     tracing::debug!(%attempt, checkpoint, "trigger for a task not running here")
                 }
             },
+            JmToTm::RevokeSubpartition { key } => {
+                self.services.registry.revoke(&key);
+            }
             JmToTm::UpdatePartitionInfo {
                 job,
                 consumer,
