@@ -14,6 +14,11 @@ use crate::scenario::{DeliveryMode, Expectations, JobOutcome};
 /// to a fault active within this margin of when it would have been output.
 const IN_FLIGHT: Duration = Duration::from_secs(1);
 
+/// How long after a fault's window a replay may still re-emit records: a restarted source
+/// replays at most one checkpoint interval (1 s in the scenarios), paced, after the restart
+/// (which may be the rebalancing move when a crashed TaskManager rejoins).
+const REPLAY: Duration = Duration::from_secs(2);
+
 /// What the input of a run was, for the delivery checker: every input record's origin and key.
 #[derive(Debug, Clone, Default)]
 pub struct ExpectedInput {
@@ -88,7 +93,7 @@ pub fn delivery(h: &RunHistory, mode: DeliveryMode, input: &ExpectedInput) -> Ve
             continue;
         }
         if mode == DeliveryMode::FaultAccounted && seen.contains_key(&origin) {
-            if !near_a_fault(h, out.at) {
+            if !near_a_fault(h, out.at, REPLAY) {
                 let evidence = format!(
                     "input {origin:?} was output again at {} (attempt {}), when no fault was active",
                     secs(out.at),
@@ -160,11 +165,12 @@ pub fn delivery(h: &RunHistory, mode: DeliveryMode, input: &ExpectedInput) -> Ve
     Verdict::pass(NAME, format!("{summary}{note}"))
 }
 
-/// True if a disruptive fault was active within `IN_FLIGHT` of `at`.
-fn near_a_fault(h: &RunHistory, at: Duration) -> bool {
+/// True if a disruptive fault was active within `IN_FLIGHT` before `at`, or ended at most
+/// `after` before it.
+fn near_a_fault(h: &RunHistory, at: Duration, after: Duration) -> bool {
     disruptive_faults(h)
         .filter_map(|f| f.window(h.end))
-        .any(|(b, e)| b <= at + IN_FLIGHT && e + IN_FLIGHT >= at)
+        .any(|(b, e)| b <= at + IN_FLIGHT && e + after >= at)
 }
 
 /// The first missing record no fault accounts for. A missing record would have been output
@@ -393,14 +399,14 @@ pub fn balance(h: &RunHistory, bound: Option<u32>) -> Verdict {
     const NAME: &str = "balance";
     let mut worst = (0u32, Duration::ZERO);
     for p in &h.placements {
-        let counts = p.tasks.iter().map(|(_, c)| *c);
-        let range = counts.clone().max().unwrap_or(0) - counts.min().unwrap_or(0);
+        let range = task_range(p);
         if range > worst.0 {
             worst = (range, p.at);
         }
     }
+    let last = h.placements.last().map_or(0, task_range);
     let summary = format!(
-        "largest task-count range {} (at {})",
+        "largest task-count range {} (at {}), last {last}",
         worst.0,
         secs(worst.1)
     );
@@ -420,6 +426,12 @@ pub fn balance(h: &RunHistory, bound: Option<u32>) -> Verdict {
         }
         _ => Verdict::pass(NAME, summary),
     }
+}
+
+/// The difference in task count between the busiest and the idlest TaskManager.
+pub fn task_range(p: &crate::history::Placement) -> u32 {
+    let counts = p.tasks.iter().map(|(_, c)| *c);
+    counts.clone().max().unwrap_or(0) - counts.min().unwrap_or(0)
 }
 
 /// How far the fullest TaskManager's accounted memory is above the mean, in percent, at the

@@ -236,3 +236,27 @@ fn generated_scenarios_run_and_meet_their_expectations() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// Under `taskmanager` failover in `tasks` mode, the crashed TaskManager's group lands on the
+/// least-loaded survivor, and when the TaskManager rejoins a group moves back onto it: the
+/// placement ends even again.
+#[test]
+fn balance_is_restored_when_the_crashed_taskmanager_rejoins() {
+    let scenario = load("tm-crash-4x2-taskmanager").expect("valid");
+    for seed in CI_SEEDS {
+        let o = run(&scenario, seed);
+        let last = o.history.placements.last().expect("placements");
+        assert_eq!(
+            rill_sim::check::task_range(last),
+            0,
+            "{:?}\nreplay: {}",
+            last.tasks,
+            replay("tm-crash-4x2-taskmanager", seed)
+        );
+        assert!(o
+            .history
+            .trace
+            .iter()
+            .any(|l| l.text.contains("rebalancing")));
+    }
+}

@@ -80,6 +80,7 @@ pub fn evaluate(shape: &Shape, mode: LoadBalanceMode, config: &Configuration) ->
             tm,
             total: shape.slots,
             free: (0..shape.slots).collect(),
+            placed: Default::default(),
         })
         .collect();
     let offers = placement_for(mode, None).place_on(&groups, &tms)?;

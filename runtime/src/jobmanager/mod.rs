@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::api::{build_job, JobSpec};
 use crate::config::Configuration;
-use crate::config::FailoverStrategy;
+use crate::config::{FailoverStrategy, LoadBalanceMode};
 use crate::graph::{pipelined_regions, region_restart_set, Topology};
 use crate::graph::{
     ExecutionAttemptId, ExecutionGraph, ExecutionSlotSharingGroup, ExecutionState,
@@ -38,7 +38,7 @@ use crate::taskmanager::InputLocation;
 use crate::util::{AbortOnDrop, TaskSet};
 use checkpoint::{Ack, CheckpointCoordinator, CompletedCheckpoint, Persisted};
 use restart::RestartBackoff;
-use scheduler::{placement_for, slot_sharing_groups, SlotOffer, SlotPool};
+use scheduler::{placement_for, slot_sharing_groups, SlotOffer, SlotPool, TaskManagerSlots};
 
 type Outbox<T> = mpsc::UnboundedSender<T>;
 
@@ -143,6 +143,17 @@ impl JobEntry {
             .filter_map(|ev| self.placement.get(&ev.attempt_id()).copied())
             .collect()
     }
+}
+
+/// The pool's view of TaskManagers, with what `job` already runs on each, so a partial
+/// restart in `tasks` mode evens out the whole job, not just the restarted groups.
+fn with_placed_load(mut tms: Vec<TaskManagerSlots>, job: &JobEntry) -> Vec<TaskManagerSlots> {
+    for (group, slot) in job.groups.iter().zip(&job.group_slots) {
+        if let Some(t) = slot.and_then(|o| tms.iter_mut().find(|t| t.tm == o.tm)) {
+            t.placed.add(group);
+        }
+    }
+    tms
 }
 
 /// What failed: a task by itself, or every task of a TaskManager that was lost.
@@ -428,6 +439,98 @@ impl JobManager {
         self.pool.add_taskmanager(tm, slots);
         let _ = reply.send(tm);
         self.schedule_waiting();
+        self.rebalance_jobs();
+    }
+
+    /// A TaskManager joined (a replacement, after a failover left the others uneven): jobs
+    /// under `taskmanager` failover in `tasks` mode move slot-sharing groups from the most
+    /// loaded TaskManagers onto free slots of the lightest while that narrows the task-count
+    /// range. Only the moved subtasks restart, as on the loss of theirs. Under `full` and
+    /// `region` a move would restart whole regions, so they keep their placement until their
+    /// next restart, which places everything evenly again.
+    fn rebalance_jobs(&mut self) {
+        let ids: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| {
+                j.status == JobStatus::Running
+                    && j.restart_at.is_none()
+                    && j.pending_restart.is_empty()
+                    && j.config.failover_strategy() == FailoverStrategy::TaskManager
+                    && j.config.load_balance_mode() == LoadBalanceMode::Tasks
+                    && j.eg.all().all(|ev| ev.state == ExecutionState::Running)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.rebalance(id);
+        }
+    }
+
+    fn rebalance(&mut self, id: u64) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let mut load: BTreeMap<u64, u64> = self.tms.keys().map(|t| (*t, 0)).collect();
+        for (g, slot) in job.groups.iter().zip(&job.group_slots) {
+            if let Some(o) = slot {
+                *load.entry(o.tm).or_default() += g.tasks() as u64;
+            }
+        }
+        let mut free = self.pool.free();
+        let mut moved: Vec<(usize, SlotOffer)> = Vec::new();
+        loop {
+            let Some((&hi, &hi_load)) = load
+                .iter()
+                .max_by_key(|(t, l)| (**l, std::cmp::Reverse(**t)))
+            else {
+                break;
+            };
+            let Some((lo, lo_load)) = free
+                .iter()
+                .map(|o| (o.tm, load.get(&o.tm).copied().unwrap_or(0)))
+                .min_by_key(|(t, l)| (*l, *t))
+            else {
+                break;
+            };
+            let gap = hi_load.saturating_sub(lo_load);
+            let candidate = (0..job.groups.len())
+                .filter(|g| job.group_slots[*g].is_some_and(|o| o.tm == hi))
+                .filter(|g| !moved.iter().any(|(m, _)| m == g))
+                .filter(|g| (job.groups[*g].tasks() as u64) < gap)
+                .min_by_key(|g| job.groups[*g].tasks());
+            let Some(g) = candidate else { break };
+            let pos = free
+                .iter()
+                .position(|o| o.tm == lo)
+                .expect("lo has a free slot");
+            let offer = free.remove(pos);
+            let tasks = job.groups[g].tasks() as u64;
+            *load.entry(hi).or_default() -= tasks;
+            *load.entry(lo).or_default() += tasks;
+            moved.push((g, offer));
+        }
+        if moved.is_empty() {
+            return;
+        }
+        let mut subtasks = BTreeSet::new();
+        for (g, offer) in &moved {
+            if let Some(old) = job.group_slots[*g] {
+                self.pool.release(old);
+            }
+            self.pool.allocate(*offer, id);
+            job.group_slots[*g] = Some(*offer);
+            subtasks.extend(job.groups[*g].members.iter().copied());
+        }
+        for checkpoint in job.checkpoints.abort_all() {
+            tracing::info!(job = id, checkpoint, "checkpoint aborted: rebalancing");
+        }
+        let names: Vec<String> = subtasks
+            .iter()
+            .map(|(v, s)| format!("v{}[{s}]", v.0))
+            .collect();
+        tracing::info!(job = id, tasks = %names.join(" "), "rebalancing: moving {} slot-sharing group(s) to lighter TaskManagers", moved.len());
+        self.restart_some(id, subtasks, Duration::ZERO);
     }
 
     fn on_tm_message(&mut self, tm: u64, msg: TmToJm) {
@@ -915,9 +1018,8 @@ impl JobManager {
             let groups: Vec<ExecutionSlotSharingGroup> =
                 homeless.iter().map(|g| job.groups[*g].clone()).collect();
             let mode = job.config.load_balance_mode();
-            let Some(offers) =
-                placement_for(mode, None).place_on(&groups, &self.pool.taskmanagers())
-            else {
+            let tms = with_placed_load(self.pool.taskmanagers(), job);
+            let Some(offers) = placement_for(mode, None).place_on(&groups, &tms) else {
                 tracing::info!(
                     job = id,
                     needed = groups.len(),

@@ -39,6 +39,23 @@ pub struct TaskManagerSlots {
     pub total: u32,
     /// Its free slots: distinct indices, ascending.
     pub free: Vec<u32>,
+    /// What the job being placed already runs there (a partial restart places only some of
+    /// its groups, beside the rest): `tasks` mode balances the total.
+    pub placed: Load,
+}
+
+/// The load of placed groups: summed weight and task count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    pub weight: u64,
+    pub tasks: u64,
+}
+
+impl Load {
+    pub fn add(&mut self, group: &ExecutionSlotSharingGroup) {
+        self.weight += group.weight;
+        self.tasks += group.tasks() as u64;
+    }
 }
 
 impl TaskManagerSlots {
@@ -58,6 +75,7 @@ impl TaskManagerSlots {
                     tm: offer.tm,
                     total: 0,
                     free: Vec::new(),
+                    placed: Load::default(),
                 });
                 tms.len() - 1
             });
@@ -264,7 +282,9 @@ impl PlacementStrategy for TasksBalanced {
         taskmanagers: &[TaskManagerSlots],
     ) -> Option<Vec<SlotOffer>> {
         let capacity: Vec<usize> = taskmanagers.iter().map(|t| t.free.len()).collect();
-        let host = balance(&group_loads(groups), &capacity)?;
+        let placed: Vec<Load> = taskmanagers.iter().map(|t| t.placed).collect();
+        let (loads, base) = group_loads(groups, &placed);
+        let host = balance(&loads, &capacity, &base)?;
         let mut taken = vec![0usize; taskmanagers.len()];
         Some(
             host.into_iter()
@@ -281,23 +301,32 @@ impl PlacementStrategy for TasksBalanced {
     }
 }
 
-/// One number per group ordering by summed weight, then task count.
-fn group_loads(groups: &[ExecutionSlotSharingGroup]) -> Vec<u128> {
-    let scale = groups.iter().map(|g| g.tasks() as u128).sum::<u128>() + 1;
-    groups
+/// One number per group ordering by summed weight, then task count; and the same for what
+/// each TaskManager already runs.
+fn group_loads(groups: &[ExecutionSlotSharingGroup], placed: &[Load]) -> (Vec<u128>, Vec<u128>) {
+    let scale = groups.iter().map(|g| g.tasks() as u128).sum::<u128>()
+        + placed.iter().map(|l| l.tasks as u128).sum::<u128>()
+        + 1;
+    let loads = groups
         .iter()
         .map(|g| u128::from(g.weight) * scale + g.tasks() as u128)
-        .collect()
+        .collect();
+    let base = placed
+        .iter()
+        .map(|l| u128::from(l.weight) * scale + l.tasks as u128)
+        .collect();
+    (loads, base)
 }
 
-/// The TaskManager (index into `capacity`) of every group, or None if they do not fit.
-fn balance(loads: &[u128], capacity: &[usize]) -> Option<Vec<usize>> {
+/// The TaskManager (index into `capacity`) of every group, or None if they do not fit. `base`
+/// is what each TaskManager carries already.
+fn balance(loads: &[u128], capacity: &[usize], base: &[u128]) -> Option<Vec<usize>> {
     if loads.len() > capacity.iter().sum() {
         return None;
     }
     let mut order: Vec<usize> = (0..loads.len()).collect();
     order.sort_by(|&a, &b| loads[b].cmp(&loads[a]));
-    let mut tm_load = vec![0u128; capacity.len()];
+    let mut tm_load = base.to_vec();
     let mut hosted: Vec<Vec<usize>> = vec![Vec::new(); capacity.len()];
     for g in order {
         let tm = (0..capacity.len())
@@ -447,6 +476,7 @@ impl SlotPool {
                     tm,
                     total: 0,
                     free: Vec::new(),
+                    placed: Load::default(),
                 });
             }
             let last = tms.last_mut().expect("just pushed");
@@ -466,12 +496,52 @@ impl SlotPool {
         self.slots.insert((offer.tm, offer.slot), Some(job));
     }
 
+    /// Frees one slot (a group moved away from it).
+    pub fn release(&mut self, offer: SlotOffer) {
+        if let Some(holder) = self.slots.get_mut(&(offer.tm, offer.slot)) {
+            *holder = None;
+        }
+    }
+
     pub fn release_job(&mut self, job: u64) {
         for holder in self.slots.values_mut() {
             if *holder == Some(job) {
                 *holder = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod placed_tests {
+    use super::*;
+    use crate::graph::VertexId;
+
+    fn group(tasks: u32) -> ExecutionSlotSharingGroup {
+        ExecutionSlotSharingGroup {
+            group: "default".into(),
+            members: (0..tasks).map(|s| (VertexId(s), 0)).collect(),
+            weight: tasks as u64,
+        }
+    }
+
+    #[test]
+    fn a_partial_restart_goes_to_the_least_loaded_taskmanager() {
+        // Three TaskManagers with one free slot each; the first two already run 2 tasks of the
+        // job, the third none: the restarted group goes to the third, not the first in order.
+        let tm = |tm, placed_tasks| TaskManagerSlots {
+            tm,
+            total: 2,
+            free: vec![1],
+            placed: Load {
+                weight: placed_tasks,
+                tasks: placed_tasks,
+            },
+        };
+        let offers = TasksBalanced
+            .place_on(&[group(2)], &[tm(1, 2), tm(2, 2), tm(3, 0)])
+            .unwrap();
+        assert_eq!(offers, vec![SlotOffer { tm: 3, slot: 1 }]);
     }
 }
 
@@ -600,7 +670,8 @@ mod tests {
             [TaskManagerSlots {
                 tm: 1,
                 total: 2,
-                free: vec![1]
+                free: vec![1],
+                placed: Load::default(),
             }]
         );
         pool.release_job(7);
@@ -800,6 +871,7 @@ mod tests {
                     tm: 3 * i + 1,
                     total,
                     free: (held..total).collect(),
+                    placed: Load::default(),
                 });
             }
             let free: u32 = tms.iter().map(|t| t.free.len() as u32).sum();
@@ -982,7 +1054,7 @@ mod tests {
             let offers = TasksBalanced.place_on(&balanced, &case.tms).expect("fits");
             if case.uniform {
                 // Settled exchanges bound the range by the heaviest group.
-                let loads = group_loads(&balanced);
+                let (loads, _) = group_loads(&balanced, &[]);
                 let per: Vec<u128> = offering
                     .iter()
                     .map(|t| {
