@@ -165,12 +165,25 @@ pub fn delivery(h: &RunHistory, mode: DeliveryMode, input: &ExpectedInput) -> Ve
     Verdict::pass(NAME, format!("{summary}{note}"))
 }
 
-/// True if a disruptive fault was active within `IN_FLIGHT` before `at`, or ended at most
-/// `after` before it.
+/// True if a disruption was active within `IN_FLIGHT` before `at`, or ended at most `after`
+/// before it.
 fn near_a_fault(h: &RunHistory, at: Duration, after: Duration) -> bool {
-    disruptive_faults(h)
-        .filter_map(|f| f.window(h.end))
+    disruptions(h)
+        .into_iter()
         .any(|(b, e)| b <= at + IN_FLIGHT && e + after >= at)
+}
+
+/// When something disrupted the job: the windows of faults that took effect, and the moves
+/// the JobManager made to restore balance when a TaskManager rejoined (`rebalancing` in the
+/// trace), which restart the moved subtasks as a loss of theirs would, for one replay.
+fn disruptions(h: &RunHistory) -> Vec<(Duration, Duration)> {
+    let faults = disruptive_faults(h).filter_map(|f| f.window(h.end));
+    let moves = h
+        .trace
+        .iter()
+        .filter(|l| l.node == "jm" && l.text.contains("rebalancing:"))
+        .map(|l| (l.at, l.at + REPLAY));
+    faults.chain(moves).collect()
 }
 
 /// The first missing record no fault accounts for. A missing record would have been output
@@ -181,9 +194,7 @@ fn first_unaccounted(
     seen: &BTreeMap<Origin, &OutputRecord>,
     missing: &[&Origin],
 ) -> Option<String> {
-    let faults: Vec<(Duration, Duration)> = disruptive_faults(h)
-        .filter_map(|f| f.window(h.end))
-        .collect();
+    let faults = disruptions(h);
     for origin in missing {
         let before = seen
             .range(..**origin)

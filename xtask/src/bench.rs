@@ -63,7 +63,7 @@ pub fn balance(root: &Path) -> Result<(), Failure> {
 }
 
 /// `target/release/<name>`, honouring CARGO_TARGET_DIR as cargo does.
-fn release_binary(root: &Path, name: &str) -> PathBuf {
+pub fn release_binary(root: &Path, name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), |dir| root.join(dir));
     target

@@ -5,6 +5,7 @@
 //! exit non-zero, naming the step that failed.
 
 mod bench;
+mod recovery;
 mod sim;
 mod steps;
 
@@ -66,9 +67,13 @@ enum BenchCommand {
     Runtime(bench::RuntimeArgs),
     /// Speed of the simulation harness: wall time per seed, virtual/wall ratio
     Sim,
-    /// The 4x2 TaskManager crash under full, region and taskmanager failover, side by side
-    /// (simulated; the `--real` form with processes is not built yet)
-    Recovery,
+    /// The 4x2 TaskManager crash under full, region and taskmanager failover, side by side:
+    /// simulated, or with `--real` as processes on loopback (about 3 minutes)
+    Recovery {
+        /// Real processes: a JobManager, 4 TaskManagers, SIGKILL of one after 25 s.
+        #[arg(long)]
+        real: bool,
+    },
     /// Task-count range and memory per TaskManager under each load-balance mode
     Balance,
 }
@@ -81,7 +86,8 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::main(&root, &args),
         Command::Bench(BenchCommand::Runtime(args)) => bench::runtime(&root, &args),
         Command::Bench(BenchCommand::Sim) => sim::bench(&root),
-        Command::Bench(BenchCommand::Recovery) => sim::bench_recovery(&root),
+        Command::Bench(BenchCommand::Recovery { real: false }) => sim::bench_recovery(&root),
+        Command::Bench(BenchCommand::Recovery { real: true }) => recovery::real(&root),
         Command::Bench(BenchCommand::Balance) => bench::balance(&root),
     };
     match result {

@@ -479,13 +479,10 @@ impl JobManager {
         }
         let mut free = self.pool.free();
         let mut moved: Vec<(usize, SlotOffer)> = Vec::new();
-        loop {
-            let Some((&hi, &hi_load)) = load
-                .iter()
-                .max_by_key(|(t, l)| (**l, std::cmp::Reverse(**t)))
-            else {
-                break;
-            };
+        while let Some((&hi, &hi_load)) = load
+            .iter()
+            .max_by_key(|(t, l)| (**l, std::cmp::Reverse(**t)))
+        {
             let Some((lo, lo_load)) = free
                 .iter()
                 .map(|o| (o.tm, load.get(&o.tm).copied().unwrap_or(0)))

@@ -339,6 +339,13 @@ impl DataClient {
         Ok((rx, credits))
     }
 
+    /// Closes every connection: the TaskManager lost the JobManager and cancelled all its
+    /// tasks, so nothing reads them, and a connection that lived through a partition may hold
+    /// a backlog that would delay the requests of its next tasks.
+    pub async fn reset(&self) {
+        self.conns.lock().await.clear();
+    }
+
     /// The open connection to `addr`, or a new one. The map lock is held while connecting so
     /// concurrent requests share one connection; connect and handshake are bounded by the
     /// handshake timeout, so an unreachable peer delays the others by at most that.

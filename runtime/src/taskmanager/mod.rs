@@ -149,6 +149,7 @@ impl TaskManager {
                     let reason = self.serve(session).await;
                     tracing::warn!(tm = %self.opts.name, %reason, "lost the JobManager; cancelling tasks");
                     self.cancel_all();
+                    self.services.client.reset().await;
                 }
                 Err(e) => {
                     tracing::info!(tm = %self.opts.name, error = %e, "registration failed; retrying")
