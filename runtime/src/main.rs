@@ -267,8 +267,20 @@ fn print_summary(r: &JobStatusReport) {
         r.records_in as f64 / secs
     );
     println!("  records out: {}", r.records_out);
+    if r.records_dropped > 0 {
+        println!(
+            "  records dropped for absent consumers: {}",
+            r.records_dropped
+        );
+    }
+    let memory: std::collections::BTreeMap<&str, u64> = r
+        .memory_per_taskmanager
+        .iter()
+        .map(|(tm, m)| (tm.as_str(), *m))
+        .collect();
     for (tm, tasks) in &r.tasks_per_taskmanager {
-        println!("  {tm}: {tasks} tasks");
+        let mib = memory.get(tm.as_str()).copied().unwrap_or(0) as f64 / (1 << 20) as f64;
+        println!("  {tm}: {tasks} tasks, {mib:.1} MiB accounted");
     }
     if let Some(message) = &r.message {
         println!("  reason: {message}");

@@ -98,6 +98,8 @@ struct TmEntry {
     _close: oneshot::Sender<()>,
     last_reply: Instant,
     rpc_failures: u32,
+    /// Accounted memory as of the last heartbeat.
+    memory: u64,
 }
 
 struct JobEntry {
@@ -109,6 +111,8 @@ struct JobEntry {
     clients: Vec<Outbox<JmToClient>>,
     submitted: Instant,
     records: BTreeMap<ExecutionAttemptId, u64>,
+    /// Records each attempt dropped for an absent consumer (kept for replaced attempts too).
+    dropped: BTreeMap<ExecutionAttemptId, u64>,
     /// Where each current attempt runs (TaskManager instance).
     placement: BTreeMap<ExecutionAttemptId, u64>,
     /// Decides whether and when the job may restart after a failure.
@@ -434,6 +438,7 @@ impl JobManager {
             _close: close,
             last_reply: Instant::now(),
             rpc_failures: 0,
+            memory: 0,
         };
         self.tms.insert(tm, entry);
         self.pool.add_taskmanager(tm, slots);
@@ -538,13 +543,17 @@ impl JobManager {
                 };
                 entry.last_reply = Instant::now();
                 entry.rpc_failures = 0;
-                for (job, attempt, records) in report.tasks {
+                entry.memory = report.memory.total();
+                for t in report.tasks {
                     if let Some(j) = self
                         .jobs
-                        .get_mut(&job)
-                        .filter(|j| j.placement.get(&attempt) == Some(&tm))
+                        .get_mut(&t.job)
+                        .filter(|j| j.placement.get(&t.attempt) == Some(&tm))
                     {
-                        j.records.insert(attempt, records);
+                        j.records.insert(t.attempt, t.records_in);
+                        if t.records_dropped > 0 {
+                            j.dropped.insert(t.attempt, t.records_dropped);
+                        }
                     }
                 }
             }
@@ -634,6 +643,7 @@ impl JobManager {
             clients: vec![out],
             submitted: Instant::now(),
             records: BTreeMap::new(),
+            dropped: BTreeMap::new(),
             placement: BTreeMap::new(),
             restart,
             restart_at: None,
@@ -1337,6 +1347,12 @@ impl JobManager {
             records_out: sum(|v| v.is_sink),
             elapsed_ms: job.submitted.elapsed().as_millis() as u64,
             tasks_per_taskmanager: per_tm.into_iter().collect(),
+            memory_per_taskmanager: self
+                .tms
+                .values()
+                .map(|t| (t.name.clone(), t.memory))
+                .collect(),
+            records_dropped: job.dropped.values().sum(),
             message: job.message.clone(),
         })
     }

@@ -38,12 +38,22 @@ pub enum TmToJm {
     },
 }
 
+/// One running task's counters, as of a heartbeat.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct TaskReport {
+    pub job: u64,
+    pub attempt: ExecutionAttemptId,
+    pub records_in: u64,
+    /// Records dropped because their consumer was away (`taskmanager` failover).
+    pub records_dropped: u64,
+}
+
 /// What a TaskManager reports with each heartbeat.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TmReport {
     pub memory: MemoryReport,
     /// (job, attempt, records in so far) for every running task.
-    pub tasks: Vec<(u64, ExecutionAttemptId, u64)>,
+    pub tasks: Vec<TaskReport>,
 }
 
 /// JobManager -> TaskManager.
@@ -150,6 +160,10 @@ pub struct JobStatusReport {
     pub elapsed_ms: u64,
     /// Subtasks per TaskManager name.
     pub tasks_per_taskmanager: Vec<(String, u32)>,
+    /// Accounted memory (bytes) of every registered TaskManager, as of its last heartbeat.
+    pub memory_per_taskmanager: Vec<(String, u64)>,
+    /// Records producers dropped while their consumer was away, over all attempts.
+    pub records_dropped: u64,
     /// Why the job failed, when it did.
     pub message: Option<String>,
 }

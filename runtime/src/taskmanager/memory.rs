@@ -99,3 +99,50 @@ impl Drop for BufferGuard {
             .fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
+
+/// Watches accounted memory against the process size at each heartbeat and names each new
+/// level it climbs past (50, 75, 90 % of the limit), so the trace shows a TaskManager heading
+/// for an OOM kill. Falling back below half re-arms it.
+#[derive(Debug, Default)]
+pub struct MemoryWatermark {
+    level: u8,
+}
+
+impl MemoryWatermark {
+    const LEVELS: [u8; 3] = [50, 75, 90];
+
+    /// The highest level newly passed, if any.
+    pub fn observe(&mut self, used: u64, limit: u64) -> Option<u8> {
+        let percent = (used as u128 * 100 / limit.max(1) as u128).min(u8::MAX as u128) as u8;
+        if percent < Self::LEVELS[0] {
+            self.level = 0;
+            return None;
+        }
+        let reached = Self::LEVELS
+            .iter()
+            .copied()
+            .filter(|l| percent >= *l)
+            .max()?;
+        (reached > self.level).then(|| {
+            self.level = reached;
+            reached
+        })
+    }
+}
+
+#[cfg(test)]
+mod watermark_tests {
+    use super::*;
+
+    #[test]
+    fn names_each_level_once_until_usage_falls_below_half() {
+        let mut w = MemoryWatermark::default();
+        assert_eq!(w.observe(40, 100), None);
+        assert_eq!(w.observe(60, 100), Some(50));
+        assert_eq!(w.observe(70, 100), None);
+        assert_eq!(w.observe(95, 100), Some(90));
+        assert_eq!(w.observe(80, 100), None);
+        assert_eq!(w.observe(10, 100), None);
+        assert_eq!(w.observe(76, 100), Some(75));
+    }
+}

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub use memory::{BufferGuard, MemoryAccount, MemoryReport};
+pub use memory::{BufferGuard, MemoryAccount, MemoryReport, MemoryWatermark};
 pub use task::{
     run_task, InputLocation, TaskControl, TaskDeployment, TaskError, TaskLink, TaskMetrics,
 };
@@ -29,7 +29,8 @@ use crate::network::transport::DataPlaneConfig;
 use crate::network::{DataClient, DataServer, PartitionRegistry};
 use crate::rpc::handshake::connect_handshake;
 use crate::rpc::{
-    credentials, framed, FrameReader, FrameWriter, JmToTm, PeerRole, RpcError, TmReport, TmToJm,
+    credentials, framed, FrameReader, FrameWriter, JmToTm, PeerRole, RpcError, TaskReport,
+    TmReport, TmToJm,
 };
 use crate::state::{TaskRestore, TaskSnapshot};
 use crate::util::AbortOnDrop;
@@ -88,6 +89,7 @@ pub struct TaskManager {
     graphs: BTreeMap<u64, Arc<JobGraph>>,
     events_tx: mpsc::UnboundedSender<TaskEvent>,
     events_rx: mpsc::UnboundedReceiver<TaskEvent>,
+    watermark: MemoryWatermark,
     _data_server: AbortOnDrop<()>,
 }
 
@@ -126,6 +128,7 @@ impl TaskManager {
             graphs: BTreeMap::new(),
             events_tx,
             events_rx,
+            watermark: MemoryWatermark::default(),
             _data_server: AbortOnDrop(server),
         })
     }
@@ -210,7 +213,9 @@ impl TaskManager {
                 msg = s.reader.recv::<JmToTm>() => match msg {
                     Ok(Some(JmToTm::Heartbeat { seq })) => {
                         last_heartbeat = Instant::now();
-                        let reply = TmToJm::HeartbeatReply { seq, report: self.report() };
+                        let report = self.report();
+                        self.watch_memory(&report.memory);
+                        let reply = TmToJm::HeartbeatReply { seq, report };
                         if let Err(e) = s.writer.send(&reply).await {
                             return format!("heartbeat reply failed: {e}");
                         }
@@ -228,12 +233,24 @@ impl TaskManager {
         }
     }
 
+    /// Traces the accounted memory when it climbs past a new share of the process size.
+    fn watch_memory(&mut self, memory: &MemoryReport) {
+        let limit = self.opts.config.memory_process_size();
+        if let Some(level) = self.watermark.observe(memory.total(), limit) {
+            let mib = |b: u64| b / (1 << 20);
+            tracing::info!(tm = %self.opts.name, used_mib = mib(memory.total()), limit_mib = mib(limit), state_mib = mib(memory.state_bytes), buffers_mib = mib(memory.buffer_bytes), "accounted memory above {level}% of the process size");
+        }
+    }
+
     fn report(&self) -> TmReport {
         let tasks = self
             .tasks
             .iter()
-            .map(|((job, attempt), t)| {
-                (*job, *attempt, t.metrics.records_in.load(Ordering::Relaxed))
+            .map(|((job, attempt), t)| TaskReport {
+                job: *job,
+                attempt: *attempt,
+                records_in: t.metrics.records_in.load(Ordering::Relaxed),
+                records_dropped: t.metrics.records_dropped.load(Ordering::Relaxed),
             })
             .collect();
         TmReport {
