@@ -165,7 +165,8 @@ fn measure(bin: &Path, strategy: &str) -> Result<Figures, String> {
             return Err("the job did not finish within 180 s".into());
         }
         std::thread::sleep(SAMPLE);
-        samples.push((start.elapsed(), counter.count()));
+        let lines = counter.count();
+        samples.push((start.elapsed(), lines));
         if killed_at.is_none() && start.elapsed() >= KILL_AFTER {
             tms[1].0.kill().map_err(io)?;
             killed_at = Some(start.elapsed());
@@ -175,6 +176,14 @@ fn measure(bin: &Path, strategy: &str) -> Result<Figures, String> {
         return Err(format!("rill run exited with {status}"));
     }
     let kill = killed_at.ok_or("the job ended before the kill")?;
+    if let Some(path) = std::env::var_os("RILL_RECOVERY_SAMPLES") {
+        let text: String = samples
+            .iter()
+            .map(|(t, n)| format!("{strategy} {:.3} {n}\n", t.as_secs_f64()))
+            .collect();
+        let text = format!("{strategy} kill {:.3}\n{text}", kill.as_secs_f64());
+        let _ = std::fs::write(Path::new(&path).join(format!("{strategy}.txt")), text);
+    }
     let (lost, duplicated) = delivery(&dir)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Figures {
@@ -200,22 +209,62 @@ fn longest_stall(samples: &[(Duration, u64)], kill: Duration) -> Duration {
     longest
 }
 
-/// From `kill` until a 1 s window produces 95% of the mean rate of the 5 s before it.
+/// From `kill` until output over a 1 s window runs at 95% of its mean rate over the 5 s
+/// before the kill. Rates use the samples' own times (sampling drifts past 100 ms).
 fn back_at_95(samples: &[(Duration, u64)], kill: Duration) -> Option<Duration> {
-    let at = |t: Duration| samples.iter().rfind(|(s, _)| *s <= t).map_or(0, |s| s.1);
-    let before = (at(kill) - at(kill.saturating_sub(Duration::from_secs(5)))) as f64 / 5.0;
+    // Lines per second between the last sample at or before `from` and the first at or after
+    // `to`.
+    let rate = |from: Duration, to: Duration| -> Option<f64> {
+        let a = samples.iter().rfind(|(t, _)| *t <= from)?;
+        let b = samples.iter().find(|(t, _)| *t >= to)?;
+        Some((b.1 - a.1) as f64 / (b.0 - a.0).as_secs_f64().max(1e-3))
+    };
+    let before = rate(kill.saturating_sub(Duration::from_secs(5)), kill)?;
     samples
         .iter()
         .filter(|(t, _)| *t >= kill)
-        .find(|(t, n)| {
-            let later = at(*t + Duration::from_secs(1));
-            later > *n
-                && samples
-                    .last()
-                    .is_some_and(|l| l.0 >= *t + Duration::from_secs(1))
-                && (later - n) as f64 >= 0.95 * before
-        })
+        .find(|(t, _)| rate(*t, *t + Duration::from_secs(1)).is_some_and(|r| r >= 0.95 * before))
         .map(|(t, _)| *t - kill)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// 2000 lines per 101 ms, a 1.1 s gap after a kill at 2 s, then the same rate again.
+    fn samples() -> Vec<(Duration, u64)> {
+        let mut out = Vec::new();
+        let (mut t, mut n) = (0, 0);
+        while t < 6000 {
+            if !(2000..3100).contains(&t) {
+                n += 2000;
+            }
+            out.push((ms(t), n));
+            t += 101;
+        }
+        out
+    }
+
+    #[test]
+    fn the_stall_and_the_time_back_at_rate_are_read_off_the_samples() {
+        let s = samples();
+        let kill = ms(2020);
+        let stall = longest_stall(&s, kill);
+        assert!(stall >= ms(1000) && stall <= ms(1200), "{stall:?}");
+        let back = back_at_95(&s, kill).unwrap();
+        assert!(back >= ms(1000) && back <= ms(1200), "{back:?}");
+    }
+
+    #[test]
+    fn provenance_is_parsed_from_a_debug_line() {
+        let line = "KeyCount { key: 3, count: 9, origin: Origin { partition: 2, offset: 41 } }";
+        assert_eq!(number_after(line, "partition: "), Some(2));
+        assert_eq!(number_after(line, "offset: "), Some(41));
+    }
 }
 
 /// Records lost and duplicated, from the provenance every output line carries.

@@ -466,7 +466,12 @@ impl<T: std::fmt::Debug + Send> Collector<T> for FileSink {
         }
     }
     fn event(&mut self, event: ChainEvent) {
-        if matches!(event, ChainEvent::Flush | ChainEvent::Finish) {
+        // At a barrier too: what came before it must be written before the checkpoint that
+        // covers it completes, or a crash would lose it for good (the sources will not replay it).
+        if matches!(
+            event,
+            ChainEvent::Flush | ChainEvent::Finish | ChainEvent::Barrier(_)
+        ) {
             if let Err(e) = self.out.flush() {
                 tracing::error!(path = %self.path.display(), error = %e, "file sink flush failed");
             }
