@@ -227,46 +227,6 @@ fn back_at_95(samples: &[(Duration, u64)], kill: Duration) -> Option<Duration> {
         .map(|(t, _)| *t - kill)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    /// 2000 lines per 101 ms, a 1.1 s gap after a kill at 2 s, then the same rate again.
-    fn samples() -> Vec<(Duration, u64)> {
-        let mut out = Vec::new();
-        let (mut t, mut n) = (0, 0);
-        while t < 6000 {
-            if !(2000..3100).contains(&t) {
-                n += 2000;
-            }
-            out.push((ms(t), n));
-            t += 101;
-        }
-        out
-    }
-
-    #[test]
-    fn the_stall_and_the_time_back_at_rate_are_read_off_the_samples() {
-        let s = samples();
-        let kill = ms(2020);
-        let stall = longest_stall(&s, kill);
-        assert!(stall >= ms(1000) && stall <= ms(1200), "{stall:?}");
-        let back = back_at_95(&s, kill).unwrap();
-        assert!(back >= ms(1000) && back <= ms(1200), "{back:?}");
-    }
-
-    #[test]
-    fn provenance_is_parsed_from_a_debug_line() {
-        let line = "KeyCount { key: 3, count: 9, origin: Origin { partition: 2, offset: 41 } }";
-        assert_eq!(number_after(line, "partition: "), Some(2));
-        assert_eq!(number_after(line, "offset: "), Some(41));
-    }
-}
-
 /// Records lost and duplicated, from the provenance every output line carries.
 fn delivery(dir: &Path) -> Result<(u64, u64), String> {
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
@@ -331,5 +291,45 @@ impl LineCounter {
             }
         }
         self.files.values().map(|(_, l)| l).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// 2000 lines per 101 ms, a 1.1 s gap after a kill at 2 s, then the same rate again.
+    fn samples() -> Vec<(Duration, u64)> {
+        let mut out = Vec::new();
+        let (mut t, mut n) = (0, 0);
+        while t < 6000 {
+            if !(2000..3100).contains(&t) {
+                n += 2000;
+            }
+            out.push((ms(t), n));
+            t += 101;
+        }
+        out
+    }
+
+    #[test]
+    fn the_stall_and_the_time_back_at_rate_are_read_off_the_samples() {
+        let s = samples();
+        let kill = ms(2020);
+        let stall = longest_stall(&s, kill);
+        assert!(stall >= ms(1000) && stall <= ms(1200), "{stall:?}");
+        let back = back_at_95(&s, kill).unwrap();
+        assert!(back >= ms(1000) && back <= ms(1200), "{back:?}");
+    }
+
+    #[test]
+    fn provenance_is_parsed_from_a_debug_line() {
+        let line = "KeyCount { key: 3, count: 9, origin: Origin { partition: 2, offset: 41 } }";
+        assert_eq!(number_after(line, "partition: "), Some(2));
+        assert_eq!(number_after(line, "offset: "), Some(41));
     }
 }
