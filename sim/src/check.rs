@@ -206,8 +206,11 @@ fn first_unaccounted(
             .next()
             .filter(|(o, _)| o.partition == origin.partition)
             .map(|(_, r)| r.at);
-        let from = before.unwrap_or_default().saturating_sub(IN_FLIGHT);
-        let to = after.unwrap_or(h.end) + IN_FLIGHT;
+        // Neighbours may have been output out of order (a replay, another sink subtask), so
+        // the interval runs from the earlier to the later of them.
+        let (before, after) = (before.unwrap_or_default(), after.unwrap_or(h.end));
+        let from = before.min(after).saturating_sub(IN_FLIGHT);
+        let to = before.max(after) + IN_FLIGHT;
         if !faults.iter().any(|(b, e)| *b <= to && *e >= from) {
             return Some(format!(
                 "input {origin:?} is missing; it would have been output between {} and {}, when no fault was active",

@@ -23,7 +23,7 @@ use crate::config::Configuration;
 use crate::config::{FailoverStrategy, LoadBalanceMode};
 use crate::graph::{pipelined_regions, region_restart_set, Topology};
 use crate::graph::{
-    ExecutionAttemptId, ExecutionGraph, ExecutionSlotSharingGroup, ExecutionState,
+    EdgeId, ExecutionAttemptId, ExecutionGraph, ExecutionSlotSharingGroup, ExecutionState,
     InputChannelSpec, JobVertex, VertexId,
 };
 use crate::network::SubpartitionKey;
@@ -129,14 +129,63 @@ struct JobEntry {
 }
 
 impl JobEntry {
-    /// The attempts of this job on `tm` that have not ended.
-    fn live_attempts_on(&self, tm: u64) -> Vec<ExecutionAttemptId> {
+    /// The attempts of this job a loss of `tm` takes: those that have not ended, and those
+    /// that finished but whose output some consumer has not read to the end (it dies with the
+    /// TaskManager).
+    fn attempts_lost_with(&self, tm: u64) -> Vec<ExecutionAttemptId> {
         self.eg
             .all()
-            .filter(|ev| !ev.state.is_terminal())
+            .filter(|ev| match ev.state {
+                ExecutionState::Finished => self.has_unfinished_consumer(ev.vertex, ev.subtask),
+                state => !state.is_terminal(),
+            })
             .map(|ev| ev.attempt_id())
             .filter(|a| self.placement.get(a) == Some(&tm))
             .collect()
+    }
+
+    /// The subpartitions (edge, index) of (`vertex`, `subtask`) whose consumer finished.
+    fn finished_consumers(&self, vertex: VertexId, subtask: u32) -> Vec<(EdgeId, u32)> {
+        let graph = &self.eg.job;
+        let mut out = Vec::new();
+        for &edge in &graph.vertex(vertex).outputs {
+            let cv = graph.edge(edge).target;
+            for cs in 0..graph.vertex(cv).parallelism {
+                if self
+                    .eg
+                    .get(cv, cs)
+                    .is_some_and(|ev| ev.state == ExecutionState::Finished)
+                {
+                    out.extend(
+                        graph
+                            .input_channels(cv, cs)
+                            .iter()
+                            .filter(|ch| ch.edge == edge && ch.producer_subtask == subtask)
+                            .map(|ch| (edge, ch.subpartition)),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// True if a consumer of (`vertex`, `subtask`) has not finished.
+    fn has_unfinished_consumer(&self, vertex: VertexId, subtask: u32) -> bool {
+        let graph = &self.eg.job;
+        graph.vertex(vertex).outputs.iter().any(|&edge| {
+            let cv = graph.edge(edge).target;
+            (0..graph.vertex(cv).parallelism).any(|cs| {
+                let reads = graph
+                    .input_channels(cv, cs)
+                    .iter()
+                    .any(|ch| ch.edge == edge && ch.producer_subtask == subtask);
+                reads
+                    && self
+                        .eg
+                        .get(cv, cs)
+                        .is_some_and(|ev| ev.state != ExecutionState::Finished)
+            })
+        })
     }
 
     /// The TaskManagers running current attempts of this job.
@@ -158,6 +207,32 @@ fn with_placed_load(mut tms: Vec<TaskManagerSlots>, job: &JobEntry) -> Vec<TaskM
         }
     }
     tms
+}
+
+/// Adds, until nothing changes, the finished producers of restarted subtasks: a finished
+/// producer's output was read once and is gone, so a restarted consumer needs it produced
+/// again (Flink restarts the producers of unavailable partitions likewise).
+fn with_finished_producers(
+    eg: &ExecutionGraph,
+    mut restart: BTreeSet<(VertexId, u32)>,
+) -> BTreeSet<(VertexId, u32)> {
+    let graph = &eg.job;
+    loop {
+        let more: Vec<(VertexId, u32)> = restart
+            .iter()
+            .flat_map(|&(v, s)| graph.input_channels(v, s))
+            .map(|ch| (graph.edge(ch.edge).source, ch.producer_subtask))
+            .filter(|p| !restart.contains(p))
+            .filter(|&(v, s)| {
+                eg.get(v, s)
+                    .is_some_and(|ev| ev.state == ExecutionState::Finished)
+            })
+            .collect();
+        if more.is_empty() {
+            return restart;
+        }
+        restart.extend(more);
+    }
 }
 
 /// What failed: a task by itself, or every task of a TaskManager that was lost.
@@ -184,7 +259,7 @@ fn restart_set(
         return all();
     }
     if strategy == FailoverStrategy::TaskManager && scope == Failure::TaskManagerLost {
-        return failed.iter().map(|a| (a.vertex, a.subtask)).collect();
+        return with_finished_producers(eg, failed.iter().map(|a| (a.vertex, a.subtask)).collect());
     }
     let (topology, subtasks) = Topology::from_job_graph(&eg.job);
     let regions = pipelined_regions(&topology);
@@ -758,6 +833,7 @@ impl JobManager {
                 attempt,
                 inputs,
                 restore,
+                finished_consumers: job.finished_consumers(ev.vertex, ev.subtask),
             };
             self.tms
                 .get(&tm)
@@ -1018,6 +1094,13 @@ impl JobManager {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
+        // A group needs a slot if it has none, or its TaskManager was lost since (possibly
+        // while holding only finished tasks, which no failover restarted).
+        for slot in &mut job.group_slots {
+            if slot.is_some_and(|o| !self.tms.contains_key(&o.tm)) {
+                *slot = None;
+            }
+        }
         let homeless: Vec<usize> = (0..job.groups.len())
             .filter(|g| job.group_slots[*g].is_none())
             .collect();
@@ -1146,7 +1229,7 @@ impl JobManager {
                 .jobs
                 .iter()
                 .filter(|(_, j)| !j.status.is_terminal())
-                .map(|(id, j)| (*id, j.live_attempts_on(tm)))
+                .map(|(id, j)| (*id, j.attempts_lost_with(tm)))
                 .filter(|(_, lost)| !lost.is_empty())
                 .collect();
             for (id, lost) in affected {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::JobSpec;
 use crate::config::Configuration;
-use crate::graph::{ExecutionAttemptId, ExecutionState};
+use crate::graph::{EdgeId, ExecutionAttemptId, ExecutionState};
 use crate::network::SubpartitionKey;
 use crate::state::{TaskRestore, TaskSnapshot};
 use crate::taskmanager::{InputLocation, MemoryReport};
@@ -73,6 +73,9 @@ pub enum JmToTm {
         inputs: Vec<InputLocation>,
         /// The state to start from (the latest completed checkpoint), if any.
         restore: Option<TaskRestore>,
+        /// Subpartitions (edge, index) whose consumer already finished: a restarted producer
+        /// drops what it would send them instead of waiting for a reader that never comes.
+        finished_consumers: Vec<(EdgeId, u32)>,
     },
     CancelTask {
         job: u64,

@@ -24,7 +24,7 @@ pub use task::{
 use crate::api::{build_job, JobSpec};
 use crate::config::Configuration;
 use crate::connectors::CollectStore;
-use crate::graph::{ExecutionAttemptId, ExecutionState, JobGraph};
+use crate::graph::{EdgeId, ExecutionAttemptId, ExecutionState, JobGraph};
 use crate::network::transport::DataPlaneConfig;
 use crate::network::{DataClient, DataServer, PartitionRegistry};
 use crate::rpc::handshake::connect_handshake;
@@ -313,7 +313,16 @@ impl TaskManager {
                 attempt,
                 inputs,
                 restore,
-            } => self.deploy(job, &spec, config, attempt, inputs, restore),
+                finished_consumers,
+            } => self.deploy(
+                job,
+                &spec,
+                config,
+                attempt,
+                inputs,
+                restore,
+                finished_consumers,
+            ),
             JmToTm::CancelTask { job, attempt } => self.cancel(job, attempt),
             JmToTm::TriggerCheckpoint {
                 job,
@@ -385,6 +394,7 @@ impl TaskManager {
         attempt: ExecutionAttemptId,
         inputs: Vec<InputLocation>,
         restore: Option<TaskRestore>,
+        finished_consumers: Vec<(EdgeId, u32)>,
     ) {
         let graph = match self.graphs.get(&job) {
             Some(g) => Ok(g.clone()),
@@ -402,6 +412,7 @@ impl TaskManager {
             inputs,
             config: Arc::new(config),
             restore,
+            finished_consumers,
         };
         if let Err(e) = deployment.validate() {
             return self.reject(job, attempt, format!("invalid deployment: {e}"));

@@ -48,6 +48,8 @@ pub struct TaskDeployment {
     pub config: Arc<Configuration>,
     /// The checkpointed state this attempt starts from, if the job restored one.
     pub restore: Option<TaskRestore>,
+    /// Subpartitions (edge, index) whose consumer has finished: written to nobody.
+    pub finished_consumers: Vec<(EdgeId, u32)>,
 }
 
 /// What the TaskManager tells a running task.
@@ -423,7 +425,7 @@ fn create_outputs(
                 Subpartition {
                     key,
                     tx: services.registry.create(key, capacity),
-                    away: false,
+                    away: d.finished_consumers.contains(&(edge, index)),
                     dropped: 0,
                 }
             })
