@@ -19,11 +19,41 @@ const IN_FLIGHT: Duration = Duration::from_secs(1);
 /// (which may be the rebalancing move when a crashed TaskManager rejoins).
 const REPLAY: Duration = Duration::from_secs(2);
 
-/// What the input of a run was, for the delivery checker: every input record's origin and key.
+/// What the input of a run was, for the delivery checker: the key of every input record, by
+/// partition then offset (a partitioned log's offsets run densely from 0), so a check over
+/// millions of outputs indexes arrays instead of searching trees.
 #[derive(Debug, Clone, Default)]
 pub struct ExpectedInput {
-    pub records: BTreeMap<Origin, u64>,
+    partitions: Vec<Vec<u64>>,
 }
+
+impl ExpectedInput {
+    /// Adds the next record of its partition; records of a partition come in offset order.
+    pub fn push(&mut self, origin: Origin, key: u64) {
+        let p = origin.partition as usize;
+        if self.partitions.len() <= p {
+            self.partitions.resize_with(p + 1, Vec::new);
+        }
+        debug_assert_eq!(self.partitions[p].len() as u64, origin.offset);
+        self.partitions[p].push(key);
+    }
+
+    pub fn key(&self, origin: Origin) -> Option<u64> {
+        let partition = self.partitions.get(origin.partition as usize)?;
+        partition.get(usize::try_from(origin.offset).ok()?).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.partitions.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// No output seen yet for an input record.
+const UNSEEN: u32 = u32::MAX;
 
 /// Runs every checker the expectations ask for, plus those that always apply.
 pub fn check_all(
@@ -84,80 +114,83 @@ pub fn job_outcome(h: &RunHistory, expected: Option<JobOutcome>) -> Verdict {
 /// input delivered, duplicates allowed (counted), nothing invented.
 pub fn delivery(h: &RunHistory, mode: DeliveryMode, input: &ExpectedInput) -> Verdict {
     const NAME: &str = "delivery";
-    let mut seen: BTreeMap<Origin, &OutputRecord> = BTreeMap::new();
-    let mut duplicates = 0u64;
-    for out in &h.outputs {
+    let disruptions = disruptions(h);
+    // The first output of every input record (index into `h.outputs`), by partition and offset.
+    let mut seen: Vec<Vec<u32>> = input
+        .partitions
+        .iter()
+        .map(|p| vec![UNSEEN; p.len()])
+        .collect();
+    let (mut delivered, mut duplicates) = (0usize, 0u64);
+    for (index, out) in h.outputs.iter().enumerate() {
         let Some(origin) = out.origin else { continue };
-        if mode == DeliveryMode::AtLeastOnce && seen.contains_key(&origin) {
-            duplicates += 1;
-            continue;
-        }
-        if mode == DeliveryMode::FaultAccounted && seen.contains_key(&origin) {
-            if !near_a_fault(h, out.at, REPLAY) {
-                let evidence = format!(
-                    "input {origin:?} was output again at {} (attempt {}), when no fault was active",
-                    secs(out.at),
-                    out.attempt
-                );
-                return Verdict::fail(NAME, "unaccounted duplicate", evidence);
-            }
-            duplicates += 1;
-            continue;
-        }
-        if let Some(first) = seen.insert(origin, out) {
+        let Some(key) = input.key(origin) else {
             let evidence = format!(
-                "input {origin:?} was output at {} (attempt {}) and again at {} (attempt {})",
-                secs(first.at),
-                first.attempt,
-                secs(out.at),
-                out.attempt
+                "output at {} claims input {origin:?}, which does not exist",
+                secs(out.at)
             );
-            return Verdict::fail(NAME, "duplicate output", evidence);
+            return Verdict::fail(NAME, "invented output", evidence);
+        };
+        let slot = &mut seen[origin.partition as usize][origin.offset as usize];
+        if *slot != UNSEEN {
+            let first = &h.outputs[*slot as usize];
+            match mode {
+                DeliveryMode::AtLeastOnce => duplicates += 1,
+                DeliveryMode::FaultAccounted if near(&disruptions, out.at, REPLAY) => {
+                    duplicates += 1
+                }
+                DeliveryMode::FaultAccounted => {
+                    let evidence = format!(
+                        "input {origin:?} was output again at {} (attempt {}), when no fault was active",
+                        secs(out.at),
+                        out.attempt
+                    );
+                    return Verdict::fail(NAME, "unaccounted duplicate", evidence);
+                }
+                _ => {
+                    let evidence = format!(
+                        "input {origin:?} was output at {} (attempt {}) and again at {} (attempt {})",
+                        secs(first.at),
+                        first.attempt,
+                        secs(out.at),
+                        out.attempt
+                    );
+                    return Verdict::fail(NAME, "duplicate output", evidence);
+                }
+            }
+            continue;
         }
-        match input.records.get(&origin) {
-            None => {
-                let evidence = format!(
-                    "output at {} claims input {origin:?}, which does not exist",
-                    secs(out.at)
-                );
-                return Verdict::fail(NAME, "invented output", evidence);
-            }
-            Some(key) if out.key.is_some_and(|k| k != *key) => {
-                let evidence = format!(
-                    "input {origin:?} has key {key}, its output at {} says {:?}",
-                    secs(out.at),
-                    out.key
-                );
-                return Verdict::fail(NAME, "wrong key", evidence);
-            }
-            Some(_) => {}
+        *slot = index as u32;
+        delivered += 1;
+        if out.key.is_some_and(|k| k != key) {
+            let evidence = format!(
+                "input {origin:?} has key {key}, its output at {} says {:?}",
+                secs(out.at),
+                out.key
+            );
+            return Verdict::fail(NAME, "wrong key", evidence);
         }
     }
-    let missing: Vec<&Origin> = input
-        .records
-        .keys()
-        .filter(|o| !seen.contains_key(o))
-        .collect();
+    let missing = input.len() - delivered;
     let summary = format!(
-        "{} of {} inputs delivered, {} missing, {duplicates} duplicated",
-        seen.len(),
-        input.records.len(),
-        missing.len()
+        "{delivered} of {} inputs delivered, {missing} missing, {duplicates} duplicated",
+        input.len(),
     );
     let complete = matches!(mode, DeliveryMode::ExactlyOnce | DeliveryMode::AtLeastOnce);
-    if let Some(first) = missing.first().filter(|_| complete) {
+    if complete && missing > 0 {
+        let first = first_missing(&seen).expect("something is missing");
         return Verdict::fail(NAME, summary, format!("input {first:?} produced no output"));
     }
-    if let Some(evidence) = first_unaccounted(h, &seen, &missing) {
+    if let Some(evidence) = first_unaccounted(h, &seen, &disruptions) {
         return Verdict::fail(NAME, summary, evidence);
     }
     // Running counts are contiguous only when nothing was lost or replayed.
-    if missing.is_empty() && duplicates == 0 {
+    if missing == 0 && duplicates == 0 {
         if let Err(e) = running_counts(h) {
             return Verdict::fail(NAME, summary, e);
         }
     }
-    let note = if missing.is_empty() {
+    let note = if missing == 0 {
         ""
     } else {
         " (all attributed to faults)"
@@ -165,12 +198,22 @@ pub fn delivery(h: &RunHistory, mode: DeliveryMode, input: &ExpectedInput) -> Ve
     Verdict::pass(NAME, format!("{summary}{note}"))
 }
 
+fn first_missing(seen: &[Vec<u32>]) -> Option<Origin> {
+    seen.iter().enumerate().find_map(|(p, offsets)| {
+        let o = offsets.iter().position(|s| *s == UNSEEN)?;
+        Some(Origin {
+            partition: p as u32,
+            offset: o as u64,
+        })
+    })
+}
+
 /// True if a disruption was active within `IN_FLIGHT` before `at`, or ended at most `after`
 /// before it.
-fn near_a_fault(h: &RunHistory, at: Duration, after: Duration) -> bool {
-    disruptions(h)
-        .into_iter()
-        .any(|(b, e)| b <= at + IN_FLIGHT && e + after >= at)
+fn near(disruptions: &[(Duration, Duration)], at: Duration, after: Duration) -> bool {
+    disruptions
+        .iter()
+        .any(|(b, e)| *b <= at + IN_FLIGHT && *e + after >= at)
 }
 
 /// When something disrupted the job: the windows of faults that took effect, and the moves
@@ -186,37 +229,50 @@ fn disruptions(h: &RunHistory) -> Vec<(Duration, Duration)> {
     faults.chain(moves).collect()
 }
 
-/// The first missing record no fault accounts for. A missing record would have been output
-/// between its partition's neighbouring delivered records; a fault that took effect within
+/// The first missing record no disruption accounts for. A missing record would have been
+/// output between its partition's neighbouring delivered records; a disruption within
 /// `IN_FLIGHT` of that interval accounts for it.
 fn first_unaccounted(
     h: &RunHistory,
-    seen: &BTreeMap<Origin, &OutputRecord>,
-    missing: &[&Origin],
+    seen: &[Vec<u32>],
+    disruptions: &[(Duration, Duration)],
 ) -> Option<String> {
-    let faults = disruptions(h);
-    for origin in missing {
-        let before = seen
-            .range(..**origin)
-            .next_back()
-            .filter(|(o, _)| o.partition == origin.partition)
-            .map(|(_, r)| r.at);
-        let after = seen
-            .range(**origin..)
-            .next()
-            .filter(|(o, _)| o.partition == origin.partition)
-            .map(|(_, r)| r.at);
-        // Neighbours may have been output out of order (a replay, another sink subtask), so
-        // the interval runs from the earlier to the later of them.
-        let (before, after) = (before.unwrap_or_default(), after.unwrap_or(h.end));
-        let from = before.min(after).saturating_sub(IN_FLIGHT);
-        let to = before.max(after) + IN_FLIGHT;
-        if !faults.iter().any(|(b, e)| *b <= to && *e >= from) {
-            return Some(format!(
-                "input {origin:?} is missing; it would have been output between {} and {}, when no fault was active",
-                secs(from),
-                secs(to)
-            ));
+    let at = |slot: u32| h.outputs[slot as usize].at;
+    for (p, offsets) in seen.iter().enumerate() {
+        if !offsets.contains(&UNSEEN) {
+            continue;
+        }
+        // The output time of the nearest delivered record after each offset, in one pass.
+        let mut next = vec![None; offsets.len()];
+        let mut later = None;
+        for (o, slot) in offsets.iter().enumerate().rev() {
+            next[o] = later;
+            if *slot != UNSEEN {
+                later = Some(at(*slot));
+            }
+        }
+        let mut earlier = None;
+        for (o, slot) in offsets.iter().enumerate() {
+            if *slot != UNSEEN {
+                earlier = Some(at(*slot));
+                continue;
+            }
+            // Neighbours may have been output out of order (a replay, another sink subtask),
+            // so the interval runs from the earlier to the later of them.
+            let (before, after) = (earlier.unwrap_or_default(), next[o].unwrap_or(h.end));
+            let from = before.min(after).saturating_sub(IN_FLIGHT);
+            let to = before.max(after) + IN_FLIGHT;
+            if !disruptions.iter().any(|(b, e)| *b <= to && *e >= from) {
+                let origin = Origin {
+                    partition: p as u32,
+                    offset: o as u64,
+                };
+                return Some(format!(
+                    "input {origin:?} is missing; it would have been output between {} and {}, when no fault was active",
+                    secs(from),
+                    secs(to)
+                ));
+            }
         }
     }
     None
@@ -318,7 +374,9 @@ fn longest_gap(
     end: Duration,
 ) -> (Duration, Duration) {
     let mut times: Vec<Duration> = times.filter(|t| *t >= first && *t <= end).collect();
-    times.sort_unstable();
+    if !times.is_sorted() {
+        times.sort_unstable();
+    }
     times.push(end);
     let mut prev = first;
     let mut best = (Duration::ZERO, first);
@@ -521,13 +579,29 @@ pub fn liveness(h: &RunHistory, bound: Duration) -> Verdict {
     }
 }
 
+/// The outputs in store order. The runner numbers them 0..n (`seq`), so each is placed by its
+/// number in one pass; anything else is sorted.
+fn in_store_order(outputs: &[OutputRecord]) -> Vec<&OutputRecord> {
+    let mut placed: Vec<Option<&OutputRecord>> = vec![None; outputs.len()];
+    for o in outputs {
+        match placed.get_mut(o.seq as usize) {
+            Some(slot @ None) => *slot = Some(o),
+            _ => {
+                let mut order: Vec<&OutputRecord> = outputs.iter().collect();
+                order.sort_by_key(|o| o.seq);
+                return order;
+            }
+        }
+    }
+    placed.into_iter().flatten().collect()
+}
+
 /// No output from an attempt that was already replaced: once a sink subtask's attempt k has
 /// written, nothing from an attempt below k may follow. Judged in the order outputs reached
 /// the store (`seq`), which is when a zombie's buffered records would land.
 pub fn fencing(h: &RunHistory) -> Verdict {
     const NAME: &str = "fencing";
-    let mut order: Vec<&OutputRecord> = h.outputs.iter().collect();
-    order.sort_by_key(|o| o.seq);
+    let order = in_store_order(&h.outputs);
     let mut newest: BTreeMap<u32, (u32, Duration)> = BTreeMap::new();
     for o in order {
         let entry = newest.entry(o.sink_subtask).or_insert((o.attempt, o.at));
@@ -570,19 +644,15 @@ mod tests {
     }
 
     fn input(n: u64) -> ExpectedInput {
-        ExpectedInput {
-            records: (0..n)
-                .map(|o| {
-                    (
-                        Origin {
-                            partition: 0,
-                            offset: o,
-                        },
-                        o % 2,
-                    )
-                })
-                .collect(),
+        let mut input = ExpectedInput::default();
+        for o in 0..n {
+            let origin = Origin {
+                partition: 0,
+                offset: o,
+            };
+            input.push(origin, o % 2);
         }
+        input
     }
 
     fn history(outputs: Vec<OutputRecord>) -> RunHistory {

@@ -94,9 +94,9 @@ fn expected_input(s: &Scenario) -> Option<ExpectedInput> {
             log.read(partition, offset, 4096, &mut batch).ok()? > 0
         } {
             offset += batch.len() as u64;
-            input
-                .records
-                .extend(batch.iter().map(|r| (r.origin(), r.key)));
+            for r in &batch {
+                input.push(r.origin(), r.key);
+            }
         }
     }
     Some(input)

@@ -21,10 +21,10 @@ pub use task::{
     run_task, InputLocation, TaskControl, TaskDeployment, TaskError, TaskLink, TaskMetrics,
 };
 
-use crate::api::{build_job, JobSpec};
+use crate::api::build_job;
 use crate::config::Configuration;
 use crate::connectors::CollectStore;
-use crate::graph::{EdgeId, ExecutionAttemptId, ExecutionState, JobGraph};
+use crate::graph::{ExecutionAttemptId, ExecutionState, JobGraph};
 use crate::network::transport::DataPlaneConfig;
 use crate::network::{DataClient, DataServer, PartitionRegistry};
 use crate::rpc::handshake::connect_handshake;
@@ -32,7 +32,7 @@ use crate::rpc::{
     credentials, framed, FrameReader, FrameWriter, JmToTm, PeerRole, RpcError, TaskReport,
     TmReport, TmToJm,
 };
-use crate::state::{TaskRestore, TaskSnapshot};
+use crate::state::TaskSnapshot;
 use crate::util::AbortOnDrop;
 
 /// The TaskManager-wide services every task and operator can use.
@@ -306,23 +306,7 @@ impl TaskManager {
 
     fn handle(&mut self, msg: JmToTm) {
         match msg {
-            JmToTm::DeployTask {
-                job,
-                spec,
-                config,
-                attempt,
-                inputs,
-                restore,
-                finished_consumers,
-            } => self.deploy(
-                job,
-                &spec,
-                config,
-                attempt,
-                inputs,
-                restore,
-                finished_consumers,
-            ),
+            msg @ JmToTm::DeployTask { .. } => self.deploy(msg),
             JmToTm::CancelTask { job, attempt } => self.cancel(job, attempt),
             JmToTm::TriggerCheckpoint {
                 job,
@@ -386,19 +370,23 @@ impl TaskManager {
         }
     }
 
-    fn deploy(
-        &mut self,
-        job: u64,
-        spec: &JobSpec,
-        config: Configuration,
-        attempt: ExecutionAttemptId,
-        inputs: Vec<InputLocation>,
-        restore: Option<TaskRestore>,
-        finished_consumers: Vec<(EdgeId, u32)>,
-    ) {
+    /// Starts the task a `DeployTask` describes.
+    fn deploy(&mut self, msg: JmToTm) {
+        let JmToTm::DeployTask {
+            job,
+            spec,
+            config,
+            attempt,
+            inputs,
+            restore,
+            finished_consumers,
+        } = msg
+        else {
+            return;
+        };
         let graph = match self.graphs.get(&job) {
             Some(g) => Ok(g.clone()),
-            None => build_job(spec, config.max_parallelism()).map(Arc::new),
+            None => build_job(&spec, config.max_parallelism()).map(Arc::new),
         };
         let graph = match graph {
             Ok(g) => g,
