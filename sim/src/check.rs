@@ -216,17 +216,40 @@ fn near(disruptions: &[(Duration, Duration)], at: Duration, after: Duration) -> 
         .any(|(b, e)| *b <= at + IN_FLIGHT && *e + after >= at)
 }
 
-/// When something disrupted the job: the windows of faults that took effect, and the moves
-/// the JobManager made to restore balance when a TaskManager rejoined (`rebalancing` in the
-/// trace), which restart the moved subtasks as a loss of theirs would, for one replay.
+/// When something disrupted the job: the windows of faults that took effect, and the
+/// recoveries they set off, as the JobManager traced them: from a failover (which may come
+/// well after its fault: a heartbeat timeout, a connection that only breaks later) or a
+/// rebalancing move to the redeployment of the restarted tasks, and then the replay: paced
+/// sources re-read everything since the checkpoint they restored at their normal rate, so
+/// the replay lasts as long as that checkpoint is old (at least `REPLAY`). Recoveries before
+/// the first fault are not counted: nothing should have set them off.
 fn disruptions(h: &RunHistory) -> Vec<(Duration, Duration)> {
-    let faults = disruptive_faults(h).filter_map(|f| f.window(h.end));
-    let moves = h
-        .trace
-        .iter()
-        .filter(|l| l.node == "jm" && l.text.contains("rebalancing:"))
-        .map(|l| (l.at, l.at + REPLAY));
-    faults.chain(moves).collect()
+    let mut windows: Vec<(Duration, Duration)> = disruptive_faults(h)
+        .filter_map(|f| f.window(h.end))
+        .collect();
+    let Some(first_fault) = windows.iter().map(|(b, _)| *b).min() else {
+        return windows;
+    };
+    let (mut open, mut checkpointed) = (None::<Duration>, Duration::ZERO);
+    for line in h.trace.iter().filter(|l| l.node == "jm") {
+        let t = &line.text;
+        if t.starts_with("checkpoint completed") {
+            checkpointed = line.at;
+        } else if line.at < first_fault {
+            continue;
+        } else if t.contains("job failing over") || t.contains("rebalancing:") {
+            open.get_or_insert(line.at);
+        } else if t.contains("redeploying restarted tasks") || t.contains("job running") {
+            if let Some(from) = open.take() {
+                let replay = line.at.saturating_sub(checkpointed).max(REPLAY);
+                windows.push((from, line.at + replay));
+            }
+        }
+    }
+    if let Some(from) = open {
+        windows.push((from, h.end));
+    }
+    windows
 }
 
 /// The first missing record no disruption accounts for. A missing record would have been

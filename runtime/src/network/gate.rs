@@ -45,6 +45,14 @@ impl InputChannel {
         }
     }
 
+    /// A channel not connected yet: not read, and no barrier waits for it, until `resume`.
+    pub fn paused() -> Self {
+        InputChannel {
+            paused: true,
+            ..InputChannel::local(mpsc::channel(1).1)
+        }
+    }
+
     pub fn remote(rx: mpsc::Receiver<NetBuffer>, credit: CreditReturn) -> Self {
         InputChannel {
             rx,
@@ -209,18 +217,21 @@ impl InputGate {
         self.aligning = None;
     }
 
-    /// Reads `channel` from a new connection (its producer's replacement), keeping what the
-    /// old one delivered: its watermark and record numbering. The replaced producer will never
-    /// send the barrier an alignment in progress waits for (the failover aborted that
-    /// checkpoint), so the alignment is abandoned, as on `pause`: the old channel may never
-    /// have reported its loss (a partitioned producer's connection does not break).
-    pub fn resume(&mut self, channel: usize, mut replacement: InputChannel) {
+    /// Reads `channel` from a new connection, keeping what the old one delivered: its
+    /// watermark and record numbering. If the connection is to a replaced producer, that
+    /// producer will never send the barrier an alignment in progress waits for (the failover
+    /// aborted that checkpoint), so the alignment is abandoned, as on `pause`: the old
+    /// channel may never have reported its loss (a partitioned producer's connection does not
+    /// break). A first connection keeps it: its producer's barriers are all still to come.
+    pub fn resume(&mut self, channel: usize, mut replacement: InputChannel, replaced: bool) {
         let old = &self.channels[channel];
         replacement.watermark = old.watermark;
         replacement.next_seq = old.next_seq;
         self.channels[channel] = replacement;
-        self.unblock_all();
-        self.aligning = None;
+        if replaced {
+            self.unblock_all();
+            self.aligning = None;
+        }
     }
 
     pub fn is_paused(&self, channel: usize) -> bool {
@@ -358,7 +369,7 @@ mod tests {
         assert!(matches!(gate.next().await, GateItem::Barrier(1)));
         // The replacement replays from record 4: 4..10 are dropped, 10..12 delivered.
         let (tx, rx) = mpsc::channel(16);
-        gate.resume(0, InputChannel::local(rx));
+        gate.resume(0, InputChannel::local(rx), true);
         tx.send(numbered(2, 4, 6)).await.unwrap();
         tx.send(numbered(3, 8, 4)).await.unwrap();
         match gate.next().await {
@@ -377,7 +388,7 @@ mod tests {
         let blocked = tokio::time::timeout(std::time::Duration::from_millis(50), gate.next()).await;
         assert!(blocked.is_err(), "channel 1 is blocked on barrier 5");
         let (tx, rx) = mpsc::channel(16);
-        gate.resume(0, InputChannel::local(rx));
+        gate.resume(0, InputChannel::local(rx), true);
         tx.send(data(1)).await.unwrap();
         let mut got = vec![next_data(&mut gate).await, next_data(&mut gate).await];
         got.sort();

@@ -234,6 +234,10 @@ async fn serve_channel(
     }
 }
 
+/// The connection to one producer TaskManager, once made; its lock is held while connecting
+/// so concurrent requests to that peer share one connection.
+type ConnSlot = Arc<tokio::sync::Mutex<Option<Arc<ClientConn>>>>;
+
 /// Upper bound on the credit one channel may announce (and the queue it reserves).
 const MAX_CREDIT: u32 = 1024;
 
@@ -291,7 +295,9 @@ impl ClientConn {
 /// The consumer side: opens remote channels, one connection per producer TaskManager.
 #[derive(Clone)]
 pub struct DataClient {
-    conns: Arc<tokio::sync::Mutex<BTreeMap<String, Arc<ClientConn>>>>,
+    /// One slot per producer address: a connection being made to one peer (which may hang
+    /// until a partition heals) holds only that peer's slot, never the others'.
+    conns: Arc<Mutex<BTreeMap<String, ConnSlot>>>,
     config: DataPlaneConfig,
     memory: MemoryAccount,
     name: String,
@@ -343,22 +349,26 @@ impl DataClient {
     /// tasks, so nothing reads them, and a connection that lived through a partition may hold
     /// a backlog that would delay the requests of its next tasks.
     pub async fn reset(&self) {
-        self.conns.lock().await.clear();
+        lock(&self.conns).clear();
     }
 
-    /// The open connection to `addr`, or a new one. The map lock is held while connecting so
-    /// concurrent requests share one connection; connect and handshake are bounded by the
-    /// handshake timeout, so an unreachable peer delays the others by at most that.
+    /// The open connection to `addr`, or a new one. The peer's slot is locked while connecting
+    /// so concurrent requests to it share one connection; connect and handshake are bounded by
+    /// the handshake timeout. An unreachable peer delays only requests to itself.
     async fn connection(&self, addr: &str) -> Result<Arc<ClientConn>, RpcError> {
-        let mut conns = self.conns.lock().await;
-        if let Some(conn) = conns.get(addr).filter(|c| c.is_open()) {
+        let slot = lock(&self.conns)
+            .entry(addr.to_string())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(conn) = slot.as_ref().filter(|c| c.is_open()) {
             return Ok(conn.clone());
         }
-        conns.remove(addr);
+        *slot = None;
         let conn = tokio::time::timeout(self.config.handshake_timeout, self.connect(addr))
             .await
             .map_err(|_| RpcError::Timeout("data connection"))??;
-        conns.insert(addr.to_string(), conn.clone());
+        *slot = Some(conn.clone());
         Ok(conn)
     }
 

@@ -1,6 +1,7 @@
 //! One task: a subtask's operator chain, its input gate and its result partitions, and the loop
 //! that drives them.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -282,11 +283,24 @@ pub async fn run_task(
         }
         Head::Network(decoder) => {
             let connector = Connector::new(&d, &services);
-            let gate = connector.connect_all(&d.inputs).await?;
+            let survive_producer_loss =
+                d.config.failover_strategy() == FailoverStrategy::TaskManager;
+            // Under `taskmanager` failover the task reads each input as soon as it is
+            // connected, so one unreachable producer (partitioned) does not hold back the
+            // others' channels: their producers would otherwise drop, or block, meanwhile.
+            // Otherwise all inputs connect first, so no barrier is aligned without them.
+            let gate = match survive_producer_loss {
+                true => InputGate::new(
+                    (0..d.inputs.len())
+                        .map(|_| InputChannel::paused())
+                        .collect(),
+                ),
+                false => connector.connect_all(&d.inputs).await?,
+            };
             (link.on_running)();
             let rate_limit = d.job.vertex(d.attempt.vertex).rate_limit;
             let (reconnected_tx, reconnected) = mpsc::unbounded_channel();
-            let consumer = Consumer {
+            let mut consumer = Consumer {
                 job: d.job.clone(),
                 consumer: d.attempt,
                 inputs: d.inputs.clone(),
@@ -294,14 +308,20 @@ pub async fn run_task(
                 reconnected_tx,
                 reconnected,
                 reconnecting: Vec::new(),
-                survive_producer_loss: d.config.failover_strategy()
-                    == FailoverStrategy::TaskManager,
+                generations: vec![0; d.inputs.len()],
+                lost: BTreeSet::new(),
+                survive_producer_loss,
                 outputs,
                 metrics: &metrics,
                 buffer_timeout,
                 rate_limit,
                 checkpoints,
             };
+            if survive_producer_loss {
+                for (index, input) in d.inputs.iter().enumerate() {
+                    consumer.connect(index, input.clone());
+                }
+            }
             consumer.run(decoder, gate).await
         }
     }
@@ -634,8 +654,8 @@ fn emit_watermark(driver: &mut dyn SourceDriver, current: &mut u64) {
     }
 }
 
-/// A channel connected anew, for the consumer loop to swap in.
-type Reconnected = (usize, Result<InputChannel, TaskError>);
+/// A channel connected anew, for the consumer loop to swap in: (index, generation, channel).
+type Reconnected = (usize, u64, Result<InputChannel, TaskError>);
 
 /// The loop of a task fed by the network.
 struct Consumer<'a> {
@@ -648,6 +668,10 @@ struct Consumer<'a> {
     reconnected_tx: mpsc::UnboundedSender<Reconnected>,
     reconnected: mpsc::UnboundedReceiver<Reconnected>,
     reconnecting: Vec<AbortOnDrop<()>>,
+    /// Per channel, the newest connection asked for: an older one finishing late is dropped.
+    generations: Vec<u64>,
+    /// Channels whose producer was lost (traced when they reconnect).
+    lost: BTreeSet<usize>,
     /// `taskmanager` failover: a lost producer pauses its channel instead of failing the task.
     survive_producer_loss: bool,
     outputs: Outputs,
@@ -682,9 +706,14 @@ impl Consumer<'_> {
                     TaskControl::TriggerCheckpoint(_) => {}
                     TaskControl::UpdateInput { index, location } => self.reconnect(index, location),
                 },
-                Some((index, channel)) = self.reconnected.recv() => {
-                    tracing::info!(consumer = %self.consumer, channel = index, producer = %self.inputs[index].producer, "input reconnected");
-                    gate.resume(index, channel?);
+                Some((index, generation, channel)) = self.reconnected.recv() => {
+                    if generation == self.generations[index] {
+                        let replaced = self.lost.remove(&index);
+                        if replaced {
+                            tracing::info!(consumer = %self.consumer, channel = index, producer = %self.inputs[index].producer, "input reconnected");
+                        }
+                        gate.resume(index, channel?, replaced);
+                    }
                 }
                 item = gate.next() => match item {
                     GateItem::Data(_, data, skip) => {
@@ -706,6 +735,7 @@ impl Consumer<'_> {
                     GateItem::End => break,
                     GateItem::ChannelLost(ch) if self.survive_producer_loss => {
                         tracing::info!(consumer = %self.consumer, channel = ch, producer = %self.inputs[ch].producer, "input lost; channel paused until the producer is replaced");
+                        self.lost.insert(ch);
                         gate.pause(ch);
                     }
                     GateItem::ChannelLost(ch) => {
@@ -736,12 +766,20 @@ impl Consumer<'_> {
             tracing::warn!(consumer = %self.consumer, index, ?location, "partition update does not match an input channel; ignored");
             return;
         }
+        self.lost.insert(index);
+        self.connect(index, location);
+    }
+
+    /// Connects input `index` to `location` in the background; the loop swaps it in.
+    fn connect(&mut self, index: usize, location: InputLocation) {
         self.inputs[index] = location.clone();
+        self.generations[index] += 1;
+        let generation = self.generations[index];
         let (connector, done) = (self.connector.clone(), self.reconnected_tx.clone());
         self.reconnecting.retain(|t| !t.0.is_finished());
         self.reconnecting.push(AbortOnDrop(tokio::spawn(async move {
             let channel = connector.connect(&location).await;
-            let _ = done.send((index, channel));
+            let _ = done.send((index, generation, channel));
         })));
     }
 
