@@ -70,7 +70,8 @@ impl InputChannel {
     /// How many of `data`'s first records this channel delivered already; moves the
     /// expectation past the buffer.
     fn sequence(&mut self, data: &DataBuffer) -> u32 {
-        let end = data.seq + data.records as u64;
+        // Numbers come off the network: saturate rather than overflow on a garbled one.
+        let end = data.seq.saturating_add(data.records as u64);
         let skip = match self.next_seq {
             Some(next) if next > data.seq => (next - data.seq).min(data.records as u64) as u32,
             _ => 0,
@@ -393,5 +394,16 @@ mod tests {
         let mut got = vec![next_data(&mut gate).await, next_data(&mut gate).await];
         got.sort();
         assert_eq!(got, vec![(0, 1), (1, 9)]);
+    }
+
+    #[tokio::test]
+    async fn a_garbled_record_number_does_not_overflow() {
+        let (txs, mut gate) = gate(1);
+        txs[0].send(numbered(1, u64::MAX - 1, 10)).await.unwrap();
+        txs[0].send(numbered(2, 3, 1)).await.unwrap();
+        assert!(matches!(gate.next().await, GateItem::Data(0, _, 0)));
+        // Everything numbered below the saturated expectation counts as already delivered.
+        let next = tokio::time::timeout(std::time::Duration::from_millis(50), gate.next()).await;
+        assert!(next.is_err(), "the second buffer is dropped as a replay");
     }
 }

@@ -133,7 +133,7 @@ impl<T: Serialize> RecordWriter<T> {
         let guard = self.target.memory.buffer(bytes.len() as u64);
         let records = std::mem::take(&mut self.pending[idx]);
         let seq = self.next_seq[idx];
-        self.next_seq[idx] += records as u64;
+        self.next_seq[idx] = seq.saturating_add(records as u64);
         let data = DataBuffer {
             bytes,
             guard,

@@ -497,7 +497,7 @@ fn first_seq(
     match restored {
         Some(seq) if is_source && seq.len() == subpartitions as usize => seq.clone(),
         _ if is_source => vec![0; subpartitions as usize],
-        _ => vec![(attempt as u64) << 40; subpartitions as usize],
+        _ => vec![(attempt as u64).saturating_mul(1 << 40); subpartitions as usize],
     }
 }
 
