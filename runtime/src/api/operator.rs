@@ -53,6 +53,8 @@ pub trait Traceable {
 /// What an operator instance knows about where it runs.
 #[derive(Clone)]
 pub struct OperatorContext {
+    /// The job the operator belongs to (its id at the JobManager).
+    pub job: u64,
     pub attempt: ExecutionAttemptId,
     pub parallelism: u32,
     pub max_parallelism: u32,
@@ -95,6 +97,11 @@ pub struct StateSlot {
 impl StateSlot {
     pub fn put(&self, state: OperatorState) {
         self.handle.put(self.node, state)
+    }
+
+    /// The operator could not record its state for this checkpoint.
+    pub fn fail(&self, reason: String) {
+        self.handle.fail(reason)
     }
 }
 
@@ -203,9 +210,8 @@ where
                 keyed,
                 operator: None,
             }),
-            // Without its state the checkpoint would restore wrong counts: leave it out, so
-            // the checkpoint never completes (the coordinator times it out).
-            Err(e) => tracing::error!(error = %e, "keyed state snapshot failed"),
+            // Without its state the checkpoint would restore wrong counts.
+            Err(e) => self.slot.fail(e),
         }
     }
 }

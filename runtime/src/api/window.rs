@@ -183,7 +183,7 @@ where
             ChainEvent::Finish => self.fire_until(u64::MAX),
             ChainEvent::Barrier(_) => match self.checkpoint() {
                 Ok(state) => self.slot.put(state),
-                Err(e) => tracing::error!(error = %e, "window state snapshot failed"),
+                Err(e) => self.slot.fail(e),
             },
             _ => {}
         }

@@ -86,9 +86,11 @@ pub struct CollectedRecord {
     pub payload: Bytes,
 }
 
-/// Names one sink subtask's writes: the writer the store fences by attempt.
+/// Names one sink subtask's writes: the writer the store fences by attempt. Jobs share the
+/// store, so the job is part of the name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct WriterKey {
+    job: u64,
     sink: Arc<str>,
     subtask: u32,
 }
@@ -323,6 +325,7 @@ impl CollectSink {
             )
         })?;
         let writer = WriterKey {
+            job: ctx.job,
             sink: Arc::from(ctx.operator_name.as_str()),
             subtask: ctx.subtask(),
         };

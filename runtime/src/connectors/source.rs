@@ -133,9 +133,12 @@ impl LogSource {
     /// resumes at its checkpointed offset. Partitions the snapshot does not name start at 0.
     pub fn restore(mut self, state: Option<&[u8]>) -> Result<Self, JobError> {
         let Some(bytes) = state else { return Ok(self) };
-        let saved: Vec<CursorState> = decode(bytes).map_err(JobError::State)?;
+        let saved: SourceState = decode(bytes).map_err(JobError::State)?;
+        // Where the round robin stood: a replay reads the partitions in the same order, so
+        // it numbers its records as the first time did.
+        self.next = saved.next;
         for c in &mut self.cursors {
-            if let Some(s) = saved.iter().find(|s| s.partition == c.partition) {
+            if let Some(s) = saved.cursors.iter().find(|s| s.partition == c.partition) {
                 c.offset = s.offset;
                 c.last_ts = s.last_ts;
                 c.done = s.done;
@@ -213,8 +216,20 @@ impl SourceReader<LogRecord> for LogSource {
                 done: c.done,
             })
             .collect();
-        encode(&cursors).map(Some)
+        let state = SourceState {
+            cursors,
+            next: self.next % self.cursors.len().max(1),
+        };
+        encode(&state).map(Some)
     }
+}
+
+/// A log source's checkpointed position.
+#[derive(Debug, Serialize, Deserialize)]
+struct SourceState {
+    cursors: Vec<CursorState>,
+    /// The round robin's next cursor.
+    next: usize,
 }
 
 /// A partition cursor as checkpointed.

@@ -127,7 +127,8 @@ impl CheckpointCoordinator {
     /// Starts the periodic schedule (the job is running): the first checkpoint one interval
     /// from now.
     pub fn start(&mut self, now: Instant) {
-        self.next_trigger = self.interval.map(|i| now + i);
+        // A configured duration may be huge: past the clock's range means never.
+        self.next_trigger = self.interval.and_then(|i| now.checked_add(i));
     }
 
     /// Stops triggering (the job is restarting or ended).
@@ -143,7 +144,7 @@ impl CheckpointCoordinator {
             .into_iter()
             .flatten()
             .min()
-            .map(|t| t + self.timeout);
+            .and_then(|t| t.checked_add(self.timeout));
         [self.next_trigger, expiry].into_iter().flatten().min()
     }
 
@@ -152,7 +153,7 @@ impl CheckpointCoordinator {
     pub fn postpone_if_due(&mut self, now: Instant) -> bool {
         match (self.interval, self.next_trigger) {
             (Some(interval), Some(due)) if now >= due => {
-                self.next_trigger = Some(now + interval);
+                self.next_trigger = now.checked_add(interval);
                 true
             }
             _ => false,
@@ -171,7 +172,7 @@ impl CheckpointCoordinator {
         if now < due {
             return None;
         }
-        self.next_trigger = Some(now + interval);
+        self.next_trigger = now.checked_add(interval);
         if self.pending.is_some() {
             return None;
         }
@@ -241,18 +242,15 @@ impl CheckpointCoordinator {
     /// acknowledgements or for the store; returns their ids.
     pub fn expire(&mut self, now: Instant) -> Vec<u64> {
         let timeout = self.timeout;
+        let overdue = |started: &Instant| started.checked_add(timeout).is_some_and(|e| now >= e);
         let mut expired = Vec::new();
-        if self
-            .pending
-            .as_ref()
-            .is_some_and(|p| now >= p.started + timeout)
-        {
+        if self.pending.as_ref().is_some_and(|p| overdue(&p.started)) {
             expired.extend(self.pending.take().map(|p| p.id));
         }
         let stalled: Vec<u64> = self
             .persisting
             .iter()
-            .filter(|(_, (started, _))| now >= *started + timeout)
+            .filter(|(_, (started, _))| overdue(started))
             .map(|(id, _)| *id)
             .collect();
         for id in stalled {
@@ -397,6 +395,26 @@ mod tests {
         assert_eq!(c.expire(t0 + Duration::from_secs(9)), vec![fourth]);
         assert_eq!(c.persisted(fourth), Persisted::Aborted);
         assert_eq!(c.latest().unwrap().id, first);
+    }
+
+    #[tokio::test]
+    async fn a_huge_interval_or_timeout_means_never_not_a_panic() {
+        let mut c = CheckpointCoordinator::new(Some(Duration::MAX), Duration::MAX, 1);
+        let t0 = Instant::now();
+        c.start(t0);
+        assert_eq!(c.next_wakeup(), None);
+        assert!(!c.postpone_if_due(t0));
+        let mut c = CheckpointCoordinator::new(Some(Duration::from_secs(1)), Duration::MAX, 1);
+        c.start(t0);
+        let id = c
+            .trigger_if_due(t0 + Duration::from_secs(1), [attempt(0, 0)])
+            .unwrap();
+        assert!(c.expire(t0 + Duration::from_secs(3600)).is_empty());
+        assert!(c.next_wakeup().is_some());
+        assert!(matches!(
+            c.acknowledge(id, attempt(0, 0), TaskSnapshot::default()),
+            Ack::AllAcknowledged(_)
+        ));
     }
 
     #[tokio::test]

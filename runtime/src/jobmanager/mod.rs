@@ -254,13 +254,31 @@ fn restart_set(
     failed: &[ExecutionAttemptId],
     scope: Failure,
 ) -> BTreeSet<(VertexId, u32)> {
-    let all = || eg.all().map(|ev| (ev.vertex, ev.subtask)).collect();
-    if strategy == FailoverStrategy::Full {
-        return all();
-    }
-    if strategy == FailoverStrategy::TaskManager && scope == Failure::TaskManagerLost {
-        return with_finished_producers(eg, failed.iter().map(|a| (a.vertex, a.subtask)).collect());
-    }
+    let chosen: BTreeSet<(VertexId, u32)> = match (strategy, scope) {
+        (FailoverStrategy::Full, _) => eg.all().map(|ev| (ev.vertex, ev.subtask)).collect(),
+        (FailoverStrategy::TaskManager, Failure::TaskManagerLost) => {
+            failed.iter().map(|a| (a.vertex, a.subtask)).collect()
+        }
+        _ => region_set(eg, failed),
+    };
+    // A finished task delivered all it will (a transactional sink committed its output at
+    // the end of its input): it stays finished, and restarted producers drop what they would
+    // send it. A lost one was passed in `failed` only if its output is still needed.
+    let lost: BTreeSet<(VertexId, u32)> = failed.iter().map(|a| (a.vertex, a.subtask)).collect();
+    let unfinished = chosen
+        .into_iter()
+        .filter(|&(v, s)| {
+            lost.contains(&(v, s))
+                || eg
+                    .get(v, s)
+                    .is_some_and(|ev| ev.state != ExecutionState::Finished)
+        })
+        .collect();
+    with_finished_producers(eg, unfinished)
+}
+
+/// The pipelined regions of the failed subtasks and the regions they drag along.
+fn region_set(eg: &ExecutionGraph, failed: &[ExecutionAttemptId]) -> BTreeSet<(VertexId, u32)> {
     let (topology, subtasks) = Topology::from_job_graph(&eg.job);
     let regions = pipelined_regions(&topology);
     let mut restart = BTreeSet::new();
@@ -269,7 +287,7 @@ fn restart_set(
             .iter()
             .position(|&(v, s)| v == attempt.vertex && s == attempt.subtask)
         else {
-            return all();
+            return eg.all().map(|ev| (ev.vertex, ev.subtask)).collect();
         };
         for v in region_restart_set(&topology, &regions, index, &|_| false) {
             restart.insert(subtasks[v]);
@@ -1435,7 +1453,7 @@ impl JobManager {
                 .values()
                 .map(|t| (t.name.clone(), t.memory))
                 .collect(),
-            records_dropped: job.dropped.values().sum(),
+            records_dropped: job.dropped.values().fold(0u64, |a, b| a.saturating_add(*b)),
             message: job.message.clone(),
         })
     }

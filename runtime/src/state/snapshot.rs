@@ -56,6 +56,8 @@ pub struct TaskRestore {
 #[derive(Clone, Default)]
 pub struct TaskStateHandle {
     taken: Arc<Mutex<TaskSnapshot>>,
+    /// Why an operator could not record its state for the checkpoint being taken.
+    failed: Arc<Mutex<Option<String>>>,
     restore: Option<Arc<TaskRestore>>,
 }
 
@@ -63,6 +65,7 @@ impl TaskStateHandle {
     pub fn new(restore: Option<TaskRestore>) -> Self {
         TaskStateHandle {
             taken: Arc::default(),
+            failed: Arc::default(),
             restore: restore.map(Arc::new),
         }
     }
@@ -96,9 +99,18 @@ impl TaskStateHandle {
             .get(&(output as u32))
     }
 
-    /// Everything the operators recorded since the last take.
-    pub fn take(&self) -> TaskSnapshot {
-        std::mem::take(&mut *lock(&self.taken))
+    /// An operator could not record its state: the checkpoint must not complete without it.
+    pub fn fail(&self, reason: String) {
+        lock(&self.failed).get_or_insert(reason);
+    }
+
+    /// Everything the operators recorded since the last take, or why one could not.
+    pub fn take(&self) -> Result<TaskSnapshot, String> {
+        let snapshot = std::mem::take(&mut *lock(&self.taken));
+        match lock(&self.failed).take() {
+            Some(reason) => Err(reason),
+            None => Ok(snapshot),
+        }
     }
 }
 
@@ -125,10 +137,16 @@ mod tests {
             operator: Some(vec![9]),
         };
         handle.clone().put(7, op.clone());
-        let taken = handle.take();
+        let taken = handle.take().unwrap();
         assert_eq!(taken.operators.get(&7), Some(&op));
         assert_eq!(taken.bytes(), 3);
-        assert!(handle.take().operators.is_empty());
+        assert!(handle.take().unwrap().operators.is_empty());
+        handle.fail("no serializer".into());
+        assert_eq!(handle.take(), Err("no serializer".into()));
+        assert!(
+            handle.take().is_ok(),
+            "a failure spoils only its own checkpoint"
+        );
     }
 
     #[test]

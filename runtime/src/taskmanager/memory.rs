@@ -25,8 +25,11 @@ pub struct MemoryReport {
 }
 
 impl MemoryReport {
+    /// The sum; saturating, since a report may come from the network.
     pub fn total(&self) -> u64 {
-        self.buffer_bytes + self.state_bytes + self.task_overhead_bytes
+        self.buffer_bytes
+            .saturating_add(self.state_bytes)
+            .saturating_add(self.task_overhead_bytes)
     }
 }
 

@@ -289,15 +289,23 @@ pub async fn run_task(
             // connected, so one unreachable producer (partitioned) does not hold back the
             // others' channels: their producers would otherwise drop, or block, meanwhile.
             // Otherwise all inputs connect first, so no barrier is aligned without them.
-            let gate = match survive_producer_loss {
-                true => InputGate::new(
-                    (0..d.inputs.len())
-                        .map(|_| InputChannel::paused())
-                        .collect(),
+            // It reports RUNNING (so checkpoints may start) only once every input has
+            // connected: a barrier must not align without an input that is still to come.
+            let (gate, on_running) = match survive_producer_loss {
+                true => (
+                    InputGate::new(
+                        (0..d.inputs.len())
+                            .map(|_| InputChannel::paused())
+                            .collect(),
+                    ),
+                    Some(link.on_running),
                 ),
-                false => connector.connect_all(&d.inputs).await?,
+                false => {
+                    let gate = connector.connect_all(&d.inputs).await?;
+                    (link.on_running)();
+                    (gate, None)
+                }
             };
-            (link.on_running)();
             let rate_limit = d.job.vertex(d.attempt.vertex).rate_limit;
             let (reconnected_tx, reconnected) = mpsc::unbounded_channel();
             let mut consumer = Consumer {
@@ -310,6 +318,8 @@ pub async fn run_task(
                 reconnecting: Vec::new(),
                 generations: vec![0; d.inputs.len()],
                 lost: BTreeSet::new(),
+                unconnected: (0..d.inputs.len()).collect(),
+                on_running,
                 survive_producer_loss,
                 outputs,
                 metrics: &metrics,
@@ -321,6 +331,7 @@ pub async fn run_task(
                 for (index, input) in d.inputs.iter().enumerate() {
                     consumer.connect(index, input.clone());
                 }
+                consumer.report_running_once_connected();
             }
             consumer.run(decoder, gate).await
         }
@@ -337,14 +348,22 @@ struct Checkpoints {
 
 impl Checkpoints {
     /// Acknowledges checkpoint `id` with what the operators recorded as its barrier passed.
+    /// If an operator could not record its state, nothing is acknowledged: the checkpoint
+    /// never completes (the coordinator times it out) rather than restore without that state.
     fn acknowledge(&self, id: u64) {
-        let snapshot = self.state.take();
-        tracing::debug!(
-            checkpoint = id,
-            bytes = snapshot.bytes(),
-            "task state snapshotted"
-        );
-        (self.on_checkpoint)(id, snapshot);
+        match self.state.take() {
+            Ok(snapshot) => {
+                tracing::debug!(
+                    checkpoint = id,
+                    bytes = snapshot.bytes(),
+                    "task state snapshotted"
+                );
+                (self.on_checkpoint)(id, snapshot);
+            }
+            Err(reason) => {
+                tracing::error!(checkpoint = id, %reason, "checkpoint not acknowledged: state snapshot failed");
+            }
+        }
     }
 }
 
@@ -382,6 +401,7 @@ fn build_chain(
     for (pos, node_id) in vertex.nodes.iter().enumerate().rev() {
         let node = &job.logical.nodes[node_id.0 as usize];
         let ctx = OperatorContext {
+            job: d.job_id,
             attempt: d.attempt,
             parallelism: vertex.parallelism,
             max_parallelism: job.max_parallelism,
@@ -672,6 +692,9 @@ struct Consumer<'a> {
     generations: Vec<u64>,
     /// Channels whose producer was lost (traced when they reconnect).
     lost: BTreeSet<usize>,
+    /// Channels not connected even once yet, and the RUNNING report that waits for them.
+    unconnected: BTreeSet<usize>,
+    on_running: Option<Box<dyn FnOnce() + Send>>,
     /// `taskmanager` failover: a lost producer pauses its channel instead of failing the task.
     survive_producer_loss: bool,
     outputs: Outputs,
@@ -713,6 +736,8 @@ impl Consumer<'_> {
                             tracing::info!(consumer = %self.consumer, channel = index, producer = %self.inputs[index].producer, "input reconnected");
                         }
                         gate.resume(index, channel?, replaced);
+                        self.unconnected.remove(&index);
+                        self.report_running_once_connected();
                     }
                 }
                 item = gate.next() => match item {
@@ -768,6 +793,14 @@ impl Consumer<'_> {
         }
         self.lost.insert(index);
         self.connect(index, location);
+    }
+
+    fn report_running_once_connected(&mut self) {
+        if self.unconnected.is_empty() {
+            if let Some(report) = self.on_running.take() {
+                report();
+            }
+        }
     }
 
     /// Connects input `index` to `location` in the background; the loop swaps it in.
