@@ -44,11 +44,6 @@ impl SimCheckpointStore {
         (h.failing > 0, h.stalled > 0)
     }
 
-    /// The checkpoints the store holds, as (job, checkpoint).
-    pub fn held(&self) -> Vec<(u64, u64)> {
-        self.inner.held()
-    }
-
     /// Waits out a stall (polling virtual time: cheap, and deterministic), then fails if a
     /// failure fault is active.
     async fn gate(self) -> Result<(), StoreError> {
@@ -62,6 +57,22 @@ impl SimCheckpointStore {
     }
 }
 
+impl SimCheckpointStore {
+    /// Runs `op` on the healthy store once the active faults let it through.
+    fn gated<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&MemoryCheckpointStore) -> BoxFuture<'static, Result<T, StoreError>>
+            + Send
+            + 'static,
+    ) -> BoxFuture<'static, Result<T, StoreError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            this.clone().gate().await?;
+            op(&this.inner).await
+        })
+    }
+}
+
 impl CheckpointStore for SimCheckpointStore {
     fn put(
         &self,
@@ -69,30 +80,14 @@ impl CheckpointStore for SimCheckpointStore {
         checkpoint: u64,
         data: Bytes,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
-        let this = self.clone();
-        Box::pin(async move {
-            this.clone().gate().await?;
-            this.inner.put(job, checkpoint, data).await
-        })
+        self.gated(move |store| store.put(job, checkpoint, data))
     }
 
     fn get(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<Bytes, StoreError>> {
-        let this = self.clone();
-        Box::pin(async move {
-            this.clone().gate().await?;
-            this.inner.get(job, checkpoint).await
-        })
+        self.gated(move |store| store.get(job, checkpoint))
     }
 
     fn delete(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<(), StoreError>> {
-        let this = self.clone();
-        Box::pin(async move {
-            this.clone().gate().await?;
-            this.inner.delete(job, checkpoint).await
-        })
-    }
-
-    fn describe(&self) -> String {
-        "simulated".into()
+        self.gated(move |store| store.delete(job, checkpoint))
     }
 }

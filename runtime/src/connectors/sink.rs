@@ -481,3 +481,72 @@ impl<T: std::fmt::Debug + Send> Collector<T> for FileSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> WriterKey {
+        WriterKey {
+            job: 1,
+            sink: Arc::from("sink"),
+            subtask: 0,
+        }
+    }
+
+    fn batch(n: usize, attempt: u32) -> Vec<CollectedRecord> {
+        (0..n)
+            .map(|i| CollectedRecord {
+                sink: Arc::from("sink"),
+                taskmanager: Arc::from("tm-1"),
+                at: tokio::time::Instant::now(),
+                subtask: 0,
+                attempt,
+                origin: Some(Origin {
+                    partition: 0,
+                    offset: i as u64,
+                }),
+                payload: Bytes::new(),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn staged_records_become_visible_only_when_their_checkpoint_commits() {
+        let (store, w) = (CollectStore::new(), writer());
+        store.open(&w, 0, None).unwrap();
+        store.stage(&w, 0, 1, batch(3, 0)).unwrap();
+        store.stage(&w, 0, 2, batch(2, 0)).unwrap();
+        assert_eq!((store.len(), store.staged()), (0, 5));
+        assert_eq!(store.commit(&w, 0, 1), Ok(3));
+        assert_eq!((store.len(), store.staged()), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn a_restore_commits_its_checkpoint_and_aborts_later_ones() {
+        let (store, w) = (CollectStore::new(), writer());
+        store.open(&w, 0, None).unwrap();
+        store.stage(&w, 0, 4, batch(3, 0)).unwrap(); // checkpoint 4 completed, not yet committed
+        store.stage(&w, 0, 5, batch(2, 0)).unwrap(); // checkpoint 5 never completed
+        store.open(&w, 1, Some(4)).unwrap();
+        assert_eq!((store.len(), store.staged()), (3, 0));
+    }
+
+    #[tokio::test]
+    async fn a_replaced_attempt_can_neither_write_nor_commit_nor_reopen() {
+        let (store, w) = (CollectStore::new(), writer());
+        store.open(&w, 0, None).unwrap();
+        store.open(&w, 1, None).unwrap();
+        let fenced = Fenced {
+            attempt: 0,
+            current: 1,
+        };
+        assert_eq!(store.append(&w, 0, batch(2, 0)), Err(fenced));
+        assert_eq!(store.stage(&w, 0, 1, batch(3, 0)), Err(fenced));
+        assert_eq!(store.commit(&w, 0, 1), Err(fenced));
+        assert_eq!(store.open(&w, 0, None), Err(fenced));
+        assert_eq!((store.len(), store.fenced()), (0, 5));
+        store.append(&w, 1, batch(1, 1)).unwrap();
+        assert_eq!(store.len(), 1);
+    }
+}

@@ -120,10 +120,6 @@ impl CheckpointCoordinator {
         }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.interval.is_some()
-    }
-
     /// Starts the periodic schedule (the job is running): the first checkpoint one interval
     /// from now.
     pub fn start(&mut self, now: Instant) {

@@ -33,8 +33,6 @@ pub trait CheckpointStore: Send + Sync {
     ) -> BoxFuture<'static, Result<(), StoreError>>;
     fn get(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<Bytes, StoreError>>;
     fn delete(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<(), StoreError>>;
-    /// For logs: what kind of store, where.
-    fn describe(&self) -> String;
 }
 
 /// Checkpoints in the JobManager's memory (Flink's JobManagerCheckpointStorage): lost with the
@@ -73,10 +71,6 @@ impl CheckpointStore for MemoryCheckpointStore {
     fn delete(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<(), StoreError>> {
         lock(&self.blobs).remove(&(job, checkpoint));
         Box::pin(async { Ok(()) })
-    }
-
-    fn describe(&self) -> String {
-        "memory".into()
     }
 }
 
@@ -152,10 +146,6 @@ impl CheckpointStore for FsCheckpointStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StoreError::Io(format!("{}: {e}", path.display()))),
         })
-    }
-
-    fn describe(&self) -> String {
-        format!("filesystem {}", self.dir.display())
     }
 }
 
