@@ -4,5 +4,5 @@ pub mod log;
 pub mod sink;
 pub mod source;
 
-pub use sink::{CollectStore, CollectedRecord, SinkSpec};
+pub use sink::{BatchEntry, CollectStore, CollectedBatch, CollectedRecord, SinkSpec};
 pub use source::{LogSource, SourceDriver, SourceReader, SourceStatus};

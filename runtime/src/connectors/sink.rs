@@ -67,7 +67,7 @@ impl<T> Collector<T> for DiscardSink {
     fn event(&mut self, _event: ChainEvent) {}
 }
 
-/// One record as a collecting sink saw it.
+/// One record as a collecting sink saw it (`CollectStore::records`, `decoded`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectedRecord {
     /// Shared per sink subtask (`Arc<str>`), so a record costs no name allocations.
@@ -86,6 +86,68 @@ pub struct CollectedRecord {
     pub payload: Bytes,
 }
 
+/// What one sink subtask flushed at once: the unit the store keeps, stages and commits. What
+/// the records share is held once, and their payloads sit back to back in one buffer, so a
+/// record costs its provenance and an offset (large outputs stay cheap to keep and to scan).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectedBatch {
+    pub sink: Arc<str>,
+    pub taskmanager: Arc<str>,
+    /// When the batch became visible: flushed, or its transaction committed.
+    pub at: tokio::time::Instant,
+    pub subtask: u32,
+    pub attempt: u32,
+    /// The records' bincode encodings, back to back.
+    pub payloads: Bytes,
+    /// Per record: its provenance and where its encoding ends in `payloads`.
+    pub entries: Vec<BatchEntry>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchEntry {
+    pub origin: Option<Origin>,
+    pub end: u32,
+}
+
+impl CollectedBatch {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Each record's provenance and encoding, in the order it was written.
+    pub fn iter(&self) -> impl Iterator<Item = (Option<Origin>, &[u8])> {
+        self.ranges().map(|(origin, r)| (origin, &self.payloads[r]))
+    }
+
+    /// Each record's provenance and the range of its encoding in `payloads` (clamped, so a
+    /// malformed batch yields empty payloads rather than a panic).
+    fn ranges(&self) -> impl Iterator<Item = (Option<Origin>, std::ops::Range<usize>)> + '_ {
+        let mut start = 0usize;
+        self.entries.iter().map(move |e| {
+            let end = (e.end as usize).clamp(start, self.payloads.len().max(start));
+            let range = start..end;
+            start = end;
+            (e.origin, range)
+        })
+    }
+
+    fn records(&self) -> impl Iterator<Item = CollectedRecord> + '_ {
+        self.ranges().map(|(origin, range)| CollectedRecord {
+            sink: self.sink.clone(),
+            taskmanager: self.taskmanager.clone(),
+            at: self.at,
+            subtask: self.subtask,
+            attempt: self.attempt,
+            origin,
+            payload: self.payloads.slice(range),
+        })
+    }
+}
+
 /// Names one sink subtask's writes: the writer the store fences by attempt. Jobs share the
 /// store, so the job is part of the name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -98,11 +160,11 @@ struct WriterKey {
 #[derive(Debug, Default)]
 struct StoreInner {
     /// Visible records, in the batches the sinks flushed or committed.
-    batches: Vec<Vec<CollectedRecord>>,
+    batches: Vec<CollectedBatch>,
     /// The newest attempt that opened each sink subtask: writes of older ones are refused.
     writers: BTreeMap<WriterKey, u32>,
     /// Pre-committed transactions per sink subtask, by checkpoint id.
-    staged: BTreeMap<WriterKey, BTreeMap<u64, Vec<Vec<CollectedRecord>>>>,
+    staged: BTreeMap<WriterKey, BTreeMap<u64, Vec<CollectedBatch>>>,
     /// Records refused because their writer's attempt had been replaced.
     fenced: u64,
 }
@@ -176,12 +238,7 @@ impl CollectStore {
     }
 
     /// Makes a batch visible at once.
-    fn append(
-        &self,
-        key: &WriterKey,
-        attempt: u32,
-        batch: Vec<CollectedRecord>,
-    ) -> Result<(), Fenced> {
+    fn append(&self, key: &WriterKey, attempt: u32, batch: CollectedBatch) -> Result<(), Fenced> {
         let mut inner = self.lock();
         Self::admit(&mut inner, key, attempt, batch.len())?;
         if !batch.is_empty() {
@@ -196,7 +253,7 @@ impl CollectStore {
         key: &WriterKey,
         attempt: u32,
         checkpoint: u64,
-        batch: Vec<CollectedRecord>,
+        batch: CollectedBatch,
     ) -> Result<(), Fenced> {
         let mut inner = self.lock();
         Self::admit(&mut inner, key, attempt, batch.len())?;
@@ -216,7 +273,7 @@ impl CollectStore {
             .map(|s| {
                 s.range(..=checkpoint)
                     .flat_map(|(_, b)| b)
-                    .map(Vec::len)
+                    .map(CollectedBatch::len)
                     .sum()
             })
             .unwrap_or(0);
@@ -249,55 +306,49 @@ impl CollectStore {
             .values()
             .flat_map(|s| s.values())
             .flatten()
-            .map(Vec::len)
+            .map(CollectedBatch::len)
             .sum()
     }
 
     pub fn len(&self) -> usize {
-        self.lock().batches.iter().map(Vec::len).sum()
+        self.lock().batches.iter().map(CollectedBatch::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Moves every visible record out in arrival order, leaving none visible.
-    pub fn take(&self) -> impl Iterator<Item = CollectedRecord> {
+    /// Moves every visible batch out in the order they became visible (so by time), leaving
+    /// none visible.
+    pub fn take_batches(&self) -> Vec<CollectedBatch> {
         std::mem::take(&mut self.lock().batches)
-            .into_iter()
-            .flatten()
     }
 
     pub fn records(&self) -> Vec<CollectedRecord> {
-        self.lock().batches.iter().flatten().cloned().collect()
+        self.lock()
+            .batches
+            .iter()
+            .flat_map(CollectedBatch::records)
+            .collect()
     }
 
     /// Every visible record decoded as `T`, with its metadata, in arrival order.
     pub fn decoded<T: DeserializeOwned>(
         &self,
     ) -> Result<Vec<(CollectedRecord, T)>, bincode::Error> {
-        self.lock()
-            .batches
-            .iter()
-            .flatten()
-            .map(|r| Ok((r.clone(), bincode::deserialize(&r.payload)?)))
+        self.records()
+            .into_iter()
+            .map(|r| {
+                let item = bincode::deserialize(&r.payload)?;
+                Ok((r, item))
+            })
             .collect()
     }
 }
 
 /// Records become visible when they are committed: that is their output time.
-fn restamp(mut batch: Vec<CollectedRecord>, at: tokio::time::Instant) -> Vec<CollectedRecord> {
-    for r in &mut batch {
-        r.at = at;
-    }
-    batch
-}
-
-/// A record waiting for its batch to be flushed: its payload is a range of the batch buffer.
-struct Pending {
-    at: tokio::time::Instant,
-    origin: Option<Origin>,
-    payload: std::ops::Range<usize>,
+fn restamp(batch: CollectedBatch, at: tokio::time::Instant) -> CollectedBatch {
+    CollectedBatch { at, ..batch }
 }
 
 struct CollectSink {
@@ -307,11 +358,12 @@ struct CollectSink {
     attempt: u32,
     /// Two-phase: flushed batches wait in `uncommitted` until a barrier stages them.
     transactional: bool,
-    pending: Vec<Pending>,
+    /// The records since the last flush: their provenance and where each ends in `buffer`.
+    pending: Vec<BatchEntry>,
     /// Payloads of the pending records, back to back: one buffer per batch, not one per record.
     buffer: BytesMut,
     /// Flushed since the last barrier (two-phase only).
-    uncommitted: Vec<Vec<CollectedRecord>>,
+    uncommitted: Vec<CollectedBatch>,
     /// Set once the store refused this attempt: it has been replaced, so it writes nothing more.
     fenced: bool,
 }
@@ -349,24 +401,21 @@ impl CollectSink {
         })
     }
 
+    /// Hands what was collected since the last flush to the store as one batch: records are
+    /// visible from now (the sink's output time), or, two-phase, wait for the next barrier.
     fn flush(&mut self) {
-        let payloads = self.buffer.split().freeze();
-        let batch: Vec<CollectedRecord> = self
-            .pending
-            .drain(..)
-            .map(|p| CollectedRecord {
-                sink: self.writer.sink.clone(),
-                taskmanager: self.taskmanager.clone(),
-                at: p.at,
-                subtask: self.writer.subtask,
-                attempt: self.attempt,
-                origin: p.origin,
-                payload: payloads.slice(p.payload),
-            })
-            .collect();
-        if batch.is_empty() {
+        if self.pending.is_empty() {
             return;
         }
+        let batch = CollectedBatch {
+            sink: self.writer.sink.clone(),
+            taskmanager: self.taskmanager.clone(),
+            at: tokio::time::Instant::now(),
+            subtask: self.writer.subtask,
+            attempt: self.attempt,
+            payloads: self.buffer.split().freeze(),
+            entries: std::mem::take(&mut self.pending),
+        };
         if self.transactional {
             self.uncommitted.push(batch);
         } else {
@@ -407,11 +456,11 @@ impl<T: Serialize + Traceable + Send> Collector<T> for CollectSink {
         if bincode::serialize_into((&mut self.buffer).writer(), &item).is_err() {
             self.buffer.truncate(start);
         }
-        let payload = start..self.buffer.len();
-        self.pending.push(Pending {
-            at: tokio::time::Instant::now(),
+        // A batch over 4 GiB is beyond any flush interval; saturate rather than wrap.
+        let end = u32::try_from(self.buffer.len()).unwrap_or(u32::MAX);
+        self.pending.push(BatchEntry {
             origin: item.origin(),
-            payload,
+            end,
         });
     }
     fn event(&mut self, event: ChainEvent) {
@@ -494,21 +543,40 @@ mod tests {
         }
     }
 
-    fn batch(n: usize, attempt: u32) -> Vec<CollectedRecord> {
-        (0..n)
-            .map(|i| CollectedRecord {
-                sink: Arc::from("sink"),
-                taskmanager: Arc::from("tm-1"),
-                at: tokio::time::Instant::now(),
-                subtask: 0,
-                attempt,
-                origin: Some(Origin {
-                    partition: 0,
-                    offset: i as u64,
-                }),
-                payload: Bytes::new(),
-            })
-            .collect()
+    fn batch(n: usize, attempt: u32) -> CollectedBatch {
+        CollectedBatch {
+            sink: Arc::from("sink"),
+            taskmanager: Arc::from("tm-1"),
+            at: tokio::time::Instant::now(),
+            subtask: 0,
+            attempt,
+            payloads: Bytes::from((0..n as u8).collect::<Vec<u8>>()),
+            entries: (0..n)
+                .map(|i| BatchEntry {
+                    origin: Some(Origin {
+                        partition: 0,
+                        offset: i as u64,
+                    }),
+                    end: i as u32 + 1,
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_hands_out_each_record_with_its_own_payload() {
+        let (store, w) = (CollectStore::new(), writer());
+        store.open(&w, 0, None).unwrap();
+        store.append(&w, 0, batch(3, 0)).unwrap();
+        let records = store.records();
+        let payloads: Vec<&[u8]> = records.iter().map(|r| &r.payload[..]).collect();
+        assert_eq!(payloads, [&[0u8][..], &[1], &[2]]);
+        let offsets: Vec<u64> = records
+            .iter()
+            .filter_map(|r| r.origin)
+            .map(|o| o.offset)
+            .collect();
+        assert_eq!(offsets, [0, 1, 2]);
     }
 
     #[tokio::test]

@@ -378,12 +378,19 @@ fn bench_scenario(name: &str, seeds: &str) -> Res {
         .map(|x| x.trim().parse())
         .collect::<Result<_, _>>()?;
     let (mut wall_total, mut virtual_total) = (0f64, 0f64);
+    let mut ratios = Vec::new();
+    // One unreported warm-up run, as benchmark harnesses do: the first run after a build pays
+    // for loading the fresh binary and growing the heap, which is not the harness's speed.
+    if let Some(&first) = seeds.first() {
+        run(&s, first);
+    }
     for seed in seeds {
         let started = std::time::Instant::now();
         let o = run(&s, seed);
         let wall = started.elapsed().as_secs_f64();
         let virt = o.history.end.as_secs_f64();
         (wall_total, virtual_total) = (wall_total + wall, virtual_total + virt);
+        ratios.push(virt / wall.max(1e-9));
         println!(
             "seed {seed}: wall {wall:.3}s, virtual {virt:.1}s, {:.0}x real time, {} outputs, job {}",
             virt / wall.max(1e-9),
@@ -391,9 +398,12 @@ fn bench_scenario(name: &str, seeds: &str) -> Res {
             o.history.job_status
         );
     }
+    // The median too: on a shared machine one seed can land on a busy moment.
+    ratios.sort_by(f64::total_cmp);
     println!(
-        "virtual_per_wall: {:.0}",
-        virtual_total / wall_total.max(1e-9)
+        "virtual_per_wall: {:.0} (total virtual / total wall), median {:.0}",
+        virtual_total / wall_total.max(1e-9),
+        ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
     );
     Ok(ExitCode::SUCCESS)
 }
