@@ -8,7 +8,7 @@ use crate::api::JobSpec;
 use crate::config::Configuration;
 use crate::connectors::CollectStore;
 use crate::jobmanager::client::{submit_job, Accepted, SubmitError};
-use crate::jobmanager::run_jobmanager;
+use crate::jobmanager::{run_jobmanager_with, JobManagerServices};
 use crate::rpc::{JobStatusReport, RpcError};
 use crate::taskmanager::{MemoryAccount, TaskManager, TaskManagerOptions};
 
@@ -32,7 +32,9 @@ impl LocalCluster {
     pub async fn start(taskmanagers: u32, config: Configuration) -> Result<LocalCluster, RpcError> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let jobmanager = listener.local_addr()?.to_string();
-        let jm = tokio::spawn(run_jobmanager(listener, config.clone()));
+        let services = JobManagerServices::from_config(&config)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let jm = tokio::spawn(run_jobmanager_with(listener, config.clone(), services));
         let collect = CollectStore::new();
         let mut tms = Vec::new();
         for i in 1..=taskmanagers {

@@ -34,6 +34,7 @@ pub mod keys {
     pub const CHECKPOINT_INTERVAL: &str = "execution.checkpointing.interval";
     pub const CHECKPOINT_TIMEOUT: &str = "execution.checkpointing.timeout";
     pub const CHECKPOINTS_RETAINED: &str = "state.checkpoints.num-retained";
+    pub const CHECKPOINTS_DIR: &str = "state.checkpoints.dir";
     pub const CLUSTER_SECRET: &str = "security.cluster.secret";
     pub const CLUSTER_ID: &str = "cluster.id";
     pub const MAX_FRAME_SIZE: &str = "rpc.max-frame-size";
@@ -159,6 +160,9 @@ pub const KEYS: &[KeyDef] = &[
         "A checkpoint not completed within this time is declined."),
     key(CHECKPOINTS_RETAINED, KeyKind::Int { min: 1, max: U32 }, "1",
         "Completed checkpoints kept for recovery."),
+    key(CHECKPOINTS_DIR, KeyKind::Text, "jobmanager",
+        "Where completed checkpoints go: jobmanager (its memory), a directory (or file:///DIR), \
+         or rill://HOST:PORT (a `rill checkpoint-store`)."),
     key(CLUSTER_SECRET, KeyKind::Text, "rill-dev-secret",
         "(rill) Shared secret every node presents in the RPC handshake."),
     key(CLUSTER_ID, KeyKind::Text, "rill",
@@ -392,6 +396,10 @@ impl Configuration {
     }
     pub fn checkpoints_retained(&self) -> u32 {
         self.int(CHECKPOINTS_RETAINED)
+    }
+    /// The raw `state.checkpoints.dir`; `state::store::CheckpointStorage` parses it.
+    pub fn checkpoints_dir(&self) -> &str {
+        self.value(CHECKPOINTS_DIR)
     }
     pub fn cluster_secret(&self) -> String {
         self.value(CLUSTER_SECRET).to_string()

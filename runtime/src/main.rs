@@ -1,5 +1,5 @@
 //! The `rill` command: an embedded cluster (`local`), the cluster's processes
-//! (`jobmanager`, `taskmanager`), job submission (`run`), and a throughput benchmark (`bench`).
+//! (`jobmanager`, `taskmanager`, `checkpoint-store`), job submission (`run`), and a throughput benchmark (`bench`).
 
 use std::process::ExitCode;
 
@@ -8,7 +8,9 @@ use rill::api::registry::JOBS;
 use rill::cluster::LocalCluster;
 use rill::config::{known_keys, Configuration};
 use rill::jobmanager::client::{submit_job, Accepted};
+use rill::jobmanager::JobManagerServices;
 use rill::rpc::{JobStatus, JobStatusReport};
+use rill::state::{serve_checkpoint_store, CheckpointStorage};
 use rill::taskmanager::{TaskManager, TaskManagerOptions};
 use rill::JobSpec;
 
@@ -57,6 +59,16 @@ enum Command {
     Jobmanager {
         #[arg(long, default_value = "127.0.0.1:6123")]
         bind: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Serves a checkpoint store to JobManagers (`-c state.checkpoints.dir=rill://HOST:PORT`
+    /// on the JobManager), keeping checkpoints as files under DIR, or in memory without one.
+    CheckpointStore {
+        #[arg(long, default_value = "127.0.0.1:6130")]
+        bind: String,
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -147,9 +159,20 @@ async fn run(command: Command) -> Res<ExitCode> {
         }
         Command::Jobmanager { bind, config } => {
             let config = configuration(&config)?;
+            let services = JobManagerServices::from_config(&config)?;
             let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
             println!("jobmanager listening on {}", listener.local_addr()?);
-            rill::jobmanager::run_jobmanager(listener, config).await;
+            rill::jobmanager::run_jobmanager_with(listener, config, services).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckpointStore { bind, dir, config } => {
+            let config = configuration(&config)?;
+            // Without a directory, in this process's memory (`jobmanager` storage is memory).
+            let storage = dir.map_or(CheckpointStorage::JobManager, CheckpointStorage::Filesystem);
+            let store = storage.open(&config, config.checkpoint_timeout())?;
+            let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
+            println!("checkpoint store listening on {}", listener.local_addr()?);
+            serve_checkpoint_store(listener, store, config).await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Taskmanager {

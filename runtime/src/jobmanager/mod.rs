@@ -83,6 +83,16 @@ pub struct JobManagerServices {
     pub checkpoint_store: Arc<dyn CheckpointStore>,
 }
 
+impl JobManagerServices {
+    /// The services a configuration asks for: the store of `state.checkpoints.dir`.
+    pub fn from_config(config: &Configuration) -> Result<Self, String> {
+        let storage: crate::state::CheckpointStorage = config.checkpoints_dir().parse()?;
+        Ok(JobManagerServices {
+            checkpoint_store: storage.open(config, config.checkpoint_timeout())?,
+        })
+    }
+}
+
 impl Default for JobManagerServices {
     fn default() -> Self {
         JobManagerServices {
@@ -307,11 +317,6 @@ pub struct JobManager {
     next_tm: u64,
     next_job: u64,
     heartbeat_seq: u64,
-}
-
-/// Serves the JobManager on `listener` forever, with checkpoints kept in memory.
-pub async fn run_jobmanager(listener: TcpListener, config: Configuration) {
-    run_jobmanager_with(listener, config, JobManagerServices::default()).await
 }
 
 /// Serves the JobManager on `listener` forever.

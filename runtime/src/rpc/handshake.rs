@@ -35,6 +35,8 @@ pub enum PeerRole {
     TaskManager,
     Client,
     DataPlane,
+    /// A JobManager, as a client of a checkpoint store.
+    JobManager,
 }
 
 /// First frame on every connection, sent by the connecting side.

@@ -4,6 +4,7 @@
 //! state redistribution: `pipeline.max-parallelism` groups, assigned to subtasks in contiguous
 //! ranges. The same hash routes a record over the network and finds its state, in every process.
 
+pub mod remote;
 pub mod snapshot;
 pub mod store;
 
@@ -15,8 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::taskmanager::MemoryAccount;
+pub use remote::{serve_checkpoint_store, RemoteCheckpointStore};
 pub use snapshot::{OperatorState, TaskRestore, TaskSnapshot, TaskStateHandle};
-pub use store::{CheckpointStore, MemoryCheckpointStore, StoreError};
+pub use store::{CheckpointStorage, CheckpointStore, MemoryCheckpointStore, StoreError};
 
 /// A deterministic hash of a key. FxHash is unseeded and, unlike std's `DefaultHasher`, fixed
 /// across Rust releases, so key groups (and with them keyed state in checkpoints) stay where

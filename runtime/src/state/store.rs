@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 
 use crate::util::lock;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     #[error("checkpoint store unavailable: {0}")]
     Unavailable(String),
@@ -33,6 +33,68 @@ pub trait CheckpointStore: Send + Sync {
     ) -> BoxFuture<'static, Result<(), StoreError>>;
     fn get(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<Bytes, StoreError>>;
     fn delete(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<(), StoreError>>;
+}
+
+/// Where a JobManager keeps completed checkpoints (`state.checkpoints.dir`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointStorage {
+    /// `jobmanager`: its own memory (Flink's JobManagerCheckpointStorage).
+    JobManager,
+    /// A directory, as a path or `file:///DIR`.
+    Filesystem(std::path::PathBuf),
+    /// `rill://HOST:PORT`: a checkpoint store served by another process.
+    Remote(String),
+}
+
+impl std::str::FromStr for CheckpointStorage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "jobmanager" {
+            return Ok(CheckpointStorage::JobManager);
+        }
+        if let Some(addr) = s.strip_prefix("rill://") {
+            return match addr.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                    Ok(CheckpointStorage::Remote(addr.to_string()))
+                }
+                _ => Err(format!(
+                    "invalid checkpoint store address '{s}': expected rill://HOST:PORT"
+                )),
+            };
+        }
+        let path = s.strip_prefix("file://").unwrap_or(s);
+        if path.is_empty() || s.contains("://") && !s.starts_with("file://") {
+            return Err(format!(
+                "invalid state.checkpoints.dir '{s}': expected jobmanager, a directory, \
+                 file:///DIR or rill://HOST:PORT"
+            ));
+        }
+        Ok(CheckpointStorage::Filesystem(path.into()))
+    }
+}
+
+impl CheckpointStorage {
+    /// Opens the store. Remote operations are bounded by `timeout` (the checkpoint timeout:
+    /// a write that takes longer is of no use to its checkpoint).
+    pub fn open(
+        &self,
+        config: &crate::config::Configuration,
+        timeout: std::time::Duration,
+    ) -> Result<Arc<dyn CheckpointStore>, String> {
+        match self {
+            CheckpointStorage::JobManager => Ok(Arc::new(MemoryCheckpointStore::default())),
+            #[cfg(not(madsim))]
+            CheckpointStorage::Filesystem(dir) => Ok(Arc::new(FsCheckpointStore::new(dir))),
+            #[cfg(madsim)]
+            CheckpointStorage::Filesystem(dir) => Err(format!(
+                "checkpoints in a directory ({}) need real file I/O: not in the simulated build",
+                dir.display()
+            )),
+            CheckpointStorage::Remote(addr) => Ok(Arc::new(
+                super::remote::RemoteCheckpointStore::new(addr.clone(), config, timeout),
+            )),
+        }
+    }
 }
 
 /// Checkpoints in the JobManager's memory (Flink's JobManagerCheckpointStorage): lost with the
@@ -166,6 +228,26 @@ mod tests {
         store.delete(1, 5).await.unwrap();
         store.delete(1, 5).await.unwrap();
         assert!(store.get(1, 5).await.is_err());
+    }
+
+    #[test]
+    fn checkpoint_storage_parses_each_form_and_names_bad_ones() {
+        let parse = |s: &str| s.parse::<CheckpointStorage>();
+        assert_eq!(parse("jobmanager"), Ok(CheckpointStorage::JobManager));
+        let dir = CheckpointStorage::Filesystem("/var/rill".into());
+        assert_eq!(parse("/var/rill"), Ok(dir.clone()));
+        assert_eq!(parse("file:///var/rill"), Ok(dir));
+        let remote = CheckpointStorage::Remote("store:6130".into());
+        assert_eq!(parse("rill://store:6130"), Ok(remote));
+        for bad in [
+            "rill://store",
+            "rill://:6130",
+            "rill://store:http",
+            "s3://bucket",
+            "file://",
+        ] {
+            assert!(parse(bad).unwrap_err().contains(bad), "{bad}");
+        }
     }
 
     #[tokio::test]
