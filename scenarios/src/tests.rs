@@ -45,6 +45,7 @@ fn every_spec_parses_and_is_named_after_its_file() {
         names,
         [
             "bench-crash-4x2",
+            "checkpoint-store-down",
             "crash-during-checkpoint-full",
             "etl-crash-region",
             "jm-tm-partition",
@@ -681,4 +682,19 @@ fn validate_refuses_a_bad_generated_shape() {
         e.to_string(),
         "generated-7: `job.parallelism`: the job needs 2 slots but the cluster offers 1 (1 taskmanagers x 1 slots)"
     );
+}
+
+#[test]
+fn checkpoint_storage_may_be_the_jobmanager_or_a_store_but_not_a_directory() {
+    assert!(with("[config]\n\"state.checkpoints.dir\" = \"jobmanager\"\n").is_ok());
+    assert!(with("[config]\n\"state.checkpoints.dir\" = \"rill://10.0.3.1:6130\"\n").is_ok());
+    let e = err("[config]\n\"state.checkpoints.dir\" = \"/tmp/chk\"\n");
+    assert!(
+        e.to_string().starts_with(
+            "t.toml: `config.\"state.checkpoints.dir\"`: a directory needs real file I/O"
+        ),
+        "{e}"
+    );
+    let e = err("[config]\n\"state.checkpoints.dir\" = \"rill://nowhere\"\n");
+    assert!(e.to_string().contains("expected rill://HOST:PORT"), "{e}");
 }

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use rill::api::registry::JOBS;
 use rill::api::{build_job, JobError};
-use rill::config::keys::{MEMORY_PROCESS_SIZE, SLOTS_PER_TASKMANAGER};
+use rill::config::keys::{CHECKPOINTS_DIR, MEMORY_PROCESS_SIZE, SLOTS_PER_TASKMANAGER};
 use rill::config::Configuration;
 use rill::graph::default_slot_sharing_groups;
+use rill::state::CheckpointStorage;
 use rill_sim::{ClusterShape, Expectations, Fault, FaultKind, Scenario, Swarm};
 
 use crate::error::ScenarioError;
@@ -39,8 +40,7 @@ pub const SWARM_KINDS: &[&str] = &[
     "pause",
 ];
 
-/// Nodes of the external systems, besides `jm` and `tm-1..N`.
-pub const EXTERNAL_NODES: &[&str] = &["source-log", "sink-store", "checkpoint-store"];
+pub use rill_sim::EXTERNAL_NODES;
 
 /// Every node a fault may name in a cluster of `taskmanagers`.
 pub fn known_nodes(taskmanagers: u32) -> Vec<String> {
@@ -176,6 +176,7 @@ impl Check<'_> {
     /// configuration (where TaskManagers and the runner's OOM model read it).
     fn config(&self, s: &Scenario) -> Result<()> {
         self.unset(&s.config, &CLUSTER_OWNED[..1])?;
+        self.checkpoint_storage(&s.config)?;
         let Some(mb) = s.cluster.memory_mb else {
             return self.unset(&s.config, &CLUSTER_OWNED[1..]);
         };
@@ -183,6 +184,24 @@ impl Check<'_> {
         self.ensure(bytes == mb << 20, "cluster.memory_mb", || {
             format!("{mb} MiB, but the configuration's {MEMORY_PROCESS_SIZE} is {bytes} bytes (use apply_memory)")
         })
+    }
+
+    /// Checkpoints go to the `checkpoint-store` node by default; a scenario may keep them in
+    /// the JobManager or name a store address, but never a directory (no files in simulation).
+    fn checkpoint_storage(&self, config: &Configuration) -> Result<()> {
+        let Some(dir) = config.get_raw(CHECKPOINTS_DIR) else {
+            return Ok(());
+        };
+        let path = format!("config.\"{CHECKPOINTS_DIR}\"");
+        match dir.parse::<CheckpointStorage>() {
+            Err(reason) => Err(self.invalid(path, reason)),
+            Ok(CheckpointStorage::Filesystem(_)) => Err(self.invalid(
+                path,
+                "a directory needs real file I/O; use jobmanager or the checkpoint-store node \
+                 (the default)",
+            )),
+            Ok(_) => Ok(()),
+        }
     }
 
     fn job(&self, s: &Scenario) -> Result<()> {

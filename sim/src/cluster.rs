@@ -1,24 +1,34 @@
-//! A simulated rill cluster: `jm`, `tm-1..N` and a `client` node, each with a stable name and
-//! address, each running production code. Restarting a node re-runs its init future, as a
-//! fresh process would start.
+//! A simulated rill cluster: `jm`, `tm-1..N`, the `checkpoint-store` and a `client` node, each
+//! with a stable name and address, each running production code. Restarting a node re-runs its
+//! init future, as a fresh process would start.
+//!
+//! The checkpoint store is a node of its own, reached over the simulated network, so it can
+//! crash, pause or sit behind a partition like any other machine. What it holds survives its
+//! restarts (it stands for a store with a disk). The source log and the sink store are still
+//! in-process services of the TaskManagers: their node names are reserved and faults on them
+//! have no effect yet.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 
 use madsim::runtime::{Handle, NodeHandle};
+use rill::config::keys::CHECKPOINTS_DIR;
 use rill::config::Configuration;
 use rill::connectors::CollectStore;
 use rill::jobmanager::client::{submit_job, SubmitError};
 use rill::jobmanager::{run_jobmanager_with, JobManagerServices};
 use rill::rpc::JobStatusReport;
+use rill::state::serve_checkpoint_store;
 use rill::taskmanager::{MemoryAccount, TaskManager, TaskManagerOptions};
 use rill::JobSpec;
 
+use crate::scenario::CHECKPOINT_STORE;
 use crate::store::SimCheckpointStore;
 
 pub const JOBMANAGER_PORT: u16 = 6123;
 pub const DATA_PORT: u16 = 6121;
+pub const CHECKPOINT_STORE_PORT: u16 = 6130;
 
 /// Shape of a simulated cluster.
 #[derive(Clone)]
@@ -33,10 +43,10 @@ pub type MemoryAccounts = Arc<Mutex<BTreeMap<String, MemoryAccount>>>;
 
 pub struct SimCluster {
     pub handle: Handle,
-    /// Every node by name: `jm`, `tm-1`.., `client`.
+    /// Every node by name: `jm`, `tm-1`.., `checkpoint-store`, `client`.
     pub nodes: BTreeMap<String, NodeHandle>,
     pub collect: CollectStore,
-    /// The JobManager's checkpoint store (the external system `store-failure` faults hit).
+    /// What the `checkpoint-store` node serves (`store-failure` faults switch its health).
     pub checkpoint_store: SimCheckpointStore,
     pub memory: MemoryAccounts,
     config: Configuration,
@@ -50,20 +60,36 @@ pub fn tm_ip(i: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8))
 }
 
+pub fn checkpoint_store_ip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 3, 1))
+}
+
+/// The `state.checkpoints.dir` that reaches the `checkpoint-store` node.
+pub fn checkpoint_store_url() -> String {
+    format!("rill://{}:{CHECKPOINT_STORE_PORT}", checkpoint_store_ip())
+}
+
 impl SimCluster {
     /// Creates the nodes; their init futures start the JobManager and TaskManagers.
     pub fn start(spec: SimClusterSpec) -> SimCluster {
         let handle = Handle::current();
-        let config = spec
+        let mut config = spec
             .config
             .with("taskmanager.numberOfTaskSlots", &spec.slots.to_string())
             .expect("slots > 0");
+        // Checkpoints go to the store node unless the scenario keeps them in the JobManager.
+        if config.get_raw(CHECKPOINTS_DIR).is_none() {
+            config
+                .set(CHECKPOINTS_DIR, &checkpoint_store_url())
+                .expect("a valid address");
+        }
         let mut nodes = BTreeMap::new();
         let checkpoint_store = SimCheckpointStore::default();
         nodes.insert(
-            "jm".to_string(),
-            Self::jm_node(&handle, &config, &checkpoint_store),
+            CHECKPOINT_STORE.to_string(),
+            Self::checkpoint_store_node(&handle, &config, &checkpoint_store),
         );
+        nodes.insert("jm".to_string(), Self::jm_node(&handle, &config));
         let collect = CollectStore::new();
         let memory = MemoryAccounts::default();
         for i in 1..=spec.taskmanagers {
@@ -88,17 +114,40 @@ impl SimCluster {
         }
     }
 
-    fn jm_node(handle: &Handle, config: &Configuration, store: &SimCheckpointStore) -> NodeHandle {
+    fn checkpoint_store_node(
+        handle: &Handle,
+        config: &Configuration,
+        store: &SimCheckpointStore,
+    ) -> NodeHandle {
+        let (config, store) = (config.clone(), store.clone());
+        handle
+            .create_node()
+            .name(CHECKPOINT_STORE)
+            .ip(checkpoint_store_ip())
+            .init(move || {
+                let (config, store) = (config.clone(), store.clone());
+                async move {
+                    let addr = (checkpoint_store_ip(), CHECKPOINT_STORE_PORT);
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .expect("bind checkpoint store");
+                    serve_checkpoint_store(listener, Arc::new(store), config).await
+                }
+            })
+            .build()
+    }
+
+    fn jm_node(handle: &Handle, config: &Configuration) -> NodeHandle {
         let config = config.clone();
-        let services = JobManagerServices {
-            checkpoint_store: Arc::new(store.clone()),
-        };
         handle
             .create_node()
             .name("jm")
             .ip(jm_ip())
             .init(move || {
-                let (config, services) = (config.clone(), services.clone());
+                let config = config.clone();
+                // The scenario's configuration was validated when it was loaded.
+                let services = JobManagerServices::from_config(&config)
+                    .expect("a validated checkpoint storage");
                 async move {
                     let listener = tokio::net::TcpListener::bind((jm_ip(), JOBMANAGER_PORT))
                         .await

@@ -27,7 +27,10 @@ pub use fault::{Direction, Fault, FaultKind, StoreFailureMode};
 pub use history::{
     AppliedFault, MemorySample, OutputRecord, Placement, RunHistory, TraceLine, Verdict,
 };
-pub use scenario::{ClusterShape, DeliveryMode, Expectations, JobOutcome, Scenario, Swarm};
+pub use scenario::{
+    ClusterShape, DeliveryMode, Expectations, JobOutcome, Scenario, Swarm, CHECKPOINT_STORE,
+    EXTERNAL_NODES,
+};
 pub use store::SimCheckpointStore;
 
 /// The command that replays a simulated test under `seed`.

@@ -8,6 +8,13 @@ use rill::JobSpec;
 
 use crate::fault::Fault;
 
+/// The checkpoint store's node.
+pub const CHECKPOINT_STORE: &str = "checkpoint-store";
+
+/// Nodes of the external systems, besides `jm` and `tm-1..N`. Only the checkpoint store runs as
+/// a node yet; faults naming the others are accepted and recorded without effect.
+pub const EXTERNAL_NODES: &[&str] = &["source-log", "sink-store", CHECKPOINT_STORE];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterShape {
     pub taskmanagers: u32,

@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::fault::{Direction, Fault, FaultKind};
+use crate::scenario::CHECKPOINT_STORE;
 use crate::scenario::{ClusterShape, Swarm};
 
 /// Draws a fault plan for `seed`, sorted by time. Deterministic: same inputs, same plan.
@@ -40,9 +41,15 @@ fn draw_one(
         swarm.max_duration.max(Duration::from_millis(100)),
     );
     let tm = format!("tm-{}", rng.gen_range(1..=cluster.taskmanagers.max(1)));
+    // Machine faults hit the checkpoint store's node as often as any one TaskManager's.
+    let node = if rng.gen_ratio(1, cluster.taskmanagers.max(1) + 1) {
+        CHECKPOINT_STORE.to_string()
+    } else {
+        tm.clone()
+    };
     let kind = match kind {
         "crash" => FaultKind::Crash {
-            target: tm,
+            target: node,
             restart_after: Some(duration),
         },
         "oom-kill" => FaultKind::OomKill {
@@ -53,14 +60,14 @@ fn draw_one(
             let direction =
                 *[Direction::Both, Direction::Inbound, Direction::Outbound].choose(rng)?;
             FaultKind::Partition {
-                target: tm,
+                target: node,
                 direction,
                 heal_after: Some(duration),
             }
         }
         "link-partition" => FaultKind::LinkPartition {
             from: "jm".into(),
-            to: tm,
+            to: node,
             both_ways: rng.gen(),
             heal_after: Some(duration),
         },
@@ -77,7 +84,7 @@ fn draw_one(
             }
         }
         "pause" => FaultKind::Pause {
-            target: tm,
+            target: node,
             duration,
         },
         _ => return None,
@@ -125,6 +132,15 @@ mod tests {
     }
 
     #[test]
+    fn swarms_also_hit_the_checkpoint_store() {
+        let hits = (0..100)
+            .flat_map(|seed| draw(&swarm(), &cluster(), seed))
+            .filter(|f| f.targets().contains(&CHECKPOINT_STORE))
+            .count();
+        assert!(hits > 0);
+    }
+
+    #[test]
     fn drawn_faults_respect_the_swarm_bounds() {
         for seed in 0..100 {
             let plan = draw(&swarm(), &cluster(), seed);
@@ -133,10 +149,15 @@ mod tests {
             for f in &plan {
                 assert!(f.at >= Duration::from_secs(5) && f.at <= Duration::from_secs(20));
                 assert!(f.duration().is_some_and(|d| d <= Duration::from_secs(10)));
-                assert!(f
-                    .targets()
-                    .iter()
-                    .all(|t| ["tm-1", "tm-2", "tm-3", "tm-4", "jm"].contains(t)));
+                assert!(f.targets().iter().all(|t| [
+                    "tm-1",
+                    "tm-2",
+                    "tm-3",
+                    "tm-4",
+                    "jm",
+                    CHECKPOINT_STORE
+                ]
+                .contains(t)));
             }
         }
     }

@@ -27,6 +27,9 @@ fn scenario(name: &str, faults: Vec<Fault>, expect: Expectations) -> Scenario {
             .with("heartbeat.interval", "1s")
             .unwrap()
             .with("heartbeat.timeout", "5s")
+            .unwrap()
+            // Every TaskManager runs tasks, so a crash of any of them fails the job.
+            .with("taskmanager.load-balance.mode", "tasks")
             .unwrap(),
         run_for: Duration::from_secs(60),
         faults,
