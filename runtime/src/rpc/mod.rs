@@ -4,6 +4,7 @@
 pub mod frame;
 pub mod handshake;
 pub mod messages;
+pub mod service;
 
 pub use frame::{framed, FrameReader, FrameWriter, RpcError};
 pub use handshake::{Credentials, PeerRole};

@@ -1,0 +1,375 @@
+//! Request/reply services over the control plane's framing and handshake: what rill's external
+//! systems (the checkpoint store, the source log) speak.
+//!
+//! A client keeps one connection per service, made on first use and again after it is lost or
+//! a call times out (a connection behind a partition never breaks by itself, so one that let a
+//! call time out is not trusted again). Requests carry an id; the server answers each as soon
+//! as its handler is done, so one slow request does not hold up the others.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::frame::spawn_writer;
+use super::handshake::{accept_handshake, connect_handshake};
+use super::{credentials, framed, Credentials, PeerRole, RpcError};
+use crate::config::Configuration;
+use crate::util::{lock, AbortOnDrop};
+
+/// Bound on the handshake of a service connection, either side.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request or reply with the id that pairs them.
+#[derive(Debug, Serialize, Deserialize)]
+struct Tagged<T> {
+    id: u64,
+    body: T,
+}
+
+/// Why a call got no reply. The service's own failures travel inside the reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{service} at {addr}: {reason}")]
+pub struct Unavailable {
+    pub service: &'static str,
+    pub addr: String,
+    pub reason: String,
+}
+
+/// Serves `handler` on `listener` to peers of role `client` until the task is dropped. A
+/// connection that fails its handshake or sends a malformed frame is closed; the server goes
+/// on.
+pub async fn serve<Req, Rep, H, F>(
+    listener: TcpListener,
+    config: Configuration,
+    service: &'static str,
+    client: PeerRole,
+    handler: H,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Rep: Serialize + Send + Sync + 'static,
+    H: Fn(Req) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Rep> + Send + 'static,
+{
+    let (creds, max_frame) = (credentials(&config), config.max_frame_size());
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let (creds, handler) = (creds.clone(), handler.clone());
+                tokio::spawn(async move {
+                    let served = serve_connection(stream, &creds, max_frame, client, handler);
+                    if let Err(e) = served.await {
+                        tracing::warn!(service, peer = %peer, error = %e, "service connection closed");
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off rather than spin.
+                tracing::warn!(service, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection<Req, Rep, H, F>(
+    stream: TcpStream,
+    creds: &Credentials,
+    max_frame: usize,
+    client: PeerRole,
+    handler: H,
+) -> Result<(), RpcError>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Rep: Serialize + Send + Sync + 'static,
+    H: Fn(Req) -> F + Send + Sync + 'static,
+    F: Future<Output = Rep> + Send + 'static,
+{
+    stream.set_nodelay(true)?;
+    let (mut reader, mut writer) = framed(stream, max_frame);
+    accept_handshake(
+        &mut reader,
+        &mut writer,
+        creds,
+        &[client],
+        HANDSHAKE_TIMEOUT,
+    )
+    .await?;
+    let (out, out_rx) = mpsc::unbounded_channel::<Tagged<Rep>>();
+    let _writer = AbortOnDrop(spawn_writer(writer, out_rx));
+    while let Some(Tagged { id, body }) = reader.recv::<Tagged<Req>>().await? {
+        let (reply, out) = (handler(body), out.clone());
+        tokio::spawn(async move {
+            // The peer may be gone by the time the reply is ready; nothing to tell it then.
+            let _ = out.send(Tagged {
+                id,
+                body: reply.await,
+            });
+        });
+    }
+    Ok(())
+}
+
+/// The calling side of a service. Clones share the connection.
+pub struct ServiceClient<Req, Rep> {
+    inner: Arc<Client<Rep>>,
+    _req: PhantomData<fn(Req)>,
+}
+
+impl<Req, Rep> Clone for ServiceClient<Req, Rep> {
+    fn clone(&self) -> Self {
+        ServiceClient {
+            inner: self.inner.clone(),
+            _req: PhantomData,
+        }
+    }
+}
+
+struct Client<Rep> {
+    service: &'static str,
+    addr: String,
+    role: PeerRole,
+    name: String,
+    creds: Credentials,
+    max_frame: usize,
+    timeout: Duration,
+    conn: tokio::sync::Mutex<Option<Arc<Conn<Rep>>>>,
+    next_id: AtomicU64,
+}
+
+/// Callers waiting for replies, by request id; `None` once the connection is gone.
+type Waiting<Rep> = Arc<Mutex<Option<BTreeMap<u64, oneshot::Sender<Rep>>>>>;
+
+struct Conn<Rep> {
+    /// Encoded requests (the client is generic over the request type only at the edge).
+    out: mpsc::UnboundedSender<bytes::Bytes>,
+    waiting: Waiting<Rep>,
+    _tasks: (AbortOnDrop<()>, AbortOnDrop<()>),
+}
+
+impl<Req, Rep> ServiceClient<Req, Rep>
+where
+    Req: Serialize + Send + 'static,
+    Rep: DeserializeOwned + Send + 'static,
+{
+    /// A client of `service` at `addr` (HOST:PORT), introducing itself as `role` named `name`
+    /// with the cluster's credentials; every call is bounded by `timeout`.
+    pub fn new(
+        service: &'static str,
+        addr: impl Into<String>,
+        role: PeerRole,
+        name: impl Into<String>,
+        config: &Configuration,
+        timeout: Duration,
+    ) -> Self {
+        ServiceClient {
+            inner: Arc::new(Client {
+                service,
+                addr: addr.into(),
+                role,
+                name: name.into(),
+                creds: credentials(config),
+                max_frame: config.max_frame_size(),
+                timeout,
+                conn: tokio::sync::Mutex::new(None),
+                next_id: AtomicU64::new(0),
+            }),
+            _req: PhantomData,
+        }
+    }
+
+    /// Sends `request` and waits for its reply.
+    pub async fn call(&self, request: Req) -> Result<Rep, Unavailable> {
+        let client = &self.inner;
+        let id = client.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = super::frame::encode(&Tagged { id, body: request })
+            .map_err(|e| client.unavailable(e))?;
+        match tokio::time::timeout(client.timeout, client.exchange(id, frame.into())).await {
+            Ok(reply) => reply,
+            Err(_) => {
+                client.conn.lock().await.take();
+                Err(client.unavailable("no reply in time"))
+            }
+        }
+    }
+}
+
+impl<Rep: DeserializeOwned + Send + 'static> Client<Rep> {
+    fn unavailable(&self, reason: impl std::fmt::Display) -> Unavailable {
+        Unavailable {
+            service: self.service,
+            addr: self.addr.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    async fn exchange(&self, id: u64, frame: bytes::Bytes) -> Result<Rep, Unavailable> {
+        let conn = self.connection().await?;
+        let (tx, rx) = oneshot::channel();
+        match lock(&conn.waiting).as_mut() {
+            Some(waiting) => waiting.insert(id, tx),
+            None => return Err(self.unavailable("connection lost")),
+        };
+        if conn.out.send(frame).is_err() {
+            return Err(self.unavailable("connection lost"));
+        }
+        rx.await.map_err(|_| self.unavailable("connection lost"))
+    }
+
+    async fn connection(&self) -> Result<Arc<Conn<Rep>>, Unavailable> {
+        let mut slot = self.conn.lock().await;
+        if let Some(conn) = slot.as_ref().filter(|c| lock(&c.waiting).is_some()) {
+            return Ok(conn.clone());
+        }
+        let conn = Arc::new(self.connect().await.map_err(|e| self.unavailable(e))?);
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn connect(&self) -> Result<Conn<Rep>, RpcError> {
+        let stream = TcpStream::connect(self.addr.as_str()).await?;
+        stream.set_nodelay(true)?;
+        let (mut reader, mut writer) = framed(stream, self.max_frame);
+        let (creds, role, name) = (&self.creds, self.role, &self.name);
+        connect_handshake(
+            &mut reader,
+            &mut writer,
+            creds,
+            role,
+            name,
+            HANDSHAKE_TIMEOUT,
+        )
+        .await?;
+        let (out, mut out_rx) = mpsc::unbounded_channel::<bytes::Bytes>();
+        let writer_task = AbortOnDrop(tokio::spawn(async move {
+            while let Some(frame) = out_rx.recv().await {
+                if writer.send_bytes(frame).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        let waiting: Waiting<Rep> = Arc::new(Mutex::new(Some(BTreeMap::new())));
+        let (routes, service, addr) = (waiting.clone(), self.service, self.addr.clone());
+        let reader_task = AbortOnDrop(tokio::spawn(async move {
+            loop {
+                match reader.recv::<Tagged<Rep>>().await {
+                    Ok(Some(Tagged { id, body })) => {
+                        let caller = lock(&routes).as_mut().and_then(|w| w.remove(&id));
+                        // A caller that timed out has stopped listening.
+                        if let Some(caller) = caller {
+                            let _ = caller.send(body);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(service, peer = %addr, error = %e, "service connection lost");
+                        break;
+                    }
+                }
+            }
+            // Dropping the senders tells every waiting caller the connection is gone.
+            lock(&routes).take();
+        }));
+        Ok(Conn {
+            out,
+            waiting,
+            _tasks: (writer_task, reader_task),
+        })
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+
+    async fn echo_server(config: &Configuration) -> (String, AbortOnDrop<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = serve(
+            listener,
+            config.clone(),
+            "echo",
+            PeerRole::JobManager,
+            |n: u64| {
+                // Larger requests answer sooner: replies overtake each other.
+                async move {
+                    tokio::time::sleep(Duration::from_millis(50u64.saturating_sub(n * 10))).await;
+                    n * 2
+                }
+            },
+        );
+        (addr, AbortOnDrop(tokio::spawn(server)))
+    }
+
+    fn client(addr: &str, config: &Configuration) -> ServiceClient<u64, u64> {
+        let timeout = Duration::from_secs(5);
+        ServiceClient::new("echo", addr, PeerRole::JobManager, "test", config, timeout)
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_get_their_own_replies_out_of_order() {
+        let config = Configuration::default();
+        let (addr, _server) = echo_server(&config).await;
+        let c = client(&addr, &config);
+        let calls = (0..5u64).map(|n| {
+            let c = c.clone();
+            async move { c.call(n).await }
+        });
+        let replies = futures_util::future::join_all(calls).await;
+        assert_eq!(replies, (0..5).map(|n| Ok(n * 2)).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_peer_of_another_cluster_or_role_is_refused() {
+        let config = Configuration::default();
+        let (addr, _server) = echo_server(&config).await;
+        let stranger = config.clone().with("cluster.id", "other").unwrap();
+        assert!(client(&addr, &stranger).call(1).await.is_err());
+        let timeout = Duration::from_secs(5);
+        let wrong_role: ServiceClient<u64, u64> =
+            ServiceClient::new("echo", &addr, PeerRole::Client, "t", &config, timeout);
+        let err = wrong_role.call(1).await.unwrap_err();
+        assert!(err.reason.contains("handshake"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_service_is_unavailable_and_a_later_one_is_used() {
+        let config = Configuration::default();
+        // A port nothing listens on (bound, then released).
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let c = client(&addr.to_string(), &config);
+        assert!(c.call(1).await.is_err());
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let server = serve(
+            listener,
+            config.clone(),
+            "echo",
+            PeerRole::JobManager,
+            |n: u64| async move { n + 1 },
+        );
+        let _server = AbortOnDrop(tokio::spawn(server));
+        assert_eq!(c.call(1).await, Ok(2));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_request_closes_only_that_connection() {
+        use tokio::io::AsyncWriteExt;
+        let config = Configuration::default();
+        let (addr, _server) = echo_server(&config).await;
+        let mut raw = TcpStream::connect(&addr).await.unwrap();
+        raw.write_all(&[0, 0, 0, 3, 1, 2, 3]).await.unwrap();
+        drop(raw);
+        assert_eq!(client(&addr, &config).call(2).await, Ok(4));
+    }
+}
