@@ -1,5 +1,5 @@
 //! The `rill` command: an embedded cluster (`local`), the cluster's processes
-//! (`jobmanager`, `taskmanager`, `checkpoint-store`), job submission (`run`), and a throughput benchmark (`bench`).
+//! (`jobmanager`, `taskmanager`, `checkpoint-store`, `log-server`), job submission (`run`), and a throughput benchmark (`bench`).
 
 use std::process::ExitCode;
 
@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use rill::api::registry::JOBS;
 use rill::cluster::LocalCluster;
 use rill::config::{known_keys, Configuration};
+use rill::connectors::log_service::serve_log;
 use rill::jobmanager::client::{submit_job, Accepted};
 use rill::jobmanager::JobManagerServices;
 use rill::rpc::{JobStatus, JobStatusReport};
@@ -69,6 +70,16 @@ enum Command {
         bind: String,
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Serves the input logs of a job by topic (its source names), for jobs run with
+    /// `--param log=rill://HOST:PORT`: the job's own parameters say what the logs hold.
+    LogServer {
+        #[arg(long, default_value = "127.0.0.1:6131")]
+        bind: String,
+        #[command(flatten)]
+        job: JobArgs,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -163,6 +174,19 @@ async fn run(command: Command) -> Res<ExitCode> {
             let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
             println!("jobmanager listening on {}", listener.local_addr()?);
             rill::jobmanager::run_jobmanager_with(listener, config, services).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::LogServer { bind, job, config } => {
+            let config = configuration(&config)?;
+            let topics = rill::api::registry::job_inputs(&job_spec(&job)?)?;
+            let names: Vec<&str> = topics.iter().map(|(t, _)| t.as_str()).collect();
+            let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
+            println!(
+                "log server listening on {}, topics: {}",
+                listener.local_addr()?,
+                names.join(", ")
+            );
+            serve_log(listener, topics.into_iter().collect(), config).await;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckpointStore { bind, dir, config } => {

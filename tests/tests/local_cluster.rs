@@ -5,6 +5,7 @@ use rill::api::registry::AdStats;
 use rill::cluster::LocalCluster;
 use rill::config::Configuration;
 use rill::connectors::log::{GeneratedLog, KeySkew, PartitionedLog};
+use rill::connectors::log_service::serve_log;
 use rill::rpc::JobStatus;
 use rill::JobSpec;
 use rill_sim::expected::verify_keyed_count;
@@ -81,6 +82,72 @@ async fn ad_stats_windows_count_every_event_once() {
     keys.sort_unstable();
     keys.dedup();
     assert_eq!(keys.len(), n, "a window fired twice");
+    cluster.shutdown();
+}
+
+/// Serves the input logs of `spec` on loopback; returns the `log` parameter that reaches them.
+async fn log_server(
+    spec: &JobSpec,
+    config: &Configuration,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let topics = rill::api::registry::job_inputs(spec).expect("inputs");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("rill://{}", listener.local_addr().unwrap());
+    let server = serve_log(listener, topics.into_iter().collect(), config.clone());
+    (url, tokio::spawn(server))
+}
+
+#[tokio::test]
+async fn sources_read_every_topic_of_a_log_server_exactly_once() {
+    let cluster = LocalCluster::start(4, config(2)).await.expect("cluster");
+    let spec = JobSpec::new("keyed-count")
+        .with("parallelism", 4)
+        .with("partitions", 8)
+        .with("records", 40_000)
+        .with("keys", 97)
+        .with("seed", 5)
+        .with("sink", "collect");
+    let (url, server) = log_server(&spec, &config(2)).await;
+    let report = cluster
+        .run_job(&spec.clone().with("log", &url), |_| {}, |_| {})
+        .await
+        .expect("submitted");
+    assert_eq!(report.status, JobStatus::Finished, "{report:?}");
+    let checked =
+        verify_keyed_count(&cluster.collect, &generated(5, 8, 40_000, 97)).expect("exact output");
+    assert_eq!(checked, 40_000);
+    server.abort();
+
+    // Two topics (impressions, clicks) from one server.
+    let spec = JobSpec::new("ad-stats")
+        .with("records", 20_000)
+        .with("keys", 16)
+        .with("sink", "collect");
+    let (url, server) = log_server(&spec, &config(2)).await;
+    let before = cluster.collect.take_batches();
+    assert!(!before.is_empty());
+    let report = cluster
+        .run_job(&spec.with("log", &url), |_| {}, |_| {})
+        .await
+        .expect("submitted");
+    assert_eq!(report.status, JobStatus::Finished, "{report:?}");
+    let stats = cluster.collect.decoded::<AdStats>().expect("decodes");
+    let impressions: u64 = stats.iter().map(|(_, s)| s.impressions).sum();
+    let clicks: u64 = stats.iter().map(|(_, s)| s.clicks).sum();
+    assert_eq!((impressions, clicks), (20_000, 2_000));
+    server.abort();
+    cluster.shutdown();
+}
+
+#[tokio::test]
+async fn a_log_parameter_that_is_not_a_service_address_is_refused() {
+    let cluster = LocalCluster::start(1, config(2)).await.expect("cluster");
+    let spec = JobSpec::new("keyed-count").with("log", "kafka://broker:9092");
+    let err = cluster.run_job(&spec, |_| {}, |_| {}).await.unwrap_err();
+    assert!(
+        err.to_string().contains("expected rill://HOST:PORT"),
+        "{err}"
+    );
     cluster.shutdown();
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::operator::{Origin, Traceable};
 use super::stream::{DataStream, StreamEnv};
 use crate::connectors::log::{GeneratedLog, KeySkew, LogRecord, LogSpec, PartitionedLog};
-use crate::connectors::{LogSource, SinkSpec};
+use crate::connectors::{LogInput, LogSource, SinkSpec};
 use crate::graph::JobGraph;
 
 /// A job to run: a registered name plus its parameters.
@@ -95,6 +95,8 @@ pub struct Params<'a> {
     job: &'a str,
     raw: &'a BTreeMap<String, String>,
     accepted: BTreeSet<&'static str>,
+    /// The logs the job's sources read, by source name, as the job builds them.
+    inputs: Vec<(String, Arc<dyn PartitionedLog>)>,
 }
 
 impl<'a> Params<'a> {
@@ -103,6 +105,7 @@ impl<'a> Params<'a> {
             job: &spec.name,
             raw: &spec.params,
             accepted: BTreeSet::new(),
+            inputs: Vec::new(),
         }
     }
 
@@ -168,17 +171,7 @@ pub const JOBS: &[(&str, &str, JobBuilder)] = &[
 
 /// Builds the job graph for `spec`: the one place JobManager and TaskManagers get a graph from.
 pub fn build_job(spec: &JobSpec, max_parallelism: u32) -> Result<JobGraph, JobError> {
-    let Some((_, _, builder)) = JOBS.iter().find(|(name, _, _)| *name == spec.name) else {
-        let known = JOBS
-            .iter()
-            .map(|(n, _, _)| *n)
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(JobError::UnknownJob {
-            name: spec.name.clone(),
-            known,
-        });
-    };
+    let (_, builder) = job_builder(spec)?;
     let mut params = Params::new(spec);
     let parallelism = params.get("parallelism", 2u32)?;
     let env = StreamEnv::new(parallelism);
@@ -187,17 +180,48 @@ pub fn build_job(spec: &JobSpec, max_parallelism: u32) -> Result<JobGraph, JobEr
     JobGraph::compile(&spec.name, env.into_logical(), max_parallelism)
 }
 
+fn job_builder(spec: &JobSpec) -> Result<(&'static str, JobBuilder), JobError> {
+    match JOBS.iter().find(|(name, _, _)| *name == spec.name) {
+        Some((name, _, builder)) => Ok((name, *builder)),
+        None => Err(JobError::UnknownJob {
+            name: spec.name.clone(),
+            known: JOBS
+                .iter()
+                .map(|(n, _, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
 /// The partitioned log the job's (first) source reads, as the job itself derives it from its
 /// parameters: what the harness compares delivered output against.
 pub fn primary_input(spec: &JobSpec) -> Result<Arc<dyn PartitionedLog>, JobError> {
+    job_inputs(spec)?
+        .into_iter()
+        .next()
+        .map(|(_, log)| log)
+        .ok_or_else(|| JobError::Internal(format!("job {} reads no log", spec.name)))
+}
+
+/// Every log the job's sources read, by source name: the topics a log server serves to it
+/// (`log=rill://HOST:PORT`), whatever `log` says.
+pub fn job_inputs(spec: &JobSpec) -> Result<Vec<(String, Arc<dyn PartitionedLog>)>, JobError> {
+    let (_, builder) = job_builder(spec)?;
     let mut params = Params::new(spec);
     let parallelism = params.get("parallelism", 2u32)?;
-    Ok(source_params(&mut params, 0, parallelism)?.log)
+    builder(&mut params, &StreamEnv::new(parallelism))?;
+    let inputs = std::mem::take(&mut params.inputs);
+    params.finish()?;
+    Ok(inputs)
 }
 
 /// Common source parameters: the log to read, its partitioning, pacing.
 struct SourceParams {
+    /// What the log holds (generated or files).
     log: Arc<dyn PartitionedLog>,
+    /// Where a served log is read from instead (`log=rill://HOST:PORT`).
+    server: Option<String>,
     parallelism: u32,
     rate: Option<f64>,
 }
@@ -215,6 +239,14 @@ fn source_params(
     let hot = p.get("hot-key-per-mille", 0u32)?;
     let rate = p.get("rate", 0f64)?;
     let input: String = p.get("input", String::new())?;
+    let server = log_server_param(p)?;
+    if server.is_some() && !input.is_empty() {
+        return Err(JobError::InvalidParam {
+            param: "log".into(),
+            reason: "give either input (files read in place) or log (a log server), not both"
+                .into(),
+        });
+    }
     let spec = if input.is_empty() {
         LogSpec::Generated(GeneratedLog {
             seed: seed.wrapping_add(seed_offset),
@@ -237,19 +269,49 @@ fn source_params(
     let rate = (rate > 0.0).then(|| rate / parallelism.max(1) as f64);
     Ok(SourceParams {
         log,
+        server,
         parallelism,
         rate,
     })
 }
 
-fn log_source(env: &StreamEnv, name: &str, s: SourceParams) -> DataStream<LogRecord> {
+/// `log=rill://HOST:PORT`: the log server the sources read from (default: read in place).
+fn log_server_param(p: &mut Params<'_>) -> Result<Option<String>, JobError> {
+    let url: String = p.get("log", String::new())?;
+    if url.is_empty() {
+        return Ok(None);
+    }
+    crate::rpc::service::parse_url(&url)
+        .map(Some)
+        .map_err(|reason| JobError::InvalidParam {
+            param: "log".into(),
+            reason,
+        })
+}
+
+fn log_source(
+    p: &mut Params<'_>,
+    env: &StreamEnv,
+    name: &str,
+    s: SourceParams,
+) -> DataStream<LogRecord> {
     let SourceParams {
         log,
+        server,
         parallelism,
         rate,
     } = s;
+    p.inputs.push((name.to_string(), log.clone()));
+    let input = match server {
+        Some(addr) => LogInput::Served {
+            addr,
+            topic: name.to_string(),
+            partitions: log.partitions(),
+        },
+        None => LogInput::Local(log),
+    };
     env.source(name, move |ctx| {
-        Ok(Box::new(LogSource::open(log.clone(), ctx, rate)?) as _)
+        Ok(Box::new(LogSource::open(&input, ctx, rate)?) as _)
     })
     .parallelism(parallelism)
 }
@@ -307,7 +369,7 @@ fn keyed_count(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     // A planted bug for testing the harness (FoundationDB calls this buggify): every n-th
     // record is emitted twice, as a sink that writes twice after a restart would.
     let duplicate_every = p.get("buggify-duplicate-every", 0u64)?;
-    let out = log_source(env, "source", source)
+    let out = log_source(p, env, "source", source)
         .flat_map("map", move |r: LogRecord| {
             let event = Event {
                 key: r.key,
@@ -355,7 +417,7 @@ fn etl(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     let parallelism = p.get("parallelism", 2u32)?;
     let source = source_params(p, 0, parallelism)?;
     let sink = sink_param(p)?;
-    let out = log_source(env, "source", source).map("map", |r: LogRecord| Event {
+    let out = log_source(p, env, "source", source).map("map", |r: LogRecord| Event {
         key: r.key,
         payload: u64::from_le_bytes(
             r.payload
@@ -419,7 +481,7 @@ fn wordcount(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     let parallelism = p.get("parallelism", 2u32)?;
     let source = source_params(p, 0, parallelism)?;
     let sink = sink_param(p)?;
-    let out = log_source(env, "lines", source)
+    let out = log_source(p, env, "lines", source)
         .flat_map("split", |r: LogRecord| {
             let origin = r.origin();
             words_of(&r)
@@ -482,6 +544,7 @@ fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     };
     let clicks = SourceParams {
         log: Arc::new(clicks_log),
+        server: impressions.server.clone(),
         parallelism: 1,
         rate: impressions.rate.map(|r| r / 10.0),
     };
@@ -494,8 +557,9 @@ fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
             origin: r.origin(),
         }
     };
-    let imps = log_source(env, "impressions", impressions).map("parse-impression", to_event(false));
-    let clks = log_source(env, "clicks", clicks).map("parse-click", to_event(true));
+    let imps =
+        log_source(p, env, "impressions", impressions).map("parse-impression", to_event(false));
+    let clks = log_source(p, env, "clicks", clicks).map("parse-click", to_event(true));
     let out = imps
         .union(clks)
         .key_by(|e: &AdEvent| e.ad)

@@ -1,8 +1,9 @@
 //! Connectors: the replayable partitioned log that sources read, and the sinks.
 
 pub mod log;
+pub mod log_service;
 pub mod sink;
 pub mod source;
 
 pub use sink::{BatchEntry, CollectStore, CollectedBatch, CollectedRecord, SinkSpec};
-pub use source::{LogSource, SourceDriver, SourceReader, SourceStatus};
+pub use source::{LogInput, LogSource, SourceDriver, SourceReader, SourceStatus};

@@ -2,17 +2,22 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use crate::api::operator::{ChainEvent, Collector, OperatorContext, Origin, Out};
 use crate::api::JobError;
 use crate::state::snapshot::{decode, encode};
 use serde::{Deserialize, Serialize};
 
 use super::log::{assign_partitions, LogRecord, PartitionedLog};
+use super::log_service::{Fetched, LogPrefetcher};
 
 /// What one poll of a source produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceStatus {
     Emitted(usize),
+    /// Nothing to read yet (a remote log's fetch is under way): wait on `wakeup`.
+    Pending,
     Finished,
 }
 
@@ -32,6 +37,10 @@ pub trait SourceReader<T>: Send {
     fn snapshot(&self) -> Result<Option<Vec<u8>>, String> {
         Ok(None)
     }
+    /// What a `Pending` reader signals when it may have records again.
+    fn wakeup(&self) -> Option<Arc<Notify>> {
+        None
+    }
 }
 
 /// A source reader together with its operator chain, with the record type erased: what a
@@ -43,6 +52,8 @@ pub trait SourceDriver: Send {
     fn rate(&self) -> Option<f64>;
     /// The reader's position for a checkpoint.
     fn snapshot(&self) -> Result<Option<Vec<u8>>, String>;
+    /// What a `Pending` reader signals when it may have records again.
+    fn wakeup(&self) -> Option<Arc<Notify>>;
 }
 
 pub(crate) struct TypedSourceDriver<T> {
@@ -72,12 +83,48 @@ impl<T: Send> SourceDriver for TypedSourceDriver<T> {
     fn snapshot(&self) -> Result<Option<Vec<u8>>, String> {
         self.reader.snapshot()
     }
+    fn wakeup(&self) -> Option<Arc<Notify>> {
+        self.reader.wakeup()
+    }
+}
+
+/// Where a log source reads.
+#[derive(Clone, Debug)]
+pub enum LogInput {
+    /// A log in this process (generated, or files).
+    Local(Arc<dyn PartitionedLog>),
+    /// A topic of a log server at `addr` (HOST:PORT) with `partitions` partitions.
+    Served {
+        addr: String,
+        topic: String,
+        partitions: u32,
+    },
+}
+
+impl LogInput {
+    fn partitions(&self) -> u32 {
+        match self {
+            LogInput::Local(log) => log.partitions(),
+            LogInput::Served { partitions, .. } => *partitions,
+        }
+    }
+}
+
+/// How a `LogSource` gets its records: read in place, or prefetched from a served topic (the
+/// fetch loops start at the first poll, once a restore has set the offsets).
+enum Reader {
+    Local(Arc<dyn PartitionedLog>),
+    Served {
+        client: super::log_service::LogClient,
+        topic: String,
+        prefetch: Option<LogPrefetcher>,
+    },
 }
 
 /// Reads the partitions of a `PartitionedLog` assigned to one subtask, round robin, from given
 /// start offsets (so a restore can rewind it).
 pub struct LogSource {
-    log: Arc<dyn PartitionedLog>,
+    reader: Reader,
     /// (partition, next offset, last timestamp seen, finished)
     cursors: Vec<PartitionCursor>,
     next: usize,
@@ -100,7 +147,18 @@ impl LogSource {
         subtask: u32,
         rate: Option<f64>,
     ) -> Self {
-        let cursors = assign_partitions(log.partitions(), parallelism, subtask)
+        let partitions = log.partitions();
+        Self::reading(Reader::Local(log), partitions, parallelism, subtask, rate)
+    }
+
+    fn reading(
+        reader: Reader,
+        partitions: u32,
+        parallelism: u32,
+        subtask: u32,
+        rate: Option<f64>,
+    ) -> Self {
+        let cursors = assign_partitions(partitions, parallelism, subtask)
             .into_iter()
             .map(|partition| PartitionCursor {
                 partition,
@@ -110,7 +168,7 @@ impl LogSource {
             })
             .collect();
         LogSource {
-            log,
+            reader,
             cursors,
             next: 0,
             rate,
@@ -121,12 +179,57 @@ impl LogSource {
     /// The reader of one source subtask: its partitions, from the offsets of the checkpoint
     /// the attempt restores from, or from the start.
     pub fn open(
-        log: Arc<dyn PartitionedLog>,
+        input: &LogInput,
         ctx: &OperatorContext,
         rate: Option<f64>,
     ) -> Result<Self, JobError> {
+        let reader = match input {
+            LogInput::Local(log) => Reader::Local(log.clone()),
+            LogInput::Served { addr, topic, .. } => Reader::Served {
+                client: ctx.services.logs.client(addr),
+                topic: topic.clone(),
+                prefetch: None,
+            },
+        };
+        let (partitions, subtask) = (input.partitions(), ctx.subtask());
+        let source = LogSource::reading(reader, partitions, ctx.parallelism, subtask, rate);
         let restored = ctx.restored().and_then(|s| s.operator.as_deref());
-        LogSource::new(log, ctx.parallelism, ctx.subtask(), rate).restore(restored)
+        source.restore(restored)
+    }
+
+    /// Up to `max` records of the cursor `idx`'s partition, appended to `self.batch`.
+    fn fetch(&mut self, idx: usize, max: usize) -> Result<Fetched, JobError> {
+        let cursor = &self.cursors[idx];
+        match &mut self.reader {
+            Reader::Local(log) => {
+                let n = log
+                    .read(cursor.partition, cursor.offset, max, &mut self.batch)
+                    .map_err(|e| JobError::Source(e.to_string()))?;
+                Ok(if n == 0 {
+                    Fetched::End
+                } else {
+                    Fetched::Records(n)
+                })
+            }
+            Reader::Served {
+                client,
+                topic,
+                prefetch,
+            } => {
+                let cursors = &self.cursors;
+                let prefetch = prefetch.get_or_insert_with(|| {
+                    let starts: Vec<(u32, u64)> = cursors
+                        .iter()
+                        .filter(|c| !c.done)
+                        .map(|c| (c.partition, c.offset))
+                        .collect();
+                    LogPrefetcher::start(client, topic, &starts)
+                });
+                prefetch
+                    .read(cursor.partition, max, &mut self.batch)
+                    .map_err(JobError::Source)
+            }
+        }
     }
 
     /// Rewinds to a checkpointed position (from `snapshot`): each partition this subtask owns
@@ -171,17 +274,20 @@ impl SourceReader<LogRecord> for LogSource {
             self.next += 1;
         }
         let idx = self.next % self.cursors.len();
+        self.batch.clear();
+        let n = match self.fetch(idx, max)? {
+            // Wait for this partition rather than skip it: a replay must read the partitions
+            // in the same order to number its records as the first reading did.
+            Fetched::Pending => return Ok(SourceStatus::Pending),
+            Fetched::End => {
+                self.next += 1;
+                self.cursors[idx].done = true;
+                return Ok(SourceStatus::Emitted(0));
+            }
+            Fetched::Records(n) => n,
+        };
         self.next += 1;
         let cursor = &mut self.cursors[idx];
-        self.batch.clear();
-        let n = self
-            .log
-            .read(cursor.partition, cursor.offset, max, &mut self.batch)
-            .map_err(|e| JobError::Source(e.to_string()))?;
-        if n == 0 {
-            cursor.done = true;
-            return Ok(SourceStatus::Emitted(0));
-        }
         cursor.offset += n as u64;
         for record in self.batch.drain(..) {
             cursor.last_ts = cursor.last_ts.max(record.timestamp_ms);
@@ -203,6 +309,15 @@ impl SourceReader<LogRecord> for LogSource {
 
     fn rate(&self) -> Option<f64> {
         self.rate
+    }
+
+    fn wakeup(&self) -> Option<Arc<Notify>> {
+        match &self.reader {
+            Reader::Served {
+                prefetch: Some(p), ..
+            } => Some(p.wakeup()),
+            _ => None,
+        }
     }
 
     fn snapshot(&self) -> Result<Option<Vec<u8>>, String> {

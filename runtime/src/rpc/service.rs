@@ -27,6 +27,20 @@ use crate::util::{lock, AbortOnDrop};
 /// Bound on the handshake of a service connection, either side.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The address in a service URL, `rill://HOST:PORT` -> `HOST:PORT`.
+pub fn parse_url(url: &str) -> Result<String, String> {
+    let valid = |addr: &str| {
+        addr.rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    };
+    match url.strip_prefix("rill://") {
+        Some(addr) if valid(addr) => Ok(addr.to_string()),
+        _ => Err(format!(
+            "invalid service address '{url}': expected rill://HOST:PORT"
+        )),
+    }
+}
+
 /// A request or reply with the id that pairs them.
 #[derive(Debug, Serialize, Deserialize)]
 struct Tagged<T> {
@@ -311,6 +325,19 @@ mod tests {
     fn client(addr: &str, config: &Configuration) -> ServiceClient<u64, u64> {
         let timeout = Duration::from_secs(5);
         ServiceClient::new("echo", addr, PeerRole::JobManager, "test", config, timeout)
+    }
+
+    #[test]
+    fn service_urls_name_host_and_port() {
+        assert_eq!(parse_url("rill://store:6130"), Ok("store:6130".into()));
+        for bad in [
+            "rill://store",
+            "rill://:6130",
+            "rill://store:http",
+            "store:6130",
+        ] {
+            assert!(parse_url(bad).unwrap_err().contains(bad), "{bad}");
+        }
     }
 
     #[tokio::test]

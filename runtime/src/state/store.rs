@@ -52,15 +52,8 @@ impl std::str::FromStr for CheckpointStorage {
         if s == "jobmanager" {
             return Ok(CheckpointStorage::JobManager);
         }
-        if let Some(addr) = s.strip_prefix("rill://") {
-            return match addr.rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                    Ok(CheckpointStorage::Remote(addr.to_string()))
-                }
-                _ => Err(format!(
-                    "invalid checkpoint store address '{s}': expected rill://HOST:PORT"
-                )),
-            };
+        if s.starts_with("rill://") {
+            return crate::rpc::service::parse_url(s).map(CheckpointStorage::Remote);
         }
         let path = s.strip_prefix("file://").unwrap_or(s);
         if path.is_empty() || s.contains("://") && !s.starts_with("file://") {

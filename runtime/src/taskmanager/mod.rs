@@ -23,6 +23,7 @@ pub use task::{
 
 use crate::api::build_job;
 use crate::config::Configuration;
+use crate::connectors::log_service::LogClients;
 use crate::connectors::CollectStore;
 use crate::graph::{ExecutionAttemptId, ExecutionState, JobGraph};
 use crate::network::transport::DataPlaneConfig;
@@ -44,6 +45,8 @@ pub struct TaskServices {
     pub client: DataClient,
     /// Where collecting sinks write; only in-process deployments have one.
     pub collect: Option<CollectStore>,
+    /// Connections to log servers, shared by this TaskManager's sources.
+    pub logs: LogClients,
 }
 
 /// How to start a TaskManager.
@@ -118,6 +121,7 @@ impl TaskManager {
             registry,
             client: DataClient::new(data_config, memory, opts.name.clone()),
             collect: opts.collect.clone(),
+            logs: LogClients::new(opts.config.clone(), opts.name.clone()),
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Ok(TaskManager {

@@ -606,6 +606,18 @@ struct SourceTask<'a> {
 }
 
 impl SourceTask<'_> {
+    /// A reader with nothing ready: sleep until it signals, but no longer than a buffer
+    /// timeout, so buffered output is still flushed and barriers still go out.
+    async fn wait_for_input(&self, wakeup: Option<Arc<tokio::sync::Notify>>) {
+        match wakeup {
+            Some(ready) => {
+                let _ = tokio::time::timeout(self.buffer_timeout, ready.notified()).await;
+            }
+            // A reader that cannot signal: poll again soon (never spin without time passing).
+            None => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+
     async fn run(mut self, mut driver: Box<dyn SourceDriver>) -> Result<(), TaskError> {
         let mut pacer = Pacer::new(driver.rate());
         let (mut last_flush, mut watermark) = (Instant::now(), 0u64);
@@ -617,6 +629,7 @@ impl SourceTask<'_> {
             }
             match driver.poll(batch_size(driver.rate()))? {
                 SourceStatus::Finished => break,
+                SourceStatus::Pending => self.wait_for_input(driver.wakeup()).await,
                 SourceStatus::Emitted(n) => {
                     self.metrics
                         .records_in

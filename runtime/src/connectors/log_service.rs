@@ -1,0 +1,304 @@
+//! A partitioned log served over the network, as a Kafka cluster serves topics: `rill
+//! log-server` (or the harness's `source-log` node) serves the input logs of a job by topic, and
+//! sources with `log=rill://HOST:PORT` read them from there.
+//!
+//! The reading side prefetches: one fetch loop per partition keeps up to `PREFETCH_LIMIT`
+//! records ready, so a source's synchronous poll never waits on the network; when a partition
+//! has nothing ready the source reports `Pending` and sleeps until a fetch lands. A log server
+//! that cannot be reached stalls its sources (the fetch loops retry with back-off) rather than
+//! failing them, as a Kafka consumer rides out a broker outage.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use super::log::{LogRecord, PartitionedLog};
+use crate::config::Configuration;
+use crate::rpc::service::{serve, ServiceClient};
+use crate::rpc::PeerRole;
+use crate::util::{lock, AbortOnDrop};
+
+const SERVICE: &str = "log server";
+/// Records per fetch; also the most a server returns per read.
+const FETCH_RECORDS: usize = 1024;
+/// Records kept ready per partition before its fetch loop waits for the source.
+const PREFETCH_LIMIT: usize = 4 * FETCH_RECORDS;
+/// Bound on one fetch: past it the connection is not trusted and the fetch is retried.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadRequest {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub max: u32,
+}
+
+/// The records from `offset` on (none: the end of a bounded partition), or why not.
+type ReadReply = Result<Vec<LogRecord>, String>;
+
+/// The topics a log server serves, by name (a job's source operator names).
+pub type Topics = BTreeMap<String, Arc<dyn PartitionedLog>>;
+
+/// Serves `topics` to TaskManagers on `listener` until the task is dropped.
+pub async fn serve_log(listener: TcpListener, topics: Topics, config: Configuration) {
+    let topics = Arc::new(topics);
+    let handler = move |request: ReadRequest| {
+        let reply = read(&topics, &request);
+        async move { reply }
+    };
+    serve(listener, config, SERVICE, PeerRole::TaskManager, handler).await
+}
+
+fn read(topics: &Topics, r: &ReadRequest) -> ReadReply {
+    let log = topics.get(&r.topic).ok_or_else(|| {
+        let known: Vec<&str> = topics.keys().map(String::as_str).collect();
+        format!("no topic '{}' (serving: {})", r.topic, known.join(", "))
+    })?;
+    let mut out = Vec::new();
+    let max = (r.max as usize).min(FETCH_RECORDS);
+    log.read(r.partition, r.offset, max, &mut out)
+        .map_err(|e| format!("topic '{}': {e}", r.topic))?;
+    Ok(out)
+}
+
+/// A TaskManager's connection to one log server, shared by the sources it runs.
+pub type LogClient = ServiceClient<ReadRequest, ReadReply>;
+
+/// The TaskManager's log clients by server address: one connection per server.
+#[derive(Clone)]
+pub struct LogClients {
+    config: Configuration,
+    name: String,
+    clients: Arc<Mutex<BTreeMap<String, LogClient>>>,
+}
+
+impl LogClients {
+    pub fn new(config: Configuration, name: String) -> Self {
+        LogClients {
+            config,
+            name,
+            clients: Arc::default(),
+        }
+    }
+
+    pub fn client(&self, addr: &str) -> LogClient {
+        lock(&self.clients)
+            .entry(addr.to_string())
+            .or_insert_with(|| {
+                let role = PeerRole::TaskManager;
+                let (config, name) = (&self.config, self.name.clone());
+                ServiceClient::new(SERVICE, addr, role, name, config, FETCH_TIMEOUT)
+            })
+            .clone()
+    }
+}
+
+/// What a prefetching read found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fetched {
+    Records(usize),
+    /// The partition is bounded and read to its end.
+    End,
+    /// Nothing ready yet.
+    Pending,
+}
+
+#[derive(Default)]
+struct Prefetched {
+    records: VecDeque<LogRecord>,
+    end: bool,
+    error: Option<String>,
+}
+
+struct PartitionFeed {
+    ready: Arc<Mutex<Prefetched>>,
+    /// Signalled when the source took records: the fetch loop may have room again.
+    space: Arc<Notify>,
+}
+
+/// The served partitions one source subtask reads, fetched ahead of it.
+pub struct LogPrefetcher {
+    feeds: BTreeMap<u32, PartitionFeed>,
+    /// Signalled when any fetch landed (or failed for good).
+    wakeup: Arc<Notify>,
+    _loops: Vec<AbortOnDrop<()>>,
+}
+
+impl LogPrefetcher {
+    /// Starts one fetch loop per `(partition, first offset)` of `topic`.
+    pub fn start(client: &LogClient, topic: &str, starts: &[(u32, u64)]) -> Self {
+        let wakeup = Arc::new(Notify::new());
+        let mut feeds = BTreeMap::new();
+        let mut loops = Vec::new();
+        for &(partition, offset) in starts {
+            let feed = PartitionFeed {
+                ready: Arc::default(),
+                space: Arc::new(Notify::new()),
+            };
+            let fetch = FetchLoop {
+                client: client.clone(),
+                topic: topic.to_string(),
+                partition,
+                offset,
+                ready: feed.ready.clone(),
+                space: feed.space.clone(),
+                wakeup: wakeup.clone(),
+            };
+            loops.push(AbortOnDrop(tokio::spawn(fetch.run())));
+            feeds.insert(partition, feed);
+        }
+        LogPrefetcher {
+            feeds,
+            wakeup,
+            _loops: loops,
+        }
+    }
+
+    /// Moves up to `max` ready records of `partition` into `out`, in offset order.
+    pub fn read(
+        &self,
+        partition: u32,
+        max: usize,
+        out: &mut Vec<LogRecord>,
+    ) -> Result<Fetched, String> {
+        let feed = self
+            .feeds
+            .get(&partition)
+            .ok_or_else(|| format!("partition {partition} is not fetched by this reader"))?;
+        let mut ready = lock(&feed.ready);
+        if ready.records.is_empty() {
+            if let Some(e) = &ready.error {
+                return Err(e.clone());
+            }
+            return Ok(if ready.end {
+                Fetched::End
+            } else {
+                Fetched::Pending
+            });
+        }
+        let n = max.min(ready.records.len());
+        out.extend(ready.records.drain(..n));
+        drop(ready);
+        feed.space.notify_one();
+        Ok(Fetched::Records(n))
+    }
+
+    /// Signalled whenever a fetch lands: what a `Pending` source waits on.
+    pub fn wakeup(&self) -> Arc<Notify> {
+        self.wakeup.clone()
+    }
+}
+
+struct FetchLoop {
+    client: LogClient,
+    topic: String,
+    partition: u32,
+    offset: u64,
+    ready: Arc<Mutex<Prefetched>>,
+    space: Arc<Notify>,
+    wakeup: Arc<Notify>,
+}
+
+impl FetchLoop {
+    async fn run(mut self) {
+        let mut backoff = RETRY_MIN;
+        loop {
+            while lock(&self.ready).records.len() >= PREFETCH_LIMIT {
+                self.space.notified().await;
+            }
+            let request = ReadRequest {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                offset: self.offset,
+                max: FETCH_RECORDS as u32,
+            };
+            match self.client.call(request).await {
+                Ok(Ok(records)) => {
+                    backoff = RETRY_MIN;
+                    let mut ready = lock(&self.ready);
+                    ready.end = records.is_empty();
+                    self.offset += records.len() as u64;
+                    ready.records.extend(records);
+                    let end = ready.end;
+                    drop(ready);
+                    self.wakeup.notify_one();
+                    if end {
+                        return;
+                    }
+                }
+                Ok(Err(e)) => {
+                    lock(&self.ready).error = Some(e);
+                    self.wakeup.notify_one();
+                    return;
+                }
+                Err(e) => {
+                    // The server is down or cut off: the source stalls until it is back.
+                    tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, retry_in = ?backoff, "log fetch failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+    use crate::connectors::log::GeneratedLog;
+
+    async fn served(topics: Topics) -> (String, AbortOnDrop<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = serve_log(listener, topics, Configuration::default());
+        (addr, AbortOnDrop(tokio::spawn(server)))
+    }
+
+    async fn drain(p: &LogPrefetcher, partition: u32) -> Result<Vec<LogRecord>, String> {
+        let mut out = Vec::new();
+        loop {
+            match p.read(partition, 100, &mut out)? {
+                Fetched::Records(_) => {}
+                Fetched::End => return Ok(out),
+                Fetched::Pending => p.wakeup().notified().await,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_prefetched_partition_reads_like_the_log_itself_from_any_offset() {
+        let log = GeneratedLog::new(1, 2, Some(5000));
+        let topics: Topics = [("source".to_string(), Arc::new(log.clone()) as _)].into();
+        let (addr, _server) = served(topics).await;
+        let clients = LogClients::new(Configuration::default(), "tm-1".into());
+        let p = LogPrefetcher::start(&clients.client(&addr), "source", &[(0, 0), (1, 4321)]);
+        let mut expected = Vec::new();
+        log.read(1, 4321, 10_000, &mut expected).unwrap();
+        assert_eq!(drain(&p, 1).await.unwrap(), expected);
+        assert_eq!(drain(&p, 0).await.unwrap().len(), 5000);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_topic_or_partition_is_an_error_naming_it() {
+        let log = GeneratedLog::new(1, 1, Some(10));
+        let (addr, _server) = served([("source".to_string(), Arc::new(log) as _)].into()).await;
+        let client = LogClients::new(Configuration::default(), "tm-1".into()).client(&addr);
+        let p = LogPrefetcher::start(&client, "clicks", &[(0, 0)]);
+        assert!(drain(&p, 0)
+            .await
+            .unwrap_err()
+            .contains("no topic 'clicks'"));
+        let p = LogPrefetcher::start(&client, "source", &[(3, 0)]);
+        assert!(drain(&p, 3)
+            .await
+            .unwrap_err()
+            .contains("no such partition 3"));
+    }
+}
