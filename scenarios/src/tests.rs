@@ -62,6 +62,7 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "partition-heals-in-time",
             "partition-heals-in-time-taskmanager",
             "replacement-crash-taskmanager",
+            "source-log-down",
             "steady-4x2",
             "store-failure",
             "swarm",
@@ -697,4 +698,13 @@ fn checkpoint_storage_may_be_the_jobmanager_or_a_store_but_not_a_directory() {
     );
     let e = err("[config]\n\"state.checkpoints.dir\" = \"rill://nowhere\"\n");
     assert!(e.to_string().contains("expected rill://HOST:PORT"), "{e}");
+}
+
+#[test]
+fn the_harness_owns_the_log_parameter() {
+    let e = err("log = \"rill://10.0.3.2:6131\"\n").to_string();
+    assert!(
+        e.starts_with("t.toml: `job.log`: the harness points the sources"),
+        "{e}"
+    );
 }

@@ -205,6 +205,9 @@ impl Check<'_> {
     }
 
     fn job(&self, s: &Scenario) -> Result<()> {
+        self.ensure(!s.job.params.contains_key("log"), "job.log", || {
+            "the harness points the sources at the source-log node; leave log unset".into()
+        })?;
         let graph = build_job(&s.job, s.config.max_parallelism()).map_err(|error| match error {
             JobError::UnknownJob { name, .. } => ScenarioError::UnknownJob {
                 file: self.file.to_string(),

@@ -349,24 +349,28 @@ pub fn zero_stall(h: &RunHistory, bound: Option<Duration>) -> Verdict {
     } else {
         h.end
     };
-    let (gap, from) = longest_gap(h.outputs.iter().map(|o| o.at), first, end);
     let touched: BTreeSet<&str> = h
         .faults
         .iter()
         .filter(|f| f.took_effect())
         .flat_map(|f| f.fault.targets())
         .collect();
-    let mut untouched: BTreeMap<u32, Vec<Duration>> = BTreeMap::new();
-    for o in h
-        .outputs
-        .iter()
-        .filter(|o| !touched.contains(&*o.taskmanager))
-    {
-        untouched.entry(o.sink_subtask).or_default().push(o.at);
+    // One pass over the outputs (sorted by time), measuring the job and each untouched sink.
+    let mut job = GapMeter::new(first, end);
+    let mut untouched: BTreeMap<u32, GapMeter> = BTreeMap::new();
+    for o in &h.outputs {
+        job.see(o.at);
+        if !touched.contains(&*o.taskmanager) {
+            untouched
+                .entry(o.sink_subtask)
+                .or_insert_with(|| GapMeter::new(first, end))
+                .see(o.at);
+        }
     }
+    let (gap, from) = job.finish();
     let quiet = untouched
-        .values()
-        .map(|t| longest_gap(t.iter().copied(), first, end).0)
+        .into_values()
+        .map(|m| m.finish().0)
         .max()
         .unwrap_or_default();
     let summary = format!(
@@ -390,32 +394,52 @@ pub fn zero_stall(h: &RunHistory, bound: Option<Duration>) -> Verdict {
     }
 }
 
-/// Longest gap between consecutive times within [first, end]; returns (gap, where it starts).
-fn longest_gap(
-    times: impl Iterator<Item = Duration>,
+/// The longest gap between consecutive times within [first, end], measured as the times
+/// arrive in order: (gap, where it starts).
+struct GapMeter {
     first: Duration,
     end: Duration,
-) -> (Duration, Duration) {
-    let mut times: Vec<Duration> = times.filter(|t| *t >= first && *t <= end).collect();
-    if !times.is_sorted() {
-        times.sort_unstable();
-    }
-    times.push(end);
-    let mut prev = first;
-    let mut best = (Duration::ZERO, first);
-    for t in times {
-        if t.saturating_sub(prev) > best.0 {
-            best = (t - prev, prev);
-        }
-        prev = prev.max(t);
-    }
-    best
+    prev: Duration,
+    best: (Duration, Duration),
 }
 
+impl GapMeter {
+    fn new(first: Duration, end: Duration) -> Self {
+        GapMeter {
+            first,
+            end,
+            prev: first,
+            best: (Duration::ZERO, first),
+        }
+    }
+
+    /// The next time, no earlier than the previous one.
+    fn see(&mut self, t: Duration) {
+        if t < self.first || t > self.end {
+            return;
+        }
+        if t.saturating_sub(self.prev) > self.best.0 {
+            self.best = (t - self.prev, self.prev);
+        }
+        self.prev = self.prev.max(t);
+    }
+
+    fn finish(mut self) -> (Duration, Duration) {
+        let end = self.end;
+        self.see(end);
+        self.best
+    }
+}
+
+/// How long after a fault ends its dip in output may still begin (buffers draining).
+const DIP_HORIZON: Duration = Duration::from_secs(5);
+
 /// From each disruptive fault to the later of: output back at 95% of its pre-fault rate (the
-/// mean over the 5 s before, measured over 1 s windows sliding by 100 ms), and the job RUNNING
-/// again with every task deployed if it had restarted. A job that finished counts as recovered
-/// when it did. Faults with no output before them have no baseline and are skipped.
+/// mean over the 5 s before, measured over 1 s windows sliding by 100 ms) after the dip the
+/// fault caused, and the job RUNNING again with every task deployed if it had restarted. A
+/// job that finished counts as recovered when it did. Faults with no output before them have
+/// no baseline and are skipped; a fault whose dip never comes recovered at once.
+
 pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
     const NAME: &str = "recovery";
     let times: Vec<Duration> = h.outputs.iter().map(|o| o.at).collect();
@@ -427,10 +451,23 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
         if before == 0.0 {
             continue;
         }
-        let recovered = (0..)
+        // Buffers (a prefetched log, queued network buffers) can carry output on for a while
+        // after the fault: the recovery is from the dip, whenever it comes while the fault
+        // lasts or shortly after, back to the pre-fault rate. Windows past the last output
+        // of a finished job would show its end, not a dip.
+        let last = match (h.job_status.as_str(), times.last()) {
+            ("FINISHED", Some(t)) => *t,
+            _ => h.end,
+        };
+        let windows = (0..)
             .map(|k| at + Duration::from_millis(100 * k))
-            .take_while(|t| *t + window <= h.end)
-            .find(|t| rate_in(&times, *t, *t + window) >= 0.95 * before);
+            .take_while(|t| *t + window <= last);
+        let low = |t: &Duration| rate_in(&times, *t, *t + window) < 0.95 * before;
+        let horizon = at + f.fault.duration().unwrap_or_default() + DIP_HORIZON;
+        let recovered = match windows.clone().take_while(|t| *t <= horizon).find(low) {
+            None => Some(at),
+            Some(dip) => windows.skip_while(|t| *t < dip).find(|t| !low(t)),
+        };
         let took = match recovered {
             Some(t) => (t - at).max(running_again(h, at).unwrap_or(at) - at),
             None if h.job_status == "FINISHED" => h.end.saturating_sub(at),
@@ -861,6 +898,34 @@ mod tests {
             v.summary
         );
         assert!(!recovery_time(&h, Some(Duration::from_millis(1_500))).passed);
+    }
+
+    #[test]
+    fn recovery_counts_from_a_dip_that_comes_after_the_fault() {
+        // A crash at 3 s that buffers hide until 5 s; silent from 5 s to 7 s, then back.
+        let outputs = (0..1000u64)
+            .filter(|i| !(500..700).contains(i))
+            .map(|i| out(i * 10, i, 0))
+            .collect();
+        let mut h = history(outputs);
+        h.faults.push(crash_at(3));
+        let v = recovery_time(&h, None);
+        // Back at 7 s: 4 s after the fault, not "at once" because the rate held at first.
+        assert!(
+            v.summary.starts_with("slowest recovery 4.0"),
+            "{}",
+            v.summary
+        );
+        // The end of a finished job is no dip.
+        let steady = (0..1000u64).map(|i| out(i * 10, i, 0)).collect();
+        let mut h = history(steady);
+        h.faults.push(crash_at(8));
+        let v = recovery_time(&h, None);
+        assert!(
+            v.summary.starts_with("slowest recovery 0.0"),
+            "{}",
+            v.summary
+        );
     }
 
     #[test]

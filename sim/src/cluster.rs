@@ -1,12 +1,13 @@
-//! A simulated rill cluster: `jm`, `tm-1..N`, the `checkpoint-store` and a `client` node, each
-//! with a stable name and address, each running production code. Restarting a node re-runs its
-//! init future, as a fresh process would start.
+//! A simulated rill cluster: `jm`, `tm-1..N`, the external systems `source-log` and
+//! `checkpoint-store`, and a `client` node, each with a stable name and address, each running
+//! production code. Restarting a node re-runs its init future, as a fresh process would start.
 //!
-//! The checkpoint store is a node of its own, reached over the simulated network, so it can
-//! crash, pause or sit behind a partition like any other machine. What it holds survives its
-//! restarts (it stands for a store with a disk). The source log and the sink store are still
-//! in-process services of the TaskManagers: their node names are reserved and faults on them
-//! have no effect yet.
+//! The external systems are nodes of their own, reached over the simulated network, so they can
+//! crash, pause or sit behind a partition like any other machine. What they hold survives their
+//! restarts (they stand for systems with disks): the log serves the job's inputs, which are a
+//! pure function of its parameters, and the checkpoint store keeps its blobs outside the node.
+//! The sink store is still an in-process service of the TaskManagers: its node name is
+//! reserved and faults on it have no effect yet.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use madsim::runtime::{Handle, NodeHandle};
 use rill::config::keys::CHECKPOINTS_DIR;
 use rill::config::Configuration;
+use rill::connectors::log_service::{serve_log, Topics};
 use rill::connectors::CollectStore;
 use rill::jobmanager::client::{submit_job, SubmitError};
 use rill::jobmanager::{run_jobmanager_with, JobManagerServices};
@@ -23,12 +25,13 @@ use rill::state::serve_checkpoint_store;
 use rill::taskmanager::{MemoryAccount, TaskManager, TaskManagerOptions};
 use rill::JobSpec;
 
-use crate::scenario::CHECKPOINT_STORE;
+use crate::scenario::{CHECKPOINT_STORE, SOURCE_LOG};
 use crate::store::SimCheckpointStore;
 
 pub const JOBMANAGER_PORT: u16 = 6123;
 pub const DATA_PORT: u16 = 6121;
 pub const CHECKPOINT_STORE_PORT: u16 = 6130;
+pub const SOURCE_LOG_PORT: u16 = 6131;
 
 /// Shape of a simulated cluster.
 #[derive(Clone)]
@@ -36,6 +39,8 @@ pub struct SimClusterSpec {
     pub taskmanagers: u32,
     pub slots: u32,
     pub config: Configuration,
+    /// What the `source-log` node serves: the job's inputs by source name.
+    pub inputs: Topics,
 }
 
 /// The memory account of each TaskManager's current incarnation, by name.
@@ -43,7 +48,7 @@ pub type MemoryAccounts = Arc<Mutex<BTreeMap<String, MemoryAccount>>>;
 
 pub struct SimCluster {
     pub handle: Handle,
-    /// Every node by name: `jm`, `tm-1`.., `checkpoint-store`, `client`.
+    /// Every node by name: `jm`, `tm-1`.., `source-log`, `checkpoint-store`, `client`.
     pub nodes: BTreeMap<String, NodeHandle>,
     pub collect: CollectStore,
     /// What the `checkpoint-store` node serves (`store-failure` faults switch its health).
@@ -62,6 +67,15 @@ pub fn tm_ip(i: u32) -> IpAddr {
 
 pub fn checkpoint_store_ip() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 3, 1))
+}
+
+pub fn source_log_ip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 3, 2))
+}
+
+/// The job parameter `log` that reaches the `source-log` node.
+pub fn source_log_url() -> String {
+    format!("rill://{}:{SOURCE_LOG_PORT}", source_log_ip())
 }
 
 /// The `state.checkpoints.dir` that reaches the `checkpoint-store` node.
@@ -88,6 +102,10 @@ impl SimCluster {
         nodes.insert(
             CHECKPOINT_STORE.to_string(),
             Self::checkpoint_store_node(&handle, &config, &checkpoint_store),
+        );
+        nodes.insert(
+            SOURCE_LOG.to_string(),
+            Self::source_log_node(&handle, &config, spec.inputs),
         );
         nodes.insert("jm".to_string(), Self::jm_node(&handle, &config));
         let collect = CollectStore::new();
@@ -132,6 +150,25 @@ impl SimCluster {
                         .await
                         .expect("bind checkpoint store");
                     serve_checkpoint_store(listener, Arc::new(store), config).await
+                }
+            })
+            .build()
+    }
+
+    fn source_log_node(handle: &Handle, config: &Configuration, topics: Topics) -> NodeHandle {
+        let config = config.clone();
+        handle
+            .create_node()
+            .name(SOURCE_LOG)
+            .ip(source_log_ip())
+            .init(move || {
+                let (config, topics) = (config.clone(), topics.clone());
+                async move {
+                    let addr = (source_log_ip(), SOURCE_LOG_PORT);
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .expect("bind source log");
+                    serve_log(listener, topics, config).await
                 }
             })
             .build()

@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use madsim::runtime::{Handle, Runtime};
-use rill::api::registry::{primary_input, KeyCount};
+use rill::api::registry::{job_inputs, primary_input, KeyCount};
 use rill::rpc::JobStatusReport;
 use tokio::time::Instant;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::apply::FaultState;
 use crate::check::{check_all, ExpectedInput};
-use crate::cluster::{SimCluster, SimClusterSpec};
+use crate::cluster::{source_log_url, SimCluster, SimClusterSpec};
 use crate::fault::{format_duration, Fault, FaultKind};
 use crate::history::{AppliedFault, MemorySample, OutputRecord, Placement, RunHistory, Verdict};
 use crate::scenario::Scenario;
@@ -126,10 +126,14 @@ async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHis
     let handle = Handle::current();
     let config = s.config.clone();
     let memory_limit = s.cluster.memory_mb.map(|mb| mb * 1024 * 1024);
+    // The sources read the job's inputs from the source-log node. A scenario's job was
+    // validated when it was loaded, so its inputs are known.
+    let inputs = job_inputs(&s.job).unwrap_or_default().into_iter().collect();
     let cluster = SimCluster::start(SimClusterSpec {
         taskmanagers: s.cluster.taskmanagers,
         slots: s.cluster.slots_per_taskmanager,
         config,
+        inputs,
     });
     // Jobs are submitted once the cluster is up, as an operator would: every TaskManager has
     // registered by then, so placement sees all of them.
@@ -147,7 +151,11 @@ async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHis
     } else {
         "collect"
     };
-    let spec = s.job.clone().with("sink", sink_kind);
+    let spec = s
+        .job
+        .clone()
+        .with("sink", sink_kind)
+        .with("log", &source_log_url());
     let mut job = cluster.submit(&spec, move |r| {
         sink.lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -10,10 +10,12 @@ use crate::fault::Fault;
 
 /// The checkpoint store's node.
 pub const CHECKPOINT_STORE: &str = "checkpoint-store";
+/// The node of the log server the job's sources read.
+pub const SOURCE_LOG: &str = "source-log";
 
-/// Nodes of the external systems, besides `jm` and `tm-1..N`. Only the checkpoint store runs as
-/// a node yet; faults naming the others are accepted and recorded without effect.
-pub const EXTERNAL_NODES: &[&str] = &["source-log", "sink-store", CHECKPOINT_STORE];
+/// Nodes of the external systems, besides `jm` and `tm-1..N`. The sink store is not a node yet
+/// (sinks write to an in-process store); faults naming it are recorded without effect.
+pub const EXTERNAL_NODES: &[&str] = &[SOURCE_LOG, "sink-store", CHECKPOINT_STORE];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterShape {

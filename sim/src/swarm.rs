@@ -8,8 +8,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::fault::{Direction, Fault, FaultKind};
-use crate::scenario::CHECKPOINT_STORE;
 use crate::scenario::{ClusterShape, Swarm};
+use crate::scenario::{CHECKPOINT_STORE, SOURCE_LOG};
 
 /// Draws a fault plan for `seed`, sorted by time. Deterministic: same inputs, same plan.
 pub fn draw(swarm: &Swarm, cluster: &ClusterShape, seed: u64) -> Vec<Fault> {
@@ -41,9 +41,10 @@ fn draw_one(
         swarm.max_duration.max(Duration::from_millis(100)),
     );
     let tm = format!("tm-{}", rng.gen_range(1..=cluster.taskmanagers.max(1)));
-    // Machine faults hit the checkpoint store's node as often as any one TaskManager's.
-    let node = if rng.gen_ratio(1, cluster.taskmanagers.max(1) + 1) {
-        CHECKPOINT_STORE.to_string()
+    // Machine faults hit each external system's node as often as any one TaskManager's.
+    let external = [CHECKPOINT_STORE, SOURCE_LOG];
+    let node = if rng.gen_ratio(external.len() as u32, cluster.taskmanagers.max(1) + 2) {
+        external.choose(rng)?.to_string()
     } else {
         tm.clone()
     };
@@ -132,12 +133,13 @@ mod tests {
     }
 
     #[test]
-    fn swarms_also_hit_the_checkpoint_store() {
-        let hits = (0..100)
+    fn swarms_also_hit_the_external_systems() {
+        let faults: Vec<Fault> = (0..100)
             .flat_map(|seed| draw(&swarm(), &cluster(), seed))
-            .filter(|f| f.targets().contains(&CHECKPOINT_STORE))
-            .count();
-        assert!(hits > 0);
+            .collect();
+        for node in [CHECKPOINT_STORE, SOURCE_LOG] {
+            assert!(faults.iter().any(|f| f.targets().contains(&node)), "{node}");
+        }
     }
 
     #[test]
@@ -155,7 +157,8 @@ mod tests {
                     "tm-3",
                     "tm-4",
                     "jm",
-                    CHECKPOINT_STORE
+                    CHECKPOINT_STORE,
+                    SOURCE_LOG
                 ]
                 .contains(t)));
             }

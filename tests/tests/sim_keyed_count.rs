@@ -1,26 +1,22 @@
-//! The first simulated run: `jm`, `tm-1..4` and a client as madsim nodes running production
-//! code; keyed-count runs to completion and its output is exactly the expected one.
+//! The first simulated run: `jm`, `tm-1..4`, the external systems and a client as madsim nodes
+//! running production code; keyed-count runs to completion and its output is exactly the expected one.
 #![cfg(madsim)]
 
 use std::time::Duration;
 
 use madsim::runtime::Runtime;
+use rill::api::registry::job_inputs;
 use rill::config::Configuration;
 use rill::connectors::log::{GeneratedLog, KeySkew};
 use rill::rpc::JobStatus;
 use rill::JobSpec;
-use rill_sim::cluster::{SimCluster, SimClusterSpec};
+use rill_sim::cluster::{source_log_url, SimCluster, SimClusterSpec};
 use rill_sim::expected::verify_keyed_count;
 use rill_sim::replay_command;
 
 const SEEDS: [u64; 5] = [1, 2, 3, 42, 20261121];
 
 async fn keyed_count_run() -> u64 {
-    let cluster = SimCluster::start(SimClusterSpec {
-        taskmanagers: 4,
-        slots: 2,
-        config: Configuration::new(),
-    });
     let spec = JobSpec::new("keyed-count")
         .with("parallelism", 4)
         .with("partitions", 8)
@@ -29,6 +25,15 @@ async fn keyed_count_run() -> u64 {
         .with("seed", 9)
         .with("rate", 10_000)
         .with("sink", "collect");
+    // The sources read from the source-log node, which serves the job's own inputs.
+    let inputs = job_inputs(&spec).expect("inputs").into_iter().collect();
+    let cluster = SimCluster::start(SimClusterSpec {
+        taskmanagers: 4,
+        slots: 2,
+        config: Configuration::new(),
+        inputs,
+    });
+    let spec = spec.with("log", &source_log_url());
     let report = cluster.run_job(&spec).await.expect("job submitted");
     assert_eq!(report.status, JobStatus::Finished, "{report:?}");
     let log = GeneratedLog {

@@ -88,6 +88,11 @@ impl LogClients {
         }
     }
 
+    /// Forgets every connection: the next source connects afresh.
+    pub fn reset(&self) {
+        lock(&self.clients).clear();
+    }
+
     pub fn client(&self, addr: &str) -> LogClient {
         lock(&self.clients)
             .entry(addr.to_string())
@@ -208,7 +213,7 @@ struct FetchLoop {
 
 impl FetchLoop {
     async fn run(mut self) {
-        let mut backoff = RETRY_MIN;
+        let mut failures = 0u32;
         loop {
             while lock(&self.ready).records.len() >= PREFETCH_LIMIT {
                 self.space.notified().await;
@@ -221,15 +226,11 @@ impl FetchLoop {
             };
             match self.client.call(request).await {
                 Ok(Ok(records)) => {
-                    backoff = RETRY_MIN;
-                    let mut ready = lock(&self.ready);
-                    ready.end = records.is_empty();
-                    self.offset += records.len() as u64;
-                    ready.records.extend(records);
-                    let end = ready.end;
-                    drop(ready);
-                    self.wakeup.notify_one();
-                    if end {
+                    if failures > 0 {
+                        tracing::info!(topic = %self.topic, partition = self.partition, failures, "log fetch recovered");
+                        failures = 0;
+                    }
+                    if self.deliver(records) {
                         return;
                     }
                 }
@@ -239,13 +240,33 @@ impl FetchLoop {
                     return;
                 }
                 Err(e) => {
-                    // The server is down or cut off: the source stalls until it is back.
-                    tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, retry_in = ?backoff, "log fetch failed");
+                    // The server is down or cut off: the source stalls until it is back. The
+                    // first failure is worth a warning; the retries are not.
+                    let backoff = RETRY_MIN
+                        .saturating_mul(1 << failures.min(5))
+                        .min(RETRY_MAX);
+                    if failures == 0 {
+                        tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "log fetch failed; retrying");
+                    } else {
+                        tracing::debug!(topic = %self.topic, partition = self.partition, error = %e, retry_in = ?backoff, "log fetch failed");
+                    }
+                    failures = failures.saturating_add(1);
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
             }
         }
+    }
+
+    /// Hands fetched records to the source; true at the end of the partition.
+    fn deliver(&mut self, records: Vec<LogRecord>) -> bool {
+        let mut ready = lock(&self.ready);
+        ready.end = records.is_empty();
+        self.offset += records.len() as u64;
+        ready.records.extend(records);
+        let end = ready.end;
+        drop(ready);
+        self.wakeup.notify_one();
+        end
     }
 }
 

@@ -407,14 +407,18 @@ impl CollectSink {
         if self.pending.is_empty() {
             return;
         }
+        let payloads = self.buffer.split().freeze();
+        // The next batch is likely as large: room for it now, not by doubling as it grows.
+        self.buffer.reserve(payloads.len());
+        let entries = Vec::with_capacity(self.pending.len());
         let batch = CollectedBatch {
             sink: self.writer.sink.clone(),
             taskmanager: self.taskmanager.clone(),
             at: tokio::time::Instant::now(),
             subtask: self.writer.subtask,
             attempt: self.attempt,
-            payloads: self.buffer.split().freeze(),
-            entries: std::mem::take(&mut self.pending),
+            payloads,
+            entries: std::mem::replace(&mut self.pending, entries),
         };
         if self.transactional {
             self.uncommitted.push(batch);

@@ -156,7 +156,10 @@ impl TaskManager {
                     let reason = self.serve(session).await;
                     tracing::warn!(tm = %self.opts.name, %reason, "lost the JobManager; cancelling tasks");
                     self.cancel_all();
+                    // Whatever cut us off may have left these connections dead without a
+                    // broken pipe; the next tasks start on fresh ones.
                     self.services.client.reset().await;
+                    self.services.logs.reset();
                 }
                 Err(e) => {
                     tracing::info!(tm = %self.opts.name, error = %e, "registration failed; retrying")
