@@ -439,7 +439,6 @@ const DIP_HORIZON: Duration = Duration::from_secs(5);
 /// fault caused, and the job RUNNING again with every task deployed if it had restarted. A
 /// job that finished counts as recovered when it did. Faults with no output before them have
 /// no baseline and are skipped; a fault whose dip never comes recovered at once.
-
 pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
     const NAME: &str = "recovery";
     let times: Vec<Duration> = h.outputs.iter().map(|o| o.at).collect();

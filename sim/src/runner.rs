@@ -155,7 +155,7 @@ async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHis
         .job
         .clone()
         .with("sink", sink_kind)
-        .with("log", &source_log_url());
+        .with("log", source_log_url());
     let mut job = cluster.submit(&spec, move |r| {
         sink.lock()
             .unwrap_or_else(|p| p.into_inner())

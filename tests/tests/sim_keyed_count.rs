@@ -33,7 +33,7 @@ async fn keyed_count_run() -> u64 {
         config: Configuration::new(),
         inputs,
     });
-    let spec = spec.with("log", &source_log_url());
+    let spec = spec.with("log", source_log_url());
     let report = cluster.run_job(&spec).await.expect("job submitted");
     assert_eq!(report.status, JobStatus::Finished, "{report:?}");
     let log = GeneratedLog {

@@ -96,7 +96,7 @@ pub struct Params<'a> {
     raw: &'a BTreeMap<String, String>,
     accepted: BTreeSet<&'static str>,
     /// The logs the job's sources read, by source name, as the job builds them.
-    inputs: Vec<(String, Arc<dyn PartitionedLog>)>,
+    inputs: Vec<NamedLog>,
 }
 
 impl<'a> Params<'a> {
@@ -204,9 +204,12 @@ pub fn primary_input(spec: &JobSpec) -> Result<Arc<dyn PartitionedLog>, JobError
         .ok_or_else(|| JobError::Internal(format!("job {} reads no log", spec.name)))
 }
 
+/// A log with the name of the source that reads it.
+pub type NamedLog = (String, Arc<dyn PartitionedLog>);
+
 /// Every log the job's sources read, by source name: the topics a log server serves to it
 /// (`log=rill://HOST:PORT`), whatever `log` says.
-pub fn job_inputs(spec: &JobSpec) -> Result<Vec<(String, Arc<dyn PartitionedLog>)>, JobError> {
+pub fn job_inputs(spec: &JobSpec) -> Result<Vec<NamedLog>, JobError> {
     let (_, builder) = job_builder(spec)?;
     let mut params = Params::new(spec);
     let parallelism = params.get("parallelism", 2u32)?;
