@@ -45,6 +45,7 @@ impl LocalCluster {
                 config: config.clone(),
                 collect: Some(collect.clone()),
                 memory: MemoryAccount::default(),
+                clock: Default::default(),
             };
             let tm = TaskManager::start(opts).await?;
             let memory = tm.memory();

@@ -218,6 +218,7 @@ async fn run(command: Command) -> Res<ExitCode> {
                 config,
                 collect: None,
                 memory: Default::default(),
+                clock: Default::default(),
             };
             let tm = TaskManager::start(opts).await?;
             println!("taskmanager {name} serving data on {}", tm.data_addr());

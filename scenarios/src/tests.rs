@@ -46,6 +46,7 @@ fn every_spec_parses_and_is_named_after_its_file() {
         [
             "bench-crash-4x2",
             "checkpoint-store-down",
+            "clock-skew",
             "crash-during-checkpoint-full",
             "etl-crash-region",
             "jm-tm-partition",

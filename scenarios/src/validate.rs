@@ -29,7 +29,9 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// The most faults a swarm may draw per seed.
 pub const MAX_SWARM_FAULTS: u32 = 100;
 
-/// Fault kinds a swarm can draw (clock skew and store failures have nothing to act on yet).
+/// Fault kinds a swarm can draw. Not clock skew (the swarm jobs run on event time, where it
+/// changes nothing) nor store failures (a plan's `store-failure` and the swarm's crashes,
+/// pauses and partitions of the checkpoint-store node cover the store).
 pub const SWARM_KINDS: &[&str] = &[
     "crash",
     "oom-kill",

@@ -13,6 +13,7 @@ use std::time::Duration;
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
+use rill::taskmanager::ProcessingClock;
 
 use crate::fault::{Direction, Fault, FaultKind};
 use crate::store::SimCheckpointStore;
@@ -30,6 +31,8 @@ pub struct FaultState {
     clog_link: BTreeMap<(String, String), u32>,
     /// The checkpoint store `store-failure` faults act on.
     store: SimCheckpointStore,
+    /// The TaskManagers' processing-time clocks `clock-skew` faults set.
+    clocks: BTreeMap<String, ProcessingClock>,
 }
 
 /// Adds one holder; true when the control must now be switched on.
@@ -51,9 +54,10 @@ fn release<K: Ord>(map: &mut BTreeMap<K, u32>, key: K) -> bool {
 }
 
 impl FaultState {
-    pub fn new(store: SimCheckpointStore) -> Self {
+    pub fn new(store: SimCheckpointStore, clocks: BTreeMap<String, ProcessingClock>) -> Self {
         FaultState {
             store,
+            clocks,
             ..FaultState::default()
         }
     }
@@ -114,7 +118,12 @@ impl FaultState {
             }
             FaultKind::PacketLoss { .. } | FaultKind::Latency { .. } => {}
             FaultKind::StoreFailure { mode, .. } => self.store.set(*mode, true),
-            FaultKind::ClockSkew { .. } => return false,
+            // A skew sets the node's clock from now on (the latest one wins, as when an operator
+            // or NTP steps it); only TaskManagers read processing time.
+            FaultKind::ClockSkew { target, offset_ms } => match self.clocks.get(target) {
+                Some(clock) => clock.set_offset(*offset_ms),
+                None => return false,
+            },
         }
         true
     }

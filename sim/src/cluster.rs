@@ -22,7 +22,7 @@ use rill::jobmanager::client::{submit_job, SubmitError};
 use rill::jobmanager::{run_jobmanager_with, JobManagerServices};
 use rill::rpc::JobStatusReport;
 use rill::state::serve_checkpoint_store;
-use rill::taskmanager::{MemoryAccount, TaskManager, TaskManagerOptions};
+use rill::taskmanager::{MemoryAccount, ProcessingClock, TaskManager, TaskManagerOptions};
 use rill::JobSpec;
 
 use crate::scenario::{CHECKPOINT_STORE, SOURCE_LOG};
@@ -54,6 +54,8 @@ pub struct SimCluster {
     /// What the `checkpoint-store` node serves (`store-failure` faults switch its health).
     pub checkpoint_store: SimCheckpointStore,
     pub memory: MemoryAccounts,
+    /// Each TaskManager's processing-time clock, by name (`clock-skew` faults set them).
+    pub clocks: BTreeMap<String, ProcessingClock>,
     config: Configuration,
 }
 
@@ -110,11 +112,14 @@ impl SimCluster {
         nodes.insert("jm".to_string(), Self::jm_node(&handle, &config));
         let collect = CollectStore::new();
         let memory = MemoryAccounts::default();
+        let mut clocks = BTreeMap::new();
         for i in 1..=spec.taskmanagers {
+            let clock = ProcessingClock::default();
             nodes.insert(
                 format!("tm-{i}"),
-                Self::tm_node(&handle, i, &config, &collect, &memory),
+                Self::tm_node(&handle, i, &config, &collect, &memory, &clock),
             );
+            clocks.insert(format!("tm-{i}"), clock);
         }
         let client = handle
             .create_node()
@@ -128,6 +133,7 @@ impl SimCluster {
             collect,
             checkpoint_store,
             memory,
+            clocks,
             config,
         }
     }
@@ -201,8 +207,10 @@ impl SimCluster {
         config: &Configuration,
         collect: &CollectStore,
         memory: &MemoryAccounts,
+        clock: &ProcessingClock,
     ) -> NodeHandle {
         let name = format!("tm-{i}");
+        // The machine's clock: its skew outlives a restart of the process.
         let opts = TaskManagerOptions {
             name: name.clone(),
             jobmanager: format!("{}:{JOBMANAGER_PORT}", jm_ip()),
@@ -210,6 +218,7 @@ impl SimCluster {
             config: config.clone(),
             collect: Some(collect.clone()),
             memory: MemoryAccount::default(),
+            clock: clock.clone(),
         };
         let memory = memory.clone();
         handle

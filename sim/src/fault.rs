@@ -176,6 +176,9 @@ impl std::fmt::Display for Fault {
         if let Some(d) = self.duration() {
             write!(f, " for {}", format_duration(d))?;
         }
+        if let FaultKind::ClockSkew { offset_ms, .. } = self.kind {
+            write!(f, " by {offset_ms:+}ms")?;
+        }
         Ok(())
     }
 }

@@ -167,7 +167,7 @@ async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHis
         .map(|(i, f)| (f.at, Step::Begin(i)))
         .collect();
     timeline.sort();
-    let state = FaultState::new(cluster.checkpoint_store.clone());
+    let state = FaultState::new(cluster.checkpoint_store.clone(), cluster.clocks.clone());
     let mut driver = Driver {
         handle,
         cluster,
@@ -379,7 +379,7 @@ impl Driver {
 
 fn no_effect_reason(fault: &Fault) -> &'static str {
     match fault.kind {
-        FaultKind::ClockSkew { .. } => "rill has no processing-time operators yet",
+        FaultKind::ClockSkew { .. } => "only TaskManagers read processing time",
         _ => "not a simulated node",
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::operator::{Origin, Traceable};
 use super::stream::{DataStream, StreamEnv};
+use super::window::WindowTime;
 use crate::connectors::log::{GeneratedLog, KeySkew, LogRecord, LogSpec, PartitionedLog};
 use crate::connectors::{LogInput, LogSource, SinkSpec};
 use crate::graph::JobGraph;
@@ -534,6 +535,16 @@ impl Traceable for AdStats {
 fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     let parallelism = p.get("parallelism", 2u32)?;
     let window_ms = p.get("window-ms", 1000u64)?;
+    let time = match p.get("time", String::from("event"))?.as_str() {
+        "event" => WindowTime::event(|e: &AdEvent| e.ts),
+        "processing" => WindowTime::Processing,
+        other => {
+            return Err(JobError::InvalidParam {
+                param: "time".into(),
+                reason: format!("'{other}': expected event or processing"),
+            })
+        }
+    };
     let impressions = source_params(p, 0, parallelism)?;
     // Clicks: a second log from another seed, a tenth of the volume.
     let clicks_log = GeneratedLog {
@@ -549,7 +560,11 @@ fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
         log: Arc::new(clicks_log),
         server: impressions.server.clone(),
         parallelism: 1,
-        rate: impressions.rate.map(|r| r / 10.0),
+        // A tenth of the impressions' total rate, on its one subtask (`rate` is per subtask),
+        // so both logs end together.
+        rate: impressions
+            .rate
+            .map(|r| r * f64::from(impressions.parallelism) / 10.0),
     };
     let sink = sink_param(p)?;
     let to_event = |click: bool| {
@@ -569,7 +584,7 @@ fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
         .tumbling_window(
             "window",
             window_ms,
-            |e: &AdEvent| e.ts,
+            time,
             || (0u64, 0u64),
             |acc, e| if e.click { acc.1 += 1 } else { acc.0 += 1 },
             |ad, w, acc| AdStats {

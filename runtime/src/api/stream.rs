@@ -451,12 +451,13 @@ where
         )
     }
 
-    /// Tumbling event-time windows of `size_ms`, with timestamps from `timestamp`.
+    /// Tumbling windows of `size_ms`, on event time (`WindowTime::event(timestamp)`) or on
+    /// the TaskManager's processing time.
     pub fn tumbling_window<A, U>(
         &self,
         name: &str,
         size_ms: u64,
-        timestamp: impl Fn(&T) -> u64 + Send + Sync + 'static,
+        time: super::window::WindowTime<T>,
         init: impl Fn() -> A + Send + Sync + 'static,
         add: impl Fn(&mut A, &T) + Send + Sync + 'static,
         emit: impl Fn(&K, super::window::Window, &A) -> U + Send + Sync + 'static,
@@ -467,7 +468,7 @@ where
         K: Ord,
     {
         let spec =
-            super::window::TumblingSpec::new(self.key.clone(), size_ms, timestamp, init, add, emit);
+            super::window::TumblingSpec::new(self.key.clone(), size_ms, time, init, add, emit);
         self.stream
             .operator(name, move |down: Out<U>, ctx| spec.instantiate(down, ctx))
     }

@@ -1,6 +1,7 @@
 //! The TaskManager: registers its slots with the JobManager, answers heartbeats, runs the
 //! tasks it is given and serves their result partitions to remote consumers.
 
+mod clock;
 mod memory;
 mod task;
 
@@ -16,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+pub use clock::ProcessingClock;
 pub use memory::{BufferGuard, MemoryAccount, MemoryReport, MemoryWatermark};
 pub use task::{
     run_task, InputLocation, TaskControl, TaskDeployment, TaskError, TaskLink, TaskMetrics,
@@ -47,6 +49,8 @@ pub struct TaskServices {
     pub collect: Option<CollectStore>,
     /// Connections to log servers, shared by this TaskManager's sources.
     pub logs: LogClients,
+    /// Processing time, for operators that act on the wall clock.
+    pub clock: ProcessingClock,
 }
 
 /// How to start a TaskManager.
@@ -61,6 +65,9 @@ pub struct TaskManagerOptions {
     /// The account this TaskManager's memory is charged to; whoever holds a clone can watch it
     /// (metrics, the simulator's OOM model).
     pub memory: MemoryAccount,
+    /// The wall clock its tasks read for processing time; whoever holds a clone can set its
+    /// offset.
+    pub clock: ProcessingClock,
 }
 
 type Stream = TcpStream;
@@ -122,6 +129,7 @@ impl TaskManager {
             client: DataClient::new(data_config, memory, opts.name.clone()),
             collect: opts.collect.clone(),
             logs: LogClients::new(opts.config.clone(), opts.name.clone()),
+            clock: opts.clock.clone(),
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Ok(TaskManager {
