@@ -1,5 +1,6 @@
 //! The `rill` command: an embedded cluster (`local`), the cluster's processes
-//! (`jobmanager`, `taskmanager`, `checkpoint-store`, `log-server`), job submission (`run`), and a throughput benchmark (`bench`).
+//! (`jobmanager`, `taskmanager`, and the external systems `checkpoint-store`, `log-server`,
+//! `sink-store`), job submission (`run`), and a throughput benchmark (`bench`).
 
 use std::process::ExitCode;
 
@@ -8,6 +9,8 @@ use rill::api::registry::JOBS;
 use rill::cluster::LocalCluster;
 use rill::config::{known_keys, Configuration};
 use rill::connectors::log_service::serve_log;
+use rill::connectors::sink_service::serve_sink_store;
+use rill::connectors::CollectStore;
 use rill::jobmanager::client::{submit_job, Accepted};
 use rill::jobmanager::JobManagerServices;
 use rill::rpc::{JobStatus, JobStatusReport};
@@ -80,6 +83,15 @@ enum Command {
         bind: String,
         #[command(flatten)]
         job: JobArgs,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Serves a sink store to TaskManagers, for jobs run with `--param sink=collect` (or
+    /// `collect-transactional`) and `--param sink-store=rill://HOST:PORT`; prints what it holds
+    /// every few seconds. Records are kept in memory.
+    SinkStore {
+        #[arg(long, default_value = "127.0.0.1:6132")]
+        bind: String,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -187,6 +199,26 @@ async fn run(command: Command) -> Res<ExitCode> {
                 names.join(", ")
             );
             serve_log(listener, topics.into_iter().collect(), config).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SinkStore { bind, config } => {
+            let config = configuration(&config)?;
+            let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
+            println!("sink store listening on {}", listener.local_addr()?);
+            let store = CollectStore::new();
+            let watched = store.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    println!(
+                        "sink store: {} records visible, {} staged, {} refused from replaced attempts",
+                        watched.len(),
+                        watched.staged(),
+                        watched.fenced()
+                    );
+                }
+            });
+            serve_sink_store(listener, store, config).await;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckpointStore { bind, dir, config } => {

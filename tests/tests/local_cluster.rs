@@ -6,6 +6,7 @@ use rill::cluster::LocalCluster;
 use rill::config::Configuration;
 use rill::connectors::log::{GeneratedLog, KeySkew, PartitionedLog};
 use rill::connectors::log_service::serve_log;
+use rill::connectors::sink_service::serve_sink_store;
 use rill::rpc::JobStatus;
 use rill::JobSpec;
 use rill_sim::expected::verify_keyed_count;
@@ -135,6 +136,38 @@ async fn sources_read_every_topic_of_a_log_server_exactly_once() {
     let impressions: u64 = stats.iter().map(|(_, s)| s.impressions).sum();
     let clicks: u64 = stats.iter().map(|(_, s)| s.clicks).sum();
     assert_eq!((impressions, clicks), (20_000, 2_000));
+    server.abort();
+    cluster.shutdown();
+}
+
+#[tokio::test]
+async fn sinks_write_through_a_served_sink_store_exactly_once_with_transactions() {
+    let cluster = LocalCluster::start(4, config(2)).await.expect("cluster");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("rill://{}", listener.local_addr().unwrap());
+    let served = rill::connectors::CollectStore::new();
+    let server = tokio::spawn(serve_sink_store(listener, served.clone(), config(2)));
+    for sink in ["collect", "collect-transactional"] {
+        let spec = JobSpec::new("keyed-count")
+            .with("parallelism", 4)
+            .with("partitions", 8)
+            .with("records", 40_000)
+            .with("keys", 97)
+            .with("seed", 5)
+            .with("sink", sink)
+            .with("sink-store", &url);
+        let report = cluster
+            .run_job(&spec, |_| {}, |_| {})
+            .await
+            .expect("submitted");
+        assert_eq!(report.status, JobStatus::Finished, "{sink}: {report:?}");
+        // Every record in the served store by the time the job is FINISHED; none in-process.
+        let checked = verify_keyed_count(&served, &generated(5, 8, 40_000, 97))
+            .unwrap_or_else(|e| panic!("{sink}: {e}"));
+        assert_eq!(checked, 40_000);
+        assert!(cluster.collect.is_empty());
+        served.take_batches();
+    }
     server.abort();
     cluster.shutdown();
 }

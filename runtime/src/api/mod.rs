@@ -7,6 +7,6 @@ pub mod stream;
 pub(crate) mod testing;
 pub mod window;
 
-pub use operator::{ChainEvent, Collector, OperatorContext, Origin, Traceable};
+pub use operator::{ChainEvent, Collector, OperatorContext, Origin, TaskWaits, Traceable};
 pub use registry::{build_job, JobError, JobSpec};
 pub use stream::{DataStream, KeyedStream, StreamEnv};

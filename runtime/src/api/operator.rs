@@ -6,7 +6,7 @@
 //! chain through `Collector::event` so every operator sees them in order with the records.
 
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -63,7 +63,39 @@ pub struct OperatorContext {
     pub node: u32,
     /// Where the operator records its state at a barrier and finds its restored state.
     pub state: TaskStateHandle,
+    /// Where it leaves work the task must see finished before it goes on.
+    pub waits: TaskWaits,
     pub services: TaskServices,
+}
+
+/// Work an operator started that its task must see finished before going on: a sink's writes
+/// to a remote store, which must be durable before a checkpoint is acknowledged or the task
+/// ends, and which must not pile up without bound (back-pressure). Operators are synchronous,
+/// so they hand the waiting to the task here; the task waits after each step.
+#[derive(Clone, Default)]
+pub struct TaskWaits {
+    pending: Arc<Mutex<Vec<futures_util::future::BoxFuture<'static, ()>>>>,
+}
+
+impl TaskWaits {
+    pub fn push(&self, wait: impl std::future::Future<Output = ()> + Send + 'static) {
+        crate::util::lock(&self.pending).push(Box::pin(wait));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        crate::util::lock(&self.pending).is_empty()
+    }
+
+    /// Waits for everything pushed, including what is pushed meanwhile.
+    pub async fn settle(&self) {
+        loop {
+            let pending = std::mem::take(&mut *crate::util::lock(&self.pending));
+            if pending.is_empty() {
+                return;
+            }
+            futures_util::future::join_all(pending).await;
+        }
+    }
 }
 
 impl OperatorContext {

@@ -320,10 +320,18 @@ fn log_source(
     .parallelism(parallelism)
 }
 
-/// The sink, and how many records per second it takes in total (`sink-rate`, 0 = unlimited):
-/// a slow sink makes the job show back-pressure.
-fn sink_param(p: &mut Params<'_>) -> Result<(SinkSpec, f64), JobError> {
-    let sink = p.get("sink", SinkSpec::Discard)?;
+/// The job's sink: what it is, where a collecting one writes, and how many records per second
+/// it takes in total.
+struct SinkParams {
+    spec: SinkSpec,
+    /// `sink-store=rill://HOST:PORT`: the served sink store (default: the in-process one).
+    store: Option<String>,
+    /// `sink-rate` (0 = unlimited): a slow sink makes the job show back-pressure.
+    rate: f64,
+}
+
+fn sink_param(p: &mut Params<'_>) -> Result<SinkParams, JobError> {
+    let spec = p.get("sink", SinkSpec::Discard)?;
     let rate = p.get("sink-rate", 0f64)?;
     if rate < 0.0 {
         return Err(JobError::InvalidParam {
@@ -331,16 +339,31 @@ fn sink_param(p: &mut Params<'_>) -> Result<(SinkSpec, f64), JobError> {
             reason: "must be >= 0".into(),
         });
     }
-    Ok((sink, rate))
+    let url: String = p.get("sink-store", String::new())?;
+    let invalid = |reason: String| JobError::InvalidParam {
+        param: "sink-store".into(),
+        reason,
+    };
+    let store = match url.as_str() {
+        "" => None,
+        _ if !spec.collects() => {
+            return Err(invalid(
+                "only collecting sinks write to a sink store".into(),
+            ))
+        }
+        _ => Some(crate::rpc::service::parse_url(&url).map_err(invalid)?),
+    };
+    Ok(SinkParams { spec, store, rate })
 }
 
 /// Adds the job's sink after `stream`, with the per-subtask share of `sink-rate`.
-fn add_sink<T>(stream: DataStream<T>, (sink, rate): (SinkSpec, f64), parallelism: u32)
+fn add_sink<T>(stream: DataStream<T>, sink: SinkParams, parallelism: u32)
 where
     T: super::stream::Data + Traceable,
 {
+    let SinkParams { spec, store, rate } = sink;
     stream
-        .sink("sink", move |ctx| sink.instantiate(ctx))
+        .sink("sink", move |ctx| spec.instantiate(ctx, store.as_deref()))
         .rate_limit(rate / parallelism.max(1) as f64);
 }
 

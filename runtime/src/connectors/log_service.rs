@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use super::log::{LogRecord, PartitionedLog};
 use crate::config::Configuration;
-use crate::rpc::service::{serve, ServiceClient};
+use crate::rpc::service::{serve, ClientPool, ServiceClient};
 use crate::rpc::PeerRole;
 use crate::util::{lock, AbortOnDrop};
 
@@ -72,37 +72,11 @@ fn read(topics: &Topics, r: &ReadRequest) -> ReadReply {
 pub type LogClient = ServiceClient<ReadRequest, ReadReply>;
 
 /// The TaskManager's log clients by server address: one connection per server.
-#[derive(Clone)]
-pub struct LogClients {
-    config: Configuration,
-    name: String,
-    clients: Arc<Mutex<BTreeMap<String, LogClient>>>,
-}
+pub type LogClients = ClientPool<ReadRequest, ReadReply>;
 
-impl LogClients {
-    pub fn new(config: Configuration, name: String) -> Self {
-        LogClients {
-            config,
-            name,
-            clients: Arc::default(),
-        }
-    }
-
-    /// Forgets every connection: the next source connects afresh.
-    pub fn reset(&self) {
-        lock(&self.clients).clear();
-    }
-
-    pub fn client(&self, addr: &str) -> LogClient {
-        lock(&self.clients)
-            .entry(addr.to_string())
-            .or_insert_with(|| {
-                let role = PeerRole::TaskManager;
-                let (config, name) = (&self.config, self.name.clone());
-                ServiceClient::new(SERVICE, addr, role, name, config, FETCH_TIMEOUT)
-            })
-            .clone()
-    }
+/// A TaskManager's pool of log clients.
+pub fn log_clients(config: Configuration, name: String) -> LogClients {
+    ClientPool::new(SERVICE, PeerRole::TaskManager, name, config, FETCH_TIMEOUT)
 }
 
 /// What a prefetching read found.
@@ -298,7 +272,7 @@ mod tests {
         let log = GeneratedLog::new(1, 2, Some(5000));
         let topics: Topics = [("source".to_string(), Arc::new(log.clone()) as _)].into();
         let (addr, _server) = served(topics).await;
-        let clients = LogClients::new(Configuration::default(), "tm-1".into());
+        let clients = log_clients(Configuration::default(), "tm-1".into());
         let p = LogPrefetcher::start(&clients.client(&addr), "source", &[(0, 0), (1, 4321)]);
         let mut expected = Vec::new();
         log.read(1, 4321, 10_000, &mut expected).unwrap();
@@ -310,7 +284,7 @@ mod tests {
     async fn an_unknown_topic_or_partition_is_an_error_naming_it() {
         let log = GeneratedLog::new(1, 1, Some(10));
         let (addr, _server) = served([("source".to_string(), Arc::new(log) as _)].into()).await;
-        let client = LogClients::new(Configuration::default(), "tm-1".into()).client(&addr);
+        let client = log_clients(Configuration::default(), "tm-1".into()).client(&addr);
         let p = LogPrefetcher::start(&client, "clicks", &[(0, 0)]);
         assert!(drain(&p, 0)
             .await

@@ -3,7 +3,10 @@
 pub mod log;
 pub mod log_service;
 pub mod sink;
+pub mod sink_service;
+pub mod sink_store;
 pub mod source;
 
-pub use sink::{BatchEntry, CollectStore, CollectedBatch, CollectedRecord, SinkSpec};
+pub use sink::SinkSpec;
+pub use sink_store::{BatchEntry, CollectStore, CollectedBatch, CollectedRecord, Fenced};
 pub use source::{LogInput, LogSource, SourceDriver, SourceReader, SourceStatus};

@@ -1,16 +1,15 @@
 //! Sinks: discarding, collecting (with provenance, for the harness) and file.
 
-use std::collections::BTreeMap;
 use std::io::Write;
-
-use bytes::{BufMut, Bytes, BytesMut};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
+use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use crate::api::operator::{ChainEvent, Collector, OperatorContext, Origin, Out, Traceable};
+use super::sink_service::RemoteSinkWriter;
+use super::sink_store::{BatchEntry, CollectStore, CollectedBatch, Fenced, SinkOp, WriterKey};
+use crate::api::operator::{ChainEvent, Collector, OperatorContext, Out, TaskWaits, Traceable};
 use crate::api::JobError;
 
 /// Which sink a built-in job writes to (job parameter `sink`).
@@ -47,16 +46,27 @@ impl std::str::FromStr for SinkSpec {
 
 impl SinkSpec {
     /// Builds the per-subtask collector for a record type that knows its provenance.
-    pub fn instantiate<T>(&self, ctx: &OperatorContext) -> Result<Out<T>, JobError>
+    /// Collecting sinks write to the sink store at `store` (HOST:PORT), or else to the
+    /// TaskManager's in-process one.
+    pub fn instantiate<T>(
+        &self,
+        ctx: &OperatorContext,
+        store: Option<&str>,
+    ) -> Result<Out<T>, JobError>
     where
         T: Serialize + Traceable + std::fmt::Debug + Send + 'static,
     {
         Ok(match self {
             SinkSpec::Discard => Box::new(DiscardSink),
-            SinkSpec::Collect => Box::new(CollectSink::new(ctx, false)?),
-            SinkSpec::CollectTransactional => Box::new(CollectSink::new(ctx, true)?),
+            SinkSpec::Collect => Box::new(CollectSink::new(ctx, store, false)?),
+            SinkSpec::CollectTransactional => Box::new(CollectSink::new(ctx, store, true)?),
             SinkSpec::File(dir) => Box::new(FileSink::create(dir, ctx)?),
         })
+    }
+
+    /// Whether the sink writes to a sink store (and so can be pointed at a served one).
+    pub fn collects(&self) -> bool {
+        matches!(self, SinkSpec::Collect | SinkSpec::CollectTransactional)
     }
 }
 
@@ -67,295 +77,20 @@ impl<T> Collector<T> for DiscardSink {
     fn event(&mut self, _event: ChainEvent) {}
 }
 
-/// One record as a collecting sink saw it (`CollectStore::records`, `decoded`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CollectedRecord {
-    /// Shared per sink subtask (`Arc<str>`), so a record costs no name allocations.
-    pub sink: Arc<str>,
-    /// The TaskManager the sink subtask ran on.
-    pub taskmanager: Arc<str>,
-    /// When the record became visible in the store (`tokio::time`, so virtual time under the
-    /// simulator): when its batch was flushed, or its transaction committed.
-    pub at: tokio::time::Instant,
-    pub subtask: u32,
-    /// The attempt of the sink subtask that wrote it (fencing evidence for the harness).
-    pub attempt: u32,
-    pub origin: Option<Origin>,
-    /// The record, bincode-encoded (a slice of its batch's buffer); decode with
-    /// `CollectStore::decoded`.
-    pub payload: Bytes,
-}
-
-/// What one sink subtask flushed at once: the unit the store keeps, stages and commits. What
-/// the records share is held once, and their payloads sit back to back in one buffer, so a
-/// record costs its provenance and an offset (large outputs stay cheap to keep and to scan).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CollectedBatch {
-    pub sink: Arc<str>,
-    pub taskmanager: Arc<str>,
-    /// When the batch became visible: flushed, or its transaction committed.
-    pub at: tokio::time::Instant,
-    pub subtask: u32,
-    pub attempt: u32,
-    /// The records' bincode encodings, back to back.
-    pub payloads: Bytes,
-    /// Per record: its provenance and where its encoding ends in `payloads`.
-    pub entries: Vec<BatchEntry>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchEntry {
-    pub origin: Option<Origin>,
-    pub end: u32,
-}
-
-impl CollectedBatch {
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Each record's provenance and encoding, in the order it was written.
-    pub fn iter(&self) -> impl Iterator<Item = (Option<Origin>, &[u8])> {
-        self.ranges().map(|(origin, r)| (origin, &self.payloads[r]))
-    }
-
-    /// Each record's provenance and the range of its encoding in `payloads` (clamped, so a
-    /// malformed batch yields empty payloads rather than a panic).
-    fn ranges(&self) -> impl Iterator<Item = (Option<Origin>, std::ops::Range<usize>)> + '_ {
-        let mut start = 0usize;
-        self.entries.iter().map(move |e| {
-            let end = (e.end as usize).clamp(start, self.payloads.len().max(start));
-            let range = start..end;
-            start = end;
-            (e.origin, range)
-        })
-    }
-
-    fn records(&self) -> impl Iterator<Item = CollectedRecord> + '_ {
-        self.ranges().map(|(origin, range)| CollectedRecord {
-            sink: self.sink.clone(),
-            taskmanager: self.taskmanager.clone(),
-            at: self.at,
-            subtask: self.subtask,
-            attempt: self.attempt,
-            origin,
-            payload: self.payloads.slice(range),
-        })
-    }
-}
-
-/// Names one sink subtask's writes: the writer the store fences by attempt. Jobs share the
-/// store, so the job is part of the name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct WriterKey {
-    job: u64,
-    sink: Arc<str>,
-    subtask: u32,
-}
-
-#[derive(Debug, Default)]
-struct StoreInner {
-    /// Visible records, in the batches the sinks flushed or committed.
-    batches: Vec<CollectedBatch>,
-    /// The newest attempt that opened each sink subtask: writes of older ones are refused.
-    writers: BTreeMap<WriterKey, u32>,
-    /// Pre-committed transactions per sink subtask, by checkpoint id.
-    staged: BTreeMap<WriterKey, BTreeMap<u64, Vec<CollectedBatch>>>,
-    /// Records refused because their writer's attempt had been replaced.
-    fenced: u64,
-}
-
-/// A write from an attempt that has been replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("write of attempt {attempt} refused: attempt {current} owns this sink subtask")]
-pub struct Fenced {
-    pub attempt: u32,
-    pub current: u32,
-}
-
-/// Where collecting sinks put their records: handed to each TaskManager as a service, so it is
-/// shared in-process (LocalCluster, simulator) without any global state. It plays the external
-/// system a real sink writes to, with what makes exactly-once possible there: writers fenced by
-/// attempt (a zombie from a replaced attempt cannot write) and transactions staged per
-/// checkpoint that become visible on commit. Records are kept in the batches the sinks wrote,
-/// so a large output is never copied to grow one vector.
-#[derive(Debug, Clone, Default)]
-pub struct CollectStore {
-    inner: Arc<Mutex<StoreInner>>,
-}
-
-impl CollectStore {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, StoreInner> {
-        crate::util::lock(&self.inner)
-    }
-
-    /// Makes `attempt` the writer of a sink subtask, fencing every older attempt. A restored
-    /// writer commits the transactions of the checkpoint it restores (and the ones before it,
-    /// whose commit may not have happened) and aborts the later ones; a fresh one aborts all.
-    fn open(&self, key: &WriterKey, attempt: u32, restored: Option<u64>) -> Result<(), Fenced> {
-        let mut inner = self.lock();
-        let current = inner.writers.entry(key.clone()).or_insert(attempt);
-        if *current > attempt {
-            return Err(Fenced {
-                attempt,
-                current: *current,
-            });
-        }
-        *current = attempt;
-        let staged = inner.staged.remove(key).unwrap_or_default();
-        let now = tokio::time::Instant::now();
-        for (checkpoint, batches) in staged {
-            if restored.is_some_and(|c| checkpoint <= c) {
-                for batch in batches {
-                    inner.batches.push(restamp(batch, now));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Checks the writer's attempt; counts refused records.
-    fn admit(
-        inner: &mut StoreInner,
-        key: &WriterKey,
-        attempt: u32,
-        records: usize,
-    ) -> Result<(), Fenced> {
-        let current = inner.writers.get(key).copied().unwrap_or(attempt);
-        if current != attempt {
-            inner.fenced += records as u64;
-            return Err(Fenced { attempt, current });
-        }
-        Ok(())
-    }
-
-    /// Makes a batch visible at once.
-    fn append(&self, key: &WriterKey, attempt: u32, batch: CollectedBatch) -> Result<(), Fenced> {
-        let mut inner = self.lock();
-        Self::admit(&mut inner, key, attempt, batch.len())?;
-        if !batch.is_empty() {
-            inner.batches.push(batch);
-        }
-        Ok(())
-    }
-
-    /// Pre-commits a batch under checkpoint `checkpoint`: stored, not yet visible.
-    fn stage(
-        &self,
-        key: &WriterKey,
-        attempt: u32,
-        checkpoint: u64,
-        batch: CollectedBatch,
-    ) -> Result<(), Fenced> {
-        let mut inner = self.lock();
-        Self::admit(&mut inner, key, attempt, batch.len())?;
-        if !batch.is_empty() {
-            let staged = inner.staged.entry(key.clone()).or_default();
-            staged.entry(checkpoint).or_default().push(batch);
-        }
-        Ok(())
-    }
-
-    /// Commits every transaction of the writer up to and including `checkpoint`.
-    fn commit(&self, key: &WriterKey, attempt: u32, checkpoint: u64) -> Result<usize, Fenced> {
-        let mut inner = self.lock();
-        let pending: usize = inner
-            .staged
-            .get(key)
-            .map(|s| {
-                s.range(..=checkpoint)
-                    .flat_map(|(_, b)| b)
-                    .map(CollectedBatch::len)
-                    .sum()
-            })
-            .unwrap_or(0);
-        Self::admit(&mut inner, key, attempt, pending)?;
-        let Some(staged) = inner.staged.get_mut(key) else {
-            return Ok(0);
-        };
-        let later = match checkpoint.checked_add(1) {
-            Some(next) => staged.split_off(&next),
-            None => BTreeMap::new(),
-        };
-        let done = std::mem::replace(staged, later);
-        let now = tokio::time::Instant::now();
-        for batch in done.into_values().flatten() {
-            inner.batches.push(restamp(batch, now));
-        }
-        Ok(pending)
-    }
-
-    /// Records refused so far because their attempt had been replaced.
-    pub fn fenced(&self) -> u64 {
-        self.lock().fenced
-    }
-
-    /// Records staged in transactions not committed (yet).
-    pub fn staged(&self) -> usize {
-        let inner = self.lock();
-        inner
-            .staged
-            .values()
-            .flat_map(|s| s.values())
-            .flatten()
-            .map(CollectedBatch::len)
-            .sum()
-    }
-
-    pub fn len(&self) -> usize {
-        self.lock().batches.iter().map(CollectedBatch::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Moves every visible batch out in the order they became visible (so by time), leaving
-    /// none visible.
-    pub fn take_batches(&self) -> Vec<CollectedBatch> {
-        std::mem::take(&mut self.lock().batches)
-    }
-
-    pub fn records(&self) -> Vec<CollectedRecord> {
-        self.lock()
-            .batches
-            .iter()
-            .flat_map(CollectedBatch::records)
-            .collect()
-    }
-
-    /// Every visible record decoded as `T`, with its metadata, in arrival order.
-    pub fn decoded<T: DeserializeOwned>(
-        &self,
-    ) -> Result<Vec<(CollectedRecord, T)>, bincode::Error> {
-        self.records()
-            .into_iter()
-            .map(|r| {
-                let item = bincode::deserialize(&r.payload)?;
-                Ok((r, item))
-            })
-            .collect()
-    }
-}
-
-/// Records become visible when they are committed: that is their output time.
-fn restamp(batch: CollectedBatch, at: tokio::time::Instant) -> CollectedBatch {
-    CollectedBatch { at, ..batch }
+/// Where a collecting sink's writes go: the store itself, in this process, or a writer task
+/// that sends them, in order, to a served one.
+enum StoreLink {
+    Local(CollectStore),
+    Remote(RemoteSinkWriter),
 }
 
 struct CollectSink {
-    store: CollectStore,
+    link: StoreLink,
     writer: WriterKey,
     taskmanager: Arc<str>,
     attempt: u32,
+    /// Where the sink leaves the waiting for a remote store to its task.
+    waits: TaskWaits,
     /// Two-phase: flushed batches wait in `uncommitted` until a barrier stages them.
     transactional: bool,
     /// The records since the last flush: their provenance and where each ends in `buffer`.
@@ -369,40 +104,71 @@ struct CollectSink {
 }
 
 impl CollectSink {
-    fn new(ctx: &OperatorContext, transactional: bool) -> Result<Self, JobError> {
-        let store = ctx.services.collect.clone().ok_or_else(|| {
-            JobError::Sink(
-                "sink=collect needs an in-process CollectStore (rill local or the simulator)"
-                    .into(),
-            )
-        })?;
+    fn new(
+        ctx: &OperatorContext,
+        store: Option<&str>,
+        transactional: bool,
+    ) -> Result<Self, JobError> {
         let writer = WriterKey {
             job: ctx.job,
             sink: Arc::from(ctx.operator_name.as_str()),
             subtask: ctx.subtask(),
         };
-        store
-            .open(
-                &writer,
-                ctx.attempt.attempt,
-                ctx.state.restored_checkpoint(),
-            )
-            .map_err(|e| JobError::Sink(e.to_string()))?;
-        Ok(CollectSink {
-            store,
+        let attempt = ctx.attempt.attempt;
+        let link = match (store, &ctx.services.collect) {
+            (Some(addr), _) => {
+                let client = ctx.services.sink_stores.client(addr);
+                StoreLink::Remote(RemoteSinkWriter::start(client, &writer, attempt))
+            }
+            (None, Some(local)) => StoreLink::Local(local.clone()),
+            (None, None) => {
+                return Err(JobError::Sink(
+                    "sink=collect needs sink-store=rill://HOST:PORT, or an in-process store \
+                     (rill local, the simulator)"
+                        .into(),
+                ))
+            }
+        };
+        let mut sink = CollectSink {
+            link,
             writer,
             taskmanager: Arc::from(ctx.services.tm_name.as_str()),
-            attempt: ctx.attempt.attempt,
+            attempt,
+            waits: ctx.waits.clone(),
             transactional,
             pending: Vec::new(),
             buffer: BytesMut::new(),
             uncommitted: Vec::new(),
             fenced: false,
-        })
+        };
+        // Take over the sink subtask: fences older attempts, settles the restored transaction.
+        let restored = ctx.state.restored_checkpoint();
+        sink.send(SinkOp::Open { restored })
+            .map_err(|e| JobError::Sink(e.to_string()))?;
+        Ok(sink)
+    }
+
+    fn send(&mut self, op: SinkOp) -> Result<(), Fenced> {
+        match &self.link {
+            StoreLink::Local(store) => store.apply(&self.writer, self.attempt, op),
+            StoreLink::Remote(writer) => writer.send(op),
+        }
+    }
+
+    /// Sends a write; once refused, the sink has been replaced and writes nothing more.
+    fn write(&mut self, op: SinkOp) {
+        if self.fenced {
+            return;
+        }
+        if let Err(e) = self.send(op) {
+            tracing::warn!(sink = %self.writer.sink, subtask = self.writer.subtask, error = %e, "sink write fenced");
+            self.fenced = true;
+        }
     }
 
     /// Hands what was collected since the last flush to the store as one batch: records are
-    /// visible from now (the sink's output time), or, two-phase, wait for the next barrier.
+    /// visible from when the store has it (the sink's output time), or, two-phase, wait for
+    /// the next barrier.
     fn flush(&mut self) {
         if self.pending.is_empty() {
             return;
@@ -423,8 +189,12 @@ impl CollectSink {
         if self.transactional {
             self.uncommitted.push(batch);
         } else {
-            let result = self.store.append(&self.writer, self.attempt, batch);
-            self.check(result);
+            self.write(SinkOp::Append(batch));
+        }
+        if let StoreLink::Remote(writer) = &self.link {
+            if let Some(wait) = writer.backlogged() {
+                self.waits.push(wait);
+            }
         }
     }
 
@@ -432,24 +202,19 @@ impl CollectSink {
     fn stage(&mut self, checkpoint: u64) {
         self.flush();
         for batch in std::mem::take(&mut self.uncommitted) {
-            let result = self
-                .store
-                .stage(&self.writer, self.attempt, checkpoint, batch);
-            self.check(result);
+            self.write(SinkOp::Stage { checkpoint, batch });
         }
     }
 
     fn commit(&mut self, checkpoint: u64) {
-        let result = self.store.commit(&self.writer, self.attempt, checkpoint);
-        self.check(result.map(|_| ()));
+        self.write(SinkOp::Commit { checkpoint });
     }
 
-    fn check(&mut self, result: Result<(), Fenced>) {
-        if let Err(e) = result {
-            if !self.fenced {
-                tracing::warn!(sink = %self.writer.sink, subtask = self.writer.subtask, error = %e, "sink write fenced");
-            }
-            self.fenced = true;
+    /// Everything written so far must be stored before the task goes on: before it
+    /// acknowledges a checkpoint (the output it covers is then safe), or reports FINISHED.
+    fn sync(&mut self) {
+        if let StoreLink::Remote(writer) = &self.link {
+            self.waits.push(writer.synced());
         }
     }
 }
@@ -470,15 +235,28 @@ impl<T: Serialize + Traceable + Send> Collector<T> for CollectSink {
     fn event(&mut self, event: ChainEvent) {
         match event {
             ChainEvent::Flush => self.flush(),
-            ChainEvent::Barrier(id) if self.transactional => self.stage(id),
+            ChainEvent::Barrier(id) if self.transactional => {
+                self.stage(id);
+                self.sync();
+            }
+            // At least once: what came before the barrier is output before the checkpoint
+            // that covers it completes, or a crash would lose it for good.
+            ChainEvent::Barrier(_) => {
+                self.flush();
+                self.sync();
+            }
             ChainEvent::CheckpointComplete(id) if self.transactional => self.commit(id),
             // End of input: nothing more can change this output, so it is committed now
             // rather than waiting for a final checkpoint (which rill does not take).
             ChainEvent::Finish if self.transactional => {
                 self.stage(u64::MAX);
                 self.commit(u64::MAX);
+                self.sync();
             }
-            ChainEvent::Finish => self.flush(),
+            ChainEvent::Finish => {
+                self.flush();
+                self.sync();
+            }
             _ => {}
         }
     }
@@ -532,93 +310,5 @@ impl<T: std::fmt::Debug + Send> Collector<T> for FileSink {
                 tracing::error!(path = %self.path.display(), error = %e, "file sink flush failed");
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn writer() -> WriterKey {
-        WriterKey {
-            job: 1,
-            sink: Arc::from("sink"),
-            subtask: 0,
-        }
-    }
-
-    fn batch(n: usize, attempt: u32) -> CollectedBatch {
-        CollectedBatch {
-            sink: Arc::from("sink"),
-            taskmanager: Arc::from("tm-1"),
-            at: tokio::time::Instant::now(),
-            subtask: 0,
-            attempt,
-            payloads: Bytes::from((0..n as u8).collect::<Vec<u8>>()),
-            entries: (0..n)
-                .map(|i| BatchEntry {
-                    origin: Some(Origin {
-                        partition: 0,
-                        offset: i as u64,
-                    }),
-                    end: i as u32 + 1,
-                })
-                .collect(),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_batch_hands_out_each_record_with_its_own_payload() {
-        let (store, w) = (CollectStore::new(), writer());
-        store.open(&w, 0, None).unwrap();
-        store.append(&w, 0, batch(3, 0)).unwrap();
-        let records = store.records();
-        let payloads: Vec<&[u8]> = records.iter().map(|r| &r.payload[..]).collect();
-        assert_eq!(payloads, [&[0u8][..], &[1], &[2]]);
-        let offsets: Vec<u64> = records
-            .iter()
-            .filter_map(|r| r.origin)
-            .map(|o| o.offset)
-            .collect();
-        assert_eq!(offsets, [0, 1, 2]);
-    }
-
-    #[tokio::test]
-    async fn staged_records_become_visible_only_when_their_checkpoint_commits() {
-        let (store, w) = (CollectStore::new(), writer());
-        store.open(&w, 0, None).unwrap();
-        store.stage(&w, 0, 1, batch(3, 0)).unwrap();
-        store.stage(&w, 0, 2, batch(2, 0)).unwrap();
-        assert_eq!((store.len(), store.staged()), (0, 5));
-        assert_eq!(store.commit(&w, 0, 1), Ok(3));
-        assert_eq!((store.len(), store.staged()), (3, 2));
-    }
-
-    #[tokio::test]
-    async fn a_restore_commits_its_checkpoint_and_aborts_later_ones() {
-        let (store, w) = (CollectStore::new(), writer());
-        store.open(&w, 0, None).unwrap();
-        store.stage(&w, 0, 4, batch(3, 0)).unwrap(); // checkpoint 4 completed, not yet committed
-        store.stage(&w, 0, 5, batch(2, 0)).unwrap(); // checkpoint 5 never completed
-        store.open(&w, 1, Some(4)).unwrap();
-        assert_eq!((store.len(), store.staged()), (3, 0));
-    }
-
-    #[tokio::test]
-    async fn a_replaced_attempt_can_neither_write_nor_commit_nor_reopen() {
-        let (store, w) = (CollectStore::new(), writer());
-        store.open(&w, 0, None).unwrap();
-        store.open(&w, 1, None).unwrap();
-        let fenced = Fenced {
-            attempt: 0,
-            current: 1,
-        };
-        assert_eq!(store.append(&w, 0, batch(2, 0)), Err(fenced));
-        assert_eq!(store.stage(&w, 0, 1, batch(3, 0)), Err(fenced));
-        assert_eq!(store.commit(&w, 0, 1), Err(fenced));
-        assert_eq!(store.open(&w, 0, None), Err(fenced));
-        assert_eq!((store.len(), store.fenced()), (0, 5));
-        store.append(&w, 1, batch(1, 1)).unwrap();
-        assert_eq!(store.len(), 1);
     }
 }

@@ -131,6 +131,69 @@ where
     Ok(())
 }
 
+/// A process's clients of one kind of service, by server address: one connection per
+/// server, shared by everyone in the process who calls it.
+pub struct ClientPool<Req, Rep> {
+    service: &'static str,
+    role: PeerRole,
+    name: String,
+    config: Configuration,
+    timeout: Duration,
+    clients: Arc<Mutex<BTreeMap<String, ServiceClient<Req, Rep>>>>,
+}
+
+impl<Req, Rep> Clone for ClientPool<Req, Rep> {
+    fn clone(&self) -> Self {
+        ClientPool {
+            service: self.service,
+            role: self.role,
+            name: self.name.clone(),
+            config: self.config.clone(),
+            timeout: self.timeout,
+            clients: self.clients.clone(),
+        }
+    }
+}
+
+impl<Req, Rep> ClientPool<Req, Rep>
+where
+    Req: Serialize + Send + 'static,
+    Rep: DeserializeOwned + Send + 'static,
+{
+    pub fn new(
+        service: &'static str,
+        role: PeerRole,
+        name: String,
+        config: Configuration,
+        timeout: Duration,
+    ) -> Self {
+        ClientPool {
+            service,
+            role,
+            name,
+            config,
+            timeout,
+            clients: Arc::default(),
+        }
+    }
+
+    /// The client of the server at `addr`.
+    pub fn client(&self, addr: &str) -> ServiceClient<Req, Rep> {
+        lock(&self.clients)
+            .entry(addr.to_string())
+            .or_insert_with(|| {
+                let (role, name) = (self.role, self.name.clone());
+                ServiceClient::new(self.service, addr, role, name, &self.config, self.timeout)
+            })
+            .clone()
+    }
+
+    /// Forgets every connection: the next caller connects afresh.
+    pub fn reset(&self) {
+        lock(&self.clients).clear();
+    }
+}
+
 /// The calling side of a service. Clones share the connection.
 pub struct ServiceClient<Req, Rep> {
     inner: Arc<Client<Rep>>,

@@ -25,7 +25,8 @@ pub use task::{
 
 use crate::api::build_job;
 use crate::config::Configuration;
-use crate::connectors::log_service::LogClients;
+use crate::connectors::log_service::{log_clients, LogClients};
+use crate::connectors::sink_service::{sink_clients, SinkClients};
 use crate::connectors::CollectStore;
 use crate::graph::{ExecutionAttemptId, ExecutionState, JobGraph};
 use crate::network::transport::DataPlaneConfig;
@@ -49,6 +50,8 @@ pub struct TaskServices {
     pub collect: Option<CollectStore>,
     /// Connections to log servers, shared by this TaskManager's sources.
     pub logs: LogClients,
+    /// Connections to sink stores, shared by this TaskManager's sinks.
+    pub sink_stores: SinkClients,
     /// Processing time, for operators that act on the wall clock.
     pub clock: ProcessingClock,
 }
@@ -128,7 +131,8 @@ impl TaskManager {
             registry,
             client: DataClient::new(data_config, memory, opts.name.clone()),
             collect: opts.collect.clone(),
-            logs: LogClients::new(opts.config.clone(), opts.name.clone()),
+            logs: log_clients(opts.config.clone(), opts.name.clone()),
+            sink_stores: sink_clients(opts.config.clone(), opts.name.clone()),
             clock: opts.clock.clone(),
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -168,6 +172,7 @@ impl TaskManager {
                     // broken pipe; the next tasks start on fresh ones.
                     self.services.client.reset().await;
                     self.services.logs.reset();
+                    self.services.sink_stores.reset();
                 }
                 Err(e) => {
                     tracing::info!(tm = %self.opts.name, error = %e, "registration failed; retrying")

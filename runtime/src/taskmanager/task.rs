@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::TaskServices;
-use crate::api::operator::{ChainEvent, OperatorContext};
+use crate::api::operator::{ChainEvent, OperatorContext, TaskWaits};
 use crate::api::stream::{AnyBox, NodeKind};
 use crate::api::JobError;
 use crate::config::Configuration;
@@ -260,11 +260,14 @@ pub async fn run_task(
         move || memory.sub_task(overhead)
     })));
     let state = TaskStateHandle::new(d.restore.take());
-    let (head, outputs) = build_chain(&d, &services, &state, &metrics)?;
+    let waits = TaskWaits::default();
+    let (head, outputs) = build_chain(&d, &services, &state, &waits, &metrics)?;
     // Flink's 0 means "flush after every record"; a 1 ms timer is the closest a timer gets.
     let buffer_timeout = d.config.buffer_timeout().max(Duration::from_millis(1));
     let checkpoints = Checkpoints {
         state,
+        waits,
+        due: Vec::new(),
         control: link.control,
         on_checkpoint: link.on_checkpoint,
     };
@@ -342,15 +345,21 @@ pub async fn run_task(
 /// operators record, and the acknowledgement.
 struct Checkpoints {
     state: TaskStateHandle,
+    /// What the operators left to finish (a remote sink's writes): a checkpoint is
+    /// acknowledged only once it is done.
+    waits: TaskWaits,
+    /// Checkpoints whose state is taken, waiting for `waits` before their acknowledgement.
+    due: Vec<(u64, TaskSnapshot)>,
     control: mpsc::UnboundedReceiver<TaskControl>,
     on_checkpoint: Box<dyn Fn(u64, TaskSnapshot) + Send + Sync>,
 }
 
 impl Checkpoints {
-    /// Acknowledges checkpoint `id` with what the operators recorded as its barrier passed.
-    /// If an operator could not record its state, nothing is acknowledged: the checkpoint
-    /// never completes (the coordinator times it out) rather than restore without that state.
-    fn acknowledge(&self, id: u64) {
+    /// Acknowledges checkpoint `id` with what the operators recorded as its barrier passed,
+    /// at once or, if operators left work to finish, at the next `settle`. If an operator
+    /// could not record its state, nothing is acknowledged: the checkpoint never completes
+    /// (the coordinator times it out) rather than restore without that state.
+    fn acknowledge(&mut self, id: u64) {
         match self.state.take() {
             Ok(snapshot) => {
                 tracing::debug!(
@@ -358,11 +367,23 @@ impl Checkpoints {
                     bytes = snapshot.bytes(),
                     "task state snapshotted"
                 );
-                (self.on_checkpoint)(id, snapshot);
+                if self.waits.is_empty() && self.due.is_empty() {
+                    (self.on_checkpoint)(id, snapshot);
+                } else {
+                    self.due.push((id, snapshot));
+                }
             }
             Err(reason) => {
                 tracing::error!(checkpoint = id, %reason, "checkpoint not acknowledged: state snapshot failed");
             }
+        }
+    }
+
+    /// Waits for the operators' outstanding work, then sends the acknowledgements it held.
+    async fn settle(&mut self) {
+        self.waits.settle().await;
+        for (id, snapshot) in self.due.drain(..) {
+            (self.on_checkpoint)(id, snapshot);
         }
     }
 }
@@ -383,6 +404,7 @@ fn build_chain(
     d: &TaskDeployment,
     services: &TaskServices,
     state: &TaskStateHandle,
+    waits: &TaskWaits,
     metrics: &Arc<TaskMetrics>,
 ) -> Result<(Head, Outputs), TaskError> {
     let job = &d.job;
@@ -408,6 +430,7 @@ fn build_chain(
             operator_name: node.name.clone(),
             node: node_id.0,
             state: state.clone(),
+            waits: waits.clone(),
             services: services.clone(),
         };
         match &node.kind {
@@ -626,6 +649,7 @@ impl SourceTask<'_> {
             while let Ok(control) = self.checkpoints.control.try_recv() {
                 self.control(&mut *driver, control)?;
                 self.outputs.drain().await?;
+                self.checkpoints.settle().await;
             }
             match driver.poll(batch_size(driver.rate()))? {
                 SourceStatus::Finished => break,
@@ -643,17 +667,21 @@ impl SourceTask<'_> {
                 driver.event(ChainEvent::Flush);
             }
             self.outputs.drain().await?;
+            self.checkpoints.settle().await;
             // Sources never wait on input: yield so other tasks on this thread (and, under the
             // simulator, every other node) get to run.
             tokio::task::yield_now().await;
         }
         emit_watermark(&mut *driver, &mut watermark);
         driver.event(ChainEvent::Finish);
-        self.outputs.drain().await
+        self.outputs.drain().await?;
+        // What the sinks wrote at the end must be stored before the task reports FINISHED.
+        self.checkpoints.settle().await;
+        Ok(())
     }
 
     fn control(
-        &self,
+        &mut self,
         driver: &mut dyn SourceDriver,
         control: TaskControl,
     ) -> Result<(), TaskError> {
@@ -782,9 +810,13 @@ impl Consumer<'_> {
                 },
             }
             self.outputs.drain().await?;
+            self.checkpoints.settle().await;
         }
         decoder.event(ChainEvent::Finish);
-        self.outputs.drain().await
+        self.outputs.drain().await?;
+        // What the sinks wrote at the end must be stored before the task reports FINISHED.
+        self.checkpoints.settle().await;
+        Ok(())
     }
 
     /// The JobManager says where input `index`'s producer runs now: connect to it in the
@@ -831,7 +863,7 @@ impl Consumer<'_> {
 
     /// An aligned barrier: the chain snapshots as it passes (writers forward it), then the
     /// task acknowledges.
-    fn barrier(&self, decoder: &mut dyn RecordDecoder, id: u64) {
+    fn barrier(&mut self, decoder: &mut dyn RecordDecoder, id: u64) {
         decoder.event(ChainEvent::Barrier(id));
         self.checkpoints.acknowledge(id);
     }

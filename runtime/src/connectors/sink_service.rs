@@ -1,0 +1,367 @@
+//! The sink store served over the network: `rill sink-store` (or the harness's `sink-store`
+//! node) keeps a `CollectStore`, and collecting sinks with `sink-store=rill://HOST:PORT` send
+//! it their writes.
+//!
+//! A sink's writes go, in order, through one writer task per sink subtask: the operator chain
+//! never waits on the network except where correctness needs it. Before a checkpoint is
+//! acknowledged, and before the task reports FINISHED, the task waits until everything the
+//! sink wrote so far is stored (`synced`); when too many writes are outstanding it waits too
+//! (back-pressure). A write that gets no reply is sent again, numbered, and the store applies
+//! each number once, so a reconnect never doubles output. A store that is down stalls its
+//! sinks rather than failing them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::sink_store::{BatchEntry, CollectStore, CollectedBatch, Fenced, SinkOp, WriterKey};
+use crate::config::Configuration;
+use crate::rpc::service::{serve, ClientPool, ServiceClient};
+use crate::rpc::PeerRole;
+use crate::util::{lock, AbortOnDrop};
+
+const SERVICE: &str = "sink store";
+/// Bound on one write: past it the connection is not trusted and the write is sent again.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Writes a sink may have outstanding before its task waits (back-pressure), and how far the
+/// backlog must fall before it goes on.
+const BACKLOG_HIGH: usize = 64;
+const BACKLOG_LOW: usize = 16;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SinkRequest {
+    job: u64,
+    sink: String,
+    subtask: u32,
+    attempt: u32,
+    /// The writer's number for this write, from 1: resent writes keep theirs.
+    seq: u64,
+    op: WireOp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum WireOp {
+    Open { restored: Option<u64> },
+    Append(WireBatch),
+    Stage { checkpoint: u64, batch: WireBatch },
+    Commit { checkpoint: u64 },
+}
+
+/// A batch as it travels: the store stamps it when it arrives, which is when it is stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct WireBatch {
+    taskmanager: String,
+    payloads: Bytes,
+    entries: Vec<BatchEntry>,
+}
+
+impl WireBatch {
+    fn from_batch(b: CollectedBatch) -> Self {
+        WireBatch {
+            taskmanager: b.taskmanager.to_string(),
+            payloads: b.payloads,
+            entries: b.entries,
+        }
+    }
+}
+
+type SinkReply = Result<(), Fenced>;
+
+/// Serves `store` to TaskManagers on `listener` until the task is dropped. Each write is
+/// applied when it arrives, before the next one is read: a writer's writes land in order.
+pub async fn serve_sink_store(listener: TcpListener, store: CollectStore, config: Configuration) {
+    let handler = move |request: SinkRequest| {
+        let reply = apply(&store, request);
+        async move { reply }
+    };
+    serve(listener, config, SERVICE, PeerRole::TaskManager, handler).await
+}
+
+fn apply(store: &CollectStore, r: SinkRequest) -> SinkReply {
+    let key = WriterKey {
+        job: r.job,
+        sink: Arc::from(r.sink),
+        subtask: r.subtask,
+    };
+    let now = tokio::time::Instant::now();
+    let batch = |b: WireBatch| CollectedBatch {
+        sink: key.sink.clone(),
+        taskmanager: Arc::from(b.taskmanager),
+        at: now,
+        subtask: r.subtask,
+        attempt: r.attempt,
+        payloads: b.payloads,
+        entries: b.entries,
+    };
+    let op = match r.op {
+        WireOp::Open { restored } => SinkOp::Open { restored },
+        WireOp::Append(b) => SinkOp::Append(batch(b)),
+        WireOp::Stage {
+            checkpoint,
+            batch: b,
+        } => SinkOp::Stage {
+            checkpoint,
+            batch: batch(b),
+        },
+        WireOp::Commit { checkpoint } => SinkOp::Commit { checkpoint },
+    };
+    store.apply_once(&key, r.attempt, r.seq, op)
+}
+
+/// A TaskManager's clients of sink stores, by address.
+pub type SinkClients = ClientPool<SinkRequest, SinkReply>;
+
+pub fn sink_clients(config: Configuration, name: String) -> SinkClients {
+    ClientPool::new(SERVICE, PeerRole::TaskManager, name, config, WRITE_TIMEOUT)
+}
+
+/// What the sink and its writer task share.
+#[derive(Default)]
+struct Shared {
+    /// Set when the store refused this attempt: it has been replaced.
+    fenced: Mutex<Option<Fenced>>,
+    outstanding: AtomicUsize,
+    /// Signalled as writes complete.
+    progress: Notify,
+}
+
+enum Queued {
+    Write(WireOp),
+    /// Answered once every write queued before it is done.
+    Sync(oneshot::Sender<()>),
+}
+
+/// One sink subtask's writes to a served store, in order.
+pub(crate) struct RemoteSinkWriter {
+    queue: mpsc::UnboundedSender<Queued>,
+    shared: Arc<Shared>,
+    _task: AbortOnDrop<()>,
+}
+
+impl RemoteSinkWriter {
+    pub fn start(
+        client: ServiceClient<SinkRequest, SinkReply>,
+        key: &WriterKey,
+        attempt: u32,
+    ) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::default());
+        let writer = WriterTask {
+            client,
+            job: key.job,
+            sink: key.sink.to_string(),
+            subtask: key.subtask,
+            attempt,
+            shared: shared.clone(),
+        };
+        RemoteSinkWriter {
+            queue,
+            shared,
+            _task: AbortOnDrop(tokio::spawn(writer.run(rx))),
+        }
+    }
+
+    /// Queues a write; refused at once if the store has fenced this attempt.
+    pub fn send(&self, op: SinkOp) -> Result<(), Fenced> {
+        if let Some(fenced) = *lock(&self.shared.fenced) {
+            return Err(fenced);
+        }
+        let op = match op {
+            SinkOp::Open { restored } => WireOp::Open { restored },
+            SinkOp::Append(b) => WireOp::Append(WireBatch::from_batch(b)),
+            SinkOp::Stage { checkpoint, batch } => WireOp::Stage {
+                checkpoint,
+                batch: WireBatch::from_batch(batch),
+            },
+            SinkOp::Commit { checkpoint } => WireOp::Commit { checkpoint },
+        };
+        self.shared.outstanding.fetch_add(1, Ordering::Relaxed);
+        // The writer task lives as long as this handle; a send cannot fail before it ends.
+        let _ = self.queue.send(Queued::Write(op));
+        Ok(())
+    }
+
+    /// Completes once everything queued so far is stored (or refused).
+    pub fn synced(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.queue.send(Queued::Sync(tx));
+        async move {
+            let _ = rx.await;
+        }
+    }
+
+    /// While too many writes are outstanding: completes once the backlog is down again.
+    pub fn backlogged(&self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        if self.shared.outstanding.load(Ordering::Relaxed) < BACKLOG_HIGH {
+            return None;
+        }
+        let shared = self.shared.clone();
+        Some(async move {
+            loop {
+                let progress = shared.progress.notified();
+                if shared.outstanding.load(Ordering::Relaxed) <= BACKLOG_LOW {
+                    return;
+                }
+                progress.await;
+            }
+        })
+    }
+}
+
+struct WriterTask {
+    client: ServiceClient<SinkRequest, SinkReply>,
+    job: u64,
+    sink: String,
+    subtask: u32,
+    attempt: u32,
+    shared: Arc<Shared>,
+}
+
+impl WriterTask {
+    async fn run(self, mut queue: mpsc::UnboundedReceiver<Queued>) {
+        let mut seq = 0u64;
+        while let Some(item) = queue.recv().await {
+            match item {
+                Queued::Sync(done) => {
+                    let _ = done.send(());
+                }
+                Queued::Write(op) => {
+                    seq += 1;
+                    if lock(&self.shared.fenced).is_none() {
+                        self.deliver(seq, op).await;
+                    }
+                    self.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+                    self.shared.progress.notify_one();
+                }
+            }
+        }
+    }
+
+    /// Sends write `seq` until the store has it or refuses it.
+    async fn deliver(&self, seq: u64, op: WireOp) {
+        let request = SinkRequest {
+            job: self.job,
+            sink: self.sink.clone(),
+            subtask: self.subtask,
+            attempt: self.attempt,
+            seq,
+            op,
+        };
+        let mut failures = 0u32;
+        loop {
+            match self.client.call(request.clone()).await {
+                Ok(Ok(())) => break,
+                Ok(Err(fenced)) => {
+                    tracing::warn!(sink = %self.sink, subtask = self.subtask, error = %fenced, "sink write fenced");
+                    *lock(&self.shared.fenced) = Some(fenced);
+                    break;
+                }
+                Err(e) => {
+                    let backoff = RETRY_MIN
+                        .saturating_mul(1 << failures.min(5))
+                        .min(RETRY_MAX);
+                    if failures == 0 {
+                        tracing::warn!(sink = %self.sink, subtask = self.subtask, error = %e, "sink write failed; retrying");
+                    }
+                    failures = failures.saturating_add(1);
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+        if failures > 0 {
+            tracing::info!(sink = %self.sink, subtask = self.subtask, failures, "sink write recovered");
+        }
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+
+    async fn served() -> (String, CollectStore, AbortOnDrop<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let store = CollectStore::new();
+        let server = serve_sink_store(listener, store.clone(), Configuration::default());
+        (addr, store, AbortOnDrop(tokio::spawn(server)))
+    }
+
+    fn key() -> WriterKey {
+        WriterKey {
+            job: 1,
+            sink: Arc::from("sink"),
+            subtask: 0,
+        }
+    }
+
+    fn batch(n: u8) -> CollectedBatch {
+        CollectedBatch {
+            sink: Arc::from("sink"),
+            taskmanager: Arc::from("tm-1"),
+            at: tokio::time::Instant::now(),
+            subtask: 0,
+            attempt: 0,
+            payloads: Bytes::from((0..n).collect::<Vec<u8>>()),
+            entries: (0..n)
+                .map(|i| BatchEntry {
+                    origin: None,
+                    end: u32::from(i) + 1,
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_land_in_order_and_synced_waits_for_them() {
+        let (addr, store, _server) = served().await;
+        let pool = sink_clients(Configuration::default(), "tm-1".into());
+        let w = RemoteSinkWriter::start(pool.client(&addr), &key(), 0);
+        w.send(SinkOp::Open { restored: None }).unwrap();
+        w.send(SinkOp::Stage {
+            checkpoint: 1,
+            batch: batch(3),
+        })
+        .unwrap();
+        w.send(SinkOp::Append(batch(2))).unwrap();
+        w.send(SinkOp::Commit { checkpoint: 1 }).unwrap();
+        w.synced().await;
+        assert_eq!((store.len(), store.staged()), (5, 0));
+    }
+
+    #[tokio::test]
+    async fn a_replaced_attempt_is_fenced_and_writes_nothing_more() {
+        let (addr, store, _server) = served().await;
+        let pool = sink_clients(Configuration::default(), "tm-1".into());
+        let old = RemoteSinkWriter::start(pool.client(&addr), &key(), 0);
+        old.send(SinkOp::Open { restored: None }).unwrap();
+        old.synced().await;
+        let new = RemoteSinkWriter::start(pool.client(&addr), &key(), 1);
+        new.send(SinkOp::Open { restored: None }).unwrap();
+        new.synced().await;
+        old.send(SinkOp::Append(batch(2))).unwrap();
+        old.synced().await;
+        assert!(old.send(SinkOp::Append(batch(1))).is_err());
+        assert_eq!((store.len(), store.fenced()), (0, 2));
+    }
+
+    #[tokio::test]
+    async fn a_resent_write_is_applied_once() {
+        let store = CollectStore::new();
+        let open = SinkOp::Open { restored: None };
+        store.apply_once(&key(), 0, 1, open).unwrap();
+        store
+            .apply_once(&key(), 0, 2, SinkOp::Append(batch(2)))
+            .unwrap();
+        store
+            .apply_once(&key(), 0, 2, SinkOp::Append(batch(2)))
+            .unwrap();
+        assert_eq!(store.len(), 2);
+    }
+}

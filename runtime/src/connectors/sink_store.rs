@@ -1,0 +1,432 @@
+//! The store collecting sinks write to: what an external sink system (a database, a topic)
+//! keeps, with what makes exactly-once possible there: writers fenced by attempt (a zombie from
+//! a replaced attempt cannot write) and transactions staged per checkpoint that become visible
+//! on commit. In-process (`rill local`, tests) the sinks call it directly; served
+//! (`sink_service`), they send it their writes over the network.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::api::operator::Origin;
+
+/// One record as a collecting sink saw it (`CollectStore::records`, `decoded`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectedRecord {
+    /// Shared per sink subtask (`Arc<str>`), so a record costs no name allocations.
+    pub sink: Arc<str>,
+    /// The TaskManager the sink subtask ran on.
+    pub taskmanager: Arc<str>,
+    /// When the record became visible in the store (`tokio::time`, so virtual time under the
+    /// simulator): when its batch was flushed, or its transaction committed.
+    pub at: tokio::time::Instant,
+    pub subtask: u32,
+    /// The attempt of the sink subtask that wrote it (fencing evidence for the harness).
+    pub attempt: u32,
+    pub origin: Option<Origin>,
+    /// The record, bincode-encoded (a slice of its batch's buffer); decode with
+    /// `CollectStore::decoded`.
+    pub payload: Bytes,
+}
+
+/// What one sink subtask flushed at once: the unit the store keeps, stages and commits. What
+/// the records share is held once, and their payloads sit back to back in one buffer, so a
+/// record costs its provenance and an offset (large outputs stay cheap to keep and to scan).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectedBatch {
+    pub sink: Arc<str>,
+    pub taskmanager: Arc<str>,
+    /// When the batch became visible: flushed, or its transaction committed.
+    pub at: tokio::time::Instant,
+    pub subtask: u32,
+    pub attempt: u32,
+    /// The records' bincode encodings, back to back.
+    pub payloads: Bytes,
+    /// Per record: its provenance and where its encoding ends in `payloads`.
+    pub entries: Vec<BatchEntry>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchEntry {
+    pub origin: Option<Origin>,
+    pub end: u32,
+}
+
+impl CollectedBatch {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Each record's provenance and encoding, in the order it was written.
+    pub fn iter(&self) -> impl Iterator<Item = (Option<Origin>, &[u8])> {
+        self.ranges().map(|(origin, r)| (origin, &self.payloads[r]))
+    }
+
+    /// Each record's provenance and the range of its encoding in `payloads` (clamped, so a
+    /// malformed batch yields empty payloads rather than a panic).
+    fn ranges(&self) -> impl Iterator<Item = (Option<Origin>, std::ops::Range<usize>)> + '_ {
+        let mut start = 0usize;
+        self.entries.iter().map(move |e| {
+            let end = (e.end as usize).clamp(start, self.payloads.len().max(start));
+            let range = start..end;
+            start = end;
+            (e.origin, range)
+        })
+    }
+
+    fn records(&self) -> impl Iterator<Item = CollectedRecord> + '_ {
+        self.ranges().map(|(origin, range)| CollectedRecord {
+            sink: self.sink.clone(),
+            taskmanager: self.taskmanager.clone(),
+            at: self.at,
+            subtask: self.subtask,
+            attempt: self.attempt,
+            origin,
+            payload: self.payloads.slice(range),
+        })
+    }
+}
+
+/// Names one sink subtask's writes: the writer the store fences by attempt. Jobs share the
+/// store, so the job is part of the name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct WriterKey {
+    pub job: u64,
+    pub sink: Arc<str>,
+    pub subtask: u32,
+}
+
+/// One write of a sink subtask, as the store applies it.
+#[derive(Debug)]
+pub(crate) enum SinkOp {
+    /// The attempt takes over its sink subtask (see `CollectStore::open`).
+    Open {
+        restored: Option<u64>,
+    },
+    Append(CollectedBatch),
+    Stage {
+        checkpoint: u64,
+        batch: CollectedBatch,
+    },
+    Commit {
+        checkpoint: u64,
+    },
+}
+
+#[derive(Debug, Default)]
+struct StoreInner {
+    /// Visible records, in the batches the sinks flushed or committed.
+    batches: Vec<CollectedBatch>,
+    /// The newest attempt that opened each sink subtask: writes of older ones are refused.
+    writers: BTreeMap<WriterKey, u32>,
+    /// Pre-committed transactions per sink subtask, by checkpoint id.
+    staged: BTreeMap<WriterKey, BTreeMap<u64, Vec<CollectedBatch>>>,
+    /// Records refused because their writer's attempt had been replaced.
+    fenced: u64,
+    /// The last numbered write applied per writer, as (attempt, number): a resent write is
+    /// applied once (`apply_once`).
+    applied: BTreeMap<WriterKey, (u32, u64)>,
+}
+
+/// A write from an attempt that has been replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("write of attempt {attempt} refused: attempt {current} owns this sink subtask")]
+pub struct Fenced {
+    pub attempt: u32,
+    pub current: u32,
+}
+
+/// Where collecting sinks put their records: handed to each TaskManager (in-process) or served
+/// (`sink_service`), never global. Records are kept in the batches the sinks wrote, so a large
+/// output is never copied to grow one vector.
+#[derive(Debug, Clone, Default)]
+pub struct CollectStore {
+    inner: Arc<Mutex<StoreInner>>,
+}
+
+impl CollectStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StoreInner> {
+        crate::util::lock(&self.inner)
+    }
+
+    /// Applies one write of `attempt` of a sink subtask.
+    pub(crate) fn apply(&self, key: &WriterKey, attempt: u32, op: SinkOp) -> Result<(), Fenced> {
+        match op {
+            SinkOp::Open { restored } => self.open(key, attempt, restored),
+            SinkOp::Append(batch) => self.append(key, attempt, batch),
+            SinkOp::Stage { checkpoint, batch } => self.stage(key, attempt, checkpoint, batch),
+            SinkOp::Commit { checkpoint } => self.commit(key, attempt, checkpoint).map(drop),
+        }
+    }
+
+    /// Applies write number `seq` of `attempt` unless it already was: a writer that lost a
+    /// reply resends the write, which must not land twice (Kafka's idempotent producer).
+    pub(crate) fn apply_once(
+        &self,
+        key: &WriterKey,
+        attempt: u32,
+        seq: u64,
+        op: SinkOp,
+    ) -> Result<(), Fenced> {
+        if let Some(&(a, last)) = self.lock().applied.get(key) {
+            if a == attempt && seq <= last {
+                return Ok(());
+            }
+        }
+        self.apply(key, attempt, op)?;
+        self.lock().applied.insert(key.clone(), (attempt, seq));
+        Ok(())
+    }
+
+    /// Makes `attempt` the writer of a sink subtask, fencing every older attempt. A restored
+    /// writer commits the transactions of the checkpoint it restores (and the ones before it,
+    /// whose commit may not have happened) and aborts the later ones; a fresh one aborts all.
+    fn open(&self, key: &WriterKey, attempt: u32, restored: Option<u64>) -> Result<(), Fenced> {
+        let mut inner = self.lock();
+        let current = inner.writers.entry(key.clone()).or_insert(attempt);
+        if *current > attempt {
+            return Err(Fenced {
+                attempt,
+                current: *current,
+            });
+        }
+        *current = attempt;
+        let staged = inner.staged.remove(key).unwrap_or_default();
+        let now = tokio::time::Instant::now();
+        for (checkpoint, batches) in staged {
+            if restored.is_some_and(|c| checkpoint <= c) {
+                for batch in batches {
+                    inner.batches.push(restamp(batch, now));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the writer's attempt; counts refused records.
+    fn admit(
+        inner: &mut StoreInner,
+        key: &WriterKey,
+        attempt: u32,
+        records: usize,
+    ) -> Result<(), Fenced> {
+        let current = inner.writers.get(key).copied().unwrap_or(attempt);
+        if current != attempt {
+            inner.fenced += records as u64;
+            return Err(Fenced { attempt, current });
+        }
+        Ok(())
+    }
+
+    /// Makes a batch visible at once.
+    fn append(&self, key: &WriterKey, attempt: u32, batch: CollectedBatch) -> Result<(), Fenced> {
+        let mut inner = self.lock();
+        Self::admit(&mut inner, key, attempt, batch.len())?;
+        if !batch.is_empty() {
+            inner.batches.push(batch);
+        }
+        Ok(())
+    }
+
+    /// Pre-commits a batch under checkpoint `checkpoint`: stored, not yet visible.
+    fn stage(
+        &self,
+        key: &WriterKey,
+        attempt: u32,
+        checkpoint: u64,
+        batch: CollectedBatch,
+    ) -> Result<(), Fenced> {
+        let mut inner = self.lock();
+        Self::admit(&mut inner, key, attempt, batch.len())?;
+        if !batch.is_empty() {
+            let staged = inner.staged.entry(key.clone()).or_default();
+            staged.entry(checkpoint).or_default().push(batch);
+        }
+        Ok(())
+    }
+
+    /// Commits every transaction of the writer up to and including `checkpoint`.
+    fn commit(&self, key: &WriterKey, attempt: u32, checkpoint: u64) -> Result<usize, Fenced> {
+        let mut inner = self.lock();
+        let pending: usize = inner
+            .staged
+            .get(key)
+            .map(|s| {
+                s.range(..=checkpoint)
+                    .flat_map(|(_, b)| b)
+                    .map(CollectedBatch::len)
+                    .sum()
+            })
+            .unwrap_or(0);
+        Self::admit(&mut inner, key, attempt, pending)?;
+        let Some(staged) = inner.staged.get_mut(key) else {
+            return Ok(0);
+        };
+        let later = match checkpoint.checked_add(1) {
+            Some(next) => staged.split_off(&next),
+            None => BTreeMap::new(),
+        };
+        let done = std::mem::replace(staged, later);
+        let now = tokio::time::Instant::now();
+        for batch in done.into_values().flatten() {
+            inner.batches.push(restamp(batch, now));
+        }
+        Ok(pending)
+    }
+
+    /// Records refused so far because their attempt had been replaced.
+    pub fn fenced(&self) -> u64 {
+        self.lock().fenced
+    }
+
+    /// Records staged in transactions not committed (yet).
+    pub fn staged(&self) -> usize {
+        let inner = self.lock();
+        inner
+            .staged
+            .values()
+            .flat_map(|s| s.values())
+            .flatten()
+            .map(CollectedBatch::len)
+            .sum()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().batches.iter().map(CollectedBatch::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Moves every visible batch out in the order they became visible (so by time), leaving
+    /// none visible.
+    pub fn take_batches(&self) -> Vec<CollectedBatch> {
+        std::mem::take(&mut self.lock().batches)
+    }
+
+    pub fn records(&self) -> Vec<CollectedRecord> {
+        self.lock()
+            .batches
+            .iter()
+            .flat_map(CollectedBatch::records)
+            .collect()
+    }
+
+    /// Every visible record decoded as `T`, with its metadata, in arrival order.
+    pub fn decoded<T: DeserializeOwned>(
+        &self,
+    ) -> Result<Vec<(CollectedRecord, T)>, bincode::Error> {
+        self.records()
+            .into_iter()
+            .map(|r| {
+                let item = bincode::deserialize(&r.payload)?;
+                Ok((r, item))
+            })
+            .collect()
+    }
+}
+
+/// Records become visible when they are committed: that is their output time.
+fn restamp(batch: CollectedBatch, at: tokio::time::Instant) -> CollectedBatch {
+    CollectedBatch { at, ..batch }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> WriterKey {
+        WriterKey {
+            job: 1,
+            sink: Arc::from("sink"),
+            subtask: 0,
+        }
+    }
+
+    fn batch(n: usize, attempt: u32) -> CollectedBatch {
+        CollectedBatch {
+            sink: Arc::from("sink"),
+            taskmanager: Arc::from("tm-1"),
+            at: tokio::time::Instant::now(),
+            subtask: 0,
+            attempt,
+            payloads: Bytes::from((0..n as u8).collect::<Vec<u8>>()),
+            entries: (0..n)
+                .map(|i| BatchEntry {
+                    origin: Some(Origin {
+                        partition: 0,
+                        offset: i as u64,
+                    }),
+                    end: i as u32 + 1,
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_hands_out_each_record_with_its_own_payload() {
+        let (store, w) = (CollectStore::new(), writer());
+        store.open(&w, 0, None).unwrap();
+        store.append(&w, 0, batch(3, 0)).unwrap();
+        let records = store.records();
+        let payloads: Vec<&[u8]> = records.iter().map(|r| &r.payload[..]).collect();
+        assert_eq!(payloads, [&[0u8][..], &[1], &[2]]);
+        let offsets: Vec<u64> = records
+            .iter()
+            .filter_map(|r| r.origin)
+            .map(|o| o.offset)
+            .collect();
+        assert_eq!(offsets, [0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn staged_records_become_visible_only_when_their_checkpoint_commits() {
+        let (store, w) = (CollectStore::new(), writer());
+        store.open(&w, 0, None).unwrap();
+        store.stage(&w, 0, 1, batch(3, 0)).unwrap();
+        store.stage(&w, 0, 2, batch(2, 0)).unwrap();
+        assert_eq!((store.len(), store.staged()), (0, 5));
+        assert_eq!(store.commit(&w, 0, 1), Ok(3));
+        assert_eq!((store.len(), store.staged()), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn a_restore_commits_its_checkpoint_and_aborts_later_ones() {
+        let (store, w) = (CollectStore::new(), writer());
+        store.open(&w, 0, None).unwrap();
+        store.stage(&w, 0, 4, batch(3, 0)).unwrap(); // checkpoint 4 completed, not yet committed
+        store.stage(&w, 0, 5, batch(2, 0)).unwrap(); // checkpoint 5 never completed
+        store.open(&w, 1, Some(4)).unwrap();
+        assert_eq!((store.len(), store.staged()), (3, 0));
+    }
+
+    #[tokio::test]
+    async fn a_replaced_attempt_can_neither_write_nor_commit_nor_reopen() {
+        let (store, w) = (CollectStore::new(), writer());
+        store.open(&w, 0, None).unwrap();
+        store.open(&w, 1, None).unwrap();
+        let fenced = Fenced {
+            attempt: 0,
+            current: 1,
+        };
+        assert_eq!(store.append(&w, 0, batch(2, 0)), Err(fenced));
+        assert_eq!(store.stage(&w, 0, 1, batch(3, 0)), Err(fenced));
+        assert_eq!(store.commit(&w, 0, 1), Err(fenced));
+        assert_eq!(store.open(&w, 0, None), Err(fenced));
+        assert_eq!((store.len(), store.fenced()), (0, 5));
+        store.append(&w, 1, batch(1, 1)).unwrap();
+        assert_eq!(store.len(), 1);
+    }
+}
