@@ -210,6 +210,11 @@ impl Check<'_> {
         self.ensure(!s.job.params.contains_key("log"), "job.log", || {
             "the harness points the sources at the source-log node; leave log unset".into()
         })?;
+        self.ensure(
+            !s.job.params.contains_key("sink-store"),
+            "job.sink-store",
+            || "the harness points the sinks at the sink-store node; leave sink-store unset".into(),
+        )?;
         let graph = build_job(&s.job, s.config.max_parallelism()).map_err(|error| match error {
             JobError::UnknownJob { name, .. } => ScenarioError::UnknownJob {
                 file: self.file.to_string(),

@@ -1,13 +1,13 @@
-//! A simulated rill cluster: `jm`, `tm-1..N`, the external systems `source-log` and
-//! `checkpoint-store`, and a `client` node, each with a stable name and address, each running
-//! production code. Restarting a node re-runs its init future, as a fresh process would start.
+//! A simulated rill cluster: `jm`, `tm-1..N`, the external systems `source-log`, `sink-store`
+//! and `checkpoint-store`, and a `client` node, each with a stable name and address, each
+//! running production code. Restarting a node re-runs its init future, as a fresh process
+//! would start.
 //!
 //! The external systems are nodes of their own, reached over the simulated network, so they can
 //! crash, pause or sit behind a partition like any other machine. What they hold survives their
 //! restarts (they stand for systems with disks): the log serves the job's inputs, which are a
-//! pure function of its parameters, and the checkpoint store keeps its blobs outside the node.
-//! The sink store is still an in-process service of the TaskManagers: its node name is
-//! reserved and faults on it have no effect yet.
+//! pure function of its parameters, and the two stores keep their contents outside the node,
+//! where the harness reads the output from.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -17,6 +17,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use rill::config::keys::CHECKPOINTS_DIR;
 use rill::config::Configuration;
 use rill::connectors::log_service::{serve_log, Topics};
+use rill::connectors::sink_service::serve_sink_store;
 use rill::connectors::CollectStore;
 use rill::jobmanager::client::{submit_job, SubmitError};
 use rill::jobmanager::{run_jobmanager_with, JobManagerServices};
@@ -25,13 +26,14 @@ use rill::state::serve_checkpoint_store;
 use rill::taskmanager::{MemoryAccount, ProcessingClock, TaskManager, TaskManagerOptions};
 use rill::JobSpec;
 
-use crate::scenario::{CHECKPOINT_STORE, SOURCE_LOG};
+use crate::scenario::{CHECKPOINT_STORE, SINK_STORE, SOURCE_LOG};
 use crate::store::SimCheckpointStore;
 
 pub const JOBMANAGER_PORT: u16 = 6123;
 pub const DATA_PORT: u16 = 6121;
 pub const CHECKPOINT_STORE_PORT: u16 = 6130;
 pub const SOURCE_LOG_PORT: u16 = 6131;
+pub const SINK_STORE_PORT: u16 = 6132;
 
 /// Shape of a simulated cluster.
 #[derive(Clone)]
@@ -48,7 +50,8 @@ pub type MemoryAccounts = Arc<Mutex<BTreeMap<String, MemoryAccount>>>;
 
 pub struct SimCluster {
     pub handle: Handle,
-    /// Every node by name: `jm`, `tm-1`.., `source-log`, `checkpoint-store`, `client`.
+    /// Every node by name: `jm`, `tm-1`.., `source-log`, `sink-store`, `checkpoint-store`,
+    /// `client`.
     pub nodes: BTreeMap<String, NodeHandle>,
     pub collect: CollectStore,
     /// What the `checkpoint-store` node serves (`store-failure` faults switch its health).
@@ -73,6 +76,15 @@ pub fn checkpoint_store_ip() -> IpAddr {
 
 pub fn source_log_ip() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 3, 2))
+}
+
+pub fn sink_store_ip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 3, 3))
+}
+
+/// The job parameter `sink-store` that reaches the `sink-store` node.
+pub fn sink_store_url() -> String {
+    format!("rill://{}:{SINK_STORE_PORT}", sink_store_ip())
 }
 
 /// The job parameter `log` that reaches the `source-log` node.
@@ -111,6 +123,10 @@ impl SimCluster {
         );
         nodes.insert("jm".to_string(), Self::jm_node(&handle, &config));
         let collect = CollectStore::new();
+        nodes.insert(
+            SINK_STORE.to_string(),
+            Self::sink_store_node(&handle, &config, &collect),
+        );
         let memory = MemoryAccounts::default();
         let mut clocks = BTreeMap::new();
         for i in 1..=spec.taskmanagers {
@@ -175,6 +191,29 @@ impl SimCluster {
                         .await
                         .expect("bind source log");
                     serve_log(listener, topics, config).await
+                }
+            })
+            .build()
+    }
+
+    fn sink_store_node(
+        handle: &Handle,
+        config: &Configuration,
+        store: &CollectStore,
+    ) -> NodeHandle {
+        let (config, store) = (config.clone(), store.clone());
+        handle
+            .create_node()
+            .name(SINK_STORE)
+            .ip(sink_store_ip())
+            .init(move || {
+                let (config, store) = (config.clone(), store.clone());
+                async move {
+                    let addr = (sink_store_ip(), SINK_STORE_PORT);
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .expect("bind sink store");
+                    serve_sink_store(listener, store, config).await
                 }
             })
             .build()

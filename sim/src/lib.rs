@@ -29,7 +29,7 @@ pub use history::{
 };
 pub use scenario::{
     ClusterShape, DeliveryMode, Expectations, JobOutcome, Scenario, Swarm, CHECKPOINT_STORE,
-    EXTERNAL_NODES, SOURCE_LOG,
+    EXTERNAL_NODES, SINK_STORE, SOURCE_LOG,
 };
 pub use store::SimCheckpointStore;
 

@@ -13,7 +13,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::apply::FaultState;
 use crate::check::{check_all, ExpectedInput};
-use crate::cluster::{source_log_url, SimCluster, SimClusterSpec};
+use crate::cluster::{sink_store_url, source_log_url, SimCluster, SimClusterSpec};
 use crate::fault::{format_duration, Fault, FaultKind};
 use crate::history::{AppliedFault, MemorySample, OutputRecord, Placement, RunHistory, Verdict};
 use crate::scenario::Scenario;
@@ -155,6 +155,7 @@ async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHis
         .job
         .clone()
         .with("sink", sink_kind)
+        .with("sink-store", sink_store_url())
         .with("log", source_log_url());
     let mut job = cluster.submit(&spec, move |r| {
         sink.lock()

@@ -12,10 +12,11 @@ use crate::fault::Fault;
 pub const CHECKPOINT_STORE: &str = "checkpoint-store";
 /// The node of the log server the job's sources read.
 pub const SOURCE_LOG: &str = "source-log";
+/// The node of the sink store the job's sinks write to.
+pub const SINK_STORE: &str = "sink-store";
 
-/// Nodes of the external systems, besides `jm` and `tm-1..N`. The sink store is not a node yet
-/// (sinks write to an in-process store); faults naming it are recorded without effect.
-pub const EXTERNAL_NODES: &[&str] = &[SOURCE_LOG, "sink-store", CHECKPOINT_STORE];
+/// Nodes of the external systems, besides `jm` and `tm-1..N`.
+pub const EXTERNAL_NODES: &[&str] = &[SOURCE_LOG, SINK_STORE, CHECKPOINT_STORE];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterShape {

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::fault::{Direction, Fault, FaultKind};
 use crate::scenario::{ClusterShape, Swarm};
-use crate::scenario::{CHECKPOINT_STORE, SOURCE_LOG};
+use crate::scenario::{CHECKPOINT_STORE, SINK_STORE, SOURCE_LOG};
 
 /// Draws a fault plan for `seed`, sorted by time. Deterministic: same inputs, same plan.
 pub fn draw(swarm: &Swarm, cluster: &ClusterShape, seed: u64) -> Vec<Fault> {
@@ -42,7 +42,7 @@ fn draw_one(
     );
     let tm = format!("tm-{}", rng.gen_range(1..=cluster.taskmanagers.max(1)));
     // Machine faults hit each external system's node as often as any one TaskManager's.
-    let external = [CHECKPOINT_STORE, SOURCE_LOG];
+    let external = [CHECKPOINT_STORE, SOURCE_LOG, SINK_STORE];
     let node = if rng.gen_ratio(external.len() as u32, cluster.taskmanagers.max(1) + 2) {
         external.choose(rng)?.to_string()
     } else {
@@ -137,7 +137,7 @@ mod tests {
         let faults: Vec<Fault> = (0..100)
             .flat_map(|seed| draw(&swarm(), &cluster(), seed))
             .collect();
-        for node in [CHECKPOINT_STORE, SOURCE_LOG] {
+        for node in [CHECKPOINT_STORE, SOURCE_LOG, SINK_STORE] {
             assert!(faults.iter().any(|f| f.targets().contains(&node)), "{node}");
         }
     }
@@ -158,7 +158,8 @@ mod tests {
                     "tm-4",
                     "jm",
                     CHECKPOINT_STORE,
-                    SOURCE_LOG
+                    SOURCE_LOG,
+                    SINK_STORE
                 ]
                 .contains(t)));
             }

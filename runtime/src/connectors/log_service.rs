@@ -198,7 +198,7 @@ impl FetchLoop {
                 offset: self.offset,
                 max: FETCH_RECORDS as u32,
             };
-            match self.client.call(request).await {
+            match self.client.call(&request).await {
                 Ok(Ok(records)) => {
                     if failures > 0 {
                         tracing::info!(topic = %self.topic, partition = self.partition, failures, "log fetch recovered");

@@ -8,7 +8,9 @@ use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use super::sink_service::RemoteSinkWriter;
-use super::sink_store::{BatchEntry, CollectStore, CollectedBatch, Fenced, SinkOp, WriterKey};
+use super::sink_store::{
+    BatchEntry, CollectStore, CollectedBatch, Fenced, SinkOp, WriterKey, END_OF_INPUT,
+};
 use crate::api::operator::{ChainEvent, Collector, OperatorContext, Out, TaskWaits, Traceable};
 use crate::api::JobError;
 
@@ -249,8 +251,8 @@ impl<T: Serialize + Traceable + Send> Collector<T> for CollectSink {
             // End of input: nothing more can change this output, so it is committed now
             // rather than waiting for a final checkpoint (which rill does not take).
             ChainEvent::Finish if self.transactional => {
-                self.stage(u64::MAX);
-                self.commit(u64::MAX);
+                self.stage(END_OF_INPUT);
+                self.commit(END_OF_INPUT);
                 self.sync();
             }
             ChainEvent::Finish => {

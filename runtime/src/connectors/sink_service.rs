@@ -256,7 +256,7 @@ impl WriterTask {
         };
         let mut failures = 0u32;
         loop {
-            match self.client.call(request.clone()).await {
+            match self.client.call(&request).await {
                 Ok(Ok(())) => break,
                 Ok(Err(fenced)) => {
                     tracing::warn!(sink = %self.sink, subtask = self.subtask, error = %fenced, "sink write fenced");

@@ -133,7 +133,18 @@ struct StoreInner {
     /// The last numbered write applied per writer, as (attempt, number): a resent write is
     /// applied once (`apply_once`).
     applied: BTreeMap<WriterKey, (u32, u64)>,
+    /// Sink subtasks whose end-of-input transaction is committed: their output is complete.
+    complete: std::collections::BTreeSet<WriterKey>,
+    /// Records written to a complete sink subtask, and ignored.
+    after_completion: u64,
 }
+
+/// The transaction a transactional sink commits at the end of its input (rill takes no final
+/// checkpoint): once committed, the sink subtask's output is complete. An attempt restarted
+/// after that (the commit landed, but its task was cancelled by a failover before the
+/// JobManager learned it had finished) replays the same input to the same end; the store
+/// ignores what it writes, or the output would hold that replay twice.
+pub const END_OF_INPUT: u64 = u64::MAX;
 
 /// A write from an attempt that has been replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -202,6 +213,9 @@ impl CollectStore {
             });
         }
         *current = attempt;
+        if inner.complete.contains(key) {
+            return Ok(());
+        }
         let staged = inner.staged.remove(key).unwrap_or_default();
         let now = tokio::time::Instant::now();
         for (checkpoint, batches) in staged {
@@ -214,26 +228,30 @@ impl CollectStore {
         Ok(())
     }
 
-    /// Checks the writer's attempt; counts refused records.
+    /// Checks the writer's attempt; counts refused records. `Ok(false)`: the sink subtask's
+    /// output is complete, so the write is to be ignored.
     fn admit(
         inner: &mut StoreInner,
         key: &WriterKey,
         attempt: u32,
         records: usize,
-    ) -> Result<(), Fenced> {
+    ) -> Result<bool, Fenced> {
         let current = inner.writers.get(key).copied().unwrap_or(attempt);
         if current != attempt {
             inner.fenced += records as u64;
             return Err(Fenced { attempt, current });
         }
-        Ok(())
+        if inner.complete.contains(key) {
+            inner.after_completion += records as u64;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Makes a batch visible at once.
     fn append(&self, key: &WriterKey, attempt: u32, batch: CollectedBatch) -> Result<(), Fenced> {
         let mut inner = self.lock();
-        Self::admit(&mut inner, key, attempt, batch.len())?;
-        if !batch.is_empty() {
+        if Self::admit(&mut inner, key, attempt, batch.len())? && !batch.is_empty() {
             inner.batches.push(batch);
         }
         Ok(())
@@ -248,8 +266,7 @@ impl CollectStore {
         batch: CollectedBatch,
     ) -> Result<(), Fenced> {
         let mut inner = self.lock();
-        Self::admit(&mut inner, key, attempt, batch.len())?;
-        if !batch.is_empty() {
+        if Self::admit(&mut inner, key, attempt, batch.len())? && !batch.is_empty() {
             let staged = inner.staged.entry(key.clone()).or_default();
             staged.entry(checkpoint).or_default().push(batch);
         }
@@ -269,7 +286,12 @@ impl CollectStore {
                     .sum()
             })
             .unwrap_or(0);
-        Self::admit(&mut inner, key, attempt, pending)?;
+        if !Self::admit(&mut inner, key, attempt, pending)? {
+            return Ok(0);
+        }
+        if checkpoint == END_OF_INPUT {
+            inner.complete.insert(key.clone());
+        }
         let Some(staged) = inner.staged.get_mut(key) else {
             return Ok(0);
         };
@@ -288,6 +310,11 @@ impl CollectStore {
     /// Records refused so far because their attempt had been replaced.
     pub fn fenced(&self) -> u64 {
         self.lock().fenced
+    }
+
+    /// Records ignored because their sink subtask's output was already complete.
+    pub fn after_completion(&self) -> u64 {
+        self.lock().after_completion
     }
 
     /// Records staged in transactions not committed (yet).
@@ -410,6 +437,20 @@ mod tests {
         store.stage(&w, 0, 5, batch(2, 0)).unwrap(); // checkpoint 5 never completed
         store.open(&w, 1, Some(4)).unwrap();
         assert_eq!((store.len(), store.staged()), (3, 0));
+    }
+
+    #[tokio::test]
+    async fn after_the_end_of_input_commits_a_restarted_attempt_writes_nothing() {
+        let (store, w) = (CollectStore::new(), writer());
+        store.open(&w, 0, None).unwrap();
+        store.stage(&w, 0, END_OF_INPUT, batch(3, 0)).unwrap();
+        store.commit(&w, 0, END_OF_INPUT).unwrap();
+        // The task was cancelled before its FINISHED arrived: attempt 1 replays from checkpoint 2.
+        store.open(&w, 1, Some(2)).unwrap();
+        store.stage(&w, 1, END_OF_INPUT, batch(3, 1)).unwrap();
+        store.commit(&w, 1, END_OF_INPUT).unwrap();
+        store.append(&w, 1, batch(2, 1)).unwrap();
+        assert_eq!((store.len(), store.after_completion()), (3, 5));
     }
 
     #[tokio::test]

@@ -529,6 +529,12 @@ impl JobManager {
         self.next_tm += 1;
         tracing::info!(%name, instance = tm, slots, "taskmanager registered");
         let _ = out.send(JmToTm::Registered { instance: tm });
+        // Before any deployment can point them at it: the others drop what they cached.
+        for other in self.tms.values() {
+            let _ = other.out.send(JmToTm::PeerRegistered {
+                data_addr: data_addr.clone(),
+            });
+        }
         let entry = TmEntry {
             name,
             data_addr,
@@ -979,7 +985,42 @@ impl JobManager {
                 tracing::info!(job = id, "job finished");
                 self.end_job(id, JobStatus::Finished, None);
             }
+            ExecutionState::Finished => self.release_finished_consumer(id, attempt),
             _ => {}
+        }
+    }
+
+    /// A consumer finished while producers of its inputs still run: under `taskmanager`
+    /// failover, a producer restarted from a checkpoint replays what the consumer already had,
+    /// into a subpartition nobody will read again. Its TaskManager drops that queue, so the
+    /// producer discards instead of filling it and blocking (found by a swarm seed where a
+    /// consumer finished while a replaying producer was being moved).
+    fn release_finished_consumer(&self, id: u64, consumer: ExecutionAttemptId) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        if job.config.failover_strategy() != FailoverStrategy::TaskManager {
+            return;
+        }
+        let graph = &job.eg.job;
+        for ch in graph.input_channels(consumer.vertex, consumer.subtask) {
+            let pv = graph.edge(ch.edge).source;
+            let Some(producer) = job.eg.get(pv, ch.producer_subtask) else {
+                continue;
+            };
+            if producer.state.is_terminal() {
+                continue;
+            }
+            let producer = producer.attempt_id();
+            let key = SubpartitionKey {
+                job: id,
+                producer,
+                edge: ch.edge,
+                index: ch.subpartition,
+            };
+            if let Some(tm) = job.placement.get(&producer).and_then(|t| self.tms.get(t)) {
+                let _ = tm.out.send(JmToTm::RevokeSubpartition { key });
+            }
         }
     }
 

@@ -90,11 +90,20 @@ impl PartitionRegistry {
         }
     }
 
-    /// Ends the remote claim of `key`: its consumer was replaced (`taskmanager` failover) but
-    /// its connection may never break (a partitioned TaskManager). The forwarder drops the
-    /// queue, so the producer's next send fails and it opens a fresh queue for the
-    /// replacement. A notification stored before the forwarder waits is not lost.
+    /// Ends the claim of `key`: its consumer was replaced (`taskmanager` failover; its
+    /// connection may never break, behind a partition) or finished. The forwarder of a remote
+    /// claim drops the queue, an unclaimed queue is dropped here, so the producer's next send
+    /// fails and it opens a fresh queue, discarding until a replacement claims it. A
+    /// notification stored before the forwarder waits is not lost.
     pub fn revoke(&self, key: &SubpartitionKey) -> bool {
+        // A queue nobody claimed yet goes too: its consumer is gone or finished, so the
+        // producer's next send fails and it discards until a replacement claims a fresh one.
+        {
+            let mut slots = self.lock();
+            if matches!(slots.get(key), Some(Slot::Ready(_))) {
+                slots.remove(key);
+            }
+        }
         match crate::util::lock(&self.claims).remove(key) {
             Some(signal) => {
                 signal.notify_one();

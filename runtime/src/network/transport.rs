@@ -345,6 +345,24 @@ impl DataClient {
         Ok((rx, credits))
     }
 
+    /// Drops the connection to `addr`, if any: the process there is new (it registered with
+    /// the JobManager), so the connection reached its predecessor, which may have died or been
+    /// cut off without the connection ever breaking here. Channels on it see it gone.
+    pub fn forget(&self, addr: &str) {
+        let Some(slot) = lock(&self.conns).remove(addr) else {
+            return;
+        };
+        // A slot locked right now is being connected, to the new process: nothing to drop.
+        let conn = match slot.try_lock() {
+            Ok(mut held) => held.take(),
+            Err(_) => None,
+        };
+        if let Some(conn) = conn {
+            // Dropping the senders tells every channel on it that its producer is gone.
+            lock(&conn.channels).take();
+        }
+    }
+
     /// Closes every connection: the TaskManager lost the JobManager and cancelled all its
     /// tasks, so nothing reads them, and a connection that lived through a partition may hold
     /// a backlog that would delay the requests of its next tasks.

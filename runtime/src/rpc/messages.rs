@@ -90,6 +90,11 @@ pub enum JmToTm {
         checkpoint: u64,
         attempt: ExecutionAttemptId,
     },
+    /// To every other TaskManager when one registers: a connection cached to its data address
+    /// reached the process before it (crashed, or cut off and lost), and carries nothing now.
+    PeerRegistered {
+        data_addr: String,
+    },
     /// To a producer whose consumer was restarted: close the channel that served the old one.
     RevokeSubpartition {
         key: SubpartitionKey,

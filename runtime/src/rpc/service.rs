@@ -262,8 +262,9 @@ where
         }
     }
 
-    /// Sends `request` and waits for its reply.
-    pub async fn call(&self, request: Req) -> Result<Rep, Unavailable> {
+    /// Sends `request` and waits for its reply. Borrowed, so a caller that retries sends the
+    /// same request again without copying it.
+    pub async fn call(&self, request: &Req) -> Result<Rep, Unavailable> {
         let client = &self.inner;
         let id = client.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = super::frame::encode(&Tagged { id, body: request })
@@ -410,7 +411,7 @@ mod tests {
         let c = client(&addr, &config);
         let calls = (0..5u64).map(|n| {
             let c = c.clone();
-            async move { c.call(n).await }
+            async move { c.call(&n).await }
         });
         let replies = futures_util::future::join_all(calls).await;
         assert_eq!(replies, (0..5).map(|n| Ok(n * 2)).collect::<Vec<_>>());
@@ -421,11 +422,11 @@ mod tests {
         let config = Configuration::default();
         let (addr, _server) = echo_server(&config).await;
         let stranger = config.clone().with("cluster.id", "other").unwrap();
-        assert!(client(&addr, &stranger).call(1).await.is_err());
+        assert!(client(&addr, &stranger).call(&1).await.is_err());
         let timeout = Duration::from_secs(5);
         let wrong_role: ServiceClient<u64, u64> =
             ServiceClient::new("echo", &addr, PeerRole::Client, "t", &config, timeout);
-        let err = wrong_role.call(1).await.unwrap_err();
+        let err = wrong_role.call(&1).await.unwrap_err();
         assert!(err.reason.contains("handshake"), "{err}");
     }
 
@@ -439,7 +440,7 @@ mod tests {
             .local_addr()
             .unwrap();
         let c = client(&addr.to_string(), &config);
-        assert!(c.call(1).await.is_err());
+        assert!(c.call(&1).await.is_err());
         let listener = TcpListener::bind(addr).await.unwrap();
         let server = serve(
             listener,
@@ -449,7 +450,7 @@ mod tests {
             |n: u64| async move { n + 1 },
         );
         let _server = AbortOnDrop(tokio::spawn(server));
-        assert_eq!(c.call(1).await, Ok(2));
+        assert_eq!(c.call(&1).await, Ok(2));
     }
 
     #[tokio::test]
@@ -460,6 +461,6 @@ mod tests {
         let mut raw = TcpStream::connect(&addr).await.unwrap();
         raw.write_all(&[0, 0, 0, 3, 1, 2, 3]).await.unwrap();
         drop(raw);
-        assert_eq!(client(&addr, &config).call(2).await, Ok(4));
+        assert_eq!(client(&addr, &config).call(&2).await, Ok(4));
     }
 }

@@ -86,7 +86,7 @@ impl RemoteCheckpointStore {
     fn call(&self, request: StoreRequest) -> BoxFuture<'static, StoreReply> {
         let client = self.client.clone();
         Box::pin(async move {
-            match client.call(request).await {
+            match client.call(&request).await {
                 Ok(reply) => reply,
                 Err(e) => Err(StoreError::Unavailable(e.to_string())),
             }

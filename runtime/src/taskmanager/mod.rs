@@ -342,8 +342,10 @@ impl TaskManager {
                     tracing::debug!(%attempt, checkpoint, "trigger for a task not running here")
                 }
             },
+            JmToTm::PeerRegistered { data_addr } => self.services.client.forget(&data_addr),
             JmToTm::RevokeSubpartition { key } => {
-                self.services.registry.revoke(&key);
+                let claimed = self.services.registry.revoke(&key);
+                tracing::debug!(producer = %key.producer, subpartition = key.index, claimed, "subpartition revoked");
             }
             JmToTm::UpdatePartitionInfo {
                 job,

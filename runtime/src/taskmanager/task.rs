@@ -196,8 +196,12 @@ impl Outputs {
     }
 }
 
-/// Drops a buffer for an absent consumer, counting its records. The end of the partition is
-/// kept (the queue is empty while away, so it fits): the replacement must still learn it.
+/// Drops a buffer for an absent consumer, counting its records. The end of the partition and
+/// checkpoint barriers are kept (the queue holds only such events while away, so they fit):
+/// the replacement must still learn that the input ended, and a barrier it never got would
+/// hold its alignment, and with it the channel of its own restored producer, until a newer
+/// checkpoint (found by a swarm seed whose sources stalled on the log, so that the first
+/// buffer to find the consumer gone was a barrier).
 fn discard(queue: &mut Subpartition, buf: NetBuffer, metrics: &TaskMetrics) {
     match buf {
         NetBuffer::Data(data) => {
@@ -206,10 +210,10 @@ fn discard(queue: &mut Subpartition, buf: NetBuffer, metrics: &TaskMetrics) {
                 .records_dropped
                 .fetch_add(data.records as u64, Ordering::Relaxed);
         }
-        NetBuffer::Event(StreamEvent::EndOfPartition) => {
+        NetBuffer::Event(StreamEvent::EndOfPartition | StreamEvent::Barrier(_)) => {
             let _ = queue.tx.try_send(buf);
         }
-        NetBuffer::Event(_) => {}
+        NetBuffer::Event(StreamEvent::Watermark(_)) => {}
     }
 }
 
