@@ -63,6 +63,7 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "partition-heals-in-time",
             "partition-heals-in-time-taskmanager",
             "replacement-crash-taskmanager",
+            "sink-store-down",
             "source-log-down",
             "steady-4x2",
             "store-failure",
