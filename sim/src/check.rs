@@ -162,11 +162,11 @@ pub fn delivery(h: &RunHistory, mode: DeliveryMode, input: &ExpectedInput) -> Ve
         }
         *slot = index as u32;
         delivered += 1;
-        if out.key.is_some_and(|k| k != key) {
+        if out.key().is_some_and(|k| k != key) {
             let evidence = format!(
                 "input {origin:?} has key {key}, its output at {} says {:?}",
                 secs(out.at),
-                out.key
+                out.key()
             );
             return Verdict::fail(NAME, "wrong key", evidence);
         }
@@ -313,7 +313,7 @@ fn first_unaccounted(
 fn running_counts(h: &RunHistory) -> Result<(), String> {
     let mut counts: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     for out in &h.outputs {
-        if let (Some(k), Some(v)) = (out.key, out.value) {
+        if let (Some(k), Some(v)) = (out.key(), out.value()) {
             counts.entry(k).or_default().push(v);
         }
     }
@@ -449,12 +449,12 @@ const DIP_HORIZON: Duration = Duration::from_secs(5);
 /// no baseline and are skipped; a fault whose dip never comes recovered at once.
 pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
     const NAME: &str = "recovery";
-    let times: Vec<Duration> = h.outputs.iter().map(|o| o.at).collect();
+    let times = &h.outputs;
     let window = Duration::from_secs(1);
     let mut worst: Option<(Duration, Duration)> = None;
     for f in disruptive_faults(h) {
         let Some(at) = f.began_at else { continue };
-        let before = rate_in(&times, at.saturating_sub(Duration::from_secs(5)), at);
+        let before = rate_in(times, at.saturating_sub(Duration::from_secs(5)), at);
         if before == 0.0 {
             continue;
         }
@@ -463,13 +463,13 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
         // lasts or shortly after, back to the pre-fault rate. Windows past the last output
         // of a finished job would show its end, not a dip.
         let last = match (h.job_status.as_str(), times.last()) {
-            ("FINISHED", Some(t)) => *t,
+            ("FINISHED", Some(o)) => o.at,
             _ => h.end,
         };
         let windows = (0..)
             .map(|k| at + Duration::from_millis(100 * k))
             .take_while(|t| *t + window <= last);
-        let low = |t: &Duration| rate_in(&times, *t, *t + window) < 0.95 * before;
+        let low = |t: &Duration| rate_in(times, *t, *t + window) < 0.95 * before;
         let horizon = at + f.fault.duration().unwrap_or_default() + DIP_HORIZON;
         let recovered = match windows.clone().take_while(|t| *t <= horizon).find(low) {
             None => Some(at),
@@ -527,8 +527,8 @@ fn running_again(h: &RunHistory, at: Duration) -> Option<Duration> {
 }
 
 /// Records per second in [from, to), over output times sorted ascending.
-fn rate_in(sorted: &[Duration], from: Duration, to: Duration) -> f64 {
-    let n = sorted.partition_point(|t| *t < to) - sorted.partition_point(|t| *t < from);
+fn rate_in(sorted: &[OutputRecord], from: Duration, to: Duration) -> f64 {
+    let n = sorted.partition_point(|o| o.at < to) - sorted.partition_point(|o| o.at < from);
     n as f64 / (to - from).as_secs_f64().max(1e-9)
 }
 
@@ -653,31 +653,13 @@ pub fn liveness(h: &RunHistory, bound: Duration) -> Verdict {
     }
 }
 
-/// The outputs in store order. The runner numbers them 0..n (`seq`), so each is placed by its
-/// number in one pass; anything else is sorted.
-fn in_store_order(outputs: &[OutputRecord]) -> Vec<&OutputRecord> {
-    let mut placed: Vec<Option<&OutputRecord>> = vec![None; outputs.len()];
-    for o in outputs {
-        match placed.get_mut(o.seq as usize) {
-            Some(slot @ None) => *slot = Some(o),
-            _ => {
-                let mut order: Vec<&OutputRecord> = outputs.iter().collect();
-                order.sort_by_key(|o| o.seq);
-                return order;
-            }
-        }
-    }
-    placed.into_iter().flatten().collect()
-}
-
 /// No output from an attempt that was already replaced: once a sink subtask's attempt k has
 /// written, nothing from an attempt below k may follow. Judged in the order outputs reached
-/// the store (`seq`), which is when a zombie's buffered records would land.
+/// the store (their time order), which is when a zombie's buffered records would land.
 pub fn fencing(h: &RunHistory) -> Verdict {
     const NAME: &str = "fencing";
-    let order = in_store_order(&h.outputs);
     let mut newest: BTreeMap<u32, (u32, Duration)> = BTreeMap::new();
-    for o in order {
+    for o in &h.outputs {
         let entry = newest.entry(o.sink_subtask).or_insert((o.attempt, o.at));
         if o.attempt < entry.0 {
             let evidence = format!(
@@ -700,11 +682,11 @@ mod tests {
     use super::*;
     use crate::fault::Fault;
     use crate::history::{AppliedFault, Placement};
+    use std::num::NonZeroU64;
 
     fn out(ms: u64, offset: u64, attempt: u32) -> OutputRecord {
         OutputRecord {
             at: Duration::from_millis(ms),
-            seq: ms,
             taskmanager: "tm-1".into(),
             sink_subtask: 0,
             attempt,
@@ -712,8 +694,7 @@ mod tests {
                 partition: 0,
                 offset,
             }),
-            key: Some(offset % 2),
-            value: Some(offset / 2 + 1),
+            keyed: Some((offset % 2, NonZeroU64::new(offset / 2 + 1).unwrap())),
         }
     }
 

@@ -7,22 +7,31 @@ use rill::api::Origin;
 
 use crate::fault::Fault;
 
-/// One record a collecting sink received.
+/// One record a collecting sink received. A run keeps a million of them, so it is kept small
+/// (80 bytes): what a first touch of its memory costs is a large part of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputRecord {
-    /// Virtual time since the job was submitted, when the sink received it.
+    /// Virtual time since the job was submitted, when the sink store received it: outputs in
+    /// time order are in the order they reached the store (a zombie's buffered records land
+    /// late, whatever it buffered them at).
     pub at: Duration,
-    /// Position in the order records reached the collecting store (flush order): a zombie's
-    /// buffered records land late, whatever their `at`.
-    pub seq: u64,
     pub taskmanager: std::sync::Arc<str>,
     pub sink_subtask: u32,
     /// Attempt of the sink subtask that wrote it.
     pub attempt: u32,
     pub origin: Option<Origin>,
-    /// Key and value of keyed outputs (keyed-count: key and running count), when known.
-    pub key: Option<u64>,
-    pub value: Option<u64>,
+    /// Key and running count of keyed outputs (keyed-count), when known; counts start at 1.
+    pub keyed: Option<(u64, std::num::NonZeroU64)>,
+}
+
+impl OutputRecord {
+    pub fn key(&self) -> Option<u64> {
+        self.keyed.map(|(k, _)| k)
+    }
+
+    pub fn value(&self) -> Option<u64> {
+        self.keyed.map(|(_, v)| v.get())
+    }
 }
 
 /// A fault as the harness applied it.

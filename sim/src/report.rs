@@ -890,13 +890,11 @@ mod tests {
     fn output(at: u64, tm: &str, sink: u32) -> OutputRecord {
         OutputRecord {
             at: ms(at),
-            seq: at,
             taskmanager: tm.into(),
             sink_subtask: sink,
             attempt: 0,
             origin: None,
-            key: None,
-            value: None,
+            keyed: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! fault plan at its virtual times, runs the memory model, then hands the recorded history to
 //! the checkers.
 
+use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -362,13 +363,11 @@ impl Driver {
                     .flatten();
                 outputs.push(OutputRecord {
                     at,
-                    seq: outputs.len() as u64,
                     taskmanager: batch.taskmanager.clone(),
                     sink_subtask: batch.subtask,
                     attempt: batch.attempt,
                     origin,
-                    key: kc.as_ref().map(|kc| kc.key),
-                    value: kc.as_ref().map(|kc| kc.count),
+                    keyed: kc.and_then(|kc| Some((kc.key, NonZeroU64::new(kc.count)?))),
                 });
             }
         }
