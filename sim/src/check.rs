@@ -18,6 +18,10 @@ const IN_FLIGHT: Duration = Duration::from_secs(1);
 /// replays at most one checkpoint interval (1 s in the scenarios), paced, after the restart
 /// (which may be the rebalancing move when a crashed TaskManager rejoins).
 const REPLAY: Duration = Duration::from_secs(2);
+/// How long a task redeployed behind a partition can take to notice that its connections to
+/// the log and the sink store died with it: the runtime's service call timeout (5 s) and its
+/// longest retry back-off (2 s).
+const STALE_CONNECTION: Duration = Duration::from_secs(7);
 
 /// What the input of a run was, for the delivery checker: the key of every input record, by
 /// partition then offset (a partitioned log's offsets run densely from 0), so a check over
@@ -221,8 +225,9 @@ fn near(disruptions: &[(Duration, Duration)], at: Duration, after: Duration) -> 
 /// well after its fault: a heartbeat timeout, a connection that only breaks later) or a
 /// rebalancing move to the redeployment of the restarted tasks, and then the replay: paced
 /// sources re-read everything since the checkpoint they restored at their normal rate, so
-/// the replay lasts as long as that checkpoint is old (at least `REPLAY`). Recoveries before
-/// the first fault are not counted: nothing should have set them off.
+/// the replay lasts as long as that checkpoint is old (at least `REPLAY`), and starts late if
+/// a fault was still active at the redeployment. Recoveries before the first fault are not
+/// counted: nothing should have set them off.
 fn disruptions(h: &RunHistory) -> Vec<(Duration, Duration)> {
     // A fault that stopped the output (a sink store or log cut off) lasts until output
     // resumes: the burst that follows carries what queued up behind it, so a record lost
@@ -238,6 +243,7 @@ fn disruptions(h: &RunHistory) -> Vec<(Duration, Duration)> {
     let Some(first_fault) = windows.iter().map(|(b, _)| *b).min() else {
         return windows;
     };
+    let faults = windows.clone();
     let (mut open, mut checkpointed) = (None::<Duration>, Duration::ZERO);
     for line in h.trace.iter().filter(|l| l.node == "jm") {
         let t = &line.text;
@@ -250,7 +256,14 @@ fn disruptions(h: &RunHistory) -> Vec<(Duration, Duration)> {
         } else if t.contains("redeploying restarted tasks") || t.contains("job running") {
             if let Some(from) = open.take() {
                 let replay = line.at.saturating_sub(checkpointed).max(REPLAY);
-                windows.push((from, line.at + replay));
+                // Tasks redeployed while a fault still cut nodes off may replay only once it
+                // healed and their dead connections timed out.
+                let start = faults
+                    .iter()
+                    .filter(|(b, e)| *b <= line.at && *e >= line.at)
+                    .map(|(_, e)| *e + STALE_CONNECTION)
+                    .fold(line.at, Duration::max);
+                windows.push((from, start + replay));
             }
         }
     }
@@ -778,6 +791,47 @@ mod tests {
         let v = delivery(&h, DeliveryMode::FaultAccounted, &input(4));
         assert!(v.passed && v.summary.contains("1 duplicated"), "{v:?}");
         assert!(!delivery(&h, DeliveryMode::LossyAccounted, &input(4)).passed);
+    }
+
+    #[test]
+    fn a_replay_redeployed_behind_a_partition_may_start_once_it_healed() {
+        // A crash at 1 s fails over; the tasks are redeployed at 2 s onto a TaskManager cut off
+        // from 1.5 s to 5 s; the replay's duplicate comes at 11 s.
+        // Output runs on every 100 ms throughout (other TaskManagers).
+        let mut h = history((0..120).map(|o| out(o * 100, o, 0)).collect());
+        h.outputs.push(out(11_050, 20, 1));
+        h.outputs.sort_by_key(|o| o.at);
+        h.end = Duration::from_secs(12);
+        h.faults.push(crash_at(1));
+        h.faults[0].ended_at = Some(Duration::from_millis(1_200)); // restarted at once
+        let line = |ms: u64, text: &str| crate::history::TraceLine {
+            at: Duration::from_millis(ms),
+            node: "jm".into(),
+            text: text.into(),
+        };
+        h.trace = vec![
+            line(900, "checkpoint completed checkpoint=1"),
+            line(1_000, "WARN job failing over: restarting 2 of 8 tasks"),
+            line(2_000, "redeploying restarted tasks tasks=2"),
+        ];
+        let v = delivery(&h, DeliveryMode::FaultAccounted, &input(120));
+        assert!(!v.passed, "{v:?}");
+        let cut = Fault {
+            at: Duration::from_millis(1_500),
+            kind: FaultKind::Partition {
+                target: "tm-2".into(),
+                direction: crate::fault::Direction::Both,
+                heal_after: Some(Duration::from_millis(3_500)),
+            },
+        };
+        h.faults.push(AppliedFault {
+            began_at: Some(cut.at),
+            ended_at: Some(Duration::from_secs(5)),
+            effective: true,
+            ..AppliedFault::planned(cut)
+        });
+        let v = delivery(&h, DeliveryMode::FaultAccounted, &input(120));
+        assert!(v.passed, "{v:?}");
     }
 
     #[test]
