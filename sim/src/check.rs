@@ -22,6 +22,8 @@ const REPLAY: Duration = Duration::from_secs(2);
 /// the log and the sink store died with it: the runtime's service call timeout (5 s) and its
 /// longest retry back-off (2 s).
 const STALE_CONNECTION: Duration = Duration::from_secs(7);
+/// The longest a fault's window extends to the output resuming after it (see `disruptions`).
+const RESUME_WITHIN: Duration = Duration::from_secs(10);
 
 /// What the input of a run was, for the delivery checker: the key of every input record, by
 /// partition then offset (a partitioned log's offsets run densely from 0), so a check over
@@ -230,11 +232,14 @@ fn near(disruptions: &[(Duration, Duration)], at: Duration, after: Duration) -> 
 /// counted: nothing should have set them off.
 fn disruptions(h: &RunHistory) -> Vec<(Duration, Duration)> {
     // A fault that stopped the output (a sink store or log cut off) lasts until output
-    // resumes: the burst that follows carries what queued up behind it, so a record lost
-    // earlier leaves its gap there.
+    // resumes, within `RESUME_WITHIN`: the burst that follows carries what queued up behind
+    // it, so a record lost earlier leaves its gap there. (Bounded, so a job whose output
+    // comes in rare bursts does not excuse everything up to its next one.)
     let resumed = |end: Duration| {
         let next = h.outputs.partition_point(|o| o.at < end);
-        h.outputs.get(next).map_or(end, |o| o.at.max(end))
+        h.outputs
+            .get(next)
+            .map_or(end, |o| o.at.clamp(end, end + RESUME_WITHIN))
     };
     let mut windows: Vec<(Duration, Duration)> = disruptive_faults(h)
         .filter_map(|f| f.window(h.end))

@@ -41,7 +41,9 @@ fn draw_one(
         swarm.max_duration.max(Duration::from_millis(100)),
     );
     let tm = format!("tm-{}", rng.gen_range(1..=cluster.taskmanagers.max(1)));
-    // Machine faults hit each external system's node as often as any one TaskManager's.
+    // Machine faults hit the external systems' nodes as well: together with probability
+    // 3/(N+2) for N TaskManagers (each 1/(N+2); with 4 TaskManagers, each TaskManager gets
+    // 1/8). The draw order is part of every recorded seed's plan, so it stays as it is.
     let external = [CHECKPOINT_STORE, SOURCE_LOG, SINK_STORE];
     let node = if rng.gen_ratio(external.len() as u32, cluster.taskmanagers.max(1) + 2) {
         external.choose(rng)?.to_string()

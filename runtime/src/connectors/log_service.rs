@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use super::log::{LogRecord, PartitionedLog};
 use crate::config::Configuration;
-use crate::rpc::service::{serve, ClientPool, ServiceClient};
+use crate::rpc::service::{serve, Backoff, ClientPool, ServiceClient};
 use crate::rpc::PeerRole;
 use crate::util::{lock, AbortOnDrop};
 
@@ -29,8 +29,6 @@ const FETCH_RECORDS: usize = 1024;
 const PREFETCH_LIMIT: usize = 4 * FETCH_RECORDS;
 /// Bound on one fetch: past it the connection is not trusted and the fetch is retried.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReadRequest {
@@ -187,7 +185,7 @@ struct FetchLoop {
 
 impl FetchLoop {
     async fn run(mut self) {
-        let mut failures = 0u32;
+        let mut backoff = Backoff::default();
         loop {
             while lock(&self.ready).records.len() >= PREFETCH_LIMIT {
                 self.space.notified().await;
@@ -200,9 +198,8 @@ impl FetchLoop {
             };
             match self.client.call(&request).await {
                 Ok(Ok(records)) => {
-                    if failures > 0 {
+                    if let Some(failures) = backoff.succeeded() {
                         tracing::info!(topic = %self.topic, partition = self.partition, failures, "log fetch recovered");
-                        failures = 0;
                     }
                     if self.deliver(records) {
                         return;
@@ -216,16 +213,13 @@ impl FetchLoop {
                 Err(e) => {
                     // The server is down or cut off: the source stalls until it is back. The
                     // first failure is worth a warning; the retries are not.
-                    let backoff = RETRY_MIN
-                        .saturating_mul(1 << failures.min(5))
-                        .min(RETRY_MAX);
-                    if failures == 0 {
+                    let (wait, first) = backoff.failed();
+                    if first {
                         tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "log fetch failed; retrying");
                     } else {
-                        tracing::debug!(topic = %self.topic, partition = self.partition, error = %e, retry_in = ?backoff, "log fetch failed");
+                        tracing::debug!(topic = %self.topic, partition = self.partition, error = %e, retry_in = ?wait, "log fetch failed");
                     }
-                    failures = failures.saturating_add(1);
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(wait).await;
                 }
             }
         }

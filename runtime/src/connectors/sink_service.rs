@@ -21,15 +21,13 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::sink_store::{BatchEntry, CollectStore, CollectedBatch, Fenced, SinkOp, WriterKey};
 use crate::config::Configuration;
-use crate::rpc::service::{serve, ClientPool, ServiceClient};
+use crate::rpc::service::{serve, Backoff, ClientPool, ServiceClient};
 use crate::rpc::PeerRole;
 use crate::util::{lock, AbortOnDrop};
 
 const SERVICE: &str = "sink store";
 /// Bound on one write: past it the connection is not trusted and the write is sent again.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
 /// Writes a sink may have outstanding before its task waits (back-pressure), and how far the
 /// backlog must fall before it goes on.
 const BACKLOG_HIGH: usize = 64;
@@ -238,6 +236,8 @@ impl WriterTask {
                         self.deliver(seq, op).await;
                     }
                     self.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+                    // One waiter at most (its task); a stored permit covers a wakeup that
+                    // comes before it waits.
                     self.shared.progress.notify_one();
                 }
             }
@@ -254,7 +254,7 @@ impl WriterTask {
             seq,
             op,
         };
-        let mut failures = 0u32;
+        let mut backoff = Backoff::default();
         loop {
             match self.client.call(&request).await {
                 Ok(Ok(())) => break,
@@ -264,18 +264,15 @@ impl WriterTask {
                     break;
                 }
                 Err(e) => {
-                    let backoff = RETRY_MIN
-                        .saturating_mul(1 << failures.min(5))
-                        .min(RETRY_MAX);
-                    if failures == 0 {
+                    let (wait, first) = backoff.failed();
+                    if first {
                         tracing::warn!(sink = %self.sink, subtask = self.subtask, error = %e, "sink write failed; retrying");
                     }
-                    failures = failures.saturating_add(1);
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(wait).await;
                 }
             }
         }
-        if failures > 0 {
+        if let Some(failures) = backoff.succeeded() {
             tracing::info!(sink = %self.sink, subtask = self.subtask, failures, "sink write recovered");
         }
     }

@@ -173,11 +173,24 @@ impl CollectStore {
 
     /// Applies one write of `attempt` of a sink subtask.
     pub(crate) fn apply(&self, key: &WriterKey, attempt: u32, op: SinkOp) -> Result<(), Fenced> {
+        Self::apply_in(&mut self.lock(), key, attempt, op)
+    }
+
+    fn apply_in(
+        inner: &mut StoreInner,
+        key: &WriterKey,
+        attempt: u32,
+        op: SinkOp,
+    ) -> Result<(), Fenced> {
         match op {
-            SinkOp::Open { restored } => self.open(key, attempt, restored),
-            SinkOp::Append(batch) => self.append(key, attempt, batch),
-            SinkOp::Stage { checkpoint, batch } => self.stage(key, attempt, checkpoint, batch),
-            SinkOp::Commit { checkpoint } => self.commit(key, attempt, checkpoint).map(drop),
+            SinkOp::Open { restored } => Self::open_in(inner, key, attempt, restored),
+            SinkOp::Append(batch) => Self::append_in(inner, key, attempt, batch),
+            SinkOp::Stage { checkpoint, batch } => {
+                Self::stage_in(inner, key, attempt, checkpoint, batch)
+            }
+            SinkOp::Commit { checkpoint } => {
+                Self::commit_in(inner, key, attempt, checkpoint).map(drop)
+            }
         }
     }
 
@@ -190,21 +203,28 @@ impl CollectStore {
         seq: u64,
         op: SinkOp,
     ) -> Result<(), Fenced> {
-        if let Some(&(a, last)) = self.lock().applied.get(key) {
+        // Checked, applied and recorded under one lock: a resend racing its late original
+        // (two connections, two server tasks) must still land once.
+        let mut inner = self.lock();
+        if let Some(&(a, last)) = inner.applied.get(key) {
             if a == attempt && seq <= last {
                 return Ok(());
             }
         }
-        self.apply(key, attempt, op)?;
-        self.lock().applied.insert(key.clone(), (attempt, seq));
+        Self::apply_in(&mut inner, key, attempt, op)?;
+        inner.applied.insert(key.clone(), (attempt, seq));
         Ok(())
     }
 
     /// Makes `attempt` the writer of a sink subtask, fencing every older attempt. A restored
     /// writer commits the transactions of the checkpoint it restores (and the ones before it,
     /// whose commit may not have happened) and aborts the later ones; a fresh one aborts all.
-    fn open(&self, key: &WriterKey, attempt: u32, restored: Option<u64>) -> Result<(), Fenced> {
-        let mut inner = self.lock();
+    fn open_in(
+        inner: &mut StoreInner,
+        key: &WriterKey,
+        attempt: u32,
+        restored: Option<u64>,
+    ) -> Result<(), Fenced> {
         let current = inner.writers.entry(key.clone()).or_insert(attempt);
         if *current > attempt {
             return Err(Fenced {
@@ -249,24 +269,27 @@ impl CollectStore {
     }
 
     /// Makes a batch visible at once.
-    fn append(&self, key: &WriterKey, attempt: u32, batch: CollectedBatch) -> Result<(), Fenced> {
-        let mut inner = self.lock();
-        if Self::admit(&mut inner, key, attempt, batch.len())? && !batch.is_empty() {
+    fn append_in(
+        inner: &mut StoreInner,
+        key: &WriterKey,
+        attempt: u32,
+        batch: CollectedBatch,
+    ) -> Result<(), Fenced> {
+        if Self::admit(inner, key, attempt, batch.len())? && !batch.is_empty() {
             inner.batches.push(batch);
         }
         Ok(())
     }
 
     /// Pre-commits a batch under checkpoint `checkpoint`: stored, not yet visible.
-    fn stage(
-        &self,
+    fn stage_in(
+        inner: &mut StoreInner,
         key: &WriterKey,
         attempt: u32,
         checkpoint: u64,
         batch: CollectedBatch,
     ) -> Result<(), Fenced> {
-        let mut inner = self.lock();
-        if Self::admit(&mut inner, key, attempt, batch.len())? && !batch.is_empty() {
+        if Self::admit(inner, key, attempt, batch.len())? && !batch.is_empty() {
             let staged = inner.staged.entry(key.clone()).or_default();
             staged.entry(checkpoint).or_default().push(batch);
         }
@@ -274,8 +297,12 @@ impl CollectStore {
     }
 
     /// Commits every transaction of the writer up to and including `checkpoint`.
-    fn commit(&self, key: &WriterKey, attempt: u32, checkpoint: u64) -> Result<usize, Fenced> {
-        let mut inner = self.lock();
+    fn commit_in(
+        inner: &mut StoreInner,
+        key: &WriterKey,
+        attempt: u32,
+        checkpoint: u64,
+    ) -> Result<usize, Fenced> {
         let pending: usize = inner
             .staged
             .get(key)
@@ -286,7 +313,7 @@ impl CollectStore {
                     .sum()
             })
             .unwrap_or(0);
-        if !Self::admit(&mut inner, key, attempt, pending)? {
+        if !Self::admit(inner, key, attempt, pending)? {
             return Ok(0);
         }
         if checkpoint == END_OF_INPUT {
@@ -368,6 +395,31 @@ impl CollectStore {
 /// Records become visible when they are committed: that is their output time.
 fn restamp(batch: CollectedBatch, at: tokio::time::Instant) -> CollectedBatch {
     CollectedBatch { at, ..batch }
+}
+
+#[cfg(test)]
+impl CollectStore {
+    fn open(&self, key: &WriterKey, attempt: u32, restored: Option<u64>) -> Result<(), Fenced> {
+        Self::open_in(&mut self.lock(), key, attempt, restored)
+    }
+
+    fn append(&self, key: &WriterKey, attempt: u32, batch: CollectedBatch) -> Result<(), Fenced> {
+        Self::append_in(&mut self.lock(), key, attempt, batch)
+    }
+
+    fn stage(
+        &self,
+        key: &WriterKey,
+        attempt: u32,
+        checkpoint: u64,
+        batch: CollectedBatch,
+    ) -> Result<(), Fenced> {
+        Self::stage_in(&mut self.lock(), key, attempt, checkpoint, batch)
+    }
+
+    fn commit(&self, key: &WriterKey, attempt: u32, checkpoint: u64) -> Result<usize, Fenced> {
+        Self::commit_in(&mut self.lock(), key, attempt, checkpoint)
+    }
 }
 
 #[cfg(test)]

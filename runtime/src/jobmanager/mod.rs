@@ -994,7 +994,8 @@ impl JobManager {
     /// failover, a producer restarted from a checkpoint replays what the consumer already had,
     /// into a subpartition nobody will read again. Its TaskManager drops that queue, so the
     /// producer discards instead of filling it and blocking (found by a swarm seed where a
-    /// consumer finished while a replaying producer was being moved).
+    /// consumer finished while a replaying producer was being moved). Only unclaimed queues
+    /// go: a finished producer's end of partition, waiting for a restarted consumer, stays.
     fn release_finished_consumer(&self, id: u64, consumer: ExecutionAttemptId) {
         let Some(job) = self.jobs.get(&id) else {
             return;
@@ -1019,7 +1020,7 @@ impl JobManager {
                 index: ch.subpartition,
             };
             if let Some(tm) = job.placement.get(&producer).and_then(|t| self.tms.get(t)) {
-                let _ = tm.out.send(JmToTm::RevokeSubpartition { key });
+                let _ = tm.out.send(JmToTm::DropSubpartition { key });
             }
         }
     }

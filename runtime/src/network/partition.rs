@@ -90,20 +90,23 @@ impl PartitionRegistry {
         }
     }
 
-    /// Ends the claim of `key`: its consumer was replaced (`taskmanager` failover; its
-    /// connection may never break, behind a partition) or finished. The forwarder of a remote
-    /// claim drops the queue, an unclaimed queue is dropped here, so the producer's next send
-    /// fails and it opens a fresh queue, discarding until a replacement claims it. A
-    /// notification stored before the forwarder waits is not lost.
-    pub fn revoke(&self, key: &SubpartitionKey) -> bool {
-        // A queue nobody claimed yet goes too: its consumer is gone or finished, so the
-        // producer's next send fails and it discards until a replacement claims a fresh one.
-        {
-            let mut slots = self.lock();
-            if matches!(slots.get(key), Some(Slot::Ready(_))) {
-                slots.remove(key);
-            }
+    /// Drops the queue of `key` if nobody claimed it: its consumer finished, so nobody will.
+    /// The producer's next send fails and, under `taskmanager` failover, it discards from then
+    /// on instead of filling the queue and blocking.
+    pub fn drop_unclaimed(&self, key: &SubpartitionKey) -> bool {
+        let mut slots = self.lock();
+        let unclaimed = matches!(slots.get(key), Some(Slot::Ready(_)));
+        if unclaimed {
+            slots.remove(key);
         }
+        unclaimed
+    }
+
+    /// Ends the remote claim of `key`: its consumer was replaced (`taskmanager` failover) but
+    /// its connection may never break (a partitioned TaskManager). The forwarder drops the
+    /// queue, so the producer's next send fails and it opens a fresh queue for the
+    /// replacement. A notification stored before the forwarder waits is not lost.
+    pub fn revoke(&self, key: &SubpartitionKey) -> bool {
         match crate::util::lock(&self.claims).remove(key) {
             Some(signal) => {
                 signal.notify_one();

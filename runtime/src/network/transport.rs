@@ -352,15 +352,14 @@ impl DataClient {
         let Some(slot) = lock(&self.conns).remove(addr) else {
             return;
         };
-        // A slot locked right now is being connected, to the new process: nothing to drop.
-        let conn = match slot.try_lock() {
-            Ok(mut held) => held.take(),
-            Err(_) => None,
-        };
-        if let Some(conn) = conn {
-            // Dropping the senders tells every channel on it that its producer is gone.
-            lock(&conn.channels).take();
-        }
+        // Out of the map at once, so nothing new uses it; its channels are closed once whoever
+        // holds the slot (a request on it, at worst a connect) lets go.
+        tokio::spawn(async move {
+            if let Some(conn) = slot.lock().await.take() {
+                // Dropping the senders tells every channel on it that its producer is gone.
+                lock(&conn.channels).take();
+            }
+        });
     }
 
     /// Closes every connection: the TaskManager lost the JobManager and cancelled all its

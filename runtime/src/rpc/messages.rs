@@ -95,6 +95,11 @@ pub enum JmToTm {
     PeerRegistered {
         data_addr: String,
     },
+    /// To a producer still running (a replay) whose consumer finished: drop the subpartition's
+    /// queue if nobody claimed it, so the producer discards rather than block on it.
+    DropSubpartition {
+        key: SubpartitionKey,
+    },
     /// To a producer whose consumer was restarted: close the channel that served the old one.
     RevokeSubpartition {
         key: SubpartitionKey,

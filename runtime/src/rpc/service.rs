@@ -1,10 +1,11 @@
 //! Request/reply services over the control plane's framing and handshake: what rill's external
 //! systems (the checkpoint store, the source log) speak.
 //!
-//! A client keeps one connection per service, made on first use and again after it is lost or
+//! A client keeps one connection per server, made on first use and again after it is lost or
 //! a call times out (a connection behind a partition never breaks by itself, so one that let a
 //! call time out is not trusted again). Requests carry an id; the server answers each as soon
-//! as its handler is done, so one slow request does not hold up the others.
+//! as its handler is done, so one slow request does not hold up the others. Callers that must
+//! ride out an outage retry with `Backoff`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -41,6 +42,33 @@ pub fn parse_url(url: &str) -> Result<String, String> {
     }
 }
 
+/// Retry pacing for a caller riding out an outage: 100 ms, doubling to at most 2 s. It says
+/// when to warn (the first failure) and how many failures a recovery ended.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    const MIN: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(2);
+
+    /// Records a failure: how long to wait before the next try, and whether it is the first.
+    pub fn failed(&mut self) -> (Duration, bool) {
+        let wait = Self::MIN
+            .saturating_mul(1 << self.failures.min(5))
+            .min(Self::MAX);
+        self.failures = self.failures.saturating_add(1);
+        (wait, self.failures == 1)
+    }
+
+    /// Records a success: the failures it ended, if any.
+    pub fn succeeded(&mut self) -> Option<u32> {
+        let failures = std::mem::take(&mut self.failures);
+        (failures > 0).then_some(failures)
+    }
+}
+
 /// A request or reply with the id that pairs them.
 #[derive(Debug, Serialize, Deserialize)]
 struct Tagged<T> {
@@ -57,9 +85,12 @@ pub struct Unavailable {
     pub reason: String,
 }
 
-/// Serves `handler` on `listener` to peers of role `client` until the task is dropped. A
-/// connection that fails its handshake or sends a malformed frame is closed; the server goes
-/// on.
+/// Serves `handler` on `listener` to peers of role `client`. A connection that fails its
+/// handshake or sends a malformed frame is closed; the server goes on. `handler` is called in
+/// the order requests arrive on a connection, before the next one is read, so whatever it does
+/// synchronously happens in that order (the sink store relies on it); the futures it returns
+/// run concurrently. Connections are served by tasks of their own, which end when their peer
+/// goes.
 pub async fn serve<Req, Rep, H, F>(
     listener: TcpListener,
     config: Configuration,
@@ -269,10 +300,22 @@ where
         let id = client.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = super::frame::encode(&Tagged { id, body: request })
             .map_err(|e| client.unavailable(e))?;
-        match tokio::time::timeout(client.timeout, client.exchange(id, frame.into())).await {
+        let started = tokio::time::Instant::now();
+        let conn: Arc<Conn<Rep>> =
+            match tokio::time::timeout(client.timeout, client.connection()).await {
+                Ok(conn) => conn?,
+                Err(_) => return Err(client.unavailable("no connection in time")),
+            };
+        let left = client.timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, client.exchange(&conn, id, frame.into())).await {
             Ok(reply) => reply,
             Err(_) => {
-                client.conn.lock().await.take();
+                // Not trusted again, but only this one: a newer connection another caller
+                // made meanwhile may be fine.
+                let mut slot = client.conn.lock().await;
+                if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) {
+                    slot.take();
+                }
                 Err(client.unavailable("no reply in time"))
             }
         }
@@ -288,8 +331,12 @@ impl<Rep: DeserializeOwned + Send + 'static> Client<Rep> {
         }
     }
 
-    async fn exchange(&self, id: u64, frame: bytes::Bytes) -> Result<Rep, Unavailable> {
-        let conn = self.connection().await?;
+    async fn exchange(
+        &self,
+        conn: &Conn<Rep>,
+        id: u64,
+        frame: bytes::Bytes,
+    ) -> Result<Rep, Unavailable> {
         let (tx, rx) = oneshot::channel();
         match lock(&conn.waiting).as_mut() {
             Some(waiting) => waiting.insert(id, tx),
@@ -389,6 +436,28 @@ mod tests {
     fn client(addr: &str, config: &Configuration) -> ServiceClient<u64, u64> {
         let timeout = Duration::from_secs(5);
         ServiceClient::new("echo", addr, PeerRole::JobManager, "test", config, timeout)
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_and_reports_the_outage_it_ended() {
+        let mut b = Backoff::default();
+        let waits: Vec<(u64, bool)> = (0..7)
+            .map(|_| b.failed())
+            .map(|(w, first)| (w.as_millis() as u64, first))
+            .collect();
+        assert_eq!(
+            waits,
+            [
+                (100, true),
+                (200, false),
+                (400, false),
+                (800, false),
+                (1600, false),
+                (2000, false),
+                (2000, false)
+            ]
+        );
+        assert_eq!((b.succeeded(), b.succeeded()), (Some(7), None));
     }
 
     #[test]

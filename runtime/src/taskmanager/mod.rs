@@ -343,9 +343,11 @@ impl TaskManager {
                 }
             },
             JmToTm::PeerRegistered { data_addr } => self.services.client.forget(&data_addr),
+            JmToTm::DropSubpartition { key } => {
+                self.services.registry.drop_unclaimed(&key);
+            }
             JmToTm::RevokeSubpartition { key } => {
-                let claimed = self.services.registry.revoke(&key);
-                tracing::debug!(producer = %key.producer, subpartition = key.index, claimed, "subpartition revoked");
+                self.services.registry.revoke(&key);
             }
             JmToTm::UpdatePartitionInfo {
                 job,

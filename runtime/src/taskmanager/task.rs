@@ -197,11 +197,11 @@ impl Outputs {
 }
 
 /// Drops a buffer for an absent consumer, counting its records. The end of the partition and
-/// checkpoint barriers are kept (the queue holds only such events while away, so they fit):
-/// the replacement must still learn that the input ended, and a barrier it never got would
-/// hold its alignment, and with it the channel of its own restored producer, until a newer
-/// checkpoint (found by a swarm seed whose sources stalled on the log, so that the first
-/// buffer to find the consumer gone was a barrier).
+/// checkpoint barriers are kept: the replacement must still learn that the input ended, and a
+/// barrier it never got would hold its alignment, and with it the channel of its own restored
+/// producer, until a newer checkpoint (found by a swarm seed whose sources stalled on the
+/// log, so that the first buffer to find the consumer gone was a barrier). The queue holds
+/// only such events while away, and a barrier never takes its last slot, which is the end's.
 fn discard(queue: &mut Subpartition, buf: NetBuffer, metrics: &TaskMetrics) {
     match buf {
         NetBuffer::Data(data) => {
@@ -210,9 +210,13 @@ fn discard(queue: &mut Subpartition, buf: NetBuffer, metrics: &TaskMetrics) {
                 .records_dropped
                 .fetch_add(data.records as u64, Ordering::Relaxed);
         }
-        NetBuffer::Event(StreamEvent::EndOfPartition | StreamEvent::Barrier(_)) => {
+        NetBuffer::Event(StreamEvent::EndOfPartition) => {
             let _ = queue.tx.try_send(buf);
         }
+        NetBuffer::Event(StreamEvent::Barrier(_)) if queue.tx.capacity() > 1 => {
+            let _ = queue.tx.try_send(buf);
+        }
+        NetBuffer::Event(StreamEvent::Barrier(_)) => {}
         NetBuffer::Event(StreamEvent::Watermark(_)) => {}
     }
 }
