@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use madsim::runtime::{Handle, Runtime};
 use rill::api::registry::{job_inputs, primary_input, KeyCount};
+use rill::api::Origin;
 use rill::rpc::JobStatusReport;
 use tokio::time::Instant;
 use tracing_subscriber::layer::SubscriberExt;
@@ -87,16 +88,16 @@ fn expected_input(s: &Scenario) -> Option<ExpectedInput> {
     }
     let log = primary_input(&s.job).ok()?;
     let mut input = ExpectedInput::default();
-    let mut batch = Vec::new();
+    let mut keys = Vec::new();
     for partition in 0..log.partitions() {
         let mut offset = 0;
         while {
-            batch.clear();
-            log.read(partition, offset, 4096, &mut batch).ok()? > 0
+            keys.clear();
+            log.read_keys(partition, offset, 4096, &mut keys).ok()? > 0
         } {
-            offset += batch.len() as u64;
-            for r in &batch {
-                input.push(r.origin(), r.key);
+            for key in &keys {
+                input.push(Origin { partition, offset }, *key);
+                offset += 1;
             }
         }
     }

@@ -69,6 +69,20 @@ pub trait PartitionedLog: Send + Sync + std::fmt::Debug {
         max: usize,
         out: &mut Vec<LogRecord>,
     ) -> Result<usize, LogError>;
+
+    /// Like `read`, for the keys alone (what a checker needs of a million-record input).
+    fn read_keys(
+        &self,
+        partition: u32,
+        offset: u64,
+        max: usize,
+        out: &mut Vec<u64>,
+    ) -> Result<usize, LogError> {
+        let mut records = Vec::with_capacity(max.min(4096));
+        let n = self.read(partition, offset, max, &mut records)?;
+        out.extend(records.iter().map(|r| r.key));
+        Ok(n)
+    }
 }
 
 /// Which partitions a source subtask reads: `p` where `p % parallelism == subtask`.
@@ -191,17 +205,31 @@ impl GeneratedLog {
 
     /// The record at `(partition, offset)`: a pure function of the spec and the position.
     pub fn record_at(&self, partition: u32, offset: u64) -> LogRecord {
-        let h = splitmix64(splitmix64(splitmix64(self.seed) ^ u64::from(partition)) ^ offset);
-        let seq = offset
-            .wrapping_mul(u64::from(self.partitions))
-            .wrapping_add(u64::from(partition));
+        let h = self.hash_at(partition, offset);
         LogRecord {
             partition,
             offset,
-            key: self.key_for(seq, h),
+            key: self.key_for(self.seq_at(partition, offset), h),
             timestamp_ms: offset.saturating_mul(self.timestamp_step_ms),
             payload: self.payload_for(h),
         }
+    }
+
+    /// The key of the record at `(partition, offset)`, as `record_at` gives it.
+    pub fn key_at(&self, partition: u32, offset: u64) -> u64 {
+        let h = self.hash_at(partition, offset);
+        self.key_for(self.seq_at(partition, offset), h)
+    }
+
+    fn hash_at(&self, partition: u32, offset: u64) -> u64 {
+        splitmix64(splitmix64(splitmix64(self.seed) ^ u64::from(partition)) ^ offset)
+    }
+
+    /// The record's position in the log's round-robin order over partitions.
+    fn seq_at(&self, partition: u32, offset: u64) -> u64 {
+        offset
+            .wrapping_mul(u64::from(self.partitions))
+            .wrapping_add(u64::from(partition))
     }
 
     fn key_for(&self, seq: u64, h: u64) -> u64 {
@@ -260,6 +288,21 @@ impl PartitionedLog for GeneratedLog {
         let len = self.records_per_partition.unwrap_or(u64::MAX);
         let count = batch_len(len, offset, max);
         out.extend((offset..offset + count).map(|o| self.record_at(partition, o)));
+        Ok(count as usize)
+    }
+
+    /// Keys without building payloads.
+    fn read_keys(
+        &self,
+        partition: u32,
+        offset: u64,
+        max: usize,
+        out: &mut Vec<u64>,
+    ) -> Result<usize, LogError> {
+        check_partition(partition, self.partitions)?;
+        let len = self.records_per_partition.unwrap_or(u64::MAX);
+        let count = batch_len(len, offset, max);
+        out.extend((offset..offset + count).map(|o| self.key_at(partition, o)));
         Ok(count as usize)
     }
 }
@@ -747,6 +790,23 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    #[test]
+    fn read_keys_gives_the_keys_read_gives() {
+        let generated = GeneratedLog {
+            key_skew: KeySkew::HotKey { per_mille: 300 },
+            ..GeneratedLog::new(7, 3, Some(500))
+        };
+        let memory = MemoryLog::new(vec![vec![(4, 0, Bytes::new()), (9, 1, Bytes::new())]]);
+        for log in [&generated as &dyn PartitionedLog, &memory] {
+            for partition in 0..log.partitions() {
+                let (mut records, mut keys) = (Vec::new(), Vec::new());
+                let n = log.read(partition, 1, 200, &mut records).unwrap();
+                assert_eq!(log.read_keys(partition, 1, 200, &mut keys).unwrap(), n);
+                assert_eq!(keys, records.iter().map(|r| r.key).collect::<Vec<_>>());
+            }
+        }
     }
 
     #[test]
