@@ -7,7 +7,7 @@ use std::time::Duration;
 use rill::api::Origin;
 
 use crate::fault::FaultKind;
-use crate::history::{AppliedFault, OutputRecord, RunHistory, Verdict};
+use crate::history::{taskmanager_number, AppliedFault, OutputRecord, RunHistory, Verdict};
 use crate::scenario::{DeliveryMode, Expectations, JobOutcome};
 
 /// How long a record may be in flight between source and sink: a missing record is attributed
@@ -42,6 +42,15 @@ impl ExpectedInput {
         }
         debug_assert_eq!(self.partitions[p].len() as u64, origin.offset);
         self.partitions[p].push(key);
+    }
+
+    /// Room for `records` records of `partition`, so a large input is not copied as it grows.
+    pub fn reserve(&mut self, partition: u32, records: usize) {
+        let p = partition as usize;
+        if self.partitions.len() <= p {
+            self.partitions.resize_with(p + 1, Vec::new);
+        }
+        self.partitions[p].reserve_exact(records);
     }
 
     pub fn key(&self, origin: Origin) -> Option<u64> {
@@ -129,7 +138,7 @@ pub fn delivery(h: &RunHistory, mode: DeliveryMode, input: &ExpectedInput) -> Ve
         .collect();
     let (mut delivered, mut duplicates) = (0usize, 0u64);
     for (index, out) in h.outputs.iter().enumerate() {
-        let Some(origin) = out.origin else { continue };
+        let Some(origin) = out.origin() else { continue };
         let Some(key) = input.key(origin) else {
             let evidence = format!(
                 "output at {} claims input {origin:?}, which does not exist",
@@ -375,18 +384,19 @@ pub fn zero_stall(h: &RunHistory, bound: Option<Duration>) -> Verdict {
     } else {
         h.end
     };
-    let touched: BTreeSet<&str> = h
+    let touched: BTreeSet<u32> = h
         .faults
         .iter()
         .filter(|f| f.took_effect())
         .flat_map(|f| f.fault.targets())
+        .filter_map(taskmanager_number)
         .collect();
     // One pass over the outputs (sorted by time), measuring the job and each untouched sink.
     let mut job = GapMeter::new(first, end);
     let mut untouched: BTreeMap<u32, GapMeter> = BTreeMap::new();
     for o in &h.outputs {
         job.see(o.at);
-        if !touched.contains(&*o.taskmanager) {
+        if !touched.contains(&o.taskmanager) {
             untouched
                 .entry(o.sink_subtask)
                 .or_insert_with(|| GapMeter::new(first, end))
@@ -703,17 +713,17 @@ mod tests {
     use std::num::NonZeroU64;
 
     fn out(ms: u64, offset: u64, attempt: u32) -> OutputRecord {
-        OutputRecord {
-            at: Duration::from_millis(ms),
-            taskmanager: "tm-1".into(),
-            sink_subtask: 0,
+        OutputRecord::new(
+            Duration::from_millis(ms),
+            1,
+            0,
             attempt,
-            origin: Some(Origin {
+            Some(Origin {
                 partition: 0,
                 offset,
             }),
-            keyed: Some((offset % 2, NonZeroU64::new(offset / 2 + 1).unwrap())),
-        }
+            Some((offset % 2, NonZeroU64::new(offset / 2 + 1).unwrap())),
+        )
     }
 
     fn input(n: u64) -> ExpectedInput {

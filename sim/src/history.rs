@@ -8,23 +8,57 @@ use rill::api::Origin;
 use crate::fault::Fault;
 
 /// One record a collecting sink received. A run keeps a million of them, so it is kept small
-/// (80 bytes): what a first touch of its memory costs is a large part of a run.
+/// (56 bytes): what a first touch of its memory costs is a large part of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputRecord {
     /// Virtual time since the job was submitted, when the sink store received it: outputs in
     /// time order are in the order they reached the store (a zombie's buffered records land
     /// late, whatever it buffered them at).
     pub at: Duration,
-    pub taskmanager: std::sync::Arc<str>,
+    /// Key and running count of keyed outputs (keyed-count), when known; counts start at 1.
+    pub keyed: Option<(u64, std::num::NonZeroU64)>,
+    origin_offset: u64,
+    /// `NO_ORIGIN` when the output names no input.
+    origin_partition: u32,
     pub sink_subtask: u32,
     /// Attempt of the sink subtask that wrote it.
     pub attempt: u32,
-    pub origin: Option<Origin>,
-    /// Key and running count of keyed outputs (keyed-count), when known; counts start at 1.
-    pub keyed: Option<(u64, std::num::NonZeroU64)>,
+    /// The TaskManager the sink subtask ran on: N of `tm-N` (0 for a name of another form).
+    pub taskmanager: u32,
 }
 
 impl OutputRecord {
+    const NO_ORIGIN: u32 = u32::MAX;
+
+    pub fn new(
+        at: Duration,
+        taskmanager: u32,
+        sink_subtask: u32,
+        attempt: u32,
+        origin: Option<Origin>,
+        keyed: Option<(u64, std::num::NonZeroU64)>,
+    ) -> Self {
+        let (origin_partition, origin_offset) =
+            origin.map_or((Self::NO_ORIGIN, 0), |o| (o.partition, o.offset));
+        OutputRecord {
+            at,
+            keyed,
+            origin_offset,
+            origin_partition,
+            sink_subtask,
+            attempt,
+            taskmanager,
+        }
+    }
+
+    /// The input record it came from, for jobs whose outputs carry provenance.
+    pub fn origin(&self) -> Option<Origin> {
+        (self.origin_partition != Self::NO_ORIGIN).then_some(Origin {
+            partition: self.origin_partition,
+            offset: self.origin_offset,
+        })
+    }
+
     pub fn key(&self) -> Option<u64> {
         self.keyed.map(|(k, _)| k)
     }
@@ -32,6 +66,15 @@ impl OutputRecord {
     pub fn value(&self) -> Option<u64> {
         self.keyed.map(|(_, v)| v.get())
     }
+
+    pub fn taskmanager_name(&self) -> String {
+        format!("tm-{}", self.taskmanager)
+    }
+}
+
+/// N of a TaskManager named `tm-N`, as the harness names them.
+pub fn taskmanager_number(name: &str) -> Option<u32> {
+    name.strip_prefix("tm-")?.parse().ok()
 }
 
 /// A fault as the harness applied it.

@@ -723,7 +723,7 @@ impl<'h> Timeline<'h> {
     /// Records per second per TaskManager; every known TaskManager gets a line, an idle one
     /// (crashed, never scheduled) shows as flat zero rather than missing from the legend.
     fn tm_rates(&self) -> Vec<Series> {
-        let mut counts = self.bucket_counts(|o| o.taskmanager.clone());
+        let mut counts = self.bucket_counts(|o| o.taskmanager_name());
         self.taskmanagers
             .iter()
             .map(|name| {
@@ -868,7 +868,8 @@ fn span_ms(h: &RunHistory) -> u64 {
 /// Every TaskManager the run knew of: `tm-1..=tm-N` plus any name seen in outputs or memory.
 fn taskmanager_names(h: &RunHistory) -> Vec<String> {
     let mut names: BTreeSet<String> = (1..=h.taskmanagers).map(|i| format!("tm-{i}")).collect();
-    names.extend(h.outputs.iter().map(|o| o.taskmanager.to_string()));
+    let numbers: BTreeSet<u32> = h.outputs.iter().map(|o| o.taskmanager).collect();
+    names.extend(numbers.into_iter().map(|n| format!("tm-{n}")));
     names.extend(h.memory.iter().map(|m| format!("tm-{}", m.taskmanager)));
     let mut names: Vec<String> = names.into_iter().collect();
     names.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
@@ -888,14 +889,8 @@ mod tests {
     }
 
     fn output(at: u64, tm: &str, sink: u32) -> OutputRecord {
-        OutputRecord {
-            at: ms(at),
-            taskmanager: tm.into(),
-            sink_subtask: sink,
-            attempt: 0,
-            origin: None,
-            keyed: None,
-        }
+        let tm = crate::history::taskmanager_number(tm).expect("tm-N");
+        OutputRecord::new(ms(at), tm, sink, 0, None, None)
     }
 
     fn trace(at: u64, node: &str, text: &str) -> TraceLine {

@@ -17,7 +17,9 @@ use crate::apply::FaultState;
 use crate::check::{check_all, ExpectedInput};
 use crate::cluster::{sink_store_url, source_log_url, SimCluster, SimClusterSpec};
 use crate::fault::{format_duration, Fault, FaultKind};
-use crate::history::{AppliedFault, MemorySample, OutputRecord, Placement, RunHistory, Verdict};
+use crate::history::{
+    taskmanager_number, AppliedFault, MemorySample, OutputRecord, Placement, RunHistory, Verdict,
+};
 use crate::scenario::Scenario;
 use crate::swarm;
 use crate::trace::TraceCollector;
@@ -90,6 +92,10 @@ fn expected_input(s: &Scenario) -> Option<ExpectedInput> {
     let mut input = ExpectedInput::default();
     let mut keys = Vec::new();
     for partition in 0..log.partitions() {
+        // A hint only: never more than a run could hold, whatever the log claims.
+        if let Ok(Some(len)) = log.len(partition) {
+            input.reserve(partition, len.min(1 << 26) as usize);
+        }
         let mut offset = 0;
         while {
             keys.clear();
@@ -358,18 +364,20 @@ impl Driver {
         let mut outputs = Vec::with_capacity(batches.iter().map(|b| b.len()).sum());
         for batch in &batches {
             let at = batch.at.saturating_duration_since(self.start);
+            let tm = taskmanager_number(&batch.taskmanager).unwrap_or(0);
             for (origin, payload) in batch.iter() {
                 let kc = keyed
                     .then(|| bincode::deserialize::<KeyCount>(payload).ok())
                     .flatten();
-                outputs.push(OutputRecord {
+                let count = kc.and_then(|kc| Some((kc.key, NonZeroU64::new(kc.count)?)));
+                outputs.push(OutputRecord::new(
                     at,
-                    taskmanager: batch.taskmanager.clone(),
-                    sink_subtask: batch.subtask,
-                    attempt: batch.attempt,
+                    tm,
+                    batch.subtask,
+                    batch.attempt,
                     origin,
-                    keyed: kc.and_then(|kc| Some((kc.key, NonZeroU64::new(kc.count)?))),
-                });
+                    count,
+                ));
             }
         }
         // Batches become visible in time order, so this only checks (in linear time).

@@ -229,10 +229,7 @@ impl<T: Serialize + Traceable + Send> Collector<T> for CollectSink {
         }
         // A batch over 4 GiB is beyond any flush interval; saturate rather than wrap.
         let end = u32::try_from(self.buffer.len()).unwrap_or(u32::MAX);
-        self.pending.push(BatchEntry {
-            origin: item.origin(),
-            end,
-        });
+        self.pending.push(BatchEntry::new(item.origin(), end));
     }
     fn event(&mut self, event: ChainEvent) {
         match event {

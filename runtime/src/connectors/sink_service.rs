@@ -307,10 +307,7 @@ mod tests {
             attempt: 0,
             payloads: Bytes::from((0..n).collect::<Vec<u8>>()),
             entries: (0..n)
-                .map(|i| BatchEntry {
-                    origin: None,
-                    end: u32::from(i) + 1,
-                })
+                .map(|i| BatchEntry::new(None, u32::from(i) + 1))
                 .collect(),
         }
     }

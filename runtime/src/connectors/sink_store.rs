@@ -49,10 +49,37 @@ pub struct CollectedBatch {
     pub entries: Vec<BatchEntry>,
 }
 
+/// One record of a batch: where its encoding ends in the batch's payloads, and its provenance.
+/// 16 bytes (no `Option` tag: a partition of `u32::MAX` means none), as a run keeps millions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchEntry {
-    pub origin: Option<Origin>,
-    pub end: u32,
+    end: u32,
+    partition: u32,
+    offset: u64,
+}
+
+impl BatchEntry {
+    const NO_ORIGIN: u32 = u32::MAX;
+
+    pub fn new(origin: Option<Origin>, end: u32) -> Self {
+        let (partition, offset) = origin.map_or((Self::NO_ORIGIN, 0), |o| (o.partition, o.offset));
+        BatchEntry {
+            end,
+            partition,
+            offset,
+        }
+    }
+
+    pub fn origin(&self) -> Option<Origin> {
+        (self.partition != Self::NO_ORIGIN).then_some(Origin {
+            partition: self.partition,
+            offset: self.offset,
+        })
+    }
+
+    pub fn end(&self) -> u32 {
+        self.end
+    }
 }
 
 impl CollectedBatch {
@@ -74,10 +101,10 @@ impl CollectedBatch {
     fn ranges(&self) -> impl Iterator<Item = (Option<Origin>, std::ops::Range<usize>)> + '_ {
         let mut start = 0usize;
         self.entries.iter().map(move |e| {
-            let end = (e.end as usize).clamp(start, self.payloads.len().max(start));
+            let end = (e.end() as usize).clamp(start, self.payloads.len().max(start));
             let range = start..end;
             start = end;
-            (e.origin, range)
+            (e.origin(), range)
         })
     }
 
@@ -443,12 +470,12 @@ mod tests {
             attempt,
             payloads: Bytes::from((0..n as u8).collect::<Vec<u8>>()),
             entries: (0..n)
-                .map(|i| BatchEntry {
-                    origin: Some(Origin {
+                .map(|i| {
+                    let origin = Origin {
                         partition: 0,
                         offset: i as u64,
-                    }),
-                    end: i as u32 + 1,
+                    };
+                    BatchEntry::new(Some(origin), i as u32 + 1)
                 })
                 .collect(),
         }
