@@ -100,10 +100,35 @@ pub fn first_difference(
         .map(|i| (i, a.get(i).map(exact), b.get(i).map(exact)))
 }
 
+impl TraceCollector {
+    fn wanted(meta: &tracing::Metadata<'_>) -> bool {
+        meta.is_span() || (*meta.level() <= Level::INFO && meta.target().starts_with("rill"))
+    }
+}
+
 /// The node name a span records (madsim wraps each node's tasks in a `node` span).
 struct NodeName(String);
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for TraceCollector {
+    /// Only rill's events up to INFO become trace lines; every span is kept (madsim's `node`
+    /// spans name the node). Saying so per callsite lets tracing skip the other events where
+    /// they are written, instead of building each one for `on_event` to drop: the simulator
+    /// and the runtime emit many at DEBUG and TRACE.
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if Self::wanted(meta) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn enabled(&self, meta: &tracing::Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        Self::wanted(meta)
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if attrs.metadata().name() != "node" {
             return;
@@ -118,7 +143,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for TraceCollector {
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
-        if *meta.level() > Level::INFO || !meta.target().starts_with("rill") {
+        if !Self::wanted(meta) {
             return;
         }
         let node = ctx
