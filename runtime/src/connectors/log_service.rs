@@ -39,7 +39,73 @@ pub struct ReadRequest {
 }
 
 /// The records from `offset` on (none: the end of a bounded partition), or why not.
-type ReadReply = Result<Vec<LogRecord>, String>;
+type ReadReply = Result<RecordBatch, String>;
+
+/// Consecutive records of one partition, in columns: how a fetch travels. The payloads share
+/// one buffer, so a fetched record's payload is a slice of it rather than an allocation of its
+/// own, and the columns encode without a per-record structure.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RecordBatch {
+    keys: Vec<u64>,
+    timestamps: Vec<u64>,
+    /// Where each record's payload ends in `payloads`.
+    payload_ends: Vec<u32>,
+    payloads: bytes::Bytes,
+}
+
+impl RecordBatch {
+    fn from_records(records: &[LogRecord]) -> Self {
+        let mut payloads =
+            bytes::BytesMut::with_capacity(records.iter().map(|r| r.payload.len()).sum());
+        let mut payload_ends = Vec::with_capacity(records.len());
+        for r in records {
+            payloads.extend_from_slice(&r.payload);
+            payload_ends.push(u32::try_from(payloads.len()).unwrap_or(u32::MAX));
+        }
+        RecordBatch {
+            keys: records.iter().map(|r| r.key).collect(),
+            timestamps: records.iter().map(|r| r.timestamp_ms).collect(),
+            payload_ends,
+            payloads: payloads.freeze(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The records, numbered from `offset` of `partition`. Columns of unequal length (a
+    /// malformed reply) yield the records all columns cover; payload bounds are clamped.
+    fn into_records(self, partition: u32, offset: u64) -> impl Iterator<Item = LogRecord> {
+        let RecordBatch {
+            keys,
+            timestamps,
+            payload_ends,
+            payloads,
+        } = self;
+        let mut start = 0usize;
+        keys.into_iter()
+            .zip(timestamps)
+            .zip(payload_ends)
+            .enumerate()
+            .map(move |(i, ((key, timestamp_ms), end))| {
+                let end = (end as usize).clamp(start, payloads.len().max(start));
+                let payload = payloads.slice(start..end);
+                start = end;
+                LogRecord {
+                    partition,
+                    offset: offset.saturating_add(i as u64),
+                    key,
+                    timestamp_ms,
+                    payload,
+                }
+            })
+    }
+}
 
 /// The topics a log server serves, by name (a job's source operator names).
 pub type Topics = BTreeMap<String, Arc<dyn PartitionedLog>>;
@@ -63,7 +129,7 @@ fn read(topics: &Topics, r: &ReadRequest) -> ReadReply {
     let max = (r.max as usize).min(FETCH_RECORDS);
     log.read(r.partition, r.offset, max, &mut out)
         .map_err(|e| format!("topic '{}': {e}", r.topic))?;
-    Ok(out)
+    Ok(RecordBatch::from_records(&out))
 }
 
 /// A TaskManager's connection to one log server, shared by the sources it runs.
@@ -226,11 +292,14 @@ impl FetchLoop {
     }
 
     /// Hands fetched records to the source; true at the end of the partition.
-    fn deliver(&mut self, records: Vec<LogRecord>) -> bool {
+    fn deliver(&mut self, batch: RecordBatch) -> bool {
         let mut ready = lock(&self.ready);
-        ready.end = records.is_empty();
-        self.offset += records.len() as u64;
-        ready.records.extend(records);
+        ready.end = batch.is_empty();
+        let n = batch.len() as u64;
+        ready
+            .records
+            .extend(batch.into_records(self.partition, self.offset));
+        self.offset = self.offset.saturating_add(n);
         let end = ready.end;
         drop(ready);
         self.wakeup.notify_one();
@@ -259,6 +328,24 @@ mod tests {
                 Fetched::Pending => p.wakeup().notified().await,
             }
         }
+    }
+
+    #[test]
+    fn a_record_batch_carries_its_records_and_survives_malformed_columns() {
+        let log = GeneratedLog::new(3, 1, Some(50));
+        let mut records = Vec::new();
+        log.read(0, 10, 20, &mut records).unwrap();
+        let batch = RecordBatch::from_records(&records);
+        assert_eq!(
+            batch.clone().into_records(0, 10).collect::<Vec<_>>(),
+            records
+        );
+        let broken = RecordBatch {
+            payload_ends: vec![u32::MAX, 3],
+            timestamps: vec![1],
+            ..batch
+        };
+        assert_eq!(broken.into_records(0, 0).count(), 1);
     }
 
     #[tokio::test]
