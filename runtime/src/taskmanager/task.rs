@@ -637,15 +637,27 @@ struct SourceTask<'a> {
 }
 
 impl SourceTask<'_> {
-    /// A reader with nothing ready: sleep until it signals, but no longer than a buffer
-    /// timeout, so buffered output is still flushed and barriers still go out.
-    async fn wait_for_input(&self, wakeup: Option<Arc<tokio::sync::Notify>>) {
-        match wakeup {
-            Some(ready) => {
-                let _ = tokio::time::timeout(self.buffer_timeout, ready.notified()).await;
+    /// A reader with nothing ready: sleep until it signals, a control message comes (a
+    /// checkpoint trigger is answered at once, not after the wait), or a buffer timeout
+    /// passes, so buffered output is still flushed.
+    async fn wait_for_input(
+        &mut self,
+        wakeup: Option<Arc<tokio::sync::Notify>>,
+    ) -> Option<TaskControl> {
+        let ready = async {
+            match wakeup {
+                Some(ready) => ready.notified().await,
+                // A reader that cannot signal: poll again soon (never spin without time
+                // passing).
+                None => tokio::time::sleep(Duration::from_millis(1)).await,
             }
-            // A reader that cannot signal: poll again soon (never spin without time passing).
-            None => tokio::time::sleep(Duration::from_millis(1)).await,
+        };
+        tokio::select! {
+            biased;
+            // A closed control channel disables this branch rather than ending the wait.
+            Some(control) = self.checkpoints.control.recv() => Some(control),
+            _ = ready => None,
+            _ = tokio::time::sleep(self.buffer_timeout) => None,
         }
     }
 
@@ -655,13 +667,15 @@ impl SourceTask<'_> {
         loop {
             // Control first: a barrier goes out between two batches, never inside one.
             while let Ok(control) = self.checkpoints.control.try_recv() {
-                self.control(&mut *driver, control)?;
-                self.outputs.drain().await?;
-                self.checkpoints.settle().await;
+                self.handle(&mut *driver, control).await?;
             }
             match driver.poll(batch_size(driver.rate()))? {
                 SourceStatus::Finished => break,
-                SourceStatus::Pending => self.wait_for_input(driver.wakeup()).await,
+                SourceStatus::Pending => {
+                    if let Some(control) = self.wait_for_input(driver.wakeup()).await {
+                        self.handle(&mut *driver, control).await?;
+                    }
+                }
                 SourceStatus::Emitted(n) => {
                     self.metrics
                         .records_in
@@ -684,6 +698,18 @@ impl SourceTask<'_> {
         driver.event(ChainEvent::Finish);
         self.outputs.drain().await?;
         // What the sinks wrote at the end must be stored before the task reports FINISHED.
+        self.checkpoints.settle().await;
+        Ok(())
+    }
+
+    /// A control message, and the output it caused (a barrier) sent on.
+    async fn handle(
+        &mut self,
+        driver: &mut dyn SourceDriver,
+        control: TaskControl,
+    ) -> Result<(), TaskError> {
+        self.control(driver, control)?;
+        self.outputs.drain().await?;
         self.checkpoints.settle().await;
         Ok(())
     }
