@@ -30,16 +30,20 @@ fn generated(seed: u64, partitions: u32, records: u64, keys: u64) -> GeneratedLo
     }
 }
 
-#[tokio::test]
-async fn keyed_count_output_is_exactly_the_expected_result() {
-    let cluster = LocalCluster::start(4, config(2)).await.expect("cluster");
-    let spec = JobSpec::new("keyed-count")
+/// keyed-count over the log `generated(5, 8, 40_000, 97)`, without a sink yet.
+fn keyed_count_40k() -> JobSpec {
+    JobSpec::new("keyed-count")
         .with("parallelism", 4)
         .with("partitions", 8)
         .with("records", 40_000)
         .with("keys", 97)
         .with("seed", 5)
-        .with("sink", "collect");
+}
+
+#[tokio::test]
+async fn keyed_count_output_is_exactly_the_expected_result() {
+    let cluster = LocalCluster::start(4, config(2)).await.expect("cluster");
+    let spec = keyed_count_40k().with("sink", "collect");
     let report = cluster
         .run_job(&spec, |_| {}, |_| {})
         .await
@@ -101,13 +105,7 @@ async fn log_server(
 #[tokio::test]
 async fn sources_read_every_topic_of_a_log_server_exactly_once() {
     let cluster = LocalCluster::start(4, config(2)).await.expect("cluster");
-    let spec = JobSpec::new("keyed-count")
-        .with("parallelism", 4)
-        .with("partitions", 8)
-        .with("records", 40_000)
-        .with("keys", 97)
-        .with("seed", 5)
-        .with("sink", "collect");
+    let spec = keyed_count_40k().with("sink", "collect");
     let (url, server) = log_server(&spec, &config(2)).await;
     let report = cluster
         .run_job(&spec.clone().with("log", &url), |_| {}, |_| {})
@@ -148,12 +146,7 @@ async fn sinks_write_through_a_served_sink_store_exactly_once_with_transactions(
     let served = rill::connectors::CollectStore::new();
     let server = tokio::spawn(serve_sink_store(listener, served.clone(), config(2)));
     for sink in ["collect", "collect-transactional"] {
-        let spec = JobSpec::new("keyed-count")
-            .with("parallelism", 4)
-            .with("partitions", 8)
-            .with("records", 40_000)
-            .with("keys", 97)
-            .with("seed", 5)
+        let spec = keyed_count_40k()
             .with("sink", sink)
             .with("sink-store", &url);
         let report = cluster

@@ -14,6 +14,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -283,11 +284,9 @@ impl PartitionedLog for GeneratedLog {
         max: usize,
         out: &mut Vec<LogRecord>,
     ) -> Result<usize, LogError> {
-        check_partition(partition, self.partitions)?;
-        // An unbounded partition is treated as u64::MAX long, so offsets never overflow.
-        let len = self.records_per_partition.unwrap_or(u64::MAX);
-        let count = batch_len(len, offset, max);
-        out.extend((offset..offset + count).map(|o| self.record_at(partition, o)));
+        let offsets = self.batch(partition, offset, max)?;
+        let count = offsets.end - offsets.start;
+        out.extend(offsets.map(|o| self.record_at(partition, o)));
         Ok(count as usize)
     }
 
@@ -299,11 +298,20 @@ impl PartitionedLog for GeneratedLog {
         max: usize,
         out: &mut Vec<u64>,
     ) -> Result<usize, LogError> {
-        check_partition(partition, self.partitions)?;
-        let len = self.records_per_partition.unwrap_or(u64::MAX);
-        let count = batch_len(len, offset, max);
-        out.extend((offset..offset + count).map(|o| self.key_at(partition, o)));
+        let offsets = self.batch(partition, offset, max)?;
+        let count = offsets.end - offsets.start;
+        out.extend(offsets.map(|o| self.key_at(partition, o)));
         Ok(count as usize)
+    }
+}
+
+impl GeneratedLog {
+    /// The offsets a read of up to `max` records from `offset` covers.
+    fn batch(&self, partition: u32, offset: u64, max: usize) -> Result<Range<u64>, LogError> {
+        check_partition(partition, self.partitions)?;
+        // An unbounded partition is treated as u64::MAX long, so offsets never overflow.
+        let len = self.records_per_partition.unwrap_or(u64::MAX);
+        Ok(offset..offset + batch_len(len, offset, max))
     }
 }
 

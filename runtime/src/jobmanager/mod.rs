@@ -24,7 +24,7 @@ use crate::config::{FailoverStrategy, LoadBalanceMode};
 use crate::graph::{pipelined_regions, region_restart_set, Topology};
 use crate::graph::{
     EdgeId, ExecutionAttemptId, ExecutionGraph, ExecutionSlotSharingGroup, ExecutionState,
-    InputChannelSpec, JobVertex, VertexId,
+    ExecutionVertex, InputChannelSpec, JobVertex, VertexId,
 };
 use crate::network::SubpartitionKey;
 use crate::rpc::frame::spawn_writer;
@@ -1003,26 +1003,14 @@ impl JobManager {
         if job.config.failover_strategy() != FailoverStrategy::TaskManager {
             return;
         }
-        let graph = &job.eg.job;
-        for ch in graph.input_channels(consumer.vertex, consumer.subtask) {
-            let pv = graph.edge(ch.edge).source;
-            let Some(producer) = job.eg.get(pv, ch.producer_subtask) else {
-                continue;
-            };
-            if producer.state.is_terminal() {
-                continue;
-            }
-            let producer = producer.attempt_id();
-            let key = SubpartitionKey {
-                job: id,
-                producer,
-                edge: ch.edge,
-                index: ch.subpartition,
-            };
-            if let Some(tm) = job.placement.get(&producer).and_then(|t| self.tms.get(t)) {
-                let _ = tm.out.send(JmToTm::DropSubpartition { key });
-            }
-        }
+        // Replayed producers only: a finished one has no queue left to fill.
+        let consumer = (consumer.vertex, consumer.subtask);
+        self.tell_producers(
+            id,
+            consumer,
+            |p| !p.state.is_terminal(),
+            |key| JmToTm::DropSubpartition { key },
+        );
     }
 
     /// Handles a failure of a running job: restarts what the failover strategy says, if the
@@ -1127,29 +1115,42 @@ impl JobManager {
     /// consumers: a partitioned consumer's connection may never break by itself, and the
     /// producer must stop waiting for its credit and keep a fresh queue for the replacement.
     fn revoke_old_consumers(&self, id: u64, restarted: &BTreeSet<(VertexId, u32)>) {
+        for &consumer in restarted {
+            let kept = |p: &ExecutionVertex| !restarted.contains(&(p.vertex, p.subtask));
+            self.tell_producers(id, consumer, kept, |key| JmToTm::RevokeSubpartition { key });
+        }
+    }
+
+    /// Sends `message` about the subpartition that feeds `consumer` (vertex, subtask) to the
+    /// TaskManager of each of its producers that `select` picks.
+    fn tell_producers(
+        &self,
+        id: u64,
+        (cv, cs): (VertexId, u32),
+        select: impl Fn(&ExecutionVertex) -> bool,
+        message: impl Fn(SubpartitionKey) -> JmToTm,
+    ) {
         let Some(job) = self.jobs.get(&id) else {
             return;
         };
         let graph = &job.eg.job;
-        for &(cv, cs) in restarted {
-            for ch in graph.input_channels(cv, cs) {
-                let pv = graph.edge(ch.edge).source;
-                if restarted.contains(&(pv, ch.producer_subtask)) {
-                    continue;
-                }
-                let Some(producer) = job.eg.get(pv, ch.producer_subtask).map(|e| e.attempt_id())
-                else {
-                    continue;
-                };
-                let key = SubpartitionKey {
-                    job: id,
-                    producer,
-                    edge: ch.edge,
-                    index: ch.subpartition,
-                };
-                if let Some(tm) = job.placement.get(&producer).and_then(|t| self.tms.get(t)) {
-                    let _ = tm.out.send(JmToTm::RevokeSubpartition { key });
-                }
+        for ch in graph.input_channels(cv, cs) {
+            let pv = graph.edge(ch.edge).source;
+            let Some(producer) = job.eg.get(pv, ch.producer_subtask) else {
+                continue;
+            };
+            if !select(producer) {
+                continue;
+            }
+            let producer = producer.attempt_id();
+            let key = SubpartitionKey {
+                job: id,
+                producer,
+                edge: ch.edge,
+                index: ch.subpartition,
+            };
+            if let Some(tm) = job.placement.get(&producer).and_then(|t| self.tms.get(t)) {
+                let _ = tm.out.send(message(key));
             }
         }
     }

@@ -20,6 +20,10 @@ pub struct ProcessingClock {
 
 impl ProcessingClock {
     /// Milliseconds since the Unix epoch, offset; 0 for a clock set before 1970.
+    ///
+    /// The one wall-clock read in the runtime (DESIGN's rule is `tokio::time`, which has no
+    /// epoch): processing time is the wall clock by definition. Under the simulator it is still
+    /// deterministic, as madsim answers `clock_gettime` with its seeded virtual time.
     pub fn now_ms(&self) -> u64 {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
