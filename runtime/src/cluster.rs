@@ -46,6 +46,7 @@ impl LocalCluster {
                 collect: Some(collect.clone()),
                 memory: MemoryAccount::default(),
                 clock: Default::default(),
+                events: Default::default(),
             };
             let tm = TaskManager::start(opts).await?;
             let memory = tm.memory();

@@ -2,12 +2,13 @@
 //!
 //! The same code runs on real tokio and, compiled with `--cfg madsim`, inside madsim's seeded
 //! simulator: the crate depends on `tokio` = madsim-tokio and knows nothing of the simulator.
-//! Module layout mirrors the concepts a Flink engineer knows (see DESIGN.md).
+//! Module layout mirrors the concepts a Flink engineer knows (see ARCHITECTURE.md).
 
 pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod connectors;
+pub mod events;
 pub mod graph;
 pub mod jobmanager;
 pub mod network;

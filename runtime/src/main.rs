@@ -251,6 +251,7 @@ async fn run(command: Command) -> Res<ExitCode> {
                 collect: None,
                 memory: Default::default(),
                 clock: Default::default(),
+                events: Default::default(),
             };
             let tm = TaskManager::start(opts).await?;
             println!("taskmanager {name} serving data on {}", tm.data_addr());

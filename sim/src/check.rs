@@ -7,7 +7,11 @@ use std::time::Duration;
 use rill::api::Origin;
 
 use crate::fault::FaultKind;
-use crate::history::{taskmanager_number, AppliedFault, OutputRecord, RunHistory, Verdict};
+use rill::events::ClusterEvent;
+use rill::graph::JobStatus;
+
+use crate::history::{AppliedFault, OutputRecord, RunEnd, RunHistory, Verdict};
+use crate::node::NodeName;
 use crate::scenario::{DeliveryMode, Expectations, JobOutcome};
 
 /// How long a record may be in flight between source and sink: a missing record is attributed
@@ -108,10 +112,10 @@ fn secs(d: Duration) -> String {
 pub fn job_outcome(h: &RunHistory, expected: Option<JobOutcome>) -> Verdict {
     let want = match expected {
         None => return Verdict::pass("job", format!("job {} (not checked)", h.job_status)),
-        Some(JobOutcome::Finished) => "FINISHED",
-        Some(JobOutcome::Failed) => "FAILED",
+        Some(JobOutcome::Finished) => JobStatus::Finished,
+        Some(JobOutcome::Failed) => JobStatus::Failed,
     };
-    if h.job_status == want {
+    if h.job_status == RunEnd::Ended(want) {
         Verdict::pass("job", format!("job {want} at {}", secs(h.end)))
     } else {
         let why = h.job_message.clone().unwrap_or_default();
@@ -232,7 +236,7 @@ fn near(disruptions: &[(Duration, Duration)], at: Duration, after: Duration) -> 
 }
 
 /// When something disrupted the job: the windows of faults that took effect (until output
-/// resumed after them), and the recoveries they set off, as the JobManager traced them: from a failover (which may come
+/// resumed after them), and the recoveries they set off, from the JobManager's events: from a failover (which may come
 /// well after its fault: a heartbeat timeout, a connection that only breaks later) or a
 /// rebalancing move to the redeployment of the restarted tasks, and then the replay: paced
 /// sources re-read everything since the checkpoint they restored at their normal rate, so
@@ -259,26 +263,27 @@ fn disruptions(h: &RunHistory) -> Vec<(Duration, Duration)> {
     };
     let faults = windows.clone();
     let (mut open, mut checkpointed) = (None::<Duration>, Duration::ZERO);
-    for line in h.trace.iter().filter(|l| l.node == "jm") {
-        let t = &line.text;
-        if t.starts_with("checkpoint completed") {
-            checkpointed = line.at;
-        } else if line.at < first_fault {
-            continue;
-        } else if t.contains("job failing over") || t.contains("rebalancing:") {
-            open.get_or_insert(line.at);
-        } else if t.contains("redeploying restarted tasks") || t.contains("job running") {
-            if let Some(from) = open.take() {
-                let replay = line.at.saturating_sub(checkpointed).max(REPLAY);
-                // Tasks redeployed while a fault still cut nodes off may replay only once it
-                // healed and their dead connections timed out.
-                let start = faults
-                    .iter()
-                    .filter(|(b, e)| *b <= line.at && *e >= line.at)
-                    .map(|(_, e)| *e + STALE_CONNECTION)
-                    .fold(line.at, Duration::max);
-                windows.push((from, start + replay));
+    for e in h.events.iter().filter(|e| e.node == NodeName::JobManager) {
+        match e.event {
+            ClusterEvent::CheckpointCompleted { .. } => checkpointed = e.at,
+            _ if e.at < first_fault => {}
+            ClusterEvent::FailoverStarted { .. } | ClusterEvent::Rebalanced { .. } => {
+                open.get_or_insert(e.at);
             }
+            ClusterEvent::TasksDeployed { .. } => {
+                if let Some(from) = open.take() {
+                    let replay = e.at.saturating_sub(checkpointed).max(REPLAY);
+                    // Tasks redeployed while a fault still cut nodes off may replay only once
+                    // it healed and their dead connections timed out.
+                    let start = faults
+                        .iter()
+                        .filter(|(b, end)| *b <= e.at && *end >= e.at)
+                        .map(|(_, end)| *end + STALE_CONNECTION)
+                        .fold(e.at, Duration::max);
+                    windows.push((from, start + replay));
+                }
+            }
+            _ => {}
         }
     }
     if let Some(from) = open {
@@ -379,7 +384,7 @@ pub fn zero_stall(h: &RunHistory, bound: Option<Duration>) -> Verdict {
     let Some(first) = h.outputs.first().map(|o| o.at) else {
         return Verdict::pass(NAME, "no output (nothing to measure)");
     };
-    let end = if h.job_status == "FINISHED" {
+    let end = if h.finished() {
         h.outputs.last().map_or(first, |o| o.at)
     } else {
         h.end
@@ -389,7 +394,7 @@ pub fn zero_stall(h: &RunHistory, bound: Option<Duration>) -> Verdict {
         .iter()
         .filter(|f| f.took_effect())
         .flat_map(|f| f.fault.targets())
-        .filter_map(taskmanager_number)
+        .filter_map(|name| NodeName::from(name).taskmanager())
         .collect();
     // One pass over the outputs (sorted by time), measuring the job and each untouched sink.
     let mut job = GapMeter::new(first, end);
@@ -490,8 +495,8 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
         // after the fault: the recovery is from the dip, whenever it comes while the fault
         // lasts or shortly after, back to the pre-fault rate. Windows past the last output
         // of a finished job would show its end, not a dip.
-        let last = match (h.job_status.as_str(), times.last()) {
-            ("FINISHED", Some(o)) => o.at,
+        let last = match times.last() {
+            Some(o) if h.finished() => o.at,
             _ => h.end,
         };
         let windows = (0..)
@@ -505,7 +510,7 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
         };
         let took = match recovered {
             Some(t) => (t - at).max(running_again(h, at).unwrap_or(at) - at),
-            None if h.job_status == "FINISHED" => h.end.saturating_sub(at),
+            None if h.finished() => h.end.saturating_sub(at),
             None => {
                 let summary = format!(
                     "output never returned to its pre-fault rate after the fault at {}",
@@ -544,14 +549,12 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
 /// When the job was RUNNING again after restarting, if it restarted after `at`.
 fn running_again(h: &RunHistory, at: Duration) -> Option<Duration> {
     let restarted = h
-        .job_statuses
-        .iter()
-        .find(|(t, s)| *t >= at && s == "RESTARTING")?
+        .status_changes()
+        .find(|(t, s)| *t >= at && *s == JobStatus::Restarting)?
         .0;
-    h.job_statuses
-        .iter()
-        .find(|(t, s)| *t >= restarted && s == "RUNNING")
-        .map(|(t, _)| *t)
+    h.status_changes()
+        .find(|(t, s)| *t >= restarted && *s == JobStatus::Running)
+        .map(|(t, _)| t)
 }
 
 /// Records per second in [from, to), over output times sorted ascending.
@@ -608,9 +611,9 @@ pub fn task_range(p: &crate::history::Placement) -> u32 {
 pub fn memory_balance(h: &RunHistory, bound_percent: u32) -> Verdict {
     const NAME: &str = "memory-balance";
     const DRAIN_MARGIN: Duration = Duration::from_millis(500);
-    let until = match h.job_status.as_str() {
-        "FINISHED" => h.end.saturating_sub(DRAIN_MARGIN),
-        _ => h.end,
+    let until = match h.finished() {
+        true => h.end.saturating_sub(DRAIN_MARGIN),
+        false => h.end,
     };
     let mut by_time: BTreeMap<Duration, Vec<u64>> = BTreeMap::new();
     for m in h.memory.iter().filter(|m| m.at <= until) {
@@ -655,7 +658,7 @@ pub fn liveness(h: &RunHistory, bound: Duration) -> Verdict {
         .filter_map(|f| f.ended_at.or(f.began_at))
         .max()
         .unwrap_or_default();
-    if h.job_status != "FINISHED" {
+    if !h.finished() {
         let evidence = format!(
             "faults healed at {}, job not finished by {}",
             secs(healed),
@@ -710,6 +713,8 @@ mod tests {
     use super::*;
     use crate::fault::Fault;
     use crate::history::{AppliedFault, Placement};
+    use rill::events::{Deployment, FailoverCause, LossCause};
+    use rill::graph::{CheckpointId, JobId, SubtaskId, VertexId};
     use std::num::NonZeroU64;
 
     fn out(ms: u64, offset: u64, attempt: u32) -> OutputRecord {
@@ -742,9 +747,56 @@ mod tests {
         RunHistory {
             outputs,
             end: Duration::from_secs(10),
-            job_status: "FINISHED".into(),
+            job_status: RunEnd::Ended(JobStatus::Finished),
             taskmanagers: 2,
             ..Default::default()
+        }
+    }
+
+    fn jm_event(ms: u64, event: ClusterEvent) -> crate::events::RecordedEvent {
+        crate::events::RecordedEvent {
+            at: Duration::from_millis(ms),
+            node: NodeName::JobManager,
+            event,
+        }
+    }
+
+    fn completed(checkpoint: u64) -> ClusterEvent {
+        ClusterEvent::CheckpointCompleted {
+            job: JobId(1),
+            checkpoint: CheckpointId(checkpoint),
+            bytes: 100,
+        }
+    }
+
+    fn failover_of_two() -> ClusterEvent {
+        ClusterEvent::FailoverStarted {
+            job: JobId(1),
+            strategy: rill::config::FailoverStrategy::TaskManager,
+            cause: FailoverCause::TaskManagerLost {
+                taskmanager: "tm-2".into(),
+                cause: LossCause::ConnectionClosed("connection closed".into()),
+            },
+            restart: vec![
+                SubtaskId::new(VertexId(0), 1),
+                SubtaskId::new(VertexId(1), 1),
+            ],
+            of: 8,
+            backoff: Duration::from_secs(1),
+            checkpoint: Some(CheckpointId(1)),
+        }
+    }
+
+    fn deployed_two() -> ClusterEvent {
+        let task = |v| Deployment {
+            attempt: SubtaskId::new(VertexId(v), 1).attempt(1),
+            taskmanager: "tm-1".into(),
+            slot: 1,
+        };
+        ClusterEvent::TasksDeployed {
+            job: JobId(1),
+            tasks: vec![task(0), task(1)],
+            checkpoint: Some(CheckpointId(1)),
         }
     }
 
@@ -819,15 +871,10 @@ mod tests {
         h.end = Duration::from_secs(12);
         h.faults.push(crash_at(1));
         h.faults[0].ended_at = Some(Duration::from_millis(1_200)); // restarted at once
-        let line = |ms: u64, text: &str| crate::history::TraceLine {
-            at: Duration::from_millis(ms),
-            node: "jm".into(),
-            text: text.into(),
-        };
-        h.trace = vec![
-            line(900, "checkpoint completed checkpoint=1"),
-            line(1_000, "WARN job failing over: restarting 2 of 8 tasks"),
-            line(2_000, "redeploying restarted tasks tasks=2"),
+        h.events = vec![
+            jm_event(900, completed(1)),
+            jm_event(1_000, failover_of_two()),
+            jm_event(2_000, deployed_two()),
         ];
         let v = delivery(&h, DeliveryMode::FaultAccounted, &input(120));
         assert!(!v.passed, "{v:?}");

@@ -26,6 +26,8 @@ use rill::state::serve_checkpoint_store;
 use rill::taskmanager::{MemoryAccount, ProcessingClock, TaskManager, TaskManagerOptions};
 use rill::JobSpec;
 
+use crate::events::EventRecorder;
+use crate::node::NodeName;
 use crate::scenario::{CHECKPOINT_STORE, SINK_STORE, SOURCE_LOG};
 use crate::store::SimCheckpointStore;
 
@@ -43,6 +45,18 @@ pub struct SimClusterSpec {
     pub config: Configuration,
     /// What the `source-log` node serves: the job's inputs by source name.
     pub inputs: Topics,
+    /// Where the JobManager's and TaskManagers' cluster events are recorded.
+    pub events: EventRecorder,
+}
+
+/// What a TaskManager node is built from.
+struct TmNode<'a> {
+    index: u32,
+    config: &'a Configuration,
+    collect: &'a CollectStore,
+    memory: &'a MemoryAccounts,
+    clock: &'a ProcessingClock,
+    events: rill::events::Events,
 }
 
 /// The memory account of each TaskManager's current incarnation, by name.
@@ -121,7 +135,10 @@ impl SimCluster {
             SOURCE_LOG.to_string(),
             Self::source_log_node(&handle, &config, spec.inputs),
         );
-        nodes.insert("jm".to_string(), Self::jm_node(&handle, &config));
+        nodes.insert(
+            NodeName::JobManager.to_string(),
+            Self::jm_node(&handle, &config, &spec.events),
+        );
         let collect = CollectStore::new();
         nodes.insert(
             SINK_STORE.to_string(),
@@ -131,11 +148,18 @@ impl SimCluster {
         let mut clocks = BTreeMap::new();
         for i in 1..=spec.taskmanagers {
             let clock = ProcessingClock::default();
-            nodes.insert(
-                format!("tm-{i}"),
-                Self::tm_node(&handle, i, &config, &collect, &memory, &clock),
-            );
-            clocks.insert(format!("tm-{i}"), clock);
+            let name = NodeName::TaskManager(i);
+            let events = spec.events.for_node(name.clone());
+            let tm = TmNode {
+                index: i,
+                config: &config,
+                collect: &collect,
+                memory: &memory,
+                clock: &clock,
+                events,
+            };
+            nodes.insert(name.to_string(), Self::tm_node(&handle, tm));
+            clocks.insert(name.to_string(), clock);
         }
         let client = handle
             .create_node()
@@ -219,8 +243,9 @@ impl SimCluster {
             .build()
     }
 
-    fn jm_node(handle: &Handle, config: &Configuration) -> NodeHandle {
+    fn jm_node(handle: &Handle, config: &Configuration, events: &EventRecorder) -> NodeHandle {
         let config = config.clone();
+        let events = events.for_node(NodeName::JobManager);
         handle
             .create_node()
             .name("jm")
@@ -228,8 +253,11 @@ impl SimCluster {
             .init(move || {
                 let config = config.clone();
                 // The scenario's configuration was validated when it was loaded.
-                let services = JobManagerServices::from_config(&config)
-                    .expect("a validated checkpoint storage");
+                let services = JobManagerServices {
+                    events: events.clone(),
+                    ..JobManagerServices::from_config(&config)
+                        .expect("a validated checkpoint storage")
+                };
                 async move {
                     let listener = tokio::net::TcpListener::bind((jm_ip(), JOBMANAGER_PORT))
                         .await
@@ -240,15 +268,16 @@ impl SimCluster {
             .build()
     }
 
-    fn tm_node(
-        handle: &Handle,
-        i: u32,
-        config: &Configuration,
-        collect: &CollectStore,
-        memory: &MemoryAccounts,
-        clock: &ProcessingClock,
-    ) -> NodeHandle {
-        let name = format!("tm-{i}");
+    fn tm_node(handle: &Handle, tm: TmNode<'_>) -> NodeHandle {
+        let TmNode {
+            index: i,
+            config,
+            collect,
+            memory,
+            clock,
+            events,
+        } = tm;
+        let name = NodeName::TaskManager(i).to_string();
         // The machine's clock: its skew outlives a restart of the process.
         let opts = TaskManagerOptions {
             name: name.clone(),
@@ -258,6 +287,7 @@ impl SimCluster {
             collect: Some(collect.clone()),
             memory: MemoryAccount::default(),
             clock: clock.clone(),
+            events,
         };
         let memory = memory.clone();
         handle

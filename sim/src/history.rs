@@ -4,8 +4,12 @@
 use std::time::Duration;
 
 use rill::api::Origin;
+use rill::events::ClusterEvent;
+use rill::graph::JobStatus;
 
+use crate::events::RecordedEvent;
 use crate::fault::Fault;
+use crate::node::NodeName;
 
 /// One record a collecting sink received. A run keeps a million of them, so it is kept small
 /// (56 bytes): what a first touch of its memory costs is a large part of a run.
@@ -68,13 +72,8 @@ impl OutputRecord {
     }
 
     pub fn taskmanager_name(&self) -> String {
-        format!("tm-{}", self.taskmanager)
+        NodeName::TaskManager(self.taskmanager).to_string()
     }
-}
-
-/// N of a TaskManager named `tm-N`, as the harness names them.
-pub fn taskmanager_number(name: &str) -> Option<u32> {
-    name.strip_prefix("tm-")?.parse().ok()
 }
 
 /// A fault as the harness applied it.
@@ -161,17 +160,58 @@ pub struct RunHistory {
     /// Every record the sinks received, in time order (checkers rely on the order).
     pub outputs: Vec<OutputRecord>,
     pub faults: Vec<AppliedFault>,
+    /// The cluster's typed events, in the order they were emitted: what checkers read.
+    pub events: Vec<RecordedEvent>,
+    /// The runtime's log lines (for people: `--trace`, the report, determinism checks).
+    /// Nothing judges the run from their text.
     pub trace: Vec<TraceLine>,
-    /// Final job status ("FINISHED", "FAILED", "RUNNING" when cut off by `run_for`) and reason.
-    pub job_status: String,
+    /// How the job ended, and why.
+    pub job_status: RunEnd,
     pub job_message: Option<String>,
     pub placements: Vec<Placement>,
-    /// The job's status whenever it changed (RUNNING, RESTARTING, ...), as the JobManager
-    /// reported it.
-    pub job_statuses: Vec<(Duration, String)>,
     pub memory: Vec<MemorySample>,
     pub memory_limit: Option<u64>,
     pub taskmanagers: u32,
+}
+
+impl RunHistory {
+    /// The job's status whenever the JobManager changed it, from its events.
+    pub fn status_changes(&self) -> impl Iterator<Item = (Duration, JobStatus)> + '_ {
+        self.events.iter().filter_map(|e| match e.event {
+            ClusterEvent::JobStatusChanged { status, .. } => Some((e.at, status)),
+            _ => None,
+        })
+    }
+
+    /// Whether the job ended FINISHED.
+    pub fn finished(&self) -> bool {
+        self.job_status == RunEnd::Ended(JobStatus::Finished)
+    }
+}
+
+/// How a run's job ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RunEnd {
+    /// It reached a terminal status.
+    Ended(JobStatus),
+    /// Still running when the scenario's `run_for` was up.
+    #[default]
+    CutOff,
+    /// The JobManager refused it.
+    Rejected,
+    /// The client lost the JobManager.
+    Lost,
+}
+
+impl std::fmt::Display for RunEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunEnd::Ended(status) => write!(f, "{status}"),
+            RunEnd::CutOff => f.write_str("RUNNING"),
+            RunEnd::Rejected => f.write_str("REJECTED"),
+            RunEnd::Lost => f.write_str("LOST"),
+        }
+    }
 }
 
 /// A checker's result, with the first piece of evidence against the run when it failed.

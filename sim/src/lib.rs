@@ -11,9 +11,11 @@ pub mod apply;
 pub mod check;
 #[cfg(madsim)]
 pub mod cluster;
+pub mod events;
 pub mod expected;
 pub mod fault;
 pub mod history;
+pub mod node;
 pub mod report;
 #[cfg(madsim)]
 pub mod runner;
@@ -23,10 +25,12 @@ pub mod store;
 pub mod swarm;
 pub mod trace;
 
+pub use events::{EventRecorder, RecordedEvent};
 pub use fault::{Direction, Fault, FaultKind, StoreFailureMode};
 pub use history::{
-    AppliedFault, MemorySample, OutputRecord, Placement, RunHistory, TraceLine, Verdict,
+    AppliedFault, MemorySample, OutputRecord, Placement, RunEnd, RunHistory, TraceLine, Verdict,
 };
+pub use node::NodeName;
 pub use scenario::{
     ClusterShape, DeliveryMode, Expectations, JobOutcome, Scenario, Swarm, CHECKPOINT_STORE,
     EXTERNAL_NODES, SINK_STORE, SOURCE_LOG,

@@ -11,7 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::fault::{format_duration, Fault};
-use crate::history::{AppliedFault, OutputRecord, RunHistory, TraceLine, Verdict};
+use rill::events::ClusterEvent;
+use rill::graph::{ExecutionState, JobStatus};
+
+use crate::events::RecordedEvent;
+use crate::history::{AppliedFault, OutputRecord, RunEnd, RunHistory, TraceLine, Verdict};
+use crate::node::NodeName;
 
 /// Writing into a `String` cannot fail, so the `fmt::Result` is dropped here once instead of
 /// being unwrapped at every call site.
@@ -132,27 +137,23 @@ fn render_run(out: &mut String, index: usize, run: &ReportRun<'_>) {
 }
 
 /// Maps the status to a fixed CSS class (never the raw string, which is data).
-fn status_class(status: &str) -> &'static str {
+fn status_class(status: RunEnd) -> &'static str {
     match status {
-        "FINISHED" => "status-ok",
-        "FAILED" => "status-bad",
+        RunEnd::Ended(JobStatus::Finished) => "status-ok",
+        RunEnd::Ended(JobStatus::Failed) => "status-bad",
         _ => "status-other",
     }
 }
 
 fn render_header(out: &mut String, h: &RunHistory) {
-    let status: &str = if h.job_status.is_empty() {
-        "unknown"
-    } else {
-        &h.job_status
-    };
+    let status = h.job_status.to_string();
     w!(
         out,
         "<h2>{} <small>seed {}</small></h2>\n<p class=\"meta\">Job <span class=\"{}\">{}</span>",
         escape(&h.scenario),
         h.seed,
-        status_class(status),
-        escape(status)
+        status_class(h.job_status),
+        escape(&status)
     );
     if let Some(msg) = &h.job_message {
         w!(out, ": {}", escape(msg));
@@ -351,7 +352,7 @@ fn natural_key(s: &str) -> (&str, u64, &str) {
     (prefix, number, s)
 }
 
-/// A recovery step recognised in a trace line by keyword.
+/// A recovery step, as the cluster's events mark it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PhaseKind {
     Detection,
@@ -372,25 +373,27 @@ impl PhaseKind {
         PhaseKind::Finished,
     ];
 
-    /// Checked in recovery order, first match wins: "taskmanager lost" is a detection even
-    /// if the line goes on to say what failed. "RUNNING" is matched case-sensitively because
-    /// lower-case "running" appears in ordinary log text.
-    fn classify(text: &str) -> Option<PhaseKind> {
-        let lower = text.to_ascii_lowercase();
-        if lower.contains("lost") {
-            Some(PhaseKind::Detection)
-        } else if lower.contains("failed") {
-            Some(PhaseKind::Failure)
-        } else if lower.contains("restart") {
-            Some(PhaseKind::Restart)
-        } else if lower.contains("deploying") {
-            Some(PhaseKind::Deploy)
-        } else if text.contains("RUNNING") {
-            Some(PhaseKind::Running)
-        } else if lower.contains("finished") {
-            Some(PhaseKind::Finished)
-        } else {
-            None
+    /// The recovery step an event marks, if any.
+    fn of(event: &ClusterEvent) -> Option<PhaseKind> {
+        match event {
+            ClusterEvent::TaskManagerLost { .. } => Some(PhaseKind::Detection),
+            ClusterEvent::FailoverStarted { .. } | ClusterEvent::RestartsExhausted { .. } => {
+                Some(PhaseKind::Failure)
+            }
+            ClusterEvent::SubtaskStateChanged {
+                state: ExecutionState::Failed,
+                ..
+            } => Some(PhaseKind::Failure),
+            ClusterEvent::Rebalanced { .. } => Some(PhaseKind::Restart),
+            ClusterEvent::TasksDeployed { .. } => Some(PhaseKind::Deploy),
+            ClusterEvent::JobStatusChanged { status, .. } => match status {
+                JobStatus::Restarting => Some(PhaseKind::Restart),
+                JobStatus::Running => Some(PhaseKind::Running),
+                JobStatus::Finished => Some(PhaseKind::Finished),
+                JobStatus::Failed => Some(PhaseKind::Failure),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -417,18 +420,18 @@ impl PhaseKind {
     }
 }
 
-/// One vertical marker: consecutive trace lines of one phase at the same millisecond (a
-/// deployment logs one line per task) share a marker and its tooltip.
+/// One vertical marker: consecutive events of one phase at the same millisecond share a
+/// marker and its tooltip.
 struct Marker<'h> {
     at_ms: u64,
     kind: PhaseKind,
-    lines: Vec<&'h TraceLine>,
+    lines: Vec<&'h RecordedEvent>,
 }
 
-fn phase_markers(trace: &[TraceLine]) -> Vec<Marker<'_>> {
+fn phase_markers(events: &[RecordedEvent]) -> Vec<Marker<'_>> {
     let mut markers: Vec<Marker<'_>> = Vec::new();
-    for line in trace {
-        let Some(kind) = PhaseKind::classify(&line.text) else {
+    for line in events {
+        let Some(kind) = PhaseKind::of(&line.event) else {
             continue;
         };
         let at_ms = line.at.as_millis() as u64;
@@ -520,7 +523,7 @@ impl<'h> Timeline<'h> {
             span_ms,
             bucket_ms: bucket_ms(span_ms),
             taskmanagers: taskmanager_names(history),
-            markers: phase_markers(&history.trace),
+            markers: phase_markers(&history.events),
         }
     }
 
@@ -867,10 +870,11 @@ fn span_ms(h: &RunHistory) -> u64 {
 
 /// Every TaskManager the run knew of: `tm-1..=tm-N` plus any name seen in outputs or memory.
 fn taskmanager_names(h: &RunHistory) -> Vec<String> {
-    let mut names: BTreeSet<String> = (1..=h.taskmanagers).map(|i| format!("tm-{i}")).collect();
+    let name = |n| NodeName::TaskManager(n).to_string();
+    let mut names: BTreeSet<String> = (1..=h.taskmanagers).map(name).collect();
     let numbers: BTreeSet<u32> = h.outputs.iter().map(|o| o.taskmanager).collect();
-    names.extend(numbers.into_iter().map(|n| format!("tm-{n}")));
-    names.extend(h.memory.iter().map(|m| format!("tm-{}", m.taskmanager)));
+    names.extend(numbers.into_iter().map(name));
+    names.extend(h.memory.iter().map(|m| name(m.taskmanager)));
     let mut names: Vec<String> = names.into_iter().collect();
     names.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
     names
@@ -883,13 +887,15 @@ mod tests {
     use super::*;
     use crate::fault::FaultKind;
     use crate::history::MemorySample;
+    use rill::events::{FailoverCause, LossCause};
+    use rill::graph::{JobId, TaskManagerId};
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
     }
 
     fn output(at: u64, tm: &str, sink: u32) -> OutputRecord {
-        let tm = crate::history::taskmanager_number(tm).expect("tm-N");
+        let tm = NodeName::from(tm).taskmanager().expect("tm-N");
         OutputRecord::new(ms(at), tm, sink, 0, None, None)
     }
 
@@ -898,6 +904,52 @@ mod tests {
             at: ms(at),
             node: node.into(),
             text: text.into(),
+        }
+    }
+
+    fn event(at: u64, event: ClusterEvent) -> RecordedEvent {
+        RecordedEvent {
+            at: ms(at),
+            node: NodeName::JobManager,
+            event,
+        }
+    }
+
+    fn lost() -> ClusterEvent {
+        ClusterEvent::TaskManagerLost {
+            taskmanager: "tm-2".into(),
+            instance: TaskManagerId(2),
+            cause: LossCause::ConnectionClosed("connection closed".into()),
+        }
+    }
+
+    fn failover() -> ClusterEvent {
+        ClusterEvent::FailoverStarted {
+            job: JobId(1),
+            strategy: rill::config::FailoverStrategy::Full,
+            cause: FailoverCause::TaskManagerLost {
+                taskmanager: "tm-2".into(),
+                cause: LossCause::ConnectionClosed("connection closed".into()),
+            },
+            restart: Vec::new(),
+            of: 2,
+            backoff: ms(100),
+            checkpoint: None,
+        }
+    }
+
+    fn deployed() -> ClusterEvent {
+        ClusterEvent::TasksDeployed {
+            job: JobId(1),
+            tasks: Vec::new(),
+            checkpoint: None,
+        }
+    }
+
+    fn status(status: JobStatus) -> ClusterEvent {
+        ClusterEvent::JobStatusChanged {
+            job: JobId(1),
+            status,
         }
     }
 
@@ -928,15 +980,16 @@ mod tests {
                 ended_at: Some(ms(2500)),
                 ..AppliedFault::planned(crash)
             }],
-            trace: vec![
-                trace(1600, "jm", "taskmanager lost tm=tm-2"),
-                trace(1600, "jm", "job failed, restarting"),
-                trace(1700, "tm-1", "deploying task attempt=1"),
-                trace(1700, "tm-1", "deploying task attempt=1"),
-                trace(1800, "jm", "job RUNNING"),
-                trace(4000, "jm", "job finished"),
+            trace: vec![trace(1600, "jm", "a log line the report only lists")],
+            events: vec![
+                event(1600, lost()),
+                event(1600, failover()),
+                event(1700, deployed()),
+                event(1700, deployed()),
+                event(1800, status(JobStatus::Running)),
+                event(4000, status(JobStatus::Finished)),
             ],
-            job_status: "FINISHED".into(),
+            job_status: RunEnd::Ended(JobStatus::Finished),
             job_message: None,
             placements: Vec::new(),
             memory: (0..8)
@@ -950,7 +1003,6 @@ mod tests {
                 .collect(),
             memory_limit: Some(64 << 20),
             taskmanagers: 2,
-            job_statuses: Vec::new(),
         }
     }
 

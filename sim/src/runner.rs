@@ -16,10 +16,12 @@ use tracing_subscriber::layer::SubscriberExt;
 use crate::apply::FaultState;
 use crate::check::{check_all, ExpectedInput};
 use crate::cluster::{sink_store_url, source_log_url, SimCluster, SimClusterSpec};
+use crate::events::EventRecorder;
 use crate::fault::{format_duration, Fault, FaultKind};
 use crate::history::{
-    taskmanager_number, AppliedFault, MemorySample, OutputRecord, Placement, RunHistory, Verdict,
+    AppliedFault, MemorySample, OutputRecord, Placement, RunEnd, RunHistory, Verdict,
 };
+use crate::node::NodeName;
 use crate::scenario::Scenario;
 use crate::swarm;
 use crate::trace::TraceCollector;
@@ -56,6 +58,7 @@ pub fn fault_plan(s: &Scenario, seed: u64) -> Vec<Fault> {
 /// Runs `scenario` under `seed` with `faults` in a fresh simulator.
 pub fn run_with_faults(scenario: &Scenario, seed: u64, faults: Vec<Fault>) -> RunOutcome {
     let collector = TraceCollector::new();
+    let recorder = EventRecorder::new();
     let subscriber = tracing_subscriber::registry().with(collector.clone());
     let s = scenario.clone();
     // The runtime lives and dies inside the subscriber's scope: madsim's node spans must belong
@@ -63,16 +66,22 @@ pub fn run_with_faults(scenario: &Scenario, seed: u64, faults: Vec<Fault>) -> Ru
     let mut history = tracing::subscriber::with_default(subscriber, || {
         let mut rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
         rt.set_time_limit(scenario.run_for + Duration::from_secs(300));
-        rt.block_on(drive(s, faults, collector.clone()))
+        rt.block_on(drive(s, faults, collector.clone(), recorder.clone()))
     });
     history.seed = seed;
     history.trace = collector.lines();
+    history.events = recorder.events();
+    let verdicts = judge(scenario, &history);
+    RunOutcome { history, verdicts }
+}
+
+/// The checkers' verdicts on a run of `scenario`: what `run` returns, for a history at hand.
+pub fn judge(scenario: &Scenario, history: &RunHistory) -> Vec<Verdict> {
     // Reading the whole input is only worth it when delivery is checked.
     let input = (scenario.expect.delivery != crate::scenario::DeliveryMode::Unchecked)
         .then(|| expected_input(scenario))
         .flatten();
-    let verdicts = check_all(&history, &scenario.expect, input.as_ref());
-    RunOutcome { history, verdicts }
+    check_all(history, &scenario.expect, input.as_ref())
 }
 
 /// Runs `scenario` under `seed` with its own fault plan.
@@ -130,7 +139,12 @@ struct Driver {
     state: FaultState,
 }
 
-async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHistory {
+async fn drive(
+    s: Scenario,
+    faults: Vec<Fault>,
+    trace: TraceCollector,
+    recorder: EventRecorder,
+) -> RunHistory {
     let handle = Handle::current();
     let config = s.config.clone();
     let memory_limit = s.cluster.memory_mb.map(|mb| mb * 1024 * 1024);
@@ -142,12 +156,14 @@ async fn drive(s: Scenario, faults: Vec<Fault>, trace: TraceCollector) -> RunHis
         slots: s.cluster.slots_per_taskmanager,
         config,
         inputs,
+        events: recorder.clone(),
     });
     // Jobs are submitted once the cluster is up, as an operator would: every TaskManager has
     // registered by then, so placement sees all of them.
     tokio::time::sleep(CLUSTER_STARTUP).await;
     let start = Instant::now();
     trace.set_start(start);
+    recorder.set_start(start);
     let statuses: Arc<Mutex<Vec<(Duration, JobStatusReport)>>> = Arc::default();
     let sink = statuses.clone();
     // The harness checks what sinks received, so sinks always collect: directly, or in two
@@ -283,7 +299,7 @@ impl Driver {
                 .collect()
         };
         for (name, bytes) in accounts {
-            let index = name.trim_start_matches("tm-").parse().unwrap_or(0);
+            let index = NodeName::from(name.as_str()).taskmanager().unwrap_or(0);
             self.memory.push(MemorySample {
                 at: now,
                 taskmanager: index,
@@ -327,18 +343,15 @@ impl Driver {
         let statuses = statuses.lock().unwrap_or_else(|p| p.into_inner());
         let (job_status, job_message) = match result {
             None => (
-                "RUNNING".to_string(),
+                RunEnd::CutOff,
                 Some(format!(
                     "still running after {}",
                     format_duration(s.run_for)
                 )),
             ),
-            Some(Ok(Ok(report))) => (
-                format!("{:?}", report.status).to_uppercase(),
-                report.message,
-            ),
-            Some(Ok(Err(e))) => ("REJECTED".to_string(), Some(e.to_string())),
-            Some(Err(e)) => ("LOST".to_string(), Some(e.to_string())),
+            Some(Ok(Ok(report))) => (RunEnd::Ended(report.status), report.message),
+            Some(Ok(Err(e))) => (RunEnd::Rejected, Some(e.to_string())),
+            Some(Err(e)) => (RunEnd::Lost, Some(e.to_string())),
         };
         RunHistory {
             scenario: s.name.clone(),
@@ -346,11 +359,11 @@ impl Driver {
             end,
             outputs: self.outputs(&s.job.name),
             faults: self.faults,
+            events: Vec::new(),
             trace: Vec::new(),
             job_status,
             job_message,
             placements: placements(&statuses),
-            job_statuses: status_changes(&statuses),
             memory: self.memory,
             memory_limit: self.memory_limit,
             taskmanagers: s.cluster.taskmanagers,
@@ -364,7 +377,9 @@ impl Driver {
         let mut outputs = Vec::with_capacity(batches.iter().map(|b| b.len()).sum());
         for batch in &batches {
             let at = batch.at.saturating_duration_since(self.start);
-            let tm = taskmanager_number(&batch.taskmanager).unwrap_or(0);
+            let tm = NodeName::from(&batch.taskmanager[..])
+                .taskmanager()
+                .unwrap_or(0);
             for (origin, payload) in batch.iter() {
                 let kc = keyed
                     .then(|| bincode::deserialize::<KeyCount>(payload).ok())
@@ -391,18 +406,6 @@ fn no_effect_reason(fault: &Fault) -> &'static str {
         FaultKind::ClockSkew { .. } => "only TaskManagers read processing time",
         _ => "not a simulated node",
     }
-}
-
-/// The job's status whenever it changed.
-fn status_changes(statuses: &[(Duration, JobStatusReport)]) -> Vec<(Duration, String)> {
-    let mut out: Vec<(Duration, String)> = Vec::new();
-    for (at, report) in statuses {
-        let status = format!("{:?}", report.status).to_uppercase();
-        if out.last().is_none_or(|(_, last)| *last != status) {
-            out.push((*at, status));
-        }
-    }
-    out
 }
 
 /// Tasks per TaskManager whenever they changed.

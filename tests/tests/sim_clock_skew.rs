@@ -35,6 +35,7 @@ async fn skewed_run() -> Vec<(String, AdStats)> {
         slots: 2,
         config,
         inputs,
+        events: Default::default(),
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
     let job = cluster.submit(&spec.with("log", source_log_url()), |_| {});

@@ -32,6 +32,7 @@ async fn keyed_count_run() -> u64 {
         slots: 2,
         config: Configuration::new(),
         inputs,
+        events: Default::default(),
     });
     let spec = spec.with("log", source_log_url());
     let report = cluster.run_job(&spec).await.expect("job submitted");

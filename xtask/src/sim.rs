@@ -40,9 +40,12 @@ pub struct RunArgs {
     scenario: String,
     #[arg(long)]
     seed: u64,
-    /// Print the canonical trace.
+    /// Print the canonical trace (the runtime's log lines).
     #[arg(long)]
     trace: bool,
+    /// Print the timeline of faults and typed cluster events.
+    #[arg(long)]
+    events: bool,
     /// Write a self-contained HTML report here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -120,6 +123,9 @@ pub fn main(root: &Path, args: &SimArgs) -> Result<(), Failure> {
             ]);
             if r.trace {
                 s = s.args(["--trace"]);
+            }
+            if r.events {
+                s = s.args(["--events"]);
             }
             if r.check_determinism {
                 s = s.args(["--check-determinism"]);

@@ -5,43 +5,20 @@
 //! `ExecutionGraph` of subtasks, each with its current execution attempt.
 
 mod execution_graph;
+mod ids;
 mod job_graph;
 mod regions;
 mod slot_sharing;
 
 use serde::{Deserialize, Serialize};
 
-pub use execution_graph::{ExecutionGraph, ExecutionState, ExecutionVertex};
+pub use execution_graph::{ExecutionGraph, ExecutionState, ExecutionVertex, JobStatus};
+pub use ids::{
+    CheckpointId, EdgeId, ExecutionAttemptId, JobId, NodeId, SubtaskId, TaskManagerId, VertexId,
+};
 pub use job_graph::{InputChannelSpec, JobEdge, JobGraph, JobVertex};
 pub use regions::{pipelined_regions, region_restart_set, Topology};
 pub use slot_sharing::{default_slot_sharing_groups, ExecutionSlotSharingGroup};
-
-/// An operator of the logical graph (before chaining).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct NodeId(pub u32);
-
-/// A chained vertex of the job graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct VertexId(pub u32);
-
-/// An edge of the job graph; also names the result partition its producer writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct EdgeId(pub u32);
-
-/// One deployment of one subtask. Every data connection, partition request, acknowledgement and
-/// commit carries it, so anything from a replaced attempt can be refused (fencing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ExecutionAttemptId {
-    pub vertex: VertexId,
-    pub subtask: u32,
-    pub attempt: u32,
-}
-
-impl std::fmt::Display for ExecutionAttemptId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "v{}[{}]#{}", self.vertex.0, self.subtask, self.attempt)
-    }
-}
 
 /// How records are routed from producer subtasks to consumer subtasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::scheduler::{placement_for, TaskManagerSlots};
 use crate::config::{Configuration, LoadBalanceMode};
-use crate::graph::{ExecutionSlotSharingGroup, JobVertex, VertexId};
+use crate::graph::{ExecutionSlotSharingGroup, JobVertex, TaskManagerId, VertexId};
 
 /// A job shape: a chain of vertices, each reading all-to-all from the one before.
 #[derive(Debug, Clone)]
@@ -77,15 +77,15 @@ pub fn evaluate(shape: &Shape, mode: LoadBalanceMode, config: &Configuration) ->
     let groups = ExecutionSlotSharingGroup::for_vertices(&vertices, mode);
     let tms: Vec<TaskManagerSlots> = (1..=u64::from(shape.taskmanagers))
         .map(|tm| TaskManagerSlots {
-            tm,
+            tm: TaskManagerId(tm),
             total: shape.slots,
             free: (0..shape.slots).collect(),
             placed: Default::default(),
         })
         .collect();
     let offers = placement_for(mode, None).place_on(&groups, &tms)?;
-    let mut tasks: BTreeMap<u64, u32> = tms.iter().map(|t| (t.tm, 0)).collect();
-    let mut memory: BTreeMap<u64, u64> = tms.iter().map(|t| (t.tm, 0)).collect();
+    let mut tasks: BTreeMap<TaskManagerId, u32> = tms.iter().map(|t| (t.tm, 0)).collect();
+    let mut memory: BTreeMap<TaskManagerId, u64> = tms.iter().map(|t| (t.tm, 0)).collect();
     for (group, offer) in groups.iter().zip(&offers) {
         *tasks.entry(offer.tm).or_default() += group.tasks() as u32;
         let bytes: u64 = group

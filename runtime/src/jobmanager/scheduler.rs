@@ -22,19 +22,19 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::LoadBalanceMode;
-use crate::graph::{ExecutionSlotSharingGroup, JobGraph};
+use crate::graph::{ExecutionSlotSharingGroup, JobGraph, JobId, TaskManagerId};
 
 /// One free slot a TaskManager offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SlotOffer {
-    pub tm: u64,
+    pub tm: TaskManagerId,
     pub slot: u32,
 }
 
 /// One TaskManager's slots as placement sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskManagerSlots {
-    pub tm: u64,
+    pub tm: TaskManagerId,
     /// All its slots, free or held by any job.
     pub total: u32,
     /// Its free slots: distinct indices, ascending.
@@ -68,7 +68,7 @@ impl TaskManagerSlots {
     /// slots are known, so each TaskManager counts as having no slot in use.
     pub fn from_offers(free: &[SlotOffer]) -> Vec<TaskManagerSlots> {
         let mut tms: Vec<TaskManagerSlots> = Vec::new();
-        let mut index: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut index: BTreeMap<TaskManagerId, usize> = BTreeMap::new();
         for offer in free {
             let i = *index.entry(offer.tm).or_insert_with(|| {
                 tms.push(TaskManagerSlots {
@@ -443,17 +443,17 @@ fn best_exchange(
 #[derive(Debug, Default)]
 pub struct SlotPool {
     /// (tm, slot) -> job holding it
-    slots: BTreeMap<(u64, u32), Option<u64>>,
+    slots: BTreeMap<(TaskManagerId, u32), Option<JobId>>,
 }
 
 impl SlotPool {
-    pub fn add_taskmanager(&mut self, tm: u64, slots: u32) {
+    pub fn add_taskmanager(&mut self, tm: TaskManagerId, slots: u32) {
         for slot in 0..slots {
             self.slots.insert((tm, slot), None);
         }
     }
 
-    pub fn remove_taskmanager(&mut self, tm: u64) {
+    pub fn remove_taskmanager(&mut self, tm: TaskManagerId) {
         self.slots.retain(|(t, _), _| *t != tm);
     }
 
@@ -492,7 +492,7 @@ impl SlotPool {
         self.slots.len()
     }
 
-    pub fn allocate(&mut self, offer: SlotOffer, job: u64) {
+    pub fn allocate(&mut self, offer: SlotOffer, job: JobId) {
         self.slots.insert((offer.tm, offer.slot), Some(job));
     }
 
@@ -503,7 +503,7 @@ impl SlotPool {
         }
     }
 
-    pub fn release_job(&mut self, job: u64) {
+    pub fn release_job(&mut self, job: JobId) {
         for holder in self.slots.values_mut() {
             if *holder == Some(job) {
                 *holder = None;
@@ -539,9 +539,22 @@ mod placed_tests {
             },
         };
         let offers = TasksBalanced
-            .place_on(&[group(2)], &[tm(1, 2), tm(2, 2), tm(3, 0)])
+            .place_on(
+                &[group(2)],
+                &[
+                    tm(TaskManagerId(1), 2),
+                    tm(TaskManagerId(2), 2),
+                    tm(TaskManagerId(3), 0),
+                ],
+            )
             .unwrap();
-        assert_eq!(offers, vec![SlotOffer { tm: 3, slot: 1 }]);
+        assert_eq!(
+            offers,
+            vec![SlotOffer {
+                tm: TaskManagerId(3),
+                slot: 1
+            }]
+        );
     }
 }
 
@@ -593,7 +606,7 @@ mod tests {
     fn cluster(taskmanagers: u64, slots: u32) -> Vec<TaskManagerSlots> {
         let mut pool = SlotPool::default();
         for tm in 1..=taskmanagers {
-            pool.add_taskmanager(tm, slots);
+            pool.add_taskmanager(TaskManagerId(tm), slots);
         }
         pool.taskmanagers()
     }
@@ -643,17 +656,26 @@ mod tests {
     #[test]
     fn first_fit_fills_taskmanagers_in_order() {
         let mut pool = SlotPool::default();
-        pool.add_taskmanager(1, 2);
-        pool.add_taskmanager(2, 2);
+        pool.add_taskmanager(TaskManagerId(1), 2);
+        pool.add_taskmanager(TaskManagerId(2), 2);
         let placed = FirstFit
             .place(&groups(3), &pool.free())
             .expect("enough slots");
         assert_eq!(
             placed,
             vec![
-                SlotOffer { tm: 1, slot: 0 },
-                SlotOffer { tm: 1, slot: 1 },
-                SlotOffer { tm: 2, slot: 0 }
+                SlotOffer {
+                    tm: TaskManagerId(1),
+                    slot: 0
+                },
+                SlotOffer {
+                    tm: TaskManagerId(1),
+                    slot: 1
+                },
+                SlotOffer {
+                    tm: TaskManagerId(2),
+                    slot: 0
+                }
             ]
         );
         assert!(FirstFit.place(&groups(5), &pool.free()).is_none());
@@ -662,21 +684,27 @@ mod tests {
     #[test]
     fn released_slots_are_free_again() {
         let mut pool = SlotPool::default();
-        pool.add_taskmanager(1, 2);
-        pool.allocate(SlotOffer { tm: 1, slot: 0 }, 7);
+        pool.add_taskmanager(TaskManagerId(1), 2);
+        pool.allocate(
+            SlotOffer {
+                tm: TaskManagerId(1),
+                slot: 0,
+            },
+            JobId(7),
+        );
         assert_eq!(pool.free().len(), 1);
         assert_eq!(
             pool.taskmanagers(),
             [TaskManagerSlots {
-                tm: 1,
+                tm: TaskManagerId(1),
                 total: 2,
                 free: vec![1],
                 placed: Load::default(),
             }]
         );
-        pool.release_job(7);
+        pool.release_job(JobId(7));
         assert_eq!(pool.free().len(), 2);
-        pool.remove_taskmanager(1);
+        pool.remove_taskmanager(TaskManagerId(1));
         assert_eq!(pool.total(), 0);
     }
 
@@ -778,20 +806,48 @@ mod tests {
     #[test]
     fn slots_mode_spreads_by_utilisation() {
         let mut pool = SlotPool::default();
-        pool.add_taskmanager(1, 4);
-        pool.add_taskmanager(2, 4);
-        pool.add_taskmanager(3, 2);
-        pool.allocate(SlotOffer { tm: 1, slot: 0 }, 9);
-        pool.allocate(SlotOffer { tm: 1, slot: 1 }, 9);
+        pool.add_taskmanager(TaskManagerId(1), 4);
+        pool.add_taskmanager(TaskManagerId(2), 4);
+        pool.add_taskmanager(TaskManagerId(3), 2);
+        pool.allocate(
+            SlotOffer {
+                tm: TaskManagerId(1),
+                slot: 0,
+            },
+            JobId(9),
+        );
+        pool.allocate(
+            SlotOffer {
+                tm: TaskManagerId(1),
+                slot: 1,
+            },
+            JobId(9),
+        );
         // 2/4, 0/4, 0/2 -> TM 2 (earlier), TM 3, TM 2, then all at 1/2 -> TM 1.
         let offers = SlotsBalanced
             .place_on(&groups(4), &pool.taskmanagers())
             .expect("fits");
         let tm = |tm, slot| SlotOffer { tm, slot };
-        assert_eq!(offers, [tm(2, 0), tm(3, 0), tm(2, 1), tm(1, 2)]);
+        assert_eq!(
+            offers,
+            [
+                tm(TaskManagerId(2), 0),
+                tm(TaskManagerId(3), 0),
+                tm(TaskManagerId(2), 1),
+                tm(TaskManagerId(1), 2)
+            ]
+        );
         // From free slots alone TM 1 looks empty.
         let offers = SlotsBalanced.place(&groups(4), &pool.free()).expect("fits");
-        assert_eq!(offers, [tm(1, 2), tm(2, 0), tm(3, 0), tm(2, 1)]);
+        assert_eq!(
+            offers,
+            [
+                tm(TaskManagerId(1), 2),
+                tm(TaskManagerId(2), 0),
+                tm(TaskManagerId(3), 0),
+                tm(TaskManagerId(2), 1)
+            ]
+        );
     }
 
     #[test]
@@ -868,7 +924,7 @@ mod tests {
                     u.int_in_range(0..=total)?
                 };
                 tms.push(TaskManagerSlots {
-                    tm: 3 * i + 1,
+                    tm: TaskManagerId(3 * i + 1),
                     total,
                     free: (held..total).collect(),
                     placed: Load::default(),

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::JobSpec;
 use crate::config::Configuration;
+pub use crate::graph::JobStatus;
 use crate::graph::{EdgeId, ExecutionAttemptId, ExecutionState};
 use crate::network::SubpartitionKey;
 use crate::state::{TaskRestore, TaskSnapshot};
@@ -140,26 +141,6 @@ pub enum JmToClient {
         reason: String,
     },
     Status(JobStatusReport),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum JobStatus {
-    Created,
-    Running,
-    /// Failed over: its tasks were cancelled and it restarts after the restart back-off.
-    Restarting,
-    Finished,
-    Failed,
-    Canceled,
-}
-
-impl JobStatus {
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled
-        )
-    }
 }
 
 /// A job's state as the JobManager sees it.

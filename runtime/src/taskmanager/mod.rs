@@ -28,6 +28,7 @@ use crate::config::Configuration;
 use crate::connectors::log_service::{log_clients, LogClients};
 use crate::connectors::sink_service::{sink_clients, SinkClients};
 use crate::connectors::CollectStore;
+use crate::events::{ClusterEvent, Events};
 use crate::graph::{ExecutionAttemptId, ExecutionState, JobGraph};
 use crate::network::transport::DataPlaneConfig;
 use crate::network::{DataClient, DataServer, PartitionRegistry};
@@ -54,6 +55,8 @@ pub struct TaskServices {
     pub sink_stores: SinkClients,
     /// Processing time, for operators that act on the wall clock.
     pub clock: ProcessingClock,
+    /// Where this TaskManager's cluster events go.
+    pub events: Events,
 }
 
 /// How to start a TaskManager.
@@ -71,6 +74,8 @@ pub struct TaskManagerOptions {
     /// The wall clock its tasks read for processing time; whoever holds a clone can set its
     /// offset.
     pub clock: ProcessingClock,
+    /// Where cluster events go (production: `Events::tracing()`).
+    pub events: Events,
 }
 
 type Stream = TcpStream;
@@ -134,6 +139,7 @@ impl TaskManager {
             logs: log_clients(opts.config.clone(), opts.name.clone()),
             sink_stores: sink_clients(opts.config.clone(), opts.name.clone()),
             clock: opts.clock.clone(),
+            events: opts.events.clone(),
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Ok(TaskManager {
@@ -258,7 +264,13 @@ impl TaskManager {
         let limit = self.opts.config.memory_process_size();
         if let Some(level) = self.watermark.observe(memory.total(), limit) {
             let mib = |b: u64| b / (1 << 20);
-            tracing::info!(tm = %self.opts.name, used_mib = mib(memory.total()), limit_mib = mib(limit), state_mib = mib(memory.state_bytes), buffers_mib = mib(memory.buffer_bytes), "accounted memory above {level}% of the process size");
+            tracing::info!(tm = %self.opts.name, state_mib = mib(memory.state_bytes), buffers_mib = mib(memory.buffer_bytes), "accounted memory above {level}% of the process size");
+            self.opts.events.emit(ClusterEvent::MemoryAbove {
+                taskmanager: self.opts.name.clone(),
+                percent: level.into(),
+                bytes: memory.total(),
+                limit,
+            });
         }
     }
 

@@ -17,6 +17,7 @@ use crate::api::JobError;
 use crate::config::Configuration;
 use crate::config::FailoverStrategy;
 use crate::connectors::source::{SourceDriver, SourceStatus};
+use crate::events::{ClusterEvent, Events};
 use crate::graph::{EdgeId, ExecutionAttemptId, JobGraph};
 use crate::network::decoder::{DecodeError, RecordDecoder};
 use crate::network::writer::{Outbox, PartitionTarget};
@@ -164,6 +165,7 @@ struct Outputs {
     /// `taskmanager` failover: a consumer that goes away is waited for, not a failure.
     survive_consumer_loss: bool,
     metrics: Arc<TaskMetrics>,
+    events: Events,
 }
 
 impl Outputs {
@@ -177,7 +179,11 @@ impl Outputs {
                     discard(queue, buf, &self.metrics);
                     continue;
                 }
-                tracing::info!(producer = %queue.key.producer, subpartition = queue.key.index, dropped = queue.dropped, "consumer back; resuming");
+                self.events.emit(ClusterEvent::RecordsDropped {
+                    producer: queue.key.producer,
+                    subpartition: queue.key.index,
+                    records: queue.dropped,
+                });
                 queue.away = false;
                 queue.dropped = 0;
             }
@@ -186,7 +192,10 @@ impl Outputs {
                     return Err(TaskError::DownstreamGone);
                 }
                 // A fresh queue for the consumer's replacement to claim; meanwhile, drop.
-                tracing::info!(producer = %queue.key.producer, subpartition = queue.key.index, "consumer gone; discarding its records until it is back");
+                self.events.emit(ClusterEvent::ConsumerGone {
+                    producer: queue.key.producer,
+                    subpartition: queue.key.index,
+                });
                 queue.tx = self.registry.create(queue.key, self.capacity);
                 queue.away = true;
                 discard(queue, buf, &self.metrics);
@@ -531,6 +540,7 @@ fn create_outputs(
         capacity,
         survive_consumer_loss: d.config.failover_strategy() == FailoverStrategy::TaskManager,
         metrics: metrics.clone(),
+        events: services.events.clone(),
     };
     Ok((writers, outputs))
 }
@@ -808,7 +818,11 @@ impl Consumer<'_> {
                     if generation == self.generations[index] {
                         let replaced = self.lost.remove(&index);
                         if replaced {
-                            tracing::info!(consumer = %self.consumer, channel = index, producer = %self.inputs[index].producer, "input reconnected");
+                            self.connector.services.events.emit(ClusterEvent::InputReconnected {
+                                consumer: self.consumer,
+                                channel: index as u32,
+                                producer: self.inputs[index].producer,
+                            });
                         }
                         gate.resume(index, channel?, replaced);
                         self.unconnected.remove(&index);
@@ -834,7 +848,11 @@ impl Consumer<'_> {
                     GateItem::Barrier(id) => self.barrier(&mut *decoder, id),
                     GateItem::End => break,
                     GateItem::ChannelLost(ch) if self.survive_producer_loss => {
-                        tracing::info!(consumer = %self.consumer, channel = ch, producer = %self.inputs[ch].producer, "input lost; channel paused until the producer is replaced");
+                        self.connector.services.events.emit(ClusterEvent::InputPaused {
+                            consumer: self.consumer,
+                            channel: ch as u32,
+                            producer: self.inputs[ch].producer,
+                        });
                         self.lost.insert(ch);
                         gate.pause(ch);
                     }

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use rill::events::ClusterEvent;
 use rill_scenarios::{generate, load, names, scenario_to_toml};
+use rill_sim::events::timeline;
 use rill_sim::report::{render_html, ReportRun};
 use rill_sim::runner::{fault_plan, run, run_with_faults, RunOutcome};
 use rill_sim::shrink::{shrink, Trial};
@@ -41,13 +43,16 @@ enum Command {
         scenario: String,
         #[arg(long)]
         seed: u64,
-        /// Print the canonical trace.
+        /// Print the canonical trace (the runtime's log lines).
         #[arg(long)]
         trace: bool,
+        /// Print the timeline: faults and typed cluster events, as snapshots store them.
+        #[arg(long)]
+        events: bool,
         /// Write a self-contained HTML report.
         #[arg(long)]
         report: Option<PathBuf>,
-        /// Run the seed twice and compare trace hashes.
+        /// Run the seed twice and compare traces, cluster events and outputs.
         #[arg(long)]
         check_determinism: bool,
     },
@@ -89,9 +94,13 @@ pub fn main() -> ExitCode {
             scenario,
             seed,
             trace,
+            events,
             report,
             check_determinism,
-        } => run_one(&scenario, seed, trace, report, check_determinism),
+        } => {
+            let print = Print { trace, events };
+            run_one(&scenario, seed, print, report, check_determinism)
+        }
         Command::Shrink {
             scenario,
             seed,
@@ -158,13 +167,24 @@ fn print_outcome(o: &RunOutcome) {
     }
 }
 
-fn run_one(name: &str, seed: u64, trace: bool, report: Option<PathBuf>, determinism: bool) -> Res {
+/// What `run` prints besides the verdicts.
+struct Print {
+    trace: bool,
+    events: bool,
+}
+
+fn run_one(name: &str, seed: u64, print: Print, report: Option<PathBuf>, determinism: bool) -> Res {
     let s = scenario(name, seed)?;
     println!("seed {seed}: {name}  (replay: {})", replay(name, seed));
     let outcome = run(&s, seed);
     print_outcome(&outcome);
-    if trace {
+    if print.trace {
         print!("{}", render(&outcome.history.trace));
+    }
+    if print.events {
+        for (_, line) in timeline(&outcome.history) {
+            println!("{line}");
+        }
     }
     if let Some(path) = report {
         write_report(
@@ -191,6 +211,16 @@ fn run_one(name: &str, seed: u64, trace: bool, report: Option<PathBuf>, determin
 fn same_trace(a: &RunOutcome, b: &RunOutcome) -> bool {
     let (ha, hb) = (trace_hash(&a.history.trace), trace_hash(&b.history.trace));
     match first_difference(&a.history.trace, &b.history.trace) {
+        None if a.history.events != b.history.events => {
+            let at = a
+                .history
+                .events
+                .iter()
+                .zip(&b.history.events)
+                .position(|(x, y)| x != y);
+            println!("determinism: FAIL, same trace but different cluster events (first at event {at:?})");
+            false
+        }
         None if a.history.outputs != b.history.outputs => {
             let at = a
                 .history
@@ -427,11 +457,15 @@ fn recovery_bench(name: &str, seed: u64) -> Res {
         s.expect.delivery = DeliveryMode::FaultAccounted;
         let o = run(&s, seed);
         let h = &o.history;
-        let restarted = h
-            .trace
+        let restarted: usize = h
+            .events
             .iter()
-            .filter(|l| l.at >= fault_at && l.text.contains("deploying task"))
-            .count();
+            .filter(|e| e.at >= fault_at)
+            .map(|e| match &e.event {
+                ClusterEvent::TasksDeployed { tasks, .. } => tasks.len(),
+                _ => 0,
+            })
+            .sum();
         let summary = |checker: &str| {
             o.verdicts
                 .iter()

@@ -1,0 +1,485 @@
+//! Cluster events: the typed facts the JobManager and TaskManagers report about what they
+//! decided and saw — a TaskManager registered or lost, a failover and exactly what it restarts,
+//! tasks deployed, states changed, checkpoints, rebalancing moves, records dropped, memory
+//! climbing towards the limit.
+//!
+//! Log lines are for people and may be reworded at will; events are for programs. Everything
+//! that judges the cluster (the simulation harness's checkers, its reports and snapshots, and
+//! later metrics) reads events, never message text. See ARCHITECTURE.md, "Cluster events".
+//!
+//! The runtime emits through one small interface, [`EventSink`], handed to the JobManager
+//! ([`crate::jobmanager::JobManagerServices`]) and to each TaskManager
+//! ([`crate::taskmanager::TaskManagerOptions`]). Production uses [`Events::tracing`], which
+//! writes each event as one `tracing` line (target `rill::events`); the harness records them
+//! with virtual time.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::FailoverStrategy;
+use crate::graph::{
+    CheckpointId, ExecutionAttemptId, ExecutionState, JobId, JobStatus, SubtaskId, TaskManagerId,
+};
+
+/// Why the JobManager declared a TaskManager lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LossCause {
+    /// No heartbeat reply within `heartbeat.timeout`.
+    HeartbeatTimeout(Duration),
+    /// `heartbeat.rpc-failure-threshold` heartbeats in a row could not be sent.
+    HeartbeatRpcFailures(u32),
+    /// Its control connection closed or failed.
+    ConnectionClosed(String),
+    /// A TaskManager of the same name registered again: this instance is stale.
+    RegisteredAgain,
+}
+
+/// What set a failover off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailoverCause {
+    /// A task reported its own failure.
+    TaskFailed {
+        attempt: ExecutionAttemptId,
+        error: String,
+    },
+    /// A TaskManager was lost with tasks of the job on it.
+    TaskManagerLost {
+        taskmanager: String,
+        cause: LossCause,
+    },
+}
+
+/// Why a pending checkpoint was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortReason {
+    /// A failover cancels what the checkpoint waits for.
+    Failover,
+    /// A rebalancing move restarts subtasks it waits for.
+    Rebalancing,
+    /// A task it waits for ended (finished, failed, cancelled) before acknowledging.
+    TaskEnded(ExecutionAttemptId),
+    /// `execution.checkpointing.timeout` passed.
+    Expired,
+    /// The checkpoint store refused to write it.
+    StoreFailed,
+    /// It was written only after it had been aborted or subsumed: discarded.
+    WrittenTooLate,
+    /// The job ended.
+    JobEnded,
+}
+
+/// One task the JobManager deployed: which attempt, on which TaskManager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub attempt: ExecutionAttemptId,
+    pub taskmanager: String,
+    /// The slot-sharing group's slot on that TaskManager.
+    pub slot: u32,
+}
+
+/// A slot-sharing group moved by rebalancing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMove {
+    pub subtasks: Vec<SubtaskId>,
+    pub from: String,
+    pub to: String,
+}
+
+/// A fact about the cluster, as the process that knows it reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// The JobManager accepted a TaskManager.
+    TaskManagerRegistered {
+        taskmanager: String,
+        instance: TaskManagerId,
+        slots: u32,
+    },
+    /// The JobManager gave up on a TaskManager instance.
+    TaskManagerLost {
+        taskmanager: String,
+        instance: TaskManagerId,
+        cause: LossCause,
+    },
+    /// The JobManager accepted a job.
+    JobSubmitted { job: JobId, name: String },
+    /// The job's status changed (as clients are told).
+    JobStatusChanged { job: JobId, status: JobStatus },
+    /// A failover began: `restart` is exactly the set of subtasks the failover strategy chose,
+    /// `of` the job's subtask count; they are redeployed after `backoff`, restoring
+    /// `checkpoint` (none: from the start).
+    FailoverStarted {
+        job: JobId,
+        strategy: FailoverStrategy,
+        cause: FailoverCause,
+        restart: Vec<SubtaskId>,
+        of: u32,
+        backoff: Duration,
+        checkpoint: Option<CheckpointId>,
+    },
+    /// The restart strategy allows no more restarts: the job fails.
+    RestartsExhausted { job: JobId, strategy: String },
+    /// Rebalancing moved slot-sharing groups onto lighter TaskManagers; their subtasks restart.
+    Rebalanced { job: JobId, moves: Vec<GroupMove> },
+    /// The JobManager sent these tasks to their TaskManagers, each restoring `checkpoint`.
+    TasksDeployed {
+        job: JobId,
+        tasks: Vec<Deployment>,
+        checkpoint: Option<CheckpointId>,
+    },
+    /// A subtask's current attempt changed state, as its TaskManager reported it.
+    SubtaskStateChanged {
+        job: JobId,
+        attempt: ExecutionAttemptId,
+        state: ExecutionState,
+    },
+    CheckpointTriggered {
+        job: JobId,
+        checkpoint: CheckpointId,
+    },
+    /// Every task acknowledged and the store holds it: it is the one a restore uses.
+    CheckpointCompleted {
+        job: JobId,
+        checkpoint: CheckpointId,
+        bytes: u64,
+    },
+    CheckpointAborted {
+        job: JobId,
+        checkpoint: CheckpointId,
+        reason: AbortReason,
+    },
+    /// A producer's consumer went away (taskmanager failover): it discards what it would
+    /// send there until the replacement connects.
+    ConsumerGone {
+        producer: ExecutionAttemptId,
+        subpartition: u32,
+    },
+    /// The replacement consumer connected; `records` were dropped while it was away.
+    RecordsDropped {
+        producer: ExecutionAttemptId,
+        subpartition: u32,
+        records: u64,
+    },
+    /// A consumer's input channel lost its producer and waits for its replacement.
+    InputPaused {
+        consumer: ExecutionAttemptId,
+        channel: u32,
+        producer: ExecutionAttemptId,
+    },
+    /// A paused input channel reads from the replacement producer.
+    InputReconnected {
+        consumer: ExecutionAttemptId,
+        channel: u32,
+        producer: ExecutionAttemptId,
+    },
+    /// A TaskManager's accounted memory climbed past `percent` of
+    /// `taskmanager.memory.process.size` (reported at 50, 75 and 90%).
+    MemoryAbove {
+        taskmanager: String,
+        percent: u32,
+        bytes: u64,
+        limit: u64,
+    },
+}
+
+/// Where events go. Implementations must not block: the JobManager's actor emits inline.
+pub trait EventSink: Send + Sync {
+    fn emit(&self, event: ClusterEvent);
+}
+
+/// The handle every process holds: cheap to clone, one sink behind it.
+#[derive(Clone)]
+pub struct Events(Arc<dyn EventSink>);
+
+impl Events {
+    pub fn new(sink: impl EventSink + 'static) -> Self {
+        Events(Arc::new(sink))
+    }
+
+    /// Production: every event as one `tracing` line.
+    pub fn tracing() -> Self {
+        Events::new(TracingEvents)
+    }
+
+    pub fn emit(&self, event: ClusterEvent) {
+        self.0.emit(event);
+    }
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events::tracing()
+    }
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Events")
+    }
+}
+
+/// Writes events to `tracing` under target `rill::events`: WARN for losses, failovers and
+/// aborted checkpoints, INFO otherwise.
+pub struct TracingEvents;
+
+impl EventSink for TracingEvents {
+    fn emit(&self, event: ClusterEvent) {
+        if event.is_warning() {
+            tracing::warn!(target: "rill::events", "{event}");
+        } else {
+            tracing::info!(target: "rill::events", "{event}");
+        }
+    }
+}
+
+impl ClusterEvent {
+    /// Whether an operator should notice it: something was lost or given up.
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            ClusterEvent::TaskManagerLost { .. }
+                | ClusterEvent::FailoverStarted { .. }
+                | ClusterEvent::RestartsExhausted { .. }
+                | ClusterEvent::CheckpointAborted { .. }
+                | ClusterEvent::JobStatusChanged {
+                    status: JobStatus::Failed,
+                    ..
+                }
+        )
+    }
+
+    /// The job the event concerns, if it concerns one.
+    pub fn job(&self) -> Option<JobId> {
+        use ClusterEvent::*;
+        match self {
+            JobSubmitted { job, .. }
+            | JobStatusChanged { job, .. }
+            | FailoverStarted { job, .. }
+            | RestartsExhausted { job, .. }
+            | Rebalanced { job, .. }
+            | TasksDeployed { job, .. }
+            | SubtaskStateChanged { job, .. }
+            | CheckpointTriggered { job, .. }
+            | CheckpointCompleted { job, .. }
+            | CheckpointAborted { job, .. } => Some(*job),
+            _ => None,
+        }
+    }
+}
+
+/// `a b c`: a list of displayable items, space-separated.
+fn spaced<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn duration(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+impl fmt::Display for LossCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LossCause::HeartbeatTimeout(d) => write!(f, "heartbeat timeout after {}", duration(*d)),
+            LossCause::HeartbeatRpcFailures(n) => write!(f, "{n} heartbeat RPCs failed"),
+            LossCause::ConnectionClosed(why) => write!(f, "{why}"),
+            LossCause::RegisteredAgain => f.write_str("registered again"),
+        }
+    }
+}
+
+impl fmt::Display for FailoverCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailoverCause::TaskFailed { attempt, error } => {
+                write!(f, "task {attempt} failed: {error}")
+            }
+            FailoverCause::TaskManagerLost { taskmanager, cause } => {
+                write!(f, "TaskManager {taskmanager} lost: {cause}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for AbortReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AbortReason::Failover => f.write_str("failover"),
+            AbortReason::Rebalancing => f.write_str("rebalancing"),
+            AbortReason::TaskEnded(attempt) => write!(f, "task {attempt} ended"),
+            AbortReason::Expired => f.write_str("expired"),
+            AbortReason::StoreFailed => f.write_str("store refused it"),
+            AbortReason::WrittenTooLate => f.write_str("written too late"),
+            AbortReason::JobEnded => f.write_str("job ended"),
+        }
+    }
+}
+
+impl fmt::Display for Deployment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}/{}", self.attempt, self.taskmanager, self.slot)
+    }
+}
+
+impl fmt::Display for GroupMove {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}->{}", spaced(&self.subtasks), self.from, self.to)
+    }
+}
+
+/// The readable one-line form that logs and snapshots show: `what key=value ...`.
+impl fmt::Display for ClusterEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ClusterEvent::*;
+        let from = |c: &Option<CheckpointId>| c.map_or("none".to_string(), |c| c.to_string());
+        match self {
+            TaskManagerRegistered {
+                taskmanager,
+                instance,
+                slots,
+            } => write!(
+                f,
+                "taskmanager registered {taskmanager} {instance} slots={slots}"
+            ),
+            TaskManagerLost {
+                taskmanager,
+                instance,
+                cause,
+            } => write!(f, "taskmanager lost {taskmanager} {instance}: {cause}"),
+            JobSubmitted { job, name } => write!(f, "job submitted {job} name={name}"),
+            JobStatusChanged { job, status } => write!(f, "job status {job} {status}"),
+            FailoverStarted {
+                job,
+                strategy,
+                cause,
+                restart,
+                of,
+                backoff,
+                checkpoint,
+            } => write!(
+                f,
+                "failover {job} strategy={strategy} restart {} of {of} [{}] backoff={} from={} cause: {cause}",
+                restart.len(),
+                spaced(restart),
+                duration(*backoff),
+                from(checkpoint),
+            ),
+            RestartsExhausted { job, strategy } => {
+                write!(f, "restarts exhausted {job} restart-strategy={strategy}")
+            }
+            Rebalanced { job, moves } => write!(f, "rebalanced {job} {}", spaced(moves)),
+            TasksDeployed {
+                job,
+                tasks,
+                checkpoint,
+            } => write!(
+                f,
+                "deployed {job} {} task(s) from={} [{}]",
+                tasks.len(),
+                from(checkpoint),
+                spaced(tasks)
+            ),
+            SubtaskStateChanged {
+                job,
+                attempt,
+                state,
+            } => write!(f, "subtask {job} {attempt} {state}"),
+            CheckpointTriggered { job, checkpoint } => {
+                write!(f, "checkpoint triggered {job} {checkpoint}")
+            }
+            CheckpointCompleted {
+                job,
+                checkpoint,
+                bytes,
+            } => write!(f, "checkpoint completed {job} {checkpoint} bytes={bytes}"),
+            CheckpointAborted {
+                job,
+                checkpoint,
+                reason,
+            } => write!(f, "checkpoint aborted {job} {checkpoint}: {reason}"),
+            ConsumerGone {
+                producer,
+                subpartition,
+            } => write!(f, "consumer gone {producer}/{subpartition}: discarding"),
+            RecordsDropped {
+                producer,
+                subpartition,
+                records,
+            } => write!(
+                f,
+                "consumer back {producer}/{subpartition}: dropped {records}"
+            ),
+            InputPaused {
+                consumer,
+                channel,
+                producer,
+            } => write!(f, "input paused {consumer} channel={channel} producer={producer}"),
+            InputReconnected {
+                consumer,
+                channel,
+                producer,
+            } => write!(
+                f,
+                "input reconnected {consumer} channel={channel} producer={producer}"
+            ),
+            MemoryAbove {
+                taskmanager,
+                percent,
+                bytes,
+                limit,
+            } => write!(
+                f,
+                "memory above {percent}% {taskmanager} bytes={bytes} limit={limit}"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::VertexId;
+    use std::sync::Mutex;
+
+    #[derive(Default, Clone)]
+    struct Keep(Arc<Mutex<Vec<ClusterEvent>>>);
+
+    impl EventSink for Keep {
+        fn emit(&self, event: ClusterEvent) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+
+    #[test]
+    fn a_sink_receives_what_is_emitted_and_the_rendering_is_readable() {
+        let keep = Keep::default();
+        let events = Events::new(keep.clone());
+        let restart = vec![
+            SubtaskId::new(VertexId(0), 1),
+            SubtaskId::new(VertexId(1), 1),
+        ];
+        events.emit(ClusterEvent::FailoverStarted {
+            job: JobId(1),
+            strategy: FailoverStrategy::TaskManager,
+            cause: FailoverCause::TaskManagerLost {
+                taskmanager: "tm-2".into(),
+                cause: LossCause::HeartbeatTimeout(Duration::from_secs(5)),
+            },
+            restart,
+            of: 8,
+            backoff: Duration::from_secs(1),
+            checkpoint: Some(CheckpointId(4)),
+        });
+        let got = keep.0.lock().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].to_string(),
+            "failover job-1 strategy=taskmanager restart 2 of 8 [v0[1] v1[1]] backoff=1000ms from=chk-4 cause: TaskManager tm-2 lost: heartbeat timeout after 5000ms"
+        );
+        assert!(got[0].is_warning());
+        assert_eq!(got[0].job(), Some(JobId(1)));
+    }
+}

@@ -1,0 +1,165 @@
+//! The JobManager's connections: accepting peers, authenticating them, and relaying what they
+//! send to the actor (as [`Inbox`] messages) and what the actor sends back to them.
+//!
+//! Nothing here decides anything about jobs: a connection task only translates between frames
+//! and the actor's inbox, so every decision stays in the actor's one order.
+
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::JobSpec;
+use crate::config::Configuration;
+use crate::graph::{CheckpointId, JobId, TaskManagerId};
+use crate::rpc::frame::spawn_writer;
+use crate::rpc::handshake::accept_handshake;
+use crate::rpc::{credentials, framed, ClientToJm, JmToClient, JmToTm, PeerRole, RpcError, TmToJm};
+use crate::util::{AbortOnDrop, TaskSet};
+
+/// A channel into a connection's writer.
+pub(super) type Outbox<T> = mpsc::UnboundedSender<T>;
+
+/// What reaches the JobManager actor.
+pub(super) enum Inbox {
+    TmRegistered {
+        name: String,
+        slots: u32,
+        data_addr: String,
+        out: Outbox<JmToTm>,
+        /// Dropped by the JobManager to close the connection (a lost TaskManager).
+        close: oneshot::Sender<()>,
+        reply: oneshot::Sender<TaskManagerId>,
+    },
+    TmMessage {
+        tm: TaskManagerId,
+        msg: TmToJm,
+    },
+    TmDisconnected {
+        tm: TaskManagerId,
+        reason: String,
+    },
+    Submit {
+        spec: JobSpec,
+        config: Configuration,
+        out: Outbox<JmToClient>,
+    },
+    /// The checkpoint store finished writing a completed checkpoint.
+    CheckpointPersisted {
+        job: JobId,
+        checkpoint: CheckpointId,
+        result: Result<(), String>,
+    },
+}
+
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    config: Configuration,
+    inbox: Outbox<Inbox>,
+) {
+    let mut connections = TaskSet::default();
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let (config, inbox) = (config.clone(), inbox.clone());
+                connections.spawn(async move {
+                    if let Err(e) = serve_connection(stream, config, inbox).await {
+                        tracing::warn!(peer = %peer, error = %e, "control connection closed");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+type Reader = crate::rpc::FrameReader<tokio::io::ReadHalf<TcpStream>>;
+type Writer = crate::rpc::FrameWriter<tokio::io::WriteHalf<TcpStream>>;
+
+/// Authenticates a peer, then relays its messages to the actor and the actor's to it.
+async fn serve_connection(
+    stream: TcpStream,
+    config: Configuration,
+    inbox: Outbox<Inbox>,
+) -> Result<(), RpcError> {
+    stream.set_nodelay(true)?;
+    let (mut reader, mut writer) = framed(stream, config.max_frame_size());
+    let roles = [PeerRole::TaskManager, PeerRole::Client];
+    let creds = credentials(&config);
+    let hello = accept_handshake(
+        &mut reader,
+        &mut writer,
+        &creds,
+        &roles,
+        Duration::from_secs(10),
+    )
+    .await?;
+    match hello.role {
+        PeerRole::TaskManager => serve_taskmanager(reader, writer, inbox).await,
+        _ => serve_client(reader, writer, inbox).await,
+    }
+}
+
+async fn serve_taskmanager(
+    mut reader: Reader,
+    writer: Writer,
+    inbox: Outbox<Inbox>,
+) -> Result<(), RpcError> {
+    let Some(TmToJm::Register {
+        name,
+        slots,
+        data_addr,
+        ..
+    }) = reader.recv().await?
+    else {
+        return Err(RpcError::Malformed("expected Register".into()));
+    };
+    let (out, out_rx) = mpsc::unbounded_channel();
+    let (close, mut closed) = oneshot::channel();
+    let (reply, id) = oneshot::channel();
+    let _ = inbox.send(Inbox::TmRegistered {
+        name,
+        slots,
+        data_addr,
+        out,
+        close,
+        reply,
+    });
+    let tm = id.await.map_err(|_| RpcError::Closed)?;
+    let _writer = AbortOnDrop(spawn_writer(writer, out_rx));
+    let reason = loop {
+        tokio::select! {
+            biased;
+            // The JobManager dropped this TaskManager: close the connection so it learns at once.
+            _ = &mut closed => return Ok(()),
+            msg = reader.recv::<TmToJm>() => match msg {
+                Ok(Some(msg)) => {
+                    let _ = inbox.send(Inbox::TmMessage { tm, msg });
+                }
+                Ok(None) => break "connection closed".to_string(),
+                Err(e) => break format!("connection error: {e}"),
+            },
+        }
+    };
+    let _ = inbox.send(Inbox::TmDisconnected { tm, reason });
+    Ok(())
+}
+
+async fn serve_client(
+    mut reader: Reader,
+    mut writer: Writer,
+    inbox: Outbox<Inbox>,
+) -> Result<(), RpcError> {
+    let Some(ClientToJm::Submit { spec, config }) = reader.recv().await? else {
+        return Err(RpcError::Malformed("expected Submit".into()));
+    };
+    let (out, mut out_rx) = mpsc::unbounded_channel();
+    let _ = inbox.send(Inbox::Submit { spec, config, out });
+    while let Some(msg) = out_rx.recv().await {
+        writer.send(&msg).await?;
+    }
+    Ok(())
+}

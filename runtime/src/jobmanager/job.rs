@@ -1,0 +1,209 @@
+//! One job as the JobManager holds it: its graph and status, and as their own parts where its
+//! tasks run ([`Placement`]), what its recovery is waiting for ([`Recovery`]) and what its
+//! tasks report ([`JobMetrics`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tokio::time::Instant;
+
+use super::checkpoint_coordinator::CheckpointCoordinator;
+use super::connection::Outbox;
+use super::restart_backoff::RestartBackoff;
+use super::scheduler::SlotOffer;
+use crate::api::JobSpec;
+use crate::config::Configuration;
+use crate::events::{ClusterEvent, Events};
+use crate::graph::{
+    EdgeId, ExecutionAttemptId, ExecutionGraph, ExecutionSlotSharingGroup, ExecutionState, JobId,
+    JobStatus, SubtaskId, TaskManagerId, VertexId,
+};
+use crate::rpc::JmToClient;
+
+/// Where a job's tasks run.
+#[derive(Default)]
+pub(super) struct Placement {
+    /// The TaskManager instance of each current attempt.
+    pub attempts: BTreeMap<ExecutionAttemptId, TaskManagerId>,
+    /// The job's execution slot-sharing groups and the slot each holds (None: needs one).
+    pub groups: Vec<ExecutionSlotSharingGroup>,
+    pub group_slots: Vec<Option<SlotOffer>>,
+}
+
+impl Placement {
+    pub fn of(&self, attempt: &ExecutionAttemptId) -> Option<TaskManagerId> {
+        self.attempts.get(attempt).copied()
+    }
+
+    /// Forgets the slots of TaskManagers that are gone: their groups need a new one.
+    pub fn forget_lost(&mut self, alive: impl Fn(TaskManagerId) -> bool) {
+        for slot in &mut self.group_slots {
+            if slot.is_some_and(|o| !alive(o.tm)) {
+                *slot = None;
+            }
+        }
+    }
+}
+
+/// What a failed-over job waits for before it runs again.
+pub(super) struct Recovery {
+    /// Decides whether and when the job may restart after a failure.
+    pub backoff: Box<dyn RestartBackoff>,
+    /// When the back-off of the latest failover ends.
+    pub restart_at: Option<Instant>,
+    /// Subtasks waiting to be redeployed after a partial failover; empty when the whole job
+    /// restarts.
+    pub pending: BTreeSet<SubtaskId>,
+}
+
+impl Recovery {
+    /// No failover in progress.
+    pub fn is_idle(&self) -> bool {
+        self.restart_at.is_none() && self.pending.is_empty()
+    }
+}
+
+/// What the job's tasks reported.
+#[derive(Default)]
+pub(super) struct JobMetrics {
+    /// Records each attempt took in.
+    pub records: BTreeMap<ExecutionAttemptId, u64>,
+    /// Records each attempt dropped for an absent consumer (kept for replaced attempts too).
+    pub dropped: BTreeMap<ExecutionAttemptId, u64>,
+}
+
+pub(super) struct Job {
+    pub id: JobId,
+    pub spec: JobSpec,
+    pub config: Configuration,
+    pub eg: ExecutionGraph,
+    status: JobStatus,
+    pub message: Option<String>,
+    pub clients: Vec<Outbox<JmToClient>>,
+    pub submitted: Instant,
+    pub placement: Placement,
+    pub recovery: Recovery,
+    pub metrics: JobMetrics,
+    pub checkpoints: CheckpointCoordinator,
+}
+
+impl Job {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: JobId,
+        spec: JobSpec,
+        config: Configuration,
+        eg: ExecutionGraph,
+        client: Outbox<JmToClient>,
+        backoff: Box<dyn RestartBackoff>,
+        checkpoints: CheckpointCoordinator,
+    ) -> Self {
+        Job {
+            id,
+            spec,
+            config,
+            eg,
+            status: JobStatus::Created,
+            message: None,
+            clients: vec![client],
+            submitted: Instant::now(),
+            placement: Placement::default(),
+            recovery: Recovery {
+                backoff,
+                restart_at: None,
+                pending: BTreeSet::new(),
+            },
+            metrics: JobMetrics::default(),
+            checkpoints,
+        }
+    }
+
+    pub fn status(&self) -> JobStatus {
+        self.status
+    }
+
+    /// The one place a job's status changes, so every change is an event.
+    pub fn set_status(&mut self, status: JobStatus, events: &Events) {
+        if self.status != status {
+            self.status = status;
+            events.emit(ClusterEvent::JobStatusChanged {
+                job: self.id,
+                status,
+            });
+        }
+    }
+
+    /// Running with every task running and no failover in progress.
+    pub fn is_steady(&self) -> bool {
+        self.status == JobStatus::Running
+            && self.recovery.is_idle()
+            && self.eg.all().all(|ev| ev.state == ExecutionState::Running)
+    }
+
+    /// The attempts of this job a loss of `tm` takes: those that have not ended, and those
+    /// that finished but whose output some consumer has not read to the end (it dies with the
+    /// TaskManager).
+    pub fn attempts_lost_with(&self, tm: TaskManagerId) -> Vec<ExecutionAttemptId> {
+        self.eg
+            .all()
+            .filter(|ev| match ev.state {
+                ExecutionState::Finished => self.has_unfinished_consumer(ev.vertex, ev.subtask),
+                state => !state.is_terminal(),
+            })
+            .map(|ev| ev.attempt_id())
+            .filter(|a| self.placement.of(a) == Some(tm))
+            .collect()
+    }
+
+    /// The subpartitions (edge, index) of (`vertex`, `subtask`) whose consumer finished.
+    pub fn finished_consumers(&self, vertex: VertexId, subtask: u32) -> Vec<(EdgeId, u32)> {
+        let graph = &self.eg.job;
+        let mut out = Vec::new();
+        for &edge in &graph.vertex(vertex).outputs {
+            let cv = graph.edge(edge).target;
+            for cs in 0..graph.vertex(cv).parallelism {
+                if self
+                    .eg
+                    .get(cv, cs)
+                    .is_some_and(|ev| ev.state == ExecutionState::Finished)
+                {
+                    out.extend(
+                        graph
+                            .input_channels(cv, cs)
+                            .iter()
+                            .filter(|ch| ch.edge == edge && ch.producer_subtask == subtask)
+                            .map(|ch| (edge, ch.subpartition)),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// True if a consumer of (`vertex`, `subtask`) has not finished.
+    fn has_unfinished_consumer(&self, vertex: VertexId, subtask: u32) -> bool {
+        let graph = &self.eg.job;
+        graph.vertex(vertex).outputs.iter().any(|&edge| {
+            let cv = graph.edge(edge).target;
+            (0..graph.vertex(cv).parallelism).any(|cs| {
+                let reads = graph
+                    .input_channels(cv, cs)
+                    .iter()
+                    .any(|ch| ch.edge == edge && ch.producer_subtask == subtask);
+                reads
+                    && self
+                        .eg
+                        .get(cv, cs)
+                        .is_some_and(|ev| ev.state != ExecutionState::Finished)
+            })
+        })
+    }
+
+    /// The TaskManagers running current attempts of this job.
+    pub fn taskmanagers(&self) -> BTreeSet<TaskManagerId> {
+        self.eg
+            .all()
+            .filter(|ev| !ev.state.is_terminal())
+            .filter_map(|ev| self.placement.of(&ev.attempt_id()))
+            .collect()
+    }
+}

@@ -1,0 +1,139 @@
+//! Recording the cluster's typed events ([`rill::events::ClusterEvent`]) with virtual time and
+//! the node that emitted them: the harness's only source of truth about what the JobManager
+//! and TaskManagers decided. Checkers, reports, snapshots and CLI summaries read these, never
+//! log text (ARCHITECTURE.md, "Cluster events").
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rill::events::{ClusterEvent, EventSink, Events, TracingEvents};
+use tokio::time::Instant;
+
+use crate::node::NodeName;
+
+/// One event as the harness saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    /// Virtual time since the job's submission (0 for what came before it).
+    pub at: Duration,
+    pub node: NodeName,
+    pub event: ClusterEvent,
+}
+
+impl fmt::Display for RecordedEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.at.as_millis();
+        write!(
+            f,
+            "{:>6}.{:03}s {:<7} {}",
+            ms / 1000,
+            ms % 1000,
+            self.node.to_string(),
+            self.event
+        )
+    }
+}
+
+/// Collects the events of every node of a run; clones share the log.
+#[derive(Clone, Default)]
+pub struct EventRecorder {
+    log: Arc<Mutex<Vec<RecordedEvent>>>,
+    start: Arc<Mutex<Option<Instant>>>,
+}
+
+impl EventRecorder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Times count from here (the job's submission).
+    pub fn set_start(&self, start: Instant) {
+        *self.start.lock().unwrap_or_else(|p| p.into_inner()) = Some(start);
+    }
+
+    /// The `Events` handle a node's processes emit through: recorded under `node`, and
+    /// written to `tracing` as in production (so `--trace` still shows them).
+    pub fn for_node(&self, node: NodeName) -> Events {
+        Events::new(NodeSink {
+            node,
+            recorder: self.clone(),
+        })
+    }
+
+    /// Everything recorded so far, in emission order.
+    pub fn events(&self) -> Vec<RecordedEvent> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn record(&self, node: &NodeName, event: ClusterEvent) {
+        let start = *self.start.lock().unwrap_or_else(|p| p.into_inner());
+        let at = start
+            .map(|s| Instant::now().saturating_duration_since(s))
+            .unwrap_or_default();
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(RecordedEvent {
+                at,
+                node: node.clone(),
+                event,
+            });
+    }
+}
+
+struct NodeSink {
+    node: NodeName,
+    recorder: EventRecorder,
+}
+
+impl EventSink for NodeSink {
+    fn emit(&self, event: ClusterEvent) {
+        self.recorder.record(&self.node, event.clone());
+        TracingEvents.emit(event);
+    }
+}
+
+/// A run's timeline as text lines: the faults the harness applied (when they began and
+/// ended) and every cluster event, in time order, the harness's lines first at equal times.
+/// What snapshots store and `--events` prints.
+pub fn timeline(h: &crate::history::RunHistory) -> Vec<(Duration, String)> {
+    let line = |at: Duration, node: &str, text: String| {
+        let ms = at.as_millis();
+        (
+            at,
+            format!("{:>6}.{:03}s {node:<7} {text}", ms / 1000, ms % 1000),
+        )
+    };
+    let mut lines: Vec<(Duration, String)> = Vec::new();
+    for f in &h.faults {
+        let Some(began) = f.began_at else { continue };
+        let effect = if f.effective { "" } else { " (no effect)" };
+        lines.push(line(began, "harness", format!("fault {}{effect}", f.fault)));
+        if let Some(ended) = f.ended_at {
+            lines.push(line(ended, "harness", format!("fault ended: {}", f.fault)));
+        }
+    }
+    // Stable: faults that began at the same time keep their plan order.
+    lines.sort_by_key(|(at, _)| *at);
+    let events = h.events.iter().map(|e| (e.at, e.to_string()));
+    merge_by_time(lines, events.collect())
+}
+
+/// Merges two time-sorted line lists, `first`'s lines before `second`'s at equal times.
+fn merge_by_time(
+    first: Vec<(Duration, String)>,
+    second: Vec<(Duration, String)>,
+) -> Vec<(Duration, String)> {
+    let mut out = Vec::with_capacity(first.len() + second.len());
+    let (mut a, mut b) = (first.into_iter().peekable(), second.into_iter().peekable());
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.0 <= y.0,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return out,
+        };
+        out.extend(if take_a { a.next() } else { b.next() });
+    }
+}
