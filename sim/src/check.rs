@@ -861,6 +861,32 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_is_accounted_for_by_the_failover_events() {
+        // A crash at 1 s whose TaskManager restarts at 1.2 s; the JobManager notices only at
+        // 3 s (a heartbeat timeout) and redeploys at 4 s from the checkpoint of 0.5 s; the
+        // replay's duplicate comes at 6 s, long after the fault's own window.
+        let mut h = history((0..100).map(|o| out(o * 100, o, 0)).collect());
+        h.outputs.push(out(6_000, 20, 1));
+        h.outputs.sort_by_key(|o| o.at);
+        h.faults.push(crash_at(1));
+        h.faults[0].ended_at = Some(Duration::from_millis(1_200));
+        let v = delivery(&h, DeliveryMode::FaultAccounted, &input(100));
+        assert!(!v.passed && v.summary == "unaccounted duplicate", "{v:?}");
+        h.events = vec![
+            jm_event(500, completed(1)),
+            jm_event(3_000, failover_of_two()),
+            jm_event(4_000, deployed_two()),
+        ];
+        let v = delivery(&h, DeliveryMode::FaultAccounted, &input(100));
+        assert!(v.passed, "{v:?}");
+        // Events from other nodes do not stand for the JobManager's decisions.
+        for e in &mut h.events {
+            e.node = NodeName::TaskManager(1);
+        }
+        assert!(!delivery(&h, DeliveryMode::FaultAccounted, &input(100)).passed);
+    }
+
+    #[test]
     fn a_replay_redeployed_behind_a_partition_may_start_once_it_healed() {
         // A crash at 1 s fails over; the tasks are redeployed at 2 s onto a TaskManager cut off
         // from 1.5 s to 5 s; the replay's duplicate comes at 11 s.
