@@ -5,12 +5,16 @@
 //! Module layout mirrors the concepts a Flink engineer knows (see ARCHITECTURE.md).
 
 pub mod api;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod connectors;
+pub mod error;
 pub mod events;
 pub mod graph;
 pub mod jobmanager;
+pub mod jobs;
+pub mod memory;
 pub mod network;
 pub mod rpc;
 pub mod state;

@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use rill::api::registry::JOBS;
 use rill::cluster::LocalCluster;
 use rill::config::{known_keys, Configuration};
 use rill::connectors::log_service::serve_log;
@@ -13,6 +12,7 @@ use rill::connectors::sink_service::serve_sink_store;
 use rill::connectors::CollectStore;
 use rill::jobmanager::client::{submit_job, Accepted};
 use rill::jobmanager::JobManagerServices;
+use rill::jobs::JOBS;
 use rill::rpc::{JobStatus, JobStatusReport};
 use rill::state::{serve_checkpoint_store, CheckpointStorage};
 use rill::taskmanager::{TaskManager, TaskManagerOptions};
@@ -190,7 +190,7 @@ async fn run(command: Command) -> Res<ExitCode> {
         }
         Command::LogServer { bind, job, config } => {
             let config = configuration(&config)?;
-            let topics = rill::api::registry::job_inputs(&job_spec(&job)?)?;
+            let topics = rill::jobs::job_inputs(&job_spec(&job)?)?;
             let names: Vec<&str> = topics.iter().map(|(t, _)| t.as_str()).collect();
             let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
             println!(

@@ -8,5 +8,9 @@ pub(crate) mod testing;
 pub mod window;
 
 pub use operator::{ChainEvent, Collector, OperatorContext, Origin, TaskWaits, Traceable};
-pub use registry::{build_job, JobError, JobSpec};
+// `JobError` lives in `crate::error` and the built-in jobs in `crate::jobs`; re-exported here
+// so `rill::api::{build_job, JobError}` keep working.
+pub use crate::error::JobError;
+pub use crate::jobs::build_job;
+pub use registry::JobSpec;
 pub use stream::{DataStream, KeyedStream, StreamEnv};

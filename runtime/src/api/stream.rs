@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::operator::*;
-use super::registry::JobError;
 use crate::connectors::source::{SourceDriver, SourceReader, TypedSourceDriver};
+use crate::error::JobError;
 use crate::graph::{NodeId, PartitionerKind, ResultType};
 use crate::network::decoder::{RecordDecoder, TypedDecoder};
 use crate::network::writer::{PartitionTarget, RecordWriter, Route};

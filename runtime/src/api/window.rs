@@ -18,13 +18,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::operator::{AddFn, ChainEvent, Collector, KeyFn, OperatorContext, Out, StateSlot};
+use crate::clock::ProcessingClock;
 use crate::state::snapshot::{decode, encode};
 use crate::state::{key_group, key_hash, OperatorState};
-use crate::taskmanager::ProcessingClock;
 
 /// Produces a window's output from key, window and accumulator.
 type WindowEmitFn<K, A, U> = Arc<dyn Fn(&K, Window, &A) -> U + Send + Sync>;
-use super::registry::JobError;
+use crate::error::JobError;
 
 /// A time window, start inclusive, end exclusive, in milliseconds.
 #[derive(

@@ -12,7 +12,7 @@ use super::sink_store::{
     BatchEntry, CollectStore, CollectedBatch, Fenced, SinkOp, WriterKey, END_OF_INPUT,
 };
 use crate::api::operator::{ChainEvent, Collector, OperatorContext, Out, TaskWaits, Traceable};
-use crate::api::JobError;
+use crate::error::JobError;
 
 /// Which sink a built-in job writes to (job parameter `sink`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::api::operator::{ChainEvent, Collector, OperatorContext, Origin, Out};
-use crate::api::JobError;
+use crate::error::JobError;
 use crate::state::snapshot::{decode, encode};
 use serde::{Deserialize, Serialize};
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{EdgeId, NodeId, PartitionerKind, ResultType, VertexId};
 use crate::api::stream::{LogicalGraph, NodeKind};
-use crate::api::JobError;
+use crate::error::JobError;
 
 /// A vertex: a chain of operators that runs as one task per subtask.
 #[derive(Debug, Clone)]
@@ -360,8 +360,9 @@ fn build_vertices(
 mod tests {
     use super::*;
     use crate::api::testing::{log_source, Nop};
-    use crate::api::{build_job, JobSpec, StreamEnv};
+    use crate::api::{JobSpec, StreamEnv};
     use crate::graph::default_slot_sharing_groups;
+    use crate::jobs::build_job;
 
     fn source(env: &StreamEnv) -> crate::api::DataStream<crate::connectors::log::LogRecord> {
         log_source(env, 2)

@@ -340,7 +340,8 @@ mod tests {
 
     use super::*;
     use crate::api::testing::{log_source, Nop};
-    use crate::api::{build_job, JobSpec, StreamEnv};
+    use crate::api::{JobSpec, StreamEnv};
+    use crate::jobs::build_job;
 
     const P: ResultType = ResultType::Pipelined;
     const B: ResultType = ResultType::Blocking;

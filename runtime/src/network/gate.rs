@@ -292,7 +292,7 @@ mod tests {
     fn numbered(n: u8, seq: u64, records: u32) -> NetBuffer {
         NetBuffer::Data(DataBuffer {
             bytes: bytes::Bytes::from(vec![n]),
-            guard: crate::taskmanager::MemoryAccount::default().buffer(1),
+            guard: crate::memory::MemoryAccount::default().buffer(1),
             seq,
             records,
         })

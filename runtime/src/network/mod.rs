@@ -17,7 +17,7 @@ pub mod writer;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::taskmanager::BufferGuard;
+use crate::memory::BufferGuard;
 
 /// An in-band event on a channel, ordered with the data buffers around it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

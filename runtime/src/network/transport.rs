@@ -20,10 +20,10 @@ use tokio::task::JoinHandle;
 
 use super::{DataBuffer, NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey};
 use crate::graph::ExecutionAttemptId;
+use crate::memory::MemoryAccount;
 use crate::rpc::frame::spawn_writer;
 use crate::rpc::frame::{framed, RpcError};
 use crate::rpc::handshake::{accept_handshake, connect_handshake, Credentials, PeerRole};
-use crate::taskmanager::MemoryAccount;
 use crate::util::{lock, AbortOnDrop, TaskSet};
 
 /// Messages of the data-plane protocol, both directions.

@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::{DataBuffer, NetBuffer, StreamEvent};
 use crate::api::operator::{ChainEvent, Collector};
 use crate::graph::PartitionerKind;
+use crate::memory::MemoryAccount;
 use crate::state::{key_group, subtask_for_key_group};
-use crate::taskmanager::MemoryAccount;
 
 /// Sealed buffers waiting to be handed to their subpartition queues: the operator chain is
 /// synchronous, so writers park finished buffers here and the task loop sends them (awaiting

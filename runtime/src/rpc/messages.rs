@@ -6,9 +6,10 @@ use crate::api::JobSpec;
 use crate::config::Configuration;
 pub use crate::graph::JobStatus;
 use crate::graph::{EdgeId, ExecutionAttemptId, ExecutionState};
+use crate::memory::MemoryReport;
 use crate::network::SubpartitionKey;
 use crate::state::{TaskRestore, TaskSnapshot};
-use crate::taskmanager::{InputLocation, MemoryReport};
+use crate::taskmanager::InputLocation;
 
 /// TaskManager -> JobManager.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use rustc_hash::{FxBuildHasher, FxHasher};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::taskmanager::MemoryAccount;
+use crate::memory::MemoryAccount;
 pub use remote::{serve_checkpoint_store, RemoteCheckpointStore};
 pub use snapshot::{OperatorState, TaskRestore, TaskSnapshot, TaskStateHandle};
 pub use store::{CheckpointStorage, CheckpointStore, MemoryCheckpointStore, StoreError};

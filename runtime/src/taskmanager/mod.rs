@@ -1,8 +1,6 @@
 //! The TaskManager: registers its slots with the JobManager, answers heartbeats, runs the
 //! tasks it is given and serves their result partitions to remote consumers.
 
-mod clock;
-mod memory;
 mod task;
 
 use std::collections::BTreeMap;
@@ -17,19 +15,21 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub use clock::ProcessingClock;
-pub use memory::{BufferGuard, MemoryAccount, MemoryReport, MemoryWatermark};
+// Moved to the crate's top level (below `network`, `state` and `api`, which use them);
+// re-exported so `rill::taskmanager::{MemoryAccount, ProcessingClock, ..}` keep working.
+pub use crate::clock::ProcessingClock;
+pub use crate::memory::{BufferGuard, MemoryAccount, MemoryReport, MemoryWatermark};
 pub use task::{
     run_task, InputLocation, TaskControl, TaskDeployment, TaskError, TaskLink, TaskMetrics,
 };
 
-use crate::api::build_job;
 use crate::config::Configuration;
 use crate::connectors::log_service::{log_clients, LogClients};
 use crate::connectors::sink_service::{sink_clients, SinkClients};
 use crate::connectors::CollectStore;
 use crate::events::{ClusterEvent, Events};
 use crate::graph::{ExecutionAttemptId, ExecutionState, JobGraph};
+use crate::jobs::build_job;
 use crate::network::transport::DataPlaneConfig;
 use crate::network::{DataClient, DataServer, PartitionRegistry};
 use crate::rpc::handshake::connect_handshake;

@@ -7,6 +7,10 @@
 //! and operators that use it keep their own notion of time monotonic (see
 //! `api::window`). Timeouts and heartbeats never use it: they run on `tokio::time`, which is
 //! monotonic.
+//!
+//! Owns [`ProcessingClock`]. It depends on nothing else in the crate, so `api::window` reads it
+//! without depending on `taskmanager`, which owns one per TaskManager and re-exports it as
+//! `rill::taskmanager::ProcessingClock`.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -1,6 +1,12 @@
 //! Memory accounting of a TaskManager: network buffers in use, keyed-state bytes, and a fixed
 //! overhead per deployed task. Reported in heartbeats; the harness's OOM model compares the
 //! total with `taskmanager.memory.process.size`.
+//!
+//! Owns [`MemoryAccount`] (the shared counters), [`BufferGuard`] (a buffer's bytes, held until
+//! it drops), [`MemoryReport`] (the snapshot a heartbeat carries) and [`MemoryWatermark`]. It
+//! depends on nothing else in the crate, so the modules that charge memory (`network` for
+//! buffers, `state` for keyed state) and `rpc` (which carries reports) sit above it rather than
+//! above `taskmanager`; `taskmanager` re-exports it as `rill::taskmanager::MemoryAccount` etc.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
