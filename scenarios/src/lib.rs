@@ -10,7 +10,8 @@ pub mod write;
 
 pub use error::ScenarioError;
 pub use generate::generate;
-pub use spec::{load, load_dir, load_file, names, parse_scenario, specs_dir, FAULT_KINDS};
+pub use rill_sim::fault::FAULT_KINDS;
+pub use spec::{load, load_dir, load_file, names, parse_scenario, specs_dir};
 pub use validate::{
     apply_memory, known_nodes, validate, EXTERNAL_NODES, MAX_MEMORY_MB, MAX_TASKMANAGERS,
 };

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use rill::config::{parse_duration, Configuration};
 use rill::JobSpec;
+use rill_sim::fault::{fault_kind, fault_kind_names};
 use rill_sim::{
     ClusterShape, DeliveryMode, Direction, Expectations, Fault, FaultKind, JobOutcome, Scenario,
     StoreFailureMode, Swarm,
@@ -55,34 +56,6 @@ const EXPECT_KEYS: &[&str] = &[
     "max_memory_skew_percent",
     "drain_within",
 ];
-
-/// Fault kinds as scenario files spell them.
-pub const FAULT_KINDS: &[&str] = &[
-    "crash",
-    "oom-kill",
-    "partition",
-    "link-partition",
-    "packet-loss",
-    "latency",
-    "pause",
-    "clock-skew",
-    "store-failure",
-];
-
-/// The keys a fault of `kind` accepts, or None for an unknown kind.
-pub fn fault_keys(kind: &str) -> Option<&'static [&'static str]> {
-    Some(match kind {
-        "crash" | "oom-kill" => &["at", "kind", "target", "restart_after"],
-        "partition" => &["at", "kind", "target", "direction", "heal_after"],
-        "link-partition" => &["at", "kind", "from", "to", "both_ways", "heal_after"],
-        "packet-loss" => &["at", "kind", "rate", "duration"],
-        "latency" => &["at", "kind", "min", "max", "duration"],
-        "pause" => &["at", "kind", "target", "duration"],
-        "clock-skew" => &["at", "kind", "target", "offset"],
-        "store-failure" => &["at", "kind", "mode", "duration"],
-        _ => return None,
-    })
-}
 
 /// One table of the file, with its path for error messages.
 struct Sec<'a> {
@@ -406,12 +379,12 @@ fn parse_faults(top: &Sec) -> Result<Vec<Fault>> {
 
 fn parse_fault(s: &Sec) -> Result<Fault> {
     let kind = s.req_str("kind")?;
-    let allowed = fault_keys(kind).ok_or_else(|| {
+    let allowed = fault_kind(kind).map(|k| k.keys).ok_or_else(|| {
         s.invalid(
             "kind",
             format!(
                 "unknown fault kind '{kind}'; expected one of: {}",
-                FAULT_KINDS.join(", ")
+                fault_kind_names(|_| true)
             ),
         )
     })?;

@@ -13,7 +13,7 @@ use rill::state::CheckpointStorage;
 use rill_sim::{ClusterShape, Expectations, Fault, FaultKind, Scenario, Swarm};
 
 use crate::error::ScenarioError;
-use crate::spec::FAULT_KINDS;
+use rill_sim::fault::{fault_kind, fault_kind_names};
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 
@@ -28,19 +28,6 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// The most faults a swarm may draw per seed.
 pub const MAX_SWARM_FAULTS: u32 = 100;
-
-/// Fault kinds a swarm can draw. Not clock skew (the swarm jobs run on event time, where it
-/// changes nothing) nor store failures (a plan's `store-failure` and the swarm's crashes,
-/// pauses and partitions of the checkpoint-store node cover the store).
-pub const SWARM_KINDS: &[&str] = &[
-    "crash",
-    "oom-kill",
-    "partition",
-    "link-partition",
-    "packet-loss",
-    "latency",
-    "pause",
-];
 
 pub use rill_sim::EXTERNAL_NODES;
 
@@ -277,16 +264,17 @@ impl Check<'_> {
             "must name at least one fault kind".into()
         })?;
         for (i, kind) in w.kinds.iter().enumerate() {
-            self.ensure(FAULT_KINDS.contains(&kind.as_str()), "swarm.kinds", || {
+            let spec = fault_kind(kind);
+            self.ensure(spec.is_some(), "swarm.kinds", || {
                 format!(
                     "unknown fault kind '{kind}'; expected one of: {}",
-                    FAULT_KINDS.join(", ")
+                    fault_kind_names(|_| true)
                 )
             })?;
-            self.ensure(SWARM_KINDS.contains(&kind.as_str()), "swarm.kinds", || {
+            self.ensure(spec.is_some_and(|k| k.swarm), "swarm.kinds", || {
                 format!(
                     "a swarm cannot draw '{kind}' yet; it can draw: {}",
-                    SWARM_KINDS.join(", ")
+                    fault_kind_names(|k| k.swarm)
                 )
             })?;
             self.ensure(!w.kinds[..i].contains(kind), "swarm.kinds", || {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use rill::api::Origin;
 
-use crate::fault::FaultKind;
 use rill::events::ClusterEvent;
 use rill::graph::JobStatus;
 
@@ -363,17 +362,9 @@ fn running_counts(h: &RunHistory) -> Result<(), String> {
 
 /// Faults that took effect and can take records or tasks away (not latency, not skew).
 pub fn disruptive_faults(h: &RunHistory) -> impl Iterator<Item = &AppliedFault> {
-    h.faults.iter().filter(|f| {
-        f.took_effect()
-            && matches!(
-                f.fault.kind,
-                FaultKind::Crash { .. }
-                    | FaultKind::OomKill { .. }
-                    | FaultKind::Partition { .. }
-                    | FaultKind::LinkPartition { .. }
-                    | FaultKind::Pause { .. }
-            )
-    })
+    h.faults
+        .iter()
+        .filter(|f| f.took_effect() && f.fault.kind.spec().disruptive)
 }
 
 /// The longest interval without output, between the first output and the job's end (checked
@@ -711,7 +702,7 @@ pub fn fencing(h: &RunHistory) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fault::Fault;
+    use crate::fault::{Fault, FaultKind};
     use crate::history::{AppliedFault, Placement};
     use rill::events::{Deployment, FailoverCause, LossCause};
     use rill::graph::{CheckpointId, JobId, SubtaskId, VertexId};

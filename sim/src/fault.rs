@@ -68,6 +68,123 @@ pub enum FaultKind {
     },
 }
 
+/// One row of the fault-kind table: how scenario files spell a kind, the keys it takes, and
+/// what the harness does with it. The one place a kind's name is written: the scenario parser
+/// and validator, the swarm's draw and the checkers all read it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FaultKindSpec {
+    pub name: &'static str,
+    /// Keys a `[[faults]]` table of this kind accepts.
+    pub keys: &'static [&'static str],
+    /// Whether a swarm may draw it. Not clock skew (the swarm jobs run on event time, where
+    /// it changes nothing) nor store failures (a plan's `store-failure` and the swarm's
+    /// crashes, pauses and partitions of the checkpoint-store node cover the store).
+    pub swarm: bool,
+    /// Whether it can take records or tasks away (not latency, loss of packets TCP resends,
+    /// skew or a store's failure): what the delivery and recovery checkers account to.
+    pub disruptive: bool,
+}
+
+const fn kind(
+    name: &'static str,
+    keys: &'static [&'static str],
+    swarm: bool,
+    disruptive: bool,
+) -> FaultKindSpec {
+    FaultKindSpec {
+        name,
+        keys,
+        swarm,
+        disruptive,
+    }
+}
+
+/// Every fault kind, in the order of [`FaultKind`]'s variants.
+pub const FAULT_KINDS: &[FaultKindSpec] = &[
+    kind(
+        "crash",
+        &["at", "kind", "target", "restart_after"],
+        true,
+        true,
+    ),
+    kind(
+        "oom-kill",
+        &["at", "kind", "target", "restart_after"],
+        true,
+        true,
+    ),
+    kind(
+        "partition",
+        &["at", "kind", "target", "direction", "heal_after"],
+        true,
+        true,
+    ),
+    kind(
+        "link-partition",
+        &["at", "kind", "from", "to", "both_ways", "heal_after"],
+        true,
+        true,
+    ),
+    kind(
+        "packet-loss",
+        &["at", "kind", "rate", "duration"],
+        true,
+        false,
+    ),
+    kind(
+        "latency",
+        &["at", "kind", "min", "max", "duration"],
+        true,
+        false,
+    ),
+    kind("pause", &["at", "kind", "target", "duration"], true, true),
+    kind(
+        "clock-skew",
+        &["at", "kind", "target", "offset"],
+        false,
+        false,
+    ),
+    kind(
+        "store-failure",
+        &["at", "kind", "mode", "duration"],
+        false,
+        false,
+    ),
+];
+
+/// The table's row for a kind as scenario files spell it.
+pub fn fault_kind(name: &str) -> Option<&'static FaultKindSpec> {
+    FAULT_KINDS.iter().find(|k| k.name == name)
+}
+
+/// The kinds' names, for error messages: "crash, oom-kill, ...".
+pub fn fault_kind_names(pick: impl Fn(&FaultKindSpec) -> bool) -> String {
+    let names: Vec<&str> = FAULT_KINDS
+        .iter()
+        .filter(|k| pick(k))
+        .map(|k| k.name)
+        .collect();
+    names.join(", ")
+}
+
+impl FaultKind {
+    /// This kind's row of [`FAULT_KINDS`].
+    pub fn spec(&self) -> &'static FaultKindSpec {
+        let row = match self {
+            FaultKind::Crash { .. } => 0,
+            FaultKind::OomKill { .. } => 1,
+            FaultKind::Partition { .. } => 2,
+            FaultKind::LinkPartition { .. } => 3,
+            FaultKind::PacketLoss { .. } => 4,
+            FaultKind::Latency { .. } => 5,
+            FaultKind::Pause { .. } => 6,
+            FaultKind::ClockSkew { .. } => 7,
+            FaultKind::StoreFailure { .. } => 8,
+        };
+        &FAULT_KINDS[row]
+    }
+}
+
 /// One fault of a plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
@@ -79,17 +196,7 @@ pub struct Fault {
 impl Fault {
     /// The kind's name as scenario files spell it.
     pub fn kind_name(&self) -> &'static str {
-        match self.kind {
-            FaultKind::Crash { .. } => "crash",
-            FaultKind::OomKill { .. } => "oom-kill",
-            FaultKind::Partition { .. } => "partition",
-            FaultKind::LinkPartition { .. } => "link-partition",
-            FaultKind::PacketLoss { .. } => "packet-loss",
-            FaultKind::Latency { .. } => "latency",
-            FaultKind::Pause { .. } => "pause",
-            FaultKind::ClockSkew { .. } => "clock-skew",
-            FaultKind::StoreFailure { .. } => "store-failure",
-        }
+        self.kind.spec().name
     }
 
     /// How long the fault lasts, if it ends by itself (heal, restart, resume).
