@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::checkable::{CheckableOutput, OutputChecks};
 use crate::api::operator::{Origin, Traceable};
 use crate::api::registry::{JobBuilder, JobSpec, NamedLog, Params};
 use crate::api::stream::{Data, DataStream, StreamEnv};
@@ -21,33 +22,55 @@ use crate::connectors::{LogInput, LogSource, SinkSpec};
 use crate::error::JobError;
 use crate::graph::JobGraph;
 
-/// The built-in jobs: (name, description, builder).
-pub const JOBS: &[(&str, &str, JobBuilder)] = &[
-    (
-        "wordcount",
-        "generated lines -> split words -> key_by word -> running count -> sink",
-        wordcount,
-    ),
-    (
-        "keyed-count",
-        "partitioned log -> map -> key_by key -> keyed count -> sink",
-        keyed_count,
-    ),
-    (
-        "etl",
-        "partitioned log -> map -> sink, forward only: one pipelined region per subtask",
-        etl,
-    ),
-    (
-        "ad-stats",
-        "impressions + clicks logs -> map -> union -> key_by ad -> tumbling 1 s window -> sink",
-        ad_stats,
-    ),
+/// One entry of a job table: what `rill jobs` lists, how the job is built, and what checkers
+/// can verify of its output.
+#[derive(Clone, Copy)]
+pub struct JobDef {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub build: JobBuilder,
+    /// Said by the job's output record type ([`CheckableOutput`]).
+    pub output: OutputChecks,
+}
+
+/// The built-in jobs.
+pub const JOBS: &[JobDef] = &[
+    JobDef {
+        name: "wordcount",
+        description: "generated lines -> split words -> key_by word -> running count -> sink",
+        build: wordcount,
+        output: OutputChecks::of::<WordCount>(),
+    },
+    JobDef {
+        name: "keyed-count",
+        description: "partitioned log -> map -> key_by key -> keyed count -> sink",
+        build: keyed_count,
+        output: OutputChecks::of::<KeyCount>(),
+    },
+    JobDef {
+        name: "etl",
+        description:
+            "partitioned log -> map -> sink, forward only: one pipelined region per subtask",
+        build: etl,
+        output: OutputChecks::of::<Event>(),
+    },
+    JobDef {
+        name: "ad-stats",
+        description:
+            "impressions + clicks logs -> map -> union -> key_by ad -> tumbling 1 s window -> sink",
+        build: ad_stats,
+        output: OutputChecks::of::<AdStats>(),
+    },
 ];
+
+/// What checkers can verify of `spec`'s job's output.
+pub fn output_checks(spec: &JobSpec) -> Result<OutputChecks, JobError> {
+    Ok(job_def(spec)?.output)
+}
 
 /// Builds the job graph for `spec`: the one place JobManager and TaskManagers get a graph from.
 pub fn build_job(spec: &JobSpec, max_parallelism: u32) -> Result<JobGraph, JobError> {
-    let (_, builder) = job_builder(spec)?;
+    let builder = job_def(spec)?.build;
     let mut params = Params::new(spec);
     let parallelism = params.get("parallelism", 2u32)?;
     let env = StreamEnv::new(parallelism);
@@ -56,18 +79,13 @@ pub fn build_job(spec: &JobSpec, max_parallelism: u32) -> Result<JobGraph, JobEr
     JobGraph::compile(&spec.name, env.into_logical(), max_parallelism)
 }
 
-fn job_builder(spec: &JobSpec) -> Result<(&'static str, JobBuilder), JobError> {
-    match JOBS.iter().find(|(name, _, _)| *name == spec.name) {
-        Some((name, _, builder)) => Ok((name, *builder)),
-        None => Err(JobError::UnknownJob {
+fn job_def(spec: &JobSpec) -> Result<&'static JobDef, JobError> {
+    JOBS.iter()
+        .find(|def| def.name == spec.name)
+        .ok_or_else(|| JobError::UnknownJob {
             name: spec.name.clone(),
-            known: JOBS
-                .iter()
-                .map(|(n, _, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", "),
-        }),
-    }
+            known: JOBS.iter().map(|d| d.name).collect::<Vec<_>>().join(", "),
+        })
 }
 
 /// The partitioned log the job's (first) source reads, as the job itself derives it from its
@@ -83,7 +101,7 @@ pub fn primary_input(spec: &JobSpec) -> Result<Arc<dyn PartitionedLog>, JobError
 /// Every log the job's sources read, by source name: the topics a log server serves to it
 /// (`log=rill://HOST:PORT`), whatever `log` says.
 pub fn job_inputs(spec: &JobSpec) -> Result<Vec<NamedLog>, JobError> {
-    let (_, builder) = job_builder(spec)?;
+    let builder = job_def(spec)?.build;
     let mut params = Params::new(spec);
     let parallelism = params.get("parallelism", 2u32)?;
     builder(&mut params, &StreamEnv::new(parallelism))?;
@@ -261,6 +279,16 @@ impl Traceable for KeyCount {
     }
 }
 
+/// One count per input record, each its key's running count.
+impl CheckableOutput for KeyCount {
+    const ONE_PER_INPUT: bool = true;
+    const RUNNING_COUNTS: bool = true;
+
+    fn running_count(&self) -> Option<(u64, u64)> {
+        Some((self.key, self.count))
+    }
+}
+
 fn keyed_count(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     let parallelism = p.get("parallelism", 2u32)?;
     let source = source_params(p, 0, parallelism)?;
@@ -310,6 +338,11 @@ impl Traceable for Event {
     }
 }
 
+/// etl maps each input record to one event.
+impl CheckableOutput for Event {
+    const ONE_PER_INPUT: bool = true;
+}
+
 /// A stateless per-record transformation, every edge forward: each subtask's chain is a
 /// pipelined region of its own, so `region` failover restarts only what a failure touched.
 fn etl(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
@@ -342,6 +375,11 @@ impl Traceable for WordCount {
     fn origin(&self) -> Option<Origin> {
         Some(self.origin)
     }
+}
+
+/// A line yields a count per word: several outputs name the same input.
+impl CheckableOutput for WordCount {
+    const ONE_PER_INPUT: bool = false;
 }
 
 const VOCABULARY: &[&str] = &[
@@ -425,6 +463,11 @@ impl Traceable for AdStats {
     fn origin(&self) -> Option<Origin> {
         None
     }
+}
+
+/// Window aggregates name no input record.
+impl CheckableOutput for AdStats {
+    const ONE_PER_INPUT: bool = false;
 }
 
 fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {

@@ -290,8 +290,8 @@ async fn run(command: Command) -> Res<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs => {
-            for (name, description, _) in JOBS {
-                println!("{name:<12} {description}");
+            for job in JOBS {
+                println!("{:<12} {}", job.name, job.description);
             }
             Ok(ExitCode::SUCCESS)
         }

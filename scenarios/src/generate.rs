@@ -78,7 +78,7 @@ fn draw_scenario(seed: u64, u: &mut Unstructured) -> Draw<Scenario> {
 }
 
 fn draw_job(u: &mut Unstructured, slots: u32) -> Draw<JobSpec> {
-    let (name, _, _) = u.choose(JOBS)?;
+    let name = u.choose(JOBS)?.name;
     let mut job = JobSpec::new(name)
         .with("parallelism", u.int_in_range(1..=slots)?)
         .with("records", u.int_in_range(1_000u32..=50_000)?)
@@ -89,7 +89,7 @@ fn draw_job(u: &mut Unstructured, slots: u32) -> Draw<JobSpec> {
     if u.ratio(1, 4)? {
         job = job.with("hot-key-per-mille", u.int_in_range(1u32..=900)?);
     }
-    if *name == "ad-stats" {
+    if name == "ad-stats" {
         job = job.with("window-ms", u.choose(&[250u32, 500, 1000, 2000])?);
     }
     Ok(job)

@@ -206,7 +206,7 @@ impl Check<'_> {
             JobError::UnknownJob { name, .. } => ScenarioError::UnknownJob {
                 file: self.file.to_string(),
                 name,
-                known: JOBS.iter().map(|(n, _, _)| *n).collect(),
+                known: JOBS.iter().map(|d| d.name).collect(),
             },
             error => ScenarioError::InvalidJob {
                 file: self.file.to_string(),

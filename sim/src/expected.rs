@@ -1,79 +1,95 @@
-//! Expected results of fault-free runs, computed from the input alone, and exact comparisons
-//! that report the first difference.
+//! Exactly-once for tests that run a job themselves (on real tokio too, outside the runner):
+//! the sink store's output and the input log are judged by the harness's one delivery checker
+//! ([`crate::check::delivery`]), with its evidence.
 
-use std::collections::BTreeMap;
+use std::num::NonZeroU64;
 
-use rill::api::registry::KeyCount;
-use rill::api::Origin;
+use rill::api::{Origin, OutputChecks};
 use rill::connectors::log::PartitionedLog;
 use rill::connectors::CollectStore;
+use rill::jobs::KeyCount;
 
-/// Checks a keyed-count output against its input: every input record produced exactly one
-/// output, for the right key, and each key's running counts are exactly 1..=n.
-pub fn verify_keyed_count(store: &CollectStore, log: &dyn PartitionedLog) -> Result<u64, String> {
-    let records = store
-        .decoded::<KeyCount>()
-        .map_err(|e| format!("undecodable output: {e}"))?;
-    let mut seen: BTreeMap<Origin, u64> = BTreeMap::new();
-    let mut counts: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for (_, out) in &records {
-        if let Some(prev) = seen.insert(out.origin, out.key) {
-            return Err(format!(
-                "input {:?} (key {prev}) produced output twice",
-                out.origin
-            ));
-        }
-        counts.entry(out.key).or_default().push(out.count);
-    }
-    let mut expected_total = 0u64;
-    let mut batch = Vec::new();
+use crate::check::{delivery, ExpectedInput};
+use crate::history::{OutputRecord, RunHistory};
+use crate::node::NodeName;
+use crate::scenario::DeliveryMode;
+
+/// Every record of `log` and its key, by partition and offset.
+pub fn input_of(log: &dyn PartitionedLog) -> Result<ExpectedInput, String> {
+    let mut input = ExpectedInput::default();
+    let mut keys = Vec::new();
     for partition in 0..log.partitions() {
+        // A hint only: never more than a run could hold, whatever the log claims.
+        if let Ok(Some(len)) = log.len(partition) {
+            input.reserve(partition, len.min(1 << 26) as usize);
+        }
         let mut offset = 0;
         loop {
-            batch.clear();
+            keys.clear();
             let n = log
-                .read(partition, offset, 4096, &mut batch)
+                .read_keys(partition, offset, 4096, &mut keys)
                 .map_err(|e| e.to_string())?;
             if n == 0 {
                 break;
             }
-            for r in &batch {
-                match seen.get(&r.origin()) {
-                    None => {
-                        return Err(format!(
-                            "input {:?} (key {}) produced no output",
-                            r.origin(),
-                            r.key
-                        ))
-                    }
-                    Some(&key) if key != r.key => {
-                        return Err(format!(
-                            "input {:?} has key {} but its output says {key}",
-                            r.origin(),
-                            r.key
-                        ))
-                    }
-                    Some(_) => {}
-                }
+            for key in &keys {
+                input.push(Origin { partition, offset }, *key);
+                offset += 1;
             }
-            offset += n as u64;
-            expected_total += n as u64;
         }
     }
-    if records.len() as u64 != expected_total {
-        return Err(format!(
-            "{} outputs for {expected_total} inputs",
-            records.len()
-        ));
+    Ok(input)
+}
+
+/// Checks that `store` holds exactly one output per record of `log` (and, for running
+/// counts, that each key's counts run 1..=n); returns the number of inputs checked.
+pub fn verify_exactly_once(
+    store: &CollectStore,
+    log: &dyn PartitionedLog,
+    checks: OutputChecks,
+) -> Result<u64, String> {
+    let input = input_of(log)?;
+    let history = RunHistory {
+        outputs: outputs_of(store, checks),
+        ..Default::default()
+    };
+    let verdict = delivery(&history, DeliveryMode::ExactlyOnce, &input);
+    match verdict.passed {
+        true => Ok(input.len() as u64),
+        false => Err(format!(
+            "{}: {}",
+            verdict.summary,
+            verdict.evidence.unwrap_or_default()
+        )),
     }
-    for (key, mut c) in counts {
-        c.sort_unstable();
-        if let Some((i, got)) = c.iter().enumerate().find(|(i, got)| **got != *i as u64 + 1) {
-            return Err(format!(
-                "key {key}: running counts are not 1..={}; position {i} has {got}",
-                c.len()
-            ));
-        }
-    }
-    Ok(expected_total)
+}
+
+/// [`verify_exactly_once`] for keyed-count's output.
+pub fn verify_keyed_count(store: &CollectStore, log: &dyn PartitionedLog) -> Result<u64, String> {
+    verify_exactly_once(store, log, OutputChecks::of::<KeyCount>())
+}
+
+/// The store's visible records as the checkers see them, in arrival order (times do not
+/// matter for exactly-once).
+fn outputs_of(store: &CollectStore, checks: OutputChecks) -> Vec<OutputRecord> {
+    store
+        .records()
+        .into_iter()
+        .map(|r| {
+            let count = checks
+                .running_count(&r.payload)
+                .and_then(|(key, count)| Some((key, NonZeroU64::new(count)?)));
+            let tm = NodeName::from(&r.taskmanager[..])
+                .taskmanager()
+                .unwrap_or(0);
+            OutputRecord::new(
+                Default::default(),
+                tm,
+                r.subtask,
+                r.attempt,
+                r.origin,
+                count,
+            )
+        })
+        .collect()
 }

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use madsim::runtime::{Handle, Runtime};
-use rill::api::registry::{job_inputs, primary_input, KeyCount};
-use rill::api::Origin;
+use rill::api::registry::{job_inputs, primary_input};
+use rill::api::OutputChecks;
+use rill::jobs::output_checks;
 use rill::rpc::JobStatusReport;
 use tokio::time::Instant;
 use tracing_subscriber::layer::SubscriberExt;
@@ -89,34 +90,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
     run_with_faults(scenario, seed, fault_plan(scenario, seed))
 }
 
-/// Jobs whose outputs carry provenance: one output per input record, naming it.
-const PROVENANCE_JOBS: &[&str] = &["keyed-count", "etl"];
-
-/// For jobs whose outputs carry provenance: every input record and its key.
+/// For jobs whose output type says it is one output per input record (`CheckableOutput`):
+/// every input record and its key.
 fn expected_input(s: &Scenario) -> Option<ExpectedInput> {
-    if !PROVENANCE_JOBS.contains(&s.job.name.as_str()) {
+    if !output_checks(&s.job).ok()?.one_per_input() {
         return None;
     }
-    let log = primary_input(&s.job).ok()?;
-    let mut input = ExpectedInput::default();
-    let mut keys = Vec::new();
-    for partition in 0..log.partitions() {
-        // A hint only: never more than a run could hold, whatever the log claims.
-        if let Ok(Some(len)) = log.len(partition) {
-            input.reserve(partition, len.min(1 << 26) as usize);
-        }
-        let mut offset = 0;
-        while {
-            keys.clear();
-            log.read_keys(partition, offset, 4096, &mut keys).ok()? > 0
-        } {
-            for key in &keys {
-                input.push(Origin { partition, offset }, *key);
-                offset += 1;
-            }
-        }
-    }
-    Some(input)
+    crate::expected::input_of(&*primary_input(&s.job).ok()?).ok()
 }
 
 /// A step of the fault timeline. Ends sort before begins, so a fault that starts the instant
@@ -357,7 +337,7 @@ impl Driver {
             scenario: s.name.clone(),
             seed: 0,
             end,
-            outputs: self.outputs(&s.job.name),
+            outputs: self.outputs(output_checks(&s.job).unwrap_or(OutputChecks::OPAQUE)),
             faults: self.faults,
             events: Vec::new(),
             trace: Vec::new(),
@@ -371,8 +351,8 @@ impl Driver {
     }
 
     /// Every collected record as an output event, sorted by time (checkers rely on it).
-    fn outputs(&self, job: &str) -> Vec<OutputRecord> {
-        let keyed = job == "keyed-count";
+    fn outputs(&self, checks: OutputChecks) -> Vec<OutputRecord> {
+        let keyed = checks.has_running_counts();
         let batches = self.cluster.collect.take_batches();
         let mut outputs = Vec::with_capacity(batches.iter().map(|b| b.len()).sum());
         for batch in &batches {
@@ -381,10 +361,10 @@ impl Driver {
                 .taskmanager()
                 .unwrap_or(0);
             for (origin, payload) in batch.iter() {
-                let kc = keyed
-                    .then(|| bincode::deserialize::<KeyCount>(payload).ok())
-                    .flatten();
-                let count = kc.and_then(|kc| Some((kc.key, NonZeroU64::new(kc.count)?)));
+                let count = keyed
+                    .then(|| checks.running_count(payload))
+                    .flatten()
+                    .and_then(|(key, count)| Some((key, NonZeroU64::new(count)?)));
                 outputs.push(OutputRecord::new(
                     at,
                     tm,

@@ -1,5 +1,6 @@
 //! The user-facing job model: a typed DataStream builder, operator traits, and the job registry.
 
+pub mod checkable;
 pub mod operator;
 pub mod registry;
 pub mod stream;
@@ -12,5 +13,6 @@ pub use operator::{ChainEvent, Collector, OperatorContext, Origin, TaskWaits, Tr
 // so `rill::api::{build_job, JobError}` keep working.
 pub use crate::error::JobError;
 pub use crate::jobs::build_job;
+pub use checkable::{CheckableOutput, OutputChecks};
 pub use registry::JobSpec;
 pub use stream::{DataStream, KeyedStream, StreamEnv};
