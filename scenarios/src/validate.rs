@@ -10,7 +10,7 @@ use rill::config::keys::{CHECKPOINTS_DIR, MEMORY_PROCESS_SIZE, SLOTS_PER_TASKMAN
 use rill::config::Configuration;
 use rill::graph::default_slot_sharing_groups;
 use rill::state::CheckpointStorage;
-use rill_sim::{ClusterShape, Expectations, Fault, FaultKind, Scenario, Swarm};
+use rill_sim::{ClusterShape, Expectations, Fault, FaultKind, NodeName, Scenario, Swarm};
 
 use crate::error::ScenarioError;
 use rill_sim::fault::{fault_kind, fault_kind_names};
@@ -33,7 +33,7 @@ pub use rill_sim::EXTERNAL_NODES;
 
 /// Every node a fault may name in a cluster of `taskmanagers`.
 pub fn known_nodes(taskmanagers: u32) -> Vec<String> {
-    let tms = (1..=taskmanagers).map(|i| format!("tm-{i}"));
+    let tms = (1..=taskmanagers).map(|i| NodeName::TaskManager(i).to_string());
     std::iter::once("jm".to_string())
         .chain(tms)
         .chain(EXTERNAL_NODES.iter().map(|n| n.to_string()))

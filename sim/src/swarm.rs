@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::fault::{Direction, Fault, FaultKind};
+use crate::node::NodeName;
 use crate::scenario::{ClusterShape, Swarm};
 use crate::scenario::{CHECKPOINT_STORE, SINK_STORE, SOURCE_LOG};
 
@@ -40,7 +41,7 @@ fn draw_one(
         Duration::from_millis(100),
         swarm.max_duration.max(Duration::from_millis(100)),
     );
-    let tm = format!("tm-{}", rng.gen_range(1..=cluster.taskmanagers.max(1)));
+    let tm = NodeName::TaskManager(rng.gen_range(1..=cluster.taskmanagers.max(1))).to_string();
     // Machine faults hit the external systems' nodes as well: together with probability
     // 3/(N+2) for N TaskManagers (each 1/(N+2); with 4 TaskManagers, each TaskManager gets
     // 1/8). The draw order is part of every recorded seed's plan, so it stays as it is.

@@ -11,7 +11,7 @@ use rill_sim::report::{render_html, ReportRun};
 use rill_sim::runner::{fault_plan, run, run_with_faults, RunOutcome};
 use rill_sim::shrink::{shrink, Trial};
 use rill_sim::trace::{first_difference, render, trace_hash};
-use rill_sim::{DeliveryMode, RunHistory, Scenario, Verdict};
+use rill_sim::{DeliveryMode, NodeName, RunHistory, Scenario, Verdict};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -155,7 +155,13 @@ fn print_outcome(o: &RunOutcome) {
     }
     let peaks: Vec<String> = peaks
         .iter()
-        .map(|(tm, b)| format!("tm-{tm} {:.1} MiB", *b as f64 / 1048576.0))
+        .map(|(tm, b)| {
+            format!(
+                "{} {:.1} MiB",
+                NodeName::TaskManager(*tm),
+                *b as f64 / 1048576.0
+            )
+        })
         .collect();
     println!("  peak memory: {}", peaks.join(", "));
     for v in &o.verdicts {
