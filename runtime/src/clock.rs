@@ -25,7 +25,7 @@ pub struct ProcessingClock {
 impl ProcessingClock {
     /// Milliseconds since the Unix epoch, offset; 0 for a clock set before 1970.
     ///
-    /// The one wall-clock read in the runtime (DESIGN's rule is `tokio::time`, which has no
+    /// The one wall-clock read in the runtime (ARCHITECTURE.md's rule 1 is `tokio::time`, which has no
     /// epoch): processing time is the wall clock by definition. Under the simulator it is still
     /// deterministic, as madsim answers `clock_gettime` with its seeded virtual time.
     pub fn now_ms(&self) -> u64 {

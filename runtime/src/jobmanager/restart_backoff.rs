@@ -5,7 +5,7 @@
 //! [`FailureRate`] and [`ExponentialDelay`], chosen by [`from_config`] the way Flink's
 //! `RestartBackoffTimeStrategyFactoryLoader` chooses.
 //!
-//! Deterministic by construction (DESIGN.md, "Determinism rules"): no clock is read — the caller
+//! Deterministic by construction (ARCHITECTURE.md, "Determinism rules"): no clock is read — the caller
 //! passes the time of each failure as a [`Duration`] since an arbitrary monotonic origin (e.g.
 //! `tokio::time::Instant::now() - job_start`) — and the exponential strategy's jitter comes from
 //! a [`ChaCha8Rng`] seeded by the caller, never from OS entropy.

@@ -4,9 +4,9 @@
 //! ([`LengthDelimitedCodec`]). Control-plane payloads are bincode with the options in
 //! [`bincode_options`]; the data plane sends raw frames through [`FrameWriter::send_bytes`].
 //!
-//! Robustness rules (DESIGN.md, Control plane): a frame above the configured limit is refused
+//! Robustness rules (ARCHITECTURE.md, `rpc/`): a frame above the configured limit is refused
 //! before its payload is buffered, decoding arbitrary bytes never panics and never allocates
-//! more than the frame it came from, and every write is flushed (DESIGN.md determinism rule 6:
+//! more than the frame it came from, and every write is flushed (ARCHITECTURE.md, determinism rule 6:
 //! madsim buffers until flush).
 
 use std::io;
