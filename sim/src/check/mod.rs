@@ -1,0 +1,353 @@
+//! Checkers over a run's history. Each returns a verdict with its evidence: the first offending
+//! record or interval, with virtual time.
+//!
+//! This module holds `check_all`, which runs the checkers a scenario's expectations ask for,
+//! and what several checkers share: the fault margins, `disruptive_faults` and the
+//! `disruptions` windows that excuse lost or replayed records. The checkers live in
+//! submodules by concern and are re-exported here.
+
+use std::time::Duration;
+
+use rill::events::ClusterEvent;
+
+use crate::history::{AppliedFault, RunHistory, Verdict};
+use crate::node::NodeName;
+use crate::scenario::{DeliveryMode, Expectations};
+
+mod balance;
+mod delivery;
+mod outcome;
+mod recovery;
+mod stall;
+
+pub use balance::{balance, memory_balance, task_range};
+pub use delivery::{delivery, ExpectedInput};
+pub use outcome::{fencing, job_outcome, liveness};
+pub use recovery::recovery_time;
+pub use stall::zero_stall;
+
+/// How long a record may be in flight between source and sink: a missing record is attributed
+/// to a fault active within this margin of when it would have been output.
+const IN_FLIGHT: Duration = Duration::from_secs(1);
+
+/// How long after a fault's window a replay may still re-emit records: a restarted source
+/// replays at most one checkpoint interval (1 s in the scenarios), paced, after the restart
+/// (which may be the rebalancing move when a crashed TaskManager rejoins).
+const REPLAY: Duration = Duration::from_secs(2);
+/// How long a task redeployed behind a partition can take to notice that its connections to
+/// the log and the sink store died with it: the runtime's service call timeout (5 s) and its
+/// longest retry back-off (2 s).
+const STALE_CONNECTION: Duration = Duration::from_secs(7);
+/// The longest a fault's window extends to the output resuming after it (see `disruptions`).
+const RESUME_WITHIN: Duration = Duration::from_secs(10);
+
+/// Runs every checker the expectations ask for, plus those that always apply.
+pub fn check_all(
+    history: &RunHistory,
+    expect: &Expectations,
+    input: Option<&ExpectedInput>,
+) -> Vec<Verdict> {
+    let mut verdicts = vec![job_outcome(history, expect.job), fencing(history)];
+    match (expect.delivery, input) {
+        (DeliveryMode::Unchecked, _) => {}
+        (mode, Some(input)) => verdicts.push(delivery(history, mode, input)),
+        (_, None) => verdicts.push(Verdict::fail(
+            "delivery",
+            "not checkable",
+            "this job's output type does not say it is one output per input record (CheckableOutput::ONE_PER_INPUT), so only the job-agnostic checks apply; set delivery = \"unchecked\"",
+        )),
+    }
+    verdicts.push(zero_stall(history, expect.max_stall));
+    if disruptive_faults(history).next().is_some() {
+        verdicts.push(recovery_time(history, expect.max_recovery));
+    }
+    verdicts.push(balance(history, expect.max_task_range));
+    if let Some(bound) = expect.max_memory_skew_percent {
+        verdicts.push(memory_balance(history, bound));
+    }
+    if let Some(bound) = expect.drain_within {
+        verdicts.push(liveness(history, bound));
+    }
+    verdicts
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64())
+}
+
+/// Faults that took effect and can take records or tasks away (not latency, not skew).
+pub fn disruptive_faults(h: &RunHistory) -> impl Iterator<Item = &AppliedFault> {
+    h.faults
+        .iter()
+        .filter(|f| f.took_effect() && f.fault.kind.spec().disruptive)
+}
+
+/// When something disrupted the job: the windows of faults that took effect (until output
+/// resumed after them), and the recoveries they set off, from the JobManager's events: from a failover (which may come
+/// well after its fault: a heartbeat timeout, a connection that only breaks later) or a
+/// rebalancing move to the redeployment of the restarted tasks, and then the replay: paced
+/// sources re-read everything since the checkpoint they restored at their normal rate, so
+/// the replay lasts as long as that checkpoint is old (at least `REPLAY`), and starts late if
+/// a fault was still active at the redeployment. Recoveries before the first fault are not
+/// counted: nothing should have set them off.
+fn disruptions(h: &RunHistory) -> Vec<(Duration, Duration)> {
+    // A fault that stopped the output (a sink store or log cut off) lasts until output
+    // resumes, within `RESUME_WITHIN`: the burst that follows carries what queued up behind
+    // it, so a record lost earlier leaves its gap there. (Bounded, so a job whose output
+    // comes in rare bursts does not excuse everything up to its next one.)
+    let resumed = |end: Duration| {
+        let next = h.outputs.partition_point(|o| o.at < end);
+        h.outputs
+            .get(next)
+            .map_or(end, |o| o.at.clamp(end, end + RESUME_WITHIN))
+    };
+    let mut windows: Vec<(Duration, Duration)> = disruptive_faults(h)
+        .filter_map(|f| f.window(h.end))
+        .map(|(b, e)| (b, resumed(e)))
+        .collect();
+    let Some(first_fault) = windows.iter().map(|(b, _)| *b).min() else {
+        return windows;
+    };
+    let faults = windows.clone();
+    let (mut open, mut checkpointed) = (None::<Duration>, Duration::ZERO);
+    for e in h.events.iter().filter(|e| e.node == NodeName::JobManager) {
+        match e.event {
+            ClusterEvent::CheckpointCompleted { .. } => checkpointed = e.at,
+            _ if e.at < first_fault => {}
+            ClusterEvent::FailoverStarted { .. } | ClusterEvent::Rebalanced { .. } => {
+                open.get_or_insert(e.at);
+            }
+            ClusterEvent::TasksDeployed { .. } => {
+                if let Some(from) = open.take() {
+                    let replay = e.at.saturating_sub(checkpointed).max(REPLAY);
+                    // Tasks redeployed while a fault still cut nodes off may replay only once
+                    // it healed and their dead connections timed out.
+                    let start = faults
+                        .iter()
+                        .filter(|(b, end)| *b <= e.at && *end >= e.at)
+                        .map(|(_, end)| *end + STALE_CONNECTION)
+                        .fold(e.at, Duration::max);
+                    windows.push((from, start + replay));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = open {
+        windows.push((from, h.end));
+    }
+    windows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::{Fault, FaultKind};
+    use crate::history::{OutputRecord, RunEnd};
+    use rill::api::Origin;
+    use rill::events::{Deployment, FailoverCause, LossCause};
+    use rill::graph::{CheckpointId, JobId, JobStatus, SubtaskId, VertexId};
+    use std::num::NonZeroU64;
+
+    pub(super) fn out(ms: u64, offset: u64, attempt: u32) -> OutputRecord {
+        OutputRecord::new(
+            Duration::from_millis(ms),
+            1,
+            0,
+            attempt,
+            Some(Origin {
+                partition: 0,
+                offset,
+            }),
+            Some((offset % 2, NonZeroU64::new(offset / 2 + 1).unwrap())),
+        )
+    }
+
+    pub(super) fn input(n: u64) -> ExpectedInput {
+        let mut input = ExpectedInput::default();
+        for o in 0..n {
+            let origin = Origin {
+                partition: 0,
+                offset: o,
+            };
+            input.push(origin, o % 2);
+        }
+        input
+    }
+
+    pub(super) fn history(outputs: Vec<OutputRecord>) -> RunHistory {
+        RunHistory {
+            outputs,
+            end: Duration::from_secs(10),
+            job_status: RunEnd::Ended(JobStatus::Finished),
+            taskmanagers: 2,
+            ..Default::default()
+        }
+    }
+
+    fn jm_event(ms: u64, event: ClusterEvent) -> crate::events::RecordedEvent {
+        crate::events::RecordedEvent {
+            at: Duration::from_millis(ms),
+            node: NodeName::JobManager,
+            event,
+        }
+    }
+
+    fn completed(checkpoint: u64) -> ClusterEvent {
+        ClusterEvent::CheckpointCompleted {
+            job: JobId(1),
+            checkpoint: CheckpointId(checkpoint),
+            bytes: 100,
+        }
+    }
+
+    fn failover_of_two() -> ClusterEvent {
+        ClusterEvent::FailoverStarted {
+            job: JobId(1),
+            strategy: rill::config::FailoverStrategy::TaskManager,
+            cause: FailoverCause::TaskManagerLost {
+                taskmanager: "tm-2".into(),
+                cause: LossCause::ConnectionClosed("connection closed".into()),
+            },
+            restart: vec![
+                SubtaskId::new(VertexId(0), 1),
+                SubtaskId::new(VertexId(1), 1),
+            ],
+            of: 8,
+            backoff: Duration::from_secs(1),
+            checkpoint: Some(CheckpointId(1)),
+        }
+    }
+
+    fn deployed_two() -> ClusterEvent {
+        let task = |v| Deployment {
+            attempt: SubtaskId::new(VertexId(v), 1).attempt(1),
+            taskmanager: "tm-1".into(),
+            slot: 1,
+        };
+        ClusterEvent::TasksDeployed {
+            job: JobId(1),
+            tasks: vec![task(0), task(1)],
+            checkpoint: Some(CheckpointId(1)),
+        }
+    }
+
+    pub(super) fn crash_at(secs: u64) -> AppliedFault {
+        let fault = Fault {
+            at: Duration::from_secs(secs),
+            kind: FaultKind::Crash {
+                target: "tm-2".into(),
+                restart_after: None,
+            },
+        };
+        AppliedFault {
+            began_at: Some(Duration::from_secs(secs)),
+            effective: true,
+            ..AppliedFault::planned(fault)
+        }
+    }
+
+    #[test]
+    fn a_replay_is_accounted_for_by_the_failover_events() {
+        // A crash at 1 s whose TaskManager restarts at 1.2 s; the JobManager notices only at
+        // 3 s (a heartbeat timeout) and redeploys at 4 s from the checkpoint of 0.5 s; the
+        // replay's duplicate comes at 6 s, long after the fault's own window.
+        let mut h = history((0..100).map(|o| out(o * 100, o, 0)).collect());
+        h.outputs.push(out(6_000, 20, 1));
+        h.outputs.sort_by_key(|o| o.at);
+        h.faults.push(crash_at(1));
+        h.faults[0].ended_at = Some(Duration::from_millis(1_200));
+        let v = delivery(&h, DeliveryMode::FaultAccounted, &input(100));
+        assert!(!v.passed && v.summary == "unaccounted duplicate", "{v:?}");
+        h.events = vec![
+            jm_event(500, completed(1)),
+            jm_event(3_000, failover_of_two()),
+            jm_event(4_000, deployed_two()),
+        ];
+        let v = delivery(&h, DeliveryMode::FaultAccounted, &input(100));
+        assert!(v.passed, "{v:?}");
+        // Events from other nodes do not stand for the JobManager's decisions.
+        for e in &mut h.events {
+            e.node = NodeName::TaskManager(1);
+        }
+        assert!(!delivery(&h, DeliveryMode::FaultAccounted, &input(100)).passed);
+    }
+
+    #[test]
+    fn a_replay_redeployed_behind_a_partition_may_start_once_it_healed() {
+        // A crash at 1 s fails over; the tasks are redeployed at 2 s onto a TaskManager cut off
+        // from 1.5 s to 5 s; the replay's duplicate comes at 11 s.
+        // Output runs on every 100 ms throughout (other TaskManagers).
+        let mut h = history((0..120).map(|o| out(o * 100, o, 0)).collect());
+        h.outputs.push(out(11_050, 20, 1));
+        h.outputs.sort_by_key(|o| o.at);
+        h.end = Duration::from_secs(12);
+        h.faults.push(crash_at(1));
+        h.faults[0].ended_at = Some(Duration::from_millis(1_200)); // restarted at once
+        h.events = vec![
+            jm_event(900, completed(1)),
+            jm_event(1_000, failover_of_two()),
+            jm_event(2_000, deployed_two()),
+        ];
+        let v = delivery(&h, DeliveryMode::FaultAccounted, &input(120));
+        assert!(!v.passed, "{v:?}");
+        let cut = Fault {
+            at: Duration::from_millis(1_500),
+            kind: FaultKind::Partition {
+                target: "tm-2".into(),
+                direction: crate::fault::Direction::Both,
+                heal_after: Some(Duration::from_millis(3_500)),
+            },
+        };
+        h.faults.push(AppliedFault {
+            began_at: Some(cut.at),
+            ended_at: Some(Duration::from_secs(5)),
+            effective: true,
+            ..AppliedFault::planned(cut)
+        });
+        let v = delivery(&h, DeliveryMode::FaultAccounted, &input(120));
+        assert!(v.passed, "{v:?}");
+    }
+
+    #[test]
+    fn a_fault_that_stopped_the_output_lasts_until_output_resumes() {
+        // Output every 100 ms until 1 s; a partition of the sink store from 1 s to 3 s; output
+        // resumes only at 5 s, and offset 20, in that first burst, is missing.
+        let outputs = (0..40u64)
+            .filter(|o| *o != 20)
+            .map(|o| out(if o < 10 { o * 100 } else { 5_000 + o * 10 }, o, 0))
+            .collect();
+        let mut h = history(outputs);
+        let cut = Fault {
+            at: Duration::from_secs(1),
+            kind: FaultKind::Partition {
+                target: "sink-store".into(),
+                direction: crate::fault::Direction::Both,
+                heal_after: Some(Duration::from_secs(2)),
+            },
+        };
+        h.faults.push(AppliedFault {
+            began_at: Some(Duration::from_secs(1)),
+            ended_at: Some(Duration::from_secs(3)),
+            effective: true,
+            ..AppliedFault::planned(cut)
+        });
+        let v = delivery(&h, DeliveryMode::LossyAccounted, &input(40));
+        assert!(v.passed, "{v:?}");
+    }
+
+    #[test]
+    fn faults_that_never_began_account_for_nothing() {
+        let h = history((0..3).map(|o| out(o * 10, o, 0)).collect());
+        let mut planned = h.clone();
+        let fault = Fault {
+            at: Duration::from_secs(50),
+            kind: FaultKind::Crash {
+                target: "tm-2".into(),
+                restart_after: None,
+            },
+        };
+        planned.faults.push(AppliedFault::planned(fault));
+        assert!(!delivery(&planned, DeliveryMode::LossyAccounted, &input(4)).passed);
+    }
+}
