@@ -8,6 +8,7 @@ use arbitrary::Unstructured;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rill::api::registry::JOBS;
+use rill::jobs::output_checks;
 use rill::config::keys::{FAILOVER_STRATEGY, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
 use rill::config::Configuration;
 use rill::JobSpec;
@@ -52,9 +53,9 @@ fn draw_scenario(seed: u64, u: &mut Unstructured) -> Draw<Scenario> {
     let faults = (0..n)
         .map(|_| draw_fault(u, cluster.taskmanagers))
         .collect::<Draw<Vec<_>>>()?;
-    // Without faults and with the default memory, the run must be exact (checkable for
-    // keyed-count and etl, whose outputs carry their provenance).
-    let provenance = matches!(job.name.as_str(), "keyed-count" | "etl");
+    // Without faults and with the default memory, the run must be exact (checkable for jobs
+    // whose output type says it is one output per input).
+    let provenance = output_checks(&job).is_ok_and(|c| c.one_per_input());
     let expect = if faults.is_empty() && cluster.memory_mb.is_none() && provenance {
         Expectations {
             delivery: DeliveryMode::ExactlyOnce,

@@ -25,12 +25,14 @@ pub trait CheckableOutput: Traceable + DeserializeOwned + 'static {
     }
 }
 
+/// Decodes a serialized output record's (key, running count).
+type RunningCountDecoder = fn(&[u8]) -> Option<(u64, u64)>;
+
 /// What can be checked of one job's output, as data (the job table holds one per job).
 #[derive(Clone, Copy, Debug)]
 pub struct OutputChecks {
     one_per_input: bool,
-    /// Decodes a serialized output record's running count.
-    running_count: Option<fn(&[u8]) -> Option<(u64, u64)>>,
+    running_count: Option<RunningCountDecoder>,
 }
 
 impl OutputChecks {
@@ -45,7 +47,7 @@ impl OutputChecks {
         OutputChecks {
             one_per_input: T::ONE_PER_INPUT,
             running_count: if T::RUNNING_COUNTS {
-                Some(decode_running_count::<T> as fn(&[u8]) -> Option<(u64, u64)>)
+                Some(decode_running_count::<T> as RunningCountDecoder)
             } else {
                 None
             },
