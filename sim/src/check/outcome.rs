@@ -1,0 +1,121 @@
+//! The checkers of how the job ended and who wrote last: its final status, draining after
+//! the faults healed (liveness), and no output from a replaced attempt (fencing).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rill::graph::JobStatus;
+
+use super::secs;
+use crate::history::{RunEnd, RunHistory, Verdict};
+use crate::scenario::JobOutcome;
+
+/// The job ended as expected.
+pub fn job_outcome(h: &RunHistory, expected: Option<JobOutcome>) -> Verdict {
+    let want = match expected {
+        None => return Verdict::pass("job", format!("job {} (not checked)", h.job_status)),
+        Some(JobOutcome::Finished) => JobStatus::Finished,
+        Some(JobOutcome::Failed) => JobStatus::Failed,
+    };
+    if h.job_status == RunEnd::Ended(want) {
+        Verdict::pass("job", format!("job {want} at {}", secs(h.end)))
+    } else {
+        let why = h.job_message.clone().unwrap_or_default();
+        Verdict::fail(
+            "job",
+            format!("job {} (expected {want})", h.job_status),
+            format!("at {}: {why}", secs(h.end)),
+        )
+    }
+}
+
+/// After the last fault ends, the job drains its input within `bound`. A fault that never ends
+/// (a crash without restart) counts from when it began.
+pub fn liveness(h: &RunHistory, bound: Duration) -> Verdict {
+    const NAME: &str = "liveness";
+    let healed = h
+        .faults
+        .iter()
+        .filter(|f| f.took_effect())
+        .filter_map(|f| f.ended_at.or(f.began_at))
+        .max()
+        .unwrap_or_default();
+    if !h.finished() {
+        let evidence = format!(
+            "faults healed at {}, job not finished by {}",
+            secs(healed),
+            secs(h.end)
+        );
+        return Verdict::fail(NAME, format!("job {}", h.job_status), evidence);
+    }
+    let took = h.end.saturating_sub(healed);
+    let summary = format!("drained {} after the last fault healed", secs(took));
+    if took > bound {
+        Verdict::fail(
+            NAME,
+            summary,
+            format!(
+                "healed at {}, finished at {} (bound {})",
+                secs(healed),
+                secs(h.end),
+                secs(bound)
+            ),
+        )
+    } else {
+        Verdict::pass(NAME, summary)
+    }
+}
+
+/// No output from an attempt that was already replaced: once a sink subtask's attempt k has
+/// written, nothing from an attempt below k may follow. Judged in the order outputs reached
+/// the store (their time order), which is when a zombie's buffered records would land.
+pub fn fencing(h: &RunHistory) -> Verdict {
+    const NAME: &str = "fencing";
+    let mut newest: BTreeMap<u32, (u32, Duration)> = BTreeMap::new();
+    for o in &h.outputs {
+        let entry = newest.entry(o.sink_subtask).or_insert((o.attempt, o.at));
+        if o.attempt < entry.0 {
+            let evidence = format!(
+                "sink subtask {} attempt {} wrote at {} after attempt {} wrote at {}",
+                o.sink_subtask,
+                o.attempt,
+                secs(o.at),
+                entry.0,
+                secs(entry.1)
+            );
+            return Verdict::fail(NAME, "output from a replaced attempt", evidence);
+        }
+        *entry = (o.attempt, o.at);
+    }
+    Verdict::pass(NAME, "no output from replaced attempts")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::tests::{crash_at, history, out};
+    use crate::history::AppliedFault;
+
+    #[test]
+    fn fencing_catches_a_zombie_attempt() {
+        let h = history(vec![out(0, 0, 0), out(100, 1, 1), out(200, 2, 0)]);
+        let v = fencing(&h);
+        assert!(!v.passed);
+        assert!(v
+            .evidence
+            .unwrap()
+            .contains("attempt 0 wrote at 0.200s after attempt 1"));
+        assert!(fencing(&history(vec![out(0, 0, 0), out(100, 1, 1)])).passed);
+    }
+
+    #[test]
+    fn liveness_needs_the_job_to_finish_in_time() {
+        let mut h = history(Vec::new());
+        h.faults.push(AppliedFault {
+            ended_at: Some(Duration::from_secs(4)),
+            ..crash_at(2)
+        });
+        assert!(liveness(&h, Duration::from_secs(7)).passed);
+        assert!(!liveness(&h, Duration::from_secs(5)).passed);
+    }
+}
