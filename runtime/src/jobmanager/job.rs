@@ -207,3 +207,109 @@ impl Job {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::api::build_job;
+    use crate::events::EventSink;
+    use crate::jobmanager::restart_backoff;
+    use crate::jobmanager::scheduler::SlotOffer;
+
+    #[derive(Clone, Default)]
+    struct Keep(Arc<Mutex<Vec<ClusterEvent>>>);
+
+    impl EventSink for Keep {
+        fn emit(&self, event: ClusterEvent) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+
+    /// keyed-count p=2 (v0 source+map, v1 count+sink), every subtask running, subtask i of
+    /// both vertices on TaskManager i+1.
+    fn job() -> Job {
+        let spec = JobSpec::new("keyed-count").with("parallelism", 2);
+        let config = Configuration::new();
+        let eg = ExecutionGraph::new(std::sync::Arc::new(build_job(&spec, 128).unwrap()));
+        let (client, _) = tokio::sync::mpsc::unbounded_channel();
+        let backoff = restart_backoff::from_config(&config, 1);
+        let checkpoints = CheckpointCoordinator::new(None, Duration::from_secs(10), 1);
+        let mut job = Job::new(JobId(1), spec, config, eg, client, backoff, checkpoints);
+        for ev in job.eg.all_mut() {
+            ev.state = ExecutionState::Running;
+            let tm = TaskManagerId(u64::from(ev.subtask) + 1);
+            job.placement.attempts.insert(ev.attempt_id(), tm);
+        }
+        job
+    }
+
+    #[test]
+    fn a_status_change_is_an_event_and_a_repeat_is_not() {
+        let keep = Keep::default();
+        let events = Events::new(keep.clone());
+        let mut job = job();
+        job.set_status(JobStatus::Running, &events);
+        job.set_status(JobStatus::Running, &events);
+        job.set_status(JobStatus::Finished, &events);
+        let got = keep.0.lock().unwrap();
+        let statuses: Vec<JobStatus> = got
+            .iter()
+            .filter_map(|e| match e {
+                ClusterEvent::JobStatusChanged { status, .. } => Some(*status),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(statuses, vec![JobStatus::Running, JobStatus::Finished]);
+    }
+
+    #[test]
+    fn a_lost_taskmanager_takes_its_running_attempts_and_needed_finished_ones() {
+        let mut job = job();
+        let on_tm1 = job.attempts_lost_with(TaskManagerId(1));
+        let subtasks: Vec<SubtaskId> = on_tm1.iter().map(|a| a.subtask_id()).collect();
+        assert_eq!(
+            subtasks,
+            vec![SubtaskId::new(VertexId(0), 0), SubtaskId::new(VertexId(1), 0)]
+        );
+        // Source 0 finished, but consumer v1[1] on tm-2 still reads its output: it dies with
+        // tm-1 and must be counted lost.
+        job.eg.get_mut(VertexId(0), 0).unwrap().state = ExecutionState::Finished;
+        assert!(job
+            .attempts_lost_with(TaskManagerId(1))
+            .iter()
+            .any(|a| a.subtask_id() == SubtaskId::new(VertexId(0), 0)));
+        // Once every consumer finished, its output is no longer needed.
+        for s in 0..2 {
+            job.eg.get_mut(VertexId(1), s).unwrap().state = ExecutionState::Finished;
+        }
+        assert!(job.attempts_lost_with(TaskManagerId(1)).is_empty());
+        assert_eq!(
+            job.finished_consumers(VertexId(0), 0).len(),
+            2,
+            "both of source 0's subpartitions lead to finished consumers"
+        );
+    }
+
+    #[test]
+    fn forgetting_lost_taskmanagers_frees_only_their_groups() {
+        let mut placement = Placement {
+            group_slots: vec![
+                Some(SlotOffer {
+                    tm: TaskManagerId(1),
+                    slot: 0,
+                }),
+                Some(SlotOffer {
+                    tm: TaskManagerId(2),
+                    slot: 0,
+                }),
+            ],
+            ..Placement::default()
+        };
+        placement.forget_lost(|tm| tm == TaskManagerId(2));
+        assert_eq!(placement.group_slots[0], None);
+        assert!(placement.group_slots[1].is_some());
+    }
+}
