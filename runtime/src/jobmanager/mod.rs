@@ -40,6 +40,8 @@ pub mod restart_backoff;
 pub mod scheduler;
 mod status;
 mod taskmanagers;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

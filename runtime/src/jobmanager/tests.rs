@@ -1,0 +1,183 @@
+//! The JobManager actor driven message by message, without a network: what it decides is
+//! read from its cluster events and the messages it sends.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::connection::Inbox;
+use super::{JobManager, JobManagerServices};
+use crate::api::JobSpec;
+use crate::config::Configuration;
+use crate::events::{ClusterEvent, EventSink, Events, FailoverCause, LossCause};
+use crate::graph::{ExecutionState, JobStatus, SubtaskId, TaskManagerId};
+use crate::rpc::{JmToTm, TmToJm};
+
+#[derive(Clone, Default)]
+struct Keep(Arc<Mutex<Vec<ClusterEvent>>>);
+
+impl EventSink for Keep {
+    fn emit(&self, event: ClusterEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+impl Keep {
+    fn take(&self) -> Vec<ClusterEvent> {
+        std::mem::take(&mut self.0.lock().unwrap())
+    }
+}
+
+struct FakeTm {
+    id: TaskManagerId,
+    rx: mpsc::UnboundedReceiver<JmToTm>,
+    _closed: oneshot::Receiver<()>,
+}
+
+fn jobmanager(config: &[(&str, &str)]) -> (JobManager, Keep) {
+    let mut c = Configuration::new();
+    for (k, v) in config {
+        c = c.with(k, v).expect("valid key");
+    }
+    let keep = Keep::default();
+    let services = JobManagerServices {
+        events: Events::new(keep.clone()),
+        ..JobManagerServices::default()
+    };
+    let (inbox, _) = mpsc::unbounded_channel();
+    (JobManager::new(c, services, inbox), keep)
+}
+
+async fn register(jm: &mut JobManager, name: &str, slots: u32) -> FakeTm {
+    let (out, rx) = mpsc::unbounded_channel();
+    let (close, closed) = oneshot::channel();
+    let (reply, id) = oneshot::channel();
+    jm.handle(Inbox::TmRegistered {
+        name: name.into(),
+        slots,
+        data_addr: format!("{name}:6121"),
+        out,
+        close,
+        reply,
+    });
+    FakeTm {
+        id: id.await.expect("registered"),
+        rx,
+        _closed: closed,
+    }
+}
+
+/// Answers every deployment a fake TaskManager received with RUNNING.
+fn run_deployed(jm: &mut JobManager, tm: &mut FakeTm) -> usize {
+    let mut deployed = 0;
+    while let Ok(msg) = tm.rx.try_recv() {
+        if let JmToTm::DeployTask { job, attempt, .. } = msg {
+            deployed += 1;
+            let msg = TmToJm::TaskStateChanged {
+                job,
+                attempt,
+                state: ExecutionState::Running,
+                records_in: 0,
+                error: None,
+            };
+            jm.handle(Inbox::TmMessage { tm: tm.id, msg });
+        }
+    }
+    deployed
+}
+
+#[tokio::test]
+async fn a_lost_taskmanager_fails_over_exactly_the_subtasks_deployed_on_it() {
+    let (mut jm, events) = jobmanager(&[
+        ("jobmanager.execution.failover-strategy", "taskmanager"),
+        ("taskmanager.load-balance.mode", "tasks"),
+        ("restart-strategy.type", "fixed-delay"),
+    ]);
+    let mut tms = Vec::new();
+    for name in ["tm-1", "tm-2", "tm-3"] {
+        tms.push(register(&mut jm, name, 2).await);
+    }
+    let (client, _client_rx) = mpsc::unbounded_channel();
+    let spec = JobSpec::new("keyed-count").with("parallelism", 3);
+    jm.handle(Inbox::Submit {
+        spec,
+        config: Configuration::new(),
+        out: client,
+    });
+    let deployed: usize = tms.iter_mut().map(|tm| run_deployed(&mut jm, tm)).sum();
+    assert_eq!(deployed, 6);
+    let on_tm2: Vec<SubtaskId> = events
+        .take()
+        .iter()
+        .filter_map(|e| match e {
+            ClusterEvent::TasksDeployed { tasks, .. } => Some(tasks.clone()),
+            _ => None,
+        })
+        .flatten()
+        .filter(|d| d.taskmanager == "tm-2")
+        .map(|d| d.attempt.subtask_id())
+        .collect();
+    assert_eq!(on_tm2.len(), 2, "tasks mode spreads 6 tasks 2 by 2");
+
+    jm.handle(Inbox::TmDisconnected {
+        tm: tms[1].id,
+        reason: "connection closed".into(),
+    });
+    let after = events.take();
+    let lost = after.iter().find_map(|e| match e {
+        ClusterEvent::TaskManagerLost {
+            taskmanager, cause, ..
+        } => Some((taskmanager.clone(), cause.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        lost,
+        Some((
+            "tm-2".to_string(),
+            LossCause::ConnectionClosed("connection closed".into())
+        ))
+    );
+    let failover = after.iter().find_map(|e| match e {
+        ClusterEvent::FailoverStarted { restart, cause, .. } => Some((restart.clone(), cause)),
+        _ => None,
+    });
+    let (restart, cause) = failover.expect("a failover");
+    assert_eq!(restart, on_tm2, "exactly what ran on tm-2");
+    assert!(
+        matches!(cause, FailoverCause::TaskManagerLost { taskmanager, .. } if taskmanager == "tm-2")
+    );
+    // A partial failover keeps the job RUNNING.
+    assert!(!after.iter().any(|e| matches!(
+        e,
+        ClusterEvent::JobStatusChanged {
+            status: JobStatus::Restarting,
+            ..
+        }
+    )));
+}
+
+#[tokio::test]
+async fn a_second_registration_under_the_same_name_replaces_the_first_instance() {
+    let (mut jm, events) = jobmanager(&[]);
+    let first = register(&mut jm, "tm-1", 2).await;
+    let second = register(&mut jm, "tm-1", 2).await;
+    assert_ne!(first.id, second.id);
+    let got = events.take();
+    assert!(got.iter().any(|e| matches!(
+        e,
+        ClusterEvent::TaskManagerLost { instance, cause: LossCause::RegisteredAgain, .. } if *instance == first.id
+    )));
+    // A registration with an absurd slot count is refused, not an allocation.
+    let (out, _rx) = mpsc::unbounded_channel();
+    let (close, _closed) = oneshot::channel();
+    let (reply, id) = oneshot::channel();
+    jm.handle(Inbox::TmRegistered {
+        name: "tm-9".into(),
+        slots: u32::MAX,
+        data_addr: "tm-9:6121".into(),
+        out,
+        close,
+        reply,
+    });
+    assert!(id.await.is_err(), "refused");
+}
