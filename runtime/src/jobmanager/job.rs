@@ -272,7 +272,10 @@ mod tests {
         let subtasks: Vec<SubtaskId> = on_tm1.iter().map(|a| a.subtask_id()).collect();
         assert_eq!(
             subtasks,
-            vec![SubtaskId::new(VertexId(0), 0), SubtaskId::new(VertexId(1), 0)]
+            vec![
+                SubtaskId::new(VertexId(0), 0),
+                SubtaskId::new(VertexId(1), 0)
+            ]
         );
         // Source 0 finished, but consumer v1[1] on tm-2 still reads its output: it dies with
         // tm-1 and must be counted lost.
