@@ -8,13 +8,13 @@ use arbitrary::Unstructured;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rill::api::registry::JOBS;
-use rill::jobs::output_checks;
 use rill::config::keys::{FAILOVER_STRATEGY, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
 use rill::config::Configuration;
+use rill::jobs::output_checks;
 use rill::JobSpec;
 use rill_sim::{
-    ClusterShape, DeliveryMode, Direction, Expectations, Fault, FaultKind, JobOutcome, Scenario,
-    StoreFailureMode,
+    ClusterShape, DeliveryMode, Direction, Expectations, Fault, FaultKind, JobOutcome, NodeName,
+    Scenario, StoreFailureMode,
 };
 
 use crate::validate::{apply_memory, known_nodes};
@@ -141,8 +141,8 @@ fn draw_fault(u: &mut Unstructured, taskmanagers: u32) -> Draw<Fault> {
             heal_after: maybe_millis(u, 100, 10_000)?,
         },
         3 => {
-            let others: Vec<&String> = nodes.iter().filter(|n| **n != target).collect();
-            let to = u.choose(&others)?.to_string();
+            let others: Vec<&NodeName> = nodes.iter().filter(|n| **n != target).collect();
+            let to = (*u.choose(&others)?).clone();
             FaultKind::LinkPartition {
                 from: target,
                 to,

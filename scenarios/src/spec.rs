@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use rill::config::{parse_duration, Configuration};
 use rill::JobSpec;
-use rill_sim::fault::{fault_kind, fault_kind_names};
+use rill_sim::fault::{fault_kind, fault_kind_names, FaultTag};
 use rill_sim::{
-    ClusterShape, DeliveryMode, Direction, Expectations, Fault, FaultKind, JobOutcome, Scenario,
-    StoreFailureMode, Swarm,
+    ClusterShape, DeliveryMode, Direction, Expectations, Fault, FaultKind, JobOutcome, NodeName,
+    Scenario, StoreFailureMode, Swarm,
 };
 use toml::{Table, Value};
 
@@ -379,7 +379,7 @@ fn parse_faults(top: &Sec) -> Result<Vec<Fault>> {
 
 fn parse_fault(s: &Sec) -> Result<Fault> {
     let kind = s.req_str("kind")?;
-    let allowed = fault_kind(kind).map(|k| k.keys).ok_or_else(|| {
+    let spec = fault_kind(kind).ok_or_else(|| {
         s.invalid(
             "kind",
             format!(
@@ -388,49 +388,51 @@ fn parse_fault(s: &Sec) -> Result<Fault> {
             ),
         )
     })?;
-    s.check_keys(allowed)?;
+    s.check_keys(spec.keys)?;
     let at = s.req_duration("at")?;
-    let target = || s.req_str("target").map(str::to_string);
-    let kind = match kind {
-        "crash" => FaultKind::Crash {
+    // Any string names a node here; the validator refuses those the cluster does not have.
+    let node = |key: &str| s.req_str(key).map(NodeName::from);
+    let target = || node("target");
+    let kind = match spec.tag {
+        FaultTag::Crash => FaultKind::Crash {
             target: target()?,
             restart_after: s.duration("restart_after")?,
         },
-        "oom-kill" => FaultKind::OomKill {
+        FaultTag::OomKill => FaultKind::OomKill {
             target: target()?,
             restart_after: s.duration("restart_after")?,
         },
-        "partition" => FaultKind::Partition {
+        FaultTag::Partition => FaultKind::Partition {
             target: target()?,
             direction: s
                 .choice("direction", DIRECTIONS)?
                 .unwrap_or(Direction::Both),
             heal_after: s.duration("heal_after")?,
         },
-        "link-partition" => FaultKind::LinkPartition {
-            from: s.req_str("from")?.to_string(),
-            to: s.req_str("to")?.to_string(),
+        FaultTag::LinkPartition => FaultKind::LinkPartition {
+            from: node("from")?,
+            to: node("to")?,
             both_ways: s.bool("both_ways")?.unwrap_or(true),
             heal_after: s.duration("heal_after")?,
         },
-        "packet-loss" => FaultKind::PacketLoss {
+        FaultTag::PacketLoss => FaultKind::PacketLoss {
             rate: s.required("rate", s.float("rate")?)?,
             duration: s.duration("duration")?,
         },
-        "latency" => FaultKind::Latency {
+        FaultTag::Latency => FaultKind::Latency {
             min: s.req_duration("min")?,
             max: s.req_duration("max")?,
             duration: s.duration("duration")?,
         },
-        "pause" => FaultKind::Pause {
+        FaultTag::Pause => FaultKind::Pause {
             target: target()?,
             duration: s.req_duration("duration")?,
         },
-        "clock-skew" => FaultKind::ClockSkew {
+        FaultTag::ClockSkew => FaultKind::ClockSkew {
             target: target()?,
             offset_ms: s.required("offset", s.signed_ms("offset")?)?,
         },
-        _ => FaultKind::StoreFailure {
+        FaultTag::StoreFailure => FaultKind::StoreFailure {
             mode: s.required("mode", s.choice("mode", STORE_MODES)?)?,
             duration: s.req_duration("duration")?,
         },

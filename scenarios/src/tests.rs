@@ -341,6 +341,13 @@ fn unknown_node() {
         matches!(e, ScenarioError::UnknownNode { fault: 0, ref node, .. } if node == "tm-0"),
         "{e}"
     );
+    // Only the one spelling names a TaskManager.
+    let e = err("[[faults]]\nat = \"1s\"\nkind = \"crash\"\ntarget = \"tm-01\"\n");
+    assert!(
+        e.to_string()
+            .starts_with("t.toml: faults[0]: unknown node 'tm-01'; known nodes: jm, tm-1,"),
+        "{e}"
+    );
 }
 
 #[test]

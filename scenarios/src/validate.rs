@@ -31,12 +31,13 @@ pub const MAX_SWARM_FAULTS: u32 = 100;
 
 pub use rill_sim::EXTERNAL_NODES;
 
-/// Every node a fault may name in a cluster of `taskmanagers`.
-pub fn known_nodes(taskmanagers: u32) -> Vec<String> {
-    let tms = (1..=taskmanagers).map(|i| NodeName::TaskManager(i).to_string());
-    std::iter::once("jm".to_string())
+/// Every node a fault may name in a cluster of `taskmanagers`: `jm`, `tm-1..N`, then the
+/// external systems' nodes in the order of [`EXTERNAL_NODES`].
+pub fn known_nodes(taskmanagers: u32) -> Vec<NodeName> {
+    let tms = (1..=taskmanagers).map(NodeName::TaskManager);
+    std::iter::once(NodeName::JobManager)
         .chain(tms)
-        .chain(EXTERNAL_NODES.iter().map(|n| n.to_string()))
+        .chain(EXTERNAL_NODES.iter().map(|n| NodeName::from(*n)))
         .collect()
 }
 
@@ -228,16 +229,12 @@ impl Check<'_> {
             format!("{} is not before run_for ({})", fmt(f.at), fmt(s.run_for))
         })?;
         let known = known_nodes(s.cluster.taskmanagers);
-        if let Some(node) = f
-            .targets()
-            .into_iter()
-            .find(|t| !known.iter().any(|k| k == t))
-        {
+        if let Some(node) = f.targets().into_iter().find(|t| !known.contains(t)) {
             return Err(ScenarioError::UnknownNode {
                 file: self.file.to_string(),
                 fault: i,
                 node: node.to_string(),
-                known,
+                known: known.iter().map(NodeName::to_string).collect(),
             });
         }
         self.positive(&path(duration_key(&f.kind)), f.duration())?;

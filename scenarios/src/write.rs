@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rill::config::keys::MEMORY_PROCESS_SIZE;
 use rill::config::KEYS;
-use rill_sim::{DeliveryMode, Direction, Fault, FaultKind, JobOutcome, Scenario};
+use rill_sim::{DeliveryMode, Direction, Fault, FaultKind, JobOutcome, NodeName, Scenario};
 
 use crate::spec::{DELIVERY_MODES, DIRECTIONS, JOB_OUTCOMES, STORE_MODES};
 
@@ -38,6 +38,9 @@ struct Out(String);
 impl Out {
     fn str(&mut self, k: &str, v: &str) {
         let _ = writeln!(self.0, "{} = {}", key(k), quote(v));
+    }
+    fn node(&mut self, k: &str, v: &NodeName) {
+        self.str(k, &v.to_string());
     }
     fn raw(&mut self, k: &str, v: impl std::fmt::Display) {
         let _ = writeln!(self.0, "{} = {v}", key(k));
@@ -80,7 +83,7 @@ fn write_fault(out: &mut Out, f: &Fault) {
             target,
             restart_after,
         } => {
-            out.str("target", target);
+            out.node("target", target);
             out.opt_dur("restart_after", *restart_after);
         }
         FaultKind::Partition {
@@ -88,7 +91,7 @@ fn write_fault(out: &mut Out, f: &Fault) {
             direction,
             heal_after,
         } => {
-            out.str("target", target);
+            out.node("target", target);
             if *direction != Direction::Both {
                 out.str("direction", name_of(DIRECTIONS, *direction));
             }
@@ -100,8 +103,8 @@ fn write_fault(out: &mut Out, f: &Fault) {
             both_ways,
             heal_after,
         } => {
-            out.str("from", from);
-            out.str("to", to);
+            out.node("from", from);
+            out.node("to", to);
             out.raw("both_ways", both_ways);
             out.opt_dur("heal_after", *heal_after);
         }
@@ -115,11 +118,11 @@ fn write_fault(out: &mut Out, f: &Fault) {
             out.opt_dur("duration", *duration);
         }
         FaultKind::Pause { target, duration } => {
-            out.str("target", target);
+            out.node("target", target);
             out.dur("duration", *duration);
         }
         FaultKind::ClockSkew { target, offset_ms } => {
-            out.str("target", target);
+            out.node("target", target);
             let sign = if *offset_ms < 0 { "-" } else { "" };
             out.str(
                 "offset",

@@ -16,23 +16,24 @@ use madsim::task::NodeId;
 use rill::taskmanager::ProcessingClock;
 
 use crate::fault::{Direction, Fault, FaultKind};
+use crate::node::NodeName;
 use crate::store::SimCheckpointStore;
 
 /// madsim's default per-message latency, restored when no latency fault is active.
 pub const DEFAULT_LATENCY: Range<Duration> = Duration::from_millis(1)..Duration::from_millis(10);
 
-/// What the active faults hold, by node name.
+/// What the active faults hold, by node.
 #[derive(Default)]
 pub struct FaultState {
-    down: BTreeMap<String, u32>,
-    paused: BTreeMap<String, u32>,
-    clog_in: BTreeMap<String, u32>,
-    clog_out: BTreeMap<String, u32>,
-    clog_link: BTreeMap<(String, String), u32>,
+    down: BTreeMap<NodeName, u32>,
+    paused: BTreeMap<NodeName, u32>,
+    clog_in: BTreeMap<NodeName, u32>,
+    clog_out: BTreeMap<NodeName, u32>,
+    clog_link: BTreeMap<(NodeName, NodeName), u32>,
     /// The checkpoint store `store-failure` faults act on.
     store: SimCheckpointStore,
     /// The TaskManagers' processing-time clocks `clock-skew` faults set.
-    clocks: BTreeMap<String, ProcessingClock>,
+    clocks: BTreeMap<NodeName, ProcessingClock>,
 }
 
 /// Adds one holder; true when the control must now be switched on.
@@ -54,15 +55,20 @@ fn release<K: Ord>(map: &mut BTreeMap<K, u32>, key: K) -> bool {
 }
 
 impl FaultState {
-    pub fn new(store: SimCheckpointStore, clocks: BTreeMap<String, ProcessingClock>) -> Self {
+    /// `clocks` are the TaskManagers' processing-time clocks by node name (as
+    /// [`SimCluster::clocks`](crate::cluster::SimCluster::clocks) holds them).
+    pub fn new(store: SimCheckpointStore, clocks: &BTreeMap<String, ProcessingClock>) -> Self {
         FaultState {
             store,
-            clocks,
+            clocks: clocks
+                .iter()
+                .map(|(name, clock)| (NodeName::from(name.as_str()), clock.clone()))
+                .collect(),
             ..FaultState::default()
         }
     }
 
-    pub fn is_down(&self, node: &str) -> bool {
+    pub fn is_down(&self, node: &NodeName) -> bool {
         self.down.get(node).is_some_and(|n| *n > 0)
     }
 
@@ -70,7 +76,7 @@ impl FaultState {
     pub fn begin(
         &mut self,
         fault: &Fault,
-        ids: &dyn Fn(&str) -> Option<NodeId>,
+        ids: &dyn Fn(&NodeName) -> Option<NodeId>,
         handle: &Handle,
     ) -> bool {
         let Some(targets) = fault
@@ -132,7 +138,7 @@ impl FaultState {
     pub fn end(
         &mut self,
         fault: &Fault,
-        ids: &dyn Fn(&str) -> Option<NodeId>,
+        ids: &dyn Fn(&NodeName) -> Option<NodeId>,
         handle: &Handle,
     ) -> &'static str {
         let Some(targets) = fault

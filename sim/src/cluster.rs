@@ -66,7 +66,7 @@ pub struct SimCluster {
     pub handle: Handle,
     /// Every node by name: `jm`, `tm-1`.., `source-log`, `sink-store`, `checkpoint-store`,
     /// `client`.
-    pub nodes: BTreeMap<String, NodeHandle>,
+    pub nodes: BTreeMap<NodeName, NodeHandle>,
     pub collect: CollectStore,
     /// What the `checkpoint-store` node serves (`store-failure` faults switch its health).
     pub checkpoint_store: SimCheckpointStore,
@@ -128,20 +128,20 @@ impl SimCluster {
         let mut nodes = BTreeMap::new();
         let checkpoint_store = SimCheckpointStore::default();
         nodes.insert(
-            CHECKPOINT_STORE.to_string(),
+            NodeName::CheckpointStore,
             Self::checkpoint_store_node(&handle, &config, &checkpoint_store),
         );
         nodes.insert(
-            SOURCE_LOG.to_string(),
+            NodeName::SourceLog,
             Self::source_log_node(&handle, &config, spec.inputs),
         );
         nodes.insert(
-            NodeName::JobManager.to_string(),
+            NodeName::JobManager,
             Self::jm_node(&handle, &config, &spec.events),
         );
         let collect = CollectStore::new();
         nodes.insert(
-            SINK_STORE.to_string(),
+            NodeName::SinkStore,
             Self::sink_store_node(&handle, &config, &collect),
         );
         let memory = MemoryAccounts::default();
@@ -158,7 +158,7 @@ impl SimCluster {
                 clock: &clock,
                 events,
             };
-            nodes.insert(name.to_string(), Self::tm_node(&handle, tm));
+            nodes.insert(name.clone(), Self::tm_node(&handle, tm));
             clocks.insert(name.to_string(), clock);
         }
         let client = handle
@@ -166,7 +166,7 @@ impl SimCluster {
             .name("client")
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1)))
             .build();
-        nodes.insert("client".to_string(), client);
+        nodes.insert(NodeName::Client, client);
         SimCluster {
             handle,
             nodes,
@@ -312,7 +312,7 @@ impl SimCluster {
             .build()
     }
 
-    pub fn node(&self, name: &str) -> Option<&NodeHandle> {
+    pub fn node(&self, name: &NodeName) -> Option<&NodeHandle> {
         self.nodes.get(name)
     }
 
@@ -324,7 +324,7 @@ impl SimCluster {
     ) -> madsim::task::JoinHandle<Result<JobStatusReport, SubmitError>> {
         let (spec, config) = (spec.clone(), self.config.clone());
         let addr = format!("{}:{JOBMANAGER_PORT}", jm_ip());
-        self.nodes["client"]
+        self.nodes[&NodeName::Client]
             .spawn(async move { submit_job(&addr, &spec, &config, |_| {}, on_status).await })
     }
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::node::NodeName;
+
 /// Which way a node partition cuts its traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Direction {
@@ -25,24 +27,24 @@ pub enum StoreFailureMode {
 pub enum FaultKind {
     /// The node's process dies; it starts again after `restart_after`, if given.
     Crash {
-        target: String,
+        target: NodeName,
         restart_after: Option<Duration>,
     },
     /// The node is OOM-killed (as the memory model does when usage passes the limit).
     OomKill {
-        target: String,
+        target: NodeName,
         restart_after: Option<Duration>,
     },
     /// The node is cut off from every other node.
     Partition {
-        target: String,
+        target: NodeName,
         direction: Direction,
         heal_after: Option<Duration>,
     },
     /// One link is cut (`from` -> `to`, and back if `both_ways`).
     LinkPartition {
-        from: String,
-        to: String,
+        from: NodeName,
+        to: NodeName,
         both_ways: bool,
         heal_after: Option<Duration>,
     },
@@ -58,9 +60,12 @@ pub enum FaultKind {
         duration: Option<Duration>,
     },
     /// The node stops running (a long GC pause), then resumes.
-    Pause { target: String, duration: Duration },
+    Pause {
+        target: NodeName,
+        duration: Duration,
+    },
     /// The node's clock runs `offset_ms` ahead (negative: behind) for processing time.
-    ClockSkew { target: String, offset_ms: i64 },
+    ClockSkew { target: NodeName, offset_ms: i64 },
     /// The checkpoint store's writes fail or stall.
     StoreFailure {
         mode: StoreFailureMode,
@@ -68,11 +73,36 @@ pub enum FaultKind {
     },
 }
 
+/// A fault kind without its parameters: one variant per [`FaultKind`] variant and per row of
+/// [`FAULT_KINDS`], in the same order. Code that turns a kind's name into a fault (the scenario
+/// parser, the swarm's draw) looks the name up in the table and matches on the row's tag, so
+/// a kind's name is written only in the table and a new kind is a compile error there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FaultTag {
+    Crash,
+    OomKill,
+    Partition,
+    LinkPartition,
+    PacketLoss,
+    Latency,
+    Pause,
+    ClockSkew,
+    StoreFailure,
+}
+
+impl FaultTag {
+    /// This kind's row of [`FAULT_KINDS`].
+    pub fn spec(self) -> &'static FaultKindSpec {
+        &FAULT_KINDS[self as usize]
+    }
+}
+
 /// One row of the fault-kind table: how scenario files spell a kind, the keys it takes, and
 /// what the harness does with it. The one place a kind's name is written: the scenario parser
 /// and validator, the swarm's draw and the checkers all read it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct FaultKindSpec {
+    pub tag: FaultTag,
     pub name: &'static str,
     /// Keys a `[[faults]]` table of this kind accepts.
     pub keys: &'static [&'static str],
@@ -86,12 +116,14 @@ pub struct FaultKindSpec {
 }
 
 const fn kind(
+    tag: FaultTag,
     name: &'static str,
     keys: &'static [&'static str],
     swarm: bool,
     disruptive: bool,
 ) -> FaultKindSpec {
     FaultKindSpec {
+        tag,
         name,
         keys,
         swarm,
@@ -99,58 +131,86 @@ const fn kind(
     }
 }
 
-/// Every fault kind, in the order of [`FaultKind`]'s variants.
+/// Every fault kind, in the order of [`FaultKind`]'s and [`FaultTag`]'s variants.
 pub const FAULT_KINDS: &[FaultKindSpec] = &[
     kind(
+        FaultTag::Crash,
         "crash",
         &["at", "kind", "target", "restart_after"],
         true,
         true,
     ),
     kind(
+        FaultTag::OomKill,
         "oom-kill",
         &["at", "kind", "target", "restart_after"],
         true,
         true,
     ),
     kind(
+        FaultTag::Partition,
         "partition",
         &["at", "kind", "target", "direction", "heal_after"],
         true,
         true,
     ),
     kind(
+        FaultTag::LinkPartition,
         "link-partition",
         &["at", "kind", "from", "to", "both_ways", "heal_after"],
         true,
         true,
     ),
     kind(
+        FaultTag::PacketLoss,
         "packet-loss",
         &["at", "kind", "rate", "duration"],
         true,
         false,
     ),
     kind(
+        FaultTag::Latency,
         "latency",
         &["at", "kind", "min", "max", "duration"],
         true,
         false,
     ),
-    kind("pause", &["at", "kind", "target", "duration"], true, true),
     kind(
+        FaultTag::Pause,
+        "pause",
+        &["at", "kind", "target", "duration"],
+        true,
+        true,
+    ),
+    kind(
+        FaultTag::ClockSkew,
         "clock-skew",
         &["at", "kind", "target", "offset"],
         false,
         false,
     ),
     kind(
+        FaultTag::StoreFailure,
         "store-failure",
         &["at", "kind", "mode", "duration"],
         false,
         false,
     ),
 ];
+
+// Each row sits at its tag's place, so `FaultTag::spec` indexes the table (and every tag has
+// a row: `StoreFailure` is the last tag).
+const _: () = {
+    assert!(FAULT_KINDS.len() == FaultTag::StoreFailure as usize + 1);
+    let mut i = 0;
+    while i < FAULT_KINDS.len() {
+        assert!(
+            FAULT_KINDS[i].tag as usize == i,
+            "FAULT_KINDS out of FaultTag order"
+        );
+        i += 1;
+    }
+};
 
 /// The table's row for a kind as scenario files spell it.
 pub fn fault_kind(name: &str) -> Option<&'static FaultKindSpec> {
@@ -168,20 +228,24 @@ pub fn fault_kind_names(pick: impl Fn(&FaultKindSpec) -> bool) -> String {
 }
 
 impl FaultKind {
+    /// This kind without its parameters.
+    pub fn tag(&self) -> FaultTag {
+        match self {
+            FaultKind::Crash { .. } => FaultTag::Crash,
+            FaultKind::OomKill { .. } => FaultTag::OomKill,
+            FaultKind::Partition { .. } => FaultTag::Partition,
+            FaultKind::LinkPartition { .. } => FaultTag::LinkPartition,
+            FaultKind::PacketLoss { .. } => FaultTag::PacketLoss,
+            FaultKind::Latency { .. } => FaultTag::Latency,
+            FaultKind::Pause { .. } => FaultTag::Pause,
+            FaultKind::ClockSkew { .. } => FaultTag::ClockSkew,
+            FaultKind::StoreFailure { .. } => FaultTag::StoreFailure,
+        }
+    }
+
     /// This kind's row of [`FAULT_KINDS`].
     pub fn spec(&self) -> &'static FaultKindSpec {
-        let row = match self {
-            FaultKind::Crash { .. } => 0,
-            FaultKind::OomKill { .. } => 1,
-            FaultKind::Partition { .. } => 2,
-            FaultKind::LinkPartition { .. } => 3,
-            FaultKind::PacketLoss { .. } => 4,
-            FaultKind::Latency { .. } => 5,
-            FaultKind::Pause { .. } => 6,
-            FaultKind::ClockSkew { .. } => 7,
-            FaultKind::StoreFailure { .. } => 8,
-        };
-        &FAULT_KINDS[row]
+        self.tag().spec()
     }
 }
 
@@ -226,14 +290,14 @@ impl Fault {
     }
 
     /// The nodes the fault acts on (empty for network-wide faults).
-    pub fn targets(&self) -> Vec<&str> {
+    pub fn targets(&self) -> Vec<&NodeName> {
         match &self.kind {
             FaultKind::Crash { target, .. }
             | FaultKind::OomKill { target, .. }
             | FaultKind::Partition { target, .. }
             | FaultKind::Pause { target, .. }
-            | FaultKind::ClockSkew { target, .. } => vec![target.as_str()],
-            FaultKind::LinkPartition { from, to, .. } => vec![from.as_str(), to.as_str()],
+            | FaultKind::ClockSkew { target, .. } => vec![target],
+            FaultKind::LinkPartition { from, to, .. } => vec![from, to],
             FaultKind::PacketLoss { .. }
             | FaultKind::Latency { .. }
             | FaultKind::StoreFailure { .. } => Vec::new(),
@@ -287,5 +351,39 @@ impl std::fmt::Display for Fault {
             write!(f, " by {offset_ms:+}ms")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_finds_its_own_row() {
+        for row in FAULT_KINDS {
+            assert_eq!(fault_kind(row.name), Some(row));
+            assert_eq!(row.tag.spec(), row);
+        }
+        assert_eq!(fault_kind("crash").map(|k| k.tag), Some(FaultTag::Crash));
+        assert_eq!(fault_kind("Crash"), None);
+    }
+
+    #[test]
+    fn a_fault_shows_its_targets_by_name() {
+        let f = Fault {
+            at: Duration::from_millis(1_500),
+            kind: FaultKind::LinkPartition {
+                from: NodeName::JobManager,
+                to: NodeName::TaskManager(3),
+                both_ways: true,
+                heal_after: Some(Duration::from_secs(2)),
+            },
+        };
+        assert_eq!(f.kind.tag(), FaultTag::LinkPartition);
+        assert_eq!(
+            f.targets(),
+            [&NodeName::JobManager, &NodeName::TaskManager(3)]
+        );
+        assert_eq!(f.to_string(), "1500ms link-partition jm tm-3 for 2s");
     }
 }

@@ -51,19 +51,32 @@ impl fmt::Display for NodeName {
 impl FromStr for NodeName {
     type Err = std::convert::Infallible;
 
-    /// Every string is some node name; `Other` holds those of no known form.
+    /// Every string is some node name; `Other` holds those of no known form. Only the one
+    /// spelling of a name is that name (`tm-01` or `tm-+1` is no `tm-1`), so a parsed name
+    /// always displays as the string it came from.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
+        Ok(NodeName::known(s).unwrap_or_else(|| NodeName::Other(s.to_string())))
+    }
+}
+
+impl NodeName {
+    /// The name `s` spells, if it has a form other than `Other`.
+    fn known(s: &str) -> Option<NodeName> {
+        Some(match s {
             "jm" => NodeName::JobManager,
             SOURCE_LOG => NodeName::SourceLog,
             SINK_STORE => NodeName::SinkStore,
             CHECKPOINT_STORE => NodeName::CheckpointStore,
             "client" => NodeName::Client,
             "harness" => NodeName::Harness,
-            _ => match s.strip_prefix("tm-").and_then(|n| n.parse().ok()) {
-                Some(n) if n > 0 => NodeName::TaskManager(n),
-                _ => NodeName::Other(s.to_string()),
-            },
+            _ => {
+                let digits = s.strip_prefix("tm-")?;
+                let n: u32 = digits.parse().ok()?;
+                if n == 0 || n.to_string() != digits {
+                    return None;
+                }
+                NodeName::TaskManager(n)
+            }
         })
     }
 }
@@ -71,6 +84,28 @@ impl FromStr for NodeName {
 impl From<&str> for NodeName {
     fn from(s: &str) -> Self {
         s.parse().unwrap_or_else(|never| match never {})
+    }
+}
+
+impl From<String> for NodeName {
+    fn from(s: String) -> Self {
+        NodeName::known(&s).unwrap_or(NodeName::Other(s))
+    }
+}
+
+/// A name equals the string that parses to it (`NodeName::TaskManager(2) == "tm-2"`).
+impl PartialEq<str> for NodeName {
+    fn eq(&self, other: &str) -> bool {
+        match NodeName::known(other) {
+            Some(known) => *self == known,
+            None => matches!(self, NodeName::Other(name) if name == other),
+        }
+    }
+}
+
+impl PartialEq<&str> for NodeName {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
     }
 }
 
@@ -96,5 +131,26 @@ mod tests {
         assert_eq!(NodeName::from("tm-3").taskmanager(), Some(3));
         assert_eq!(NodeName::from("tm-0"), NodeName::Other("tm-0".into()));
         assert_eq!(NodeName::from("tm-x").taskmanager(), None);
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_is_a_taskmanager() {
+        for name in ["tm-01", "tm-+1", "tm- 1", "tm-", "tm-4294967296"] {
+            assert_eq!(NodeName::from(name), NodeName::Other(name.into()), "{name}");
+            assert_eq!(NodeName::from(name.to_string()).to_string(), name);
+        }
+        assert_eq!(
+            NodeName::from("tm-4294967295".to_string()).taskmanager(),
+            Some(u32::MAX)
+        );
+    }
+
+    #[test]
+    fn names_equal_their_spelling() {
+        assert_eq!(NodeName::TaskManager(2), "tm-2");
+        assert!(NodeName::TaskManager(2) != "tm-02");
+        assert_eq!(NodeName::JobManager, "jm");
+        assert_eq!(NodeName::from("db"), "db");
+        assert!(NodeName::Other("db".into()) != "jm");
     }
 }

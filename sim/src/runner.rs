@@ -172,7 +172,7 @@ async fn drive(
         .map(|(i, f)| (f.at, Step::Begin(i)))
         .collect();
     timeline.sort();
-    let state = FaultState::new(cluster.checkpoint_store.clone(), cluster.clocks.clone());
+    let state = FaultState::new(cluster.checkpoint_store.clone(), &cluster.clocks);
     let mut driver = Driver {
         handle,
         cluster,
@@ -230,7 +230,7 @@ impl Driver {
     fn begin(&mut self, i: usize, now: Duration) {
         let fault = self.faults[i].fault.clone();
         tracing::info!(target: "rill_sim::fault", "fault {}", fault);
-        let ids = |name: &str| self.cluster.node(name).map(|n| n.id());
+        let ids = |name: &NodeName| self.cluster.node(name).map(|n| n.id());
         let effective = self.state.begin(&fault, &ids, &self.handle);
         if !effective {
             tracing::info!(target: "rill_sim::fault", "no effect: {} ({})", fault, no_effect_reason(&fault));
@@ -247,7 +247,7 @@ impl Driver {
         self.faults[i].ended_at = Some(now);
         let fault = self.faults[i].fault.clone();
         if self.faults[i].effective {
-            let ids = |name: &str| self.cluster.node(name).map(|n| n.id());
+            let ids = |name: &NodeName| self.cluster.node(name).map(|n| n.id());
             let what = self.state.end(&fault, &ids, &self.handle);
             let after = format_duration(fault.duration().unwrap_or_default());
             tracing::info!(target: "rill_sim::fault", "{what} after {after}: {fault}");
@@ -278,8 +278,9 @@ impl Driver {
                 .map(|(name, m)| (name.clone(), m.report().total()))
                 .collect()
         };
-        for (name, bytes) in accounts {
-            let index = NodeName::from(name.as_str()).taskmanager().unwrap_or(0);
+        for (account, bytes) in accounts {
+            let name = NodeName::from(account);
+            let index = name.taskmanager().unwrap_or(0);
             self.memory.push(MemorySample {
                 at: now,
                 taskmanager: index,
@@ -298,7 +299,7 @@ impl Driver {
                 };
                 self.faults.push(AppliedFault::planned(fault));
                 let i = self.faults.len() - 1;
-                let ids = |name: &str| self.cluster.node(name).map(|n| n.id());
+                let ids = |name: &NodeName| self.cluster.node(name).map(|n| n.id());
                 self.faults[i].effective =
                     self.state.begin(&self.faults[i].fault, &ids, &self.handle);
                 self.faults[i].began_at = Some(now);

@@ -7,10 +7,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::fault::{Direction, Fault, FaultKind};
+use crate::fault::{fault_kind, Direction, Fault, FaultKind, FaultTag};
 use crate::node::NodeName;
 use crate::scenario::{ClusterShape, Swarm};
-use crate::scenario::{CHECKPOINT_STORE, SINK_STORE, SOURCE_LOG};
 
 /// Draws a fault plan for `seed`, sorted by time. Deterministic: same inputs, same plan.
 pub fn draw(swarm: &Swarm, cluster: &ClusterShape, seed: u64) -> Vec<Fault> {
@@ -41,26 +40,32 @@ fn draw_one(
         Duration::from_millis(100),
         swarm.max_duration.max(Duration::from_millis(100)),
     );
-    let tm = NodeName::TaskManager(rng.gen_range(1..=cluster.taskmanagers.max(1))).to_string();
+    let tm = NodeName::TaskManager(rng.gen_range(1..=cluster.taskmanagers.max(1)));
     // Machine faults hit the external systems' nodes as well: together with probability
     // 3/(N+2) for N TaskManagers (each 1/(N+2); with 4 TaskManagers, each TaskManager gets
     // 1/8). The draw order is part of every recorded seed's plan, so it stays as it is.
-    let external = [CHECKPOINT_STORE, SOURCE_LOG, SINK_STORE];
+    let external = [
+        NodeName::CheckpointStore,
+        NodeName::SourceLog,
+        NodeName::SinkStore,
+    ];
     let node = if rng.gen_ratio(external.len() as u32, cluster.taskmanagers.max(1) + 2) {
-        external.choose(rng)?.to_string()
+        external.choose(rng)?.clone()
     } else {
         tm.clone()
     };
-    let kind = match kind {
-        "crash" => FaultKind::Crash {
+    // Kinds a swarm cannot draw (validation refuses them, see `FaultKindSpec::swarm`) and names
+    // of no kind draw nothing, after the draws above, as they always have.
+    let kind = match fault_kind(kind).map(|k| k.tag) {
+        Some(FaultTag::Crash) => FaultKind::Crash {
             target: node,
             restart_after: Some(duration),
         },
-        "oom-kill" => FaultKind::OomKill {
+        Some(FaultTag::OomKill) => FaultKind::OomKill {
             target: tm,
             restart_after: Some(duration),
         },
-        "partition" => {
+        Some(FaultTag::Partition) => {
             let direction =
                 *[Direction::Both, Direction::Inbound, Direction::Outbound].choose(rng)?;
             FaultKind::Partition {
@@ -69,17 +74,17 @@ fn draw_one(
                 heal_after: Some(duration),
             }
         }
-        "link-partition" => FaultKind::LinkPartition {
-            from: "jm".into(),
+        Some(FaultTag::LinkPartition) => FaultKind::LinkPartition {
+            from: NodeName::JobManager,
             to: node,
             both_ways: rng.gen(),
             heal_after: Some(duration),
         },
-        "packet-loss" => FaultKind::PacketLoss {
+        Some(FaultTag::PacketLoss) => FaultKind::PacketLoss {
             rate: rng.gen_range(1..=20) as f64 / 100.0,
             duration: Some(duration),
         },
-        "latency" => {
+        Some(FaultTag::Latency) => {
             let min = Duration::from_millis(rng.gen_range(1..=20));
             FaultKind::Latency {
                 min,
@@ -87,11 +92,11 @@ fn draw_one(
                 duration: Some(duration),
             }
         }
-        "pause" => FaultKind::Pause {
+        Some(FaultTag::Pause) => FaultKind::Pause {
             target: node,
             duration,
         },
-        _ => return None,
+        Some(FaultTag::ClockSkew | FaultTag::StoreFailure) | None => return None,
     };
     Some(Fault { at, kind })
 }
@@ -104,6 +109,8 @@ fn between(rng: &mut ChaCha8Rng, lo: Duration, hi: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault::FAULT_KINDS;
+    use crate::scenario::{CHECKPOINT_STORE, SINK_STORE, SOURCE_LOG};
 
     fn swarm() -> Swarm {
         Swarm {
@@ -140,8 +147,15 @@ mod tests {
         let faults: Vec<Fault> = (0..100)
             .flat_map(|seed| draw(&swarm(), &cluster(), seed))
             .collect();
-        for node in [CHECKPOINT_STORE, SOURCE_LOG, SINK_STORE] {
-            assert!(faults.iter().any(|f| f.targets().contains(&node)), "{node}");
+        for node in [
+            NodeName::CheckpointStore,
+            NodeName::SourceLog,
+            NodeName::SinkStore,
+        ] {
+            assert!(
+                faults.iter().any(|f| f.targets().contains(&&node)),
+                "{node}"
+            );
         }
     }
 
@@ -164,8 +178,22 @@ mod tests {
                     SOURCE_LOG,
                     SINK_STORE
                 ]
-                .contains(t)));
+                .iter()
+                .any(|name| *t == name)));
             }
+        }
+    }
+
+    #[test]
+    fn a_swarm_draws_exactly_the_kinds_the_table_lets_it() {
+        for row in FAULT_KINDS {
+            let one = Swarm {
+                kinds: vec![row.name.to_string()],
+                ..swarm()
+            };
+            let plan: Vec<Fault> = (0..20).flat_map(|s| draw(&one, &cluster(), s)).collect();
+            assert_eq!(!plan.is_empty(), row.swarm, "{}", row.name);
+            assert!(plan.iter().all(|f| f.kind.tag() == row.tag), "{}", row.name);
         }
     }
 }

@@ -26,7 +26,7 @@ pub fn zero_stall(h: &RunHistory, bound: Option<Duration>) -> Verdict {
         .iter()
         .filter(|f| f.took_effect())
         .flat_map(|f| f.fault.targets())
-        .filter_map(|name| NodeName::from(name).taskmanager())
+        .filter_map(NodeName::taskmanager)
         .collect();
     // One pass over the outputs (sorted by time), measuring the job and each untouched sink.
     let mut job = GapMeter::new(first, end);

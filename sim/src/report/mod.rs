@@ -244,7 +244,7 @@ fn fault_label(f: &Fault) -> String {
     let mut label = f.kind_name().to_string();
     for t in f.targets() {
         label.push(' ');
-        label.push_str(t);
+        label.push_str(&t.to_string());
     }
     label
 }
