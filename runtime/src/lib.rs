@@ -5,6 +5,7 @@
 //! Module layout mirrors the concepts a Flink engineer knows (see ARCHITECTURE.md).
 
 pub mod api;
+pub mod chain;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -12,9 +13,11 @@ pub mod connectors;
 pub mod error;
 pub mod events;
 pub mod graph;
+pub mod ids;
 pub mod jobmanager;
 pub mod jobs;
 pub mod memory;
+pub mod messages;
 pub mod network;
 pub mod rpc;
 pub mod state;

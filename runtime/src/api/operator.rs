@@ -4,51 +4,27 @@
 //! serialization and no allocation; only at task boundaries are they encoded into buffers
 //! (see `network::writer`). Control events (watermarks, flush, end of input) travel down the same
 //! chain through `Collector::event` so every operator sees them in order with the records.
+//! Those traits live in [`crate::chain`]; this module holds what operators know about where
+//! they run ([`OperatorContext`], [`OperatorServices`]) and the built-in operators.
 
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::graph::ExecutionAttemptId;
+// The chain's plumbing lives in `crate::chain`, below `network` and `connectors`, which
+// implement it too; re-exported so `rill::api::operator::{Collector, ChainEvent, ..}` keep
+// working.
+pub(crate) use crate::chain::Out;
+pub use crate::chain::{ChainEvent, Collector, Origin, TaskWaits, Traceable};
+use crate::clock::ProcessingClock;
+use crate::connectors::log_service::LogClients;
+use crate::connectors::sink_service::SinkClients;
+use crate::connectors::{CollectStore, ConnectorContext};
+use crate::ids::ExecutionAttemptId;
+use crate::memory::MemoryAccount;
 use crate::state::{KeyedState, OperatorState, TaskStateHandle};
-use crate::taskmanager::TaskServices;
-
-/// A control event flowing down an operator chain, in order with the records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChainEvent {
-    /// Event time has advanced to this timestamp (ms) on every input.
-    Watermark(u64),
-    /// Hand partially filled output buffers to the network (buffer timeout, idle input).
-    Flush,
-    /// The input is exhausted: emit what is pending and close.
-    Finish,
-    /// Checkpoint barrier `n`: everything before it belongs to checkpoint `n`. Stateful
-    /// operators record their state in the task's `TaskStateHandle` as it passes; writers
-    /// forward it to every consumer.
-    Barrier(u64),
-    /// Checkpoint `n` is complete everywhere: transactional sinks commit what they staged.
-    CheckpointComplete(u64),
-}
-
-/// The receiving end of an operator: the next operator, a sink, or a network writer.
-pub trait Collector<T>: Send {
-    fn collect(&mut self, item: T);
-    fn event(&mut self, event: ChainEvent);
-}
-
-/// Where a record came from: the source partition and offset that produced it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Origin {
-    pub partition: u32,
-    pub offset: u64,
-}
-
-/// Records that carry their provenance, so a collecting sink can record it for the harness.
-pub trait Traceable {
-    fn origin(&self) -> Option<Origin>;
-}
 
 /// What an operator instance knows about where it runs.
 #[derive(Clone)]
@@ -65,37 +41,25 @@ pub struct OperatorContext {
     pub state: TaskStateHandle,
     /// Where it leaves work the task must see finished before it goes on.
     pub waits: TaskWaits,
-    pub services: TaskServices,
+    pub services: OperatorServices,
 }
 
-/// Work an operator started that its task must see finished before going on: a sink's writes
-/// to a remote store, which must be durable before a checkpoint is acknowledged or the task
-/// ends, and which must not pile up without bound (back-pressure). Operators are synchronous,
-/// so they hand the waiting to the task here; the task waits after each step.
-#[derive(Clone, Default)]
-pub struct TaskWaits {
-    pending: Arc<Mutex<Vec<futures_util::future::BoxFuture<'static, ()>>>>,
-}
-
-impl TaskWaits {
-    pub fn push(&self, wait: impl std::future::Future<Output = ()> + Send + 'static) {
-        crate::util::lock(&self.pending).push(Box::pin(wait));
-    }
-
-    pub fn is_empty(&self) -> bool {
-        crate::util::lock(&self.pending).is_empty()
-    }
-
-    /// Waits for everything pushed, including what is pushed meanwhile.
-    pub async fn settle(&self) {
-        loop {
-            let pending = std::mem::take(&mut *crate::util::lock(&self.pending));
-            if pending.is_empty() {
-                return;
-            }
-            futures_util::future::join_all(pending).await;
-        }
-    }
+/// The TaskManager's services an operator may use: the part of the TaskManager's
+/// `TaskServices` that operators see. The task's own services (the partition registry, the
+/// data client, cluster events) are not among them.
+#[derive(Clone)]
+pub struct OperatorServices {
+    pub tm_name: String,
+    /// Where keyed state and network buffers are charged.
+    pub memory: MemoryAccount,
+    /// Where collecting sinks write; only in-process deployments have one.
+    pub collect: Option<CollectStore>,
+    /// Connections to log servers, shared by this TaskManager's sources.
+    pub logs: LogClients,
+    /// Connections to sink stores, shared by this TaskManager's sinks.
+    pub sink_stores: SinkClients,
+    /// Processing time, for operators that act on the wall clock.
+    pub clock: ProcessingClock,
 }
 
 impl OperatorContext {
@@ -118,6 +82,54 @@ impl OperatorContext {
     }
 }
 
+/// Sources and sinks (`connectors`) see the context through this trait, so they do not
+/// depend on the API that builds jobs from them.
+impl ConnectorContext for OperatorContext {
+    fn job(&self) -> u64 {
+        self.job
+    }
+
+    fn attempt(&self) -> ExecutionAttemptId {
+        self.attempt
+    }
+
+    fn parallelism(&self) -> u32 {
+        self.parallelism
+    }
+
+    fn operator_name(&self) -> &str {
+        &self.operator_name
+    }
+
+    fn restored(&self) -> Option<&OperatorState> {
+        OperatorContext::restored(self)
+    }
+
+    fn restored_checkpoint(&self) -> Option<u64> {
+        self.state.restored_checkpoint()
+    }
+
+    fn waits(&self) -> &TaskWaits {
+        &self.waits
+    }
+
+    fn taskmanager(&self) -> &str {
+        &self.services.tm_name
+    }
+
+    fn collect_store(&self) -> Option<&CollectStore> {
+        self.services.collect.as_ref()
+    }
+
+    fn log_clients(&self) -> &LogClients {
+        &self.services.logs
+    }
+
+    fn sink_clients(&self) -> &SinkClients {
+        &self.services.sink_stores
+    }
+}
+
 /// One operator's place in its task's checkpoints.
 #[derive(Clone)]
 pub struct StateSlot {
@@ -136,8 +148,6 @@ impl StateSlot {
         self.handle.fail(reason)
     }
 }
-
-pub(crate) type Out<T> = Box<dyn Collector<T>>;
 
 pub(crate) struct MapOp<F, U> {
     pub f: F,

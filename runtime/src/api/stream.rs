@@ -19,9 +19,10 @@ use serde::Serialize;
 use super::operator::*;
 use crate::connectors::source::{SourceDriver, SourceReader, TypedSourceDriver};
 use crate::error::JobError;
-use crate::graph::{NodeId, PartitionerKind, ResultType};
+use crate::ids::NodeId;
 use crate::network::decoder::{RecordDecoder, TypedDecoder};
 use crate::network::writer::{PartitionTarget, RecordWriter, Route};
+use crate::network::{PartitionerKind, ResultType};
 use crate::state::{key_hash, KeyedState};
 
 /// Types that can flow through a job: cloned within chains, serialized between tasks.

@@ -1,5 +1,6 @@
 //! Connectors: the replayable partitioned log that sources read, and the sinks.
 
+pub mod context;
 pub mod log;
 pub mod log_service;
 pub mod sink;
@@ -7,6 +8,7 @@ pub mod sink_service;
 pub mod sink_store;
 pub mod source;
 
+pub use context::ConnectorContext;
 pub use sink::SinkSpec;
 pub use sink_store::{BatchEntry, CollectStore, CollectedBatch, CollectedRecord, Fenced};
 pub use source::{LogInput, LogSource, SourceDriver, SourceReader, SourceStatus};

@@ -11,7 +11,8 @@ use super::sink_service::RemoteSinkWriter;
 use super::sink_store::{
     BatchEntry, CollectStore, CollectedBatch, Fenced, SinkOp, WriterKey, END_OF_INPUT,
 };
-use crate::api::operator::{ChainEvent, Collector, OperatorContext, Out, TaskWaits, Traceable};
+use super::ConnectorContext;
+use crate::chain::{ChainEvent, Collector, Out, TaskWaits, Traceable};
 use crate::error::JobError;
 
 /// Which sink a built-in job writes to (job parameter `sink`).
@@ -52,7 +53,7 @@ impl SinkSpec {
     /// TaskManager's in-process one.
     pub fn instantiate<T>(
         &self,
-        ctx: &OperatorContext,
+        ctx: &dyn ConnectorContext,
         store: Option<&str>,
     ) -> Result<Out<T>, JobError>
     where
@@ -107,19 +108,19 @@ struct CollectSink {
 
 impl CollectSink {
     fn new(
-        ctx: &OperatorContext,
+        ctx: &dyn ConnectorContext,
         store: Option<&str>,
         transactional: bool,
     ) -> Result<Self, JobError> {
         let writer = WriterKey {
-            job: ctx.job,
-            sink: Arc::from(ctx.operator_name.as_str()),
+            job: ctx.job(),
+            sink: Arc::from(ctx.operator_name()),
             subtask: ctx.subtask(),
         };
-        let attempt = ctx.attempt.attempt;
-        let link = match (store, &ctx.services.collect) {
+        let attempt = ctx.attempt().attempt;
+        let link = match (store, ctx.collect_store()) {
             (Some(addr), _) => {
-                let client = ctx.services.sink_stores.client(addr);
+                let client = ctx.sink_clients().client(addr);
                 StoreLink::Remote(RemoteSinkWriter::start(client, &writer, attempt))
             }
             (None, Some(local)) => StoreLink::Local(local.clone()),
@@ -134,9 +135,9 @@ impl CollectSink {
         let mut sink = CollectSink {
             link,
             writer,
-            taskmanager: Arc::from(ctx.services.tm_name.as_str()),
+            taskmanager: Arc::from(ctx.taskmanager()),
             attempt,
-            waits: ctx.waits.clone(),
+            waits: ctx.waits().clone(),
             transactional,
             pending: Vec::new(),
             buffer: BytesMut::new(),
@@ -144,7 +145,7 @@ impl CollectSink {
             fenced: false,
         };
         // Take over the sink subtask: fences older attempts, settles the restored transaction.
-        let restored = ctx.state.restored_checkpoint();
+        let restored = ctx.restored_checkpoint();
         sink.send(SinkOp::Open { restored })
             .map_err(|e| JobError::Sink(e.to_string()))?;
         Ok(sink)
@@ -269,11 +270,11 @@ struct FileSink {
 }
 
 impl FileSink {
-    fn create(dir: &std::path::Path, ctx: &OperatorContext) -> Result<Self, JobError> {
+    fn create(dir: &std::path::Path, ctx: &dyn ConnectorContext) -> Result<Self, JobError> {
         let io = |e: std::io::Error| JobError::Sink(format!("file sink in {}: {e}", dir.display()));
         std::fs::create_dir_all(dir).map_err(io)?;
         let name: String = ctx
-            .operator_name
+            .operator_name()
             .chars()
             .map(|c| if c.is_alphanumeric() { c } else { '_' })
             .collect();
@@ -282,7 +283,7 @@ impl FileSink {
         let path = dir.join(format!(
             "{name}-{}-{}.txt",
             ctx.subtask(),
-            ctx.attempt.attempt
+            ctx.attempt().attempt
         ));
         let file = std::fs::File::create(&path).map_err(io)?;
         Ok(FileSink {

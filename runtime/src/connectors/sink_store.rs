@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::api::operator::Origin;
+use crate::chain::Origin;
 
 /// One record as a collecting sink saw it (`CollectStore::records`, `decoded`).
 #[derive(Debug, Clone, PartialEq, Eq)]

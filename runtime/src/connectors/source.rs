@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::api::operator::{ChainEvent, Collector, OperatorContext, Origin, Out};
+use super::ConnectorContext;
+use crate::chain::{ChainEvent, Collector, Origin, Out};
 use crate::error::JobError;
 use crate::state::snapshot::{decode, encode};
 use serde::{Deserialize, Serialize};
@@ -180,19 +181,19 @@ impl LogSource {
     /// the attempt restores from, or from the start.
     pub fn open(
         input: &LogInput,
-        ctx: &OperatorContext,
+        ctx: &dyn ConnectorContext,
         rate: Option<f64>,
     ) -> Result<Self, JobError> {
         let reader = match input {
             LogInput::Local(log) => Reader::Local(log.clone()),
             LogInput::Served { addr, topic, .. } => Reader::Served {
-                client: ctx.services.logs.client(addr),
+                client: ctx.log_clients().client(addr),
                 topic: topic.clone(),
                 prefetch: None,
             },
         };
         let (partitions, subtask) = (input.partitions(), ctx.subtask());
-        let source = LogSource::reading(reader, partitions, ctx.parallelism, subtask, rate);
+        let source = LogSource::reading(reader, partitions, ctx.parallelism(), subtask, rate);
         let restored = ctx.restored().and_then(|s| s.operator.as_deref());
         source.restore(restored)
     }

@@ -5,46 +5,19 @@
 //! `ExecutionGraph` of subtasks, each with its current execution attempt.
 
 mod execution_graph;
-mod ids;
 mod job_graph;
 mod regions;
 mod slot_sharing;
 
-use serde::{Deserialize, Serialize};
-
 pub use execution_graph::{ExecutionGraph, ExecutionState, ExecutionVertex, JobStatus};
-pub use ids::{
+// The typed ids (`crate::ids`) and the edge kinds (`crate::network`) live below `api` and
+// `network`, which name them; this module sits above both (a `JobGraph` holds the API's
+// logical graph). Re-exported so `rill::graph::{ExecutionAttemptId, PartitionerKind, ..}`
+// keep working.
+pub use crate::ids::{
     CheckpointId, EdgeId, ExecutionAttemptId, JobId, NodeId, SubtaskId, TaskManagerId, VertexId,
 };
+pub use crate::network::{PartitionerKind, ResultType};
 pub use job_graph::{InputChannelSpec, JobEdge, JobGraph, JobVertex};
 pub use regions::{pipelined_regions, region_restart_set, Topology};
 pub use slot_sharing::{default_slot_sharing_groups, ExecutionSlotSharingGroup};
-
-/// How records are routed from producer subtasks to consumer subtasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PartitionerKind {
-    /// Not chosen by the user: forward when parallelisms match, rebalance otherwise (Flink's rule).
-    Default,
-    /// Subtask i to subtask i; requires equal parallelism. Chained when possible.
-    Forward,
-    /// Round robin over all consumers.
-    Rebalance,
-    /// By key group of the record's key.
-    Hash,
-    /// Every record to every consumer.
-    Broadcast,
-}
-
-impl PartitionerKind {
-    /// Pointwise edges connect producer i only to consumer i.
-    pub fn is_pointwise(self) -> bool {
-        matches!(self, PartitionerKind::Forward)
-    }
-}
-
-/// Whether the consumer reads while the producer writes, or only a finished partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ResultType {
-    Pipelined,
-    Blocking,
-}

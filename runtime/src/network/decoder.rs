@@ -2,7 +2,7 @@
 
 use bincode::Options;
 
-use crate::api::operator::{ChainEvent, Out};
+use crate::chain::{ChainEvent, Out};
 
 /// A chain head fed from the network, with its record type erased.
 pub trait RecordDecoder: Send {
@@ -64,7 +64,7 @@ impl<T: serde::de::DeserializeOwned + Send> RecordDecoder for TypedDecoder<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::operator::Collector;
+    use crate::chain::Collector;
 
     struct Sink(Vec<(String, u64)>);
     impl Collector<(String, u64)> for Sink {

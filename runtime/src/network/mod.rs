@@ -3,7 +3,8 @@
 //! channels, and credit-based flow control on the remote ones.
 //!
 //! A producer task serializes records into buffers (`writer`), hands full buffers to bounded
-//! subpartition queues (`partition`) and blocks when they are full: that is back-pressure. A
+//! subpartition queues (`result_partition`, registered in `partition` for consumers to claim)
+//! and blocks when they are full: that is back-pressure. A
 //! local consumer reads the queue directly; a remote one is served by the producer's data
 //! server (`transport`), which sends a buffer only against a credit the consumer granted, so a
 //! slow consumer never blocks the shared connection and memory stays bounded.
@@ -11,6 +12,7 @@
 pub mod decoder;
 pub mod gate;
 pub mod partition;
+pub mod result_partition;
 pub mod transport;
 pub mod writer;
 
@@ -50,6 +52,36 @@ pub struct DataBuffer {
     pub records: u32,
 }
 
+/// How records are routed from producer subtasks to consumer subtasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PartitionerKind {
+    /// Not chosen by the user: forward when parallelisms match, rebalance otherwise (Flink's rule).
+    Default,
+    /// Subtask i to subtask i; requires equal parallelism. Chained when possible.
+    Forward,
+    /// Round robin over all consumers.
+    Rebalance,
+    /// By key group of the record's key.
+    Hash,
+    /// Every record to every consumer.
+    Broadcast,
+}
+
+impl PartitionerKind {
+    /// Pointwise edges connect producer i only to consumer i.
+    pub fn is_pointwise(self) -> bool {
+        matches!(self, PartitionerKind::Forward)
+    }
+}
+
+/// Whether the consumer reads while the producer writes, or only a finished partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResultType {
+    Pipelined,
+    Blocking,
+}
+
 pub use gate::{GateItem, InputChannel, InputGate};
 pub use partition::{PartitionRegistry, SubpartitionKey};
+pub use result_partition::{DownstreamGone, ResultPartitions, SubpartitionListener};
 pub use transport::{DataClient, DataServer};

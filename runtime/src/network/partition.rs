@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::NetBuffer;
-use crate::graph::{EdgeId, ExecutionAttemptId};
+use crate::ids::{EdgeId, ExecutionAttemptId};
 
 /// Names one subpartition: which job, which producer attempt, which edge, which consumer.
 /// The producer attempt is part of the name, so a consumer can only ever reach the attempt it

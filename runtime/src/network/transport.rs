@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{DataBuffer, NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey};
-use crate::graph::ExecutionAttemptId;
+use crate::ids::ExecutionAttemptId;
 use crate::memory::MemoryAccount;
 use crate::rpc::frame::spawn_writer;
 use crate::rpc::frame::{framed, RpcError};

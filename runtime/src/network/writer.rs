@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 
-use super::{DataBuffer, NetBuffer, StreamEvent};
-use crate::api::operator::{ChainEvent, Collector};
-use crate::graph::PartitionerKind;
+use super::{DataBuffer, NetBuffer, PartitionerKind, StreamEvent};
+use crate::chain::{ChainEvent, Collector};
 use crate::memory::MemoryAccount;
 use crate::state::{key_group, subtask_for_key_group};
 

@@ -1,6 +1,9 @@
 //! The TaskManager: registers its slots with the JobManager, answers heartbeats, runs the
 //! tasks it is given and serves their result partitions to remote consumers.
 
+mod checkpoints;
+mod consumer_task;
+mod source_task;
 mod task;
 
 use std::collections::BTreeMap;
@@ -19,42 +22,35 @@ use tokio::time::Instant;
 // re-exported so `rill::taskmanager::{MemoryAccount, ProcessingClock, ..}` keep working.
 pub use crate::clock::ProcessingClock;
 pub use crate::memory::{BufferGuard, MemoryAccount, MemoryReport, MemoryWatermark};
-pub use task::{
-    run_task, InputLocation, TaskControl, TaskDeployment, TaskError, TaskLink, TaskMetrics,
-};
+// A control-plane message's payload, in `crate::messages`; re-exported so
+// `rill::taskmanager::InputLocation` keeps working.
+pub use crate::messages::InputLocation;
+pub use task::{run_task, TaskControl, TaskDeployment, TaskError, TaskLink, TaskMetrics};
 
+use crate::api::operator::OperatorServices;
 use crate::config::Configuration;
-use crate::connectors::log_service::{log_clients, LogClients};
-use crate::connectors::sink_service::{sink_clients, SinkClients};
+use crate::connectors::log_service::log_clients;
+use crate::connectors::sink_service::sink_clients;
 use crate::connectors::CollectStore;
 use crate::events::{ClusterEvent, Events};
 use crate::graph::{ExecutionAttemptId, ExecutionState, JobGraph};
 use crate::jobs::build_job;
+use crate::messages::{JmToTm, TaskReport, TmReport, TmToJm};
 use crate::network::transport::DataPlaneConfig;
 use crate::network::{DataClient, DataServer, PartitionRegistry};
 use crate::rpc::handshake::connect_handshake;
-use crate::rpc::{
-    credentials, framed, FrameReader, FrameWriter, JmToTm, PeerRole, RpcError, TaskReport,
-    TmReport, TmToJm,
-};
+use crate::rpc::{credentials, framed, FrameReader, FrameWriter, PeerRole, RpcError};
 use crate::state::TaskSnapshot;
 use crate::util::AbortOnDrop;
 
-/// The TaskManager-wide services every task and operator can use.
+/// The TaskManager-wide services every task can use; its operators see only `operators`.
 #[derive(Clone)]
 pub struct TaskServices {
-    pub tm_name: String,
-    pub memory: MemoryAccount,
+    /// What operators see (`OperatorContext::services`): the TaskManager's name, memory
+    /// account and clock, and the connectors' clients.
+    pub operators: OperatorServices,
     pub registry: PartitionRegistry,
     pub client: DataClient,
-    /// Where collecting sinks write; only in-process deployments have one.
-    pub collect: Option<CollectStore>,
-    /// Connections to log servers, shared by this TaskManager's sources.
-    pub logs: LogClients,
-    /// Connections to sink stores, shared by this TaskManager's sinks.
-    pub sink_stores: SinkClients,
-    /// Processing time, for operators that act on the wall clock.
-    pub clock: ProcessingClock,
     /// Where this TaskManager's cluster events go.
     pub events: Events,
 }
@@ -131,14 +127,16 @@ impl TaskManager {
             opts.name.clone(),
         );
         let services = TaskServices {
-            tm_name: opts.name.clone(),
-            memory: memory.clone(),
+            operators: OperatorServices {
+                tm_name: opts.name.clone(),
+                memory: memory.clone(),
+                collect: opts.collect.clone(),
+                logs: log_clients(opts.config.clone(), opts.name.clone()),
+                sink_stores: sink_clients(opts.config.clone(), opts.name.clone()),
+                clock: opts.clock.clone(),
+            },
             registry,
             client: DataClient::new(data_config, memory, opts.name.clone()),
-            collect: opts.collect.clone(),
-            logs: log_clients(opts.config.clone(), opts.name.clone()),
-            sink_stores: sink_clients(opts.config.clone(), opts.name.clone()),
-            clock: opts.clock.clone(),
             events: opts.events.clone(),
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -160,7 +158,7 @@ impl TaskManager {
     }
 
     pub fn memory(&self) -> MemoryAccount {
-        self.services.memory.clone()
+        self.services.operators.memory.clone()
     }
 
     /// Registers and serves; after losing the JobManager, cancels every task and registers
@@ -177,8 +175,8 @@ impl TaskManager {
                     // Whatever cut us off may have left these connections dead without a
                     // broken pipe; the next tasks start on fresh ones.
                     self.services.client.reset().await;
-                    self.services.logs.reset();
-                    self.services.sink_stores.reset();
+                    self.services.operators.logs.reset();
+                    self.services.operators.sink_stores.reset();
                 }
                 Err(e) => {
                     tracing::info!(tm = %self.opts.name, error = %e, "registration failed; retrying")
@@ -286,7 +284,7 @@ impl TaskManager {
             })
             .collect();
         TmReport {
-            memory: self.services.memory.report(),
+            memory: self.services.operators.memory.report(),
             tasks,
         }
     }

@@ -1,44 +1,38 @@
 //! One task: a subtask's operator chain, its input gate and its result partitions, and the loop
 //! that drives them.
+//!
+//! This file deploys a task: it checks the deployment, builds the chain back to front with its
+//! result partitions, and starts the loop its head calls for: `source_task.rs` for a source,
+//! `consumer_task.rs` for a task fed by the network. Both share `checkpoints.rs` and the
+//! `Pacer` here.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
-use super::TaskServices;
-use crate::api::operator::{ChainEvent, OperatorContext, TaskWaits};
+use super::checkpoints::Checkpoints;
+use super::consumer_task::{Connector, Consumer};
+use super::source_task::SourceTask;
+use super::{InputLocation, TaskServices};
+use crate::api::operator::{OperatorContext, TaskWaits};
 use crate::api::stream::{AnyBox, NodeKind};
 use crate::config::Configuration;
 use crate::config::FailoverStrategy;
-use crate::connectors::source::{SourceDriver, SourceStatus};
+use crate::connectors::source::SourceDriver;
 use crate::error::JobError;
 use crate::events::{ClusterEvent, Events};
 use crate::graph::{EdgeId, ExecutionAttemptId, JobGraph};
 use crate::network::decoder::{DecodeError, RecordDecoder};
-use crate::network::writer::{Outbox, PartitionTarget};
+use crate::network::writer::PartitionTarget;
 use crate::network::{
-    GateItem, InputChannel, InputGate, NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey,
+    DownstreamGone, InputChannel, InputGate, ResultPartitions, SubpartitionKey,
+    SubpartitionListener,
 };
-use crate::state::{OperatorState, TaskRestore, TaskSnapshot, TaskStateHandle};
-use crate::util::AbortOnDrop;
-
-/// How long a consumer waits for its producer to register a partition (as remote requests do).
-const PARTITION_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Where one input channel of a task reads from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InputLocation {
-    pub producer: ExecutionAttemptId,
-    pub edge: EdgeId,
-    pub subpartition: u32,
-    /// The producer TaskManager's data address; `None` when it runs on this TaskManager.
-    pub data_addr: Option<String>,
-}
+use crate::state::{TaskRestore, TaskSnapshot, TaskStateHandle};
 
 /// Everything needed to start one execution attempt.
 pub struct TaskDeployment {
@@ -145,100 +139,21 @@ pub enum TaskError {
     DownstreamGone,
 }
 
-/// One subpartition this task writes: its queue, and whether its consumer is away.
-struct Subpartition {
-    key: SubpartitionKey,
-    tx: mpsc::Sender<NetBuffer>,
-    /// The consumer went away (its TaskManager died): buffers are dropped, not queued, until
-    /// its replacement claims the fresh queue `tx` now is.
-    away: bool,
-    /// Records dropped since the consumer went away.
-    dropped: u64,
-}
-
-/// The sender side of every subpartition this task writes, by output then subpartition.
-struct Outputs {
-    outbox: Outbox,
-    queues: Vec<Vec<Subpartition>>,
-    registry: PartitionRegistry,
-    capacity: usize,
-    /// `taskmanager` failover: a consumer that goes away is waited for, not a failure.
-    survive_consumer_loss: bool,
-    metrics: Arc<TaskMetrics>,
-    events: Events,
-}
-
-impl Outputs {
-    /// Hands every sealed buffer to its subpartition queue, waiting for space: this await is
-    /// where back-pressure stops a producer.
-    async fn drain(&mut self) -> Result<(), TaskError> {
-        while let Some((output, sub, buf)) = self.outbox.pop() {
-            let queue = &mut self.queues[output][sub as usize];
-            if queue.away {
-                if self.registry.is_unclaimed(&queue.key) {
-                    discard(queue, buf, &self.metrics);
-                    continue;
-                }
-                self.events.emit(ClusterEvent::RecordsDropped {
-                    producer: queue.key.producer,
-                    subpartition: queue.key.index,
-                    records: queue.dropped,
-                });
-                queue.away = false;
-                queue.dropped = 0;
-            }
-            if let Err(mpsc::error::SendError(buf)) = queue.tx.send(buf).await {
-                if !self.survive_consumer_loss {
-                    return Err(TaskError::DownstreamGone);
-                }
-                // A fresh queue for the consumer's replacement to claim; meanwhile, drop.
-                self.events.emit(ClusterEvent::ConsumerGone {
-                    producer: queue.key.producer,
-                    subpartition: queue.key.index,
-                });
-                queue.tx = self.registry.create(queue.key, self.capacity);
-                queue.away = true;
-                discard(queue, buf, &self.metrics);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Drops a buffer for an absent consumer, counting its records. The end of the partition and
-/// checkpoint barriers are kept: the replacement must still learn that the input ended, and a
-/// barrier it never got would hold its alignment, and with it the channel of its own restored
-/// producer, until a newer checkpoint (found by a swarm seed whose sources stalled on the
-/// log, so that the first buffer to find the consumer gone was a barrier). The queue holds
-/// only such events while away, and a barrier never takes its last slot, which is the end's.
-fn discard(queue: &mut Subpartition, buf: NetBuffer, metrics: &TaskMetrics) {
-    match buf {
-        NetBuffer::Data(data) => {
-            queue.dropped += data.records as u64;
-            metrics
-                .records_dropped
-                .fetch_add(data.records as u64, Ordering::Relaxed);
-        }
-        NetBuffer::Event(StreamEvent::EndOfPartition) => {
-            let _ = queue.tx.try_send(buf);
-        }
-        NetBuffer::Event(StreamEvent::Barrier(_)) if queue.tx.capacity() > 1 => {
-            let _ = queue.tx.try_send(buf);
-        }
-        NetBuffer::Event(StreamEvent::Barrier(_)) => {}
-        NetBuffer::Event(StreamEvent::Watermark(_)) => {}
+impl From<DownstreamGone> for TaskError {
+    fn from(_: DownstreamGone) -> Self {
+        TaskError::DownstreamGone
     }
 }
 
 /// Paces records to a rate: each batch is due `n / rate` after the later of the previous due
 /// time and now, so time spent idle or back-pressured is not saved up as a burst.
-struct Pacer {
+pub(super) struct Pacer {
     rate: Option<f64>,
     next: Instant,
 }
 
 impl Pacer {
-    fn new(rate: Option<f64>) -> Self {
+    pub(super) fn new(rate: Option<f64>) -> Self {
         Pacer {
             rate: rate.filter(|r| r.is_finite() && *r > 0.0),
             next: Instant::now(),
@@ -246,7 +161,7 @@ impl Pacer {
     }
 
     /// Waits until `n` more records may pass.
-    async fn pass(&mut self, n: u64) {
+    pub(super) async fn pass(&mut self, n: u64) {
         let Some(rate) = self.rate else { return };
         // At most an hour per batch: a tiny rate must not overflow the clock.
         let step = Duration::try_from_secs_f64(n as f64 / rate)
@@ -271,9 +186,9 @@ pub async fn run_task(
 ) -> Result<(), TaskError> {
     d.validate().map_err(TaskError::InvalidDeployment)?;
     let overhead = d.config.task_overhead_bytes();
-    services.memory.add_task(overhead);
+    services.operators.memory.add_task(overhead);
     let _release = ReleaseOnDrop(Some(Box::new({
-        let memory = services.memory.clone();
+        let memory = services.operators.memory.clone();
         move || memory.sub_task(overhead)
     })));
     let state = TaskStateHandle::new(d.restore.take());
@@ -358,53 +273,6 @@ pub async fn run_task(
     }
 }
 
-/// A task's side of checkpointing: control messages from the TaskManager, the state its
-/// operators record, and the acknowledgement.
-struct Checkpoints {
-    state: TaskStateHandle,
-    /// What the operators left to finish (a remote sink's writes): a checkpoint is
-    /// acknowledged only once it is done.
-    waits: TaskWaits,
-    /// Checkpoints whose state is taken, waiting for `waits` before their acknowledgement.
-    due: Vec<(u64, TaskSnapshot)>,
-    control: mpsc::UnboundedReceiver<TaskControl>,
-    on_checkpoint: Box<dyn Fn(u64, TaskSnapshot) + Send + Sync>,
-}
-
-impl Checkpoints {
-    /// Acknowledges checkpoint `id` with what the operators recorded as its barrier passed,
-    /// at once or, if operators left work to finish, at the next `settle`. If an operator
-    /// could not record its state, nothing is acknowledged: the checkpoint never completes
-    /// (the coordinator times it out) rather than restore without that state.
-    fn acknowledge(&mut self, id: u64) {
-        match self.state.take() {
-            Ok(snapshot) => {
-                tracing::debug!(
-                    checkpoint = id,
-                    bytes = snapshot.bytes(),
-                    "task state snapshotted"
-                );
-                if self.waits.is_empty() && self.due.is_empty() {
-                    (self.on_checkpoint)(id, snapshot);
-                } else {
-                    self.due.push((id, snapshot));
-                }
-            }
-            Err(reason) => {
-                tracing::error!(checkpoint = id, %reason, "checkpoint not acknowledged: state snapshot failed");
-            }
-        }
-    }
-
-    /// Waits for the operators' outstanding work, then sends the acknowledgements it held.
-    async fn settle(&mut self) {
-        self.waits.settle().await;
-        for (id, snapshot) in self.due.drain(..) {
-            (self.on_checkpoint)(id, snapshot);
-        }
-    }
-}
-
 struct ReleaseOnDrop(Option<Box<dyn FnOnce() + Send>>);
 
 impl Drop for ReleaseOnDrop {
@@ -423,7 +291,7 @@ fn build_chain(
     state: &TaskStateHandle,
     waits: &TaskWaits,
     metrics: &Arc<TaskMetrics>,
-) -> Result<(Head, Outputs), TaskError> {
+) -> Result<(Head, ResultPartitions), TaskError> {
     let job = &d.job;
     let vertex = job.vertex(d.attempt.vertex);
     let (writers, outputs) = create_outputs(d, services, state, metrics)?;
@@ -448,7 +316,7 @@ fn build_chain(
             node: node_id.0,
             state: state.clone(),
             waits: waits.clone(),
-            services: services.clone(),
+            services: services.operators.clone(),
         };
         match &node.kind {
             NodeKind::Sink(make) => down = Some(make(&ctx)?),
@@ -486,31 +354,32 @@ fn create_outputs(
     services: &TaskServices,
     state: &TaskStateHandle,
     metrics: &Arc<TaskMetrics>,
-) -> Result<(Vec<AnyBox>, Outputs), TaskError> {
+) -> Result<(Vec<AnyBox>, ResultPartitions), TaskError> {
     let job = &d.job;
-    let outbox = Outbox::default();
     let capacity = d.config.buffers_per_channel().saturating_add(1) as usize;
+    let mut outputs = ResultPartitions::new(
+        services.registry.clone(),
+        capacity,
+        d.config.failover_strategy() == FailoverStrategy::TaskManager,
+        Box::new(ProducerEvents {
+            events: services.events.clone(),
+            metrics: metrics.clone(),
+        }),
+    );
+    let outbox = outputs.outbox();
     let is_source = job.vertex(d.attempt.vertex).is_source;
-    let (mut writers, mut queues) = (Vec::new(), Vec::new());
+    let mut writers = Vec::new();
     for (output, &edge) in job.vertex(d.attempt.vertex).outputs.iter().enumerate() {
         let subpartitions = job.subpartitions(edge);
-        let senders = (0..subpartitions)
-            .map(|index| {
-                let key = SubpartitionKey {
-                    job: d.job_id,
-                    producer: d.attempt,
-                    edge,
-                    index,
-                };
-                Subpartition {
-                    key,
-                    tx: services.registry.create(key, capacity),
-                    away: d.finished_consumers.contains(&(edge, index)),
-                    dropped: 0,
-                }
-            })
-            .collect();
-        queues.push(senders);
+        outputs.add_output((0..subpartitions).map(|index| {
+            let key = SubpartitionKey {
+                job: d.job_id,
+                producer: d.attempt,
+                edge,
+                index,
+            };
+            (key, d.finished_consumers.contains(&(edge, index)))
+        }));
         let first_seq = first_seq(
             is_source,
             d.attempt.attempt,
@@ -529,20 +398,41 @@ fn create_outputs(
             output,
             first_seq,
             outbox: outbox.clone(),
-            memory: services.memory.clone(),
+            memory: services.operators.memory.clone(),
             state: Some(state.clone()),
         })?);
     }
-    let outputs = Outputs {
-        outbox,
-        queues,
-        registry: services.registry.clone(),
-        capacity,
-        survive_consumer_loss: d.config.failover_strategy() == FailoverStrategy::TaskManager,
-        metrics: metrics.clone(),
-        events: services.events.clone(),
-    };
     Ok((writers, outputs))
+}
+
+/// A producer's side of a consumer that went away (`taskmanager` failover): the producer's
+/// cluster events, and the dropped records in its metrics.
+struct ProducerEvents {
+    events: Events,
+    metrics: Arc<TaskMetrics>,
+}
+
+impl SubpartitionListener for ProducerEvents {
+    fn consumer_gone(&self, key: &SubpartitionKey) {
+        self.events.emit(ClusterEvent::ConsumerGone {
+            producer: key.producer,
+            subpartition: key.index,
+        });
+    }
+
+    fn discarded(&self, records: u64) {
+        self.metrics
+            .records_dropped
+            .fetch_add(records, Ordering::Relaxed);
+    }
+
+    fn replacement_connected(&self, key: &SubpartitionKey, dropped: u64) {
+        self.events.emit(ClusterEvent::RecordsDropped {
+            producer: key.producer,
+            subpartition: key.index,
+            records: dropped,
+        });
+    }
 }
 
 /// Where an output's record numbering starts. A source replays its log from a checkpoint
@@ -559,364 +449,5 @@ fn first_seq(
         Some(seq) if is_source && seq.len() == subpartitions as usize => seq.clone(),
         _ if is_source => vec![0; subpartitions as usize],
         _ => vec![(attempt as u64).saturating_mul(1 << 40); subpartitions as usize],
-    }
-}
-
-/// Opens input channels: local ones straight from the partition registry, remote ones
-/// through the data client with their initial credit.
-#[derive(Clone)]
-struct Connector {
-    job: u64,
-    consumer: ExecutionAttemptId,
-    services: TaskServices,
-    credit: u32,
-}
-
-impl Connector {
-    fn new(d: &TaskDeployment, services: &TaskServices) -> Self {
-        let exclusive = d.config.buffers_per_channel();
-        let floating = d.config.floating_buffers_per_gate() / (d.inputs.len().max(1) as u32);
-        Connector {
-            job: d.job_id,
-            consumer: d.attempt,
-            services: services.clone(),
-            credit: exclusive.saturating_add(floating),
-        }
-    }
-
-    async fn connect(&self, input: &InputLocation) -> Result<InputChannel, TaskError> {
-        let key = SubpartitionKey {
-            job: self.job,
-            producer: input.producer,
-            edge: input.edge,
-            index: input.subpartition,
-        };
-        let fail = |reason: String| TaskError::Connect {
-            producer: input.producer,
-            reason,
-        };
-        match &input.data_addr {
-            None => {
-                let registry = &self.services.registry;
-                let claimed =
-                    tokio::time::timeout(PARTITION_REQUEST_TIMEOUT, registry.take(key)).await;
-                let rx = claimed
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| fail("local partition not found".into()))?;
-                Ok(InputChannel::local(rx))
-            }
-            Some(addr) => {
-                let (rx, credit) = self
-                    .services
-                    .client
-                    .request(addr, key, self.consumer, self.credit)
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
-                Ok(InputChannel::remote(rx, credit))
-            }
-        }
-    }
-
-    /// Opens every input channel of a deployment, in gate order.
-    async fn connect_all(&self, inputs: &[InputLocation]) -> Result<InputGate, TaskError> {
-        let mut channels = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            channels.push(self.connect(input).await?);
-        }
-        Ok(InputGate::new(channels))
-    }
-}
-
-/// Records per source poll: small when paced, so pacing stays smooth.
-fn batch_size(rate: Option<f64>) -> usize {
-    match rate {
-        Some(r) if r.is_finite() => ((r / 50.0) as usize).clamp(1, 1024),
-        _ => 1024,
-    }
-}
-
-/// The loop of a source task.
-struct SourceTask<'a> {
-    outputs: Outputs,
-    metrics: &'a TaskMetrics,
-    buffer_timeout: Duration,
-    checkpoints: Checkpoints,
-    /// The source operator's node: its reader's offsets are checkpointed under it.
-    source_node: u32,
-}
-
-impl SourceTask<'_> {
-    /// A reader with nothing ready: sleep until it signals, a control message comes (a
-    /// checkpoint trigger is answered at once, not after the wait), or a buffer timeout
-    /// passes, so buffered output is still flushed.
-    async fn wait_for_input(
-        &mut self,
-        wakeup: Option<Arc<tokio::sync::Notify>>,
-    ) -> Option<TaskControl> {
-        let ready = async {
-            match wakeup {
-                Some(ready) => ready.notified().await,
-                // A reader that cannot signal: poll again soon (never spin without time
-                // passing).
-                None => tokio::time::sleep(Duration::from_millis(1)).await,
-            }
-        };
-        tokio::select! {
-            biased;
-            // A closed control channel disables this branch rather than ending the wait.
-            Some(control) = self.checkpoints.control.recv() => Some(control),
-            _ = ready => None,
-            _ = tokio::time::sleep(self.buffer_timeout) => None,
-        }
-    }
-
-    async fn run(mut self, mut driver: Box<dyn SourceDriver>) -> Result<(), TaskError> {
-        let mut pacer = Pacer::new(driver.rate());
-        let (mut last_flush, mut watermark) = (Instant::now(), 0u64);
-        loop {
-            // Control first: a barrier goes out between two batches, never inside one.
-            while let Ok(control) = self.checkpoints.control.try_recv() {
-                self.handle(&mut *driver, control).await?;
-            }
-            match driver.poll(batch_size(driver.rate()))? {
-                SourceStatus::Finished => break,
-                SourceStatus::Pending => {
-                    if let Some(control) = self.wait_for_input(driver.wakeup()).await {
-                        self.handle(&mut *driver, control).await?;
-                    }
-                }
-                SourceStatus::Emitted(n) => {
-                    self.metrics
-                        .records_in
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    pacer.pass(n as u64).await;
-                }
-            }
-            if last_flush.elapsed() >= self.buffer_timeout {
-                last_flush = Instant::now();
-                emit_watermark(&mut *driver, &mut watermark);
-                driver.event(ChainEvent::Flush);
-            }
-            self.outputs.drain().await?;
-            self.checkpoints.settle().await;
-            // Sources never wait on input: yield so other tasks on this thread (and, under the
-            // simulator, every other node) get to run.
-            tokio::task::yield_now().await;
-        }
-        emit_watermark(&mut *driver, &mut watermark);
-        driver.event(ChainEvent::Finish);
-        self.outputs.drain().await?;
-        // What the sinks wrote at the end must be stored before the task reports FINISHED.
-        self.checkpoints.settle().await;
-        Ok(())
-    }
-
-    /// A control message, and the output it caused (a barrier) sent on.
-    async fn handle(
-        &mut self,
-        driver: &mut dyn SourceDriver,
-        control: TaskControl,
-    ) -> Result<(), TaskError> {
-        self.control(driver, control)?;
-        self.outputs.drain().await?;
-        self.checkpoints.settle().await;
-        Ok(())
-    }
-
-    fn control(
-        &mut self,
-        driver: &mut dyn SourceDriver,
-        control: TaskControl,
-    ) -> Result<(), TaskError> {
-        match control {
-            TaskControl::TriggerCheckpoint(id) => {
-                // The reader's position first: every record it emitted so far is before the
-                // barrier, so a restore reads on from exactly here.
-                let offsets = driver.snapshot().map_err(JobError::State)?;
-                let state = &self.checkpoints.state;
-                state.put(
-                    self.source_node,
-                    OperatorState {
-                        keyed: Default::default(),
-                        operator: offsets,
-                    },
-                );
-                driver.event(ChainEvent::Barrier(id));
-                self.checkpoints.acknowledge(id);
-            }
-            TaskControl::CheckpointComplete(id) => driver.event(ChainEvent::CheckpointComplete(id)),
-            TaskControl::UpdateInput { .. } => {} // sources have no inputs
-        }
-        Ok(())
-    }
-}
-
-fn emit_watermark(driver: &mut dyn SourceDriver, current: &mut u64) {
-    if let Some(wm) = driver.watermark().filter(|wm| *wm > *current) {
-        *current = wm;
-        driver.event(ChainEvent::Watermark(wm));
-    }
-}
-
-/// A channel connected anew, for the consumer loop to swap in: (index, generation, channel).
-type Reconnected = (usize, u64, Result<InputChannel, TaskError>);
-
-/// The loop of a task fed by the network.
-struct Consumer<'a> {
-    job: Arc<JobGraph>,
-    consumer: ExecutionAttemptId,
-    inputs: Vec<InputLocation>,
-    connector: Connector,
-    /// Channels connecting to a replaced producer deliver here; the connecting tasks die with
-    /// the consumer.
-    reconnected_tx: mpsc::UnboundedSender<Reconnected>,
-    reconnected: mpsc::UnboundedReceiver<Reconnected>,
-    reconnecting: Vec<AbortOnDrop<()>>,
-    /// Per channel, the newest connection asked for: an older one finishing late is dropped.
-    generations: Vec<u64>,
-    /// Channels whose producer was lost (traced when they reconnect).
-    lost: BTreeSet<usize>,
-    /// Channels not connected even once yet, and the RUNNING report that waits for them.
-    unconnected: BTreeSet<usize>,
-    on_running: Option<Box<dyn FnOnce() + Send>>,
-    /// `taskmanager` failover: a lost producer pauses its channel instead of failing the task.
-    survive_producer_loss: bool,
-    outputs: Outputs,
-    metrics: &'a TaskMetrics,
-    buffer_timeout: Duration,
-    /// Records per second this task may process (a slow sink); it then stops reading, its
-    /// queues fill, credits run out, and upstream tasks block: back-pressure.
-    rate_limit: Option<f64>,
-    checkpoints: Checkpoints,
-}
-
-impl Consumer<'_> {
-    async fn run(
-        mut self,
-        mut decoder: Box<dyn RecordDecoder>,
-        mut gate: InputGate,
-    ) -> Result<(), TaskError> {
-        let mut pacer = Pacer::new(self.rate_limit);
-        let mut flush = tokio::time::interval(self.buffer_timeout);
-        flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                // The timer first: it is ready once per timeout, so it cannot starve the
-                // input, while a busy input could starve it.
-                biased;
-                _ = flush.tick() => decoder.event(ChainEvent::Flush),
-                Some(control) = self.checkpoints.control.recv() => match control {
-                    TaskControl::CheckpointComplete(id) => {
-                        decoder.event(ChainEvent::CheckpointComplete(id))
-                    }
-                    // Only sources are triggered; others take checkpoints at barriers.
-                    TaskControl::TriggerCheckpoint(_) => {}
-                    TaskControl::UpdateInput { index, location } => self.reconnect(index, location),
-                },
-                Some((index, generation, channel)) = self.reconnected.recv() => {
-                    if generation == self.generations[index] {
-                        let replaced = self.lost.remove(&index);
-                        if replaced {
-                            self.connector.services.events.emit(ClusterEvent::InputReconnected {
-                                consumer: self.consumer,
-                                channel: index as u32,
-                                producer: self.inputs[index].producer,
-                            });
-                        }
-                        gate.resume(index, channel?, replaced);
-                        self.unconnected.remove(&index);
-                        self.report_running_once_connected();
-                    }
-                }
-                item = gate.next() => match item {
-                    GateItem::Data(_, data, skip) => {
-                        let n = decoder.decode(&data.bytes, skip)?;
-                        self.metrics.records_in.fetch_add(n, Ordering::Relaxed);
-                        pacer.pass(n).await;
-                    }
-                    GateItem::Watermark(wm) => decoder.event(ChainEvent::Watermark(wm)),
-                    GateItem::ChannelFinished(_) => {
-                        if let Some(wm) = gate.advance_watermark().filter(|wm| *wm < u64::MAX) {
-                            decoder.event(ChainEvent::Watermark(wm));
-                        }
-                        // The channel that ended may have been the last one a barrier waited for.
-                        if let Some(id) = gate.alignment_done() {
-                            self.barrier(&mut *decoder, id);
-                        }
-                    }
-                    GateItem::Barrier(id) => self.barrier(&mut *decoder, id),
-                    GateItem::End => break,
-                    GateItem::ChannelLost(ch) if self.survive_producer_loss => {
-                        self.connector.services.events.emit(ClusterEvent::InputPaused {
-                            consumer: self.consumer,
-                            channel: ch as u32,
-                            producer: self.inputs[ch].producer,
-                        });
-                        self.lost.insert(ch);
-                        gate.pause(ch);
-                    }
-                    GateItem::ChannelLost(ch) => {
-                        return Err(TaskError::UpstreamLost { producer: self.inputs[ch].producer })
-                    }
-                },
-            }
-            self.outputs.drain().await?;
-            self.checkpoints.settle().await;
-        }
-        decoder.event(ChainEvent::Finish);
-        self.outputs.drain().await?;
-        // What the sinks wrote at the end must be stored before the task reports FINISHED.
-        self.checkpoints.settle().await;
-        Ok(())
-    }
-
-    /// The JobManager says where input `index`'s producer runs now: connect to it in the
-    /// background (the other inputs keep flowing) and swap it in when connected.
-    fn reconnect(&mut self, index: usize, location: InputLocation) {
-        let valid = self
-            .job
-            .input_channels(self.consumer.vertex, self.consumer.subtask)
-            .get(index)
-            .is_some_and(|spec| {
-                location.edge == spec.edge
-                    && location.subpartition == spec.subpartition
-                    && location.producer.vertex == self.job.edge(spec.edge).source
-                    && location.producer.subtask == spec.producer_subtask
-            });
-        if !valid {
-            tracing::warn!(consumer = %self.consumer, index, ?location, "partition update does not match an input channel; ignored");
-            return;
-        }
-        self.lost.insert(index);
-        self.connect(index, location);
-    }
-
-    fn report_running_once_connected(&mut self) {
-        if self.unconnected.is_empty() {
-            if let Some(report) = self.on_running.take() {
-                report();
-            }
-        }
-    }
-
-    /// Connects input `index` to `location` in the background; the loop swaps it in.
-    fn connect(&mut self, index: usize, location: InputLocation) {
-        self.inputs[index] = location.clone();
-        self.generations[index] += 1;
-        let generation = self.generations[index];
-        let (connector, done) = (self.connector.clone(), self.reconnected_tx.clone());
-        self.reconnecting.retain(|t| !t.0.is_finished());
-        self.reconnecting.push(AbortOnDrop(tokio::spawn(async move {
-            let channel = connector.connect(&location).await;
-            let _ = done.send((index, generation, channel));
-        })));
-    }
-
-    /// An aligned barrier: the chain snapshots as it passes (writers forward it), then the
-    /// task acknowledges.
-    fn barrier(&mut self, decoder: &mut dyn RecordDecoder, id: u64) {
-        decoder.event(ChainEvent::Barrier(id));
-        self.checkpoints.acknowledge(id);
     }
 }

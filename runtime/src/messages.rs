@@ -1,4 +1,10 @@
-//! Control-plane messages between JobManager, TaskManagers and clients.
+//! Control-plane messages between JobManager, TaskManagers and clients, and what they carry
+//! (`InputLocation`, `TaskReport`, `TmReport`, `JobStatusReport`).
+//!
+//! They name the job spec, the graph's ids, memory reports, subpartitions and checkpoint
+//! state, so they sit above `api`, `graph`, `network` and `state`; the framing, handshake and
+//! services that carry them (`rpc`) sit below all of those, which use them too. `rpc`
+//! re-exports every item here, so `rill::rpc::{TmToJm, JobStatusReport, ..}` keep working.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +15,16 @@ use crate::graph::{EdgeId, ExecutionAttemptId, ExecutionState};
 use crate::memory::MemoryReport;
 use crate::network::SubpartitionKey;
 use crate::state::{TaskRestore, TaskSnapshot};
-use crate::taskmanager::InputLocation;
+
+/// Where one input channel of a task reads from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputLocation {
+    pub producer: ExecutionAttemptId,
+    pub edge: EdgeId,
+    pub subpartition: u32,
+    /// The producer TaskManager's data address; `None` when it runs on this TaskManager.
+    pub data_addr: Option<String>,
+}
 
 /// TaskManager -> JobManager.
 #[derive(Debug, Clone, Serialize, Deserialize)]

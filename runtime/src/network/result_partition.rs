@@ -1,0 +1,148 @@
+//! The producer side of a task's outputs: its result partitions, one subpartition queue per
+//! consumer (or one for a pointwise edge) for each output edge, and the rules for a consumer
+//! that goes away.
+//!
+//! The task's record writers seal buffers into an `Outbox`; after each step the task loop
+//! calls [`ResultPartitions::drain`], which hands them to their subpartition queues, awaiting
+//! space: **that await is back-pressure**. Under `taskmanager` failover a closed queue is not
+//! an error: the consumer went away (its TaskManager died), so the producer puts a fresh queue
+//! in the `PartitionRegistry` for the replacement to claim and discards data, counting its
+//! records, until the replacement has claimed it. End of partition and checkpoint barriers are
+//! kept. The task hears of every change through a [`SubpartitionListener`] (it emits cluster
+//! events and counts the dropped records), so this module knows nothing of either.
+
+use tokio::sync::mpsc;
+
+use super::writer::Outbox;
+use super::{NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey};
+
+/// What a task's result partitions tell it about consumers that go away (`taskmanager`
+/// failover). Called inline, in the order things happen.
+pub trait SubpartitionListener: Send {
+    /// The consumer of `key` went away: its buffers are discarded from now on.
+    fn consumer_gone(&self, key: &SubpartitionKey);
+    /// A buffer of `records` records was discarded for an absent consumer.
+    fn discarded(&self, records: u64);
+    /// The replacement consumer claimed `key`; `dropped` records were discarded meanwhile.
+    fn replacement_connected(&self, key: &SubpartitionKey, dropped: u64);
+}
+
+/// A consumer went away while the task was not to ride that out (every failover strategy but
+/// `taskmanager`).
+#[derive(Debug, thiserror::Error)]
+#[error("a consumer of this task's output went away")]
+pub struct DownstreamGone;
+
+/// One subpartition this task writes: its queue, and whether its consumer is away.
+struct Subpartition {
+    key: SubpartitionKey,
+    tx: mpsc::Sender<NetBuffer>,
+    /// The consumer went away (its TaskManager died): buffers are dropped, not queued, until
+    /// its replacement claims the fresh queue `tx` now is.
+    away: bool,
+    /// Records dropped since the consumer went away.
+    dropped: u64,
+}
+
+/// The sender side of every subpartition a task writes, by output then subpartition.
+pub struct ResultPartitions {
+    outbox: Outbox,
+    queues: Vec<Vec<Subpartition>>,
+    registry: PartitionRegistry,
+    capacity: usize,
+    /// `taskmanager` failover: a consumer that goes away is waited for, not a failure.
+    survive_consumer_loss: bool,
+    listener: Box<dyn SubpartitionListener>,
+}
+
+impl ResultPartitions {
+    /// No outputs yet; each subpartition queue will hold `capacity` buffers.
+    pub fn new(
+        registry: PartitionRegistry,
+        capacity: usize,
+        survive_consumer_loss: bool,
+        listener: Box<dyn SubpartitionListener>,
+    ) -> Self {
+        ResultPartitions {
+            outbox: Outbox::default(),
+            queues: Vec::new(),
+            registry,
+            capacity,
+            survive_consumer_loss,
+            listener,
+        }
+    }
+
+    /// Where this task's record writers put sealed buffers.
+    pub fn outbox(&self) -> Outbox {
+        self.outbox.clone()
+    }
+
+    /// Registers the next output's subpartition queues, in order: `(key, finished)`, where
+    /// `finished` says the consumer has already finished, so the subpartition is written to
+    /// nobody (it starts away).
+    pub fn add_output(&mut self, subpartitions: impl IntoIterator<Item = (SubpartitionKey, bool)>) {
+        let queues = subpartitions
+            .into_iter()
+            .map(|(key, finished)| Subpartition {
+                key,
+                tx: self.registry.create(key, self.capacity),
+                away: finished,
+                dropped: 0,
+            })
+            .collect();
+        self.queues.push(queues);
+    }
+
+    /// Hands every sealed buffer to its subpartition queue, waiting for space: this await is
+    /// where back-pressure stops a producer.
+    pub async fn drain(&mut self) -> Result<(), DownstreamGone> {
+        while let Some((output, sub, buf)) = self.outbox.pop() {
+            let queue = &mut self.queues[output][sub as usize];
+            if queue.away {
+                if self.registry.is_unclaimed(&queue.key) {
+                    discard(queue, buf, &*self.listener);
+                    continue;
+                }
+                self.listener
+                    .replacement_connected(&queue.key, queue.dropped);
+                queue.away = false;
+                queue.dropped = 0;
+            }
+            if let Err(mpsc::error::SendError(buf)) = queue.tx.send(buf).await {
+                if !self.survive_consumer_loss {
+                    return Err(DownstreamGone);
+                }
+                // A fresh queue for the consumer's replacement to claim; meanwhile, drop.
+                self.listener.consumer_gone(&queue.key);
+                queue.tx = self.registry.create(queue.key, self.capacity);
+                queue.away = true;
+                discard(queue, buf, &*self.listener);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Drops a buffer for an absent consumer, counting its records. The end of the partition and
+/// checkpoint barriers are kept: the replacement must still learn that the input ended, and a
+/// barrier it never got would hold its alignment, and with it the channel of its own restored
+/// producer, until a newer checkpoint (found by a swarm seed whose sources stalled on the
+/// log, so that the first buffer to find the consumer gone was a barrier). The queue holds
+/// only such events while away, and a barrier never takes its last slot, which is the end's.
+fn discard(queue: &mut Subpartition, buf: NetBuffer, listener: &dyn SubpartitionListener) {
+    match buf {
+        NetBuffer::Data(data) => {
+            queue.dropped += data.records as u64;
+            listener.discarded(data.records as u64);
+        }
+        NetBuffer::Event(StreamEvent::EndOfPartition) => {
+            let _ = queue.tx.try_send(buf);
+        }
+        NetBuffer::Event(StreamEvent::Barrier(_)) if queue.tx.capacity() > 1 => {
+            let _ = queue.tx.try_send(buf);
+        }
+        NetBuffer::Event(StreamEvent::Barrier(_)) => {}
+        NetBuffer::Event(StreamEvent::Watermark(_)) => {}
+    }
+}

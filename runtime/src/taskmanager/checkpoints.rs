@@ -1,0 +1,57 @@
+//! A task's side of checkpointing: the control messages it reads from its TaskManager, the
+//! state its operators record as a barrier passes, and the acknowledgement, held until what
+//! the operators left to finish (a remote sink's writes) is done. Shared by the source and the
+//! consumer loop, which each decide when a barrier passes.
+
+use tokio::sync::mpsc;
+
+use super::TaskControl;
+use crate::chain::TaskWaits;
+use crate::state::{TaskSnapshot, TaskStateHandle};
+
+/// A task's side of checkpointing: control messages from the TaskManager, the state its
+/// operators record, and the acknowledgement.
+pub(super) struct Checkpoints {
+    pub(super) state: TaskStateHandle,
+    /// What the operators left to finish (a remote sink's writes): a checkpoint is
+    /// acknowledged only once it is done.
+    pub(super) waits: TaskWaits,
+    /// Checkpoints whose state is taken, waiting for `waits` before their acknowledgement.
+    pub(super) due: Vec<(u64, TaskSnapshot)>,
+    pub(super) control: mpsc::UnboundedReceiver<TaskControl>,
+    pub(super) on_checkpoint: Box<dyn Fn(u64, TaskSnapshot) + Send + Sync>,
+}
+
+impl Checkpoints {
+    /// Acknowledges checkpoint `id` with what the operators recorded as its barrier passed,
+    /// at once or, if operators left work to finish, at the next `settle`. If an operator
+    /// could not record its state, nothing is acknowledged: the checkpoint never completes
+    /// (the coordinator times it out) rather than restore without that state.
+    pub(super) fn acknowledge(&mut self, id: u64) {
+        match self.state.take() {
+            Ok(snapshot) => {
+                tracing::debug!(
+                    checkpoint = id,
+                    bytes = snapshot.bytes(),
+                    "task state snapshotted"
+                );
+                if self.waits.is_empty() && self.due.is_empty() {
+                    (self.on_checkpoint)(id, snapshot);
+                } else {
+                    self.due.push((id, snapshot));
+                }
+            }
+            Err(reason) => {
+                tracing::error!(checkpoint = id, %reason, "checkpoint not acknowledged: state snapshot failed");
+            }
+        }
+    }
+
+    /// Waits for the operators' outstanding work, then sends the acknowledgements it held.
+    pub(super) async fn settle(&mut self) {
+        self.waits.settle().await;
+        for (id, snapshot) in self.due.drain(..) {
+            (self.on_checkpoint)(id, snapshot);
+        }
+    }
+}
