@@ -12,6 +12,7 @@ use crate::api::JobSpec;
 use crate::config::Configuration;
 pub use crate::graph::JobStatus;
 use crate::graph::{EdgeId, ExecutionAttemptId, ExecutionState};
+use crate::ids::{CheckpointId, JobId, TaskManagerId};
 use crate::memory::MemoryReport;
 use crate::network::SubpartitionKey;
 use crate::state::{TaskRestore, TaskSnapshot};
@@ -40,7 +41,7 @@ pub enum TmToJm {
         report: TmReport,
     },
     TaskStateChanged {
-        job: u64,
+        job: JobId,
         attempt: ExecutionAttemptId,
         state: ExecutionState,
         records_in: u64,
@@ -48,8 +49,8 @@ pub enum TmToJm {
     },
     /// A task's part of a checkpoint: its barrier passed the whole chain.
     AcknowledgeCheckpoint {
-        job: u64,
-        checkpoint: u64,
+        job: JobId,
+        checkpoint: CheckpointId,
         attempt: ExecutionAttemptId,
         snapshot: TaskSnapshot,
     },
@@ -58,7 +59,7 @@ pub enum TmToJm {
 /// One running task's counters, as of a heartbeat.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct TaskReport {
-    pub job: u64,
+    pub job: JobId,
     pub attempt: ExecutionAttemptId,
     pub records_in: u64,
     /// Records dropped because their consumer was away (`taskmanager` failover).
@@ -77,13 +78,13 @@ pub struct TmReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum JmToTm {
     Registered {
-        instance: u64,
+        instance: TaskManagerId,
     },
     Heartbeat {
         seq: u64,
     },
     DeployTask {
-        job: u64,
+        job: JobId,
         spec: JobSpec,
         config: Configuration,
         attempt: ExecutionAttemptId,
@@ -95,16 +96,16 @@ pub enum JmToTm {
         finished_consumers: Vec<(EdgeId, u32)>,
     },
     CancelTask {
-        job: u64,
+        job: JobId,
         attempt: ExecutionAttemptId,
     },
     ReleaseJob {
-        job: u64,
+        job: JobId,
     },
     /// To a source attempt: take checkpoint `checkpoint` and send its barrier.
     TriggerCheckpoint {
-        job: u64,
-        checkpoint: u64,
+        job: JobId,
+        checkpoint: CheckpointId,
         attempt: ExecutionAttemptId,
     },
     /// To every other TaskManager when one registers: a connection cached to its data address
@@ -124,15 +125,15 @@ pub enum JmToTm {
     /// To a consumer whose producer was restarted elsewhere (`taskmanager` failover): input
     /// channel `index` now reads from `location`.
     UpdatePartitionInfo {
-        job: u64,
+        job: JobId,
         consumer: ExecutionAttemptId,
         index: u32,
         location: InputLocation,
     },
     /// To every TaskManager running the job: the checkpoint is complete, sinks may commit.
     NotifyCheckpointComplete {
-        job: u64,
-        checkpoint: u64,
+        job: JobId,
+        checkpoint: CheckpointId,
     },
 }
 
@@ -149,7 +150,7 @@ pub enum ClientToJm {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum JmToClient {
     Accepted {
-        job: u64,
+        job: JobId,
         vertices: Vec<String>,
         subtasks: u32,
     },
@@ -162,7 +163,7 @@ pub enum JmToClient {
 /// A job's state as the JobManager sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobStatusReport {
-    pub job: u64,
+    pub job: JobId,
     pub status: JobStatus,
     /// Records emitted by sources / received by sinks so far.
     pub records_in: u64,

@@ -49,7 +49,7 @@ async fn a_consumer_that_stops_reading_stops_its_producer_with_bounded_memory() 
     );
 
     let key = SubpartitionKey {
-        job: 1,
+        job: rill::graph::JobId(1),
         producer: attempt(0),
         edge: EdgeId(0),
         index: 0,

@@ -22,7 +22,7 @@ use crate::clock::ProcessingClock;
 use crate::connectors::log_service::LogClients;
 use crate::connectors::sink_service::SinkClients;
 use crate::connectors::{CollectStore, ConnectorContext};
-use crate::ids::ExecutionAttemptId;
+use crate::ids::{ExecutionAttemptId, JobId};
 use crate::memory::MemoryAccount;
 use crate::state::{KeyedState, OperatorState, TaskStateHandle};
 
@@ -30,7 +30,7 @@ use crate::state::{KeyedState, OperatorState, TaskStateHandle};
 #[derive(Clone)]
 pub struct OperatorContext {
     /// The job the operator belongs to (its id at the JobManager).
-    pub job: u64,
+    pub job: JobId,
     pub attempt: ExecutionAttemptId,
     pub parallelism: u32,
     pub max_parallelism: u32,
@@ -85,7 +85,7 @@ impl OperatorContext {
 /// Sources and sinks (`connectors`) see the context through this trait, so they do not
 /// depend on the API that builds jobs from them.
 impl ConnectorContext for OperatorContext {
-    fn job(&self) -> u64 {
+    fn job(&self) -> JobId {
         self.job
     }
 

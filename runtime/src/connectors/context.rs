@@ -10,13 +10,13 @@ use super::log_service::LogClients;
 use super::sink_service::SinkClients;
 use super::sink_store::CollectStore;
 use crate::chain::TaskWaits;
-use crate::ids::ExecutionAttemptId;
+use crate::ids::{ExecutionAttemptId, JobId};
 use crate::state::OperatorState;
 
 /// The subtask a connector runs in, as the connector sees it.
 pub trait ConnectorContext {
     /// The job the connector belongs to (its id at the JobManager).
-    fn job(&self) -> u64;
+    fn job(&self) -> JobId;
     fn attempt(&self) -> ExecutionAttemptId;
     fn parallelism(&self) -> u32;
     fn operator_name(&self) -> &str;

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::sink_store::{BatchEntry, CollectStore, CollectedBatch, Fenced, SinkOp, WriterKey};
 use crate::config::Configuration;
+use crate::ids::JobId;
 use crate::rpc::service::{serve, Backoff, ClientPool, ServiceClient};
 use crate::rpc::PeerRole;
 use crate::util::{lock, AbortOnDrop};
@@ -35,7 +36,7 @@ const BACKLOG_LOW: usize = 16;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SinkRequest {
-    job: u64,
+    job: JobId,
     sink: String,
     subtask: u32,
     attempt: u32,
@@ -215,7 +216,7 @@ impl RemoteSinkWriter {
 
 struct WriterTask {
     client: ServiceClient<SinkRequest, SinkReply>,
-    job: u64,
+    job: JobId,
     sink: String,
     subtask: u32,
     attempt: u32,
@@ -292,7 +293,7 @@ mod tests {
 
     fn key() -> WriterKey {
         WriterKey {
-            job: 1,
+            job: JobId(1),
             sink: Arc::from("sink"),
             subtask: 0,
         }

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::chain::Origin;
+use crate::ids::JobId;
 
 /// One record as a collecting sink saw it (`CollectStore::records`, `decoded`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +126,7 @@ impl CollectedBatch {
 /// store, so the job is part of the name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct WriterKey {
-    pub job: u64,
+    pub job: JobId,
     pub sink: Arc<str>,
     pub subtask: u32,
 }
@@ -455,7 +456,7 @@ mod tests {
 
     fn writer() -> WriterKey {
         WriterKey {
-            job: 1,
+            job: JobId(1),
             sink: Arc::from("sink"),
             subtask: 0,
         }

@@ -14,13 +14,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::graph::{ExecutionAttemptId, JobGraph, VertexId};
+use crate::graph::{CheckpointId, ExecutionAttemptId, JobGraph, VertexId};
 use crate::state::{subtask_for_key_group, OperatorState, TaskRestore, TaskSnapshot};
 
 /// A checkpoint every task acknowledged: the state of every subtask, by (vertex, subtask).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompletedCheckpoint {
-    pub id: u64,
+    pub id: CheckpointId,
     pub tasks: BTreeMap<(u32, u32), TaskSnapshot>,
 }
 
@@ -58,14 +58,14 @@ impl CompletedCheckpoint {
             }
         }
         TaskRestore {
-            checkpoint: self.id,
+            checkpoint: self.id.0,
             snapshot,
         }
     }
 }
 
 struct Pending {
-    id: u64,
+    id: CheckpointId,
     started: Instant,
     waiting: BTreeSet<ExecutionAttemptId>,
     tasks: BTreeMap<(u32, u32), TaskSnapshot>,
@@ -75,7 +75,7 @@ struct Pending {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Persisted {
     /// The checkpoint completed; `subsumed` are no longer retained (delete them).
-    Completed { subsumed: Vec<u64> },
+    Completed { subsumed: Vec<CheckpointId> },
     /// A newer checkpoint completed first: this one is obsolete (delete it).
     Subsumed,
     /// Aborted while being written (failover, timeout): never restore it (delete it).
@@ -101,7 +101,7 @@ pub struct CheckpointCoordinator {
     next_trigger: Option<Instant>,
     pending: Option<Pending>,
     /// Acknowledged by every task, being written to the store (since when).
-    persisting: BTreeMap<u64, (Instant, Arc<CompletedCheckpoint>)>,
+    persisting: BTreeMap<CheckpointId, (Instant, Arc<CompletedCheckpoint>)>,
     /// Oldest first; at most `retained`.
     completed: VecDeque<Arc<CompletedCheckpoint>>,
 }
@@ -163,7 +163,7 @@ impl CheckpointCoordinator {
         &mut self,
         now: Instant,
         all: impl IntoIterator<Item = ExecutionAttemptId>,
-    ) -> Option<u64> {
+    ) -> Option<CheckpointId> {
         let (interval, due) = (self.interval?, self.next_trigger?);
         if now < due {
             return None;
@@ -172,7 +172,7 @@ impl CheckpointCoordinator {
         if self.pending.is_some() {
             return None;
         }
-        let id = self.next_id;
+        let id = CheckpointId(self.next_id);
         self.next_id += 1;
         self.pending = Some(Pending {
             id,
@@ -186,7 +186,7 @@ impl CheckpointCoordinator {
     /// Records a task's acknowledgement.
     pub fn acknowledge(
         &mut self,
-        id: u64,
+        id: CheckpointId,
         attempt: ExecutionAttemptId,
         snapshot: TaskSnapshot,
     ) -> Ack {
@@ -214,7 +214,7 @@ impl CheckpointCoordinator {
 
     /// The store holds checkpoint `id`: it becomes the latest completed one, unless a newer
     /// one completed first (a slow write) or it was aborted meanwhile.
-    pub fn persisted(&mut self, id: u64) -> Persisted {
+    pub fn persisted(&mut self, id: CheckpointId) -> Persisted {
         let Some((_, completed)) = self.persisting.remove(&id) else {
             return Persisted::Aborted;
         };
@@ -230,20 +230,20 @@ impl CheckpointCoordinator {
     }
 
     /// Writing checkpoint `id` to the store failed: it never completes.
-    pub fn persist_failed(&mut self, id: u64) -> bool {
+    pub fn persist_failed(&mut self, id: CheckpointId) -> bool {
         self.persisting.remove(&id).is_some()
     }
 
     /// Aborts the checkpoints started longer than the timeout ago, whether still waiting for
     /// acknowledgements or for the store; returns their ids.
-    pub fn expire(&mut self, now: Instant) -> Vec<u64> {
+    pub fn expire(&mut self, now: Instant) -> Vec<CheckpointId> {
         let timeout = self.timeout;
         let overdue = |started: &Instant| started.checked_add(timeout).is_some_and(|e| now >= e);
         let mut expired = Vec::new();
         if self.pending.as_ref().is_some_and(|p| overdue(&p.started)) {
             expired.extend(self.pending.take().map(|p| p.id));
         }
-        let stalled: Vec<u64> = self
+        let stalled: Vec<CheckpointId> = self
             .persisting
             .iter()
             .filter(|(_, (started, _))| overdue(started))
@@ -259,7 +259,7 @@ impl CheckpointCoordinator {
 
     /// Aborts the pending checkpoint if it waits for `attempt` (which finished or failed, and
     /// will never acknowledge); returns its id.
-    pub fn abort_waiting_for(&mut self, attempt: ExecutionAttemptId) -> Option<u64> {
+    pub fn abort_waiting_for(&mut self, attempt: ExecutionAttemptId) -> Option<CheckpointId> {
         if self.pending.as_ref()?.waiting.contains(&attempt) {
             return self.pending.take().map(|p| p.id);
         }
@@ -267,8 +267,9 @@ impl CheckpointCoordinator {
     }
 
     /// Aborts everything in flight (a failover): returns the aborted ids.
-    pub fn abort_all(&mut self) -> Vec<u64> {
-        let mut aborted: Vec<u64> = self.pending.take().map(|p| p.id).into_iter().collect();
+    pub fn abort_all(&mut self) -> Vec<CheckpointId> {
+        let mut aborted: Vec<CheckpointId> =
+            self.pending.take().map(|p| p.id).into_iter().collect();
         aborted.extend(std::mem::take(&mut self.persisting).into_keys());
         aborted.sort_unstable();
         aborted
@@ -279,7 +280,7 @@ impl CheckpointCoordinator {
         self.completed.back()
     }
 
-    pub fn retained_ids(&self) -> Vec<u64> {
+    pub fn retained_ids(&self) -> Vec<CheckpointId> {
         self.completed.iter().map(|c| c.id).collect()
     }
 }
@@ -315,7 +316,7 @@ mod tests {
         for round in 1..=3u64 {
             let now = t0 + Duration::from_secs(round);
             let id = c.trigger_if_due(now, tasks).expect("due");
-            assert_eq!(id, round);
+            assert_eq!(id, CheckpointId(round));
             assert!(matches!(
                 c.acknowledge(id, tasks[0], TaskSnapshot::default()),
                 Ack::Waiting
@@ -328,11 +329,15 @@ mod tests {
                 c.acknowledge(id, tasks[1], TaskSnapshot::default()),
                 Ack::AllAcknowledged(_)
             ));
-            let subsumed = if round == 3 { vec![1] } else { vec![] };
+            let subsumed = if round == 3 {
+                vec![CheckpointId(1)]
+            } else {
+                vec![]
+            };
             assert_eq!(c.persisted(id), Persisted::Completed { subsumed });
         }
-        assert_eq!(c.retained_ids(), vec![2, 3]);
-        assert_eq!(c.latest().unwrap().id, 3);
+        assert_eq!(c.retained_ids(), vec![CheckpointId(2), CheckpointId(3)]);
+        assert_eq!(c.latest().unwrap().id, CheckpointId(3));
     }
 
     #[tokio::test]
@@ -345,7 +350,10 @@ mod tests {
             .trigger_if_due(t0 + Duration::from_secs(1), tasks)
             .unwrap();
         assert_eq!(c.trigger_if_due(t0 + Duration::from_secs(2), tasks), None);
-        assert_eq!(c.expire(t0 + Duration::from_secs(3)), Vec::<u64>::new());
+        assert_eq!(
+            c.expire(t0 + Duration::from_secs(3)),
+            Vec::<CheckpointId>::new()
+        );
         assert_eq!(c.expire(t0 + Duration::from_secs(6)), vec![id]);
         assert!(matches!(
             c.acknowledge(id, tasks[0], TaskSnapshot::default()),
@@ -357,7 +365,7 @@ mod tests {
         );
         assert_eq!(
             c.trigger_if_due(t0 + Duration::from_secs(7), tasks),
-            Some(id + 1)
+            Some(CheckpointId(id.0 + 1))
         );
     }
 
@@ -454,7 +462,10 @@ mod tests {
             );
             tasks.insert((keyed.id.0, s), snap);
         }
-        let c = CompletedCheckpoint { id: 9, tasks };
+        let c = CompletedCheckpoint {
+            id: CheckpointId(9),
+            tasks,
+        };
         let mut seen = 0;
         for s in 0..keyed.parallelism {
             let r = c.restore_for(&job, keyed.id, s);

@@ -34,7 +34,7 @@ impl JobManager {
             for checkpoint in job.checkpoints.expire(now) {
                 events.emit(ClusterEvent::CheckpointAborted {
                     job: id,
-                    checkpoint: CheckpointId(checkpoint),
+                    checkpoint: checkpoint,
                     reason: AbortReason::Expired,
                 });
             }
@@ -49,15 +49,15 @@ impl JobManager {
             };
             events.emit(ClusterEvent::CheckpointTriggered {
                 job: id,
-                checkpoint: CheckpointId(checkpoint),
+                checkpoint: checkpoint,
             });
             let graph = &job.eg.job;
             for ev in job.eg.all().filter(|ev| graph.vertex(ev.vertex).is_source) {
                 let attempt = ev.attempt_id();
                 if let Some(tm) = job.placement.of(&attempt).and_then(|tm| self.tms.get(&tm)) {
                     let _ = tm.out.send(JmToTm::TriggerCheckpoint {
-                        job: id.0,
-                        checkpoint,
+                        job: id,
+                        checkpoint: checkpoint,
                         attempt,
                     });
                 }
@@ -71,15 +71,16 @@ impl JobManager {
     pub(super) fn acknowledge_checkpoint(
         &mut self,
         id: JobId,
-        checkpoint: u64,
+        checkpoint: CheckpointId,
         attempt: ExecutionAttemptId,
         snapshot: TaskSnapshot,
     ) {
+        let checkpoint = checkpoint;
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
         if job.eg.current(attempt).is_none() {
-            tracing::debug!(%attempt, checkpoint, "acknowledgement of a replaced attempt ignored");
+            tracing::debug!(%attempt, %checkpoint, "acknowledgement of a replaced attempt ignored");
             return;
         }
         let Ack::AllAcknowledged(completed) =
@@ -91,22 +92,22 @@ impl JobManager {
             Ok(data) => bytes::Bytes::from(data),
             Err(e) => {
                 job.checkpoints.persist_failed(checkpoint);
-                tracing::error!(%id, checkpoint, error = %e, "checkpoint could not be encoded");
+                tracing::error!(%id, %checkpoint, error = %e, "checkpoint could not be encoded");
                 self.services.events.emit(ClusterEvent::CheckpointAborted {
                     job: id,
-                    checkpoint: CheckpointId(checkpoint),
+                    checkpoint: checkpoint,
                     reason: AbortReason::StoreFailed,
                 });
                 return;
             }
         };
-        let write = self.services.checkpoint_store.put(id.0, checkpoint, data);
+        let write = self.services.checkpoint_store.put(id.0, checkpoint.0, data);
         let inbox = self.inbox.clone();
         tokio::spawn(async move {
             let result = write.await.map_err(|e| e.to_string());
             let _ = inbox.send(Inbox::CheckpointPersisted {
                 job: id,
-                checkpoint: CheckpointId(checkpoint),
+                checkpoint: checkpoint,
                 result,
             });
         });
@@ -130,19 +131,19 @@ impl JobManager {
             reason,
         };
         if let Err(error) = result {
-            if job.checkpoints.persist_failed(checkpoint.0) {
+            if job.checkpoints.persist_failed(checkpoint) {
                 tracing::warn!(%id, %checkpoint, %error, "the checkpoint store refused a checkpoint");
                 events.emit(aborted(AbortReason::StoreFailed));
             }
             return;
         }
-        let subsumed = match job.checkpoints.persisted(checkpoint.0) {
+        let subsumed = match job.checkpoints.persisted(checkpoint) {
             Persisted::Completed { subsumed } => subsumed,
             // Aborted meanwhile (failover, timeout), or overtaken by a newer checkpoint: it
             // must never be restored, and sinks have nothing to commit for it.
             Persisted::Aborted | Persisted::Subsumed => {
                 events.emit(aborted(AbortReason::WrittenTooLate));
-                return self.delete_checkpoint(id, checkpoint.0);
+                return self.delete_checkpoint(id, checkpoint);
             }
         };
         let bytes = job.checkpoints.latest().map_or(0, |c| c.bytes()) as u64;
@@ -154,8 +155,8 @@ impl JobManager {
         for tm in job.taskmanagers() {
             if let Some(tm) = self.tms.get(&tm) {
                 let _ = tm.out.send(JmToTm::NotifyCheckpointComplete {
-                    job: id.0,
-                    checkpoint: checkpoint.0,
+                    job: id,
+                    checkpoint,
                 });
             }
         }
@@ -165,11 +166,11 @@ impl JobManager {
     }
 
     /// Deletes a checkpoint from the store in the background; a failure only leaves garbage.
-    fn delete_checkpoint(&self, job: JobId, checkpoint: u64) {
-        let delete = self.services.checkpoint_store.delete(job.0, checkpoint);
+    fn delete_checkpoint(&self, job: JobId, checkpoint: CheckpointId) {
+        let delete = self.services.checkpoint_store.delete(job.0, checkpoint.0);
         tokio::spawn(async move {
             if let Err(e) = delete.await {
-                tracing::warn!(%job, checkpoint, error = %e, "could not delete a checkpoint");
+                tracing::warn!(%job, %checkpoint, error = %e, "could not delete a checkpoint");
             }
         });
     }

@@ -6,6 +6,7 @@ use tokio::net::TcpStream;
 
 use crate::api::JobSpec;
 use crate::config::Configuration;
+use crate::ids::JobId;
 use crate::rpc::handshake::connect_handshake;
 use crate::rpc::{
     credentials, framed, ClientToJm, JmToClient, JobStatusReport, PeerRole, RpcError,
@@ -24,7 +25,7 @@ pub enum SubmitError {
 /// What the client learns when the job is accepted.
 #[derive(Debug, Clone)]
 pub struct Accepted {
-    pub job: u64,
+    pub job: JobId,
     pub vertices: Vec<String>,
     pub subtasks: u32,
 }

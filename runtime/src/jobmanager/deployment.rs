@@ -11,7 +11,7 @@ use super::JobManager;
 use crate::config::FailoverStrategy;
 use crate::events::{ClusterEvent, Deployment};
 use crate::graph::{
-    CheckpointId, ExecutionAttemptId, ExecutionSlotSharingGroup, ExecutionState, ExecutionVertex,
+    ExecutionAttemptId, ExecutionSlotSharingGroup, ExecutionState, ExecutionVertex,
     InputChannelSpec, JobId, JobStatus, SubtaskId, TaskManagerId,
 };
 use crate::network::SubpartitionKey;
@@ -182,7 +182,7 @@ impl JobManager {
             self.events().emit(ClusterEvent::TasksDeployed {
                 job: id,
                 tasks: deployed,
-                checkpoint: latest.map(|c| CheckpointId(c.id)),
+                checkpoint: latest.map(|c| c.id),
             });
         }
         result
@@ -209,7 +209,7 @@ impl JobManager {
             .collect::<Result<Vec<_>, &str>>()?;
         let restore = latest.map(|c| c.restore_for(graph, ev.vertex, ev.subtask));
         let msg = JmToTm::DeployTask {
-            job: job.id.0,
+            job: job.id,
             spec: job.spec.clone(),
             config: job.config.clone(),
             attempt,
@@ -299,7 +299,7 @@ impl JobManager {
                             continue;
                         };
                         let _ = entry.out.send(JmToTm::UpdatePartitionInfo {
-                            job: id.0,
+                            job: id,
                             consumer,
                             index: index as u32,
                             location,
@@ -370,7 +370,7 @@ impl JobManager {
             }
             let producer = producer.attempt_id();
             let key = SubpartitionKey {
-                job: id.0,
+                job: id,
                 producer,
                 edge: ch.edge,
                 index: ch.subpartition,
@@ -391,7 +391,7 @@ impl JobManager {
                 ev.state = ExecutionState::Canceled;
                 let attempt = ev.attempt_id();
                 if let Some(tm) = job.placement.of(&attempt).and_then(|tm| self.tms.get(&tm)) {
-                    let _ = tm.out.send(JmToTm::CancelTask { job: id.0, attempt });
+                    let _ = tm.out.send(JmToTm::CancelTask { job: id, attempt });
                 }
             }
         }

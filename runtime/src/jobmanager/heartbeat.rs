@@ -58,7 +58,7 @@ impl JobManager {
         for t in report.tasks {
             let Some(job) = self
                 .jobs
-                .get_mut(&JobId(t.job))
+                .get_mut(&t.job)
                 .filter(|j| j.placement.of(&t.attempt) == Some(tm))
             else {
                 continue;

@@ -202,7 +202,6 @@ impl JobManager {
                 records_in,
                 error,
             } => {
-                let job = JobId(job);
                 if self.runs_on(job, attempt, tm) {
                     self.on_task_state(job, attempt, state, records_in, error)
                 } else {
@@ -215,11 +214,10 @@ impl JobManager {
                 attempt,
                 snapshot,
             } => {
-                let job = JobId(job);
                 if self.runs_on(job, attempt, tm) {
                     self.acknowledge_checkpoint(job, checkpoint, attempt, snapshot);
                 } else {
-                    tracing::debug!(%tm, %attempt, checkpoint, "acknowledgement of an attempt the taskmanager does not run ignored");
+                    tracing::debug!(%tm, %attempt, %checkpoint, "acknowledgement of an attempt the taskmanager does not run ignored");
                 }
             }
             TmToJm::Register { .. } => tracing::warn!(%tm, "duplicate registration ignored"),
@@ -272,7 +270,7 @@ impl JobManager {
             .map(|v| format!("{} (x{})", v.name, v.parallelism))
             .collect();
         let _ = out.send(JmToClient::Accepted {
-            job: id.0,
+            job: id,
             vertices,
             subtasks: graph.subtask_count(),
         });

@@ -15,7 +15,7 @@ use super::rebalance::plan_moves;
 use super::JobManager;
 use crate::config::{FailoverStrategy, LoadBalanceMode};
 use crate::events::{AbortReason, ClusterEvent, FailoverCause, GroupMove};
-use crate::graph::{CheckpointId, ExecutionAttemptId, ExecutionState, JobId, JobStatus, SubtaskId};
+use crate::graph::{ExecutionAttemptId, ExecutionState, JobId, JobStatus, SubtaskId};
 use crate::rpc::JmToTm;
 
 impl JobManager {
@@ -49,7 +49,7 @@ impl JobManager {
             if let Some(checkpoint) = job.checkpoints.abort_waiting_for(attempt) {
                 events.emit(ClusterEvent::CheckpointAborted {
                     job: id,
-                    checkpoint: CheckpointId(checkpoint),
+                    checkpoint: checkpoint,
                     reason: AbortReason::TaskEnded(attempt),
                 });
             }
@@ -105,7 +105,7 @@ impl JobManager {
         for checkpoint in job.checkpoints.abort_all() {
             events.emit(ClusterEvent::CheckpointAborted {
                 job: id,
-                checkpoint: CheckpointId(checkpoint),
+                checkpoint: checkpoint,
                 reason: AbortReason::Failover,
             });
         }
@@ -116,7 +116,7 @@ impl JobManager {
             restart: restart.iter().copied().collect(),
             of: job.eg.subtask_count() as u32,
             backoff,
-            checkpoint: job.checkpoints.latest().map(|c| CheckpointId(c.id)),
+            checkpoint: job.checkpoints.latest().map(|c| c.id),
         });
         if restart.len() == job.eg.subtask_count() {
             return self.restart_all(id, backoff);
@@ -158,7 +158,7 @@ impl JobManager {
             if !ev.state.is_terminal() {
                 if let Some(tm) = job.placement.of(&old).and_then(|tm| self.tms.get(&tm)) {
                     let _ = tm.out.send(JmToTm::CancelTask {
-                        job: id.0,
+                        job: id,
                         attempt: old,
                     });
                 }
@@ -219,13 +219,13 @@ impl JobManager {
         for checkpoint in job.checkpoints.abort_all() {
             self.services.events.emit(ClusterEvent::CheckpointAborted {
                 job: id,
-                checkpoint: CheckpointId(checkpoint),
+                checkpoint: checkpoint,
                 reason: AbortReason::JobEnded,
             });
         }
         self.cancel_tasks(id);
         for tm in self.tms.values() {
-            let _ = tm.out.send(JmToTm::ReleaseJob { job: id.0 });
+            let _ = tm.out.send(JmToTm::ReleaseJob { job: id });
         }
         self.pool.release_job(id);
         self.broadcast_status(id);
@@ -296,7 +296,7 @@ impl JobManager {
         for checkpoint in job.checkpoints.abort_all() {
             events.emit(ClusterEvent::CheckpointAborted {
                 job: id,
-                checkpoint: CheckpointId(checkpoint),
+                checkpoint: checkpoint,
                 reason: AbortReason::Rebalancing,
             });
         }

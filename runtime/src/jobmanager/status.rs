@@ -33,7 +33,7 @@ impl JobManager {
         }
         let dropped = job.metrics.dropped.values();
         Some(JobStatusReport {
-            job: id.0,
+            job: id,
             status: job.status(),
             records_in: sum(|v| v.is_source),
             records_out: sum(|v| v.is_sink),

@@ -57,7 +57,7 @@ impl JobManager {
             instance: tm,
             slots,
         });
-        let _ = out.send(JmToTm::Registered { instance: tm.0 });
+        let _ = out.send(JmToTm::Registered { instance: tm });
         // Before any deployment can point them at it: the others drop what they cached.
         for other in self.tms.values() {
             let _ = other.out.send(JmToTm::PeerRegistered {

@@ -8,14 +8,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::NetBuffer;
-use crate::ids::{EdgeId, ExecutionAttemptId};
+use crate::ids::{EdgeId, ExecutionAttemptId, JobId};
 
 /// Names one subpartition: which job, which producer attempt, which edge, which consumer.
 /// The producer attempt is part of the name, so a consumer can only ever reach the attempt it
 /// was told about: a request for a replaced attempt finds nothing (fencing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SubpartitionKey {
-    pub job: u64,
+    pub job: JobId,
     pub producer: ExecutionAttemptId,
     pub edge: EdgeId,
     pub index: u32,
@@ -123,13 +123,13 @@ impl PartitionRegistry {
 
     /// Forgets every subpartition of a producer attempt (it ended or was cancelled); waiting
     /// consumers see their request fail.
-    pub fn release(&self, job: u64, producer: ExecutionAttemptId) {
+    pub fn release(&self, job: JobId, producer: ExecutionAttemptId) {
         self.lock()
             .retain(|k, _| !(k.job == job && k.producer == producer));
     }
 
     /// Forgets everything of a job.
-    pub fn release_job(&self, job: u64) {
+    pub fn release_job(&self, job: JobId) {
         self.lock().retain(|k, _| k.job != job);
     }
 

@@ -19,6 +19,7 @@ use super::{InputLocation, TaskControl, TaskDeployment, TaskError, TaskMetrics, 
 use crate::chain::ChainEvent;
 use crate::events::ClusterEvent;
 use crate::graph::{ExecutionAttemptId, JobGraph};
+use crate::ids::JobId;
 use crate::network::decoder::RecordDecoder;
 use crate::network::{GateItem, InputChannel, InputGate, ResultPartitions, SubpartitionKey};
 use crate::util::AbortOnDrop;
@@ -30,7 +31,7 @@ const PARTITION_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// through the data client with their initial credit.
 #[derive(Clone)]
 pub(super) struct Connector {
-    job: u64,
+    job: JobId,
     consumer: ExecutionAttemptId,
     services: TaskServices,
     credit: u32,

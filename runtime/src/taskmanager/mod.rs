@@ -34,6 +34,7 @@ use crate::connectors::sink_service::sink_clients;
 use crate::connectors::CollectStore;
 use crate::events::{ClusterEvent, Events};
 use crate::graph::{ExecutionAttemptId, ExecutionState, JobGraph};
+use crate::ids::{CheckpointId, JobId};
 use crate::jobs::build_job;
 use crate::messages::{JmToTm, TaskReport, TmReport, TmToJm};
 use crate::network::transport::DataPlaneConfig;
@@ -90,17 +91,17 @@ struct Session {
 
 #[derive(Debug)]
 enum TaskEvent {
-    Running(u64, ExecutionAttemptId),
-    Ended(u64, ExecutionAttemptId, Result<(), String>),
-    Checkpointed(u64, ExecutionAttemptId, u64, TaskSnapshot),
+    Running(JobId, ExecutionAttemptId),
+    Ended(JobId, ExecutionAttemptId, Result<(), String>),
+    Checkpointed(JobId, ExecutionAttemptId, CheckpointId, TaskSnapshot),
 }
 
 pub struct TaskManager {
     opts: TaskManagerOptions,
     services: TaskServices,
     data_addr: String,
-    tasks: BTreeMap<(u64, ExecutionAttemptId), RunningTask>,
-    graphs: BTreeMap<u64, Arc<JobGraph>>,
+    tasks: BTreeMap<(JobId, ExecutionAttemptId), RunningTask>,
+    graphs: BTreeMap<JobId, Arc<JobGraph>>,
     events_tx: mpsc::UnboundedSender<TaskEvent>,
     events_rx: mpsc::UnboundedReceiver<TaskEvent>,
     watermark: MemoryWatermark,
@@ -211,7 +212,7 @@ impl TaskManager {
         writer.send(&register).await?;
         match tokio::time::timeout(Duration::from_secs(10), reader.recv::<JmToTm>()).await {
             Ok(Ok(Some(JmToTm::Registered { instance }))) => {
-                tracing::info!(tm = %self.opts.name, instance, "registered at the JobManager");
+                tracing::info!(tm = %self.opts.name, %instance, "registered at the JobManager");
                 Ok(Session { reader, writer })
             }
             Ok(Ok(_)) => Err(RpcError::Malformed("expected Registered".into())),
@@ -346,10 +347,10 @@ impl TaskManager {
                 Some(task) => {
                     let _ = task
                         .control
-                        .send(TaskControl::TriggerCheckpoint(checkpoint));
+                        .send(TaskControl::TriggerCheckpoint(checkpoint.0));
                 }
                 None => {
-                    tracing::debug!(%attempt, checkpoint, "trigger for a task not running here")
+                    tracing::debug!(%attempt, %checkpoint, "trigger for a task not running here")
                 }
             },
             JmToTm::PeerRegistered { data_addr } => self.services.client.forget(&data_addr),
@@ -377,7 +378,7 @@ impl TaskManager {
                 for ((_, _), task) in self.tasks.iter().filter(|((j, _), _)| *j == job) {
                     let _ = task
                         .control
-                        .send(TaskControl::CheckpointComplete(checkpoint));
+                        .send(TaskControl::CheckpointComplete(checkpoint.0));
                 }
             }
             JmToTm::ReleaseJob { job } => {
@@ -397,7 +398,7 @@ impl TaskManager {
         }
     }
 
-    fn cancel(&mut self, job: u64, attempt: ExecutionAttemptId) {
+    fn cancel(&mut self, job: JobId, attempt: ExecutionAttemptId) {
         if self.tasks.remove(&(job, attempt)).is_some() {
             self.services.registry.release(job, attempt);
             tracing::info!(tm = %self.opts.name, %attempt, "task cancelled");
@@ -461,7 +462,12 @@ impl TaskManager {
                     let _ = running.send(TaskEvent::Running(job, attempt));
                 }),
                 on_checkpoint: Box::new(move |id, snapshot| {
-                    let _ = checkpointed.send(TaskEvent::Checkpointed(job, attempt, id, snapshot));
+                    let _ = checkpointed.send(TaskEvent::Checkpointed(
+                        job,
+                        attempt,
+                        CheckpointId(id),
+                        snapshot,
+                    ));
                 }),
             };
             let task = run_task(deployment, services, m, link);
@@ -486,7 +492,7 @@ impl TaskManager {
     }
 
     /// Reports a deployment that could not start as a failed task.
-    fn reject(&mut self, job: u64, attempt: ExecutionAttemptId, reason: String) {
+    fn reject(&mut self, job: JobId, attempt: ExecutionAttemptId, reason: String) {
         tracing::warn!(tm = %self.opts.name, %attempt, %reason, "deployment rejected");
         let idle = AbortOnDrop(tokio::spawn(async {}));
         self.tasks.insert(

@@ -26,6 +26,7 @@ use crate::connectors::source::SourceDriver;
 use crate::error::JobError;
 use crate::events::{ClusterEvent, Events};
 use crate::graph::{EdgeId, ExecutionAttemptId, JobGraph};
+use crate::ids::JobId;
 use crate::network::decoder::{DecodeError, RecordDecoder};
 use crate::network::writer::PartitionTarget;
 use crate::network::{
@@ -36,7 +37,7 @@ use crate::state::{TaskRestore, TaskSnapshot, TaskStateHandle};
 
 /// Everything needed to start one execution attempt.
 pub struct TaskDeployment {
-    pub job_id: u64,
+    pub job_id: JobId,
     pub job: Arc<JobGraph>,
     pub attempt: ExecutionAttemptId,
     /// One per input channel, in gate order (`JobGraph::input_channels`).
