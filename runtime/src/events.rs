@@ -63,8 +63,10 @@ pub enum AbortReason {
     Expired,
     /// The checkpoint store refused to write it.
     StoreFailed,
-    /// It was written only after it had been aborted or subsumed: discarded.
-    WrittenTooLate,
+    /// A newer checkpoint completed while it was being written: it is discarded.
+    Subsumed,
+    /// Its snapshot could not be encoded for the store.
+    EncodeFailed,
     /// The job ended.
     JobEnded,
 }
@@ -72,17 +74,22 @@ pub enum AbortReason {
 /// One task the JobManager deployed: which attempt, on which TaskManager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployment {
+    /// The attempt deployed (a new attempt number per restart).
     pub attempt: ExecutionAttemptId,
+    /// The TaskManager's name.
     pub taskmanager: String,
-    /// The slot-sharing group's slot on that TaskManager.
-    pub slot: u32,
+    /// The slot its slot-sharing group holds on that TaskManager.
+    pub slot: Option<u32>,
 }
 
 /// A slot-sharing group moved by rebalancing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMove {
+    /// The group's subtasks: they restart on `to`.
     pub subtasks: Vec<SubtaskId>,
+    /// The TaskManager it left (empty if it held no slot).
     pub from: String,
+    /// The TaskManager it moved to.
     pub to: String,
 }
 
@@ -95,6 +102,8 @@ pub enum ClusterEvent {
         instance: TaskManagerId,
         slots: u32,
     },
+    /// The JobManager refused a registration (its slot count is out of range).
+    RegistrationRefused { taskmanager: String, slots: u32 },
     /// The JobManager gave up on a TaskManager instance.
     TaskManagerLost {
         taskmanager: String,
@@ -119,6 +128,11 @@ pub enum ClusterEvent {
     },
     /// The restart strategy allows no more restarts: the job fails.
     RestartsExhausted { job: JobId, strategy: String },
+    /// The job failed for good (its status turns FAILED), and why.
+    JobFailed { job: JobId, reason: String },
+    /// The job (or the restarted part of it) waits: the free slots cannot hold its
+    /// slot-sharing groups.
+    WaitingForSlots { job: JobId, needed: u32, free: u32 },
     /// Rebalancing moved slot-sharing groups onto lighter TaskManagers; their subtasks restart.
     Rebalanced { job: JobId, moves: Vec<GroupMove> },
     /// The JobManager sent these tasks to their TaskManagers, each restoring `checkpoint`.
@@ -133,6 +147,7 @@ pub enum ClusterEvent {
         attempt: ExecutionAttemptId,
         state: ExecutionState,
     },
+    /// The coordinator triggered a checkpoint at the sources.
     CheckpointTriggered {
         job: JobId,
         checkpoint: CheckpointId,
@@ -143,6 +158,7 @@ pub enum ClusterEvent {
         checkpoint: CheckpointId,
         bytes: u64,
     },
+    /// A pending or persisting checkpoint was given up; it is never restored.
     CheckpointAborted {
         job: JobId,
         checkpoint: CheckpointId,
@@ -151,23 +167,27 @@ pub enum ClusterEvent {
     /// A producer's consumer went away (taskmanager failover): it discards what it would
     /// send there until the replacement connects.
     ConsumerGone {
+        job: JobId,
         producer: ExecutionAttemptId,
         subpartition: u32,
     },
     /// The replacement consumer connected; `records` were dropped while it was away.
     RecordsDropped {
+        job: JobId,
         producer: ExecutionAttemptId,
         subpartition: u32,
         records: u64,
     },
     /// A consumer's input channel lost its producer and waits for its replacement.
     InputPaused {
+        job: JobId,
         consumer: ExecutionAttemptId,
         channel: u32,
         producer: ExecutionAttemptId,
     },
     /// A paused input channel reads from the replacement producer.
     InputReconnected {
+        job: JobId,
         consumer: ExecutionAttemptId,
         channel: u32,
         producer: ExecutionAttemptId,
@@ -184,6 +204,7 @@ pub enum ClusterEvent {
 
 /// Where events go. Implementations must not block: the JobManager's actor emits inline.
 pub trait EventSink: Send + Sync {
+    /// Takes one event, in the order the process decided it.
     fn emit(&self, event: ClusterEvent);
 }
 
@@ -192,6 +213,7 @@ pub trait EventSink: Send + Sync {
 pub struct Events(Arc<dyn EventSink>);
 
 impl Events {
+    /// Events that go to `sink`.
     pub fn new(sink: impl EventSink + 'static) -> Self {
         Events(Arc::new(sink))
     }
@@ -201,8 +223,26 @@ impl Events {
         Events::new(TracingEvents)
     }
 
+    /// Hands `event` to the sink.
     pub fn emit(&self, event: ClusterEvent) {
         self.0.emit(event);
+    }
+}
+
+/// A sink that keeps every event in memory, for tests: clones share the log.
+#[derive(Clone, Default)]
+pub struct EventLog(Arc<std::sync::Mutex<Vec<ClusterEvent>>>);
+
+impl EventLog {
+    /// The events kept so far, and forgets them.
+    pub fn take(&self) -> Vec<ClusterEvent> {
+        std::mem::take(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl EventSink for EventLog {
+    fn emit(&self, event: ClusterEvent) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(event);
     }
 }
 
@@ -238,8 +278,10 @@ impl ClusterEvent {
         matches!(
             self,
             ClusterEvent::TaskManagerLost { .. }
+                | ClusterEvent::RegistrationRefused { .. }
                 | ClusterEvent::FailoverStarted { .. }
                 | ClusterEvent::RestartsExhausted { .. }
+                | ClusterEvent::JobFailed { .. }
                 | ClusterEvent::CheckpointAborted { .. }
                 | ClusterEvent::JobStatusChanged {
                     status: JobStatus::Failed,
@@ -256,13 +298,22 @@ impl ClusterEvent {
             | JobStatusChanged { job, .. }
             | FailoverStarted { job, .. }
             | RestartsExhausted { job, .. }
+            | JobFailed { job, .. }
+            | WaitingForSlots { job, .. }
             | Rebalanced { job, .. }
             | TasksDeployed { job, .. }
             | SubtaskStateChanged { job, .. }
             | CheckpointTriggered { job, .. }
             | CheckpointCompleted { job, .. }
-            | CheckpointAborted { job, .. } => Some(*job),
-            _ => None,
+            | CheckpointAborted { job, .. }
+            | ConsumerGone { job, .. }
+            | RecordsDropped { job, .. }
+            | InputPaused { job, .. }
+            | InputReconnected { job, .. } => Some(*job),
+            TaskManagerRegistered { .. }
+            | RegistrationRefused { .. }
+            | TaskManagerLost { .. }
+            | MemoryAbove { .. } => None,
         }
     }
 }
@@ -312,7 +363,8 @@ impl fmt::Display for AbortReason {
             AbortReason::TaskEnded(attempt) => write!(f, "task {attempt} ended"),
             AbortReason::Expired => f.write_str("expired"),
             AbortReason::StoreFailed => f.write_str("store refused it"),
-            AbortReason::WrittenTooLate => f.write_str("written too late"),
+            AbortReason::Subsumed => f.write_str("subsumed while being written"),
+            AbortReason::EncodeFailed => f.write_str("snapshot could not be encoded"),
             AbortReason::JobEnded => f.write_str("job ended"),
         }
     }
@@ -320,7 +372,10 @@ impl fmt::Display for AbortReason {
 
 impl fmt::Display for Deployment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}/{}", self.attempt, self.taskmanager, self.slot)
+        match self.slot {
+            Some(slot) => write!(f, "{}@{}/{slot}", self.attempt, self.taskmanager),
+            None => write!(f, "{}@{}", self.attempt, self.taskmanager),
+        }
     }
 }
 
@@ -344,6 +399,9 @@ impl fmt::Display for ClusterEvent {
                 f,
                 "taskmanager registered {taskmanager} {instance} slots={slots}"
             ),
+            RegistrationRefused { taskmanager, slots } => {
+                write!(f, "registration refused {taskmanager} slots={slots}")
+            }
             TaskManagerLost {
                 taskmanager,
                 instance,
@@ -369,6 +427,10 @@ impl fmt::Display for ClusterEvent {
             ),
             RestartsExhausted { job, strategy } => {
                 write!(f, "restarts exhausted {job} restart-strategy={strategy}")
+            }
+            JobFailed { job, reason } => write!(f, "job failed {job}: {reason}"),
+            WaitingForSlots { job, needed, free } => {
+                write!(f, "waiting for slots {job} needed={needed} free={free}")
             }
             Rebalanced { job, moves } => write!(f, "rebalanced {job} {}", spaced(moves)),
             TasksDeployed {
@@ -401,29 +463,36 @@ impl fmt::Display for ClusterEvent {
                 reason,
             } => write!(f, "checkpoint aborted {job} {checkpoint}: {reason}"),
             ConsumerGone {
+                job,
                 producer,
                 subpartition,
-            } => write!(f, "consumer gone {producer}/{subpartition}: discarding"),
+            } => write!(f, "consumer gone {job} {producer}/{subpartition}: discarding"),
             RecordsDropped {
+                job,
                 producer,
                 subpartition,
                 records,
             } => write!(
                 f,
-                "consumer back {producer}/{subpartition}: dropped {records}"
+                "consumer back {job} {producer}/{subpartition}: dropped {records}"
             ),
             InputPaused {
-                consumer,
-                channel,
-                producer,
-            } => write!(f, "input paused {consumer} channel={channel} producer={producer}"),
-            InputReconnected {
+                job,
                 consumer,
                 channel,
                 producer,
             } => write!(
                 f,
-                "input reconnected {consumer} channel={channel} producer={producer}"
+                "input paused {job} {consumer} channel={channel} producer={producer}"
+            ),
+            InputReconnected {
+                job,
+                consumer,
+                channel,
+                producer,
+            } => write!(
+                f,
+                "input reconnected {job} {consumer} channel={channel} producer={producer}"
             ),
             MemoryAbove {
                 taskmanager,
@@ -442,20 +511,10 @@ impl fmt::Display for ClusterEvent {
 mod tests {
     use super::*;
     use crate::graph::VertexId;
-    use std::sync::Mutex;
-
-    #[derive(Default, Clone)]
-    struct Keep(Arc<Mutex<Vec<ClusterEvent>>>);
-
-    impl EventSink for Keep {
-        fn emit(&self, event: ClusterEvent) {
-            self.0.lock().unwrap().push(event);
-        }
-    }
 
     #[test]
     fn a_sink_receives_what_is_emitted_and_the_rendering_is_readable() {
-        let keep = Keep::default();
+        let keep = EventLog::default();
         let events = Events::new(keep.clone());
         let restart = vec![
             SubtaskId::new(VertexId(0), 1),
@@ -473,7 +532,7 @@ mod tests {
             backoff: Duration::from_secs(1),
             checkpoint: Some(CheckpointId(4)),
         });
-        let got = keep.0.lock().unwrap();
+        let got = keep.take();
         assert_eq!(got.len(), 1);
         assert_eq!(
             got[0].to_string(),

@@ -45,6 +45,7 @@ pub struct SubtaskId {
 }
 
 impl SubtaskId {
+    /// Subtask `subtask` of `vertex`.
     pub fn new(vertex: VertexId, subtask: u32) -> Self {
         SubtaskId { vertex, subtask }
     }

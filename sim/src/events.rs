@@ -23,16 +23,14 @@ pub struct RecordedEvent {
 
 impl fmt::Display for RecordedEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.at.as_millis();
-        write!(
-            f,
-            "{:>6}.{:03}s {:<7} {}",
-            ms / 1000,
-            ms % 1000,
-            self.node.to_string(),
-            self.event
-        )
+        f.write_str(&line(self.at, &self.node.to_string(), &self.event))
     }
+}
+
+/// One timeline line: `  5.000s tm-1    text`, as traces print theirs.
+fn line(at: Duration, node: &str, text: &dyn fmt::Display) -> String {
+    let ms = at.as_millis();
+    format!("{:>6}.{:03}s {node:<7} {text}", ms / 1000, ms % 1000)
 }
 
 /// Collects the events of every node of a run; clones share the log.
@@ -43,6 +41,7 @@ pub struct EventRecorder {
 }
 
 impl EventRecorder {
+    /// An empty recorder; times count from 0 until [`EventRecorder::set_start`].
     pub fn new() -> Self {
         Self::default()
     }
@@ -98,20 +97,16 @@ impl EventSink for NodeSink {
 /// ended) and every cluster event, in time order, the harness's lines first at equal times.
 /// What snapshots store and `--events` prints.
 pub fn timeline(h: &crate::history::RunHistory) -> Vec<(Duration, String)> {
-    let line = |at: Duration, node: &str, text: String| {
-        let ms = at.as_millis();
-        (
-            at,
-            format!("{:>6}.{:03}s {node:<7} {text}", ms / 1000, ms % 1000),
-        )
-    };
+    let harness = NodeName::Harness.to_string();
     let mut lines: Vec<(Duration, String)> = Vec::new();
     for f in &h.faults {
         let Some(began) = f.began_at else { continue };
         let effect = if f.effective { "" } else { " (no effect)" };
-        lines.push(line(began, "harness", format!("fault {}{effect}", f.fault)));
+        let text = format!("fault {}{effect}", f.fault);
+        lines.push((began, line(began, &harness, &text)));
         if let Some(ended) = f.ended_at {
-            lines.push(line(ended, "harness", format!("fault ended: {}", f.fault)));
+            let text = format!("fault ended: {}", f.fault);
+            lines.push((ended, line(ended, &harness, &text)));
         }
     }
     // Stable: faults that began at the same time keep their plan order.

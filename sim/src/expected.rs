@@ -49,15 +49,25 @@ pub fn verify_exactly_once(
     checks: OutputChecks,
 ) -> Result<u64, String> {
     let input = input_of(log)?;
+    let outputs = outputs_of(store, checks)?;
+    // The delivery checker skips outputs that name no input (jobs whose outputs never do);
+    // here every output must name one, so none can pass unseen.
+    if outputs.len() != input.len() {
+        return Err(format!(
+            "{} outputs for {} inputs",
+            outputs.len(),
+            input.len()
+        ));
+    }
     let history = RunHistory {
-        outputs: outputs_of(store, checks),
+        outputs,
         ..Default::default()
     };
     let verdict = delivery(&history, DeliveryMode::ExactlyOnce, &input);
     match verdict.passed {
         true => Ok(input.len() as u64),
         false => Err(format!(
-            "{}: {}",
+            "{}: {} (outputs in arrival order; their times are not recorded here)",
             verdict.summary,
             verdict.evidence.unwrap_or_default()
         )),
@@ -70,26 +80,40 @@ pub fn verify_keyed_count(store: &CollectStore, log: &dyn PartitionedLog) -> Res
 }
 
 /// The store's visible records as the checkers see them, in arrival order (times do not
-/// matter for exactly-once).
-fn outputs_of(store: &CollectStore, checks: OutputChecks) -> Vec<OutputRecord> {
+/// matter for exactly-once). An output that names no input, or whose running count cannot
+/// be decoded when the job reports them, is an error: it could not be checked.
+fn outputs_of(store: &CollectStore, checks: OutputChecks) -> Result<Vec<OutputRecord>, String> {
     store
         .records()
         .into_iter()
-        .map(|r| {
-            let count = checks
-                .running_count(&r.payload)
-                .and_then(|(key, count)| Some((key, NonZeroU64::new(count)?)));
+        .enumerate()
+        .map(|(i, r)| {
+            let origin = r
+                .origin
+                .ok_or_else(|| format!("output {i} (sink subtask {}) names no input", r.subtask))?;
+            let count = match checks.has_running_counts() {
+                true => {
+                    let (key, count) = checks
+                        .running_count(&r.payload)
+                        .ok_or_else(|| format!("output {i} for input {origin:?} is undecodable"))?;
+                    let count = NonZeroU64::new(count)
+                        .ok_or_else(|| format!("output {i} for input {origin:?} counts 0"))?;
+                    Some((key, count))
+                }
+                false => None,
+            };
             let tm = NodeName::from(&r.taskmanager[..])
                 .taskmanager()
                 .unwrap_or(0);
-            OutputRecord::new(
-                Default::default(),
+            let at = Default::default();
+            Ok(OutputRecord::new(
+                at,
                 tm,
                 r.subtask,
                 r.attempt,
-                r.origin,
+                Some(origin),
                 count,
-            )
+            ))
         })
         .collect()
 }

@@ -206,10 +206,10 @@ pub enum RunEnd {
 impl std::fmt::Display for RunEnd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RunEnd::Ended(status) => write!(f, "{status}"),
-            RunEnd::CutOff => f.write_str("RUNNING"),
-            RunEnd::Rejected => f.write_str("REJECTED"),
-            RunEnd::Lost => f.write_str("LOST"),
+            RunEnd::Ended(status) => status.fmt(f),
+            RunEnd::CutOff => f.pad("RUNNING"),
+            RunEnd::Rejected => f.pad("REJECTED"),
+            RunEnd::Lost => f.pad("LOST"),
         }
     }
 }

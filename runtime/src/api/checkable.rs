@@ -54,10 +54,12 @@ impl OutputChecks {
         }
     }
 
+    /// Whether every input record produces exactly one output naming it.
     pub fn one_per_input(&self) -> bool {
         self.one_per_input
     }
 
+    /// Whether outputs report per-key running counts.
     pub fn has_running_counts(&self) -> bool {
         self.running_count.is_some()
     }

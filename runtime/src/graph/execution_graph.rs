@@ -52,7 +52,8 @@ impl JobStatus {
 
 impl std::fmt::Display for JobStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        // `pad`, so tables can align them with `{:<10}`.
+        f.pad(match self {
             JobStatus::Created => "CREATED",
             JobStatus::Running => "RUNNING",
             JobStatus::Restarting => "RESTARTING",
@@ -65,7 +66,8 @@ impl std::fmt::Display for JobStatus {
 
 impl std::fmt::Display for ExecutionState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        // `pad`, so tables can align them with `{:<10}`.
+        f.pad(match self {
             ExecutionState::Created => "CREATED",
             ExecutionState::Scheduled => "SCHEDULED",
             ExecutionState::Deploying => "DEPLOYING",

@@ -25,6 +25,7 @@ pub struct CompletedCheckpoint {
 }
 
 impl CompletedCheckpoint {
+    /// The size of its task snapshots, summed.
     pub fn bytes(&self) -> usize {
         self.tasks.values().map(TaskSnapshot::bytes).sum()
     }
@@ -93,6 +94,8 @@ pub enum Ack {
     AllAcknowledged(Arc<CompletedCheckpoint>),
 }
 
+/// One job's checkpoints: the schedule, the pending one, those being written, and the
+/// completed ones retained for restore.
 pub struct CheckpointCoordinator {
     interval: Option<Duration>,
     timeout: Duration,
@@ -280,6 +283,7 @@ impl CheckpointCoordinator {
         self.completed.back()
     }
 
+    /// The completed checkpoints retained, oldest first.
     pub fn retained_ids(&self) -> Vec<CheckpointId> {
         self.completed.iter().map(|c| c.id).collect()
     }

@@ -6,7 +6,7 @@
 use tokio::time::Instant;
 
 use super::checkpoint_coordinator::{Ack, Persisted};
-use super::connection::Inbox;
+use super::connection::ActorMessage;
 use super::JobManager;
 use crate::events::{AbortReason, ClusterEvent};
 use crate::graph::{CheckpointId, ExecutionAttemptId, ExecutionState, JobId, JobStatus};
@@ -34,7 +34,7 @@ impl JobManager {
             for checkpoint in job.checkpoints.expire(now) {
                 events.emit(ClusterEvent::CheckpointAborted {
                     job: id,
-                    checkpoint: checkpoint,
+                    checkpoint,
                     reason: AbortReason::Expired,
                 });
             }
@@ -49,7 +49,7 @@ impl JobManager {
             };
             events.emit(ClusterEvent::CheckpointTriggered {
                 job: id,
-                checkpoint: checkpoint,
+                checkpoint,
             });
             let graph = &job.eg.job;
             for ev in job.eg.all().filter(|ev| graph.vertex(ev.vertex).is_source) {
@@ -57,7 +57,7 @@ impl JobManager {
                 if let Some(tm) = job.placement.of(&attempt).and_then(|tm| self.tms.get(&tm)) {
                     let _ = tm.out.send(JmToTm::TriggerCheckpoint {
                         job: id,
-                        checkpoint: checkpoint,
+                        checkpoint,
                         attempt,
                     });
                 }
@@ -75,7 +75,6 @@ impl JobManager {
         attempt: ExecutionAttemptId,
         snapshot: TaskSnapshot,
     ) {
-        let checkpoint = checkpoint;
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -95,8 +94,8 @@ impl JobManager {
                 tracing::error!(%id, %checkpoint, error = %e, "checkpoint could not be encoded");
                 self.services.events.emit(ClusterEvent::CheckpointAborted {
                     job: id,
-                    checkpoint: checkpoint,
-                    reason: AbortReason::StoreFailed,
+                    checkpoint,
+                    reason: AbortReason::EncodeFailed,
                 });
                 return;
             }
@@ -105,9 +104,9 @@ impl JobManager {
         let inbox = self.inbox.clone();
         tokio::spawn(async move {
             let result = write.await.map_err(|e| e.to_string());
-            let _ = inbox.send(Inbox::CheckpointPersisted {
+            let _ = inbox.send(ActorMessage::CheckpointPersisted {
                 job: id,
-                checkpoint: checkpoint,
+                checkpoint,
                 result,
             });
         });
@@ -139,10 +138,11 @@ impl JobManager {
         }
         let subsumed = match job.checkpoints.persisted(checkpoint) {
             Persisted::Completed { subsumed } => subsumed,
-            // Aborted meanwhile (failover, timeout), or overtaken by a newer checkpoint: it
-            // must never be restored, and sinks have nothing to commit for it.
-            Persisted::Aborted | Persisted::Subsumed => {
-                events.emit(aborted(AbortReason::WrittenTooLate));
+            // Aborted meanwhile (failover, timeout: already announced), or overtaken by a
+            // newer checkpoint: it must never be restored, and sinks have nothing to commit.
+            Persisted::Aborted => return self.delete_checkpoint(id, checkpoint),
+            Persisted::Subsumed => {
+                events.emit(aborted(AbortReason::Subsumed));
                 return self.delete_checkpoint(id, checkpoint);
             }
         };

@@ -1,5 +1,5 @@
 //! The JobManager's connections: accepting peers, authenticating them, and relaying what they
-//! send to the actor (as [`Inbox`] messages) and what the actor sends back to them.
+//! send to the actor (as [`ActorMessage`] messages) and what the actor sends back to them.
 //!
 //! Nothing here decides anything about jobs: a connection task only translates between frames
 //! and the actor's inbox, so every decision stays in the actor's one order.
@@ -17,16 +17,16 @@ use crate::rpc::handshake::accept_handshake;
 use crate::rpc::{credentials, framed, ClientToJm, JmToClient, JmToTm, PeerRole, RpcError, TmToJm};
 use crate::util::{AbortOnDrop, TaskSet};
 
-/// A channel into a connection's writer.
-pub(super) type Outbox<T> = mpsc::UnboundedSender<T>;
+/// A channel into a task of the JobManager: a connection's writer, or the actor itself.
+pub(super) type Sender<T> = mpsc::UnboundedSender<T>;
 
-/// What reaches the JobManager actor.
-pub(super) enum Inbox {
+/// What reaches the JobManager actor through its inbox.
+pub(super) enum ActorMessage {
     TmRegistered {
         name: String,
         slots: u32,
         data_addr: String,
-        out: Outbox<JmToTm>,
+        out: Sender<JmToTm>,
         /// Dropped by the JobManager to close the connection (a lost TaskManager).
         close: oneshot::Sender<()>,
         reply: oneshot::Sender<TaskManagerId>,
@@ -42,7 +42,7 @@ pub(super) enum Inbox {
     Submit {
         spec: JobSpec,
         config: Configuration,
-        out: Outbox<JmToClient>,
+        out: Sender<JmToClient>,
     },
     /// The checkpoint store finished writing a completed checkpoint.
     CheckpointPersisted {
@@ -55,7 +55,7 @@ pub(super) enum Inbox {
 pub(super) async fn accept_loop(
     listener: TcpListener,
     config: Configuration,
-    inbox: Outbox<Inbox>,
+    inbox: Sender<ActorMessage>,
 ) {
     let mut connections = TaskSet::default();
     loop {
@@ -83,7 +83,7 @@ type Writer = crate::rpc::FrameWriter<tokio::io::WriteHalf<TcpStream>>;
 async fn serve_connection(
     stream: TcpStream,
     config: Configuration,
-    inbox: Outbox<Inbox>,
+    inbox: Sender<ActorMessage>,
 ) -> Result<(), RpcError> {
     stream.set_nodelay(true)?;
     let (mut reader, mut writer) = framed(stream, config.max_frame_size());
@@ -106,7 +106,7 @@ async fn serve_connection(
 async fn serve_taskmanager(
     mut reader: Reader,
     writer: Writer,
-    inbox: Outbox<Inbox>,
+    inbox: Sender<ActorMessage>,
 ) -> Result<(), RpcError> {
     let Some(TmToJm::Register {
         name,
@@ -120,7 +120,7 @@ async fn serve_taskmanager(
     let (out, out_rx) = mpsc::unbounded_channel();
     let (close, mut closed) = oneshot::channel();
     let (reply, id) = oneshot::channel();
-    let _ = inbox.send(Inbox::TmRegistered {
+    let _ = inbox.send(ActorMessage::TmRegistered {
         name,
         slots,
         data_addr,
@@ -137,27 +137,27 @@ async fn serve_taskmanager(
             _ = &mut closed => return Ok(()),
             msg = reader.recv::<TmToJm>() => match msg {
                 Ok(Some(msg)) => {
-                    let _ = inbox.send(Inbox::TmMessage { tm, msg });
+                    let _ = inbox.send(ActorMessage::TmMessage { tm, msg });
                 }
                 Ok(None) => break "connection closed".to_string(),
                 Err(e) => break format!("connection error: {e}"),
             },
         }
     };
-    let _ = inbox.send(Inbox::TmDisconnected { tm, reason });
+    let _ = inbox.send(ActorMessage::TmDisconnected { tm, reason });
     Ok(())
 }
 
 async fn serve_client(
     mut reader: Reader,
     mut writer: Writer,
-    inbox: Outbox<Inbox>,
+    inbox: Sender<ActorMessage>,
 ) -> Result<(), RpcError> {
     let Some(ClientToJm::Submit { spec, config }) = reader.recv().await? else {
         return Err(RpcError::Malformed("expected Submit".into()));
     };
     let (out, mut out_rx) = mpsc::unbounded_channel();
-    let _ = inbox.send(Inbox::Submit { spec, config, out });
+    let _ = inbox.send(ActorMessage::Submit { spec, config, out });
     while let Some(msg) = out_rx.recv().await {
         writer.send(&msg).await?;
     }

@@ -70,13 +70,7 @@ impl JobManager {
         let groups = slot_sharing_groups(&job.eg.job, mode);
         let Some(offers) = placement_for(mode, None).place_on(&groups, &self.pool.taskmanagers())
         else {
-            tracing::info!(
-                %id,
-                needed = groups.len(),
-                free = self.pool.free().len(),
-                "waiting for slots"
-            );
-            return;
+            return self.waiting_for_slots(id, groups.len());
         };
         for (group, offer) in groups.iter().zip(&offers) {
             self.pool.allocate(*offer, id);
@@ -104,6 +98,14 @@ impl JobManager {
         self.broadcast_status(id);
     }
 
+    fn waiting_for_slots(&self, job: JobId, needed: usize) {
+        self.events().emit(ClusterEvent::WaitingForSlots {
+            job,
+            needed: needed as u32,
+            free: self.pool.free().len() as u32,
+        });
+    }
+
     /// Redeploys the subtasks of a partial restart, once every group they belong to has a slot.
     fn redeploy_pending(&mut self, id: JobId) {
         let Some(job) = self.jobs.get_mut(&id) else {
@@ -123,13 +125,7 @@ impl JobManager {
             let mode = job.config.load_balance_mode();
             let tms = with_placed_load(self.pool.taskmanagers(), job);
             let Some(offers) = placement_for(mode, None).place_on(&groups, &tms) else {
-                tracing::info!(
-                    %id,
-                    needed = groups.len(),
-                    free = self.pool.free().len(),
-                    "waiting for slots"
-                );
-                return;
+                return self.waiting_for_slots(id, groups.len());
             };
             for (g, offer) in homeless.iter().zip(offers) {
                 self.pool.allocate(offer, id);
@@ -226,7 +222,7 @@ impl JobManager {
             .zip(&job.placement.group_slots)
             .find(|(g, _)| g.members.contains(&(s.vertex, s.subtask)))
             .and_then(|(_, slot)| *slot)
-            .map_or(0, |o| o.slot);
+            .map(|o| o.slot);
         deployed.push(Deployment {
             attempt,
             taskmanager: entry.name.clone(),

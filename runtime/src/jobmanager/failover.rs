@@ -29,7 +29,9 @@ use crate::graph::{
 /// What failed: a task by itself, or every task of a TaskManager that was lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureScope {
+    /// A task reported its own failure (its code, its state, a lost input it cannot survive).
     Task,
+    /// A TaskManager was lost, and with it every attempt it ran.
     TaskManagerLost,
 }
 

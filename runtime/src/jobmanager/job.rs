@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio::time::Instant;
 
 use super::checkpoint_coordinator::CheckpointCoordinator;
-use super::connection::Outbox;
+use super::connection::Sender;
 use super::restart_backoff::RestartBackoff;
 use super::scheduler::SlotOffer;
 use crate::api::JobSpec;
 use crate::config::Configuration;
-use crate::events::{ClusterEvent, Events};
+use crate::events::{AbortReason, ClusterEvent, Events};
 use crate::graph::{
     EdgeId, ExecutionAttemptId, ExecutionGraph, ExecutionSlotSharingGroup, ExecutionState, JobId,
     JobStatus, SubtaskId, TaskManagerId, VertexId,
@@ -30,6 +30,7 @@ pub(super) struct Placement {
 }
 
 impl Placement {
+    /// The TaskManager instance `attempt` runs on, if it is a current, placed attempt.
     pub fn of(&self, attempt: &ExecutionAttemptId) -> Option<TaskManagerId> {
         self.attempts.get(attempt).copied()
     }
@@ -78,7 +79,7 @@ pub(super) struct Job {
     pub eg: ExecutionGraph,
     status: JobStatus,
     pub message: Option<String>,
-    pub clients: Vec<Outbox<JmToClient>>,
+    pub clients: Vec<Sender<JmToClient>>,
     pub submitted: Instant,
     pub placement: Placement,
     pub recovery: Recovery,
@@ -87,13 +88,12 @@ pub(super) struct Job {
 }
 
 impl Job {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: JobId,
         spec: JobSpec,
         config: Configuration,
         eg: ExecutionGraph,
-        client: Outbox<JmToClient>,
+        client: Sender<JmToClient>,
         backoff: Box<dyn RestartBackoff>,
         checkpoints: CheckpointCoordinator,
     ) -> Self {
@@ -128,6 +128,17 @@ impl Job {
             events.emit(ClusterEvent::JobStatusChanged {
                 job: self.id,
                 status,
+            });
+        }
+    }
+
+    /// Gives up the pending and persisting checkpoints, each announced as an event.
+    pub fn abort_checkpoints(&mut self, reason: AbortReason, events: &Events) {
+        for checkpoint in self.checkpoints.abort_all() {
+            events.emit(ClusterEvent::CheckpointAborted {
+                job: self.id,
+                checkpoint,
+                reason,
             });
         }
     }
@@ -210,23 +221,13 @@ impl Job {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use super::*;
     use crate::api::build_job;
-    use crate::events::EventSink;
+    use crate::events::EventLog;
     use crate::jobmanager::restart_backoff;
     use crate::jobmanager::scheduler::SlotOffer;
-
-    #[derive(Clone, Default)]
-    struct Keep(Arc<Mutex<Vec<ClusterEvent>>>);
-
-    impl EventSink for Keep {
-        fn emit(&self, event: ClusterEvent) {
-            self.0.lock().unwrap().push(event);
-        }
-    }
 
     /// keyed-count p=2 (v0 source+map, v1 count+sink), every subtask running, subtask i of
     /// both vertices on TaskManager i+1.
@@ -248,13 +249,13 @@ mod tests {
 
     #[test]
     fn a_status_change_is_an_event_and_a_repeat_is_not() {
-        let keep = Keep::default();
+        let keep = EventLog::default();
         let events = Events::new(keep.clone());
         let mut job = job();
         job.set_status(JobStatus::Running, &events);
         job.set_status(JobStatus::Running, &events);
         job.set_status(JobStatus::Finished, &events);
-        let got = keep.0.lock().unwrap();
+        let got = keep.take();
         let statuses: Vec<JobStatus> = got
             .iter()
             .filter_map(|e| match e {

@@ -58,7 +58,7 @@ use crate::rpc::{JmToClient, TmToJm};
 use crate::state::{CheckpointStore, MemoryCheckpointStore};
 use crate::util::AbortOnDrop;
 use checkpoint_coordinator::CheckpointCoordinator;
-use connection::{accept_loop, Inbox, Outbox};
+use connection::{accept_loop, ActorMessage, Sender};
 use job::Job;
 use scheduler::SlotPool;
 use taskmanagers::TmEntry;
@@ -98,7 +98,7 @@ pub struct JobManager {
     config: Configuration,
     services: JobManagerServices,
     /// The actor's own inbox, for completions of work it spawned (checkpoint writes).
-    inbox: Outbox<Inbox>,
+    inbox: Sender<ActorMessage>,
     tms: BTreeMap<TaskManagerId, TmEntry>,
     jobs: BTreeMap<JobId, Job>,
     pool: SlotPool,
@@ -143,7 +143,11 @@ async fn sleep_until_some(at: Option<Instant>) {
 }
 
 impl JobManager {
-    fn new(config: Configuration, services: JobManagerServices, inbox: Outbox<Inbox>) -> Self {
+    fn new(
+        config: Configuration,
+        services: JobManagerServices,
+        inbox: Sender<ActorMessage>,
+    ) -> Self {
         JobManager {
             config,
             services,
@@ -161,9 +165,9 @@ impl JobManager {
         &self.services.events
     }
 
-    fn handle(&mut self, msg: Inbox) {
+    fn handle(&mut self, msg: ActorMessage) {
         match msg {
-            Inbox::TmRegistered {
+            ActorMessage::TmRegistered {
                 name,
                 slots,
                 data_addr,
@@ -171,18 +175,18 @@ impl JobManager {
                 close,
                 reply,
             } => self.register(name, slots, data_addr, out, close, reply),
-            Inbox::TmMessage { tm, msg } if self.tms.contains_key(&tm) => {
+            ActorMessage::TmMessage { tm, msg } if self.tms.contains_key(&tm) => {
                 self.on_tm_message(tm, msg)
             }
-            Inbox::TmMessage { tm, .. } => {
+            ActorMessage::TmMessage { tm, .. } => {
                 tracing::debug!(%tm, "message from a dropped taskmanager ignored")
             }
-            Inbox::TmDisconnected { tm, reason } => {
+            ActorMessage::TmDisconnected { tm, reason } => {
                 let cause = crate::events::LossCause::ConnectionClosed(reason);
                 self.lose_taskmanagers(vec![(tm, cause)])
             }
-            Inbox::Submit { spec, config, out } => self.submit(spec, config, out),
-            Inbox::CheckpointPersisted {
+            ActorMessage::Submit { spec, config, out } => self.submit(spec, config, out),
+            ActorMessage::CheckpointPersisted {
                 job,
                 checkpoint,
                 result,
@@ -235,7 +239,7 @@ impl JobManager {
             .is_some_and(|j| j.placement.of(&attempt) == Some(tm))
     }
 
-    fn submit(&mut self, spec: JobSpec, job_config: Configuration, out: Outbox<JmToClient>) {
+    fn submit(&mut self, spec: JobSpec, job_config: Configuration, out: Sender<JmToClient>) {
         let config = match self.config.merged(&job_config) {
             Ok(c) => c,
             Err(e) => {

@@ -49,7 +49,7 @@ impl JobManager {
             if let Some(checkpoint) = job.checkpoints.abort_waiting_for(attempt) {
                 events.emit(ClusterEvent::CheckpointAborted {
                     job: id,
-                    checkpoint: checkpoint,
+                    checkpoint,
                     reason: AbortReason::TaskEnded(attempt),
                 });
             }
@@ -102,13 +102,7 @@ impl JobManager {
         let strategy = job.config.failover_strategy();
         let restart = subtasks_to_restart(&job.eg, strategy, failed, scope);
         let events = &self.services.events;
-        for checkpoint in job.checkpoints.abort_all() {
-            events.emit(ClusterEvent::CheckpointAborted {
-                job: id,
-                checkpoint: checkpoint,
-                reason: AbortReason::Failover,
-            });
-        }
+        job.abort_checkpoints(AbortReason::Failover, events);
         events.emit(ClusterEvent::FailoverStarted {
             job: id,
             strategy,
@@ -203,7 +197,10 @@ impl JobManager {
 
     /// Fails a job for good: cancels its remaining tasks.
     pub(super) fn fail_job(&mut self, id: JobId, reason: String) {
-        tracing::warn!(%id, %reason, "job failed");
+        self.events().emit(ClusterEvent::JobFailed {
+            job: id,
+            reason: reason.clone(),
+        });
         self.end_job(id, JobStatus::Failed, Some(reason));
     }
 
@@ -216,13 +213,7 @@ impl JobManager {
         job.recovery.restart_at = None;
         job.recovery.pending.clear();
         job.checkpoints.stop();
-        for checkpoint in job.checkpoints.abort_all() {
-            self.services.events.emit(ClusterEvent::CheckpointAborted {
-                job: id,
-                checkpoint: checkpoint,
-                reason: AbortReason::JobEnded,
-            });
-        }
+        job.abort_checkpoints(AbortReason::JobEnded, &self.services.events);
         self.cancel_tasks(id);
         for tm in self.tms.values() {
             let _ = tm.out.send(JmToTm::ReleaseJob { job: id });
@@ -293,13 +284,7 @@ impl JobManager {
             });
         }
         let events = &self.services.events;
-        for checkpoint in job.checkpoints.abort_all() {
-            events.emit(ClusterEvent::CheckpointAborted {
-                job: id,
-                checkpoint: checkpoint,
-                reason: AbortReason::Rebalancing,
-            });
-        }
+        job.abort_checkpoints(AbortReason::Rebalancing, events);
         events.emit(ClusterEvent::Rebalanced {
             job: id,
             moves: moved,

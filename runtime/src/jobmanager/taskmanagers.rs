@@ -4,7 +4,7 @@
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::connection::Outbox;
+use super::connection::Sender;
 use super::failover::FailureScope;
 use super::JobManager;
 use crate::events::{ClusterEvent, FailoverCause, LossCause};
@@ -18,7 +18,7 @@ const MAX_SLOTS_PER_TASKMANAGER: u32 = 4096;
 pub(super) struct TmEntry {
     pub name: String,
     pub data_addr: String,
-    pub out: Outbox<JmToTm>,
+    pub out: Sender<JmToTm>,
     /// Dropping it closes the connection (the instance is lost).
     pub _close: oneshot::Sender<()>,
     pub last_reply: Instant,
@@ -33,12 +33,15 @@ impl JobManager {
         name: String,
         slots: u32,
         data_addr: String,
-        out: Outbox<JmToTm>,
+        out: Sender<JmToTm>,
         close: oneshot::Sender<()>,
         reply: oneshot::Sender<TaskManagerId>,
     ) {
         if slots == 0 || slots > MAX_SLOTS_PER_TASKMANAGER {
-            tracing::warn!(%name, slots, "registration refused: slot count out of range");
+            self.events().emit(ClusterEvent::RegistrationRefused {
+                taskmanager: name,
+                slots,
+            });
             return; // dropping `close` and `reply` closes the connection
         }
         // A TaskManager that registers again (it lost us, or restarted) replaces its old

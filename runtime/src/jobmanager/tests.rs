@@ -1,32 +1,15 @@
 //! The JobManager actor driven message by message, without a network: what it decides is
 //! read from its cluster events and the messages it sends.
 
-use std::sync::{Arc, Mutex};
-
 use tokio::sync::{mpsc, oneshot};
 
-use super::connection::Inbox;
+use super::connection::ActorMessage;
 use super::{JobManager, JobManagerServices};
 use crate::api::JobSpec;
 use crate::config::Configuration;
-use crate::events::{ClusterEvent, EventSink, Events, FailoverCause, LossCause};
+use crate::events::{ClusterEvent, EventLog, Events, FailoverCause, LossCause};
 use crate::graph::{ExecutionState, JobStatus, SubtaskId, TaskManagerId};
 use crate::rpc::{JmToTm, TmToJm};
-
-#[derive(Clone, Default)]
-struct Keep(Arc<Mutex<Vec<ClusterEvent>>>);
-
-impl EventSink for Keep {
-    fn emit(&self, event: ClusterEvent) {
-        self.0.lock().unwrap().push(event);
-    }
-}
-
-impl Keep {
-    fn take(&self) -> Vec<ClusterEvent> {
-        std::mem::take(&mut self.0.lock().unwrap())
-    }
-}
 
 struct FakeTm {
     id: TaskManagerId,
@@ -34,12 +17,12 @@ struct FakeTm {
     _closed: oneshot::Receiver<()>,
 }
 
-fn jobmanager(config: &[(&str, &str)]) -> (JobManager, Keep) {
+fn jobmanager(config: &[(&str, &str)]) -> (JobManager, EventLog) {
     let mut c = Configuration::new();
     for (k, v) in config {
         c = c.with(k, v).expect("valid key");
     }
-    let keep = Keep::default();
+    let keep = EventLog::default();
     let services = JobManagerServices {
         events: Events::new(keep.clone()),
         ..JobManagerServices::default()
@@ -52,7 +35,7 @@ async fn register(jm: &mut JobManager, name: &str, slots: u32) -> FakeTm {
     let (out, rx) = mpsc::unbounded_channel();
     let (close, closed) = oneshot::channel();
     let (reply, id) = oneshot::channel();
-    jm.handle(Inbox::TmRegistered {
+    jm.handle(ActorMessage::TmRegistered {
         name: name.into(),
         slots,
         data_addr: format!("{name}:6121"),
@@ -80,7 +63,7 @@ fn run_deployed(jm: &mut JobManager, tm: &mut FakeTm) -> usize {
                 records_in: 0,
                 error: None,
             };
-            jm.handle(Inbox::TmMessage { tm: tm.id, msg });
+            jm.handle(ActorMessage::TmMessage { tm: tm.id, msg });
         }
     }
     deployed
@@ -99,7 +82,7 @@ async fn a_lost_taskmanager_fails_over_exactly_the_subtasks_deployed_on_it() {
     }
     let (client, _client_rx) = mpsc::unbounded_channel();
     let spec = JobSpec::new("keyed-count").with("parallelism", 3);
-    jm.handle(Inbox::Submit {
+    jm.handle(ActorMessage::Submit {
         spec,
         config: Configuration::new(),
         out: client,
@@ -119,7 +102,7 @@ async fn a_lost_taskmanager_fails_over_exactly_the_subtasks_deployed_on_it() {
         .collect();
     assert_eq!(on_tm2.len(), 2, "tasks mode spreads 6 tasks 2 by 2");
 
-    jm.handle(Inbox::TmDisconnected {
+    jm.handle(ActorMessage::TmDisconnected {
         tm: tms[1].id,
         reason: "connection closed".into(),
     });
@@ -171,7 +154,7 @@ async fn a_second_registration_under_the_same_name_replaces_the_first_instance()
     let (out, _rx) = mpsc::unbounded_channel();
     let (close, _closed) = oneshot::channel();
     let (reply, id) = oneshot::channel();
-    jm.handle(Inbox::TmRegistered {
+    jm.handle(ActorMessage::TmRegistered {
         name: "tm-9".into(),
         slots: u32::MAX,
         data_addr: "tm-9:6121".into(),

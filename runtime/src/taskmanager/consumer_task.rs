@@ -156,6 +156,7 @@ impl Consumer<'_> {
                         let replaced = self.lost.remove(&index);
                         if replaced {
                             self.connector.services.events.emit(ClusterEvent::InputReconnected {
+                                job: self.connector.job,
                                 consumer: self.consumer,
                                 channel: index as u32,
                                 producer: self.inputs[index].producer,
@@ -186,6 +187,7 @@ impl Consumer<'_> {
                     GateItem::End => break,
                     GateItem::ChannelLost(ch) if self.survive_producer_loss => {
                         self.connector.services.events.emit(ClusterEvent::InputPaused {
+                            job: self.connector.job,
                             consumer: self.consumer,
                             channel: ch as u32,
                             producer: self.inputs[ch].producer,

@@ -264,7 +264,7 @@ impl TaskManager {
         if let Some(level) = self.watermark.observe(memory.total(), limit) {
             let mib = |b: u64| b / (1 << 20);
             tracing::info!(tm = %self.opts.name, state_mib = mib(memory.state_bytes), buffers_mib = mib(memory.buffer_bytes), "accounted memory above {level}% of the process size");
-            self.opts.events.emit(ClusterEvent::MemoryAbove {
+            self.services.events.emit(ClusterEvent::MemoryAbove {
                 taskmanager: self.opts.name.clone(),
                 percent: level.into(),
                 bytes: memory.total(),

@@ -136,14 +136,8 @@ pub enum TaskError {
         producer: ExecutionAttemptId,
         reason: String,
     },
-    #[error("a consumer of this task's output went away")]
-    DownstreamGone,
-}
-
-impl From<DownstreamGone> for TaskError {
-    fn from(_: DownstreamGone) -> Self {
-        TaskError::DownstreamGone
-    }
+    #[error(transparent)]
+    DownstreamGone(#[from] DownstreamGone),
 }
 
 /// Paces records to a rate: each batch is due `n / rate` after the later of the previous due
@@ -416,6 +410,7 @@ struct ProducerEvents {
 impl SubpartitionListener for ProducerEvents {
     fn consumer_gone(&self, key: &SubpartitionKey) {
         self.events.emit(ClusterEvent::ConsumerGone {
+            job: key.job,
             producer: key.producer,
             subpartition: key.index,
         });
@@ -429,6 +424,7 @@ impl SubpartitionListener for ProducerEvents {
 
     fn replacement_connected(&self, key: &SubpartitionKey, dropped: u64) {
         self.events.emit(ClusterEvent::RecordsDropped {
+            job: key.job,
             producer: key.producer,
             subpartition: key.index,
             records: dropped,

@@ -83,9 +83,10 @@ pub fn disruptive_faults(h: &RunHistory) -> impl Iterator<Item = &AppliedFault> 
 }
 
 /// When something disrupted the job: the windows of faults that took effect (until output
-/// resumed after them), and the recoveries they set off, from the JobManager's events: from a failover (which may come
-/// well after its fault: a heartbeat timeout, a connection that only breaks later) or a
-/// rebalancing move to the redeployment of the restarted tasks, and then the replay: paced
+/// resumed after them), and the recoveries they set off, from the JobManager's events: from
+/// a failover (which may come well after its fault: a heartbeat timeout, a connection that
+/// only breaks later) or a rebalancing move to the redeployment of the restarted tasks
+/// (`TasksDeployed`), and then the replay: paced
 /// sources re-read everything since the checkpoint they restored at their normal rate, so
 /// the replay lasts as long as that checkpoint is old (at least `REPLAY`), and starts late if
 /// a fault was still active at the redeployment. Recoveries before the first fault are not
@@ -223,7 +224,7 @@ mod tests {
         let task = |v| Deployment {
             attempt: SubtaskId::new(VertexId(v), 1).attempt(1),
             taskmanager: "tm-1".into(),
-            slot: 1,
+            slot: Some(1),
         };
         ClusterEvent::TasksDeployed {
             job: JobId(1),

@@ -218,13 +218,15 @@ fn same_trace(a: &RunOutcome, b: &RunOutcome) -> bool {
     let (ha, hb) = (trace_hash(&a.history.trace), trace_hash(&b.history.trace));
     match first_difference(&a.history.trace, &b.history.trace) {
         None if a.history.events != b.history.events => {
-            let at = a
-                .history
-                .events
-                .iter()
-                .zip(&b.history.events)
-                .position(|(x, y)| x != y);
-            println!("determinism: FAIL, same trace but different cluster events (first at event {at:?})");
+            let (x, y) = (&a.history.events, &b.history.events);
+            let at = (0..x.len().max(y.len()))
+                .find(|&i| x.get(i) != y.get(i))
+                .unwrap_or_default();
+            let show =
+                |e: Option<&rill_sim::RecordedEvent>| e.map_or("<end>".into(), |e| e.to_string());
+            println!("determinism: FAIL, same trace but different cluster events; first difference at event {at}:");
+            println!("  first:  {}", show(x.get(at)));
+            println!("  second: {}", show(y.get(at)));
             false
         }
         None if a.history.outputs != b.history.outputs => {
