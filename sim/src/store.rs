@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use rill::graph::{CheckpointId, JobId};
 use rill::state::{CheckpointStore, MemoryCheckpointStore, StoreError};
 
 use crate::fault::StoreFailureMode;
@@ -76,18 +77,26 @@ impl SimCheckpointStore {
 impl CheckpointStore for SimCheckpointStore {
     fn put(
         &self,
-        job: u64,
-        checkpoint: u64,
+        job: JobId,
+        checkpoint: CheckpointId,
         data: Bytes,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         self.gated(move |store| store.put(job, checkpoint, data))
     }
 
-    fn get(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<Bytes, StoreError>> {
+    fn get(
+        &self,
+        job: JobId,
+        checkpoint: CheckpointId,
+    ) -> BoxFuture<'static, Result<Bytes, StoreError>> {
         self.gated(move |store| store.get(job, checkpoint))
     }
 
-    fn delete(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn delete(
+        &self,
+        job: JobId,
+        checkpoint: CheckpointId,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         self.gated(move |store| store.delete(job, checkpoint))
     }
 }

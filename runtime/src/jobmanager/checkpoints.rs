@@ -100,7 +100,7 @@ impl JobManager {
                 return;
             }
         };
-        let write = self.services.checkpoint_store.put(id.0, checkpoint.0, data);
+        let write = self.services.checkpoint_store.put(id, checkpoint, data);
         let inbox = self.inbox.clone();
         tokio::spawn(async move {
             let result = write.await.map_err(|e| e.to_string());
@@ -167,7 +167,7 @@ impl JobManager {
 
     /// Deletes a checkpoint from the store in the background; a failure only leaves garbage.
     fn delete_checkpoint(&self, job: JobId, checkpoint: CheckpointId) {
-        let delete = self.services.checkpoint_store.delete(job.0, checkpoint.0);
+        let delete = self.services.checkpoint_store.delete(job, checkpoint);
         tokio::spawn(async move {
             if let Err(e) = delete.await {
                 tracing::warn!(%job, %checkpoint, error = %e, "could not delete a checkpoint");

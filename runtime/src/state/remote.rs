@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 
 use super::{CheckpointStore, StoreError};
 use crate::config::Configuration;
+use crate::ids::{CheckpointId, JobId};
 use crate::rpc::service::{serve, ServiceClient};
 use crate::rpc::PeerRole;
 
@@ -25,17 +26,17 @@ const SERVICE: &str = "checkpoint store";
 #[derive(Debug, Serialize, Deserialize)]
 enum StoreRequest {
     Put {
-        job: u64,
-        checkpoint: u64,
+        job: JobId,
+        checkpoint: CheckpointId,
         data: Bytes,
     },
     Get {
-        job: u64,
-        checkpoint: u64,
+        job: JobId,
+        checkpoint: CheckpointId,
     },
     Delete {
-        job: u64,
-        checkpoint: u64,
+        job: JobId,
+        checkpoint: CheckpointId,
     },
 }
 
@@ -97,8 +98,8 @@ impl RemoteCheckpointStore {
 impl CheckpointStore for RemoteCheckpointStore {
     fn put(
         &self,
-        job: u64,
-        checkpoint: u64,
+        job: JobId,
+        checkpoint: CheckpointId,
         data: Bytes,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let call = self.call(StoreRequest::Put {
@@ -109,7 +110,11 @@ impl CheckpointStore for RemoteCheckpointStore {
         Box::pin(async move { call.await.map(drop) })
     }
 
-    fn get(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<Bytes, StoreError>> {
+    fn get(
+        &self,
+        job: JobId,
+        checkpoint: CheckpointId,
+    ) -> BoxFuture<'static, Result<Bytes, StoreError>> {
         let call = self.call(StoreRequest::Get { job, checkpoint });
         Box::pin(async move {
             // A server that answers a Get without data is broken; that must not pass as empty.
@@ -118,7 +123,11 @@ impl CheckpointStore for RemoteCheckpointStore {
         })
     }
 
-    fn delete(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn delete(
+        &self,
+        job: JobId,
+        checkpoint: CheckpointId,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         let call = self.call(StoreRequest::Delete { job, checkpoint });
         Box::pin(async move { call.await.map(drop) })
     }
@@ -144,20 +153,23 @@ mod tests {
         let (addr, held, _server) = served(&config).await;
         let remote = RemoteCheckpointStore::new(addr, &config, Duration::from_secs(5));
         remote
-            .put(1, 5, Bytes::from_static(b"state"))
+            .put(JobId(1), CheckpointId(5), Bytes::from_static(b"state"))
             .await
             .unwrap();
-        assert_eq!(held.held(), vec![(1, 5)]);
+        assert_eq!(held.held(), vec![(JobId(1), CheckpointId(5))]);
         assert_eq!(
-            remote.get(1, 5).await.unwrap(),
+            remote.get(JobId(1), CheckpointId(5)).await.unwrap(),
             Bytes::from_static(b"state")
         );
         let missing = StoreError::NotFound {
-            job: 1,
-            checkpoint: 6,
+            job: JobId(1),
+            checkpoint: CheckpointId(6),
         };
-        assert_eq!(remote.get(1, 6).await.unwrap_err(), missing);
-        remote.delete(1, 5).await.unwrap();
+        assert_eq!(
+            remote.get(JobId(1), CheckpointId(6)).await.unwrap_err(),
+            missing
+        );
+        remote.delete(JobId(1), CheckpointId(5)).await.unwrap();
         assert!(held.held().is_empty());
     }
 
@@ -169,7 +181,7 @@ mod tests {
             .unwrap();
         let remote = RemoteCheckpointStore::new(addr, &stranger, Duration::from_secs(5));
         let err = remote
-            .put(1, 1, Bytes::from_static(b"x"))
+            .put(JobId(1), CheckpointId(1), Bytes::from_static(b"x"))
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)), "{err}");

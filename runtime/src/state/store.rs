@@ -11,14 +11,18 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
+use crate::ids::{CheckpointId, JobId};
 use crate::util::lock;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     #[error("checkpoint store unavailable: {0}")]
     Unavailable(String),
-    #[error("checkpoint {checkpoint} of job {job} not found")]
-    NotFound { job: u64, checkpoint: u64 },
+    #[error("{checkpoint} of {job} not found")]
+    NotFound {
+        job: JobId,
+        checkpoint: CheckpointId,
+    },
     #[error("checkpoint store I/O error: {0}")]
     Io(String),
 }
@@ -27,12 +31,20 @@ pub enum StoreError {
 pub trait CheckpointStore: Send + Sync {
     fn put(
         &self,
-        job: u64,
-        checkpoint: u64,
+        job: JobId,
+        checkpoint: CheckpointId,
         data: Bytes,
     ) -> BoxFuture<'static, Result<(), StoreError>>;
-    fn get(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<Bytes, StoreError>>;
-    fn delete(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<(), StoreError>>;
+    fn get(
+        &self,
+        job: JobId,
+        checkpoint: CheckpointId,
+    ) -> BoxFuture<'static, Result<Bytes, StoreError>>;
+    fn delete(
+        &self,
+        job: JobId,
+        checkpoint: CheckpointId,
+    ) -> BoxFuture<'static, Result<(), StoreError>>;
 }
 
 /// Where a JobManager keeps completed checkpoints (`state.checkpoints.dir`).
@@ -94,12 +106,12 @@ impl CheckpointStorage {
 /// JobManager, which is fine while the JobManager is not highly available.
 #[derive(Clone, Default)]
 pub struct MemoryCheckpointStore {
-    blobs: Arc<Mutex<BTreeMap<(u64, u64), Bytes>>>,
+    blobs: Arc<Mutex<BTreeMap<(JobId, CheckpointId), Bytes>>>,
 }
 
 impl MemoryCheckpointStore {
     /// The checkpoints currently held, as (job, checkpoint).
-    pub fn held(&self) -> Vec<(u64, u64)> {
+    pub fn held(&self) -> Vec<(JobId, CheckpointId)> {
         lock(&self.blobs).keys().copied().collect()
     }
 }
@@ -107,15 +119,19 @@ impl MemoryCheckpointStore {
 impl CheckpointStore for MemoryCheckpointStore {
     fn put(
         &self,
-        job: u64,
-        checkpoint: u64,
+        job: JobId,
+        checkpoint: CheckpointId,
         data: Bytes,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         lock(&self.blobs).insert((job, checkpoint), data);
         Box::pin(async { Ok(()) })
     }
 
-    fn get(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<Bytes, StoreError>> {
+    fn get(
+        &self,
+        job: JobId,
+        checkpoint: CheckpointId,
+    ) -> BoxFuture<'static, Result<Bytes, StoreError>> {
         let found = lock(&self.blobs)
             .get(&(job, checkpoint))
             .cloned()
@@ -123,7 +139,11 @@ impl CheckpointStore for MemoryCheckpointStore {
         Box::pin(async move { found })
     }
 
-    fn delete(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn delete(
+        &self,
+        job: JobId,
+        checkpoint: CheckpointId,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         lock(&self.blobs).remove(&(job, checkpoint));
         Box::pin(async { Ok(()) })
     }
@@ -144,10 +164,8 @@ impl FsCheckpointStore {
         FsCheckpointStore { dir: dir.into() }
     }
 
-    fn path(&self, job: u64, checkpoint: u64) -> std::path::PathBuf {
-        self.dir
-            .join(format!("job-{job}"))
-            .join(format!("chk-{checkpoint}"))
+    fn path(&self, job: JobId, checkpoint: CheckpointId) -> std::path::PathBuf {
+        self.dir.join(job.to_string()).join(checkpoint.to_string())
     }
 }
 
@@ -166,8 +184,8 @@ fn blocking<T: Send + 'static>(
 impl CheckpointStore for FsCheckpointStore {
     fn put(
         &self,
-        job: u64,
-        checkpoint: u64,
+        job: JobId,
+        checkpoint: CheckpointId,
         data: Bytes,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let path = self.path(job, checkpoint);
@@ -183,7 +201,11 @@ impl CheckpointStore for FsCheckpointStore {
         })
     }
 
-    fn get(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<Bytes, StoreError>> {
+    fn get(
+        &self,
+        job: JobId,
+        checkpoint: CheckpointId,
+    ) -> BoxFuture<'static, Result<Bytes, StoreError>> {
         let path = self.path(job, checkpoint);
         blocking(move || match std::fs::read(&path) {
             Ok(data) => Ok(Bytes::from(data)),
@@ -194,7 +216,11 @@ impl CheckpointStore for FsCheckpointStore {
         })
     }
 
-    fn delete(&self, job: u64, checkpoint: u64) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn delete(
+        &self,
+        job: JobId,
+        checkpoint: CheckpointId,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         let path = self.path(job, checkpoint);
         blocking(move || match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -209,18 +235,24 @@ mod tests {
     use super::*;
 
     async fn round_trip(store: &dyn CheckpointStore) {
-        store.put(1, 5, Bytes::from_static(b"state")).await.unwrap();
-        assert_eq!(store.get(1, 5).await.unwrap(), Bytes::from_static(b"state"));
+        store
+            .put(JobId(1), CheckpointId(5), Bytes::from_static(b"state"))
+            .await
+            .unwrap();
         assert_eq!(
-            store.get(1, 6).await.unwrap_err(),
+            store.get(JobId(1), CheckpointId(5)).await.unwrap(),
+            Bytes::from_static(b"state")
+        );
+        assert_eq!(
+            store.get(JobId(1), CheckpointId(6)).await.unwrap_err(),
             StoreError::NotFound {
-                job: 1,
-                checkpoint: 6
+                job: JobId(1),
+                checkpoint: CheckpointId(6)
             }
         );
-        store.delete(1, 5).await.unwrap();
-        store.delete(1, 5).await.unwrap();
-        assert!(store.get(1, 5).await.is_err());
+        store.delete(JobId(1), CheckpointId(5)).await.unwrap();
+        store.delete(JobId(1), CheckpointId(5)).await.unwrap();
+        assert!(store.get(JobId(1), CheckpointId(5)).await.is_err());
     }
 
     #[test]
@@ -255,7 +287,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rill-store-test-{}", std::process::id()));
         let store = FsCheckpointStore::new(&dir);
         round_trip(&store).await;
-        store.put(2, 1, Bytes::from_static(b"x")).await.unwrap();
+        store
+            .put(JobId(2), CheckpointId(1), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
         let names: Vec<String> = std::fs::read_dir(dir.join("job-2"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
