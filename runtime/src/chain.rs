@@ -16,6 +16,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::ids::CheckpointId;
+
 use serde::{Deserialize, Serialize};
 
 /// A control event flowing down an operator chain, in order with the records.
@@ -30,9 +32,9 @@ pub enum ChainEvent {
     /// Checkpoint barrier `n`: everything before it belongs to checkpoint `n`. Stateful
     /// operators record their state in the task's `TaskStateHandle` as it passes; writers
     /// forward it to every consumer.
-    Barrier(u64),
+    Barrier(CheckpointId),
     /// Checkpoint `n` is complete everywhere: transactional sinks commit what they staged.
-    CheckpointComplete(u64),
+    CheckpointComplete(CheckpointId),
 }
 
 /// The receiving end of an operator: the next operator, a sink, or a network writer.

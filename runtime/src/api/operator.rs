@@ -22,6 +22,7 @@ use crate::clock::ProcessingClock;
 use crate::connectors::log_service::LogClients;
 use crate::connectors::sink_service::SinkClients;
 use crate::connectors::{CollectStore, ConnectorContext};
+use crate::ids::CheckpointId;
 use crate::ids::{ExecutionAttemptId, JobId};
 use crate::memory::MemoryAccount;
 use crate::state::{KeyedState, OperatorState, TaskStateHandle};
@@ -105,7 +106,7 @@ impl ConnectorContext for OperatorContext {
         OperatorContext::restored(self)
     }
 
-    fn restored_checkpoint(&self) -> Option<u64> {
+    fn restored_checkpoint(&self) -> Option<CheckpointId> {
         self.state.restored_checkpoint()
     }
 

@@ -10,6 +10,7 @@ use super::log_service::LogClients;
 use super::sink_service::SinkClients;
 use super::sink_store::CollectStore;
 use crate::chain::TaskWaits;
+use crate::ids::CheckpointId;
 use crate::ids::{ExecutionAttemptId, JobId};
 use crate::state::OperatorState;
 
@@ -23,7 +24,7 @@ pub trait ConnectorContext {
     /// The connector's state in the checkpoint the attempt restores from, if any.
     fn restored(&self) -> Option<&OperatorState>;
     /// The checkpoint the attempt restores from, if any.
-    fn restored_checkpoint(&self) -> Option<u64>;
+    fn restored_checkpoint(&self) -> Option<CheckpointId>;
     /// Where the connector leaves work the task must see finished before it goes on.
     fn waits(&self) -> &TaskWaits;
     /// The name of the TaskManager the subtask runs on.

@@ -14,6 +14,7 @@ use super::sink_store::{
 use super::ConnectorContext;
 use crate::chain::{ChainEvent, Collector, Out, TaskWaits, Traceable};
 use crate::error::JobError;
+use crate::ids::CheckpointId;
 
 /// Which sink a built-in job writes to (job parameter `sink`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,14 +203,14 @@ impl CollectSink {
     }
 
     /// Barrier: what was flushed since the last one is pre-committed under this checkpoint.
-    fn stage(&mut self, checkpoint: u64) {
+    fn stage(&mut self, checkpoint: CheckpointId) {
         self.flush();
         for batch in std::mem::take(&mut self.uncommitted) {
             self.write(SinkOp::Stage { checkpoint, batch });
         }
     }
 
-    fn commit(&mut self, checkpoint: u64) {
+    fn commit(&mut self, checkpoint: CheckpointId) {
         self.write(SinkOp::Commit { checkpoint });
     }
 

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::sink_store::{BatchEntry, CollectStore, CollectedBatch, Fenced, SinkOp, WriterKey};
 use crate::config::Configuration;
+use crate::ids::CheckpointId;
 use crate::ids::JobId;
 use crate::rpc::service::{serve, Backoff, ClientPool, ServiceClient};
 use crate::rpc::PeerRole;
@@ -47,10 +48,17 @@ pub struct SinkRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum WireOp {
-    Open { restored: Option<u64> },
+    Open {
+        restored: Option<CheckpointId>,
+    },
     Append(WireBatch),
-    Stage { checkpoint: u64, batch: WireBatch },
-    Commit { checkpoint: u64 },
+    Stage {
+        checkpoint: CheckpointId,
+        batch: WireBatch,
+    },
+    Commit {
+        checkpoint: CheckpointId,
+    },
 }
 
 /// A batch as it travels: the store stamps it when it arrives, which is when it is stored.
@@ -320,12 +328,15 @@ mod tests {
         let w = RemoteSinkWriter::start(pool.client(&addr), &key(), 0);
         w.send(SinkOp::Open { restored: None }).unwrap();
         w.send(SinkOp::Stage {
-            checkpoint: 1,
+            checkpoint: CheckpointId(1),
             batch: batch(3),
         })
         .unwrap();
         w.send(SinkOp::Append(batch(2))).unwrap();
-        w.send(SinkOp::Commit { checkpoint: 1 }).unwrap();
+        w.send(SinkOp::Commit {
+            checkpoint: CheckpointId(1),
+        })
+        .unwrap();
         w.synced().await;
         assert_eq!((store.len(), store.staged()), (5, 0));
     }

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::chain::Origin;
-use crate::ids::JobId;
+use crate::ids::{CheckpointId, JobId};
 
 /// One record as a collecting sink saw it (`CollectStore::records`, `decoded`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,15 +136,15 @@ pub(crate) struct WriterKey {
 pub(crate) enum SinkOp {
     /// The attempt takes over its sink subtask (see `CollectStore::open`).
     Open {
-        restored: Option<u64>,
+        restored: Option<CheckpointId>,
     },
     Append(CollectedBatch),
     Stage {
-        checkpoint: u64,
+        checkpoint: CheckpointId,
         batch: CollectedBatch,
     },
     Commit {
-        checkpoint: u64,
+        checkpoint: CheckpointId,
     },
 }
 
@@ -155,7 +155,7 @@ struct StoreInner {
     /// The newest attempt that opened each sink subtask: writes of older ones are refused.
     writers: BTreeMap<WriterKey, u32>,
     /// Pre-committed transactions per sink subtask, by checkpoint id.
-    staged: BTreeMap<WriterKey, BTreeMap<u64, Vec<CollectedBatch>>>,
+    staged: BTreeMap<WriterKey, BTreeMap<CheckpointId, Vec<CollectedBatch>>>,
     /// Records refused because their writer's attempt had been replaced.
     fenced: u64,
     /// The last numbered write applied per writer, as (attempt, number): a resent write is
@@ -172,7 +172,7 @@ struct StoreInner {
 /// after that (the commit landed, but its task was cancelled by a failover before the
 /// JobManager learned it had finished) replays the same input to the same end; the store
 /// ignores what it writes, or the output would hold that replay twice.
-pub const END_OF_INPUT: u64 = u64::MAX;
+pub const END_OF_INPUT: CheckpointId = CheckpointId(u64::MAX);
 
 /// A write from an attempt that has been replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -251,7 +251,7 @@ impl CollectStore {
         inner: &mut StoreInner,
         key: &WriterKey,
         attempt: u32,
-        restored: Option<u64>,
+        restored: Option<CheckpointId>,
     ) -> Result<(), Fenced> {
         let current = inner.writers.entry(key.clone()).or_insert(attempt);
         if *current > attempt {
@@ -314,7 +314,7 @@ impl CollectStore {
         inner: &mut StoreInner,
         key: &WriterKey,
         attempt: u32,
-        checkpoint: u64,
+        checkpoint: CheckpointId,
         batch: CollectedBatch,
     ) -> Result<(), Fenced> {
         if Self::admit(inner, key, attempt, batch.len())? && !batch.is_empty() {
@@ -329,7 +329,7 @@ impl CollectStore {
         inner: &mut StoreInner,
         key: &WriterKey,
         attempt: u32,
-        checkpoint: u64,
+        checkpoint: CheckpointId,
     ) -> Result<usize, Fenced> {
         let pending: usize = inner
             .staged
@@ -350,8 +350,8 @@ impl CollectStore {
         let Some(staged) = inner.staged.get_mut(key) else {
             return Ok(0);
         };
-        let later = match checkpoint.checked_add(1) {
-            Some(next) => staged.split_off(&next),
+        let later = match checkpoint.0.checked_add(1) {
+            Some(next) => staged.split_off(&CheckpointId(next)),
             None => BTreeMap::new(),
         };
         let done = std::mem::replace(staged, later);
@@ -427,7 +427,12 @@ fn restamp(batch: CollectedBatch, at: tokio::time::Instant) -> CollectedBatch {
 
 #[cfg(test)]
 impl CollectStore {
-    fn open(&self, key: &WriterKey, attempt: u32, restored: Option<u64>) -> Result<(), Fenced> {
+    fn open(
+        &self,
+        key: &WriterKey,
+        attempt: u32,
+        restored: Option<CheckpointId>,
+    ) -> Result<(), Fenced> {
         Self::open_in(&mut self.lock(), key, attempt, restored)
     }
 
@@ -439,13 +444,18 @@ impl CollectStore {
         &self,
         key: &WriterKey,
         attempt: u32,
-        checkpoint: u64,
+        checkpoint: CheckpointId,
         batch: CollectedBatch,
     ) -> Result<(), Fenced> {
         Self::stage_in(&mut self.lock(), key, attempt, checkpoint, batch)
     }
 
-    fn commit(&self, key: &WriterKey, attempt: u32, checkpoint: u64) -> Result<usize, Fenced> {
+    fn commit(
+        &self,
+        key: &WriterKey,
+        attempt: u32,
+        checkpoint: CheckpointId,
+    ) -> Result<usize, Fenced> {
         Self::commit_in(&mut self.lock(), key, attempt, checkpoint)
     }
 }
@@ -502,10 +512,10 @@ mod tests {
     async fn staged_records_become_visible_only_when_their_checkpoint_commits() {
         let (store, w) = (CollectStore::new(), writer());
         store.open(&w, 0, None).unwrap();
-        store.stage(&w, 0, 1, batch(3, 0)).unwrap();
-        store.stage(&w, 0, 2, batch(2, 0)).unwrap();
+        store.stage(&w, 0, CheckpointId(1), batch(3, 0)).unwrap();
+        store.stage(&w, 0, CheckpointId(2), batch(2, 0)).unwrap();
         assert_eq!((store.len(), store.staged()), (0, 5));
-        assert_eq!(store.commit(&w, 0, 1), Ok(3));
+        assert_eq!(store.commit(&w, 0, CheckpointId(1)), Ok(3));
         assert_eq!((store.len(), store.staged()), (3, 2));
     }
 
@@ -513,9 +523,9 @@ mod tests {
     async fn a_restore_commits_its_checkpoint_and_aborts_later_ones() {
         let (store, w) = (CollectStore::new(), writer());
         store.open(&w, 0, None).unwrap();
-        store.stage(&w, 0, 4, batch(3, 0)).unwrap(); // checkpoint 4 completed, not yet committed
-        store.stage(&w, 0, 5, batch(2, 0)).unwrap(); // checkpoint 5 never completed
-        store.open(&w, 1, Some(4)).unwrap();
+        store.stage(&w, 0, CheckpointId(4), batch(3, 0)).unwrap(); // checkpoint 4 completed, not yet committed
+        store.stage(&w, 0, CheckpointId(5), batch(2, 0)).unwrap(); // checkpoint 5 never completed
+        store.open(&w, 1, Some(CheckpointId(4))).unwrap();
         assert_eq!((store.len(), store.staged()), (3, 0));
     }
 
@@ -526,7 +536,7 @@ mod tests {
         store.stage(&w, 0, END_OF_INPUT, batch(3, 0)).unwrap();
         store.commit(&w, 0, END_OF_INPUT).unwrap();
         // The task was cancelled before its FINISHED arrived: attempt 1 replays from checkpoint 2.
-        store.open(&w, 1, Some(2)).unwrap();
+        store.open(&w, 1, Some(CheckpointId(2))).unwrap();
         store.stage(&w, 1, END_OF_INPUT, batch(3, 1)).unwrap();
         store.commit(&w, 1, END_OF_INPUT).unwrap();
         store.append(&w, 1, batch(2, 1)).unwrap();
@@ -543,8 +553,11 @@ mod tests {
             current: 1,
         };
         assert_eq!(store.append(&w, 0, batch(2, 0)), Err(fenced));
-        assert_eq!(store.stage(&w, 0, 1, batch(3, 0)), Err(fenced));
-        assert_eq!(store.commit(&w, 0, 1), Err(fenced));
+        assert_eq!(
+            store.stage(&w, 0, CheckpointId(1), batch(3, 0)),
+            Err(fenced)
+        );
+        assert_eq!(store.commit(&w, 0, CheckpointId(1)), Err(fenced));
         assert_eq!(store.open(&w, 0, None), Err(fenced));
         assert_eq!((store.len(), store.fenced()), (0, 5));
         store.append(&w, 1, batch(1, 1)).unwrap();

@@ -59,7 +59,7 @@ impl CompletedCheckpoint {
             }
         }
         TaskRestore {
-            checkpoint: self.id.0,
+            checkpoint: self.id,
             snapshot,
         }
     }
@@ -473,7 +473,7 @@ mod tests {
         let mut seen = 0;
         for s in 0..keyed.parallelism {
             let r = c.restore_for(&job, keyed.id, s);
-            assert_eq!(r.checkpoint, 9);
+            assert_eq!(r.checkpoint, CheckpointId(9));
             let op = &r.snapshot.operators[&node];
             assert_eq!(op.operator, Some(vec![s as u8]));
             assert!(op

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::transport::CreditReturn;
 use super::{DataBuffer, NetBuffer, StreamEvent};
+use crate::ids::CheckpointId;
 
 /// One input channel: a local subpartition queue, or the receiving end of a remote channel
 /// (which returns a credit to its producer for every buffer taken).
@@ -96,7 +97,7 @@ pub enum GateItem {
     /// A channel's producer went away without finishing.
     ChannelLost(usize),
     /// Every live channel delivered this checkpoint barrier.
-    Barrier(u64),
+    Barrier(CheckpointId),
 }
 
 pub struct InputGate {
@@ -104,9 +105,9 @@ pub struct InputGate {
     next: usize,
     watermark: u64,
     /// The checkpoint whose barrier some channels delivered and others not yet.
-    aligning: Option<u64>,
+    aligning: Option<CheckpointId>,
     /// The newest barrier id seen: anything older is stale.
-    newest: u64,
+    newest: CheckpointId,
 }
 
 impl InputGate {
@@ -116,7 +117,7 @@ impl InputGate {
             next: 0,
             watermark: 0,
             aligning: None,
-            newest: 0,
+            newest: CheckpointId(0),
         }
     }
 
@@ -177,7 +178,7 @@ impl InputGate {
     /// Blocks `channel` on barrier `id`; returns the checkpoint once every live channel has
     /// delivered its barrier. A newer barrier abandons an older alignment (that checkpoint can
     /// no longer complete: a producer started over); an older one is stale and ignored.
-    fn on_barrier(&mut self, channel: usize, id: u64) -> Option<u64> {
+    fn on_barrier(&mut self, channel: usize, id: CheckpointId) -> Option<CheckpointId> {
         if self.aligning != Some(id) {
             if id <= self.newest {
                 return None; // aligned already, or abandoned for a newer one
@@ -191,7 +192,7 @@ impl InputGate {
     }
 
     /// The aligned checkpoint, if every channel is blocked on it or finished.
-    pub fn alignment_done(&mut self) -> Option<u64> {
+    pub fn alignment_done(&mut self) -> Option<CheckpointId> {
         let id = self.aligning?;
         if self
             .channels
@@ -299,7 +300,7 @@ mod tests {
     }
 
     fn barrier(id: u64) -> NetBuffer {
-        NetBuffer::Event(StreamEvent::Barrier(id))
+        NetBuffer::Event(StreamEvent::Barrier(CheckpointId(id)))
     }
 
     async fn next_data(gate: &mut InputGate) -> (usize, u8) {
@@ -319,7 +320,10 @@ mod tests {
         txs[1].send(data(21)).await.unwrap();
         // Channel 0's record after the barrier must wait; channel 1's record before it not.
         assert_eq!(next_data(&mut gate).await, (1, 20));
-        assert!(matches!(gate.next().await, GateItem::Barrier(1)));
+        assert!(matches!(
+            gate.next().await,
+            GateItem::Barrier(CheckpointId(1))
+        ));
         let mut after = vec![next_data(&mut gate).await, next_data(&mut gate).await];
         after.sort();
         assert_eq!(after, vec![(0, 10), (1, 21)]);
@@ -334,7 +338,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(gate.next().await, GateItem::ChannelFinished(1)));
-        assert_eq!(gate.alignment_done(), Some(3));
+        assert_eq!(gate.alignment_done(), Some(CheckpointId(3)));
     }
 
     #[tokio::test]
@@ -347,7 +351,10 @@ mod tests {
         // 2 replaces 1 (channel 0 unblocked, now reads nothing), stale 1 on channel 1 would
         // only come after 2, which blocks channel 1; so only a barrier 2 on channel 0 aligns.
         txs[0].send(barrier(2)).await.unwrap();
-        assert!(matches!(gate.next().await, GateItem::Barrier(2)));
+        assert!(matches!(
+            gate.next().await,
+            GateItem::Barrier(CheckpointId(2))
+        ));
         assert_eq!(next_data(&mut gate).await, (1, 7));
     }
 
@@ -362,7 +369,10 @@ mod tests {
         // Channel 0's producer dies; channel 1 aligns alone while 0 is paused.
         gate.pause(0);
         txs[1].send(barrier(1)).await.unwrap();
-        assert!(matches!(gate.next().await, GateItem::Barrier(1)));
+        assert!(matches!(
+            gate.next().await,
+            GateItem::Barrier(CheckpointId(1))
+        ));
         // The replacement replays from record 4: 4..10 are dropped, 10..12 delivered.
         let (tx, rx) = mpsc::channel(16);
         gate.resume(0, InputChannel::local(rx), true);

@@ -19,6 +19,7 @@ pub mod writer;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::ids::CheckpointId;
 use crate::memory::BufferGuard;
 
 /// An in-band event on a channel, ordered with the data buffers around it.
@@ -29,7 +30,7 @@ pub enum StreamEvent {
     /// The producer finished; nothing follows on this channel.
     EndOfPartition,
     /// Checkpoint barrier: what came before belongs to this checkpoint.
-    Barrier(u64),
+    Barrier(CheckpointId),
 }
 
 /// What travels through a subpartition or channel: serialized records, or one event.

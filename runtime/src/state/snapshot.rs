@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::CheckpointId;
 use crate::util::lock;
 
 /// One operator instance's state at a checkpoint.
@@ -47,7 +48,7 @@ impl TaskSnapshot {
 /// The state an attempt starts from: the checkpoint it restores and its operators' state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRestore {
-    pub checkpoint: u64,
+    pub checkpoint: CheckpointId,
     pub snapshot: TaskSnapshot,
 }
 
@@ -71,7 +72,7 @@ impl TaskStateHandle {
     }
 
     /// The checkpoint this attempt was restored from, if any.
-    pub fn restored_checkpoint(&self) -> Option<u64> {
+    pub fn restored_checkpoint(&self) -> Option<CheckpointId> {
         self.restore.as_ref().map(|r| r.checkpoint)
     }
 
@@ -154,10 +155,10 @@ mod tests {
         let mut snapshot = TaskSnapshot::default();
         snapshot.operators.insert(2, OperatorState::default());
         let handle = TaskStateHandle::new(Some(TaskRestore {
-            checkpoint: 4,
+            checkpoint: CheckpointId(4),
             snapshot,
         }));
-        assert_eq!(handle.restored_checkpoint(), Some(4));
+        assert_eq!(handle.restored_checkpoint(), Some(CheckpointId(4)));
         assert!(handle.restored(2).is_some());
         assert!(handle.restored(1).is_none());
     }

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 
 use super::TaskControl;
 use crate::chain::TaskWaits;
+use crate::ids::CheckpointId;
 use crate::state::{TaskSnapshot, TaskStateHandle};
 
 /// A task's side of checkpointing: control messages from the TaskManager, the state its
@@ -17,9 +18,9 @@ pub(super) struct Checkpoints {
     /// acknowledged only once it is done.
     pub(super) waits: TaskWaits,
     /// Checkpoints whose state is taken, waiting for `waits` before their acknowledgement.
-    pub(super) due: Vec<(u64, TaskSnapshot)>,
+    pub(super) due: Vec<(CheckpointId, TaskSnapshot)>,
     pub(super) control: mpsc::UnboundedReceiver<TaskControl>,
-    pub(super) on_checkpoint: Box<dyn Fn(u64, TaskSnapshot) + Send + Sync>,
+    pub(super) on_checkpoint: Box<dyn Fn(CheckpointId, TaskSnapshot) + Send + Sync>,
 }
 
 impl Checkpoints {
@@ -27,11 +28,11 @@ impl Checkpoints {
     /// at once or, if operators left work to finish, at the next `settle`. If an operator
     /// could not record its state, nothing is acknowledged: the checkpoint never completes
     /// (the coordinator times it out) rather than restore without that state.
-    pub(super) fn acknowledge(&mut self, id: u64) {
+    pub(super) fn acknowledge(&mut self, id: CheckpointId) {
         match self.state.take() {
             Ok(snapshot) => {
                 tracing::debug!(
-                    checkpoint = id,
+                    checkpoint = %id,
                     bytes = snapshot.bytes(),
                     "task state snapshotted"
                 );
@@ -42,7 +43,7 @@ impl Checkpoints {
                 }
             }
             Err(reason) => {
-                tracing::error!(checkpoint = id, %reason, "checkpoint not acknowledged: state snapshot failed");
+                tracing::error!(checkpoint = %id, %reason, "checkpoint not acknowledged: state snapshot failed");
             }
         }
     }

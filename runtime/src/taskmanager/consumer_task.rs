@@ -19,6 +19,7 @@ use super::{InputLocation, TaskControl, TaskDeployment, TaskError, TaskMetrics, 
 use crate::chain::ChainEvent;
 use crate::events::ClusterEvent;
 use crate::graph::{ExecutionAttemptId, JobGraph};
+use crate::ids::CheckpointId;
 use crate::ids::JobId;
 use crate::network::decoder::RecordDecoder;
 use crate::network::{GateItem, InputChannel, InputGate, ResultPartitions, SubpartitionKey};
@@ -254,7 +255,7 @@ impl Consumer<'_> {
 
     /// An aligned barrier: the chain snapshots as it passes (writers forward it), then the
     /// task acknowledges.
-    fn barrier(&mut self, decoder: &mut dyn RecordDecoder, id: u64) {
+    fn barrier(&mut self, decoder: &mut dyn RecordDecoder, id: CheckpointId) {
         decoder.event(ChainEvent::Barrier(id));
         self.checkpoints.acknowledge(id);
     }

@@ -347,7 +347,7 @@ impl TaskManager {
                 Some(task) => {
                     let _ = task
                         .control
-                        .send(TaskControl::TriggerCheckpoint(checkpoint.0));
+                        .send(TaskControl::TriggerCheckpoint(checkpoint));
                 }
                 None => {
                     tracing::debug!(%attempt, %checkpoint, "trigger for a task not running here")
@@ -378,7 +378,7 @@ impl TaskManager {
                 for ((_, _), task) in self.tasks.iter().filter(|((j, _), _)| *j == job) {
                     let _ = task
                         .control
-                        .send(TaskControl::CheckpointComplete(checkpoint.0));
+                        .send(TaskControl::CheckpointComplete(checkpoint));
                 }
             }
             JmToTm::ReleaseJob { job } => {
@@ -449,7 +449,7 @@ impl TaskManager {
         let restored = deployment.restore.as_ref().map(|r| r.checkpoint);
         match restored {
             Some(checkpoint) => {
-                tracing::info!(tm = %self.opts.name, %attempt, checkpoint, "deploying task from checkpoint")
+                tracing::info!(tm = %self.opts.name, %attempt, %checkpoint, "deploying task from checkpoint")
             }
             None => tracing::info!(tm = %self.opts.name, %attempt, "deploying task"),
         }
@@ -462,12 +462,7 @@ impl TaskManager {
                     let _ = running.send(TaskEvent::Running(job, attempt));
                 }),
                 on_checkpoint: Box::new(move |id, snapshot| {
-                    let _ = checkpointed.send(TaskEvent::Checkpointed(
-                        job,
-                        attempt,
-                        CheckpointId(id),
-                        snapshot,
-                    ));
+                    let _ = checkpointed.send(TaskEvent::Checkpointed(job, attempt, id, snapshot));
                 }),
             };
             let task = run_task(deployment, services, m, link);

@@ -26,6 +26,7 @@ use crate::connectors::source::SourceDriver;
 use crate::error::JobError;
 use crate::events::{ClusterEvent, Events};
 use crate::graph::{EdgeId, ExecutionAttemptId, JobGraph};
+use crate::ids::CheckpointId;
 use crate::ids::JobId;
 use crate::network::decoder::{DecodeError, RecordDecoder};
 use crate::network::writer::PartitionTarget;
@@ -53,9 +54,9 @@ pub struct TaskDeployment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskControl {
     /// Sources: take checkpoint `n` now and send its barrier downstream.
-    TriggerCheckpoint(u64),
+    TriggerCheckpoint(CheckpointId),
     /// Checkpoint `n` completed: transactional sinks commit.
-    CheckpointComplete(u64),
+    CheckpointComplete(CheckpointId),
     /// Input channel `index` now reads from `location` (its producer was replaced).
     UpdateInput {
         index: usize,
@@ -70,7 +71,7 @@ pub struct TaskLink {
     /// Called once the task's inputs are connected.
     pub on_running: Box<dyn FnOnce() + Send>,
     /// Called with the task's part of checkpoint `n` once its barrier passed the whole chain.
-    pub on_checkpoint: Box<dyn Fn(u64, TaskSnapshot) + Send + Sync>,
+    pub on_checkpoint: Box<dyn Fn(CheckpointId, TaskSnapshot) + Send + Sync>,
 }
 
 impl TaskDeployment {
