@@ -57,13 +57,10 @@ fn release<K: Ord>(map: &mut BTreeMap<K, u32>, key: K) -> bool {
 impl FaultState {
     /// `clocks` are the TaskManagers' processing-time clocks by node name (as
     /// [`SimCluster::clocks`](crate::cluster::SimCluster::clocks) holds them).
-    pub fn new(store: SimCheckpointStore, clocks: &BTreeMap<String, ProcessingClock>) -> Self {
+    pub fn new(store: SimCheckpointStore, clocks: &BTreeMap<NodeName, ProcessingClock>) -> Self {
         FaultState {
             store,
-            clocks: clocks
-                .iter()
-                .map(|(name, clock)| (NodeName::from(name.as_str()), clock.clone()))
-                .collect(),
+            clocks: clocks.clone(),
             ..FaultState::default()
         }
     }

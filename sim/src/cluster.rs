@@ -72,7 +72,7 @@ pub struct SimCluster {
     pub checkpoint_store: SimCheckpointStore,
     pub memory: MemoryAccounts,
     /// Each TaskManager's processing-time clock, by name (`clock-skew` faults set them).
-    pub clocks: BTreeMap<String, ProcessingClock>,
+    pub clocks: BTreeMap<NodeName, ProcessingClock>,
     config: Configuration,
 }
 
@@ -159,7 +159,7 @@ impl SimCluster {
                 events,
             };
             nodes.insert(name.clone(), Self::tm_node(&handle, tm));
-            clocks.insert(name.to_string(), clock);
+            clocks.insert(name.clone(), clock);
         }
         let client = handle
             .create_node()

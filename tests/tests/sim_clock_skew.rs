@@ -11,7 +11,7 @@ use rill::config::Configuration;
 use rill::rpc::JobStatus;
 use rill::JobSpec;
 use rill_sim::cluster::{source_log_url, SimCluster, SimClusterSpec};
-use rill_sim::replay_command;
+use rill_sim::{replay_command, NodeName};
 
 const SEEDS: [u64; 3] = [1, 2, 3];
 const SKEW_MS: i64 = 60_000;
@@ -40,10 +40,10 @@ async fn skewed_run() -> Vec<(String, AdStats)> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let job = cluster.submit(&spec.with("log", source_log_url()), |_| {});
     tokio::time::sleep(Duration::from_secs(3)).await;
-    cluster.clocks["tm-1"].set_offset(SKEW_MS);
+    cluster.clocks[&NodeName::TaskManager(1)].set_offset(SKEW_MS);
     // tm-2's clock is stepped 5 s back: windows it already fired must not open again.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    cluster.clocks["tm-2"].set_offset(-5_000);
+    cluster.clocks[&NodeName::TaskManager(2)].set_offset(-5_000);
     let report = job.await.expect("client task").expect("submitted");
     assert_eq!(report.status, JobStatus::Finished, "{report:?}");
     let stats = cluster.collect.decoded::<AdStats>().expect("decodes");
