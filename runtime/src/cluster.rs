@@ -9,6 +9,7 @@ use crate::config::Configuration;
 use crate::connectors::CollectStore;
 use crate::jobmanager::client::{submit_job, Accepted, SubmitError};
 use crate::jobmanager::{run_jobmanager_with, JobManagerServices};
+use crate::jobs::JobRegistry;
 use crate::rpc::{JobStatusReport, RpcError};
 use crate::taskmanager::{MemoryAccount, TaskManager, TaskManagerOptions};
 
@@ -28,12 +29,26 @@ pub struct LocalTaskManager {
 }
 
 impl LocalCluster {
-    /// Starts a JobManager on an ephemeral loopback port and `taskmanagers` TaskManagers.
+    /// Starts a JobManager on an ephemeral loopback port and `taskmanagers` TaskManagers,
+    /// running the built-in jobs.
     pub async fn start(taskmanagers: u32, config: Configuration) -> Result<LocalCluster, RpcError> {
+        Self::start_with_jobs(taskmanagers, config, crate::jobs::builtin()).await
+    }
+
+    /// [`LocalCluster::start`] for the jobs of `jobs` (a user's registry).
+    pub async fn start_with_jobs(
+        taskmanagers: u32,
+        config: Configuration,
+        jobs: JobRegistry,
+    ) -> Result<LocalCluster, RpcError> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let jobmanager = listener.local_addr()?.to_string();
         let services = JobManagerServices::from_config(&config)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let services = JobManagerServices {
+            jobs: jobs.clone(),
+            ..services
+        };
         let jm = tokio::spawn(run_jobmanager_with(listener, config.clone(), services));
         let collect = CollectStore::new();
         let mut tms = Vec::new();
@@ -47,6 +62,7 @@ impl LocalCluster {
                 memory: MemoryAccount::default(),
                 clock: Default::default(),
                 events: Default::default(),
+                jobs: jobs.clone(),
             };
             let tm = TaskManager::start(opts).await?;
             let memory = tm.memory();

@@ -9,6 +9,8 @@
 pub enum JobError {
     #[error("unknown job '{name}'; known jobs: {known}")]
     UnknownJob { name: String, known: String },
+    #[error("a job named '{name}' is registered already")]
+    DuplicateJob { name: String },
     #[error("unknown parameter '{param}' for job '{job}'; accepted: {accepted}")]
     UnknownParam {
         job: String,

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod chain;
+pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;

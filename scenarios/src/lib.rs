@@ -11,9 +11,13 @@ pub mod write;
 pub use error::ScenarioError;
 pub use generate::generate;
 pub use rill_sim::fault::FAULT_KINDS;
-pub use spec::{load, load_dir, load_file, names, parse_scenario, specs_dir};
+pub use spec::{
+    load, load_dir, load_dir_with, load_file, load_file_with, names, parse_scenario,
+    parse_scenario_with, specs_dir,
+};
 pub use validate::{
-    apply_memory, known_nodes, validate, EXTERNAL_NODES, MAX_MEMORY_MB, MAX_TASKMANAGERS,
+    apply_memory, known_nodes, validate, validate_with, EXTERNAL_NODES, MAX_MEMORY_MB,
+    MAX_TASKMANAGERS,
 };
 pub use write::{duration_str, faults_to_toml, scenario_to_toml};
 

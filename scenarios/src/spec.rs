@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rill::config::{parse_duration, Configuration};
+use rill::jobs::JobRegistry;
 use rill::JobSpec;
 use rill_sim::fault::{fault_kind, fault_kind_names, FaultTag};
 use rill_sim::{
@@ -246,8 +247,14 @@ fn scalar_string(v: &Value) -> Option<String> {
     }
 }
 
-/// Parses and validates a scenario file. `file` names it in errors; its stem must equal `name`.
+/// Parses and validates a scenario file of a built-in job. `file` names it in errors; its
+/// stem must equal `name`.
 pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario> {
+    parse_scenario_with(file, text, &rill::jobs::builtin())
+}
+
+/// Parses and validates a scenario file whose job is one of `jobs` (a user's registry).
+pub fn parse_scenario_with(file: &str, text: &str, jobs: &JobRegistry) -> Result<Scenario> {
     let table: Table = toml::from_str(text).map_err(|e| ScenarioError::Toml {
         file: file.to_string(),
         message: e.to_string().trim_end().to_string(),
@@ -283,7 +290,7 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario> {
         name,
         run_for,
     };
-    validate_in(file, &scenario)?;
+    validate_in(file, &scenario, jobs)?;
     Ok(scenario)
 }
 
@@ -514,10 +521,15 @@ fn io_error(path: &Path, e: std::io::Error) -> ScenarioError {
     }
 }
 
-/// Parses one scenario file.
+/// Parses one scenario file of a built-in job.
 pub fn load_file(path: &Path) -> Result<Scenario> {
+    load_file_with(path, &rill::jobs::builtin())
+}
+
+/// Parses one scenario file whose job is one of `jobs` (a user's own scenario directory).
+pub fn load_file_with(path: &Path, jobs: &JobRegistry) -> Result<Scenario> {
     let text = std::fs::read_to_string(path).map_err(|e| io_error(path, e))?;
-    parse_scenario(&path.display().to_string(), &text)
+    parse_scenario_with(&path.display().to_string(), &text, jobs)
 }
 
 /// The `*.toml` files of `dir`, sorted by path.
@@ -535,9 +547,14 @@ fn toml_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Parses every `*.toml` file of `dir`, sorted by scenario name; the first error stops it.
 pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>> {
+    load_dir_with(dir, &rill::jobs::builtin())
+}
+
+/// [`load_dir`] for scenarios whose jobs are in `jobs`.
+pub fn load_dir_with(dir: &Path, jobs: &JobRegistry) -> Result<Vec<Scenario>> {
     let mut scenarios = toml_files(dir)?
         .iter()
-        .map(|p| load_file(p))
+        .map(|p| load_file_with(p, jobs))
         .collect::<Result<Vec<_>>>()?;
     scenarios.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(scenarios)

@@ -717,3 +717,25 @@ fn the_harness_owns_the_log_parameter() {
         "{e}"
     );
 }
+
+/// A scenario is validated against the registry it will run with: a job that registry does not
+/// have is an error listing the jobs it has, and its own jobs pass.
+#[test]
+fn a_scenario_names_a_job_of_the_registry_it_runs_with() {
+    let builtin = rill::jobs::builtin();
+    let only_etl = rill::jobs::JobRegistry::new()
+        .with(*builtin.get("etl").unwrap())
+        .unwrap();
+    let e = parse_scenario_with("t.toml", BASE, &only_etl).expect_err("keyed-count is not there");
+    match &e {
+        ScenarioError::UnknownJob { name, known, .. } => {
+            assert_eq!(name, "keyed-count");
+            assert_eq!(known, &vec!["etl"]);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(e.to_string().contains("registered jobs: etl"), "{e}");
+    let etl = BASE.replace("keyed-count", "etl");
+    assert!(parse_scenario_with("t.toml", &etl, &only_etl).is_ok());
+    assert!(parse_scenario_with("t.toml", BASE, &builtin).is_ok());
+}

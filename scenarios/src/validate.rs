@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use rill::api::registry::JOBS;
-use rill::api::{build_job, JobError};
+use rill::api::JobError;
 use rill::config::keys::{CHECKPOINTS_DIR, MEMORY_PROCESS_SIZE, SLOTS_PER_TASKMANAGER};
 use rill::config::Configuration;
 use rill::graph::default_slot_sharing_groups;
+use rill::jobs::JobRegistry;
 use rill::state::CheckpointStorage;
 use rill_sim::{ClusterShape, Expectations, Fault, FaultKind, NodeName, Scenario, Swarm};
 
@@ -49,7 +49,8 @@ const CLUSTER_OWNED: [(&str, &str); 2] = [
 
 /// A file's [config] must not set what [cluster] owns.
 pub(crate) fn config_leaves_cluster_keys(file: &str, config: &Configuration) -> Result<()> {
-    Check { file }.unset(config, &CLUSTER_OWNED)
+    let jobs = JobRegistry::new(); // no job is looked at here
+    Check { file, jobs: &jobs }.unset(config, &CLUSTER_OWNED)
 }
 
 /// Mirrors `memory_mb` into the configuration as `taskmanager.memory.process.size`, as every
@@ -63,13 +64,18 @@ pub fn apply_memory(config: &mut Configuration, memory_mb: Option<u64>) {
     }
 }
 
-/// Validates a scenario; errors name the scenario in place of a file.
+/// Validates a scenario of a built-in job; errors name the scenario in place of a file.
 pub fn validate(scenario: &Scenario) -> Result<()> {
-    validate_in(&scenario.name, scenario)
+    validate_with(scenario, &rill::jobs::builtin())
 }
 
-pub(crate) fn validate_in(file: &str, s: &Scenario) -> Result<()> {
-    let v = Check { file };
+/// Validates a scenario whose job is one of `jobs`.
+pub fn validate_with(scenario: &Scenario, jobs: &JobRegistry) -> Result<()> {
+    validate_in(&scenario.name, scenario, jobs)
+}
+
+pub(crate) fn validate_in(file: &str, s: &Scenario, jobs: &JobRegistry) -> Result<()> {
+    let v = Check { file, jobs };
     v.name(&s.name)?;
     v.positive("run_for", Some(s.run_for))?;
     v.cluster(&s.cluster)?;
@@ -86,6 +92,8 @@ pub(crate) fn validate_in(file: &str, s: &Scenario) -> Result<()> {
 
 struct Check<'a> {
     file: &'a str,
+    /// The jobs a scenario may name.
+    jobs: &'a JobRegistry,
 }
 
 impl Check<'_> {
@@ -203,11 +211,12 @@ impl Check<'_> {
             "job.sink-store",
             || "the harness points the sinks at the sink-store node; leave sink-store unset".into(),
         )?;
-        let graph = build_job(&s.job, s.config.max_parallelism()).map_err(|error| match error {
+        let built = self.jobs.build(&s.job, s.config.max_parallelism());
+        let graph = built.map_err(|error| match error {
             JobError::UnknownJob { name, .. } => ScenarioError::UnknownJob {
                 file: self.file.to_string(),
                 name,
-                known: JOBS.iter().map(|d| d.name).collect(),
+                known: self.jobs.names(),
             },
             error => ScenarioError::InvalidJob {
                 file: self.file.to_string(),

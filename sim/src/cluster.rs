@@ -26,6 +26,8 @@ use rill::state::serve_checkpoint_store;
 use rill::taskmanager::{MemoryAccount, ProcessingClock, TaskManager, TaskManagerOptions};
 use rill::JobSpec;
 
+use rill::jobs::JobRegistry;
+
 use crate::events::EventRecorder;
 use crate::node::NodeName;
 use crate::scenario::{CHECKPOINT_STORE, SINK_STORE, SOURCE_LOG};
@@ -47,6 +49,8 @@ pub struct SimClusterSpec {
     pub inputs: Topics,
     /// Where the JobManager's and TaskManagers' cluster events are recorded.
     pub events: EventRecorder,
+    /// The jobs the JobManager and every TaskManager can run.
+    pub jobs: JobRegistry,
 }
 
 /// What a TaskManager node is built from.
@@ -57,6 +61,7 @@ struct TmNode<'a> {
     memory: &'a MemoryAccounts,
     clock: &'a ProcessingClock,
     events: rill::events::Events,
+    jobs: &'a JobRegistry,
 }
 
 /// The memory account of each TaskManager's current incarnation, by name.
@@ -137,7 +142,7 @@ impl SimCluster {
         );
         nodes.insert(
             NodeName::JobManager,
-            Self::jm_node(&handle, &config, &spec.events),
+            Self::jm_node(&handle, &config, &spec.events, &spec.jobs),
         );
         let collect = CollectStore::new();
         nodes.insert(
@@ -157,6 +162,7 @@ impl SimCluster {
                 memory: &memory,
                 clock: &clock,
                 events,
+                jobs: &spec.jobs,
             };
             nodes.insert(name.clone(), Self::tm_node(&handle, tm));
             clocks.insert(name.clone(), clock);
@@ -243,8 +249,13 @@ impl SimCluster {
             .build()
     }
 
-    fn jm_node(handle: &Handle, config: &Configuration, events: &EventRecorder) -> NodeHandle {
-        let config = config.clone();
+    fn jm_node(
+        handle: &Handle,
+        config: &Configuration,
+        events: &EventRecorder,
+        jobs: &JobRegistry,
+    ) -> NodeHandle {
+        let (config, jobs) = (config.clone(), jobs.clone());
         let events = events.for_node(NodeName::JobManager);
         handle
             .create_node()
@@ -255,6 +266,7 @@ impl SimCluster {
                 // The scenario's configuration was validated when it was loaded.
                 let services = JobManagerServices {
                     events: events.clone(),
+                    jobs: jobs.clone(),
                     ..JobManagerServices::from_config(&config)
                         .expect("a validated checkpoint storage")
                 };
@@ -276,6 +288,7 @@ impl SimCluster {
             memory,
             clock,
             events,
+            jobs,
         } = tm;
         let name = NodeName::TaskManager(i).to_string();
         // The machine's clock: its skew outlives a restart of the process.
@@ -288,6 +301,7 @@ impl SimCluster {
             memory: MemoryAccount::default(),
             clock: clock.clone(),
             events,
+            jobs: jobs.clone(),
         };
         let memory = memory.clone();
         handle

@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use madsim::runtime::{Handle, Runtime};
-use rill::api::registry::{job_inputs, primary_input};
 use rill::api::OutputChecks;
-use rill::jobs::output_checks;
+use rill::jobs::JobRegistry;
 use rill::rpc::JobStatusReport;
 use tokio::time::Instant;
 use tracing_subscriber::layer::SubscriberExt;
@@ -56,8 +55,61 @@ pub fn fault_plan(s: &Scenario, seed: u64) -> Vec<Fault> {
     faults
 }
 
-/// Runs `scenario` under `seed` with `faults` in a fresh simulator.
+/// Runs scenarios against one job registry: what a user's crate builds over its own jobs
+/// (`Harness::new(registry)`); the free functions below run the built-in jobs.
+#[derive(Clone)]
+pub struct Harness {
+    jobs: JobRegistry,
+}
+
+impl Harness {
+    /// A harness whose clusters run `jobs`.
+    pub fn new(jobs: JobRegistry) -> Self {
+        Harness { jobs }
+    }
+
+    /// A harness over the built-in jobs.
+    pub fn builtin() -> Self {
+        Harness::new(rill::jobs::builtin())
+    }
+
+    /// The jobs its clusters run.
+    pub fn jobs(&self) -> &JobRegistry {
+        &self.jobs
+    }
+
+    /// Runs `scenario` under `seed` with its own fault plan.
+    pub fn run(&self, scenario: &Scenario, seed: u64) -> RunOutcome {
+        self.run_with_faults(scenario, seed, fault_plan(scenario, seed))
+    }
+
+    /// Runs `scenario` under `seed` with `faults` in a fresh simulator.
+    pub fn run_with_faults(
+        &self,
+        scenario: &Scenario,
+        seed: u64,
+        faults: Vec<Fault>,
+    ) -> RunOutcome {
+        run_in(&self.jobs, scenario, seed, faults)
+    }
+
+    /// The checkers' verdicts on a run of `scenario`: what `run` returns, for a history at
+    /// hand.
+    pub fn judge(&self, scenario: &Scenario, history: &RunHistory) -> Vec<Verdict> {
+        // Reading the whole input is only worth it when delivery is checked.
+        let input = (scenario.expect.delivery != crate::scenario::DeliveryMode::Unchecked)
+            .then(|| expected_input(&self.jobs, scenario))
+            .flatten();
+        check_all(history, &scenario.expect, input.as_ref())
+    }
+}
+
+/// Runs `scenario` under `seed` with `faults` in a fresh simulator, on the built-in jobs.
 pub fn run_with_faults(scenario: &Scenario, seed: u64, faults: Vec<Fault>) -> RunOutcome {
+    Harness::builtin().run_with_faults(scenario, seed, faults)
+}
+
+fn run_in(jobs: &JobRegistry, scenario: &Scenario, seed: u64, faults: Vec<Fault>) -> RunOutcome {
     let collector = TraceCollector::new();
     let recorder = EventRecorder::new();
     let subscriber = tracing_subscriber::registry().with(collector.clone());
@@ -67,36 +119,44 @@ pub fn run_with_faults(scenario: &Scenario, seed: u64, faults: Vec<Fault>) -> Ru
     let mut history = tracing::subscriber::with_default(subscriber, || {
         let mut rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
         rt.set_time_limit(scenario.run_for + Duration::from_secs(300));
-        rt.block_on(drive(s, faults, collector.clone(), recorder.clone()))
+        let run = Run {
+            jobs: jobs.clone(),
+            trace: collector.clone(),
+            recorder: recorder.clone(),
+        };
+        rt.block_on(drive(s, faults, run))
     });
     history.seed = seed;
     history.trace = collector.lines();
     history.events = recorder.events();
-    let verdicts = judge(scenario, &history);
+    let verdicts = Harness::new(jobs.clone()).judge(scenario, &history);
     RunOutcome { history, verdicts }
 }
 
-/// The checkers' verdicts on a run of `scenario`: what `run` returns, for a history at hand.
+/// The checkers' verdicts on a run of `scenario` of a built-in job.
 pub fn judge(scenario: &Scenario, history: &RunHistory) -> Vec<Verdict> {
-    // Reading the whole input is only worth it when delivery is checked.
-    let input = (scenario.expect.delivery != crate::scenario::DeliveryMode::Unchecked)
-        .then(|| expected_input(scenario))
-        .flatten();
-    check_all(history, &scenario.expect, input.as_ref())
+    Harness::builtin().judge(scenario, history)
 }
 
-/// Runs `scenario` under `seed` with its own fault plan.
+/// Runs `scenario` of a built-in job under `seed` with its own fault plan.
 pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
-    run_with_faults(scenario, seed, fault_plan(scenario, seed))
+    Harness::builtin().run(scenario, seed)
 }
 
 /// For jobs whose output type says it is one output per input record (`CheckableOutput`):
 /// every input record and its key.
-fn expected_input(s: &Scenario) -> Option<ExpectedInput> {
-    if !output_checks(&s.job).ok()?.one_per_input() {
+fn expected_input(jobs: &JobRegistry, s: &Scenario) -> Option<ExpectedInput> {
+    if !jobs.output_checks(&s.job).ok()?.one_per_input() {
         return None;
     }
-    crate::expected::input_of(&*primary_input(&s.job).ok()?).ok()
+    crate::expected::input_of(&*jobs.primary_input(&s.job).ok()?).ok()
+}
+
+/// What one simulated run records into, and the jobs its cluster runs.
+struct Run {
+    jobs: JobRegistry,
+    trace: TraceCollector,
+    recorder: EventRecorder,
 }
 
 /// A step of the fault timeline. Ends sort before begins, so a fault that starts the instant
@@ -117,26 +177,33 @@ struct Driver {
     memory_limit: Option<u64>,
     memory: Vec<MemorySample>,
     state: FaultState,
+    /// What the job's output lets the checkers read of each record.
+    checks: OutputChecks,
 }
 
-async fn drive(
-    s: Scenario,
-    faults: Vec<Fault>,
-    trace: TraceCollector,
-    recorder: EventRecorder,
-) -> RunHistory {
+async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
+    let Run {
+        jobs,
+        trace,
+        recorder,
+    } = run;
     let handle = Handle::current();
     let config = s.config.clone();
     let memory_limit = s.cluster.memory_mb.map(|mb| mb * 1024 * 1024);
     // The sources read the job's inputs from the source-log node. A scenario's job was
     // validated when it was loaded, so its inputs are known.
-    let inputs = job_inputs(&s.job).unwrap_or_default().into_iter().collect();
+    let inputs = jobs
+        .inputs(&s.job)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let cluster = SimCluster::start(SimClusterSpec {
         taskmanagers: s.cluster.taskmanagers,
         slots: s.cluster.slots_per_taskmanager,
         config,
         inputs,
         events: recorder.clone(),
+        jobs: jobs.clone(),
     });
     // Jobs are submitted once the cluster is up, as an operator would: every TaskManager has
     // registered by then, so placement sees all of them.
@@ -182,6 +249,7 @@ async fn drive(
         memory_limit,
         memory: Vec::new(),
         state,
+        checks: jobs.output_checks(&s.job).unwrap_or(OutputChecks::OPAQUE),
     };
     let mut next_sample = Duration::ZERO;
     let result = loop {
@@ -338,7 +406,7 @@ impl Driver {
             scenario: s.name.clone(),
             seed: 0,
             end,
-            outputs: self.outputs(output_checks(&s.job).unwrap_or(OutputChecks::OPAQUE)),
+            outputs: self.outputs(self.checks),
             faults: self.faults,
             events: Vec::new(),
             trace: Vec::new(),

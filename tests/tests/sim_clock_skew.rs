@@ -36,6 +36,7 @@ async fn skewed_run() -> Vec<(String, AdStats)> {
         config,
         inputs,
         events: Default::default(),
+        jobs: rill::jobs::builtin(),
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
     let job = cluster.submit(&spec.with("log", source_log_url()), |_| {});

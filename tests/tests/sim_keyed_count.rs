@@ -33,6 +33,7 @@ async fn keyed_count_run() -> u64 {
         config: Configuration::new(),
         inputs,
         events: Default::default(),
+        jobs: rill::jobs::builtin(),
     });
     let spec = spec.with("log", source_log_url());
     let report = cluster.run_job(&spec).await.expect("job submitted");

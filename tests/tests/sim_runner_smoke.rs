@@ -80,3 +80,38 @@ fn a_crash_without_failover_fails_the_job() {
     println!("{}", rill_sim::trace::render(&outcome.history.trace));
     assert!(outcome.passed());
 }
+
+/// The harness runs a scenario on the registry it was given: the simulated JobManager and
+/// TaskManagers resolve the job there, and one it lacks is refused (the job never runs).
+#[test]
+fn a_harness_runs_the_jobs_of_its_registry() {
+    use rill_sim::runner::Harness;
+    use rill_sim::RunEnd;
+    let builtin = rill::jobs::builtin();
+    let only_etl = rill::jobs::JobRegistry::new()
+        .with(*builtin.get("etl").unwrap())
+        .unwrap();
+    let expect = Expectations {
+        job: Some(JobOutcome::Finished),
+        delivery: DeliveryMode::ExactlyOnce,
+        ..Expectations::default()
+    };
+    let mut etl = scenario("etl-on-its-registry", Vec::new(), expect.clone());
+    etl.job = JobSpec::new("etl")
+        .with("parallelism", 4)
+        .with("records", 8_000)
+        .with("rate", 4_000)
+        .with("sink", "collect");
+    let o = Harness::new(only_etl.clone()).run(&etl, 3);
+    assert!(o.passed(), "{:?}", o.verdicts);
+    let keyed = scenario("keyed-count-elsewhere", Vec::new(), expect);
+    let o = Harness::new(only_etl).run(&keyed, 3);
+    assert_eq!(
+        o.history.job_status,
+        RunEnd::Rejected,
+        "{:?}",
+        o.history.job_message
+    );
+    let why = o.history.job_message.clone().unwrap_or_default();
+    assert!(why.contains("known jobs: etl"), "{why}");
+}

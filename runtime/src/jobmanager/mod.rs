@@ -50,10 +50,11 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::api::{build_job, JobSpec};
+use crate::api::JobSpec;
 use crate::config::Configuration;
 use crate::events::{ClusterEvent, Events};
 use crate::graph::{ExecutionGraph, JobId, TaskManagerId};
+use crate::jobs::{builtin, JobRegistry};
 use crate::rpc::{JmToClient, TmToJm};
 use crate::state::{CheckpointStore, MemoryCheckpointStore};
 use crate::util::AbortOnDrop;
@@ -70,16 +71,19 @@ pub struct JobManagerServices {
     pub checkpoint_store: Arc<dyn CheckpointStore>,
     /// Where cluster events go.
     pub events: Events,
+    /// The jobs clients may submit, by name (the same registry as the TaskManagers').
+    pub jobs: JobRegistry,
 }
 
 impl JobManagerServices {
     /// The services a configuration asks for: the store of `state.checkpoints.dir`, events
-    /// to `tracing`.
+    /// to `tracing`, the built-in jobs (replace `jobs` to run others).
     pub fn from_config(config: &Configuration) -> Result<Self, String> {
         let storage: crate::state::CheckpointStorage = config.checkpoints_dir().parse()?;
         Ok(JobManagerServices {
             checkpoint_store: storage.open(config, config.checkpoint_timeout())?,
             events: Events::tracing(),
+            jobs: builtin(),
         })
     }
 }
@@ -89,6 +93,7 @@ impl Default for JobManagerServices {
         JobManagerServices {
             checkpoint_store: Arc::new(MemoryCheckpointStore::default()),
             events: Events::tracing(),
+            jobs: builtin(),
         }
     }
 }
@@ -249,7 +254,7 @@ impl JobManager {
                 return;
             }
         };
-        let graph = match build_job(&spec, config.max_parallelism()) {
+        let graph = match self.services.jobs.build(&spec, config.max_parallelism()) {
             Ok(g) => Arc::new(g),
             Err(e) => {
                 tracing::warn!(job = %spec.name, error = %e, "job rejected");

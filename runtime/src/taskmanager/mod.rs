@@ -35,7 +35,7 @@ use crate::connectors::CollectStore;
 use crate::events::{ClusterEvent, Events};
 use crate::graph::{ExecutionAttemptId, ExecutionState, JobGraph};
 use crate::ids::{CheckpointId, JobId};
-use crate::jobs::build_job;
+use crate::jobs::JobRegistry;
 use crate::messages::{JmToTm, TaskReport, TmReport, TmToJm};
 use crate::network::transport::DataPlaneConfig;
 use crate::network::{DataClient, DataServer, PartitionRegistry};
@@ -73,6 +73,8 @@ pub struct TaskManagerOptions {
     pub clock: ProcessingClock,
     /// Where cluster events go (production: `Events::tracing()`).
     pub events: Events,
+    /// The jobs it can run, by name: the same registry as the JobManager's.
+    pub jobs: JobRegistry,
 }
 
 type Stream = TcpStream;
@@ -421,7 +423,11 @@ impl TaskManager {
         };
         let graph = match self.graphs.get(&job) {
             Some(g) => Ok(g.clone()),
-            None => build_job(&spec, config.max_parallelism()).map(Arc::new),
+            None => self
+                .opts
+                .jobs
+                .build(&spec, config.max_parallelism())
+                .map(Arc::new),
         };
         let graph = match graph {
             Ok(g) => g,

@@ -1,37 +1,21 @@
 //! The built-in jobs: the `wordcount`, `keyed-count`, `etl` and `ad-stats` builders, the
 //! record types they emit (`Event`, `KeyCount`, `WordCount`, `AdEvent`, `AdStats`), the shared
-//! source and sink parameters they accept, and the [`JOBS`] table that names them, with the
-//! lookups by name the JobManager, TaskManagers and the harness use ([`build_job`],
-//! [`job_inputs`], [`primary_input`]).
-//!
-//! Jobs are written against the user-facing API ([`crate::api`]) and the connectors, so this
-//! module sits above both; the registry machinery they plug into (`JobSpec`, `Params`,
-//! `JobBuilder`) is [`crate::api::registry`], which re-exports these items at their old paths.
+//! source and sink parameters they accept, and the [`JOBS`] table that names them. They are
+//! registered the way a user's jobs are: [`builtin`] is a [`JobRegistry`] like any other.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::{JobDef, JobRegistry};
 use crate::api::checkable::{CheckableOutput, OutputChecks};
 use crate::api::operator::{Origin, Traceable};
-use crate::api::registry::{JobBuilder, JobSpec, NamedLog, Params};
+use crate::api::registry::Params;
 use crate::api::stream::{Data, DataStream, StreamEnv};
 use crate::api::window::WindowTime;
 use crate::connectors::log::{GeneratedLog, KeySkew, LogRecord, LogSpec, PartitionedLog};
 use crate::connectors::{LogInput, LogSource, SinkSpec};
 use crate::error::JobError;
-use crate::graph::JobGraph;
-
-/// One entry of a job table: what `rill jobs` lists, how the job is built, and what checkers
-/// can verify of its output.
-#[derive(Clone, Copy)]
-pub struct JobDef {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub build: JobBuilder,
-    /// Said by the job's output record type ([`CheckableOutput`]).
-    pub output: OutputChecks,
-}
 
 /// The built-in jobs.
 pub const JOBS: &[JobDef] = &[
@@ -63,51 +47,12 @@ pub const JOBS: &[JobDef] = &[
     },
 ];
 
-/// What checkers can verify of `spec`'s job's output.
-pub fn output_checks(spec: &JobSpec) -> Result<OutputChecks, JobError> {
-    Ok(job_def(spec)?.output)
-}
-
-/// Builds the job graph for `spec`: the one place JobManager and TaskManagers get a graph from.
-pub fn build_job(spec: &JobSpec, max_parallelism: u32) -> Result<JobGraph, JobError> {
-    let builder = job_def(spec)?.build;
-    let mut params = Params::new(spec);
-    let parallelism = params.get("parallelism", 2u32)?;
-    let env = StreamEnv::new(parallelism);
-    builder(&mut params, &env)?;
-    params.finish()?;
-    JobGraph::compile(&spec.name, env.into_logical(), max_parallelism)
-}
-
-fn job_def(spec: &JobSpec) -> Result<&'static JobDef, JobError> {
+/// The built-in jobs as a registry: what the `rill` binary runs, and what a user's registry
+/// can start from ([`JobRegistry::with_all`]).
+pub fn builtin() -> JobRegistry {
     JOBS.iter()
-        .find(|def| def.name == spec.name)
-        .ok_or_else(|| JobError::UnknownJob {
-            name: spec.name.clone(),
-            known: JOBS.iter().map(|d| d.name).collect::<Vec<_>>().join(", "),
-        })
-}
-
-/// The partitioned log the job's (first) source reads, as the job itself derives it from its
-/// parameters: what the harness compares delivered output against.
-pub fn primary_input(spec: &JobSpec) -> Result<Arc<dyn PartitionedLog>, JobError> {
-    job_inputs(spec)?
-        .into_iter()
-        .next()
-        .map(|(_, log)| log)
-        .ok_or_else(|| JobError::Internal(format!("job {} reads no log", spec.name)))
-}
-
-/// Every log the job's sources read, by source name: the topics a log server serves to it
-/// (`log=rill://HOST:PORT`), whatever `log` says.
-pub fn job_inputs(spec: &JobSpec) -> Result<Vec<NamedLog>, JobError> {
-    let builder = job_def(spec)?.build;
-    let mut params = Params::new(spec);
-    let parallelism = params.get("parallelism", 2u32)?;
-    builder(&mut params, &StreamEnv::new(parallelism))?;
-    let inputs = std::mem::take(&mut params.inputs);
-    params.finish()?;
-    Ok(inputs)
+        .try_fold(JobRegistry::new(), |r, def| r.with(*def))
+        .expect("the built-in jobs have distinct names")
 }
 
 /// Common source parameters: the log to read, its partitioning, pacing.

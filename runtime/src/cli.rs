@@ -1,0 +1,489 @@
+//! The `rill` command line, for any job registry: an embedded cluster (`local`), the
+//! cluster's processes (`jobmanager`, `taskmanager`, and the external systems
+//! `checkpoint-store`, `log-server`, `sink-store`), job submission (`run`), the jobs and
+//! configuration keys (`jobs`, `config`), and a throughput benchmark (`bench`).
+//!
+//! A user's crate gets all of it in its own binary, so that its JobManager and every
+//! TaskManager resolve the same jobs by name (as Flink users ship a jar):
+//!
+//! ```no_run
+//! # use std::process::ExitCode;
+//! #[tokio::main]
+//! async fn main() -> ExitCode {
+//!     rill::cli::main(rill::jobs::builtin()).await
+//! }
+//! ```
+
+use std::process::ExitCode;
+
+use crate::cluster::LocalCluster;
+use crate::config::{known_keys, Configuration};
+use crate::connectors::log_service::serve_log;
+use crate::connectors::sink_service::serve_sink_store;
+use crate::connectors::CollectStore;
+use crate::jobmanager::client::{submit_job, Accepted};
+use crate::jobmanager::JobManagerServices;
+use crate::jobs::JobRegistry;
+use crate::rpc::{JobStatus, JobStatusReport};
+use crate::state::{serve_checkpoint_store, CheckpointStorage};
+use crate::taskmanager::{TaskManager, TaskManagerOptions};
+use crate::JobSpec;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "rill",
+    version,
+    about = "A Flink-style stream-processing runtime"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ConfigArgs {
+    /// Configuration override, Flink key=value (repeatable); `rill config` lists the keys.
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
+}
+
+#[derive(Args, Clone)]
+struct JobArgs {
+    /// A built-in job; `rill jobs` lists them.
+    #[arg(long)]
+    job: String,
+    /// Job parameter key=value (repeatable), e.g. records=1000000, sink=file:/tmp/out.
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// JobManager and TaskManagers in this process on loopback TCP; runs one job.
+    Local {
+        #[command(flatten)]
+        job: JobArgs,
+        #[arg(long, default_value_t = 2)]
+        taskmanagers: u32,
+        #[arg(long, default_value_t = 2)]
+        slots: u32,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Runs a JobManager.
+    Jobmanager {
+        #[arg(long, default_value = "127.0.0.1:6123")]
+        bind: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Serves a checkpoint store to JobManagers (`-c state.checkpoints.dir=rill://HOST:PORT`
+    /// on the JobManager), keeping checkpoints as files under DIR, or in memory without one.
+    CheckpointStore {
+        #[arg(long, default_value = "127.0.0.1:6130")]
+        bind: String,
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Serves the input logs of a job by topic (its source names), for jobs run with
+    /// `--param log=rill://HOST:PORT`: the job's own parameters say what the logs hold.
+    LogServer {
+        #[arg(long, default_value = "127.0.0.1:6131")]
+        bind: String,
+        #[command(flatten)]
+        job: JobArgs,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Serves a sink store to TaskManagers, for jobs run with `--param sink=collect` (or
+    /// `collect-transactional`) and `--param sink-store=rill://HOST:PORT`; prints what it holds
+    /// every few seconds. Records are kept in memory.
+    SinkStore {
+        #[arg(long, default_value = "127.0.0.1:6132")]
+        bind: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Runs a TaskManager that registers with a JobManager.
+    Taskmanager {
+        #[arg(long)]
+        jobmanager: String,
+        #[arg(long)]
+        slots: Option<u32>,
+        /// Name shown in logs and summaries (default tm-<pid>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Address of this TaskManager's data server (port 0 picks one).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        data_bind: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Submits a job to a JobManager and follows it to the end.
+    Run {
+        #[command(flatten)]
+        job: JobArgs,
+        #[arg(long)]
+        jobmanager: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// keyed-count through an in-process cluster; prints records/s and peak memory.
+    Bench {
+        #[arg(long, default_value_t = 20_000_000)]
+        records: u64,
+        #[arg(long, default_value_t = 2)]
+        parallelism: u32,
+    },
+    /// Task-count range and memory per TaskManager under each load-balance mode, for the WeChat
+    /// shape and a corpus of generated shapes (the memory model at its back-pressure bound).
+    BenchBalance {
+        /// Generated shapes in the corpus.
+        #[arg(long, default_value_t = 50)]
+        shapes: u32,
+    },
+    /// Lists the configuration keys with their defaults.
+    Config,
+    /// Lists the built-in jobs.
+    Jobs,
+}
+
+/// Parses the process's arguments and runs the command over `jobs`.
+pub async fn main(jobs: JobRegistry) -> ExitCode {
+    init_logging();
+    match run(Cli::parse().command, &jobs).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("RILL_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
+    match command {
+        Command::Local {
+            job,
+            taskmanagers,
+            slots,
+            config,
+        } => {
+            let config = configuration(&config)?
+                .with("taskmanager.numberOfTaskSlots", &slots.to_string())?;
+            let spec = job_spec(&job)?;
+            let cluster = LocalCluster::start_with_jobs(taskmanagers, config, jobs.clone()).await?;
+            let report = cluster
+                .run_job(&spec, print_accepted, print_progress)
+                .await?;
+            print_summary(&report);
+            Ok(exit_code(&report))
+        }
+        Command::Jobmanager { bind, config } => {
+            let config = configuration(&config)?;
+            let services = JobManagerServices {
+                jobs: jobs.clone(),
+                ..JobManagerServices::from_config(&config)?
+            };
+            let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
+            println!("jobmanager listening on {}", listener.local_addr()?);
+            crate::jobmanager::run_jobmanager_with(listener, config, services).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::LogServer { bind, job, config } => {
+            let config = configuration(&config)?;
+            let topics = jobs.inputs(&job_spec(&job)?)?;
+            let names: Vec<&str> = topics.iter().map(|(t, _)| t.as_str()).collect();
+            let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
+            println!(
+                "log server listening on {}, topics: {}",
+                listener.local_addr()?,
+                names.join(", ")
+            );
+            serve_log(listener, topics.into_iter().collect(), config).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SinkStore { bind, config } => {
+            let config = configuration(&config)?;
+            let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
+            println!("sink store listening on {}", listener.local_addr()?);
+            let store = CollectStore::new();
+            let watched = store.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    println!(
+                        "sink store: {} records visible, {} staged, {} refused from replaced attempts",
+                        watched.len(),
+                        watched.staged(),
+                        watched.fenced()
+                    );
+                }
+            });
+            serve_sink_store(listener, store, config).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckpointStore { bind, dir, config } => {
+            let config = configuration(&config)?;
+            // Without a directory, in this process's memory (`jobmanager` storage is memory).
+            let storage = dir.map_or(CheckpointStorage::JobManager, CheckpointStorage::Filesystem);
+            let store = storage.open(&config, config.checkpoint_timeout())?;
+            let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
+            println!("checkpoint store listening on {}", listener.local_addr()?);
+            serve_checkpoint_store(listener, store, config).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Taskmanager {
+            jobmanager,
+            slots,
+            name,
+            data_bind,
+            config,
+        } => {
+            let mut config = configuration(&config)?;
+            if let Some(slots) = slots {
+                config.set("taskmanager.numberOfTaskSlots", &slots.to_string())?;
+            }
+            let name = name.unwrap_or_else(|| format!("tm-{}", std::process::id()));
+            let opts = TaskManagerOptions {
+                name: name.clone(),
+                jobmanager,
+                data_bind,
+                config,
+                collect: None,
+                memory: Default::default(),
+                clock: Default::default(),
+                events: Default::default(),
+                jobs: jobs.clone(),
+            };
+            let tm = TaskManager::start(opts).await?;
+            println!("taskmanager {name} serving data on {}", tm.data_addr());
+            tm.run().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            job,
+            jobmanager,
+            config,
+        } => {
+            let config = configuration(&config)?;
+            let report = submit_job(
+                &jobmanager,
+                &job_spec(&job)?,
+                &config,
+                print_accepted,
+                print_progress,
+            )
+            .await?;
+            print_summary(&report);
+            Ok(exit_code(&report))
+        }
+        Command::Bench {
+            records,
+            parallelism,
+        } => bench(records, parallelism).await,
+        Command::BenchBalance { shapes } => {
+            bench_balance(shapes);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config => {
+            for (key, default, description) in known_keys() {
+                println!("{key:<55} {default:<12} {description}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs => {
+            for job in jobs.jobs() {
+                println!("{:<12} {}", job.name, job.description);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn configuration(args: &ConfigArgs) -> Res<Configuration> {
+    let mut config = Configuration::new();
+    for arg in &args.config {
+        let (k, v) = Configuration::parse_pair(arg)?;
+        config.set(&k, &v)?;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn job_spec(args: &JobArgs) -> Res<JobSpec> {
+    Ok(JobSpec::new(&args.job).with_args(args.params.iter().map(String::as_str))?)
+}
+
+fn exit_code(report: &JobStatusReport) -> ExitCode {
+    if report.status == JobStatus::Finished {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print_accepted(a: &Accepted) {
+    println!("job {} accepted: {} subtasks", a.job, a.subtasks);
+    for v in &a.vertices {
+        println!("  {v}");
+    }
+}
+
+fn print_progress(r: &JobStatusReport) {
+    if !r.status.is_terminal() {
+        println!(
+            "[{:>7.1}s] {:?} records in={} out={}",
+            r.elapsed_ms as f64 / 1000.0,
+            r.status,
+            r.records_in,
+            r.records_out
+        );
+    }
+}
+
+fn print_summary(r: &JobStatusReport) {
+    let secs = (r.elapsed_ms as f64 / 1000.0).max(0.001);
+    println!("job {} {:?} after {secs:.2}s", r.job, r.status);
+    println!(
+        "  records in:  {} ({:.0}/s)",
+        r.records_in,
+        r.records_in as f64 / secs
+    );
+    println!("  records out: {}", r.records_out);
+    if r.records_dropped > 0 {
+        println!(
+            "  records dropped for absent consumers: {}",
+            r.records_dropped
+        );
+    }
+    let memory: std::collections::BTreeMap<&str, u64> = r
+        .memory_per_taskmanager
+        .iter()
+        .map(|(tm, m)| (tm.as_str(), *m))
+        .collect();
+    for (tm, tasks) in &r.tasks_per_taskmanager {
+        let mib = memory.get(tm.as_str()).copied().unwrap_or(0) as f64 / (1 << 20) as f64;
+        println!("  {tm}: {tasks} tasks, {mib:.1} MiB accounted");
+    }
+    if let Some(message) = &r.message {
+        println!("  reason: {message}");
+    }
+}
+
+/// keyed-count, parallelism `p`, on one TaskManager with `p` slots, discarding sink.
+async fn bench(records: u64, p: u32) -> Res<ExitCode> {
+    let started = std::time::Instant::now();
+    let config = Configuration::new().with("taskmanager.numberOfTaskSlots", &p.to_string())?;
+    let cluster = LocalCluster::start(1, config).await?;
+    let spec = JobSpec::new("keyed-count")
+        .with("records", records)
+        .with("parallelism", p)
+        .with("partitions", p)
+        .with("keys", 1024)
+        .with("sink", "discard");
+    let job_start = std::time::Instant::now();
+    let report = cluster.run_job(&spec, |_| {}, |_| {}).await?;
+    let job_secs = job_start.elapsed().as_secs_f64();
+    let total_secs = started.elapsed().as_secs_f64();
+    println!(
+        "job: keyed-count, {records} records, parallelism {p}, status {:?}",
+        report.status
+    );
+    println!("records_in: {}", report.records_in);
+    println!("records_out: {}", report.records_out);
+    println!("job_seconds: {job_secs:.3}");
+    println!("process_seconds: {total_secs:.3}");
+    println!("records_per_sec: {:.0}", records as f64 / job_secs);
+    println!(
+        "records_per_sec_whole_process: {:.0}",
+        records as f64 / total_secs
+    );
+    match peak_rss_mib() {
+        Some(mib) => println!("peak_rss_mib: {mib:.1}"),
+        None => println!("peak_rss_mib: unavailable (no /proc/self/status)"),
+    }
+    cluster.shutdown();
+    Ok(exit_code(&report))
+}
+
+/// The process's peak resident set (VmHWM), Linux only.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Prints, per mode, task-count range and max/mean memory per TaskManager; the max is the
+/// smallest `taskmanager.memory.process.size` that runs the shape without an OOM kill.
+fn bench_balance(shapes: u32) {
+    use crate::config::LoadBalanceMode;
+    use crate::jobmanager::balance::{evaluate, generated_shapes, wechat_shape};
+    let config = Configuration::new();
+    let modes = [
+        LoadBalanceMode::None,
+        LoadBalanceMode::Slots,
+        LoadBalanceMode::Tasks,
+    ];
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "{:<16} {:<6} {:>6} {:>12} {:>12}",
+        "shape", "mode", "range", "max MiB", "mean MiB"
+    );
+    let wechat = wechat_shape();
+    let mut none_max = 0;
+    for mode in modes {
+        if let Some(f) = evaluate(&wechat, mode, &config) {
+            println!(
+                "{:<16} {:<6} {:>6} {:>12.1} {:>12.1}",
+                wechat.name,
+                mode,
+                f.task_range,
+                mib(f.max_memory),
+                mib(f.mean_memory)
+            );
+            if mode == LoadBalanceMode::None {
+                none_max = f.max_memory;
+            } else if mode == LoadBalanceMode::Tasks {
+                println!(
+                    "wechat_tasks_memory_saving_vs_none: {:.1}%",
+                    100.0 * (1.0 - f.max_memory as f64 / none_max.max(1) as f64)
+                );
+            }
+        }
+    }
+    let corpus = generated_shapes(shapes, 2026);
+    for mode in modes {
+        let figures: Vec<_> = corpus
+            .iter()
+            .filter_map(|s| evaluate(s, mode, &config))
+            .collect();
+        let n = figures.len().max(1) as f64;
+        let range = figures.iter().map(|f| f.task_range as f64).sum::<f64>() / n;
+        let max = figures.iter().map(|f| mib(f.max_memory)).sum::<f64>() / n;
+        let mean = figures.iter().map(|f| mib(f.mean_memory)).sum::<f64>() / n;
+        println!(
+            "{:<16} {:<6} {:>6.2} {:>12.1} {:>12.1}   (averages over {} shapes)",
+            "generated",
+            mode,
+            range,
+            max,
+            mean,
+            figures.len()
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! Jobs by name: a [`JobRegistry`] holds the jobs a process can run, each a [`JobDef`] (name,
+//! description, builder, and what its output lets checkers verify).
+//!
+//! A registry is a value its owner builds, as a Flink user ships a jar: the JobManager
+//! ([`crate::jobmanager::JobManagerServices::jobs`]) and every TaskManager
+//! ([`crate::taskmanager::TaskManagerOptions::jobs`]) built from one binary hold the same
+//! registry, so a submitted job name resolves to the same graph everywhere. The built-in jobs
+//! are one such registry ([`builtin`]); a user's crate starts from [`JobRegistry::new`] (or
+//! from the built-ins) and adds its own with [`JobRegistry::with`].
+
+mod builtin;
+
+use std::sync::Arc;
+
+pub use builtin::{builtin, words_of, AdEvent, AdStats, Event, KeyCount, WordCount, JOBS};
+
+use crate::api::checkable::OutputChecks;
+use crate::api::registry::{JobBuilder, JobSpec, NamedLog, Params};
+use crate::api::stream::StreamEnv;
+use crate::connectors::log::PartitionedLog;
+use crate::error::JobError;
+use crate::graph::JobGraph;
+
+/// One job a registry holds.
+#[derive(Clone, Copy)]
+pub struct JobDef {
+    /// The name clients submit it by (`rill run --job NAME`, a scenario's `job.name`).
+    pub name: &'static str,
+    /// One line for `rill jobs`.
+    pub description: &'static str,
+    /// Builds its operators from its parameters.
+    pub build: JobBuilder,
+    /// What checkers can verify of its output, said by its output record type
+    /// ([`crate::api::CheckableOutput`]; [`OutputChecks::OPAQUE`] when nothing).
+    pub output: OutputChecks,
+}
+
+/// The jobs a process can run, by name, in registration order. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct JobRegistry {
+    jobs: Arc<Vec<JobDef>>,
+}
+
+impl JobRegistry {
+    /// A registry with no jobs.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// This registry with `def` added; a name already taken is an error.
+    pub fn with(self, def: JobDef) -> Result<Self, JobError> {
+        if self.jobs.iter().any(|d| d.name == def.name) {
+            return Err(JobError::DuplicateJob {
+                name: def.name.to_string(),
+            });
+        }
+        let mut jobs = Vec::clone(&self.jobs);
+        jobs.push(def);
+        Ok(JobRegistry {
+            jobs: Arc::new(jobs),
+        })
+    }
+
+    /// This registry with every job of `other` added.
+    pub fn with_all(self, other: &JobRegistry) -> Result<Self, JobError> {
+        other.jobs.iter().try_fold(self, |r, def| r.with(*def))
+    }
+
+    /// Every job, in registration order.
+    pub fn jobs(&self) -> impl Iterator<Item = &JobDef> {
+        self.jobs.iter()
+    }
+
+    /// The names of the jobs, in registration order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.jobs.iter().map(|d| d.name).collect()
+    }
+
+    /// The job `name`; an unknown name is an error that lists the jobs this registry has.
+    pub fn get(&self, name: &str) -> Result<&JobDef, JobError> {
+        self.jobs
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| JobError::UnknownJob {
+                name: name.to_string(),
+                known: self.names().join(", "),
+            })
+    }
+
+    /// Builds the job graph for `spec`: the one place JobManager and TaskManagers get a graph
+    /// from. Parameters the job never reads are an error.
+    pub fn build(&self, spec: &JobSpec, max_parallelism: u32) -> Result<JobGraph, JobError> {
+        let builder = self.get(&spec.name)?.build;
+        let mut params = Params::new(spec);
+        let parallelism = params.get("parallelism", 2u32)?;
+        let env = StreamEnv::new(parallelism);
+        builder(&mut params, &env)?;
+        params.finish()?;
+        JobGraph::compile(&spec.name, env.into_logical(), max_parallelism)
+    }
+
+    /// What checkers can verify of `spec`'s job's output.
+    pub fn output_checks(&self, spec: &JobSpec) -> Result<OutputChecks, JobError> {
+        Ok(self.get(&spec.name)?.output)
+    }
+
+    /// Every log the job's sources read, by source name: the topics a log server serves to
+    /// it (`log=rill://HOST:PORT`), whatever `log` says.
+    pub fn inputs(&self, spec: &JobSpec) -> Result<Vec<NamedLog>, JobError> {
+        let builder = self.get(&spec.name)?.build;
+        let mut params = Params::new(spec);
+        let parallelism = params.get("parallelism", 2u32)?;
+        builder(&mut params, &StreamEnv::new(parallelism))?;
+        let inputs = std::mem::take(&mut params.inputs);
+        params.finish()?;
+        Ok(inputs)
+    }
+
+    /// The partitioned log the job's (first) source reads, as the job itself derives it from
+    /// its parameters: what the harness compares delivered output against.
+    pub fn primary_input(&self, spec: &JobSpec) -> Result<Arc<dyn PartitionedLog>, JobError> {
+        self.inputs(spec)?
+            .into_iter()
+            .next()
+            .map(|(_, log)| log)
+            .ok_or_else(|| JobError::Internal(format!("job {} reads no log", spec.name)))
+    }
+}
+
+/// [`JobRegistry::build`] on the built-in jobs.
+pub fn build_job(spec: &JobSpec, max_parallelism: u32) -> Result<JobGraph, JobError> {
+    builtin().build(spec, max_parallelism)
+}
+
+/// [`JobRegistry::output_checks`] on the built-in jobs.
+pub fn output_checks(spec: &JobSpec) -> Result<OutputChecks, JobError> {
+    builtin().output_checks(spec)
+}
+
+/// [`JobRegistry::inputs`] on the built-in jobs.
+pub fn job_inputs(spec: &JobSpec) -> Result<Vec<NamedLog>, JobError> {
+    builtin().inputs(spec)
+}
+
+/// [`JobRegistry::primary_input`] on the built-in jobs.
+pub fn primary_input(spec: &JobSpec) -> Result<Arc<dyn PartitionedLog>, JobError> {
+    builtin().primary_input(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_resolves_its_own_jobs_and_lists_them_for_an_unknown_one() {
+        let only_etl = JobRegistry::new()
+            .with(*builtin().get("etl").unwrap())
+            .unwrap();
+        assert_eq!(only_etl.names(), vec!["etl"]);
+        assert!(only_etl.build(&JobSpec::new("etl"), 128).is_ok());
+        let err = only_etl
+            .build(&JobSpec::new("keyed-count"), 128)
+            .unwrap_err();
+        assert!(err.to_string().contains("keyed-count"), "{err}");
+        assert!(matches!(err, JobError::UnknownJob { ref known, .. } if known == "etl"));
+    }
+
+    #[test]
+    fn a_name_can_be_registered_once() {
+        let twice = builtin().with_all(&builtin());
+        assert!(matches!(twice, Err(JobError::DuplicateJob { .. })));
+        assert_eq!(builtin().names().len(), JOBS.len());
+    }
+}
