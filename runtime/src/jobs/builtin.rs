@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::io::{add_sink, log_source, SinkParams, SourceParams};
 use super::{JobDef, JobRegistry};
 use crate::api::checkable::{CheckableOutput, OutputChecks};
 use crate::api::operator::{Origin, Traceable};
 use crate::api::registry::Params;
-use crate::api::stream::{Data, DataStream, StreamEnv};
+use crate::api::stream::StreamEnv;
 use crate::api::window::WindowTime;
-use crate::connectors::log::{GeneratedLog, KeySkew, LogRecord, LogSpec, PartitionedLog};
-use crate::connectors::{LogInput, LogSource, SinkSpec};
+use crate::connectors::log::{GeneratedLog, KeySkew, LogRecord};
 use crate::error::JobError;
 
 /// The built-in jobs.
@@ -55,153 +55,6 @@ pub fn builtin() -> JobRegistry {
         .expect("the built-in jobs have distinct names")
 }
 
-/// Common source parameters: the log to read, its partitioning, pacing.
-struct SourceParams {
-    /// What the log holds (generated or files).
-    log: Arc<dyn PartitionedLog>,
-    /// Where a served log is read from instead (`log=rill://HOST:PORT`).
-    server: Option<String>,
-    parallelism: u32,
-    rate: Option<f64>,
-}
-
-fn source_params(
-    p: &mut Params<'_>,
-    seed_offset: u64,
-    default_parallelism: u32,
-) -> Result<SourceParams, JobError> {
-    let parallelism = p.get("source-parallelism", default_parallelism)?;
-    let partitions = p.get("partitions", parallelism.max(1))?;
-    let records: u64 = p.get("records", 10_000u64)?;
-    let keys = p.get("keys", 1024u64)?.max(1);
-    let seed = p.get("seed", 1u64)?;
-    let hot = p.get("hot-key-per-mille", 0u32)?;
-    let rate = p.get("rate", 0f64)?;
-    let input: String = p.get("input", String::new())?;
-    let server = log_server_param(p)?;
-    if server.is_some() && !input.is_empty() {
-        return Err(JobError::InvalidParam {
-            param: "log".into(),
-            reason: "give either input (files read in place) or log (a log server), not both"
-                .into(),
-        });
-    }
-    let spec = if input.is_empty() {
-        LogSpec::Generated(GeneratedLog {
-            seed: seed.wrapping_add(seed_offset),
-            partitions,
-            records_per_partition: (records > 0)
-                .then_some(records.div_ceil(partitions.max(1) as u64)),
-            keys,
-            key_skew: if hot > 0 {
-                KeySkew::HotKey { per_mille: hot }
-            } else {
-                KeySkew::Sequential
-            },
-            payload_bytes: 8,
-            timestamp_step_ms: 1,
-        })
-    } else {
-        LogSpec::File(input.into())
-    };
-    let log = spec.open().map_err(|e| JobError::Source(e.to_string()))?;
-    let rate = (rate > 0.0).then(|| rate / parallelism.max(1) as f64);
-    Ok(SourceParams {
-        log,
-        server,
-        parallelism,
-        rate,
-    })
-}
-
-/// `log=rill://HOST:PORT`: the log server the sources read from (default: read in place).
-fn log_server_param(p: &mut Params<'_>) -> Result<Option<String>, JobError> {
-    let url: String = p.get("log", String::new())?;
-    if url.is_empty() {
-        return Ok(None);
-    }
-    crate::rpc::service::parse_url(&url)
-        .map(Some)
-        .map_err(|reason| JobError::InvalidParam {
-            param: "log".into(),
-            reason,
-        })
-}
-
-fn log_source(
-    p: &mut Params<'_>,
-    env: &StreamEnv,
-    name: &str,
-    s: SourceParams,
-) -> DataStream<LogRecord> {
-    let SourceParams {
-        log,
-        server,
-        parallelism,
-        rate,
-    } = s;
-    p.inputs.push((name.to_string(), log.clone()));
-    let input = match server {
-        Some(addr) => LogInput::Served {
-            addr,
-            topic: name.to_string(),
-            partitions: log.partitions(),
-        },
-        None => LogInput::Local(log),
-    };
-    env.source(name, move |ctx| {
-        Ok(Box::new(LogSource::open(&input, ctx, rate)?) as _)
-    })
-    .parallelism(parallelism)
-}
-
-/// The job's sink: what it is, where a collecting one writes, and how many records per second
-/// it takes in total.
-struct SinkParams {
-    spec: SinkSpec,
-    /// `sink-store=rill://HOST:PORT`: the served sink store (default: the in-process one).
-    store: Option<String>,
-    /// `sink-rate` (0 = unlimited): a slow sink makes the job show back-pressure.
-    rate: f64,
-}
-
-fn sink_param(p: &mut Params<'_>) -> Result<SinkParams, JobError> {
-    let spec = p.get("sink", SinkSpec::Discard)?;
-    let rate = p.get("sink-rate", 0f64)?;
-    if rate < 0.0 {
-        return Err(JobError::InvalidParam {
-            param: "sink-rate".into(),
-            reason: "must be >= 0".into(),
-        });
-    }
-    let url: String = p.get("sink-store", String::new())?;
-    let invalid = |reason: String| JobError::InvalidParam {
-        param: "sink-store".into(),
-        reason,
-    };
-    let store = match url.as_str() {
-        "" => None,
-        _ if !spec.collects() => {
-            return Err(invalid(
-                "only collecting sinks write to a sink store".into(),
-            ))
-        }
-        _ => Some(crate::rpc::service::parse_url(&url).map_err(invalid)?),
-    };
-    Ok(SinkParams { spec, store, rate })
-}
-
-/// Adds the job's sink after `stream`, with the per-subtask share of `sink-rate`.
-fn add_sink<T>(stream: DataStream<T>, sink: SinkParams, parallelism: u32)
-where
-    T: Data + Traceable,
-{
-    let SinkParams { spec, store, rate } = sink;
-    stream
-        .sink("sink", move |ctx| spec.instantiate(ctx, store.as_deref()))
-        .rate_limit(rate / parallelism.max(1) as f64);
-}
-
 /// One record of the benchmark shape: sequence number, key, 8-byte payload, provenance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -236,8 +89,8 @@ impl CheckableOutput for KeyCount {
 
 fn keyed_count(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     let parallelism = p.get("parallelism", 2u32)?;
-    let source = source_params(p, 0, parallelism)?;
-    let sink = sink_param(p)?;
+    let source = SourceParams::read(p, 0, parallelism)?;
+    let sink = SinkParams::read(p)?;
     // A planted bug for testing the harness (FoundationDB calls this buggify): every n-th
     // record is emitted twice, as a sink that writes twice after a restart would.
     let duplicate_every = p.get("buggify-duplicate-every", 0u64)?;
@@ -292,8 +145,8 @@ impl CheckableOutput for Event {
 /// pipelined region of its own, so `region` failover restarts only what a failure touched.
 fn etl(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     let parallelism = p.get("parallelism", 2u32)?;
-    let source = source_params(p, 0, parallelism)?;
-    let sink = sink_param(p)?;
+    let source = SourceParams::read(p, 0, parallelism)?;
+    let sink = SinkParams::read(p)?;
     let out = log_source(p, env, "source", source).map("map", |r: LogRecord| Event {
         key: r.key,
         payload: u64::from_le_bytes(
@@ -361,8 +214,8 @@ pub fn words_of(record: &LogRecord) -> Vec<&'static str> {
 
 fn wordcount(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     let parallelism = p.get("parallelism", 2u32)?;
-    let source = source_params(p, 0, parallelism)?;
-    let sink = sink_param(p)?;
+    let source = SourceParams::read(p, 0, parallelism)?;
+    let sink = SinkParams::read(p)?;
     let out = log_source(p, env, "lines", source)
         .flat_map("split", |r: LogRecord| {
             let origin = r.origin();
@@ -428,7 +281,7 @@ fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
             })
         }
     };
-    let impressions = source_params(p, 0, parallelism)?;
+    let impressions = SourceParams::read(p, 0, parallelism)?;
     // Clicks: a second log from another seed, a tenth of the volume.
     let clicks_log = GeneratedLog {
         seed: p.get("seed", 1u64)?.wrapping_add(7919),
@@ -439,17 +292,9 @@ fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
         payload_bytes: 8,
         timestamp_step_ms: 10,
     };
-    let clicks = SourceParams {
-        log: Arc::new(clicks_log),
-        server: impressions.server.clone(),
-        parallelism: 1,
-        // A tenth of the impressions' total rate, on its one subtask (`rate` is per subtask),
-        // so both logs end together.
-        rate: impressions
-            .rate
-            .map(|r| r * f64::from(impressions.parallelism) / 10.0),
-    };
-    let sink = sink_param(p)?;
+    // A tenth of the impressions' total rate, on one subtask, so both logs end together.
+    let clicks = impressions.beside(Arc::new(clicks_log), 1, 10);
+    let sink = SinkParams::read(p)?;
     let to_event = |click: bool| {
         move |r: LogRecord| AdEvent {
             ad: r.key,

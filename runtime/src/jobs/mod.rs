@@ -9,6 +9,7 @@
 //! from the built-ins) and adds its own with [`JobRegistry::with`].
 
 mod builtin;
+pub mod io;
 
 use std::sync::Arc;
 

@@ -1,0 +1,202 @@
+//! The standard source and sink of a job, with the parameters every job built on them accepts.
+//!
+//! A job that reads through [`log_source`] and writes through [`add_sink`] runs anywhere
+//! unchanged: in place (`rill local`), against a served log and sink store
+//! (`log=rill://...`, `sink-store=rill://...`), and under the harness, which points those
+//! parameters at its `source-log` and `sink-store` nodes and reads the output from there.
+
+use std::sync::Arc;
+
+use crate::api::registry::Params;
+use crate::api::stream::{Data, DataStream, StreamEnv};
+use crate::chain::Traceable;
+use crate::connectors::log::{GeneratedLog, KeySkew, LogRecord, LogSpec, PartitionedLog};
+use crate::connectors::{LogInput, LogSource, SinkSpec};
+use crate::error::JobError;
+
+/// Common source parameters: the log to read, its partitioning, pacing.
+pub struct SourceParams {
+    /// What the log holds (generated or files).
+    log: Arc<dyn PartitionedLog>,
+    /// Where a served log is read from instead (`log=rill://HOST:PORT`).
+    server: Option<String>,
+    parallelism: u32,
+    rate: Option<f64>,
+}
+
+impl SourceParams {
+    /// Reads the standard source parameters: `source-parallelism` (default
+    /// `default_parallelism`), `partitions`, `records`, `keys`, `seed` (offset by
+    /// `seed_offset`, so two sources of one job read different logs), `hot-key-per-mille`,
+    /// `rate`, `input` (a file log) and `log` (a log server).
+    pub fn read(
+        p: &mut Params<'_>,
+        seed_offset: u64,
+        default_parallelism: u32,
+    ) -> Result<SourceParams, JobError> {
+        read_source(p, seed_offset, default_parallelism)
+    }
+
+    /// A second source beside this one: it reads `log` with `parallelism` subtasks from the
+    /// same place (in place, or the same log server), at this one's total rate divided by
+    /// `divisor`.
+    pub fn beside(&self, log: Arc<dyn PartitionedLog>, parallelism: u32, divisor: u32) -> Self {
+        let total = self
+            .rate
+            .map(|r| r * f64::from(self.parallelism) / f64::from(divisor.max(1)));
+        SourceParams {
+            log,
+            server: self.server.clone(),
+            parallelism,
+            rate: total.map(|t| t / f64::from(parallelism.max(1))),
+        }
+    }
+}
+
+fn read_source(
+    p: &mut Params<'_>,
+    seed_offset: u64,
+    default_parallelism: u32,
+) -> Result<SourceParams, JobError> {
+    let parallelism = p.get("source-parallelism", default_parallelism)?;
+    let partitions = p.get("partitions", parallelism.max(1))?;
+    let records: u64 = p.get("records", 10_000u64)?;
+    let keys = p.get("keys", 1024u64)?.max(1);
+    let seed = p.get("seed", 1u64)?;
+    let hot = p.get("hot-key-per-mille", 0u32)?;
+    let rate = p.get("rate", 0f64)?;
+    let input: String = p.get("input", String::new())?;
+    let server = log_server_param(p)?;
+    if server.is_some() && !input.is_empty() {
+        return Err(JobError::InvalidParam {
+            param: "log".into(),
+            reason: "give either input (files read in place) or log (a log server), not both"
+                .into(),
+        });
+    }
+    let spec = if input.is_empty() {
+        LogSpec::Generated(GeneratedLog {
+            seed: seed.wrapping_add(seed_offset),
+            partitions,
+            records_per_partition: (records > 0)
+                .then_some(records.div_ceil(partitions.max(1) as u64)),
+            keys,
+            key_skew: if hot > 0 {
+                KeySkew::HotKey { per_mille: hot }
+            } else {
+                KeySkew::Sequential
+            },
+            payload_bytes: 8,
+            timestamp_step_ms: 1,
+        })
+    } else {
+        LogSpec::File(input.into())
+    };
+    let log = spec.open().map_err(|e| JobError::Source(e.to_string()))?;
+    let rate = (rate > 0.0).then(|| rate / parallelism.max(1) as f64);
+    Ok(SourceParams {
+        log,
+        server,
+        parallelism,
+        rate,
+    })
+}
+
+/// `log=rill://HOST:PORT`: the log server the sources read from (default: read in place).
+fn log_server_param(p: &mut Params<'_>) -> Result<Option<String>, JobError> {
+    let url: String = p.get("log", String::new())?;
+    if url.is_empty() {
+        return Ok(None);
+    }
+    crate::rpc::service::parse_url(&url)
+        .map(Some)
+        .map_err(|reason| JobError::InvalidParam {
+            param: "log".into(),
+            reason,
+        })
+}
+
+/// A source named `name` over the log `s` describes, read in place or from the log server
+/// `log` names; the job reports the log as one of its inputs (what a log server, and the
+/// harness's `source-log` node, serve to it).
+pub fn log_source(
+    p: &mut Params<'_>,
+    env: &StreamEnv,
+    name: &str,
+    s: SourceParams,
+) -> DataStream<LogRecord> {
+    let SourceParams {
+        log,
+        server,
+        parallelism,
+        rate,
+    } = s;
+    p.inputs.push((name.to_string(), log.clone()));
+    let input = match server {
+        Some(addr) => LogInput::Served {
+            addr,
+            topic: name.to_string(),
+            partitions: log.partitions(),
+        },
+        None => LogInput::Local(log),
+    };
+    env.source(name, move |ctx| {
+        Ok(Box::new(LogSource::open(&input, ctx, rate)?) as _)
+    })
+    .parallelism(parallelism)
+}
+
+/// The job's sink: what it is, where a collecting one writes, and how many records per second
+/// it takes in total.
+pub struct SinkParams {
+    spec: SinkSpec,
+    /// `sink-store=rill://HOST:PORT`: the served sink store (default: the in-process one).
+    store: Option<String>,
+    /// `sink-rate` (0 = unlimited): a slow sink makes the job show back-pressure.
+    rate: f64,
+}
+
+impl SinkParams {
+    /// Reads the standard sink parameters: `sink` (`discard`, `collect`,
+    /// `collect-transactional`, `file:DIR`), `sink-rate` and `sink-store` (a served sink store).
+    pub fn read(p: &mut Params<'_>) -> Result<SinkParams, JobError> {
+        read_sink(p)
+    }
+}
+
+fn read_sink(p: &mut Params<'_>) -> Result<SinkParams, JobError> {
+    let spec = p.get("sink", SinkSpec::Discard)?;
+    let rate = p.get("sink-rate", 0f64)?;
+    if rate < 0.0 {
+        return Err(JobError::InvalidParam {
+            param: "sink-rate".into(),
+            reason: "must be >= 0".into(),
+        });
+    }
+    let url: String = p.get("sink-store", String::new())?;
+    let invalid = |reason: String| JobError::InvalidParam {
+        param: "sink-store".into(),
+        reason,
+    };
+    let store = match url.as_str() {
+        "" => None,
+        _ if !spec.collects() => {
+            return Err(invalid(
+                "only collecting sinks write to a sink store".into(),
+            ))
+        }
+        _ => Some(crate::rpc::service::parse_url(&url).map_err(invalid)?),
+    };
+    Ok(SinkParams { spec, store, rate })
+}
+
+/// Adds the job's sink after `stream`, with the per-subtask share of `sink-rate`.
+pub fn add_sink<T>(stream: DataStream<T>, sink: SinkParams, parallelism: u32)
+where
+    T: Data + Traceable,
+{
+    let SinkParams { spec, store, rate } = sink;
+    stream
+        .sink("sink", move |ctx| spec.instantiate(ctx, store.as_deref()))
+        .rate_limit(rate / parallelism.max(1) as f64);
+}
