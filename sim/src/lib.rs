@@ -23,6 +23,7 @@ pub mod scenario;
 pub mod shrink;
 pub mod store;
 pub mod swarm;
+pub mod testing;
 pub mod trace;
 
 pub use events::{EventRecorder, RecordedEvent};

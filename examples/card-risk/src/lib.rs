@@ -1,0 +1,131 @@
+//! Card-payment risk control, written as a user of rill writes a job: its own record types
+//! ([`Payment`], [`CardActivity`]), a job built on rill's typed `DataStream` API and its
+//! standard source and sink ([`rill::jobs::io`]), and a [`registry`] that the binary
+//! (`src/main.rs`), the cluster and the tests share.
+//!
+//! The job, `card-risk`, reads a stream of payments (a generated log whose card numbers are
+//! skewed by `hot-key-per-mille`: a few cards pay far more often), keeps a running count of
+//! each card's payments in keyed state, and emits one [`CardActivity`] per payment, flagged
+//! `suspicious` once the card has paid more than `threshold` times.
+
+use rill::api::registry::Params;
+use rill::api::{CheckableOutput, JobError, Origin, OutputChecks, StreamEnv, Traceable};
+use rill::connectors::log::LogRecord;
+use rill::jobs::io::{add_sink, log_source, SinkParams, SourceParams};
+use rill::jobs::{JobDef, JobRegistry};
+use serde::{Deserialize, Serialize};
+
+/// One payment with a card, parsed from the payments log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Payment {
+    pub card: u64,
+    /// Amount in cents, from the record's payload.
+    pub amount: u64,
+    /// Where it came from: the log partition and offset (for exactly-once checks).
+    pub origin: Origin,
+}
+
+/// What the job says about a card after one of its payments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardActivity {
+    pub card: u64,
+    /// The card's payments so far, this one included.
+    pub payments: u64,
+    /// More than `threshold` payments: the card is flagged for review.
+    pub suspicious: bool,
+    pub origin: Origin,
+}
+
+impl Traceable for CardActivity {
+    fn origin(&self) -> Option<Origin> {
+        Some(self.origin)
+    }
+}
+
+/// One activity record per payment, each its card's running count: the harness can check
+/// exactly-once delivery and the counts.
+impl CheckableOutput for CardActivity {
+    const ONE_PER_INPUT: bool = true;
+    const RUNNING_COUNTS: bool = true;
+
+    fn running_count(&self) -> Option<(u64, u64)> {
+        Some((self.card, self.payments))
+    }
+}
+
+/// The jobs of this crate, by name: what its binary and its tests run.
+pub fn registry() -> JobRegistry {
+    JobRegistry::new()
+        .with(JobDef {
+            name: "card-risk",
+            description: "payments -> key_by card -> running count, flag over threshold -> sink",
+            build: card_risk,
+            output: OutputChecks::of::<CardActivity>(),
+        })
+        .expect("distinct job names")
+}
+
+/// Parameters: the standard source and sink ones ([`SourceParams::read`],
+/// [`SinkParams::read`]), `parallelism`, `threshold` (default 20), and `planted-bug-every`
+/// (default 0: none), a bug for the tests to catch: every N-th payment is counted twice.
+fn card_risk(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
+    let parallelism = p.get("parallelism", 2u32)?;
+    let threshold = p.get("threshold", 20u64)?;
+    let planted_bug_every = p.get("planted-bug-every", 0u64)?;
+    let source = SourceParams::read(p, 0, parallelism)?;
+    let sink = SinkParams::read(p)?;
+    let payments = log_source(p, env, "payments", source).flat_map("parse", move |r: LogRecord| {
+        let twice = planted_bug_every > 0 && r.offset % planted_bug_every == planted_bug_every - 1;
+        std::iter::repeat_n(parse(&r), if twice { 2 } else { 1 })
+    });
+    let activity = payments
+        .key_by(|p: &Payment| p.card)
+        .aggregate(
+            "count",
+            || 0u64,
+            |n, _| *n += 1,
+            move |card, n, p| CardActivity {
+                card: *card,
+                payments: *n,
+                suspicious: *n > threshold,
+                origin: p.origin,
+            },
+        )
+        .parallelism(parallelism);
+    add_sink(activity, sink, parallelism);
+    Ok(())
+}
+
+fn parse(r: &LogRecord) -> Payment {
+    let cents = r
+        .payload
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes);
+    Payment {
+        card: r.key,
+        amount: cents % 100_000,
+        origin: r.origin(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rill::JobSpec;
+
+    #[test]
+    fn the_registry_builds_the_job_and_refuses_unknown_parameters() {
+        let jobs = registry();
+        let spec = JobSpec::new("card-risk").with("parallelism", 3);
+        let graph = jobs.build(&spec, 128).expect("builds");
+        assert_eq!(
+            graph.subtask_count(),
+            6,
+            "source+parse and count+sink, 3 each"
+        );
+        let bad = JobSpec::new("card-risk").with("treshold", 5);
+        let err = jobs.build(&bad, 128).expect_err("misspelt parameter");
+        assert!(err.to_string().contains("treshold"), "{err}");
+    }
+}

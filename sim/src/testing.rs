@@ -1,0 +1,60 @@
+//! Helpers for simulated tests in any crate (a user's too): which seeds a test runs, the command
+//! that replays one failing seed of that test, and the part of a run's timeline a snapshot
+//! keeps.
+
+use std::time::Duration;
+
+use crate::events::timeline;
+use crate::history::RunHistory;
+
+/// The environment variable that narrows a seeded test to the seeds it names: `RILL_SEEDS=7`
+/// or `RILL_SEEDS=1,5,9`.
+pub const SEEDS_VAR: &str = "RILL_SEEDS";
+
+/// The seeds a test runs: those of [`SEEDS_VAR`] when it is set (to replay one), else `fixed`.
+pub fn seeds(fixed: &[u64]) -> Vec<u64> {
+    match std::env::var(SEEDS_VAR) {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect(),
+        _ => fixed.to_vec(),
+    }
+}
+
+/// The command that replays `seed` of the simulated test `test` of package `package`: one
+/// copy-paste from a failure message.
+pub fn replay(package: &str, test: &str, seed: u64) -> String {
+    format!(
+        "{SEEDS_VAR}={seed} RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target-sim cargo test -p {package} -- --exact {test} --nocapture"
+    )
+}
+
+/// A run's timeline (faults and cluster events) from just before its first fault to the end,
+/// or all of it without faults, at most `max_lines` lines: what a recovery snapshot stores.
+pub fn recovery_window(h: &RunHistory, max_lines: usize) -> String {
+    let from = h
+        .faults
+        .iter()
+        .map(|f| f.fault.at)
+        .min()
+        .map(|at| at.saturating_sub(Duration::from_millis(500)));
+    timeline(h)
+        .into_iter()
+        .filter(|(at, _)| from.is_none_or(|f| *at >= f))
+        .take(max_lines)
+        .fold(String::new(), |out, (_, line)| out + &line + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_names_the_package_the_test_and_the_seed() {
+        let cmd = replay("card-risk", "sim::every_scenario_passes", 7);
+        assert!(cmd.starts_with("RILL_SEEDS=7 "), "{cmd}");
+        assert!(cmd.contains("-p card-risk") && cmd.contains("--exact sim::every_scenario_passes"));
+        assert!(cmd.contains("--cfg madsim"));
+    }
+}
