@@ -4,7 +4,7 @@
 
 use rill::events::ClusterEvent;
 use rill_scenarios::{load, names};
-use rill_sim::events::timeline;
+use rill_sim::testing::recovery_window;
 use rill_sim::runner::{run, RunOutcome};
 use rill_sim::trace::{first_difference, trace_hash};
 
@@ -53,29 +53,11 @@ fn every_named_scenario_passes_under_the_ci_seeds() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// The part of the run's timeline (faults and cluster events) around recovery: from just
-/// before the first fault to the end (or the whole run without faults), capped so a snapshot
-/// stays reviewable.
-fn recovery_window(o: &RunOutcome) -> String {
-    let from = o
-        .history
-        .faults
-        .iter()
-        .map(|f| f.fault.at)
-        .min()
-        .map(|at| at.saturating_sub(std::time::Duration::from_millis(500)));
-    timeline(&o.history)
-        .into_iter()
-        .filter(|(at, _)| from.is_none_or(|f| *at >= f))
-        .take(80)
-        .fold(String::new(), |out, (_, line)| out + &line + "\n")
-}
-
 #[test]
 fn recovery_timelines_match_their_snapshots() {
     for name in names().expect("scenario dir") {
         let outcome = run(&load(&name).expect("valid"), 1);
-        let text = recovery_window(&outcome);
+        let text = recovery_window(&outcome.history, 80);
         insta::with_settings!({ snapshot_path => "../../snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
             insta::assert_snapshot!(name.clone(), text);
         });
