@@ -5,7 +5,7 @@
 //! and the accepted keys. Defaults: `run_for` 120s, `description` empty, `delivery` unchecked;
 //! in `[swarm]` `min_faults` 1, `max_faults` 3, `from` 0s, `until` = `run_for`,
 //! `max_duration` 10s. `memory_mb` is mirrored into the configuration as
-//! `taskmanager.memory.process.size` (so [config] may not set it). After parsing, [`crate::validate`] checks ranges, node names, the job
+//! `taskmanager.memory.process.size` (so `[config]` may not set it). After parsing, [`crate::validate`] checks ranges, node names, the job
 //! (through `rill::api::build_job`) and consistency.
 
 use std::path::{Path, PathBuf};

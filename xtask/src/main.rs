@@ -32,7 +32,7 @@ enum Command {
     /// Run every test: real tokio, then simulated (--cfg madsim, target-sim/)
     ///
     /// Step 1 runs `cargo test --workspace`; step 2 runs it again with `--cfg madsim` appended to
-    /// RUSTFLAGS and CARGO_TARGET_DIR=<workspace>/target-sim, so the two builds never evict each
+    /// RUSTFLAGS and `CARGO_TARGET_DIR=<workspace>/target-sim`, so the two builds never evict each
     /// other. Stops at the first failing step.
     Test(TestArgs),
     /// The simulation harness: without a subcommand, every scenario over the default seeds

@@ -2,7 +2,7 @@
 //!
 //! Wire format: a 4-byte big-endian length, then that many payload bytes
 //! ([`LengthDelimitedCodec`]). Control-plane payloads are bincode with the options in
-//! [`bincode_options`]; the data plane sends raw frames through [`FrameWriter::send_bytes`].
+//! `bincode_options`; the data plane sends raw frames through [`FrameWriter::send_bytes`].
 //!
 //! Robustness rules (ARCHITECTURE.md, `rpc/`): a frame above the configured limit is refused
 //! before its payload is buffered, decoding arbitrary bytes never panics and never allocates
