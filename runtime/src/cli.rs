@@ -50,7 +50,7 @@ struct ConfigArgs {
 
 #[derive(Args, Clone)]
 struct JobArgs {
-    /// A built-in job; `rill jobs` lists them.
+    /// A job of this binary's registry; `jobs` lists them.
     #[arg(long)]
     job: String,
     /// Job parameter key=value (repeatable), e.g. records=1000000, sink=file:/tmp/out.
@@ -147,7 +147,7 @@ enum Command {
     },
     /// Lists the configuration keys with their defaults.
     Config,
-    /// Lists the built-in jobs.
+    /// Lists the jobs of this binary's registry.
     Jobs,
 }
 
@@ -163,13 +163,14 @@ pub async fn main(jobs: JobRegistry) -> ExitCode {
     }
 }
 
+/// Logs to stderr, filtered by `RILL_LOG`, unless the binary installed a subscriber of its own.
 fn init_logging() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("RILL_LOG").unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt()
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .try_init();
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;

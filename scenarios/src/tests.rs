@@ -739,3 +739,39 @@ fn a_scenario_names_a_job_of_the_registry_it_runs_with() {
     assert!(parse_scenario_with("t.toml", &etl, &only_etl).is_ok());
     assert!(parse_scenario_with("t.toml", BASE, &builtin).is_ok());
 }
+
+/// A job whose sources and sink are not the standard ones cannot take the parameters the
+/// harness sets to run it on its nodes: refused when its scenario is loaded, saying why.
+#[test]
+fn a_job_not_built_on_the_standard_source_and_sink_is_refused_with_the_reason() {
+    use rill::api::registry::Params;
+    use rill::api::{JobError, OutputChecks, StreamEnv};
+    use rill::connectors::log::{GeneratedLog, LogRecord};
+    use rill::connectors::{LogInput, LogSource};
+
+    fn own_io(_: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
+        let input = LogInput::Local(std::sync::Arc::new(GeneratedLog::new(1, 2, Some(10))));
+        env.source("own", move |ctx| {
+            Ok(Box::new(LogSource::open(&input, ctx, None)?) as _)
+        })
+        .map("key", |r: LogRecord| r.key);
+        Ok(())
+    }
+    let jobs = rill::jobs::JobRegistry::new()
+        .with(rill::jobs::JobDef {
+            name: "own-io",
+            description: "a source of its own, no sink parameters",
+            build: own_io,
+            output: OutputChecks::OPAQUE,
+        })
+        .unwrap();
+    let text = BASE
+        .replace("keyed-count", "own-io")
+        .replace("parallelism = 4\nrecords = 1000\n", "");
+    let e = parse_scenario_with("t.toml", &text, &jobs).expect_err("cannot run under the harness");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("rill::jobs::io") && msg.contains("job.name"),
+        "{msg}"
+    );
+}

@@ -14,6 +14,7 @@ use rill_sim::{ClusterShape, Expectations, Fault, FaultKind, NodeName, Scenario,
 
 use crate::error::ScenarioError;
 use rill_sim::fault::{fault_kind, fault_kind_names};
+use rill_sim::scenario::{harness_job, HARNESS_PARAMS};
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 
@@ -211,13 +212,25 @@ impl Check<'_> {
             "job.sink-store",
             || "the harness points the sinks at the sink-store node; leave sink-store unset".into(),
         )?;
-        let built = self.jobs.build(&s.job, s.config.max_parallelism());
+        // What the harness will submit, so a job that cannot run under it is refused here,
+        // when the scenario is loaded, not when it runs.
+        let spec = harness_job(&s.job, "rill://sink-store:6132", "rill://source-log:6131");
+        let built = self.jobs.build(&spec, s.config.max_parallelism());
         let graph = built.map_err(|error| match error {
             JobError::UnknownJob { name, .. } => ScenarioError::UnknownJob {
                 file: self.file.to_string(),
                 name,
                 known: self.jobs.names(),
             },
+            JobError::UnknownParam { param, .. } if HARNESS_PARAMS.contains(&param.as_str()) => {
+                self.invalid(
+                    "job.name",
+                    format!(
+                        "job '{}' does not take the '{param}' parameter the harness sets to run it on its source-log and sink-store nodes: build its source and sink on rill::jobs::io (log_source, add_sink)",
+                        s.job.name
+                    ),
+                )
+            }
             error => ScenarioError::InvalidJob {
                 file: self.file.to_string(),
                 error,

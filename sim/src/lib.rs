@@ -38,7 +38,9 @@ pub use scenario::{
 };
 pub use store::SimCheckpointStore;
 
-/// The command that replays a simulated test under `seed`.
+/// The command that replays a simulated test of this workspace's `rill-tests` under madsim's
+/// test seed `seed`. Tests that run the harness over seeds of their own (any user's crate)
+/// use [`testing::seeds`] and [`testing::replay`] instead.
 pub fn replay_command(test: &str, seed: u64) -> String {
     format!(
         "MADSIM_TEST_SEED={seed} RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target-sim cargo test -p rill-tests -- --exact {test} --nocapture"

@@ -22,7 +22,7 @@ use crate::history::{
     AppliedFault, MemorySample, OutputRecord, Placement, RunEnd, RunHistory, Verdict,
 };
 use crate::node::NodeName;
-use crate::scenario::Scenario;
+use crate::scenario::{harness_job, Scenario};
 use crate::swarm;
 use crate::trace::TraceCollector;
 
@@ -215,19 +215,7 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
     let sink = statuses.clone();
     // The harness checks what sinks received, so sinks always collect: directly, or in two
     // phases if the scenario asks for the transactional sink.
-    let transactional =
-        s.job.params.get("sink").map(String::as_str) == Some("collect-transactional");
-    let sink_kind = if transactional {
-        "collect-transactional"
-    } else {
-        "collect"
-    };
-    let spec = s
-        .job
-        .clone()
-        .with("sink", sink_kind)
-        .with("sink-store", sink_store_url())
-        .with("log", source_log_url());
+    let spec = harness_job(&s.job, &sink_store_url(), &source_log_url());
     let mut job = cluster.submit(&spec, move |r| {
         sink.lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -95,6 +95,28 @@ pub struct Swarm {
     pub max_duration: Duration,
 }
 
+/// The parameters the harness sets on every scenario's job, to run it on its nodes: its
+/// sources read the `source-log` node (`log`), its sink collects into the `sink-store` node
+/// (`sink`, `sink-store`), so the checkers can read what it wrote. A job takes them when it is
+/// built on `rill::jobs::io` (`SourceParams`, `log_source`, `SinkParams`, `add_sink`).
+pub const HARNESS_PARAMS: [&str; 3] = ["log", "sink", "sink-store"];
+
+/// The job spec the harness submits for `job`: its sink collecting (in two phases if the
+/// scenario asks for `collect-transactional`) into the sink store at `sink_store`, its sources
+/// reading the log server at `log` (both `rill://HOST:PORT`).
+pub fn harness_job(job: &JobSpec, sink_store: &str, log: &str) -> JobSpec {
+    let transactional = job.params.get("sink").map(String::as_str) == Some("collect-transactional");
+    let sink = if transactional {
+        "collect-transactional"
+    } else {
+        "collect"
+    };
+    job.clone()
+        .with("sink", sink)
+        .with("sink-store", sink_store)
+        .with("log", log)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
     pub name: String,

@@ -12,14 +12,23 @@ use crate::history::RunHistory;
 pub const SEEDS_VAR: &str = "RILL_SEEDS";
 
 /// The seeds a test runs: those of [`SEEDS_VAR`] when it is set (to replay one), else `fixed`.
+///
+/// # Panics
+/// On a [`SEEDS_VAR`] that names no seed or something that is not one: a test must not pass
+/// by running nothing.
 pub fn seeds(fixed: &[u64]) -> Vec<u64> {
     match std::env::var(SEEDS_VAR) {
-        Ok(list) if !list.trim().is_empty() => list
-            .split(',')
-            .filter_map(|s| s.trim().parse().ok())
-            .collect(),
+        Ok(list) if !list.trim().is_empty() => parse_seeds(&list)
+            .unwrap_or_else(|bad| panic!("{SEEDS_VAR}={list}: '{bad}' is not a seed")),
         _ => fixed.to_vec(),
     }
+}
+
+/// `1,5,9` as seeds; the first item that is not one is the error.
+fn parse_seeds(list: &str) -> Result<Vec<u64>, String> {
+    list.split(',')
+        .map(|s| s.trim().parse().map_err(|_| s.trim().to_string()))
+        .collect()
 }
 
 /// The command that replays `seed` of the simulated test `test` of package `package`: one
@@ -49,6 +58,14 @@ pub fn recovery_window(h: &RunHistory, max_lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seed_lists_parse_or_name_what_is_not_a_seed() {
+        assert_eq!(parse_seeds("7"), Ok(vec![7]));
+        assert_eq!(parse_seeds(" 1, 5 ,9"), Ok(vec![1, 5, 9]));
+        assert_eq!(parse_seeds("1;2"), Err("1;2".to_string()));
+        assert_eq!(parse_seeds("3,x"), Err("x".to_string()));
+    }
 
     #[test]
     fn a_replay_names_the_package_the_test_and_the_seed() {

@@ -4,8 +4,8 @@
 
 use rill::events::ClusterEvent;
 use rill_scenarios::{load, names};
-use rill_sim::testing::recovery_window;
 use rill_sim::runner::{run, RunOutcome};
+use rill_sim::testing::recovery_window;
 use rill_sim::trace::{first_difference, trace_hash};
 
 /// CI's fixed seeds; long sweeps belong to `cargo xtask sim sweep`.

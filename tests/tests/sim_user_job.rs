@@ -14,10 +14,7 @@ use rill::jobs::io::{add_sink, log_source, SinkParams, SourceParams};
 use rill::jobs::{JobDef, JobRegistry};
 use rill::JobSpec;
 use rill_sim::runner::{Harness, RunOutcome};
-use rill_sim::{
-    replay_command, ClusterShape, DeliveryMode, Expectations, Fault, FaultKind, JobOutcome,
-    Scenario,
-};
+use rill_sim::{ClusterShape, DeliveryMode, Expectations, Fault, FaultKind, JobOutcome, Scenario};
 use serde::{Deserialize, Serialize};
 
 const SEEDS: [u64; 3] = [1, 2, 3];
@@ -150,7 +147,7 @@ fn failures(o: &RunOutcome, test: &str, seed: u64) -> String {
     format!(
         "{}\nreplay: {}",
         failed.join("\n"),
-        replay_command(test, seed)
+        rill_sim::testing::replay("rill-tests", test, seed)
     )
 }
 
@@ -159,7 +156,7 @@ fn a_users_job_is_exactly_once_through_a_taskmanager_crash() {
     let harness = Harness::new(registry());
     let scenario = crash_scenario(job());
     rill_scenarios::validate_with(&scenario, harness.jobs()).expect("a valid scenario");
-    for seed in SEEDS {
+    for seed in rill_sim::testing::seeds(&SEEDS) {
         let o = harness.run(&scenario, seed);
         let test = "a_users_job_is_exactly_once_through_a_taskmanager_crash";
         assert!(o.passed(), "seed {seed}: {}", failures(&o, test, seed));

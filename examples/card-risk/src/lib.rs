@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 /// One payment with a card, parsed from the payments log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Payment {
+    /// The card number (the log record's key).
     pub card: u64,
     /// Amount in cents, from the record's payload.
     pub amount: u64,
@@ -28,11 +29,13 @@ pub struct Payment {
 /// What the job says about a card after one of its payments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardActivity {
+    /// The card number.
     pub card: u64,
     /// The card's payments so far, this one included.
     pub payments: u64,
     /// More than `threshold` payments: the card is flagged for review.
     pub suspicious: bool,
+    /// The payment it answers (partition and offset of the payments log).
     pub origin: Origin,
 }
 

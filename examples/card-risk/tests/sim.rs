@@ -8,9 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
+use rill::events::ClusterEvent;
 use rill_sim::runner::{Harness, RunOutcome};
 use rill_sim::testing::{recovery_window, replay, seeds};
-use rill_sim::Scenario;
+use rill_sim::{FaultKind, Scenario};
 
 /// The seeds every scenario runs under (narrowed by `RILL_SEEDS`).
 const SEEDS: [u64; 3] = [1, 2, 3];
@@ -55,12 +56,45 @@ fn every_scenario_passes_under_the_fixed_seeds() {
     for scenario in &all {
         for seed in seeds(&SEEDS) {
             let o = h.run(scenario, seed);
+            let test = "every_scenario_passes_under_the_fixed_seeds";
             if !o.passed() {
-                failures.push(failure(&o, "every_scenario_passes_under_the_fixed_seeds"));
+                failures.push(failure(&o, test));
+            }
+            if let Err(why) = the_fault_mattered(&o) {
+                let replay = replay("card-risk", test, seed);
+                failures.push(format!(
+                    "{} seed {seed}: {why}\nreplay: {replay}",
+                    scenario.name
+                ));
             }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A scenario passes for the right reason: its fault did hit the job (a failover, an OOM kill),
+/// and the balanced cluster was left alone.
+fn the_fault_mattered(o: &RunOutcome) -> Result<(), String> {
+    let oom_kills = o
+        .history
+        .faults
+        .iter()
+        .filter(|f| f.took_effect() && matches!(f.fault.kind, FaultKind::OomKill { .. }))
+        .count();
+    let failovers = o
+        .history
+        .events
+        .iter()
+        .filter(|e| matches!(e.event, ClusterEvent::FailoverStarted { .. }))
+        .count();
+    match o.history.scenario.as_str() {
+        "card-risk-oom-skew-balanced" if oom_kills > 0 => Err(format!("{oom_kills} OOM kill(s)")),
+        "card-risk-oom-skew" if oom_kills == 0 => Err("no OOM kill".into()),
+        _ if failovers == 0 && !o.history.scenario.ends_with("balanced") => {
+            Err("the fault caused no failover".into())
+        }
+        _ => Ok(()),
+    }
 }
 
 #[test]

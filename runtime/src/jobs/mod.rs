@@ -29,7 +29,8 @@ pub struct JobDef {
     pub name: &'static str,
     /// One line for `rill jobs`.
     pub description: &'static str,
-    /// Builds its operators from its parameters.
+    /// Builds its operators from its parameters. Every job also takes `parallelism` (default
+    /// 2): the default parallelism of its operators.
     pub build: JobBuilder,
     /// What checkers can verify of its output, said by its output record type
     /// ([`crate::api::CheckableOutput`]; [`OutputChecks::OPAQUE`] when nothing).
@@ -84,7 +85,10 @@ impl JobRegistry {
             .find(|d| d.name == name)
             .ok_or_else(|| JobError::UnknownJob {
                 name: name.to_string(),
-                known: self.names().join(", "),
+                known: match self.names() {
+                    names if names.is_empty() => "(none)".to_string(),
+                    names => names.join(", "),
+                },
             })
     }
 
