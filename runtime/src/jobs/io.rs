@@ -37,6 +37,25 @@ impl SourceParams {
         read_source(p, seed_offset, default_parallelism)
     }
 
+    /// A source over a log of the job's own (`log` is what it holds: the harness serves it
+    /// from its `source-log` node and checks delivery against it), with `parallelism`
+    /// subtasks; reads only `rate` (records per second over all subtasks, 0: unpaced) and
+    /// `log` (a log server to read it from instead).
+    pub fn of_log(
+        p: &mut Params<'_>,
+        log: Arc<dyn PartitionedLog>,
+        parallelism: u32,
+    ) -> Result<SourceParams, JobError> {
+        let rate = p.get("rate", 0f64)?;
+        let server = log_server_param(p)?;
+        Ok(SourceParams {
+            log,
+            server,
+            parallelism,
+            rate: (rate > 0.0).then(|| rate / parallelism.max(1) as f64),
+        })
+    }
+
     /// A second source beside this one: it reads `log` with `parallelism` subtasks from the
     /// same place (in place, or the same log server), at this one's total rate divided by
     /// `divisor`.
@@ -199,4 +218,53 @@ where
     stream
         .sink("sink", move |ctx| spec.instantiate(ctx, store.as_deref()))
         .rate_limit(rate / parallelism.max(1) as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::checkable::OutputChecks;
+    use crate::jobs::{JobDef, JobRegistry};
+    use crate::JobSpec;
+
+    fn the_log() -> Arc<dyn PartitionedLog> {
+        Arc::new(GeneratedLog::new(42, 3, Some(5)))
+    }
+
+    fn own_log(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
+        let source = SourceParams::of_log(p, the_log(), 3)?;
+        let sink = SinkParams::read(p)?;
+        let keys =
+            log_source(p, env, "mine", source).map("key", |r: LogRecord| crate::jobs::Event {
+                key: r.key,
+                payload: 0,
+                origin: r.origin(),
+            });
+        add_sink(keys, sink, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn a_job_with_a_log_of_its_own_reports_it_as_its_input() {
+        let jobs = JobRegistry::new()
+            .with(JobDef {
+                name: "own-log",
+                description: "",
+                build: own_log,
+                output: OutputChecks::OPAQUE,
+            })
+            .unwrap();
+        let spec = JobSpec::new("own-log")
+            .with("rate", 100)
+            .with("sink", "collect");
+        let inputs = jobs.inputs(&spec).expect("builds");
+        assert_eq!(inputs.len(), 1);
+        assert_eq!(inputs[0].0, "mine");
+        assert_eq!(inputs[0].1.partitions(), 3);
+        let served = spec.with("log", "rill://10.0.3.2:6131");
+        assert!(
+            jobs.build(&served, 128).is_ok(),
+            "it takes the harness's parameters"
+        );
+    }
 }
