@@ -105,11 +105,15 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `cargo xtask test`: the real-tokio run, then the simulated one, failing fast.
+/// `cargo xtask test`: the real-tokio run, the docs (warnings denied: broken links and
+/// malformed docs fail), then the simulated run, failing fast.
 fn test(root: &Path, args: &TestArgs) -> Result<(), Failure> {
     let mut steps = Vec::new();
     if !args.sim_only {
         steps.push(test_step("real tokio", root, args));
+        let docs = Step::cargo("docs", root, ["doc", "--no-deps", "--workspace", "--quiet"])
+            .env("RUSTDOCFLAGS", "-D warnings");
+        steps.push(docs);
     }
     if !args.real_only {
         let (flags_var, flags) = sim_rustflags();
