@@ -6,7 +6,42 @@
 //! ([`crate::taskmanager::TaskManagerOptions::jobs`]) built from one binary hold the same
 //! registry, so a submitted job name resolves to the same graph everywhere. The built-in jobs
 //! are one such registry ([`builtin`]); a user's crate starts from [`JobRegistry::new`] (or
-//! from the built-ins) and adds its own with [`JobRegistry::with`].
+//! from the built-ins) and adds its own with [`JobRegistry::with`]:
+//!
+//! ```
+//! use rill::api::registry::Params;
+//! use rill::api::{JobError, OutputChecks, StreamEnv};
+//! use rill::connectors::log::LogRecord;
+//! use rill::jobs::io::{add_sink, log_source, SinkParams, SourceParams};
+//! use rill::jobs::{Event, JobDef, JobRegistry};
+//! use rill::JobSpec;
+//!
+//! /// The records of the log whose key is even, written to the job's sink.
+//! fn evens(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
+//!     let parallelism = p.get("parallelism", 2u32)?;
+//!     let source = SourceParams::read(p, 0, parallelism)?;
+//!     let sink = SinkParams::read(p)?;
+//!     let evens = log_source(p, env, "numbers", source)
+//!         .filter("evens", |r: &LogRecord| r.key % 2 == 0)
+//!         .map("event", |r: LogRecord| Event { key: r.key, payload: 0, origin: r.origin() });
+//!     add_sink(evens, sink, parallelism);
+//!     Ok(())
+//! }
+//!
+//! let jobs = JobRegistry::new().with(JobDef {
+//!     name: "evens",
+//!     description: "log -> filter even keys -> sink",
+//!     build: evens,
+//!     output: OutputChecks::OPAQUE,
+//! })?;
+//! let spec = JobSpec::new("evens").with("records", 1000).with("sink", "collect");
+//! assert!(jobs.build(&spec, 128).is_ok());
+//! // The same job under the harness: it takes the parameters the harness sets.
+//! let served = spec.with("log", "rill://10.0.3.2:6131").with("sink-store", "rill://10.0.3.3:6132");
+//! assert!(jobs.build(&served, 128).is_ok());
+//! assert!(jobs.build(&JobSpec::new("keyed-count"), 128).is_err(), "not in this registry");
+//! # Ok::<(), JobError>(())
+//! ```
 
 mod builtin;
 pub mod io;
