@@ -10,7 +10,6 @@ use rand_chacha::ChaCha8Rng;
 use rill::api::registry::JOBS;
 use rill::config::keys::{FAILOVER_STRATEGY, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
 use rill::config::Configuration;
-use rill::jobs::output_checks;
 use rill::JobSpec;
 use rill_sim::{
     ClusterShape, DeliveryMode, Direction, Expectations, Fault, FaultKind, JobOutcome, NodeName,
@@ -55,7 +54,9 @@ fn draw_scenario(seed: u64, u: &mut Unstructured) -> Draw<Scenario> {
         .collect::<Draw<Vec<_>>>()?;
     // Without faults and with the default memory, the run must be exact (checkable for jobs
     // whose output type says it is one output per input).
-    let provenance = output_checks(&job).is_ok_and(|c| c.one_per_input());
+    let provenance = rill::jobs::builtin()
+        .output_checks(&job)
+        .is_ok_and(|c| c.one_per_input());
     let expect = if faults.is_empty() && cluster.memory_mb.is_none() && provenance {
         Expectations {
             delivery: DeliveryMode::ExactlyOnce,

@@ -130,3 +130,59 @@ fn a_bug_planted_in_the_job_is_caught() {
     let evidence = delivery.evidence.clone().unwrap_or_default();
     assert!(evidence.contains("offset: 499"), "{evidence}");
 }
+
+/// A scenario needs no TOML file: built in code, a TaskManager crash under `full` failover with
+/// the transactional sink leaves every payment's activity committed exactly once.
+#[test]
+fn a_scenario_built_in_code_runs_the_same_way() {
+    use std::time::Duration;
+
+    use rill::config::Configuration;
+    use rill::JobSpec;
+    use rill_sim::{ClusterShape, DeliveryMode, Expectations, Fault, JobOutcome};
+
+    let config = Configuration::new()
+        .with("jobmanager.execution.failover-strategy", "full")
+        .and_then(|c| c.with("execution.checkpointing.interval", "1s"))
+        .and_then(|c| c.with("restart-strategy.type", "fixed-delay"))
+        .and_then(|c| c.with("taskmanager.load-balance.mode", "tasks"))
+        .expect("valid");
+    let scenario = Scenario {
+        name: "card-risk-crash-in-code".into(),
+        description: "tm-2 crashes and returns under full failover".into(),
+        cluster: ClusterShape {
+            taskmanagers: 3,
+            slots_per_taskmanager: 2,
+            memory_mb: None,
+        },
+        job: JobSpec::new("card-risk")
+            .with("parallelism", 3)
+            .with("records", 30_000)
+            .with("keys", 500)
+            .with("rate", 3_000)
+            .with("sink", "collect-transactional"),
+        config,
+        run_for: Duration::from_secs(60),
+        faults: vec![Fault {
+            at: Duration::from_secs(4),
+            kind: FaultKind::Crash {
+                target: "tm-2".into(),
+                restart_after: Some(Duration::from_secs(5)),
+            },
+        }],
+        swarm: None,
+        expect: Expectations {
+            delivery: DeliveryMode::ExactlyOnce,
+            job: Some(JobOutcome::Finished),
+            ..Default::default()
+        },
+    };
+    let h = harness();
+    rill_scenarios::validate_with(&scenario, h.jobs()).expect("a valid scenario");
+    for seed in seeds(&SEEDS) {
+        let o = h.run(&scenario, seed);
+        let test = "a_scenario_built_in_code_runs_the_same_way";
+        assert!(o.passed(), "{}", failure(&o, test));
+        assert!(the_fault_mattered(&o).is_ok(), "seed {seed}: no failover");
+    }
+}

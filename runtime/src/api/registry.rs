@@ -17,8 +17,7 @@ use crate::connectors::log::PartitionedLog;
 pub use crate::error::JobError;
 // The built-in jobs, re-exported at their old paths.
 pub use crate::jobs::{
-    build_job, job_inputs, primary_input, words_of, AdEvent, AdStats, Event, KeyCount, WordCount,
-    JOBS,
+    build_job, job_inputs, words_of, AdEvent, AdStats, Event, KeyCount, WordCount, JOBS,
 };
 
 /// A job to run: a registered name plus its parameters.

@@ -172,19 +172,9 @@ pub fn build_job(spec: &JobSpec, max_parallelism: u32) -> Result<JobGraph, JobEr
     builtin().build(spec, max_parallelism)
 }
 
-/// [`JobRegistry::output_checks`] on the built-in jobs.
-pub fn output_checks(spec: &JobSpec) -> Result<OutputChecks, JobError> {
-    builtin().output_checks(spec)
-}
-
 /// [`JobRegistry::inputs`] on the built-in jobs.
 pub fn job_inputs(spec: &JobSpec) -> Result<Vec<NamedLog>, JobError> {
     builtin().inputs(spec)
-}
-
-/// [`JobRegistry::primary_input`] on the built-in jobs.
-pub fn primary_input(spec: &JobSpec) -> Result<Arc<dyn PartitionedLog>, JobError> {
-    builtin().primary_input(spec)
 }
 
 #[cfg(test)]
