@@ -1,25 +1,40 @@
-//! rill-scenarios: named scenario files (`specs/*.toml`), their parser and validator, their
-//! writer (for shrunk fault plans and saved generated scenarios), and scenarios generated from a
-//! seed. Every path into a [`rill_sim::Scenario`] goes through the same [`validate`].
+//! rill-scenarios: rill's own named scenarios (`specs/*.toml`), the regression corpus their
+//! sweeps feed (`corpus.txt`), and the `rill-sim` binary over the built-in jobs. The file
+//! format, its parser, validator, writer and generator are the harness's
+//! ([`rill_sim::scenario_file`]), so that a user's crate has them without this one.
 
-mod error;
-pub mod generate;
-pub mod spec;
-mod validate;
-pub mod write;
+use std::path::PathBuf;
 
-pub use error::ScenarioError;
-pub use generate::generate;
-pub use rill_sim::fault::FAULT_KINDS;
-pub use spec::{
-    load, load_dir, load_dir_with, load_file, load_file_with, names, parse_scenario,
-    parse_scenario_with, specs_dir,
-};
-pub use validate::{
-    apply_memory, known_nodes, validate, validate_with, EXTERNAL_NODES, MAX_MEMORY_MB,
-    MAX_TASKMANAGERS,
-};
-pub use write::{duration_str, faults_to_toml, scenario_to_toml};
+use rill_sim::scenario_file::{load_named, names_in, ScenarioError};
+use rill_sim::Scenario;
+
+type Result<T> = std::result::Result<T, ScenarioError>;
+
+/// The directory of the named scenarios: `scenarios/specs/`.
+pub fn specs_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/specs"))
+}
+
+/// The regression corpus: the `scenario seed` lines sweeps found failing, which the tests
+/// replay so that a bug found once stays fixed.
+pub fn corpus_path() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus.txt"))
+}
+
+/// Names of the scenarios in [`specs_dir`] (file stems), sorted.
+pub fn names() -> Result<Vec<String>> {
+    names_in(&specs_dir())
+}
+
+/// Loads the named scenario from [`specs_dir`].
+pub fn load(name: &str) -> Result<Scenario> {
+    load_named(&specs_dir(), name, &rill::jobs::builtin())
+}
+
+/// Every named scenario, sorted by name; the first that does not parse stops it.
+pub fn load_dir() -> Result<Vec<Scenario>> {
+    rill_sim::scenario_file::load_dir(&specs_dir())
+}
 
 #[cfg(test)]
 mod tests;

@@ -3,8 +3,8 @@
 //! Under `--cfg madsim` every rill process (JobManager, TaskManagers, a client) runs as a madsim
 //! node whose init future is the production code, on a simulated network with a seeded
 //! scheduler, so a seed replays bit for bit. The pieces that need no simulator (fault and
-//! scenario types, run histories, checkers, shrinking, reports) build on real tokio too, so
-//! they are unit-tested in both builds.
+//! scenario types, scenario files, run histories, checkers, shrinking, reports) build on real
+//! tokio too, so they are unit-tested in both builds.
 
 #[cfg(madsim)]
 pub mod apply;
@@ -20,6 +20,7 @@ pub mod report;
 #[cfg(madsim)]
 pub mod runner;
 pub mod scenario;
+pub mod scenario_file;
 pub mod shrink;
 pub mod store;
 pub mod swarm;

@@ -102,7 +102,7 @@ fn the_regression_corpus_replays_green() {
             panic!("malformed corpus line: {line}");
         };
         let scenario = if name == "generated" {
-            rill_scenarios::generate(seed)
+            rill_sim::scenario_file::generate(seed)
         } else {
             load(name).expect("corpus names a scenario")
         };
@@ -205,7 +205,7 @@ fn shrinking_keeps_only_the_fault_that_matters() {
         matches!(&minimal[0].kind, FaultKind::Crash { target, .. } if target == "tm-2"),
         "{minimal:?}"
     );
-    println!("{}", rill_scenarios::faults_to_toml(&minimal));
+    println!("{}", rill_sim::scenario_file::faults_to_toml(&minimal));
 }
 
 /// Scenarios generated from seeds (valid by construction) run in the simulator and meet the
@@ -214,7 +214,7 @@ fn shrinking_keeps_only_the_fault_that_matters() {
 fn generated_scenarios_run_and_meet_their_expectations() {
     let mut failures = Vec::new();
     for seed in 0..6 {
-        let scenario = rill_scenarios::generate(seed);
+        let scenario = rill_sim::scenario_file::generate(seed);
         let outcome = run(&scenario, seed);
         if !outcome.passed() {
             failures.push(format!("{}\n  (generated scenario: cargo xtask sim run --scenario generated --seed {seed})", describe_failure(&outcome)));

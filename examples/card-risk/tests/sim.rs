@@ -25,7 +25,8 @@ fn scenario_dir() -> PathBuf {
 }
 
 fn scenarios(h: &Harness) -> Vec<Scenario> {
-    rill_scenarios::load_dir_with(&scenario_dir(), h.jobs()).expect("the example's scenarios")
+    rill_sim::scenario_file::load_dir_with(&scenario_dir(), h.jobs())
+        .expect("the example's scenarios")
 }
 
 fn failure(o: &RunOutcome, test: &str) -> String {
@@ -178,7 +179,7 @@ fn a_scenario_built_in_code_runs_the_same_way() {
         },
     };
     let h = harness();
-    rill_scenarios::validate_with(&scenario, h.jobs()).expect("a valid scenario");
+    rill_sim::scenario_file::validate_with(&scenario, h.jobs()).expect("a valid scenario");
     for seed in seeds(&SEEDS) {
         let o = h.run(&scenario, seed);
         let test = "a_scenario_built_in_code_runs_the_same_way";

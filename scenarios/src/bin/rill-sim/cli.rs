@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rill::events::ClusterEvent;
-use rill_scenarios::{generate, load, names, scenario_to_toml};
+use rill_scenarios::{load, names};
 use rill_sim::events::timeline;
 use rill_sim::report::{render_html, ReportRun};
 use rill_sim::runner::{fault_plan, run, run_with_faults, RunOutcome};
+use rill_sim::scenario_file::{generate, scenario_to_toml};
 use rill_sim::shrink::{shrink, Trial};
 use rill_sim::trace::{first_difference, render, trace_hash};
 use rill_sim::{DeliveryMode, NodeName, RunHistory, Scenario, Verdict};

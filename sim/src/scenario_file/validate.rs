@@ -4,17 +4,17 @@
 
 use std::time::Duration;
 
+use crate::{ClusterShape, Expectations, Fault, FaultKind, NodeName, Scenario, Swarm};
 use rill::api::JobError;
 use rill::config::keys::{CHECKPOINTS_DIR, MEMORY_PROCESS_SIZE, SLOTS_PER_TASKMANAGER};
 use rill::config::Configuration;
 use rill::graph::default_slot_sharing_groups;
 use rill::jobs::JobRegistry;
 use rill::state::CheckpointStorage;
-use rill_sim::{ClusterShape, Expectations, Fault, FaultKind, NodeName, Scenario, Swarm};
 
-use crate::error::ScenarioError;
-use rill_sim::fault::{fault_kind, fault_kind_names};
-use rill_sim::scenario::{harness_job, HARNESS_PARAMS};
+use super::error::ScenarioError;
+use crate::fault::{fault_kind, fault_kind_names};
+use crate::scenario::{harness_job, HARNESS_PARAMS};
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 
@@ -30,7 +30,7 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// The most faults a swarm may draw per seed.
 pub const MAX_SWARM_FAULTS: u32 = 100;
 
-pub use rill_sim::EXTERNAL_NODES;
+use crate::EXTERNAL_NODES;
 
 /// Every node a fault may name in a cluster of `taskmanagers`: `jm`, `tm-1..N`, then the
 /// external systems' nodes in the order of [`EXTERNAL_NODES`].
@@ -334,5 +334,5 @@ pub(crate) fn duration_key(kind: &FaultKind) -> &'static str {
 }
 
 fn fmt(d: Duration) -> String {
-    crate::write::duration_str(d)
+    super::write::duration_str(d)
 }

@@ -1,28 +1,29 @@
-//! Scenario files (TOML) -> [`rill_sim::Scenario`].
+//! Scenario files (TOML) -> [`crate::Scenario`], one file or a directory of them.
 //!
 //! The file is read into a `toml::Table` and walked by hand, so that every section can reject
 //! keys it does not know (and every fault the keys its kind does not take) with the key's path
 //! and the accepted keys. Defaults: `run_for` 120s, `description` empty, `delivery` unchecked;
 //! in `[swarm]` `min_faults` 1, `max_faults` 3, `from` 0s, `until` = `run_for`,
 //! `max_duration` 10s. `memory_mb` is mirrored into the configuration as
-//! `taskmanager.memory.process.size` (so `[config]` may not set it). After parsing, [`crate::validate`] checks ranges, node names, the job
-//! (through `rill::api::build_job`) and consistency.
+//! `taskmanager.memory.process.size` (so `[config]` may not set it). After parsing,
+//! [`validate`](super::validate()) checks ranges, node names, the job (through the registry) and
+//! consistency.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rill::config::{parse_duration, Configuration};
-use rill::jobs::JobRegistry;
-use rill::JobSpec;
-use rill_sim::fault::{fault_kind, fault_kind_names, FaultTag};
-use rill_sim::{
+use crate::fault::{fault_kind, fault_kind_names, FaultTag};
+use crate::{
     ClusterShape, DeliveryMode, Direction, Expectations, Fault, FaultKind, JobOutcome, NodeName,
     Scenario, StoreFailureMode, Swarm,
 };
+use rill::config::{parse_duration, Configuration};
+use rill::jobs::JobRegistry;
+use rill::JobSpec;
 use toml::{Table, Value};
 
-use crate::error::ScenarioError;
-use crate::validate::{apply_memory, config_leaves_cluster_keys, validate_in, MAX_MEMORY_MB};
+use super::error::ScenarioError;
+use super::validate::{apply_memory, config_leaves_cluster_keys, validate_in, MAX_MEMORY_MB};
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 
@@ -509,11 +510,6 @@ fn parse_expect(s: &Sec) -> Result<Expectations> {
     })
 }
 
-/// The directory of the named scenarios: `scenarios/specs/`.
-pub fn specs_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/specs"))
-}
-
 fn io_error(path: &Path, e: std::io::Error) -> ScenarioError {
     ScenarioError::Io {
         file: path.display().to_string(),
@@ -560,23 +556,25 @@ pub fn load_dir_with(dir: &Path, jobs: &JobRegistry) -> Result<Vec<Scenario>> {
     Ok(scenarios)
 }
 
-/// Names of the scenarios in [`specs_dir`] (file stems), sorted.
-pub fn names() -> Result<Vec<String>> {
-    Ok(toml_files(&specs_dir())?
+/// Names of the scenarios in `dir` (the stems of its `*.toml` files), sorted: what a binary
+/// lists and a sweep may name, without parsing every file.
+pub fn names_in(dir: &Path) -> Result<Vec<String>> {
+    Ok(toml_files(dir)?
         .iter()
         .filter_map(|p| p.file_stem().and_then(|s| s.to_str()).map(str::to_string))
         .collect())
 }
 
-/// Loads the named scenario from [`specs_dir`].
-pub fn load(name: &str) -> Result<Scenario> {
-    let path = specs_dir().join(format!("{name}.toml"));
+/// Loads the scenario `name` (the file `<dir>/<name>.toml`) whose job is one of `jobs`; an
+/// unknown name is an error listing the names `dir` has, so a typo is one look away.
+pub fn load_named(dir: &Path, name: &str, jobs: &JobRegistry) -> Result<Scenario> {
+    let path = dir.join(format!("{name}.toml"));
     if !path.is_file() {
         return Err(ScenarioError::UnknownScenario {
             name: name.to_string(),
-            dir: specs_dir().display().to_string(),
-            known: names()?,
+            dir: dir.display().to_string(),
+            known: names_in(dir)?,
         });
     }
-    load_file(&path)
+    load_file_with(&path, jobs)
 }

@@ -1,17 +1,18 @@
-//! Scenarios and fault plans back to TOML, in the file format [`crate::parse_scenario`] reads:
-//! for printing shrunk plans and saving generated scenarios. Output parses back to equal values.
+//! Scenarios and fault plans back to TOML, in the file format
+//! [`parse_scenario`](super::parse_scenario) reads: for printing shrunk plans and saving
+//! generated scenarios. Output parses back to equal values.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::{DeliveryMode, Direction, Fault, FaultKind, JobOutcome, NodeName, Scenario};
 use rill::config::keys::MEMORY_PROCESS_SIZE;
 use rill::config::KEYS;
-use rill_sim::{DeliveryMode, Direction, Fault, FaultKind, JobOutcome, NodeName, Scenario};
 
-use crate::spec::{DELIVERY_MODES, DIRECTIONS, JOB_OUTCOMES, STORE_MODES};
+use super::spec::{DELIVERY_MODES, DIRECTIONS, JOB_OUTCOMES, STORE_MODES};
 
 /// Durations are written as the harness prints them (one home for the format).
-pub use rill_sim::fault::format_duration as duration_str;
+pub use crate::fault::format_duration as duration_str;
 
 fn quote(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()

@@ -4,6 +4,10 @@
 
 use std::time::Duration;
 
+use crate::{
+    ClusterShape, DeliveryMode, Direction, Expectations, Fault, FaultKind, JobOutcome, NodeName,
+    Scenario, StoreFailureMode,
+};
 use arbitrary::Unstructured;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -11,12 +15,8 @@ use rill::api::registry::JOBS;
 use rill::config::keys::{FAILOVER_STRATEGY, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
 use rill::config::Configuration;
 use rill::JobSpec;
-use rill_sim::{
-    ClusterShape, DeliveryMode, Direction, Expectations, Fault, FaultKind, JobOutcome, NodeName,
-    Scenario, StoreFailureMode,
-};
 
-use crate::validate::{apply_memory, known_nodes};
+use super::validate::{apply_memory, known_nodes};
 
 type Draw<T> = arbitrary::Result<T>;
 

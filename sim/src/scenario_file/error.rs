@@ -12,7 +12,7 @@ pub enum ScenarioError {
     /// The file or directory could not be read.
     #[error("{file}: cannot read: {message}")]
     Io { file: String, message: String },
-    /// `load(name)` found no such file.
+    /// [`load_named`](super::load_named) found no file of that name in `dir`.
     #[error("no scenario named '{name}' in {dir}; known: {}", .known.join(", "))]
     UnknownScenario {
         name: String,
