@@ -37,6 +37,16 @@ pub struct TaskManagerId(pub u64);
 #[serde(transparent)]
 pub struct CheckpointId(pub u64);
 
+impl CheckpointId {
+    /// The id under which a sink pre-commits and commits at the end of its input. Nothing
+    /// more can change the output then, so it is committed at once rather than waiting for a
+    /// final checkpoint (which rill does not take). A sink subtask whose end-of-input commit
+    /// landed has its output complete: an attempt restarted after that (its task cancelled by
+    /// a failover before the JobManager learned it had finished) replays the same input to
+    /// the same end, and must write nothing more, or the output would hold that replay twice.
+    pub const END_OF_INPUT: CheckpointId = CheckpointId(u64::MAX);
+}
+
 /// One parallel instance of a vertex, whatever its attempt: what a failover restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SubtaskId {

@@ -32,16 +32,14 @@ impl Traceable for Even {
 fn evens(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     let records: u64 = p.get("records", 1_000u64)?;
     let input = LogInput::Local(numbers(records));
-    env.source("numbers", move |ctx| {
-        Ok(Box::new(LogSource::open(&input, ctx, None)?) as _)
-    })
-    .parallelism(2)
-    .filter("evens", |r: &LogRecord| r.key.is_multiple_of(2))
-    .map("even", |r: LogRecord| Even {
-        key: r.key,
-        origin: r.origin(),
-    })
-    .sink("collect", |ctx| SinkSpec::Collect.instantiate(ctx, None));
+    env.source("numbers", LogSource::new(input))
+        .parallelism(2)
+        .filter("evens", |r: &LogRecord| r.key.is_multiple_of(2))
+        .map("even", |r: LogRecord| Even {
+            key: r.key,
+            origin: r.origin(),
+        })
+        .sink("collect", SinkSpec::Collect.with_store(None));
     Ok(())
 }
 

@@ -25,6 +25,7 @@ use crate::connectors::{CollectStore, ConnectorContext};
 use crate::ids::CheckpointId;
 use crate::ids::{ExecutionAttemptId, JobId};
 use crate::memory::MemoryAccount;
+pub use crate::state::StateSlot;
 use crate::state::{KeyedState, OperatorState, TaskStateHandle};
 
 /// What an operator instance knows about where it runs.
@@ -75,11 +76,7 @@ impl OperatorContext {
 
     /// The operator's handle for recording its state at barriers.
     pub fn state_slot(&self) -> StateSlot {
-        StateSlot {
-            node: self.node,
-            max_parallelism: self.max_parallelism,
-            handle: self.state.clone(),
-        }
+        StateSlot::new(self.node, self.max_parallelism, self.state.clone())
     }
 }
 
@@ -129,24 +126,9 @@ impl ConnectorContext for OperatorContext {
     fn sink_clients(&self) -> &SinkClients {
         &self.services.sink_stores
     }
-}
 
-/// One operator's place in its task's checkpoints.
-#[derive(Clone)]
-pub struct StateSlot {
-    pub node: u32,
-    pub max_parallelism: u32,
-    handle: TaskStateHandle,
-}
-
-impl StateSlot {
-    pub fn put(&self, state: OperatorState) {
-        self.handle.put(self.node, state)
-    }
-
-    /// The operator could not record its state for this checkpoint.
-    pub fn fail(&self, reason: String) {
-        self.handle.fail(reason)
+    fn state_slot(&self) -> StateSlot {
+        OperatorContext::state_slot(self)
     }
 }
 

@@ -17,7 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::operator::*;
-use crate::connectors::source::{SourceDriver, SourceReader, TypedSourceDriver};
+use crate::connectors::sink::{Sink, SinkOperator};
+use crate::connectors::source::{Source, SourceDriver, SplitDriver};
 use crate::error::JobError;
 use crate::ids::NodeId;
 use crate::network::decoder::{RecordDecoder, TypedDecoder};
@@ -98,19 +99,14 @@ impl StreamEnv {
         std::mem::take(&mut *self.graph.borrow_mut())
     }
 
-    /// A source whose subtasks each get a reader from `factory`.
-    pub fn source<T: Data>(
-        &self,
-        name: &str,
-        factory: impl Fn(&OperatorContext) -> Result<Box<dyn SourceReader<T>>, JobError>
-            + Send
-            + Sync
-            + 'static,
-    ) -> DataStream<T> {
+    /// A source (see [`crate::connectors::source`]): each subtask reads its share of the
+    /// source's splits, and the runtime checkpoints and restores their positions.
+    pub fn source<T: Data, S: Source<T>>(&self, name: &str, source: S) -> DataStream<T> {
+        let source = Arc::new(source);
         let make: SourceFactory = Arc::new(move |down, ctx| {
             let down = downcast::<Out<T>>(down)?;
-            let reader = factory(ctx)?;
-            Ok(Box::new(TypedSourceDriver::new(reader, down)) as Box<dyn SourceDriver>)
+            let driver = SplitDriver::open(&*source, ctx, down)?;
+            Ok(Box::new(driver) as Box<dyn SourceDriver>)
         });
         let id = self.add_node::<T>(name, NodeKind::Source(make), Vec::new(), None);
         DataStream::from_node(self.clone(), id)
@@ -327,13 +323,15 @@ impl<T: Data> DataStream<T> {
         DataStream::from_node(self.env.clone(), id)
     }
 
-    /// A terminal operator; `make` builds the per-subtask collector.
-    pub fn sink(
-        &self,
-        name: &str,
-        make: impl Fn(&OperatorContext) -> Result<Out<T>, JobError> + Send + Sync + 'static,
-    ) -> DataStream<T> {
-        let factory: SinkFactory = Arc::new(move |ctx| Ok(Box::new(make(ctx)?) as AnyBox));
+    /// Writes the stream into `sink` (see [`crate::connectors::sink`]): each subtask opens
+    /// the sink's writer, and the runtime drives it through the two-phase checkpoint protocol.
+    pub fn sink<S: Sink<T>>(&self, name: &str, sink: S) -> DataStream<T> {
+        let sink = Arc::new(sink);
+        let factory: SinkFactory = Arc::new(move |ctx| {
+            let writer = sink.writer(ctx)?;
+            let op: Out<T> = Box::new(SinkOperator::open(writer, ctx)?);
+            Ok(Box::new(op) as AnyBox)
+        });
         let inputs = self.input_edges();
         let id = self.env.add_node::<T>(
             name,

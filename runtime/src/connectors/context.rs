@@ -12,7 +12,7 @@ use super::sink_store::CollectStore;
 use crate::chain::TaskWaits;
 use crate::ids::CheckpointId;
 use crate::ids::{ExecutionAttemptId, JobId};
-use crate::state::OperatorState;
+use crate::state::{OperatorState, StateSlot};
 
 /// The subtask a connector runs in, as the connector sees it.
 pub trait ConnectorContext {
@@ -35,8 +35,108 @@ pub trait ConnectorContext {
     fn log_clients(&self) -> &LogClients;
     /// The TaskManager's connections to sink stores.
     fn sink_clients(&self) -> &SinkClients;
+    /// Where the connector records its state (a source's positions, a sink's committables)
+    /// when a checkpoint barrier passes it.
+    fn state_slot(&self) -> StateSlot;
 
     fn subtask(&self) -> u32 {
         self.attempt().subtask
+    }
+}
+
+/// A subtask's context for connector unit tests: one attempt of subtask 0 of 1, with an
+/// in-process sink store and, optionally, the state it restores from.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::config::Configuration;
+    use crate::ids::VertexId;
+    use crate::state::{TaskRestore, TaskSnapshot, TaskStateHandle};
+
+    pub(crate) struct TestContext {
+        pub attempt: u32,
+        pub state: TaskStateHandle,
+        pub waits: TaskWaits,
+        pub store: CollectStore,
+        logs: LogClients,
+        sinks: SinkClients,
+    }
+
+    /// The node id the connector under test records its state under.
+    pub(crate) const NODE: u32 = 0;
+
+    impl TestContext {
+        /// Attempt `attempt`, restoring `restore` (checkpoint and the connector's state).
+        pub fn new(
+            attempt: u32,
+            store: &CollectStore,
+            restore: Option<(CheckpointId, OperatorState)>,
+        ) -> Self {
+            let restore = restore.map(|(checkpoint, state)| TaskRestore {
+                checkpoint,
+                snapshot: TaskSnapshot {
+                    operators: [(NODE, state)].into(),
+                    outputs: Default::default(),
+                },
+            });
+            let config = Configuration::new();
+            TestContext {
+                attempt,
+                state: TaskStateHandle::new(restore),
+                waits: TaskWaits::default(),
+                store: store.clone(),
+                logs: crate::connectors::log_service::log_clients(config.clone(), "tm".into()),
+                sinks: crate::connectors::sink_service::sink_clients(config, "tm".into()),
+            }
+        }
+
+        /// What the connector recorded for the checkpoint just taken.
+        pub fn taken(&self) -> Result<OperatorState, String> {
+            let mut snapshot = self.state.take()?;
+            Ok(snapshot.operators.remove(&NODE).unwrap_or_default())
+        }
+    }
+
+    impl ConnectorContext for TestContext {
+        fn job(&self) -> JobId {
+            JobId(1)
+        }
+        fn attempt(&self) -> ExecutionAttemptId {
+            ExecutionAttemptId {
+                vertex: VertexId(0),
+                subtask: 0,
+                attempt: self.attempt,
+            }
+        }
+        fn parallelism(&self) -> u32 {
+            1
+        }
+        fn operator_name(&self) -> &str {
+            "sink"
+        }
+        fn restored(&self) -> Option<&OperatorState> {
+            self.state.restored(NODE)
+        }
+        fn restored_checkpoint(&self) -> Option<CheckpointId> {
+            self.state.restored_checkpoint()
+        }
+        fn waits(&self) -> &TaskWaits {
+            &self.waits
+        }
+        fn taskmanager(&self) -> &str {
+            "tm"
+        }
+        fn collect_store(&self) -> Option<&CollectStore> {
+            Some(&self.store)
+        }
+        fn log_clients(&self) -> &LogClients {
+            &self.logs
+        }
+        fn sink_clients(&self) -> &SinkClients {
+            &self.sinks
+        }
+        fn state_slot(&self) -> StateSlot {
+            StateSlot::new(NODE, 128, self.state.clone())
+        }
     }
 }

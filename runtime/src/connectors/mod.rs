@@ -9,6 +9,8 @@ pub mod sink_store;
 pub mod source;
 
 pub use context::ConnectorContext;
-pub use sink::SinkSpec;
+pub use sink::{Sink, SinkSpec, SinkWriter, StandardSink};
 pub use sink_store::{BatchEntry, CollectStore, CollectedBatch, CollectedRecord, Fenced};
-pub use source::{LogInput, LogSource, SourceDriver, SourceReader, SourceStatus};
+pub use source::{
+    LogInput, LogSource, LogSplit, Source, SourceOutput, SourceSplit, SplitReader, SplitStatus,
+};

@@ -167,12 +167,9 @@ struct StoreInner {
     after_completion: u64,
 }
 
-/// The transaction a transactional sink commits at the end of its input (rill takes no final
-/// checkpoint): once committed, the sink subtask's output is complete. An attempt restarted
-/// after that (the commit landed, but its task was cancelled by a failover before the
-/// JobManager learned it had finished) replays the same input to the same end; the store
-/// ignores what it writes, or the output would hold that replay twice.
-pub const END_OF_INPUT: CheckpointId = CheckpointId(u64::MAX);
+/// See [`CheckpointId::END_OF_INPUT`]: a sink subtask whose end-of-input commit landed is
+/// complete, and the store ignores what a later attempt writes for it.
+pub const END_OF_INPUT: CheckpointId = CheckpointId::END_OF_INPUT;
 
 /// A write from an attempt that has been replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]

@@ -415,7 +415,7 @@ mod tests {
             .forward()
             .map("m", |r| r.key)
             .parallelism(3)
-            .sink("s", |_| Ok(Box::new(Nop) as _));
+            .sink("s", Nop);
         match compile(env) {
             Err(JobError::ForwardParallelismMismatch { from, to }) => {
                 assert!(
@@ -433,7 +433,7 @@ mod tests {
         source(&env)
             .map("m", |r| r.key)
             .parallelism(3)
-            .sink("s", |_| Ok(Box::new(Nop) as _));
+            .sink("s", Nop);
         let job = compile(env).expect("valid");
         assert_eq!(job.edges[0].partitioner, PartitionerKind::Rebalance);
         assert_eq!(job.vertices.len(), 2);
@@ -445,7 +445,7 @@ mod tests {
         source(&env)
             .map("m", |r| r.key)
             .parallelism(0)
-            .sink("s", |_| Ok(Box::new(Nop) as _));
+            .sink("s", Nop);
         let err = compile(env).expect_err("invalid");
         assert_eq!(
             err,
@@ -459,10 +459,7 @@ mod tests {
     #[test]
     fn a_cycle_is_rejected_naming_its_operators() {
         let env = StreamEnv::new(1);
-        source(&env)
-            .map("a", |r| r)
-            .map("b", |r| r)
-            .sink("s", |_| Ok(Box::new(Nop) as _));
+        source(&env).map("a", |r| r).map("b", |r| r).sink("s", Nop);
         let mut logical = env.into_logical();
         // b -> a closes a loop a -> b -> a.
         let writer = logical.nodes[1].inputs[0].writer.clone();
@@ -485,7 +482,7 @@ mod tests {
         let env = StreamEnv::new(1);
         let s = source(&env);
         s.map("dangling", |r| r.key);
-        s.sink("s", |_| Ok(Box::new(Nop) as _));
+        s.sink("s", Nop);
         let err = compile(env).expect_err("invalid");
         assert!(
             err.to_string().contains("'dangling' is never consumed"),
@@ -497,8 +494,8 @@ mod tests {
     fn a_stream_consumed_twice_is_not_chained() {
         let env = StreamEnv::new(2);
         let s = source(&env);
-        s.sink("s1", |_| Ok(Box::new(Nop) as _));
-        s.sink("s2", |_| Ok(Box::new(Nop) as _));
+        s.sink("s1", Nop);
+        s.sink("s2", Nop);
         let job = compile(env).expect("valid");
         assert_eq!(job.vertices.len(), 3);
         assert!(job

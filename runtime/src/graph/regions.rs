@@ -745,8 +745,8 @@ mod tests {
     fn forward_only_job_has_one_region_per_subtask_chain() {
         let env = StreamEnv::new(3);
         let s = source(&env);
-        s.sink("s1", |_| Ok(Box::new(Nop) as _));
-        s.sink("s2", |_| Ok(Box::new(Nop) as _));
+        s.sink("s1", Nop);
+        s.sink("s2", Nop);
         let job = compile(env);
         let (t, subtasks) = Topology::from_job_graph(&job);
         assert_eq!(subtasks[4], (VertexId(1), 1));
@@ -772,7 +772,7 @@ mod tests {
             .rebalance()
             .blocking()
             .map("m", |r| r.key)
-            .sink("s", |_| Ok(Box::new(Nop) as _));
+            .sink("s", Nop);
         let job = compile(env);
         let (t, _) = Topology::from_job_graph(&job);
         let regions = pipelined_regions(&t);

@@ -21,6 +21,7 @@ pub struct SourceParams {
     /// Where a served log is read from instead (`log=rill://HOST:PORT`).
     server: Option<String>,
     parallelism: u32,
+    /// Records per second over all subtasks, if paced.
     rate: Option<f64>,
 }
 
@@ -52,7 +53,7 @@ impl SourceParams {
             log,
             server,
             parallelism,
-            rate: (rate > 0.0).then(|| rate / parallelism.max(1) as f64),
+            rate: (rate > 0.0).then_some(rate),
         })
     }
 
@@ -60,14 +61,11 @@ impl SourceParams {
     /// same place (in place, or the same log server), at this one's total rate divided by
     /// `divisor`.
     pub fn beside(&self, log: Arc<dyn PartitionedLog>, parallelism: u32, divisor: u32) -> Self {
-        let total = self
-            .rate
-            .map(|r| r * f64::from(self.parallelism) / f64::from(divisor.max(1)));
         SourceParams {
             log,
             server: self.server.clone(),
             parallelism,
-            rate: total.map(|t| t / f64::from(parallelism.max(1))),
+            rate: self.rate.map(|r| r / f64::from(divisor.max(1))),
         }
     }
 }
@@ -112,7 +110,7 @@ fn read_source(
         LogSpec::File(input.into())
     };
     let log = spec.open().map_err(|e| JobError::Source(e.to_string()))?;
-    let rate = (rate > 0.0).then(|| rate / parallelism.max(1) as f64);
+    let rate = (rate > 0.0).then_some(rate);
     Ok(SourceParams {
         log,
         server,
@@ -159,10 +157,8 @@ pub fn log_source(
         },
         None => LogInput::Local(log),
     };
-    env.source(name, move |ctx| {
-        Ok(Box::new(LogSource::open(&input, ctx, rate)?) as _)
-    })
-    .parallelism(parallelism)
+    env.source(name, LogSource::new(input).paced(rate.unwrap_or(0.0)))
+        .parallelism(parallelism)
 }
 
 /// The job's sink: what it is, where a collecting one writes, and how many records per second
@@ -216,7 +212,7 @@ where
 {
     let SinkParams { spec, store, rate } = sink;
     stream
-        .sink("sink", move |ctx| spec.instantiate(ctx, store.as_deref()))
+        .sink("sink", spec.with_store(store))
         .rate_limit(rate / parallelism.max(1) as f64);
 }
 

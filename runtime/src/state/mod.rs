@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::memory::MemoryAccount;
 pub use remote::{serve_checkpoint_store, RemoteCheckpointStore};
-pub use snapshot::{OperatorState, TaskRestore, TaskSnapshot, TaskStateHandle};
+pub use snapshot::{OperatorState, StateSlot, TaskRestore, TaskSnapshot, TaskStateHandle};
 pub use store::{CheckpointStorage, CheckpointStore, MemoryCheckpointStore, StoreError};
 
 /// A deterministic hash of a key. FxHash is unseeded and, unlike std's `DefaultHasher`, fixed

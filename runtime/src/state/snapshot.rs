@@ -163,3 +163,36 @@ mod tests {
         assert!(handle.restored(1).is_none());
     }
 }
+
+/// One operator's place in its task's checkpoints: where it records its state when a barrier
+/// passes it.
+#[derive(Clone)]
+pub struct StateSlot {
+    /// The operator's logical node id: names its state in checkpoints.
+    pub node: u32,
+    /// The job's key-group count, which keyed state is split by.
+    pub max_parallelism: u32,
+    handle: TaskStateHandle,
+}
+
+impl StateSlot {
+    /// The slot of operator `node` in the task whose checkpoints `handle` links to.
+    pub fn new(node: u32, max_parallelism: u32, handle: TaskStateHandle) -> Self {
+        StateSlot {
+            node,
+            max_parallelism,
+            handle,
+        }
+    }
+
+    /// Records the operator's state for the checkpoint whose barrier is passing.
+    pub fn put(&self, state: OperatorState) {
+        self.handle.put(self.node, state)
+    }
+
+    /// The operator could not record its state for this checkpoint, which must then not
+    /// complete.
+    pub fn fail(&self, reason: String) {
+        self.handle.fail(reason)
+    }
+}
