@@ -229,33 +229,26 @@ fn a_scenario_names_a_job_of_the_registry_it_runs_with() {
     assert!(parse_scenario_with("t.toml", BASE, &builtin).is_ok());
 }
 
-/// A job whose sink is not the standard one cannot take the parameters the harness sets to run
-/// it on its nodes: refused when its scenario is loaded, saying why.
+/// A job that does not take the sink parameters the harness sets to run it on its nodes (its
+/// output goes elsewhere: here, nowhere) is refused when its scenario is loaded, saying why,
+/// before its graph is even compiled.
 #[test]
 fn a_job_not_built_on_the_standard_source_and_sink_is_refused_with_the_reason() {
     use rill::api::registry::Params;
     use rill::api::{JobError, OutputChecks, StreamEnv};
     use rill::connectors::log::{GeneratedLog, LogRecord};
-    use rill::connectors::SinkSpec;
     use rill::jobs::io::{log_source, SourceParams};
-    use rill::jobs::Event;
 
     fn own_io(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
         let log = std::sync::Arc::new(GeneratedLog::new(1, 2, Some(10)));
         let source = SourceParams::of_log(p, log, 1)?;
-        log_source(p, env, "own", source)
-            .map("event", |r: LogRecord| Event {
-                key: r.key,
-                payload: 0,
-                origin: r.origin(),
-            })
-            .sink("own", |ctx| SinkSpec::Collect.instantiate(ctx, None));
+        log_source(p, env, "own", source).map("key", |r: LogRecord| r.key);
         Ok(())
     }
     let jobs = rill::jobs::JobRegistry::new()
         .with(rill::jobs::JobDef {
             name: "own-io",
-            description: "a sink of its own, no sink parameters",
+            description: "no standard sink, so no sink parameters",
             build: own_io,
             output: OutputChecks::OPAQUE,
         })
@@ -264,8 +257,7 @@ fn a_job_not_built_on_the_standard_source_and_sink_is_refused_with_the_reason() 
         .replace("keyed-count", "own-io")
         .replace("parallelism = 4\nrecords = 1000\n", "");
     let e = parse_scenario_with("t.toml", &text, &jobs).expect_err("cannot run under the harness");
-    // The refusal is the harness-contract error on the job, not some other failure of it
-    // (a job without a sink would be refused too, as an InvalidJob).
+    // The refusal is the harness-contract error on the job, not some other failure of it.
     match &e {
         ScenarioError::Invalid { path, reason, .. } => {
             assert_eq!(path, "job.name");
