@@ -11,6 +11,7 @@ pub mod apply;
 pub mod check;
 #[cfg(madsim)]
 pub mod cluster;
+pub mod corpus;
 pub mod events;
 pub mod expected;
 pub mod fault;

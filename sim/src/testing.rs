@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::events::timeline;
 use crate::history::RunHistory;
 
-/// The environment variable that narrows a seeded test to the seeds it names: `RILL_SEEDS=7`
-/// or `RILL_SEEDS=1,5,9`.
+/// The environment variable that narrows a seeded test to the seeds it names: `RILL_SEEDS=7`,
+/// `RILL_SEEDS=1,5,9` or `RILL_SEEDS=10..20` (see [`parse_seeds`]).
 pub const SEEDS_VAR: &str = "RILL_SEEDS";
 
 /// The seeds a test runs: those of [`SEEDS_VAR`] when it is set (to replay one), else `fixed`.
@@ -24,11 +24,28 @@ pub fn seeds(fixed: &[u64]) -> Vec<u64> {
     }
 }
 
-/// `1,5,9` as seeds; the first item that is not one is the error.
-fn parse_seeds(list: &str) -> Result<Vec<u64>, String> {
-    list.split(',')
-        .map(|s| s.trim().parse().map_err(|_| s.trim().to_string()))
-        .collect()
+/// Seeds as people write them on a command line or in [`SEEDS_VAR`]: `7`, `1,5,9`, a range
+/// `A..B` (B exclusive) or a mix (`1..4,9`). The first item that is not a seed or a non-empty
+/// range is the error, so a list never silently names no seed.
+pub fn parse_seeds(list: &str) -> Result<Vec<u64>, String> {
+    let mut seeds = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        let bad = || item.to_string();
+        match item.split_once("..") {
+            Some((a, b)) => {
+                let (a, b): (u64, u64) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
+                if a >= b {
+                    return Err(bad());
+                }
+                seeds.extend(a..b);
+            }
+            None => seeds.push(item.parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(seeds)
 }
 
 /// The command that replays `seed` of the simulated test `test` of package `package`: one
@@ -65,6 +82,11 @@ mod tests {
         assert_eq!(parse_seeds(" 1, 5 ,9"), Ok(vec![1, 5, 9]));
         assert_eq!(parse_seeds("1;2"), Err("1;2".to_string()));
         assert_eq!(parse_seeds("3,x"), Err("x".to_string()));
+        assert_eq!(parse_seeds("3..6"), Ok(vec![3, 4, 5]));
+        assert_eq!(parse_seeds("1..3, 9"), Ok(vec![1, 2, 9]));
+        assert_eq!(parse_seeds("5..5"), Err("5..5".to_string()));
+        assert_eq!(parse_seeds("a..b"), Err("a..b".to_string()));
+        assert_eq!(parse_seeds(""), Err(String::new()));
     }
 
     #[test]

@@ -86,27 +86,15 @@ fn a_seed_replays_with_the_same_trace() {
 
 #[test]
 fn the_regression_corpus_replays_green() {
-    let corpus = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scenarios/corpus.txt"
-    ))
-    .expect("corpus");
-    for line in corpus
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let mut parts = line.split_whitespace();
-        let (Some(name), Some(seed)) = (parts.next(), parts.next().and_then(|s| s.parse().ok()))
-        else {
-            panic!("malformed corpus line: {line}");
-        };
-        let scenario = if name == "generated" {
-            rill_sim::scenario_file::generate(seed)
+    let corpus = rill_sim::corpus::read(&rill_scenarios::corpus_path()).expect("corpus");
+    assert!(!corpus.is_empty(), "the corpus has entries");
+    for entry in corpus {
+        let scenario = if entry.scenario == "generated" {
+            rill_sim::scenario_file::generate(entry.seed)
         } else {
-            load(name).expect("corpus names a scenario")
+            load(&entry.scenario).expect("corpus names a scenario")
         };
-        let outcome = run(&scenario, seed);
+        let outcome = run(&scenario, entry.seed);
         assert!(outcome.passed(), "{}", describe_failure(&outcome));
     }
 }
