@@ -10,6 +10,8 @@
 pub mod apply;
 pub mod check;
 #[cfg(madsim)]
+pub mod cli;
+#[cfg(madsim)]
 pub mod cluster;
 pub mod corpus;
 pub mod events;

@@ -1,8 +1,7 @@
-//! `rill-sim`: runs simulated scenarios. Built with `--cfg madsim` (`cargo xtask sim ...` does
-//! that); the real-tokio build only explains how to get the simulated one.
-
-#[cfg(madsim)]
-mod cli;
+//! `rill-sim`: the harness's command line (`rill_sim::cli`) over the built-in jobs, rill's named
+//! scenarios (`scenarios/specs/`), the generated ones, and the corpus `scenarios/corpus.txt`.
+//! Built with `--cfg madsim` (`cargo xtask sim ...` does that); the real-tokio build only
+//! explains how to get the simulated one.
 
 /// A run keeps every output of its job (over a million records for the benchmark scenario) and
 /// frees it at the end; glibc's allocator hands such blocks back to the OS and faults them in
@@ -13,7 +12,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[cfg(madsim)]
 fn main() -> std::process::ExitCode {
-    cli::main()
+    use rill_sim::cli::ScenarioSource;
+    let scenarios = ScenarioSource::new(rill_scenarios::specs_dir())
+        .with_corpus(rill_scenarios::corpus_path())
+        .with_generator(rill_sim::scenario_file::generate)
+        .with_replay_prefix("cargo xtask sim");
+    rill_sim::cli::main(rill_sim::runner::Harness::builtin(), scenarios)
 }
 
 #[cfg(not(madsim))]

@@ -1,0 +1,292 @@
+//! The commands that run scenarios in this process: list, check, run, shrink, report, bench,
+//! recovery. (`sweep` runs each seed in a child process: `sweep.rs`.)
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use rill::config::keys::FAILOVER_STRATEGY;
+use rill::events::ClusterEvent;
+
+use super::args::{CheckArgs, Command, RunArgs, Runs};
+use super::print::{print_outcome, same_trace, write_report};
+use super::{exit, sweep, Ctx, Res};
+use crate::events::timeline;
+use crate::history::{RunHistory, Verdict};
+use crate::runner::{fault_plan, RunOutcome};
+use crate::scenario::{DeliveryMode, Scenario};
+use crate::scenario_file::scenario_to_toml;
+use crate::shrink::{shrink, Trial};
+use crate::trace::render;
+
+pub(super) fn dispatch(ctx: &Ctx, command: Command) -> Res {
+    match command {
+        Command::List => list(ctx),
+        Command::Check(CheckArgs { runs, report }) => check(ctx, &runs, report.as_deref()),
+        Command::Report { runs, out } => check(ctx, &runs, Some(&out)),
+        Command::Run(args) => run_one(ctx, &args),
+        Command::Sweep(args) => sweep::sweep(ctx, &args),
+        Command::Shrink {
+            scenario,
+            seed,
+            max_trials,
+        } => shrink_one(ctx, &scenario, seed, max_trials),
+        Command::Bench { scenario, seeds } => bench(ctx, &scenario, &seeds.0),
+        Command::Recovery { scenario, seed } => recovery(ctx, &scenario, seed),
+    }
+}
+
+fn list(ctx: &Ctx) -> Res {
+    let names = ctx.names()?;
+    let width = names.iter().map(String::len).max().unwrap_or(0);
+    for name in &names {
+        let s = ctx.scenario(name, 0)?;
+        println!("{name:<width$}  {}", s.description);
+    }
+    if ctx.source.generator.is_some() {
+        println!(
+            "{:<width$}  a scenario generated from the seed",
+            super::GENERATED
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_one(ctx: &Ctx, a: &RunArgs) -> Res {
+    let (name, seed) = (a.scenario.as_str(), a.seed);
+    let s = ctx.scenario(name, seed)?;
+    println!("seed {seed}: {name}  (replay: {})", ctx.replay(name, seed));
+    let outcome = ctx.harness.run(&s, seed);
+    print_outcome(&outcome);
+    if a.trace {
+        print!("{}", render(&outcome.history.trace));
+    }
+    if a.events {
+        for (_, line) in timeline(&outcome.history) {
+            println!("{line}");
+        }
+    }
+    if let Some(path) = &a.report {
+        let title = format!("{name} seed {seed}");
+        write_report(path, &title, &[(&outcome, ctx.replay(name, seed))])?;
+    }
+    let mut ok = outcome.passed();
+    if a.check_determinism {
+        ok &= same_trace(&outcome, &ctx.harness.run(&s, seed));
+    }
+    if !ok {
+        println!("replay: {}", ctx.replay(name, seed));
+    }
+    Ok(exit(ok))
+}
+
+/// The names `runs` asks for: those listed, or every named scenario.
+fn names_of(ctx: &Ctx, runs: &Runs) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    match &runs.scenarios {
+        Some(list) => Ok(list.split(',').map(|s| s.trim().to_string()).collect()),
+        None => ctx.names(),
+    }
+}
+
+fn check(ctx: &Ctx, runs: &Runs, report: Option<&Path>) -> Res {
+    let names = names_of(ctx, runs)?;
+    let width = names.iter().map(String::len).max().unwrap_or(0).max(8);
+    println!(
+        "{:<width$} {:>6}  {:<6} {:<10} checks",
+        "scenario", "seed", "result", "job"
+    );
+    let mut outcomes = Vec::new();
+    for name in &names {
+        for &seed in &runs.seeds.0 {
+            let o = ctx.harness.run(&ctx.scenario(name, seed)?, seed);
+            let checks: Vec<String> = o
+                .verdicts
+                .iter()
+                .map(|v| format!("{}{}", v.checker, if v.passed { "" } else { "!" }))
+                .collect();
+            let result = if o.passed() { "PASS" } else { "FAIL" };
+            println!(
+                "{name:<width$} {seed:>6}  {result:<6} {:<10} {}",
+                o.history.job_status,
+                checks.join(" ")
+            );
+            outcomes.push((o, ctx.replay(name, seed)));
+        }
+    }
+    let failed = print_failures(&outcomes);
+    println!(
+        "\n{} runs, {} passed, {failed} failed",
+        outcomes.len(),
+        outcomes.len() - failed
+    );
+    if let Some(path) = report {
+        let runs: Vec<(&RunOutcome, String)> =
+            outcomes.iter().map(|(o, r)| (o, r.clone())).collect();
+        write_report(path, "rill simulation", &runs)?;
+    }
+    Ok(exit(failed == 0))
+}
+
+/// Each failed run's failed verdicts and replay command; returns how many runs failed.
+fn print_failures(outcomes: &[(RunOutcome, String)]) -> usize {
+    let failed: Vec<_> = outcomes.iter().filter(|(o, _)| !o.passed()).collect();
+    for (o, replay) in &failed {
+        println!("\nFAIL {} seed {}", o.history.scenario, o.history.seed);
+        for v in o.verdicts.iter().filter(|v| !v.passed) {
+            let evidence = v.evidence.as_deref().unwrap_or("");
+            println!("  {}: {} ({evidence})", v.checker, v.summary);
+        }
+        println!("  replay: {replay}");
+    }
+    failed.len()
+}
+
+/// What kind of failure a verdict is: its checker and its summary without numbers, so a
+/// shrink keeps "duplicate output" from turning into "missing records".
+fn failure_class(v: &Verdict) -> (String, String) {
+    (
+        v.checker.to_string(),
+        v.summary.chars().filter(|c| !c.is_ascii_digit()).collect(),
+    )
+}
+
+fn shrink_one(ctx: &Ctx, name: &str, seed: u64, max_trials: u32) -> Res {
+    let s = ctx.scenario(name, seed)?;
+    let first = ctx.harness.run(&s, seed);
+    let Some(class) = first.verdicts.iter().find(|v| !v.passed).map(failure_class) else {
+        println!("{name} seed {seed} passes: nothing to shrink");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let plan = fault_plan(&s, seed);
+    println!(
+        "shrinking {} faults while '{}: {}' fails (at most {max_trials} runs)",
+        plan.len(),
+        class.0,
+        class.1
+    );
+    // The shrunk plan replaces the drawn one, so swarm draws are off while shrinking.
+    let fixed = Scenario { swarm: None, ..s };
+    let (minimal, stats) = shrink(plan, max_trials, |candidate| {
+        // A candidate that breaks the harness itself is a different failure, not this one.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ctx.harness
+                .run_with_faults(&fixed, seed, candidate.to_vec())
+        }));
+        let same = outcome.is_ok_and(|o| {
+            o.verdicts
+                .iter()
+                .any(|v| !v.passed && failure_class(v) == class)
+        });
+        if same {
+            Trial::StillFails
+        } else {
+            Trial::Passes
+        }
+    });
+    println!(
+        "{} trials, {} accepted; the minimal scenario ({} faults):\n",
+        stats.trials,
+        stats.accepted,
+        minimal.len()
+    );
+    let minimal = Scenario {
+        faults: minimal,
+        ..fixed
+    };
+    print!("{}", scenario_to_toml(&minimal));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs each seed and reports its wall time against the virtual time it simulated. Wall time
+/// is read outside the simulation (madsim's clock is virtual only inside a runtime).
+fn bench(ctx: &Ctx, name: &str, seeds: &[u64]) -> Res {
+    let s = ctx.scenario(name, 0)?;
+    let (mut wall_total, mut virtual_total) = (0f64, 0f64);
+    let mut ratios = Vec::new();
+    // One unreported warm-up run, as benchmark harnesses do: the first run after a build pays
+    // for loading the fresh binary and growing the heap, which is not the harness's speed.
+    if let Some(&first) = seeds.first() {
+        ctx.harness.run(&s, first);
+    }
+    for &seed in seeds {
+        let started = std::time::Instant::now();
+        let o = ctx.harness.run(&s, seed);
+        let wall = started.elapsed().as_secs_f64();
+        let virt = o.history.end.as_secs_f64();
+        (wall_total, virtual_total) = (wall_total + wall, virtual_total + virt);
+        ratios.push(virt / wall.max(1e-9));
+        println!(
+            "seed {seed}: wall {wall:.3}s, virtual {virt:.1}s, {:.0}x real time, {} outputs, job {}",
+            virt / wall.max(1e-9),
+            o.history.outputs.len(),
+            o.history.job_status
+        );
+    }
+    // The median too: on a shared machine one seed can land on a busy moment.
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "virtual_per_wall: {:.0} (total virtual / total wall), median {:.0}",
+        virtual_total / wall_total.max(1e-9),
+        ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one scenario under each failover strategy and prints, side by side, what each
+/// restarted and what the output saw (the numbers of `cargo xtask bench recovery`).
+fn recovery(ctx: &Ctx, name: &str, seed: u64) -> Res {
+    let base = ctx.scenario(name, seed)?;
+    let fault_at = base.faults.iter().map(|f| f.at).min().unwrap_or_default();
+    println!("{name}, seed {seed}: the same job, cluster, sink and faults under each strategy");
+    println!(
+        "{:<12} {:>9} {:>14} {:>12}  delivery",
+        "strategy", "restarted", "longest stall", "recovered"
+    );
+    for strategy in ["full", "region", "taskmanager"] {
+        let mut s = base.clone();
+        s.config = s.config.with(FAILOVER_STRATEGY, strategy)?;
+        // Count losses and duplicates rather than demand a guarantee.
+        s.expect.delivery = DeliveryMode::FaultAccounted;
+        let o = ctx.harness.run(&s, seed);
+        let summary = |checker: &str| {
+            o.verdicts
+                .iter()
+                .find(|v| v.checker == checker)
+                .map_or_else(|| "-".to_string(), |v| v.summary.clone())
+        };
+        println!(
+            "{strategy:<12} {:>9} {:>14} {:>12}  {}",
+            restarted_after(&o.history, fault_at),
+            format!(
+                "{:.3}s",
+                longest_stall_after(&o.history, fault_at).as_secs_f64()
+            ),
+            summary("recovery").trim_start_matches("slowest recovery "),
+            summary("delivery")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Subtasks deployed from the first fault on: what the failovers restarted.
+fn restarted_after(h: &RunHistory, from: Duration) -> usize {
+    h.events
+        .iter()
+        .filter(|e| e.at >= from)
+        .map(|e| match &e.event {
+            ClusterEvent::TasksDeployed { tasks, .. } => tasks.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The longest interval without output from the fault until the job ended.
+fn longest_stall_after(h: &RunHistory, from: Duration) -> Duration {
+    let mut last = from;
+    let mut longest = Duration::ZERO;
+    for o in h.outputs.iter().filter(|o| o.at >= from) {
+        longest = longest.max(o.at - last);
+        last = o.at;
+    }
+    longest
+}
