@@ -110,6 +110,21 @@ fn recovery_timelines_match_their_snapshots() {
     }
 }
 
+/// The seeds `card-risk-sim sweep` found failing (appended to `scenarios/corpus.txt`) replay
+/// green: a bug a sweep found stays fixed. No corpus yet: nothing to replay.
+#[test]
+fn the_corpus_replays_green() {
+    let h = harness();
+    let corpus = rill_sim::corpus::read(&scenario_dir().join("corpus.txt")).expect("corpus");
+    for entry in corpus {
+        let scenario =
+            rill_sim::scenario_file::load_named(&scenario_dir(), &entry.scenario, h.jobs())
+                .expect("the corpus names a scenario");
+        let o = h.run(&scenario, entry.seed);
+        assert!(o.passed(), "{}", failure(&o, "the_corpus_replays_green"));
+    }
+}
+
 /// A bug planted in the job's own operator (every 500th payment counted twice) is caught by
 /// the delivery checker, with the first duplicated payment as evidence.
 #[test]
