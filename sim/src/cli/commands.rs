@@ -120,9 +120,15 @@ fn check(ctx: &Ctx, runs: &Runs, report: Option<&Path>) -> Res {
         outcomes.len() - failed
     );
     if let Some(path) = report {
-        let runs: Vec<(&RunOutcome, String)> =
+        let title = format!(
+            "{}: {} scenarios x {} seeds",
+            ctx.name,
+            names.len(),
+            runs.seeds.0.len()
+        );
+        let shown: Vec<(&RunOutcome, String)> =
             outcomes.iter().map(|(o, r)| (o, r.clone())).collect();
-        write_report(path, "rill simulation", &runs)?;
+        write_report(path, &title, &shown)?;
     }
     Ok(exit(failed == 0))
 }

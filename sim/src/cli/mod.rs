@@ -115,23 +115,26 @@ fn main_from(harness: Harness, scenarios: ScenarioSource, args: Vec<OsString>) -
 
 type Res = Result<ExitCode, Box<dyn std::error::Error>>;
 
-/// What every command works with: the harness, the scenarios, and how to name a replay.
+/// What every command works with: the harness, the scenarios, the binary's name (for report
+/// titles) and how to name a replay.
 struct Ctx {
     harness: Harness,
     source: ScenarioSource,
+    name: String,
     replay_prefix: String,
 }
 
 impl Ctx {
     fn new(harness: Harness, source: ScenarioSource, program: Option<String>) -> Ctx {
-        let replay_prefix = source
-            .replay_prefix
-            .clone()
-            .or(program)
-            .unwrap_or_else(|| "rill-sim".into());
+        let program = program.unwrap_or_else(|| "rill-sim".into());
+        let name = Path::new(&program)
+            .file_name()
+            .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned());
+        let replay_prefix = source.replay_prefix.clone().unwrap_or(program);
         Ctx {
             harness,
             source,
+            name,
             replay_prefix,
         }
     }

@@ -95,6 +95,7 @@ fn replays_name_the_binary_unless_told_otherwise() {
         ctx.replay("t", 7),
         "target-sim/release/my-sim run --scenario t --seed 7"
     );
+    assert_eq!(ctx.name, "my-sim");
     let ctx = Ctx::new(
         Harness::builtin(),
         source.with_replay_prefix("cargo xtask sim"),
