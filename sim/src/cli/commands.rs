@@ -12,6 +12,7 @@ use super::args::{CheckArgs, Command, RunArgs, Runs};
 use super::print::{print_outcome, same_trace, write_report};
 use super::{exit, sweep, Ctx, Res};
 use crate::events::timeline;
+use crate::fault::Fault;
 use crate::history::{RunHistory, Verdict};
 use crate::runner::{fault_plan, RunOutcome};
 use crate::scenario::{DeliveryMode, Scenario};
@@ -156,6 +157,24 @@ fn failure_class(v: &Verdict) -> (String, String) {
     )
 }
 
+/// One shrink trial: does `faults` still fail `class`? A candidate that breaks the harness
+/// itself (a panic) is a different failure, not this one.
+fn trial(ctx: &Ctx, s: &Scenario, seed: u64, faults: &[Fault], class: &(String, String)) -> Trial {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ctx.harness.run_with_faults(s, seed, faults.to_vec())
+    }));
+    let same = outcome.is_ok_and(|o| {
+        o.verdicts
+            .iter()
+            .any(|v| !v.passed && failure_class(v) == *class)
+    });
+    if same {
+        Trial::StillFails
+    } else {
+        Trial::Passes
+    }
+}
+
 fn shrink_one(ctx: &Ctx, name: &str, seed: u64, max_trials: u32) -> Res {
     let s = ctx.scenario(name, seed)?;
     let first = ctx.harness.run(&s, seed);
@@ -173,21 +192,7 @@ fn shrink_one(ctx: &Ctx, name: &str, seed: u64, max_trials: u32) -> Res {
     // The shrunk plan replaces the drawn one, so swarm draws are off while shrinking.
     let fixed = Scenario { swarm: None, ..s };
     let (minimal, stats) = shrink(plan, max_trials, |candidate| {
-        // A candidate that breaks the harness itself is a different failure, not this one.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            ctx.harness
-                .run_with_faults(&fixed, seed, candidate.to_vec())
-        }));
-        let same = outcome.is_ok_and(|o| {
-            o.verdicts
-                .iter()
-                .any(|v| !v.passed && failure_class(v) == class)
-        });
-        if same {
-            Trial::StillFails
-        } else {
-            Trial::Passes
-        }
+        trial(ctx, &fixed, seed, candidate, &class)
     });
     println!(
         "{} trials, {} accepted; the minimal scenario ({} faults):\n",

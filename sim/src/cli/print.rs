@@ -50,45 +50,40 @@ pub(super) fn print_outcome(o: &RunOutcome) {
 /// Compares two runs of one seed: the trace, then the cluster events, then the outputs; prints
 /// the first difference. A seed must replay bit for bit.
 pub(super) fn same_trace(a: &RunOutcome, b: &RunOutcome) -> bool {
-    let (ha, hb) = (trace_hash(&a.history.trace), trace_hash(&b.history.trace));
-    match first_difference(&a.history.trace, &b.history.trace) {
-        None if a.history.events != b.history.events => {
-            let (x, y) = (&a.history.events, &b.history.events);
-            let at = (0..x.len().max(y.len()))
-                .find(|&i| x.get(i) != y.get(i))
-                .unwrap_or_default();
-            let show = |e: Option<&RecordedEvent>| e.map_or("<end>".into(), |e| e.to_string());
-            println!("determinism: FAIL, same trace but different cluster events; first difference at event {at}:");
-            println!("  first:  {}", show(x.get(at)));
-            println!("  second: {}", show(y.get(at)));
-            false
-        }
-        None if a.history.outputs != b.history.outputs => {
-            let at = a
-                .history
-                .outputs
-                .iter()
-                .zip(&b.history.outputs)
-                .position(|(x, y)| x != y);
-            println!(
-                "determinism: FAIL, same trace but different outputs (first at output {at:?})"
-            );
-            false
-        }
-        None => {
-            println!(
-                "determinism: trace hash {ha:016x} and {} outputs identical both times",
-                a.history.outputs.len()
-            );
-            true
-        }
-        Some((line, left, right)) => {
-            println!("determinism: FAIL, trace hashes {ha:016x} vs {hb:016x}; first difference at line {line}:");
-            println!("  first:  {}", left.unwrap_or_else(|| "<end>".into()));
-            println!("  second: {}", right.unwrap_or_else(|| "<end>".into()));
-            false
-        }
+    let (a, b) = (&a.history, &b.history);
+    if let Some((line, left, right)) = first_difference(&a.trace, &b.trace) {
+        let (ha, hb) = (trace_hash(&a.trace), trace_hash(&b.trace));
+        println!("determinism: FAIL, trace hashes {ha:016x} vs {hb:016x}; first difference at line {line}:");
+        print_pair(left, right);
+        return false;
     }
+    if a.events != b.events {
+        let at = (0..a.events.len().max(b.events.len()))
+            .find(|&i| a.events.get(i) != b.events.get(i))
+            .unwrap_or_default();
+        let show = |e: Option<&RecordedEvent>| e.map(|e| e.to_string());
+        println!("determinism: FAIL, same trace but different cluster events; first difference at event {at}:");
+        print_pair(show(a.events.get(at)), show(b.events.get(at)));
+        return false;
+    }
+    if a.outputs != b.outputs {
+        let at = a.outputs.iter().zip(&b.outputs).position(|(x, y)| x != y);
+        println!("determinism: FAIL, same trace but different outputs (first at output {at:?})");
+        return false;
+    }
+    println!(
+        "determinism: trace hash {:016x} and {} outputs identical both times",
+        trace_hash(&a.trace),
+        a.outputs.len()
+    );
+    true
+}
+
+/// The two sides of a difference, `<end>` for the side that ran out.
+fn print_pair(first: Option<String>, second: Option<String>) {
+    let end = || "<end>".to_string();
+    println!("  first:  {}", first.unwrap_or_else(end));
+    println!("  second: {}", second.unwrap_or_else(end));
 }
 
 /// Writes the self-contained HTML report of `runs` (each with its replay command) to `path`.
