@@ -159,6 +159,9 @@ pub struct RunHistory {
     pub end: Duration,
     /// Every record the sinks received, in time order (checkers rely on the order).
     pub outputs: Vec<OutputRecord>,
+    /// The records' encodings, index for index with `outputs`: kept only when a checker
+    /// compares them (exactly-once against a reference run), empty otherwise.
+    pub payloads: Vec<bytes::Bytes>,
     pub faults: Vec<AppliedFault>,
     /// The cluster's typed events, in the order they were emitted: what checkers read.
     pub events: Vec<RecordedEvent>,

@@ -6,6 +6,7 @@ use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use madsim::runtime::{Handle, Runtime};
 use rill::api::OutputChecks;
 use rill::jobs::JobRegistry;
@@ -14,7 +15,7 @@ use tokio::time::Instant;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::apply::FaultState;
-use crate::check::{check_all, ExpectedInput};
+use crate::check::{check_all, DeliveryBasis, ExpectedInput};
 use crate::cluster::{sink_store_url, source_log_url, SimCluster, SimClusterSpec};
 use crate::events::EventRecorder;
 use crate::fault::{format_duration, Fault, FaultKind};
@@ -22,7 +23,7 @@ use crate::history::{
     AppliedFault, MemorySample, OutputRecord, Placement, RunEnd, RunHistory, Verdict,
 };
 use crate::node::NodeName;
-use crate::scenario::{harness_job, Scenario};
+use crate::scenario::{harness_job, DeliveryMode, Scenario};
 use crate::swarm;
 use crate::trace::TraceCollector;
 
@@ -60,12 +61,20 @@ pub fn fault_plan(s: &Scenario, seed: u64) -> Vec<Fault> {
 #[derive(Clone)]
 pub struct Harness {
     jobs: JobRegistry,
+    /// Fault-free runs by scenario and seed, for exactly-once against a reference: a shrink
+    /// judges one seed many times, and its reference is the same each time.
+    references: Arc<Mutex<ReferenceRuns>>,
 }
+
+type ReferenceRuns = std::collections::BTreeMap<(String, u64), Arc<RunHistory>>;
 
 impl Harness {
     /// A harness whose clusters run `jobs`.
     pub fn new(jobs: JobRegistry) -> Self {
-        Harness { jobs }
+        Harness {
+            jobs,
+            references: Arc::default(),
+        }
     }
 
     /// A harness over the built-in jobs.
@@ -90,17 +99,75 @@ impl Harness {
         seed: u64,
         faults: Vec<Fault>,
     ) -> RunOutcome {
-        run_in(&self.jobs, scenario, seed, faults)
+        let keep = self.compares_with_reference(scenario);
+        let history = record(&self.jobs, scenario, seed, faults, keep);
+        let verdicts = self.judge(scenario, &history);
+        RunOutcome { history, verdicts }
     }
 
     /// The checkers' verdicts on a run of `scenario`: what `run` returns, for a history at
-    /// hand.
+    /// hand. Exactly-once for a job whose outputs do not name their input runs the scenario's
+    /// fault-free reference (once per scenario and seed) to compare with.
     pub fn judge(&self, scenario: &Scenario, history: &RunHistory) -> Vec<Verdict> {
-        // Reading the whole input is only worth it when delivery is checked.
-        let input = (scenario.expect.delivery != crate::scenario::DeliveryMode::Unchecked)
-            .then(|| expected_input(&self.jobs, scenario))
-            .flatten();
-        check_all(history, &scenario.expect, input.as_ref())
+        let checks = self.output_checks(scenario);
+        let (input, reference);
+        let basis = match scenario.expect.delivery {
+            DeliveryMode::Unchecked => DeliveryBasis::None,
+            // The strongest check there is: outputs traced to the input records of a log the
+            // harness serves.
+            _ if checks.one_per_input() && self.reads_logs(scenario) => {
+                match expected_input(&self.jobs, scenario) {
+                    Some(i) => {
+                        input = i;
+                        DeliveryBasis::Input(&input)
+                    }
+                    None => DeliveryBasis::None,
+                }
+            }
+            DeliveryMode::ExactlyOnce => {
+                reference = self.reference(scenario, history.seed);
+                DeliveryBasis::Reference(&reference, checks)
+            }
+            _ => DeliveryBasis::None,
+        };
+        check_all(history, &scenario.expect, basis)
+    }
+
+    fn output_checks(&self, scenario: &Scenario) -> OutputChecks {
+        self.jobs
+            .output_checks(&scenario.job)
+            .unwrap_or(OutputChecks::OPAQUE)
+    }
+
+    /// Whether judging `scenario` compares outputs with a fault-free reference run.
+    fn compares_with_reference(&self, scenario: &Scenario) -> bool {
+        scenario.expect.delivery == DeliveryMode::ExactlyOnce
+            && !(self.output_checks(scenario).one_per_input() && self.reads_logs(scenario))
+    }
+
+    /// Whether the job reads logs the harness serves (and so knows every input record).
+    fn reads_logs(&self, scenario: &Scenario) -> bool {
+        self.jobs
+            .inputs(&scenario.job)
+            .is_ok_and(|inputs| !inputs.is_empty())
+    }
+
+    /// The fault-free run of `scenario` under `seed`, with its outputs' encodings.
+    pub fn reference(&self, scenario: &Scenario, seed: u64) -> Arc<RunHistory> {
+        let key = (format!("{scenario:?}"), seed);
+        let cached = self.lock_references().get(&key).cloned();
+        cached.unwrap_or_else(|| {
+            let mut run = record(&self.jobs, scenario, seed, Vec::new(), true);
+            // Only the outputs, faults and end are compared: the rest would only take room.
+            (run.trace, run.events) = (Vec::new(), Vec::new());
+            let run = Arc::new(run);
+            self.lock_references().insert(key, run.clone());
+            run
+        })
+    }
+
+    fn lock_references(&self) -> std::sync::MutexGuard<'_, ReferenceRuns> {
+        self.references.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -109,7 +176,15 @@ pub fn run_with_faults(scenario: &Scenario, seed: u64, faults: Vec<Fault>) -> Ru
     Harness::builtin().run_with_faults(scenario, seed, faults)
 }
 
-fn run_in(jobs: &JobRegistry, scenario: &Scenario, seed: u64, faults: Vec<Fault>) -> RunOutcome {
+/// Runs `scenario` under `seed` with `faults` in a fresh simulator and records its history;
+/// `keep_payloads`: with the encodings of its outputs.
+fn record(
+    jobs: &JobRegistry,
+    scenario: &Scenario,
+    seed: u64,
+    faults: Vec<Fault>,
+    keep_payloads: bool,
+) -> RunHistory {
     let collector = TraceCollector::new();
     let recorder = EventRecorder::new();
     let subscriber = tracing_subscriber::registry().with(collector.clone());
@@ -123,14 +198,14 @@ fn run_in(jobs: &JobRegistry, scenario: &Scenario, seed: u64, faults: Vec<Fault>
             jobs: jobs.clone(),
             trace: collector.clone(),
             recorder: recorder.clone(),
+            keep_payloads,
         };
         rt.block_on(drive(s, faults, run))
     });
     history.seed = seed;
     history.trace = collector.lines();
     history.events = recorder.events();
-    let verdicts = Harness::new(jobs.clone()).judge(scenario, &history);
-    RunOutcome { history, verdicts }
+    history
 }
 
 /// The checkers' verdicts on a run of `scenario` of a built-in job.
@@ -157,6 +232,8 @@ struct Run {
     jobs: JobRegistry,
     trace: TraceCollector,
     recorder: EventRecorder,
+    /// Keep the outputs' encodings (for a comparison with a reference run).
+    keep_payloads: bool,
 }
 
 /// A step of the fault timeline. Ends sort before begins, so a fault that starts the instant
@@ -179,6 +256,7 @@ struct Driver {
     state: FaultState,
     /// What the job's output lets the checkers read of each record.
     checks: OutputChecks,
+    keep_payloads: bool,
 }
 
 async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
@@ -186,6 +264,7 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
         jobs,
         trace,
         recorder,
+        keep_payloads,
     } = run;
     let handle = Handle::current();
     let config = s.config.clone();
@@ -215,7 +294,7 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
     let sink = statuses.clone();
     // The harness checks what sinks received, so sinks always collect: directly, or in two
     // phases if the scenario asks for the transactional sink.
-    let spec = harness_job(&s.job, &sink_store_url(), &source_log_url());
+    let spec = harness_job(&jobs, &s.job, &sink_store_url(), &source_log_url());
     let mut job = cluster.submit(&spec, move |r| {
         sink.lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -238,6 +317,7 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
         memory: Vec::new(),
         state,
         checks: jobs.output_checks(&s.job).unwrap_or(OutputChecks::OPAQUE),
+        keep_payloads,
     };
     let mut next_sample = Duration::ZERO;
     let result = loop {
@@ -390,11 +470,13 @@ impl Driver {
             Some(Ok(Err(e))) => (RunEnd::Rejected, Some(e.to_string())),
             Some(Err(e)) => (RunEnd::Lost, Some(e.to_string())),
         };
+        let (outputs, payloads) = self.outputs(self.checks);
         RunHistory {
             scenario: s.name.clone(),
             seed: 0,
             end,
-            outputs: self.outputs(self.checks),
+            outputs,
+            payloads,
             faults: self.faults,
             events: Vec::new(),
             trace: Vec::new(),
@@ -407,11 +489,14 @@ impl Driver {
         }
     }
 
-    /// Every collected record as an output event, sorted by time (checkers rely on it).
-    fn outputs(&self, checks: OutputChecks) -> Vec<OutputRecord> {
+    /// Every collected record as an output event, sorted by time (checkers rely on it), and,
+    /// if kept, their encodings in the same order.
+    fn outputs(&self, checks: OutputChecks) -> (Vec<OutputRecord>, Vec<Bytes>) {
         let keyed = checks.has_running_counts();
         let batches = self.cluster.collect.take_batches();
-        let mut outputs = Vec::with_capacity(batches.iter().map(|b| b.len()).sum());
+        let total = batches.iter().map(|b| b.len()).sum();
+        let mut outputs = Vec::with_capacity(total);
+        let mut payloads = Vec::with_capacity(if self.keep_payloads { total } else { 0 });
         for batch in &batches {
             let at = batch.at.saturating_duration_since(self.start);
             let tm = NodeName::from(&batch.taskmanager[..])
@@ -430,11 +515,20 @@ impl Driver {
                     origin,
                     count,
                 ));
+                if self.keep_payloads {
+                    payloads.push(Bytes::copy_from_slice(payload));
+                }
             }
         }
-        // Batches become visible in time order, so this only checks (in linear time).
+        // Batches become visible in time order, so this only checks (in linear time). The
+        // sort is stable, so encodings keep their records' places.
+        if self.keep_payloads {
+            let mut both: Vec<(OutputRecord, Bytes)> = outputs.into_iter().zip(payloads).collect();
+            both.sort_by_key(|(o, _)| o.at);
+            return both.into_iter().unzip();
+        }
         outputs.sort_by_key(|o| o.at);
-        outputs
+        (outputs, payloads)
     }
 }
 

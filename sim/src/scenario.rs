@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use rill::config::Configuration;
+use rill::jobs::JobRegistry;
 use rill::JobSpec;
 
 use crate::fault::Fault;
@@ -29,7 +30,9 @@ pub struct ClusterShape {
 /// What delivery guarantee the run must show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryMode {
-    /// Output equals the fault-free result, record for record.
+    /// Output equals the fault-free result, record for record: every input record output
+    /// once (jobs whose outputs name their input), or the same records as a fault-free
+    /// reference run of the same scenario and seed (any job).
     ExactlyOnce,
     /// No duplicates, nothing invented; every missing record attributed to a fault.
     LossyAccounted,
@@ -42,6 +45,25 @@ pub enum DeliveryMode {
     AtLeastOnce,
     /// Delivery is not checked.
     Unchecked,
+}
+
+impl DeliveryMode {
+    /// Each mode's name in scenario files.
+    pub const NAMES: &'static [(&'static str, DeliveryMode)] = &[
+        ("exactly-once", DeliveryMode::ExactlyOnce),
+        ("lossy-accounted", DeliveryMode::LossyAccounted),
+        ("fault-accounted", DeliveryMode::FaultAccounted),
+        ("at-least-once", DeliveryMode::AtLeastOnce),
+        ("unchecked", DeliveryMode::Unchecked),
+    ];
+
+    /// The mode's name in scenario files.
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map_or("?", |(name, _)| name)
+    }
 }
 
 /// How the job must end.
@@ -102,19 +124,26 @@ pub struct Swarm {
 pub const HARNESS_PARAMS: [&str; 3] = ["log", "sink", "sink-store"];
 
 /// The job spec the harness submits for `job`: its sink collecting (in two phases if the
-/// scenario asks for `collect-transactional`) into the sink store at `sink_store`, its sources
-/// reading the log server at `log` (both `rill://HOST:PORT`).
-pub fn harness_job(job: &JobSpec, sink_store: &str, log: &str) -> JobSpec {
+/// scenario asks for `collect-transactional`) into the sink store at `sink_store`, and, if it
+/// reads logs (`rill::jobs::io::log_source`), its sources reading the log server at `log`
+/// (both `rill://HOST:PORT`). A job whose sources are its own reads them in place.
+pub fn harness_job(jobs: &JobRegistry, job: &JobSpec, sink_store: &str, log: &str) -> JobSpec {
     let transactional = job.params.get("sink").map(String::as_str) == Some("collect-transactional");
     let sink = if transactional {
         "collect-transactional"
     } else {
         "collect"
     };
-    job.clone()
+    let spec = job
+        .clone()
         .with("sink", sink)
-        .with("sink-store", sink_store)
-        .with("log", log)
+        .with("sink-store", sink_store);
+    // A job that does not build says why when the harness builds the spec it submits.
+    let reads_logs = jobs.inputs(job).map_or(true, |inputs| !inputs.is_empty());
+    match reads_logs {
+        true => spec.with("log", log),
+        false => spec,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use rill::api::OutputChecks;
 use rill::events::ClusterEvent;
 
 use crate::history::{AppliedFault, RunHistory, Verdict};
@@ -18,12 +19,14 @@ mod balance;
 mod delivery;
 mod outcome;
 mod recovery;
+mod reference;
 mod stall;
 
 pub use balance::{balance, memory_balance, task_range};
 pub use delivery::{delivery, ExpectedInput};
 pub use outcome::{fencing, job_outcome, liveness};
 pub use recovery::recovery_time;
+pub use reference::matches_reference;
 pub use stall::zero_stall;
 
 /// How long a record may be in flight between source and sink: a missing record is attributed
@@ -41,20 +44,38 @@ const STALE_CONNECTION: Duration = Duration::from_secs(7);
 /// The longest a fault's window extends to the output resuming after it (see `disruptions`).
 const RESUME_WITHIN: Duration = Duration::from_secs(10);
 
+/// What the delivery checker compares a run's output with.
+pub enum DeliveryBasis<'a> {
+    /// The input, record by record: the job's outputs name the input record each came from,
+    /// one per input ([`rill::api::CheckableOutput::ONE_PER_INPUT`]).
+    Input(&'a ExpectedInput),
+    /// The output of a fault-free run of the same scenario and seed (exactly-once for any
+    /// job), with what the job's output type says of itself.
+    Reference(&'a RunHistory, OutputChecks),
+    /// Nothing: delivery is unchecked, or the mode asks what the job's output cannot say.
+    None,
+}
+
 /// Runs every checker the expectations ask for, plus those that always apply.
 pub fn check_all(
     history: &RunHistory,
     expect: &Expectations,
-    input: Option<&ExpectedInput>,
+    basis: DeliveryBasis<'_>,
 ) -> Vec<Verdict> {
     let mut verdicts = vec![job_outcome(history, expect.job), fencing(history)];
-    match (expect.delivery, input) {
+    match (expect.delivery, basis) {
         (DeliveryMode::Unchecked, _) => {}
-        (mode, Some(input)) => verdicts.push(delivery(history, mode, input)),
-        (_, None) => verdicts.push(Verdict::fail(
+        (mode, DeliveryBasis::Input(input)) => verdicts.push(delivery(history, mode, input)),
+        (DeliveryMode::ExactlyOnce, DeliveryBasis::Reference(reference, checks)) => {
+            verdicts.push(matches_reference(history, reference, &checks))
+        }
+        (mode, _) => verdicts.push(Verdict::fail(
             "delivery",
-            "not checkable",
-            "this job's output type does not say it is one output per input record (CheckableOutput::ONE_PER_INPUT), so only the job-agnostic checks apply; set delivery = \"unchecked\"",
+            "not checkable for this job",
+            format!(
+                "delivery = \"{}\" tells lost and replayed records apart by the input record each output names: it needs a job that reads its input from logs the harness serves (rill::jobs::io::log_source) and an output type that is one output per input record, naming it (CheckableOutput with ONE_PER_INPUT = true); this job's input or output does not say that, so use delivery = \"exactly-once\" (compared with a fault-free reference run of the same seed) or \"unchecked\"",
+                mode.name()
+            ),
         )),
     }
     verdicts.push(zero_stall(history, expect.max_stall));

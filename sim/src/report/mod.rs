@@ -353,6 +353,7 @@ mod tests {
             seed: 7,
             end: ms(4000),
             outputs,
+            payloads: Vec::new(),
             faults: vec![AppliedFault {
                 began_at: Some(ms(1500)),
                 effective: true,

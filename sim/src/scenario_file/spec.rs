@@ -457,13 +457,7 @@ pub(crate) const STORE_MODES: &[(&str, StoreFailureMode)] = &[
     ("fail", StoreFailureMode::Fail),
     ("stall", StoreFailureMode::Stall),
 ];
-pub(crate) const DELIVERY_MODES: &[(&str, DeliveryMode)] = &[
-    ("exactly-once", DeliveryMode::ExactlyOnce),
-    ("lossy-accounted", DeliveryMode::LossyAccounted),
-    ("fault-accounted", DeliveryMode::FaultAccounted),
-    ("at-least-once", DeliveryMode::AtLeastOnce),
-    ("unchecked", DeliveryMode::Unchecked),
-];
+pub(crate) const DELIVERY_MODES: &[(&str, DeliveryMode)] = DeliveryMode::NAMES;
 pub(crate) const JOB_OUTCOMES: &[(&str, JobOutcome)] = &[
     ("finished", JobOutcome::Finished),
     ("failed", JobOutcome::Failed),

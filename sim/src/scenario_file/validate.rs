@@ -214,7 +214,12 @@ impl Check<'_> {
         )?;
         // What the harness will submit, so a job that cannot run under it is refused here,
         // when the scenario is loaded, not when it runs.
-        let spec = harness_job(&s.job, "rill://sink-store:6132", "rill://source-log:6131");
+        let spec = harness_job(
+            self.jobs,
+            &s.job,
+            "rill://sink-store:6132",
+            "rill://source-log:6131",
+        );
         let built = self.jobs.build(&spec, s.config.max_parallelism());
         let graph = built.map_err(|error| match error {
             JobError::UnknownJob { name, .. } => ScenarioError::UnknownJob {

@@ -208,7 +208,10 @@ impl<T: Serialize + Traceable + Send> SinkWriter<T, CheckpointId> for CollectSin
     }
 
     fn finish(&mut self) -> Result<(), JobError> {
-        self.sync();
+        // The last pre-commit synced what was written; a transaction's commit came after it.
+        if self.transactional {
+            self.sync();
+        }
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //! completed without its commit reaching the external system), so commits must be
 //! idempotent, and aborts whatever earlier attempts pre-committed after it.
 //!
-//! The runtime's side ([`operator`]) keeps the committables in the checkpoint, commits them
+//! The runtime's side ([`SinkOperator`]) keeps the committables in the checkpoint, commits them
 //! in order, and refuses a checkpoint whose output the writer lost. A user's sink implements
 //! [`Sink`] and [`SinkWriter`] and is added with [`crate::DataStream::sink`]; the built-in
 //! sinks (discard, collect, collect-transactional, `file:`) are sinks of the same kind,

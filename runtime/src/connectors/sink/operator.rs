@@ -70,6 +70,10 @@ where
             self.slot.fail(format!("sink {}: {reason}", self.name));
             return;
         }
+        // Nothing pending is the same as no state: a restore then recovers nothing.
+        if self.pending.is_empty() {
+            return;
+        }
         match encode(&self.pending) {
             Ok(bytes) => self.slot.put(OperatorState {
                 keyed: Default::default(),
