@@ -1,11 +1,26 @@
 //! Helpers for simulated tests in any crate (a user's too): which seeds a test runs, the command
-//! that replays one failing seed of that test, and the part of a run's timeline a snapshot
-//! keeps.
+//! that replays one failing seed of that test, the part of a run's timeline a snapshot keeps,
+//! HTML reports on request, and [`SimTest`], which puts them together:
+//!
+//! ```ignore
+//! #[test]
+//! fn survives_a_taskmanager_crash() {
+//!     let harness = rill_sim::runner::Harness::new(my_crate::registry());
+//!     let scenario = rill_sim::scenario_file::load_file_with(path, harness.jobs()).unwrap();
+//!     SimTest::new("my-crate", "survives_a_taskmanager_crash", &[1, 2, 3])
+//!         .assert_passes(&harness, &scenario);
+//! }
+//! ```
+//!
+//! A failing seed panics with every failed verdict, its evidence and the command that replays
+//! that seed of that test alone; `RILL_SEEDS=7` runs only seed 7, and `RILL_REPORT=DIR` writes
+//! an HTML report of every run into `DIR`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::events::timeline;
-use crate::history::RunHistory;
+use crate::history::{RunHistory, Verdict};
 
 /// The environment variable that narrows a seeded test to the seeds it names: `RILL_SEEDS=7`,
 /// `RILL_SEEDS=1,5,9` or `RILL_SEEDS=10..20` (see [`parse_seeds`]).
@@ -56,6 +71,121 @@ pub fn replay(package: &str, test: &str, seed: u64) -> String {
     )
 }
 
+/// The environment variable that asks seeded tests for HTML reports: `RILL_REPORT=DIR` writes
+/// one per run into `DIR` (`<scenario>-seed<N>.html`).
+pub const REPORT_VAR: &str = "RILL_REPORT";
+
+/// Where [`REPORT_VAR`] asks for reports, if it does.
+pub fn report_dir() -> Option<PathBuf> {
+    std::env::var_os(REPORT_VAR)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+}
+
+/// One seeded simulated test: the package and test it is (for the replay command) and the
+/// seeds it runs ([`seeds`]: the fixed ones, or those of [`SEEDS_VAR`]).
+#[derive(Debug, Clone)]
+pub struct SimTest {
+    package: String,
+    test: String,
+    seeds: Vec<u64>,
+}
+
+impl SimTest {
+    /// The test `test` of package `package` (as `cargo test -p` names them), over `fixed`
+    /// seeds unless [`SEEDS_VAR`] names others.
+    pub fn new(package: &str, test: &str, fixed: &[u64]) -> Self {
+        SimTest {
+            package: package.to_string(),
+            test: test.to_string(),
+            seeds: seeds(fixed),
+        }
+    }
+
+    /// The seeds it runs.
+    pub fn seeds(&self) -> &[u64] {
+        &self.seeds
+    }
+
+    /// The command that replays `seed` of this test alone.
+    pub fn replay(&self, seed: u64) -> String {
+        replay(&self.package, &self.test, seed)
+    }
+
+    /// What a failing run says: every failed verdict with its evidence, and its replay.
+    pub fn failure(&self, history: &RunHistory, verdicts: &[Verdict]) -> String {
+        let failed: Vec<String> = verdicts
+            .iter()
+            .filter(|v| !v.passed)
+            .map(|v| {
+                let evidence = v.evidence.as_deref().unwrap_or("");
+                format!("{}: {} ({evidence})", v.checker, v.summary)
+            })
+            .collect();
+        format!(
+            "{} seed {}:\n  {}\nreplay: {}",
+            history.scenario,
+            history.seed,
+            failed.join("\n  "),
+            self.replay(history.seed)
+        )
+    }
+
+    /// Writes the HTML report of one run into [`report_dir`], if reports were asked for;
+    /// returns where.
+    pub fn write_report(&self, history: &RunHistory, verdicts: &[Verdict]) -> Option<PathBuf> {
+        let dir = report_dir()?;
+        let file = dir.join(format!("{}-seed{}.html", history.scenario, history.seed));
+        let run = crate::report::ReportRun {
+            history,
+            verdicts,
+            replay: self.replay(history.seed),
+        };
+        let html = crate::report::render_html(&history.scenario, &[run]);
+        let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, html));
+        match written {
+            Ok(()) => Some(file),
+            Err(e) => panic!("{REPORT_VAR}: cannot write {}: {e}", file.display()),
+        }
+    }
+}
+
+#[cfg(madsim)]
+impl SimTest {
+    /// Runs `scenario` under every seed of the test; writes reports if asked for.
+    pub fn run(
+        &self,
+        harness: &crate::runner::Harness,
+        scenario: &crate::Scenario,
+    ) -> Vec<crate::runner::RunOutcome> {
+        self.seeds
+            .iter()
+            .map(|&seed| {
+                let outcome = harness.run(scenario, seed);
+                self.write_report(&outcome.history, &outcome.verdicts);
+                outcome
+            })
+            .collect()
+    }
+
+    /// Runs `scenario` under every seed, and panics with the failures of every seed that
+    /// failed (each with its replay command); returns the outcomes for further checks.
+    pub fn assert_passes(
+        &self,
+        harness: &crate::runner::Harness,
+        scenario: &crate::Scenario,
+    ) -> Vec<crate::runner::RunOutcome> {
+        let outcomes = self.run(harness, scenario);
+        let failures: Vec<String> = outcomes
+            .iter()
+            .filter(|o| !o.passed())
+            .map(|o| self.failure(&o.history, &o.verdicts))
+            .collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+        outcomes
+    }
+}
+
 /// A run's timeline (faults and cluster events) from just before its first fault to the end,
 /// or all of it without faults, at most `max_lines` lines: what a recovery snapshot stores.
 pub fn recovery_window(h: &RunHistory, max_lines: usize) -> String {
@@ -87,6 +217,34 @@ mod tests {
         assert_eq!(parse_seeds("5..5"), Err("5..5".to_string()));
         assert_eq!(parse_seeds("a..b"), Err("a..b".to_string()));
         assert_eq!(parse_seeds(""), Err(String::new()));
+    }
+
+    #[test]
+    fn a_failure_names_every_failed_verdict_and_the_replay_of_its_seed() {
+        let t = SimTest {
+            package: "card-risk".into(),
+            test: "survives".into(),
+            seeds: vec![7],
+        };
+        let h = RunHistory {
+            scenario: "crash".into(),
+            seed: 7,
+            ..Default::default()
+        };
+        let verdicts = [
+            Verdict::pass("stall", "fine"),
+            Verdict::fail("delivery", "2 duplicated", "record X twice"),
+        ];
+        let text = t.failure(&h, &verdicts);
+        assert!(
+            text.contains("delivery: 2 duplicated (record X twice)"),
+            "{text}"
+        );
+        assert!(!text.contains("stall"), "{text}");
+        assert!(
+            text.contains("RILL_SEEDS=7 ") && text.contains("--exact survives"),
+            "{text}"
+        );
     }
 
     #[test]
