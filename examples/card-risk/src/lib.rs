@@ -1,12 +1,26 @@
-//! Card-payment risk control, written as a user of rill writes a job: its own record types
-//! ([`Payment`], [`CardActivity`]), a job built on rill's typed `DataStream` API and its
-//! standard source and sink ([`rill::jobs::io`]), and a [`registry`] that the binary
-//! (`src/main.rs`), the cluster and the tests share.
+//! Card-payment risk control, written as a user of rill writes jobs: its own record types
+//! ([`Payment`], [`CardActivity`], [`CardWindow`]), its own source ([`Payments`], a generated
+//! payment feed with a skewed card distribution) and sink ([`AlertDesk`]), jobs built on
+//! rill's typed `DataStream` API, and a [`registry`] that the binaries (`src/main.rs`,
+//! `src/bin/card-risk-sim.rs`), the cluster and the tests share.
 //!
-//! The job, `card-risk`, reads a stream of payments (a generated log whose card numbers are
-//! skewed by `hot-key-per-mille`: a few cards pay far more often), keeps a running count of
-//! each card's payments in keyed state, and emits one [`CardActivity`] per payment, flagged
-//! `suspicious` once the card has paid more than `threshold` times.
+//! - `card-risk` reads payments from a log (rill's standard source, [`rill::jobs::io`]; card
+//!   numbers skewed by `hot-key-per-mille`), keeps a running count of each card's payments in
+//!   keyed state, and emits one [`CardActivity`] per payment, flagged `suspicious` once the
+//!   card has paid more than `threshold` times. Its outputs name the payment they answer, so
+//!   the harness checks every payment against them.
+//! - `card-windows` reads the crate's own payment feed, counts each card's payments and
+//!   money in tumbling event-time windows, flags suspicious windows, and files them at the
+//!   alert desk (see [`windows`]). Its outputs name their card, so the harness compares them
+//!   card by card with a fault-free run of the same seed.
+
+pub mod alerts;
+pub mod payments;
+pub mod windows;
+
+pub use alerts::AlertDesk;
+pub use payments::{Payment, Payments};
+pub use windows::CardWindow;
 
 use rill::api::registry::Params;
 use rill::api::{CheckableOutput, JobError, Origin, OutputChecks, StreamEnv, Traceable};
@@ -14,17 +28,6 @@ use rill::connectors::log::LogRecord;
 use rill::jobs::io::{add_sink, log_source, SinkParams, SourceParams};
 use rill::jobs::{JobDef, JobRegistry};
 use serde::{Deserialize, Serialize};
-
-/// One payment with a card, parsed from the payments log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Payment {
-    /// The card number (the log record's key).
-    pub card: u64,
-    /// Amount in cents, from the record's payload.
-    pub amount: u64,
-    /// Where it came from: the log partition and offset (for exactly-once checks).
-    pub origin: Origin,
-}
 
 /// What the job says about a card after one of its payments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +67,14 @@ pub fn registry() -> JobRegistry {
             description: "payments -> key_by card -> running count, flag over threshold -> sink",
             build: card_risk,
             output: OutputChecks::of::<CardActivity>(),
+        })
+        .and_then(|jobs| {
+            jobs.with(JobDef {
+                name: "card-windows",
+                description: "payment feed -> key_by card -> event-time windows, flag suspicious -> number per card -> alert desk",
+                build: windows::card_windows,
+                output: OutputChecks::of::<CardWindow>(),
+            })
         })
         .expect("distinct job names")
 }
@@ -108,6 +119,7 @@ fn parse(r: &LogRecord) -> Payment {
     Payment {
         card: r.key,
         amount: cents % 100_000,
+        at_ms: r.timestamp_ms,
         origin: r.origin(),
     }
 }
@@ -130,5 +142,24 @@ mod tests {
         let bad = JobSpec::new("card-risk").with("treshold", 5);
         let err = jobs.build(&bad, 128).expect_err("misspelt parameter");
         assert!(err.to_string().contains("treshold"), "{err}");
+    }
+
+    #[test]
+    fn card_windows_builds_with_its_own_source_and_sink_and_names_bad_parameters() {
+        let jobs = registry();
+        let spec = JobSpec::new("card-windows").with("parallelism", 3);
+        let graph = jobs.build(&spec, 128).expect("builds");
+        assert_eq!(
+            graph.subtask_count(),
+            9,
+            "source, window, number+sink: 3 each"
+        );
+        assert!(
+            jobs.inputs(&spec).expect("builds").is_empty(),
+            "its source is its own, not a log"
+        );
+        let bad = spec.with("planted-bug", "typo");
+        let err = jobs.build(&bad, 128).expect_err("unknown bug");
+        assert!(err.to_string().contains("unmanaged-state"), "{err}");
     }
 }

@@ -1,16 +1,18 @@
 //! card-risk under the simulator, as a user tests their own job: the scenarios in this crate's
 //! `scenarios/` directory, run on this crate's registry over fixed seeds, judged by the
-//! harness's checkers, their recovery timelines kept as snapshots in `snapshots/`, and a
-//! planted bug the checkers must catch.
+//! harness's checkers, their recovery timelines kept as snapshots in `snapshots/`, and
+//! planted bugs the checkers must catch: a logic bug (caught against the input) and a
+//! recovery bug (caught against a fault-free reference run).
 //!
-//! A failing seed prints the command that replays it alone (`RILL_SEEDS=N ...`).
+//! A failing seed prints the command that replays it alone (`RILL_SEEDS=N ...`);
+//! `RILL_REPORT=DIR` writes an HTML report of each run into `DIR`.
 #![cfg(madsim)]
 
 use std::path::{Path, PathBuf};
 
 use rill::events::ClusterEvent;
 use rill_sim::runner::{Harness, RunOutcome};
-use rill_sim::testing::{recovery_window, replay, seeds};
+use rill_sim::testing::{recovery_window, replay, seeds, SimTest};
 use rill_sim::{FaultKind, Scenario};
 
 /// The seeds every scenario runs under (narrowed by `RILL_SEEDS`).
@@ -29,23 +31,9 @@ fn scenarios(h: &Harness) -> Vec<Scenario> {
         .expect("the example's scenarios")
 }
 
+/// What a failing run of `test` says: its failed verdicts, evidence and replay command.
 fn failure(o: &RunOutcome, test: &str) -> String {
-    let failed: Vec<String> = o
-        .verdicts
-        .iter()
-        .filter(|v| !v.passed)
-        .map(|v| {
-            let evidence = v.evidence.as_deref().unwrap_or("");
-            format!("{}: {} ({evidence})", v.checker, v.summary)
-        })
-        .collect();
-    format!(
-        "{} seed {}:\n  {}\nreplay: {}",
-        o.history.scenario,
-        o.history.seed,
-        failed.join("\n  "),
-        replay("card-risk", test, o.history.seed)
-    )
+    SimTest::new("card-risk", test, &SEEDS).failure(&o.history, &o.verdicts)
 }
 
 #[test]
@@ -200,5 +188,46 @@ fn a_scenario_built_in_code_runs_the_same_way() {
         let test = "a_scenario_built_in_code_runs_the_same_way";
         assert!(o.passed(), "{}", failure(&o, test));
         assert!(the_fault_mattered(&o).is_ok(), "seed {seed}: no failover");
+    }
+}
+
+/// A recovery bug planted in `card-windows` (state the operator keeps outside rill's keyed
+/// state, so no checkpoint has it) passes without faults, and is caught once a TaskManager
+/// crash makes the job restore: its windows differ from those of the fault-free reference
+/// run of the same seed, and the evidence names the first card whose windows went wrong.
+#[test]
+fn a_recovery_bug_in_the_job_is_caught_against_the_reference_run() {
+    let h = harness();
+    let mut scenario = scenarios(&h)
+        .into_iter()
+        .find(|s| s.name == "card-windows-tm-crash-full")
+        .expect("the windows scenario");
+    scenario.job = scenario.job.clone().with("planted-bug", "unmanaged-state");
+    let test = SimTest::new(
+        "card-risk",
+        "a_recovery_bug_in_the_job_is_caught_against_the_reference_run",
+        &[1],
+    );
+    for seed in test.seeds().iter().copied() {
+        let quiet = h.run_with_faults(&scenario, seed, Vec::new());
+        assert!(
+            quiet.passed(),
+            "{}",
+            test.failure(&quiet.history, &quiet.verdicts)
+        );
+        let o = h.run(&scenario, seed);
+        test.write_report(&o.history, &o.verdicts);
+        let delivery = o
+            .verdicts
+            .iter()
+            .find(|v| v.checker == "delivery")
+            .expect("delivery is checked against the reference");
+        assert!(
+            !delivery.passed,
+            "the recovery bug went unnoticed: {}",
+            test.replay(seed)
+        );
+        let evidence = delivery.evidence.clone().unwrap_or_default();
+        assert!(evidence.contains("flagged_before"), "{evidence}");
     }
 }

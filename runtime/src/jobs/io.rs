@@ -11,7 +11,7 @@ use crate::api::registry::Params;
 use crate::api::stream::{Data, DataStream, StreamEnv};
 use crate::chain::Traceable;
 use crate::connectors::log::{GeneratedLog, KeySkew, LogRecord, LogSpec, PartitionedLog};
-use crate::connectors::{LogInput, LogSource, SinkSpec};
+use crate::connectors::{LogInput, LogSource, Sink, SinkSpec};
 use crate::error::JobError;
 
 /// Common source parameters: the log to read, its partitioning, pacing.
@@ -164,7 +164,9 @@ pub fn log_source(
 /// The job's sink: what it is, where a collecting one writes, and how many records per second
 /// it takes in total.
 pub struct SinkParams {
-    spec: SinkSpec,
+    /// The built-in sink the `sink` parameter names; none: the job's own (`sink=own`, or no
+    /// `sink` at all for a job that has one, see [`add_own_sink`]).
+    spec: Option<SinkSpec>,
     /// `sink-store=rill://HOST:PORT`: the served sink store (default: the in-process one).
     store: Option<String>,
     /// `sink-rate` (0 = unlimited): a slow sink makes the job show back-pressure.
@@ -173,14 +175,22 @@ pub struct SinkParams {
 
 impl SinkParams {
     /// Reads the standard sink parameters: `sink` (`discard`, `collect`,
-    /// `collect-transactional`, `file:DIR`), `sink-rate` and `sink-store` (a served sink store).
+    /// `collect-transactional`, `file:DIR`, or `own`: the job's own sink), `sink-rate` and
+    /// `sink-store` (a served sink store).
     pub fn read(p: &mut Params<'_>) -> Result<SinkParams, JobError> {
         read_sink(p)
     }
 }
 
 fn read_sink(p: &mut Params<'_>) -> Result<SinkParams, JobError> {
-    let spec = p.get("sink", SinkSpec::Discard)?;
+    let named: String = p.get("sink", String::new())?;
+    let spec = match named.as_str() {
+        "" | "own" => None,
+        other => Some(other.parse().map_err(|reason| JobError::InvalidParam {
+            param: "sink".into(),
+            reason,
+        })?),
+    };
     let rate = p.get("sink-rate", 0f64)?;
     if rate < 0.0 {
         return Err(JobError::InvalidParam {
@@ -195,7 +205,7 @@ fn read_sink(p: &mut Params<'_>) -> Result<SinkParams, JobError> {
     };
     let store = match url.as_str() {
         "" => None,
-        _ if !spec.collects() => {
+        _ if !spec.as_ref().is_some_and(SinkSpec::collects) => {
             return Err(invalid(
                 "only collecting sinks write to a sink store".into(),
             ))
@@ -205,15 +215,35 @@ fn read_sink(p: &mut Params<'_>) -> Result<SinkParams, JobError> {
     Ok(SinkParams { spec, store, rate })
 }
 
-/// Adds the job's sink after `stream`, with the per-subtask share of `sink-rate`.
+/// Adds the job's sink after `stream`: the built-in one the `sink` parameter names (default
+/// `discard`), with the per-subtask share of `sink-rate`.
 pub fn add_sink<T>(stream: DataStream<T>, sink: SinkParams, parallelism: u32)
 where
     T: Data + Traceable,
 {
+    add_own_sink(
+        stream,
+        sink,
+        parallelism,
+        SinkSpec::Discard.with_store(None),
+    );
+}
+
+/// Adds the job's sink after `stream`: `own`, the job's own sink, unless the `sink` parameter
+/// names a built-in one. The harness always names one (it collects what the job writes), so a
+/// job with a sink of its own still runs, and is checked, under it.
+pub fn add_own_sink<T, S>(stream: DataStream<T>, sink: SinkParams, parallelism: u32, own: S)
+where
+    T: Data + Traceable,
+    S: Sink<T>,
+{
     let SinkParams { spec, store, rate } = sink;
-    stream
-        .sink("sink", spec.with_store(store))
-        .rate_limit(rate / parallelism.max(1) as f64);
+    let per_subtask = rate / parallelism.max(1) as f64;
+    match spec {
+        Some(spec) => stream.sink("sink", spec.with_store(store)),
+        None => stream.sink("sink", own),
+    }
+    .rate_limit(per_subtask);
 }
 
 #[cfg(test)]
