@@ -39,7 +39,9 @@ pub enum ChainEvent {
 
 /// The receiving end of an operator: the next operator, a sink, or a network writer.
 pub trait Collector<T>: Send {
+    /// Takes one record.
     fn collect(&mut self, item: T);
+    /// Takes one control event, in order with the records; passes it on unless it ends here.
     fn event(&mut self, event: ChainEvent);
 }
 
@@ -49,12 +51,15 @@ pub(crate) type Out<T> = Box<dyn Collector<T>>;
 /// Where a record came from: the source partition and offset that produced it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Origin {
+    /// The source partition the record was read from.
     pub partition: u32,
+    /// Its offset within that partition.
     pub offset: u64,
 }
 
 /// Records that carry their provenance, so a collecting sink can record it for the harness.
 pub trait Traceable {
+    /// Where the record came from, if it knows.
     fn origin(&self) -> Option<Origin>;
 }
 
@@ -68,10 +73,12 @@ pub struct TaskWaits {
 }
 
 impl TaskWaits {
+    /// Leaves `wait` for the task to await before it goes on.
     pub fn push(&self, wait: impl std::future::Future<Output = ()> + Send + 'static) {
         crate::util::lock(&self.pending).push(Box::pin(wait));
     }
 
+    /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
         crate::util::lock(&self.pending).is_empty()
     }

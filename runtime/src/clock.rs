@@ -40,6 +40,7 @@ impl ProcessingClock {
         self.offset_ms.load(Ordering::Relaxed)
     }
 
+    /// Sets how far this clock runs ahead of the system's, in milliseconds (negative: behind).
     pub fn set_offset(&self, offset_ms: i64) {
         self.offset_ms.store(offset_ms, Ordering::Relaxed);
     }

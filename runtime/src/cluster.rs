@@ -13,17 +13,25 @@ use crate::jobs::JobRegistry;
 use crate::rpc::{JobStatusReport, RpcError};
 use crate::taskmanager::{MemoryAccount, TaskManager, TaskManagerOptions};
 
+/// A JobManager and TaskManagers in this process, over loopback TCP (`rill local`, the
+/// integration tests).
 pub struct LocalCluster {
+    /// The JobManager's address.
     pub jobmanager: String,
+    /// The cluster configuration every process runs with.
     pub config: Configuration,
     /// Shared by every TaskManager: what `sink=collect` jobs wrote.
     pub collect: CollectStore,
+    /// The TaskManagers, in start order (`tm-1`, `tm-2` ..).
     pub taskmanagers: Vec<LocalTaskManager>,
     jm: JoinHandle<()>,
 }
 
+/// One TaskManager of a [`LocalCluster`].
 pub struct LocalTaskManager {
+    /// Its name.
     pub name: String,
+    /// Its memory account, to watch.
     pub memory: MemoryAccount,
     handle: JoinHandle<()>,
 }
@@ -98,6 +106,7 @@ impl LocalCluster {
         }
     }
 
+    /// Stops the JobManager and every TaskManager.
     pub fn shutdown(self) {
         for tm in &self.taskmanagers {
             tm.handle.abort();

@@ -40,12 +40,16 @@ pub enum LossCause {
 pub enum FailoverCause {
     /// A task reported its own failure.
     TaskFailed {
+        /// The failed attempt.
         attempt: ExecutionAttemptId,
+        /// The failure, as the task reported it.
         error: String,
     },
     /// A TaskManager was lost with tasks of the job on it.
     TaskManagerLost {
+        /// The lost TaskManager's name.
         taskmanager: String,
+        /// Why the JobManager declared it lost.
         cause: LossCause,
     },
 }
@@ -98,106 +102,189 @@ pub struct GroupMove {
 pub enum ClusterEvent {
     /// The JobManager accepted a TaskManager.
     TaskManagerRegistered {
+        /// The TaskManager's name.
         taskmanager: String,
+        /// The instance id the JobManager gave this registration.
         instance: TaskManagerId,
+        /// The slots it offers.
         slots: u32,
     },
     /// The JobManager refused a registration (its slot count is out of range).
-    RegistrationRefused { taskmanager: String, slots: u32 },
+    RegistrationRefused {
+        /// The refused TaskManager's name.
+        taskmanager: String,
+        /// The slot count it offered.
+        slots: u32,
+    },
     /// The JobManager gave up on a TaskManager instance.
     TaskManagerLost {
+        /// The TaskManager's name.
         taskmanager: String,
+        /// The instance given up on (a later registration of the same name is a new one).
         instance: TaskManagerId,
+        /// Why it was given up on.
         cause: LossCause,
     },
     /// The JobManager accepted a job.
-    JobSubmitted { job: JobId, name: String },
+    JobSubmitted {
+        /// The id the job got.
+        job: JobId,
+        /// The job's name in the registry.
+        name: String,
+    },
     /// The job's status changed (as clients are told).
-    JobStatusChanged { job: JobId, status: JobStatus },
+    JobStatusChanged {
+        /// The job.
+        job: JobId,
+        /// Its new status.
+        status: JobStatus,
+    },
     /// A failover began: `restart` is exactly the set of subtasks the failover strategy chose,
     /// `of` the job's subtask count; they are redeployed after `backoff`, restoring
     /// `checkpoint` (none: from the start).
     FailoverStarted {
+        /// The job failing over.
         job: JobId,
+        /// The failover strategy that chose `restart` (`jobmanager.execution.failover-strategy`).
         strategy: FailoverStrategy,
+        /// What set the failover off.
         cause: FailoverCause,
+        /// The subtasks to restart.
         restart: Vec<SubtaskId>,
+        /// The job's subtask count.
         of: u32,
+        /// How long the restart strategy waits before redeploying.
         backoff: Duration,
+        /// The checkpoint the restarted subtasks restore, if any.
         checkpoint: Option<CheckpointId>,
     },
     /// The restart strategy allows no more restarts: the job fails.
-    RestartsExhausted { job: JobId, strategy: String },
+    RestartsExhausted {
+        /// The job.
+        job: JobId,
+        /// The restart strategy, as configured (its description).
+        strategy: String,
+    },
     /// The job failed for good (its status turns FAILED), and why.
-    JobFailed { job: JobId, reason: String },
+    JobFailed {
+        /// The job.
+        job: JobId,
+        /// Why it failed: its last failover's cause and the restart strategy's verdict.
+        reason: String,
+    },
     /// The job (or the restarted part of it) waits: the free slots cannot hold its
     /// slot-sharing groups.
-    WaitingForSlots { job: JobId, needed: u32, free: u32 },
+    WaitingForSlots {
+        /// The job.
+        job: JobId,
+        /// The slots its unplaced slot-sharing groups need.
+        needed: u32,
+        /// The free slots in the cluster.
+        free: u32,
+    },
     /// Rebalancing moved slot-sharing groups onto lighter TaskManagers; their subtasks restart.
-    Rebalanced { job: JobId, moves: Vec<GroupMove> },
+    Rebalanced {
+        /// The job.
+        job: JobId,
+        /// Each group moved, from which TaskManager to which.
+        moves: Vec<GroupMove>,
+    },
     /// The JobManager sent these tasks to their TaskManagers, each restoring `checkpoint`.
     TasksDeployed {
+        /// The job.
         job: JobId,
+        /// Each task deployed and where.
         tasks: Vec<Deployment>,
+        /// The checkpoint they restore; `None`: from the start.
         checkpoint: Option<CheckpointId>,
     },
     /// A subtask's current attempt changed state, as its TaskManager reported it.
     SubtaskStateChanged {
+        /// The job.
         job: JobId,
+        /// The subtask's current attempt.
         attempt: ExecutionAttemptId,
+        /// Its new state.
         state: ExecutionState,
     },
     /// The coordinator triggered a checkpoint at the sources.
     CheckpointTriggered {
+        /// The job.
         job: JobId,
+        /// The checkpoint triggered.
         checkpoint: CheckpointId,
     },
     /// Every task acknowledged and the store holds it: it is the one a restore uses.
     CheckpointCompleted {
+        /// The job.
         job: JobId,
+        /// The checkpoint completed.
         checkpoint: CheckpointId,
+        /// The size of its state over all tasks, in bytes.
         bytes: u64,
     },
     /// A pending or persisting checkpoint was given up; it is never restored.
     CheckpointAborted {
+        /// The job.
         job: JobId,
+        /// The checkpoint given up.
         checkpoint: CheckpointId,
+        /// Why it was given up.
         reason: AbortReason,
     },
     /// A producer's consumer went away (taskmanager failover): it discards what it would
     /// send there until the replacement connects.
     ConsumerGone {
+        /// The job.
         job: JobId,
+        /// The producer that lost its consumer.
         producer: ExecutionAttemptId,
+        /// The subpartition whose consumer went away.
         subpartition: u32,
     },
     /// The replacement consumer connected; `records` were dropped while it was away.
     RecordsDropped {
+        /// The job.
         job: JobId,
+        /// The producer that dropped them.
         producer: ExecutionAttemptId,
+        /// The subpartition the records were meant for.
         subpartition: u32,
+        /// How many records were dropped.
         records: u64,
     },
     /// A consumer's input channel lost its producer and waits for its replacement.
     InputPaused {
+        /// The job.
         job: JobId,
+        /// The consumer attempt that waits.
         consumer: ExecutionAttemptId,
+        /// Its input channel that lost its producer.
         channel: u32,
+        /// The producer attempt that was lost.
         producer: ExecutionAttemptId,
     },
     /// A paused input channel reads from the replacement producer.
     InputReconnected {
+        /// The job.
         job: JobId,
+        /// The consumer attempt.
         consumer: ExecutionAttemptId,
+        /// Its input channel, now reading again.
         channel: u32,
+        /// The replacement producer attempt.
         producer: ExecutionAttemptId,
     },
     /// A TaskManager's accounted memory climbed past `percent` of
     /// `taskmanager.memory.process.size` (reported at 50, 75 and 90%).
     MemoryAbove {
+        /// The TaskManager's name.
         taskmanager: String,
+        /// The threshold crossed, in percent of the limit.
         percent: u32,
+        /// Its accounted memory when it crossed, in bytes.
         bytes: u64,
+        /// `taskmanager.memory.process.size`, in bytes.
         limit: u64,
     },
 }

@@ -50,7 +50,9 @@ impl CheckpointId {
 /// One parallel instance of a vertex, whatever its attempt: what a failover restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SubtaskId {
+    /// The vertex.
     pub vertex: VertexId,
+    /// The subtask's index within the vertex.
     pub subtask: u32,
 }
 
@@ -74,8 +76,11 @@ impl SubtaskId {
 /// commit carries it, so anything from a replaced attempt can be refused (fencing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ExecutionAttemptId {
+    /// The vertex.
     pub vertex: VertexId,
+    /// The subtask's index within the vertex.
     pub subtask: u32,
+    /// The attempt number: 0 at first, one more for each restart of the subtask.
     pub attempt: u32,
 }
 

@@ -4,6 +4,8 @@
 //! simulator: the crate depends on `tokio` = madsim-tokio and knows nothing of the simulator.
 //! Module layout mirrors the concepts a Flink engineer knows (see ARCHITECTURE.md).
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod chain;
 pub mod cli;

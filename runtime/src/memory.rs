@@ -24,9 +24,13 @@ struct Counters {
 /// A snapshot of a TaskManager's accounted memory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryReport {
+    /// Bytes in network buffers (output buffers and input queues).
     pub buffer_bytes: u64,
+    /// Bytes of keyed state.
     pub state_bytes: u64,
+    /// The fixed overhead of the deployed tasks (`taskmanager.memory.task-overhead` each).
     pub task_overhead_bytes: u64,
+    /// The highest total so far.
     pub peak_bytes: u64,
 }
 
@@ -56,20 +60,24 @@ impl MemoryAccount {
         }
     }
 
+    /// Accounts `bytes` more of keyed state.
     pub fn add_state(&self, bytes: u64) {
         self.counters.state.fetch_add(bytes, Ordering::Relaxed);
         self.update_peak();
     }
 
+    /// Releases `bytes` of keyed state.
     pub fn sub_state(&self, bytes: u64) {
         self.counters.state.fetch_sub(bytes, Ordering::Relaxed);
     }
 
+    /// Accounts a deployed task's overhead.
     pub fn add_task(&self, bytes: u64) {
         self.counters.tasks.fetch_add(bytes, Ordering::Relaxed);
         self.update_peak();
     }
 
+    /// Releases a task's overhead when it ends.
     pub fn sub_task(&self, bytes: u64) {
         self.counters.tasks.fetch_sub(bytes, Ordering::Relaxed);
     }
@@ -82,6 +90,7 @@ impl MemoryAccount {
         c.peak.fetch_max(total, Ordering::Relaxed);
     }
 
+    /// The counters as of now.
     pub fn report(&self) -> MemoryReport {
         let c = &self.counters;
         MemoryReport {

@@ -33,9 +33,13 @@ use crate::state::{KeyedState, OperatorState, TaskStateHandle};
 pub struct OperatorContext {
     /// The job the operator belongs to (its id at the JobManager).
     pub job: JobId,
+    /// The attempt running the operator (its vertex, subtask and attempt number).
     pub attempt: ExecutionAttemptId,
+    /// How many subtasks the operator runs as.
     pub parallelism: u32,
+    /// Key groups (`pipeline.max-parallelism`), for keyed state.
     pub max_parallelism: u32,
+    /// The operator's name, as the job named it.
     pub operator_name: String,
     /// The operator's logical node id: names its state in checkpoints.
     pub node: u32,
@@ -43,6 +47,7 @@ pub struct OperatorContext {
     pub state: TaskStateHandle,
     /// Where it leaves work the task must see finished before it goes on.
     pub waits: TaskWaits,
+    /// The TaskManager's services it may use.
     pub services: OperatorServices,
 }
 
@@ -51,6 +56,7 @@ pub struct OperatorContext {
 /// data client, cluster events) are not among them.
 #[derive(Clone)]
 pub struct OperatorServices {
+    /// The TaskManager's name.
     pub tm_name: String,
     /// Where keyed state and network buffers are charged.
     pub memory: MemoryAccount,
@@ -65,6 +71,7 @@ pub struct OperatorServices {
 }
 
 impl OperatorContext {
+    /// The subtask's index within the operator.
     pub fn subtask(&self) -> u32 {
         self.attempt.subtask
     }

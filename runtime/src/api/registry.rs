@@ -23,11 +23,14 @@ pub use crate::jobs::{
 /// A job to run: a registered name plus its parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
+    /// The job's name in the registry.
     pub name: String,
+    /// Its parameters, by name, as given (the builder parses them).
     pub params: BTreeMap<String, String>,
 }
 
 impl JobSpec {
+    /// The job `name` with no parameters.
     pub fn new(name: &str) -> Self {
         JobSpec {
             name: name.to_string(),
@@ -35,6 +38,7 @@ impl JobSpec {
         }
     }
 
+    /// Sets parameter `key` to `value`.
     pub fn with(mut self, key: &str, value: impl ToString) -> Self {
         self.params.insert(key.to_string(), value.to_string());
         self
@@ -77,6 +81,8 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// Parameter `key` parsed as a `T`, or `default` when it is not given; records that the job
+    /// reads `key`.
     pub fn get<T: std::str::FromStr>(
         &mut self,
         key: &'static str,

@@ -88,6 +88,7 @@ pub struct StreamEnv {
 }
 
 impl StreamEnv {
+    /// An empty job whose operators run with `default_parallelism` unless they set their own.
     pub fn new(default_parallelism: u32) -> Self {
         StreamEnv {
             graph: Rc::default(),
@@ -226,14 +227,18 @@ impl<T: Data> DataStream<T> {
         self
     }
 
+    /// The next edge is forward: subtask i feeds subtask i (equal parallelism), and the operators
+    /// are chained when they can be.
     pub fn forward(mut self) -> Self {
         self.route = Partitioning::Forward;
         self
     }
+    /// The next edge is round robin over all consumer subtasks.
     pub fn rebalance(mut self) -> Self {
         self.route = Partitioning::Rebalance;
         self
     }
+    /// The next edge sends every record to every consumer subtask.
     pub fn broadcast(mut self) -> Self {
         self.route = Partitioning::Broadcast;
         self
@@ -250,6 +255,8 @@ impl<T: Data> DataStream<T> {
         self
     }
 
+    /// Partitions the stream by `key`: records of a key go to one subtask (by key group), where
+    /// keyed operators keep per-key state.
     pub fn key_by<K>(self, key: impl Fn(&T) -> K + Send + Sync + 'static) -> KeyedStream<T, K>
     where
         K: Hash
@@ -269,6 +276,7 @@ impl<T: Data> DataStream<T> {
         KeyedStream { stream, key }
     }
 
+    /// One record out for each record in.
     pub fn map<U: Data>(
         &self,
         name: &str,
@@ -279,6 +287,7 @@ impl<T: Data> DataStream<T> {
         })
     }
 
+    /// Keeps the records `f` accepts.
     pub fn filter(
         &self,
         name: &str,
@@ -289,6 +298,7 @@ impl<T: Data> DataStream<T> {
         })
     }
 
+    /// Any number of records out for each record in.
     pub fn flat_map<U: Data, I>(
         &self,
         name: &str,

@@ -31,7 +31,9 @@ use crate::error::JobError;
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 pub struct Window {
+    /// Its first millisecond.
     pub start: u64,
+    /// The millisecond after its last.
     pub end: u64,
 }
 
@@ -44,6 +46,7 @@ pub enum WindowTime<T> {
 }
 
 impl<T> WindowTime<T> {
+    /// Event time, with `timestamp` giving each record's time in milliseconds.
     pub fn event(timestamp: impl Fn(&T) -> u64 + Send + Sync + 'static) -> Self {
         WindowTime::Event(Arc::new(timestamp))
     }

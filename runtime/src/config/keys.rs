@@ -4,40 +4,73 @@
 
 use std::time::Duration;
 
+/// How often the JobManager sends heartbeats (a duration).
 pub const HEARTBEAT_INTERVAL: &str = "heartbeat.interval";
+/// Silence after which the JobManager declares a TaskManager lost.
 pub const HEARTBEAT_TIMEOUT: &str = "heartbeat.timeout";
+/// Heartbeats in a row that could not be sent after which a TaskManager is declared lost.
 pub const HEARTBEAT_RPC_FAILURE_THRESHOLD: &str = "heartbeat.rpc-failure-threshold";
+/// The task slots each TaskManager offers.
 pub const SLOTS_PER_TASKMANAGER: &str = "taskmanager.numberOfTaskSlots";
+/// A TaskManager's total memory; accounted memory above it gets the process OOM-killed.
 pub const MEMORY_PROCESS_SIZE: &str = "taskmanager.memory.process.size";
+/// (rill) Memory accounted for each deployed task on top of its buffers.
 pub const TASK_OVERHEAD: &str = "taskmanager.memory.task-overhead";
+/// The size of one network buffer.
 pub const SEGMENT_SIZE: &str = "taskmanager.memory.segment-size";
+/// Exclusive buffers (the initial credit) of each input channel.
 pub const BUFFERS_PER_CHANNEL: &str = "taskmanager.network.memory.buffers-per-channel";
+/// Floating buffers an input gate's channels share.
 pub const FLOATING_BUFFERS_PER_GATE: &str = "taskmanager.network.memory.floating-buffers-per-gate";
+/// How long a partly filled output buffer waits before it is flushed.
 pub const BUFFER_TIMEOUT: &str = "execution.buffer-timeout";
+/// What a failure restarts: `full`, `region` or `taskmanager`.
 pub const FAILOVER_STRATEGY: &str = "jobmanager.execution.failover-strategy";
+/// How subtasks are spread over TaskManagers: `none`, `slots` or `tasks`.
 pub const LOAD_BALANCE_MODE: &str = "taskmanager.load-balance.mode";
+/// The restart strategy: `none`, `fixed-delay`, `exponential-delay` or `failure-rate`.
 pub const RESTART_STRATEGY: &str = "restart-strategy.type";
+/// The interval between checkpoints; `none` disables checkpointing.
 pub const CHECKPOINT_INTERVAL: &str = "execution.checkpointing.interval";
+/// How long a checkpoint may take before it is given up.
 pub const CHECKPOINT_TIMEOUT: &str = "execution.checkpointing.timeout";
+/// How many completed checkpoints are kept for recovery.
 pub const CHECKPOINTS_RETAINED: &str = "state.checkpoints.num-retained";
+/// Where completed checkpoints go: `jobmanager`, a directory, or `rill://HOST:PORT`.
 pub const CHECKPOINTS_DIR: &str = "state.checkpoints.dir";
+/// (rill) The shared secret every node presents in the RPC handshake.
 pub const CLUSTER_SECRET: &str = "security.cluster.secret";
+/// (rill) The cluster id checked in the RPC handshake, so clusters never cross-connect.
 pub const CLUSTER_ID: &str = "cluster.id";
+/// (rill) The largest RPC frame accepted.
 pub const MAX_FRAME_SIZE: &str = "rpc.max-frame-size";
+/// How long a TaskManager tries to register before it gives up.
 pub const REGISTRATION_TIMEOUT: &str = "taskmanager.registration.timeout";
+/// The number of key groups: the upper bound on a keyed operator's parallelism.
 pub const MAX_PARALLELISM: &str = "pipeline.max-parallelism";
+/// `fixed-delay`: restarts before the job fails.
 pub const FIXED_DELAY_ATTEMPTS: &str = "restart-strategy.fixed-delay.attempts";
+/// `fixed-delay`: the pause before each restart.
 pub const FIXED_DELAY_DELAY: &str = "restart-strategy.fixed-delay.delay";
+/// `exponential-delay`: the first back-off.
 pub const EXP_INITIAL_BACKOFF: &str = "restart-strategy.exponential-delay.initial-backoff";
+/// `exponential-delay`: the largest back-off.
 pub const EXP_MAX_BACKOFF: &str = "restart-strategy.exponential-delay.max-backoff";
+/// `exponential-delay`: the factor the back-off grows by after each failure.
 pub const EXP_BACKOFF_MULTIPLIER: &str = "restart-strategy.exponential-delay.backoff-multiplier";
+/// `exponential-delay`: running this long without a failure resets the back-off.
 pub const EXP_RESET_BACKOFF_THRESHOLD: &str =
     "restart-strategy.exponential-delay.reset-backoff-threshold";
+/// `exponential-delay`: the relative random jitter on each back-off.
 pub const EXP_JITTER_FACTOR: &str = "restart-strategy.exponential-delay.jitter-factor";
+/// `exponential-delay`: restarts allowed before the back-off is reset; then the job fails.
 pub const EXP_ATTEMPTS_BEFORE_RESET: &str =
     "restart-strategy.exponential-delay.attempts-before-reset-backoff";
+/// `failure-rate`: failures tolerated per interval before the job fails.
 pub const FR_MAX_FAILURES: &str = "restart-strategy.failure-rate.max-failures-per-interval";
+/// `failure-rate`: the window failures are counted over.
 pub const FR_INTERVAL: &str = "restart-strategy.failure-rate.failure-rate-interval";
+/// `failure-rate`: the pause before each restart.
 pub const FR_DELAY: &str = "restart-strategy.failure-rate.delay";
 
 /// Flink's old boolean switch for balanced scheduling; stored as `LOAD_BALANCE_MODE`.
@@ -47,32 +80,60 @@ pub const BALANCE_ALIAS: &str = "jobmanager.ng-scheduler.balance-match-between-t
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum KeyKind {
     /// Flink duration syntax, at least `min` (e.g. a heartbeat interval of 0 would spin).
-    Duration { min: Duration },
+    Duration {
+        /// The shortest accepted.
+        min: Duration,
+    },
     /// Flink memory-size syntax, in bytes within `min..=max`.
-    MemorySize { min: u64, max: u64 },
+    MemorySize {
+        /// The smallest accepted.
+        min: u64,
+        /// The largest accepted.
+        max: u64,
+    },
     /// Unsigned integer within `min..=max` (max keeps typed getters free of overflow).
-    Int { min: u64, max: u64 },
+    Int {
+        /// The smallest accepted.
+        min: u64,
+        /// The largest accepted.
+        max: u64,
+    },
     /// Finite float within `min..=max`.
-    Float { min: f64, max: f64 },
+    Float {
+        /// The smallest accepted.
+        min: f64,
+        /// The largest accepted.
+        max: f64,
+    },
     /// `true` / `false`, case-insensitive, stored lowercase.
     Bool,
     /// One of `values` (case-insensitive); `aliases` map alternative spellings to a value.
     Choice {
+        /// The accepted values, in their stored spelling.
         values: &'static [&'static str],
+        /// (alternative spelling, value) pairs.
         aliases: &'static [(&'static str, &'static str)],
     },
     /// Any non-empty string (an empty secret or cluster id is always a mistake).
     Text,
     /// `none` (unset) or a duration of at least `min`.
-    OptionalDuration { min: Duration },
+    OptionalDuration {
+        /// The shortest duration accepted.
+        min: Duration,
+    },
 }
 
 /// One known key: the only place its name, accepted values and default are written down.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct KeyDef {
+    /// The key, as users write it.
     pub name: &'static str,
+    /// The values it accepts.
     pub kind: KeyKind,
+    /// Its value when unset, in the syntax of a set value (Flink's default where Flink has the
+    /// key).
     pub default: &'static str,
+    /// One line for `rill config`'s listing; `(rill)` marks keys Flink does not have.
     pub description: &'static str,
 }
 

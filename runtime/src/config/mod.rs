@@ -31,17 +31,25 @@ use values::{parse_float, parse_optional_duration, validate};
 /// Why a key or value was refused; messages are meant for the person who typed them.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    /// A key no entry of [`KEYS`] (nor an alias) names.
     #[error("unknown configuration key '{key}'{}", suggestion_hint(.suggestion))]
     UnknownKey {
+        /// The key as given.
         key: String,
+        /// The closest known key, if one is close enough to be the one meant.
         suggestion: Option<String>,
     },
+    /// A value the key's [`KeyKind`] does not accept.
     #[error("invalid value '{value}' for '{key}': expected {expected}")]
     InvalidValue {
+        /// The key as given.
         key: String,
+        /// The value as given.
         value: String,
+        /// What the key accepts, in words.
         expected: String,
     },
+    /// A command-line argument without `=`.
     #[error("malformed argument '{0}': expected key=value")]
     MalformedPair(String),
     /// Values that are valid alone but not together.
@@ -64,6 +72,7 @@ pub struct Configuration {
 }
 
 impl Configuration {
+    /// An empty configuration: every key at its default.
     pub fn new() -> Self {
         Self::default()
     }
@@ -112,7 +121,6 @@ impl Configuration {
         }
     }
 
-    /// The explicitly set value of `key`, if any (no defaults, no aliases).
     /// This configuration with every value explicitly set in `other` on top, checked as a whole.
     pub fn merged(&self, other: &Configuration) -> Result<Configuration, ConfigError> {
         let mut merged = self.clone();
@@ -145,6 +153,7 @@ impl Configuration {
         Ok(())
     }
 
+    /// The explicitly set value of `key`, if any (no defaults, no aliases).
     pub fn get_raw(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(String::as_str)
     }
@@ -161,15 +170,19 @@ impl Configuration {
 
     // ---- typed getters ---------------------------------------------------------------------
 
+    /// `heartbeat.interval`.
     pub fn heartbeat_interval(&self) -> Duration {
         self.duration(HEARTBEAT_INTERVAL)
     }
+    /// `heartbeat.timeout`.
     pub fn heartbeat_timeout(&self) -> Duration {
         self.duration(HEARTBEAT_TIMEOUT)
     }
+    /// `heartbeat.rpc-failure-threshold`.
     pub fn heartbeat_rpc_failure_threshold(&self) -> u32 {
         self.int(HEARTBEAT_RPC_FAILURE_THRESHOLD)
     }
+    /// `taskmanager.numberOfTaskSlots`.
     pub fn slots_per_taskmanager(&self) -> u32 {
         self.int(SLOTS_PER_TASKMANAGER)
     }
@@ -185,21 +198,28 @@ impl Configuration {
     pub fn buffer_size(&self) -> usize {
         self.memory_usize(SEGMENT_SIZE)
     }
+    /// `taskmanager.network.memory.buffers-per-channel`: the initial credit of each input channel.
     pub fn buffers_per_channel(&self) -> u32 {
         self.int(BUFFERS_PER_CHANNEL)
     }
+    /// `taskmanager.network.memory.floating-buffers-per-gate`.
     pub fn floating_buffers_per_gate(&self) -> u32 {
         self.int(FLOATING_BUFFERS_PER_GATE)
     }
+    /// `execution.buffer-timeout`: how long a partly filled buffer may wait before it is flushed.
     pub fn buffer_timeout(&self) -> Duration {
         self.duration(BUFFER_TIMEOUT)
     }
+    /// `jobmanager.execution.failover-strategy`.
     pub fn failover_strategy(&self) -> FailoverStrategy {
         self.parsed(FAILOVER_STRATEGY, FailoverStrategy::Region)
     }
+    /// `taskmanager.load-balance.mode`.
     pub fn load_balance_mode(&self) -> LoadBalanceMode {
         self.parsed(LOAD_BALANCE_MODE, LoadBalanceMode::None)
     }
+    /// `restart-strategy.type`, as set; [`crate::jobmanager::restart_backoff::from_config`] decides
+    /// what an unset one means.
     pub fn restart_strategy(&self) -> RestartStrategyKind {
         self.parsed(RESTART_STRATEGY, RestartStrategyKind::None)
     }
@@ -207,9 +227,11 @@ impl Configuration {
     pub fn checkpoint_interval(&self) -> Option<Duration> {
         self.typed(CHECKPOINT_INTERVAL, parse_optional_duration, None)
     }
+    /// `execution.checkpointing.timeout`.
     pub fn checkpoint_timeout(&self) -> Duration {
         self.duration(CHECKPOINT_TIMEOUT)
     }
+    /// `state.checkpoints.num-retained`.
     pub fn checkpoints_retained(&self) -> u32 {
         self.int(CHECKPOINTS_RETAINED)
     }
@@ -217,9 +239,11 @@ impl Configuration {
     pub fn checkpoints_dir(&self) -> &str {
         self.value(CHECKPOINTS_DIR)
     }
+    /// `security.cluster.secret`.
     pub fn cluster_secret(&self) -> String {
         self.value(CLUSTER_SECRET).to_string()
     }
+    /// `cluster.id`.
     pub fn cluster_id(&self) -> String {
         self.value(CLUSTER_ID).to_string()
     }
@@ -227,6 +251,7 @@ impl Configuration {
     pub fn max_frame_size(&self) -> usize {
         self.memory_usize(MAX_FRAME_SIZE)
     }
+    /// `taskmanager.registration.timeout`.
     pub fn registration_timeout(&self) -> Duration {
         self.duration(REGISTRATION_TIMEOUT)
     }
@@ -234,36 +259,47 @@ impl Configuration {
     pub fn max_parallelism(&self) -> u32 {
         self.int(MAX_PARALLELISM)
     }
+    /// `restart-strategy.fixed-delay.attempts`.
     pub fn fixed_delay_attempts(&self) -> u32 {
         self.int(FIXED_DELAY_ATTEMPTS)
     }
+    /// `restart-strategy.fixed-delay.delay`.
     pub fn fixed_delay_delay(&self) -> Duration {
         self.duration(FIXED_DELAY_DELAY)
     }
+    /// `restart-strategy.exponential-delay.initial-backoff`.
     pub fn exponential_delay_initial_backoff(&self) -> Duration {
         self.duration(EXP_INITIAL_BACKOFF)
     }
+    /// `restart-strategy.exponential-delay.max-backoff`.
     pub fn exponential_delay_max_backoff(&self) -> Duration {
         self.duration(EXP_MAX_BACKOFF)
     }
+    /// `restart-strategy.exponential-delay.backoff-multiplier`.
     pub fn exponential_delay_backoff_multiplier(&self) -> f64 {
         self.typed(EXP_BACKOFF_MULTIPLIER, |s| parse_float(s).ok(), 1.0)
     }
+    /// `restart-strategy.exponential-delay.reset-backoff-threshold`.
     pub fn exponential_delay_reset_backoff_threshold(&self) -> Duration {
         self.duration(EXP_RESET_BACKOFF_THRESHOLD)
     }
+    /// `restart-strategy.exponential-delay.jitter-factor`.
     pub fn exponential_delay_jitter_factor(&self) -> f64 {
         self.typed(EXP_JITTER_FACTOR, |s| parse_float(s).ok(), 0.0)
     }
+    /// `restart-strategy.exponential-delay.attempts-before-reset-backoff`.
     pub fn exponential_delay_attempts_before_reset_backoff(&self) -> u32 {
         self.int(EXP_ATTEMPTS_BEFORE_RESET)
     }
+    /// `restart-strategy.failure-rate.max-failures-per-interval`.
     pub fn failure_rate_max_failures_per_interval(&self) -> u32 {
         self.int(FR_MAX_FAILURES)
     }
+    /// `restart-strategy.failure-rate.failure-rate-interval`.
     pub fn failure_rate_interval(&self) -> Duration {
         self.duration(FR_INTERVAL)
     }
+    /// `restart-strategy.failure-rate.delay`.
     pub fn failure_rate_delay(&self) -> Duration {
         self.duration(FR_DELAY)
     }

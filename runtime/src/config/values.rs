@@ -223,8 +223,11 @@ choice_enum!(FailoverStrategy, FAILOVER_VALUES, &[], {
 /// How the scheduler spreads subtasks over TaskManagers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LoadBalanceMode {
+    /// Flink's default: the first free slots, TaskManagers in registration order.
     None,
+    /// Evenly spread slots: each group to the TaskManager with the lowest slot utilisation.
     Slots,
+    /// Spread tasks (FLIP-370): task-balanced groups, each onto the least loaded TaskManager.
     Tasks,
 }
 choice_enum!(LoadBalanceMode, LOAD_BALANCE_VALUES, &[], {
@@ -234,9 +237,13 @@ choice_enum!(LoadBalanceMode, LOAD_BALANCE_VALUES, &[], {
 /// Which restart strategy governs restarts after failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RestartStrategyKind {
+    /// No restarts: the first failure fails the job.
     None,
+    /// A fixed number of restarts, each after the same delay.
     FixedDelay,
+    /// A back-off that grows with each failure and resets after a long enough healthy run.
     ExponentialDelay,
+    /// Restarts as long as the failures per interval stay within a limit.
     FailureRate,
 }
 choice_enum!(RestartStrategyKind, RESTART_VALUES, RESTART_ALIASES, {

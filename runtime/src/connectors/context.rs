@@ -18,8 +18,11 @@ use crate::state::{OperatorState, StateSlot};
 pub trait ConnectorContext {
     /// The job the connector belongs to (its id at the JobManager).
     fn job(&self) -> JobId;
+    /// The attempt the connector runs in (its vertex, subtask and attempt number).
     fn attempt(&self) -> ExecutionAttemptId;
+    /// How many subtasks the connector's operator runs as.
     fn parallelism(&self) -> u32;
+    /// The connector's operator name, as the job named it.
     fn operator_name(&self) -> &str;
     /// The connector's state in the checkpoint the attempt restores from, if any.
     fn restored(&self) -> Option<&OperatorState>;
@@ -39,6 +42,7 @@ pub trait ConnectorContext {
     /// when a checkpoint barrier passes it.
     fn state_slot(&self) -> StateSlot;
 
+    /// The subtask's index within the operator.
     fn subtask(&self) -> u32 {
         self.attempt().subtask
     }

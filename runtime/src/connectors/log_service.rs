@@ -30,11 +30,16 @@ const PREFETCH_LIMIT: usize = 4 * FETCH_RECORDS;
 /// Bound on one fetch: past it the connection is not trusted and the fetch is retried.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A fetch: up to `max` records of a topic's partition from `offset` on.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReadRequest {
+    /// The topic.
     pub topic: String,
+    /// The partition.
     pub partition: u32,
+    /// The first offset wanted.
     pub offset: u64,
+    /// The most records to return (the server caps it too).
     pub max: u32,
 }
 
@@ -70,10 +75,12 @@ impl RecordBatch {
         }
     }
 
+    /// Records in the batch.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
+    /// Whether the batch holds no record.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
@@ -146,6 +153,7 @@ pub fn log_clients(config: Configuration, name: String) -> LogClients {
 /// What a prefetching read found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Fetched {
+    /// This many records were appended to the caller's batch.
     Records(usize),
     /// The partition is bounded and read to its end.
     End,

@@ -35,6 +35,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKLOG_HIGH: usize = 64;
 const BACKLOG_LOW: usize = 16;
 
+/// One write of a collecting sink subtask to a sink store: which sink subtask and attempt,
+/// numbered so a resent write is applied once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SinkRequest {
     job: JobId,
@@ -125,6 +127,7 @@ fn apply(store: &CollectStore, r: SinkRequest) -> SinkReply {
 /// A TaskManager's clients of sink stores, by address.
 pub type SinkClients = ClientPool<SinkRequest, SinkReply>;
 
+/// A TaskManager's pool of sink-store clients; `name` is the TaskManager's, for the handshake.
 pub fn sink_clients(config: Configuration, name: String) -> SinkClients {
     ClientPool::new(SERVICE, PeerRole::TaskManager, name, config, WRITE_TIMEOUT)
 }

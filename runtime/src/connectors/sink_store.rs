@@ -24,9 +24,11 @@ pub struct CollectedRecord {
     /// When the record became visible in the store (`tokio::time`, so virtual time under the
     /// simulator): when its batch was flushed, or its transaction committed.
     pub at: tokio::time::Instant,
+    /// The sink subtask that wrote it.
     pub subtask: u32,
     /// The attempt of the sink subtask that wrote it (fencing evidence for the harness).
     pub attempt: u32,
+    /// The source position the record came from, if it knows ([`crate::chain::Traceable`]).
     pub origin: Option<Origin>,
     /// The record, bincode-encoded (a slice of its batch's buffer); decode with
     /// `CollectStore::decoded`.
@@ -38,11 +40,15 @@ pub struct CollectedRecord {
 /// record costs its provenance and an offset (large outputs stay cheap to keep and to scan).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectedBatch {
+    /// The sink's name (its operator's name).
     pub sink: Arc<str>,
+    /// The TaskManager the sink subtask ran on.
     pub taskmanager: Arc<str>,
     /// When the batch became visible: flushed, or its transaction committed.
     pub at: tokio::time::Instant,
+    /// The sink subtask that wrote it.
     pub subtask: u32,
+    /// The attempt of that subtask that wrote it.
     pub attempt: u32,
     /// The records' bincode encodings, back to back.
     pub payloads: Bytes,
@@ -62,6 +68,7 @@ pub struct BatchEntry {
 impl BatchEntry {
     const NO_ORIGIN: u32 = u32::MAX;
 
+    /// An entry ending at byte `end` of its batch's payloads.
     pub fn new(origin: Option<Origin>, end: u32) -> Self {
         let (partition, offset) = origin.map_or((Self::NO_ORIGIN, 0), |o| (o.partition, o.offset));
         BatchEntry {
@@ -71,6 +78,7 @@ impl BatchEntry {
         }
     }
 
+    /// The record's provenance, if it has one.
     pub fn origin(&self) -> Option<Origin> {
         (self.partition != Self::NO_ORIGIN).then_some(Origin {
             partition: self.partition,
@@ -78,16 +86,20 @@ impl BatchEntry {
         })
     }
 
+    /// Where the record's encoding ends in its batch's payloads (it starts where the previous
+    /// one ends).
     pub fn end(&self) -> u32 {
         self.end
     }
 }
 
 impl CollectedBatch {
+    /// Records in the batch.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether the batch holds no record.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -175,7 +187,9 @@ pub const END_OF_INPUT: CheckpointId = CheckpointId::END_OF_INPUT;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("write of attempt {attempt} refused: attempt {current} owns this sink subtask")]
 pub struct Fenced {
+    /// The attempt that tried to write.
     pub attempt: u32,
+    /// The attempt that owns the sink subtask now.
     pub current: u32,
 }
 
@@ -188,6 +202,7 @@ pub struct CollectStore {
 }
 
 impl CollectStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -381,10 +396,12 @@ impl CollectStore {
             .sum()
     }
 
+    /// Visible records (flushed, or committed), over all batches.
     pub fn len(&self) -> usize {
         self.lock().batches.iter().map(CollectedBatch::len).sum()
     }
 
+    /// Whether no record is visible.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -395,6 +412,7 @@ impl CollectStore {
         std::mem::take(&mut self.lock().batches)
     }
 
+    /// Every visible record with its metadata, in the order it became visible.
     pub fn records(&self) -> Vec<CollectedRecord> {
         self.lock()
             .batches

@@ -9,28 +9,42 @@ use crate::error::JobError;
 /// A vertex: a chain of operators that runs as one task per subtask.
 #[derive(Debug, Clone)]
 pub struct JobVertex {
+    /// Its index in [`JobGraph::vertices`].
     pub id: VertexId,
+    /// The chained operators' names, head first, joined by ` -> `.
     pub name: String,
+    /// Subtasks it runs as.
     pub parallelism: u32,
     /// Chained operators, head first.
     pub nodes: Vec<NodeId>,
+    /// The edges it reads, in input-gate order.
     pub inputs: Vec<EdgeId>,
+    /// The edges it writes.
     pub outputs: Vec<EdgeId>,
+    /// The slot-sharing group of its head operator (`default` unless the job sets one).
     pub slot_sharing_group: String,
     /// Relative cost per subtask (sum of the chained operators' weights).
     pub weight: u32,
     /// Records per second a subtask processes at most (the tightest limit in the chain).
     pub rate_limit: Option<f64>,
+    /// Whether its head operator is a source.
     pub is_source: bool,
+    /// Whether its chain ends in a sink.
     pub is_sink: bool,
 }
 
+/// A data exchange between two vertices (operators not chained together).
 #[derive(Debug, Clone)]
 pub struct JobEdge {
+    /// Its index in [`JobGraph::edges`].
     pub id: EdgeId,
+    /// The producing vertex.
     pub source: VertexId,
+    /// The consuming vertex.
     pub target: VertexId,
+    /// How records are routed to the consumer's subtasks.
     pub partitioner: PartitionerKind,
+    /// Whether the consumer reads while the producer writes, or only a finished partition.
     pub result_type: ResultType,
     /// The logical edge this job edge realises: (consumer node, index among its inputs).
     pub(crate) logical: (NodeId, usize),
@@ -39,15 +53,24 @@ pub struct JobEdge {
 /// Where one input channel of a consumer subtask reads from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputChannelSpec {
+    /// The edge the channel belongs to.
     pub edge: EdgeId,
+    /// The producer subtask it reads from.
     pub producer_subtask: u32,
+    /// The producer's subpartition it reads.
     pub subpartition: u32,
 }
 
+/// A job compiled for execution: operators chained into vertices joined by edges, the unit the
+/// JobManager schedules and every TaskManager builds its tasks from.
 pub struct JobGraph {
+    /// The job's name.
     pub name: String,
+    /// Vertices, indexed by [`VertexId`].
     pub vertices: Vec<JobVertex>,
+    /// Edges, indexed by [`EdgeId`].
     pub edges: Vec<JobEdge>,
+    /// Key groups (`pipeline.max-parallelism`); no vertex is more parallel.
     pub max_parallelism: u32,
     pub(crate) logical: Arc<LogicalGraph>,
 }
@@ -109,14 +132,17 @@ impl JobGraph {
         }
     }
 
+    /// The vertex `id`.
     pub fn vertex(&self, id: VertexId) -> &JobVertex {
         &self.vertices[id.0 as usize]
     }
 
+    /// The edge `id`.
     pub fn edge(&self, id: EdgeId) -> &JobEdge {
         &self.edges[id.0 as usize]
     }
 
+    /// Subtasks over all vertices.
     pub fn subtask_count(&self) -> u32 {
         self.vertices.iter().map(|v| v.parallelism).sum()
     }

@@ -41,6 +41,7 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// An empty topology.
     pub fn new() -> Self {
         Self::default()
     }
@@ -51,10 +52,12 @@ impl Topology {
         self.vertices.len() - 1
     }
 
+    /// Subtasks in the topology.
     pub fn len(&self) -> usize {
         self.vertices.len()
     }
 
+    /// Whether it has no subtask.
     pub fn is_empty(&self) -> bool {
         self.vertices.is_empty()
     }

@@ -22,7 +22,9 @@ use crate::config::LoadBalanceMode;
 /// The subtasks that will share one slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecutionSlotSharingGroup {
+    /// The slot-sharing group (by name) its subtasks belong to.
     pub group: String,
+    /// The subtasks sharing the slot, as (vertex, subtask index).
     pub members: Vec<(VertexId, u32)>,
     /// Summed `JobVertex::weight` of the members (each subtask counts its vertex's weight once).
     /// With the default weight of 1 per operator this is proportional to the task count.

@@ -11,21 +11,26 @@ use crate::graph::{ExecutionSlotSharingGroup, JobVertex, TaskManagerId, VertexId
 /// A job shape: a chain of vertices, each reading all-to-all from the one before.
 #[derive(Debug, Clone)]
 pub struct Shape {
+    /// The shape's name, for the report.
     pub name: String,
     /// (name, parallelism, weight) in topological order.
     pub vertices: Vec<(String, u32, u32)>,
+    /// TaskManagers in the cluster.
     pub taskmanagers: u32,
+    /// Slots per TaskManager.
     pub slots: u32,
 }
 
 /// A placement's figures under one mode.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figures {
+    /// The load-balance mode placed under.
     pub mode: LoadBalanceMode,
     /// Max minus min tasks per TaskManager.
     pub task_range: u32,
     /// Accounted memory of the fullest TaskManager: the smallest process size without OOM.
     pub max_memory: u64,
+    /// Mean accounted memory over the TaskManagers.
     pub mean_memory: u64,
 }
 

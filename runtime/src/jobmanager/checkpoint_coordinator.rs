@@ -20,7 +20,9 @@ use crate::state::{subtask_for_key_group, OperatorState, TaskRestore, TaskSnapsh
 /// A checkpoint every task acknowledged: the state of every subtask, by (vertex, subtask).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompletedCheckpoint {
+    /// The checkpoint's id.
     pub id: CheckpointId,
+    /// Each subtask's snapshot, by (vertex id, subtask index).
     pub tasks: BTreeMap<(u32, u32), TaskSnapshot>,
 }
 
@@ -76,7 +78,10 @@ struct Pending {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Persisted {
     /// The checkpoint completed; `subsumed` are no longer retained (delete them).
-    Completed { subsumed: Vec<CheckpointId> },
+    Completed {
+        /// The older checkpoints no longer retained.
+        subsumed: Vec<CheckpointId>,
+    },
     /// A newer checkpoint completed first: this one is obsolete (delete it).
     Subsumed,
     /// Aborted while being written (failover, timeout): never restore it (delete it).
@@ -110,6 +115,8 @@ pub struct CheckpointCoordinator {
 }
 
 impl CheckpointCoordinator {
+    /// A coordinator triggering every `interval` (none: never), giving up on a checkpoint after
+    /// `timeout`, keeping the latest `retained` completed ones.
     pub fn new(interval: Option<Duration>, timeout: Duration, retained: u32) -> Self {
         CheckpointCoordinator {
             interval,

@@ -12,12 +12,16 @@ use crate::rpc::{
     credentials, framed, ClientToJm, JmToClient, JobStatusReport, PeerRole, RpcError,
 };
 
+/// Why [`submit_job`] gave up on a job.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
+    /// The JobManager could not be reached, or the connection failed.
     #[error("cannot reach the JobManager: {0}")]
     Rpc(#[from] RpcError),
+    /// The JobManager refused the job (unknown job, bad parameters, an invalid graph).
     #[error("job rejected: {0}")]
     Rejected(String),
+    /// The connection ended before a final status arrived.
     #[error("the JobManager closed the connection before the job ended")]
     Disconnected,
 }
@@ -25,8 +29,11 @@ pub enum SubmitError {
 /// What the client learns when the job is accepted.
 #[derive(Debug, Clone)]
 pub struct Accepted {
+    /// The id the JobManager gave the job.
     pub job: JobId,
+    /// Every vertex of the job graph, as `name (xparallelism)`.
     pub vertices: Vec<String>,
+    /// Subtasks over all vertices.
     pub subtasks: u32,
 }
 

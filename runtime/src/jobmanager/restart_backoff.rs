@@ -118,6 +118,7 @@ pub struct FixedDelay {
 }
 
 impl FixedDelay {
+    /// At most `attempts` restarts, each after `delay`.
     pub fn new(attempts: u32, delay: Duration) -> Self {
         Self {
             max_attempts: u64::from(attempts),
@@ -243,11 +244,17 @@ impl RestartBackoff for FailureRate {
 /// Parameters of [`ExponentialDelay`]; `Default` is Flink's defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ExponentialDelayParams {
+    /// The first back-off.
     pub initial_backoff: Duration,
+    /// The largest back-off.
     pub max_backoff: Duration,
+    /// What the back-off is multiplied by after each failure.
     pub backoff_multiplier: f64,
+    /// A run this long without a failure resets the back-off to the initial one.
     pub reset_backoff_threshold: Duration,
+    /// The relative jitter on each back-off, 0..=1.
     pub jitter_factor: f64,
+    /// Restarts allowed since the last reset; the next failure fails the job.
     pub attempts_before_reset_backoff: u32,
 }
 

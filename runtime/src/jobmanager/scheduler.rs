@@ -27,13 +27,16 @@ use crate::graph::{ExecutionSlotSharingGroup, JobGraph, JobId, TaskManagerId};
 /// One free slot a TaskManager offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SlotOffer {
+    /// The TaskManager offering it.
     pub tm: TaskManagerId,
+    /// The slot's index on that TaskManager.
     pub slot: u32,
 }
 
 /// One TaskManager's slots as placement sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskManagerSlots {
+    /// The TaskManager.
     pub tm: TaskManagerId,
     /// All its slots, free or held by any job.
     pub total: u32,
@@ -47,11 +50,14 @@ pub struct TaskManagerSlots {
 /// The load of placed groups: summed weight and task count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Load {
+    /// Summed weights of the groups' subtasks.
     pub weight: u64,
+    /// Their task count.
     pub tasks: u64,
 }
 
 impl Load {
+    /// Adds `group`'s weight and tasks.
     pub fn add(&mut self, group: &ExecutionSlotSharingGroup) {
         self.weight += group.weight;
         self.tasks += group.tasks() as u64;
@@ -158,10 +164,11 @@ impl PlacementStrategy for FirstFit {
 /// `none` with a seed: distinct free slots picked at random, reproducible from the seed (each
 /// call draws on from where the previous one left the generator).
 pub struct SeededRandom {
-    pub rng: ChaCha8Rng,
+    pub(crate) rng: ChaCha8Rng,
 }
 
 impl SeededRandom {
+    /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         SeededRandom {
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -447,12 +454,14 @@ pub struct SlotPool {
 }
 
 impl SlotPool {
+    /// Adds `slots` free slots of a newly registered TaskManager.
     pub fn add_taskmanager(&mut self, tm: TaskManagerId, slots: u32) {
         for slot in 0..slots {
             self.slots.insert((tm, slot), None);
         }
     }
 
+    /// Forgets a lost TaskManager's slots, held or free.
     pub fn remove_taskmanager(&mut self, tm: TaskManagerId) {
         self.slots.retain(|(t, _), _| *t != tm);
     }
@@ -488,10 +497,12 @@ impl SlotPool {
         tms
     }
 
+    /// Slots over all TaskManagers, held or free.
     pub fn total(&self) -> usize {
         self.slots.len()
     }
 
+    /// Marks `offer`'s slot held by `job`.
     pub fn allocate(&mut self, offer: SlotOffer, job: JobId) {
         self.slots.insert((offer.tm, offer.slot), Some(job));
     }
@@ -503,6 +514,7 @@ impl SlotPool {
         }
     }
 
+    /// Frees every slot `job` holds.
     pub fn release_job(&mut self, job: JobId) {
         for holder in self.slots.values_mut() {
             if *holder == Some(job) {

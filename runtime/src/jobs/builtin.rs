@@ -58,16 +58,22 @@ pub fn builtin() -> JobRegistry {
 /// One record of the benchmark shape: sequence number, key, 8-byte payload, provenance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
+    /// The input record's key.
     pub key: u64,
+    /// The first 8 bytes of its payload, little-endian (0 if shorter).
     pub payload: u64,
+    /// The input record it came from.
     pub origin: Origin,
 }
 
 /// The running count of a key after one of its records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyCount {
+    /// The key.
     pub key: u64,
+    /// Records of the key so far, this one included.
     pub count: u64,
+    /// The input record counted last.
     pub origin: Origin,
 }
 
@@ -164,8 +170,11 @@ fn etl(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
 /// A word's running count.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WordCount {
+    /// The word.
     pub word: String,
+    /// Its occurrences so far, this one included.
     pub count: u64,
+    /// The input line it was read from.
     pub origin: Origin,
 }
 
@@ -242,18 +251,26 @@ fn wordcount(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
 /// One ad event after normalisation: which ad, whether it is a click, when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdEvent {
+    /// The ad (the input record's key).
     pub ad: u64,
+    /// Whether it is a click (from the clicks log) or an impression.
     pub click: bool,
+    /// Its event time, in milliseconds.
     pub ts: u64,
+    /// The input record it came from.
     pub origin: Origin,
 }
 
 /// Impressions and clicks of one ad in one tumbling window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdStats {
+    /// The ad.
     pub ad: u64,
+    /// The window's first millisecond.
     pub window_start: u64,
+    /// Impressions of the ad in the window.
     pub impressions: u64,
+    /// Clicks on the ad in the window.
     pub clicks: u64,
 }
 

@@ -9,13 +9,17 @@ pub trait RecordDecoder: Send {
     /// Decodes every record in `buf` and pushes on all but the first `skip` (already
     /// delivered: a replayed prefix); returns how many it pushed.
     fn decode(&mut self, buf: &[u8], skip: u32) -> Result<u64, DecodeError>;
+    /// Passes an event (watermark, barrier, end of input) down the chain.
     fn event(&mut self, event: ChainEvent);
 }
 
+/// A data buffer that does not decode as records of the chain's input type.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed data buffer after {records} records: {reason}")]
 pub struct DecodeError {
+    /// Records decoded before the bad one.
     pub records: u64,
+    /// The decoder's error.
     pub reason: String,
 }
 

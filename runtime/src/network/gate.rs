@@ -34,6 +34,7 @@ pub struct InputChannel {
 }
 
 impl InputChannel {
+    /// A channel reading a subpartition of a producer on this TaskManager.
     pub fn local(rx: mpsc::Receiver<NetBuffer>) -> Self {
         InputChannel {
             rx,
@@ -54,6 +55,7 @@ impl InputChannel {
         }
     }
 
+    /// A channel reading a remote producer, returning a credit for each buffer taken.
     pub fn remote(rx: mpsc::Receiver<NetBuffer>, credit: CreditReturn) -> Self {
         InputChannel {
             rx,
@@ -100,6 +102,8 @@ pub enum GateItem {
     Barrier(CheckpointId),
 }
 
+/// A task's input: its channels, read fairly, with the minimum watermark over them and
+/// aligned checkpoint barriers (see the module).
 pub struct InputGate {
     channels: Vec<InputChannel>,
     next: usize,
@@ -111,6 +115,7 @@ pub struct InputGate {
 }
 
 impl InputGate {
+    /// A gate over `channels`, in the order of the task's input channels.
     pub fn new(channels: Vec<InputChannel>) -> Self {
         InputGate {
             channels,
@@ -121,6 +126,7 @@ impl InputGate {
         }
     }
 
+    /// How many channels the gate has.
     pub fn channel_count(&self) -> usize {
         self.channels.len()
     }
@@ -242,6 +248,7 @@ impl InputGate {
         }
     }
 
+    /// Whether every channel has reached its end.
     pub fn all_finished(&self) -> bool {
         self.channels.iter().all(|c| c.finished)
     }

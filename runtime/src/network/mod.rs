@@ -36,7 +36,9 @@ pub enum StreamEvent {
 /// What travels through a subpartition or channel: serialized records, or one event.
 #[derive(Debug)]
 pub enum NetBuffer {
+    /// Serialized records.
     Data(DataBuffer),
+    /// An in-band event (watermark, barrier, end of partition).
     Event(StreamEvent),
 }
 
@@ -47,9 +49,13 @@ pub enum NetBuffer {
 /// (see `InputGate`): a restarted source numbers its replay exactly as the first time.
 #[derive(Debug)]
 pub struct DataBuffer {
+    /// The records, encoded back to back.
     pub bytes: Bytes,
+    /// Keeps the buffer's bytes accounted to its TaskManager until the buffer is dropped.
     pub guard: BufferGuard,
+    /// The number of the first record within its subpartition.
     pub seq: u64,
+    /// Records in the buffer.
     pub records: u32,
 }
 
@@ -78,7 +84,10 @@ impl PartitionerKind {
 /// Whether the consumer reads while the producer writes, or only a finished partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ResultType {
+    /// The consumer reads while the producer writes (streaming).
     Pipelined,
+    /// The consumer starts only once the producer finished (batch exchanges); it splits pipelined
+    /// regions.
     Blocking,
 }
 

@@ -15,9 +15,13 @@ use crate::ids::{EdgeId, ExecutionAttemptId, JobId};
 /// was told about: a request for a replaced attempt finds nothing (fencing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SubpartitionKey {
+    /// The producer's job.
     pub job: JobId,
+    /// The producer attempt.
     pub producer: ExecutionAttemptId,
+    /// The edge written.
     pub edge: EdgeId,
+    /// The subpartition's index: the consumer subtask it is for (0 on a forward edge).
     pub index: u32,
 }
 
@@ -133,10 +137,12 @@ impl PartitionRegistry {
         self.lock().retain(|k, _| k.job != job);
     }
 
+    /// Subpartition queues registered and not yet claimed (and consumers waiting for theirs).
     pub fn len(&self) -> usize {
         self.lock().len()
     }
 
+    /// Whether nothing is registered or awaited.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -31,35 +31,64 @@ use crate::util::{lock, AbortOnDrop, TaskSet};
 pub enum DataMsg {
     /// Consumer -> producer: open `channel` reading `key`, with `credit` buffers granted.
     Request {
+        /// The channel's number on this connection, chosen by the consumer.
         channel: u32,
+        /// The subpartition to read.
         key: SubpartitionKey,
+        /// The consumer attempt, for the producer's logs and events.
         consumer: ExecutionAttemptId,
+        /// Buffers the consumer has reserved: the producer may send that many.
         credit: u32,
     },
     /// Consumer -> producer: `n` more buffers may be sent on `channel`.
-    Credit { channel: u32, n: u32 },
+    Credit {
+        /// The channel.
+        channel: u32,
+        /// Buffers granted.
+        n: u32,
+    },
     /// Consumer -> producer: the channel is no longer read.
-    Cancel { channel: u32 },
+    Cancel {
+        /// The channel.
+        channel: u32,
+    },
     /// Producer -> consumer: one data buffer of `records` records, the first numbered `seq`.
     Buffer {
+        /// The channel.
         channel: u32,
+        /// The encoded records.
         data: Bytes,
+        /// The sequence number of the buffer's first record within its subpartition.
         seq: u64,
+        /// Records in the buffer.
         records: u32,
     },
     /// Producer -> consumer: one in-band event.
-    Event { channel: u32, event: StreamEvent },
+    Event {
+        /// The channel.
+        channel: u32,
+        /// The event (a watermark, a barrier, the end of the partition).
+        event: StreamEvent,
+    },
     /// Producer -> consumer: the channel failed (unknown partition, producer gone).
-    ChannelError { channel: u32, reason: String },
+    ChannelError {
+        /// The channel.
+        channel: u32,
+        /// What went wrong, for the consumer's error.
+        reason: String,
+    },
 }
 
 /// Settings shared by both ends of the data plane.
 #[derive(Clone)]
 pub struct DataPlaneConfig {
+    /// What both ends present in the handshake.
     pub credentials: Arc<Credentials>,
+    /// The largest frame either end accepts (`rpc.max-frame-size`).
     pub max_frame: usize,
     /// How long a request may wait for its producer to register the partition.
     pub request_timeout: Duration,
+    /// How long a connection's handshake may take.
     pub handshake_timeout: Duration,
 }
 
@@ -256,6 +285,7 @@ impl std::fmt::Debug for CreditReturn {
 }
 
 impl CreditReturn {
+    /// Grants the producer `n` more buffers on this channel.
     pub fn give(&self, n: u32) {
         let _ = self.out.send(DataMsg::Credit {
             channel: self.channel,
@@ -304,6 +334,8 @@ pub struct DataClient {
 }
 
 impl DataClient {
+    /// A client that reserves its channels' buffers from `memory`; `name` is this TaskManager's,
+    /// for the handshake and logs.
     pub fn new(config: DataPlaneConfig, memory: MemoryAccount, name: String) -> Self {
         DataClient {
             conns: Default::default(),

@@ -40,16 +40,23 @@ impl Outbox {
 /// Everything a writer needs to know about the partition it writes.
 #[derive(Clone)]
 pub struct PartitionTarget {
+    /// How records are routed to subpartitions.
     pub partitioner: PartitionerKind,
+    /// The producing subtask's index (round robin starts from it).
     pub producer_subtask: u32,
+    /// How many subpartitions the partition has (one per consumer, one for a forward edge).
     pub subpartitions: u32,
+    /// Key groups, for hash partitioning.
     pub max_parallelism: u32,
+    /// The bytes at which a buffer is sealed (`taskmanager.memory.segment-size`).
     pub buffer_size: usize,
     /// Index of this output among the task's outputs.
     pub output: usize,
     /// The number of the first record of each subpartition (see `DataBuffer::seq`).
     pub first_seq: Vec<u64>,
+    /// Where sealed buffers wait for the task loop to send them.
     pub outbox: Outbox,
+    /// The task's memory account, charged for every buffer.
     pub memory: MemoryAccount,
     /// Where the writer records its numbering at barriers.
     pub state: Option<crate::state::TaskStateHandle>,

@@ -32,7 +32,12 @@ pub enum RpcError {
     /// A frame declared (or, when sending, had) a length above the limit. When receiving,
     /// `len` is the length the peer declared in the frame header.
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
-    FrameTooLarge { len: usize, max: usize },
+    FrameTooLarge {
+        /// The frame's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The frame arrived intact but its payload did not decode as the expected message
     /// (or a message could not be encoded).
     #[error("malformed message: {0}")]

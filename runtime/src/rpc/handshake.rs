@@ -32,8 +32,12 @@ const CLIP_CHARS: usize = 64;
 /// What the connecting peer is; an endpoint accepts only the roles it serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerRole {
+    /// A TaskManager, on the JobManager's control endpoint (or as a client of a connector's
+    /// service).
     TaskManager,
+    /// A job client submitting a job and following its status.
     Client,
+    /// A TaskManager's input channels, on another TaskManager's data server.
     DataPlane,
     /// A JobManager, as a client of a checkpoint store.
     JobManager,
@@ -43,10 +47,15 @@ pub enum PeerRole {
 /// Field order is part of the protocol: `magic` then `version` must stay first.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Hello {
+    /// Always [`PROTOCOL_MAGIC`].
     pub magic: [u8; 4],
+    /// The sender's [`PROTOCOL_VERSION`].
     pub version: u32,
+    /// The cluster the sender belongs to (`cluster.id`).
     pub cluster_id: String,
+    /// The shared secret (`security.cluster.secret`); never logged.
     pub secret: String,
+    /// What the sender is, so the endpoint can refuse roles it does not serve.
     pub role: PeerRole,
     /// Human-readable peer name for logs, e.g. "tm-3".
     pub name: String,
@@ -83,9 +92,11 @@ impl fmt::Debug for Hello {
 /// The accepting side's answer to a `Hello`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum HelloReply {
+    /// The peer is admitted: protocol frames follow.
     Accepted,
     /// `reason` is meant for the peer's operator; it never contains a secret.
     Rejected {
+        /// Why the peer was refused.
         reason: String,
     },
 }
@@ -93,15 +104,29 @@ pub enum HelloReply {
 /// Why a handshake failed. Values never contain the secret.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum HandshakeError {
+    /// The first bytes were not [`PROTOCOL_MAGIC`].
     #[error("bad protocol magic: the peer does not speak the rill protocol")]
     BadMagic,
+    /// The peer speaks another protocol version.
     #[error("protocol version mismatch: ours {ours}, theirs {theirs}")]
-    VersionMismatch { ours: u32, theirs: u32 },
+    VersionMismatch {
+        /// Our [`PROTOCOL_VERSION`].
+        ours: u32,
+        /// The peer's.
+        theirs: u32,
+    },
     /// `theirs` is clipped to a few dozen characters.
     #[error("cluster id mismatch: ours {ours:?}, theirs {theirs:?}")]
-    WrongCluster { ours: String, theirs: String },
+    WrongCluster {
+        /// Our cluster id.
+        ours: String,
+        /// The peer's.
+        theirs: String,
+    },
+    /// The peer presented another secret.
     #[error("wrong shared secret")]
     BadSecret,
+    /// The peer's role is not one this endpoint serves.
     #[error("peer role {0:?} is not allowed on this endpoint")]
     RoleNotAllowed(PeerRole),
     /// The other side refused us, with its reason.
@@ -112,11 +137,14 @@ pub enum HandshakeError {
 /// What both sides of a connection must agree on.
 #[derive(Clone)]
 pub struct Credentials {
+    /// `cluster.id`.
     pub cluster_id: String,
+    /// `security.cluster.secret`; redacted in `Debug`.
     pub secret: String,
 }
 
 impl Credentials {
+    /// Credentials for `cluster_id` with `secret`.
     pub fn new(cluster_id: impl Into<String>, secret: impl Into<String>) -> Self {
         Credentials {
             cluster_id: cluster_id.into(),

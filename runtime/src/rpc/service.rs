@@ -80,8 +80,11 @@ struct Tagged<T> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{service} at {addr}: {reason}")]
 pub struct Unavailable {
+    /// The service's name (`log server`, `sink store`, `checkpoint store`).
     pub service: &'static str,
+    /// The server's address.
     pub addr: String,
+    /// What went wrong: no connection, a timeout, a lost connection.
     pub reason: String,
 }
 
@@ -191,6 +194,8 @@ where
     Req: Serialize + Send + 'static,
     Rep: DeserializeOwned + Send + 'static,
 {
+    /// A pool for `service`, connecting as `role` under this process's `name`, each call bounded
+    /// by `timeout`.
     pub fn new(
         service: &'static str,
         role: PeerRole,

@@ -52,6 +52,7 @@ impl<K: Hash + Eq + Clone, V> KeyedState<K, V> {
     /// Estimated bytes per entry: key, value and the hash table's own overhead.
     const ENTRY_BYTES: u64 = (std::mem::size_of::<K>() + std::mem::size_of::<V>() + 16) as u64;
 
+    /// Empty state whose entries are charged to `memory`.
     pub fn new(memory: MemoryAccount) -> Self {
         KeyedState {
             values: HashMap::default(),
@@ -60,6 +61,7 @@ impl<K: Hash + Eq + Clone, V> KeyedState<K, V> {
         }
     }
 
+    /// The value of `key`, inserted from `init` if it has none.
     pub fn get_or_insert_with(&mut self, key: &K, init: &dyn Fn() -> V) -> &mut V {
         if !self.values.contains_key(key) {
             self.memory.add_state(Self::ENTRY_BYTES);
@@ -69,14 +71,17 @@ impl<K: Hash + Eq + Clone, V> KeyedState<K, V> {
         self.values.get_mut(key).expect("inserted above")
     }
 
+    /// The value of `key`, if it has one.
     pub fn get(&self, key: &K) -> Option<&V> {
         self.values.get(key)
     }
 
+    /// Keys with a value.
     pub fn len(&self) -> usize {
         self.values.len()
     }
 
+    /// Whether no key has a value.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }

@@ -25,6 +25,7 @@ pub struct OperatorState {
 }
 
 impl OperatorState {
+    /// Bytes of encoded state, keyed and operator.
     pub fn bytes(&self) -> usize {
         self.keyed.values().map(Vec::len).sum::<usize>()
             + self.operator.as_ref().map_or(0, Vec::len)
@@ -35,11 +36,14 @@ impl OperatorState {
 /// record numbering of each output's subpartitions stood (by output index).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSnapshot {
+    /// Operator states by logical node id.
     pub operators: BTreeMap<u32, OperatorState>,
+    /// For each output (by index), the number of the next record of each subpartition.
     pub outputs: BTreeMap<u32, Vec<u64>>,
 }
 
 impl TaskSnapshot {
+    /// Bytes of encoded operator state over the chain.
     pub fn bytes(&self) -> usize {
         self.operators.values().map(OperatorState::bytes).sum()
     }
@@ -48,7 +52,9 @@ impl TaskSnapshot {
 /// The state an attempt starts from: the checkpoint it restores and its operators' state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRestore {
+    /// The checkpoint restored.
     pub checkpoint: CheckpointId,
+    /// The task's part of it.
     pub snapshot: TaskSnapshot,
 }
 
@@ -63,6 +69,7 @@ pub struct TaskStateHandle {
 }
 
 impl TaskStateHandle {
+    /// A handle restoring from `restore` (none: a fresh start).
     pub fn new(restore: Option<TaskRestore>) -> Self {
         TaskStateHandle {
             taken: Arc::default(),

@@ -14,32 +14,41 @@ use futures_util::future::BoxFuture;
 use crate::ids::{CheckpointId, JobId};
 use crate::util::lock;
 
+/// Why a checkpoint store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
+    /// The store could not be reached (a remote store down or cut off, an injected failure).
     #[error("checkpoint store unavailable: {0}")]
     Unavailable(String),
+    /// No checkpoint is stored under that job and id.
     #[error("{checkpoint} of {job} not found")]
     NotFound {
+        /// The job asked for.
         job: JobId,
+        /// The checkpoint asked for.
         checkpoint: CheckpointId,
     },
+    /// The store was reached but failed to read or write (a file error, a malformed reply).
     #[error("checkpoint store I/O error: {0}")]
     Io(String),
 }
 
 /// Durable storage for completed checkpoints, one blob per (job, checkpoint).
 pub trait CheckpointStore: Send + Sync {
+    /// Stores `data` as `checkpoint` of `job`, replacing what was there.
     fn put(
         &self,
         job: JobId,
         checkpoint: CheckpointId,
         data: Bytes,
     ) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// The blob stored as `checkpoint` of `job`.
     fn get(
         &self,
         job: JobId,
         checkpoint: CheckpointId,
     ) -> BoxFuture<'static, Result<Bytes, StoreError>>;
+    /// Deletes `checkpoint` of `job`; deleting one that is not there is no error.
     fn delete(
         &self,
         job: JobId,
@@ -160,6 +169,7 @@ pub struct FsCheckpointStore {
 
 #[cfg(not(madsim))]
 impl FsCheckpointStore {
+    /// A store in `dir` (created on the first write).
     pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
         FsCheckpointStore { dir: dir.into() }
     }

@@ -50,7 +50,9 @@ pub struct TaskServices {
     /// What operators see (`OperatorContext::services`): the TaskManager's name, memory
     /// account and clock, and the connectors' clients.
     pub operators: OperatorServices,
+    /// This TaskManager's subpartition queues, until their consumers claim them.
     pub registry: PartitionRegistry,
+    /// Opens remote input channels to other TaskManagers' data servers.
     pub client: DataClient,
     /// Where this TaskManager's cluster events go.
     pub events: Events,
@@ -59,11 +61,15 @@ pub struct TaskServices {
 /// How to start a TaskManager.
 #[derive(Clone)]
 pub struct TaskManagerOptions {
+    /// The TaskManager's name: stable across restarts, the key the JobManager knows it by.
     pub name: String,
+    /// The JobManager's control address (`host:port`).
     pub jobmanager: String,
     /// Address the data server listens on (port 0 picks one).
     pub data_bind: String,
+    /// The cluster configuration (slots, memory, network buffers, credentials ..).
     pub config: Configuration,
+    /// Where collecting sinks write in process; only in-process deployments have one.
     pub collect: Option<CollectStore>,
     /// The account this TaskManager's memory is charged to; whoever holds a clone can watch it
     /// (metrics, the simulator's OOM model).
@@ -98,6 +104,7 @@ enum TaskEvent {
     Checkpointed(JobId, ExecutionAttemptId, CheckpointId, TaskSnapshot),
 }
 
+/// A TaskManager process: its data server, its tasks, and its session with the JobManager.
 pub struct TaskManager {
     opts: TaskManagerOptions,
     services: TaskServices,
@@ -156,10 +163,12 @@ impl TaskManager {
         })
     }
 
+    /// The address its data server listens on (the bound port, when `data_bind` asked for 0).
     pub fn data_addr(&self) -> &str {
         &self.data_addr
     }
 
+    /// The account its memory is charged to.
     pub fn memory(&self) -> MemoryAccount {
         self.services.operators.memory.clone()
     }

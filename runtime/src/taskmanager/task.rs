@@ -38,11 +38,15 @@ use crate::state::{TaskRestore, TaskSnapshot, TaskStateHandle};
 
 /// Everything needed to start one execution attempt.
 pub struct TaskDeployment {
+    /// The job the attempt belongs to.
     pub job_id: JobId,
+    /// The job's graph, shared by every task of the job on this TaskManager.
     pub job: Arc<JobGraph>,
+    /// The attempt to run.
     pub attempt: ExecutionAttemptId,
     /// One per input channel, in gate order (`JobGraph::input_channels`).
     pub inputs: Vec<InputLocation>,
+    /// The job's configuration (the cluster's with the job's settings on top).
     pub config: Arc<Configuration>,
     /// The checkpointed state this attempt starts from, if the job restored one.
     pub restore: Option<TaskRestore>,
@@ -59,7 +63,9 @@ pub enum TaskControl {
     CheckpointComplete(CheckpointId),
     /// Input channel `index` now reads from `location` (its producer was replaced).
     UpdateInput {
+        /// The input channel's index, in gate order.
         index: usize,
+        /// Where it reads from now.
         location: InputLocation,
     },
 }
@@ -67,6 +73,7 @@ pub enum TaskControl {
 /// A running task's line to its TaskManager: control messages in, lifecycle and checkpoint
 /// acknowledgements out.
 pub struct TaskLink {
+    /// What the TaskManager tells the task while it runs.
     pub control: mpsc::UnboundedReceiver<TaskControl>,
     /// Called once the task's inputs are connected.
     pub on_running: Box<dyn FnOnce() + Send>,
@@ -117,26 +124,40 @@ impl TaskDeployment {
 /// Records through a task, read by heartbeats and progress reports.
 #[derive(Debug, Default)]
 pub struct TaskMetrics {
+    /// Records the task received so far (a source: records it read).
     pub records_in: AtomicU64,
     /// Records dropped because their consumer was away (`taskmanager` failover).
     pub records_dropped: AtomicU64,
 }
 
+/// Why a task ended without finishing: what the TaskManager reports as its failure.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
+    /// The deployment does not fit the job graph (see [`TaskDeployment::validate`]).
     #[error("invalid deployment: {0}")]
     InvalidDeployment(String),
+    /// The chain failed: a source, a sink, an operator, or restoring its state.
     #[error(transparent)]
     Job(#[from] JobError),
+    /// A buffer from an input channel did not decode.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// An input channel's producer went away before its end of partition.
     #[error("input from {producer} was lost before it finished")]
-    UpstreamLost { producer: ExecutionAttemptId },
+    UpstreamLost {
+        /// The producer attempt that was lost.
+        producer: ExecutionAttemptId,
+    },
+    /// An input channel could not be connected to its producer.
     #[error("could not connect input from {producer}: {reason}")]
     Connect {
+        /// The producer attempt.
         producer: ExecutionAttemptId,
+        /// Why the connection failed.
         reason: String,
     },
+    /// A consumer of the task's output went away, under a failover strategy that does not ride
+    /// that out (all but `taskmanager`).
     #[error(transparent)]
     DownstreamGone(#[from] DownstreamGone),
 }

@@ -172,6 +172,7 @@ impl FileLog {
         Ok(found)
     }
 
+    /// The directory the log's partition files are in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

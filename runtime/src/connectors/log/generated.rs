@@ -18,7 +18,10 @@ pub enum KeySkew {
     Uniform,
     /// A fraction (per mille) of records all carry key 0 (hot key); the rest draw uniformly from
     /// keys 1..keys, so key 0's share is exactly the hot fraction in expectation.
-    HotKey { per_mille: u32 },
+    HotKey {
+        /// Records per thousand that carry key 0, at most 1000.
+        per_mille: u32,
+    },
 }
 
 /// Generated data, deterministic from a seed: the record at (partition, offset) is a pure
@@ -28,13 +31,17 @@ pub enum KeySkew {
 /// state to checkpoint, and reading any offset costs the same as reading the next one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GeneratedLog {
+    /// What every record is derived from, with its position.
     pub seed: u64,
+    /// How many partitions the log has.
     pub partitions: u32,
     /// None = unbounded partitions.
     pub records_per_partition: Option<u64>,
     /// Number of distinct keys (values 0..keys).
     pub keys: u64,
+    /// Which keys records carry.
     pub key_skew: KeySkew,
+    /// Bytes of pseudo-random payload per record.
     pub payload_bytes: u32,
     /// timestamp_ms = offset * timestamp_step_ms (event time advances with the offset).
     pub timestamp_step_ms: u64,

@@ -33,10 +33,15 @@ pub use memory::MemoryLog;
 /// offset).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogRecord {
+    /// The partition it is in.
     pub partition: u32,
+    /// Its index within the partition, from 0.
     pub offset: u64,
+    /// The record's key (what keyed jobs key by).
     pub key: u64,
+    /// Its event time, in milliseconds.
     pub timestamp_ms: u64,
+    /// The record's body; jobs that only count keys ignore it.
     pub payload: Bytes,
 }
 
@@ -44,21 +49,34 @@ pub struct LogRecord {
 /// corrupt input file must not take a TaskManager down.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    /// A read named a partition the log does not have.
     #[error("no such partition {partition}: the log has {partitions} partition(s)")]
-    NoSuchPartition { partition: u32, partitions: u32 },
+    NoSuchPartition {
+        /// The partition asked for.
+        partition: u32,
+        /// The log's partition count.
+        partitions: u32,
+    },
+    /// Reading or writing a log file failed.
     #[error("I/O error on {}: {source}", .path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
-    /// `offset` is the log offset (record index) at which the damage starts.
+    /// A log file is damaged.
     #[error("corrupt log file {} at offset {offset}: {reason}", .path.display())]
     Corrupt {
+        /// The file.
         path: PathBuf,
+        /// The offset (record index) at which the damage starts.
         offset: u64,
+        /// What is wrong there.
         reason: String,
     },
+    /// A log that cannot exist as described (no partitions, no keys, missing partition files).
     #[error("invalid log spec: {0}")]
     InvalidSpec(String),
 }
@@ -66,6 +84,7 @@ pub enum LogError {
 /// A replayable partitioned log. Reads are synchronous and cheap; sources call them from async
 /// code in small batches.
 pub trait PartitionedLog: Send + Sync + std::fmt::Debug {
+    /// How many partitions the log has, numbered from 0.
     fn partitions(&self) -> u32;
     /// Number of records in `partition` (None = unbounded).
     fn len(&self, partition: u32) -> Result<Option<u64>, LogError>;
@@ -131,12 +150,14 @@ fn batch_len(len: u64, offset: u64, max: usize) -> u64 {
 /// Which log a job reads, as it appears in job parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogSpec {
+    /// A [`GeneratedLog`]: records computed from the seed, nothing stored.
     Generated(GeneratedLog),
     /// A [`FileLog`] directory (real-tokio runs only: it does blocking file I/O).
     File(PathBuf),
 }
 
 impl LogSpec {
+    /// The log this spec names, checked (a generated spec validated, a directory opened).
     pub fn open(&self) -> Result<Arc<dyn PartitionedLog>, LogError> {
         match self {
             LogSpec::Generated(g) => {

@@ -35,7 +35,9 @@ const STAGING: &str = ".staging";
 /// A staged file and the name it is published under, both relative to the sink's directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileCommittable {
+    /// The staged file's name in `.staging/`.
     pub staged: String,
+    /// The name it is published under in the sink's directory.
     pub published: String,
 }
 

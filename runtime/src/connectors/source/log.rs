@@ -20,8 +20,11 @@ pub enum LogInput {
     Local(Arc<dyn PartitionedLog>),
     /// A topic of a log server at `addr` (HOST:PORT) with `partitions` partitions.
     Served {
+        /// The log server's address.
         addr: String,
+        /// The topic (the source operator's name, unless the job names another).
         topic: String,
+        /// The topic's partition count.
         partitions: u32,
     },
 }
@@ -58,7 +61,9 @@ impl LogSource {
 /// One partition of a log and the offset of its next record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogSplit {
+    /// The partition.
     pub partition: u32,
+    /// The offset of the next record to read.
     pub offset: u64,
 }
 
@@ -108,14 +113,20 @@ impl Source<LogRecord> for LogSource {
 pub enum LogReader {
     /// Reads the log in this process.
     Local {
+        /// The log.
         log: Arc<dyn PartitionedLog>,
+        /// The records of the current read, reused between reads.
         batch: Vec<LogRecord>,
     },
     /// Reads a topic of a log server, prefetched per partition.
     Served {
+        /// The TaskManager's connection to the log server.
         client: LogClient,
+        /// The topic read.
         topic: String,
+        /// The fetch loops, started when the reader is opened.
         prefetch: Option<LogPrefetcher>,
+        /// The records of the current read, reused between reads.
         batch: Vec<LogRecord>,
     },
 }
