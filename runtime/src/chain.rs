@@ -67,12 +67,27 @@ pub trait Traceable {
 /// to a remote store, which must be durable before a checkpoint is acknowledged or the task
 /// ends, and which must not pile up without bound (back-pressure). Operators are synchronous,
 /// so they hand the waiting to the task here; the task waits after each step.
+///
+/// It is also where an operator says its task must fail: a sink that lost a write cannot let
+/// the job go on (later checkpoints would complete without that output); the task fails
+/// after the step, and the failover replays from the last completed checkpoint.
 #[derive(Clone, Default)]
 pub struct TaskWaits {
     pending: Arc<Mutex<Vec<futures_util::future::BoxFuture<'static, ()>>>>,
+    failed: Arc<Mutex<Option<crate::error::JobError>>>,
 }
 
 impl TaskWaits {
+    /// Fails the task after the current step (the first failure is the one reported).
+    pub fn fail(&self, error: crate::error::JobError) {
+        crate::util::lock(&self.failed).get_or_insert(error);
+    }
+
+    /// Why the task must fail, if an operator said so.
+    pub fn failure(&self) -> Option<crate::error::JobError> {
+        crate::util::lock(&self.failed).take()
+    }
+
     /// Leaves `wait` for the task to await before it goes on.
     pub fn push(&self, wait: impl std::future::Future<Output = ()> + Send + 'static) {
         crate::util::lock(&self.pending).push(Box::pin(wait));

@@ -6,6 +6,7 @@
 use tokio::sync::mpsc;
 
 use super::TaskControl;
+use super::TaskError;
 use crate::chain::TaskWaits;
 use crate::ids::CheckpointId;
 use crate::state::{TaskSnapshot, TaskStateHandle};
@@ -48,11 +49,18 @@ impl Checkpoints {
         }
     }
 
-    /// Waits for the operators' outstanding work, then sends the acknowledgements it held.
-    pub(super) async fn settle(&mut self) {
+    /// Waits for the operators' outstanding work, then sends the acknowledgements it held;
+    /// fails instead if an operator said the task must (its held checkpoints then never
+    /// complete).
+    pub(super) async fn settle(&mut self) -> Result<(), TaskError> {
         self.waits.settle().await;
+        if let Some(error) = self.waits.failure() {
+            self.due.clear();
+            return Err(error.into());
+        }
         for (id, snapshot) in self.due.drain(..) {
             (self.on_checkpoint)(id, snapshot);
         }
+        Ok(())
     }
 }

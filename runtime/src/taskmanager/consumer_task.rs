@@ -202,12 +202,12 @@ impl Consumer<'_> {
                 },
             }
             self.outputs.drain().await?;
-            self.checkpoints.settle().await;
+            self.checkpoints.settle().await?;
         }
         decoder.event(ChainEvent::Finish);
         self.outputs.drain().await?;
         // What the sinks wrote at the end must be stored before the task reports FINISHED.
-        self.checkpoints.settle().await;
+        self.checkpoints.settle().await?;
         Ok(())
     }
 

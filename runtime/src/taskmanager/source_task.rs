@@ -89,7 +89,7 @@ impl SourceTask<'_> {
                 driver.event(ChainEvent::Flush);
             }
             self.outputs.drain().await?;
-            self.checkpoints.settle().await;
+            self.checkpoints.settle().await?;
             // Sources never wait on input: yield so other tasks on this thread (and, under the
             // simulator, every other node) get to run.
             tokio::task::yield_now().await;
@@ -98,7 +98,7 @@ impl SourceTask<'_> {
         driver.event(ChainEvent::Finish);
         self.outputs.drain().await?;
         // What the sinks wrote at the end must be stored before the task reports FINISHED.
-        self.checkpoints.settle().await;
+        self.checkpoints.settle().await?;
         Ok(())
     }
 
@@ -110,7 +110,7 @@ impl SourceTask<'_> {
     ) -> Result<(), TaskError> {
         self.control(driver, control)?;
         self.outputs.drain().await?;
-        self.checkpoints.settle().await;
+        self.checkpoints.settle().await?;
         Ok(())
     }
 

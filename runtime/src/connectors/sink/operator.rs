@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::SinkWriter;
-use crate::chain::{ChainEvent, Collector};
+use crate::chain::{ChainEvent, Collector, TaskWaits};
 use crate::connectors::ConnectorContext;
 use crate::error::JobError;
 use crate::ids::CheckpointId;
@@ -25,6 +25,8 @@ pub struct SinkOperator<T, C> {
     /// The first error of the writer since the last barrier: the checkpoint that would cover
     /// the output it lost must not complete.
     failed: Option<String>,
+    /// Where a lost write fails the task.
+    waits: TaskWaits,
     name: String,
 }
 
@@ -48,14 +50,19 @@ where
             slot: ctx.state_slot(),
             pending: Vec::new(),
             failed: None,
+            waits: ctx.waits().clone(),
             name: ctx.operator_name().to_string(),
         })
     }
 
+    /// A writer error: the output it lost must not be covered by a checkpoint, and the task
+    /// fails, so the job replays it from the last completed one.
     fn note(&mut self, result: Result<(), JobError>) {
         if let Err(e) = result {
             tracing::error!(sink = %self.name, error = %e, "sink write failed");
             self.failed.get_or_insert_with(|| e.to_string());
+            self.waits
+                .fail(JobError::Sink(format!("sink {}: {e}", self.name)));
         }
     }
 
@@ -192,6 +199,32 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rill-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    /// A writer whose every write fails.
+    struct Broken;
+
+    impl SinkWriter<Rec, u8> for Broken {
+        fn write(&mut self, _: Rec) -> Result<(), JobError> {
+            Err(JobError::Sink("disk full".into()))
+        }
+        fn prepare_commit(&mut self, _: CheckpointId) -> Result<Vec<u8>, JobError> {
+            Ok(vec![1])
+        }
+        fn commit(&mut self, _: Vec<u8>) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_lost_write_fails_the_task_and_the_checkpoint_that_would_cover_it() {
+        let ctx = TestContext::new(0, &CollectStore::new(), None);
+        let mut op = SinkOperator::open(Box::new(Broken), &ctx).unwrap();
+        op.collect(Rec(1));
+        let failure = ctx.waits.failure().expect("the task must fail");
+        assert!(failure.to_string().contains("disk full"), "{failure}");
+        op.event(ChainEvent::Barrier(CheckpointId(1)));
+        assert!(ctx.taken().is_err(), "the checkpoint must not complete");
     }
 
     #[test]
