@@ -109,8 +109,17 @@ fn workspace_root() -> PathBuf {
 /// malformed docs fail), then the simulated run, failing fast.
 fn test(root: &Path, args: &TestArgs) -> Result<(), Failure> {
     let mut steps = Vec::new();
+    // Arguments for cargo narrow the run to part of the workspace: the crate outside it is
+    // not part of that.
+    let outside = args.cargo_args.is_empty();
+    if outside {
+        prepare_standalone(root)?;
+    }
     if !args.sim_only {
         steps.push(test_step("real tokio", root, args));
+        if outside {
+            steps.push(standalone_step("real tokio, outside the workspace", root));
+        }
         let docs = Step::cargo("docs", root, ["doc", "--no-deps", "--workspace", "--quiet"])
             .env("RUSTDOCFLAGS", "-D warnings");
         steps.push(docs);
@@ -118,9 +127,15 @@ fn test(root: &Path, args: &TestArgs) -> Result<(), Failure> {
     if !args.real_only {
         let (flags_var, flags) = sim_rustflags();
         let sim = test_step("simulated", root, args)
-            .env(flags_var, flags)
+            .env(flags_var, &flags)
             .env("CARGO_TARGET_DIR", root.join("target-sim"));
         steps.push(sim);
+        if outside {
+            let step = standalone_step("simulated, outside the workspace", root)
+                .env(flags_var, flags)
+                .env("CARGO_TARGET_DIR", root.join("target-sim"));
+            steps.push(step);
+        }
     }
     let mut plan = Plan::new(steps.len());
     for step in steps {
@@ -128,6 +143,26 @@ fn test(root: &Path, args: &TestArgs) -> Result<(), Failure> {
     }
     plan.finish();
     Ok(())
+}
+
+/// The crate outside the workspace (`examples/standalone`), as a user's crate depends on
+/// rill: by path, with its own `[workspace]`. It gets the workspace's lock file, so it
+/// resolves the same versions and reuses what the workspace's build compiled (same target
+/// directory), and costs only its own crate.
+const STANDALONE: &str = "examples/standalone";
+
+fn prepare_standalone(root: &Path) -> Result<(), Failure> {
+    let lock = root.join(STANDALONE).join("Cargo.lock");
+    std::fs::copy(root.join("Cargo.lock"), &lock)
+        .map(drop)
+        .map_err(|e| Failure::new(format!("cannot copy Cargo.lock to {}: {e}", lock.display())))
+}
+
+fn standalone_step(label: &'static str, root: &Path) -> Step {
+    let manifest = root.join(STANDALONE).join("Cargo.toml");
+    Step::cargo(label, root, ["test", "--manifest-path"])
+        .args([manifest])
+        .env("CARGO_TARGET_DIR", root.join("target"))
 }
 
 fn test_step(label: &'static str, root: &Path, args: &TestArgs) -> Step {
