@@ -60,3 +60,10 @@ mod tests {
         assert!(cmd.contains("--cfg madsim") && cmd.contains("sim_keyed_count::exact_output"));
     }
 }
+
+// The simulated half of the first sample (`#[cfg(madsim)]`) is compiled only with
+// RUSTDOCFLAGS="--cfg madsim" as well: rustdoc does not read RUSTFLAGS.
+/// The README's code samples, compiled as doc tests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
