@@ -65,6 +65,7 @@ impl FaultState {
         }
     }
 
+    /// Whether a crash or OOM kill holds `node` down now.
     pub fn is_down(&self, node: &NodeName) -> bool {
         self.down.get(node).is_some_and(|n| *n > 0)
     }

@@ -33,17 +33,26 @@ use crate::node::NodeName;
 use crate::scenario::{CHECKPOINT_STORE, SINK_STORE, SOURCE_LOG};
 use crate::store::SimCheckpointStore;
 
+/// The port the JobManager's control endpoint listens on, at [`jm_ip`].
 pub const JOBMANAGER_PORT: u16 = 6123;
+/// The port every TaskManager's data server listens on, at its [`tm_ip`].
 pub const DATA_PORT: u16 = 6121;
+/// The port of the `checkpoint-store` node's service.
 pub const CHECKPOINT_STORE_PORT: u16 = 6130;
+/// The port of the `source-log` node's log server.
 pub const SOURCE_LOG_PORT: u16 = 6131;
+/// The port of the `sink-store` node's sink store.
 pub const SINK_STORE_PORT: u16 = 6132;
 
 /// Shape of a simulated cluster.
 #[derive(Clone)]
 pub struct SimClusterSpec {
+    /// TaskManagers, `tm-1` to `tm-N`.
     pub taskmanagers: u32,
+    /// Slots per TaskManager.
     pub slots: u32,
+    /// The configuration every node runs with (the harness adds the slots and, unless the
+    /// scenario keeps checkpoints in the JobManager, the checkpoint store's address).
     pub config: Configuration,
     /// What the `source-log` node serves: the job's inputs by source name.
     pub inputs: Topics,
@@ -67,36 +76,45 @@ struct TmNode<'a> {
 /// The memory account of each TaskManager's current incarnation, by name.
 pub type MemoryAccounts = Arc<Mutex<BTreeMap<String, MemoryAccount>>>;
 
+/// A running simulated cluster: its nodes, and what the harness reads and steers them by.
 pub struct SimCluster {
+    /// The simulation's runtime handle, which the nodes were created on.
     pub handle: Handle,
     /// Every node by name: `jm`, `tm-1`.., `source-log`, `sink-store`, `checkpoint-store`,
     /// `client`.
     pub nodes: BTreeMap<NodeName, NodeHandle>,
+    /// What the sinks wrote: the `sink-store` node's store, read by the harness directly.
     pub collect: CollectStore,
     /// What the `checkpoint-store` node serves (`store-failure` faults switch its health).
     pub checkpoint_store: SimCheckpointStore,
+    /// Each TaskManager's current memory account (the OOM model watches them).
     pub memory: MemoryAccounts,
     /// Each TaskManager's processing-time clock, by name (`clock-skew` faults set them).
     pub clocks: BTreeMap<NodeName, ProcessingClock>,
     config: Configuration,
 }
 
+/// The JobManager node's address.
 pub fn jm_ip() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))
 }
 
+/// TaskManager `tm-i`'s address.
 pub fn tm_ip(i: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8))
 }
 
+/// The `checkpoint-store` node's address.
 pub fn checkpoint_store_ip() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 3, 1))
 }
 
+/// The `source-log` node's address.
 pub fn source_log_ip() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 3, 2))
 }
 
+/// The `sink-store` node's address.
 pub fn sink_store_ip() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 3, 3))
 }
@@ -326,6 +344,7 @@ impl SimCluster {
             .build()
     }
 
+    /// The node `name`, if the cluster has it.
     pub fn node(&self, name: &NodeName) -> Option<&NodeHandle> {
         self.nodes.get(name)
     }

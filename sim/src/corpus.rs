@@ -16,7 +16,9 @@ when a seed fails; the tests replay every entry. Lines starting with '#' are com
 /// One failing seed of one scenario.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Entry {
+    /// The scenario's name.
     pub scenario: String,
+    /// The seed that failed.
     pub seed: u64,
 }
 

@@ -17,7 +17,9 @@ use crate::node::NodeName;
 pub struct RecordedEvent {
     /// Virtual time since the job's submission (0 for what came before it).
     pub at: Duration,
+    /// The node that emitted it.
     pub node: NodeName,
+    /// The event.
     pub event: ClusterEvent,
 }
 

@@ -7,6 +7,7 @@ use crate::node::NodeName;
 /// Which way a node partition cuts its traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Direction {
+    /// Nothing reaches the node and nothing leaves it.
     Both,
     /// Nothing reaches the node.
     Inbound,
@@ -23,52 +24,78 @@ pub enum StoreFailureMode {
     Stall,
 }
 
+/// What a fault does, and to which node.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FaultKind {
     /// The node's process dies; it starts again after `restart_after`, if given.
     Crash {
+        /// The node that crashes.
         target: NodeName,
+        /// How long until it starts again; `None`: it stays down.
         restart_after: Option<Duration>,
     },
     /// The node is OOM-killed (as the memory model does when usage passes the limit).
     OomKill {
+        /// The node that is killed.
         target: NodeName,
+        /// How long until it starts again; `None`: it stays down.
         restart_after: Option<Duration>,
     },
     /// The node is cut off from every other node.
     Partition {
+        /// The node cut off.
         target: NodeName,
+        /// Which of its traffic is cut.
         direction: Direction,
+        /// How long until the partition heals; `None`: never.
         heal_after: Option<Duration>,
     },
     /// One link is cut (`from` -> `to`, and back if `both_ways`).
     LinkPartition {
+        /// The link's one end.
         from: NodeName,
+        /// Its other end.
         to: NodeName,
+        /// Whether `to` -> `from` is cut too.
         both_ways: bool,
+        /// How long until the link heals; `None`: never.
         heal_after: Option<Duration>,
     },
     /// Every message is lost with probability `rate`.
     PacketLoss {
+        /// The probability that a message is lost, 0..=1.
         rate: f64,
+        /// How long the loss lasts; `None`: to the end of the run.
         duration: Option<Duration>,
     },
     /// Every message is delayed by a latency drawn from `min..max`.
     Latency {
+        /// The shortest latency.
         min: Duration,
+        /// The longest latency (exclusive).
         max: Duration,
+        /// How long the latency lasts; `None`: to the end of the run.
         duration: Option<Duration>,
     },
     /// The node stops running (a long GC pause), then resumes.
     Pause {
+        /// The node that pauses.
         target: NodeName,
+        /// How long it stays paused.
         duration: Duration,
     },
     /// The node's clock runs `offset_ms` ahead (negative: behind) for processing time.
-    ClockSkew { target: NodeName, offset_ms: i64 },
+    ClockSkew {
+        /// The node whose clock is skewed.
+        target: NodeName,
+        /// Milliseconds ahead (negative: behind).
+        offset_ms: i64,
+    },
     /// The checkpoint store's writes fail or stall.
     StoreFailure {
+        /// Whether writes fail or stall.
         mode: StoreFailureMode,
+        /// How long the store misbehaves.
         duration: Duration,
     },
 }
@@ -79,14 +106,23 @@ pub enum FaultKind {
 /// a kind's name is written only in the table and a new kind is a compile error there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FaultTag {
+    /// [`FaultKind::Crash`].
     Crash,
+    /// [`FaultKind::OomKill`].
     OomKill,
+    /// [`FaultKind::Partition`].
     Partition,
+    /// [`FaultKind::LinkPartition`].
     LinkPartition,
+    /// [`FaultKind::PacketLoss`].
     PacketLoss,
+    /// [`FaultKind::Latency`].
     Latency,
+    /// [`FaultKind::Pause`].
     Pause,
+    /// [`FaultKind::ClockSkew`].
     ClockSkew,
+    /// [`FaultKind::StoreFailure`].
     StoreFailure,
 }
 
@@ -102,7 +138,9 @@ impl FaultTag {
 /// and validator, the swarm's draw and the checkers all read it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct FaultKindSpec {
+    /// The kind this row describes.
     pub tag: FaultTag,
+    /// How scenario files spell it (`kind = "crash"`).
     pub name: &'static str,
     /// Keys a `[[faults]]` table of this kind accepts.
     pub keys: &'static [&'static str],
@@ -254,6 +292,7 @@ impl FaultKind {
 pub struct Fault {
     /// Virtual time after the job was submitted.
     pub at: Duration,
+    /// What it does, and to which node.
     pub kind: FaultKind,
 }
 

@@ -24,6 +24,7 @@ pub struct OutputRecord {
     origin_offset: u64,
     /// `NO_ORIGIN` when the output names no input.
     origin_partition: u32,
+    /// The sink subtask that wrote it.
     pub sink_subtask: u32,
     /// Attempt of the sink subtask that wrote it.
     pub attempt: u32,
@@ -34,6 +35,8 @@ pub struct OutputRecord {
 impl OutputRecord {
     const NO_ORIGIN: u32 = u32::MAX;
 
+    /// A record received at `at` from attempt `attempt` of sink subtask `sink_subtask` on `tm-N`
+    /// (`taskmanager`), with its provenance and, for keyed counts, its key and count.
     pub fn new(
         at: Duration,
         taskmanager: u32,
@@ -63,14 +66,17 @@ impl OutputRecord {
         })
     }
 
+    /// The key of a keyed output.
     pub fn key(&self) -> Option<u64> {
         self.keyed.map(|(k, _)| k)
     }
 
+    /// The running count of a keyed output.
     pub fn value(&self) -> Option<u64> {
         self.keyed.map(|(_, v)| v.get())
     }
 
+    /// The TaskManager's node name, `tm-N`.
     pub fn taskmanager_name(&self) -> String {
         NodeName::TaskManager(self.taskmanager).to_string()
     }
@@ -79,6 +85,7 @@ impl OutputRecord {
 /// A fault as the harness applied it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppliedFault {
+    /// The fault as planned.
     pub fault: Fault,
     /// When it began; `None` if the run ended first.
     pub began_at: Option<Duration>,
@@ -115,8 +122,11 @@ impl AppliedFault {
 /// that vary between runs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceLine {
+    /// Virtual time since the job was submitted.
     pub at: Duration,
+    /// The node that logged it.
     pub node: String,
+    /// The log line, with what varies between runs (ports, addresses) left out.
     pub text: String,
 }
 
@@ -137,23 +147,30 @@ impl std::fmt::Display for TraceLine {
 /// A TaskManager's accounted memory at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemorySample {
+    /// Virtual time since the job was submitted.
     pub at: Duration,
     /// Index of the TaskManager (1-based, as in `tm-N`).
     pub taskmanager: u32,
+    /// Its accounted memory, in bytes.
     pub bytes: u64,
 }
 
 /// Tasks per TaskManager at one moment (after scheduling, after each failover).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
+    /// Virtual time since the job was submitted.
     pub at: Duration,
     /// (TaskManager name, task count), sorted by name.
     pub tasks: Vec<(String, u32)>,
 }
 
+/// Everything one run of a scenario with one seed recorded: what checkers, reports, shrinking
+/// and snapshots read, never the cluster itself.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunHistory {
+    /// The scenario's name.
     pub scenario: String,
+    /// The seed it ran with.
     pub seed: u64,
     /// Virtual time the run ended, since submission.
     pub end: Duration,
@@ -162,6 +179,7 @@ pub struct RunHistory {
     /// The records' encodings, index for index with `outputs`: kept only when a checker
     /// compares them (exactly-once against a reference run), empty otherwise.
     pub payloads: Vec<bytes::Bytes>,
+    /// The plan's faults, as applied.
     pub faults: Vec<AppliedFault>,
     /// The cluster's typed events, in the order they were emitted: what checkers read.
     pub events: Vec<RecordedEvent>,
@@ -170,10 +188,15 @@ pub struct RunHistory {
     pub trace: Vec<TraceLine>,
     /// How the job ended, and why.
     pub job_status: RunEnd,
+    /// Why it ended so: the job's failure, the rejection, or how long it ran before it was cut off.
     pub job_message: Option<String>,
+    /// Tasks per TaskManager after scheduling and after each failover.
     pub placements: Vec<Placement>,
+    /// Every TaskManager's accounted memory, sampled through the run.
     pub memory: Vec<MemorySample>,
+    /// `taskmanager.memory.process.size`, in bytes, when the scenario sets one.
     pub memory_limit: Option<u64>,
+    /// The cluster's TaskManager count.
     pub taskmanagers: u32,
 }
 
@@ -220,7 +243,9 @@ impl std::fmt::Display for RunEnd {
 /// A checker's result, with the first piece of evidence against the run when it failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
+    /// The checker's name.
     pub checker: &'static str,
+    /// Whether the run passed it.
     pub passed: bool,
     /// One line: what was measured.
     pub summary: String,
@@ -229,6 +254,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// A passed check, with what was measured.
     pub fn pass(checker: &'static str, summary: impl Into<String>) -> Self {
         Verdict {
             checker,
@@ -238,6 +264,7 @@ impl Verdict {
         }
     }
 
+    /// A failed check, with what was measured and the first evidence against the run.
     pub fn fail(
         checker: &'static str,
         summary: impl Into<String>,

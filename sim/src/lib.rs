@@ -6,6 +6,8 @@
 //! scenario types, scenario files, run histories, checkers, shrinking, reports) build on real
 //! tokio too, so they are unit-tested in both builds.
 
+#![warn(missing_docs)]
+
 #[cfg(madsim)]
 pub mod apply;
 pub mod check;

@@ -10,12 +10,17 @@ use crate::scenario::{CHECKPOINT_STORE, SINK_STORE, SOURCE_LOG};
 /// A node of the simulated cluster.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NodeName {
+    /// `jm`: the JobManager.
     JobManager,
     /// `tm-N`, numbered from 1.
     TaskManager(u32),
+    /// `source-log`: the log server the job's sources read.
     SourceLog,
+    /// `sink-store`: the sink store the job's sinks write to.
     SinkStore,
+    /// `checkpoint-store`: where the JobManager keeps completed checkpoints.
     CheckpointStore,
+    /// `client`: the node that submits the job and follows its status.
     Client,
     /// Not a node: the harness's own doings (faults applied, OOM kills).
     Harness,

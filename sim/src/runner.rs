@@ -36,11 +36,14 @@ const OOM_RESTART: Duration = Duration::from_secs(5);
 
 /// A run's history and the checkers' verdicts.
 pub struct RunOutcome {
+    /// What the run recorded.
     pub history: RunHistory,
+    /// Every checker's verdict on it.
     pub verdicts: Vec<Verdict>,
 }
 
 impl RunOutcome {
+    /// Whether every checker passed it.
     pub fn passed(&self) -> bool {
         self.verdicts.iter().all(|v| v.passed)
     }

@@ -19,9 +19,12 @@ pub const SINK_STORE: &str = "sink-store";
 /// Nodes of the external systems, besides `jm` and `tm-1..N`.
 pub const EXTERNAL_NODES: &[&str] = &[SOURCE_LOG, SINK_STORE, CHECKPOINT_STORE];
 
+/// The simulated cluster a scenario runs on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterShape {
+    /// TaskManagers, `tm-1` to `tm-N`.
     pub taskmanagers: u32,
+    /// Slots each TaskManager offers.
     pub slots_per_taskmanager: u32,
     /// `taskmanager.memory.process.size` in MiB; passing it is an OOM kill.
     pub memory_mb: Option<u64>,
@@ -69,13 +72,18 @@ impl DeliveryMode {
 /// How the job must end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobOutcome {
+    /// It must end FINISHED.
     Finished,
+    /// It must end FAILED (a scenario whose faults the restart strategy cannot ride out).
     Failed,
 }
 
+/// What a run must show to pass, beyond what every run is checked for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expectations {
+    /// The delivery guarantee the output must meet.
     pub delivery: DeliveryMode,
+    /// How the job must end, if the scenario says.
     pub job: Option<JobOutcome>,
     /// Longest interval without any sink output while the job runs.
     pub max_stall: Option<Duration>,
@@ -109,11 +117,15 @@ impl Default for Expectations {
 pub struct Swarm {
     /// Fault kinds to draw from (scenario spelling); each seed enables a random subset.
     pub kinds: Vec<String>,
+    /// Fewest faults a seed draws.
     pub min_faults: u32,
+    /// Most faults a seed draws.
     pub max_faults: u32,
     /// Faults start within this window of virtual time.
     pub from: Duration,
+    /// The end of that window.
     pub until: Duration,
+    /// The longest a drawn fault lasts (at least 100ms).
     pub max_duration: Duration,
 }
 
@@ -146,16 +158,26 @@ pub fn harness_job(jobs: &JobRegistry, job: &JobSpec, sink_store: &str, log: &st
     }
 }
 
+/// One named scenario: a cluster, a job, its configuration, a fault plan and what the run
+/// must show.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
+    /// The scenario's name (its file's stem).
     pub name: String,
+    /// One line on what it exercises.
     pub description: String,
+    /// The cluster it runs on.
     pub cluster: ClusterShape,
+    /// The job it runs (the harness adds its own `log`, `sink` and `sink-store` parameters).
     pub job: JobSpec,
+    /// Configuration on top of the defaults, for every node.
     pub config: Configuration,
     /// Virtual time the run may take at most (it ends earlier when a bounded job ends).
     pub run_for: Duration,
+    /// The fixed fault plan.
     pub faults: Vec<Fault>,
+    /// Faults drawn from the seed, on top of the plan.
     pub swarm: Option<Swarm>,
+    /// What the run must show.
     pub expect: Expectations,
 }

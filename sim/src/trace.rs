@@ -34,6 +34,7 @@ impl Default for TraceCollector {
 }
 
 impl TraceCollector {
+    /// An empty collector; lines are stamped 0 until `set_start`.
     pub fn new() -> Self {
         TraceCollector {
             lines: Arc::default(),
@@ -46,10 +47,12 @@ impl TraceCollector {
         *self.start.lock().unwrap_or_else(|p| p.into_inner()) = Some(start);
     }
 
+    /// The lines collected so far.
     pub fn lines(&self) -> Vec<TraceLine> {
         self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Adds one line.
     pub fn push(&self, line: TraceLine) {
         self.lines
             .lock()

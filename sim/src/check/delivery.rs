@@ -38,15 +38,18 @@ impl ExpectedInput {
         self.partitions[p].reserve_exact(records);
     }
 
+    /// The key of the input record at `origin`, if the input has one there.
     pub fn key(&self, origin: Origin) -> Option<u64> {
         let partition = self.partitions.get(origin.partition as usize)?;
         partition.get(usize::try_from(origin.offset).ok()?).copied()
     }
 
+    /// Input records over all partitions.
     pub fn len(&self) -> usize {
         self.partitions.iter().map(Vec::len).sum()
     }
 
+    /// Whether the input has no record.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -36,7 +36,9 @@ use timeline::{Timeline, FAULT_FILL};
 
 /// One run to show: its history and the checkers' verdicts.
 pub struct ReportRun<'a> {
+    /// What the run recorded.
     pub history: &'a RunHistory,
+    /// The checkers' verdicts on it.
     pub verdicts: &'a [Verdict],
     /// Command that replays the run (see [`crate::replay_command`]).
     pub replay: String,

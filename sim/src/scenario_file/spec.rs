@@ -27,6 +27,7 @@ use super::validate::{apply_memory, config_leaves_cluster_keys, validate_in, MAX
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 
+/// How long a scenario runs when its file does not set `run_for`.
 pub const DEFAULT_RUN_FOR: Duration = Duration::from_secs(120);
 
 const TOP_KEYS: &[&str] = &[
