@@ -126,15 +126,17 @@ fn test(root: &Path, args: &TestArgs) -> Result<(), Failure> {
     }
     if !args.real_only {
         let (flags_var, flags) = sim_rustflags();
-        let sim = test_step("simulated", root, args)
-            .env(flags_var, &flags)
-            .env("CARGO_TARGET_DIR", root.join("target-sim"));
-        steps.push(sim);
+        let simulated = |step: Step| {
+            step.env(flags_var, &flags)
+                // rustdoc reads its own flags: without the cfg, a doc test's simulated half
+                // (the README's sample test) would be dropped before it is type-checked.
+                .env("RUSTDOCFLAGS", "--cfg madsim")
+                .env("CARGO_TARGET_DIR", root.join("target-sim"))
+        };
+        steps.push(simulated(test_step("simulated", root, args)));
         if outside {
-            let step = standalone_step("simulated, outside the workspace", root)
-                .env(flags_var, flags)
-                .env("CARGO_TARGET_DIR", root.join("target-sim"));
-            steps.push(step);
+            let step = standalone_step("simulated, outside the workspace", root);
+            steps.push(simulated(step));
         }
     }
     let mut plan = Plan::new(steps.len());
