@@ -69,7 +69,10 @@ pub struct Harness {
     references: Arc<Mutex<ReferenceRuns>>,
 }
 
-type ReferenceRuns = std::collections::BTreeMap<(String, u64), Arc<RunHistory>>;
+/// The most recent reference runs, by scenario (without its faults) and seed.
+type ReferenceRuns = Vec<((String, u64), Arc<RunHistory>)>;
+/// How many reference runs a harness keeps.
+const REFERENCES_KEPT: usize = 4;
 
 impl Harness {
     /// A harness whose clusters run `jobs`.
@@ -157,14 +160,29 @@ impl Harness {
 
     /// The fault-free run of `scenario` under `seed`, with its outputs' encodings.
     pub fn reference(&self, scenario: &Scenario, seed: u64) -> Arc<RunHistory> {
-        let key = (format!("{scenario:?}"), seed);
-        let cached = self.lock_references().get(&key).cloned();
+        // Everything but the faults decides the reference: a shrink's trials share one.
+        let fault_free = Scenario {
+            faults: Vec::new(),
+            swarm: None,
+            ..scenario.clone()
+        };
+        let key = (format!("{fault_free:?}"), seed);
+        let cached = self
+            .lock_references()
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, r)| r.clone());
         cached.unwrap_or_else(|| {
-            let mut run = record(&self.jobs, scenario, seed, Vec::new(), true);
+            let mut run = record(&self.jobs, &fault_free, seed, Vec::new(), true);
             // Only the outputs, faults and end are compared: the rest would only take room.
             (run.trace, run.events) = (Vec::new(), Vec::new());
             let run = Arc::new(run);
-            self.lock_references().insert(key, run.clone());
+            let mut cache = self.lock_references();
+            // A few at most: a test over many seeds must not keep every reference's outputs.
+            if cache.len() >= REFERENCES_KEPT {
+                cache.remove(0);
+            }
+            cache.push((key, run.clone()));
             run
         })
     }
@@ -505,6 +523,9 @@ impl Driver {
             let tm = NodeName::from(&batch.taskmanager[..])
                 .taskmanager()
                 .unwrap_or(0);
+            if self.keep_payloads {
+                payloads.extend(batch.iter_shared().map(|(_, payload)| payload));
+            }
             for (origin, payload) in batch.iter() {
                 let count = keyed
                     .then(|| checks.running_count(payload))
@@ -518,9 +539,6 @@ impl Driver {
                     origin,
                     count,
                 ));
-                if self.keep_payloads {
-                    payloads.push(Bytes::copy_from_slice(payload));
-                }
             }
         }
         // Batches become visible in time order, so this only checks (in linear time). The

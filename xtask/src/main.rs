@@ -130,7 +130,7 @@ fn test(root: &Path, args: &TestArgs) -> Result<(), Failure> {
             step.env(flags_var, &flags)
                 // rustdoc reads its own flags: without the cfg, a doc test's simulated half
                 // (the README's sample test) would be dropped before it is type-checked.
-                .env("RUSTDOCFLAGS", "--cfg madsim")
+                .env("RUSTDOCFLAGS", sim_rustdocflags())
                 .env("CARGO_TARGET_DIR", root.join("target-sim"))
         };
         steps.push(simulated(test_step("simulated", root, args)));
@@ -169,6 +169,14 @@ fn standalone_step(label: &'static str, root: &Path) -> Step {
 
 fn test_step(label: &'static str, root: &Path, args: &TestArgs) -> Step {
     Step::cargo(label, root, ["test", "--workspace"]).args(&args.cargo_args)
+}
+
+/// rustdoc's flags for the simulated build: the user's `RUSTDOCFLAGS` with `--cfg madsim`.
+fn sim_rustdocflags() -> String {
+    match std::env::var("RUSTDOCFLAGS") {
+        Ok(flags) if !flags.trim().is_empty() => format!("{flags} --cfg madsim"),
+        _ => "--cfg madsim".to_string(),
+    }
 }
 
 /// The rustflags variable for the simulated build: the user's flags with `--cfg madsim` appended.

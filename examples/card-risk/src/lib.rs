@@ -158,8 +158,13 @@ mod tests {
             jobs.inputs(&spec).expect("builds").is_empty(),
             "its source is its own, not a log"
         );
-        let bad = spec.with("planted-bug", "typo");
+        let bad = spec.clone().with("planted-bug", "typo");
         let err = jobs.build(&bad, 128).expect_err("unknown bug");
         assert!(err.to_string().contains("unmanaged-state"), "{err}");
+        for parallelism in [0, u32::MAX] {
+            let bad = spec.clone().with("parallelism", parallelism);
+            let err = jobs.build(&bad, 128).expect_err("an error, not a panic");
+            assert!(err.to_string().contains("parallelism"), "{err}");
+        }
     }
 }

@@ -56,7 +56,13 @@ impl CheckableOutput for CardWindow {
 /// which no checkpoint keeps — the bug the tests must catch).
 pub fn card_windows(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
     let parallelism = p.get("parallelism", 2u32)?;
-    let shards = parallelism * 2;
+    let shards = parallelism
+        .checked_mul(2)
+        .filter(|_| parallelism >= 1)
+        .ok_or_else(|| JobError::InvalidParam {
+            param: "parallelism".into(),
+            reason: format!("{parallelism}: must be at least 1 (and fit twice in a u32)"),
+        })?;
     let payments = Payments {
         shards,
         per_shard: p.get("payments", 20_000u64)?.div_ceil(u64::from(shards)),

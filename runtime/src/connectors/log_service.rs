@@ -212,7 +212,12 @@ impl LogPrefetcher {
         }
     }
 
-    /// Moves up to `max` ready records of `partition` into `out`, in offset order.
+    /// Moves `max` records of `partition` into `out`, in offset order: `max` exactly (at most
+    /// the prefetch limit), or what is left of an ended partition, else nothing yet
+    /// (`Pending`). Never fewer because fewer have arrived: how many records one read
+    /// returns must not depend on timing, or a restored source would interleave its
+    /// partitions differently from the first reading, and number its replay differently
+    /// (consumers that kept running drop replayed records by their numbers).
     pub fn read(
         &self,
         partition: u32,
@@ -224,17 +229,17 @@ impl LogPrefetcher {
             .get(&partition)
             .ok_or_else(|| format!("partition {partition} is not fetched by this reader"))?;
         let mut ready = lock(&feed.ready);
-        if ready.records.is_empty() {
+        let want = max.clamp(1, PREFETCH_LIMIT);
+        if ready.records.len() < want && !ready.end {
             if let Some(e) = &ready.error {
                 return Err(e.clone());
             }
-            return Ok(if ready.end {
-                Fetched::End
-            } else {
-                Fetched::Pending
-            });
+            return Ok(Fetched::Pending);
         }
-        let n = max.min(ready.records.len());
+        if ready.records.is_empty() {
+            return Ok(Fetched::End);
+        }
+        let n = want.min(ready.records.len());
         out.extend(ready.records.drain(..n));
         drop(ready);
         feed.space.notify_one();

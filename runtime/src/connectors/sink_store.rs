@@ -109,6 +109,13 @@ impl CollectedBatch {
         self.ranges().map(|(origin, r)| (origin, &self.payloads[r]))
     }
 
+    /// As [`CollectedBatch::iter`], each payload a slice of the batch's buffer that can be
+    /// kept without copying.
+    pub fn iter_shared(&self) -> impl Iterator<Item = (Option<Origin>, Bytes)> + '_ {
+        self.ranges()
+            .map(|(origin, r)| (origin, self.payloads.slice(r)))
+    }
+
     /// Each record's provenance and the range of its encoding in `payloads` (clamped, so a
     /// malformed batch yields empty payloads rather than a panic).
     fn ranges(&self) -> impl Iterator<Item = (Option<Origin>, std::ops::Range<usize>)> + '_ {

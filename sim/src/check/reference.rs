@@ -2,7 +2,11 @@
 //! reference run of the same scenario and seed (the harness runs it), compared as a multiset of
 //! records, or, when the output names its key ([`OutputChecks::keyed`]), key by key in order.
 //! It needs nothing from the job but a deterministic output: records that are a function of
-//! the input, not of processing time.
+//! the input, not of processing time, nor of the order in which records from different input
+//! channels meet (event-time windows and counts are; a running count that names the record it
+//! counted is not, as which record is the n-th of its key depends on that order: such a job
+//! names its origin and is checked against the input instead). And it can only see what a
+//! fault changed: a bug that is there in fault-free runs too is in the reference as well.
 
 use std::collections::BTreeMap;
 
@@ -26,10 +30,25 @@ pub fn matches_reference(h: &RunHistory, reference: &RunHistory, checks: &Output
             "the run did not keep its outputs' encodings, which exactly-once against a reference compares",
         );
     }
-    match checks.keyed() {
+    if reference.payloads.is_empty() {
+        return Verdict::fail(
+            NAME,
+            "nothing to compare",
+            "the fault-free reference run committed no output to the harness's sink store: a job checked under the harness writes through rill::jobs::io::add_sink or add_own_sink, whose sink the harness points at its sink-store node",
+        );
+    }
+    let mut verdict = match checks.keyed() {
         true => per_key(h, reference, checks),
         false => multiset(h, reference, checks),
+    };
+    // Without an effective fault the run is the reference run, record for record: a pass
+    // then says nothing about recovery.
+    if verdict.passed && !h.faults.iter().any(|f| f.took_effect()) {
+        verdict
+            .summary
+            .push_str(" (no fault took effect: the run is its own reference)");
     }
+    verdict
 }
 
 /// Why `reference` cannot stand for the fault-free output, if it cannot.
@@ -138,6 +157,17 @@ fn per_key(h: &RunHistory, reference: &RunHistory, checks: &OutputChecks) -> Ver
         }
     };
     let complete = h.finished();
+    if !complete && h.payloads.is_empty() {
+        return Verdict::fail(
+            NAME,
+            "no output",
+            format!(
+                "the run ended {:?} without committing any output, the reference committed {}",
+                h.job_status,
+                reference.payloads.len()
+            ),
+        );
+    }
     let summary = format!(
         "{} outputs over {} keys, the fault-free reference run {} over {}",
         h.payloads.len(),
@@ -311,6 +341,28 @@ mod tests {
         assert!(
             matches_reference(&swapped, &reference, &OutputChecks::OPAQUE).passed,
             "not as a multiset"
+        );
+    }
+
+    #[test]
+    fn nothing_to_compare_is_a_failure_not_a_pass() {
+        let empty = run(&[], true);
+        let v = matches_reference(&empty, &empty, &OutputChecks::OPAQUE);
+        assert!(!v.passed && v.summary == "nothing to compare", "{v:?}");
+        let reference = run(REFERENCES_ONE, true);
+        let v = matches_reference(&run(&[], false), &reference, &OutputChecks::of::<Total>());
+        assert!(!v.passed && v.summary == "no output", "{v:?}");
+    }
+
+    const REFERENCES_ONE: &[(u64, u64)] = &[(1, 1)];
+
+    #[test]
+    fn a_pass_without_an_effective_fault_says_so() {
+        let reference = run(REFERENCE, true);
+        let v = matches_reference(&run(REFERENCE, true), &reference, &OutputChecks::OPAQUE);
+        assert!(
+            v.passed && v.summary.contains("no fault took effect"),
+            "{v:?}"
         );
     }
 

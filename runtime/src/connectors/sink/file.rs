@@ -9,11 +9,22 @@
 //! - A restored attempt publishes the restored committables, then deletes every other
 //!   staged or in-progress file of its subtask: what earlier attempts wrote after the
 //!   checkpoint is replayed by this one.
-//! - Attempts are fenced: each attempt records its number in `DIR/.staging/<sink>-<subtask>.attempt`
-//!   when it opens, refuses to open behind a newer one, and publishes nothing once a newer
-//!   one has opened (a zombie of a replaced attempt cannot publish).
-//! - The end-of-input commit publishes `<sink>-<subtask>-end.txt`; a later attempt finds it
-//!   and writes nothing, as the sink store does.
+//! - Attempts are fenced: each attempt leaves a marker `DIR/.staging/<sink>-<subtask>.attempt.<N>`
+//!   when it opens, refuses to open behind a newer one, and, checking before every file it
+//!   publishes, publishes nothing once a newer one has opened (a zombie of a replaced attempt
+//!   cannot publish). Publishing is a hard link, so it never replaces a published file.
+//! - The end-of-input commit publishes `<sink>-<subtask>-end.txt`; an attempt that finds it
+//!   (when it opens, or before publishing a file) writes nothing more, as the sink store does.
+//! - A run's first attempt refuses a directory that holds files of the same sink subtask: an
+//!   earlier run's output (job ids start again with every JobManager), to be moved away.
+//!
+//! What a file system cannot do is compare and publish in one step: between an attempt's
+//! check of the markers and its link, a newer attempt can open. The window is one link wide,
+//! and both attempts publish the same checkpoint's records only if both restored the same
+//! checkpoint and the older one committed a checkpoint the newer one replays: the JobManager
+//! never completes a checkpoint with a replaced attempt's acknowledgement, so that needs an
+//! end-of-input commit racing the takeover. Stores with transactions (the sink store) fence in
+//! one step.
 //!
 //! It uses `std::fs`, blocking: a rename and an fsync per checkpoint, writes through a
 //! buffer. Real-tokio deployments only: under the simulator the harness uses the collecting
@@ -77,47 +88,78 @@ impl FileSink {
             complete: false,
             fenced: false,
         };
+        // The first attempt of a run that restores nothing must find the directory free of
+        // this subtask's files: they would be another run's (job ids and attempt numbers
+        // start again with every JobManager), which this run must neither extend nor skip.
+        if sink.attempt == 0 && ctx.restored_checkpoint().is_none() {
+            sink.refuse_another_runs_files()?;
+        }
         sink.take_over()?;
-        sink.complete = sink
-            .dir
-            .join(sink.published(CheckpointId::END_OF_INPUT))
-            .exists();
+        sink.complete = sink.end_published();
         Ok(sink)
     }
 
-    fn fence_path(&self) -> PathBuf {
-        self.dir
-            .join(STAGING)
-            .join(format!("{}.attempt", self.prefix))
+    fn staging(&self) -> PathBuf {
+        self.dir.join(STAGING)
     }
 
-    /// The attempt that last took this subtask over, if any did.
-    fn current_attempt(&self) -> Result<Option<u32>, JobError> {
-        let path = self.fence_path();
-        match fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse().map(Some).map_err(|_| {
-                JobError::Sink(format!(
-                    "file sink: {} is not an attempt number",
-                    path.display()
-                ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_error("cannot read", &path, e)),
+    /// The names of this subtask's files in `dir` that start with `prefix` + `rest`.
+    fn files(&self, dir: &Path, rest: &str) -> Result<Vec<String>, JobError> {
+        let mine = format!("{}{rest}", self.prefix);
+        let entries = fs::read_dir(dir).map_err(|e| io_error("cannot list", dir, e))?;
+        Ok(entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(&mine))
+            .collect())
+    }
+
+    fn refuse_another_runs_files(&self) -> Result<(), JobError> {
+        let published = self.files(&self.dir, "-")?;
+        let fences = self.files(&self.staging(), ".attempt.")?;
+        match published.first().or(fences.first()) {
+            None => Ok(()),
+            Some(file) => Err(JobError::Sink(format!(
+                "file sink: {} already holds {file}, output of an earlier run of sink subtask {}: write a new run into an empty directory",
+                self.dir.display(),
+                self.prefix
+            ))),
         }
     }
 
-    /// Records this attempt as the subtask's writer, unless a newer one already is.
+    /// The newest attempt that took this subtask over: each attempt leaves a marker
+    /// (`<prefix>.attempt.<N>`), created once and never rewritten, so the newest cannot be
+    /// overwritten by an older one however their openings interleave.
+    fn current_attempt(&self) -> Result<Option<u32>, JobError> {
+        let markers = self.files(&self.staging(), ".attempt.")?;
+        Ok(markers
+            .iter()
+            .filter_map(|m| m.rsplit('.').next()?.parse().ok())
+            .max())
+    }
+
+    /// Leaves this attempt's marker, unless a newer attempt already took over.
     fn take_over(&mut self) -> Result<(), JobError> {
         if let Some(current) = self.current_attempt()?.filter(|c| *c > self.attempt) {
-            return Err(JobError::Sink(format!(
-                "file sink {}: attempt {} was replaced by attempt {current}",
-                self.prefix, self.attempt
-            )));
+            return Err(self.replaced_by(current));
         }
-        let path = self.fence_path();
-        let tmp = path.with_extension(format!("attempt.{}", self.attempt));
-        fs::write(&tmp, self.attempt.to_string()).map_err(|e| io_error("cannot write", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| io_error("cannot write", &path, e))
+        let marker = self
+            .staging()
+            .join(format!("{}.attempt.{}", self.prefix, self.attempt));
+        let created = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&marker);
+        created.map_err(|e| io_error("cannot create", &marker, e))?;
+        self.sync_dir(&self.staging())
+    }
+
+    fn replaced_by(&self, current: u32) -> JobError {
+        JobError::Sink(format!(
+            "file sink {}: attempt {} was replaced by attempt {current}",
+            self.prefix, self.attempt
+        ))
     }
 
     fn published(&self, checkpoint: CheckpointId) -> String {
@@ -127,9 +169,14 @@ impl FileSink {
         }
     }
 
-    fn in_progress_path(&self) -> PathBuf {
+    fn end_published(&self) -> bool {
         self.dir
-            .join(STAGING)
+            .join(self.published(CheckpointId::END_OF_INPUT))
+            .exists()
+    }
+
+    fn in_progress_path(&self) -> PathBuf {
+        self.staging()
             .join(format!("{}-a{}.inprogress", self.prefix, self.attempt))
     }
 
@@ -142,46 +189,72 @@ impl FileSink {
         Ok(self.in_progress.as_mut().expect("just opened"))
     }
 
-    /// Publishes one staged file, unless it already was.
+    /// Publishes one staged file, unless it already was. A hard link, not a rename: it never
+    /// replaces a file already published under that name (a zombie's end-of-input file
+    /// stays the one there is).
     fn publish(&self, c: &FileCommittable) -> Result<(), JobError> {
-        let staged = self.dir.join(STAGING).join(&c.staged);
+        let staged = self.staging().join(&c.staged);
         let published = self.dir.join(&c.published);
-        match fs::rename(&staged, &published) {
-            Ok(()) => Ok(()),
-            Err(_) if published.exists() => Ok(()),
-            Err(e) => Err(io_error("cannot publish", &staged, e)),
+        match fs::hard_link(&staged, &published) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(_) if !staged.exists() && published.exists() => return Ok(()),
+            Err(e) => return Err(io_error("cannot publish", &staged, e)),
         }
+        fs::remove_file(&staged).map_err(|e| io_error("cannot delete", &staged, e))
     }
 
     /// Deletes every staged and in-progress file of this subtask: on restore, what earlier
     /// attempts wrote that no restored committable names.
     fn abort_lingering(&self) -> Result<(), JobError> {
-        let staging = self.dir.join(STAGING);
-        let mine = format!("{}-a", self.prefix);
-        let entries = fs::read_dir(&staging).map_err(|e| io_error("cannot list", &staging, e))?;
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&mine) {
-                let path = entry.path();
-                fs::remove_file(&path).map_err(|e| io_error("cannot delete", &path, e))?;
-            }
+        for name in self.files(&self.staging(), "-a")? {
+            let path = self.staging().join(name);
+            fs::remove_file(&path).map_err(|e| io_error("cannot delete", &path, e))?;
         }
         Ok(())
     }
 
-    /// Whether a newer attempt has taken over since this one opened.
-    fn replaced(&mut self) -> Result<bool, JobError> {
-        if !self.fenced && self.current_attempt()? != Some(self.attempt) {
-            tracing::warn!(sink = %self.prefix, attempt = self.attempt, "file sink fenced: a newer attempt took over");
-            self.fenced = true;
+    /// Whether this attempt may no longer publish: a newer attempt took over (this one is a
+    /// zombie, and stops), or the subtask's output became complete meanwhile (a zombie of an
+    /// earlier attempt reached the end of the input first). A marker that went missing, or
+    /// only older ones, is an error: the fence cannot be trusted.
+    fn may_not_publish(&mut self) -> Result<bool, JobError> {
+        if self.fenced || self.complete {
+            return Ok(true);
         }
-        Ok(self.fenced)
+        match self.current_attempt()? {
+            Some(current) if current > self.attempt => {
+                tracing::warn!(sink = %self.prefix, attempt = self.attempt, current, "file sink fenced: a newer attempt took over");
+                self.fenced = true;
+            }
+            Some(current) if current == self.attempt => self.complete = self.end_published(),
+            _ => {
+                return Err(JobError::Sink(format!(
+                    "file sink {}: the marker of attempt {} is gone from {}",
+                    self.prefix,
+                    self.attempt,
+                    self.staging().display()
+                )))
+            }
+        }
+        Ok(self.fenced || self.complete)
+    }
+
+    /// Makes renames and new files in `dir` durable: a crash must not lose a publish.
+    fn sync_dir(&self, dir: &Path) -> Result<(), JobError> {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error("cannot sync", dir, e))
     }
 }
 
 impl<T: std::fmt::Debug + Send> SinkWriter<T, FileCommittable> for FileSink {
     fn recover(&mut self, restored: Vec<FileCommittable>) -> Result<(), JobError> {
-        for c in &restored {
-            self.publish(c)?;
+        if !self.complete {
+            for c in &restored {
+                self.publish(c)?;
+            }
+            self.sync_dir(&self.dir)?;
         }
         self.abort_lingering()
     }
@@ -206,7 +279,7 @@ impl<T: std::fmt::Debug + Send> SinkWriter<T, FileCommittable> for FileSink {
         &mut self,
         checkpoint: CheckpointId,
     ) -> Result<Vec<FileCommittable>, JobError> {
-        if self.complete || self.replaced()? {
+        if self.may_not_publish()? {
             return Ok(Vec::new());
         }
         // The end of the input is published even when empty: that marks the subtask complete.
@@ -224,18 +297,21 @@ impl<T: std::fmt::Debug + Send> SinkWriter<T, FileCommittable> for FileSink {
             .map_err(|e| io_error("cannot sync", &path, e))?;
         let published = self.published(checkpoint);
         let staged = format!("{}-a{}-{published}", self.prefix, self.attempt);
-        let target = self.dir.join(STAGING).join(&staged);
+        let target = self.staging().join(&staged);
         fs::rename(&path, &target).map_err(|e| io_error("cannot stage", &path, e))?;
+        self.sync_dir(&self.staging())?;
         Ok(vec![FileCommittable { staged, published }])
     }
 
     fn commit(&mut self, committables: Vec<FileCommittable>) -> Result<(), JobError> {
-        if self.replaced()? {
-            return Ok(());
-        }
+        // Checked before every file, not once: another attempt may take over, or finish,
+        // between two of them.
         for c in &committables {
+            if self.may_not_publish()? {
+                return Ok(());
+            }
             self.publish(c)?;
         }
-        Ok(())
+        self.sync_dir(&self.dir)
     }
 }

@@ -314,6 +314,36 @@ mod tests {
             sorted,
             "a complete subtask's output does not change"
         );
+
+        // A new run into the same directory is refused, naming what is there.
+        let rerun = TestContext::new(0, &store, None);
+        let err = open(&spec, &rerun)
+            .err()
+            .expect("another run's files are there");
+        assert!(err.to_string().contains("earlier run"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_older_attempt_opening_late_cannot_fence_the_newer_one() {
+        let dir = scratch("file-sink-fence");
+        let spec = SinkSpec::File(dir.clone());
+        let store = CollectStore::new();
+        let first = TestContext::new(0, &store, None);
+        let mut op = open(&spec, &first).unwrap();
+        op.event(ChainEvent::Barrier(CheckpointId(1)));
+        let cp1 = first.taken().unwrap_or_default();
+        let newer = TestContext::new(3, &store, Some((CheckpointId(1), cp1.clone())));
+        let mut op3 = open(&spec, &newer).unwrap();
+        let older = TestContext::new(2, &store, Some((CheckpointId(1), cp1)));
+        assert!(
+            open(&spec, &older).is_err(),
+            "attempt 2 opens behind attempt 3"
+        );
+        write(&mut op3, 0, 2);
+        op3.event(ChainEvent::Barrier(CheckpointId(2)));
+        op3.event(ChainEvent::CheckpointComplete(CheckpointId(2)));
+        assert_eq!(lines(&dir).len(), 2, "the newest attempt still publishes");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

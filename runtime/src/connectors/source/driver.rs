@@ -114,7 +114,7 @@ fn restore<S: SourceSplit>(
         return Ok((assigned.into_iter().map(fresh).collect(), 0));
     };
     let saved: SourceState<S> = decode(bytes).map_err(JobError::State)?;
-    let mut by_id: Vec<(String, SplitState<S>)> = saved
+    let mut by_id: std::collections::HashMap<String, SplitState<S>> = saved
         .splits
         .into_iter()
         .map(|s| (s.split.split_id(), s))
@@ -122,11 +122,9 @@ fn restore<S: SourceSplit>(
     let splits = assigned
         .into_iter()
         .map(|split| {
-            let id = split.split_id();
-            match by_id.iter().position(|(saved, _)| *saved == id) {
-                Some(i) => by_id.swap_remove(i).1,
-                None => fresh(split),
-            }
+            by_id
+                .remove(&split.split_id())
+                .unwrap_or_else(|| fresh(split))
         })
         .collect();
     Ok((splits, saved.next))
@@ -159,8 +157,12 @@ impl<T: Send + 'static, S: SourceSplit> SourceDriver for SplitDriver<T, S> {
         state.event_time = event_time;
         match status {
             // Wait for this split rather than skip it: a replay must read the splits in the
-            // same order to produce the same records as the first reading.
-            SplitStatus::Pending if emitted == 0 => return Ok(SourceStatus::Pending),
+            // same order to produce the same records as the first reading. A read that found
+            // nothing is a wait too, or whether the split is skipped would depend on timing
+            // (and the task would spin).
+            SplitStatus::Pending | SplitStatus::Read if emitted == 0 => {
+                return Ok(SourceStatus::Pending)
+            }
             SplitStatus::Pending | SplitStatus::Read => {}
             SplitStatus::End => state.finished = true,
         }

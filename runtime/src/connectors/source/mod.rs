@@ -99,7 +99,7 @@ pub trait SplitReader<T, S>: Send {
 /// What one read of a split found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SplitStatus {
-    /// Records were read (or none for now, without anything to wait for).
+    /// Records were read. A read that emitted nothing counts as `Pending`.
     Read,
     /// Nothing is ready yet: the runtime waits on [`SplitReader::wakeup`] and asks this same
     /// split again (the splits are read in a fixed order, so a replay reads the same records
