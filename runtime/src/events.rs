@@ -214,6 +214,15 @@ pub enum ClusterEvent {
         /// The checkpoint triggered.
         checkpoint: CheckpointId,
     },
+    /// Every task acknowledged the checkpoint: the JobManager writes it to the checkpoint store
+    /// now, and `CheckpointCompleted` (or `CheckpointAborted`) follows once the write is done.
+    /// Between the two the checkpoint is neither pending at the tasks nor restorable.
+    CheckpointAcknowledged {
+        /// The job.
+        job: JobId,
+        /// The checkpoint every task acknowledged.
+        checkpoint: CheckpointId,
+    },
     /// Every task acknowledged and the store holds it: it is the one a restore uses.
     CheckpointCompleted {
         /// The job.
@@ -391,6 +400,7 @@ impl ClusterEvent {
             | TasksDeployed { job, .. }
             | SubtaskStateChanged { job, .. }
             | CheckpointTriggered { job, .. }
+            | CheckpointAcknowledged { job, .. }
             | CheckpointCompleted { job, .. }
             | CheckpointAborted { job, .. }
             | ConsumerGone { job, .. }
@@ -538,6 +548,9 @@ impl fmt::Display for ClusterEvent {
             } => write!(f, "subtask {job} {attempt} {state}"),
             CheckpointTriggered { job, checkpoint } => {
                 write!(f, "checkpoint triggered {job} {checkpoint}")
+            }
+            CheckpointAcknowledged { job, checkpoint } => {
+                write!(f, "checkpoint acknowledged {job} {checkpoint}")
             }
             CheckpointCompleted {
                 job,

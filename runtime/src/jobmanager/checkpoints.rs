@@ -87,6 +87,12 @@ impl JobManager {
         else {
             return;
         };
+        self.services
+            .events
+            .emit(ClusterEvent::CheckpointAcknowledged {
+                job: id,
+                checkpoint,
+            });
         let data = match bincode::serialize(&*completed) {
             Ok(data) => bytes::Bytes::from(data),
             Err(e) => {
