@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use super::shard::Shard;
+use super::Ctx;
 use crate::testing::parse_seeds;
 
 #[derive(Parser, Debug)]
@@ -35,6 +37,13 @@ pub(super) enum Command {
     /// Many seeds of one scenario, each in a process of its own, in parallel; failing seeds
     /// join the regression corpus.
     Sweep(SweepArgs),
+    /// Combines sweeps' results files (`sweep --results`), such as a sharded sweep's.
+    ///
+    /// Prints the totals, each failing seed with its replay, the seeds no file has a result
+    /// for (a shard that died or never ran) and duplicates; failing seeds join the corpus.
+    /// Exit 0 if every expected seed passed, 1 if some failed, 2 if some are missing or were
+    /// not run to a verdict.
+    Merge(MergeArgs),
     /// Minimises a failing seed's fault plan while the same checker still fails; prints it
     /// as TOML.
     Shrink {
@@ -108,6 +117,9 @@ pub(super) struct RunArgs {
     /// Run the seed twice and compare traces, cluster events and outputs.
     #[arg(long)]
     pub check_determinism: bool,
+    /// Write the names of the checkers that failed here, one a line (for `sweep`).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub failed_checkers_to: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -120,4 +132,49 @@ pub(super) struct SweepArgs {
     /// Seeds run at once (default: the machine's cores).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Run only shard K of N, K from 0 to N-1: the seeds at positions K, K+N, K+2N, ... of
+    /// --seeds (repeats dropped), so N machines given 0/N .. N-1/N run every seed once.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// Write each seed's result to FILE as it finishes (`-`: stdout), for `merge`.
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<PathBuf>,
+    /// Keep the verdicts an earlier, interrupted run of the same sweep and shard left in
+    /// --results FILE, and run only the other seeds.
+    #[arg(long, requires = "results")]
+    pub resume: bool,
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct MergeArgs {
+    /// Results files written by `sweep --results` (`-`: stdin); a log holding result lines
+    /// among other output (`kubectl logs`) will do.
+    #[arg(required = true, value_name = "RESULTS")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
+}
+
+/// Where failing seeds go.
+#[derive(Args, Debug)]
+pub(super) struct CorpusArgs {
+    /// Append failing seeds to this corpus instead of the binary's own.
+    #[arg(long, value_name = "FILE")]
+    pub corpus: Option<PathBuf>,
+    /// Append failing seeds to no corpus (a shard whose results `merge` will add).
+    #[arg(long, conflicts_with = "corpus")]
+    pub no_corpus: bool,
+}
+
+impl CorpusArgs {
+    /// The corpus to append to, if any.
+    pub fn path(&self, ctx: &Ctx) -> Option<PathBuf> {
+        match (&self.corpus, self.no_corpus) {
+            (_, true) => None,
+            (Some(path), false) => Some(path.clone()),
+            (None, false) => Some(ctx.source.corpus().to_path_buf()),
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The commands that run scenarios in this process: list, check, run, shrink, report, bench,
-//! recovery. (`sweep` runs each seed in a child process: `sweep.rs`.)
+//! recovery. (`sweep` runs each seed in a child process: `sweep.rs`; `merge` reads sweeps'
+//! results: `merge.rs`.)
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use rill::events::ClusterEvent;
 
 use super::args::{CheckArgs, Command, RunArgs, Runs};
 use super::print::{print_outcome, same_trace, write_report};
-use super::{exit, sweep, Ctx, Res};
+use super::{exit, merge, sweep, Ctx, Res};
 use crate::events::timeline;
 use crate::fault::Fault;
 use crate::history::{RunHistory, Verdict};
@@ -27,6 +28,7 @@ pub(super) fn dispatch(ctx: &Ctx, command: Command) -> Res {
         Command::Report { runs, out } => check(ctx, &runs, Some(&out)),
         Command::Run(args) => run_one(ctx, &args),
         Command::Sweep(args) => sweep::sweep(ctx, &args),
+        Command::Merge(args) => merge::merge(ctx, &args),
         Command::Shrink {
             scenario,
             seed,
@@ -72,8 +74,21 @@ fn run_one(ctx: &Ctx, a: &RunArgs) -> Res {
         write_report(path, &title, &[(&outcome, ctx.replay(name, seed))])?;
     }
     let mut ok = outcome.passed();
-    if a.check_determinism {
-        ok &= same_trace(&outcome, &ctx.harness.run(&s, seed));
+    let mut failed: Vec<&str> = outcome
+        .verdicts
+        .iter()
+        .filter(|v| !v.passed)
+        .map(|v| v.checker)
+        .collect();
+    if a.check_determinism && !same_trace(&outcome, &ctx.harness.run(&s, seed)) {
+        ok = false;
+        failed.push("determinism");
+    }
+    if let Some(path) = &a.failed_checkers_to {
+        std::fs::write(
+            path,
+            failed.iter().map(|c| format!("{c}\n")).collect::<String>(),
+        )?;
     }
     if !ok {
         println!("replay: {}", ctx.replay(name, seed));

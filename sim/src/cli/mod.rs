@@ -1,5 +1,6 @@
 //! The harness's command line, for any job registry and any directory of scenario files:
-//! `list`, `check`, `run`, `sweep`, `shrink`, `report`, `bench` and `recovery`.
+//! `list`, `check`, `run`, `sweep` (whole, or one shard of it), `merge` (the shards' results),
+//! `shrink`, `report`, `bench` and `recovery`.
 //!
 //! A user's crate gets all of it in a binary of its own built with `--cfg madsim`, over its own
 //! jobs and scenarios, as `rill::cli::main(registry)` gives it the runtime's commands:
@@ -16,7 +17,10 @@
 
 mod args;
 mod commands;
+mod merge;
 mod print;
+mod results;
+mod shard;
 mod sweep;
 #[cfg(test)]
 mod tests;
@@ -167,7 +171,12 @@ impl Ctx {
 
     /// The command that replays `seed` of `name` alone.
     fn replay(&self, name: &str, seed: u64) -> String {
-        format!("{} run --scenario {name} --seed {seed}", self.replay_prefix)
+        self.command(&format!("run --scenario {name} --seed {seed}"))
+    }
+
+    /// The command line that runs this binary's subcommand `rest`, as replays are named.
+    fn command(&self, rest: &str) -> String {
+        format!("{} {rest}", self.replay_prefix)
     }
 }
 

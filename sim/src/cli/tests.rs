@@ -1,5 +1,5 @@
-//! The command line's argument handling, its scenario lookup and replay commands, and the
-//! sweep's bookkeeping (no simulation runs here).
+//! The command line's argument handling, its scenario lookup and replay commands, the
+//! sweep's bookkeeping and the merging of sweeps' results (no simulation runs here).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use super::args::{Cli, Command, Seeds};
+use super::shard::Shard;
 use super::sweep::{classify, progress_line, SeedResult};
 use super::{main_from, Ctx, ScenarioSource};
+use crate::corpus;
 use crate::runner::Harness;
 use crate::scenario_file::generate;
 
@@ -188,4 +190,105 @@ fn the_progress_bar_fills_with_the_seeds_done() {
         progress_line(4, 4, 0),
         format!("[{}] 4/4 seeds, 0 failed", "#".repeat(40))
     );
+}
+
+#[test]
+fn a_sweep_takes_a_shard_a_results_file_and_a_corpus() {
+    let sweep = |extra: &[&str]| {
+        let args = ["sweep", "--scenario", "s", "--seeds", "0..100"];
+        parse(&[&args[..], extra].concat())
+    };
+    let Command::Sweep(a) = sweep(&[
+        "--shard",
+        "3/4",
+        "--results",
+        "r.txt",
+        "--resume",
+        "--no-corpus",
+    ])
+    .unwrap() else {
+        panic!("not a sweep")
+    };
+    assert_eq!(a.shard, Some(Shard { index: 3, count: 4 }));
+    assert_eq!(a.results, Some(PathBuf::from("r.txt")));
+    assert!(a.resume && a.corpus.no_corpus && a.corpus.corpus.is_none());
+    let Command::Sweep(a) = sweep(&["--corpus", "c.txt"]).unwrap() else {
+        panic!("not a sweep")
+    };
+    assert_eq!((a.shard, a.resume), (None, false));
+    assert_eq!(a.corpus.corpus, Some(PathBuf::from("c.txt")));
+    let e = sweep(&["--shard", "4/4"]).unwrap_err().to_string();
+    assert!(
+        e.contains("shards are numbered from 0, so K must be below N (0/4 .. 3/4)"),
+        "{e}"
+    );
+    let e = sweep(&["--shard", "1..4"]).unwrap_err().to_string();
+    assert!(e.contains("is not a shard K/N"), "{e}");
+    assert!(sweep(&["--resume"]).is_err(), "--resume needs --results");
+    assert!(sweep(&["--corpus", "c", "--no-corpus"]).is_err());
+    assert!(parse(&["merge"]).is_err(), "merge needs a file");
+    let Command::Merge(m) = parse(&["merge", "a", "b", "--no-corpus"]).unwrap() else {
+        panic!("not merge")
+    };
+    assert_eq!(m.files, [PathBuf::from("a"), PathBuf::from("b")]);
+}
+
+/// Two shards' files merged: totals, the corpus gets the failing seed once, and a shard's file
+/// cut short or left out makes the merge incomplete (exit 2).
+#[test]
+fn merge_combines_shards_and_says_what_is_missing() {
+    let dir = std::env::temp_dir().join(format!("rill-cli-merge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (s0, s1, corpus) = (
+        dir.join("s0.txt"),
+        dir.join("s1.txt"),
+        dir.join("corpus.txt"),
+    );
+    let _ = std::fs::remove_file(&corpus);
+    let result = |seed: u64, outcome: &str, exit: u8| {
+        format!("result scenario=t seed={seed} outcome={outcome} exit={exit} wall_s=0.5\n")
+    };
+    let mut shard0 = String::from("sweep scenario=t seeds=1..5 shard=0/2\n");
+    shard0 += &result(1, "pass", 0);
+    shard0 += &result(3, "fail", 1);
+    let mut shard1 = String::from("sweep scenario=t seeds=1..5 shard=1/2\n");
+    shard1 += &result(2, "pass", 0);
+    std::fs::write(&s0, &shard0).unwrap();
+    std::fs::write(&s1, format!("{shard1}{}", result(4, "pass", 0))).unwrap();
+    let merge = |files: &[&PathBuf]| {
+        let mut args: Vec<std::ffi::OsString> = vec!["sim".into(), "merge".into()];
+        args.extend(files.iter().map(|f| f.as_os_str().to_owned()));
+        args.extend(["--corpus".into(), corpus.as_os_str().to_owned()]);
+        main_from(Harness::builtin(), ScenarioSource::new(&dir), args)
+    };
+    assert_eq!(merge(&[&s0, &s1]), ExitCode::from(1), "seed 3 failed");
+    assert_eq!(corpus::read(&corpus).unwrap().len(), 1);
+    assert_eq!(
+        merge(&[&s0, &s1, &s0]),
+        ExitCode::from(1),
+        "duplicates count once"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&corpus)
+            .unwrap()
+            .lines()
+            .filter(|l| *l == "t 3")
+            .count(),
+        1,
+        "only new lines join the corpus"
+    );
+    // Shard 1 killed before seed 4, or its file not there: seed 4, or 2 and 4, are missing.
+    std::fs::write(&s1, &shard1).unwrap();
+    assert_eq!(merge(&[&s0, &s1]), ExitCode::from(2));
+    assert_eq!(merge(&[&s0]), ExitCode::from(2));
+    // All passed and all there.
+    std::fs::write(
+        &s0,
+        shard0.replace("outcome=fail exit=1", "outcome=pass exit=0"),
+    )
+    .unwrap();
+    std::fs::write(&s1, format!("{shard1}{}", result(4, "pass", 0))).unwrap();
+    assert_eq!(merge(&[&s0, &s1]), ExitCode::SUCCESS);
+    assert_eq!(merge(&[&s0, &dir.join("absent.txt")]), ExitCode::from(2));
+    let _ = std::fs::remove_dir_all(dir);
 }
