@@ -1,6 +1,7 @@
 //! `cargo xtask sim ...`: builds the simulated `rill-sim` binary (release, `--cfg madsim`,
 //! target-sim/) and drives it: the verdict table, single runs, parallel seed sweeps that feed
-//! the regression corpus (the binary's own `sweep`), shrinking, and the harness benchmark.
+//! the regression corpus (the binary's own `sweep`, whole or one shard of it), merging sharded
+//! sweeps' results, shrinking, and the harness benchmark.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,9 @@ pub enum SimCommand {
     /// Many seeds of one scenario, one process per seed, in parallel; failing seeds join the
     /// regression corpus (scenarios/corpus.txt) that the tests replay.
     Sweep(SweepArgs),
+    /// Combines sweeps' results files (the shards of one sweep): totals, failing seeds with
+    /// their replays, seeds no file has; failing seeds join the corpus.
+    Merge(MergeArgs),
     /// Minimises a failing seed's fault plan; prints it as TOML.
     Shrink(ShrinkArgs),
 }
@@ -60,6 +64,56 @@ pub struct SweepArgs {
     /// Processes at once.
     #[arg(long, default_value_t = 2)]
     jobs: usize,
+    /// Only shard K of N (K from 0): the seeds at positions K, K+N, ... of --seeds.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// Write each seed's result here as it finishes (`-`: stdout), for `merge`.
+    #[arg(long, value_name = "FILE")]
+    results: Option<PathBuf>,
+    /// Keep the verdicts an interrupted run of the same shard left in --results FILE.
+    #[arg(long, requires = "results")]
+    resume: bool,
+    #[command(flatten)]
+    corpus: CorpusArgs,
+}
+
+#[derive(Args)]
+pub struct MergeArgs {
+    /// Results files written by `sweep --results` (`-`: stdin).
+    #[arg(required = true, value_name = "RESULTS")]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    corpus: CorpusArgs,
+}
+
+#[derive(Args)]
+pub struct CorpusArgs {
+    /// Failing seeds go to this corpus instead of scenarios/corpus.txt.
+    #[arg(long, value_name = "FILE")]
+    corpus: Option<PathBuf>,
+    /// Failing seeds go to no corpus.
+    #[arg(long, conflicts_with = "corpus")]
+    no_corpus: bool,
+}
+
+impl CorpusArgs {
+    /// The binary's arguments for these.
+    fn args(&self) -> Vec<std::ffi::OsString> {
+        match (&self.corpus, self.no_corpus) {
+            (_, true) => vec!["--no-corpus".into()],
+            (Some(path), false) => vec!["--corpus".into(), absolute(path).into_os_string()],
+            (None, false) => Vec::new(),
+        }
+    }
+}
+
+/// `path` from the directory xtask was started in, as the binary runs in the workspace root
+/// (`-`, stdin or stdout, stays).
+fn absolute(path: &Path) -> PathBuf {
+    if path == Path::new("-") {
+        return path.to_path_buf();
+    }
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[derive(Args)]
@@ -157,7 +211,29 @@ pub fn main(root: &Path, args: &SimArgs) -> Result<(), Failure> {
                 "--jobs",
                 &jobs,
             ];
-            plan.run(step("sweep").args(args))?;
+            let mut s = step("sweep").args(args).args(a.corpus.args());
+            if let Some(shard) = &a.shard {
+                s = s.args(["--shard", shard]);
+            }
+            if let Some(results) = &a.results {
+                s = s.args([
+                    std::ffi::OsStr::new("--results"),
+                    absolute(results).as_os_str(),
+                ]);
+            }
+            if a.resume {
+                s = s.args(["--resume"]);
+            }
+            plan.run(s)?;
+        }
+        Some(SimCommand::Merge(a)) => {
+            let files = a.files.iter().map(|f| absolute(f));
+            plan.run(
+                step("merge")
+                    .args(["merge"])
+                    .args(files)
+                    .args(a.corpus.args()),
+            )?;
         }
     }
     plan.finish();
