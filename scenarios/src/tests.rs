@@ -20,6 +20,8 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "checkpoint-store-down",
             "clock-skew",
             "crash-during-checkpoint-full",
+            "crash-during-checkpoint-write-full",
+            "crash-during-restore-full",
             "etl-crash-region",
             "jm-tm-partition",
             "jm-tm-partition-full",
@@ -75,7 +77,8 @@ fn tm_crash_spec_reads_as_written() {
             kind: FaultKind::Crash {
                 target: "tm-2".into(),
                 restart_after: Some(Duration::from_secs(10))
-            }
+            },
+            anchor: None,
         }]
     );
     assert_eq!(s.expect.job, Some(JobOutcome::Failed));

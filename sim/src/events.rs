@@ -8,8 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rill::events::{ClusterEvent, EventSink, Events, TracingEvents};
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::fault::may_anchor;
 use crate::node::NodeName;
 
 /// One event as the harness saw it.
@@ -40,6 +43,8 @@ fn line(at: Duration, node: &str, text: &dyn fmt::Display) -> String {
 pub struct EventRecorder {
     log: Arc<Mutex<Vec<RecordedEvent>>>,
     start: Arc<Mutex<Option<Instant>>>,
+    /// Woken for every event an anchored fault may wait for ([`may_anchor`]).
+    anchors: Arc<Notify>,
 }
 
 impl EventRecorder {
@@ -67,7 +72,23 @@ impl EventRecorder {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The events recorded after the first `seen`, in emission order: what a reader that has
+    /// seen `seen` of them has not.
+    pub fn events_since(&self, seen: usize) -> Vec<RecordedEvent> {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.get(seen..).unwrap_or_default().to_vec()
+    }
+
+    /// Completes when the next event an anchored fault may wait for ([`may_anchor`]) is
+    /// recorded, at the virtual instant it is. Only waiters present then are woken (nothing is
+    /// stored for later ones), so a run nobody waits in is scheduled as if there were no
+    /// recorder: read [`EventRecorder::events_since`] before waiting, in the same poll.
+    pub fn anchor_event(&self) -> Notified<'_> {
+        self.anchors.notified()
+    }
+
     fn record(&self, node: &NodeName, event: ClusterEvent) {
+        let wake = may_anchor(&event);
         let start = *self.start.lock().unwrap_or_else(|p| p.into_inner());
         let at = start
             .map(|s| Instant::now().saturating_duration_since(s))
@@ -80,6 +101,9 @@ impl EventRecorder {
                 node: node.clone(),
                 event,
             });
+        if wake {
+            self.anchors.notify_waiters();
+        }
     }
 }
 
@@ -96,13 +120,24 @@ impl EventSink for NodeSink {
 }
 
 /// A run's timeline as text lines: the faults the harness applied (when they began and
-/// ended) and every cluster event, in time order, the harness's lines first at equal times.
-/// What snapshots store and `--events` prints.
+/// ended, an anchored one at the time its anchor resolved to) and every cluster event, in
+/// time order, the harness's lines first at equal times. A fault whose anchor never came is a
+/// line at the run's end saying why. What snapshots store and `--events` prints.
+///
+/// `CheckpointAcknowledged` is left out: it falls between every checkpoint's trigger and its
+/// completion, and the completion follows it within milliseconds unless the store is slow;
+/// a fault anchored to it names it in its own line.
 pub fn timeline(h: &crate::history::RunHistory) -> Vec<(Duration, String)> {
     let harness = NodeName::Harness.to_string();
     let mut lines: Vec<(Duration, String)> = Vec::new();
     for f in &h.faults {
-        let Some(began) = f.began_at else { continue };
+        let Some(began) = f.began_at else {
+            if let (Some(_), Some(why)) = (&f.fault.anchor, &f.not_applied) {
+                let text = format!("fault not applied: {}: {why}", f.fault);
+                lines.push((h.end, line(h.end, &harness, &text)));
+            }
+            continue;
+        };
         let effect = if f.effective { "" } else { " (no effect)" };
         let text = format!("fault {}{effect}", f.fault);
         lines.push((began, line(began, &harness, &text)));
@@ -113,7 +148,11 @@ pub fn timeline(h: &crate::history::RunHistory) -> Vec<(Duration, String)> {
     }
     // Stable: faults that began at the same time keep their plan order.
     lines.sort_by_key(|(at, _)| *at);
-    let events = h.events.iter().map(|e| (e.at, e.to_string()));
+    let events = h
+        .events
+        .iter()
+        .filter(|e| !matches!(e.event, ClusterEvent::CheckpointAcknowledged { .. }))
+        .map(|e| (e.at, e.to_string()));
     merge_by_time(lines, events.collect())
 }
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use rill::events::ClusterEvent;
+
 use crate::node::NodeName;
 
 /// Which way a node partition cuts its traffic.
@@ -287,16 +289,206 @@ impl FaultKind {
     }
 }
 
+/// A cluster event a fault can wait for: a point of the job's own cycle rather than a fixed
+/// time. Scenario files name them in `at = { after = "...", ... }` (see [`ANCHOR_EVENTS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AnchorEvent {
+    /// `checkpoint-triggered`: the JobManager triggered a checkpoint at the sources. Barriers
+    /// travel and align from here until the checkpoint completes or is aborted.
+    CheckpointTriggered,
+    /// `checkpoint-acknowledged`: every task acknowledged the checkpoint and the JobManager
+    /// is writing it to the store: it is not yet complete, and not restorable.
+    CheckpointAcknowledged,
+    /// `checkpoint-completed`: the store holds the checkpoint; sinks are told to commit.
+    CheckpointCompleted,
+    /// `failover-started`: the JobManager began a failover (its back-off runs from here).
+    FailoverStarted,
+    /// `tasks-redeployed`: tasks deployed after a failover or a rebalancing (not the job's
+    /// first deployment): they are restoring their state.
+    TasksRedeployed,
+}
+
+/// Each anchor as scenario files spell it (`after = "checkpoint-triggered"`), in the order of
+/// [`AnchorEvent`]'s variants.
+pub const ANCHOR_EVENTS: &[(&str, AnchorEvent)] = &[
+    ("checkpoint-triggered", AnchorEvent::CheckpointTriggered),
+    (
+        "checkpoint-acknowledged",
+        AnchorEvent::CheckpointAcknowledged,
+    ),
+    ("checkpoint-completed", AnchorEvent::CheckpointCompleted),
+    ("failover-started", AnchorEvent::FailoverStarted),
+    ("tasks-redeployed", AnchorEvent::TasksRedeployed),
+];
+
+impl AnchorEvent {
+    /// How scenario files spell it.
+    pub fn name(self) -> &'static str {
+        ANCHOR_EVENTS[self as usize].0
+    }
+
+    /// Whether it is one checkpoint's event, so an anchor on it may name the checkpoint.
+    pub fn is_checkpoint(self) -> bool {
+        matches!(
+            self,
+            AnchorEvent::CheckpointTriggered
+                | AnchorEvent::CheckpointAcknowledged
+                | AnchorEvent::CheckpointCompleted
+        )
+    }
+
+    /// The checkpoint an event of this anchor's kind is about, or `Some(None)` for a matching
+    /// event that is about no checkpoint; `None` if `event` is not of this kind.
+    /// [`AnchorEvent::TasksRedeployed`] matches every `TasksDeployed`: whether it is a
+    /// redeployment is for the caller to tell (see [`Anchor::matches`]).
+    fn of(self, event: &ClusterEvent) -> Option<Option<u64>> {
+        match (self, event) {
+            (
+                AnchorEvent::CheckpointTriggered,
+                ClusterEvent::CheckpointTriggered { checkpoint, .. },
+            )
+            | (
+                AnchorEvent::CheckpointAcknowledged,
+                ClusterEvent::CheckpointAcknowledged { checkpoint, .. },
+            )
+            | (
+                AnchorEvent::CheckpointCompleted,
+                ClusterEvent::CheckpointCompleted { checkpoint, .. },
+            ) => Some(Some(checkpoint.0)),
+            (AnchorEvent::FailoverStarted, ClusterEvent::FailoverStarted { .. })
+            | (AnchorEvent::TasksRedeployed, ClusterEvent::TasksDeployed { .. }) => Some(None),
+            _ => None,
+        }
+    }
+}
+
+// The table is in the enum's order, so `name` indexes it.
+const _: () = {
+    let mut i = 0;
+    while i < ANCHOR_EVENTS.len() {
+        assert!(
+            ANCHOR_EVENTS[i].1 as usize == i,
+            "ANCHOR_EVENTS out of order"
+        );
+        i += 1;
+    }
+};
+
+/// The anchor named `name` in scenario files.
+pub fn anchor_event(name: &str) -> Option<AnchorEvent> {
+    ANCHOR_EVENTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, a)| *a)
+}
+
+/// Whether a fault anchored to some [`AnchorEvent`] could wait for `event` (or for what it
+/// implies: an abort ends a checkpoint, a rebalancing makes the next deployment a restore).
+/// The event recorder wakes the harness's driver for these only.
+pub fn may_anchor(event: &ClusterEvent) -> bool {
+    matches!(
+        event,
+        ClusterEvent::CheckpointTriggered { .. }
+            | ClusterEvent::CheckpointAcknowledged { .. }
+            | ClusterEvent::CheckpointCompleted { .. }
+            | ClusterEvent::CheckpointAborted { .. }
+            | ClusterEvent::FailoverStarted { .. }
+            | ClusterEvent::Rebalanced { .. }
+            | ClusterEvent::TasksDeployed { .. }
+    )
+}
+
+/// Where in the job's cycle a fault begins: `offset` after the first `event` at or after the
+/// fault's `at` (of checkpoint `checkpoint`, if given). The runner resolves it when the event
+/// is recorded; a fault whose anchor never comes is recorded as not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Anchor {
+    /// The event it waits for.
+    pub event: AnchorEvent,
+    /// For checkpoint events: that checkpoint's (N of `chk-N`, counting from 1); `None`: the
+    /// first checkpoint whose event comes at or after the fault's `at`.
+    pub checkpoint: Option<u64>,
+    /// How long after the event the fault begins.
+    pub offset: Duration,
+}
+
+impl Anchor {
+    /// Whether `event`, recorded at `at`, is the one a fault with this anchor and `from` (its
+    /// `at`) waits for; `restoring`: a failover or rebalancing came before it (what makes a
+    /// deployment a redeployment).
+    pub fn matches(
+        &self,
+        from: Duration,
+        event: &ClusterEvent,
+        at: Duration,
+        restoring: bool,
+    ) -> bool {
+        if at < from {
+            return false;
+        }
+        match self.event.of(event) {
+            None => false,
+            Some(_) if self.event == AnchorEvent::TasksRedeployed => restoring,
+            Some(checkpoint) => self.checkpoint.is_none() || checkpoint == self.checkpoint,
+        }
+    }
+
+    /// The anchor as a timeline shows it, with the fault's `at` as `from`:
+    /// `chk-3 triggered +20ms`, `checkpoint triggered from 4s +20ms`, `tasks redeployed from 5s`.
+    fn describe(&self, from: Duration) -> String {
+        let what = match self.event {
+            AnchorEvent::CheckpointTriggered => "triggered",
+            AnchorEvent::CheckpointAcknowledged => "acknowledged",
+            AnchorEvent::CheckpointCompleted => "completed",
+            AnchorEvent::FailoverStarted => "failover started",
+            AnchorEvent::TasksRedeployed => "tasks redeployed",
+        };
+        let mut text = match (self.event.is_checkpoint(), self.checkpoint) {
+            (true, Some(n)) => format!("chk-{n} {what}"),
+            (true, None) => format!("checkpoint {what}"),
+            (false, _) => what.to_string(),
+        };
+        if !from.is_zero() {
+            text += &format!(" from {}", format_duration(from));
+        }
+        if !self.offset.is_zero() {
+            text += &format!(" +{}", format_duration(self.offset));
+        }
+        text
+    }
+}
+
 /// One fault of a plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
-    /// Virtual time after the job was submitted.
+    /// Virtual time after the job was submitted: when the fault begins or, for an anchored
+    /// fault, from when its anchor's event counts (it begins no earlier).
     pub at: Duration,
     /// What it does, and to which node.
     pub kind: FaultKind,
+    /// The cluster event it waits for, if it is placed in the job's cycle rather than at `at`.
+    pub anchor: Option<Anchor>,
 }
 
 impl Fault {
+    /// A fault at a fixed time.
+    pub fn new(at: Duration, kind: FaultKind) -> Self {
+        Fault {
+            at,
+            kind,
+            anchor: None,
+        }
+    }
+
+    /// A fault `anchor.offset` after the first event `anchor` waits for at or after `from`.
+    pub fn anchored(anchor: Anchor, from: Duration, kind: FaultKind) -> Self {
+        Fault {
+            at: from,
+            kind,
+            anchor: Some(anchor),
+        }
+    }
+
     /// The kind's name as scenario files spell it.
     pub fn kind_name(&self) -> &'static str {
         self.kind.spec().name
@@ -323,9 +515,13 @@ impl Fault {
         }
     }
 
-    /// When the fault ends, if it does.
+    /// When the fault ends, if it does and is not anchored (an anchored fault's begin is known
+    /// only once the run resolves it).
     pub fn end(&self) -> Option<Duration> {
-        self.duration().map(|d| self.at + d)
+        match self.anchor {
+            None => self.duration().map(|d| self.at + d),
+            Some(_) => None,
+        }
     }
 
     /// The nodes the fault acts on (empty for network-wide faults).
@@ -379,7 +575,10 @@ pub fn format_duration(d: Duration) -> String {
 
 impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", format_duration(self.at), self.kind_name())?;
+        match &self.anchor {
+            None => write!(f, "{} {}", format_duration(self.at), self.kind_name())?,
+            Some(_) => f.write_str(self.kind_name())?,
+        }
         for t in self.targets() {
             write!(f, " {t}")?;
         }
@@ -388,6 +587,9 @@ impl std::fmt::Display for Fault {
         }
         if let FaultKind::ClockSkew { offset_ms, .. } = self.kind {
             write!(f, " by {offset_ms:+}ms")?;
+        }
+        if let Some(anchor) = &self.anchor {
+            write!(f, " at {}", anchor.describe(self.at))?;
         }
         Ok(())
     }
@@ -409,20 +611,111 @@ mod tests {
 
     #[test]
     fn a_fault_shows_its_targets_by_name() {
-        let f = Fault {
-            at: Duration::from_millis(1_500),
-            kind: FaultKind::LinkPartition {
+        let f = Fault::new(
+            Duration::from_millis(1_500),
+            FaultKind::LinkPartition {
                 from: NodeName::JobManager,
                 to: NodeName::TaskManager(3),
                 both_ways: true,
                 heal_after: Some(Duration::from_secs(2)),
             },
-        };
+        );
         assert_eq!(f.kind.tag(), FaultTag::LinkPartition);
         assert_eq!(
             f.targets(),
             [&NodeName::JobManager, &NodeName::TaskManager(3)]
         );
         assert_eq!(f.to_string(), "1500ms link-partition jm tm-3 for 2s");
+    }
+
+    fn crash() -> FaultKind {
+        FaultKind::Crash {
+            target: NodeName::TaskManager(2),
+            restart_after: Some(Duration::from_secs(10)),
+        }
+    }
+
+    #[test]
+    fn an_anchored_fault_shows_its_anchor_and_has_no_fixed_end() {
+        let ms = Duration::from_millis;
+        let anchor = |event, checkpoint, offset| Anchor {
+            event,
+            checkpoint,
+            offset,
+        };
+        let f = Fault::anchored(
+            anchor(AnchorEvent::CheckpointTriggered, Some(3), ms(20)),
+            Duration::ZERO,
+            crash(),
+        );
+        assert_eq!(f.to_string(), "crash tm-2 for 10s at chk-3 triggered +20ms");
+        assert_eq!(f.end(), None);
+        let f = Fault::anchored(
+            anchor(AnchorEvent::CheckpointAcknowledged, None, ms(2)),
+            ms(4_500),
+            crash(),
+        );
+        assert_eq!(
+            f.to_string(),
+            "crash tm-2 for 10s at checkpoint acknowledged from 4500ms +2ms"
+        );
+        let f = Fault::anchored(
+            anchor(AnchorEvent::TasksRedeployed, None, Duration::ZERO),
+            ms(5_000),
+            crash(),
+        );
+        assert_eq!(
+            f.to_string(),
+            "crash tm-2 for 10s at tasks redeployed from 5s"
+        );
+        assert_eq!(Fault::new(ms(5_000), crash()).end(), Some(ms(15_000)));
+        for (name, event) in ANCHOR_EVENTS {
+            assert_eq!(anchor_event(name), Some(*event));
+            assert_eq!(event.name(), *name);
+        }
+    }
+
+    #[test]
+    fn an_anchor_matches_its_event_from_its_time_on() {
+        use rill::graph::{CheckpointId, JobId};
+        let ms = Duration::from_millis;
+        let triggered = |n| ClusterEvent::CheckpointTriggered {
+            job: JobId(1),
+            checkpoint: CheckpointId(n),
+        };
+        let third = Anchor {
+            event: AnchorEvent::CheckpointTriggered,
+            checkpoint: Some(3),
+            offset: ms(20),
+        };
+        assert!(third.matches(Duration::ZERO, &triggered(3), ms(3_016), false));
+        assert!(!third.matches(Duration::ZERO, &triggered(4), ms(4_016), false));
+        // Not before the fault's `at`.
+        assert!(!third.matches(ms(5_000), &triggered(3), ms(3_016), false));
+        let next = Anchor {
+            checkpoint: None,
+            ..third
+        };
+        assert!(next.matches(ms(3_500), &triggered(4), ms(4_016), false));
+        assert!(!next.matches(ms(3_500), &triggered(3), ms(3_016), false));
+        let acknowledged = ClusterEvent::CheckpointAcknowledged {
+            job: JobId(1),
+            checkpoint: CheckpointId(3),
+        };
+        assert!(!third.matches(Duration::ZERO, &acknowledged, ms(3_100), false));
+        // A deployment is a restore only after a failover or rebalancing.
+        let deployed = ClusterEvent::TasksDeployed {
+            job: JobId(1),
+            tasks: Vec::new(),
+            checkpoint: None,
+        };
+        let restore = Anchor {
+            event: AnchorEvent::TasksRedeployed,
+            checkpoint: None,
+            offset: Duration::ZERO,
+        };
+        assert!(!restore.matches(Duration::ZERO, &deployed, ms(10), false));
+        assert!(restore.matches(Duration::ZERO, &deployed, ms(6_000), true));
+        assert!(may_anchor(&deployed) && may_anchor(&acknowledged));
     }
 }

@@ -94,6 +94,9 @@ pub struct AppliedFault {
     pub effective: bool,
     /// When it ended (healed, restarted, resumed), if it did within the run.
     pub ended_at: Option<Duration>,
+    /// Why it never began, when it did not: the run ended first, or the cluster event it was
+    /// anchored to never came.
+    pub not_applied: Option<String>,
 }
 
 impl AppliedFault {
@@ -104,6 +107,7 @@ impl AppliedFault {
             began_at: None,
             effective: false,
             ended_at: None,
+            not_applied: None,
         }
     }
 

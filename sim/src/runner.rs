@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use madsim::runtime::{Handle, Runtime};
 use rill::api::OutputChecks;
+use rill::events::ClusterEvent;
 use rill::jobs::JobRegistry;
 use rill::rpc::JobStatusReport;
 use tokio::time::Instant;
@@ -17,8 +18,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use crate::apply::FaultState;
 use crate::check::{check_all, DeliveryBasis, ExpectedInput};
 use crate::cluster::{sink_store_url, source_log_url, SimCluster, SimClusterSpec};
-use crate::events::EventRecorder;
-use crate::fault::{format_duration, Fault, FaultKind};
+use crate::events::{EventRecorder, RecordedEvent};
+use crate::fault::{format_duration, Anchor, Fault, FaultKind};
 use crate::history::{
     AppliedFault, MemorySample, OutputRecord, Placement, RunEnd, RunHistory, Verdict,
 };
@@ -53,7 +54,8 @@ impl RunOutcome {
 pub fn fault_plan(s: &Scenario, seed: u64) -> Vec<Fault> {
     let mut faults = s.faults.clone();
     if let Some(sw) = &s.swarm {
-        faults.extend(swarm::draw(sw, &s.cluster, seed));
+        let checkpoints = s.config.checkpoint_interval().is_some();
+        faults.extend(swarm::draw(sw, &s.cluster, checkpoints, seed));
     }
     faults.sort_by_key(|f| f.at);
     faults
@@ -272,6 +274,14 @@ struct Driver {
     faults: Vec<AppliedFault>,
     /// Pending steps, sorted by time.
     timeline: Vec<(Duration, Step)>,
+    /// Anchored faults whose anchor has not come yet, in plan order.
+    waiting: Vec<usize>,
+    /// Where anchors are looked for.
+    recorder: EventRecorder,
+    /// How many of the recorder's events the anchors have been matched against.
+    seen: usize,
+    /// Whether a failover or rebalancing was recorded: later deployments are restores.
+    restoring: bool,
     memory_limit: Option<u64>,
     memory: Vec<MemorySample>,
     state: FaultState,
@@ -321,12 +331,17 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
             .unwrap_or_else(|p| p.into_inner())
             .push((start.elapsed(), r.clone()))
     });
+    // Faults at a fixed time go on the timeline now; anchored ones when their event comes.
     let mut timeline: Vec<(Duration, Step)> = faults
         .iter()
         .enumerate()
+        .filter(|(_, f)| f.anchor.is_none())
         .map(|(i, f)| (f.at, Step::Begin(i)))
         .collect();
     timeline.sort();
+    let waiting = (0..faults.len())
+        .filter(|&i| faults[i].anchor.is_some())
+        .collect();
     let state = FaultState::new(cluster.checkpoint_store.clone(), &cluster.clocks);
     let mut driver = Driver {
         handle,
@@ -334,6 +349,10 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
         start,
         faults: faults.into_iter().map(AppliedFault::planned).collect(),
         timeline,
+        waiting,
+        recorder: recorder.clone(),
+        seen: 0,
+        restoring: false,
         memory_limit,
         memory: Vec::new(),
         state,
@@ -343,6 +362,7 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
     let mut next_sample = Duration::ZERO;
     let result = loop {
         let now = start.elapsed();
+        driver.resolve_anchors(now);
         driver.apply_due(now);
         if now >= next_sample {
             driver.sample_memory(now);
@@ -357,16 +377,79 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
             .map_or(s.run_for, |(t, _)| *t)
             .min(next_sample)
             .min(s.run_for);
+        // Only a run with anchors still to come listens for events: one without is scheduled
+        // exactly as before anchors existed.
+        let listen = !driver.waiting.is_empty();
         tokio::select! {
             biased;
             r = &mut job => break Some(r),
             _ = tokio::time::sleep_until(start + wake) => {}
+            _ = recorder.anchor_event(), if listen => {}
         }
     };
     driver.finish(&s, result, &statuses)
 }
 
 impl Driver {
+    /// Matches the events recorded since the last call against the anchors still to come; a
+    /// fault whose anchor came is scheduled at the event's time plus its offset. The driver
+    /// is woken the instant such an event is recorded, so `now` is the event's time.
+    fn resolve_anchors(&mut self, now: Duration) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let events = self.recorder.events_since(self.seen);
+        self.seen += events.len();
+        for e in events {
+            let mut i = 0;
+            while i < self.waiting.len() {
+                let fault = &self.faults[self.waiting[i]].fault;
+                let Some(anchor) = fault.anchor else {
+                    i += 1;
+                    continue;
+                };
+                if !anchor.matches(fault.at, &e.event, e.at, self.restoring) {
+                    i += 1;
+                    continue;
+                }
+                let index = self.waiting.remove(i);
+                let at = (e.at + anchor.offset).max(now);
+                tracing::info!(target: "rill_sim::fault", "anchor came: {fault} begins at {}", format_duration(at));
+                self.schedule(at, Step::Begin(index));
+            }
+            if matches!(
+                e.event,
+                ClusterEvent::FailoverStarted { .. } | ClusterEvent::Rebalanced { .. }
+            ) {
+                self.restoring = true;
+            }
+        }
+    }
+
+    /// Records why each fault that never began did not: the run ended before it was due, or
+    /// its anchor never came.
+    fn not_applied(&mut self, end: Duration, events: &[RecordedEvent]) {
+        for i in 0..self.faults.len() {
+            if self.faults[i].began_at.is_some() {
+                continue;
+            }
+            let fault = &self.faults[i].fault;
+            let why = match fault.anchor {
+                Some(anchor) if self.waiting.contains(&i) => {
+                    never_came(&anchor, fault.at, events, end)
+                }
+                _ => format!(
+                    "the run ended at {} before it was due",
+                    format_duration(end)
+                ),
+            };
+            if fault.anchor.is_some() {
+                tracing::info!(target: "rill_sim::fault", "not applied: {fault}: {why}");
+            }
+            self.faults[i].not_applied = Some(why);
+        }
+    }
+
     fn apply_due(&mut self, now: Duration) {
         while self.timeline.first().is_some_and(|(t, _)| *t <= now) {
             let (_, step) = self.timeline.remove(0);
@@ -447,13 +530,13 @@ impl Driver {
             let already_down = self.state.is_down(&name);
             if over && !already_down {
                 tracing::warn!(target: "rill_sim::oom", "oom-kill {name}: accounted {bytes} bytes > limit {}", self.memory_limit.unwrap_or(0));
-                let fault = Fault {
-                    at: now,
-                    kind: FaultKind::OomKill {
+                let fault = Fault::new(
+                    now,
+                    FaultKind::OomKill {
                         target: name,
                         restart_after: Some(OOM_RESTART),
                     },
-                };
+                );
                 self.faults.push(AppliedFault::planned(fault));
                 let i = self.faults.len() - 1;
                 let ids = |name: &NodeName| self.cluster.node(name).map(|n| n.id());
@@ -466,7 +549,7 @@ impl Driver {
     }
 
     fn finish(
-        self,
+        mut self,
         s: &Scenario,
         result: Option<
             Result<
@@ -477,6 +560,7 @@ impl Driver {
         statuses: &Mutex<Vec<(Duration, JobStatusReport)>>,
     ) -> RunHistory {
         let end = self.start.elapsed();
+        self.not_applied(end, &self.recorder.events());
         // One lock for both views: a second lock in the same expression would deadlock.
         let statuses = statuses.lock().unwrap_or_else(|p| p.into_inner());
         let (job_status, job_message) = match result {
@@ -551,6 +635,41 @@ impl Driver {
         outputs.sort_by_key(|o| o.at);
         (outputs, payloads)
     }
+}
+
+/// Why an anchor never came: what the run recorded of the checkpoint it names, if it names
+/// one, after the anchor and the run's end.
+fn never_came(anchor: &Anchor, from: Duration, events: &[RecordedEvent], end: Duration) -> String {
+    let mut why = format!(
+        "its anchor never came before the run ended at {}",
+        format_duration(end)
+    );
+    let Some(n) = anchor.checkpoint else {
+        return why;
+    };
+    for e in events {
+        match &e.event {
+            ClusterEvent::CheckpointAborted {
+                checkpoint, reason, ..
+            } if checkpoint.0 == n => {
+                why += &format!(
+                    "; chk-{n} was aborted at {}: {reason}",
+                    format_duration(e.at)
+                );
+            }
+            ClusterEvent::CheckpointTriggered { checkpoint, .. }
+                if checkpoint.0 == n && e.at < from =>
+            {
+                why += &format!(
+                    "; chk-{n} was triggered at {}, before {}",
+                    format_duration(e.at),
+                    format_duration(from)
+                );
+            }
+            _ => {}
+        }
+    }
+    why
 }
 
 fn no_effect_reason(fault: &Fault) -> &'static str {

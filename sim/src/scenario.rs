@@ -127,6 +127,10 @@ pub struct Swarm {
     pub until: Duration,
     /// The longest a drawn fault lasts (at least 100ms).
     pub max_duration: Duration,
+    /// Percent (0..=100) of drawn faults placed in the checkpoint cycle when the scenario
+    /// checkpoints: anchored to the first checkpoint triggered (or acknowledged) at or after
+    /// their drawn time, a drawn offset into it, instead of at that time.
+    pub anchored_percent: u32,
 }
 
 /// The parameters the harness sets on every scenario's job, to run it on its nodes: its

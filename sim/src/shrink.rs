@@ -302,7 +302,7 @@ mod tests {
         Duration::from_millis(millis)
     }
     fn fault(at: Duration, kind: FaultKind) -> Fault {
-        Fault { at, kind }
+        Fault::new(at, kind)
     }
     fn crash(at: Duration, target: &str, restart: Duration) -> Fault {
         fault(

@@ -188,11 +188,16 @@ impl SimTest {
 
 /// A run's timeline (faults and cluster events) from just before its first fault to the end,
 /// or all of it without faults, at most `max_lines` lines: what a recovery snapshot stores.
+/// An anchored fault counts from when it began (its anchor's resolved time), or not at all if
+/// its anchor never came.
 pub fn recovery_window(h: &RunHistory, max_lines: usize) -> String {
     let from = h
         .faults
         .iter()
-        .map(|f| f.fault.at)
+        .filter_map(|f| match f.fault.anchor {
+            None => Some(f.fault.at),
+            Some(_) => f.began_at,
+        })
         .min()
         .map(|at| at.saturating_sub(Duration::from_millis(500)));
     timeline(h)

@@ -65,6 +65,7 @@ fn a_crash_without_failover_fails_the_job() {
             target: "tm-2".into(),
             restart_after: Some(Duration::from_secs(10)),
         },
+        anchor: None,
     };
     let expect = Expectations {
         job: Some(JobOutcome::Failed),

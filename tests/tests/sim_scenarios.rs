@@ -156,6 +156,7 @@ fn shrinking_keeps_only_the_fault_that_matters() {
                 max: Duration::from_millis(20),
                 duration: Some(s(2)),
             },
+            anchor: None,
         },
         Fault {
             at: s(3),
@@ -163,6 +164,7 @@ fn shrinking_keeps_only_the_fault_that_matters() {
                 target: "tm-2".into(),
                 restart_after: Some(s(4)),
             },
+            anchor: None,
         },
         Fault {
             at: s(4),
@@ -170,6 +172,7 @@ fn shrinking_keeps_only_the_fault_that_matters() {
                 target: "tm-3".into(),
                 duration: s(1),
             },
+            anchor: None,
         },
     ];
     let fails = |faults: &[Fault]| {

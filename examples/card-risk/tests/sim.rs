@@ -173,6 +173,7 @@ fn a_scenario_built_in_code_runs_the_same_way() {
                 target: "tm-2".into(),
                 restart_after: Some(Duration::from_secs(5)),
             },
+            anchor: None,
         }],
         swarm: None,
         expect: Expectations {

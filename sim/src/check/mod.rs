@@ -261,6 +261,7 @@ mod tests {
                 target: "tm-2".into(),
                 restart_after: None,
             },
+            anchor: None,
         };
         AppliedFault {
             began_at: Some(Duration::from_secs(secs)),
@@ -320,6 +321,7 @@ mod tests {
                 direction: crate::fault::Direction::Both,
                 heal_after: Some(Duration::from_millis(3_500)),
             },
+            anchor: None,
         };
         h.faults.push(AppliedFault {
             began_at: Some(cut.at),
@@ -347,6 +349,7 @@ mod tests {
                 direction: crate::fault::Direction::Both,
                 heal_after: Some(Duration::from_secs(2)),
             },
+            anchor: None,
         };
         h.faults.push(AppliedFault {
             began_at: Some(Duration::from_secs(1)),
@@ -368,6 +371,7 @@ mod tests {
                 target: "tm-2".into(),
                 restart_after: None,
             },
+            anchor: None,
         };
         planned.faults.push(AppliedFault::planned(fault));
         assert!(!delivery(&planned, DeliveryMode::LossyAccounted, &input(4)).passed);

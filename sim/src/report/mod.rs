@@ -349,6 +349,7 @@ mod tests {
                 target: "tm-2".into(),
                 restart_after: Some(ms(1000)),
             },
+            anchor: None,
         };
         RunHistory {
             scenario: "keyed-count <crash>".into(),

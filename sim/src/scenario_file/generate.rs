@@ -177,5 +177,5 @@ fn draw_fault(u: &mut Unstructured, taskmanagers: u32) -> Draw<Fault> {
             duration: millis(u, 100, 10_000)?,
         },
     };
-    Ok(Fault { at, kind })
+    Ok(Fault::new(at, kind))
 }

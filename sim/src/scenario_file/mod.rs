@@ -18,7 +18,7 @@ pub use error::ScenarioError;
 pub use generate::generate;
 pub use spec::{
     load_dir, load_dir_with, load_file, load_file_with, load_named, names_in, parse_scenario,
-    parse_scenario_with, DEFAULT_RUN_FOR,
+    parse_scenario_with, DEFAULT_ANCHORED_PERCENT, DEFAULT_RUN_FOR,
 };
 pub use validate::{
     apply_memory, known_nodes, validate, validate_with, MAX_DURATION, MAX_MEMORY_MB,

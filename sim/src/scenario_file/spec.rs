@@ -4,7 +4,8 @@
 //! keys it does not know (and every fault the keys its kind does not take) with the key's path
 //! and the accepted keys. Defaults: `run_for` 120s, `description` empty, `delivery` unchecked;
 //! in `[swarm]` `min_faults` 1, `max_faults` 3, `from` 0s, `until` = `run_for`,
-//! `max_duration` 10s. `memory_mb` is mirrored into the configuration as
+//! `max_duration` 10s, `anchored_percent` 50; in a fault's anchor (`at = { after = .. }`)
+//! `from` and `offset` 0s. `memory_mb` is mirrored into the configuration as
 //! `taskmanager.memory.process.size` (so `[config]` may not set it). After parsing,
 //! [`validate`](super::validate()) checks ranges, node names, the job (through the registry) and
 //! consistency.
@@ -12,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::fault::{fault_kind, fault_kind_names, FaultTag};
+use crate::fault::{anchor_event, fault_kind, fault_kind_names, Anchor, FaultTag, ANCHOR_EVENTS};
 use crate::{
     ClusterShape, DeliveryMode, Direction, Expectations, Fault, FaultKind, JobOutcome, NodeName,
     Scenario, StoreFailureMode, Swarm,
@@ -26,6 +27,10 @@ use super::error::ScenarioError;
 use super::validate::{apply_memory, config_leaves_cluster_keys, validate_in, MAX_MEMORY_MB};
 
 type Result<T> = std::result::Result<T, ScenarioError>;
+
+/// The share of a swarm's faults placed in the checkpoint cycle when its file does not say
+/// (`[swarm] anchored_percent`).
+pub const DEFAULT_ANCHORED_PERCENT: u32 = 50;
 
 /// How long a scenario runs when its file does not set `run_for`.
 pub const DEFAULT_RUN_FOR: Duration = Duration::from_secs(120);
@@ -49,7 +54,10 @@ const SWARM_KEYS: &[&str] = &[
     "from",
     "until",
     "max_duration",
+    "anchored_percent",
 ];
+/// Keys of a fault's `at` when it is an anchor table.
+const ANCHOR_KEYS: &[&str] = &["after", "checkpoint", "from", "offset"];
 const EXPECT_KEYS: &[&str] = &[
     "delivery",
     "job",
@@ -398,7 +406,7 @@ fn parse_fault(s: &Sec) -> Result<Fault> {
         )
     })?;
     s.check_keys(spec.keys)?;
-    let at = s.req_duration("at")?;
+    let (at, anchor) = parse_at(s)?;
     // Any string names a node here; the validator refuses those the cluster does not have.
     let node = |key: &str| s.req_str(key).map(NodeName::from);
     let target = || node("target");
@@ -446,7 +454,63 @@ fn parse_fault(s: &Sec) -> Result<Fault> {
             duration: s.req_duration("duration")?,
         },
     };
-    Ok(Fault { at, kind })
+    Ok(Fault { at, kind, anchor })
+}
+
+/// A fault's `at`: a duration (`at = "5s"`: that long after submission), or an anchor table
+/// placing it in the job's cycle: `at = { after = "checkpoint-triggered", checkpoint = 3,
+/// offset = "20ms" }` begins it 20 ms after chk-3 is triggered. `after` names the event
+/// ([`ANCHOR_EVENTS`]); `checkpoint` (checkpoint anchors only, from 1) the checkpoint, else
+/// the first event at or after `from` (default 0s) counts; `offset` defaults to 0s. Returns
+/// the fault's `at` (the anchor's `from`) and its anchor.
+fn parse_at(s: &Sec) -> Result<(Duration, Option<Anchor>)> {
+    let a = match s.table.get("at") {
+        None => return Err(s.missing("at")),
+        Some(Value::Table(_)) => s.req_sub("at")?,
+        Some(Value::String(_)) => return Ok((s.req_duration("at")?, None)),
+        Some(v) => {
+            return Err(s.invalid(
+                "at",
+                format!(
+                    "expected a duration (\"5s\") or an anchor ({{ after = \"checkpoint-triggered\", checkpoint = 3, offset = \"20ms\" }}), found {} {v}",
+                    v.type_str()
+                ),
+            ))
+        }
+    };
+    a.check_keys(ANCHOR_KEYS)?;
+    let name = a.req_str("after")?;
+    let event = anchor_event(name).ok_or_else(|| {
+        let names: Vec<&str> = ANCHOR_EVENTS.iter().map(|(n, _)| *n).collect();
+        a.invalid(
+            "after",
+            format!(
+                "unknown anchor '{name}'; expected one of: {}",
+                names.join(", ")
+            ),
+        )
+    })?;
+    let checkpoint = match a.table.get("checkpoint") {
+        Some(Value::Integer(n)) if *n < 1 => {
+            return Err(a.invalid(
+                "checkpoint",
+                format!("{n}: checkpoints are numbered from 1 (chk-1 is the job's first)"),
+            ))
+        }
+        _ => a.int("checkpoint", 1, i64::MAX)?.map(|n| n as u64),
+    };
+    if checkpoint.is_some() && !event.is_checkpoint() {
+        return Err(a.invalid(
+            "checkpoint",
+            format!("only checkpoint anchors name a checkpoint; '{name}' waits for the first such event at or after `from`"),
+        ));
+    }
+    let anchor = Anchor {
+        event,
+        checkpoint,
+        offset: a.duration("offset")?.unwrap_or(Duration::ZERO),
+    };
+    Ok((a.duration("from")?.unwrap_or(Duration::ZERO), Some(anchor)))
 }
 
 pub(crate) const DIRECTIONS: &[(&str, Direction)] = &[
@@ -487,6 +551,9 @@ fn parse_swarm(s: &Sec, run_for: Duration) -> Result<Swarm> {
         max_duration: s
             .duration("max_duration")?
             .unwrap_or(Duration::from_secs(10)),
+        anchored_percent: s
+            .int("anchored_percent", 0, 100)?
+            .map_or(DEFAULT_ANCHORED_PERCENT, |p| p as u32),
     })
 }
 

@@ -4,9 +4,12 @@
 
 use std::time::Duration;
 
+use crate::fault::Anchor;
 use crate::{ClusterShape, Expectations, Fault, FaultKind, NodeName, Scenario, Swarm};
 use rill::api::JobError;
-use rill::config::keys::{CHECKPOINTS_DIR, MEMORY_PROCESS_SIZE, SLOTS_PER_TASKMANAGER};
+use rill::config::keys::{
+    CHECKPOINTS_DIR, CHECKPOINT_INTERVAL, MEMORY_PROCESS_SIZE, SLOTS_PER_TASKMANAGER,
+};
 use rill::config::Configuration;
 use rill::graph::default_slot_sharing_groups;
 use rill::jobs::JobRegistry;
@@ -251,10 +254,15 @@ impl Check<'_> {
 
     fn fault(&self, i: usize, f: &Fault, s: &Scenario) -> Result<()> {
         let path = |key: &str| format!("faults[{i}].{key}");
-        self.positive(&path("at"), Some(f.at).filter(|at| !at.is_zero()))?;
-        self.ensure(f.at < s.run_for, path("at"), || {
+        // An anchored fault's `at` is its anchor's `from`.
+        let at = path(if f.anchor.is_some() { "at.from" } else { "at" });
+        self.positive(&at, Some(f.at).filter(|at| !at.is_zero()))?;
+        self.ensure(f.at < s.run_for, at, || {
             format!("{} is not before run_for ({})", fmt(f.at), fmt(s.run_for))
         })?;
+        if let Some(anchor) = &f.anchor {
+            self.anchor(i, anchor, s)?;
+        }
         let known = known_nodes(s.cluster.taskmanagers);
         if let Some(node) = f.targets().into_iter().find(|t| !known.contains(t)) {
             return Err(ScenarioError::UnknownNode {
@@ -281,6 +289,29 @@ impl Check<'_> {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// An anchor names a checkpoint only for checkpoint events, counting from 1; waits for
+    /// checkpoints only in a scenario that takes them; and offsets by at most a day.
+    fn anchor(&self, i: usize, a: &Anchor, s: &Scenario) -> Result<()> {
+        let path = |key: &str| format!("faults[{i}].at.{key}");
+        let name = a.event.name();
+        self.ensure(
+            a.checkpoint.is_none() || a.event.is_checkpoint(),
+            path("checkpoint"),
+            || format!("only checkpoint anchors name a checkpoint; '{name}' waits for the first such event at or after `from`"),
+        )?;
+        self.ensure(a.checkpoint != Some(0), path("checkpoint"), || {
+            "0: checkpoints are numbered from 1 (chk-1 is the job's first)".into()
+        })?;
+        self.ensure(
+            !a.event.is_checkpoint() || s.config.checkpoint_interval().is_some(),
+            path("after"),
+            || format!("'{name}' waits for a checkpoint, but the scenario takes none ({CHECKPOINT_INTERVAL} is not set)"),
+        )?;
+        self.ensure(a.offset <= MAX_DURATION, path("offset"), || {
+            format!("must be at most {}", fmt(MAX_DURATION))
+        })
     }
 
     fn swarm(&self, w: &Swarm, run_for: Duration) -> Result<()> {
@@ -318,6 +349,9 @@ impl Check<'_> {
         })?;
         self.ensure(w.until <= run_for, "swarm.until", || {
             format!("{} is past run_for ({})", fmt(w.until), fmt(run_for))
+        })?;
+        self.ensure(w.anchored_percent <= 100, "swarm.anchored_percent", || {
+            format!("{} is not within 0..=100", w.anchored_percent)
         })?;
         self.positive("swarm.max_duration", Some(w.max_duration))
     }

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::fault::Anchor;
 use crate::{DeliveryMode, Direction, Fault, FaultKind, JobOutcome, NodeName, Scenario};
 use rill::config::keys::MEMORY_PROCESS_SIZE;
 use rill::config::KEYS;
@@ -73,7 +74,10 @@ pub fn faults_to_toml(faults: &[Fault]) -> String {
 
 fn write_fault(out: &mut Out, f: &Fault) {
     out.0.push_str("[[faults]]\n");
-    out.dur("at", f.at);
+    match &f.anchor {
+        None => out.dur("at", f.at),
+        Some(a) => out.raw("at", anchor_table(a, f.at)),
+    }
     out.str("kind", f.kind_name());
     match &f.kind {
         FaultKind::Crash {
@@ -140,6 +144,22 @@ fn write_fault(out: &mut Out, f: &Fault) {
     }
 }
 
+/// An anchored fault's `at` as an inline table: `{ after = "checkpoint-triggered",
+/// checkpoint = 3, offset = "20ms" }`, with `from` and `offset` only when not 0.
+fn anchor_table(a: &Anchor, from: Duration) -> String {
+    let mut keys = vec![format!("after = {}", quote(a.event.name()))];
+    if let Some(n) = a.checkpoint {
+        keys.push(format!("checkpoint = {n}"));
+    }
+    if !from.is_zero() {
+        keys.push(format!("from = {}", quote(&duration_str(from))));
+    }
+    if !a.offset.is_zero() {
+        keys.push(format!("offset = {}", quote(&duration_str(a.offset))));
+    }
+    format!("{{ {} }}", keys.join(", "))
+}
+
 /// The whole scenario as a file that parses back to it (as `<name>.toml`).
 pub fn scenario_to_toml(s: &Scenario) -> String {
     let mut out = Out(String::new());
@@ -194,6 +214,7 @@ fn write_swarm(out: &mut Out, s: &Scenario) {
     out.dur("from", w.from);
     out.dur("until", w.until);
     out.dur("max_duration", w.max_duration);
+    out.raw("anchored_percent", w.anchored_percent);
 }
 
 fn write_expect(out: &mut Out, s: &Scenario) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::{parse_scenario, ScenarioError};
 use crate::Scenario;
 
+mod anchor;
 mod generate;
 mod spec;
 mod validate;

@@ -7,7 +7,7 @@ use crate::scenario_file::*;
 use crate::{Direction, Fault, FaultKind, StoreFailureMode};
 
 fn every_kind() -> Vec<Fault> {
-    let f = |at: u64, kind| Fault { at: ms(at), kind };
+    let f = |at: u64, kind| Fault::new(ms(at), kind);
     vec![
         f(
             0,
