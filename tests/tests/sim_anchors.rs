@@ -408,3 +408,28 @@ fn crash_during_restore_crashes_while_the_job_restores() {
         assert!(o.passed(), "seed {seed}: {:?}", o.verdicts);
     }
 }
+
+/// Anchored faults keep a seed's run reproducible: the same trace, events, faults and outputs
+/// twice, for a scenario anchored to a checkpoint's acknowledgement and for a swarm whose
+/// draws anchor faults to checkpoint triggers.
+#[test]
+fn anchored_runs_replay_identically() {
+    use rill_sim::trace::first_difference;
+    for (name, seed) in [("crash-during-checkpoint-write-full", 7), ("swarm-full", 5)] {
+        let scenario = load(name).expect("valid");
+        let (a, b) = (run(&scenario, seed), run(&scenario, seed));
+        assert!(
+            a.history
+                .faults
+                .iter()
+                .any(|f| f.fault.anchor.is_some() && f.took_effect()),
+            "{name} seed {seed} has an anchored fault that took effect"
+        );
+        if let Some((line, left, right)) = first_difference(&a.history.trace, &b.history.trace) {
+            panic!("{name} seed {seed}: first difference at line {line}:\n  {left:?}\n  {right:?}");
+        }
+        assert_eq!(a.history.events, b.history.events, "{name}");
+        assert_eq!(a.history.faults, b.history.faults, "{name}");
+        assert_eq!(a.history.outputs, b.history.outputs, "{name}");
+    }
+}
