@@ -245,12 +245,18 @@ impl std::fmt::Display for RunEnd {
 }
 
 /// A checker's result, with the first piece of evidence against the run when it failed.
+///
+/// A checker that had nothing to hold the run to (no bound given and none derivable, nothing
+/// to measure) says so: its verdict is *not checked*, with why, and it does not count as a
+/// pass in tables and reports, though it fails no run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     /// The checker's name.
     pub checker: &'static str,
-    /// Whether the run passed it.
+    /// Whether the run passed it (true for a check that was not made).
     pub passed: bool,
+    /// Whether the run was held to anything: false for a verdict that only reports.
+    pub checked: bool,
     /// One line: what was measured.
     pub summary: String,
     /// The first offending record or interval, with virtual time.
@@ -263,8 +269,29 @@ impl Verdict {
         Verdict {
             checker,
             passed: true,
+            checked: true,
             summary: summary.into(),
             evidence: None,
+        }
+    }
+
+    /// A check that was not made, and why (what was measured, if anything, goes in `why`).
+    pub fn not_checked(checker: &'static str, why: impl Into<String>) -> Self {
+        Verdict {
+            checker,
+            passed: true,
+            checked: false,
+            summary: format!("not checked: {}", why.into()),
+            evidence: None,
+        }
+    }
+
+    /// How a table shows it: `ok`, `FAIL` or `n/a`.
+    pub fn label(&self) -> &'static str {
+        match (self.passed, self.checked) {
+            (false, _) => "FAIL",
+            (true, true) => "ok",
+            (true, false) => "n/a",
         }
     }
 
@@ -277,6 +304,7 @@ impl Verdict {
         Verdict {
             checker,
             passed: false,
+            checked: true,
             summary: summary.into(),
             evidence: Some(evidence.into()),
         }

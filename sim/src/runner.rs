@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::apply::FaultState;
-use crate::check::{check_all, DeliveryBasis, ExpectedInput};
+use crate::check::{check_all, Bounds, DeliveryBasis, ExpectedInput};
 use crate::cluster::{sink_store_url, source_log_url, SimCluster, SimClusterSpec};
 use crate::events::{EventRecorder, RecordedEvent};
 use crate::fault::{format_duration, Anchor, Fault, FaultKind};
@@ -138,7 +138,30 @@ impl Harness {
             }
             _ => DeliveryBasis::None,
         };
-        check_all(history, &scenario.expect, basis)
+        let faults: Vec<&Fault> = history
+            .faults
+            .iter()
+            .filter(|f| f.took_effect())
+            .map(|f| &f.fault)
+            .collect();
+        check_all(history, scenario, &self.bounds(scenario, &faults), basis)
+    }
+
+    /// The bounds a run of `scenario` in which `faults` took effect is held to: given, or
+    /// derived from them.
+    pub fn bounds(&self, scenario: &Scenario, faults: &[&Fault]) -> Bounds {
+        let tasks_per_slot = self
+            .jobs
+            .build(&scenario.job, scenario.config.max_parallelism())
+            .map(|graph| {
+                rill::graph::default_slot_sharing_groups(&graph)
+                    .iter()
+                    .map(|g| g.members.len() as u32)
+                    .max()
+                    .unwrap_or(1)
+            })
+            .unwrap_or(1);
+        Bounds::of(scenario, tasks_per_slot, faults)
     }
 
     fn output_checks(&self, scenario: &Scenario) -> OutputChecks {

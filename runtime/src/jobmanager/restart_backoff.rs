@@ -44,6 +44,8 @@ pub trait RestartBackoff: Send {
     fn backoff(&self) -> Duration;
     /// For logs/traces: e.g. "fixed-delay (attempt 2 of 3, 1s)".
     fn describe(&self) -> String;
+    /// The longest back-off it can ever wait (with jitter): what a bound on recovery allows.
+    fn longest_backoff(&self) -> Duration;
 }
 
 /// The restart back-off for a job whose effective configuration is `config` (the cluster
@@ -105,6 +107,10 @@ impl RestartBackoff for NoRestart {
     fn describe(&self) -> String {
         "none (restarts disabled)".to_string()
     }
+
+    fn longest_backoff(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// At most `attempts` restarts, each after `delay` (`fixed-delay`; Flink's
@@ -153,6 +159,10 @@ impl RestartBackoff for FixedDelay {
                 self.attempt, self.max_attempts
             )
         }
+    }
+
+    fn longest_backoff(&self) -> Duration {
+        self.delay
     }
 }
 
@@ -238,6 +248,10 @@ impl RestartBackoff for FailureRate {
                 self.max_failures, interval
             )
         }
+    }
+
+    fn longest_backoff(&self) -> Duration {
+        self.delay
     }
 }
 
@@ -441,6 +455,10 @@ impl RestartBackoff for ExponentialDelay {
                 self.backoff()
             )
         }
+    }
+
+    fn longest_backoff(&self) -> Duration {
+        Duration::from_millis((self.max_ms.max(0) as f64 * (1.0 + self.jitter_factor)) as u64)
     }
 }
 

@@ -1,7 +1,12 @@
 //! The balance checkers: tasks per TaskManager in every placement, and accounted memory
 //! per TaskManager against the mean.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use rill::events::ClusterEvent;
+use rill::ids::SubtaskId;
+
+use crate::node::NodeName;
 use std::time::Duration;
 
 use super::secs;
@@ -38,7 +43,73 @@ pub fn balance(h: &RunHistory, bound: Option<u32>) -> Verdict {
                 format!("at {}: {p} (bound {b})", secs(worst.1)),
             )
         }
-        _ => Verdict::pass(NAME, summary),
+        Some(_) => Verdict::pass(NAME, summary),
+        None => Verdict::not_checked(
+            NAME,
+            format!("first-fit placement packs TaskManagers by design, and no bound was given; {summary}"),
+        ),
+    }
+}
+
+/// Balanced scheduling's promise, checked where the scheduler chose: right after every
+/// deployment (the first, each failover's, each rebalancing's), the tasks per TaskManager
+/// registered then differ by at most `bound` (a slot's tasks: slots are what it spreads).
+/// A TaskManager that registers later is idle until something is deployed again, and that
+/// is no imbalance the scheduler chose.
+pub fn balance_at_deployments(h: &RunHistory, bound: u32) -> Verdict {
+    const NAME: &str = "balance";
+    let mut registered: BTreeSet<&str> = BTreeSet::new();
+    let mut placed: BTreeMap<SubtaskId, &str> = BTreeMap::new();
+    let (mut deployments, mut worst) = (0usize, (0u32, Duration::ZERO));
+    for e in h.events.iter().filter(|e| e.node == NodeName::JobManager) {
+        match &e.event {
+            ClusterEvent::TaskManagerRegistered { taskmanager, .. } => {
+                registered.insert(taskmanager);
+            }
+            ClusterEvent::TaskManagerLost { taskmanager, .. } => {
+                registered.remove(taskmanager.as_str());
+                placed.retain(|_, tm| *tm != taskmanager.as_str());
+            }
+            ClusterEvent::TasksDeployed { tasks, .. } => {
+                deployments += 1;
+                for t in tasks {
+                    placed.insert(t.attempt.subtask_id(), &t.taskmanager);
+                }
+                let mut counts: BTreeMap<&str, u32> =
+                    registered.iter().map(|tm| (*tm, 0)).collect();
+                for tm in placed.values() {
+                    if let Some(c) = counts.get_mut(tm) {
+                        *c += 1;
+                    }
+                }
+                let (max, min) = (
+                    counts.values().copied().max().unwrap_or(0),
+                    counts.values().copied().min().unwrap_or(0),
+                );
+                if max - min > bound {
+                    return Verdict::fail(
+                        NAME,
+                        format!("task-count range {} right after a deployment", max - min),
+                        format!("at {}: {counts:?} (bound {bound})", secs(e.at)),
+                    );
+                }
+                if max - min >= worst.0 {
+                    worst = (max - min, e.at);
+                }
+            }
+            _ => {}
+        }
+    }
+    match deployments {
+        0 => Verdict::not_checked(NAME, "nothing was deployed"),
+        n => Verdict::pass(
+            NAME,
+            format!(
+                "{n} deployment(s), largest task-count range {} (at {})",
+                worst.0,
+                secs(worst.1)
+            ),
+        ),
     }
 }
 

@@ -11,23 +11,29 @@ use std::time::Duration;
 use rill::api::OutputChecks;
 use rill::events::ClusterEvent;
 
-use crate::history::{AppliedFault, RunHistory, Verdict};
+use crate::history::{AppliedFault, RunEnd, RunHistory, Verdict};
 use crate::node::NodeName;
-use crate::scenario::{DeliveryMode, Expectations};
+use crate::scenario::{DeliveryMode, Scenario};
 
 mod balance;
+pub mod bounds;
+mod claims;
 mod delivery;
 mod outcome;
 mod recovery;
 mod reference;
 mod stall;
+mod timeliness;
 
-pub use balance::{balance, memory_balance, task_range};
+pub use balance::{balance, balance_at_deployments, memory_balance, task_range};
+pub use bounds::Bounds;
+pub use claims::restarts;
 pub use delivery::{delivery, ExpectedInput};
 pub use outcome::{fencing, job_outcome, liveness};
 pub use recovery::recovery_time;
 pub use reference::matches_reference;
 pub use stall::zero_stall;
+pub use timeliness::detection;
 
 /// How long a record may be in flight between source and sink: a missing record is attributed
 /// to a fault active within this margin of when it would have been output.
@@ -37,10 +43,7 @@ const IN_FLIGHT: Duration = Duration::from_secs(1);
 /// replays at most one checkpoint interval (1 s in the scenarios), paced, after the restart
 /// (which may be the rebalancing move when a crashed TaskManager rejoins).
 const REPLAY: Duration = Duration::from_secs(2);
-/// How long a task redeployed behind a partition can take to notice that its connections to
-/// the log and the sink store died with it: the runtime's service call timeout (5 s) and its
-/// longest retry back-off (2 s).
-const STALE_CONNECTION: Duration = Duration::from_secs(7);
+use bounds::STALE_CONNECTION;
 /// The longest a fault's window extends to the output resuming after it (see `disruptions`).
 const RESUME_WITHIN: Duration = Duration::from_secs(10);
 
@@ -56,15 +59,22 @@ pub enum DeliveryBasis<'a> {
     None,
 }
 
-/// Runs every checker the expectations ask for, plus those that always apply.
+/// Runs every checker on a run of `scenario`: those its expectations ask for with their
+/// bounds, and the others with the bounds derived from it ([`Bounds`]); a checker with
+/// nothing to hold the run to says it did not check.
 pub fn check_all(
     history: &RunHistory,
-    expect: &Expectations,
+    scenario: &Scenario,
+    bounds: &Bounds,
     basis: DeliveryBasis<'_>,
 ) -> Vec<Verdict> {
+    let expect = &scenario.expect;
     let mut verdicts = vec![job_outcome(history, expect.job), fencing(history)];
     match (expect.delivery, basis) {
-        (DeliveryMode::Unchecked, _) => {}
+        (DeliveryMode::Unchecked, _) => verdicts.push(Verdict::not_checked(
+            "delivery",
+            "the scenario says delivery = \"unchecked\"",
+        )),
         (mode, DeliveryBasis::Input(input)) => verdicts.push(delivery(history, mode, input)),
         (DeliveryMode::ExactlyOnce, DeliveryBasis::Reference(reference, checks)) => {
             verdicts.push(matches_reference(history, reference, &checks))
@@ -78,11 +88,33 @@ pub fn check_all(
             ),
         )),
     }
-    verdicts.push(zero_stall(history, expect.max_stall));
+    let (stall, recovery) = (&bounds.stall, &bounds.recovery);
+    let v = zero_stall(history, Some(stall.value));
+    verdicts.push(with_bound(v, &secs(stall.value), &stall.source));
     if disruptive_faults(history).next().is_some() {
-        verdicts.push(recovery_time(history, expect.max_recovery));
+        let v = match history.job_status {
+            // A job that failed does not recover: its outcome is the job checker's.
+            RunEnd::Ended(rill::graph::JobStatus::Failed) => {
+                Verdict::not_checked("recovery", "the job failed (nothing recovers)")
+            }
+            _ => recovery_time(history, Some(recovery.value)),
+        };
+        verdicts.push(with_bound(v, &secs(recovery.value), &recovery.source));
     }
-    verdicts.push(balance(history, expect.max_task_range));
+    verdicts.push(match &bounds.task_range {
+        Some(b) if b.source == "given" => balance(history, Some(b.value)),
+        Some(b) => {
+            let v = balance_at_deployments(history, b.value);
+            with_bound(v, &b.value.to_string(), &b.source)
+        }
+        None => balance(history, None),
+    });
+    verdicts.push(detection(
+        history,
+        &bounds.timing,
+        scenario.config.heartbeat_timeout(),
+    ));
+    verdicts.push(restarts(history));
     if let Some(bound) = expect.max_memory_skew_percent {
         verdicts.push(memory_balance(history, bound));
     }
@@ -90,6 +122,14 @@ pub fn check_all(
         verdicts.push(liveness(history, bound));
     }
     verdicts
+}
+
+/// Says in a checked verdict's summary which bound it was held to, if that was derived.
+fn with_bound(mut v: Verdict, value: &str, source: &str) -> Verdict {
+    if v.checked && source != "given" {
+        v.summary.push_str(&format!(" [bound {value}, {source}]"));
+    }
+    v
 }
 
 fn secs(d: Duration) -> String {
@@ -252,6 +292,83 @@ mod tests {
             tasks: vec![task(0), task(1)],
             checkpoint: Some(CheckpointId(1)),
         }
+    }
+
+    fn initial_deployment() -> ClusterEvent {
+        let task = |v, s| Deployment {
+            attempt: SubtaskId::new(VertexId(v), s).attempt(0),
+            taskmanager: format!("tm-{}", s + 1),
+            slot: Some(0),
+        };
+        ClusterEvent::TasksDeployed {
+            job: JobId(1),
+            tasks: vec![task(0, 0), task(1, 0), task(0, 1), task(1, 1)],
+            checkpoint: None,
+        }
+    }
+
+    fn lost(ms: u64) -> crate::events::RecordedEvent {
+        jm_event(
+            ms,
+            ClusterEvent::TaskManagerLost {
+                taskmanager: "tm-2".into(),
+                instance: rill::ids::TaskManagerId(2),
+                cause: LossCause::HeartbeatTimeout(Duration::from_secs(5)),
+            },
+        )
+    }
+
+    fn timing() -> bounds::Timing {
+        let config = rill::config::Configuration::new()
+            .with("heartbeat.interval", "1s")
+            .and_then(|c| c.with("heartbeat.timeout", "5s"))
+            .expect("valid");
+        bounds::Timing::of(&config)
+    }
+
+    #[test]
+    fn a_loss_must_be_detected_within_the_timeout_and_an_interval() {
+        let mut h = history(vec![out(0, 0, 0)]);
+        h.faults.push(crash_at(2));
+        let timeout = Duration::from_secs(5);
+        let v = detection(&h, &timing(), timeout);
+        assert!(
+            !v.passed && v.summary.contains("never declared lost"),
+            "{v:?}"
+        );
+        h.events.push(lost(9_500));
+        let v = detection(&h, &timing(), timeout);
+        assert!(!v.passed && v.evidence.unwrap().contains("after the bound 9.000s"));
+        h.events[0] = lost(2_100);
+        assert!(detection(&h, &timing(), timeout).passed);
+        let quiet = history(vec![out(0, 0, 0)]);
+        let v = detection(&quiet, &timing(), timeout);
+        assert!(
+            v.passed && !v.checked,
+            "nothing to detect is not a pass: {v:?}"
+        );
+    }
+
+    #[test]
+    fn every_announced_restart_is_redeployed_and_nothing_else() {
+        let mut h = history(vec![out(0, 0, 0)]);
+        h.events = vec![
+            jm_event(0, initial_deployment()),
+            jm_event(2_000, failover_of_two()),
+        ];
+        let v = restarts(&h);
+        assert!(!v.passed && v.summary.contains("never redeployed"), "{v:?}");
+        h.events.push(jm_event(3_000, deployed_two()));
+        assert!(restarts(&h).passed);
+        // A redeployment nobody announced.
+        h.events.push(jm_event(4_000, deployed_two()));
+        let v = restarts(&h);
+        assert!(
+            !v.passed && v.summary.contains("no failover announced"),
+            "{v:?}"
+        );
+        let v = restarts(&history(vec![]));
+        assert!(!v.checked, "{v:?}");
     }
 
     pub(super) fn crash_at(secs: u64) -> AppliedFault {

@@ -55,7 +55,7 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
                 let evidence = format!("{} at {}: rate before {before:.0}/s", f.fault, secs(at));
                 return match bound {
                     Some(_) => Verdict::fail(NAME, summary, evidence),
-                    None => Verdict::pass(NAME, summary + " (not bounded)"),
+                    None => Verdict::not_checked(NAME, summary + " (no bound)"),
                 };
             }
         };
@@ -64,7 +64,10 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
         }
     }
     let Some((took, at)) = worst else {
-        return Verdict::pass(NAME, "no fault with output before it (nothing to measure)");
+        return Verdict::not_checked(
+            NAME,
+            "no disruptive fault with output before it (nothing to measure)",
+        );
     };
     let summary = format!("slowest recovery {} (fault at {})", secs(took), secs(at));
     match bound {
@@ -78,7 +81,8 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
                 secs(b)
             ),
         ),
-        _ => Verdict::pass(NAME, summary),
+        Some(_) => Verdict::pass(NAME, summary),
+        None => Verdict::not_checked(NAME, format!("no bound; {summary}")),
     }
 }
 
@@ -132,7 +136,7 @@ mod tests {
             .collect();
         let mut h = history(outputs);
         h.faults.push(crash_at(3));
-        let v = recovery_time(&h, None);
+        let v = recovery_time(&h, Some(Duration::from_secs(60)));
         // Back at 7 s: 4 s after the fault, not "at once" because the rate held at first.
         assert!(
             v.summary.starts_with("slowest recovery 4.0"),
@@ -143,7 +147,7 @@ mod tests {
         let steady = (0..1000u64).map(|i| out(i * 10, i, 0)).collect();
         let mut h = history(steady);
         h.faults.push(crash_at(8));
-        let v = recovery_time(&h, None);
+        let v = recovery_time(&h, Some(Duration::from_secs(60)));
         assert!(
             v.summary.starts_with("slowest recovery 0.0"),
             "{}",

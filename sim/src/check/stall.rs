@@ -14,7 +14,7 @@ use crate::node::NodeName;
 pub fn zero_stall(h: &RunHistory, bound: Option<Duration>) -> Verdict {
     const NAME: &str = "zero-stall";
     let Some(first) = h.outputs.first().map(|o| o.at) else {
-        return Verdict::pass(NAME, "no output (nothing to measure)");
+        return Verdict::not_checked(NAME, "no output (nothing to measure)");
     };
     let end = if h.finished() {
         h.outputs.last().map_or(first, |o| o.at)
@@ -63,7 +63,8 @@ pub fn zero_stall(h: &RunHistory, bound: Option<Duration>) -> Verdict {
                 secs(b)
             ),
         ),
-        _ => Verdict::pass(NAME, summary),
+        Some(_) => Verdict::pass(NAME, summary),
+        None => Verdict::not_checked(NAME, format!("no bound; {summary}")),
     }
 }
 

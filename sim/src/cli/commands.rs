@@ -108,7 +108,7 @@ fn check(ctx: &Ctx, runs: &Runs, report: Option<&Path>) -> Res {
     let names = names_of(ctx, runs)?;
     let width = names.iter().map(String::len).max().unwrap_or(0).max(8);
     println!(
-        "{:<width$} {:>6}  {:<6} {:<10} checks",
+        "{:<width$} {:>6}  {:<6} {:<10} checks (name! failed, name? not checked)",
         "scenario", "seed", "result", "job"
     );
     let mut outcomes = Vec::new();
@@ -118,7 +118,14 @@ fn check(ctx: &Ctx, runs: &Runs, report: Option<&Path>) -> Res {
             let checks: Vec<String> = o
                 .verdicts
                 .iter()
-                .map(|v| format!("{}{}", v.checker, if v.passed { "" } else { "!" }))
+                .map(|v| {
+                    let mark = match (v.passed, v.checked) {
+                        (false, _) => "!",
+                        (true, false) => "?",
+                        (true, true) => "",
+                    };
+                    format!("{}{mark}", v.checker)
+                })
                 .collect();
             let result = if o.passed() { "PASS" } else { "FAIL" };
             println!(

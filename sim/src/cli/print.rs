@@ -39,8 +39,8 @@ pub(super) fn print_outcome(o: &RunOutcome) {
         .collect();
     println!("  peak memory: {}", peaks.join(", "));
     for v in &o.verdicts {
-        let mark = if v.passed { "ok  " } else { "FAIL" };
-        println!("  {mark} {:<11} {}", v.checker, v.summary);
+        let mark = v.label();
+        println!("  {mark:<4} {:<11} {}", v.checker, v.summary);
         if let Some(e) = &v.evidence {
             println!("       evidence: {e}");
         }

@@ -70,7 +70,7 @@ section.run{border-top:2px solid #ccc;padding:16px 0;margin-top:16px}\
 table.verdicts{border-collapse:collapse;margin:8px 0}\
 table.verdicts th,table.verdicts td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}\
 .badge{display:inline-block;padding:1px 6px;border-radius:3px;font-weight:bold;color:#fff;font-size:12px}\
-.pass{background:#2e7d32}.fail{background:#c62828}\
+.pass{background:#2e7d32}.fail{background:#c62828}.unchecked{background:#757575}\
 .status-ok{color:#2e7d32;font-weight:bold}.status-bad{color:#c62828;font-weight:bold}\
 .status-other{color:#8a6d00;font-weight:bold}\
 pre{background:#f6f8fa;padding:8px;overflow-x:auto;white-space:pre-wrap;word-break:break-all}\
@@ -106,6 +106,15 @@ fn badge(passed: bool) -> &'static str {
         "<span class=\"badge pass\">PASS</span>"
     } else {
         "<span class=\"badge fail\">FAIL</span>"
+    }
+}
+
+/// A checker's result: checked and passed, failed, or not checked (grey: it held the run to
+/// nothing, and must not read as a pass).
+fn verdict_badge(v: &Verdict) -> &'static str {
+    match (v.passed, v.checked) {
+        (true, false) => "<span class=\"badge unchecked\">N/A</span>",
+        (passed, _) => badge(passed),
     }
 }
 
@@ -190,7 +199,7 @@ fn render_verdicts(out: &mut String, verdicts: &[Verdict]) {
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"evidence\">{}</td></tr>\n",
             escape(v.checker),
-            badge(v.passed),
+            verdict_badge(v),
             escape(&v.summary),
             escape(v.evidence.as_deref().unwrap_or(""))
         );

@@ -1,0 +1,191 @@
+//! Bounds a scenario implies when it sets none: from its configuration (the failover
+//! strategy, the heartbeat timeout, the restart back-off, the checkpoint interval) and its
+//! fault plan. A checker holds every run to its scenario's bound or to the derived one, and
+//! says which; only when neither exists is its verdict "not checked".
+
+use std::time::Duration;
+
+use rill::config::{Configuration, FailoverStrategy, LoadBalanceMode};
+use rill::jobmanager::restart_backoff;
+
+use crate::fault::{Fault, FaultKind};
+use crate::scenario::Scenario;
+
+/// A bound and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bound<T> {
+    /// The bound.
+    pub value: T,
+    /// "given", or how it was derived.
+    pub source: String,
+}
+
+impl<T: Copy> Bound<T> {
+    fn given(value: T) -> Self {
+        Bound {
+            value,
+            source: "given".into(),
+        }
+    }
+}
+
+/// How long the JobManager may take to act on anything (a redeployment, a status change),
+/// and a restarted task to be running again: scheduling, connecting, restoring state.
+pub const REDEPLOY: Duration = Duration::from_secs(2);
+/// How long a task on a TaskManager that lived through a cut-off can take to notice that its
+/// connections to the log and the sink store died: the runtime's service call timeout (5 s)
+/// and its longest retry back-off (2 s).
+pub const STALE_CONNECTION: Duration = Duration::from_secs(7);
+/// What output may lag by in a healthy job: buffer timeouts, a sink's flush.
+pub const STEADY_STALL: Duration = Duration::from_secs(1);
+/// How late a loss may be detected after `heartbeat.timeout`: the heartbeat that finds it
+/// runs every `heartbeat.interval`, and the JobManager needs a moment to act.
+pub const DETECTION_SLACK: Duration = Duration::from_secs(1);
+
+/// What the configuration says about recovery.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long until a TaskManager that stopped answering is declared lost.
+    pub detection: Duration,
+    /// The longest back-off the restart strategy waits before redeploying.
+    pub backoff: Duration,
+    /// How often checkpoints are taken, if they are.
+    pub checkpoint_interval: Option<Duration>,
+    /// The failover strategy.
+    pub strategy: FailoverStrategy,
+    /// Balanced scheduling or not.
+    pub balance: LoadBalanceMode,
+}
+
+impl Timing {
+    /// The timing of a cluster configured by `config`.
+    pub fn of(config: &Configuration) -> Self {
+        Timing {
+            detection: config.heartbeat_timeout() + config.heartbeat_interval() + DETECTION_SLACK,
+            backoff: restart_backoff::from_config(config, 0).longest_backoff(),
+            checkpoint_interval: config.checkpoint_interval(),
+            strategy: config.failover_strategy(),
+            balance: config.load_balance_mode(),
+        }
+    }
+
+    /// How long output may pause without any fault: a transactional sink's output becomes
+    /// visible once per checkpoint, so up to an interval (and its completion) apart.
+    fn steady(&self, transactional: bool) -> Duration {
+        match (transactional, self.checkpoint_interval) {
+            (true, Some(every)) => 2 * every + STEADY_STALL,
+            _ => STEADY_STALL,
+        }
+    }
+
+    /// The longest one fault can keep a job's output from flowing: while it lasts (or until
+    /// the TaskManager it took is declared lost), then the back-off, the redeployment, and
+    /// the replay of at most a checkpoint interval.
+    /// What one fault may add to the longest stall: a disruptive one its whole disruption;
+    /// another (latency, packet loss, a failing checkpoint store, which holds a transactional
+    /// sink's commits back) as long as it lasts, and a checkpoint interval.
+    fn allowance(&self, fault: &Fault) -> Duration {
+        match fault.kind.spec().disruptive {
+            true => self.disruption(fault),
+            false => {
+                fault.duration().unwrap_or(self.detection)
+                    + self.checkpoint_interval.unwrap_or_default()
+            }
+        }
+    }
+
+    fn disruption(&self, fault: &Fault) -> Duration {
+        // A fault shorter than the detection may still be detected (a lost connection is
+        // noticed at once, and the restarted tasks then wait for slots while it lasts).
+        let held = fault
+            .duration()
+            .unwrap_or(self.detection)
+            .max(self.detection);
+        let replay = self.checkpoint_interval.unwrap_or_default();
+        // A TaskManager that was cut off but lived on (paused, partitioned) keeps connections
+        // that died meanwhile: tasks deployed to it find out by a call's timeout and retry.
+        let stale = match fault.kind {
+            FaultKind::Pause { .. }
+            | FaultKind::Partition { .. }
+            | FaultKind::LinkPartition { .. } => STALE_CONNECTION,
+            _ => Duration::ZERO,
+        };
+        held + self.backoff + REDEPLOY + replay + stale
+    }
+}
+
+/// The bounds of one scenario: given or derived.
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    /// The longest interval without output.
+    pub stall: Bound<Duration>,
+    /// The longest recovery from one fault.
+    pub recovery: Bound<Duration>,
+    /// The largest task-count range across TaskManagers, if one applies.
+    pub task_range: Option<Bound<u32>>,
+    /// The configuration's timing.
+    pub timing: Timing,
+}
+
+impl Bounds {
+    /// The bounds `s` gives, with the ones it does not give derived from it and from
+    /// `faults`, the faults that took effect in the run (a swarm's are drawn per seed); its
+    /// job puts up to `tasks_per_slot` tasks in one slot (the unit balanced scheduling
+    /// spreads).
+    pub fn of(s: &Scenario, tasks_per_slot: u32, faults: &[&Fault]) -> Self {
+        let timing = Timing::of(&s.config);
+        let transactional =
+            s.job.params.get("sink").map(String::as_str) == Some("collect-transactional");
+        let disruptive: Vec<&Fault> = faults
+            .iter()
+            .copied()
+            .filter(|f| f.kind.spec().disruptive)
+            .collect();
+        let stall = s.expect.max_stall.map(Bound::given).unwrap_or_else(|| {
+            // Faults can follow one another: each can hold the output up for its own time.
+            let faults: Duration = faults.iter().map(|f| timing.allowance(f)).sum();
+            Bound {
+                value: timing.steady(transactional) + faults,
+                source: format!(
+                    "derived: steady {} + per fault its duration or detection {}, back-off {}, redeploy {}, replay",
+                    secs(timing.steady(transactional)),
+                    secs(timing.detection),
+                    secs(timing.backoff),
+                    secs(REDEPLOY)
+                ),
+            }
+        });
+        let recovery = s.expect.max_recovery.map(Bound::given).unwrap_or_else(|| {
+            let worst = disruptive
+                .iter()
+                .map(|f| timing.disruption(f))
+                .max()
+                .unwrap_or_default();
+            // The rate is back only once the backlog the fault left is caught up: a margin of
+            // a redeployment for that.
+            Bound {
+                value: worst + timing.steady(transactional) + REDEPLOY,
+                source: "derived: the slowest fault's duration or detection, back-off, redeploy and replay".into(),
+            }
+        });
+        let task_range = match (s.expect.max_task_range, timing.balance) {
+            (Some(b), _) => Some(Bound::given(b)),
+            (None, LoadBalanceMode::Tasks) => Some(Bound {
+                value: tasks_per_slot.max(1),
+                source: "derived: mode tasks spreads slots evenly, a slot's tasks apart at most"
+                    .into(),
+            }),
+            (None, _) => None,
+        };
+        Bounds {
+            stall,
+            recovery,
+            task_range,
+            timing,
+        }
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64())
+}

@@ -1,0 +1,115 @@
+//! The detection checker: a TaskManager cut off from the JobManager for longer than the
+//! heartbeat timeout (crashed for good, partitioned, paused) must be declared lost within the
+//! timeout plus one heartbeat interval (and a moment to act) of when it was cut off. A lost
+//! connection may make it faster; nothing may make it slower.
+
+use std::time::Duration;
+
+use rill::events::ClusterEvent;
+
+use super::bounds::Timing;
+use super::secs;
+use crate::fault::{Direction, FaultKind};
+use crate::history::{AppliedFault, RunHistory, Verdict};
+use crate::node::NodeName;
+
+const NAME: &str = "detection";
+
+/// The TaskManager `f` cuts off from the JobManager, and for how long (`None`: for good), if
+/// it cuts one off at all.
+fn cut_off(f: &AppliedFault) -> Option<(&NodeName, Option<Duration>)> {
+    match &f.fault.kind {
+        FaultKind::Crash {
+            target,
+            restart_after,
+        }
+        | FaultKind::OomKill {
+            target,
+            restart_after,
+        } => Some((target, *restart_after)),
+        FaultKind::Partition {
+            target,
+            direction: Direction::Both,
+            heal_after,
+        } => Some((target, *heal_after)),
+        FaultKind::Pause { target, duration } => Some((target, Some(*duration))),
+        _ => None,
+    }
+    .filter(|(target, _)| target.taskmanager().is_some())
+}
+
+/// Every TaskManager cut off past the heartbeat timeout was declared lost in time.
+pub fn detection(h: &RunHistory, timing: &Timing, timeout: Duration) -> Verdict {
+    let mut checked = 0usize;
+    let mut slowest = Duration::ZERO;
+    for f in h.faults.iter().filter(|f| f.took_effect()) {
+        let (Some((target, lasts)), Some(began)) = (cut_off(f), f.began_at) else {
+            continue;
+        };
+        // Cut off for less than the timeout: the JobManager need not notice.
+        if lasts.is_some_and(|d| d <= timeout) {
+            continue;
+        }
+        let deadline = began + timing.detection;
+        let lost = h.events.iter().find_map(|e| match &e.event {
+            ClusterEvent::TaskManagerLost { taskmanager, .. }
+                if e.at >= began && *target == taskmanager.as_str() =>
+            {
+                Some(e.at)
+            }
+            _ => None,
+        });
+        // The run ended before the deadline and the loss was not declared: nothing to hold
+        // it to.
+        if deadline > h.end && lost.is_none() {
+            continue;
+        }
+        checked += 1;
+        match lost {
+            Some(at) if at <= deadline => slowest = slowest.max(at - began),
+            Some(at) => {
+                return Verdict::fail(
+                    NAME,
+                    format!("{target} declared lost {} after it was cut off", secs(at - began)),
+                    format!(
+                        "{} at {}: declared lost at {}, after the bound {} (heartbeat timeout + interval + {})",
+                        f.fault,
+                        secs(began),
+                        secs(at),
+                        secs(deadline),
+                        secs(super::bounds::DETECTION_SLACK)
+                    ),
+                )
+            }
+            None => {
+                return Verdict::fail(
+                    NAME,
+                    format!("{target} was never declared lost"),
+                    format!(
+                        "{} at {}: no TaskManagerLost by the bound {} nor after",
+                        f.fault,
+                        secs(began),
+                        secs(deadline)
+                    ),
+                )
+            }
+        }
+    }
+    match checked {
+        0 => Verdict::not_checked(
+            NAME,
+            format!(
+                "no TaskManager was cut off past the heartbeat timeout ({}) before the run ended",
+                secs(timeout)
+            ),
+        ),
+        n => Verdict::pass(
+            NAME,
+            format!(
+                "{n} TaskManager loss(es) detected, the slowest after {} (bound {})",
+                secs(slowest),
+                secs(timing.detection)
+            ),
+        ),
+    }
+}
