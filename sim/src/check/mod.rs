@@ -329,6 +329,12 @@ mod tests {
     #[test]
     fn a_loss_must_be_detected_within_the_timeout_and_an_interval() {
         let mut h = history(vec![out(0, 0, 0)]);
+        let registered = ClusterEvent::TaskManagerRegistered {
+            taskmanager: "tm-2".into(),
+            instance: rill::ids::TaskManagerId(2),
+            slots: 2,
+        };
+        h.events.push(jm_event(0, registered));
         h.faults.push(crash_at(2));
         let timeout = Duration::from_secs(5);
         let v = detection(&h, &timing(), timeout);
@@ -339,7 +345,10 @@ mod tests {
         h.events.push(lost(9_500));
         let v = detection(&h, &timing(), timeout);
         assert!(!v.passed && v.evidence.unwrap().contains("after the bound 9.000s"));
-        h.events[0] = lost(2_100);
+        h.events[1] = lost(2_100);
+        assert!(detection(&h, &timing(), timeout).passed);
+        // A second crash of a TaskManager still down from the first: nothing more to detect.
+        h.faults.push(crash_at(4));
         assert!(detection(&h, &timing(), timeout).passed);
         let quiet = history(vec![out(0, 0, 0)]);
         let v = detection(&quiet, &timing(), timeout);

@@ -38,6 +38,28 @@ fn cut_off(f: &AppliedFault) -> Option<(&NodeName, Option<Duration>)> {
     .filter(|(target, _)| target.taskmanager().is_some())
 }
 
+/// Whether `target` was registered at the JobManager at `at`: its last registration or loss
+/// before then was a registration.
+fn registered_at(h: &RunHistory, target: &NodeName, at: Duration) -> bool {
+    let mut registered = false;
+    for e in h.events.iter().take_while(|e| e.at <= at) {
+        match &e.event {
+            ClusterEvent::TaskManagerRegistered { taskmanager, .. }
+                if *target == taskmanager.as_str() =>
+            {
+                registered = true
+            }
+            ClusterEvent::TaskManagerLost { taskmanager, .. }
+                if *target == taskmanager.as_str() =>
+            {
+                registered = false
+            }
+            _ => {}
+        }
+    }
+    registered
+}
+
 /// Every TaskManager cut off past the heartbeat timeout was declared lost in time.
 pub fn detection(h: &RunHistory, timing: &Timing, timeout: Duration) -> Verdict {
     let mut checked = 0usize;
@@ -46,8 +68,9 @@ pub fn detection(h: &RunHistory, timing: &Timing, timeout: Duration) -> Verdict 
         let (Some((target, lasts)), Some(began)) = (cut_off(f), f.began_at) else {
             continue;
         };
-        // Cut off for less than the timeout: the JobManager need not notice.
-        if lasts.is_some_and(|d| d <= timeout) {
+        // Cut off for less than the timeout: the JobManager need not notice. Already lost
+        // (an earlier fault took it, and it has not registered again): nothing to notice.
+        if lasts.is_some_and(|d| d <= timeout) || !registered_at(h, target, began) {
             continue;
         }
         let deadline = began + timing.detection;
