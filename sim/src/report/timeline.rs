@@ -196,7 +196,9 @@ impl<'h> Timeline<'h> {
 
     fn fault_bands(&self, out: &mut String, panel: &Panel) {
         for (i, f) in self.history.faults.iter().enumerate() {
-            let start = self.x(f.fault.at.as_millis() as u64);
+            // An anchored fault's planned time is only where its anchor was looked for.
+            let began = f.began_at.unwrap_or(f.fault.at);
+            let start = self.x(began.as_millis() as u64);
             let end_ms = f.ended_at.map_or(self.span_ms, |e| e.as_millis() as u64);
             let width = (self.x(end_ms) - start).max(2.0);
             w!(
@@ -422,7 +424,7 @@ fn span_ms(h: &RunHistory) -> u64 {
     let faults = h
         .faults
         .iter()
-        .flat_map(|f| std::iter::once(f.fault.at).chain(f.ended_at));
+        .flat_map(|f| std::iter::once(f.began_at.unwrap_or(f.fault.at)).chain(f.ended_at));
     let last = outputs
         .chain(trace)
         .chain(memory)
