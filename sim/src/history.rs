@@ -180,6 +180,8 @@ pub struct RunHistory {
     pub end: Duration,
     /// Every record the sinks received, in time order (checkers rely on the order).
     pub outputs: Vec<OutputRecord>,
+    /// Every transaction the sink store made visible, in order (transactional sinks only).
+    pub commits: Vec<CommitRecord>,
     /// The records' encodings, index for index with `outputs`: kept only when a checker
     /// compares them (exactly-once against a reference run), empty otherwise.
     pub payloads: Vec<bytes::Bytes>,
@@ -242,6 +244,25 @@ impl std::fmt::Display for RunEnd {
             RunEnd::Lost => f.pad("LOST"),
         }
     }
+}
+
+/// One transaction the sink store made visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitRecord {
+    /// Virtual time since the job was submitted.
+    pub at: Duration,
+    /// The sink and its subtask.
+    pub sink: String,
+    /// The sink subtask.
+    pub subtask: u32,
+    /// The attempt that committed it.
+    pub attempt: u32,
+    /// The checkpoint it was staged under.
+    pub staged: rill::ids::CheckpointId,
+    /// The checkpoint whose completion (or restore) committed it.
+    pub by: rill::ids::CheckpointId,
+    /// How many records it held.
+    pub records: usize,
 }
 
 /// A checker's result, with the first piece of evidence against the run when it failed.

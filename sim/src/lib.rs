@@ -35,7 +35,8 @@ pub mod trace;
 pub use events::{EventRecorder, RecordedEvent};
 pub use fault::{Direction, Fault, FaultKind, StoreFailureMode};
 pub use history::{
-    AppliedFault, MemorySample, OutputRecord, Placement, RunEnd, RunHistory, TraceLine, Verdict,
+    AppliedFault, CommitRecord, MemorySample, OutputRecord, Placement, RunEnd, RunHistory,
+    TraceLine, Verdict,
 };
 pub use node::NodeName;
 pub use scenario::{

@@ -21,7 +21,7 @@ use crate::cluster::{sink_store_url, source_log_url, SimCluster, SimClusterSpec}
 use crate::events::{EventRecorder, RecordedEvent};
 use crate::fault::{format_duration, Anchor, Fault, FaultKind};
 use crate::history::{
-    AppliedFault, MemorySample, OutputRecord, Placement, RunEnd, RunHistory, Verdict,
+    AppliedFault, CommitRecord, MemorySample, OutputRecord, Placement, RunEnd, RunHistory, Verdict,
 };
 use crate::node::NodeName;
 use crate::scenario::{harness_job, DeliveryMode, Scenario};
@@ -599,12 +599,28 @@ impl Driver {
             Some(Err(e)) => (RunEnd::Lost, Some(e.to_string())),
         };
         let (outputs, payloads) = self.outputs(self.checks);
+        let commits = self
+            .cluster
+            .collect
+            .take_commits()
+            .into_iter()
+            .map(|c| CommitRecord {
+                at: c.at.saturating_duration_since(self.start),
+                sink: c.sink.to_string(),
+                subtask: c.subtask,
+                attempt: c.attempt,
+                staged: c.staged,
+                by: c.by,
+                records: c.records,
+            })
+            .collect();
         RunHistory {
             scenario: s.name.clone(),
             seed: 0,
             end,
             outputs,
             payloads,
+            commits,
             faults: self.faults,
             events: Vec::new(),
             trace: Vec::new(),

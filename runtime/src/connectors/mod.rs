@@ -10,7 +10,7 @@ pub mod source;
 
 pub use context::ConnectorContext;
 pub use sink::{Sink, SinkSpec, SinkWriter, StandardSink};
-pub use sink_store::{BatchEntry, CollectStore, CollectedBatch, CollectedRecord, Fenced};
+pub use sink_store::{BatchEntry, CollectStore, CollectedBatch, CollectedRecord, Commit, Fenced};
 pub use source::{
     LogInput, LogSource, LogSplit, Source, SourceOutput, SourceSplit, SplitReader, SplitStatus,
 };

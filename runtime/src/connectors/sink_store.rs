@@ -184,6 +184,28 @@ struct StoreInner {
     complete: std::collections::BTreeSet<WriterKey>,
     /// Records written to a complete sink subtask, and ignored.
     after_completion: u64,
+    /// Every transaction made visible, in order: what a checker holds the sinks' two-phase
+    /// commits to.
+    commits: Vec<Commit>,
+}
+
+/// One pre-committed transaction the store made visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// The sink whose transaction it was (its operator's name).
+    pub sink: Arc<str>,
+    /// Its subtask.
+    pub subtask: u32,
+    /// The attempt that committed it (a restored attempt commits its predecessors').
+    pub attempt: u32,
+    /// The checkpoint it was staged under.
+    pub staged: CheckpointId,
+    /// The checkpoint whose completion (or restore) committed it: `staged` or later.
+    pub by: CheckpointId,
+    /// The records it held.
+    pub records: usize,
+    /// When it became visible.
+    pub at: tokio::time::Instant,
 }
 
 /// See [`CheckpointId::END_OF_INPUT`]: a sink subtask whose end-of-input commit landed is
@@ -286,10 +308,21 @@ impl CollectStore {
         let staged = inner.staged.remove(key).unwrap_or_default();
         let now = tokio::time::Instant::now();
         for (checkpoint, batches) in staged {
-            if restored.is_some_and(|c| checkpoint <= c) {
-                for batch in batches {
-                    inner.batches.push(restamp(batch, now));
-                }
+            let Some(by) = restored.filter(|c| checkpoint <= *c) else {
+                continue;
+            };
+            let records = batches.iter().map(CollectedBatch::len).sum();
+            inner.commits.push(Commit {
+                sink: key.sink.clone(),
+                subtask: key.subtask,
+                attempt,
+                staged: checkpoint,
+                by,
+                records,
+                at: now,
+            });
+            for batch in batches {
+                inner.batches.push(restamp(batch, now));
             }
         }
         Ok(())
@@ -375,8 +408,19 @@ impl CollectStore {
         };
         let done = std::mem::replace(staged, later);
         let now = tokio::time::Instant::now();
-        for batch in done.into_values().flatten() {
-            inner.batches.push(restamp(batch, now));
+        for (staged_under, batches) in done {
+            inner.commits.push(Commit {
+                sink: key.sink.clone(),
+                subtask: key.subtask,
+                attempt,
+                staged: staged_under,
+                by: checkpoint,
+                records: batches.iter().map(CollectedBatch::len).sum(),
+                at: now,
+            });
+            for batch in batches {
+                inner.batches.push(restamp(batch, now));
+            }
         }
         Ok(pending)
     }
@@ -417,6 +461,11 @@ impl CollectStore {
     /// none visible.
     pub fn take_batches(&self) -> Vec<CollectedBatch> {
         std::mem::take(&mut self.lock().batches)
+    }
+
+    /// Every transaction made visible so far, in order (taken out of the store).
+    pub fn take_commits(&self) -> Vec<Commit> {
+        std::mem::take(&mut self.lock().commits)
     }
 
     /// Every visible record with its metadata, in the order it became visible.

@@ -24,6 +24,7 @@ mod recovery;
 mod reference;
 mod stall;
 mod timeliness;
+mod transactions;
 
 pub use balance::{balance, balance_at_deployments, memory_balance, task_range};
 pub use bounds::Bounds;
@@ -34,6 +35,7 @@ pub use recovery::recovery_time;
 pub use reference::matches_reference;
 pub use stall::zero_stall;
 pub use timeliness::detection;
+pub use transactions::transactions;
 
 /// How long a record may be in flight between source and sink: a missing record is attributed
 /// to a fault active within this margin of when it would have been output.
@@ -115,6 +117,7 @@ pub fn check_all(
         scenario.config.heartbeat_timeout(),
     ));
     verdicts.push(restarts(history));
+    verdicts.push(transactions(history));
     if let Some(bound) = expect.max_memory_skew_percent {
         verdicts.push(memory_balance(history, bound));
     }

@@ -366,6 +366,7 @@ mod tests {
             end: ms(4000),
             outputs,
             payloads: Vec::new(),
+            commits: Vec::new(),
             faults: vec![AppliedFault {
                 began_at: Some(ms(1500)),
                 effective: true,
