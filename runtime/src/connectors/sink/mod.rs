@@ -162,19 +162,9 @@ where
     ) -> Result<Box<dyn SinkWriter<T, StandardCommittable>>, JobError> {
         Ok(match &self.spec {
             SinkSpec::Discard => Box::new(DiscardSink),
-            SinkSpec::Collect => {
-                let sink = CollectSink::open(ctx, self.store.as_deref(), false)?;
-                Box::new(Committing::new(
-                    sink,
-                    StandardCommittable::Collect,
-                    |c| match c {
-                        StandardCommittable::Collect(id) => Some(id),
-                        StandardCommittable::File(_) => None,
-                    },
-                ))
-            }
-            SinkSpec::CollectTransactional => {
-                let sink = CollectSink::open(ctx, self.store.as_deref(), true)?;
+            SinkSpec::Collect | SinkSpec::CollectTransactional => {
+                let transactional = self.spec == SinkSpec::CollectTransactional;
+                let sink = CollectSink::open(ctx, self.store.as_deref(), transactional)?;
                 Box::new(Committing::new(
                     sink,
                     StandardCommittable::Collect,

@@ -68,11 +68,7 @@ where
 
     /// Pre-commits under `checkpoint` and records the committables in its state.
     fn barrier(&mut self, checkpoint: CheckpointId) {
-        match self.writer.prepare_commit(checkpoint) {
-            Ok(cs) if !cs.is_empty() => self.pending.push((checkpoint, cs)),
-            Ok(_) => {}
-            Err(e) => self.note(Err(e)),
-        }
+        self.pre_commit(checkpoint);
         if let Some(reason) = self.failed.take() {
             self.slot.fail(format!("sink {}: {reason}", self.name));
             return;
@@ -100,18 +96,21 @@ where
         }
     }
 
+    /// The writer's pre-commit under `checkpoint`; its committables wait in `pending`.
+    fn pre_commit(&mut self, checkpoint: CheckpointId) {
+        match self.writer.prepare_commit(checkpoint) {
+            Ok(cs) if !cs.is_empty() => self.pending.push((checkpoint, cs)),
+            Ok(_) => {}
+            Err(e) => self.note(Err(e)),
+        }
+    }
+
+    /// End of input: the last pre-commit, and the commit of everything, at once.
     fn finish(&mut self) {
-        self.barrier_at_end();
+        self.pre_commit(CheckpointId::END_OF_INPUT);
         self.commit_up_to(CheckpointId::END_OF_INPUT);
         let result = self.writer.finish();
         self.note(result);
-    }
-
-    fn barrier_at_end(&mut self) {
-        match self.writer.prepare_commit(CheckpointId::END_OF_INPUT) {
-            Ok(cs) => self.pending.push((CheckpointId::END_OF_INPUT, cs)),
-            Err(e) => self.note(Err(e)),
-        }
     }
 }
 
