@@ -35,6 +35,17 @@ pub enum LossCause {
     RegisteredAgain,
 }
 
+/// Why a TaskManager gave up on its JobManager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobManagerLossCause {
+    /// No heartbeat from the JobManager within `heartbeat.timeout`: only the TaskManager's own
+    /// timer can notice a JobManager that is paused, or cut off without a close reaching here.
+    HeartbeatTimeout(Duration),
+    /// The control connection closed or failed (the JobManager died, or dropped this
+    /// TaskManager), or a message to it could not be sent.
+    ConnectionClosed(String),
+}
+
 /// What set a failover off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailoverCause {
@@ -284,6 +295,17 @@ pub enum ClusterEvent {
         /// The replacement producer attempt.
         producer: ExecutionAttemptId,
     },
+    /// A TaskManager lost its JobManager: it cancelled every task it ran (`cancelled`), so
+    /// their slots are free and nothing of theirs writes output any more, and it registers
+    /// again (Flink's behaviour without high availability).
+    JobManagerLost {
+        /// The TaskManager's name.
+        taskmanager: String,
+        /// Why it gave up on the JobManager.
+        cause: JobManagerLossCause,
+        /// The tasks it cancelled, in id order.
+        cancelled: Vec<ExecutionAttemptId>,
+    },
     /// A TaskManager's accounted memory climbed past `percent` of
     /// `taskmanager.memory.process.size` (reported at 50, 75 and 90%).
     MemoryAbove {
@@ -374,6 +396,7 @@ impl ClusterEvent {
         matches!(
             self,
             ClusterEvent::TaskManagerLost { .. }
+                | ClusterEvent::JobManagerLost { .. }
                 | ClusterEvent::RegistrationRefused { .. }
                 | ClusterEvent::FailoverStarted { .. }
                 | ClusterEvent::RestartsExhausted { .. }
@@ -410,6 +433,7 @@ impl ClusterEvent {
             TaskManagerRegistered { .. }
             | RegistrationRefused { .. }
             | TaskManagerLost { .. }
+            | JobManagerLost { .. }
             | MemoryAbove { .. } => None,
         }
     }
@@ -435,6 +459,17 @@ impl fmt::Display for LossCause {
             LossCause::HeartbeatRpcFailures(n) => write!(f, "{n} heartbeat RPCs failed"),
             LossCause::ConnectionClosed(why) => write!(f, "{why}"),
             LossCause::RegisteredAgain => f.write_str("registered again"),
+        }
+    }
+}
+
+impl fmt::Display for JobManagerLossCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobManagerLossCause::HeartbeatTimeout(d) => {
+                write!(f, "no heartbeat for {}", duration(*d))
+            }
+            JobManagerLossCause::ConnectionClosed(why) => write!(f, "{why}"),
         }
     }
 }
@@ -593,6 +628,15 @@ impl fmt::Display for ClusterEvent {
             } => write!(
                 f,
                 "input reconnected {job} {consumer} channel={channel} producer={producer}"
+            ),
+            JobManagerLost {
+                taskmanager,
+                cause,
+                cancelled,
+            } => write!(
+                f,
+                "jobmanager lost by {taskmanager}: {cause}; cancelled [{}]",
+                spaced(cancelled)
             ),
             MemoryAbove {
                 taskmanager,

@@ -10,12 +10,14 @@ use bytes::Bytes;
 use madsim::runtime::{Handle, Runtime};
 use rill::api::OutputChecks;
 use rill::events::ClusterEvent;
+use rill::jobmanager::client::SubmitError;
 use rill::jobs::JobRegistry;
 use rill::rpc::JobStatusReport;
 use tokio::time::Instant;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::apply::FaultState;
+use crate::check::bounds::Timing;
 use crate::check::{check_all, Bounds, DeliveryBasis, ExpectedInput};
 use crate::cluster::{sink_store_url, source_log_url, SimCluster, SimClusterSpec};
 use crate::events::{EventRecorder, RecordedEvent};
@@ -313,6 +315,9 @@ struct Driver {
     keep_payloads: bool,
 }
 
+/// What the client's task returns: the job's final status, or why it has none.
+type JobResult = Result<Result<JobStatusReport, SubmitError>, madsim::task::JoinError>;
+
 async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
     let Run {
         jobs,
@@ -383,6 +388,10 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
         keep_payloads,
     };
     let mut next_sample = Duration::ZERO;
+    // A client that lost the JobManager ends nothing in the cluster: the run goes on for as
+    // long as TaskManagers may take to give up on it, so the checkers see what they did.
+    let linger = Timing::of(&s.config).detection + Duration::from_secs(1);
+    let mut lost: Option<(Duration, JobResult)> = None;
     let result = loop {
         let now = start.elapsed();
         driver.resolve_anchors(now);
@@ -391,21 +400,27 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
             driver.sample_memory(now);
             next_sample = now + MEMORY_SAMPLE;
         }
-        if now >= s.run_for {
-            break None;
+        let until = lost
+            .as_ref()
+            .map_or(s.run_for, |(at, _)| (*at + linger).min(s.run_for));
+        if now >= until {
+            break lost.map(|(_, r)| r);
         }
         let wake = driver
             .timeline
             .first()
-            .map_or(s.run_for, |(t, _)| *t)
+            .map_or(until, |(t, _)| *t)
             .min(next_sample)
-            .min(s.run_for);
+            .min(until);
         // Only a run with anchors still to come listens for events: one without is scheduled
         // exactly as before anchors existed.
         let listen = !driver.waiting.is_empty();
         tokio::select! {
             biased;
-            r = &mut job => break Some(r),
+            r = &mut job, if lost.is_none() => match r {
+                Ok(Err(SubmitError::Rejected(_))) | Ok(Ok(_)) => break Some(r),
+                r => lost = Some((now, r)),
+            },
             _ = tokio::time::sleep_until(start + wake) => {}
             _ = recorder.anchor_event(), if listen => {}
         }
@@ -574,12 +589,7 @@ impl Driver {
     fn finish(
         mut self,
         s: &Scenario,
-        result: Option<
-            Result<
-                Result<JobStatusReport, rill::jobmanager::client::SubmitError>,
-                madsim::task::JoinError,
-            >,
-        >,
+        result: Option<JobResult>,
         statuses: &Mutex<Vec<(Duration, JobStatusReport)>>,
     ) -> RunHistory {
         let end = self.start.elapsed();
@@ -595,7 +605,8 @@ impl Driver {
                 )),
             ),
             Some(Ok(Ok(report))) => (RunEnd::Ended(report.status), report.message),
-            Some(Ok(Err(e))) => (RunEnd::Rejected, Some(e.to_string())),
+            Some(Ok(Err(e @ SubmitError::Rejected(_)))) => (RunEnd::Rejected, Some(e.to_string())),
+            Some(Ok(Err(e))) => (RunEnd::Lost, Some(e.to_string())),
             Some(Err(e)) => (RunEnd::Lost, Some(e.to_string())),
         };
         let (outputs, payloads) = self.outputs(self.checks);

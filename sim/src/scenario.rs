@@ -76,6 +76,9 @@ pub enum JobOutcome {
     Finished,
     /// It must end FAILED (a scenario whose faults the restart strategy cannot ride out).
     Failed,
+    /// The client must be told it lost the JobManager (a JobManager crash: rill keeps no job
+    /// across one), and the TaskManagers must cancel the job's tasks.
+    Lost,
 }
 
 /// What a run must show to pass, beyond what every run is checked for.

@@ -32,7 +32,7 @@ use crate::config::Configuration;
 use crate::connectors::log_service::log_clients;
 use crate::connectors::sink_service::sink_clients;
 use crate::connectors::CollectStore;
-use crate::events::{ClusterEvent, Events};
+use crate::events::{ClusterEvent, Events, JobManagerLossCause};
 use crate::graph::{ExecutionAttemptId, ExecutionState, JobGraph};
 use crate::ids::{CheckpointId, JobId};
 use crate::jobs::JobRegistry;
@@ -181,9 +181,14 @@ impl TaskManager {
             match self.register().await {
                 Ok(session) => {
                     backoff = Duration::from_millis(100);
-                    let reason = self.serve(session).await;
-                    tracing::warn!(tm = %self.opts.name, %reason, "lost the JobManager; cancelling tasks");
-                    self.cancel_all();
+                    let cause = self.serve(session).await;
+                    tracing::warn!(tm = %self.opts.name, %cause, "lost the JobManager; cancelling tasks");
+                    let cancelled = self.cancel_all();
+                    self.services.events.emit(ClusterEvent::JobManagerLost {
+                        taskmanager: self.opts.name.clone(),
+                        cause,
+                        cancelled,
+                    });
                     // Whatever cut us off may have left these connections dead without a
                     // broken pipe; the next tasks start on fresh ones.
                     self.services.client.reset().await;
@@ -233,7 +238,8 @@ impl TaskManager {
     }
 
     /// Serves one session; returns why it ended.
-    async fn serve(&mut self, mut s: Session) -> String {
+    async fn serve(&mut self, mut s: Session) -> JobManagerLossCause {
+        let closed = |why: String| JobManagerLossCause::ConnectionClosed(why);
         let timeout = self.opts.config.heartbeat_timeout();
         let mut last_heartbeat = Instant::now();
         let mut check =
@@ -243,7 +249,7 @@ impl TaskManager {
                 biased;
                 Some(event) = self.events_rx.recv() => {
                     if let Err(e) = self.report_task(&mut s, event).await {
-                        return format!("report failed: {e}");
+                        return closed(format!("report failed: {e}"));
                     }
                 }
                 msg = s.reader.recv::<JmToTm>() => match msg {
@@ -253,16 +259,16 @@ impl TaskManager {
                         self.watch_memory(&report.memory);
                         let reply = TmToJm::HeartbeatReply { seq, report };
                         if let Err(e) = s.writer.send(&reply).await {
-                            return format!("heartbeat reply failed: {e}");
+                            return closed(format!("heartbeat reply failed: {e}"));
                         }
                     }
                     Ok(Some(msg)) => self.handle(msg),
-                    Ok(None) => return "connection closed by the JobManager".into(),
-                    Err(e) => return format!("connection error: {e}"),
+                    Ok(None) => return closed("connection closed by the JobManager".into()),
+                    Err(e) => return closed(format!("connection error: {e}")),
                 },
                 _ = check.tick() => {
                     if last_heartbeat.elapsed() > timeout {
-                        return format!("no heartbeat from the JobManager for {timeout:?}");
+                        return JobManagerLossCause::HeartbeatTimeout(timeout);
                     }
                 }
             }
@@ -518,12 +524,18 @@ impl TaskManager {
             .send(TaskEvent::Ended(job, attempt, Err(reason)));
     }
 
-    fn cancel_all(&mut self) {
+    /// Cancels every task (dropping a task aborts it) and releases its partitions; returns
+    /// the attempts cancelled, in id order.
+    fn cancel_all(&mut self) -> Vec<ExecutionAttemptId> {
+        let mut cancelled = Vec::with_capacity(self.tasks.len());
         for ((job, attempt), _task) in std::mem::take(&mut self.tasks) {
             self.services.registry.release(job, attempt);
+            cancelled.push(attempt);
         }
+        cancelled.sort();
         self.graphs.clear();
         while self.events_rx.try_recv().is_ok() {}
+        cancelled
     }
 }
 

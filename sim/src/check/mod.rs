@@ -19,6 +19,7 @@ mod balance;
 pub mod bounds;
 mod claims;
 mod delivery;
+mod jobmanager;
 mod outcome;
 mod recovery;
 mod reference;
@@ -30,6 +31,7 @@ pub use balance::{balance, balance_at_deployments, memory_balance, task_range};
 pub use bounds::Bounds;
 pub use claims::restarts;
 pub use delivery::{delivery, ExpectedInput};
+pub use jobmanager::jobmanager_loss;
 pub use outcome::{fencing, job_outcome, liveness};
 pub use recovery::recovery_time;
 pub use reference::matches_reference;
@@ -91,10 +93,19 @@ pub fn check_all(
         )),
     }
     let (stall, recovery) = (&bounds.stall, &bounds.recovery);
-    let v = zero_stall(history, Some(stall.value));
+    let lost = history.job_status == RunEnd::Lost;
+    // A job lost with its JobManager is over for the client at once, while the run goes on
+    // to watch the TaskManagers: its stall and recovery are not the job's.
+    let v = match lost {
+        true => Verdict::not_checked("zero-stall", "the job was lost with its JobManager"),
+        false => zero_stall(history, Some(stall.value)),
+    };
     verdicts.push(with_bound(v, &secs(stall.value), &stall.source));
     if disruptive_faults(history).next().is_some() {
         let v = match history.job_status {
+            RunEnd::Lost => {
+                Verdict::not_checked("recovery", "the job was lost with its JobManager")
+            }
             // A job that failed does not recover: its outcome is the job checker's.
             RunEnd::Ended(rill::graph::JobStatus::Failed) => {
                 Verdict::not_checked("recovery", "the job failed (nothing recovers)")
@@ -112,6 +123,11 @@ pub fn check_all(
         None => balance(history, None),
     });
     verdicts.push(detection(
+        history,
+        &bounds.timing,
+        scenario.config.heartbeat_timeout(),
+    ));
+    verdicts.push(jobmanager_loss(
         history,
         &bounds.timing,
         scenario.config.heartbeat_timeout(),

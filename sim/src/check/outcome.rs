@@ -13,11 +13,17 @@ use crate::scenario::JobOutcome;
 /// The job ended as expected.
 pub fn job_outcome(h: &RunHistory, expected: Option<JobOutcome>) -> Verdict {
     let want = match expected {
-        None => return Verdict::pass("job", format!("job {} (not checked)", h.job_status)),
-        Some(JobOutcome::Finished) => JobStatus::Finished,
-        Some(JobOutcome::Failed) => JobStatus::Failed,
+        None => {
+            return Verdict::not_checked(
+                "job",
+                format!("job {}; the scenario expects no outcome", h.job_status),
+            )
+        }
+        Some(JobOutcome::Finished) => RunEnd::Ended(JobStatus::Finished),
+        Some(JobOutcome::Failed) => RunEnd::Ended(JobStatus::Failed),
+        Some(JobOutcome::Lost) => RunEnd::Lost,
     };
-    if h.job_status == RunEnd::Ended(want) {
+    if h.job_status == want {
         Verdict::pass("job", format!("job {want} at {}", secs(h.end)))
     } else {
         let why = h.job_message.clone().unwrap_or_default();

@@ -1,5 +1,6 @@
 //! The detection checker: a TaskManager cut off from the JobManager for longer than the
-//! heartbeat timeout (crashed for good, partitioned, paused) must be declared lost within the
+//! heartbeat timeout (crashed for good, partitioned either way or on its link to the
+//! JobManager, paused) must be declared lost within the
 //! timeout plus one heartbeat interval (and a moment to act) of when it was cut off. A lost
 //! connection may make it faster; nothing may make it slower.
 
@@ -9,7 +10,7 @@ use rill::events::ClusterEvent;
 
 use super::bounds::Timing;
 use super::secs;
-use crate::fault::{Direction, FaultKind};
+use crate::fault::FaultKind;
 use crate::history::{AppliedFault, RunHistory, Verdict};
 use crate::node::NodeName;
 
@@ -27,11 +28,19 @@ fn cut_off(f: &AppliedFault) -> Option<(&NodeName, Option<Duration>)> {
             target,
             restart_after,
         } => Some((target, *restart_after)),
+        // Heartbeats are a request and a reply: cutting either direction stops them.
         FaultKind::Partition {
-            target,
-            direction: Direction::Both,
-            heal_after,
+            target, heal_after, ..
         } => Some((target, *heal_after)),
+        FaultKind::LinkPartition {
+            from,
+            to,
+            heal_after,
+            ..
+        } => match (from, to) {
+            (NodeName::JobManager, tm) | (tm, NodeName::JobManager) => Some((tm, *heal_after)),
+            _ => None,
+        },
         FaultKind::Pause { target, duration } => Some((target, Some(*duration))),
         _ => None,
     }

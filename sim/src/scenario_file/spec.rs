@@ -526,6 +526,7 @@ pub(crate) const DELIVERY_MODES: &[(&str, DeliveryMode)] = DeliveryMode::NAMES;
 pub(crate) const JOB_OUTCOMES: &[(&str, JobOutcome)] = &[
     ("finished", JobOutcome::Finished),
     ("failed", JobOutcome::Failed),
+    ("lost", JobOutcome::Lost),
 ];
 
 fn parse_swarm(s: &Sec, run_for: Duration) -> Result<Swarm> {

@@ -1,0 +1,525 @@
+//! The JobManager-loss checker: what the TaskManagers must do when they lose their JobManager,
+//! judged from their own `JobManagerLost` events.
+//!
+//! A TaskManager that hears nothing from the JobManager for longer than the heartbeat timeout
+//! (the JobManager crashed, is paused or cut off, or this TaskManager's inbound link is cut)
+//! must give up on it by its own timer, within the timeout plus one interval and a moment to
+//! act, and cancel every task the JobManager had running there: their slots are free, and
+//! none of them may write output afterwards. A JobManager crash also ends the job for the
+//! client (rill keeps no job across a JobManager restart), and no output may arrive after
+//! the last TaskManager gave up.
+//!
+//! madsim delivers a connection's close at once, across any partition, so a TaskManager often
+//! hears of a crash before its timer fires; the JobManager pause and the inbound-only
+//! partition are the faults that exercise the timer alone.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rill::events::ClusterEvent;
+use rill::graph::{ExecutionAttemptId, ExecutionState};
+
+use super::bounds::Timing;
+use super::secs;
+use crate::fault::{Direction, FaultKind};
+use crate::history::{AppliedFault, RunEnd, RunHistory, Verdict};
+use crate::node::NodeName;
+
+const NAME: &str = "jobmanager-loss";
+
+/// How long after a TaskManager gave up on the JobManager a batch its cancelled tasks sent
+/// before may still arrive at the sink store.
+const LAST_BATCH: Duration = Duration::from_millis(250);
+
+/// Which TaskManagers `f` cuts off from the JobManager's heartbeats, for how long (`None`:
+/// for good): `All` for a fault of the JobManager itself.
+enum Deaf<'a> {
+    All,
+    One(&'a NodeName),
+}
+
+fn deafens(f: &AppliedFault) -> Option<(Deaf<'_>, Option<Duration>)> {
+    let jm = |n: &NodeName| *n == NodeName::JobManager;
+    match &f.fault.kind {
+        FaultKind::Crash {
+            target,
+            restart_after,
+        }
+        | FaultKind::OomKill {
+            target,
+            restart_after,
+        } if jm(target) => Some((Deaf::All, *restart_after)),
+        FaultKind::Pause { target, duration } if jm(target) => Some((Deaf::All, Some(*duration))),
+        FaultKind::Partition {
+            target,
+            direction,
+            heal_after,
+        } => match (jm(target), direction) {
+            (true, Direction::Both | Direction::Outbound) => Some((Deaf::All, *heal_after)),
+            (false, Direction::Both | Direction::Inbound) if target.taskmanager().is_some() => {
+                Some((Deaf::One(target), *heal_after))
+            }
+            _ => None,
+        },
+        FaultKind::LinkPartition {
+            from,
+            to,
+            both_ways,
+            heal_after,
+        } => {
+            if jm(from) && to.taskmanager().is_some() {
+                Some((Deaf::One(to), *heal_after))
+            } else if *both_ways && jm(to) && from.taskmanager().is_some() {
+                Some((Deaf::One(from), *heal_after))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+fn is_jm_crash(f: &AppliedFault) -> bool {
+    matches!(&f.fault.kind,
+        FaultKind::Crash { target, .. } | FaultKind::OomKill { target, .. }
+            if *target == NodeName::JobManager)
+}
+
+/// Whether `tm` was itself down or paused at some time in `from..=to`: it hears nothing then
+/// and decides nothing.
+fn silenced(h: &RunHistory, tm: &NodeName, from: Duration, to: Duration) -> bool {
+    h.faults.iter().filter(|f| f.took_effect()).any(|f| {
+        let own = match &f.fault.kind {
+            FaultKind::Crash { target, .. }
+            | FaultKind::OomKill { target, .. }
+            | FaultKind::Pause { target, .. } => target == tm,
+            _ => false,
+        };
+        let (Some(b), e) = (f.began_at, f.ended_at.unwrap_or(h.end)) else {
+            return false;
+        };
+        own && b <= to && e >= from
+    })
+}
+
+/// The TaskManagers with a session at the JobManager at `at`, by the JobManager's events and
+/// their own: registered, and not lost or given up on since.
+fn serving_at(h: &RunHistory, at: Duration) -> BTreeSet<String> {
+    let mut serving = BTreeSet::new();
+    for e in h.events.iter().take_while(|e| e.at < at) {
+        match &e.event {
+            ClusterEvent::TaskManagerRegistered { taskmanager, .. } => {
+                serving.insert(taskmanager.clone());
+            }
+            ClusterEvent::TaskManagerLost { taskmanager, .. }
+            | ClusterEvent::JobManagerLost { taskmanager, .. } => {
+                serving.remove(taskmanager);
+            }
+            _ => {}
+        }
+    }
+    serving
+}
+
+/// The attempts the JobManager's events place on `tm` that had not ended by `at`: what the
+/// TaskManager must cancel.
+fn live_on(h: &RunHistory, tm: &str, at: Duration) -> BTreeSet<ExecutionAttemptId> {
+    let mut live = BTreeSet::new();
+    for e in h.events.iter().take_while(|e| e.at < at) {
+        match &e.event {
+            ClusterEvent::TasksDeployed { tasks, .. } => {
+                live.extend(
+                    tasks
+                        .iter()
+                        .filter(|d| d.taskmanager == tm)
+                        .map(|d| d.attempt),
+                );
+            }
+            ClusterEvent::SubtaskStateChanged { attempt, state, .. }
+                if state.is_terminal() || *state == ExecutionState::Canceling =>
+            {
+                live.remove(attempt);
+            }
+            _ => {}
+        }
+    }
+    live
+}
+
+/// One TaskManager's giving up on the JobManager.
+struct GaveUp<'a> {
+    at: Duration,
+    cancelled: &'a [ExecutionAttemptId],
+}
+
+fn gave_up<'a>(h: &'a RunHistory, tm: &str, from: Duration) -> Option<GaveUp<'a>> {
+    h.events.iter().find_map(|e| match &e.event {
+        ClusterEvent::JobManagerLost {
+            taskmanager,
+            cancelled,
+            ..
+        } if e.at >= from && taskmanager == tm => Some(GaveUp {
+            at: e.at,
+            cancelled,
+        }),
+        _ => None,
+    })
+}
+
+/// The first output a cancelled attempt wrote after its TaskManager gave up, if any.
+fn output_after(h: &RunHistory, tm: &NodeName, g: &GaveUp<'_>) -> Option<String> {
+    let index = tm.taskmanager()?;
+    h.outputs
+        .iter()
+        .filter(|o| o.at > g.at + LAST_BATCH && o.taskmanager == index)
+        .find(|o| {
+            g.cancelled
+                .iter()
+                .any(|a| a.subtask == o.sink_subtask && a.attempt == o.attempt)
+        })
+        .map(|o| {
+            format!(
+                "sink subtask {} attempt {} on {tm} wrote at {}, after {tm} cancelled it at {}",
+                o.sink_subtask,
+                o.attempt,
+                secs(o.at),
+                secs(g.at)
+            )
+        })
+}
+
+/// Every TaskManager that lost its JobManager's heartbeats past the timeout gave up on it in
+/// time, cancelled what ran there, and wrote nothing afterwards; a JobManager crash ended the
+/// job for the client with nothing output after the last TaskManager gave up.
+pub fn jobmanager_loss(h: &RunHistory, timing: &Timing, timeout: Duration) -> Verdict {
+    let (mut checked, mut slowest) = (0usize, Duration::ZERO);
+    let mut last_gave_up = None::<Duration>;
+    for f in h.faults.iter().filter(|f| f.took_effect()) {
+        let (Some((deaf, lasts)), Some(began)) = (deafens(f), f.began_at) else {
+            continue;
+        };
+        // A crashed JobManager is gone however soon it restarts (the new one knows no
+        // session); anything else must outlast the timeout to count.
+        if !is_jm_crash(f) && lasts.is_some_and(|d| d <= timeout) {
+            continue;
+        }
+        let deadline = began + timing.detection;
+        let serving = serving_at(h, began);
+        let targets: Vec<NodeName> = match deaf {
+            Deaf::All => serving.iter().map(|n| NodeName::from(&n[..])).collect(),
+            Deaf::One(tm) if serving.contains(&tm.to_string()) => vec![tm.clone()],
+            Deaf::One(_) => vec![],
+        };
+        for tm in targets {
+            if silenced(h, &tm, began, deadline) {
+                continue;
+            }
+            let name = tm.to_string();
+            let Some(g) = gave_up(h, &name, began) else {
+                if deadline > h.end {
+                    continue; // the run ended before it had to
+                }
+                return Verdict::fail(
+                    NAME,
+                    format!("{tm} never gave up on the JobManager"),
+                    format!(
+                        "{} at {}: no JobManagerLost from {tm} by {} (heartbeat timeout + interval + slack) nor after",
+                        f.fault,
+                        secs(began),
+                        secs(deadline)
+                    ),
+                );
+            };
+            checked += 1;
+            if g.at > deadline {
+                return Verdict::fail(
+                    NAME,
+                    format!(
+                        "{tm} gave up on the JobManager {} after it went silent",
+                        secs(g.at - began)
+                    ),
+                    format!(
+                        "{} at {}: {tm} gave up at {}, after the bound {}",
+                        f.fault,
+                        secs(began),
+                        secs(g.at),
+                        secs(deadline)
+                    ),
+                );
+            }
+            slowest = slowest.max(g.at - began);
+            let must = live_on(h, &name, began.min(g.at));
+            let kept: Vec<String> = must
+                .iter()
+                .filter(|a| !g.cancelled.contains(a))
+                .map(ToString::to_string)
+                .collect();
+            if is_jm_crash(f) && !kept.is_empty() {
+                return Verdict::fail(
+                    NAME,
+                    format!("{tm} kept tasks after losing the JobManager"),
+                    format!(
+                        "the JobManager had [{}] running on {tm} when it crashed at {}; {tm} gave up at {} and cancelled only [{}]",
+                        kept.join(" "),
+                        secs(began),
+                        secs(g.at),
+                        g.cancelled.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+                    ),
+                );
+            }
+            if let Some(evidence) = output_after(h, &tm, &g) {
+                return Verdict::fail(NAME, "a cancelled task wrote output", evidence);
+            }
+            if is_jm_crash(f) {
+                last_gave_up = last_gave_up.max(Some(g.at));
+            }
+        }
+        if is_jm_crash(f) {
+            if let Some(v) = crash_ended_the_job(h, f, last_gave_up) {
+                return v;
+            }
+        }
+    }
+    match checked {
+        0 => Verdict::not_checked(
+            NAME,
+            format!(
+                "no TaskManager lost the JobManager's heartbeats past the timeout ({}) before the run ended",
+                secs(timeout)
+            ),
+        ),
+        n => Verdict::pass(
+            NAME,
+            format!(
+                "{n} TaskManager(s) gave up on the JobManager and cancelled its tasks, the slowest after {} (bound {})",
+                secs(slowest),
+                secs(timing.detection)
+            ),
+        ),
+    }
+}
+
+/// A JobManager crash must end the job for the client, and nothing may be output after the
+/// last TaskManager gave up (no task of the job is left anywhere).
+fn crash_ended_the_job(
+    h: &RunHistory,
+    f: &AppliedFault,
+    last_gave_up: Option<Duration>,
+) -> Option<Verdict> {
+    let began = f.began_at?;
+    if h.job_status != RunEnd::Lost {
+        return Some(Verdict::fail(
+            NAME,
+            format!("job {} after the JobManager crashed", h.job_status),
+            format!(
+                "{} at {}: the client must be told it lost the JobManager (rill keeps no job across a JobManager restart); it saw {}: {}",
+                f.fault,
+                secs(began),
+                h.job_status,
+                h.job_message.clone().unwrap_or_default()
+            ),
+        ));
+    }
+    let quiet_from = last_gave_up.unwrap_or(began) + LAST_BATCH;
+    let late = h.outputs.iter().find(|o| o.at > quiet_from)?;
+    Some(Verdict::fail(
+        NAME,
+        "output after the JobManager crashed",
+        format!(
+            "{} at {}: sink subtask {} attempt {} on tm-{} wrote at {}, after every TaskManager had given up by {}",
+            f.fault,
+            secs(began),
+            late.sink_subtask,
+            late.attempt,
+            late.taskmanager,
+            secs(late.at),
+            secs(quiet_from - LAST_BATCH)
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::tests::{history, out};
+    use crate::events::RecordedEvent;
+    use crate::fault::Fault;
+    use rill::config::Configuration;
+    use rill::events::{Deployment, JobManagerLossCause};
+    use rill::graph::{JobId, SubtaskId, VertexId};
+    use rill::ids::TaskManagerId;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    fn timing() -> Timing {
+        let config = Configuration::new()
+            .with("heartbeat.interval", "1s")
+            .and_then(|c| c.with("heartbeat.timeout", "5s"))
+            .expect("valid");
+        Timing::of(&config)
+    }
+
+    fn at(ms: u64, node: NodeName, event: ClusterEvent) -> RecordedEvent {
+        RecordedEvent {
+            at: Duration::from_millis(ms),
+            node,
+            event,
+        }
+    }
+
+    fn attempt(vertex: u32, subtask: u32) -> ExecutionAttemptId {
+        SubtaskId::new(VertexId(vertex), subtask).attempt(0)
+    }
+
+    /// tm-1 and tm-2 registered, v0 and v1 of subtask i deployed on tm-(i+1), and the fault
+    /// `kind` at 1 s (ending after `lasts`, if it ends).
+    fn run(kind: FaultKind, lasts: Option<u64>) -> RunHistory {
+        let mut h = history(vec![out(500, 0, 0)]);
+        for i in 1..=2u32 {
+            let registered = ClusterEvent::TaskManagerRegistered {
+                taskmanager: format!("tm-{i}"),
+                instance: TaskManagerId(i.into()),
+                slots: 2,
+            };
+            h.events.push(at(0, NodeName::JobManager, registered));
+        }
+        let tasks = (0..2)
+            .flat_map(|s| {
+                (0..2).map(move |v| Deployment {
+                    attempt: attempt(v, s),
+                    taskmanager: format!("tm-{}", s + 1),
+                    slot: Some(0),
+                })
+            })
+            .collect();
+        let deployed = ClusterEvent::TasksDeployed {
+            job: JobId(1),
+            tasks,
+            checkpoint: None,
+        };
+        h.events.push(at(10, NodeName::JobManager, deployed));
+        let mut fault = AppliedFault::planned(Fault::new(Duration::from_secs(1), kind));
+        fault.began_at = Some(Duration::from_secs(1));
+        fault.ended_at = lasts.map(|ms| Duration::from_millis(1_000 + ms));
+        fault.effective = true;
+        h.faults.push(fault);
+        h
+    }
+
+    fn jm_crash() -> RunHistory {
+        let mut h = run(
+            FaultKind::Crash {
+                target: NodeName::JobManager,
+                restart_after: Some(Duration::from_secs(3)),
+            },
+            Some(3_000),
+        );
+        h.job_status = RunEnd::Lost;
+        h
+    }
+
+    /// tm-`i` gives up at `ms`, cancelling `cancelled`.
+    fn gives_up(h: &mut RunHistory, ms: u64, i: u32, cancelled: Vec<ExecutionAttemptId>) {
+        let event = ClusterEvent::JobManagerLost {
+            taskmanager: format!("tm-{i}"),
+            cause: JobManagerLossCause::ConnectionClosed("closed".into()),
+            cancelled,
+        };
+        h.events.push(at(ms, NodeName::TaskManager(i), event));
+        h.events.sort_by_key(|e| e.at);
+    }
+
+    fn both_give_up(h: &mut RunHistory, ms: u64) {
+        gives_up(h, ms, 1, vec![attempt(0, 0), attempt(1, 0)]);
+        gives_up(h, ms, 2, vec![attempt(0, 1), attempt(1, 1)]);
+    }
+
+    #[test]
+    fn a_crash_is_judged_by_what_every_taskmanager_did() {
+        let mut h = jm_crash();
+        let v = jobmanager_loss(&h, &timing(), TIMEOUT);
+        assert!(!v.passed && v.summary.contains("never gave up"), "{v:?}");
+        both_give_up(&mut h, 1_010);
+        let v = jobmanager_loss(&h, &timing(), TIMEOUT);
+        assert!(v.passed && v.checked, "{v:?}");
+        assert!(v.summary.starts_with("2 TaskManager(s)"), "{v:?}");
+    }
+
+    #[test]
+    fn a_task_left_running_after_the_crash_fails() {
+        let mut h = jm_crash();
+        gives_up(&mut h, 1_010, 1, vec![attempt(0, 0), attempt(1, 0)]);
+        gives_up(&mut h, 1_010, 2, vec![attempt(0, 1)]);
+        let v = jobmanager_loss(&h, &timing(), TIMEOUT);
+        assert!(!v.passed && v.summary.contains("kept tasks"), "{v:?}");
+        assert!(v.evidence.unwrap().contains("v1[1]"));
+    }
+
+    #[test]
+    fn output_after_giving_up_fails() {
+        let mut h = jm_crash();
+        both_give_up(&mut h, 1_010);
+        // tm-1's sink subtask 0, attempt 0: cancelled at 1.01 s, yet it writes at 3 s.
+        h.outputs.push(out(3_000, 1, 0));
+        let v = jobmanager_loss(&h, &timing(), TIMEOUT);
+        assert!(
+            !v.passed && v.summary == "a cancelled task wrote output",
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_crash_must_end_the_job_for_the_client() {
+        let mut h = jm_crash();
+        both_give_up(&mut h, 1_010);
+        h.job_status = RunEnd::Ended(rill::graph::JobStatus::Finished);
+        let v = jobmanager_loss(&h, &timing(), TIMEOUT);
+        assert!(
+            !v.passed && v.summary.contains("after the JobManager crashed"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_pause_must_be_noticed_by_each_taskmanager_within_the_bound() {
+        let pause = || FaultKind::Pause {
+            target: NodeName::JobManager,
+            duration: Duration::from_secs(8),
+        };
+        let mut h = run(pause(), Some(8_000));
+        both_give_up(&mut h, 6_500);
+        assert!(jobmanager_loss(&h, &timing(), TIMEOUT).passed);
+        let mut late = run(pause(), Some(8_000));
+        both_give_up(&mut late, 8_500); // bound: 1 s + 5 s + 1 s + 1 s = 8 s
+        let v = jobmanager_loss(&late, &timing(), TIMEOUT);
+        assert!(!v.passed, "{v:?}");
+        assert!(v.evidence.unwrap().contains("after the bound"));
+        // Shorter than the timeout: nobody has to notice.
+        let short = run(
+            FaultKind::Pause {
+                target: NodeName::JobManager,
+                duration: Duration::from_secs(3),
+            },
+            Some(3_000),
+        );
+        assert!(!jobmanager_loss(&short, &timing(), TIMEOUT).checked);
+    }
+
+    #[test]
+    fn an_inbound_partition_concerns_only_its_taskmanager() {
+        let mut h = run(
+            FaultKind::Partition {
+                target: NodeName::TaskManager(2),
+                direction: Direction::Inbound,
+                heal_after: Some(Duration::from_secs(8)),
+            },
+            Some(8_000),
+        );
+        gives_up(&mut h, 6_500, 2, vec![attempt(0, 1), attempt(1, 1)]);
+        let v = jobmanager_loss(&h, &timing(), TIMEOUT);
+        assert!(
+            v.passed && v.summary.starts_with("1 TaskManager(s)"),
+            "{v:?}"
+        );
+    }
+}
