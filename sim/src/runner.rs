@@ -18,7 +18,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::apply::FaultState;
 use crate::check::bounds::Timing;
-use crate::check::{check_all, Bounds, DeliveryBasis, ExpectedInput};
+use crate::check::{check_all, Bounds, DeliveryBasis, ExpectedInput, Reader};
 use crate::cluster::{sink_store_url, source_log_url, SimCluster, SimClusterSpec};
 use crate::events::{EventRecorder, RecordedEvent};
 use crate::fault::{format_duration, Anchor, Fault, FaultKind};
@@ -272,7 +272,22 @@ fn expected_input(jobs: &JobRegistry, s: &Scenario) -> Option<ExpectedInput> {
     if !jobs.output_checks(&s.job).ok()?.one_per_input() {
         return None;
     }
-    crate::expected::input_of(&*jobs.primary_input(&s.job).ok()?).ok()
+    let input = crate::expected::input_of(&*jobs.primary_input(&s.job).ok()?).ok()?;
+    Some(match single_source(jobs, s) {
+        Some(reader) => input.with_reader(reader),
+        None => input,
+    })
+}
+
+/// The job's source vertex, if it has exactly one: it reads the primary input.
+fn single_source(jobs: &JobRegistry, s: &Scenario) -> Option<Reader> {
+    let graph = jobs.build(&s.job, s.config.max_parallelism()).ok()?;
+    let mut sources = graph.vertices.iter().filter(|v| v.inputs.is_empty());
+    let source = sources.next()?;
+    sources.next().is_none().then_some(Reader {
+        vertex: source.id,
+        parallelism: source.parallelism,
+    })
 }
 
 /// What one simulated run records into, and the jobs its cluster runs.

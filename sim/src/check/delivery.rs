@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rill::api::Origin;
 
+use super::accounting::Reader;
 use super::{disruptions, secs, IN_FLIGHT, REPLAY};
 use crate::history::{RunHistory, Verdict};
 use crate::scenario::DeliveryMode;
@@ -16,9 +17,27 @@ use crate::scenario::DeliveryMode;
 #[derive(Debug, Clone, Default)]
 pub struct ExpectedInput {
     partitions: Vec<Vec<u64>>,
+    reader: Option<Reader>,
 }
 
 impl ExpectedInput {
+    /// Says which source vertex reads the input (when the job has exactly one), so losses
+    /// can be traced to the subtask that read each record.
+    pub fn with_reader(mut self, reader: Reader) -> Self {
+        self.reader = Some(reader);
+        self
+    }
+
+    /// The source vertex that reads the input, if known.
+    pub fn reader(&self) -> Option<Reader> {
+        self.reader
+    }
+
+    /// Each partition's record count, in partition order.
+    pub fn partition_lens(&self) -> impl Iterator<Item = usize> + '_ {
+        self.partitions.iter().map(Vec::len)
+    }
+
     /// Adds the next record of its partition; records of a partition come in offset order.
     pub fn push(&mut self, origin: Origin, key: u64) {
         let p = origin.partition as usize;

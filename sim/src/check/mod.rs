@@ -15,6 +15,7 @@ use crate::history::{AppliedFault, RunEnd, RunHistory, Verdict};
 use crate::node::NodeName;
 use crate::scenario::{DeliveryMode, Scenario};
 
+mod accounting;
 mod balance;
 pub mod bounds;
 mod claims;
@@ -27,6 +28,7 @@ mod stall;
 mod timeliness;
 mod transactions;
 
+pub use accounting::{drop_accounting, Reader};
 pub use balance::{balance, balance_at_deployments, memory_balance, task_range};
 pub use bounds::Bounds;
 pub use claims::restarts;
@@ -79,7 +81,11 @@ pub fn check_all(
             "delivery",
             "the scenario says delivery = \"unchecked\"",
         )),
-        (mode, DeliveryBasis::Input(input)) => verdicts.push(delivery(history, mode, input)),
+        (mode, DeliveryBasis::Input(input)) => {
+            verdicts.push(delivery(history, mode, input));
+            let buffer_timeout = scenario.config.buffer_timeout();
+            verdicts.push(drop_accounting(history, input, buffer_timeout));
+        }
         (DeliveryMode::ExactlyOnce, DeliveryBasis::Reference(reference, checks)) => {
             verdicts.push(matches_reference(history, reference, &checks))
         }

@@ -1,0 +1,351 @@
+//! The drop-accounting checker: what producers say they discarded against what the harness
+//! sees missing from the output.
+//!
+//! Under `taskmanager` failover a producer whose consumer went away keeps running and
+//! discards what it would send there until the replacement connects, then reports how many
+//! (`RecordsDropped`). Nobody replays those records, so each one is missing from the output,
+//! unless the producer itself is later restarted from an earlier checkpoint. The records a
+//! producer sent just before it noticed the loss (in the network, in the lost consumer's
+//! buffers and chain) are missing too, though no producer counts them; they are what the
+//! producer sends within the time a buffer may wait plus a moment of network.
+//!
+//! A dropped record would have been emitted while its consumer was away, so the harness
+//! places each missing record in time by its partition's neighbouring delivered records
+//! (consecutive offsets are emitted one after another; their output times lag emission by at
+//! most `execution.buffer-timeout` plus a moment of network, the slack). For each subtask of
+//! the source vertex that reads the harness's log (split `j` is read by subtask
+//! `j % parallelism`, the runtime's static assignment) and the windows from each
+//! `ConsumerGone` to its `RecordsDropped`:
+//! - the missing records placed well inside a window (from its start plus the slack to its
+//!   end) were dropped, so they are at most what the producer reported: under-counting fails;
+//! - the records an attempt that never restored a checkpoint reported dropped are missing,
+//!   placed within its windows widened by the slack: over-counting fails. (A restored
+//!   attempt replays records its predecessor delivered, and its consumers that kept running
+//!   drop those again: they are not missing.)
+//! Records sent before the producer noticed the loss fall before the window, and are the
+//! delivery checker's to attribute to the fault.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rill::events::ClusterEvent;
+use rill::graph::{ExecutionAttemptId, VertexId};
+
+use super::delivery::ExpectedInput;
+use crate::history::{RunHistory, Verdict};
+
+const NAME: &str = "drop-accounting";
+
+/// Beyond `execution.buffer-timeout`, how long records a producer sent before it noticed a
+/// lost consumer may have been on their way.
+const NETWORK: Duration = Duration::from_millis(100);
+
+/// The source vertex that reads the harness's log, and its parallelism: split `j` is read
+/// by subtask `j % parallelism`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reader {
+    /// The source vertex.
+    pub vertex: VertexId,
+    /// Its subtasks.
+    pub parallelism: u32,
+}
+
+/// One producer's report of what it discarded while a consumer was away, and the window.
+struct Drop {
+    attempt: ExecutionAttemptId,
+    gone: Duration,
+    back: Duration,
+    records: u64,
+}
+
+/// A missing record's place in time: the output times of its partition's delivered
+/// neighbours, earlier first.
+type Place = (Duration, Duration);
+
+/// Checks every source subtask's reported drops against the missing records placed in its
+/// windows.
+pub fn drop_accounting(h: &RunHistory, input: &ExpectedInput, buffer_timeout: Duration) -> Verdict {
+    let drops = reported_drops(h);
+    if drops.is_empty() {
+        return Verdict::not_checked(NAME, "no producer reported dropping records");
+    }
+    let Some(reader) = input.reader() else {
+        return Verdict::not_checked(
+            NAME,
+            "the job has more than one source vertex: drops cannot be traced to input records",
+        );
+    };
+    if let Some(d) = drops.iter().find(|d| d.attempt.vertex != reader.vertex) {
+        return Verdict::not_checked(
+            NAME,
+            format!(
+                "{} dropped records, and is not the source that reads the log: its drops cannot be traced to input records",
+                d.attempt
+            ),
+        );
+    }
+    let p = reader.parallelism.max(1);
+    let missing = missing_by_reader(h, input, p);
+    let slack = buffer_timeout + NETWORK;
+    let (mut inside_total, mut reported_total) = (0u64, 0u64);
+    for subtask in 0..p {
+        let mine: Vec<&Drop> = drops
+            .iter()
+            .filter(|d| d.attempt.subtask == subtask)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let producer = format!("{}[{subtask}]", reader.vertex);
+        let places = &missing[subtask as usize];
+        let reported: u64 = mine.iter().map(|d| d.records).sum();
+        let inside = places
+            .iter()
+            .filter(|(lo, hi)| mine.iter().any(|d| d.gone + slack <= *lo && *hi <= d.back))
+            .count() as u64;
+        if inside > reported {
+            return Verdict::fail(
+                NAME,
+                format!("{producer} dropped more than it reported"),
+                format!(
+                    "{inside} of {producer}'s records are missing from well inside its consumer-away windows [{}], yet it reported {reported} dropped",
+                    windows(&mine)
+                ),
+            );
+        }
+        let fresh: Vec<&Drop> = mine
+            .iter()
+            .copied()
+            .filter(|d| !restored(h, d.attempt))
+            .collect();
+        let claimed: u64 = fresh.iter().map(|d| d.records).sum();
+        let near = places
+            .iter()
+            .filter(|(lo, hi)| {
+                fresh
+                    .iter()
+                    .any(|d| *lo <= d.back + slack && d.gone.saturating_sub(slack) <= *hi)
+            })
+            .count() as u64;
+        if claimed > near {
+            return Verdict::fail(
+                NAME,
+                format!("{producer} reported more dropped than is missing"),
+                format!(
+                    "{producer} reported {claimed} records dropped in [{}], yet only {near} of its records are missing from then",
+                    windows(&fresh)
+                ),
+            );
+        }
+        inside_total += inside;
+        reported_total += reported;
+    }
+    Verdict::pass(
+        NAME,
+        format!(
+            "{reported_total} records reported dropped in {} report(s); {inside_total} missing from inside the windows, none unreported",
+            drops.len()
+        ),
+    )
+}
+
+fn windows(drops: &[&Drop]) -> String {
+    drops
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}..{}: {}",
+                d.attempt,
+                super::secs(d.gone),
+                super::secs(d.back),
+                d.records
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every `RecordsDropped`, with the window since its producer's `ConsumerGone` for the same
+/// subpartition.
+fn reported_drops(h: &RunHistory) -> Vec<Drop> {
+    let mut gone: BTreeMap<(ExecutionAttemptId, u32), Duration> = BTreeMap::new();
+    let mut drops = Vec::new();
+    for e in &h.events {
+        match &e.event {
+            ClusterEvent::ConsumerGone {
+                producer,
+                subpartition,
+                ..
+            } => {
+                gone.insert((*producer, *subpartition), e.at);
+            }
+            ClusterEvent::RecordsDropped {
+                producer,
+                subpartition,
+                records,
+                ..
+            } => drops.push(Drop {
+                attempt: *producer,
+                gone: gone.remove(&(*producer, *subpartition)).unwrap_or(e.at),
+                back: e.at,
+                records: *records,
+            }),
+            _ => {}
+        }
+    }
+    drops
+}
+
+/// Whether `attempt` was deployed restoring a checkpoint: it replays from there.
+fn restored(h: &RunHistory, attempt: ExecutionAttemptId) -> bool {
+    h.events.iter().any(|e| {
+        matches!(&e.event, ClusterEvent::TasksDeployed { tasks, checkpoint: Some(_), .. }
+            if tasks.iter().any(|t| t.attempt == attempt))
+    })
+}
+
+/// The place in time of every input record never output, by the source subtask that reads
+/// it.
+fn missing_by_reader(h: &RunHistory, input: &ExpectedInput, p: u32) -> Vec<Vec<Place>> {
+    let mut first: Vec<Vec<Option<Duration>>> =
+        input.partition_lens().map(|n| vec![None; n]).collect();
+    for out in &h.outputs {
+        let Some(o) = out.origin() else { continue };
+        if let Some(slot) = first
+            .get_mut(o.partition as usize)
+            .and_then(|s| s.get_mut(o.offset as usize))
+        {
+            slot.get_or_insert(out.at);
+        }
+    }
+    let mut missing = vec![Vec::new(); p as usize];
+    for (j, offsets) in first.iter().enumerate() {
+        let mut next = vec![h.end; offsets.len()];
+        let mut later = h.end;
+        for (o, at) in offsets.iter().enumerate().rev() {
+            next[o] = later;
+            if let Some(at) = at {
+                later = *at;
+            }
+        }
+        let mut earlier = Duration::ZERO;
+        for (o, at) in offsets.iter().enumerate() {
+            match at {
+                Some(at) => earlier = *at,
+                None => {
+                    let (a, b) = (earlier, next[o]);
+                    missing[j % p as usize].push((a.min(b), a.max(b)));
+                }
+            }
+        }
+    }
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::tests::{history, input, out};
+    use crate::events::RecordedEvent;
+    use crate::node::NodeName;
+    use rill::events::Deployment;
+    use rill::graph::{CheckpointId, JobId, SubtaskId};
+
+    const TIMEOUT: Duration = Duration::from_millis(100);
+
+    fn producer(attempt: u32) -> ExecutionAttemptId {
+        SubtaskId::new(VertexId(0), 0).attempt(attempt)
+    }
+
+    fn event(ms: u64, event: ClusterEvent) -> RecordedEvent {
+        RecordedEvent {
+            at: Duration::from_millis(ms),
+            node: NodeName::TaskManager(1),
+            event,
+        }
+    }
+
+    /// One partition read by one source subtask, a record every 10 ms for 4 s; the consumer
+    /// of half of them (odd offsets) is away from 1 s to 2 s, and those are missing.
+    fn run(reported: u64, attempt: u32) -> (RunHistory, ExpectedInput) {
+        let outputs = (0..400u64)
+            .filter(|o| !(100..200).contains(o) || o % 2 == 0)
+            .map(|o| out(o * 10, o, 0))
+            .collect();
+        let mut h = history(outputs);
+        h.end = Duration::from_secs(5);
+        let (job, subpartition) = (JobId(1), 1);
+        h.events = vec![
+            event(
+                1_000,
+                ClusterEvent::ConsumerGone {
+                    job,
+                    producer: producer(attempt),
+                    subpartition,
+                },
+            ),
+            event(
+                2_000,
+                ClusterEvent::RecordsDropped {
+                    job,
+                    producer: producer(attempt),
+                    subpartition,
+                    records: reported,
+                },
+            ),
+        ];
+        let reader = Reader {
+            vertex: VertexId(0),
+            parallelism: 1,
+        };
+        (h, input(400).with_reader(reader))
+    }
+
+    #[test]
+    fn a_true_report_passes() {
+        let (h, input) = run(50, 0);
+        let v = drop_accounting(&h, &input, TIMEOUT);
+        assert!(v.passed && v.checked, "{v:?}");
+    }
+
+    #[test]
+    fn under_counting_fails() {
+        let (h, input) = run(20, 0);
+        let v = drop_accounting(&h, &input, TIMEOUT);
+        assert!(
+            !v.passed && v.summary.contains("dropped more than it reported"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn over_counting_fails_unless_the_producer_replays() {
+        let (h, input) = run(80, 0);
+        let v = drop_accounting(&h, &input, TIMEOUT);
+        assert!(
+            !v.passed && v.summary.contains("reported more dropped"),
+            "{v:?}"
+        );
+        // A restored attempt drops replayed records its consumers already have.
+        let (mut h, input) = run(80, 1);
+        let deployed = ClusterEvent::TasksDeployed {
+            job: JobId(1),
+            tasks: vec![Deployment {
+                attempt: producer(1),
+                taskmanager: "tm-1".into(),
+                slot: Some(0),
+            }],
+            checkpoint: Some(CheckpointId(1)),
+        };
+        h.events.insert(0, event(500, deployed));
+        assert!(drop_accounting(&h, &input, TIMEOUT).passed);
+    }
+
+    #[test]
+    fn without_reports_or_a_single_source_nothing_is_checked() {
+        let (mut h, input) = run(50, 0);
+        assert!(!drop_accounting(&h, &crate::check::tests::input(400), TIMEOUT).checked);
+        h.events.clear();
+        assert!(!drop_accounting(&h, &input, TIMEOUT).checked);
+    }
+}
