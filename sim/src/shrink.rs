@@ -11,8 +11,11 @@
 //! 2. merge two faults of the same kind on the same target(s) whose intervals overlap or touch;
 //! 3. shorten durations by halving, down to [`DURATION_FLOOR`] (never removing an optional
 //!    duration: a crash without restart is a different fault, not a smaller one);
-//! 4. shift each fault's `at` earlier, halving the distance to the previous fault (or to 0);
-//! 5. simplify numeric parameters: packet-loss rate halves down to [`RATE_FLOOR`], a latency's
+//! 4. place an anchored fault (one that waits for a point of the job's cycle) at a plain time
+//!    instead: when it began in the failing run, if the caller says ([`shrink_timed`]), else
+//!    its `from` plus its offset; failing that, halve its offset toward 0 (the event itself);
+//! 5. shift each fault's `at` earlier, halving the distance to the previous fault (or to 0);
+//! 6. simplify numeric parameters: packet-loss rate halves down to [`RATE_FLOOR`], a latency's
 //!    `max` moves toward its `min`.
 //!
 //! There is no randomness: the same plan and the same oracle answers give the same result.
@@ -20,6 +23,7 @@
 use std::time::Duration;
 
 use crate::fault::{Fault, FaultKind};
+use crate::history::Verdict;
 
 /// The outcome of trying a candidate plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +62,24 @@ pub fn shrink(
     max_trials: u32,
     oracle: impl FnMut(&[Fault]) -> Trial,
 ) -> (Vec<Fault>, ShrinkStats) {
+    shrink_timed(plan, &[], max_trials, oracle)
+}
+
+/// [`shrink`], told when each fault of `plan` began in the failing run (`began[i]` for
+/// `plan[i]`; missing or `None`: unknown, or it never began): an anchored fault is first tried
+/// at a plain time, where its anchor had placed it.
+pub fn shrink_timed(
+    plan: Vec<Fault>,
+    began: &[Option<Duration>],
+    max_trials: u32,
+    oracle: impl FnMut(&[Fault]) -> Trial,
+) -> (Vec<Fault>, ShrinkStats) {
+    let began = (0..plan.len())
+        .map(|i| began.get(i).copied().flatten())
+        .collect();
     let mut s = Shrinker {
         plan,
+        began,
         max_trials,
         oracle,
         stats: ShrinkStats::default(),
@@ -69,6 +89,7 @@ pub fn shrink(
         s.drop_pass();
         s.merge_pass();
         s.shorten_pass();
+        s.anchor_pass();
         s.shift_pass();
         s.params_pass();
         if s.stats.accepted == before || s.exhausted() {
@@ -81,6 +102,8 @@ pub fn shrink(
 /// The search state: the smallest still-failing plan so far, the oracle and the budget.
 struct Shrinker<F> {
     plan: Vec<Fault>,
+    /// When each fault of `plan` began in the failing run, as far as known.
+    began: Vec<Option<Duration>>,
     max_trials: u32,
     oracle: F,
     stats: ShrinkStats,
@@ -95,6 +118,12 @@ impl<F: FnMut(&[Fault]) -> Trial> Shrinker<F> {
     /// candidates, and any candidate once the budget is spent, are refused without a trial, so
     /// every pass winds down on its own when the budget runs out.
     fn try_candidate(&mut self, candidate: Vec<Fault>) -> bool {
+        let began = self.began.clone();
+        self.try_timed(candidate, began)
+    }
+
+    /// [`Self::try_candidate`] with the fault times that go with `candidate`.
+    fn try_timed(&mut self, candidate: Vec<Fault>, began: Vec<Option<Duration>>) -> bool {
         if self.exhausted() || candidate == self.plan || !is_valid(&candidate) {
             return false;
         }
@@ -102,6 +131,7 @@ impl<F: FnMut(&[Fault]) -> Trial> Shrinker<F> {
         match (self.oracle)(&candidate) {
             Trial::StillFails => {
                 self.plan = candidate;
+                self.began = began;
                 self.stats.accepted += 1;
                 true
             }
@@ -115,6 +145,14 @@ impl<F: FnMut(&[Fault]) -> Trial> Shrinker<F> {
         edit(&mut candidate[i]) && self.try_candidate(candidate)
     }
 
+    /// Tries `plan` without the faults in `range`.
+    fn try_without(&mut self, range: std::ops::Range<usize>) -> bool {
+        let (mut candidate, mut began) = (self.plan.clone(), self.began.clone());
+        candidate.drain(range.clone());
+        began.drain(range);
+        self.try_timed(candidate, began)
+    }
+
     /// ddmin-style removal: chunks of half the plan first (one success halves the work left),
     /// then quarters, and so on down to single faults. After a removal the same index is tried
     /// again, since the next chunk has slid into it.
@@ -124,9 +162,7 @@ impl<F: FnMut(&[Fault]) -> Trial> Shrinker<F> {
             let mut i = 0;
             while i < self.plan.len() {
                 let end = (i + chunk).min(self.plan.len());
-                let mut candidate = self.plan.clone();
-                candidate.drain(i..end);
-                if !self.try_candidate(candidate) {
+                if !self.try_without(i..end) {
                     i += chunk;
                 }
             }
@@ -146,10 +182,11 @@ impl<F: FnMut(&[Fault]) -> Trial> Shrinker<F> {
             while j < self.plan.len() {
                 let merged = merge(&self.plan[i], &self.plan[j]);
                 let accepted = merged.is_some_and(|m| {
-                    let mut candidate = self.plan.clone();
+                    let (mut candidate, mut began) = (self.plan.clone(), self.began.clone());
                     candidate[i] = m;
                     candidate.remove(j);
-                    self.try_candidate(candidate)
+                    began.remove(j);
+                    self.try_timed(candidate, began)
                 });
                 if !accepted {
                     j += 1;
@@ -163,6 +200,48 @@ impl<F: FnMut(&[Fault]) -> Trial> Shrinker<F> {
     fn shorten_pass(&mut self) {
         for i in 0..self.plan.len() {
             while self.try_edit(i, shorten_step) {}
+        }
+    }
+
+    /// Replaces each anchored fault by the same fault at a plain time (where it began, or its
+    /// `from` plus its offset), the plan re-sorted; failing that, halves its offset for as long
+    /// as the run still fails.
+    fn anchor_pass(&mut self) {
+        let mut i = 0;
+        while i < self.plan.len() {
+            let Some(anchor) = self.plan[i].anchor else {
+                i += 1;
+                continue;
+            };
+            let at = self.began[i].unwrap_or(self.plan[i].at + anchor.offset);
+            let (mut candidate, mut began) = (self.plan.clone(), self.began.clone());
+            candidate[i] = Fault::new(at, candidate[i].kind.clone());
+            began[i] = Some(at);
+            let mut both: Vec<(Fault, Option<Duration>)> =
+                candidate.into_iter().zip(began).collect();
+            both.sort_by_key(|(f, _)| f.at);
+            let (candidate, began) = both.into_iter().unzip();
+            if self.try_timed(candidate, began) {
+                // The plan was re-sorted: look at every index again.
+                i = 0;
+                continue;
+            }
+            loop {
+                let (mut candidate, mut began) = (self.plan.clone(), self.began.clone());
+                let Some(a) = candidate[i].anchor.as_mut() else {
+                    break;
+                };
+                if a.offset.is_zero() {
+                    break;
+                }
+                let half = half_ms(a.offset);
+                began[i] = began[i].map(|b| b.saturating_sub(a.offset - half));
+                a.offset = half;
+                if !self.try_timed(candidate, began) {
+                    break;
+                }
+            }
+            i += 1;
         }
     }
 
@@ -186,6 +265,15 @@ impl<F: FnMut(&[Fault]) -> Trial> Shrinker<F> {
             while self.try_edit(i, simplify_param) {}
         }
     }
+}
+
+/// What kind of failure a verdict is: its checker and its summary without numbers, so a
+/// shrink keeps "duplicate output" from turning into "missing records".
+pub fn failure_class(v: &Verdict) -> (String, String) {
+    (
+        v.checker.to_string(),
+        v.summary.chars().filter(|c| !c.is_ascii_digit()).collect(),
+    )
 }
 
 /// A valid plan: every duration > 0, sorted by `at`, and no fault listed twice.
@@ -469,6 +557,59 @@ mod tests {
             pause(Duration::ZERO, "tm-2", DURATION_FLOOR),
         ];
         assert_eq!(shrunk, expected);
+    }
+
+    fn anchored_crash(offset: Duration) -> Fault {
+        use crate::fault::{Anchor, AnchorEvent};
+        let anchor = Anchor {
+            event: AnchorEvent::CheckpointTriggered,
+            checkpoint: Some(5),
+            offset,
+        };
+        Fault::anchored(
+            anchor,
+            Duration::ZERO,
+            FaultKind::Crash {
+                target: "tm-2".into(),
+                restart_after: Some(s(3.0)),
+            },
+        )
+    }
+
+    #[test]
+    fn an_anchored_fault_becomes_a_plain_one_where_it_began() {
+        // Fails with the crash anchored, or at a plain time from 5 s on (where chk-5's
+        // alignment was in the failing run).
+        let late_crash = |p: &[Fault]| {
+            p.iter().any(|f| {
+                matches!(f.kind, FaultKind::Crash { .. }) && (f.anchor.is_some() || f.at >= s(5.0))
+            })
+        };
+        let plan = vec![pause(s(1.0), "tm-1", s(1.0)), anchored_crash(ms(20))];
+        let began = [Some(s(1.0)), Some(ms(5_020))];
+        let (shrunk, _) = shrink_timed(plan, &began, 1000, checked(late_crash));
+        // The pause is dropped (and its time with it); the crash keeps its own, which no
+        // shift can halve without leaving the window.
+        assert_eq!(shrunk, vec![crash(ms(5_020), "tm-2", DURATION_FLOOR)]);
+        // Without the run's times the plain time is `from` plus the offset: too early here,
+        // so the anchor stays, its offset halved to 0 (the event itself).
+        let (shrunk, _) = shrink(vec![anchored_crash(ms(20))], 1000, checked(late_crash));
+        assert_eq!(shrunk.len(), 1);
+        assert_eq!(shrunk[0].anchor.map(|a| a.offset), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn an_anchor_offset_halves_while_the_run_still_fails() {
+        // Fails only anchored, and only 15 ms or more into the alignment.
+        let deep = |p: &[Fault]| {
+            p.iter()
+                .any(|f| f.anchor.is_some_and(|a| a.offset >= ms(15)))
+        };
+        let (shrunk, stats) = shrink(vec![anchored_crash(ms(200))], 1000, checked(deep));
+        // 200 -> 100 -> 50 -> 25; 12 would pass.
+        assert_eq!(shrunk[0].anchor.map(|a| a.offset), Some(ms(25)));
+        assert_eq!(shrunk[0].duration(), Some(DURATION_FLOOR));
+        assert!(stats.accepted >= 3);
     }
 
     #[test]

@@ -44,6 +44,14 @@ pub(super) enum Command {
     /// Exit 0 if every expected seed passed, 1 if some failed, 2 if some are missing or were
     /// not run to a verdict.
     Merge(MergeArgs),
+    /// Prints a scenario as a file: a named one as it loads, `generated` as the seed draws it
+    /// (with the expectations derived from its plan, and why, in its description).
+    Show {
+        #[arg(long)]
+        scenario: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Minimises a failing seed's fault plan while the same checker still fails; prints it
     /// as TOML.
     Shrink {
@@ -99,8 +107,8 @@ pub(super) struct CheckArgs {
 
 #[derive(Args, Debug)]
 pub(super) struct RunArgs {
-    /// A named scenario, or `generated` (with --seed choosing the scenario too) if the binary
-    /// has a generator.
+    /// A named scenario, a scenario file's path (`*.toml`), or `generated` (with --seed
+    /// choosing the scenario too) if the binary has a generator.
     #[arg(long)]
     pub scenario: String,
     #[arg(long)]

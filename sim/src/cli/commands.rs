@@ -14,11 +14,11 @@ use super::print::{print_outcome, same_trace, write_report};
 use super::{exit, merge, sweep, Ctx, Res};
 use crate::events::timeline;
 use crate::fault::Fault;
-use crate::history::{RunHistory, Verdict};
+use crate::history::RunHistory;
 use crate::runner::{fault_plan, RunOutcome};
 use crate::scenario::{DeliveryMode, Scenario};
 use crate::scenario_file::scenario_to_toml;
-use crate::shrink::{shrink, Trial};
+use crate::shrink::{failure_class, shrink_timed, Trial};
 use crate::trace::render;
 
 pub(super) fn dispatch(ctx: &Ctx, command: Command) -> Res {
@@ -29,6 +29,10 @@ pub(super) fn dispatch(ctx: &Ctx, command: Command) -> Res {
         Command::Run(args) => run_one(ctx, &args),
         Command::Sweep(args) => sweep::sweep(ctx, &args),
         Command::Merge(args) => merge::merge(ctx, &args),
+        Command::Show { scenario, seed } => {
+            print!("{}", scenario_to_toml(&ctx.scenario(&scenario, seed)?));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Shrink {
             scenario,
             seed,
@@ -170,15 +174,6 @@ fn print_failures(outcomes: &[(RunOutcome, String)]) -> usize {
     failed.len()
 }
 
-/// What kind of failure a verdict is: its checker and its summary without numbers, so a
-/// shrink keeps "duplicate output" from turning into "missing records".
-fn failure_class(v: &Verdict) -> (String, String) {
-    (
-        v.checker.to_string(),
-        v.summary.chars().filter(|c| !c.is_ascii_digit()).collect(),
-    )
-}
-
 /// One shrink trial: does `faults` still fail `class`? A candidate that breaks the harness
 /// itself (a panic) is a different failure, not this one.
 fn trial(ctx: &Ctx, s: &Scenario, seed: u64, faults: &[Fault], class: &(String, String)) -> Trial {
@@ -205,6 +200,8 @@ fn shrink_one(ctx: &Ctx, name: &str, seed: u64, max_trials: u32) -> Res {
         return Ok(ExitCode::SUCCESS);
     };
     let plan = fault_plan(&s, seed);
+    // Where the failing run placed each fault (an anchored one where its event came).
+    let began: Vec<_> = first.history.faults.iter().map(|f| f.began_at).collect();
     println!(
         "shrinking {} faults while '{}: {}' fails (at most {max_trials} runs)",
         plan.len(),
@@ -213,7 +210,7 @@ fn shrink_one(ctx: &Ctx, name: &str, seed: u64, max_trials: u32) -> Res {
     );
     // The shrunk plan replaces the drawn one, so swarm draws are off while shrinking.
     let fixed = Scenario { swarm: None, ..s };
-    let (minimal, stats) = shrink(plan, max_trials, |candidate| {
+    let (minimal, stats) = shrink_timed(plan, &began, max_trials, |candidate| {
         trial(ctx, &fixed, seed, candidate, &class)
     });
     println!(

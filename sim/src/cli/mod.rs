@@ -33,7 +33,7 @@ use clap::Parser;
 
 use crate::runner::Harness;
 use crate::scenario::Scenario;
-use crate::scenario_file::{load_named, names_in, validate_with};
+use crate::scenario_file::{load_file_with, load_named, names_in, validate_with};
 use args::Cli;
 
 /// The scenario name that asks the binary's generator for the seed's own scenario.
@@ -143,8 +143,12 @@ impl Ctx {
         }
     }
 
-    /// The scenario `name` (or the seed's generated one), valid for the harness's jobs.
+    /// The scenario `name` (or the seed's generated one, or the file at `name` if it ends in
+    /// `.toml`: a fuzzer's finding, a scenario kept elsewhere), valid for the harness's jobs.
     fn scenario(&self, name: &str, seed: u64) -> Result<Scenario, Box<dyn std::error::Error>> {
+        if name.ends_with(".toml") {
+            return Ok(load_file_with(Path::new(name), self.harness.jobs())?);
+        }
         if name == GENERATED {
             let generate = self.source.generator.ok_or_else(|| {
                 format!(
