@@ -103,6 +103,11 @@ pub(super) struct CheckArgs {
     /// Also write a self-contained HTML report.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Also write each run's result to FILE as it finishes, one `result` line each (the
+    /// fields of `sweep --results`, plus `faults=` the size of the seed's fault plan), for
+    /// tools that read them (`cargo xtask mutants`).
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -2,6 +2,7 @@
 //! recovery. (`sweep` runs each seed in a child process: `sweep.rs`; `merge` reads sweeps'
 //! results: `merge.rs`.)
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use rill::events::ClusterEvent;
 
 use super::args::{CheckArgs, Command, RunArgs, Runs};
 use super::print::{print_outcome, same_trace, write_report};
+use super::results::{field, Outcome, Record};
 use super::{exit, merge, sweep, Ctx, Res};
 use crate::events::timeline;
 use crate::fault::Fault;
@@ -24,8 +26,12 @@ use crate::trace::render;
 pub(super) fn dispatch(ctx: &Ctx, command: Command) -> Res {
     match command {
         Command::List => list(ctx),
-        Command::Check(CheckArgs { runs, report }) => check(ctx, &runs, report.as_deref()),
-        Command::Report { runs, out } => check(ctx, &runs, Some(&out)),
+        Command::Check(CheckArgs {
+            runs,
+            report,
+            results,
+        }) => check(ctx, &runs, report.as_deref(), results.as_deref()),
+        Command::Report { runs, out } => check(ctx, &runs, Some(&out), None),
         Command::Run(args) => run_one(ctx, &args),
         Command::Sweep(args) => sweep::sweep(ctx, &args),
         Command::Merge(args) => merge::merge(ctx, &args),
@@ -108,9 +114,15 @@ fn names_of(ctx: &Ctx, runs: &Runs) -> Result<Vec<String>, Box<dyn std::error::E
     }
 }
 
-fn check(ctx: &Ctx, runs: &Runs, report: Option<&Path>) -> Res {
+fn check(ctx: &Ctx, runs: &Runs, report: Option<&Path>, results: Option<&Path>) -> Res {
     let names = names_of(ctx, runs)?;
     let width = names.iter().map(String::len).max().unwrap_or(0).max(8);
+    let mut results = match results {
+        Some(path) => Some(
+            CheckResults::create(path).map_err(|e| format!("results {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     println!(
         "{:<width$} {:>6}  {:<6} {:<10} checks (name! failed, name? not checked)",
         "scenario", "seed", "result", "job"
@@ -118,7 +130,19 @@ fn check(ctx: &Ctx, runs: &Runs, report: Option<&Path>) -> Res {
     let mut outcomes = Vec::new();
     for name in &names {
         for &seed in &runs.seeds.0 {
-            let o = ctx.harness.run(&ctx.scenario(name, seed)?, seed);
+            let s = ctx.scenario(name, seed)?;
+            let started = std::time::Instant::now();
+            let o = ctx.harness.run(&s, seed);
+            if let Some(out) = &mut results {
+                out.write(
+                    name,
+                    seed,
+                    &o,
+                    started.elapsed(),
+                    fault_plan(&s, seed).len(),
+                )
+                .map_err(|e| format!("cannot write the results: {e}"))?;
+            }
             let checks: Vec<String> = o
                 .verdicts
                 .iter()
@@ -158,6 +182,50 @@ fn check(ctx: &Ctx, runs: &Runs, report: Option<&Path>) -> Res {
         write_report(path, &title, &shown)?;
     }
     Ok(exit(failed == 0))
+}
+
+/// Where `check --results FILE` writes: a comment, then one `result` line per run as it
+/// finishes, flushed, so a check killed halfway (a panic) leaves the runs it finished.
+struct CheckResults {
+    out: std::fs::File,
+}
+
+impl CheckResults {
+    fn create(path: &Path) -> std::io::Result<CheckResults> {
+        let mut out = std::fs::File::create(path)?;
+        writeln!(
+            out,
+            "# rill-sim check results: one `result` line per run (outcome pass/fail, the exit \
+             `run` would give, wall time, faults in the seed's plan, failed checkers)"
+        )?;
+        Ok(CheckResults { out })
+    }
+
+    fn write(
+        &mut self,
+        scenario: &str,
+        seed: u64,
+        o: &RunOutcome,
+        wall: Duration,
+        faults: usize,
+    ) -> std::io::Result<()> {
+        let passed = o.passed();
+        let record = Record {
+            scenario: field(scenario),
+            seed,
+            outcome: if passed { Outcome::Pass } else { Outcome::Fail },
+            exit: if passed { "0" } else { "1" }.into(),
+            wall,
+            failed: o
+                .verdicts
+                .iter()
+                .filter(|v| !v.passed)
+                .map(|v| field(v.checker))
+                .collect(),
+        };
+        writeln!(self.out, "{record} faults={faults}")?;
+        self.out.flush()
+    }
 }
 
 /// Each failed run's failed verdicts and replay command; returns how many runs failed.

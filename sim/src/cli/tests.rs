@@ -45,6 +45,19 @@ fn sweep_takes_a_range_and_a_job_count() {
 }
 
 #[test]
+fn check_writes_its_results_only_when_asked() {
+    let Command::Check(c) = parse(&["check", "--scenarios", "a", "--results", "out.txt"]).unwrap()
+    else {
+        panic!("not check")
+    };
+    assert_eq!(c.results, Some(PathBuf::from("out.txt")));
+    let Command::Check(c) = parse(&["check"]).unwrap() else {
+        panic!("not check")
+    };
+    assert_eq!(c.results, None);
+}
+
+#[test]
 fn seeds_that_name_no_seed_are_refused() {
     for bad in ["7..3", "x", "1..", ""] {
         let e = parse(&["sweep", "--scenario", "s", "--seeds", bad]).unwrap_err();
