@@ -5,6 +5,7 @@
 //! exit non-zero, naming the step that failed.
 
 mod bench;
+mod mutants;
 mod recovery;
 mod sim;
 mod steps;
@@ -20,7 +21,7 @@ use steps::{Failure, Plan, Step};
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = "Developer commands for rill: test, bench, sim"
+    about = "Developer commands for rill: test, bench, sim, mutants"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,6 +42,10 @@ enum Command {
     /// Benchmarks: runtime, sim, recovery, balance
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Plants each bug of mutants/*.patch in a scratch worktree (target-mutants/), runs the
+    /// harness over named scenarios and seeds, and reports which were caught, by which
+    /// checkers, and how far the first failure shrank (target-mutants/report.md)
+    Mutants(mutants::MutantsArgs),
 }
 
 #[derive(Args)]
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Recovery { real: false }) => sim::bench_recovery(&root),
         Command::Bench(BenchCommand::Recovery { real: true }) => recovery::real(&root),
         Command::Bench(BenchCommand::Balance) => bench::balance(&root),
+        Command::Mutants(args) => mutants::main(&root, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,6 +21,11 @@ impl Failure {
         }
     }
 
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn report(self) -> ExitCode {
         eprintln!("xtask: {}", self.message);
         ExitCode::from(self.code)
