@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod buggify;
 pub mod chain;
 pub mod cli;
 pub mod clock;

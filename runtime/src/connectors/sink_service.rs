@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::sink_store::{BatchEntry, CollectStore, CollectedBatch, Fenced, SinkOp, WriterKey};
+use crate::buggify::{self, Point};
 use crate::config::Configuration;
 use crate::ids::CheckpointId;
 use crate::ids::JobId;
@@ -88,7 +89,14 @@ type SinkReply = Result<(), Fenced>;
 pub async fn serve_sink_store(listener: TcpListener, store: CollectStore, config: Configuration) {
     let handler = move |request: SinkRequest| {
         let reply = apply(&store, request);
-        async move { reply }
+        // Buggify: applied now, acknowledged late (a slow sync); the writer waits for it.
+        let late = buggify::delay(Point::SinkStoreAckLate);
+        async move {
+            if let Some(late) = late {
+                tokio::time::sleep(late).await;
+            }
+            reply
+        }
     };
     serve(listener, config, SERVICE, PeerRole::TaskManager, handler).await
 }

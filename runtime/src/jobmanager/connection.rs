@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::JobSpec;
+use crate::buggify::{self, Point};
 use crate::config::Configuration;
 use crate::graph::{CheckpointId, JobId, TaskManagerId};
 use crate::rpc::frame::spawn_writer;
@@ -137,6 +138,8 @@ async fn serve_taskmanager(
             _ = &mut closed => return Ok(()),
             msg = reader.recv::<TmToJm>() => match msg {
                 Ok(Some(msg)) => {
+                    // Buggify: the actor gets it late; later messages wait behind it.
+                    buggify::sleep(Point::ControlMessageLate).await;
                     let _ = inbox.send(ActorMessage::TmMessage { tm, msg });
                 }
                 Ok(None) => break "connection closed".to_string(),

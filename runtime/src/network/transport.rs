@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{DataBuffer, NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey};
+use crate::buggify::{self, Point};
 use crate::ids::ExecutionAttemptId;
 use crate::memory::MemoryAccount;
 use crate::rpc::frame::spawn_writer;
@@ -276,6 +277,10 @@ pub struct CreditReturn {
     out: mpsc::UnboundedSender<DataMsg>,
     channels: ChannelMap,
     channel: u32,
+    /// While the buffer pool is dry (buggify): the credits held back, and the task that
+    /// grants them together when it ends.
+    dry: Arc<Mutex<Option<u32>>>,
+    refill: Mutex<Option<AbortOnDrop<()>>>,
 }
 
 impl std::fmt::Debug for CreditReturn {
@@ -285,8 +290,36 @@ impl std::fmt::Debug for CreditReturn {
 }
 
 impl CreditReturn {
-    /// Grants the producer `n` more buffers on this channel.
+    fn new(out: mpsc::UnboundedSender<DataMsg>, channels: ChannelMap, channel: u32) -> Self {
+        CreditReturn {
+            out,
+            channels,
+            channel,
+            dry: Arc::default(),
+            refill: Mutex::new(None),
+        }
+    }
+
+    /// Grants the producer `n` more buffers on this channel (or, while the pool is dry, once
+    /// it is not).
     pub fn give(&self, n: u32) {
+        let mut dry = lock(&self.dry);
+        if let Some(held) = dry.as_mut() {
+            *held += n;
+            return;
+        }
+        // Buggify: the pool runs dry for a while; what is given meanwhile is held back.
+        if let Some(spell) = buggify::delay(Point::BuffersRunDry) {
+            *dry = Some(n);
+            let (held, out, channel) = (self.dry.clone(), self.out.clone(), self.channel);
+            *lock(&self.refill) = Some(AbortOnDrop(tokio::spawn(async move {
+                tokio::time::sleep(spell).await;
+                if let Some(n) = lock(&held).take() {
+                    let _ = out.send(DataMsg::Credit { channel, n });
+                }
+            })));
+            return;
+        }
         let _ = self.out.send(DataMsg::Credit {
             channel: self.channel,
             n,
@@ -361,11 +394,7 @@ impl DataClient {
             .as_mut()
             .ok_or(RpcError::Closed)?
             .insert(channel, tx);
-        let credits = CreditReturn {
-            out: conn.out.clone(),
-            channels: conn.channels.clone(),
-            channel,
-        };
+        let credits = CreditReturn::new(conn.out.clone(), conn.channels.clone(), channel);
         conn.out
             .send(DataMsg::Request {
                 channel,

@@ -54,7 +54,17 @@ pub async fn serve_checkpoint_store(
             job,
             checkpoint,
             data,
-        } => none(store.put(job, checkpoint, data)),
+        } => {
+            let put = store.put(job, checkpoint, data);
+            // Buggify: the store takes its time with the write.
+            let slow = crate::buggify::delay(crate::buggify::Point::CheckpointStoreSlow);
+            none(Box::pin(async move {
+                if let Some(slow) = slow {
+                    tokio::time::sleep(slow).await;
+                }
+                put.await
+            }))
+        }
         StoreRequest::Get { job, checkpoint } => {
             let get = store.get(job, checkpoint);
             Box::pin(async move { get.await.map(Some) }) as BoxFuture<'static, StoreReply>

@@ -3,13 +3,20 @@
 //! the operators left to finish (a remote sink's writes) is done. Shared by the source and the
 //! consumer loop, which each decide when a barrier passes.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
 use super::TaskControl;
 use super::TaskError;
+use crate::buggify::{self, Point};
 use crate::chain::TaskWaits;
 use crate::ids::CheckpointId;
 use crate::state::{TaskSnapshot, TaskStateHandle};
+use crate::util::AbortOnDrop;
+
+/// Sends a task's acknowledgement of a checkpoint with what it recorded.
+pub(super) type OnCheckpoint = Arc<dyn Fn(CheckpointId, TaskSnapshot) + Send + Sync>;
 
 /// A task's side of checkpointing: control messages from the TaskManager, the state its
 /// operators record, and the acknowledgement.
@@ -21,7 +28,9 @@ pub(super) struct Checkpoints {
     /// Checkpoints whose state is taken, waiting for `waits` before their acknowledgement.
     pub(super) due: Vec<(CheckpointId, TaskSnapshot)>,
     pub(super) control: mpsc::UnboundedReceiver<TaskControl>,
-    pub(super) on_checkpoint: Box<dyn Fn(CheckpointId, TaskSnapshot) + Send + Sync>,
+    pub(super) on_checkpoint: OnCheckpoint,
+    /// Acknowledgements on their way late (buggify); they die with the task.
+    pub(super) late: Vec<AbortOnDrop<()>>,
 }
 
 impl Checkpoints {
@@ -38,7 +47,7 @@ impl Checkpoints {
                     "task state snapshotted"
                 );
                 if self.waits.is_empty() && self.due.is_empty() {
-                    (self.on_checkpoint)(id, snapshot);
+                    self.send(id, snapshot);
                 } else {
                     self.due.push((id, snapshot));
                 }
@@ -58,9 +67,24 @@ impl Checkpoints {
             self.due.clear();
             return Err(error.into());
         }
-        for (id, snapshot) in self.due.drain(..) {
-            (self.on_checkpoint)(id, snapshot);
+        for (id, snapshot) in std::mem::take(&mut self.due) {
+            self.send(id, snapshot);
         }
         Ok(())
+    }
+
+    /// Sends an acknowledgement: now, or (buggify) a while later, as if the asynchronous part
+    /// of the snapshot took its time, while the task goes on. A task that ends first never
+    /// sends it: the JobManager aborts that checkpoint when the task's end is reported.
+    fn send(&mut self, id: CheckpointId, snapshot: TaskSnapshot) {
+        let Some(late) = buggify::delay(Point::CheckpointAckLate) else {
+            return (self.on_checkpoint)(id, snapshot);
+        };
+        let send = self.on_checkpoint.clone();
+        self.late.retain(|t| !t.0.is_finished());
+        self.late.push(AbortOnDrop(tokio::spawn(async move {
+            tokio::time::sleep(late).await;
+            send(id, snapshot);
+        })));
     }
 }

@@ -16,6 +16,7 @@ use tokio::time::MissedTickBehavior;
 use super::checkpoints::Checkpoints;
 use super::task::Pacer;
 use super::{InputLocation, TaskControl, TaskDeployment, TaskError, TaskMetrics, TaskServices};
+use crate::buggify::{self, Point};
 use crate::chain::ChainEvent;
 use crate::events::ClusterEvent;
 use crate::graph::{ExecutionAttemptId, JobGraph};
@@ -246,8 +247,17 @@ impl Consumer<'_> {
         self.generations[index] += 1;
         let generation = self.generations[index];
         let (connector, done) = (self.connector.clone(), self.reconnected_tx.clone());
+        // Buggify: a reconnect to a replaced producer comes late, racing its redeployment
+        // (and any later one: a newer location supersedes this generation).
+        let late = match self.lost.contains(&index) {
+            true => buggify::delay(Point::ReconnectLate),
+            false => None,
+        };
         self.reconnecting.retain(|t| !t.0.is_finished());
         self.reconnecting.push(AbortOnDrop(tokio::spawn(async move {
+            if let Some(late) = late {
+                tokio::time::sleep(late).await;
+            }
             let channel = connector.connect(&location).await;
             let _ = done.send((index, generation, channel));
         })));

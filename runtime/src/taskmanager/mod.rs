@@ -255,6 +255,7 @@ impl TaskManager {
                 msg = s.reader.recv::<JmToTm>() => match msg {
                     Ok(Some(JmToTm::Heartbeat { seq })) => {
                         last_heartbeat = Instant::now();
+                        crate::buggify::heartbeat_reply(&self.opts.config).await;
                         let report = self.report();
                         self.watch_memory(&report.memory);
                         let reply = TmToJm::HeartbeatReply { seq, report };

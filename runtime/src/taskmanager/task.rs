@@ -20,6 +20,7 @@ use super::source_task::SourceTask;
 use super::{InputLocation, TaskServices};
 use crate::api::operator::{OperatorContext, TaskWaits};
 use crate::api::stream::{AnyBox, NodeKind};
+use crate::buggify::{self, Point};
 use crate::config::Configuration;
 use crate::config::FailoverStrategy;
 use crate::connectors::source::SourceDriver;
@@ -202,6 +203,10 @@ pub async fn run_task(
     link: TaskLink,
 ) -> Result<(), TaskError> {
     d.validate().map_err(TaskError::InvalidDeployment)?;
+    if d.restore.is_some() {
+        // Buggify: fetching the restored state takes its time.
+        buggify::sleep(Point::RestoreSlow).await;
+    }
     let overhead = d.config.task_overhead_bytes();
     services.operators.memory.add_task(overhead);
     let _release = ReleaseOnDrop(Some(Box::new({
@@ -218,7 +223,8 @@ pub async fn run_task(
         waits,
         due: Vec::new(),
         control: link.control,
-        on_checkpoint: link.on_checkpoint,
+        on_checkpoint: link.on_checkpoint.into(),
+        late: Vec::new(),
     };
     match head {
         Head::Source(driver) => {
