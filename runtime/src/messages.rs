@@ -164,9 +164,15 @@ pub enum JmToTm {
         key: SubpartitionKey,
     },
     /// To a producer whose consumer was restarted: close the channel that served the old one.
+    /// Only a claim by an attempt before `consumer` is closed: this message and the
+    /// replacement's own request travel different connections, so the replacement may have
+    /// claimed the subpartition already (found by buggify: a TaskManager's session busy while
+    /// the replacement connected).
     RevokeSubpartition {
         /// The subpartition whose channel is closed.
         key: SubpartitionKey,
+        /// The consumer's new attempt: claims by its earlier attempts are closed.
+        consumer: ExecutionAttemptId,
     },
     /// To a consumer whose producer was restarted elsewhere (`taskmanager` failover): input
     /// channel `index` now reads from `location`.

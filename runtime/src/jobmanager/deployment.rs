@@ -336,10 +336,21 @@ impl JobManager {
         id: JobId,
         restarted: &std::collections::BTreeSet<SubtaskId>,
     ) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
         for &consumer in restarted {
             let kept =
                 |p: &ExecutionVertex| !restarted.contains(&SubtaskId::new(p.vertex, p.subtask));
-            self.tell_producers(id, consumer, kept, |key| JmToTm::RevokeSubpartition { key });
+            // Its new attempt: only claims by earlier ones are revoked.
+            let Some(replacement) = job.eg.get(consumer.vertex, consumer.subtask) else {
+                continue;
+            };
+            let replacement = replacement.attempt_id();
+            self.tell_producers(id, consumer, kept, |key| JmToTm::RevokeSubpartition {
+                key,
+                consumer: replacement,
+            });
         }
     }
 

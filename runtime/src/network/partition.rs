@@ -30,14 +30,18 @@ enum Slot {
     Waiting(oneshot::Sender<mpsc::Receiver<NetBuffer>>),
 }
 
+/// A remote claim: the consumer attempt that made it, and the signal that revokes it.
+type Claim = (ExecutionAttemptId, Arc<Notify>);
+
 /// The subpartition queues of every producer task on this TaskManager, until their consumer
 /// (local channel or remote data connection) claims them. A consumer may ask before its
 /// producer is deployed: it then waits for the registration.
 #[derive(Clone, Default)]
 pub struct PartitionRegistry {
     slots: Arc<Mutex<BTreeMap<SubpartitionKey, Slot>>>,
-    /// Remote claims that can be revoked: the forwarder serving the key waits on the signal.
-    claims: Arc<Mutex<BTreeMap<SubpartitionKey, Arc<Notify>>>>,
+    /// Remote claims that can be revoked, with the consumer attempt that made each: the
+    /// forwarder serving the key waits on the signal.
+    claims: Arc<Mutex<BTreeMap<SubpartitionKey, Claim>>>,
 }
 
 impl PartitionRegistry {
@@ -78,18 +82,18 @@ impl PartitionRegistry {
         waiter.await.ok()
     }
 
-    /// The signal that revokes a remote claim of `key` (see `revoke`); the forwarder that
-    /// serves the claim waits on it and calls `unwatch` when it ends.
-    pub fn watch_claim(&self, key: SubpartitionKey) -> Arc<Notify> {
+    /// The signal that revokes the remote claim of `key` by `consumer` (see `revoke`); the
+    /// forwarder that serves the claim waits on it and calls `unwatch` when it ends.
+    pub fn watch_claim(&self, key: SubpartitionKey, consumer: ExecutionAttemptId) -> Arc<Notify> {
         let signal = Arc::new(Notify::new());
-        crate::util::lock(&self.claims).insert(key, signal.clone());
+        crate::util::lock(&self.claims).insert(key, (consumer, signal.clone()));
         signal
     }
 
     /// Forgets a claim's signal, unless a newer claim of the key replaced it.
     pub fn unwatch(&self, key: &SubpartitionKey, signal: &Arc<Notify>) {
         let mut claims = crate::util::lock(&self.claims);
-        if claims.get(key).is_some_and(|s| Arc::ptr_eq(s, signal)) {
+        if claims.get(key).is_some_and(|(_, s)| Arc::ptr_eq(s, signal)) {
             claims.remove(key);
         }
     }
@@ -109,14 +113,18 @@ impl PartitionRegistry {
     /// Ends the remote claim of `key`: its consumer was replaced (`taskmanager` failover) but
     /// its connection may never break (a partitioned TaskManager). The forwarder drops the
     /// queue, so the producer's next send fails and it opens a fresh queue for the
-    /// replacement. A notification stored before the forwarder waits is not lost.
-    pub fn revoke(&self, key: &SubpartitionKey) -> bool {
-        match crate::util::lock(&self.claims).remove(key) {
-            Some(signal) => {
+    /// replacement. A notification stored before the forwarder waits is not lost. Only a claim
+    /// by an attempt before `replacement` goes: the replacement's own claim may have come
+    /// first, and must stay.
+    pub fn revoke(&self, key: &SubpartitionKey, replacement: ExecutionAttemptId) -> bool {
+        let mut claims = crate::util::lock(&self.claims);
+        match claims.get(key) {
+            Some((consumer, _)) if consumer.attempt < replacement.attempt => {
+                let (_, signal) = claims.remove(key).expect("checked above");
                 signal.notify_one();
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -145,5 +153,46 @@ impl PartitionRegistry {
     /// Whether nothing is registered or awaited.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::VertexId;
+
+    fn key() -> SubpartitionKey {
+        SubpartitionKey {
+            job: JobId(1),
+            producer: ExecutionAttemptId {
+                vertex: VertexId(0),
+                subtask: 0,
+                attempt: 0,
+            },
+            edge: EdgeId(0),
+            index: 3,
+        }
+    }
+
+    fn consumer(attempt: u32) -> ExecutionAttemptId {
+        ExecutionAttemptId {
+            vertex: VertexId(1),
+            subtask: 3,
+            attempt,
+        }
+    }
+
+    #[test]
+    fn a_revocation_closes_only_claims_of_earlier_attempts() {
+        let registry = PartitionRegistry::default();
+        // The replacement (attempt 1) claimed before the revocation for it arrived.
+        let _signal = registry.watch_claim(key(), consumer(1));
+        assert!(!registry.revoke(&key(), consumer(1)));
+        // The old attempt's claim goes.
+        let old = registry.watch_claim(key(), consumer(0));
+        assert!(registry.revoke(&key(), consumer(1)));
+        assert!(!registry.revoke(&key(), consumer(1)), "once");
+        // The stored notification reaches the forwarder that waits after it.
+        futures_util::FutureExt::now_or_never(old.notified()).expect("notified");
     }
 }

@@ -160,6 +160,7 @@ async fn serve_connection(
                 let task = tokio::spawn(forward(
                     channel,
                     key,
+                    consumer,
                     registry.clone(),
                     credits.clone(),
                     out.clone(),
@@ -201,6 +202,7 @@ fn kind_of(msg: &DataMsg) -> &'static str {
 async fn forward(
     channel: u32,
     key: SubpartitionKey,
+    consumer: ExecutionAttemptId,
     registry: PartitionRegistry,
     credits: Arc<Semaphore>,
     out: mpsc::UnboundedSender<DataMsg>,
@@ -211,7 +213,7 @@ async fn forward(
         let _ = out.send(DataMsg::ChannelError { channel, reason });
         return;
     };
-    let revoked = registry.watch_claim(key);
+    let revoked = registry.watch_claim(key, consumer);
     tokio::select! {
         biased;
         _ = revoked.notified() => {

@@ -375,8 +375,8 @@ impl TaskManager {
             JmToTm::DropSubpartition { key } => {
                 self.services.registry.drop_unclaimed(&key);
             }
-            JmToTm::RevokeSubpartition { key } => {
-                self.services.registry.revoke(&key);
+            JmToTm::RevokeSubpartition { key, consumer } => {
+                self.services.registry.revoke(&key, consumer);
             }
             JmToTm::UpdatePartitionInfo {
                 job,
