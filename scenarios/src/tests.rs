@@ -86,7 +86,7 @@ fn tm_crash_spec_reads_as_written() {
     let swarm = load("swarm").unwrap().swarm.unwrap();
     assert_eq!(
         (swarm.min_faults, swarm.max_faults, swarm.until),
-        (1, 3, Duration::from_secs(9))
+        (1, 4, Duration::from_secs(10))
     );
 }
 

@@ -146,9 +146,7 @@ pub struct FaultKindSpec {
     pub name: &'static str,
     /// Keys a `[[faults]]` table of this kind accepts.
     pub keys: &'static [&'static str],
-    /// Whether a swarm may draw it. Not clock skew (the swarm jobs run on event time, where
-    /// it changes nothing) nor store failures (a plan's `store-failure` and the swarm's
-    /// crashes, pauses and partitions of the checkpoint-store node cover the store).
+    /// Whether a swarm may draw it (every kind can be drawn now).
     pub swarm: bool,
     /// Whether it can take records or tasks away (not latency, loss of packets TCP resends,
     /// skew or a store's failure): what the delivery and recovery checkers account to.
@@ -226,14 +224,14 @@ pub const FAULT_KINDS: &[FaultKindSpec] = &[
         FaultTag::ClockSkew,
         "clock-skew",
         &["at", "kind", "target", "offset"],
-        false,
+        true,
         false,
     ),
     kind(
         FaultTag::StoreFailure,
         "store-failure",
         &["at", "kind", "mode", "duration"],
-        false,
+        true,
         false,
     ),
 ];

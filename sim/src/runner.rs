@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::apply::FaultState;
-use crate::check::bounds::Timing;
+use crate::check::bounds::{Bound, Timing};
 use crate::check::{check_all, Bounds, DeliveryBasis, ExpectedInput, Reader};
 use crate::cluster::{sink_store_url, source_log_url, SimCluster, SimClusterSpec};
 use crate::events::{EventRecorder, RecordedEvent};
@@ -140,13 +140,21 @@ impl Harness {
             }
             _ => DeliveryBasis::None,
         };
-        let faults: Vec<&Fault> = history
+        // At the times they began: an anchored fault's planned time is only where its anchor
+        // was looked for from.
+        let began: Vec<Fault> = history
             .faults
             .iter()
-            .filter(|f| f.took_effect())
-            .map(|f| &f.fault)
+            .filter_map(|f| {
+                let at = f.began_at.filter(|_| f.took_effect())?;
+                Some(Fault {
+                    at,
+                    ..f.fault.clone()
+                })
+            })
             .collect();
         check_all(history, scenario, &self.bounds(scenario, &faults), basis)
+        let faults: Vec<&Fault> = began.iter().collect();
     }
 
     /// The bounds a run of `scenario` in which `faults` took effect is held to: given, or
@@ -163,7 +171,18 @@ impl Harness {
                     .unwrap_or(1)
             })
             .unwrap_or(1);
-        Bounds::of(scenario, tasks_per_slot, faults)
+        let mut bounds = Bounds::of(scenario, tasks_per_slot, faults);
+        // A job expected to finish has a liveness bound even when the scenario sets none, if
+        // its input time is known: the generator's, from the configuration.
+        let input = crate::scenario_file::input_time(scenario);
+        let finishes = scenario.expect.job == Some(crate::scenario::JobOutcome::Finished);
+        if bounds.drain.is_none() && finishes && !faults.is_empty() && !input.is_zero() {
+            bounds.drain = Some(Bound {
+                value: crate::scenario_file::drain_bound(&scenario.config, input),
+                source: "derived: detection, back-off, redeployment, stale connections, a registration, two commits and the whole input again".into(),
+            });
+        }
+        bounds
     }
 
     fn output_checks(&self, scenario: &Scenario) -> OutputChecks {

@@ -14,7 +14,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::fault::{fault_kind, Anchor, AnchorEvent, Direction, Fault, FaultKind, FaultTag};
+use crate::fault::{
+    fault_kind, Anchor, AnchorEvent, Direction, Fault, FaultKind, FaultTag, StoreFailureMode,
+};
 use crate::node::NodeName;
 use crate::scenario::{ClusterShape, Swarm};
 
@@ -91,12 +93,23 @@ fn draw_one(
                 heal_after: Some(duration),
             }
         }
-        Some(FaultTag::LinkPartition) => FaultKind::LinkPartition {
-            from: NodeName::JobManager,
-            to: node,
-            both_ways: rng.gen(),
-            heal_after: Some(duration),
-        },
+        Some(FaultTag::LinkPartition) => {
+            // Half the links cut are data-plane links between two TaskManagers; the others
+            // the JobManager's link to a TaskManager or to a store.
+            let data = cluster.taskmanagers > 1 && rng.gen_ratio(1, 2);
+            let (from, to) = if data {
+                let other = (tm.taskmanager()? % cluster.taskmanagers) + 1;
+                (tm, NodeName::TaskManager(other))
+            } else {
+                (NodeName::JobManager, node)
+            };
+            FaultKind::LinkPartition {
+                from,
+                to,
+                both_ways: rng.gen(),
+                heal_after: Some(duration),
+            }
+        }
         Some(FaultTag::PacketLoss) => FaultKind::PacketLoss {
             rate: rng.gen_range(1..=20) as f64 / 100.0,
             duration: Some(duration),
@@ -113,7 +126,16 @@ fn draw_one(
             target: node,
             duration,
         },
-        Some(FaultTag::ClockSkew | FaultTag::StoreFailure) | None => return None,
+        // A step of up to a minute either way, as NTP or an operator makes.
+        Some(FaultTag::ClockSkew) => FaultKind::ClockSkew {
+            target: tm,
+            offset_ms: rng.gen_range(-60_000..=60_000),
+        },
+        Some(FaultTag::StoreFailure) => FaultKind::StoreFailure {
+            mode: *[StoreFailureMode::Fail, StoreFailureMode::Stall].choose(rng)?,
+            duration,
+        },
+        None => return None,
     };
     // Without checkpoints nothing more is drawn, so such a swarm's plans stay as they were.
     if !checkpoints || rng.gen_range(0..100) >= swarm.anchored_percent {

@@ -68,6 +68,9 @@ impl JobManager {
                 self.end_job(id, JobStatus::Finished, None);
             }
             ExecutionState::Finished => self.release_finished_consumer(id, attempt),
+            // A TaskManager that joined while the job was restoring found it unsteady and
+            // moved nothing: the job's last subtask running again is the next chance.
+            ExecutionState::Running if job.is_steady() => self.rebalance_jobs(),
             _ => {}
         }
     }
@@ -223,9 +226,10 @@ impl JobManager {
         self.schedule_waiting();
     }
 
-    /// A TaskManager joined (a replacement, after a failover left the others uneven): steady
-    /// jobs under `taskmanager` failover in `tasks` mode move the groups `rebalance.rs`
-    /// chooses. Only the moved subtasks restart, as on the loss of theirs.
+    /// A TaskManager joined (a replacement, after a failover left the others uneven), or a
+    /// job became steady again: steady jobs under `taskmanager` failover in `tasks` mode move
+    /// the groups `rebalance.rs` chooses. Only the moved subtasks restart, as on the loss of
+    /// theirs.
     pub(super) fn rebalance_jobs(&mut self) {
         let ids: Vec<JobId> = self
             .jobs

@@ -8,6 +8,7 @@ use std::time::Duration;
 use rill::config::{Configuration, FailoverStrategy, LoadBalanceMode};
 use rill::jobmanager::restart_backoff;
 
+use super::recovery::DIP_HORIZON;
 use crate::fault::{Fault, FaultKind};
 use crate::scenario::Scenario;
 
@@ -123,6 +124,9 @@ pub struct Bounds {
     pub recovery: Bound<Duration>,
     /// The largest task-count range across TaskManagers, if one applies.
     pub task_range: Option<Bound<u32>>,
+    /// How soon after the last fault ended the job must finish, if that is known: given
+    /// (`drain_within`), or derived by whoever knows the job's input time.
+    pub drain: Option<Bound<Duration>>,
     /// The configuration's timing.
     pub timing: Timing,
 }
@@ -156,16 +160,12 @@ impl Bounds {
             }
         });
         let recovery = s.expect.max_recovery.map(Bound::given).unwrap_or_else(|| {
-            let worst = disruptive
-                .iter()
-                .map(|f| timing.disruption(f))
-                .max()
-                .unwrap_or_default();
+            let worst = chained_disruption(&timing, &disruptive);
             // The rate is back only once the backlog the fault left is caught up: a margin of
             // a redeployment for that.
             Bound {
                 value: worst + timing.steady(transactional) + REDEPLOY,
-                source: "derived: the slowest fault's duration or detection, back-off, redeploy and replay".into(),
+                source: "derived: the slowest fault's duration or detection, back-off, redeploy and replay, with the faults that struck before it was over".into(),
             }
         });
         let task_range = match (s.expect.max_task_range, timing.balance) {
@@ -181,9 +181,30 @@ impl Bounds {
             stall,
             recovery,
             task_range,
+            drain: s.expect.drain_within.map(Bound::given),
             timing,
         }
     }
+}
+
+/// The longest disruption of one fault together with the faults that begin before its own
+/// (and the dip it may still cause) is over: a recovery is measured from a fault to the
+/// output's return, so every later fault that strikes meanwhile extends it.
+fn chained_disruption(timing: &Timing, faults: &[&Fault]) -> Duration {
+    let mut faults: Vec<&Fault> = faults.to_vec();
+    faults.sort_by_key(|f| f.at);
+    let mut worst = Duration::ZERO;
+    for (i, first) in faults.iter().enumerate() {
+        let mut end = first.at + timing.disruption(first);
+        for next in &faults[i + 1..] {
+            if next.at > end + DIP_HORIZON {
+                break;
+            }
+            end = end.max(next.at + timing.disruption(next));
+        }
+        worst = worst.max(end - first.at);
+    }
+    worst
 }
 
 fn secs(d: Duration) -> String {

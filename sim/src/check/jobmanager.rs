@@ -166,12 +166,21 @@ fn gave_up<'a>(h: &'a RunHistory, tm: &str, from: Duration) -> Option<GaveUp<'a>
     })
 }
 
+/// Whether the output at `o` became visible by another attempt's commit: a restored
+/// attempt commits the transactions its predecessor staged for the checkpoint it restores.
+fn committed_by_successor(h: &RunHistory, o: &crate::history::OutputRecord) -> bool {
+    h.commits
+        .iter()
+        .any(|c| c.at == o.at && c.subtask == o.sink_subtask && c.attempt != o.attempt)
+}
+
 /// The first output a cancelled attempt wrote after its TaskManager gave up, if any.
 fn output_after(h: &RunHistory, tm: &NodeName, g: &GaveUp<'_>) -> Option<String> {
     let index = tm.taskmanager()?;
     h.outputs
         .iter()
         .filter(|o| o.at > g.at + LAST_BATCH && o.taskmanager == index)
+        .filter(|o| !committed_by_successor(h, o))
         .find(|o| {
             g.cancelled
                 .iter()

@@ -34,7 +34,7 @@ pub use bounds::Bounds;
 pub use claims::restarts;
 pub use delivery::{delivery, ExpectedInput};
 pub use jobmanager::jobmanager_loss;
-pub use outcome::{fencing, job_outcome, liveness};
+pub use outcome::{fencing, job_outcome, liveness, waiting_for};
 pub use recovery::recovery_time;
 pub use reference::matches_reference;
 pub use stall::zero_stall;
@@ -143,8 +143,20 @@ pub fn check_all(
     if let Some(bound) = expect.max_memory_skew_percent {
         verdicts.push(memory_balance(history, bound));
     }
-    if let Some(bound) = expect.drain_within {
-        verdicts.push(liveness(history, bound));
+    match &bounds.drain {
+        Some(b) => {
+            let v = liveness(history, b.value);
+            verdicts.push(with_bound(v, &secs(b.value), &b.source));
+        }
+        None if expect.job == Some(crate::scenario::JobOutcome::Finished)
+            && disruptive_faults(history).next().is_some() =>
+        {
+            verdicts.push(Verdict::not_checked(
+                "liveness",
+                "no drain_within given, and the job's input time (records / rate) is unknown",
+            ))
+        }
+        None => {}
     }
     verdicts
 }
@@ -196,17 +208,26 @@ fn disruptions(h: &RunHistory) -> Vec<(Duration, Duration)> {
         return windows;
     };
     let faults = windows.clone();
-    let (mut open, mut checkpointed) = (None::<Duration>, Duration::ZERO);
+    let mut open = None::<Duration>;
+    let mut triggered = std::collections::BTreeMap::new();
     for e in h.events.iter().filter(|e| e.node == NodeName::JobManager) {
-        match e.event {
-            ClusterEvent::CheckpointCompleted { .. } => checkpointed = e.at,
+        match &e.event {
+            ClusterEvent::CheckpointTriggered { checkpoint, .. } => {
+                triggered.insert(*checkpoint, e.at);
+            }
             _ if e.at < first_fault => {}
             ClusterEvent::FailoverStarted { .. } | ClusterEvent::Rebalanced { .. } => {
                 open.get_or_insert(e.at);
             }
-            ClusterEvent::TasksDeployed { .. } => {
+            ClusterEvent::TasksDeployed { checkpoint, .. } => {
                 if let Some(from) = open.take() {
-                    let replay = e.at.saturating_sub(checkpointed).max(REPLAY);
+                    // The restored sources re-read from where the checkpoint's barrier left
+                    // them, at the pace they first read; a slowed pipeline (latency, a
+                    // buggified delay) stretches that by up to half again.
+                    let since = checkpoint
+                        .and_then(|c| triggered.get(&c).copied())
+                        .unwrap_or_default();
+                    let replay = (e.at.saturating_sub(since) * 3 / 2).max(REPLAY);
                     // Tasks redeployed while a fault still cut nodes off may replay only once
                     // it healed and their dead connections timed out.
                     let start = faults

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rill::graph::JobStatus;
+use rill::events::ClusterEvent;
+use rill::graph::{ExecutionAttemptId, ExecutionState, JobStatus, SubtaskId};
 
 use super::secs;
 use crate::history::{RunEnd, RunHistory, Verdict};
@@ -48,9 +49,10 @@ pub fn liveness(h: &RunHistory, bound: Duration) -> Verdict {
         .unwrap_or_default();
     if !h.finished() {
         let evidence = format!(
-            "faults healed at {}, job not finished by {}",
+            "faults healed at {}, job not finished by {}; still waiting for {}",
             secs(healed),
-            secs(h.end)
+            secs(h.end),
+            waiting_for(h)
         );
         return Verdict::fail(NAME, format!("job {}", h.job_status), evidence);
     }
@@ -70,6 +72,62 @@ pub fn liveness(h: &RunHistory, bound: Duration) -> Verdict {
     } else {
         Verdict::pass(NAME, summary)
     }
+}
+
+/// What a job that did not finish was still waiting for at the run's end, from the
+/// JobManager's events: subtasks not finished (their current attempt's last state and since
+/// when), slots it could not get, and faults that never ended.
+pub fn waiting_for(h: &RunHistory) -> String {
+    let mut current: BTreeMap<SubtaskId, (ExecutionAttemptId, ExecutionState, Duration)> =
+        BTreeMap::new();
+    let mut slots = None;
+    for e in &h.events {
+        match &e.event {
+            ClusterEvent::TasksDeployed { tasks, .. } => {
+                slots = None;
+                for t in tasks {
+                    current.insert(
+                        t.attempt.subtask_id(),
+                        (t.attempt, ExecutionState::Deploying, e.at),
+                    );
+                }
+            }
+            ClusterEvent::SubtaskStateChanged { attempt, state, .. } => {
+                let entry = current.entry(attempt.subtask_id());
+                let slot = entry.or_insert((*attempt, *state, e.at));
+                if slot.0 == *attempt || attempt.attempt > slot.0.attempt {
+                    *slot = (*attempt, *state, e.at);
+                }
+            }
+            ClusterEvent::WaitingForSlots { needed, free, .. } => slots = Some((e.at, *needed, *free)),
+            _ => {}
+        }
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let pending: Vec<String> = current
+        .values()
+        .filter(|(_, state, _)| *state != ExecutionState::Finished)
+        .map(|(a, state, at)| format!("{a} {state:?} since {}", secs(*at)))
+        .collect();
+    if !pending.is_empty() {
+        let shown = pending.len().min(6);
+        let more = pending.len() - shown;
+        let mut line = format!("{} subtask(s): {}", pending.len(), pending[..shown].join(", "));
+        if more > 0 {
+            line += &format!(" and {more} more");
+        }
+        parts.push(line);
+    }
+    if let Some((at, needed, free)) = slots {
+        parts.push(format!("{needed} slot(s), {free} free, since {}", secs(at)));
+    }
+    for f in h.faults.iter().filter(|f| f.took_effect() && f.ended_at.is_none()) {
+        parts.push(format!("{} to end (it never did)", f.fault));
+    }
+    if parts.is_empty() {
+        return "nothing the events name (no deployment was recorded)".into();
+    }
+    parts.join("; ")
 }
 
 /// No output from an attempt that was already replaced: once a sink subtask's attempt k has
@@ -123,5 +181,51 @@ mod tests {
         });
         assert!(liveness(&h, Duration::from_secs(7)).passed);
         assert!(!liveness(&h, Duration::from_secs(5)).passed);
+    }
+
+    #[test]
+    fn a_job_that_never_finishes_says_what_it_waits_for() {
+        use crate::events::RecordedEvent;
+        use crate::node::NodeName;
+        use rill::events::Deployment;
+        use rill::graph::{JobId, VertexId};
+        let mut h = history(Vec::new());
+        h.job_status = RunEnd::CutOff;
+        h.faults.push(crash_at(2)); // never restarted
+        let attempt = |s| SubtaskId::new(VertexId(0), s).attempt(1);
+        let at = |ms, event| RecordedEvent {
+            at: Duration::from_millis(ms),
+            node: NodeName::JobManager,
+            event,
+        };
+        h.events = vec![
+            at(3_000, ClusterEvent::TasksDeployed {
+                job: JobId(1),
+                tasks: (0..2)
+                    .map(|s| Deployment {
+                        attempt: attempt(s),
+                        taskmanager: "tm-1".into(),
+                        slot: Some(s),
+                    })
+                    .collect(),
+                checkpoint: None,
+            }),
+            at(3_500, ClusterEvent::SubtaskStateChanged {
+                job: JobId(1),
+                attempt: attempt(0),
+                state: ExecutionState::Finished,
+            }),
+            at(4_000, ClusterEvent::WaitingForSlots {
+                job: JobId(1),
+                needed: 2,
+                free: 0,
+            }),
+        ];
+        let v = liveness(&h, Duration::from_secs(30));
+        assert!(!v.passed);
+        let evidence = v.evidence.unwrap();
+        assert!(evidence.contains("1 subtask(s): v0[1]#1 Deploying since 3.000s"), "{evidence}");
+        assert!(evidence.contains("2 slot(s), 0 free, since 4.000s"), "{evidence}");
+        assert!(evidence.contains("to end (it never did)"), "{evidence}");
     }
 }

@@ -9,7 +9,7 @@ use super::{disruptive_faults, secs};
 use crate::history::{OutputRecord, RunHistory, Verdict};
 
 /// How long after a fault ends its dip in output may still begin (buffers draining).
-const DIP_HORIZON: Duration = Duration::from_secs(5);
+pub(super) const DIP_HORIZON: Duration = Duration::from_secs(5);
 
 /// From each disruptive fault to the later of: output back at 95% of its pre-fault rate (the
 /// mean over the 5 s before, measured over 1 s windows sliding by 100 ms) after the dip the

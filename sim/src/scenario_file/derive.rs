@@ -328,7 +328,7 @@ fn param(s: &Scenario, name: &str) -> Option<u64> {
 }
 
 /// How long the job's paced input takes at the least (`records / rate`; 0 if unpaced).
-fn input_time(s: &Scenario) -> Duration {
+pub fn input_time(s: &Scenario) -> Duration {
     match (param(s, "records"), param(s, "rate")) {
         (Some(records), Some(rate)) if rate > 0 => {
             Duration::from_secs_f64(records as f64 / rate as f64)

@@ -17,7 +17,7 @@ mod validate;
 mod write;
 
 pub use derive::{
-    derive_expectations, derive_with, drain_bound, refused_deployments, stopping_for_good,
+    derive_expectations, derive_with, drain_bound, input_time, refused_deployments, stopping_for_good,
     tolerates, Derived, FAILOVERS_PER_LOSS, UNNOTICED_MARGIN,
 };
 pub use error::ScenarioError;
