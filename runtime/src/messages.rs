@@ -185,6 +185,11 @@ pub enum JmToTm {
         index: u32,
         /// Where the channel reads from now.
         location: InputLocation,
+        /// The last checkpoint triggered before the new producer was deployed: it never sends
+        /// the barrier of this one or an earlier one, so an alignment on such a checkpoint is
+        /// abandoned when the channel reconnects; one on a later checkpoint goes on (this
+        /// message may come after that checkpoint's other barriers: found by buggify).
+        stale_through: CheckpointId,
     },
     /// To every TaskManager running the job: the checkpoint is complete, sinks may commit.
     NotifyCheckpointComplete {

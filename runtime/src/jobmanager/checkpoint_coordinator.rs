@@ -130,6 +130,11 @@ impl CheckpointCoordinator {
         }
     }
 
+    /// The last checkpoint triggered (`chk-0` before the first).
+    pub fn last_triggered(&self) -> CheckpointId {
+        CheckpointId(self.next_id - 1)
+    }
+
     /// Starts the periodic schedule (the job is running): the first checkpoint one interval
     /// from now.
     pub fn start(&mut self, now: Instant) {

@@ -271,6 +271,8 @@ impl JobManager {
             return;
         };
         let graph = &job.eg.job;
+        // The restarted producers send the barriers of checkpoints triggered from now on only.
+        let stale_through = job.checkpoints.last_triggered();
         for p in restarted {
             for &edge in &graph.vertex(p.vertex).outputs {
                 let cv = graph.edge(edge).target;
@@ -299,6 +301,7 @@ impl JobManager {
                             consumer,
                             index: index as u32,
                             location,
+                            stale_through,
                         });
                     }
                 }

@@ -226,17 +226,27 @@ impl InputGate {
     }
 
     /// Reads `channel` from a new connection, keeping what the old one delivered: its
-    /// watermark and record numbering. If the connection is to a replaced producer, that
-    /// producer will never send the barrier an alignment in progress waits for (the failover
-    /// aborted that checkpoint), so the alignment is abandoned, as on `pause`: the old
-    /// channel may never have reported its loss (a partitioned producer's connection does not
-    /// break). A first connection keeps it: its producer's barriers are all still to come.
-    pub fn resume(&mut self, channel: usize, mut replacement: InputChannel, replaced: bool) {
+    /// watermark and record numbering. If the connection is to a replaced producer that never
+    /// sends the barriers of checkpoints up to `stale_through` (those triggered before it was
+    /// deployed: the failover aborted them), an alignment on one of them is abandoned, as on
+    /// `pause`: the old channel may never have reported its loss (a partitioned producer's
+    /// connection does not break). An alignment on a later checkpoint goes on: the replacement
+    /// sends that barrier (its other barriers may have come before the reconnect did). A first
+    /// connection (`None`) keeps it: its producer's barriers are all still to come.
+    pub fn resume(
+        &mut self,
+        channel: usize,
+        mut replacement: InputChannel,
+        stale_through: Option<CheckpointId>,
+    ) {
         let old = &self.channels[channel];
         replacement.watermark = old.watermark;
         replacement.next_seq = old.next_seq;
         self.channels[channel] = replacement;
-        if replaced {
+        if self
+            .aligning
+            .is_some_and(|a| stale_through.is_some_and(|s| a <= s))
+        {
             self.unblock_all();
             self.aligning = None;
         }
@@ -382,7 +392,7 @@ mod tests {
         ));
         // The replacement replays from record 4: 4..10 are dropped, 10..12 delivered.
         let (tx, rx) = mpsc::channel(16);
-        gate.resume(0, InputChannel::local(rx), true);
+        gate.resume(0, InputChannel::local(rx), Some(CheckpointId(1)));
         tx.send(numbered(2, 4, 6)).await.unwrap();
         tx.send(numbered(3, 8, 4)).await.unwrap();
         match gate.next().await {
@@ -401,11 +411,34 @@ mod tests {
         let blocked = tokio::time::timeout(std::time::Duration::from_millis(50), gate.next()).await;
         assert!(blocked.is_err(), "channel 1 is blocked on barrier 5");
         let (tx, rx) = mpsc::channel(16);
-        gate.resume(0, InputChannel::local(rx), true);
+        // Checkpoint 5 was triggered before the replacement was deployed.
+        gate.resume(0, InputChannel::local(rx), Some(CheckpointId(5)));
         tx.send(data(1)).await.unwrap();
         let mut got = vec![next_data(&mut gate).await, next_data(&mut gate).await];
         got.sort();
         assert_eq!(got, vec![(0, 1), (1, 9)]);
+    }
+
+    #[tokio::test]
+    async fn a_reconnect_that_comes_after_a_newer_checkpoint_began_keeps_its_alignment() {
+        // Channel 0's producer was replaced before checkpoint 6 was triggered, but the news
+        // reaches the consumer only after channel 1 delivered barrier 6: the replacement sends
+        // barrier 6 too, and the checkpoint must complete, not be abandoned.
+        let (txs, mut gate) = gate(2);
+        txs[1].send(barrier(6)).await.unwrap();
+        txs[1].send(data(9)).await.unwrap();
+        let blocked = tokio::time::timeout(std::time::Duration::from_millis(50), gate.next()).await;
+        assert!(blocked.is_err(), "channel 1 is blocked on barrier 6");
+        let (tx, rx) = mpsc::channel(16);
+        gate.resume(0, InputChannel::local(rx), Some(CheckpointId(5)));
+        tx.send(data(1)).await.unwrap();
+        tx.send(barrier(6)).await.unwrap();
+        assert_eq!(next_data(&mut gate).await, (0, 1));
+        assert!(matches!(
+            gate.next().await,
+            GateItem::Barrier(CheckpointId(6))
+        ));
+        assert_eq!(next_data(&mut gate).await, (1, 9));
     }
 
     #[tokio::test]

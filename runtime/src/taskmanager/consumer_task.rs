@@ -116,6 +116,8 @@ pub(super) struct Consumer<'a> {
     pub(super) generations: Vec<u64>,
     /// Channels whose producer was lost (traced when they reconnect).
     pub(super) lost: BTreeSet<usize>,
+    /// Per channel, the last checkpoint whose barrier its newest producer never sends.
+    pub(super) stale_through: Vec<CheckpointId>,
     /// Channels not connected even once yet, and the RUNNING report that waits for them.
     pub(super) unconnected: BTreeSet<usize>,
     pub(super) on_running: Option<Box<dyn FnOnce() + Send>>,
@@ -151,7 +153,9 @@ impl Consumer<'_> {
                     }
                     // Only sources are triggered; others take checkpoints at barriers.
                     TaskControl::TriggerCheckpoint(_) => {}
-                    TaskControl::UpdateInput { index, location } => self.reconnect(index, location),
+                    TaskControl::UpdateInput { index, location, stale_through } => {
+                        self.reconnect(index, location, stale_through)
+                    }
                 },
                 Some((index, generation, channel)) = self.reconnected.recv() => {
                     if generation == self.generations[index] {
@@ -164,7 +168,10 @@ impl Consumer<'_> {
                                 producer: self.inputs[index].producer,
                             });
                         }
-                        gate.resume(index, channel?, replaced);
+                        // A replaced producer never sends the barriers of checkpoints
+                        // triggered before it was deployed: an alignment on one is abandoned.
+                        let stale = replaced.then_some(self.stale_through[index]);
+                        gate.resume(index, channel?, stale);
                         self.unconnected.remove(&index);
                         self.report_running_once_connected();
                     }
@@ -214,7 +221,7 @@ impl Consumer<'_> {
 
     /// The JobManager says where input `index`'s producer runs now: connect to it in the
     /// background (the other inputs keep flowing) and swap it in when connected.
-    fn reconnect(&mut self, index: usize, location: InputLocation) {
+    fn reconnect(&mut self, index: usize, location: InputLocation, stale_through: CheckpointId) {
         let valid = self
             .job
             .input_channels(self.consumer.vertex, self.consumer.subtask)
@@ -230,6 +237,7 @@ impl Consumer<'_> {
             return;
         }
         self.lost.insert(index);
+        self.stale_through[index] = stale_through;
         self.connect(index, location);
     }
 

@@ -383,11 +383,13 @@ impl TaskManager {
                 consumer,
                 index,
                 location,
+                stale_through,
             } => match self.tasks.get(&(job, consumer)) {
                 Some(task) => {
                     let _ = task.control.send(TaskControl::UpdateInput {
                         index: index as usize,
                         location,
+                        stale_through,
                     });
                 }
                 None => tracing::debug!(%consumer, "partition update for a task not running here"),

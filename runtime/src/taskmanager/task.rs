@@ -68,6 +68,8 @@ pub enum TaskControl {
         index: usize,
         /// Where it reads from now.
         location: InputLocation,
+        /// The new producer never sends barriers of checkpoints up to this one.
+        stale_through: CheckpointId,
     },
 }
 
@@ -276,6 +278,7 @@ pub async fn run_task(
                 reconnecting: Vec::new(),
                 generations: vec![0; d.inputs.len()],
                 lost: BTreeSet::new(),
+                stale_through: vec![CheckpointId(0); d.inputs.len()],
                 unconnected: (0..d.inputs.len()).collect(),
                 on_running,
                 survive_producer_loss,
