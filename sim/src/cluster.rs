@@ -344,6 +344,22 @@ impl SimCluster {
             .build()
     }
 
+    /// Names the node of the task that calls it (`harness` outside the cluster's nodes): how
+    /// a buggify firing learns where it fired.
+    pub fn locator(&self) -> crate::buggify::Locator {
+        let names: BTreeMap<madsim::task::NodeId, NodeName> = self
+            .nodes
+            .iter()
+            .map(|(name, node)| (node.id(), name.clone()))
+            .collect();
+        Box::new(move || {
+            names
+                .get(&madsim::plugin::node())
+                .cloned()
+                .unwrap_or(NodeName::Harness)
+        })
+    }
+
     /// The node `name`, if the cluster has it.
     pub fn node(&self, name: &NodeName) -> Option<&NodeHandle> {
         self.nodes.get(name)

@@ -120,14 +120,20 @@ impl EventSink for NodeSink {
 }
 
 /// A run's timeline as text lines: the faults the harness applied (when they began and
-/// ended, an anchored one at the time its anchor resolved to) and every cluster event, in
-/// time order, the harness's lines first at equal times. A fault whose anchor never came is a
+/// ended, an anchored one at the time its anchor resolved to), every buggify firing (on the
+/// node it fired on) and every cluster event, in time order, the harness's lines first at
+/// equal times. A fault whose anchor never came is a
 /// line at the run's end saying why. What snapshots store and `--events` prints.
 ///
 /// `CheckpointAcknowledged` is left out: it falls between every checkpoint's trigger and its
 /// completion, and the completion follows it within milliseconds unless the store is slow;
 /// a fault anchored to it names it in its own line.
 pub fn timeline(h: &crate::history::RunHistory) -> Vec<(Duration, String)> {
+    timeline_of(h, true)
+}
+
+/// [`timeline`], with the buggify firings or without them.
+pub fn timeline_of(h: &crate::history::RunHistory, buggify: bool) -> Vec<(Duration, String)> {
     let harness = NodeName::Harness.to_string();
     let mut lines: Vec<(Duration, String)> = Vec::new();
     for f in &h.faults {
@@ -146,7 +152,10 @@ pub fn timeline(h: &crate::history::RunHistory) -> Vec<(Duration, String)> {
             lines.push((ended, line(ended, &harness, &text)));
         }
     }
-    // Stable: faults that began at the same time keep their plan order.
+    for b in h.buggified.iter().filter(|_| buggify) {
+        lines.push((b.at, line(b.at, &b.node.to_string(), b)));
+    }
+    // Stable: faults that began at the same time keep their plan order, firings theirs.
     lines.sort_by_key(|(at, _)| *at);
     let events = h
         .events

@@ -204,6 +204,10 @@ pub struct RunHistory {
     pub memory_limit: Option<u64>,
     /// The cluster's TaskManager count.
     pub taskmanagers: u32,
+    /// The buggify points live in the run, sorted.
+    pub buggify: Vec<rill::buggify::Point>,
+    /// Every firing of a live point, in order: which point, where, when, for how long.
+    pub buggified: Vec<crate::buggify::Buggified>,
 }
 
 impl RunHistory {

@@ -10,6 +10,7 @@
 
 #[cfg(madsim)]
 pub mod apply;
+pub mod buggify;
 pub mod check;
 #[cfg(madsim)]
 pub mod cli;

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::apply::FaultState;
+use crate::buggify::{self, Buggifier};
 use crate::check::bounds::{Bound, Timing};
 use crate::check::{check_all, Bounds, DeliveryBasis, ExpectedInput, Reader};
 use crate::cluster::{sink_store_url, source_log_url, SimCluster, SimClusterSpec};
@@ -153,8 +154,10 @@ impl Harness {
                 })
             })
             .collect();
-        check_all(history, scenario, &self.bounds(scenario, &faults), basis)
         let faults: Vec<&Fault> = began.iter().collect();
+        let mut bounds = self.bounds(scenario, &faults);
+        buggify::widen(&mut bounds, &history.buggified);
+        check_all(history, scenario, &bounds, basis)
     }
 
     /// The bounds a run of `scenario` in which `faults` took effect is held to: given, or
@@ -210,6 +213,7 @@ impl Harness {
         let fault_free = Scenario {
             faults: Vec::new(),
             swarm: None,
+            buggify: Vec::new(),
             ..scenario.clone()
         };
         let key = (format!("{fault_free:?}"), seed);
@@ -254,6 +258,10 @@ fn record(
 ) -> RunHistory {
     let collector = TraceCollector::new();
     let recorder = EventRecorder::new();
+    // No hook at all unless a point is live: such a run is what it was before buggify.
+    let live = buggify::live_points(scenario, seed);
+    let buggifier = Buggifier::new(&live, seed);
+    let _installed = buggifier.install();
     let subscriber = tracing_subscriber::registry().with(collector.clone());
     let s = scenario.clone();
     // The runtime lives and dies inside the subscriber's scope: madsim's node spans must belong
@@ -265,6 +273,7 @@ fn record(
             jobs: jobs.clone(),
             trace: collector.clone(),
             recorder: recorder.clone(),
+            buggify: buggifier.clone(),
             keep_payloads,
         };
         rt.block_on(drive(s, faults, run))
@@ -272,6 +281,8 @@ fn record(
     history.seed = seed;
     history.trace = collector.lines();
     history.events = recorder.events();
+    history.buggify = live;
+    history.buggified = buggifier.firings();
     history
 }
 
@@ -314,6 +325,8 @@ struct Run {
     jobs: JobRegistry,
     trace: TraceCollector,
     recorder: EventRecorder,
+    /// The buggify hook installed for the run (it learns the nodes and the start here).
+    buggify: Buggifier,
     /// Keep the outputs' encodings (for a comparison with a reference run).
     keep_payloads: bool,
 }
@@ -357,6 +370,7 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
         jobs,
         trace,
         recorder,
+        buggify,
         keep_payloads,
     } = run;
     let handle = Handle::current();
@@ -377,12 +391,14 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
         events: recorder.clone(),
         jobs: jobs.clone(),
     });
+    buggify.set_locator(cluster.locator());
     // Jobs are submitted once the cluster is up, as an operator would: every TaskManager has
     // registered by then, so placement sees all of them.
     tokio::time::sleep(CLUSTER_STARTUP).await;
     let start = Instant::now();
     trace.set_start(start);
     recorder.set_start(start);
+    buggify.set_start(start);
     let statuses: Arc<Mutex<Vec<(Duration, JobStatusReport)>>> = Arc::default();
     let sink = statuses.clone();
     // The harness checks what sinks received, so sinks always collect: directly, or in two
@@ -675,6 +691,8 @@ impl Driver {
             memory: self.memory,
             memory_limit: self.memory_limit,
             taskmanagers: s.cluster.taskmanagers,
+            buggify: Vec::new(),
+            buggified: Vec::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use rill::buggify::Point;
 use rill::config::Configuration;
 use rill::jobs::JobRegistry;
 use rill::JobSpec;
@@ -134,6 +135,9 @@ pub struct Swarm {
     /// checkpoints: anchored to the first checkpoint triggered (or acknowledged) at or after
     /// their drawn time, a drawn offset into it, instead of at that time.
     pub anchored_percent: u32,
+    /// Buggify points each seed may make live (each with probability 1/2, drawn apart from
+    /// the faults: `buggify::draw`).
+    pub buggify: Vec<Point>,
 }
 
 /// The parameters the harness sets on every scenario's job, to run it on its nodes: its
@@ -185,6 +189,8 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     /// Faults drawn from the seed, on top of the plan.
     pub swarm: Option<Swarm>,
+    /// Buggify points live in every seed (sorted, each once); a swarm may draw more.
+    pub buggify: Vec<Point>,
     /// What the run must show.
     pub expect: Expectations,
 }

@@ -180,6 +180,7 @@ mod tests {
             until: Duration::from_secs(20),
             max_duration: Duration::from_secs(10),
             anchored_percent: 50,
+            buggify: Vec::new(),
         }
     }
 

@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::events::timeline;
+use crate::events::timeline_of;
 use crate::history::{RunHistory, Verdict};
 
 /// The environment variable that narrows a seeded test to the seeds it names: `RILL_SEEDS=7`,
@@ -189,7 +189,8 @@ impl SimTest {
 /// A run's timeline (faults and cluster events) from just before its first fault to the end,
 /// or all of it without faults, at most `max_lines` lines: what a recovery snapshot stores.
 /// An anchored fault counts from when it began (its anchor's resolved time), or not at all if
-/// its anchor never came.
+/// its anchor never came. Buggify firings, hundreds a run, are left out of the lines and
+/// summed up in one last line (which points were live, how often each fired).
 pub fn recovery_window(h: &RunHistory, max_lines: usize) -> String {
     let from = h
         .faults
@@ -200,11 +201,15 @@ pub fn recovery_window(h: &RunHistory, max_lines: usize) -> String {
         })
         .min()
         .map(|at| at.saturating_sub(Duration::from_millis(500)));
-    timeline(h)
+    let window = timeline_of(h, false)
         .into_iter()
         .filter(|(at, _)| from.is_none_or(|f| *at >= f))
         .take(max_lines)
-        .fold(String::new(), |out, (_, line)| out + &line + "\n")
+        .fold(String::new(), |out, (_, line)| out + &line + "\n");
+    match crate::buggify::summary(&h.buggify, &h.buggified) {
+        Some(summary) => window + &summary + "\n",
+        None => window,
+    }
 }
 
 #[cfg(test)]

@@ -119,6 +119,7 @@ fn scenario(name: &str, faults: Vec<Fault>) -> Scenario {
         run_for: Duration::from_secs(60),
         faults,
         swarm: None,
+        buggify: Vec::new(),
         expect: Expectations {
             delivery: DeliveryMode::ExactlyOnce,
             job: Some(JobOutcome::Finished),

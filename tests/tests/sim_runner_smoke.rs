@@ -34,6 +34,7 @@ fn scenario(name: &str, faults: Vec<Fault>, expect: Expectations) -> Scenario {
         run_for: Duration::from_secs(60),
         faults,
         swarm: None,
+        buggify: Vec::new(),
         expect,
     }
 }

@@ -176,6 +176,7 @@ fn a_scenario_built_in_code_runs_the_same_way() {
             anchor: None,
         }],
         swarm: None,
+        buggify: Vec::new(),
         expect: Expectations {
             delivery: DeliveryMode::ExactlyOnce,
             job: Some(JobOutcome::Finished),

@@ -277,7 +277,12 @@ fn shrink_one(ctx: &Ctx, name: &str, seed: u64, max_trials: u32) -> Res {
         class.1
     );
     // The shrunk plan replaces the drawn one, so swarm draws are off while shrinking.
-    let fixed = Scenario { swarm: None, ..s };
+    // The seed's drawn buggify points stay live in the fixed plan, as its drawn faults do.
+    let fixed = Scenario {
+        swarm: None,
+        buggify: crate::buggify::live_points(&s, seed),
+        ..s
+    };
     let (minimal, stats) = shrink_timed(plan, &began, max_trials, |candidate| {
         trial(ctx, &fixed, seed, candidate, &class)
     });

@@ -38,6 +38,9 @@ pub(super) fn print_outcome(o: &RunOutcome) {
         })
         .collect();
     println!("  peak memory: {}", peaks.join(", "));
+    if let Some(line) = crate::buggify::summary(&h.buggify, &h.buggified) {
+        println!("  {line}");
+    }
     for v in &o.verdicts {
         let mark = v.label();
         println!("  {mark:<4} {:<11} {}", v.checker, v.summary);
@@ -64,6 +67,15 @@ pub(super) fn same_trace(a: &RunOutcome, b: &RunOutcome) -> bool {
         let show = |e: Option<&RecordedEvent>| e.map(|e| e.to_string());
         println!("determinism: FAIL, same trace but different cluster events; first difference at event {at}:");
         print_pair(show(a.events.get(at)), show(b.events.get(at)));
+        return false;
+    }
+    if a.buggified != b.buggified {
+        let at = (0..a.buggified.len().max(b.buggified.len()))
+            .find(|&i| a.buggified.get(i) != b.buggified.get(i))
+            .unwrap_or_default();
+        let show = |f: Option<&crate::buggify::Buggified>| f.map(|f| format!("{:?}", f));
+        println!("determinism: FAIL, same trace but different buggify firings; first difference at firing {at}:");
+        print_pair(show(a.buggified.get(at)), show(b.buggified.get(at)));
         return false;
     }
     if a.outputs != b.outputs {

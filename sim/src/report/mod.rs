@@ -149,6 +149,7 @@ fn render_run(out: &mut String, index: usize, run: &ReportRun<'_>) {
         escape(&run.replay)
     );
     render_fault_list(out, &h.faults);
+    render_buggify(out, h);
     Timeline::new(h).render(out);
     render_phase_legend(out);
     render_trace(out, &h.trace);
@@ -218,6 +219,33 @@ fn render_fault_list(out: &mut String, faults: &[AppliedFault]) {
         w!(out, "<li>{}</li>\n", escape(&fault_tooltip(f)));
     }
     out.push_str("</ul>\n");
+}
+
+/// The live buggify points, how often each fired, and every firing (collapsed: a run fires
+/// hundreds).
+fn render_buggify(out: &mut String, h: &RunHistory) {
+    let Some(summary) = crate::buggify::summary(&h.buggify, &h.buggified) else {
+        return;
+    };
+    w!(out, "<p class=\"buggify\">{}</p>\n", escape(&summary));
+    if h.buggified.is_empty() {
+        return;
+    }
+    w!(
+        out,
+        "<details><summary>Buggify firings ({})</summary>\n<pre>",
+        h.buggified.len()
+    );
+    for b in &h.buggified {
+        w!(
+            out,
+            "{} {} {}\n",
+            fmt_secs(b.at.as_millis() as u64),
+            escape(&b.node.to_string()),
+            escape(&b.to_string())
+        );
+    }
+    out.push_str("</pre></details>\n");
 }
 
 fn render_phase_legend(out: &mut String) {
@@ -396,6 +424,13 @@ mod tests {
                 .collect(),
             memory_limit: Some(64 << 20),
             taskmanagers: 2,
+            buggify: vec![rill::buggify::Point::RestoreSlow],
+            buggified: vec![crate::buggify::Buggified {
+                at: ms(1650),
+                node: crate::NodeName::TaskManager(2),
+                point: rill::buggify::Point::RestoreSlow,
+                delay: ms(420),
+            }],
         }
     }
 
@@ -457,6 +492,8 @@ mod tests {
             "same-ms lines share a marker"
         );
         assert!(html.contains("<details>") && html.contains("MADSIM_TEST_SEED=7"));
+        assert!(html.contains("buggify: live restore-slow; 1 firing: restore-slow x1"));
+        assert!(html.contains("tm-2 buggify restore-slow +420ms"));
         assert!(!html.contains("NaN") && !html.contains("<script"));
         assert_eq!(html, render_html("report & co", &[run()]));
     }

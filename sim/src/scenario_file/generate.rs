@@ -184,6 +184,7 @@ fn draw_scenario(
         run_for: Duration::ZERO,
         faults,
         swarm: None,
+        buggify: Vec::new(),
         expect: Default::default(),
     };
     // A fault that never ends and may leave the job waiting forever (for a node, a link, or

@@ -4,7 +4,8 @@
 //! keys it does not know (and every fault the keys its kind does not take) with the key's path
 //! and the accepted keys. Defaults: `run_for` 120s, `description` empty, `delivery` unchecked;
 //! in `[swarm]` `min_faults` 1, `max_faults` 3, `from` 0s, `until` = `run_for`,
-//! `max_duration` 10s, `anchored_percent` 50; in a fault's anchor (`at = { after = .. }`)
+//! `max_duration` 10s, `anchored_percent` 50; `buggify` (top level and in `[swarm]`) none;
+//! in a fault's anchor (`at = { after = .. }`)
 //! `from` and `offset` 0s. `memory_mb` is mirrored into the configuration as
 //! `taskmanager.memory.process.size` (so `[config]` may not set it). After parsing,
 //! [`validate`](super::validate()) checks ranges, node names, the job (through the registry) and
@@ -18,6 +19,7 @@ use crate::{
     ClusterShape, DeliveryMode, Direction, Expectations, Fault, FaultKind, JobOutcome, NodeName,
     Scenario, StoreFailureMode, Swarm,
 };
+use rill::buggify::Point;
 use rill::config::{parse_duration, Configuration};
 use rill::jobs::JobRegistry;
 use rill::JobSpec;
@@ -45,6 +47,7 @@ const TOP_KEYS: &[&str] = &[
     "faults",
     "swarm",
     "expect",
+    "buggify",
 ];
 const CLUSTER_KEYS: &[&str] = &["taskmanagers", "slots_per_taskmanager", "memory_mb"];
 const SWARM_KEYS: &[&str] = &[
@@ -55,6 +58,7 @@ const SWARM_KEYS: &[&str] = &[
     "until",
     "max_duration",
     "anchored_percent",
+    "buggify",
 ];
 /// Keys of a fault's `at` when it is an anchor table.
 const ANCHOR_KEYS: &[&str] = &["after", "checkpoint", "from", "offset"];
@@ -228,6 +232,32 @@ impl<'a> Sec<'a> {
         }
     }
 
+    /// Buggify points: `"all"` or an array of their names, each once; sorted.
+    fn points(&self, key: &str) -> Result<Vec<Point>> {
+        let expected = "\"all\" or an array of buggify point names";
+        let names = match self.table.get(key) {
+            None => return Ok(Vec::new()),
+            Some(Value::String(s)) if s == "all" => return Ok(Point::ALL.to_vec()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().ok_or_else(|| self.wrong_type(key, expected, v)))
+                .collect::<Result<Vec<&str>>>()?,
+            Some(v) => return Err(self.wrong_type(key, expected, v)),
+        };
+        let mut points = Vec::with_capacity(names.len());
+        for name in names {
+            let point: Point = name
+                .parse()
+                .map_err(|e| self.invalid(key, format!("{e}")))?;
+            if points.contains(&point) {
+                return Err(self.invalid(key, format!("'{name}' is named twice")));
+            }
+            points.push(point);
+        }
+        points.sort();
+        Ok(points)
+    }
+
     fn sub(&self, key: &str) -> Result<Option<Sec<'a>>> {
         match self.table.get(key) {
             None => Ok(None),
@@ -297,6 +327,7 @@ pub fn parse_scenario_with(file: &str, text: &str, jobs: &JobRegistry) -> Result
             .map(|s| parse_expect(&s))
             .transpose()?
             .unwrap_or_default(),
+        buggify: top.points("buggify")?,
         name,
         run_for,
     };
@@ -555,6 +586,7 @@ fn parse_swarm(s: &Sec, run_for: Duration) -> Result<Swarm> {
         anchored_percent: s
             .int("anchored_percent", 0, 100)?
             .map_or(DEFAULT_ANCHORED_PERCENT, |p| p as u32),
+        buggify: s.points("buggify")?,
     })
 }
 

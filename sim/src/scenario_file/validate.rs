@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::fault::Anchor;
 use crate::{ClusterShape, Expectations, Fault, FaultKind, NodeName, Scenario, Swarm};
 use rill::api::JobError;
+use rill::buggify::Point;
 use rill::config::keys::{
     CHECKPOINTS_DIR, CHECKPOINT_INTERVAL, MEMORY_PROCESS_SIZE, SLOTS_PER_TASKMANAGER,
 };
@@ -90,7 +91,9 @@ pub(crate) fn validate_in(file: &str, s: &Scenario, jobs: &JobRegistry) -> Resul
     }
     if let Some(swarm) = &s.swarm {
         v.swarm(swarm, s.run_for)?;
+        v.points("swarm.buggify", &swarm.buggify)?;
     }
+    v.points("buggify", &s.buggify)?;
     v.expect(&s.expect)
 }
 
@@ -354,6 +357,16 @@ impl Check<'_> {
             format!("{} is not within 0..=100", w.anchored_percent)
         })?;
         self.positive("swarm.max_duration", Some(w.max_duration))
+    }
+
+    /// Buggify points are named once each (a file's names were checked when it was read).
+    fn points(&self, path: &str, points: &[Point]) -> Result<()> {
+        for (i, p) in points.iter().enumerate() {
+            self.ensure(!points[..i].contains(p), path, || {
+                format!("'{p}' is named twice")
+            })?;
+        }
+        Ok(())
     }
 
     fn expect(&self, e: &Expectations) -> Result<()> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::fault::Anchor;
 use crate::{DeliveryMode, Direction, Fault, FaultKind, JobOutcome, NodeName, Scenario};
+use rill::buggify::Point;
 use rill::config::keys::MEMORY_PROCESS_SIZE;
 use rill::config::KEYS;
 
@@ -168,6 +169,7 @@ pub fn scenario_to_toml(s: &Scenario) -> String {
         out.str("description", &s.description);
     }
     out.dur("run_for", s.run_for);
+    write_points(&mut out, &s.buggify);
     out.header("[cluster]");
     out.raw("taskmanagers", s.cluster.taskmanagers);
     out.raw("slots_per_taskmanager", s.cluster.slots_per_taskmanager);
@@ -215,6 +217,21 @@ fn write_swarm(out: &mut Out, s: &Scenario) {
     out.dur("until", w.until);
     out.dur("max_duration", w.max_duration);
     out.raw("anchored_percent", w.anchored_percent);
+    write_points(out, &w.buggify);
+}
+
+/// `buggify = "all"` or the list of points, if any.
+fn write_points(out: &mut Out, points: &[Point]) {
+    let mut sorted = points.to_vec();
+    sorted.sort();
+    match () {
+        _ if points.is_empty() => {}
+        _ if sorted == Point::ALL => out.str("buggify", "all"),
+        _ => {
+            let names: Vec<String> = points.iter().map(|p| quote(p.name())).collect();
+            out.raw("buggify", format!("[{}]", names.join(", ")));
+        }
+    }
 }
 
 fn write_expect(out: &mut Out, s: &Scenario) {

@@ -7,6 +7,7 @@ use super::{parse_scenario, ScenarioError};
 use crate::Scenario;
 
 mod anchor;
+mod buggify;
 mod derive;
 mod generate;
 mod spec;

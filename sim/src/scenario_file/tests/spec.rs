@@ -63,7 +63,7 @@ fn unknown_top_level_key() {
     let e = parse(&BASE.replace("[cluster]", "nme = 1\n[cluster]")).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "t.toml: unknown key `nme`; accepted keys: name, description, run_for, cluster, job, config, faults, swarm, expect"
+        "t.toml: unknown key `nme`; accepted keys: name, description, run_for, cluster, job, config, faults, swarm, expect, buggify"
     );
 }
 
