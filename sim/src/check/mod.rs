@@ -25,6 +25,7 @@ mod outcome;
 mod recovery;
 mod reference;
 mod stall;
+mod state;
 mod timeliness;
 mod transactions;
 
@@ -38,6 +39,7 @@ pub use outcome::{fencing, job_outcome, liveness, waiting_for};
 pub use recovery::recovery_time;
 pub use reference::matches_reference;
 pub use stall::zero_stall;
+pub use state::keyed_state;
 pub use timeliness::detection;
 pub use transactions::transactions;
 
@@ -98,6 +100,7 @@ pub fn check_all(
             ),
         )),
     }
+    verdicts.push(keyed_state(history));
     let (stall, recovery) = (&bounds.stall, &bounds.recovery);
     let lost = history.job_status == RunEnd::Lost;
     // A job lost with its JobManager is over for the client at once, while the run goes on

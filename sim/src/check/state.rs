@@ -1,0 +1,256 @@
+//! The keyed-state checker: for a job whose outputs carry each key's running count (the state
+//! its keyed operator holds), the state every attempt restored is the one its checkpoint held.
+//!
+//! Within one attempt of a sink subtask a key's counts run without gaps or repeats: each
+//! record the keyed operator processes adds one, whatever was lost or replayed upstream.
+//! Across a restart from checkpoint `chk-k` (a failover or a rebalancing move), the new
+//! attempt's first count for a key is one more than the state `chk-k` held for it. The output
+//! bounds that state: at least the highest count the earlier attempt had output by the time
+//! `chk-k` was triggered (output before the barrier left the sources is in it), at most the
+//! highest it output at all (a completed checkpoint's pre-commit made everything before its
+//! barrier durable). A restart from no checkpoint starts every key at 1. A restore of the
+//! wrong checkpoint, of another subtask's key groups, or of none, breaks one of these; so does
+//! a keyed operator that counts a record twice or skips one.
+//!
+//! Under exactly-once the delivery checker already asks for counts 1..=n; this holds the
+//! restored state to its checkpoint under every delivery mode, `taskmanager` failover
+//! included.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rill::events::ClusterEvent;
+use rill::graph::CheckpointId;
+
+use super::secs;
+use crate::history::{RunHistory, Verdict};
+
+const NAME: &str = "keyed-state";
+
+/// One key's outputs from one attempt of its sink subtask: (time, count), in time order.
+type Counts = Vec<(Duration, u64)>;
+
+/// How each (subtask index, attempt) was deployed: the checkpoint it restored, if any.
+fn restores(h: &RunHistory) -> BTreeMap<(u32, u32), Option<CheckpointId>> {
+    let mut out = BTreeMap::new();
+    for e in &h.events {
+        if let ClusterEvent::TasksDeployed {
+            tasks, checkpoint, ..
+        } = &e.event
+        {
+            for t in tasks {
+                out.entry((t.attempt.subtask, t.attempt.attempt))
+                    .or_insert(*checkpoint);
+            }
+        }
+    }
+    out
+}
+
+fn triggered(h: &RunHistory) -> BTreeMap<CheckpointId, Duration> {
+    h.events
+        .iter()
+        .filter_map(|e| match &e.event {
+            ClusterEvent::CheckpointTriggered { checkpoint, .. } => Some((*checkpoint, e.at)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every key's counts, per (sink subtask, attempt), attempts in order.
+fn counts_by_key(h: &RunHistory) -> BTreeMap<u64, BTreeMap<(u32, u32), Counts>> {
+    let mut keys: BTreeMap<u64, BTreeMap<(u32, u32), Counts>> = BTreeMap::new();
+    for o in &h.outputs {
+        let (Some(key), Some(count)) = (o.key(), o.value()) else {
+            continue;
+        };
+        keys.entry(key)
+            .or_default()
+            .entry((o.sink_subtask, o.attempt))
+            .or_default()
+            .push((o.at, count));
+    }
+    keys
+}
+
+/// Holds every key's counts to the state each attempt restored.
+pub fn keyed_state(h: &RunHistory) -> Verdict {
+    let keys = counts_by_key(h);
+    if keys.is_empty() {
+        return Verdict::not_checked(NAME, "the job's outputs carry no running counts");
+    }
+    let restores = restores(h);
+    let triggered = triggered(h);
+    let mut resumed = 0usize;
+    for (key, attempts) in &keys {
+        let mut previous: Option<(u32, &Counts)> = None;
+        for (&(subtask, attempt), counts) in attempts {
+            if let Some(evidence) = gap_within(counts) {
+                return Verdict::fail(
+                    NAME,
+                    format!("key {key}: counts of one attempt are not contiguous"),
+                    format!("sink subtask {subtask} attempt {attempt}: {evidence}"),
+                );
+            }
+            let first = counts.iter().map(|(_, c)| *c).min().unwrap_or(1);
+            let restored = restores.get(&(subtask, attempt)).copied().flatten();
+            let (lo, hi) = match (restored, previous) {
+                // Attempts of another subtask index hold other keys (a key's group moves only
+                // with its subtask), so only the same subtask's earlier attempt bounds it.
+                (Some(chk), Some((prev_subtask, before))) if prev_subtask == subtask => {
+                    let trigger = triggered.get(&chk).copied().unwrap_or_default();
+                    let lo = before
+                        .iter()
+                        .filter(|(at, _)| *at <= trigger)
+                        .map(|(_, c)| *c)
+                        .max()
+                        .unwrap_or(0);
+                    let hi = before.iter().map(|(_, c)| *c).max().unwrap_or(0);
+                    (lo, hi)
+                }
+                // Restored, with no earlier output of this key here: whatever the checkpoint
+                // held, nothing output bounds it from above but the restore itself.
+                (Some(_), _) => (0, u64::MAX),
+                (None, _) => (0, 0),
+            };
+            if first == 0 || first - 1 < lo || first - 1 > hi {
+                let from = restored.map_or("no checkpoint".to_string(), |c| c.to_string());
+                let expected = match hi {
+                    u64::MAX => format!("at least {}", lo + 1),
+                    _ if lo == hi => format!("{}", lo + 1),
+                    _ => format!("{}..={}", lo + 1, hi + 1),
+                };
+                return Verdict::fail(
+                    NAME,
+                    format!("key {key}: attempt {attempt} restored the wrong state"),
+                    format!(
+                        "sink subtask {subtask} attempt {attempt} (restoring {from}) output count {first} first, at {}; the state it restored must give {expected}",
+                        secs(counts[0].0)
+                    ),
+                );
+            }
+            if attempt > 0 {
+                resumed += 1;
+            }
+            previous = Some((subtask, counts));
+        }
+    }
+    Verdict::pass(
+        NAME,
+        format!(
+            "{} keys: counts contiguous within every attempt; {resumed} restart(s) of a key resumed from its checkpoint's state",
+            keys.len()
+        ),
+    )
+}
+
+/// The first gap or repeat among one attempt's counts of a key, if any.
+fn gap_within(counts: &Counts) -> Option<String> {
+    let mut values: Vec<(u64, Duration)> = counts.iter().map(|(at, c)| (*c, *at)).collect();
+    values.sort_unstable();
+    values.windows(2).find_map(|w| {
+        let ((a, at_a), (b, at_b)) = (w[0], w[1]);
+        (b != a + 1).then(|| {
+            format!(
+                "count {a} (at {}) is followed by {b} (at {})",
+                secs(at_a),
+                secs(at_b)
+            )
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::tests::history;
+    use crate::events::RecordedEvent;
+    use crate::history::OutputRecord;
+    use crate::node::NodeName;
+    use rill::events::Deployment;
+    use rill::graph::{JobId, SubtaskId, VertexId};
+    use std::num::NonZeroU64;
+
+    fn out(ms: u64, attempt: u32, count: u64) -> OutputRecord {
+        OutputRecord::new(
+            Duration::from_millis(ms),
+            1,
+            0,
+            attempt,
+            None,
+            Some((7, NonZeroU64::new(count).unwrap())),
+        )
+    }
+
+    fn event(ms: u64, event: ClusterEvent) -> RecordedEvent {
+        RecordedEvent {
+            at: Duration::from_millis(ms),
+            node: NodeName::JobManager,
+            event,
+        }
+    }
+
+    /// Key 7 counted 1..=6 by attempt 0 (one every 100 ms), chk-1 triggered at 350 ms, then
+    /// attempt 1 restoring chk-1 and resuming at `resume`.
+    fn run(resume: u64, checkpoint: Option<u64>) -> RunHistory {
+        let mut outputs: Vec<OutputRecord> = (1..=6).map(|c| out(c * 100, 0, c)).collect();
+        outputs.extend((0..3).map(|i| out(2_000 + i * 100, 1, resume + i)));
+        let mut h = history(outputs);
+        let deployed = ClusterEvent::TasksDeployed {
+            job: JobId(1),
+            tasks: vec![Deployment {
+                attempt: SubtaskId::new(VertexId(1), 0).attempt(1),
+                taskmanager: "tm-2".into(),
+                slot: Some(0),
+            }],
+            checkpoint: checkpoint.map(CheckpointId),
+        };
+        h.events = vec![
+            event(
+                350,
+                ClusterEvent::CheckpointTriggered {
+                    job: JobId(1),
+                    checkpoint: CheckpointId(1),
+                },
+            ),
+            event(1_500, deployed),
+        ];
+        h
+    }
+
+    #[test]
+    fn a_restart_resumes_from_the_checkpoints_state() {
+        // chk-1 holds at least 3 (output before its trigger) and at most 6.
+        for resume in 4..=7 {
+            let v = keyed_state(&run(resume, Some(1)));
+            assert!(v.passed && v.checked, "{resume}: {v:?}");
+        }
+        let v = keyed_state(&run(3, Some(1)));
+        assert!(
+            !v.passed && v.summary.contains("restored the wrong state"),
+            "{v:?}"
+        );
+        assert!(v.evidence.unwrap().contains("4..=7"));
+        assert!(!keyed_state(&run(8, Some(1))).passed);
+        // From no checkpoint: every key starts over.
+        assert!(keyed_state(&run(1, None)).passed);
+        assert!(!keyed_state(&run(4, None)).passed);
+    }
+
+    #[test]
+    fn a_gap_or_repeat_within_an_attempt_fails() {
+        let mut h = run(4, Some(1));
+        h.outputs.push(out(1_000, 0, 8));
+        let v = keyed_state(&h);
+        assert!(!v.passed && v.summary.contains("not contiguous"), "{v:?}");
+        let mut h = run(4, Some(1));
+        h.outputs.push(out(1_000, 0, 6));
+        assert!(!keyed_state(&h).passed);
+    }
+
+    #[test]
+    fn outputs_without_counts_are_not_checked() {
+        let h = history(Vec::new());
+        assert!(!keyed_state(&h).checked);
+    }
+}
