@@ -17,6 +17,7 @@ fn every_spec_parses_and_is_named_after_its_file() {
         names,
         [
             "bench-crash-4x2",
+            "buggify-tm-crash-taskmanager",
             "checkpoint-store-down",
             "clock-skew",
             "crash-during-checkpoint-full",
