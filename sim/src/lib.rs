@@ -20,6 +20,8 @@ pub mod corpus;
 pub mod events;
 pub mod expected;
 pub mod fault;
+#[cfg(madsim)]
+pub mod fuzz;
 pub mod history;
 pub mod node;
 pub mod report;

@@ -5,6 +5,7 @@
 //! exit non-zero, naming the step that failed.
 
 mod bench;
+mod fuzz;
 mod mutants;
 mod recovery;
 mod sim;
@@ -21,7 +22,7 @@ use steps::{Failure, Plan, Step};
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = "Developer commands for rill: test, bench, sim, mutants"
+    about = "Developer commands for rill: test, bench, sim, mutants, fuzz"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -46,6 +47,12 @@ enum Command {
     /// harness over named scenarios and seeds, and reports which were caught, by which
     /// checkers, and how far the first failure shrank (target-mutants/report.md)
     Mutants(mutants::MutantsArgs),
+    /// Coverage-guided search (cargo-fuzz, libFuzzer): `scenarios --time 60`
+    ///
+    /// Needs `cargo install cargo-fuzz`. Builds into fuzz/target, keeps its corpus in
+    /// fuzz/corpus and crash inputs in fuzz/artifacts, writes findings to fuzz/findings.
+    #[command(subcommand)]
+    Fuzz(fuzz::FuzzCommand),
 }
 
 #[derive(Args)]
@@ -95,6 +102,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Recovery { real: true }) => recovery::real(&root),
         Command::Bench(BenchCommand::Balance) => bench::balance(&root),
         Command::Mutants(args) => mutants::main(&root, &args),
+        Command::Fuzz(command) => fuzz::main(&root, &command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

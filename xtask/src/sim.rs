@@ -107,6 +107,15 @@ impl CorpusArgs {
     }
 }
 
+/// A `--scenario` for the binary: a name as it is, a scenario file's path (`*.toml`) from the
+/// directory xtask was started in, as the binary runs in the workspace root.
+fn scenario_arg(scenario: &str) -> String {
+    match scenario.ends_with(".toml") {
+        true => absolute(Path::new(scenario)).display().to_string(),
+        false => scenario.to_string(),
+    }
+}
+
 /// `path` from the directory xtask was started in, as the binary runs in the workspace root
 /// (`-`, stdin or stdout, stays).
 fn absolute(path: &Path) -> PathBuf {
@@ -167,7 +176,7 @@ pub fn main(root: &Path, args: &SimArgs) -> Result<(), Failure> {
             let mut s = step("run").args([
                 "run",
                 "--scenario",
-                &r.scenario,
+                &scenario_arg(&r.scenario),
                 "--seed",
                 &r.seed.to_string(),
             ]);
@@ -192,7 +201,7 @@ pub fn main(root: &Path, args: &SimArgs) -> Result<(), Failure> {
             let args = [
                 "shrink",
                 "--scenario",
-                &a.scenario,
+                &scenario_arg(&a.scenario),
                 "--seed",
                 &a.seed.to_string(),
                 "--max-trials",

@@ -77,6 +77,12 @@ impl Step {
         self
     }
 
+    /// Runs the child without `key` in its environment.
+    pub fn env_remove(mut self, key: &str) -> Step {
+        self.command.env_remove(key);
+        self
+    }
+
     pub fn capture_stdout(mut self) -> Step {
         self.capture_stdout = true;
         self

@@ -390,7 +390,13 @@ fn impact(job: &Job, f: &Fault) -> Impact {
         match job.unnoticed(d) {
         true => Impact::default(),
         false => Impact {
-            wild: Some(format!("{f}: the JobManager cut off past the heartbeat timeout loses every TaskManager, and they it")),
+            wild: Some(format!(
+                "{f}: the JobManager cut off past the heartbeat timeout loses every TaskManager, and they it"
+            )),
+            // For good: the job waits for slots that never register again.
+            stuck: d
+                .is_none()
+                .then(|| format!("{f}: no TaskManager can register with the JobManager again")),
             ..Impact::default()
         },
     }

@@ -17,8 +17,8 @@ mod validate;
 mod write;
 
 pub use derive::{
-    derive_expectations, derive_with, drain_bound, input_time, refused_deployments, stopping_for_good,
-    tolerates, Derived, FAILOVERS_PER_LOSS, UNNOTICED_MARGIN,
+    derive_expectations, derive_with, drain_bound, input_time, refused_deployments,
+    stopping_for_good, tolerates, Derived, FAILOVERS_PER_LOSS, UNNOTICED_MARGIN,
 };
 pub use error::ScenarioError;
 pub use generate::{generate, generate_from_bytes, Generated, Profile};

@@ -366,3 +366,21 @@ fn a_cut_that_may_meet_a_redeployment_may_cost_a_failover_per_back_off() {
     );
     assert_eq!(derived(&s).0, None);
 }
+
+#[test]
+fn what_may_stop_the_job_for_good_is_named_by_index() {
+    use crate::scenario_file::stopping_for_good;
+    let faults = vec![
+        crash(secs(1), 2, None),
+        partition(secs(2), NodeName::JobManager, None),
+        partition(secs(3), NodeName::SinkStore, None),
+        partition(secs(4), NodeName::CheckpointStore, None),
+    ];
+    // 4 x 2 slots at parallelism 4 ride out tm-2 gone; the JobManager or the sink store cut
+    // off for good stop the job; the checkpoint store does not.
+    let s = scenario(4, 4, "collect", FULL, faults.clone());
+    assert_eq!(stopping_for_good(&s), vec![1, 2]);
+    // At parallelism 8 tm-2 gone for good leaves too few slots too.
+    let s = scenario(4, 8, "collect", FULL, faults);
+    assert_eq!(stopping_for_good(&s), vec![0, 1, 2]);
+}
