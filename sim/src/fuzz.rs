@@ -100,10 +100,19 @@ pub fn check_input(
     max_trials: u32,
 ) -> (Generated, Option<Finding>) {
     let generated = generate_from_bytes(bytes, &Profile::FUZZ);
+    let finding = check_generated(harness, &generated, max_trials);
+    (generated, finding)
+}
+
+/// Runs a generated scenario under its seed; if it fails a checker (or panics), the finding
+/// with its plan shrunk by at most `max_trials` runs while the first failure still fails.
+pub fn check_generated(
+    harness: &Harness,
+    generated: &Generated,
+    max_trials: u32,
+) -> Option<Finding> {
     let (scenario, seed) = (&generated.scenario, generated.seed);
-    let Some((lines, class, began)) = failures(harness, scenario, seed, &scenario.faults) else {
-        return (generated, None);
-    };
+    let (lines, class, began) = failures(harness, scenario, seed, &scenario.faults)?;
     let (plan, stats) =
         shrink_timed(
             scenario.faults.clone(),
@@ -119,14 +128,13 @@ pub fn check_input(
         faults: plan,
         ..scenario.clone()
     };
-    let finding = Finding {
+    Some(Finding {
         scenario: scenario.clone(),
         seed,
         failures: lines,
         shrunk,
         trials: stats.trials,
-    };
-    (generated, Some(finding))
+    })
 }
 
 /// The command that replays the scenario file at `path` under `seed` (rill's own binary).
@@ -202,4 +210,69 @@ pub fn fuzz_one(bytes: &[u8]) {
         finding.seed,
         finding.failures.join("; ")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario_file::parse_scenario;
+    use crate::{DeliveryMode, Fault, FaultKind};
+    use std::time::Duration;
+
+    #[test]
+    fn an_empty_input_is_a_fault_free_scenario_that_passes() {
+        let (generated, finding) = check_input(&Harness::builtin(), &[], 8);
+        assert!(generated.scenario.faults.is_empty());
+        assert!(finding.is_none(), "{:?}", finding.map(|f| f.failures));
+    }
+
+    /// A planted bug (keyed-count emits every 1000th record twice) under a fault that has
+    /// nothing to do with it: the oracle catches it, the shrink drops the fault, and the
+    /// finding is written as files that parse back to the scenarios it names.
+    #[test]
+    fn a_planted_duplicate_is_a_finding_shrunk_and_written() {
+        let mut generated = generate_from_bytes(&[7; 64], &Profile::FUZZ);
+        let s = &mut generated.scenario;
+        s.job = rill::JobSpec::new("keyed-count")
+            .with("parallelism", 1)
+            .with("records", 3_000)
+            .with("rate", 10_000)
+            .with("sink", "collect")
+            .with("buggify-duplicate-every", 1000);
+        s.cluster.taskmanagers = 2;
+        s.cluster.slots_per_taskmanager = 1;
+        s.faults = vec![Fault::new(
+            Duration::from_millis(100),
+            FaultKind::Latency {
+                min: Duration::from_millis(1),
+                max: Duration::from_millis(5),
+                duration: Some(Duration::from_millis(200)),
+            },
+        )];
+        s.expect = crate::scenario_file::derive_expectations(s).expect;
+        assert_eq!(s.expect.delivery, DeliveryMode::ExactlyOnce);
+        let finding = check_generated(&Harness::builtin(), &generated, 8).expect("caught");
+        assert!(
+            finding.failures[0].starts_with("delivery: "),
+            "{:?}",
+            finding.failures
+        );
+        assert_eq!(finding.shrunk.faults, Vec::new(), "the latency is not why");
+        let dir = std::env::temp_dir().join(format!("rill-fuzz-test-{}", std::process::id()));
+        let summary = write_finding(&dir, &finding).unwrap();
+        let text = std::fs::read_to_string(&summary).unwrap();
+        let dir = dir.canonicalize().unwrap();
+        let file = dir.join(format!("{}.toml", finding.scenario.name));
+        assert!(text.contains(&replay(&file, finding.seed)), "{text}");
+        for s in [&finding.scenario, &finding.shrunk] {
+            let path = dir.join(format!("{}.toml", s.name));
+            let back = parse_scenario(
+                &path.file_name().unwrap().to_string_lossy(),
+                &std::fs::read_to_string(&path).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(&back, s);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

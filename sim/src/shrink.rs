@@ -213,7 +213,10 @@ impl<F: FnMut(&[Fault]) -> Trial> Shrinker<F> {
                 i += 1;
                 continue;
             };
-            let at = self.began[i].unwrap_or(self.plan[i].at + anchor.offset);
+            // Whole milliseconds, so the shrunk plan prints cleanly (the oracle says whether
+            // the sub-millisecond difference mattered).
+            let exact = self.began[i].unwrap_or(self.plan[i].at + anchor.offset);
+            let at = Duration::from_millis(exact.as_millis() as u64);
             let (mut candidate, mut began) = (self.plan.clone(), self.began.clone());
             candidate[i] = Fault::new(at, candidate[i].kind.clone());
             began[i] = Some(at);
@@ -586,7 +589,8 @@ mod tests {
             })
         };
         let plan = vec![pause(s(1.0), "tm-1", s(1.0)), anchored_crash(ms(20))];
-        let began = [Some(s(1.0)), Some(ms(5_020))];
+        // It began 5.0204 s in: the plain fault gets whole milliseconds.
+        let began = [Some(s(1.0)), Some(Duration::from_micros(5_020_400))];
         let (shrunk, _) = shrink_timed(plan, &began, 1000, checked(late_crash));
         // The pause is dropped (and its time with it); the crash keeps its own, which no
         // shift can halve without leaving the window.

@@ -213,9 +213,9 @@ fn run(
     let status = child
         .wait()
         .map_err(|e| Failure::new(format!("lost {}: {e}", binary.display())))?;
-    // With -ignore_crashes a finding is no failure of the run; anything else that stops it is.
+    // In fork mode libFuzzer ends non-zero when a job crashed (a finding, listed below).
     if !status.success() {
-        println!("==> libFuzzer ended: {status}");
+        println!("==> libFuzzer ended: {status} (any crash inputs are below)");
     }
     Ok(last)
 }
