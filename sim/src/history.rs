@@ -157,6 +157,8 @@ pub struct MemorySample {
     pub taskmanager: u32,
     /// Its accounted memory, in bytes.
     pub bytes: u64,
+    /// Of which the deployed tasks' fixed overhead (`taskmanager.memory.task-overhead` each).
+    pub task_bytes: u64,
 }
 
 /// Tasks per TaskManager at one moment (after scheduling, after each failover).

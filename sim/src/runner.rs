@@ -619,23 +619,25 @@ impl Driver {
     /// Samples every TaskManager's accounted memory; one past the limit is OOM-killed, as the
     /// kernel or Kubernetes would, and restarts a while later.
     fn sample_memory(&mut self, now: Duration) {
-        let accounts: Vec<(String, u64)> = {
+        let accounts: Vec<(String, rill::memory::MemoryReport)> = {
             let map = self
                 .cluster
                 .memory
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             map.iter()
-                .map(|(name, m)| (name.clone(), m.report().total()))
+                .map(|(name, m)| (name.clone(), m.report()))
                 .collect()
         };
-        for (account, bytes) in accounts {
+        for (account, report) in accounts {
             let name = NodeName::from(account);
             let index = name.taskmanager().unwrap_or(0);
+            let bytes = report.total();
             self.memory.push(MemorySample {
                 at: now,
                 taskmanager: index,
                 bytes,
+                task_bytes: report.task_overhead_bytes,
             });
             let over = self.memory_limit.is_some_and(|limit| bytes > limit);
             let already_down = self.state.is_down(&name);

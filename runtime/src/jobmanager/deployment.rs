@@ -214,7 +214,13 @@ impl JobManager {
             finished_consumers: job.finished_consumers(ev.vertex, ev.subtask),
         };
         let entry = self.tms.get(&tm).ok_or("taskmanager is gone")?;
-        entry.out.send(msg).map_err(|_| "taskmanager unreachable")?;
+        if entry.out.send(msg).is_err() {
+            // Its connection is gone, and its loss is already on its way to this actor: the
+            // loss fails over what was placed there, this attempt with it. (Failing the job
+            // here would turn one lost TaskManager into a lost job.)
+            tracing::info!(%attempt, tm = %entry.name, "taskmanager unreachable; its loss will restart this task");
+            return Ok(());
+        }
         let slot = job
             .placement
             .groups

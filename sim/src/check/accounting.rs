@@ -119,7 +119,11 @@ pub fn drop_accounting(h: &RunHistory, input: &ExpectedInput, buffer_timeout: Du
             .collect();
         let inside = places
             .iter()
-            .filter(|(lo, hi)| flowing.iter().any(|d| d.gone + slack <= *lo && *hi <= d.back))
+            .filter(|(lo, hi)| {
+                flowing
+                    .iter()
+                    .any(|d| d.gone + slack <= *lo && *hi <= d.back)
+            })
             .count() as u64;
         // Placing by neighbours is not exact: a neighbour's output can lag by more than the
         // slack (a slow sink flush, a buggified delay, another consumer's backpressure) and

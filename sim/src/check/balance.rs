@@ -176,6 +176,7 @@ mod tests {
             at: Duration::from_millis(100),
             taskmanager: tm,
             bytes,
+            task_bytes: 0,
         };
         h.memory = vec![sample(1, 100), sample(2, 100), sample(3, 160)];
         let v = memory_balance(&h, 10);

@@ -85,14 +85,28 @@ fn is_jm_crash(f: &AppliedFault) -> bool {
             if *target == NodeName::JobManager)
 }
 
-/// Whether `tm` was itself down or paused at some time in `from..=to`: it hears nothing then
-/// and decides nothing.
-fn silenced(h: &RunHistory, tm: &NodeName, from: Duration, to: Duration) -> bool {
-    h.faults.iter().filter(|f| f.took_effect()).any(|f| {
+/// Whether `tm` was itself down, paused or cut off by a fault other than the one `judged` at
+/// some time in `from..=to`: it hears nothing then and decides nothing.
+fn silenced(
+    h: &RunHistory,
+    judged: &AppliedFault,
+    tm: &NodeName,
+    from: Duration,
+    to: Duration,
+) -> bool {
+    let others = h
+        .faults
+        .iter()
+        .filter(|f| !std::ptr::eq(*f, judged) && f.took_effect());
+    others.into_iter().any(|f| {
+        // Down, paused, or cut off itself: what it hears and when it decides is another
+        // fault's story (a cut-off TaskManager may hear of the crash only when it heals).
         let own = match &f.fault.kind {
             FaultKind::Crash { target, .. }
             | FaultKind::OomKill { target, .. }
-            | FaultKind::Pause { target, .. } => target == tm,
+            | FaultKind::Pause { target, .. }
+            | FaultKind::Partition { target, .. } => target == tm,
+            FaultKind::LinkPartition { from, to, .. } => from == tm || to == tm,
             _ => false,
         };
         let (Some(b), e) = (f.began_at, f.ended_at.unwrap_or(h.end)) else {
@@ -124,16 +138,30 @@ fn serving_at(h: &RunHistory, at: Duration) -> BTreeSet<String> {
 /// The attempts the JobManager's events place on `tm` that had not ended by `at`: what the
 /// TaskManager must cancel.
 fn live_on(h: &RunHistory, tm: &str, at: Duration) -> BTreeSet<ExecutionAttemptId> {
-    let mut live = BTreeSet::new();
+    let mut live: BTreeSet<ExecutionAttemptId> = BTreeSet::new();
     for e in h.events.iter().take_while(|e| e.at < at) {
         match &e.event {
             ClusterEvent::TasksDeployed { tasks, .. } => {
+                // A new attempt replaces the old one wherever that ran.
+                live.retain(|a| {
+                    !tasks.iter().any(|d| {
+                        d.attempt.subtask_id() == a.subtask_id() && d.attempt.attempt > a.attempt
+                    })
+                });
                 live.extend(
                     tasks
                         .iter()
                         .filter(|d| d.taskmanager == tm)
                         .map(|d| d.attempt),
                 );
+            }
+            // A failover or a move cancels what it restarts (the TaskManager may have acted
+            // on that before the JobManager crashed).
+            ClusterEvent::FailoverStarted { restart, .. } => {
+                live.retain(|a| !restart.contains(&a.subtask_id()));
+            }
+            ClusterEvent::Rebalanced { moves, .. } => {
+                live.retain(|a| !moves.iter().any(|m| m.subtasks.contains(&a.subtask_id())));
             }
             ClusterEvent::SubtaskStateChanged { attempt, state, .. }
                 if state.is_terminal() || *state == ExecutionState::Canceling =>
@@ -174,12 +202,34 @@ fn committed_by_successor(h: &RunHistory, o: &crate::history::OutputRecord) -> b
         .any(|c| c.at == o.at && c.subtask == o.sink_subtask && c.attempt != o.attempt)
 }
 
+/// When a write sent at `at` has reached the sink store at the latest: at once, or when a
+/// pause, partition or crash of the store (or a cut of its links) that holds it then ends.
+fn store_reached_by(h: &RunHistory, at: Duration) -> Duration {
+    let store = NodeName::SinkStore;
+    h.faults
+        .iter()
+        .filter(|f| f.took_effect())
+        .filter(|f| match &f.fault.kind {
+            FaultKind::Crash { target, .. }
+            | FaultKind::OomKill { target, .. }
+            | FaultKind::Pause { target, .. }
+            | FaultKind::Partition { target, .. } => *target == store,
+            FaultKind::LinkPartition { from, to, .. } => *from == store || *to == store,
+            _ => false,
+        })
+        .filter_map(|f| f.window(h.end))
+        .filter(|(b, e)| *b <= at && at <= *e)
+        .map(|(_, e)| e)
+        .fold(at, Duration::max)
+}
+
 /// The first output a cancelled attempt wrote after its TaskManager gave up, if any.
 fn output_after(h: &RunHistory, tm: &NodeName, g: &GaveUp<'_>) -> Option<String> {
     let index = tm.taskmanager()?;
+    let quiet_from = store_reached_by(h, g.at) + LAST_BATCH;
     h.outputs
         .iter()
-        .filter(|o| o.at > g.at + LAST_BATCH && o.taskmanager == index)
+        .filter(|o| o.at > quiet_from && o.taskmanager == index)
         .filter(|o| !committed_by_successor(h, o))
         .find(|o| {
             g.cancelled
@@ -220,7 +270,7 @@ pub fn jobmanager_loss(h: &RunHistory, timing: &Timing, timeout: Duration) -> Ve
             Deaf::One(_) => vec![],
         };
         for tm in targets {
-            if silenced(h, &tm, began, deadline) {
+            if silenced(h, f, &tm, began, deadline) {
                 continue;
             }
             let name = tm.to_string();
@@ -329,7 +379,7 @@ fn crash_ended_the_job(
             ),
         ));
     }
-    let quiet_from = last_gave_up.unwrap_or(began) + LAST_BATCH;
+    let quiet_from = store_reached_by(h, last_gave_up.unwrap_or(began)) + LAST_BATCH;
     let late = h.outputs.iter().find(|o| o.at > quiet_from)?;
     Some(Verdict::fail(
         NAME,
@@ -342,7 +392,7 @@ fn crash_ended_the_job(
             late.attempt,
             late.taskmanager,
             secs(late.at),
-            secs(quiet_from - LAST_BATCH)
+            secs(last_gave_up.unwrap_or(began))
         ),
     ))
 }

@@ -21,6 +21,7 @@ pub mod bounds;
 mod claims;
 mod delivery;
 mod jobmanager;
+mod memory;
 mod outcome;
 mod recovery;
 mod reference;
@@ -35,6 +36,7 @@ pub use bounds::Bounds;
 pub use claims::restarts;
 pub use delivery::{delivery, ExpectedInput};
 pub use jobmanager::jobmanager_loss;
+pub use memory::memory_accounting;
 pub use outcome::{fencing, job_outcome, liveness, waiting_for};
 pub use recovery::recovery_time;
 pub use reference::matches_reference;
@@ -143,6 +145,10 @@ pub fn check_all(
     ));
     verdicts.push(restarts(history));
     verdicts.push(transactions(history));
+    verdicts.push(memory_accounting(
+        history,
+        scenario.config.task_overhead_bytes(),
+    ));
     if let Some(bound) = expect.max_memory_skew_percent {
         verdicts.push(memory_balance(history, bound));
     }

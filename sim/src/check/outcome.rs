@@ -99,7 +99,9 @@ pub fn waiting_for(h: &RunHistory) -> String {
                     *slot = (*attempt, *state, e.at);
                 }
             }
-            ClusterEvent::WaitingForSlots { needed, free, .. } => slots = Some((e.at, *needed, *free)),
+            ClusterEvent::WaitingForSlots { needed, free, .. } => {
+                slots = Some((e.at, *needed, *free))
+            }
             _ => {}
         }
     }
@@ -112,7 +114,11 @@ pub fn waiting_for(h: &RunHistory) -> String {
     if !pending.is_empty() {
         let shown = pending.len().min(6);
         let more = pending.len() - shown;
-        let mut line = format!("{} subtask(s): {}", pending.len(), pending[..shown].join(", "));
+        let mut line = format!(
+            "{} subtask(s): {}",
+            pending.len(),
+            pending[..shown].join(", ")
+        );
         if more > 0 {
             line += &format!(" and {more} more");
         }
@@ -121,7 +127,11 @@ pub fn waiting_for(h: &RunHistory) -> String {
     if let Some((at, needed, free)) = slots {
         parts.push(format!("{needed} slot(s), {free} free, since {}", secs(at)));
     }
-    for f in h.faults.iter().filter(|f| f.took_effect() && f.ended_at.is_none()) {
+    for f in h
+        .faults
+        .iter()
+        .filter(|f| f.took_effect() && f.ended_at.is_none())
+    {
         parts.push(format!("{} to end (it never did)", f.fault));
     }
     if parts.is_empty() {
@@ -199,33 +209,48 @@ mod tests {
             event,
         };
         h.events = vec![
-            at(3_000, ClusterEvent::TasksDeployed {
-                job: JobId(1),
-                tasks: (0..2)
-                    .map(|s| Deployment {
-                        attempt: attempt(s),
-                        taskmanager: "tm-1".into(),
-                        slot: Some(s),
-                    })
-                    .collect(),
-                checkpoint: None,
-            }),
-            at(3_500, ClusterEvent::SubtaskStateChanged {
-                job: JobId(1),
-                attempt: attempt(0),
-                state: ExecutionState::Finished,
-            }),
-            at(4_000, ClusterEvent::WaitingForSlots {
-                job: JobId(1),
-                needed: 2,
-                free: 0,
-            }),
+            at(
+                3_000,
+                ClusterEvent::TasksDeployed {
+                    job: JobId(1),
+                    tasks: (0..2)
+                        .map(|s| Deployment {
+                            attempt: attempt(s),
+                            taskmanager: "tm-1".into(),
+                            slot: Some(s),
+                        })
+                        .collect(),
+                    checkpoint: None,
+                },
+            ),
+            at(
+                3_500,
+                ClusterEvent::SubtaskStateChanged {
+                    job: JobId(1),
+                    attempt: attempt(0),
+                    state: ExecutionState::Finished,
+                },
+            ),
+            at(
+                4_000,
+                ClusterEvent::WaitingForSlots {
+                    job: JobId(1),
+                    needed: 2,
+                    free: 0,
+                },
+            ),
         ];
         let v = liveness(&h, Duration::from_secs(30));
         assert!(!v.passed);
         let evidence = v.evidence.unwrap();
-        assert!(evidence.contains("1 subtask(s): v0[1]#1 Deploying since 3.000s"), "{evidence}");
-        assert!(evidence.contains("2 slot(s), 0 free, since 4.000s"), "{evidence}");
+        assert!(
+            evidence.contains("1 subtask(s): v0[1]#1 Deploying since 3.000s"),
+            "{evidence}"
+        );
+        assert!(
+            evidence.contains("2 slot(s), 0 free, since 4.000s"),
+            "{evidence}"
+        );
         assert!(evidence.contains("to end (it never did)"), "{evidence}");
     }
 }

@@ -69,6 +69,20 @@ fn registered_at(h: &RunHistory, target: &NodeName, at: Duration) -> bool {
     registered
 }
 
+/// Whether the JobManager was down, paused or partitioned at some time in `from..=to`.
+fn jobmanager_silenced(h: &RunHistory, from: Duration, to: Duration) -> bool {
+    h.faults.iter().filter(|f| f.took_effect()).any(|f| {
+        let jm = match &f.fault.kind {
+            FaultKind::Crash { target, .. }
+            | FaultKind::OomKill { target, .. }
+            | FaultKind::Pause { target, .. }
+            | FaultKind::Partition { target, .. } => *target == NodeName::JobManager,
+            _ => false,
+        };
+        jm && f.window(h.end).is_some_and(|(b, e)| b <= to && e >= from)
+    })
+}
+
 /// Every TaskManager cut off past the heartbeat timeout was declared lost in time.
 pub fn detection(h: &RunHistory, timing: &Timing, timeout: Duration) -> Verdict {
     let mut checked = 0usize;
@@ -83,6 +97,11 @@ pub fn detection(h: &RunHistory, timing: &Timing, timeout: Duration) -> Verdict 
             continue;
         }
         let deadline = began + timing.detection;
+        // A JobManager that is itself down, paused or cut off meanwhile declares nothing in
+        // time: that is the jobmanager-loss checker's to judge.
+        if jobmanager_silenced(h, began, deadline) {
+            continue;
+        }
         let lost = h.events.iter().find_map(|e| match &e.event {
             ClusterEvent::TaskManagerLost { taskmanager, .. }
                 if e.at >= began && *target == taskmanager.as_str() =>

@@ -47,14 +47,22 @@ pub fn transactions(h: &RunHistory) -> Verdict {
             return Verdict::fail(NAME, "committed before its checkpoint", what);
         }
         if c.by != CheckpointId::END_OF_INPUT {
-            match completed.get(&c.by) {
+            // A later checkpoint's completion commits what earlier ones staged too (one that
+            // expired leaves its transaction to the next): the first to complete at or after
+            // `by` is the one that may commit it.
+            let first_covering = completed.range(c.by..).map(|(_, at)| *at).min();
+            match first_covering.as_ref() {
                 Some(done) if *done <= c.at => {}
                 Some(done) => {
-                    let why = format!("{what}; {} completed only at {}", c.by, secs(*done));
+                    let why = format!(
+                        "{what}; {} or a later checkpoint completed only at {}",
+                        c.by,
+                        secs(*done)
+                    );
                     return Verdict::fail(NAME, "committed before its checkpoint completed", why);
                 }
                 None => {
-                    let why = format!("{what}; {} never completed", c.by);
+                    let why = format!("{what}; neither {} nor a later checkpoint completed", c.by);
                     return Verdict::fail(
                         NAME,
                         "committed by a checkpoint that never completed",

@@ -419,6 +419,7 @@ mod tests {
                         at: ms(i * 500),
                         taskmanager: tm,
                         bytes: 1u64 << (20 + tm + (i % 3) as u32),
+                        task_bytes: 0,
                     })
                 })
                 .collect(),
