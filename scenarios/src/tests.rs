@@ -20,14 +20,19 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "buggify-tm-crash-taskmanager",
             "checkpoint-store-down",
             "clock-skew",
+            "clock-skew-crash-full",
             "crash-during-checkpoint-full",
             "crash-during-checkpoint-write-full",
             "crash-during-restore-full",
             "etl-crash-region",
+            "jm-crash",
+            "jm-pause-full",
             "jm-tm-partition",
             "jm-tm-partition-full",
             "jm-tm-partition-region",
             "jm-tm-partition-taskmanager",
+            "link-partition-data-taskmanager",
+            "link-partition-jm-tm-full",
             "long-pause",
             "loss-and-latency",
             "oom-kill-4x2-full",
@@ -44,12 +49,15 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "store-failure",
             "swarm",
             "swarm-full",
+            "swarm-network-taskmanager",
             "swarm-region",
             "swarm-taskmanager",
             "tm-crash-4x2",
             "tm-crash-4x2-full",
             "tm-crash-4x2-region",
-            "tm-crash-4x2-taskmanager"
+            "tm-crash-4x2-taskmanager",
+            "tm-deaf-taskmanager",
+            "tm-mute-region"
         ]
     );
     for s in &all {
