@@ -24,6 +24,7 @@ use crate::ids::CheckpointId;
 use crate::ids::JobId;
 use crate::network::decoder::RecordDecoder;
 use crate::network::{GateItem, InputChannel, InputGate, ResultPartitions, SubpartitionKey};
+use crate::rpc::RpcError;
 use crate::util::AbortOnDrop;
 
 /// How long a consumer waits for its producer to register a partition (as remote requests do).
@@ -38,6 +39,12 @@ pub(super) struct Connector {
     services: TaskServices,
     credit: u32,
 }
+
+/// How long a consumer keeps trying to reach a producer's TaskManager before its task fails.
+const CONNECT_RETRY: Duration = Duration::from_secs(5);
+/// Its first pause between tries, doubling up to [`CONNECT_BACKOFF_MAX`].
+const CONNECT_BACKOFF: Duration = Duration::from_millis(50);
+const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 impl Connector {
     pub(super) fn new(d: &TaskDeployment, services: &TaskServices) -> Self {
@@ -74,13 +81,30 @@ impl Connector {
                 Ok(InputChannel::local(rx))
             }
             Some(addr) => {
-                let (rx, credit) = self
-                    .services
-                    .client
-                    .request(addr, key, self.consumer, self.credit)
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
-                Ok(InputChannel::remote(rx, credit))
+                // A producer's TaskManager that cannot be reached just now (a brief cut, a
+                // connection refused while it restarts) is tried again for a while: failing
+                // at once would spend a restart of the job on every redeployment that meets
+                // a blip. Errors of the protocol itself fail at once.
+                let mut backoff = CONNECT_BACKOFF;
+                let give_up = tokio::time::Instant::now() + CONNECT_RETRY;
+                loop {
+                    let tried = self
+                        .services
+                        .client
+                        .request(addr, key, self.consumer, self.credit)
+                        .await;
+                    match tried {
+                        Ok((rx, credit)) => return Ok(InputChannel::remote(rx, credit)),
+                        Err(e @ (RpcError::Io(_) | RpcError::Closed))
+                            if tokio::time::Instant::now() + backoff < give_up =>
+                        {
+                            tracing::debug!(producer = %input.producer, error = %e, "input connection failed; retrying");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
+                        }
+                        Err(e) => return Err(fail(e.to_string())),
+                    }
+                }
             }
         }
     }
