@@ -340,7 +340,7 @@ pub fn input_time(s: &Scenario) -> Duration {
 /// The longest a job whose input takes `input` may take to finish after its last fault
 /// ended, under `config`: a loss to detect, the longest back-off, a redeployment, connections
 /// that died during a cut-off, a registration sent into one, two checkpoint intervals (the
-/// two-phase sink's last commit), the whole input replayed, and [`DRAIN_SLACK`].
+/// two-phase sink's last commit), the whole input replayed, and a slack of 5 s (`DRAIN_SLACK`).
 pub fn drain_bound(config: &Configuration, input: Duration) -> Duration {
     let detection = config.heartbeat_timeout()
         + config.heartbeat_interval()
