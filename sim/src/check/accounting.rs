@@ -22,10 +22,10 @@
 //! - the records a first attempt that was never replaced reported dropped are missing,
 //!   placed within its windows widened by the slack (and back to when its output last
 //!   flowed: a producer held up by backpressure discards what it queued meanwhile):
-//!   over-counting fails. (A restarted
-//!   attempt replays records its predecessor delivered, and its consumers that kept running
-//!   drop those again; a replaced one's successor replays what it dropped: such records are
-//!   not missing.)
+//!   over-counting fails. (A restarted attempt replays records its predecessor delivered,
+//!   and its consumers that kept running drop those again; a replaced one's successor
+//!   replays what it dropped: such records are not missing.)
+//!
 //! Records sent before the producer noticed the loss fall before the window, and are the
 //! delivery checker's to attribute to the fault.
 
