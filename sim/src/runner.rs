@@ -110,10 +110,16 @@ impl Harness {
         seed: u64,
         faults: Vec<Fault>,
     ) -> RunOutcome {
-        let keep = self.compares_with_reference(scenario);
-        let history = record(&self.jobs, scenario, seed, faults, keep);
+        let history = self.record(scenario, seed, faults);
         let verdicts = self.judge(scenario, &history);
         RunOutcome { history, verdicts }
+    }
+
+    /// Runs `scenario` under `seed` with `faults` in a fresh simulator and returns its history,
+    /// unjudged: `run_with_faults` without the checkers (the benchmark times the two apart).
+    pub fn record(&self, scenario: &Scenario, seed: u64, faults: Vec<Fault>) -> RunHistory {
+        let keep = self.compares_with_reference(scenario);
+        record(&self.jobs, scenario, seed, faults, keep)
     }
 
     /// The checkers' verdicts on a run of `scenario`: what `run` returns, for a history at

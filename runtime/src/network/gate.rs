@@ -7,8 +7,10 @@
 //! yields the barrier once and unblocks them all, so the task snapshots state that reflects
 //! exactly the records before barrier `n` on every input.
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::task::Poll;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::sync::mpsc;
 
@@ -102,11 +104,114 @@ pub enum GateItem {
     Barrier(CheckpointId),
 }
 
+/// The channels that may have something to read, in the order they became readable: the
+/// gate polls only these (Flink's "available channels" queue), so a wake costs the same at
+/// parallelism 1,000 as at 2. A channel is in the queue until a poll of it returns Pending,
+/// which registers its own waker ([`ChannelWaker`]); a send to it then queues it again. A
+/// blocked or paused channel leaves the queue and is queued again when it is unblocked or
+/// resumed.
+struct ReadyChannels {
+    inner: Mutex<ReadyInner>,
+}
+
+struct ReadyInner {
+    queue: VecDeque<usize>,
+    queued: Vec<bool>,
+    /// The gate's task, woken when a channel becomes readable.
+    task: Option<Waker>,
+}
+
+impl ReadyChannels {
+    /// Every one of `n` channels queued: each is polled once before anything is known.
+    fn all(n: usize) -> Arc<Self> {
+        Arc::new(ReadyChannels {
+            inner: Mutex::new(ReadyInner {
+                queue: (0..n).collect(),
+                queued: vec![true; n],
+                task: None,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReadyInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `idx` (once) and wakes the gate's task.
+    fn push(&self, idx: usize) {
+        self.requeue(idx);
+        let task = self.lock().task.take();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+
+    /// Queues `idx` (once) behind the others without waking anyone: the gate's task is the
+    /// one running.
+    fn requeue(&self, idx: usize) {
+        let mut inner = self.lock();
+        if !inner.queued[idx] {
+            inner.queued[idx] = true;
+            inner.queue.push_back(idx);
+        }
+    }
+
+    /// Queues every channel (after an alignment unblocks them all).
+    fn push_all(&self) {
+        let task = {
+            let mut inner = self.lock();
+            for idx in 0..inner.queued.len() {
+                if !inner.queued[idx] {
+                    inner.queued[idx] = true;
+                    inner.queue.push_back(idx);
+                }
+            }
+            inner.task.take()
+        };
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+
+    /// The oldest readable channel; with none, `task` is woken by the next `push`.
+    fn pop(&self, task: &Waker) -> Option<usize> {
+        let mut inner = self.lock();
+        let idx = inner.queue.pop_front();
+        match idx {
+            Some(idx) => inner.queued[idx] = false,
+            None => {
+                if !inner.task.as_ref().is_some_and(|t| t.will_wake(task)) {
+                    inner.task = Some(task.clone());
+                }
+            }
+        }
+        idx
+    }
+}
+
+/// The waker a channel's queue holds while the channel is empty: it queues the channel.
+struct ChannelWaker {
+    idx: usize,
+    ready: Arc<ReadyChannels>,
+}
+
+impl Wake for ChannelWaker {
+    fn wake(self: Arc<Self>) {
+        self.ready.push(self.idx);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.push(self.idx);
+    }
+}
+
 /// A task's input: its channels, read fairly, with the minimum watermark over them and
 /// aligned checkpoint barriers (see the module).
 pub struct InputGate {
     channels: Vec<InputChannel>,
-    next: usize,
+    ready: Arc<ReadyChannels>,
+    /// One per channel: the waker its queue is polled with.
+    wakers: Vec<Waker>,
     watermark: u64,
     /// The checkpoint whose barrier some channels delivered and others not yet.
     aligning: Option<CheckpointId>,
@@ -117,9 +222,17 @@ pub struct InputGate {
 impl InputGate {
     /// A gate over `channels`, in the order of the task's input channels.
     pub fn new(channels: Vec<InputChannel>) -> Self {
+        let ready = ReadyChannels::all(channels.len());
+        let wakers = (0..channels.len())
+            .map(|idx| {
+                let ready = ready.clone();
+                Waker::from(Arc::new(ChannelWaker { idx, ready }))
+            })
+            .collect();
         InputGate {
             channels,
-            next: 0,
+            ready,
+            wakers,
             watermark: 0,
             aligning: None,
             newest: CheckpointId(0),
@@ -131,8 +244,8 @@ impl InputGate {
         self.channels.len()
     }
 
-    /// The next item, polling channels round robin from the one after the last served, so no
-    /// busy channel starves the others.
+    /// The next item, taking channels in the order they became readable and queueing a served
+    /// channel behind the others, so no busy channel starves the rest.
     pub async fn next(&mut self) -> GateItem {
         loop {
             let (idx, buf) = poll_fn(|cx| self.poll_channels(cx)).await;
@@ -243,6 +356,7 @@ impl InputGate {
         replacement.watermark = old.watermark;
         replacement.next_seq = old.next_seq;
         self.channels[channel] = replacement;
+        self.ready.push(channel);
         if self
             .aligning
             .is_some_and(|a| stale_through.is_some_and(|s| a <= s))
@@ -253,8 +367,12 @@ impl InputGate {
     }
 
     fn unblock_all(&mut self) {
+        let mut any = false;
         for c in &mut self.channels {
-            c.blocked = false;
+            any |= std::mem::take(&mut c.blocked);
+        }
+        if any {
+            self.ready.push_all();
         }
     }
 
@@ -264,27 +382,26 @@ impl InputGate {
     }
 
     #[allow(clippy::type_complexity)]
-    fn poll_channels(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> Poll<(Option<usize>, Option<NetBuffer>)> {
-        let n = self.channels.len();
-        if self.all_finished() {
-            return Poll::Ready((None, None));
-        }
-        for k in 0..n {
-            let idx = (self.next + k) % n;
+    fn poll_channels(&mut self, cx: &mut Context<'_>) -> Poll<(Option<usize>, Option<NetBuffer>)> {
+        while let Some(idx) = self.ready.pop(cx.waker()) {
             let ch = &mut self.channels[idx];
+            // Finished for good; blocked and paused ones are queued again by `unblock_all`
+            // and `resume`.
             if ch.finished || ch.blocked || ch.paused {
                 continue;
             }
-            if let Poll::Ready(buf) = ch.rx.poll_recv(cx) {
+            let mut channel_cx = Context::from_waker(&self.wakers[idx]);
+            if let Poll::Ready(buf) = ch.rx.poll_recv(&mut channel_cx) {
                 if let (Some(credit), Some(_)) = (&ch.credit, &buf) {
                     credit.give(1);
                 }
-                self.next = idx + 1;
+                // It may hold more: behind the others, as its queue will not wake it again.
+                self.ready.requeue(idx);
                 return Poll::Ready((Some(idx), buf));
             }
+        }
+        if self.all_finished() {
+            return Poll::Ready((None, None));
         }
         Poll::Pending
     }
@@ -344,6 +461,44 @@ mod tests {
         let mut after = vec![next_data(&mut gate).await, next_data(&mut gate).await];
         after.sort();
         assert_eq!(after, vec![(0, 10), (1, 21)]);
+    }
+
+    #[tokio::test]
+    async fn a_busy_channel_does_not_starve_the_others() {
+        let (txs, mut gate) = gate(3);
+        for n in [10, 11, 12] {
+            txs[0].send(data(n)).await.unwrap();
+        }
+        txs[2].send(data(30)).await.unwrap();
+        let mut read = Vec::new();
+        for _ in 0..4 {
+            read.push(next_data(&mut gate).await);
+        }
+        assert_eq!(read, [(0, 10), (2, 30), (0, 11), (0, 12)]);
+    }
+
+    #[tokio::test]
+    async fn a_send_to_an_idle_channel_wakes_the_gate() {
+        let (txs, mut gate) = gate(64);
+        let reader = tokio::spawn(async move {
+            let first = next_data(&mut gate).await;
+            (first, next_data(&mut gate).await)
+        });
+        // Let the reader find every channel empty and wait.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        txs[41].send(data(41)).await.unwrap();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        txs[7].send(data(7)).await.unwrap();
+        // A lost wake would leave the reader waiting for ever: bound it.
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), reader).await;
+        assert_eq!(
+            read.expect("the gate was never woken").unwrap(),
+            ((41, 41), (7, 7))
+        );
     }
 
     #[tokio::test]

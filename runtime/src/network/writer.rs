@@ -82,9 +82,10 @@ pub(crate) struct RecordWriter<T> {
 
 impl<T: Serialize> RecordWriter<T> {
     pub fn new(route: Route<T>, target: PartitionTarget) -> Self {
-        let buffers = (0..target.subpartitions)
-            .map(|_| BytesMut::with_capacity(target.buffer_size))
-            .collect();
+        // A subpartition's buffer is allocated when a record first goes there (`write`): at
+        // parallelism p an all-to-all edge has p subpartitions per producer, and most of them
+        // may be idle between flushes, so eager segments would cost p^2 x segment-size.
+        let buffers = (0..target.subpartitions).map(|_| BytesMut::new()).collect();
         let n = target.subpartitions as usize;
         let next_seq = (0..n)
             .map(|i| target.first_seq.get(i).copied().unwrap_or(0))
@@ -116,6 +117,9 @@ impl<T: Serialize> RecordWriter<T> {
 
     fn write(&mut self, idx: usize, item: &T) {
         let buf = &mut self.buffers[idx];
+        if buf.capacity() == 0 {
+            buf.reserve(self.target.buffer_size);
+        }
         let before = buf.len();
         if let Err(e) = bincode::serialize_into(buf.writer(), item) {
             // Cut the partial record off so the records after it stay readable.
@@ -134,8 +138,10 @@ impl<T: Serialize> RecordWriter<T> {
         if buf.is_empty() {
             return;
         }
-        let bytes = buf.split().freeze();
-        buf.reserve(self.target.buffer_size);
+        // The next segment is reserved by the next `write`, not here, and what the split left
+        // of this one is let go (it would pin the whole segment), so a subpartition that goes
+        // quiet holds no memory.
+        let bytes = std::mem::take(buf).freeze();
         let guard = self.target.memory.buffer(bytes.len() as u64);
         let records = std::mem::take(&mut self.pending[idx]);
         let seq = self.next_seq[idx];

@@ -300,11 +300,12 @@ fn shrink_one(ctx: &Ctx, name: &str, seed: u64, max_trials: u32) -> Res {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs each seed and reports its wall time against the virtual time it simulated. Wall time
-/// is read outside the simulation (madsim's clock is virtual only inside a runtime).
+/// Runs each seed and reports its wall time against the virtual time it simulated, split into
+/// simulating (the run) and judging (the checkers). Wall time is read outside the simulation
+/// (madsim's clock is virtual only inside a runtime).
 fn bench(ctx: &Ctx, name: &str, seeds: &[u64]) -> Res {
     let s = ctx.scenario(name, 0)?;
-    let (mut wall_total, mut virtual_total) = (0f64, 0f64);
+    let mut totals = BenchTotals::default();
     let mut ratios = Vec::new();
     // One unreported warm-up run, as benchmark harnesses do: the first run after a build pays
     // for loading the fresh binary and growing the heap, which is not the harness's speed.
@@ -313,26 +314,49 @@ fn bench(ctx: &Ctx, name: &str, seeds: &[u64]) -> Res {
     }
     for &seed in seeds {
         let started = std::time::Instant::now();
-        let o = ctx.harness.run(&s, seed);
+        let history = ctx.harness.record(&s, seed, fault_plan(&s, seed));
+        let simulated = started.elapsed().as_secs_f64();
+        let verdicts = ctx.harness.judge(&s, &history);
         let wall = started.elapsed().as_secs_f64();
-        let virt = o.history.end.as_secs_f64();
-        (wall_total, virtual_total) = (wall_total + wall, virtual_total + virt);
+        let virt = history.end.as_secs_f64();
+        let failed = verdicts.iter().filter(|v| !v.passed).count();
+        totals.add(wall, simulated, virt);
         ratios.push(virt / wall.max(1e-9));
         println!(
-            "seed {seed}: wall {wall:.3}s, virtual {virt:.1}s, {:.0}x real time, {} outputs, job {}",
+            "seed {seed}: wall {wall:.3}s (simulate {simulated:.3}s, judge {:.3}s), virtual {virt:.1}s, {:.0}x real time ({:.0}x simulating), {} outputs, job {}, {failed} failed verdict(s)",
+            wall - simulated,
             virt / wall.max(1e-9),
-            o.history.outputs.len(),
-            o.history.job_status
+            virt / simulated.max(1e-9),
+            history.outputs.len(),
+            history.job_status
         );
     }
     // The median too: on a shared machine one seed can land on a busy moment.
     ratios.sort_by(f64::total_cmp);
     println!(
-        "virtual_per_wall: {:.0} (total virtual / total wall), median {:.0}",
-        virtual_total / wall_total.max(1e-9),
-        ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
+        "virtual_per_wall: {:.0} (total virtual / total wall), median {:.0}; simulating {:.0}% of the wall time, judging {:.0}%",
+        totals.virt / totals.wall.max(1e-9),
+        ratios.get(ratios.len() / 2).copied().unwrap_or(0.0),
+        100.0 * totals.simulated / totals.wall.max(1e-9),
+        100.0 * (totals.wall - totals.simulated) / totals.wall.max(1e-9),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Seconds summed over a benchmark's seeds.
+#[derive(Default)]
+struct BenchTotals {
+    wall: f64,
+    simulated: f64,
+    virt: f64,
+}
+
+impl BenchTotals {
+    fn add(&mut self, wall: f64, simulated: f64, virt: f64) {
+        self.wall += wall;
+        self.simulated += simulated;
+        self.virt += virt;
+    }
 }
 
 /// Runs one scenario under each failover strategy and prints, side by side, what each
