@@ -285,6 +285,29 @@ impl FaultKind {
     pub fn spec(&self) -> &'static FaultKindSpec {
         self.tag().spec()
     }
+
+    /// Whether it kills `node`'s process (crash, OOM kill).
+    pub fn kills(&self, node: &NodeName) -> bool {
+        matches!(self, FaultKind::Crash { target, .. } | FaultKind::OomKill { target, .. } if target == node)
+    }
+
+    /// Whether it silences `node` as a whole: kills or pauses it, or partitions it from every
+    /// other node (in either direction).
+    pub fn isolates(&self, node: &NodeName) -> bool {
+        match self {
+            FaultKind::Pause { target, .. } | FaultKind::Partition { target, .. } => target == node,
+            _ => self.kills(node),
+        }
+    }
+
+    /// Whether it cuts `node` off from anyone: [`isolates`](Self::isolates) it, or cuts a link
+    /// with `node` at one end.
+    pub fn touches(&self, node: &NodeName) -> bool {
+        match self {
+            FaultKind::LinkPartition { from, to, .. } => from == node || to == node,
+            _ => self.isolates(node),
+        }
+    }
 }
 
 /// A cluster event a fault can wait for: a point of the job's own cycle rather than a fixed
@@ -596,6 +619,54 @@ impl std::fmt::Display for Fault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kills_isolates_and_touches_name_what_a_fault_does_to_a_node() {
+        let (jm, tm1, tm2) = (
+            NodeName::JobManager,
+            NodeName::TaskManager(1),
+            NodeName::TaskManager(2),
+        );
+        let crash = FaultKind::Crash {
+            target: tm1.clone(),
+            restart_after: None,
+        };
+        let pause = FaultKind::Pause {
+            target: tm1.clone(),
+            duration: Duration::from_secs(1),
+        };
+        let cut = FaultKind::Partition {
+            target: jm.clone(),
+            direction: Direction::Inbound,
+            heal_after: None,
+        };
+        let link = FaultKind::LinkPartition {
+            from: tm1.clone(),
+            to: tm2.clone(),
+            both_ways: false,
+            heal_after: None,
+        };
+        let loss = FaultKind::PacketLoss {
+            rate: 0.5,
+            duration: None,
+        };
+        // (fault, node): kills, isolates, touches.
+        let cases = [
+            (&crash, &tm1, [true, true, true]),
+            (&crash, &tm2, [false, false, false]),
+            (&pause, &tm1, [false, true, true]),
+            (&cut, &jm, [false, true, true]),
+            (&cut, &tm1, [false, false, false]),
+            (&link, &tm1, [false, false, true]),
+            (&link, &tm2, [false, false, true]),
+            (&link, &jm, [false, false, false]),
+            (&loss, &tm1, [false, false, false]),
+        ];
+        for (fault, node, want) in cases {
+            let got = [fault.kills(node), fault.isolates(node), fault.touches(node)];
+            assert_eq!(got, want, "{fault:?} on {node}");
+        }
+    }
 
     #[test]
     fn every_name_finds_its_own_row() {

@@ -101,14 +101,7 @@ fn silenced(
     others.into_iter().any(|f| {
         // Down, paused, or cut off itself: what it hears and when it decides is another
         // fault's story (a cut-off TaskManager may hear of the crash only when it heals).
-        let own = match &f.fault.kind {
-            FaultKind::Crash { target, .. }
-            | FaultKind::OomKill { target, .. }
-            | FaultKind::Pause { target, .. }
-            | FaultKind::Partition { target, .. } => target == tm,
-            FaultKind::LinkPartition { from, to, .. } => from == tm || to == tm,
-            _ => false,
-        };
+        let own = f.fault.kind.touches(tm);
         let (Some(b), e) = (f.began_at, f.ended_at.unwrap_or(h.end)) else {
             return false;
         };
@@ -209,14 +202,7 @@ fn store_reached_by(h: &RunHistory, at: Duration) -> Duration {
     h.faults
         .iter()
         .filter(|f| f.took_effect())
-        .filter(|f| match &f.fault.kind {
-            FaultKind::Crash { target, .. }
-            | FaultKind::OomKill { target, .. }
-            | FaultKind::Pause { target, .. }
-            | FaultKind::Partition { target, .. } => *target == store,
-            FaultKind::LinkPartition { from, to, .. } => *from == store || *to == store,
-            _ => false,
-        })
+        .filter(|f| f.fault.kind.touches(&store))
         .filter_map(|f| f.window(h.end))
         .filter(|(b, e)| *b <= at && at <= *e)
         .map(|(_, e)| e)

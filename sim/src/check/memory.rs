@@ -43,9 +43,7 @@ fn down(h: &RunHistory, tm: &NodeName) -> Vec<(Duration, Duration)> {
     h.faults
         .iter()
         .filter(|f| f.took_effect())
-        .filter(|f| {
-            matches!(&f.fault.kind, FaultKind::Crash { target, .. } | FaultKind::OomKill { target, .. } if target == tm)
-        })
+        .filter(|f| f.fault.kind.kills(tm))
         .filter_map(|f| f.window(h.end))
         .collect()
 }
@@ -131,11 +129,7 @@ fn reachable_after(h: &RunHistory, tm: &NodeName, at: Duration) -> Duration {
     h.faults
         .iter()
         .filter(|f| f.took_effect())
-        .filter(|f| match &f.fault.kind {
-            FaultKind::Pause { target, .. } | FaultKind::Partition { target, .. } => target == tm,
-            FaultKind::LinkPartition { from, to, .. } => from == tm || to == tm,
-            _ => false,
-        })
+        .filter(|f| f.fault.kind.touches(tm) && !f.fault.kind.kills(tm))
         .filter_map(|f| f.window(h.end))
         .filter(|(b, e)| *b <= at && at <= *e)
         .map(|(_, e)| e)

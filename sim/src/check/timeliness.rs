@@ -72,14 +72,8 @@ fn registered_at(h: &RunHistory, target: &NodeName, at: Duration) -> bool {
 /// Whether the JobManager was down, paused or partitioned at some time in `from..=to`.
 fn jobmanager_silenced(h: &RunHistory, from: Duration, to: Duration) -> bool {
     h.faults.iter().filter(|f| f.took_effect()).any(|f| {
-        let jm = match &f.fault.kind {
-            FaultKind::Crash { target, .. }
-            | FaultKind::OomKill { target, .. }
-            | FaultKind::Pause { target, .. }
-            | FaultKind::Partition { target, .. } => *target == NodeName::JobManager,
-            _ => false,
-        };
-        jm && f.window(h.end).is_some_and(|(b, e)| b <= to && e >= from)
+        f.fault.kind.isolates(&NodeName::JobManager)
+            && f.window(h.end).is_some_and(|(b, e)| b <= to && e >= from)
     })
 }
 
