@@ -386,12 +386,12 @@ fn crash_ended_the_job(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::tests::{history, out};
+    use crate::check::tests::{deployed, history, out};
     use crate::events::RecordedEvent;
     use crate::fault::Fault;
     use rill::config::Configuration;
-    use rill::events::{Deployment, JobManagerLossCause};
-    use rill::graph::{JobId, SubtaskId, VertexId};
+    use rill::events::JobManagerLossCause;
+    use rill::graph::{SubtaskId, VertexId};
     use rill::ids::TaskManagerId;
 
     const TIMEOUT: Duration = Duration::from_secs(5);
@@ -428,21 +428,10 @@ mod tests {
             };
             h.events.push(at(0, NodeName::JobManager, registered));
         }
-        let tasks = (0..2)
-            .flat_map(|s| {
-                (0..2).map(move |v| Deployment {
-                    attempt: attempt(v, s),
-                    taskmanager: format!("tm-{}", s + 1),
-                    slot: Some(0),
-                })
-            })
-            .collect();
-        let deployed = ClusterEvent::TasksDeployed {
-            job: JobId(1),
-            tasks,
-            checkpoint: None,
-        };
-        h.events.push(at(10, NodeName::JobManager, deployed));
+        let tms = ["tm-1", "tm-2"];
+        let tasks = (0..2).flat_map(|s| (0..2).map(move |v| (attempt(v, s), tms[s as usize], 0)));
+        h.events
+            .push(at(10, NodeName::JobManager, deployed(tasks, None)));
         let mut fault = AppliedFault::planned(Fault::new(Duration::from_secs(1), kind));
         fault.began_at = Some(Duration::from_secs(1));
         fault.ended_at = lasts.map(|ms| Duration::from_millis(1_000 + ms));

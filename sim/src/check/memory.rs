@@ -196,10 +196,9 @@ pub fn memory_accounting(h: &RunHistory, per_task: u64) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::tests::history;
+    use crate::check::tests::{deployed, history};
     use crate::events::RecordedEvent;
     use crate::history::MemorySample;
-    use rill::events::Deployment;
     use rill::graph::{ExecutionState, JobId, SubtaskId, VertexId};
 
     const PER_TASK: u64 = 1 << 20;
@@ -221,20 +220,7 @@ mod tests {
         let mut h = history(Vec::new());
         h.taskmanagers = 1;
         h.events = vec![
-            event(
-                100,
-                ClusterEvent::TasksDeployed {
-                    job: JobId(1),
-                    tasks: (0..2)
-                        .map(|s| Deployment {
-                            attempt: attempt(s),
-                            taskmanager: "tm-1".into(),
-                            slot: Some(s),
-                        })
-                        .collect(),
-                    checkpoint: None,
-                },
-            ),
+            event(100, deployed((0..2).map(|s| (attempt(s), "tm-1", s)), None)),
             event(
                 2_000,
                 ClusterEvent::SubtaskStateChanged {

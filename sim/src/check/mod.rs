@@ -302,6 +302,27 @@ mod tests {
         }
     }
 
+    /// The JobManager's `TasksDeployed` of `tasks` (attempt, TaskManager, slot) restoring
+    /// `checkpoint`: the fixture the checkers' tests deploy with.
+    pub(super) fn deployed<'a>(
+        tasks: impl IntoIterator<Item = (rill::graph::ExecutionAttemptId, &'a str, u32)>,
+        checkpoint: Option<CheckpointId>,
+    ) -> ClusterEvent {
+        let tasks = tasks
+            .into_iter()
+            .map(|(attempt, tm, slot)| Deployment {
+                attempt,
+                taskmanager: tm.to_string(),
+                slot: Some(slot),
+            })
+            .collect();
+        ClusterEvent::TasksDeployed {
+            job: JobId(1),
+            tasks,
+            checkpoint,
+        }
+    }
+
     fn jm_event(ms: u64, event: ClusterEvent) -> crate::events::RecordedEvent {
         crate::events::RecordedEvent {
             at: Duration::from_millis(ms),
@@ -337,29 +358,19 @@ mod tests {
     }
 
     fn deployed_two() -> ClusterEvent {
-        let task = |v| Deployment {
-            attempt: SubtaskId::new(VertexId(v), 1).attempt(1),
-            taskmanager: "tm-1".into(),
-            slot: Some(1),
-        };
-        ClusterEvent::TasksDeployed {
-            job: JobId(1),
-            tasks: vec![task(0), task(1)],
-            checkpoint: Some(CheckpointId(1)),
-        }
+        let task = |v| (SubtaskId::new(VertexId(v), 1).attempt(1), "tm-1", 1);
+        deployed([task(0), task(1)], Some(CheckpointId(1)))
     }
 
     fn initial_deployment() -> ClusterEvent {
-        let task = |v, s| Deployment {
-            attempt: SubtaskId::new(VertexId(v), s).attempt(0),
-            taskmanager: format!("tm-{}", s + 1),
-            slot: Some(0),
-        };
-        ClusterEvent::TasksDeployed {
-            job: JobId(1),
-            tasks: vec![task(0, 0), task(1, 0), task(0, 1), task(1, 1)],
-            checkpoint: None,
-        }
+        let task = |v, s, tm| (SubtaskId::new(VertexId(v), s).attempt(0), tm, 0);
+        let tasks = [task(0, 0, "tm-1"), task(1, 0, "tm-1")];
+        deployed(
+            tasks
+                .into_iter()
+                .chain([task(0, 1, "tm-2"), task(1, 1, "tm-2")]),
+            None,
+        )
     }
 
     fn lost(ms: u64) -> crate::events::RecordedEvent {

@@ -167,7 +167,7 @@ pub fn fencing(h: &RunHistory) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::tests::{crash_at, history, out};
+    use crate::check::tests::{crash_at, deployed, history, out};
     use crate::history::AppliedFault;
 
     #[test]
@@ -197,7 +197,6 @@ mod tests {
     fn a_job_that_never_finishes_says_what_it_waits_for() {
         use crate::events::RecordedEvent;
         use crate::node::NodeName;
-        use rill::events::Deployment;
         use rill::graph::{JobId, VertexId};
         let mut h = history(Vec::new());
         h.job_status = RunEnd::CutOff;
@@ -211,17 +210,7 @@ mod tests {
         h.events = vec![
             at(
                 3_000,
-                ClusterEvent::TasksDeployed {
-                    job: JobId(1),
-                    tasks: (0..2)
-                        .map(|s| Deployment {
-                            attempt: attempt(s),
-                            taskmanager: "tm-1".into(),
-                            slot: Some(s),
-                        })
-                        .collect(),
-                    checkpoint: None,
-                },
+                deployed((0..2).map(|s| (attempt(s), "tm-1", s)), None),
             ),
             at(
                 3_500,
