@@ -172,8 +172,7 @@ impl Bounds {
             (Some(b), _) => Some(Bound::given(b)),
             (None, LoadBalanceMode::Tasks) => Some(Bound {
                 value: tasks_per_slot.max(1),
-                source: "derived: mode tasks spreads slots evenly, a slot's tasks apart at most"
-                    .into(),
+                source: "derived per deployment: 1 where its free slots allowed that, else the best they allowed and at least a slot's tasks (this)".into(),
             }),
             (None, _) => None,
         };
