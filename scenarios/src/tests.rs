@@ -45,6 +45,8 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "replacement-crash-taskmanager",
             "sink-store-down",
             "source-log-down",
+            "spare-slots-crash-region",
+            "spare-slots-crash-taskmanager",
             "steady-4x2",
             "store-failure",
             "swarm",

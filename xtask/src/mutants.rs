@@ -26,7 +26,8 @@ use crate::steps::{elapsed, Failure};
 /// The default scenarios: bounded and fast, one or more per failover strategy and per kind of
 /// recovery path (crash, partition with zombies, pauses only one side's timer can notice,
 /// crashes inside a checkpoint's alignment and store write, a second crash during recovery,
-/// balanced placement after failovers).
+/// balanced placement after failovers, with spare slots for a placement to get wrong under
+/// `taskmanager` and `region`).
 pub const DEFAULT_SCENARIOS: &[&str] = &[
     "tm-crash-4x2-full",
     "etl-crash-region",
@@ -39,6 +40,8 @@ pub const DEFAULT_SCENARIOS: &[&str] = &[
     "crash-during-checkpoint-full",
     "crash-during-checkpoint-write-full",
     "crash-during-restore-full",
+    "spare-slots-crash-taskmanager",
+    "spare-slots-crash-region",
 ];
 
 #[derive(Args)]
