@@ -31,6 +31,8 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "jm-tm-partition-full",
             "jm-tm-partition-region",
             "jm-tm-partition-taskmanager",
+            "latency-crash-during-checkpoint-full",
+            "latency-during-checkpoints",
             "link-partition-data-taskmanager",
             "link-partition-jm-tm-full",
             "long-pause",
