@@ -202,6 +202,12 @@ impl SimCluster {
         }
     }
 
+    /// Whether the job's checkpoints go to the `checkpoint-store` node, whose writes the
+    /// harness reads back (a scenario may keep them in the JobManager).
+    pub fn stores_checkpoints(&self) -> bool {
+        self.config.get_raw(CHECKPOINTS_DIR) == Some(checkpoint_store_url().as_str())
+    }
+
     fn checkpoint_store_node(
         handle: &Handle,
         config: &Configuration,

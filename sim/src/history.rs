@@ -184,6 +184,10 @@ pub struct RunHistory {
     pub outputs: Vec<OutputRecord>,
     /// Every transaction the sink store made visible, in order (transactional sinks only).
     pub commits: Vec<CommitRecord>,
+    /// Every checkpoint write the harness's checkpoint store accepted, read back, in order;
+    /// `None` when the job's checkpoints went elsewhere (`state.checkpoints.dir`), so the
+    /// harness could not see them.
+    pub stored_checkpoints: Option<Vec<crate::store::StoredCheckpoint>>,
     /// The records' encodings, index for index with `outputs`: kept only when a checker
     /// compares them (exactly-once against a reference run), empty otherwise.
     pub payloads: Vec<bytes::Bytes>,

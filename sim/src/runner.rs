@@ -706,6 +706,10 @@ impl Driver {
                 records: c.records,
             })
             .collect();
+        let stored_checkpoints = self
+            .cluster
+            .stores_checkpoints()
+            .then(|| self.cluster.checkpoint_store.take_stored(self.start));
         RunHistory {
             scenario: s.name.clone(),
             seed: 0,
@@ -713,6 +717,7 @@ impl Driver {
             outputs,
             payloads,
             commits,
+            stored_checkpoints,
             faults: self.faults,
             events: Vec::new(),
             trace: Vec::new(),

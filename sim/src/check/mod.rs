@@ -25,6 +25,7 @@ mod memory;
 mod outcome;
 mod recovery;
 mod reference;
+mod snapshots;
 mod stall;
 mod state;
 mod timeliness;
@@ -40,6 +41,7 @@ pub use memory::memory_accounting;
 pub use outcome::{fencing, job_outcome, liveness, waiting_for};
 pub use recovery::recovery_time;
 pub use reference::matches_reference;
+pub use snapshots::snapshot_contents;
 pub use stall::zero_stall;
 pub use state::keyed_state;
 pub use timeliness::detection;
@@ -144,6 +146,7 @@ pub fn check_all(
         scenario.config.heartbeat_timeout(),
     ));
     verdicts.push(restarts(history));
+    verdicts.push(snapshot_contents(history));
     verdicts.push(transactions(history));
     verdicts.push(memory_accounting(
         history,

@@ -395,6 +395,7 @@ mod tests {
             outputs,
             payloads: Vec::new(),
             commits: Vec::new(),
+            stored_checkpoints: None,
             faults: vec![AppliedFault {
                 began_at: Some(ms(1500)),
                 effective: true,
