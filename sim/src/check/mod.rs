@@ -18,6 +18,7 @@ use crate::scenario::{DeliveryMode, Scenario};
 mod accounting;
 mod balance;
 pub mod bounds;
+mod checkpoints;
 mod claims;
 mod delivery;
 mod jobmanager;
@@ -34,6 +35,7 @@ mod transactions;
 pub use accounting::{drop_accounting, Reader};
 pub use balance::{balance, balance_at_deployments, memory_balance, task_range};
 pub use bounds::Bounds;
+pub use checkpoints::checkpoint_coherence;
 pub use claims::restarts;
 pub use delivery::{delivery, ExpectedInput};
 pub use jobmanager::jobmanager_loss;
@@ -146,6 +148,7 @@ pub fn check_all(
         scenario.config.heartbeat_timeout(),
     ));
     verdicts.push(restarts(history));
+    verdicts.push(checkpoint_coherence(history));
     verdicts.push(snapshot_contents(history));
     verdicts.push(transactions(history));
     verdicts.push(memory_accounting(
