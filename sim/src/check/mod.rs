@@ -16,6 +16,7 @@ use crate::node::NodeName;
 use crate::scenario::{DeliveryMode, Scenario};
 
 mod accounting;
+mod attempts;
 mod balance;
 pub mod bounds;
 mod checkpoints;
@@ -33,6 +34,7 @@ mod timeliness;
 mod transactions;
 
 pub use accounting::{drop_accounting, Reader};
+pub use attempts::at_most_once_per_attempt;
 pub use balance::{balance, balance_at_deployments, memory_balance, task_range};
 pub use bounds::Bounds;
 pub use checkpoints::checkpoint_coherence;
@@ -84,6 +86,14 @@ pub fn check_all(
 ) -> Vec<Verdict> {
     let expect = &scenario.expect;
     let mut verdicts = vec![job_outcome(history, expect.job), fencing(history)];
+    // Only outputs that are one per input record, naming it, can say an attempt repeated one.
+    let once = match &basis {
+        DeliveryBasis::Input(input) => at_most_once_per_attempt(history, input),
+        _ => Verdict::not_checked(
+            "attempt-once",
+            "the job's outputs do not name one input record each (or delivery is unchecked)",
+        ),
+    };
     match (expect.delivery, basis) {
         (DeliveryMode::Unchecked, _) => verdicts.push(Verdict::not_checked(
             "delivery",
@@ -150,6 +160,7 @@ pub fn check_all(
     verdicts.push(restarts(history));
     verdicts.push(checkpoint_coherence(history));
     verdicts.push(snapshot_contents(history));
+    verdicts.push(once);
     verdicts.push(transactions(history));
     verdicts.push(memory_accounting(
         history,
