@@ -270,7 +270,7 @@ const WRITE_BATCH: usize = 64;
 
 /// Spawns the task that owns a connection's write half: it sends every queued message, in
 /// order, until the queue's senders are gone or a write fails. What is queued when it wakes
-/// goes out in one flush (up to [`WRITE_BATCH`] messages): one write, one TCP segment train,
+/// goes out in one flush (up to `WRITE_BATCH` = 64 messages): one write, one TCP segment train,
 /// instead of one per message, as Netty's flush consolidation does for Flink. Senders never
 /// wait on the network; what bounds the queue is the protocol above (heartbeats, credits).
 pub fn spawn_writer<W, T>(

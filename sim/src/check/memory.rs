@@ -20,7 +20,6 @@ use rill::events::ClusterEvent;
 use rill::graph::ExecutionAttemptId;
 
 use super::secs;
-use crate::fault::FaultKind;
 use crate::history::{RunHistory, Verdict};
 use crate::node::NodeName;
 
@@ -198,6 +197,7 @@ mod tests {
     use super::*;
     use crate::check::tests::{deployed, history};
     use crate::events::RecordedEvent;
+    use crate::fault::FaultKind;
     use crate::history::MemorySample;
     use rill::graph::{ExecutionState, JobId, SubtaskId, VertexId};
 
