@@ -639,26 +639,29 @@ mod tests {
         }
     }
 
-    /// 4 TaskManagers of 4 slots, 6 groups of 2 tasks (2, 2, 1, 1); tm-2 and its 2 groups
-    /// are lost.
-    fn spare_slots_crash() -> Events {
+    /// 4 TaskManagers of 4 slots holding 6 groups of one task per vertex, 2, 2, 1, 1 per
+    /// TaskManager.
+    fn six_groups_on_four(vertices: u32) -> Events {
         let mut e = Events::default();
         for tm in 1..=4 {
             e.registered(tm, 4);
         }
-        e.deployed(
-            2,
-            &[
-                (0, 1, 0),
-                (1, 2, 0),
-                (2, 3, 0),
-                (3, 4, 0),
-                (4, 1, 1),
-                (5, 2, 1),
-            ],
-        )
-        .lost(2)
-        .failover(2, &[1, 5], 12);
+        let groups = [
+            (0, 1, 0),
+            (1, 2, 0),
+            (2, 3, 0),
+            (3, 4, 0),
+            (4, 1, 1),
+            (5, 2, 1),
+        ];
+        e.deployed(vertices, &groups);
+        e
+    }
+
+    /// [`six_groups_on_four`] with 2-task groups; tm-2 and its 2 groups are lost.
+    fn spare_slots_crash() -> Events {
+        let mut e = six_groups_on_four(2);
+        e.lost(2).failover(2, &[1, 5], 12);
         e
     }
 
@@ -699,24 +702,8 @@ mod tests {
     fn range_1_is_owed_where_the_slots_allow_it_whatever_a_slot_holds() {
         // One-task groups, 2, 2, 1, 1 on 4 TaskManagers; tm-3's group lands on tm-1: range 2,
         // within one slot's tasks if a slot held 2, but tm-4 had room for range 0.
-        let mut e = Events::default();
-        for tm in 1..=4 {
-            e.registered(tm, 4);
-        }
-        e.deployed(
-            1,
-            &[
-                (0, 1, 0),
-                (1, 2, 0),
-                (2, 3, 0),
-                (3, 4, 0),
-                (4, 1, 1),
-                (5, 2, 1),
-            ],
-        )
-        .lost(3)
-        .failover(1, &[2], 6)
-        .deployed(1, &[(2, 1, 2)]);
+        let mut e = six_groups_on_four(1);
+        e.lost(3).failover(1, &[2], 6).deployed(1, &[(2, 1, 2)]);
         let v = balance_at_deployments(&e.history(), 2);
         assert!(!v.passed, "{v:?}");
         assert!(v
