@@ -21,6 +21,7 @@ use crate::config::{known_keys, Configuration};
 use crate::connectors::log_service::serve_log;
 use crate::connectors::sink_service::serve_sink_store;
 use crate::connectors::CollectStore;
+use crate::events::{Events, FileEvents};
 use crate::jobmanager::client::{submit_job, Accepted};
 use crate::jobmanager::JobManagerServices;
 use crate::jobs::JobRegistry;
@@ -46,6 +47,26 @@ struct ConfigArgs {
     /// Configuration override, Flink key=value (repeatable); `rill config` lists the keys.
     #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
     config: Vec<String>,
+}
+
+#[derive(Args, Clone)]
+struct EventsArgs {
+    /// Also append every cluster event, typed, to this file (`rill::events::read_events`
+    /// decodes it): how a harness running real processes judges them.
+    #[arg(long, value_name = "PATH")]
+    events: Option<std::path::PathBuf>,
+}
+
+impl EventsArgs {
+    fn open(&self) -> Res<Events> {
+        Ok(match &self.events {
+            Some(path) => Events::new(
+                FileEvents::open(path)
+                    .map_err(|e| format!("events file {}: {e}", path.display()))?,
+            ),
+            None => Events::tracing(),
+        })
+    }
 }
 
 #[derive(Args, Clone)]
@@ -75,6 +96,8 @@ enum Command {
     Jobmanager {
         #[arg(long, default_value = "127.0.0.1:6123")]
         bind: String,
+        #[command(flatten)]
+        events: EventsArgs,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -119,6 +142,8 @@ enum Command {
         /// Address of this TaskManager's data server (port 0 picks one).
         #[arg(long, default_value = "127.0.0.1:0")]
         data_bind: String,
+        #[command(flatten)]
+        events: EventsArgs,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -193,10 +218,15 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             print_summary(&report);
             Ok(exit_code(&report))
         }
-        Command::Jobmanager { bind, config } => {
+        Command::Jobmanager {
+            bind,
+            events,
+            config,
+        } => {
             let config = configuration(&config)?;
             let services = JobManagerServices {
                 jobs: jobs.clone(),
+                events: events.open()?,
                 ..JobManagerServices::from_config(&config)?
             };
             let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
@@ -252,6 +282,7 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             slots,
             name,
             data_bind,
+            events,
             config,
         } => {
             let mut config = configuration(&config)?;
@@ -267,7 +298,7 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
                 collect: None,
                 memory: Default::default(),
                 clock: Default::default(),
-                events: Default::default(),
+                events: events.open()?,
                 jobs: jobs.clone(),
             };
             let tm = TaskManager::start(opts).await?;

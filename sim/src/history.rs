@@ -341,3 +341,18 @@ impl Verdict {
         }
     }
 }
+
+/// A run's history and the checkers' verdicts.
+pub struct RunOutcome {
+    /// What the run recorded.
+    pub history: RunHistory,
+    /// Every checker's verdict on it.
+    pub verdicts: Vec<Verdict>,
+}
+
+impl RunOutcome {
+    /// Whether every checker passed it.
+    pub fn passed(&self) -> bool {
+        self.verdicts.iter().all(|v| v.passed)
+    }
+}

@@ -16,6 +16,7 @@ pub mod check;
 pub mod cli;
 #[cfg(madsim)]
 pub mod cluster;
+pub mod collected;
 pub mod corpus;
 pub mod events;
 pub mod expected;
@@ -23,7 +24,11 @@ pub mod fault;
 #[cfg(madsim)]
 pub mod fuzz;
 pub mod history;
+pub mod judge;
 pub mod node;
+pub mod parity;
+#[cfg(not(madsim))]
+pub mod real;
 pub mod report;
 #[cfg(madsim)]
 pub mod runner;

@@ -2,11 +2,9 @@
 //! fault plan at its virtual times, runs the memory model, then hands the recorded history to
 //! the checkers.
 
-use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use madsim::runtime::{Handle, Runtime};
 use rill::api::OutputChecks;
 use rill::events::ClusterEvent;
@@ -18,17 +16,16 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::apply::FaultState;
 use crate::buggify::{self, Buggifier};
-use crate::check::bounds::{Bound, Timing};
-use crate::check::{check_all, Bounds, DeliveryBasis, ExpectedInput, Reader};
+use crate::check::bounds::Timing;
+use crate::check::Bounds;
 use crate::cluster::{sink_store_url, source_log_url, SimCluster, SimClusterSpec};
+use crate::collected;
 use crate::events::{EventRecorder, RecordedEvent};
 use crate::fault::{format_duration, Anchor, Fault, FaultKind};
-use crate::history::{
-    AppliedFault, CommitRecord, MemorySample, OutputRecord, Placement, RunEnd, RunHistory, Verdict,
-};
+use crate::history::{AppliedFault, MemorySample, RunEnd, RunHistory, Verdict};
+use crate::judge::Judge;
 use crate::node::NodeName;
-use crate::scenario::{harness_job, DeliveryMode, Scenario};
-use crate::swarm;
+use crate::scenario::{harness_job, Scenario};
 use crate::trace::TraceCollector;
 
 /// How often the memory model samples every TaskManager.
@@ -38,31 +35,8 @@ const CLUSTER_STARTUP: Duration = Duration::from_millis(200);
 /// How long an OOM-killed TaskManager stays down before it restarts (a pod restart).
 const OOM_RESTART: Duration = Duration::from_secs(5);
 
-/// A run's history and the checkers' verdicts.
-pub struct RunOutcome {
-    /// What the run recorded.
-    pub history: RunHistory,
-    /// Every checker's verdict on it.
-    pub verdicts: Vec<Verdict>,
-}
-
-impl RunOutcome {
-    /// Whether every checker passed it.
-    pub fn passed(&self) -> bool {
-        self.verdicts.iter().all(|v| v.passed)
-    }
-}
-
-/// The fault plan a seed runs: the scenario's fixed faults plus those the seed draws.
-pub fn fault_plan(s: &Scenario, seed: u64) -> Vec<Fault> {
-    let mut faults = s.faults.clone();
-    if let Some(sw) = &s.swarm {
-        let checkpoints = s.config.checkpoint_interval().is_some();
-        faults.extend(swarm::draw(sw, &s.cluster, checkpoints, seed));
-    }
-    faults.sort_by_key(|f| f.at);
-    faults
-}
+pub use crate::history::RunOutcome;
+pub use crate::scenario::fault_plan;
 
 /// Runs scenarios against one job registry: what a user's crate builds over its own jobs
 /// (`Harness::new(registry)`); the free functions below run the built-in jobs.
@@ -126,91 +100,22 @@ impl Harness {
     /// hand. Exactly-once for a job whose outputs do not name their input runs the scenario's
     /// fault-free reference (once per scenario and seed) to compare with.
     pub fn judge(&self, scenario: &Scenario, history: &RunHistory) -> Vec<Verdict> {
-        let checks = self.output_checks(scenario);
-        let (input, reference);
-        let basis = match scenario.expect.delivery {
-            DeliveryMode::Unchecked => DeliveryBasis::None,
-            // The strongest check there is: outputs traced to the input records of a log the
-            // harness serves.
-            _ if checks.one_per_input() && self.reads_logs(scenario) => {
-                match expected_input(&self.jobs, scenario) {
-                    Some(i) => {
-                        input = i;
-                        DeliveryBasis::Input(&input)
-                    }
-                    None => DeliveryBasis::None,
-                }
-            }
-            DeliveryMode::ExactlyOnce => {
-                reference = self.reference(scenario, history.seed);
-                DeliveryBasis::Reference(&reference, checks)
-            }
-            _ => DeliveryBasis::None,
-        };
-        // At the times they began: an anchored fault's planned time is only where its anchor
-        // was looked for from.
-        let began: Vec<Fault> = history
-            .faults
-            .iter()
-            .filter_map(|f| {
-                let at = f.began_at.filter(|_| f.took_effect())?;
-                Some(Fault {
-                    at,
-                    ..f.fault.clone()
-                })
-            })
-            .collect();
-        let faults: Vec<&Fault> = began.iter().collect();
-        let mut bounds = self.bounds(scenario, &faults);
-        buggify::widen(&mut bounds, &history.buggified);
-        check_all(history, scenario, &bounds, basis)
+        let judge = Judge::new(&self.jobs);
+        let reference = judge
+            .compares_with_reference(scenario)
+            .then(|| self.reference(scenario, history.seed));
+        judge.verdicts(scenario, history, reference.as_deref())
     }
 
     /// The bounds a run of `scenario` in which `faults` took effect is held to: given, or
     /// derived from them.
     pub fn bounds(&self, scenario: &Scenario, faults: &[&Fault]) -> Bounds {
-        let tasks_per_slot = self
-            .jobs
-            .build(&scenario.job, scenario.config.max_parallelism())
-            .map(|graph| {
-                rill::graph::default_slot_sharing_groups(&graph)
-                    .iter()
-                    .map(|g| g.members.len() as u32)
-                    .max()
-                    .unwrap_or(1)
-            })
-            .unwrap_or(1);
-        let mut bounds = Bounds::of(scenario, tasks_per_slot, faults);
-        // A job expected to finish has a liveness bound even when the scenario sets none, if
-        // its input time is known: the generator's, from the configuration.
-        let input = crate::scenario_file::input_time(scenario);
-        let finishes = scenario.expect.job == Some(crate::scenario::JobOutcome::Finished);
-        if bounds.drain.is_none() && finishes && !faults.is_empty() && !input.is_zero() {
-            bounds.drain = Some(Bound {
-                value: crate::scenario_file::drain_bound(&scenario.config, input),
-                source: "derived: detection, back-off, redeployment, stale connections, a registration, two commits and the whole input again".into(),
-            });
-        }
-        bounds
-    }
-
-    fn output_checks(&self, scenario: &Scenario) -> OutputChecks {
-        self.jobs
-            .output_checks(&scenario.job)
-            .unwrap_or(OutputChecks::OPAQUE)
+        Judge::new(&self.jobs).bounds(scenario, faults)
     }
 
     /// Whether judging `scenario` compares outputs with a fault-free reference run.
     fn compares_with_reference(&self, scenario: &Scenario) -> bool {
-        scenario.expect.delivery == DeliveryMode::ExactlyOnce
-            && !(self.output_checks(scenario).one_per_input() && self.reads_logs(scenario))
-    }
-
-    /// Whether the job reads logs the harness serves (and so knows every input record).
-    fn reads_logs(&self, scenario: &Scenario) -> bool {
-        self.jobs
-            .inputs(&scenario.job)
-            .is_ok_and(|inputs| !inputs.is_empty())
+        Judge::new(&self.jobs).compares_with_reference(scenario)
     }
 
     /// The fault-free run of `scenario` under `seed`, with its outputs' encodings.
@@ -300,30 +205,6 @@ pub fn judge(scenario: &Scenario, history: &RunHistory) -> Vec<Verdict> {
 /// Runs `scenario` of a built-in job under `seed` with its own fault plan.
 pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
     Harness::builtin().run(scenario, seed)
-}
-
-/// For jobs whose output type says it is one output per input record (`CheckableOutput`):
-/// every input record and its key.
-fn expected_input(jobs: &JobRegistry, s: &Scenario) -> Option<ExpectedInput> {
-    if !jobs.output_checks(&s.job).ok()?.one_per_input() {
-        return None;
-    }
-    let input = crate::expected::input_of(&*jobs.primary_input(&s.job).ok()?).ok()?;
-    Some(match single_source(jobs, s) {
-        Some(reader) => input.with_reader(reader),
-        None => input,
-    })
-}
-
-/// The job's source vertex, if it has exactly one: it reads the primary input.
-fn single_source(jobs: &JobRegistry, s: &Scenario) -> Option<Reader> {
-    let graph = jobs.build(&s.job, s.config.max_parallelism()).ok()?;
-    let mut sources = graph.vertices.iter().filter(|v| v.inputs.is_empty());
-    let source = sources.next()?;
-    sources.next().is_none().then_some(Reader {
-        vertex: source.id,
-        parallelism: source.parallelism,
-    })
 }
 
 /// What one simulated run records into, and the jobs its cluster runs.
@@ -690,22 +571,13 @@ impl Driver {
             Some(Ok(Err(e))) => (RunEnd::Lost, Some(e.to_string())),
             Some(Err(e)) => (RunEnd::Lost, Some(e.to_string())),
         };
-        let (outputs, payloads) = self.outputs(self.checks);
-        let commits = self
-            .cluster
-            .collect
-            .take_commits()
-            .into_iter()
-            .map(|c| CommitRecord {
-                at: c.at.saturating_duration_since(self.start),
-                sink: c.sink.to_string(),
-                subtask: c.subtask,
-                attempt: c.attempt,
-                staged: c.staged,
-                by: c.by,
-                records: c.records,
-            })
-            .collect();
+        let (outputs, payloads) = collected::outputs(
+            &self.cluster.collect,
+            self.start,
+            self.checks,
+            self.keep_payloads,
+        );
+        let commits = collected::commits(&self.cluster.collect, self.start);
         let stored_checkpoints = self
             .cluster
             .stores_checkpoints()
@@ -723,55 +595,13 @@ impl Driver {
             trace: Vec::new(),
             job_status,
             job_message,
-            placements: placements(&statuses),
+            placements: collected::placements(&statuses),
             memory: self.memory,
             memory_limit: self.memory_limit,
             taskmanagers: s.cluster.taskmanagers,
             buggify: Vec::new(),
             buggified: Vec::new(),
         }
-    }
-
-    /// Every collected record as an output event, sorted by time (checkers rely on it), and,
-    /// if kept, their encodings in the same order.
-    fn outputs(&self, checks: OutputChecks) -> (Vec<OutputRecord>, Vec<Bytes>) {
-        let keyed = checks.has_running_counts();
-        let batches = self.cluster.collect.take_batches();
-        let total = batches.iter().map(|b| b.len()).sum();
-        let mut outputs = Vec::with_capacity(total);
-        let mut payloads = Vec::with_capacity(if self.keep_payloads { total } else { 0 });
-        for batch in &batches {
-            let at = batch.at.saturating_duration_since(self.start);
-            let tm = NodeName::from(&batch.taskmanager[..])
-                .taskmanager()
-                .unwrap_or(0);
-            if self.keep_payloads {
-                payloads.extend(batch.iter_shared().map(|(_, payload)| payload));
-            }
-            for (origin, payload) in batch.iter() {
-                let count = keyed
-                    .then(|| checks.running_count(payload))
-                    .flatten()
-                    .and_then(|(key, count)| Some((key, NonZeroU64::new(count)?)));
-                outputs.push(OutputRecord::new(
-                    at,
-                    tm,
-                    batch.subtask,
-                    batch.attempt,
-                    origin,
-                    count,
-                ));
-            }
-        }
-        // Batches become visible in time order, so this only checks (in linear time). The
-        // sort is stable, so encodings keep their records' places.
-        if self.keep_payloads {
-            let mut both: Vec<(OutputRecord, Bytes)> = outputs.into_iter().zip(payloads).collect();
-            both.sort_by_key(|(o, _)| o.at);
-            return both.into_iter().unzip();
-        }
-        outputs.sort_by_key(|o| o.at);
-        (outputs, payloads)
     }
 }
 
@@ -815,23 +645,4 @@ fn no_effect_reason(fault: &Fault) -> &'static str {
         FaultKind::ClockSkew { .. } => "only TaskManagers read processing time",
         _ => "not a simulated node",
     }
-}
-
-/// Tasks per TaskManager whenever they changed.
-fn placements(statuses: &[(Duration, JobStatusReport)]) -> Vec<Placement> {
-    let mut out: Vec<Placement> = Vec::new();
-    for (at, report) in statuses {
-        if report.tasks_per_taskmanager.is_empty()
-            || out
-                .last()
-                .is_some_and(|p| p.tasks == report.tasks_per_taskmanager)
-        {
-            continue;
-        }
-        out.push(Placement {
-            at: *at,
-            tasks: report.tasks_per_taskmanager.clone(),
-        });
-    }
-    out
 }

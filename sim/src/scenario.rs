@@ -194,3 +194,14 @@ pub struct Scenario {
     /// What the run must show.
     pub expect: Expectations,
 }
+
+/// The fault plan a seed runs: the scenario's fixed faults plus those the seed draws.
+pub fn fault_plan(s: &Scenario, seed: u64) -> Vec<Fault> {
+    let mut faults = s.faults.clone();
+    if let Some(sw) = &s.swarm {
+        let checkpoints = s.config.checkpoint_interval().is_some();
+        faults.extend(crate::swarm::draw(sw, &s.cluster, checkpoints, seed));
+    }
+    faults.sort_by_key(|f| f.at);
+    faults
+}

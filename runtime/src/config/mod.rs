@@ -158,6 +158,12 @@ impl Configuration {
         self.values.get(key).map(String::as_str)
     }
 
+    /// The explicitly set keys and values, sorted by key: what `-c KEY=VALUE` arguments
+    /// would rebuild this configuration from.
+    pub fn explicit(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Every known key with its effective value, sorted by key name.
     pub fn effective(&self) -> Vec<(&'static str, String)> {
         let mut all: Vec<_> = KEYS

@@ -130,6 +130,10 @@ pub(super) struct RunArgs {
     /// Run the seed twice and compare traces, cluster events and outputs.
     #[arg(long)]
     pub check_determinism: bool,
+    /// Write the run's verdicts and figures here, for `rill-sim real --compare FILE` (the
+    /// same scenario on real processes, side by side).
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
     /// Write the names of the checkers that failed here, one a line (for `sweep`).
     #[arg(long, hide = true, value_name = "FILE")]
     pub failed_checkers_to: Option<PathBuf>,

@@ -83,6 +83,10 @@ fn run_one(ctx: &Ctx, a: &RunArgs) -> Res {
         let title = format!("{name} seed {seed}");
         write_report(path, &title, &[(&outcome, ctx.replay(name, seed))])?;
     }
+    if let Some(path) = &a.summary {
+        let summary = crate::parity::Summary::of("sim", &outcome.history, &outcome.verdicts);
+        std::fs::write(path, summary.render(name, seed))?;
+    }
     let mut ok = outcome.passed();
     let mut failed: Vec<&str> = outcome
         .verdicts

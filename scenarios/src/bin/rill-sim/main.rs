@@ -1,7 +1,7 @@
 //! `rill-sim`: the harness's command line (`rill_sim::cli`) over the built-in jobs, rill's named
 //! scenarios (`scenarios/specs/`), the generated ones, and the corpus `scenarios/corpus.txt`.
-//! Built with `--cfg madsim` (`cargo xtask sim ...` does that); the real-tokio build only
-//! explains how to get the simulated one.
+//! Built with `--cfg madsim` (`cargo xtask sim ...` does that) it simulates; the real-tokio
+//! build runs scenarios on real processes (`rill-sim real`).
 
 /// A run keeps every output of its job (over a million records for the benchmark scenario) and
 /// frees it at the end; glibc's allocator hands such blocks back to the OS and faults them in
@@ -20,8 +20,9 @@ fn main() -> std::process::ExitCode {
     rill_sim::cli::main(rill_sim::runner::Harness::builtin(), scenarios)
 }
 
+/// The real-tokio build runs scenarios on real processes (`rill-sim real`); everything else is
+/// the simulated build's (`cargo xtask sim`).
 #[cfg(not(madsim))]
 fn main() -> std::process::ExitCode {
-    eprintln!("rill-sim runs only in the simulated build: use `cargo xtask sim` (or build with RUSTFLAGS=\"--cfg madsim\")");
-    std::process::ExitCode::from(2)
+    rill_sim::real::cli::main(rill::jobs::builtin(), &rill_scenarios::specs_dir())
 }

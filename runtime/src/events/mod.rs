@@ -17,13 +17,18 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
+mod file;
+pub use file::{read_events, EventsFile, FileEvents, StampedEvent};
+
 use crate::config::FailoverStrategy;
 use crate::graph::{
     CheckpointId, ExecutionAttemptId, ExecutionState, JobId, JobStatus, SubtaskId, TaskManagerId,
 };
 
 /// Why the JobManager declared a TaskManager lost.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LossCause {
     /// No heartbeat reply within `heartbeat.timeout`.
     HeartbeatTimeout(Duration),
@@ -36,7 +41,7 @@ pub enum LossCause {
 }
 
 /// Why a TaskManager gave up on its JobManager.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobManagerLossCause {
     /// No heartbeat from the JobManager within `heartbeat.timeout`: only the TaskManager's own
     /// timer can notice a JobManager that is paused, or cut off without a close reaching here.
@@ -47,7 +52,7 @@ pub enum JobManagerLossCause {
 }
 
 /// What set a failover off.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FailoverCause {
     /// A task reported its own failure.
     TaskFailed {
@@ -66,7 +71,7 @@ pub enum FailoverCause {
 }
 
 /// Why a pending checkpoint was given up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AbortReason {
     /// A failover cancels what the checkpoint waits for.
     Failover,
@@ -87,7 +92,7 @@ pub enum AbortReason {
 }
 
 /// One task the JobManager deployed: which attempt, on which TaskManager.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
     /// The attempt deployed (a new attempt number per restart).
     pub attempt: ExecutionAttemptId,
@@ -98,7 +103,7 @@ pub struct Deployment {
 }
 
 /// A slot-sharing group moved by rebalancing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupMove {
     /// The group's subtasks: they restart on `to`.
     pub subtasks: Vec<SubtaskId>,
@@ -109,7 +114,7 @@ pub struct GroupMove {
 }
 
 /// A fact about the cluster, as the process that knows it reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClusterEvent {
     /// The JobManager accepted a TaskManager.
     TaskManagerRegistered {

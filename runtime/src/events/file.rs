@@ -1,0 +1,179 @@
+//! Cluster events as a file: how a real process hands its typed events to a harness that runs
+//! it (`rill jobmanager --events PATH`, `rill taskmanager --events PATH`), the way the
+//! simulator's recorder receives them in memory.
+//!
+//! The file is a sequence of frames, each a little-endian `u32` length and that many bytes of
+//! bincode: a [`StampedEvent`]. A frame is written with one `write` call as the event is
+//! emitted, so what a process emitted before a SIGKILL is in the file; a frame cut short (the
+//! process died inside the call) ends the readable part and is reported, not misread.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::{ClusterEvent, EventSink, TracingEvents};
+
+/// The largest frame a reader accepts: far above any event, so a corrupt length is refused
+/// instead of allocated.
+const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// One event with the wall-clock time its process emitted it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StampedEvent {
+    /// Nanoseconds since the Unix epoch, by the emitting process's clock (processes on one
+    /// machine share it; a harness on several machines must account for their offsets).
+    pub unix_nanos: u64,
+    /// The event.
+    pub event: ClusterEvent,
+}
+
+/// Appends every event to a file, and logs it as [`TracingEvents`] does.
+pub struct FileEvents {
+    file: Mutex<File>,
+}
+
+impl FileEvents {
+    /// Opens `path` for appending (creating it): a restarted process adds to what its previous
+    /// incarnation wrote.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(FileEvents {
+            file: Mutex::new(file),
+        })
+    }
+}
+
+impl EventSink for FileEvents {
+    fn emit(&self, event: ClusterEvent) {
+        let unix_nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let stamped = StampedEvent { unix_nanos, event };
+        match encode_frame(&stamped) {
+            Ok(frame) => {
+                let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+                // A small append to a local file: page cache, not a disk wait.
+                if let Err(e) = file.write_all(&frame) {
+                    tracing::warn!(target: "rill::events", "events file write failed: {e}");
+                }
+            }
+            Err(e) => tracing::warn!(target: "rill::events", "event not encodable: {e}"),
+        }
+        TracingEvents.emit(stamped.event);
+    }
+}
+
+fn encode_frame(event: &StampedEvent) -> Result<Vec<u8>, bincode::Error> {
+    let body = bincode::serialize(event)?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// What an events file holds.
+#[derive(Debug, Default)]
+pub struct EventsFile {
+    /// Every whole frame, in file order.
+    pub events: Vec<StampedEvent>,
+    /// The bytes those frames took: where a reader that follows a growing file goes on from.
+    pub consumed: usize,
+    /// Why reading stopped before the end of the bytes, if it did: a frame cut short (the
+    /// writer was killed while writing it) or one that does not decode.
+    pub damaged: Option<String>,
+}
+
+/// Decodes the frames of an events file.
+pub fn read_events(bytes: &[u8]) -> EventsFile {
+    let mut out = EventsFile::default();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Some((len, body)) = rest.split_first_chunk::<4>() else {
+            out.damaged = Some(format!("{} bytes of a cut-off frame length", rest.len()));
+            break;
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        if len > MAX_FRAME {
+            out.damaged = Some(format!("a frame of {len} bytes (at most {MAX_FRAME})"));
+            break;
+        }
+        if body.len() < len {
+            out.damaged = Some(format!("a frame cut off at {} of {len} bytes", body.len()));
+            break;
+        }
+        match bincode::deserialize::<StampedEvent>(&body[..len]) {
+            Ok(event) => {
+                out.events.push(event);
+                out.consumed += 4 + len;
+            }
+            Err(e) => {
+                out.damaged = Some(format!("a frame that does not decode: {e}"));
+                break;
+            }
+        }
+        rest = &body[len..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::TaskManagerId;
+
+    fn registered(name: &str) -> ClusterEvent {
+        ClusterEvent::TaskManagerRegistered {
+            taskmanager: name.into(),
+            instance: TaskManagerId(7),
+            slots: 2,
+        }
+    }
+
+    #[test]
+    fn events_round_trip_through_a_file_across_restarts() {
+        let dir = std::env::temp_dir().join(format!("rill-events-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tm-1.events");
+        let _ = std::fs::remove_file(&path);
+        FileEvents::open(&path).unwrap().emit(registered("tm-1"));
+        // A restarted process appends.
+        FileEvents::open(&path).unwrap().emit(registered("tm-2"));
+        let read = read_events(&std::fs::read(&path).unwrap());
+        assert_eq!(read.damaged, None);
+        let names: Vec<_> = read.events.iter().map(|e| e.event.clone()).collect();
+        assert_eq!(names, vec![registered("tm-1"), registered("tm-2")]);
+        assert!(read.events[0].unix_nanos <= read.events[1].unix_nanos);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cut_off_or_corrupt_frame_ends_the_readable_part_and_says_why() {
+        let one = encode_frame(&StampedEvent {
+            unix_nanos: 1,
+            event: registered("tm-1"),
+        })
+        .unwrap();
+        let mut bytes = one.clone();
+        bytes.extend_from_slice(&one[..one.len() - 3]);
+        let read = read_events(&bytes);
+        assert_eq!(read.events.len(), 1);
+        assert_eq!(read.consumed, one.len());
+        assert!(read.damaged.unwrap().contains("cut off"));
+
+        let mut huge = one.clone();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        let read = read_events(&huge);
+        assert_eq!(read.events.len(), 1);
+        assert!(read.damaged.unwrap().contains("at most"));
+
+        let mut garbage = one;
+        garbage.extend_from_slice(&[3, 0, 0, 0, 0xff, 0xff, 0xff]);
+        let read = read_events(&garbage);
+        assert_eq!(read.events.len(), 1);
+        assert!(read.damaged.unwrap().contains("does not decode"));
+    }
+}

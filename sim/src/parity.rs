@@ -1,0 +1,264 @@
+//! Simulated against real: one run's verdicts and figures as a small text file (`run
+//! --summary FILE` in the simulator, `real --summary FILE` on real processes), and the two side
+//! by side with every difference flagged (`real --compare FILE`).
+//!
+//! ```text
+//! run mode=sim scenario=tm-crash-4x2-taskmanager seed=1 job=FINISHED end_ms=31200
+//! figure name=outputs value=240000
+//! verdict checker=delivery status=pass summary=every input record output once ...
+//! ```
+//!
+//! Fields are `key=value`; `summary` takes the rest of its line. Readers skip lines they do
+//! not know.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use rill::events::ClusterEvent;
+
+use crate::history::{RunEnd, RunHistory, Verdict};
+
+/// What one run came to, in the summary's terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// `sim` or `real`.
+    pub mode: String,
+    /// How the job ended.
+    pub job: String,
+    /// Figures by name, in the order they were written.
+    pub figures: Vec<(String, String)>,
+    /// Each checker's status (`pass`, `FAIL`, `not-checked`) and summary, by checker.
+    pub verdicts: BTreeMap<String, (String, String)>,
+    /// Faults that were not applied, with why.
+    pub not_applied: Vec<String>,
+}
+
+impl Summary {
+    /// The summary of a judged run.
+    pub fn of(mode: &str, history: &RunHistory, verdicts: &[Verdict]) -> Summary {
+        let job = match history.job_status {
+            RunEnd::Ended(status) => format!("{status:?}").to_uppercase(),
+            other => format!("{other:?}"),
+        };
+        let verdicts = verdicts
+            .iter()
+            .map(|v| {
+                let status = match (v.checked, v.passed) {
+                    (_, false) => "FAIL",
+                    (true, true) => "pass",
+                    (false, true) => "not-checked",
+                };
+                (
+                    v.checker.to_string(),
+                    (status.to_string(), one_line(&v.summary)),
+                )
+            })
+            .collect();
+        let not_applied = history
+            .faults
+            .iter()
+            .filter_map(|f| Some(format!("{}: {}", f.fault, f.not_applied.as_ref()?)))
+            .collect();
+        Summary {
+            mode: mode.into(),
+            job,
+            figures: figures(history),
+            verdicts,
+            not_applied,
+        }
+    }
+
+    /// The summary as its file's text.
+    pub fn render(&self, scenario: &str, seed: u64) -> String {
+        let mut out = format!(
+            "run mode={} scenario={scenario} seed={seed} job={}\n",
+            self.mode, self.job
+        );
+        for (name, value) in &self.figures {
+            let _ = writeln!(out, "figure name={name} value={value}");
+        }
+        for (checker, (status, summary)) in &self.verdicts {
+            let _ = writeln!(
+                out,
+                "verdict checker={checker} status={status} summary={summary}"
+            );
+        }
+        for why in &self.not_applied {
+            let _ = writeln!(out, "not-applied summary={}", one_line(why));
+        }
+        out
+    }
+
+    /// Reads a summary file's text.
+    pub fn parse(text: &str) -> Result<Summary, String> {
+        let mut s = Summary::default();
+        for line in text.lines() {
+            let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
+            let (fields, summary) = match rest.split_once("summary=") {
+                Some((fields, summary)) => (fields, summary.to_string()),
+                None => (rest, String::new()),
+            };
+            let get = |key: &str| {
+                fields
+                    .split_whitespace()
+                    .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+                    .map(str::to_string)
+            };
+            match kind {
+                "run" => {
+                    s.mode = get("mode").ok_or("a run line without mode")?;
+                    s.job = get("job").unwrap_or_default();
+                }
+                "figure" => s.figures.push((
+                    get("name").ok_or("a figure without name")?,
+                    get("value").unwrap_or_default(),
+                )),
+                "verdict" => {
+                    let checker = get("checker").ok_or("a verdict without checker")?;
+                    s.verdicts
+                        .insert(checker, (get("status").unwrap_or_default(), summary));
+                }
+                "not-applied" => s.not_applied.push(summary),
+                _ => {}
+            }
+        }
+        if s.mode.is_empty() {
+            return Err("not a run summary: no run line".into());
+        }
+        Ok(s)
+    }
+}
+
+/// The figures both runs are compared by.
+fn figures(h: &RunHistory) -> Vec<(String, String)> {
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    let (mut failovers, mut restarted) = (0u32, 0usize);
+    for e in &h.events {
+        if let ClusterEvent::FailoverStarted { restart, .. } = &e.event {
+            failovers += 1;
+            restarted += restart.len();
+        }
+    }
+    let range = h
+        .placements
+        .iter()
+        .filter_map(|p| {
+            let counts = || p.tasks.iter().map(|(_, n)| *n);
+            Some(counts().max()? - counts().min()?)
+        })
+        .max();
+    vec![
+        ("outputs".into(), h.outputs.len().to_string()),
+        ("longest_stall".into(), ms(longest_stall(h))),
+        ("failovers".into(), failovers.to_string()),
+        ("restarted_subtasks".into(), restarted.to_string()),
+        (
+            "balance_range".into(),
+            range.map_or("-".into(), |r| r.to_string()),
+        ),
+    ]
+}
+
+/// The longest time without output between the first output and the last.
+fn longest_stall(h: &RunHistory) -> Duration {
+    h.outputs
+        .windows(2)
+        .map(|w| w[1].at.saturating_sub(w[0].at))
+        .max()
+        .unwrap_or_default()
+}
+
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
+}
+
+/// The two runs side by side: job, figures and each checker's status, `<<` on every row that
+/// differs. Returns the table and how many checkers' statuses differ.
+pub fn side_by_side(sim: &Summary, real: &Summary) -> (String, usize) {
+    let mut out = String::new();
+    let mark = |a: &str, b: &str| if a == b { "" } else { "  <<" };
+    let _ = writeln!(out, "{:<22} {:<28} {:<28}", "", "simulated", "real");
+    let _ = writeln!(
+        out,
+        "{:<22} {:<28} {:<28}{}",
+        "job",
+        sim.job,
+        real.job,
+        mark(&sim.job, &real.job)
+    );
+    for (name, value) in &sim.figures {
+        let other = real
+            .figures
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("-", |(_, v)| v.as_str());
+        let _ = writeln!(out, "{name:<22} {value:<28} {other:<28}");
+    }
+    let mut differ = 0;
+    let checkers: std::collections::BTreeSet<&String> =
+        sim.verdicts.keys().chain(real.verdicts.keys()).collect();
+    for checker in checkers {
+        let status = |s: &Summary| {
+            s.verdicts
+                .get(checker)
+                .map_or("-".to_string(), |v| v.0.clone())
+        };
+        let (a, b) = (status(sim), status(real));
+        if a != b {
+            differ += 1;
+        }
+        let _ = writeln!(out, "{checker:<22} {a:<28} {b:<28}{}", mark(&a, &b));
+    }
+    for why in &real.not_applied {
+        let _ = writeln!(out, "real run, {why}");
+    }
+    (out, differ)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(mode: &str, delivery: &str) -> Summary {
+        Summary {
+            mode: mode.into(),
+            job: "FINISHED".into(),
+            figures: vec![("outputs".into(), "10".into())],
+            verdicts: [
+                (
+                    "delivery".to_string(),
+                    (delivery.to_string(), "lost 0".to_string()),
+                ),
+                (
+                    "balance".to_string(),
+                    ("not-checked".to_string(), "why".to_string()),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            not_applied: vec!["partition of tm-1: not applied: no netns".into()],
+        }
+    }
+
+    #[test]
+    fn a_summary_reads_back_as_written() {
+        let s = summary("real", "pass");
+        let text = s.render("x", 3);
+        assert_eq!(Summary::parse(&text).unwrap(), s);
+        assert!(Summary::parse("figure name=a value=1").is_err());
+    }
+
+    #[test]
+    fn differing_verdicts_are_flagged_and_counted() {
+        let (table, differ) = side_by_side(&summary("sim", "pass"), &summary("real", "FAIL"));
+        assert_eq!(differ, 1);
+        let row = table.lines().find(|l| l.starts_with("delivery")).unwrap();
+        assert!(row.ends_with("<<"), "{row}");
+        let row = table.lines().find(|l| l.starts_with("balance")).unwrap();
+        assert!(!row.ends_with("<<"), "{row}");
+        assert!(table.contains("not applied: no netns"));
+        let (_, same) = side_by_side(&summary("sim", "pass"), &summary("real", "pass"));
+        assert_eq!(same, 0);
+    }
+}

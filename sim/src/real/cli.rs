@@ -1,0 +1,138 @@
+//! `rill-sim real`: a scenario on real processes, judged by the simulator's checkers, and
+//! optionally side by side with the simulated run's summary (`rill-sim run --summary FILE`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use rill::jobs::JobRegistry;
+
+use super::{RealHarness, RealOptions};
+use crate::parity::{side_by_side, Summary};
+use crate::scenario_file::{load_file_with, load_named};
+
+/// The real-process harness's command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "rill-sim",
+    about = "rill's scenarios on real processes (the simulated build has the rest)"
+)]
+enum Cli {
+    /// Runs one scenario's cluster as real processes on this machine, applies its fault plan
+    /// by real means, and judges the run with the simulator's checkers.
+    Real(RealArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RealArgs {
+    /// A named scenario, or a scenario file (`*.toml`).
+    #[arg(long)]
+    scenario: String,
+    /// The seed whose fault plan runs (a swarm's draw); real timing is not seeded.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The binary the JobManager and TaskManagers run: `rill`, or a binary of yours over
+    /// the same jobs.
+    #[arg(long, value_name = "PATH")]
+    rill: PathBuf,
+    /// Where events files and process logs go (a subdirectory per run).
+    #[arg(long, default_value = "target/real-runs")]
+    workdir: PathBuf,
+    /// Write this run's summary here.
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+    /// The simulated run's summary: print both side by side, and fail if a checker's verdict
+    /// differs.
+    #[arg(long, value_name = "FILE")]
+    compare: Option<PathBuf>,
+}
+
+/// Parses the arguments and runs the command over `jobs`, with named scenarios in `specs`.
+pub fn main(jobs: JobRegistry, specs: &Path) -> ExitCode {
+    let Cli::Real(args) = Cli::parse();
+    match real(jobs, specs, &args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real(
+    jobs: JobRegistry,
+    specs: &Path,
+    a: &RealArgs,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let s = if a.scenario.ends_with(".toml") {
+        load_file_with(Path::new(&a.scenario), &jobs)?
+    } else {
+        load_named(specs, &a.scenario, &jobs)?
+    };
+    let compare = a
+        .compare
+        .as_ref()
+        .map(|path| {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Summary::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        })
+        .transpose()?;
+    println!(
+        "real run: {} seed {} on {} TaskManager processes x {} slots ({})",
+        s.name,
+        a.seed,
+        s.cluster.taskmanagers,
+        s.cluster.slots_per_taskmanager,
+        a.rill.display()
+    );
+    let harness = RealHarness::new(
+        jobs,
+        RealOptions {
+            program: a.rill.clone(),
+            workdir: a.workdir.clone(),
+        },
+    );
+    let outcome = harness.run(&s, a.seed)?;
+    let summary = Summary::of("real", &outcome.history, &outcome.verdicts);
+    println!(
+        "job {} after {:.1}s, {} outputs",
+        summary.job,
+        outcome.history.end.as_secs_f64(),
+        outcome.history.outputs.len()
+    );
+    for v in &outcome.verdicts {
+        let status = match (v.checked, v.passed) {
+            (_, false) => "FAIL",
+            (true, true) => "ok  ",
+            (false, true) => "--  ",
+        };
+        println!("  {status} {:<14} {}", v.checker, v.summary);
+        if let (false, Some(evidence)) = (v.passed, &v.evidence) {
+            println!("       evidence: {evidence}");
+        }
+    }
+    for f in &outcome.history.faults {
+        match &f.not_applied {
+            Some(why) => println!("  fault {}: {why}", f.fault),
+            None => println!("  fault {}: applied", f.fault),
+        }
+    }
+    if let Some(path) = &a.summary {
+        std::fs::write(path, summary.render(&s.name, a.seed))?;
+    }
+    let mut ok = outcome.passed();
+    if let Some(sim) = compare {
+        let (table, differ) = side_by_side(&sim, &summary);
+        println!("\n{table}");
+        if differ > 0 {
+            println!("{differ} checker(s) judged the simulated and the real run differently (<<)");
+            ok = false;
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,305 @@
+//! The real run's fault timeline: what is due is applied to the processes (or recorded as not
+//! applicable for real, with why), anchored faults wait for their event in the processes'
+//! events files, and at the end the run's history is put together as the simulator's is.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rill::events::ClusterEvent;
+use rill::jobmanager::client::SubmitError;
+use rill::jobs::JobRegistry;
+use rill::rpc::JobStatusReport;
+use tokio::time::Instant;
+
+use super::{Cluster, JobResult, Services};
+use crate::collected;
+use crate::events::RecordedEvent;
+use crate::fault::{format_duration, Fault, FaultKind};
+use crate::history::{AppliedFault, RunEnd, RunHistory};
+use crate::node::NodeName;
+use crate::scenario::Scenario;
+use crate::store::SimCheckpointStore;
+
+/// A step of the fault timeline; ends sort before begins, as in the simulated runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    End(usize),
+    Begin(usize),
+}
+
+pub(super) struct Driver {
+    cluster: Cluster,
+    store: SimCheckpointStore,
+    faults: Vec<AppliedFault>,
+    timeline: Vec<(Duration, Step)>,
+    /// Anchored faults whose event has not come yet, in plan order.
+    waiting: Vec<usize>,
+    events: Vec<RecordedEvent>,
+    /// Whether a failover or rebalancing was seen: later deployments are restores.
+    restoring: bool,
+    start_ns: u64,
+    /// Active faults holding each process down or paused (faults may overlap).
+    down: BTreeMap<NodeName, u32>,
+    paused: BTreeMap<NodeName, u32>,
+}
+
+impl Driver {
+    pub(super) fn new(
+        mut cluster: Cluster,
+        store: &SimCheckpointStore,
+        faults: Vec<Fault>,
+        start_ns: u64,
+    ) -> Driver {
+        let mut timeline: Vec<(Duration, Step)> = faults
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.anchor.is_none())
+            .map(|(i, f)| (f.at, Step::Begin(i)))
+            .collect();
+        timeline.sort();
+        let waiting = (0..faults.len())
+            .filter(|&i| faults[i].anchor.is_some())
+            .collect();
+        let events = std::mem::take(&mut cluster.early);
+        Driver {
+            cluster,
+            store: store.clone(),
+            faults: faults.into_iter().map(AppliedFault::planned).collect(),
+            timeline,
+            waiting,
+            events,
+            restoring: false,
+            start_ns,
+            down: BTreeMap::new(),
+            paused: BTreeMap::new(),
+        }
+    }
+
+    /// Reads what the processes wrote since the last call and schedules every anchored fault
+    /// whose event came.
+    pub(super) fn poll_events(&mut self, now: Duration) {
+        let mut fresh = Vec::new();
+        for tail in &mut self.cluster.tails {
+            fresh.extend(tail.poll(self.start_ns));
+        }
+        fresh.sort_by_key(|e| e.at);
+        for e in &fresh {
+            self.match_anchors(e, now);
+        }
+        self.events.extend(fresh);
+    }
+
+    fn match_anchors(&mut self, e: &RecordedEvent, now: Duration) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let fault = &self.faults[self.waiting[i]].fault;
+            let matched = fault
+                .anchor
+                .is_some_and(|a| a.matches(fault.at, &e.event, e.at, self.restoring));
+            if !matched {
+                i += 1;
+                continue;
+            }
+            let offset = fault.anchor.map_or(Duration::ZERO, |a| a.offset);
+            let index = self.waiting.remove(i);
+            self.schedule((e.at + offset).max(now), Step::Begin(index));
+        }
+        if matches!(
+            e.event,
+            ClusterEvent::FailoverStarted { .. } | ClusterEvent::Rebalanced { .. }
+        ) {
+            self.restoring = true;
+        }
+    }
+
+    pub(super) fn apply_due(&mut self, now: Duration) {
+        while self.timeline.first().is_some_and(|(t, _)| *t <= now) {
+            let (_, step) = self.timeline.remove(0);
+            match step {
+                Step::Begin(i) => self.begin(i, now),
+                Step::End(i) => self.end(i, now),
+            }
+        }
+    }
+
+    fn schedule(&mut self, at: Duration, step: Step) {
+        let pos = self
+            .timeline
+            .partition_point(|(t, s)| (*t, *s) <= (at, step));
+        self.timeline.insert(pos, (at, step));
+    }
+
+    fn begin(&mut self, i: usize, now: Duration) {
+        let fault = self.faults[i].fault.clone();
+        match self.apply(&fault) {
+            Ok(()) => {
+                self.faults[i].began_at = Some(now);
+                self.faults[i].effective = true;
+                if let Some(d) = fault.duration() {
+                    self.schedule(now + d, Step::End(i));
+                }
+            }
+            Err(why) => self.faults[i].not_applied = Some(format!("not applied: {why}")),
+        }
+    }
+
+    /// Applies `fault` by real means, or says why it cannot be applied on this runner.
+    fn apply(&mut self, fault: &Fault) -> Result<(), String> {
+        match &fault.kind {
+            FaultKind::Crash { target, .. } | FaultKind::OomKill { target, .. } => {
+                let process = self.process(target)?;
+                process.kill();
+                *self.down.entry(target.clone()).or_default() += 1;
+                Ok(())
+            }
+            FaultKind::Pause { target, .. } => {
+                let process = self.process(target)?;
+                if !process.pause() {
+                    return Err(format!("{target} is not running"));
+                }
+                *self.paused.entry(target.clone()).or_default() += 1;
+                Ok(())
+            }
+            FaultKind::StoreFailure { mode, .. } => {
+                self.store.set(*mode, true);
+                Ok(())
+            }
+            FaultKind::Partition { .. } | FaultKind::LinkPartition { .. } => Err(
+                "partitions need a network namespace per node, which this runner does not set up yet"
+                    .into(),
+            ),
+            FaultKind::PacketLoss { .. } | FaultKind::Latency { .. } => Err(
+                "loss and latency need netem, which this machine's kernel does not provide".into(),
+            ),
+            FaultKind::ClockSkew { .. } => Err(
+                "a real process's processing clock has no control interface yet".into(),
+            ),
+        }
+    }
+
+    /// The process of a JobManager or TaskManager node.
+    fn process(&mut self, target: &NodeName) -> Result<&mut super::NodeProcess, String> {
+        self.cluster.processes.get_mut(target).ok_or_else(|| {
+            format!("{target} runs inside the harness on a real run, not as a process of its own")
+        })
+    }
+
+    fn end(&mut self, i: usize, now: Duration) {
+        self.faults[i].ended_at = Some(now);
+        let fault = self.faults[i].fault.clone();
+        match &fault.kind {
+            FaultKind::Crash { target, .. } | FaultKind::OomKill { target, .. } => {
+                if release(&mut self.down, target) {
+                    if let Some(p) = self.cluster.processes.get_mut(target) {
+                        if let Err(e) = p.start() {
+                            tracing::warn!(target: "rill_sim::real", "{target} did not restart: {e}");
+                        }
+                    }
+                }
+            }
+            FaultKind::Pause { target, .. } => {
+                if release(&mut self.paused, target) {
+                    if let Some(p) = self.cluster.processes.get_mut(target) {
+                        p.resume();
+                    }
+                }
+            }
+            FaultKind::StoreFailure { mode, .. } => self.store.set(*mode, false),
+            _ => {}
+        }
+    }
+
+    /// Stops every process, reads the rest of their events and puts the history together.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn finish(
+        mut self,
+        s: &Scenario,
+        services: &Services,
+        start: Instant,
+        end: Duration,
+        result: Option<JobResult>,
+        statuses: &[(Duration, JobStatusReport)],
+        jobs: &JobRegistry,
+    ) -> RunHistory {
+        for process in self.cluster.processes.values_mut() {
+            process.kill();
+        }
+        self.poll_events(end);
+        for tail in &self.cluster.tails {
+            if let Some(why) = tail.damaged() {
+                tracing::warn!(target: "rill_sim::real", "events file damaged: {why}");
+            }
+        }
+        for f in self.faults.iter_mut().filter(|f| f.began_at.is_none()) {
+            if f.not_applied.is_none() {
+                f.not_applied = Some(format!(
+                    "the run ended at {} before it was due",
+                    format_duration(end)
+                ));
+            }
+        }
+        let (job_status, job_message) = job_end(s, result);
+        let checks = jobs
+            .output_checks(&s.job)
+            .unwrap_or(rill::api::OutputChecks::OPAQUE);
+        let (outputs, payloads) = collected::outputs(&services.collect, start, checks, false);
+        let mut events = self.events;
+        events.sort_by_key(|e| e.at);
+        RunHistory {
+            scenario: s.name.clone(),
+            seed: 0,
+            end,
+            outputs,
+            payloads,
+            commits: collected::commits(&services.collect, start),
+            stored_checkpoints: self
+                .cluster
+                .stores_checkpoints
+                .then(|| services.checkpoints.take_stored(start)),
+            faults: self.faults,
+            events,
+            trace: Vec::new(),
+            job_status,
+            job_message,
+            placements: collected::placements(statuses),
+            // Real TaskManagers' accounted memory is not sampled yet.
+            memory: Vec::new(),
+            memory_limit: s.cluster.memory_mb.map(|mb| mb * 1024 * 1024),
+            taskmanagers: s.cluster.taskmanagers,
+            buggify: Vec::new(),
+            buggified: Vec::new(),
+        }
+    }
+}
+
+/// Takes one holder away; true when none is left (the process may start or run again).
+fn release(map: &mut BTreeMap<NodeName, u32>, node: &NodeName) -> bool {
+    match map.get_mut(node) {
+        Some(n) if *n > 1 => {
+            *n -= 1;
+            false
+        }
+        Some(_) => {
+            map.remove(node);
+            true
+        }
+        None => false,
+    }
+}
+
+/// How the job ended, and why, from what the client's task returned.
+fn job_end(s: &Scenario, result: Option<JobResult>) -> (RunEnd, Option<String>) {
+    match result {
+        None => (
+            RunEnd::CutOff,
+            Some(format!(
+                "still running after {}",
+                format_duration(s.run_for)
+            )),
+        ),
+        Some(Ok(Ok(report))) => (RunEnd::Ended(report.status), report.message),
+        Some(Ok(Err(e @ SubmitError::Rejected(_)))) => (RunEnd::Rejected, Some(e.to_string())),
+        Some(Ok(Err(e))) => (RunEnd::Lost, Some(e.to_string())),
+        Some(Err(e)) => (RunEnd::Lost, Some(e.to_string())),
+    }
+}

@@ -1,0 +1,380 @@
+//! Runs a scenario on real processes: the same scenario files, fault plans, run histories and
+//! checkers as the simulator, against a cluster of real `rill` processes on this machine.
+//!
+//! The JobManager and every TaskManager are processes of the binary given (`rill`, or a user's
+//! binary built on [`rill::cli::main`] with the same jobs as the harness's registry); each
+//! appends its typed cluster events to a file ([`rill::events::FileEvents`]) that the harness
+//! follows. The external systems (source log, sink store, checkpoint store) run inside the
+//! harness's own process, on loopback, where it reads what the sinks wrote and what the store
+//! holds exactly as the simulator does. Faults are applied by real means: a crash or OOM kill
+//! is SIGKILL (and a restart of the process), a pause SIGSTOP and SIGCONT, a store failure the
+//! store's switch. A fault this runner cannot apply for real is recorded "not applied (why)"
+//! and judged as a fault that never came: never skipped silently, never pretended.
+
+pub mod cli;
+mod driver;
+mod process;
+mod tail;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rill::config::keys::CHECKPOINTS_DIR;
+use rill::config::Configuration;
+use rill::connectors::log_service::serve_log;
+use rill::connectors::sink_service::serve_sink_store;
+use rill::connectors::CollectStore;
+use rill::events::ClusterEvent;
+use rill::jobmanager::client::{submit_job, SubmitError};
+use rill::jobs::JobRegistry;
+use rill::rpc::JobStatusReport;
+use rill::state::serve_checkpoint_store;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+pub use process::NodeProcess;
+pub use tail::EventTail;
+
+use crate::check::bounds::Timing;
+use crate::events::RecordedEvent;
+use crate::fault::Fault;
+use crate::history::{RunHistory, RunOutcome};
+use crate::judge::Judge;
+use crate::node::NodeName;
+use crate::scenario::{fault_plan, harness_job, Scenario};
+use crate::store::SimCheckpointStore;
+use driver::Driver;
+
+/// How long the cluster may take to come up (every TaskManager registered) before the run is
+/// given up as not started.
+const STARTUP_LIMIT: Duration = Duration::from_secs(30);
+/// How often the harness reads the processes' events and applies what is due.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Where a real run's processes come from and where its files go.
+#[derive(Debug, Clone)]
+pub struct RealOptions {
+    /// The binary every JobManager and TaskManager process runs (its `jobmanager` and
+    /// `taskmanager` commands): `rill`, or a user's binary over the same jobs.
+    pub program: PathBuf,
+    /// A directory for the run's events files and process logs (one subdirectory per run).
+    pub workdir: PathBuf,
+}
+
+/// Why a real run could not be made (as opposed to a run whose checkers failed).
+#[derive(Debug, thiserror::Error)]
+pub enum RealError {
+    /// A process or a listener could not be started.
+    #[error("could not start {what}: {source}")]
+    Start {
+        /// What was being started.
+        what: String,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// The cluster did not come up in time.
+    #[error("the cluster did not come up within {limit:?}: {registered} of {expected} TaskManagers registered (process logs in {logs})")]
+    NotUp {
+        /// How long it was given.
+        limit: Duration,
+        /// TaskManagers that registered.
+        registered: usize,
+        /// TaskManagers in the scenario.
+        expected: u32,
+        /// Where the processes' logs are.
+        logs: String,
+    },
+    /// The scenario's job could not be given to the cluster.
+    #[error("the scenario's job: {0}")]
+    Job(String),
+}
+
+/// Runs scenarios of one job registry on real processes.
+pub struct RealHarness {
+    jobs: JobRegistry,
+    options: RealOptions,
+}
+
+impl RealHarness {
+    /// A harness whose processes run `options.program`, which must know the jobs of `jobs`.
+    pub fn new(jobs: JobRegistry, options: RealOptions) -> Self {
+        RealHarness { jobs, options }
+    }
+
+    /// Runs `scenario` with the fault plan of `seed` and judges it.
+    pub fn run(&self, scenario: &Scenario, seed: u64) -> Result<RunOutcome, RealError> {
+        let history = self.record(scenario, seed, fault_plan(scenario, seed))?;
+        let verdicts = Judge::new(&self.jobs).verdicts(scenario, &history, None);
+        Ok(RunOutcome { history, verdicts })
+    }
+
+    /// Runs `scenario` with `faults` on a fresh cluster of real processes and returns what it
+    /// recorded, unjudged. Blocks for as long as the run takes (the scenario's `run_for` at
+    /// most, plus start-up).
+    pub fn record(
+        &self,
+        scenario: &Scenario,
+        seed: u64,
+        faults: Vec<Fault>,
+    ) -> Result<RunHistory, RealError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|source| RealError::Start {
+                what: "the harness's runtime".into(),
+                source,
+            })?;
+        let mut history = runtime.block_on(self.drive(scenario, seed, faults))?;
+        history.seed = seed;
+        // The services inside this process go with their runtime.
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        Ok(history)
+    }
+
+    async fn drive(
+        &self,
+        s: &Scenario,
+        seed: u64,
+        faults: Vec<Fault>,
+    ) -> Result<RunHistory, RealError> {
+        let dir = self.options.workdir.join(format!("{}-{seed}", s.name));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|source| RealError::Start {
+            what: format!("the run directory {}", dir.display()),
+            source,
+        })?;
+        let services = Services::start(&self.jobs, s).await?;
+        let mut cluster = Cluster::start(&self.options, s, &services, dir)?;
+        cluster.wait_until_up(s.cluster.taskmanagers).await?;
+        let start = Instant::now();
+        let start_ns = tail::unix_nanos();
+        let statuses: Arc<Mutex<Vec<(Duration, JobStatusReport)>>> = Arc::default();
+        let sink = statuses.clone();
+        let spec = harness_job(&self.jobs, &s.job, &services.sink_url, &services.log_url);
+        let (addr, config) = (cluster.jm_addr.to_string(), cluster.config.clone());
+        let mut job = tokio::spawn(async move {
+            submit_job(
+                &addr,
+                &spec,
+                &config,
+                |_| {},
+                move |r| {
+                    sink.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((start.elapsed(), r.clone()))
+                },
+            )
+            .await
+        });
+        let mut driver = Driver::new(cluster, &services.checkpoints, faults, start_ns);
+        let linger = Timing::of(&s.config).detection + Duration::from_secs(1);
+        let mut lost: Option<(Duration, JobResult)> = None;
+        let result = loop {
+            let now = start.elapsed();
+            driver.poll_events(now);
+            driver.apply_due(now);
+            let until = lost
+                .as_ref()
+                .map_or(s.run_for, |(at, _)| (*at + linger).min(s.run_for));
+            if now >= until {
+                break lost.map(|(_, r)| r);
+            }
+            tokio::select! {
+                r = &mut job, if lost.is_none() => match r {
+                    Ok(Err(SubmitError::Rejected(_))) | Ok(Ok(_)) => break Some(r),
+                    r => lost = Some((now, r)),
+                },
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        };
+        let end = start.elapsed();
+        let statuses = statuses.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(driver.finish(s, &services, start, end, result, &statuses, &self.jobs))
+    }
+}
+
+/// What the client's task returns: the job's final status, or why it has none.
+type JobResult = Result<Result<JobStatusReport, SubmitError>, tokio::task::JoinError>;
+
+/// The external systems, served from this process on loopback.
+struct Services {
+    checkpoints: SimCheckpointStore,
+    collect: CollectStore,
+    checkpoint_url: String,
+    log_url: String,
+    sink_url: String,
+}
+
+impl Services {
+    async fn start(jobs: &JobRegistry, s: &Scenario) -> Result<Services, RealError> {
+        let config = s.config.clone();
+        let bind = |what: &'static str| async move {
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .await
+                .map_err(|source| RealError::Start {
+                    what: what.into(),
+                    source,
+                })
+        };
+        let url = |l: &TcpListener| format!("rill://{}", l.local_addr().expect("bound"));
+        let checkpoints = SimCheckpointStore::default();
+        let listener = bind("the checkpoint store").await?;
+        let checkpoint_url = url(&listener);
+        let store: Arc<dyn rill::state::CheckpointStore> = Arc::new(checkpoints.clone());
+        tokio::spawn(serve_checkpoint_store(listener, store, config.clone()));
+        let topics = jobs
+            .inputs(&s.job)
+            .map_err(|e| RealError::Job(e.to_string()))?
+            .into_iter()
+            .collect();
+        let listener = bind("the source log").await?;
+        let log_url = url(&listener);
+        tokio::spawn(serve_log(listener, topics, config.clone()));
+        let collect = CollectStore::new();
+        let listener = bind("the sink store").await?;
+        let sink_url = url(&listener);
+        tokio::spawn(serve_sink_store(listener, collect.clone(), config));
+        Ok(Services {
+            checkpoints,
+            collect,
+            checkpoint_url,
+            log_url,
+            sink_url,
+        })
+    }
+}
+
+/// The JobManager's and TaskManagers' processes, and their events.
+struct Cluster {
+    processes: BTreeMap<NodeName, NodeProcess>,
+    tails: Vec<EventTail>,
+    jm_addr: SocketAddr,
+    config: Configuration,
+    /// Whether the scenario's checkpoints go to the harness's store.
+    stores_checkpoints: bool,
+    dir: PathBuf,
+    /// What the processes reported before the submission (registrations), at 0.
+    early: Vec<RecordedEvent>,
+}
+
+impl Cluster {
+    fn start(
+        options: &RealOptions,
+        s: &Scenario,
+        services: &Services,
+        dir: PathBuf,
+    ) -> Result<Cluster, RealError> {
+        let mut config = s
+            .config
+            .clone()
+            .with(
+                "taskmanager.numberOfTaskSlots",
+                &s.cluster.slots_per_taskmanager.to_string(),
+            )
+            .map_err(|e| RealError::Job(e.to_string()))?;
+        let stores_checkpoints = config.get_raw(CHECKPOINTS_DIR).is_none();
+        if stores_checkpoints {
+            config
+                .set(CHECKPOINTS_DIR, &services.checkpoint_url)
+                .map_err(|e| RealError::Job(e.to_string()))?;
+        }
+        let jm_addr = free_port()?;
+        let mut cluster = Cluster {
+            processes: BTreeMap::new(),
+            tails: Vec::new(),
+            jm_addr,
+            config,
+            stores_checkpoints,
+            dir,
+            early: Vec::new(),
+        };
+        let jm = vec!["jobmanager".into(), "--bind".into(), jm_addr.to_string()];
+        cluster.add(options, NodeName::JobManager, jm)?;
+        for i in 1..=s.cluster.taskmanagers {
+            let name = NodeName::TaskManager(i);
+            let args = vec![
+                "taskmanager".to_string(),
+                "--jobmanager".into(),
+                jm_addr.to_string(),
+                "--name".into(),
+                name.to_string(),
+                "--data-bind".into(),
+                free_port()?.to_string(),
+            ];
+            cluster.add(options, name, args)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts the process of node `name` with `args`, its events file and the configuration.
+    fn add(
+        &mut self,
+        options: &RealOptions,
+        name: NodeName,
+        args: Vec<String>,
+    ) -> Result<(), RealError> {
+        let events = self.dir.join(format!("{name}.events"));
+        let mut argv: Vec<OsString> = args.into_iter().map(OsString::from).collect();
+        argv.push("--events".into());
+        argv.push(events.clone().into());
+        for (key, value) in self.config.explicit() {
+            argv.push("-c".into());
+            argv.push(format!("{key}={value}").into());
+        }
+        let log = self.dir.join(format!("{name}.log"));
+        let mut process = NodeProcess::new(name.clone(), &options.program, argv, log);
+        process.start().map_err(|source| RealError::Start {
+            what: format!("{name} ({})", options.program.display()),
+            source,
+        })?;
+        self.processes.insert(name.clone(), process);
+        self.tails.push(EventTail::new(name, events));
+        Ok(())
+    }
+
+    /// Waits until every TaskManager has registered with the JobManager, as the simulated run
+    /// waits before it submits: placement sees all of them.
+    async fn wait_until_up(&mut self, taskmanagers: u32) -> Result<(), RealError> {
+        let begun = Instant::now();
+        let mut registered = std::collections::BTreeSet::new();
+        let mut early = Vec::new();
+        while registered.len() < taskmanagers as usize {
+            if begun.elapsed() > STARTUP_LIMIT {
+                return Err(RealError::NotUp {
+                    limit: STARTUP_LIMIT,
+                    registered: registered.len(),
+                    expected: taskmanagers,
+                    logs: self.dir.display().to_string(),
+                });
+            }
+            // Before the submission every event is at 0, as the simulator's recorder has it.
+            for tail in &mut self.tails {
+                for e in tail.poll(u64::MAX) {
+                    if let ClusterEvent::TaskManagerRegistered { taskmanager, .. } = &e.event {
+                        registered.insert(taskmanager.clone());
+                    }
+                    early.push(e);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.early = early;
+        Ok(())
+    }
+}
+
+/// A free loopback port: bound and let go, for a process that must keep its address across
+/// restarts (the JobManager's endpoint, a TaskManager's data server).
+fn free_port() -> Result<SocketAddr, RealError> {
+    StdListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map_err(|source| RealError::Start {
+            what: "a free port".into(),
+            source,
+        })
+}

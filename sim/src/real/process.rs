@@ -1,0 +1,99 @@
+//! The cluster's processes on a real run: how each node's `rill` process is started, and the
+//! signals faults send it (SIGKILL for a crash or an OOM kill, SIGSTOP and SIGCONT for a pause).
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::node::NodeName;
+
+/// One node's process, and what starts it again.
+pub struct NodeProcess {
+    /// The node it is.
+    pub name: NodeName,
+    program: PathBuf,
+    args: Vec<OsString>,
+    log: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl NodeProcess {
+    /// A process of `program` with `args`, its stdout and stderr appended to `log`; not started.
+    pub fn new(name: NodeName, program: &Path, args: Vec<OsString>, log: PathBuf) -> Self {
+        NodeProcess {
+            name,
+            program: program.to_path_buf(),
+            args,
+            log,
+            child: None,
+            paused: false,
+        }
+    }
+
+    /// Starts it (again): a fresh process with the same arguments, as a supervisor restarts a
+    /// pod.
+    pub fn start(&mut self) -> std::io::Result<()> {
+        self.kill();
+        let log = File::options().create(true).append(true).open(&self.log)?;
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        self.paused = false;
+        Ok(())
+    }
+
+    /// Whether a process of it is running (or paused), as far as this harness knows.
+    pub fn is_up(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGKILL, and reaps it: the crash a power cut or the kernel's OOM killer causes.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.paused = false;
+    }
+
+    /// SIGSTOP: the process stops running (a long GC pause, a frozen VM); false if none runs.
+    pub fn pause(&mut self) -> bool {
+        let sent = self.signal(libc::SIGSTOP);
+        self.paused |= sent;
+        sent
+    }
+
+    /// SIGCONT: a paused process runs again.
+    pub fn resume(&mut self) -> bool {
+        let sent = self.paused && self.signal(libc::SIGCONT);
+        self.paused = false;
+        sent
+    }
+
+    fn signal(&mut self, signal: libc::c_int) -> bool {
+        if !self.is_up() {
+            return false;
+        }
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return false;
+        };
+        // SAFETY: kill(2) on a child this process spawned and has not reaped (is_up checked
+        // it is still running), so the pid cannot have been reused.
+        unsafe { libc::kill(pid as libc::pid_t, signal) == 0 }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
