@@ -27,7 +27,7 @@ use crate::jobmanager::JobManagerServices;
 use crate::jobs::JobRegistry;
 use crate::rpc::{JobStatus, JobStatusReport};
 use crate::state::{serve_checkpoint_store, CheckpointStorage};
-use crate::taskmanager::{TaskManager, TaskManagerOptions};
+use crate::taskmanager::{memory_limit, TaskManager, TaskManagerOptions};
 use crate::JobSpec;
 use clap::{Args, Parser, Subcommand};
 
@@ -142,6 +142,9 @@ enum Command {
         /// Address of this TaskManager's data server (port 0 picks one).
         #[arg(long, default_value = "127.0.0.1:0")]
         data_bind: String,
+        /// Append the accounted memory to this file every 100 ms (`UNIX_NANOS TOTAL TASKS`).
+        #[arg(long, value_name = "PATH")]
+        memory_samples: Option<std::path::PathBuf>,
         #[command(flatten)]
         events: EventsArgs,
         #[command(flatten)]
@@ -282,6 +285,7 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             slots,
             name,
             data_bind,
+            memory_samples,
             events,
             config,
         } => {
@@ -290,21 +294,35 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
                 config.set("taskmanager.numberOfTaskSlots", &slots.to_string())?;
             }
             let name = name.unwrap_or_else(|| format!("tm-{}", std::process::id()));
+            // Only a limit set explicitly is enforced: the default is no container's size.
+            let limit = config
+                .get_raw(crate::config::keys::MEMORY_PROCESS_SIZE)
+                .map(|_| config.memory_process_size());
+            let memory = crate::taskmanager::MemoryAccount::default();
             let opts = TaskManagerOptions {
                 name: name.clone(),
                 jobmanager,
                 data_bind,
                 config,
                 collect: None,
-                memory: Default::default(),
+                memory: memory.clone(),
                 clock: Default::default(),
                 events: events.open()?,
                 jobs: jobs.clone(),
             };
             let tm = TaskManager::start(opts).await?;
             println!("taskmanager {name} serving data on {}", tm.data_addr());
-            tm.run().await;
-            Ok(ExitCode::SUCCESS)
+            let watch = memory_limit::watch(memory, limit, memory_samples.as_deref());
+            tokio::select! {
+                _ = tm.run() => Ok(ExitCode::SUCCESS),
+                total = watch => {
+                    eprintln!(
+                        "taskmanager {name}: accounted memory {total} bytes passed taskmanager.memory.process.size ({} bytes): killed, as the OOM killer would",
+                        limit.unwrap_or_default()
+                    );
+                    std::process::exit(memory_limit::OOM_EXIT_STATUS)
+                }
+            }
         }
         Command::Run {
             job,

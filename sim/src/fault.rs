@@ -26,6 +26,10 @@ pub enum StoreFailureMode {
     Stall,
 }
 
+/// How long an OOM-killed TaskManager stays down before it restarts (a pod restart), in the
+/// simulator's memory model and on real runs alike.
+pub const OOM_RESTART: Duration = Duration::from_secs(5);
+
 /// What a fault does, and to which node.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FaultKind {

@@ -21,7 +21,7 @@ use crate::check::Bounds;
 use crate::cluster::{sink_store_url, source_log_url, SimCluster, SimClusterSpec};
 use crate::collected;
 use crate::events::{EventRecorder, RecordedEvent};
-use crate::fault::{format_duration, Anchor, Fault, FaultKind};
+use crate::fault::{format_duration, Anchor, Fault, FaultKind, OOM_RESTART};
 use crate::history::{AppliedFault, MemorySample, RunEnd, RunHistory, Verdict};
 use crate::judge::Judge;
 use crate::node::NodeName;
@@ -32,8 +32,6 @@ use crate::trace::TraceCollector;
 const MEMORY_SAMPLE: Duration = Duration::from_millis(100);
 /// Virtual time between starting the nodes and submitting the job.
 const CLUSTER_STARTUP: Duration = Duration::from_millis(200);
-/// How long an OOM-killed TaskManager stays down before it restarts (a pod restart).
-const OOM_RESTART: Duration = Duration::from_secs(5);
 
 pub use crate::history::RunOutcome;
 pub use crate::scenario::fault_plan;

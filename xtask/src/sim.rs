@@ -53,6 +53,10 @@ pub struct RunArgs {
     /// Run twice and compare trace hashes.
     #[arg(long)]
     check_determinism: bool,
+    /// Then run the same scenario and seed on real processes (`rill-sim real`, built without
+    /// the simulator) and print both runs' verdicts side by side; fails if they differ.
+    #[arg(long)]
+    real: bool,
 }
 
 #[derive(Args)]
@@ -161,7 +165,8 @@ fn build(root: &Path, plan: &mut Plan) -> Result<PathBuf, Failure> {
 }
 
 pub fn main(root: &Path, args: &SimArgs) -> Result<(), Failure> {
-    let mut plan = Plan::new(2);
+    let real = matches!(&args.command, Some(SimCommand::Run(r)) if r.real);
+    let mut plan = Plan::new(if real { 4 } else { 2 });
     let bin = build(root, &mut plan)?;
     let step = |label| Step::new(label, root, &bin);
     match &args.command {
@@ -192,6 +197,9 @@ pub fn main(root: &Path, args: &SimArgs) -> Result<(), Failure> {
             }
             if let Some(report) = &r.report {
                 s = s.args([std::ffi::OsStr::new("--report"), report.as_os_str()]);
+            }
+            if r.real {
+                return parity(root, r, plan, s);
             }
             plan.run(s)?;
         }
@@ -246,6 +254,49 @@ pub fn main(root: &Path, args: &SimArgs) -> Result<(), Failure> {
             )?;
         }
     }
+    plan.finish();
+    Ok(())
+}
+
+/// `sim run --real`: the simulated run `sim` (already set up) writes its summary, then the
+/// real-process build runs the same scenario and compares. A failing simulated verdict does not
+/// stop the real run: the comparison is the point.
+fn parity(root: &Path, r: &RunArgs, mut plan: Plan, sim: Step) -> Result<(), Failure> {
+    let dir = root.join("target").join("parity");
+    std::fs::create_dir_all(&dir).map_err(|e| Failure::new(format!("{}: {e}", dir.display())))?;
+    let name = Path::new(&r.scenario)
+        .file_stem()
+        .map_or(r.scenario.clone(), |s| s.to_string_lossy().into_owned());
+    let summary = dir.join(format!("{name}-{}.sim", r.seed));
+    // A summary left by an earlier run must not stand in for one this run failed to write.
+    let _ = std::fs::remove_file(&summary);
+    let simulated = plan.run(sim.args([OsStr::new("--summary"), summary.as_os_str()]));
+    plan.run(Step::cargo(
+        "build rill and rill-sim (real)",
+        root,
+        [
+            "build",
+            "--release",
+            "-p",
+            "rill",
+            "--bin",
+            "rill",
+            "-p",
+            "rill-scenarios",
+            "--bin",
+            "rill-sim",
+        ],
+    ))?;
+    let real_bin = crate::bench::release_binary(root, "rill-sim");
+    let rill = crate::bench::release_binary(root, "rill");
+    plan.run(
+        Step::new("real", root, &real_bin)
+            .args(["real", "--scenario", &scenario_arg(&r.scenario)])
+            .args(["--seed", &r.seed.to_string()])
+            .args([OsStr::new("--rill"), rill.as_os_str()])
+            .args([OsStr::new("--compare"), summary.as_os_str()]),
+    )?;
+    simulated?;
     plan.finish();
     Ok(())
 }

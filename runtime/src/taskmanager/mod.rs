@@ -3,6 +3,7 @@
 
 mod checkpoints;
 mod consumer_task;
+pub mod memory_limit;
 mod source_task;
 mod task;
 

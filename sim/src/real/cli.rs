@@ -101,11 +101,14 @@ fn real(
         outcome.history.end.as_secs_f64(),
         outcome.history.outputs.len()
     );
+    if let Some(message) = &outcome.history.job_message {
+        println!("  {message}");
+    }
     for v in &outcome.verdicts {
         let status = match (v.checked, v.passed) {
             (_, false) => "FAIL",
             (true, true) => "ok  ",
-            (false, true) => "--  ",
+            (false, true) => "n/a ",
         };
         println!("  {status} {:<14} {}", v.checker, v.summary);
         if let (false, Some(evidence)) = (v.passed, &v.evidence) {

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::{Cluster, JobResult, Services};
 use crate::collected;
 use crate::events::RecordedEvent;
-use crate::fault::{format_duration, Fault, FaultKind};
+use crate::fault::{format_duration, Fault, FaultKind, OOM_RESTART};
 use crate::history::{AppliedFault, RunEnd, RunHistory};
 use crate::node::NodeName;
 use crate::scenario::Scenario;
@@ -109,6 +109,43 @@ impl Driver {
             ClusterEvent::FailoverStarted { .. } | ClusterEvent::Rebalanced { .. }
         ) {
             self.restoring = true;
+        }
+    }
+
+    /// Records a process that died on its own (the memory limit's kill, exit 137, as an OOM
+    /// kill; anything else as a crash) and restarts it after [`OOM_RESTART`], as a supervisor
+    /// restarts a pod.
+    pub(super) fn reap(&mut self, now: Duration) {
+        let mut died = Vec::new();
+        for (name, process) in &mut self.cluster.processes {
+            if self.down.contains_key(name) {
+                continue;
+            }
+            if let Some(status) = process.exited() {
+                died.push((name.clone(), status));
+            }
+        }
+        for (target, status) in died {
+            let restart_after = Some(OOM_RESTART);
+            let kind = match status.code() {
+                Some(rill::taskmanager::memory_limit::OOM_EXIT_STATUS) => FaultKind::OomKill {
+                    target: target.clone(),
+                    restart_after,
+                },
+                _ => {
+                    tracing::warn!(target: "rill_sim::real", "{target} exited on its own: {status}");
+                    FaultKind::Crash {
+                        target: target.clone(),
+                        restart_after,
+                    }
+                }
+            };
+            let mut fault = AppliedFault::planned(Fault::new(now, kind));
+            fault.began_at = Some(now);
+            fault.effective = true;
+            self.faults.push(fault);
+            *self.down.entry(target).or_default() += 1;
+            self.schedule(now + OOM_RESTART, Step::End(self.faults.len() - 1));
         }
     }
 
@@ -221,6 +258,9 @@ impl Driver {
         statuses: &[(Duration, JobStatusReport)],
         jobs: &JobRegistry,
     ) -> RunHistory {
+        // A process that died just before the end (the kill that failed the job) is a fault
+        // of the run too.
+        self.reap(end);
         for process in self.cluster.processes.values_mut() {
             process.kill();
         }
@@ -262,8 +302,7 @@ impl Driver {
             job_status,
             job_message,
             placements: collected::placements(statuses),
-            // Real TaskManagers' accounted memory is not sampled yet.
-            memory: Vec::new(),
+            memory: self.cluster.memory_samples(self.start_ns),
             memory_limit: s.cluster.memory_mb.map(|mb| mb * 1024 * 1024),
             taskmanagers: s.cluster.taskmanagers,
             buggify: Vec::new(),

@@ -33,6 +33,7 @@ use rill::jobmanager::client::{submit_job, SubmitError};
 use rill::jobs::JobRegistry;
 use rill::rpc::JobStatusReport;
 use rill::state::serve_checkpoint_store;
+use rill::taskmanager::memory_limit::parse_sample;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -42,7 +43,7 @@ pub use tail::EventTail;
 use crate::check::bounds::Timing;
 use crate::events::RecordedEvent;
 use crate::fault::Fault;
-use crate::history::{RunHistory, RunOutcome};
+use crate::history::{MemorySample, RunHistory, RunOutcome};
 use crate::judge::Judge;
 use crate::node::NodeName;
 use crate::scenario::{fault_plan, harness_job, Scenario};
@@ -177,6 +178,7 @@ impl RealHarness {
         let result = loop {
             let now = start.elapsed();
             driver.poll_events(now);
+            driver.reap(now);
             driver.apply_due(now);
             let until = lost
                 .as_ref()
@@ -305,6 +307,12 @@ impl Cluster {
                 name.to_string(),
                 "--data-bind".into(),
                 free_port()?.to_string(),
+                "--memory-samples".into(),
+                cluster
+                    .dir
+                    .join(format!("{name}.memory"))
+                    .display()
+                    .to_string(),
             ];
             cluster.add(options, name, args)?;
         }
@@ -365,6 +373,35 @@ impl Cluster {
         }
         self.early = early;
         Ok(())
+    }
+}
+
+impl Cluster {
+    /// Every TaskManager's memory samples (`--memory-samples`), timed since `start_ns` and
+    /// sorted by time; samples before the submission are left out, as the simulator starts
+    /// sampling there.
+    fn memory_samples(&self, start_ns: u64) -> Vec<MemorySample> {
+        let mut samples = Vec::new();
+        for name in self.processes.keys() {
+            let Some(index) = name.taskmanager() else {
+                continue;
+            };
+            let path = self.dir.join(format!("{name}.memory"));
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            for (nanos, bytes, task_bytes) in text.lines().filter_map(parse_sample) {
+                let Some(since) = nanos.checked_sub(start_ns) else {
+                    continue;
+                };
+                samples.push(MemorySample {
+                    at: Duration::from_nanos(since),
+                    taskmanager: index,
+                    bytes,
+                    task_bytes,
+                });
+            }
+        }
+        samples.sort_by_key(|s| (s.at, s.taskmanager));
+        samples
     }
 }
 

@@ -56,6 +56,14 @@ impl NodeProcess {
         }
     }
 
+    /// How the process ended, if it ended without this harness killing it (reaped here).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        self.paused = false;
+        Some(status)
+    }
+
     /// SIGKILL, and reaps it: the crash a power cut or the kernel's OOM killer causes.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
