@@ -195,17 +195,31 @@ fn committed_by_successor(h: &RunHistory, o: &crate::history::OutputRecord) -> b
         .any(|c| c.at == o.at && c.subtask == o.sink_subtask && c.attempt != o.attempt)
 }
 
+/// The longest a cut link waits before it tries a message it holds again: madsim's links,
+/// like TCP's retransmission, try again after 1 ms and then twice as long each time, up to
+/// this.
+const LINK_RETRY_MAX: Duration = Duration::from_secs(10);
+
 /// When a write sent at `at` has reached the sink store at the latest: at once, or when a
-/// pause, partition or crash of the store (or a cut of its links) that holds it then ends.
+/// pause or crash of the store that holds it then ends. A partition of the store (or a cut
+/// of its links) holds a write sent while it lasts until the link's next try after the heal,
+/// and that wait doubles with each try: the write lands within as long again as the cut held
+/// it (at most `LINK_RETRY_MAX`) after the heal, even when the heal came before `at` (a
+/// write sent during the cut, before `at`).
 fn store_reached_by(h: &RunHistory, at: Duration) -> Duration {
     let store = NodeName::SinkStore;
     h.faults
         .iter()
         .filter(|f| f.took_effect())
         .filter(|f| f.fault.kind.touches(&store))
-        .filter_map(|f| f.window(h.end))
-        .filter(|(b, e)| *b <= at && at <= *e)
-        .map(|(_, e)| e)
+        .filter_map(|f| Some((&f.fault.kind, f.window(h.end)?)))
+        .filter(|(_, (b, _))| *b <= at)
+        .map(|(kind, (b, e))| match kind {
+            FaultKind::Partition { .. } | FaultKind::LinkPartition { .. } => {
+                e + e.saturating_sub(b).min(LINK_RETRY_MAX)
+            }
+            _ => e,
+        })
         .fold(at, Duration::max)
 }
 
@@ -495,6 +509,37 @@ mod tests {
         both_give_up(&mut h, 1_010);
         // tm-1's sink subtask 0, attempt 0: cancelled at 1.01 s, yet it writes at 3 s.
         h.outputs.push(out(3_000, 1, 0));
+        let v = jobmanager_loss(&h, &timing(), TIMEOUT);
+        assert!(
+            !v.passed && v.summary == "a cancelled task wrote output",
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_write_a_healed_store_partition_held_may_land_after_giving_up() {
+        let mut h = jm_crash();
+        // The sink store was cut off from 0.2 s to 0.8 s: a write sent then is tried again
+        // after 1 ms, 2 ms, 4 ms, ... and lands at the first try after the heal, by 1.4 s.
+        let mut cut = AppliedFault::planned(Fault::new(
+            Duration::from_millis(200),
+            FaultKind::Partition {
+                target: NodeName::SinkStore,
+                direction: Direction::Both,
+                heal_after: Some(Duration::from_millis(600)),
+            },
+        ));
+        cut.began_at = Some(Duration::from_millis(200));
+        cut.ended_at = Some(Duration::from_millis(800));
+        cut.effective = true;
+        h.faults.insert(0, cut);
+        both_give_up(&mut h, 1_010);
+        let mut held = h.clone();
+        held.outputs.push(out(1_390, 1, 0));
+        let v = jobmanager_loss(&held, &timing(), TIMEOUT);
+        assert!(v.passed, "{v:?}");
+        // Past that (and the last batch's moment), the cancelled task itself wrote it.
+        h.outputs.push(out(1_700, 1, 0));
         let v = jobmanager_loss(&h, &timing(), TIMEOUT);
         assert!(
             !v.passed && v.summary == "a cancelled task wrote output",
