@@ -23,7 +23,7 @@ pub const OOM_EXIT_STATUS: i32 = 137;
 /// Samples `account` every [`SAMPLE_INTERVAL`]; returns the total that passed `limit`, if one
 /// did (the caller exits). Without a limit it only samples, for as long as it runs.
 pub async fn watch(account: MemoryAccount, limit: Option<u64>, samples: Option<&Path>) -> u64 {
-    let mut file = samples.and_then(|path| open(path));
+    let mut file = samples.and_then(open);
     let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
     loop {
         tick.tick().await;

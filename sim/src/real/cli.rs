@@ -38,6 +38,10 @@ struct RealArgs {
     /// Where events files and process logs go (a subdirectory per run).
     #[arg(long, default_value = "target/real-runs")]
     workdir: PathBuf,
+    /// Keep every process on loopback, without network namespaces (partitions are then not
+    /// applied); without it, namespaces are used where root, `ip` and `nft` are at hand.
+    #[arg(long)]
+    loopback: bool,
     /// Write this run's summary here.
     #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
@@ -91,6 +95,7 @@ fn real(
         RealOptions {
             program: a.rill.clone(),
             workdir: a.workdir.clone(),
+            loopback: a.loopback,
         },
     );
     let outcome = harness.run(&s, a.seed)?;

@@ -41,6 +41,8 @@ pub(super) struct Driver {
     /// Active faults holding each process down or paused (faults may overlap).
     down: BTreeMap<NodeName, u32>,
     paused: BTreeMap<NodeName, u32>,
+    /// The partitions in force, as the network's rules are computed from them.
+    partitions: Vec<FaultKind>,
 }
 
 impl Driver {
@@ -72,6 +74,7 @@ impl Driver {
             start_ns,
             down: BTreeMap::new(),
             paused: BTreeMap::new(),
+            partitions: Vec::new(),
         }
     }
 
@@ -201,16 +204,44 @@ impl Driver {
                 self.store.set(*mode, true);
                 Ok(())
             }
-            FaultKind::Partition { .. } | FaultKind::LinkPartition { .. } => Err(
-                "partitions need a network namespace per node, which this runner does not set up yet"
-                    .into(),
-            ),
+            FaultKind::Partition { target, .. } => self.cut(&fault.kind, target, target),
+            FaultKind::LinkPartition { from, to, .. } => self.cut(&fault.kind, from, to),
             FaultKind::PacketLoss { .. } | FaultKind::Latency { .. } => Err(
                 "loss and latency need netem, which this machine's kernel does not provide".into(),
             ),
-            FaultKind::ClockSkew { .. } => Err(
-                "a real process's processing clock has no control interface yet".into(),
-            ),
+            FaultKind::ClockSkew { .. } => {
+                Err("a real process's processing clock has no control interface yet".into())
+            }
+        }
+    }
+
+    /// Adds a partition to the active ones and installs the rules for all of them.
+    fn cut(&mut self, kind: &FaultKind, from: &NodeName, to: &NodeName) -> Result<(), String> {
+        let net = self.cluster.network.as_ref().map_err(Clone::clone)?;
+        let cuttable = match from == to {
+            true => net.address(from).is_some(),
+            false => net.can_cut(from, to),
+        };
+        if !cuttable {
+            return Err(format!(
+                "no cut between {from} and {to} can be made (the external systems share the harness's process)"
+            ));
+        }
+        self.partitions.push(kind.clone());
+        let active: Vec<&FaultKind> = self.partitions.iter().collect();
+        net.apply(&active)
+    }
+
+    /// Takes a healed partition away and installs the rules for those still active.
+    fn heal(&mut self, kind: &FaultKind) {
+        if let Some(i) = self.partitions.iter().position(|k| k == kind) {
+            self.partitions.remove(i);
+        }
+        if let Ok(net) = &self.cluster.network {
+            let active: Vec<&FaultKind> = self.partitions.iter().collect();
+            if let Err(e) = net.apply(&active) {
+                tracing::warn!(target: "rill_sim::real", "partition did not heal: {e}");
+            }
         }
     }
 
@@ -225,23 +256,22 @@ impl Driver {
         self.faults[i].ended_at = Some(now);
         let fault = self.faults[i].fault.clone();
         match &fault.kind {
-            FaultKind::Crash { target, .. } | FaultKind::OomKill { target, .. } => {
-                if release(&mut self.down, target) {
-                    if let Some(p) = self.cluster.processes.get_mut(target) {
-                        if let Err(e) = p.start() {
-                            tracing::warn!(target: "rill_sim::real", "{target} did not restart: {e}");
-                        }
+            FaultKind::Crash { target, .. } | FaultKind::OomKill { target, .. }
+                if release(&mut self.down, target) =>
+            {
+                if let Some(p) = self.cluster.processes.get_mut(target) {
+                    if let Err(e) = p.start() {
+                        tracing::warn!(target: "rill_sim::real", "{target} did not restart: {e}");
                     }
                 }
             }
-            FaultKind::Pause { target, .. } => {
-                if release(&mut self.paused, target) {
-                    if let Some(p) = self.cluster.processes.get_mut(target) {
-                        p.resume();
-                    }
+            FaultKind::Pause { target, .. } if release(&mut self.paused, target) => {
+                if let Some(p) = self.cluster.processes.get_mut(target) {
+                    p.resume();
                 }
             }
             FaultKind::StoreFailure { mode, .. } => self.store.set(*mode, false),
+            FaultKind::Partition { .. } | FaultKind::LinkPartition { .. } => self.heal(&fault.kind),
             _ => {}
         }
     }

@@ -13,6 +13,7 @@
 
 pub mod cli;
 mod driver;
+mod netns;
 mod process;
 mod tail;
 
@@ -37,6 +38,7 @@ use rill::taskmanager::memory_limit::parse_sample;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+pub use netns::Network;
 pub use process::NodeProcess;
 pub use tail::EventTail;
 
@@ -64,6 +66,9 @@ pub struct RealOptions {
     pub program: PathBuf,
     /// A directory for the run's events files and process logs (one subdirectory per run).
     pub workdir: PathBuf,
+    /// Run every process on loopback, without namespaces of their own, even where they could
+    /// have them (partition faults are then not applied).
+    pub loopback: bool,
 }
 
 /// Why a real run could not be made (as opposed to a run whose checkers failed).
@@ -137,6 +142,16 @@ impl RealHarness {
         Ok(history)
     }
 
+    /// The run's own network, or why it runs on loopback.
+    fn network(&self, s: &Scenario) -> Result<Network, String> {
+        if self.options.loopback {
+            return Err("the run was asked to stay on loopback (--loopback)".into());
+        }
+        let mut nodes = vec![NodeName::JobManager];
+        nodes.extend((1..=s.cluster.taskmanagers).map(NodeName::TaskManager));
+        Network::create(&nodes)
+    }
+
     async fn drive(
         &self,
         s: &Scenario,
@@ -149,8 +164,9 @@ impl RealHarness {
             what: format!("the run directory {}", dir.display()),
             source,
         })?;
-        let services = Services::start(&self.jobs, s).await?;
-        let mut cluster = Cluster::start(&self.options, s, &services, dir)?;
+        let network = self.network(s);
+        let services = Services::start(&self.jobs, s, network.as_ref().ok()).await?;
+        let mut cluster = Cluster::start(&self.options, s, &services, dir, network)?;
         cluster.wait_until_up(s.cluster.taskmanagers).await?;
         let start = Instant::now();
         let start_ns = tail::unix_nanos();
@@ -213,10 +229,20 @@ struct Services {
 }
 
 impl Services {
-    async fn start(jobs: &JobRegistry, s: &Scenario) -> Result<Services, RealError> {
+    async fn start(
+        jobs: &JobRegistry,
+        s: &Scenario,
+        network: Option<&Network>,
+    ) -> Result<Services, RealError> {
         let config = s.config.clone();
-        let bind = |what: &'static str| async move {
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        // Each system at its own address on the run's bridge, or all on loopback.
+        let ip = |node: NodeName| {
+            network
+                .and_then(|n| n.address(&node))
+                .unwrap_or(Ipv4Addr::LOCALHOST)
+        };
+        let bind = |what: &'static str, node: NodeName| async move {
+            TcpListener::bind((ip(node), 0))
                 .await
                 .map_err(|source| RealError::Start {
                     what: what.into(),
@@ -225,7 +251,7 @@ impl Services {
         };
         let url = |l: &TcpListener| format!("rill://{}", l.local_addr().expect("bound"));
         let checkpoints = SimCheckpointStore::default();
-        let listener = bind("the checkpoint store").await?;
+        let listener = bind("the checkpoint store", NodeName::CheckpointStore).await?;
         let checkpoint_url = url(&listener);
         let store: Arc<dyn rill::state::CheckpointStore> = Arc::new(checkpoints.clone());
         tokio::spawn(serve_checkpoint_store(listener, store, config.clone()));
@@ -234,11 +260,11 @@ impl Services {
             .map_err(|e| RealError::Job(e.to_string()))?
             .into_iter()
             .collect();
-        let listener = bind("the source log").await?;
+        let listener = bind("the source log", NodeName::SourceLog).await?;
         let log_url = url(&listener);
         tokio::spawn(serve_log(listener, topics, config.clone()));
         let collect = CollectStore::new();
-        let listener = bind("the sink store").await?;
+        let listener = bind("the sink store", NodeName::SinkStore).await?;
         let sink_url = url(&listener);
         tokio::spawn(serve_sink_store(listener, collect.clone(), config));
         Ok(Services {
@@ -262,6 +288,8 @@ struct Cluster {
     dir: PathBuf,
     /// What the processes reported before the submission (registrations), at 0.
     early: Vec<RecordedEvent>,
+    /// The processes' own network, or why they share loopback.
+    network: Result<Network, String>,
 }
 
 impl Cluster {
@@ -270,6 +298,7 @@ impl Cluster {
         s: &Scenario,
         services: &Services,
         dir: PathBuf,
+        network: Result<Network, String>,
     ) -> Result<Cluster, RealError> {
         let mut config = s
             .config
@@ -285,7 +314,20 @@ impl Cluster {
                 .set(CHECKPOINTS_DIR, &services.checkpoint_url)
                 .map_err(|e| RealError::Job(e.to_string()))?;
         }
-        let jm_addr = free_port()?;
+        // In namespaces of their own, processes keep the simulator's fixed ports; on loopback
+        // each needs a free one.
+        let address = |node: &NodeName, port: u16| match &network {
+            Ok(net) => Ok(SocketAddr::from((
+                net.address(node).expect("a process node"),
+                port,
+            ))),
+            Err(_) => free_port(),
+        };
+        let jm_addr = address(&NodeName::JobManager, 6123)?;
+        let mut data_addrs = Vec::new();
+        for i in 1..=s.cluster.taskmanagers {
+            data_addrs.push(address(&NodeName::TaskManager(i), 6121)?);
+        }
         let mut cluster = Cluster {
             processes: BTreeMap::new(),
             tails: Vec::new(),
@@ -294,6 +336,7 @@ impl Cluster {
             stores_checkpoints,
             dir,
             early: Vec::new(),
+            network,
         };
         let jm = vec!["jobmanager".into(), "--bind".into(), jm_addr.to_string()];
         cluster.add(options, NodeName::JobManager, jm)?;
@@ -306,7 +349,7 @@ impl Cluster {
                 "--name".into(),
                 name.to_string(),
                 "--data-bind".into(),
-                free_port()?.to_string(),
+                data_addrs[i as usize - 1].to_string(),
                 "--memory-samples".into(),
                 cluster
                     .dir
@@ -335,7 +378,11 @@ impl Cluster {
             argv.push(format!("{key}={value}").into());
         }
         let log = self.dir.join(format!("{name}.log"));
-        let mut process = NodeProcess::new(name.clone(), &options.program, argv, log);
+        let (program, argv) = match &self.network {
+            Ok(net) => net.wrap(&name, &options.program, argv),
+            Err(_) => (options.program.clone(), argv),
+        };
+        let mut process = NodeProcess::new(name.clone(), &program, argv, log);
         process.start().map_err(|source| RealError::Start {
             what: format!("{name} ({})", options.program.display()),
             source,
