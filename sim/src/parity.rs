@@ -148,7 +148,7 @@ fn figures(h: &RunHistory) -> Vec<(String, String)> {
             Some(counts().max()? - counts().min()?)
         })
         .max();
-    vec![
+    let mut figures = vec![
         ("outputs".into(), h.outputs.len().to_string()),
         ("longest_stall".into(), ms(longest_stall(h))),
         ("failovers".into(), failovers.to_string()),
@@ -157,7 +157,120 @@ fn figures(h: &RunHistory) -> Vec<(String, String)> {
             "balance_range".into(),
             range.map_or("-".into(), |r| r.to_string()),
         ),
-    ]
+    ];
+    if let Some(b) = Breakdown::of(h) {
+        let at = |d: Option<Duration>| d.map_or("-".into(), ms);
+        figures.extend([
+            ("recovery.detected".into(), at(b.detected)),
+            ("recovery.failover".into(), at(b.failover)),
+            ("recovery.deployed".into(), at(b.deployed)),
+            ("recovery.running".into(), at(b.running)),
+            ("recovery.reconnected".into(), at(b.reconnected)),
+            ("recovery.back_at_95".into(), at(b.back_at_95)),
+        ]);
+    }
+    figures
+}
+
+/// Where the time of the first TaskManager loss goes, each phase as the time since the fault
+/// began: the JobManager declares it lost, starts the failover, deploys the replacements
+/// (after the restart back-off), they run, the consumers read from them, and the output rate
+/// is back at 95% of what it was in the 2 s before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breakdown {
+    /// `TaskManagerLost`.
+    pub detected: Option<Duration>,
+    /// `FailoverStarted`.
+    pub failover: Option<Duration>,
+    /// The `TasksDeployed` after it.
+    pub deployed: Option<Duration>,
+    /// The last of the deployed attempts reported RUNNING.
+    pub running: Option<Duration>,
+    /// The last `InputReconnected` to a deployed attempt.
+    pub reconnected: Option<Duration>,
+    /// The first 100 ms window after the fault from which the output rate stays at 95% or
+    /// more of its rate before the fault for a second.
+    pub back_at_95: Option<Duration>,
+}
+
+impl Breakdown {
+    /// The breakdown of the run's first crash, OOM kill or pause of a TaskManager, if it had
+    /// one that took effect.
+    pub fn of(h: &RunHistory) -> Option<Breakdown> {
+        let fault = h.faults.iter().find(|f| {
+            f.took_effect()
+                && f.fault.targets().iter().any(|n| n.taskmanager().is_some())
+                && matches!(
+                    f.fault.kind,
+                    crate::fault::FaultKind::Crash { .. }
+                        | crate::fault::FaultKind::OomKill { .. }
+                        | crate::fault::FaultKind::Pause { .. }
+                )
+        })?;
+        let t0 = fault.began_at?;
+        let since = |at: Duration| at.saturating_sub(t0);
+        let after = h.events.iter().filter(|e| e.at >= t0);
+        let mut b = Breakdown {
+            detected: None,
+            failover: None,
+            deployed: None,
+            running: None,
+            reconnected: None,
+            back_at_95: back_at_95(h, t0).map(since),
+        };
+        let mut deployed = Vec::new();
+        for e in after {
+            match &e.event {
+                ClusterEvent::TaskManagerLost { .. } if b.detected.is_none() => {
+                    b.detected = Some(since(e.at))
+                }
+                ClusterEvent::FailoverStarted { .. } if b.failover.is_none() => {
+                    b.failover = Some(since(e.at))
+                }
+                ClusterEvent::TasksDeployed { tasks, .. }
+                    if b.failover.is_some() && b.deployed.is_none() =>
+                {
+                    b.deployed = Some(since(e.at));
+                    deployed = tasks.iter().map(|t| t.attempt).collect();
+                }
+                ClusterEvent::SubtaskStateChanged {
+                    attempt,
+                    state: rill::graph::ExecutionState::Running,
+                    ..
+                } if deployed.contains(attempt) => b.running = Some(since(e.at)),
+                ClusterEvent::InputReconnected { producer, .. } if deployed.contains(producer) => {
+                    b.reconnected = Some(since(e.at))
+                }
+                _ => {}
+            }
+        }
+        Some(b)
+    }
+}
+
+/// When the output rate, in 100 ms windows, is back at 95% of its mean over the 2 s before
+/// `t0` and stays there for 1 s (or to the end of the output).
+fn back_at_95(h: &RunHistory, t0: Duration) -> Option<Duration> {
+    const WINDOW: Duration = Duration::from_millis(100);
+    let bucket = |at: Duration| (at.as_millis() / WINDOW.as_millis()) as usize;
+    let last = h.outputs.last()?.at;
+    let mut counts = vec![0u64; bucket(last) + 1];
+    for o in &h.outputs {
+        counts[bucket(o.at)] += 1;
+    }
+    let (start, before) = (bucket(t0), 20usize);
+    let base: u64 = counts[start.saturating_sub(before)..start.min(counts.len())]
+        .iter()
+        .sum();
+    let threshold = base as f64 / before as f64 * 0.95;
+    if threshold <= 0.0 {
+        return None;
+    }
+    // The last window may be cut short by the end of the input.
+    let ok = |i: usize| i + 1 >= counts.len() || counts[i] as f64 >= threshold;
+    (start..counts.len())
+        .find(|&i| (i..(i + 10).min(counts.len())).all(ok))
+        .map(|i| WINDOW * i as u32)
 }
 
 /// The longest time without output between the first output and the last.
@@ -239,6 +352,95 @@ mod tests {
             .collect(),
             not_applied: vec!["partition of tm-1: not applied: no netns".into()],
         }
+    }
+
+    #[test]
+    fn the_breakdown_times_each_phase_from_the_kill() {
+        use crate::events::RecordedEvent;
+        use crate::fault::{Fault, FaultKind};
+        use crate::history::{AppliedFault, OutputRecord};
+        use crate::node::NodeName;
+        use rill::events::{Deployment, LossCause};
+        use rill::graph::{ExecutionAttemptId, ExecutionState, JobId, VertexId};
+
+        let ms = Duration::from_millis;
+        let attempt = ExecutionAttemptId {
+            vertex: VertexId(0),
+            subtask: 1,
+            attempt: 1,
+        };
+        let ev = |at: u64, event: ClusterEvent| RecordedEvent {
+            at: ms(at),
+            node: NodeName::JobManager,
+            event,
+        };
+        let mut h = RunHistory::default();
+        let kill = FaultKind::Crash {
+            target: NodeName::TaskManager(2),
+            restart_after: None,
+        };
+        let mut fault = AppliedFault::planned(Fault::new(ms(5_000), kill));
+        (fault.began_at, fault.effective) = (Some(ms(5_000)), true);
+        h.faults.push(fault);
+        h.events = vec![
+            ev(
+                5_010,
+                ClusterEvent::TaskManagerLost {
+                    taskmanager: "tm-2".into(),
+                    instance: rill::graph::TaskManagerId(2),
+                    cause: LossCause::ConnectionClosed("closed".into()),
+                },
+            ),
+            ev(
+                5_012,
+                ClusterEvent::FailoverStarted {
+                    job: JobId(1),
+                    strategy: rill::config::FailoverStrategy::TaskManager,
+                    cause: rill::events::FailoverCause::TaskFailed {
+                        attempt,
+                        error: "x".into(),
+                    },
+                    restart: vec![attempt.subtask_id()],
+                    of: 4,
+                    backoff: ms(0),
+                    checkpoint: None,
+                },
+            ),
+            ev(
+                5_020,
+                ClusterEvent::TasksDeployed {
+                    job: JobId(1),
+                    tasks: vec![Deployment {
+                        attempt,
+                        taskmanager: "tm-1".into(),
+                        slot: Some(1),
+                    }],
+                    checkpoint: None,
+                },
+            ),
+            ev(
+                5_050,
+                ClusterEvent::SubtaskStateChanged {
+                    job: JobId(1),
+                    attempt,
+                    state: ExecutionState::Running,
+                },
+            ),
+        ];
+        // 10 records every 100 ms, none from 5.0 s to 5.3 s, then 10 again.
+        let out = |at: u64| OutputRecord::new(ms(at), 1, 0, 0, None, None);
+        h.outputs = (0..80u64)
+            .filter(|i| !(50..53).contains(i))
+            .flat_map(|i| (0..10).map(move |k| out(i * 100 + k)))
+            .collect();
+        let b = Breakdown::of(&h).expect("a TaskManager was killed");
+        assert_eq!(b.detected, Some(ms(10)));
+        assert_eq!(b.failover, Some(ms(12)));
+        assert_eq!(b.deployed, Some(ms(20)));
+        assert_eq!(b.running, Some(ms(50)));
+        assert_eq!(b.reconnected, None);
+        assert_eq!(b.back_at_95, Some(ms(300)));
+        assert!(Breakdown::of(&RunHistory::default()).is_none());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod bench;
 mod fuzz;
 mod mutants;
+mod parity;
 mod recovery;
 mod sim;
 mod steps;
@@ -120,7 +121,8 @@ fn workspace_root() -> PathBuf {
 }
 
 /// `cargo xtask test`: the real-tokio run, the docs (warnings denied: broken links and
-/// malformed docs fail), then the simulated run, failing fast.
+/// malformed docs fail), then the simulated run, then the parity set on real processes
+/// (`parity::PARITY_SET`), failing fast.
 fn test(root: &Path, args: &TestArgs) -> Result<(), Failure> {
     let mut steps = Vec::new();
     // Arguments for cargo narrow the run to part of the workspace: the crate outside it is
@@ -152,6 +154,13 @@ fn test(root: &Path, args: &TestArgs) -> Result<(), Failure> {
             let step = standalone_step("simulated, outside the workspace", root);
             steps.push(simulated(step));
         }
+    }
+    // The same scenarios on real processes, judged side by side with the simulator: only in a
+    // whole run (both builds, the whole workspace).
+    if outside && !args.real_only && !args.sim_only {
+        parity::prepare(root).map_err(|e| Failure::new(format!("parity directory: {e}")))?;
+        let set: Vec<String> = parity::PARITY_SET.iter().map(|s| s.to_string()).collect();
+        steps.extend(parity::steps(root, &set, 1));
     }
     let mut plan = Plan::new(steps.len());
     for step in steps {

@@ -24,6 +24,18 @@ pub enum SimCommand {
     Merge(MergeArgs),
     /// Minimises a failing seed's fault plan; prints it as TOML.
     Shrink(ShrinkArgs),
+    /// Scenarios both ways, simulated and on real processes, side by side (the parity set CI
+    /// runs, unless scenarios are named); fails on a real failure or a differing verdict.
+    Parity(ParityArgs),
+}
+
+#[derive(Args)]
+pub struct ParityArgs {
+    /// Scenarios to run both ways (default: the parity set).
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenarios: Vec<String>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -33,6 +45,10 @@ pub struct SimArgs {
     /// Seeds for the verdict table (without a subcommand).
     #[arg(long, default_value = "1,2,3,4,5")]
     pub seeds: String,
+    /// Instead of the verdict table: every named scenario that can run for real, both ways,
+    /// side by side (`parity` over `rill-sim runnable`), under the first seed.
+    #[arg(long)]
+    pub real: bool,
 }
 
 #[derive(Args)]
@@ -165,6 +181,12 @@ fn build(root: &Path, plan: &mut Plan) -> Result<PathBuf, Failure> {
 }
 
 pub fn main(root: &Path, args: &SimArgs) -> Result<(), Failure> {
+    if let Some(SimCommand::Parity(p)) = &args.command {
+        return parity(root, p);
+    }
+    if args.real && args.command.is_none() {
+        return real_all(root, args);
+    }
     let real = matches!(&args.command, Some(SimCommand::Run(r)) if r.real);
     let mut plan = Plan::new(if real { 4 } else { 2 });
     let bin = build(root, &mut plan)?;
@@ -199,10 +221,11 @@ pub fn main(root: &Path, args: &SimArgs) -> Result<(), Failure> {
                 s = s.args([std::ffi::OsStr::new("--report"), report.as_os_str()]);
             }
             if r.real {
-                return parity(root, r, plan, s);
+                return run_real(root, r, plan, s);
             }
             plan.run(s)?;
         }
+        Some(SimCommand::Parity(_)) => unreachable!("handled above"),
         Some(SimCommand::List) => {
             plan.run(step("list").args(["list"]))?;
         }
@@ -258,10 +281,77 @@ pub fn main(root: &Path, args: &SimArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `sim parity`: the parity steps over the named scenarios or the parity set.
+fn parity(root: &Path, p: &ParityArgs) -> Result<(), Failure> {
+    let scenarios = match p.scenarios.is_empty() {
+        true => crate::parity::PARITY_SET
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        false => p.scenarios.clone(),
+    };
+    crate::parity::prepare(root).map_err(|e| Failure::new(format!("parity directory: {e}")))?;
+    let steps = crate::parity::steps(root, &scenarios, p.seed);
+    let mut plan = Plan::new(steps.len());
+    let mut steps = steps.into_iter();
+    // The builds must succeed; after them every scenario runs, whatever the others found.
+    for step in steps.by_ref().take(2) {
+        plan.run(step)?;
+    }
+    let mut failed = Vec::new();
+    for scenario in &scenarios {
+        for step in steps.by_ref().take(2) {
+            // A failing simulated verdict is compared too: the real run still goes.
+            if plan.run(step).is_err() && !failed.contains(scenario) {
+                failed.push(scenario.clone());
+            }
+        }
+    }
+    if failed.is_empty() {
+        plan.finish();
+        return Ok(());
+    }
+    Err(Failure::new(format!(
+        "parity: {} of {} scenario(s) failed a checker or differ: {}",
+        failed.len(),
+        scenarios.len(),
+        failed.join(", ")
+    )))
+}
+
+/// `sim --real`: the parity steps over every scenario the real runner can apply whole.
+fn real_all(root: &Path, args: &SimArgs) -> Result<(), Failure> {
+    let mut plan = Plan::new(1);
+    plan.run(Step::cargo(
+        "build rill-sim (real)",
+        root,
+        ["build", "-p", "rill-scenarios", "--bin", "rill-sim"],
+    ))?;
+    plan.finish();
+    let bin = crate::parity::real_binary(root, "rill-sim");
+    let mut list = Plan::new(1);
+    let names = list.run(
+        Step::new("runnable", root, &bin)
+            .args(["runnable"])
+            .capture_stdout(),
+    )?;
+    let seed = args
+        .seeds
+        .split([',', '.'])
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let p = ParityArgs {
+        scenarios: names.lines().map(str::to_string).collect(),
+        seed,
+    };
+    parity(root, &p)
+}
+
 /// `sim run --real`: the simulated run `sim` (already set up) writes its summary, then the
 /// real-process build runs the same scenario and compares. A failing simulated verdict does not
 /// stop the real run: the comparison is the point.
-fn parity(root: &Path, r: &RunArgs, mut plan: Plan, sim: Step) -> Result<(), Failure> {
+fn run_real(root: &Path, r: &RunArgs, mut plan: Plan, sim: Step) -> Result<(), Failure> {
     let dir = root.join("target").join("parity");
     std::fs::create_dir_all(&dir).map_err(|e| Failure::new(format!("{}: {e}", dir.display())))?;
     let name = Path::new(&r.scenario)

@@ -21,6 +21,9 @@ enum Cli {
     /// Runs one scenario's cluster as real processes on this machine, applies its fault plan
     /// by real means, and judges the run with the simulator's checkers.
     Real(RealArgs),
+    /// Lists the named scenarios whose every fault this runner applies for real (no swarm, no
+    /// buggify point, no loss, latency or clock skew, no crash or pause of an external system).
+    Runnable,
 }
 
 #[derive(clap::Args, Debug)]
@@ -53,14 +56,30 @@ struct RealArgs {
 
 /// Parses the arguments and runs the command over `jobs`, with named scenarios in `specs`.
 pub fn main(jobs: JobRegistry, specs: &Path) -> ExitCode {
-    let Cli::Real(args) = Cli::parse();
-    match real(jobs, specs, &args) {
+    let result = match Cli::parse() {
+        Cli::Real(args) => real(jobs, specs, &args),
+        Cli::Runnable => runnable(&jobs, specs),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
     }
+}
+
+fn runnable(jobs: &JobRegistry, specs: &Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    for name in crate::scenario_file::names_in(specs)? {
+        let s = load_named(specs, &name, jobs)?;
+        // Buggify points fire only in the simulator: a scenario that needs them is not the same
+        // scenario for real.
+        let whole = s.swarm.is_none() && s.buggify.is_empty();
+        if whole && s.faults.iter().all(|f| super::applies_for_real(&f.kind)) {
+            println!("{name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn real(

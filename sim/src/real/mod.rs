@@ -44,7 +44,7 @@ pub use tail::EventTail;
 
 use crate::check::bounds::Timing;
 use crate::events::RecordedEvent;
-use crate::fault::Fault;
+use crate::fault::{Fault, FaultKind};
 use crate::history::{MemorySample, RunHistory, RunOutcome};
 use crate::judge::Judge;
 use crate::node::NodeName;
@@ -449,6 +449,22 @@ impl Cluster {
         }
         samples.sort_by_key(|s| (s.at, s.taskmanager));
         samples
+    }
+}
+
+/// Whether this runner applies a fault of `kind` by real means (partitions only where the
+/// machine allows network namespaces, which the run itself finds out).
+pub fn applies_for_real(kind: &FaultKind) -> bool {
+    let process = |n: &NodeName| matches!(n, NodeName::JobManager | NodeName::TaskManager(_));
+    match kind {
+        FaultKind::Crash { target, .. }
+        | FaultKind::OomKill { target, .. }
+        | FaultKind::Pause { target, .. } => process(target),
+        FaultKind::Partition { .. } | FaultKind::StoreFailure { .. } => true,
+        FaultKind::LinkPartition { from, to, .. } => process(from) || process(to),
+        FaultKind::PacketLoss { .. } | FaultKind::Latency { .. } | FaultKind::ClockSkew { .. } => {
+            false
+        }
     }
 }
 
