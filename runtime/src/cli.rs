@@ -145,6 +145,10 @@ enum Command {
         /// Append the accounted memory to this file every 100 ms (`UNIX_NANOS TOTAL TASKS`).
         #[arg(long, value_name = "PATH")]
         memory_samples: Option<std::path::PathBuf>,
+        /// Read the processing clock's offset (milliseconds, signed) from this file every
+        /// 100 ms: how an operator or a harness skews a TaskManager's clock.
+        #[arg(long, value_name = "PATH")]
+        clock_control: Option<std::path::PathBuf>,
         #[command(flatten)]
         events: EventsArgs,
         #[command(flatten)]
@@ -286,6 +290,7 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             name,
             data_bind,
             memory_samples,
+            clock_control,
             events,
             config,
         } => {
@@ -299,6 +304,10 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
                 .get_raw(crate::config::keys::MEMORY_PROCESS_SIZE)
                 .map(|_| config.memory_process_size());
             let memory = crate::taskmanager::MemoryAccount::default();
+            let clock = crate::taskmanager::ProcessingClock::default();
+            if let Some(path) = clock_control {
+                tokio::spawn(crate::clock::follow_control_file(clock.clone(), path));
+            }
             let opts = TaskManagerOptions {
                 name: name.clone(),
                 jobmanager,
@@ -306,7 +315,7 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
                 config,
                 collect: None,
                 memory: memory.clone(),
-                clock: Default::default(),
+                clock,
                 events: events.open()?,
                 jobs: jobs.clone(),
             };

@@ -46,6 +46,22 @@ impl ProcessingClock {
     }
 }
 
+/// Sets `clock`'s offset from the file at `path` whenever it changes (checked every 100 ms):
+/// one signed integer, milliseconds. A missing file leaves the offset; an unreadable value is
+/// ignored, so a half-written file never skews the clock.
+pub async fn follow_control_file(clock: ProcessingClock, path: std::path::PathBuf) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if let Ok(offset) = text.trim().parse::<i64>() {
+            clock.set_offset(offset);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -206,11 +206,13 @@ impl Driver {
             }
             FaultKind::Partition { target, .. } => self.cut(&fault.kind, target, target),
             FaultKind::LinkPartition { from, to, .. } => self.cut(&fault.kind, from, to),
-            FaultKind::PacketLoss { .. } | FaultKind::Latency { .. } => Err(
-                "loss and latency need netem, which this machine's kernel does not provide".into(),
-            ),
-            FaultKind::ClockSkew { .. } => {
-                Err("a real process's processing clock has no control interface yet".into())
+            FaultKind::PacketLoss { .. } => self.add_rules(&fault.kind),
+            FaultKind::Latency { .. } => {
+                Err("latency needs netem, which this machine's kernel does not provide".into())
+            }
+            FaultKind::ClockSkew { target, offset_ms } => {
+                self.process(target)?;
+                self.cluster.set_clock(target, *offset_ms)
             }
         }
     }
@@ -227,9 +229,22 @@ impl Driver {
                 "no cut between {from} and {to} can be made (the external systems share the harness's process)"
             ));
         }
+        self.add_rules(kind)
+    }
+
+    /// Adds a fault the network's rules express to the active ones and installs them all; if
+    /// they cannot be installed, the fault is taken out again (it is then not applied).
+    fn add_rules(&mut self, kind: &FaultKind) -> Result<(), String> {
+        let net = self.cluster.network.as_ref().map_err(Clone::clone)?;
         self.partitions.push(kind.clone());
         let active: Vec<&FaultKind> = self.partitions.iter().collect();
-        net.apply(&active)
+        let applied = net.apply(&active);
+        if applied.is_err() {
+            self.partitions.pop();
+            let active: Vec<&FaultKind> = self.partitions.iter().collect();
+            let _ = net.apply(&active);
+        }
+        applied
     }
 
     /// Takes a healed partition away and installs the rules for those still active.
@@ -271,7 +286,9 @@ impl Driver {
                 }
             }
             FaultKind::StoreFailure { mode, .. } => self.store.set(*mode, false),
-            FaultKind::Partition { .. } | FaultKind::LinkPartition { .. } => self.heal(&fault.kind),
+            FaultKind::Partition { .. }
+            | FaultKind::LinkPartition { .. }
+            | FaultKind::PacketLoss { .. } => self.heal(&fault.kind),
             _ => {}
         }
     }

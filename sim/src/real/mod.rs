@@ -356,6 +356,12 @@ impl Cluster {
                     .join(format!("{name}.memory"))
                     .display()
                     .to_string(),
+                "--clock-control".into(),
+                cluster
+                    .dir
+                    .join(format!("{name}.clock"))
+                    .display()
+                    .to_string(),
             ];
             cluster.add(options, name, args)?;
         }
@@ -424,6 +430,15 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Sets `node`'s processing-clock offset through its control file (`--clock-control`),
+    /// which the TaskManager reads every 100 ms; the file outlives a restart, as a machine's
+    /// skewed clock does.
+    fn set_clock(&self, node: &NodeName, offset_ms: i64) -> Result<(), String> {
+        let path = self.dir.join(format!("{node}.clock"));
+        std::fs::write(&path, format!("{offset_ms}\n"))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     /// Every TaskManager's memory samples (`--memory-samples`), timed since `start_ns` and
     /// sorted by time; samples before the submission are left out, as the simulator starts
     /// sampling there.
@@ -460,11 +475,12 @@ pub fn applies_for_real(kind: &FaultKind) -> bool {
         FaultKind::Crash { target, .. }
         | FaultKind::OomKill { target, .. }
         | FaultKind::Pause { target, .. } => process(target),
-        FaultKind::Partition { .. } | FaultKind::StoreFailure { .. } => true,
+        FaultKind::Partition { .. }
+        | FaultKind::StoreFailure { .. }
+        | FaultKind::PacketLoss { .. } => true,
         FaultKind::LinkPartition { from, to, .. } => process(from) || process(to),
-        FaultKind::PacketLoss { .. } | FaultKind::Latency { .. } | FaultKind::ClockSkew { .. } => {
-            false
-        }
+        FaultKind::ClockSkew { target, .. } => matches!(target, NodeName::TaskManager(_)),
+        FaultKind::Latency { .. } => false,
     }
 }
 

@@ -4,6 +4,10 @@
 //! the namespaces, so they cut real TCP traffic between real processes, both ways or one way
 //! and per link, and heal by taking the rules away.
 //!
+//! Packet loss is an nftables rule too (a random draw per packet sent by a process); latency
+//! would need netem, which this machine's kernel lacks (`tc qdisc ... netem`: "Specified qdisc
+//! kind is unknown").
+//!
 //! It needs root, `ip` (iproute2) and `nft` (nftables). Where any is missing [`Network::create`]
 //! says why, the run goes on loopback, and partition faults are reported not applied with that
 //! reason. A one-way cut of TCP stops both directions of every connection across it in practice
@@ -167,7 +171,7 @@ impl Network {
 
     /// The input and output rules of `node`'s namespace.
     fn rules_for(&self, node: &NodeName, active: &[&FaultKind]) -> (String, String) {
-        let (mut input, mut output) = (String::new(), String::new());
+        let (mut input, mut output, mut loss) = (String::new(), String::new(), String::new());
         let mut cut = |from: &NodeName, to: &NodeName| {
             // A cut is made where a process sends (its output) or, for traffic from the
             // harness's systems, where it receives.
@@ -211,9 +215,19 @@ impl Network {
                         cut(to, from);
                     }
                 }
+                // Every packet a process sends is lost with the rate: netem is missing, but
+                // nftables draws a random number per packet.
+                FaultKind::PacketLoss { rate, .. } => {
+                    let per_10k = (rate.clamp(0.0, 1.0) * 10_000.0).round() as u32;
+                    loss += &match per_10k {
+                        10_000.. => "    drop\n".to_string(),
+                        n => format!("    numgen random mod 10000 < {n} drop\n"),
+                    };
+                }
                 _ => {}
             }
         }
+        output += &loss;
         (input, output)
     }
 
@@ -270,5 +284,91 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A network's bookkeeping without namespaces behind it (tag 250 is never a run's).
+    fn fake() -> Network {
+        let mut net = Network {
+            tag: 250,
+            bridge: "rillbr250".into(),
+            namespaces: BTreeMap::new(),
+            addresses: BTreeMap::new(),
+        };
+        for (i, s) in SERVICES.iter().enumerate() {
+            net.addresses.insert(s.clone(), net.ip(1 + i as u8));
+        }
+        for (i, n) in [
+            NodeName::JobManager,
+            NodeName::TaskManager(1),
+            NodeName::TaskManager(2),
+        ]
+        .iter()
+        .enumerate()
+        {
+            net.namespaces.insert(n.clone(), format!("rill250-{n}"));
+            net.addresses.insert(n.clone(), net.ip(10 + i as u8));
+        }
+        net
+    }
+
+    fn partition(target: NodeName, direction: Direction) -> FaultKind {
+        FaultKind::Partition {
+            target,
+            direction,
+            heal_after: Some(Duration::from_secs(1)),
+        }
+    }
+
+    #[test]
+    fn a_partition_is_cut_where_processes_send_and_where_systems_reach_them() {
+        let net = fake();
+        let tm1 = partition(NodeName::TaskManager(1), Direction::Both);
+        // tm-1 sends to no one and takes nothing from the systems on the bridge.
+        let (input, output) = net.rules_for(&NodeName::TaskManager(1), &[&tm1]);
+        assert_eq!(output.matches("drop").count(), 5, "{output}");
+        assert_eq!(input.matches("saddr").count(), 3, "{input}");
+        // The JobManager no longer sends to tm-1 (10.77.250.11), and nothing else.
+        let (input, output) = net.rules_for(&NodeName::JobManager, &[&tm1]);
+        assert_eq!(output, "    ip daddr 10.77.250.11 drop\n");
+        assert!(input.is_empty());
+        // One way in: tm-1 still sends.
+        let inbound = partition(NodeName::TaskManager(1), Direction::Inbound);
+        let (_, output) = net.rules_for(&NodeName::TaskManager(1), &[&inbound]);
+        assert!(output.is_empty(), "{output}");
+    }
+
+    #[test]
+    fn links_systems_and_loss_get_their_rules_and_healing_takes_them_away() {
+        let net = fake();
+        let link = FaultKind::LinkPartition {
+            from: NodeName::TaskManager(2),
+            to: NodeName::SinkStore,
+            both_ways: false,
+            heal_after: None,
+        };
+        let (input, output) = net.rules_for(&NodeName::TaskManager(2), &[&link]);
+        assert_eq!(output, "    ip daddr 10.77.250.2 drop\n");
+        assert!(input.is_empty());
+        let store = partition(NodeName::CheckpointStore, Direction::Outbound);
+        let (input, _) = net.rules_for(&NodeName::JobManager, &[&store]);
+        assert_eq!(input, "    ip saddr 10.77.250.3 drop\n");
+        let loss = |rate| FaultKind::PacketLoss {
+            rate,
+            duration: None,
+        };
+        let (_, output) = net.rules_for(&NodeName::JobManager, &[&loss(0.05)]);
+        assert_eq!(output, "    numgen random mod 10000 < 500 drop\n");
+        let (_, output) = net.rules_for(&NodeName::JobManager, &[&loss(1.0)]);
+        assert_eq!(output, "    drop\n");
+        let (input, output) = net.rules_for(&NodeName::TaskManager(2), &[]);
+        assert!(input.is_empty() && output.is_empty());
+        assert!(net.can_cut(&NodeName::TaskManager(1), &NodeName::SinkStore));
+        assert!(!net.can_cut(&NodeName::SinkStore, &NodeName::SourceLog));
     }
 }
