@@ -310,6 +310,10 @@ pub enum ClusterEvent {
         cause: JobManagerLossCause,
         /// The tasks it cancelled, in id order.
         cancelled: Vec<ExecutionAttemptId>,
+        /// Tasks that had ended on their own (finished, or failed: say, on an input lost with
+        /// another TaskManager that gave up first) within the last heartbeat timeout or whose
+        /// end was still to be reported: the JobManager may not know they ended. In id order.
+        ended: Vec<ExecutionAttemptId>,
     },
     /// A TaskManager's accounted memory climbed past `percent` of
     /// `taskmanager.memory.process.size` (reported at 50, 75 and 90%).
@@ -638,11 +642,18 @@ impl fmt::Display for ClusterEvent {
                 taskmanager,
                 cause,
                 cancelled,
-            } => write!(
-                f,
-                "jobmanager lost by {taskmanager}: {cause}; cancelled [{}]",
-                spaced(cancelled)
-            ),
+                ended,
+            } => {
+                write!(
+                    f,
+                    "jobmanager lost by {taskmanager}: {cause}; cancelled [{}]",
+                    spaced(cancelled)
+                )?;
+                if !ended.is_empty() {
+                    write!(f, "; had ended [{}]", spaced(ended))?;
+                }
+                Ok(())
+            }
             MemoryAbove {
                 taskmanager,
                 percent,

@@ -115,6 +115,10 @@ pub struct TaskManager {
     events_tx: mpsc::UnboundedSender<TaskEvent>,
     events_rx: mpsc::UnboundedReceiver<TaskEvent>,
     watermark: MemoryWatermark,
+    /// Attempts that ended on their own in this session, when their end was reported (the
+    /// latest heartbeat timeout's worth): the JobManager may not have heard of them when this
+    /// TaskManager gives up on it, so `JobManagerLost` names them.
+    recent_ends: std::collections::VecDeque<(Instant, ExecutionAttemptId)>,
     _data_server: AbortOnDrop<()>,
 }
 
@@ -160,6 +164,7 @@ impl TaskManager {
             events_tx,
             events_rx,
             watermark: MemoryWatermark::default(),
+            recent_ends: Default::default(),
             _data_server: AbortOnDrop(server),
         })
     }
@@ -184,11 +189,12 @@ impl TaskManager {
                     backoff = Duration::from_millis(100);
                     let cause = self.serve(session).await;
                     tracing::warn!(tm = %self.opts.name, %cause, "lost the JobManager; cancelling tasks");
-                    let cancelled = self.cancel_all();
+                    let (cancelled, ended) = self.cancel_all();
                     self.services.events.emit(ClusterEvent::JobManagerLost {
                         taskmanager: self.opts.name.clone(),
                         cause,
                         cancelled,
+                        ended,
                     });
                     // Whatever cut us off may have left these connections dead without a
                     // broken pipe; the next tasks start on fresh ones.
@@ -337,6 +343,7 @@ impl TaskManager {
         };
         if state.is_terminal() {
             self.tasks.remove(&(job, attempt));
+            self.ended(attempt);
             // A finished producer's unclaimed subpartitions stay registered: their consumer
             // may not have asked for them yet. They go with the job (ReleaseJob).
             if state == ExecutionState::Failed {
@@ -530,16 +537,45 @@ impl TaskManager {
 
     /// Cancels every task (dropping a task aborts it) and releases its partitions; returns
     /// the attempts cancelled, in id order.
-    fn cancel_all(&mut self) -> Vec<ExecutionAttemptId> {
+    /// Remembers that `attempt` ended on its own, forgetting ends older than a heartbeat
+    /// timeout: a JobManager that has answered heartbeats since has had them.
+    fn ended(&mut self, attempt: ExecutionAttemptId) {
+        let now = Instant::now();
+        let keep = self.opts.config.heartbeat_timeout();
+        while self
+            .recent_ends
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > keep)
+        {
+            self.recent_ends.pop_front();
+        }
+        self.recent_ends.push_back((now, attempt));
+    }
+
+    /// Cancels every task; returns them, and the attempts that had ended on their own without
+    /// the JobManager surely knowing (ended within the last heartbeat timeout, or their end
+    /// still waiting to be reported), each list in id order.
+    fn cancel_all(&mut self) -> (Vec<ExecutionAttemptId>, Vec<ExecutionAttemptId>) {
         let mut cancelled = Vec::with_capacity(self.tasks.len());
+        let mut ended: Vec<ExecutionAttemptId> = Vec::new();
+        while let Ok(event) = self.events_rx.try_recv() {
+            if let TaskEvent::Ended(job, attempt, _) = event {
+                if self.tasks.remove(&(job, attempt)).is_some() {
+                    self.services.registry.release(job, attempt);
+                    ended.push(attempt);
+                }
+            }
+        }
         for ((job, attempt), _task) in std::mem::take(&mut self.tasks) {
             self.services.registry.release(job, attempt);
             cancelled.push(attempt);
         }
+        ended.extend(self.recent_ends.drain(..).map(|(_, attempt)| attempt));
         cancelled.sort();
+        ended.sort();
+        ended.dedup();
         self.graphs.clear();
-        while self.events_rx.try_recv().is_ok() {}
-        cancelled
+        (cancelled, ended)
     }
 }
 

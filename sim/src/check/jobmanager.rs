@@ -171,6 +171,8 @@ fn live_on(h: &RunHistory, tm: &str, at: Duration) -> BTreeSet<ExecutionAttemptI
 struct GaveUp<'a> {
     at: Duration,
     cancelled: &'a [ExecutionAttemptId],
+    /// What had ended on its own, unknown to the JobManager perhaps: not kept either.
+    ended: &'a [ExecutionAttemptId],
 }
 
 fn gave_up<'a>(h: &'a RunHistory, tm: &str, from: Duration) -> Option<GaveUp<'a>> {
@@ -178,10 +180,12 @@ fn gave_up<'a>(h: &'a RunHistory, tm: &str, from: Duration) -> Option<GaveUp<'a>
         ClusterEvent::JobManagerLost {
             taskmanager,
             cancelled,
+            ended,
             ..
         } if e.at >= from && taskmanager == tm => Some(GaveUp {
             at: e.at,
             cancelled,
+            ended,
         }),
         _ => None,
     })
@@ -223,7 +227,8 @@ fn store_reached_by(h: &RunHistory, at: Duration) -> Duration {
         .fold(at, Duration::max)
 }
 
-/// The first output a cancelled attempt wrote after its TaskManager gave up, if any.
+/// The first output a cancelled (or already ended) attempt wrote after its TaskManager gave
+/// up, if any.
 fn output_after(h: &RunHistory, tm: &NodeName, g: &GaveUp<'_>) -> Option<String> {
     let index = tm.taskmanager()?;
     let quiet_from = store_reached_by(h, g.at) + LAST_BATCH;
@@ -234,6 +239,7 @@ fn output_after(h: &RunHistory, tm: &NodeName, g: &GaveUp<'_>) -> Option<String>
         .find(|o| {
             g.cancelled
                 .iter()
+                .chain(g.ended)
                 .any(|a| a.subtask == o.sink_subtask && a.attempt == o.attempt)
         })
         .map(|o| {
@@ -310,7 +316,7 @@ pub fn jobmanager_loss(h: &RunHistory, timing: &Timing, timeout: Duration) -> Ve
             let must = live_on(h, &name, began.min(g.at));
             let kept: Vec<String> = must
                 .iter()
-                .filter(|a| !g.cancelled.contains(a))
+                .filter(|a| !g.cancelled.contains(a) && !g.ended.contains(a))
                 .map(ToString::to_string)
                 .collect();
             if is_jm_crash(f) && !kept.is_empty() {
@@ -318,7 +324,7 @@ pub fn jobmanager_loss(h: &RunHistory, timing: &Timing, timeout: Duration) -> Ve
                     NAME,
                     format!("{tm} kept tasks after losing the JobManager"),
                     format!(
-                        "the JobManager had [{}] running on {tm} when it crashed at {}; {tm} gave up at {} and cancelled only [{}]",
+                        "the JobManager had [{}] running on {tm} when it crashed at {}; {tm} gave up at {} and cancelled only [{}] (nor had they ended)",
                         kept.join(" "),
                         secs(began),
                         secs(g.at),
@@ -468,10 +474,22 @@ mod tests {
 
     /// tm-`i` gives up at `ms`, cancelling `cancelled`.
     fn gives_up(h: &mut RunHistory, ms: u64, i: u32, cancelled: Vec<ExecutionAttemptId>) {
+        gives_up_with_ended(h, ms, i, cancelled, Vec::new());
+    }
+
+    /// tm-`i` gives up at `ms`, cancelling `cancelled`, saying `ended` had ended on their own.
+    fn gives_up_with_ended(
+        h: &mut RunHistory,
+        ms: u64,
+        i: u32,
+        cancelled: Vec<ExecutionAttemptId>,
+        ended: Vec<ExecutionAttemptId>,
+    ) {
         let event = ClusterEvent::JobManagerLost {
             taskmanager: format!("tm-{i}"),
             cause: JobManagerLossCause::ConnectionClosed("closed".into()),
             cancelled,
+            ended,
         };
         h.events.push(at(ms, NodeName::TaskManager(i), event));
         h.events.sort_by_key(|e| e.at);
@@ -501,6 +519,31 @@ mod tests {
         let v = jobmanager_loss(&h, &timing(), TIMEOUT);
         assert!(!v.passed && v.summary.contains("kept tasks"), "{v:?}");
         assert!(v.evidence.unwrap().contains("v1[1]"));
+    }
+
+    #[test]
+    fn a_task_that_had_ended_on_its_own_was_not_kept() {
+        // tm-2 noticed last: its consumer had already failed on an input lost with tm-1, and
+        // the JobManager never heard of it. It was not kept, and says so.
+        let mut h = jm_crash();
+        gives_up(&mut h, 1_010, 1, vec![attempt(0, 0), attempt(1, 0)]);
+        gives_up_with_ended(&mut h, 1_025, 2, vec![attempt(0, 1)], vec![attempt(1, 1)]);
+        let v = jobmanager_loss(&h, &timing(), TIMEOUT);
+        assert!(v.passed && v.checked, "{v:?}");
+        // What it says had ended must write nothing afterwards either.
+        h.outputs.push(crate::history::OutputRecord::new(
+            Duration::from_millis(3_000),
+            2,
+            1,
+            0,
+            None,
+            None,
+        ));
+        let v = jobmanager_loss(&h, &timing(), TIMEOUT);
+        assert!(
+            !v.passed && v.summary == "a cancelled task wrote output",
+            "{v:?}"
+        );
     }
 
     #[test]

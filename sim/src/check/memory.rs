@@ -100,9 +100,11 @@ fn held_by(h: &RunHistory, tm: &NodeName, deaths: &[(Duration, Duration)]) -> Ve
             ClusterEvent::JobManagerLost {
                 taskmanager,
                 cancelled,
+                ended,
                 ..
             } if *taskmanager == name => {
-                release(&mut held, |t| cancelled.contains(&t.attempt), e.at);
+                let gone = |t: &_| cancelled.contains(t) || ended.contains(t);
+                release(&mut held, |t| gone(&t.attempt), e.at);
             }
             _ => {}
         }

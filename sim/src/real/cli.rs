@@ -45,6 +45,9 @@ struct RealArgs {
     /// applied); without it, namespaces are used where root, `ip` and `nft` are at hand.
     #[arg(long)]
     loopback: bool,
+    /// Print the timeline of faults and typed cluster events.
+    #[arg(long)]
+    events: bool,
     /// Write this run's summary here.
     #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
@@ -143,6 +146,11 @@ fn real(
         match &f.not_applied {
             Some(why) => println!("  fault {}: {why}", f.fault),
             None => println!("  fault {}: applied", f.fault),
+        }
+    }
+    if a.events {
+        for (_, line) in crate::events::timeline(&outcome.history) {
+            println!("{line}");
         }
     }
     if let Some(path) = &a.summary {
