@@ -22,6 +22,36 @@ pub const PARITY_SET: &[&str] = &[
 /// The steps that build both harness binaries (dev profile, so CI's test builds are reused)
 /// and run each of `scenarios` both ways under `seed`.
 pub fn steps(root: &Path, scenarios: &[String], seed: u64) -> Vec<Step> {
+    let mut steps = builds(root);
+    let (sim_bin, real_bin, rill) = (
+        sim_binary(root),
+        real_binary(root, "rill-sim"),
+        real_binary(root, "rill"),
+    );
+    let seed = seed.to_string();
+    for scenario in scenarios {
+        // A scenario file's summary is named after the file.
+        let name = Path::new(scenario)
+            .file_stem()
+            .map_or(scenario.clone(), |s| s.to_string_lossy().into_owned());
+        let summary = summary_dir(root).join(format!("{name}-{seed}.sim"));
+        steps.push(
+            Step::new("parity: simulated", root, &sim_bin)
+                .args(["run", "--scenario", scenario, "--seed", &seed])
+                .args([OsStr::new("--summary"), summary.as_os_str()]),
+        );
+        steps.push(
+            Step::new("parity: real", root, &real_bin)
+                .args(["real", "--scenario", scenario, "--seed", &seed])
+                .args([OsStr::new("--rill"), rill.as_os_str()])
+                .args([OsStr::new("--compare"), summary.as_os_str()]),
+        );
+    }
+    steps
+}
+
+/// The two builds: the simulated `rill-sim`, and the real `rill` and `rill-sim`.
+pub fn builds(root: &Path) -> Vec<Step> {
     let (var, flags) = crate::sim_rustflags();
     let sim_dir = root.join("target-sim");
     let build_sim = Step::cargo(
@@ -46,31 +76,22 @@ pub fn steps(root: &Path, scenarios: &[String], seed: u64) -> Vec<Step> {
             "rill-sim",
         ],
     );
-    let mut steps = vec![build_sim, build_real];
-    let sim_bin = binary(&sim_dir, "rill-sim");
-    let (real_bin, rill) = (real_binary(root, "rill-sim"), real_binary(root, "rill"));
-    let dir = target_dir(root).join("parity");
-    let seed = seed.to_string();
-    for scenario in scenarios {
-        let summary = dir.join(format!("{scenario}-{seed}.sim"));
-        steps.push(
-            Step::new("parity: simulated", root, &sim_bin)
-                .args(["run", "--scenario", scenario, "--seed", &seed])
-                .args([OsStr::new("--summary"), summary.as_os_str()]),
-        );
-        steps.push(
-            Step::new("parity: real", root, &real_bin)
-                .args(["real", "--scenario", scenario, "--seed", &seed])
-                .args([OsStr::new("--rill"), rill.as_os_str()])
-                .args([OsStr::new("--compare"), summary.as_os_str()]),
-        );
-    }
-    steps
+    vec![build_sim, build_real]
 }
 
 /// Where the summaries go; made before the steps run.
 pub fn prepare(root: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(target_dir(root).join("parity"))
+    std::fs::create_dir_all(summary_dir(root))
+}
+
+/// The directory of the simulated runs' summaries.
+pub fn summary_dir(root: &Path) -> PathBuf {
+    target_dir(root).join("parity")
+}
+
+/// The simulated build's `rill-sim` (dev profile).
+pub fn sim_binary(root: &Path) -> PathBuf {
+    binary(&root.join("target-sim"), "rill-sim")
 }
 
 /// The real build's target directory, honouring CARGO_TARGET_DIR as cargo does.

@@ -69,8 +69,9 @@ pub struct RunArgs {
     /// Run twice and compare trace hashes.
     #[arg(long)]
     check_determinism: bool,
-    /// Then run the same scenario and seed on real processes (`rill-sim real`, built without
-    /// the simulator) and print both runs' verdicts side by side; fails if they differ.
+    /// Instead: run the scenario and seed simulated and on real processes (`rill-sim real`,
+    /// built without the simulator) and print both runs side by side (`sim parity` for one
+    /// scenario); fails if a real checker fails or a verdict differs.
     #[arg(long)]
     real: bool,
 }
@@ -184,11 +185,19 @@ pub fn main(root: &Path, args: &SimArgs) -> Result<(), Failure> {
     if let Some(SimCommand::Parity(p)) = &args.command {
         return parity(root, p);
     }
+    if let Some(SimCommand::Run(r)) = &args.command {
+        if r.real {
+            let both = ParityArgs {
+                scenarios: vec![scenario_arg(&r.scenario)],
+                seed: r.seed,
+            };
+            return parity(root, &both);
+        }
+    }
     if args.real && args.command.is_none() {
         return real_all(root, args);
     }
-    let real = matches!(&args.command, Some(SimCommand::Run(r)) if r.real);
-    let mut plan = Plan::new(if real { 4 } else { 2 });
+    let mut plan = Plan::new(2);
     let bin = build(root, &mut plan)?;
     let step = |label| Step::new(label, root, &bin);
     match &args.command {
@@ -219,9 +228,6 @@ pub fn main(root: &Path, args: &SimArgs) -> Result<(), Failure> {
             }
             if let Some(report) = &r.report {
                 s = s.args([std::ffi::OsStr::new("--report"), report.as_os_str()]);
-            }
-            if r.real {
-                return run_real(root, r, plan, s);
             }
             plan.run(s)?;
         }
@@ -346,49 +352,6 @@ fn real_all(root: &Path, args: &SimArgs) -> Result<(), Failure> {
         seed,
     };
     parity(root, &p)
-}
-
-/// `sim run --real`: the simulated run `sim` (already set up) writes its summary, then the
-/// real-process build runs the same scenario and compares. A failing simulated verdict does not
-/// stop the real run: the comparison is the point.
-fn run_real(root: &Path, r: &RunArgs, mut plan: Plan, sim: Step) -> Result<(), Failure> {
-    let dir = root.join("target").join("parity");
-    std::fs::create_dir_all(&dir).map_err(|e| Failure::new(format!("{}: {e}", dir.display())))?;
-    let name = Path::new(&r.scenario)
-        .file_stem()
-        .map_or(r.scenario.clone(), |s| s.to_string_lossy().into_owned());
-    let summary = dir.join(format!("{name}-{}.sim", r.seed));
-    // A summary left by an earlier run must not stand in for one this run failed to write.
-    let _ = std::fs::remove_file(&summary);
-    let simulated = plan.run(sim.args([OsStr::new("--summary"), summary.as_os_str()]));
-    plan.run(Step::cargo(
-        "build rill and rill-sim (real)",
-        root,
-        [
-            "build",
-            "--release",
-            "-p",
-            "rill",
-            "--bin",
-            "rill",
-            "-p",
-            "rill-scenarios",
-            "--bin",
-            "rill-sim",
-        ],
-    ))?;
-    let real_bin = crate::bench::release_binary(root, "rill-sim");
-    let rill = crate::bench::release_binary(root, "rill");
-    plan.run(
-        Step::new("real", root, &real_bin)
-            .args(["real", "--scenario", &scenario_arg(&r.scenario)])
-            .args(["--seed", &r.seed.to_string()])
-            .args([OsStr::new("--rill"), rill.as_os_str()])
-            .args([OsStr::new("--compare"), summary.as_os_str()]),
-    )?;
-    simulated?;
-    plan.finish();
-    Ok(())
 }
 
 /// `cargo xtask bench sim`: wall time per seed (simulating and judging apart) and the
