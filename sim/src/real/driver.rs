@@ -308,10 +308,12 @@ impl Driver {
         // A process that died just before the end (the kill that failed the job) is a fault
         // of the run too.
         self.reap(end);
+        // What the processes said up to the end; what they say while being torn down (a
+        // TaskManager losing the killed JobManager) is not the run's.
+        self.poll_events(end);
         for process in self.cluster.processes.values_mut() {
             process.kill();
         }
-        self.poll_events(end);
         for tail in &self.cluster.tails {
             if let Some(why) = tail.damaged() {
                 tracing::warn!(target: "rill_sim::real", "events file damaged: {why}");

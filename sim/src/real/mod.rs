@@ -210,6 +210,11 @@ impl RealHarness {
                 _ = tokio::time::sleep(TICK) => {}
             }
         };
+        // A process that died just before the end (the kill that failed the job: its sockets
+        // close before it can be reaped) is given a moment to be seen.
+        driver.reap(start.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        driver.reap(start.elapsed());
         let end = start.elapsed();
         let statuses = statuses.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(driver.finish(s, &services, start, end, result, &statuses, &self.jobs))
@@ -340,6 +345,7 @@ impl Cluster {
         };
         let jm = vec!["jobmanager".into(), "--bind".into(), jm_addr.to_string()];
         cluster.add(options, NodeName::JobManager, jm)?;
+        cluster.start_node(&NodeName::JobManager)?;
         for i in 1..=s.cluster.taskmanagers {
             let name = NodeName::TaskManager(i);
             let args = vec![
@@ -368,7 +374,8 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Starts the process of node `name` with `args`, its events file and the configuration.
+    /// Sets up the process of node `name` with `args`, its events file and the configuration
+    /// (not started yet).
     fn add(
         &mut self,
         options: &RealOptions,
@@ -388,41 +395,52 @@ impl Cluster {
             Ok(net) => net.wrap(&name, &options.program, argv),
             Err(_) => (options.program.clone(), argv),
         };
-        let mut process = NodeProcess::new(name.clone(), &program, argv, log);
-        process.start().map_err(|source| RealError::Start {
-            what: format!("{name} ({})", options.program.display()),
-            source,
-        })?;
+        let process = NodeProcess::new(name.clone(), &program, argv, log);
         self.processes.insert(name.clone(), process);
         self.tails.push(EventTail::new(name, events));
         Ok(())
     }
 
-    /// Waits until every TaskManager has registered with the JobManager, as the simulated run
-    /// waits before it submits: placement sees all of them.
+    fn start_node(&mut self, name: &NodeName) -> Result<(), RealError> {
+        let process = self.processes.get_mut(name).expect("a node set up");
+        process.start().map_err(|source| RealError::Start {
+            what: name.to_string(),
+            source,
+        })
+    }
+
+    /// Starts the TaskManagers one by one, each once the one before has registered, and waits
+    /// for the last, as the simulated run waits before it submits: placement sees all of them,
+    /// in the simulator's registration order (`tm-1` first), so that first-fit placement puts
+    /// tasks where it puts them in the simulator.
     async fn wait_until_up(&mut self, taskmanagers: u32) -> Result<(), RealError> {
         let begun = Instant::now();
         let mut registered = std::collections::BTreeSet::new();
         let mut early = Vec::new();
-        while registered.len() < taskmanagers as usize {
-            if begun.elapsed() > STARTUP_LIMIT {
-                return Err(RealError::NotUp {
-                    limit: STARTUP_LIMIT,
-                    registered: registered.len(),
-                    expected: taskmanagers,
-                    logs: self.dir.display().to_string(),
-                });
-            }
-            // Before the submission every event is at 0, as the simulator's recorder has it.
-            for tail in &mut self.tails {
-                for e in tail.poll(u64::MAX) {
-                    if let ClusterEvent::TaskManagerRegistered { taskmanager, .. } = &e.event {
-                        registered.insert(taskmanager.clone());
-                    }
-                    early.push(e);
+        for i in 1..=taskmanagers {
+            let name = NodeName::TaskManager(i);
+            self.start_node(&name)?;
+            while !registered.contains(&name.to_string()) {
+                if begun.elapsed() > STARTUP_LIMIT {
+                    return Err(RealError::NotUp {
+                        limit: STARTUP_LIMIT,
+                        registered: registered.len(),
+                        expected: taskmanagers,
+                        logs: self.dir.display().to_string(),
+                    });
                 }
+                // Before the submission every event is at 0, as the simulator's recorder has
+                // it.
+                for tail in &mut self.tails {
+                    for e in tail.poll(u64::MAX) {
+                        if let ClusterEvent::TaskManagerRegistered { taskmanager, .. } = &e.event {
+                            registered.insert(taskmanager.clone());
+                        }
+                        early.push(e);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.early = early;
         Ok(())
