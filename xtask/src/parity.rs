@@ -10,11 +10,13 @@ use std::path::{Path, PathBuf};
 use crate::steps::Step;
 
 /// What CI runs for real: a TaskManager crash under `taskmanager` failover (no 500 ms window
-/// without output, every missing record accounted to the crash, duplicates counted), a pause
-/// past the heartbeat timeout (detected by the JobManager's timer alone), and a partition that
-/// heals before the timeout (exactly-once, nothing restarted).
+/// without output, every missing record accounted to the crash, duplicates counted), the same
+/// crash under `region` failover with the transactional sink (exactly-once), a pause past the
+/// heartbeat timeout (detected by the JobManager's timer alone), and a partition that heals
+/// before the timeout (exactly-once, nothing restarted).
 pub const PARITY_SET: &[&str] = &[
     "tm-crash-4x2-taskmanager",
+    "tm-crash-4x2-region",
     "long-pause",
     "partition-heals-in-time-taskmanager",
 ];
