@@ -46,11 +46,13 @@ impl ProcessingClock {
     }
 }
 
-/// Sets `clock`'s offset from the file at `path` whenever it changes (checked every 100 ms):
-/// one signed integer, milliseconds. A missing file leaves the offset; an unreadable value is
-/// ignored, so a half-written file never skews the clock.
+/// Sets `clock`'s offset from the file at `path`, read every 100 ms: one signed integer,
+/// milliseconds. A missing file leaves the offset; an unreadable value is ignored, so a
+/// half-written file never skews the clock.
 pub async fn follow_control_file(clock: ProcessingClock, path: std::path::PathBuf) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    // After a pause (SIGSTOP), one read, not a burst of them.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
         let Ok(text) = std::fs::read_to_string(&path) else {

@@ -259,7 +259,8 @@ fn back_at_95(h: &RunHistory, t0: Duration) -> Option<Duration> {
         counts[bucket(o.at)] += 1;
     }
     let (start, before) = (bucket(t0), 20usize);
-    let base: u64 = counts[start.saturating_sub(before)..start.min(counts.len())]
+    let hi = start.min(counts.len());
+    let base: u64 = counts[start.saturating_sub(before).min(hi)..hi]
         .iter()
         .sum();
     let threshold = base as f64 / before as f64 * 0.95;
@@ -287,7 +288,8 @@ fn one_line(text: &str) -> String {
 }
 
 /// The two runs side by side: job, figures and each checker's status, `<<` on every row that
-/// differs. Returns the table and how many checkers' statuses differ.
+/// differs. Returns the table and how many rows that judge differ (the job's outcome and each
+/// checker's status; figures are measurements and may).
 pub fn side_by_side(sim: &Summary, real: &Summary) -> (String, usize) {
     let mut out = String::new();
     let mark = |a: &str, b: &str| if a == b { "" } else { "  <<" };
@@ -308,7 +310,7 @@ pub fn side_by_side(sim: &Summary, real: &Summary) -> (String, usize) {
             .map_or("-", |(_, v)| v.as_str());
         let _ = writeln!(out, "{name:<22} {value:<28} {other:<28}");
     }
-    let mut differ = 0;
+    let mut differ = usize::from(sim.job != real.job);
     let checkers: std::collections::BTreeSet<&String> =
         sim.verdicts.keys().chain(real.verdicts.keys()).collect();
     for checker in checkers {
@@ -441,6 +443,9 @@ mod tests {
         assert_eq!(b.reconnected, None);
         assert_eq!(b.back_at_95, Some(ms(300)));
         assert!(Breakdown::of(&RunHistory::default()).is_none());
+        // A fault long after the last output has no rate to come back to.
+        h.faults[0].began_at = Some(ms(60_000));
+        assert_eq!(Breakdown::of(&h).and_then(|b| b.back_at_95), None);
     }
 
     #[test]
@@ -462,5 +467,10 @@ mod tests {
         assert!(table.contains("not applied: no netns"));
         let (_, same) = side_by_side(&summary("sim", "pass"), &summary("real", "pass"));
         assert_eq!(same, 0);
+        let failed = Summary {
+            job: "FAILED".into(),
+            ..summary("real", "pass")
+        };
+        assert_eq!(side_by_side(&summary("sim", "pass"), &failed).1, 1);
     }
 }

@@ -44,7 +44,14 @@ pub fn steps(root: &Path, scenarios: &[String], seed: u64) -> Vec<Step> {
         );
         steps.push(
             Step::new("parity: real", root, &real_bin)
-                .args(["real", "--scenario", scenario, "--seed", &seed])
+                .args([
+                    "real",
+                    "--scenario",
+                    scenario,
+                    "--seed",
+                    &seed,
+                    "--require-applied",
+                ])
                 .args([OsStr::new("--rill"), rill.as_os_str()])
                 .args([OsStr::new("--compare"), summary.as_os_str()]),
         );

@@ -8,7 +8,7 @@
 //! process died inside the call) ends the readable part and is reported, not misread.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,9 +38,20 @@ pub struct FileEvents {
 
 impl FileEvents {
     /// Opens `path` for appending (creating it): a restarted process adds to what its previous
-    /// incarnation wrote.
+    /// incarnation wrote. A frame the previous incarnation was killed in the middle of is cut
+    /// away first, so that what follows it stays readable.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)?;
+        let mut bytes = Vec::new();
+        (&file).read_to_end(&mut bytes)?;
+        let whole = read_events(&bytes).consumed;
+        if whole < bytes.len() {
+            file.set_len(whole as u64)?;
+        }
         Ok(FileEvents {
             file: Mutex::new(file),
         })
@@ -142,10 +153,27 @@ mod tests {
         FileEvents::open(&path).unwrap().emit(registered("tm-1"));
         // A restarted process appends.
         FileEvents::open(&path).unwrap().emit(registered("tm-2"));
+        // A third incarnation was killed inside a write: the next one cuts the half frame.
+        let mut half = encode_frame(&StampedEvent {
+            unix_nanos: 3,
+            event: registered("tm-3"),
+        })
+        .unwrap();
+        half.truncate(half.len() / 2);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&half)
+            .unwrap();
+        FileEvents::open(&path).unwrap().emit(registered("tm-4"));
         let read = read_events(&std::fs::read(&path).unwrap());
         assert_eq!(read.damaged, None);
         let names: Vec<_> = read.events.iter().map(|e| e.event.clone()).collect();
-        assert_eq!(names, vec![registered("tm-1"), registered("tm-2")]);
+        assert_eq!(
+            names,
+            vec![registered("tm-1"), registered("tm-2"), registered("tm-4")]
+        );
         assert!(read.events[0].unix_nanos <= read.events[1].unix_nanos);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -25,6 +25,8 @@ pub const OOM_EXIT_STATUS: i32 = 137;
 pub async fn watch(account: MemoryAccount, limit: Option<u64>, samples: Option<&Path>) -> u64 {
     let mut file = samples.and_then(open);
     let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+    // After a pause (SIGSTOP), one sample, not a burst of them.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
         let report = account.report();

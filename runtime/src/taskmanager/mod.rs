@@ -535,11 +535,15 @@ impl TaskManager {
             .send(TaskEvent::Ended(job, attempt, Err(reason)));
     }
 
-    /// Cancels every task (dropping a task aborts it) and releases its partitions; returns
-    /// the attempts cancelled, in id order.
-    /// Remembers that `attempt` ended on its own, forgetting ends older than a heartbeat
-    /// timeout: a JobManager that has answered heartbeats since has had them.
+    /// Remembers that `attempt` ended on its own.
     fn ended(&mut self, attempt: ExecutionAttemptId) {
+        self.forget_old_ends();
+        self.recent_ends.push_back((Instant::now(), attempt));
+    }
+
+    /// Forgets ends older than a heartbeat timeout: a JobManager that answered heartbeats
+    /// since has had their reports.
+    fn forget_old_ends(&mut self) {
         let now = Instant::now();
         let keep = self.opts.config.heartbeat_timeout();
         while self
@@ -549,10 +553,10 @@ impl TaskManager {
         {
             self.recent_ends.pop_front();
         }
-        self.recent_ends.push_back((now, attempt));
     }
 
-    /// Cancels every task; returns them, and the attempts that had ended on their own without
+    /// Cancels every task (dropping a task aborts it) and releases its partitions; returns
+    /// them, and the attempts that had ended on their own without
     /// the JobManager surely knowing (ended within the last heartbeat timeout, or their end
     /// still waiting to be reported), each list in id order.
     fn cancel_all(&mut self) -> (Vec<ExecutionAttemptId>, Vec<ExecutionAttemptId>) {
@@ -570,6 +574,7 @@ impl TaskManager {
             self.services.registry.release(job, attempt);
             cancelled.push(attempt);
         }
+        self.forget_old_ends();
         ended.extend(self.recent_ends.drain(..).map(|(_, attempt)| attempt));
         cancelled.sort();
         ended.sort();

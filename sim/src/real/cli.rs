@@ -22,7 +22,8 @@ enum Cli {
     /// by real means, and judges the run with the simulator's checkers.
     Real(RealArgs),
     /// Lists the named scenarios whose every fault this runner applies for real (no swarm, no
-    /// buggify point, no loss, latency or clock skew, no crash or pause of an external system).
+    /// buggify point, no latency, no crash or pause of an external system, clock skew only
+    /// of TaskManagers).
     Runnable,
 }
 
@@ -45,6 +46,10 @@ struct RealArgs {
     /// applied); without it, namespaces are used where root, `ip` and `nft` are at hand.
     #[arg(long)]
     loopback: bool,
+    /// Fail if a fault of the plan was not applied (a parity run without its fault proves
+    /// nothing), as well as on a failing or differing checker.
+    #[arg(long)]
+    require_applied: bool,
     /// Print the timeline of faults and typed cluster events.
     #[arg(long)]
     events: bool,
@@ -157,6 +162,16 @@ fn real(
         std::fs::write(path, summary.render(&s.name, a.seed))?;
     }
     let mut ok = outcome.passed();
+    let unapplied = outcome
+        .history
+        .faults
+        .iter()
+        .filter(|f| f.not_applied.is_some())
+        .count();
+    if a.require_applied && unapplied > 0 {
+        println!("{unapplied} fault(s) of the plan were not applied (--require-applied)");
+        ok = false;
+    }
     if let Some(sim) = compare {
         let (table, differ) = side_by_side(&sim, &summary);
         println!("\n{table}");

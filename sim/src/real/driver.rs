@@ -193,8 +193,11 @@ impl Driver {
                 Ok(())
             }
             FaultKind::Pause { target, .. } => {
+                // A pause of a process that is down holds it paused when it comes back, as
+                // the simulator composes the two.
+                let down = self.down.contains_key(target);
                 let process = self.process(target)?;
-                if !process.pause() {
+                if !down && !process.pause() {
                     return Err(format!("{target} is not running"));
                 }
                 *self.paused.entry(target.clone()).or_default() += 1;
@@ -211,6 +214,9 @@ impl Driver {
                 Err("latency needs netem, which this machine's kernel does not provide".into())
             }
             FaultKind::ClockSkew { target, offset_ms } => {
+                if target.taskmanager().is_none() {
+                    return Err("only TaskManagers read processing time".into());
+                }
                 self.process(target)?;
                 self.cluster.set_clock(target, *offset_ms)
             }
@@ -274,9 +280,13 @@ impl Driver {
             FaultKind::Crash { target, .. } | FaultKind::OomKill { target, .. }
                 if release(&mut self.down, target) =>
             {
+                let paused = self.paused.contains_key(target);
                 if let Some(p) = self.cluster.processes.get_mut(target) {
                     if let Err(e) = p.start() {
                         tracing::warn!(target: "rill_sim::real", "{target} did not restart: {e}");
+                    } else if paused {
+                        // A pause still in force holds the fresh process too.
+                        p.pause();
                     }
                 }
             }

@@ -65,8 +65,17 @@ impl Network {
         net.remove();
         run("ip", &["link", "add", &net.bridge, "type", "bridge"])?;
         run("ip", &["link", "set", &net.bridge, "up"])?;
+        // The harness's own address comes first: the kernel sends from a device's first
+        // address, so the client's connections to the JobManager come from it, not from an
+        // external system's (whose partitions would cut the client too).
+        let client = net.ip(1);
+        run(
+            "ip",
+            &["addr", "add", &format!("{client}/24"), "dev", &net.bridge],
+        )?;
+        net.addresses.insert(NodeName::Client, client);
         for (i, service) in SERVICES.iter().enumerate() {
-            let ip = net.ip(1 + i as u8);
+            let ip = net.ip(2 + i as u8);
             run(
                 "ip",
                 &["addr", "add", &format!("{ip}/24"), "dev", &net.bridge],
@@ -171,7 +180,7 @@ impl Network {
 
     /// The input and output rules of `node`'s namespace.
     fn rules_for(&self, node: &NodeName, active: &[&FaultKind]) -> (String, String) {
-        let (mut input, mut output, mut loss) = (String::new(), String::new(), String::new());
+        let (mut input, mut output, mut loss) = (String::new(), String::new(), 0f64);
         let mut cut = |from: &NodeName, to: &NodeName| {
             // A cut is made where a process sends (its output) or, for traffic from the
             // harness's systems, where it receives.
@@ -215,19 +224,25 @@ impl Network {
                         cut(to, from);
                     }
                 }
-                // Every packet a process sends is lost with the rate: netem is missing, but
-                // nftables draws a random number per packet.
-                FaultKind::PacketLoss { rate, .. } => {
-                    let per_10k = (rate.clamp(0.0, 1.0) * 10_000.0).round() as u32;
-                    loss += &match per_10k {
-                        10_000.. => "    drop\n".to_string(),
-                        n => format!("    numgen random mod 10000 < {n} drop\n"),
-                    };
-                }
+                // Loss is judged as the simulator's: the highest active rate (below).
+                FaultKind::PacketLoss { rate, .. } => loss = loss.max(*rate),
                 _ => {}
             }
         }
-        output += &loss;
+        // Every packet a process sends, and every packet the harness's systems send it, is
+        // lost with the rate: netem is missing, but nftables draws a random number per packet.
+        let per_10k = (loss.clamp(0.0, 1.0) * 10_000.0).round() as u32;
+        let drop = match per_10k {
+            0 => None,
+            10_000.. => Some("drop".to_string()),
+            n => Some(format!("numgen random mod 10000 < {n} drop")),
+        };
+        if let Some(drop) = drop {
+            output += &format!("    {drop}\n");
+            for ip in SERVICES.iter().filter_map(|s| self.address(s)) {
+                input += &format!("    ip saddr {ip} {drop}\n");
+            }
+        }
         (input, output)
     }
 
@@ -249,7 +264,18 @@ impl Network {
                 }
             }
         }
-        // Deleting a namespace deletes its veth pair; the bridge goes on its own.
+        // Deleting a namespace deletes its veth pair, unless a process left behind keeps the
+        // namespace alive: the host ends go by name, and the bridge on its own.
+        let host_prefix = format!("rv{}h", self.tag);
+        if let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let name = line.split(':').nth(1).unwrap_or_default().trim();
+                let name = name.split('@').next().unwrap_or_default();
+                if name.starts_with(&host_prefix) {
+                    let _ = run("ip", &["link", "del", name]);
+                }
+            }
+        }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .stderr(Stdio::null())
@@ -300,8 +326,9 @@ mod tests {
             namespaces: BTreeMap::new(),
             addresses: BTreeMap::new(),
         };
+        net.addresses.insert(NodeName::Client, net.ip(1));
         for (i, s) in SERVICES.iter().enumerate() {
-            net.addresses.insert(s.clone(), net.ip(1 + i as u8));
+            net.addresses.insert(s.clone(), net.ip(2 + i as u8));
         }
         for (i, n) in [
             NodeName::JobManager,
@@ -329,10 +356,10 @@ mod tests {
     fn a_partition_is_cut_where_processes_send_and_where_systems_reach_them() {
         let net = fake();
         let tm1 = partition(NodeName::TaskManager(1), Direction::Both);
-        // tm-1 sends to no one and takes nothing from the systems on the bridge.
+        // tm-1 sends to no one and takes nothing from the harness on the bridge.
         let (input, output) = net.rules_for(&NodeName::TaskManager(1), &[&tm1]);
-        assert_eq!(output.matches("drop").count(), 5, "{output}");
-        assert_eq!(input.matches("saddr").count(), 3, "{input}");
+        assert_eq!(output.matches("drop").count(), 6, "{output}");
+        assert_eq!(input.matches("saddr").count(), 4, "{input}");
         // The JobManager no longer sends to tm-1 (10.77.250.11), and nothing else.
         let (input, output) = net.rules_for(&NodeName::JobManager, &[&tm1]);
         assert_eq!(output, "    ip daddr 10.77.250.11 drop\n");
@@ -353,17 +380,22 @@ mod tests {
             heal_after: None,
         };
         let (input, output) = net.rules_for(&NodeName::TaskManager(2), &[&link]);
-        assert_eq!(output, "    ip daddr 10.77.250.2 drop\n");
+        assert_eq!(output, "    ip daddr 10.77.250.3 drop\n");
         assert!(input.is_empty());
         let store = partition(NodeName::CheckpointStore, Direction::Outbound);
         let (input, _) = net.rules_for(&NodeName::JobManager, &[&store]);
-        assert_eq!(input, "    ip saddr 10.77.250.3 drop\n");
+        assert_eq!(input, "    ip saddr 10.77.250.4 drop\n");
         let loss = |rate| FaultKind::PacketLoss {
             rate,
             duration: None,
         };
-        let (_, output) = net.rules_for(&NodeName::JobManager, &[&loss(0.05)]);
+        // Overlapping losses: the highest rate, as the simulator has it, both ways.
+        let (input, output) = net.rules_for(&NodeName::JobManager, &[&loss(0.05), &loss(0.01)]);
         assert_eq!(output, "    numgen random mod 10000 < 500 drop\n");
+        assert_eq!(
+            input.matches("numgen random mod 10000 < 500 drop").count(),
+            3
+        );
         let (_, output) = net.rules_for(&NodeName::JobManager, &[&loss(1.0)]);
         assert_eq!(output, "    drop\n");
         let (input, output) = net.rules_for(&NodeName::TaskManager(2), &[]);

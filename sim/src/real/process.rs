@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -37,12 +38,23 @@ impl NodeProcess {
     pub fn start(&mut self) -> std::io::Result<()> {
         self.kill();
         let log = File::options().create(true).append(true).open(&self.log)?;
-        let child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        command
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+            .stderr(log);
+        // SAFETY: prctl(2) is async-signal-safe, as a pre_exec closure must be. A harness that
+        // dies (a CI timeout's SIGKILL) takes its cluster with it instead of leaving processes
+        // that keep their namespaces alive; `ip netns exec` is not setuid, so it survives the
+        // exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn()?;
         self.child = Some(child);
         self.paused = false;
         Ok(())
