@@ -188,8 +188,8 @@ pub struct Breakdown {
     pub running: Option<Duration>,
     /// The last `InputReconnected` to a deployed attempt.
     pub reconnected: Option<Duration>,
-    /// The first 100 ms window after the fault from which the output rate stays at 95% or
-    /// more of its rate before the fault for a second.
+    /// The first moment after the fault from which the next second holds 95% or more of the
+    /// output a second held on average in the 2 s before the fault.
     pub back_at_95: Option<Duration>,
 }
 
@@ -248,8 +248,10 @@ impl Breakdown {
     }
 }
 
-/// When the output rate, in 100 ms windows, is back at 95% of its mean over the 2 s before
-/// `t0` and stays there for 1 s (or to the end of the output).
+/// When the output, counted in 100 ms buckets, is back at 95% of its rate over the 2 s before
+/// `t0`: the first bucket from which the next second (10 buckets; fewer at the end of the
+/// output) holds 95% of a second's worth. A sliding second, not single buckets: a paced source
+/// never makes up lost time, so single buckets dip below 95% by jitter alone.
 fn back_at_95(h: &RunHistory, t0: Duration) -> Option<Duration> {
     const WINDOW: Duration = Duration::from_millis(100);
     let bucket = |at: Duration| (at.as_millis() / WINDOW.as_millis()) as usize;
@@ -267,10 +269,12 @@ fn back_at_95(h: &RunHistory, t0: Duration) -> Option<Duration> {
     if threshold <= 0.0 {
         return None;
     }
-    // The last window may be cut short by the end of the input.
-    let ok = |i: usize| i + 1 >= counts.len() || counts[i] as f64 >= threshold;
     (start..counts.len())
-        .find(|&i| (i..(i + 10).min(counts.len())).all(ok))
+        .find(|&i| {
+            let end = (i + 10).min(counts.len());
+            let held: u64 = counts[i..end].iter().sum();
+            held as f64 >= threshold * (end - i) as f64
+        })
         .map(|i| WINDOW * i as u32)
 }
 
