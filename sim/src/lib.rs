@@ -38,6 +38,7 @@ pub mod shrink;
 pub mod store;
 pub mod swarm;
 pub mod testing;
+pub mod timeline;
 pub mod trace;
 
 pub use events::{EventRecorder, RecordedEvent};

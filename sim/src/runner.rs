@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use madsim::runtime::{Handle, Runtime};
 use rill::api::OutputChecks;
-use rill::events::ClusterEvent;
 use rill::jobmanager::client::SubmitError;
 use rill::jobs::JobRegistry;
 use rill::rpc::JobStatusReport;
@@ -20,12 +19,13 @@ use crate::check::bounds::Timing;
 use crate::check::Bounds;
 use crate::cluster::{sink_store_url, source_log_url, SimCluster, SimClusterSpec};
 use crate::collected;
-use crate::events::{EventRecorder, RecordedEvent};
-use crate::fault::{format_duration, Anchor, Fault, FaultKind, OOM_RESTART};
-use crate::history::{AppliedFault, MemorySample, RunEnd, RunHistory, Verdict};
+use crate::events::EventRecorder;
+use crate::fault::{format_duration, Fault, FaultKind, OOM_RESTART};
+use crate::history::{AppliedFault, MemorySample, RunHistory, Verdict};
 use crate::judge::Judge;
 use crate::node::NodeName;
 use crate::scenario::{harness_job, Scenario};
+use crate::timeline::{job_end, Step, Timeline};
 use crate::trace::TraceCollector;
 
 /// How often the memory model samples every TaskManager.
@@ -216,29 +216,16 @@ struct Run {
     keep_payloads: bool,
 }
 
-/// A step of the fault timeline. Ends sort before begins, so a fault that starts the instant
-/// another ends is not undone by that end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Step {
-    End(usize),
-    Begin(usize),
-}
-
 struct Driver {
     handle: Handle,
     cluster: SimCluster,
     start: Instant,
     faults: Vec<AppliedFault>,
-    /// Pending steps, sorted by time.
-    timeline: Vec<(Duration, Step)>,
-    /// Anchored faults whose anchor has not come yet, in plan order.
-    waiting: Vec<usize>,
+    timeline: Timeline,
     /// Where anchors are looked for.
     recorder: EventRecorder,
     /// How many of the recorder's events the anchors have been matched against.
     seen: usize,
-    /// Whether a failover or rebalancing was recorded: later deployments are restores.
-    restoring: bool,
     memory_limit: Option<u64>,
     memory: Vec<MemorySample>,
     state: FaultState,
@@ -295,16 +282,7 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
             .push((start.elapsed(), r.clone()))
     });
     // Faults at a fixed time go on the timeline now; anchored ones when their event comes.
-    let mut timeline: Vec<(Duration, Step)> = faults
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.anchor.is_none())
-        .map(|(i, f)| (f.at, Step::Begin(i)))
-        .collect();
-    timeline.sort();
-    let waiting = (0..faults.len())
-        .filter(|&i| faults[i].anchor.is_some())
-        .collect();
+    let timeline = Timeline::new(&faults);
     let state = FaultState::new(cluster.checkpoint_store.clone(), &cluster.clocks);
     let mut driver = Driver {
         handle,
@@ -312,10 +290,8 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
         start,
         faults: faults.into_iter().map(AppliedFault::planned).collect(),
         timeline,
-        waiting,
         recorder: recorder.clone(),
         seen: 0,
-        restoring: false,
         memory_limit,
         memory: Vec::new(),
         state,
@@ -343,13 +319,13 @@ async fn drive(s: Scenario, faults: Vec<Fault>, run: Run) -> RunHistory {
         }
         let wake = driver
             .timeline
-            .first()
-            .map_or(until, |(t, _)| *t)
+            .next_at()
+            .unwrap_or(until)
             .min(next_sample)
             .min(until);
         // Only a run with anchors still to come listens for events: one without is scheduled
         // exactly as before anchors existed.
-        let listen = !driver.waiting.is_empty();
+        let listen = driver.timeline.waits_for_anchors();
         tokio::select! {
             biased;
             r = &mut job, if lost.is_none() => match r {
@@ -391,76 +367,26 @@ impl Driver {
     /// fault whose anchor came is scheduled at the event's time plus its offset. The driver
     /// is woken the instant such an event is recorded, so `now` is the event's time.
     fn resolve_anchors(&mut self, now: Duration) {
-        if self.waiting.is_empty() {
+        if !self.timeline.waits_for_anchors() {
             return;
         }
         let events = self.recorder.events_since(self.seen);
         self.seen += events.len();
         for e in events {
-            let mut i = 0;
-            while i < self.waiting.len() {
-                let fault = &self.faults[self.waiting[i]].fault;
-                let Some(anchor) = fault.anchor else {
-                    i += 1;
-                    continue;
-                };
-                if !anchor.matches(fault.at, &e.event, e.at, self.restoring) {
-                    i += 1;
-                    continue;
-                }
-                let index = self.waiting.remove(i);
-                let at = (e.at + anchor.offset).max(now);
+            for (i, at) in self.timeline.on_event(&self.faults, &e, now) {
+                let fault = &self.faults[i].fault;
                 tracing::info!(target: "rill_sim::fault", "anchor came: {fault} begins at {}", format_duration(at));
-                self.schedule(at, Step::Begin(index));
             }
-            if matches!(
-                e.event,
-                ClusterEvent::FailoverStarted { .. } | ClusterEvent::Rebalanced { .. }
-            ) {
-                self.restoring = true;
-            }
-        }
-    }
-
-    /// Records why each fault that never began did not: the run ended before it was due, or
-    /// its anchor never came.
-    fn not_applied(&mut self, end: Duration, events: &[RecordedEvent]) {
-        for i in 0..self.faults.len() {
-            if self.faults[i].began_at.is_some() {
-                continue;
-            }
-            let fault = &self.faults[i].fault;
-            let why = match fault.anchor {
-                Some(anchor) if self.waiting.contains(&i) => {
-                    never_came(&anchor, fault.at, events, end)
-                }
-                _ => format!(
-                    "the run ended at {} before it was due",
-                    format_duration(end)
-                ),
-            };
-            if fault.anchor.is_some() {
-                tracing::info!(target: "rill_sim::fault", "not applied: {fault}: {why}");
-            }
-            self.faults[i].not_applied = Some(why);
         }
     }
 
     fn apply_due(&mut self, now: Duration) {
-        while self.timeline.first().is_some_and(|(t, _)| *t <= now) {
-            let (_, step) = self.timeline.remove(0);
+        while let Some(step) = self.timeline.pop_due(now) {
             match step {
                 Step::Begin(i) => self.begin(i, now),
                 Step::End(i) => self.end(i, now),
             }
         }
-    }
-
-    fn schedule(&mut self, at: Duration, step: Step) {
-        let pos = self
-            .timeline
-            .partition_point(|(t, s)| (*t, *s) <= (at, step));
-        self.timeline.insert(pos, (at, step));
     }
 
     fn begin(&mut self, i: usize, now: Duration) {
@@ -474,7 +400,7 @@ impl Driver {
         self.faults[i].began_at = Some(now);
         self.faults[i].effective = effective;
         if let Some(d) = fault.duration() {
-            self.schedule(now + d, Step::End(i));
+            self.timeline.schedule(now + d, Step::End(i));
         }
         self.update_network(now);
     }
@@ -541,7 +467,7 @@ impl Driver {
                 self.faults[i].effective =
                     self.state.begin(&self.faults[i].fault, &ids, &self.handle);
                 self.faults[i].began_at = Some(now);
-                self.schedule(now + OOM_RESTART, Step::End(i));
+                self.timeline.schedule(now + OOM_RESTART, Step::End(i));
             }
         }
     }
@@ -553,22 +479,12 @@ impl Driver {
         statuses: &Mutex<Vec<(Duration, JobStatusReport)>>,
     ) -> RunHistory {
         let end = self.start.elapsed();
-        self.not_applied(end, &self.recorder.events());
+        let events = self.recorder.events();
+        self.timeline
+            .explain_never_begun(&mut self.faults, end, &events);
         // One lock for both views: a second lock in the same expression would deadlock.
         let statuses = statuses.lock().unwrap_or_else(|p| p.into_inner());
-        let (job_status, job_message) = match result {
-            None => (
-                RunEnd::CutOff,
-                Some(format!(
-                    "still running after {}",
-                    format_duration(s.run_for)
-                )),
-            ),
-            Some(Ok(Ok(report))) => (RunEnd::Ended(report.status), report.message),
-            Some(Ok(Err(e @ SubmitError::Rejected(_)))) => (RunEnd::Rejected, Some(e.to_string())),
-            Some(Ok(Err(e))) => (RunEnd::Lost, Some(e.to_string())),
-            Some(Err(e)) => (RunEnd::Lost, Some(e.to_string())),
-        };
+        let (job_status, job_message) = job_end(s.run_for, result);
         let (outputs, payloads) = collected::outputs(
             &self.cluster.collect,
             self.start,
@@ -601,41 +517,6 @@ impl Driver {
             buggified: Vec::new(),
         }
     }
-}
-
-/// Why an anchor never came: what the run recorded of the checkpoint it names, if it names
-/// one, after the anchor and the run's end.
-fn never_came(anchor: &Anchor, from: Duration, events: &[RecordedEvent], end: Duration) -> String {
-    let mut why = format!(
-        "its anchor never came before the run ended at {}",
-        format_duration(end)
-    );
-    let Some(n) = anchor.checkpoint else {
-        return why;
-    };
-    for e in events {
-        match &e.event {
-            ClusterEvent::CheckpointAborted {
-                checkpoint, reason, ..
-            } if checkpoint.0 == n => {
-                why += &format!(
-                    "; chk-{n} was aborted at {}: {reason}",
-                    format_duration(e.at)
-                );
-            }
-            ClusterEvent::CheckpointTriggered { checkpoint, .. }
-                if checkpoint.0 == n && e.at < from =>
-            {
-                why += &format!(
-                    "; chk-{n} was triggered at {}, before {}",
-                    format_duration(e.at),
-                    format_duration(from)
-                );
-            }
-            _ => {}
-        }
-    }
-    why
 }
 
 fn no_effect_reason(fault: &Fault) -> &'static str {

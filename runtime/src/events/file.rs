@@ -60,10 +60,10 @@ impl FileEvents {
 
 impl EventSink for FileEvents {
     fn emit(&self, event: ClusterEvent) {
-        let unix_nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let stamped = StampedEvent { unix_nanos, event };
+        let stamped = StampedEvent {
+            unix_nanos: unix_nanos(),
+            event,
+        };
         match encode_frame(&stamped) {
             Ok(frame) => {
                 let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
@@ -76,6 +76,14 @@ impl EventSink for FileEvents {
         }
         TracingEvents.emit(stamped.event);
     }
+}
+
+/// Now, in nanoseconds since the Unix epoch (0 before it): the clock events files and memory
+/// samples are stamped with, which a harness on the same machine reads too.
+pub fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn encode_frame(event: &StampedEvent) -> Result<Vec<u8>, bincode::Error> {

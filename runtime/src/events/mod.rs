@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod file;
-pub use file::{read_events, EventsFile, FileEvents, StampedEvent};
+pub use file::{read_events, unix_nanos, EventsFile, FileEvents, StampedEvent};
 
 use crate::config::FailoverStrategy;
 use crate::graph::{

@@ -11,7 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::memory::MemoryAccount;
 
@@ -32,9 +32,7 @@ pub async fn watch(account: MemoryAccount, limit: Option<u64>, samples: Option<&
         let report = account.report();
         let total = report.total();
         if let Some(f) = &mut file {
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
+            let nanos = crate::events::unix_nanos();
             let line = format!("{nanos} {total} {}\n", report.task_overhead_bytes);
             if f.write_all(line.as_bytes()).is_err() {
                 file = None;

@@ -5,8 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rill::events::ClusterEvent;
-use rill::jobmanager::client::SubmitError;
 use rill::jobs::JobRegistry;
 use rill::rpc::JobStatusReport;
 use tokio::time::Instant;
@@ -14,29 +12,19 @@ use tokio::time::Instant;
 use super::{Cluster, JobResult, Services};
 use crate::collected;
 use crate::events::RecordedEvent;
-use crate::fault::{format_duration, Fault, FaultKind, OOM_RESTART};
-use crate::history::{AppliedFault, RunEnd, RunHistory};
+use crate::fault::{Fault, FaultKind, OOM_RESTART};
+use crate::history::{AppliedFault, RunHistory};
 use crate::node::NodeName;
 use crate::scenario::Scenario;
 use crate::store::SimCheckpointStore;
-
-/// A step of the fault timeline; ends sort before begins, as in the simulated runner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Step {
-    End(usize),
-    Begin(usize),
-}
+use crate::timeline::{job_end, Step, Timeline};
 
 pub(super) struct Driver {
     cluster: Cluster,
     store: SimCheckpointStore,
     faults: Vec<AppliedFault>,
-    timeline: Vec<(Duration, Step)>,
-    /// Anchored faults whose event has not come yet, in plan order.
-    waiting: Vec<usize>,
+    timeline: Timeline,
     events: Vec<RecordedEvent>,
-    /// Whether a failover or rebalancing was seen: later deployments are restores.
-    restoring: bool,
     start_ns: u64,
     /// Active faults holding each process down or paused (faults may overlap).
     down: BTreeMap<NodeName, u32>,
@@ -52,25 +40,14 @@ impl Driver {
         faults: Vec<Fault>,
         start_ns: u64,
     ) -> Driver {
-        let mut timeline: Vec<(Duration, Step)> = faults
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.anchor.is_none())
-            .map(|(i, f)| (f.at, Step::Begin(i)))
-            .collect();
-        timeline.sort();
-        let waiting = (0..faults.len())
-            .filter(|&i| faults[i].anchor.is_some())
-            .collect();
+        let timeline = Timeline::new(&faults);
         let events = std::mem::take(&mut cluster.early);
         Driver {
             cluster,
             store: store.clone(),
             faults: faults.into_iter().map(AppliedFault::planned).collect(),
             timeline,
-            waiting,
             events,
-            restoring: false,
             start_ns,
             down: BTreeMap::new(),
             paused: BTreeMap::new(),
@@ -87,32 +64,9 @@ impl Driver {
         }
         fresh.sort_by_key(|e| e.at);
         for e in &fresh {
-            self.match_anchors(e, now);
+            self.timeline.on_event(&self.faults, e, now);
         }
         self.events.extend(fresh);
-    }
-
-    fn match_anchors(&mut self, e: &RecordedEvent, now: Duration) {
-        let mut i = 0;
-        while i < self.waiting.len() {
-            let fault = &self.faults[self.waiting[i]].fault;
-            let matched = fault
-                .anchor
-                .is_some_and(|a| a.matches(fault.at, &e.event, e.at, self.restoring));
-            if !matched {
-                i += 1;
-                continue;
-            }
-            let offset = fault.anchor.map_or(Duration::ZERO, |a| a.offset);
-            let index = self.waiting.remove(i);
-            self.schedule((e.at + offset).max(now), Step::Begin(index));
-        }
-        if matches!(
-            e.event,
-            ClusterEvent::FailoverStarted { .. } | ClusterEvent::Rebalanced { .. }
-        ) {
-            self.restoring = true;
-        }
     }
 
     /// Records a process that died on its own (the memory limit's kill, exit 137, as an OOM
@@ -148,25 +102,18 @@ impl Driver {
             fault.effective = true;
             self.faults.push(fault);
             *self.down.entry(target).or_default() += 1;
-            self.schedule(now + OOM_RESTART, Step::End(self.faults.len() - 1));
+            self.timeline
+                .schedule(now + OOM_RESTART, Step::End(self.faults.len() - 1));
         }
     }
 
     pub(super) fn apply_due(&mut self, now: Duration) {
-        while self.timeline.first().is_some_and(|(t, _)| *t <= now) {
-            let (_, step) = self.timeline.remove(0);
+        while let Some(step) = self.timeline.pop_due(now) {
             match step {
                 Step::Begin(i) => self.begin(i, now),
                 Step::End(i) => self.end(i, now),
             }
         }
-    }
-
-    fn schedule(&mut self, at: Duration, step: Step) {
-        let pos = self
-            .timeline
-            .partition_point(|(t, s)| (*t, *s) <= (at, step));
-        self.timeline.insert(pos, (at, step));
     }
 
     fn begin(&mut self, i: usize, now: Duration) {
@@ -176,7 +123,7 @@ impl Driver {
                 self.faults[i].began_at = Some(now);
                 self.faults[i].effective = true;
                 if let Some(d) = fault.duration() {
-                    self.schedule(now + d, Step::End(i));
+                    self.timeline.schedule(now + d, Step::End(i));
                 }
             }
             Err(why) => self.faults[i].not_applied = Some(format!("not applied: {why}")),
@@ -329,15 +276,9 @@ impl Driver {
                 tracing::warn!(target: "rill_sim::real", "events file damaged: {why}");
             }
         }
-        for f in self.faults.iter_mut().filter(|f| f.began_at.is_none()) {
-            if f.not_applied.is_none() {
-                f.not_applied = Some(format!(
-                    "the run ended at {} before it was due",
-                    format_duration(end)
-                ));
-            }
-        }
-        let (job_status, job_message) = job_end(s, result);
+        self.timeline
+            .explain_never_begun(&mut self.faults, end, &self.events);
+        let (job_status, job_message) = job_end(s.run_for, result);
         let checks = jobs
             .output_checks(&s.job)
             .unwrap_or(rill::api::OutputChecks::OPAQUE);
@@ -382,22 +323,5 @@ fn release(map: &mut BTreeMap<NodeName, u32>, node: &NodeName) -> bool {
             true
         }
         None => false,
-    }
-}
-
-/// How the job ended, and why, from what the client's task returned.
-fn job_end(s: &Scenario, result: Option<JobResult>) -> (RunEnd, Option<String>) {
-    match result {
-        None => (
-            RunEnd::CutOff,
-            Some(format!(
-                "still running after {}",
-                format_duration(s.run_for)
-            )),
-        ),
-        Some(Ok(Ok(report))) => (RunEnd::Ended(report.status), report.message),
-        Some(Ok(Err(e @ SubmitError::Rejected(_)))) => (RunEnd::Rejected, Some(e.to_string())),
-        Some(Ok(Err(e))) => (RunEnd::Lost, Some(e.to_string())),
-        Some(Err(e)) => (RunEnd::Lost, Some(e.to_string())),
     }
 }

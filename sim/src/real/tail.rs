@@ -4,9 +4,10 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rill::events::read_events;
+pub use rill::events::unix_nanos;
 
 use crate::events::RecordedEvent;
 use crate::node::NodeName;
@@ -65,11 +66,4 @@ impl EventTail {
             .flatten()
             .map(|why| format!("{}: {why}", self.path.display()))
     }
-}
-
-/// Now, in Unix nanoseconds: the clock the processes stamp their events with.
-pub fn unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
