@@ -26,6 +26,9 @@ pub const FLOATING_BUFFERS_PER_GATE: &str = "taskmanager.network.memory.floating
 pub const BUFFER_TIMEOUT: &str = "execution.buffer-timeout";
 /// What a failure restarts: `full`, `region` or `taskmanager`.
 pub const FAILOVER_STRATEGY: &str = "jobmanager.execution.failover-strategy";
+/// Whether `taskmanager` failover redeploys a lost TaskManager's subtasks without waiting for
+/// the restart strategy's delay.
+pub const TM_FAILOVER_IMMEDIATE: &str = "jobmanager.execution.failover-strategy.taskmanager.immediate";
 /// How subtasks are spread over TaskManagers: `none`, `slots` or `tasks`.
 pub const LOAD_BALANCE_MODE: &str = "taskmanager.load-balance.mode";
 /// The restart strategy: `none`, `fixed-delay`, `exponential-delay` or `failure-rate`.
@@ -40,6 +43,14 @@ pub const CHECKPOINTS_RETAINED: &str = "state.checkpoints.num-retained";
 pub const CHECKPOINTS_DIR: &str = "state.checkpoints.dir";
 /// (rill) The shared secret every node presents in the RPC handshake.
 pub const CLUSTER_SECRET: &str = "security.cluster.secret";
+/// Whether every connection runs TLS with mutual authentication.
+pub const SSL_ENABLED: &str = "security.ssl.internal.enabled";
+/// The node's certificate (PEM).
+pub const SSL_CERT: &str = "security.ssl.internal.cert";
+/// The node's private key (PEM).
+pub const SSL_KEY: &str = "security.ssl.internal.key";
+/// The cluster CA's certificate (PEM): the only issuer trusted.
+pub const SSL_CA: &str = "security.ssl.internal.ca";
 /// (rill) The cluster id checked in the RPC handshake, so clusters never cross-connect.
 pub const CLUSTER_ID: &str = "cluster.id";
 /// (rill) The largest RPC frame accepted.
@@ -194,6 +205,9 @@ pub const KEYS: &[KeyDef] = &[
         "Longest a partly filled output buffer waits before it is flushed."),
     key(FAILOVER_STRATEGY, KeyKind::Choice { values: FAILOVER_VALUES, aliases: &[] }, "region",
         "What restarts after a failure: full job, pipelined region, or the dead TaskManager's tasks."),
+    key(TM_FAILOVER_IMMEDIATE, KeyKind::Bool, "true",
+        "(rill) taskmanager failover: redeploy a lost TaskManager's subtasks on free slots at once \
+         instead of after the restart strategy's delay (the failure still counts against it)."),
     key(LOAD_BALANCE_MODE, KeyKind::Choice { values: LOAD_BALANCE_VALUES, aliases: &[] }, "none",
         "How subtasks are spread over TaskManagers: none, by slots, or by task count."),
     key(RESTART_STRATEGY, KeyKind::Choice { values: RESTART_VALUES, aliases: RESTART_ALIASES },
@@ -209,6 +223,15 @@ pub const KEYS: &[KeyDef] = &[
          or rill://HOST:PORT (a `rill checkpoint-store`)."),
     key(CLUSTER_SECRET, KeyKind::Text, "rill-dev-secret",
         "(rill) Shared secret every node presents in the RPC handshake."),
+    key(SSL_ENABLED, KeyKind::Bool, "false",
+        "TLS with mutual authentication on every connection (control, data, services); \
+         `rill certs` makes a CA and node certificates."),
+    key(SSL_CERT, KeyKind::Text, "",
+        "(rill) This node's certificate, PEM, issued by the cluster CA."),
+    key(SSL_KEY, KeyKind::Text, "",
+        "(rill) This node's private key, PEM."),
+    key(SSL_CA, KeyKind::Text, "",
+        "(rill) The cluster CA's certificate, PEM: the only issuer trusted."),
     key(CLUSTER_ID, KeyKind::Text, "rill",
         "(rill) Cluster id checked in the RPC handshake, so clusters never cross-connect."),
     key(MAX_FRAME_SIZE, KeyKind::MemorySize { min: 1024, max: U32 }, "16mb",

@@ -220,6 +220,10 @@ impl Configuration {
     pub fn failover_strategy(&self) -> FailoverStrategy {
         self.parsed(FAILOVER_STRATEGY, FailoverStrategy::Region)
     }
+    /// `jobmanager.execution.failover-strategy.taskmanager.immediate`.
+    pub fn taskmanager_failover_immediate(&self) -> bool {
+        self.typed(TM_FAILOVER_IMMEDIATE, |s| s.parse().ok(), true)
+    }
     /// `taskmanager.load-balance.mode`.
     pub fn load_balance_mode(&self) -> LoadBalanceMode {
         self.parsed(LOAD_BALANCE_MODE, LoadBalanceMode::None)
@@ -248,6 +252,22 @@ impl Configuration {
     /// `security.cluster.secret`.
     pub fn cluster_secret(&self) -> String {
         self.value(CLUSTER_SECRET).to_string()
+    }
+    /// `security.ssl.internal.enabled`.
+    pub fn ssl_enabled(&self) -> bool {
+        self.typed(SSL_ENABLED, |s| s.parse().ok(), false)
+    }
+    /// `security.ssl.internal.cert`: a path.
+    pub fn ssl_cert(&self) -> &str {
+        self.value(SSL_CERT)
+    }
+    /// `security.ssl.internal.key`: a path.
+    pub fn ssl_key(&self) -> &str {
+        self.value(SSL_KEY)
+    }
+    /// `security.ssl.internal.ca`: a path.
+    pub fn ssl_ca(&self) -> &str {
+        self.value(SSL_CA)
     }
     /// `cluster.id`.
     pub fn cluster_id(&self) -> String {

@@ -82,6 +82,7 @@ pub(crate) mod testing {
                     operators: [(NODE, state)].into(),
                     outputs: Default::default(),
                 },
+                input_age: std::time::Duration::ZERO,
             });
             let config = Configuration::new();
             TestContext {

@@ -63,6 +63,7 @@ impl CompletedCheckpoint {
         TaskRestore {
             checkpoint: self.id,
             snapshot,
+            input_age: Duration::ZERO,
         }
     }
 }
@@ -112,6 +113,8 @@ pub struct CheckpointCoordinator {
     persisting: BTreeMap<CheckpointId, (Instant, Arc<CompletedCheckpoint>)>,
     /// Oldest first; at most `retained`.
     completed: VecDeque<Arc<CompletedCheckpoint>>,
+    /// When the latest completed checkpoint was triggered.
+    latest_started: Option<Instant>,
 }
 
 impl CheckpointCoordinator {
@@ -127,6 +130,7 @@ impl CheckpointCoordinator {
             pending: None,
             persisting: BTreeMap::new(),
             completed: VecDeque::new(),
+            latest_started: None,
         }
     }
 
@@ -230,13 +234,14 @@ impl CheckpointCoordinator {
     /// The store holds checkpoint `id`: it becomes the latest completed one, unless a newer
     /// one completed first (a slow write) or it was aborted meanwhile.
     pub fn persisted(&mut self, id: CheckpointId) -> Persisted {
-        let Some((_, completed)) = self.persisting.remove(&id) else {
+        let Some((started, completed)) = self.persisting.remove(&id) else {
             return Persisted::Aborted;
         };
         if self.completed.back().is_some_and(|c| c.id > id) {
             return Persisted::Subsumed;
         }
         self.completed.push_back(completed);
+        self.latest_started = Some(started);
         let mut subsumed = Vec::new();
         while self.completed.len() > self.retained {
             subsumed.extend(self.completed.pop_front().map(|c| c.id));
@@ -293,6 +298,12 @@ impl CheckpointCoordinator {
     /// The checkpoint a restart restores from.
     pub fn latest(&self) -> Option<&Arc<CompletedCheckpoint>> {
         self.completed.back()
+    }
+
+    /// How long ago the latest completed checkpoint was triggered, as of `now`.
+    pub fn latest_age(&self, now: Instant) -> Duration {
+        self.latest_started
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
     }
 
     /// The completed checkpoints retained, oldest first.

@@ -2,15 +2,10 @@
 
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-
 use crate::api::JobSpec;
 use crate::config::Configuration;
 use crate::ids::JobId;
-use crate::rpc::handshake::connect_handshake;
-use crate::rpc::{
-    credentials, framed, ClientToJm, JmToClient, JobStatusReport, PeerRole, RpcError,
-};
+use crate::rpc::{connect, credentials, ClientToJm, JmToClient, JobStatusReport, PeerRole, RpcError};
 
 /// Why [`submit_job`] gave up on a job.
 #[derive(Debug, thiserror::Error)]
@@ -46,16 +41,12 @@ pub async fn submit_job(
     mut on_accepted: impl FnMut(&Accepted),
     mut on_status: impl FnMut(&JobStatusReport),
 ) -> Result<JobStatusReport, SubmitError> {
-    let stream = TcpStream::connect(jobmanager)
-        .await
-        .map_err(RpcError::from)?;
-    let (mut reader, mut writer) = framed(stream, config.max_frame_size());
-    connect_handshake(
-        &mut reader,
-        &mut writer,
+    let (mut reader, mut writer) = connect(
+        jobmanager,
+        "jobmanager",
         &credentials(config),
-        PeerRole::Client,
-        "client",
+        (PeerRole::Client, "client"),
+        config.max_frame_size(),
         Duration::from_secs(10),
     )
     .await?;

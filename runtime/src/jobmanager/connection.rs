@@ -14,8 +14,9 @@ use crate::buggify::{self, Point};
 use crate::config::Configuration;
 use crate::graph::{CheckpointId, JobId, TaskManagerId};
 use crate::rpc::frame::spawn_writer;
-use crate::rpc::handshake::accept_handshake;
-use crate::rpc::{credentials, framed, ClientToJm, JmToClient, JmToTm, PeerRole, RpcError, TmToJm};
+use crate::rpc::handshake::HandshakeError;
+use crate::rpc::secure::{Reader, Writer};
+use crate::rpc::{admit, credentials, ClientToJm, JmToClient, JmToTm, PeerRole, RpcError, TmToJm};
 use crate::util::{AbortOnDrop, TaskSet};
 
 /// A channel into a task of the JobManager: a connection's writer, or the actor itself.
@@ -77,8 +78,6 @@ pub(super) async fn accept_loop(
     }
 }
 
-type Reader = crate::rpc::FrameReader<tokio::io::ReadHalf<TcpStream>>;
-type Writer = crate::rpc::FrameWriter<tokio::io::WriteHalf<TcpStream>>;
 
 /// Authenticates a peer, then relays its messages to the actor and the actor's to it.
 async fn serve_connection(
@@ -86,20 +85,13 @@ async fn serve_connection(
     config: Configuration,
     inbox: Sender<ActorMessage>,
 ) -> Result<(), RpcError> {
-    stream.set_nodelay(true)?;
-    let (mut reader, mut writer) = framed(stream, config.max_frame_size());
     let roles = [PeerRole::TaskManager, PeerRole::Client];
     let creds = credentials(&config);
-    let hello = accept_handshake(
-        &mut reader,
-        &mut writer,
-        &creds,
-        &roles,
-        Duration::from_secs(10),
-    )
-    .await?;
+    let timeout = Duration::from_secs(10);
+    let (hello, reader, writer) =
+        admit(stream, &creds, &roles, config.max_frame_size(), timeout).await?;
     match hello.role {
-        PeerRole::TaskManager => serve_taskmanager(reader, writer, inbox).await,
+        PeerRole::TaskManager => serve_taskmanager(reader, writer, &hello.name, inbox).await,
         _ => serve_client(reader, writer, inbox).await,
     }
 }
@@ -107,6 +99,7 @@ async fn serve_connection(
 async fn serve_taskmanager(
     mut reader: Reader,
     writer: Writer,
+    authenticated: &str,
     inbox: Sender<ActorMessage>,
 ) -> Result<(), RpcError> {
     let Some(TmToJm::Register {
@@ -118,6 +111,13 @@ async fn serve_taskmanager(
     else {
         return Err(RpcError::Malformed("expected Register".into()));
     };
+    // The hello's name is the one the handshake bound to the peer's certificate (with TLS):
+    // registering under any other would let one TaskManager evict another.
+    if name != authenticated {
+        return Err(RpcError::Handshake(HandshakeError::Identity(format!(
+            "registration as {name:?} over a connection authenticated as {authenticated:?}"
+        ))));
+    }
     let (out, out_rx) = mpsc::unbounded_channel();
     let (close, mut closed) = oneshot::channel();
     let (reply, id) = oneshot::channel();

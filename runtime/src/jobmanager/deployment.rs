@@ -16,6 +16,7 @@ use crate::graph::{
 };
 use crate::network::SubpartitionKey;
 use crate::rpc::JmToTm;
+use crate::state::TaskRestore;
 use crate::taskmanager::InputLocation;
 
 /// The pool's view of TaskManagers, with what `job` already runs on each, so a partial
@@ -203,7 +204,11 @@ impl JobManager {
             .iter()
             .map(|ch| self.input_location(job, ch, tm))
             .collect::<Result<Vec<_>, &str>>()?;
-        let restore = latest.map(|c| c.restore_for(graph, ev.vertex, ev.subtask));
+        let input_age = job.checkpoints.latest_age(tokio::time::Instant::now());
+        let restore = latest.map(|c| TaskRestore {
+            input_age,
+            ..c.restore_for(graph, ev.vertex, ev.subtask)
+        });
         let msg = JmToTm::DeployTask {
             job: job.id,
             spec: job.spec.clone(),

@@ -101,8 +101,12 @@ impl JobManager {
             let reason = format!("{cause}; restart strategy {strategy}: no more restarts");
             return self.fail_job(id, reason);
         }
-        let backoff = job.recovery.backoff.backoff();
         let strategy = job.config.failover_strategy();
+        let backoff = if immediate(&job.config, strategy, &cause) {
+            Duration::ZERO
+        } else {
+            job.recovery.backoff.backoff()
+        };
         let restart = subtasks_to_restart(&job.eg, strategy, failed, scope);
         let events = &self.services.events;
         job.abort_checkpoints(AbortReason::Failover, events);
@@ -295,4 +299,20 @@ impl JobManager {
         });
         self.restart_some(id, subtasks, Duration::ZERO);
     }
+}
+
+/// Whether a failover redeploys at once: under `taskmanager` failover a lost TaskManager's
+/// subtasks go to free slots of the TaskManagers that are still there. The restart delay is for
+/// failures that may clear if given time (an external system that is down, a task that fails
+/// on its input); waiting for a dead machine changes nothing and only lengthens the gap in the
+/// output, so unless configured otherwise it is skipped. The failure still counts against the
+/// restart strategy (attempts, failure rate, the growing exponential delay).
+fn immediate(
+    config: &crate::config::Configuration,
+    strategy: FailoverStrategy,
+    cause: &FailoverCause,
+) -> bool {
+    strategy == FailoverStrategy::TaskManager
+        && matches!(cause, FailoverCause::TaskManagerLost { .. })
+        && config.taskmanager_failover_immediate()
 }

@@ -164,3 +164,58 @@ async fn a_second_registration_under_the_same_name_replaces_the_first_instance()
     });
     assert!(id.await.is_err(), "refused");
 }
+
+/// The back-off the failover after losing tm-2 announced, under `taskmanager` failover with a
+/// fixed delay of 1 s and `extra` configuration.
+async fn backoff_after_losing_a_taskmanager(extra: &[(&str, &str)]) -> std::time::Duration {
+    let mut config = vec![
+        ("jobmanager.execution.failover-strategy", "taskmanager"),
+        ("taskmanager.load-balance.mode", "tasks"),
+        ("restart-strategy.type", "fixed-delay"),
+    ];
+    config.extend_from_slice(extra);
+    let (mut jm, events) = jobmanager(&config);
+    let mut tms = Vec::new();
+    for name in ["tm-1", "tm-2", "tm-3"] {
+        tms.push(register(&mut jm, name, 2).await);
+    }
+    let (client, _client_rx) = mpsc::unbounded_channel();
+    let spec = JobSpec::new("keyed-count").with("parallelism", 2);
+    jm.handle(ActorMessage::Submit {
+        spec,
+        config: Configuration::new(),
+        out: client,
+    });
+    for tm in &mut tms {
+        run_deployed(&mut jm, tm);
+    }
+    jm.handle(ActorMessage::TmDisconnected {
+        tm: tms[1].id,
+        reason: "connection closed".into(),
+    });
+    events
+        .take()
+        .iter()
+        .find_map(|e| match e {
+            ClusterEvent::FailoverStarted { backoff, .. } => Some(*backoff),
+            _ => None,
+        })
+        .expect("a failover")
+}
+
+#[tokio::test]
+async fn taskmanager_failover_redeploys_a_lost_taskmanagers_subtasks_without_the_restart_delay() {
+    assert_eq!(
+        backoff_after_losing_a_taskmanager(&[]).await,
+        std::time::Duration::ZERO
+    );
+    let waits = [(
+        "jobmanager.execution.failover-strategy.taskmanager.immediate",
+        "false",
+    )];
+    assert_eq!(
+        backoff_after_losing_a_taskmanager(&waits).await,
+        std::time::Duration::from_secs(1),
+        "configured to wait, it waits the fixed delay"
+    );
+}

@@ -23,8 +23,9 @@ use crate::buggify::{self, Point};
 use crate::ids::ExecutionAttemptId;
 use crate::memory::MemoryAccount;
 use crate::rpc::frame::spawn_writer;
-use crate::rpc::frame::{framed, RpcError};
-use crate::rpc::handshake::{accept_handshake, connect_handshake, Credentials, PeerRole};
+use crate::rpc::frame::RpcError;
+use crate::rpc::handshake::{Credentials, PeerRole};
+use crate::rpc::{admit, connect};
 use crate::util::{lock, AbortOnDrop, TaskSet};
 
 /// Messages of the data-plane protocol, both directions.
@@ -133,13 +134,11 @@ async fn serve_connection(
     registry: PartitionRegistry,
     config: DataPlaneConfig,
 ) -> Result<(), RpcError> {
-    stream.set_nodelay(true)?;
-    let (mut reader, mut writer) = framed(stream, config.max_frame);
-    accept_handshake(
-        &mut reader,
-        &mut writer,
+    let (_, mut reader, writer) = admit(
+        stream,
         &config.credentials,
         &[PeerRole::DataPlane],
+        config.max_frame,
         config.handshake_timeout,
     )
     .await?;
@@ -453,18 +452,13 @@ impl DataClient {
     }
 
     async fn connect(&self, addr: &str) -> Result<Arc<ClientConn>, RpcError> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (mut reader, mut writer) = framed(stream, self.config.max_frame);
-        let creds = &self.config.credentials;
-        let timeout = self.config.handshake_timeout;
-        connect_handshake(
-            &mut reader,
-            &mut writer,
-            creds,
-            PeerRole::DataPlane,
-            &self.name,
-            timeout,
+        let (mut reader, writer) = connect(
+            addr,
+            "taskmanager",
+            &self.config.credentials,
+            (PeerRole::DataPlane, &self.name),
+            self.config.max_frame,
+            self.config.handshake_timeout,
         )
         .await?;
         let (out, out_rx) = mpsc::unbounded_channel::<DataMsg>();

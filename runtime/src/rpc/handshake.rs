@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::frame::{decode, FrameReader, FrameWriter, RpcError};
+use super::secure::Tls;
 
 /// First four bytes of every `Hello`: tells a rill peer from anything else that connects.
 pub const PROTOCOL_MAGIC: [u8; 4] = *b"RILL";
@@ -132,6 +133,13 @@ pub enum HandshakeError {
     /// The other side refused us, with its reason.
     #[error("rejected by peer: {0}")]
     Rejected(String),
+    /// TLS failed: no certificate, one the cluster CA did not issue, a server that is not what
+    /// was dialled, or TLS configured but unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The peer's certificate does not name what its hello claims to be.
+    #[error("identity: {0}")]
+    Identity(String),
 }
 
 /// What both sides of a connection must agree on.
@@ -141,15 +149,23 @@ pub struct Credentials {
     pub cluster_id: String,
     /// `security.cluster.secret`; redacted in `Debug`.
     pub secret: String,
+    /// Whether connections run TLS, with which certificate.
+    pub tls: Tls,
 }
 
 impl Credentials {
-    /// Credentials for `cluster_id` with `secret`.
+    /// Plaintext credentials for `cluster_id` with `secret`.
     pub fn new(cluster_id: impl Into<String>, secret: impl Into<String>) -> Self {
         Credentials {
             cluster_id: cluster_id.into(),
             secret: secret.into(),
+            tls: Tls::Off,
         }
+    }
+
+    /// The same credentials over `tls`.
+    pub fn with_tls(self, tls: Tls) -> Self {
+        Credentials { tls, ..self }
     }
 }
 
@@ -193,13 +209,16 @@ where
 }
 
 /// Server side: reads the `Hello` (bounded by `timeout`) and verifies magic, version, cluster id,
-/// secret (constant time) and role (must be in `allowed`). Replies `Accepted` and returns the
-/// `Hello`, or replies `Rejected { reason }` (best effort) and returns the error.
+/// secret (constant time), role (must be in `allowed`) and, when the peer presented a
+/// certificate (`peer`: its DNS names), that the certificate names the role and name the hello
+/// claims ([`identity_matches`]). Replies `Accepted` and returns the `Hello`, or replies
+/// `Rejected { reason }` (best effort) and returns the error.
 pub async fn accept_handshake<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
     creds: &Credentials,
     allowed: &[PeerRole],
+    peer: Option<&[String]>,
     timeout: Duration,
 ) -> Result<Hello, RpcError>
 where
@@ -208,6 +227,10 @@ where
 {
     let normal = lower_frame_limit(reader);
     let checked = with_timeout(timeout, "hello", read_and_verify(reader, creds, allowed)).await;
+    let checked = checked.and_then(|hello| match peer {
+        Some(names) => identity_matches(&hello, names).map(|()| hello),
+        None => Ok(hello),
+    });
     reader.set_max_frame(normal);
     match checked {
         Ok(hello) => {
@@ -289,6 +312,28 @@ fn verify(hello: &Hello, creds: &Credentials, allowed: &[PeerRole]) -> Result<()
         return Err(HandshakeError::RoleNotAllowed(hello.role));
     }
     Ok(())
+}
+
+/// A certificate's names bind its holder: a TaskManager (or its data plane) must hold
+/// `<name>.taskmanager.rill` for the name it claims, a client `client.rill`, a JobManager
+/// `jobmanager.rill` (see `rpc::tls`). So no peer can register, read or write under another's
+/// name, whatever secret it holds.
+pub fn identity_matches(hello: &Hello, names: &[String]) -> Result<(), RpcError> {
+    let wanted = match hello.role {
+        PeerRole::TaskManager | PeerRole::DataPlane => format!("{}.taskmanager.rill", hello.name),
+        PeerRole::Client => "client.rill".to_owned(),
+        PeerRole::JobManager => "jobmanager.rill".to_owned(),
+    };
+    if names.iter().any(|n| n.eq_ignore_ascii_case(&wanted)) {
+        return Ok(());
+    }
+    let held: Vec<String> = names.iter().take(4).map(|n| clip(n)).collect();
+    Err(HandshakeError::Identity(format!(
+        "a {:?} named {:?} must hold a certificate for {wanted}; this one is for {held:?}",
+        hello.role,
+        clip(&hello.name)
+    ))
+    .into())
 }
 
 /// Constant-time comparison, so response timing does not reveal how much of a guessed secret
@@ -378,7 +423,7 @@ mod tests {
         let creds = server_creds();
         tokio::join!(
             connect_handshake(&mut cr, &mut cw, &client, role, "tm-3", T),
-            accept_handshake(&mut sr, &mut sw, &creds, allowed, T),
+            accept_handshake(&mut sr, &mut sw, &creds, allowed, None, T),
         )
     }
 
@@ -391,6 +436,7 @@ mod tests {
             &mut sw,
             &server_creds(),
             &[PeerRole::TaskManager],
+            None,
             T,
         )
         .await;
@@ -434,7 +480,7 @@ mod tests {
         let creds = server_creds();
         let (c, s) = tokio::join!(
             connect_handshake(&mut cr, &mut cw, &creds, PeerRole::DataPlane, "tm-1", T),
-            accept_handshake(&mut sr, &mut sw, &creds, &[PeerRole::DataPlane], T),
+            accept_handshake(&mut sr, &mut sw, &creds, &[PeerRole::DataPlane], None, T),
         );
         c.unwrap();
         s.unwrap();
@@ -559,6 +605,7 @@ mod tests {
             &server_creds(),
             PeerRole::Client,
             "cli",
+            None,
             T,
         )
         .await;
@@ -580,6 +627,7 @@ mod tests {
             &mut sw,
             &server_creds(),
             &[PeerRole::TaskManager],
+            None,
             T,
         )
         .await;
@@ -594,6 +642,7 @@ mod tests {
             &mut sw,
             &server_creds(),
             &[PeerRole::TaskManager],
+            None,
             T,
         )
         .await;

@@ -20,8 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::frame::spawn_writer;
-use super::handshake::{accept_handshake, connect_handshake};
-use super::{credentials, framed, Credentials, PeerRole, RpcError};
+use super::{admit, connect, credentials, Credentials, PeerRole, RpcError};
 use crate::config::Configuration;
 use crate::util::{lock, AbortOnDrop};
 
@@ -140,16 +139,8 @@ where
     H: Fn(Req) -> F + Send + Sync + 'static,
     F: Future<Output = Rep> + Send + 'static,
 {
-    stream.set_nodelay(true)?;
-    let (mut reader, mut writer) = framed(stream, max_frame);
-    accept_handshake(
-        &mut reader,
-        &mut writer,
-        creds,
-        &[client],
-        HANDSHAKE_TIMEOUT,
-    )
-    .await?;
+    let (_, mut reader, writer) =
+        admit(stream, creds, &[client], max_frame, HANDSHAKE_TIMEOUT).await?;
     let (out, out_rx) = mpsc::unbounded_channel::<Tagged<Rep>>();
     let _writer = AbortOnDrop(spawn_writer(writer, out_rx));
     while let Some(Tagged { id, body }) = reader.recv::<Tagged<Req>>().await? {
@@ -364,16 +355,13 @@ impl<Rep: DeserializeOwned + Send + 'static> Client<Rep> {
     }
 
     async fn connect(&self) -> Result<Conn<Rep>, RpcError> {
-        let stream = TcpStream::connect(self.addr.as_str()).await?;
-        stream.set_nodelay(true)?;
-        let (mut reader, mut writer) = framed(stream, self.max_frame);
-        let (creds, role, name) = (&self.creds, self.role, &self.name);
-        connect_handshake(
-            &mut reader,
-            &mut writer,
-            creds,
-            role,
-            name,
+        let me = (self.role, self.name.as_str());
+        let (mut reader, mut writer) = connect(
+            &self.addr,
+            self.service,
+            &self.creds,
+            me,
+            self.max_frame,
             HANDSHAKE_TIMEOUT,
         )
         .await?;

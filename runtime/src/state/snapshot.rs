@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +57,10 @@ pub struct TaskRestore {
     pub checkpoint: CheckpointId,
     /// The task's part of it.
     pub snapshot: TaskSnapshot,
+    /// How long before the deployment the checkpoint was triggered: what a live input
+    /// produced since has waited that long, and a restored source makes it up at once.
+    #[serde(default)]
+    pub input_age: Duration,
 }
 
 /// A task's link to checkpointing, shared by every operator of its chain: where they put their
@@ -164,6 +169,7 @@ mod tests {
         let handle = TaskStateHandle::new(Some(TaskRestore {
             checkpoint: CheckpointId(4),
             snapshot,
+            input_age: Duration::ZERO,
         }));
         assert_eq!(handle.restored_checkpoint(), Some(CheckpointId(4)));
         assert!(handle.restored(2).is_some());

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -40,8 +40,8 @@ use crate::jobs::JobRegistry;
 use crate::messages::{JmToTm, TaskReport, TmReport, TmToJm};
 use crate::network::transport::DataPlaneConfig;
 use crate::network::{DataClient, DataServer, PartitionRegistry};
-use crate::rpc::handshake::connect_handshake;
-use crate::rpc::{credentials, framed, FrameReader, FrameWriter, PeerRole, RpcError};
+use crate::rpc::secure::{Reader, Writer};
+use crate::rpc::{connect, credentials, PeerRole, RpcError};
 use crate::state::TaskSnapshot;
 use crate::util::AbortOnDrop;
 
@@ -84,7 +84,6 @@ pub struct TaskManagerOptions {
     pub jobs: JobRegistry,
 }
 
-type Stream = TcpStream;
 
 struct RunningTask {
     _handle: AbortOnDrop<()>,
@@ -94,8 +93,8 @@ struct RunningTask {
 
 /// A registered session with the JobManager; ends when the JobManager is lost.
 struct Session {
-    reader: FrameReader<tokio::io::ReadHalf<Stream>>,
-    writer: FrameWriter<tokio::io::WriteHalf<Stream>>,
+    reader: Reader,
+    writer: Writer,
 }
 
 #[derive(Debug)]
@@ -213,16 +212,12 @@ impl TaskManager {
 
     async fn register(&mut self) -> Result<Session, RpcError> {
         let config = &self.opts.config;
-        let stream = TcpStream::connect(self.opts.jobmanager.as_str()).await?;
-        stream.set_nodelay(true)?;
-        let (mut reader, mut writer) = framed(stream, config.max_frame_size());
-        let creds = credentials(config);
-        connect_handshake(
-            &mut reader,
-            &mut writer,
-            &creds,
-            PeerRole::TaskManager,
-            &self.opts.name,
+        let (mut reader, mut writer) = connect(
+            &self.opts.jobmanager,
+            "jobmanager",
+            &credentials(config),
+            (PeerRole::TaskManager, &self.opts.name),
+            config.max_frame_size(),
             Duration::from_secs(10),
         )
         .await?;

@@ -34,6 +34,8 @@ pub(super) struct SourceTask<'a> {
     pub(super) checkpoints: Checkpoints,
     /// The source operator's node: its reader's offsets are checkpointed under it.
     pub(super) source_node: u32,
+    /// How far behind its stream a restored source starts ([`crate::state::TaskRestore::input_age`]).
+    pub(super) behind: Duration,
 }
 
 impl SourceTask<'_> {
@@ -62,7 +64,7 @@ impl SourceTask<'_> {
     }
 
     pub(super) async fn run(mut self, mut driver: Box<dyn SourceDriver>) -> Result<(), TaskError> {
-        let mut pacer = Pacer::new(driver.rate());
+        let mut pacer = Pacer::with_backlog(driver.rate(), self.behind);
         let (mut last_flush, mut watermark) = (Instant::now(), 0u64);
         loop {
             // Control first: a barrier goes out between two batches, never inside one.

@@ -166,23 +166,46 @@ pub enum TaskError {
 }
 
 /// Paces records to a rate: each batch is due `n / rate` after the later of the previous due
-/// time and now, so time spent idle or back-pressured is not saved up as a burst.
+/// time and now, so time spent idle or back-pressured is not saved up as a burst. A pacer can
+/// start with a backlog that passes at once: the records a live stream accumulated while its
+/// reader was down (a restored source's, since the checkpoint it restores).
 pub(super) struct Pacer {
     rate: Option<f64>,
     next: Instant,
+    /// Records that may still pass without waiting.
+    backlog: u64,
 }
 
 impl Pacer {
     pub(super) fn new(rate: Option<f64>) -> Self {
+        Pacer::with_backlog(rate, Duration::ZERO)
+    }
+
+    /// A pacer whose first `behind * rate` records pass at once: a paced source restored from
+    /// a checkpoint taken `behind` ago reads what its stream produced meanwhile as fast as it
+    /// can, then keeps to its rate. Without that it would stay `behind` late for good, and
+    /// while it replays, consumers that already had those records skip them: its output
+    /// rate stays short for that long after every restore.
+    pub(super) fn with_backlog(rate: Option<f64>, behind: Duration) -> Self {
+        let rate = rate.filter(|r| r.is_finite() && *r > 0.0);
+        let backlog = rate.map_or(0.0, |r| (behind.as_secs_f64() * r).min(u64::MAX as f64));
         Pacer {
-            rate: rate.filter(|r| r.is_finite() && *r > 0.0),
+            rate,
             next: Instant::now(),
+            backlog: backlog as u64,
         }
     }
 
     /// Waits until `n` more records may pass.
     pub(super) async fn pass(&mut self, n: u64) {
         let Some(rate) = self.rate else { return };
+        let made_up = n.min(self.backlog);
+        self.backlog -= made_up;
+        let n = n - made_up;
+        if n == 0 {
+            self.next = Instant::now();
+            return;
+        }
         // At most an hour per batch: a tiny rate must not overflow the clock.
         let step = Duration::try_from_secs_f64(n as f64 / rate)
             .unwrap_or(Duration::MAX)
@@ -215,6 +238,7 @@ pub async fn run_task(
         let memory = services.operators.memory.clone();
         move || memory.sub_task(overhead)
     })));
+    let behind = d.restore.as_ref().map_or(Duration::ZERO, |r| r.input_age);
     let state = TaskStateHandle::new(d.restore.take());
     let waits = TaskWaits::default();
     let (head, outputs) = build_chain(&d, &services, &state, &waits, &metrics)?;
@@ -238,6 +262,7 @@ pub async fn run_task(
                 buffer_timeout,
                 checkpoints,
                 source_node,
+                behind,
             };
             source.run(driver).await
         }
@@ -477,5 +502,39 @@ fn first_seq(
         Some(seq) if is_source && seq.len() == subpartitions as usize => seq.clone(),
         _ if is_source => vec![0; subpartitions as usize],
         _ => vec![(attempt as u64).saturating_mul(1 << 40); subpartitions as usize],
+    }
+}
+
+/// Pacing in virtual time, where elapsed time is exact (real time is not, on a shared machine).
+#[cfg(all(test, madsim))]
+mod pacer_tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// `ms` milliseconds, give or take the simulator's timer granularity.
+    fn about(elapsed: Duration, ms: u64) -> bool {
+        let want = Duration::from_millis(ms);
+        elapsed >= want && elapsed < want + MS
+    }
+
+    #[tokio::test]
+    async fn a_backlog_passes_at_once_then_the_rate_holds() {
+        let start = Instant::now();
+        let mut pacer = Pacer::with_backlog(Some(1000.0), Duration::from_millis(500));
+        for _ in 0..50 {
+            pacer.pass(10).await;
+        }
+        assert!(start.elapsed() < MS, "500 records of backlog pass at once");
+        pacer.pass(100).await;
+        assert!(about(start.elapsed(), 100), "then 1000/s again");
+    }
+
+    #[tokio::test]
+    async fn without_a_backlog_every_record_waits_its_turn() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(Some(1000.0));
+        pacer.pass(250).await;
+        assert!(about(start.elapsed(), 250), "{:?}", start.elapsed());
     }
 }

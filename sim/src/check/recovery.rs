@@ -40,12 +40,14 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
             .take_while(|t| *t + window <= last);
         let low = |t: &Duration| rate_in(times, *t, *t + window) < 0.95 * before;
         let horizon = at + f.fault.duration().unwrap_or_default() + DIP_HORIZON;
-        let recovered = match windows.clone().take_while(|t| *t <= horizon).find(low) {
+        let dip = windows.clone().take_while(|t| *t <= horizon).find(low);
+        let recovered = match dip {
             None => Some(at),
             Some(dip) => windows.skip_while(|t| *t < dip).find(|t| !low(t)),
         };
+        let origin = dip.map_or(at, |dip| disrupted_at(at, f.ended_at, dip, window));
         let took = match recovered {
-            Some(t) => (t - at).max(running_again(h, at).unwrap_or(at) - at),
+            Some(t) => (t - origin).max(running_again(h, at).unwrap_or(at) - at),
             None if h.finished() => h.end.saturating_sub(at),
             None => {
                 let summary = format!(
@@ -83,6 +85,19 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
         ),
         Some(_) => Verdict::pass(NAME, summary),
         None => Verdict::not_checked(NAME, format!("no bound; {summary}")),
+    }
+}
+
+/// What the dip that begins at `dip` (a window of `window`) is a recovery from: the fault's
+/// beginning, or its end when the dip is well clear of the beginning and reaches the end. A
+/// fault has two disruptive moments: a crashed TaskManager that comes back rejoins and gets
+/// subtasks moved to it (a rebalancing), a healed partition reconnects. When the runtime rides
+/// out the first without a dip (taskmanager failover, a restored source making up its
+/// backlog), the dip of the second must be timed from the second, not from the fault's start.
+fn disrupted_at(at: Duration, ended: Option<Duration>, dip: Duration, window: Duration) -> Duration {
+    match ended {
+        Some(end) if dip >= at + window && end <= dip + window => end.max(at),
+        _ => at,
     }
 }
 
@@ -125,6 +140,32 @@ mod tests {
             v.summary
         );
         assert!(!recovery_time(&h, Some(Duration::from_millis(1_500))).passed);
+    }
+
+    #[test]
+    fn a_dip_at_the_end_of_a_fault_is_timed_from_the_end() {
+        // 100 records/s; a crash at 3 s for 10 s rides out without a dip, and the rejoin at
+        // 13 s silences the output until 13.5 s.
+        let outputs = (0..2000u64)
+            .filter(|i| !(1300..1350).contains(i))
+            .map(|i| out(i * 10, i, 0))
+            .collect();
+        let mut h = history(outputs);
+        h.faults.push(crash_at(3));
+        h.faults[0].fault.kind = crate::fault::FaultKind::Crash {
+            target: "tm-2".into(),
+            restart_after: Some(Duration::from_secs(10)),
+        };
+        h.faults[0].ended_at = Some(Duration::from_secs(13));
+        let v = recovery_time(&h, Some(Duration::from_secs(2)));
+        assert!(v.passed, "{v:?}");
+        // The same dip with the fault still on (no end in sight) counts from its start.
+        h.faults[0].ended_at = None;
+        h.faults[0].fault.kind = crate::fault::FaultKind::Crash {
+            target: "tm-2".into(),
+            restart_after: Some(Duration::from_secs(60)),
+        };
+        assert!(!recovery_time(&h, Some(Duration::from_secs(2))).passed);
     }
 
     #[test]
