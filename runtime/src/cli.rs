@@ -47,7 +47,18 @@ struct ConfigArgs {
     /// Configuration override, Flink key=value (repeatable); `rill config` lists the keys.
     #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
     config: Vec<String>,
+    /// Read `security.cluster.secret` from this file (else from the environment variable
+    /// RILL_CLUSTER_SECRET): never from the command line, where `ps` shows it to everyone.
+    #[arg(long, value_name = "PATH")]
+    secret_file: Option<std::path::PathBuf>,
+    /// Serve or connect beyond loopback without TLS or with the development secret (the
+    /// secret then crosses the network in the clear, and any peer can claim any name).
+    #[arg(long)]
+    insecure: bool,
 }
+
+/// Where the cluster secret comes from when no `--secret-file` is given.
+pub const SECRET_ENV: &str = "RILL_CLUSTER_SECRET";
 
 #[derive(Args, Clone)]
 struct EventsArgs {
@@ -177,6 +188,17 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         shapes: u32,
     },
+    /// Generates a cluster CA and a certificate per node under DIR (`ca.pem`, `ca.key`,
+    /// `jobmanager.pem/.key`, `client`, `log-server`, `sink-store`, `checkpoint-store`, and one
+    /// per `--taskmanager NAME`), for `-c security.ssl.internal.{enabled,cert,key,ca}`.
+    #[cfg(not(madsim))]
+    Certs {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// A TaskManager's name (repeatable): its certificate binds that name.
+        #[arg(long = "taskmanager", value_name = "NAME")]
+        taskmanagers: Vec<String>,
+    },
     /// Lists the configuration keys with their defaults.
     Config,
     /// Lists the jobs of this binary's registry.
@@ -230,7 +252,7 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             events,
             config,
         } => {
-            let config = configuration(&config)?;
+            let config = exposed(&config, &[&bind])?;
             let services = JobManagerServices {
                 jobs: jobs.clone(),
                 events: events.open()?,
@@ -242,7 +264,7 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::LogServer { bind, job, config } => {
-            let config = configuration(&config)?;
+            let config = exposed(&config, &[&bind])?;
             let topics = jobs.inputs(&job_spec(&job)?)?;
             let names: Vec<&str> = topics.iter().map(|(t, _)| t.as_str()).collect();
             let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
@@ -255,7 +277,7 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::SinkStore { bind, config } => {
-            let config = configuration(&config)?;
+            let config = exposed(&config, &[&bind])?;
             let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
             println!("sink store listening on {}", listener.local_addr()?);
             let store = CollectStore::new();
@@ -275,7 +297,7 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckpointStore { bind, dir, config } => {
-            let config = configuration(&config)?;
+            let config = exposed(&config, &[&bind])?;
             // Without a directory, in this process's memory (`jobmanager` storage is memory).
             let storage = dir.map_or(CheckpointStorage::JobManager, CheckpointStorage::Filesystem);
             let store = storage.open(&config, config.checkpoint_timeout())?;
@@ -294,7 +316,7 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             events,
             config,
         } => {
-            let mut config = configuration(&config)?;
+            let mut config = exposed(&config, &[&data_bind, &jobmanager])?;
             if let Some(slots) = slots {
                 config.set("taskmanager.numberOfTaskSlots", &slots.to_string())?;
             }
@@ -338,7 +360,7 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             jobmanager,
             config,
         } => {
-            let config = configuration(&config)?;
+            let config = exposed(&config, &[&jobmanager])?;
             let report = submit_job(
                 &jobmanager,
                 &job_spec(&job)?,
@@ -358,6 +380,30 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             bench_balance(shapes);
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(not(madsim))]
+        Command::Certs { dir, taskmanagers } => {
+            use crate::rpc::tls::{issue, write_issued, NodeKind};
+            let mut nodes: Vec<NodeKind> = [
+                "jobmanager",
+                "client",
+                "log-server",
+                "sink-store",
+                "checkpoint-store",
+            ]
+            .into_iter()
+            .map(|n| NodeKind::Named(n.into()))
+            .collect();
+            nodes.extend(taskmanagers.into_iter().map(NodeKind::TaskManager));
+            let written = write_issued(&issue(&nodes)?, &dir)?;
+            for path in written {
+                println!("wrote {}", path.display());
+            }
+            println!(
+                "run each node with -c security.ssl.internal.enabled=true -c security.ssl.internal.ca={0}/ca.pem -c security.ssl.internal.cert={0}/NODE.pem -c security.ssl.internal.key={0}/NODE.key (keep ca.key off the nodes)",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config => {
             for (key, default, description) in known_keys() {
                 println!("{key:<55} {default:<12} {description}");
@@ -373,14 +419,86 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
     }
 }
 
+/// The configuration `-c` gives, the secret from its file or the environment, checked: the
+/// TLS files must load.
 fn configuration(args: &ConfigArgs) -> Res<Configuration> {
     let mut config = Configuration::new();
     for arg in &args.config {
         let (k, v) = Configuration::parse_pair(arg)?;
+        if k == crate::config::keys::CLUSTER_SECRET {
+            return Err(format!(
+                "{k} cannot be given on the command line, where `ps` shows it: use --secret-file PATH or {SECRET_ENV}"
+            )
+            .into());
+        }
         config.set(&k, &v)?;
     }
+    if let Some(secret) = secret(args)? {
+        config.set(crate::config::keys::CLUSTER_SECRET, &secret)?;
+    }
     config.validate()?;
+    if let Some(problem) = crate::rpc::Tls::from_config(&config).problem() {
+        return Err(problem.to_owned().into());
+    }
     Ok(config)
+}
+
+fn secret(args: &ConfigArgs) -> Res<Option<String>> {
+    if let Some(path) = &args.secret_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("secret file {}: {e}", path.display()))?;
+        return Ok(Some(text.trim().to_owned()));
+    }
+    Ok(std::env::var(SECRET_ENV)
+        .ok()
+        .filter(|s| !s.trim().is_empty()))
+}
+
+/// [`configuration`] for a process that serves or dials `addrs`: beyond loopback it needs TLS
+/// and a secret of its own, unless `--insecure` says otherwise.
+fn exposed(args: &ConfigArgs, addrs: &[&str]) -> Res<Configuration> {
+    let config = configuration(args)?;
+    let beyond: Vec<&str> = addrs.iter().copied().filter(|a| !is_loopback(a)).collect();
+    let tls = crate::rpc::Tls::from_config(&config).is_on();
+    let dev_secret = config
+        .get_raw(crate::config::keys::CLUSTER_SECRET)
+        .is_none();
+    let mut missing = Vec::new();
+    if !tls {
+        missing.push("TLS (security.ssl.internal.enabled=true; `rill certs` makes the files)");
+    }
+    if dev_secret {
+        missing.push("a secret of its own (--secret-file or RILL_CLUSTER_SECRET)");
+    }
+    match (beyond.first(), missing.is_empty(), args.insecure) {
+        (Some(addr), false, false) => Err(format!(
+            "{addr} is not a loopback address: this process needs {}, or --insecure",
+            missing.join(" and ")
+        )
+        .into()),
+        (Some(addr), false, true) => {
+            tracing::warn!(%addr, missing = %missing.join(", "), "insecure: serving or dialling beyond loopback without");
+            Ok(config)
+        }
+        (None, _, _) if !tls => {
+            tracing::warn!("plaintext mode (no TLS): for development on loopback only");
+            Ok(config)
+        }
+        _ => Ok(config),
+    }
+}
+
+/// Whether `addr` (HOST:PORT, or a bare host) is on loopback: `localhost`, 127.0.0.0/8, ::1.
+fn is_loopback(addr: &str) -> bool {
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => addr,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn job_spec(args: &JobArgs) -> Res<JobSpec> {

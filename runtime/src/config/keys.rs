@@ -28,7 +28,8 @@ pub const BUFFER_TIMEOUT: &str = "execution.buffer-timeout";
 pub const FAILOVER_STRATEGY: &str = "jobmanager.execution.failover-strategy";
 /// Whether `taskmanager` failover redeploys a lost TaskManager's subtasks without waiting for
 /// the restart strategy's delay.
-pub const TM_FAILOVER_IMMEDIATE: &str = "jobmanager.execution.failover-strategy.taskmanager.immediate";
+pub const TM_FAILOVER_IMMEDIATE: &str =
+    "jobmanager.execution.failover-strategy.taskmanager.immediate";
 /// How subtasks are spread over TaskManagers: `none`, `slots` or `tasks`.
 pub const LOAD_BALANCE_MODE: &str = "taskmanager.load-balance.mode";
 /// The restart strategy: `none`, `fixed-delay`, `exponential-delay` or `failure-rate`.

@@ -5,7 +5,9 @@ use std::time::Duration;
 use crate::api::JobSpec;
 use crate::config::Configuration;
 use crate::ids::JobId;
-use crate::rpc::{connect, credentials, ClientToJm, JmToClient, JobStatusReport, PeerRole, RpcError};
+use crate::rpc::{
+    connect, credentials, ClientToJm, JmToClient, JobStatusReport, PeerRole, RpcError,
+};
 
 /// Why [`submit_job`] gave up on a job.
 #[derive(Debug, thiserror::Error)]

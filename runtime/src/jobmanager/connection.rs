@@ -78,7 +78,6 @@ pub(super) async fn accept_loop(
     }
 }
 
-
 /// Authenticates a peer, then relays its messages to the actor and the actor's to it.
 async fn serve_connection(
     stream: TcpStream,

@@ -172,6 +172,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         match self.inner.next().await {
             None => Ok(None),
             Some(Ok(frame)) => Ok(Some(frame)),
+            // TLS reports a peer that closed without close_notify (killed, or a plain close
+            // as every rill node does) as an unexpected end: for a framed stream that is the
+            // peer gone, as with TCP. A frame cut short by it is still an error of the codec.
+            Some(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
             Some(Err(e)) => {
                 self.failed = true;
                 Err(self.classify(e))

@@ -25,5 +25,6 @@ use crate::config::Configuration;
 /// The credentials every process of a cluster shares, from its configuration, with this
 /// node's TLS identity where TLS is enabled.
 pub fn credentials(config: &Configuration) -> Credentials {
-    Credentials::new(config.cluster_id(), config.cluster_secret()).with_tls(Tls::from_config(config))
+    Credentials::new(config.cluster_id(), config.cluster_secret())
+        .with_tls(Tls::from_config(config))
 }

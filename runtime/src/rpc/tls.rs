@@ -175,7 +175,10 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("TLS certificate {}: {e}", path.display()))?;
     if certs.is_empty() {
-        return Err(format!("TLS certificate {}: no certificate in it", path.display()));
+        return Err(format!(
+            "TLS certificate {}: no certificate in it",
+            path.display()
+        ));
     }
     Ok(certs)
 }
@@ -237,7 +240,9 @@ pub fn issue(nodes: &[NodeKind]) -> Result<IssuedCerts, String> {
         let names = names_for(node);
         let key = KeyPair::generate().map_err(err)?;
         let mut params = CertificateParams::new(names.clone()).map_err(err)?;
-        params.distinguished_name.push(DnType::CommonName, &names[0]);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, &names[0]);
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,

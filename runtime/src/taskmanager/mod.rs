@@ -84,7 +84,6 @@ pub struct TaskManagerOptions {
     pub jobs: JobRegistry,
 }
 
-
 struct RunningTask {
     _handle: AbortOnDrop<()>,
     metrics: Arc<TaskMetrics>,

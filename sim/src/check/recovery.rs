@@ -94,7 +94,12 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
 /// subtasks moved to it (a rebalancing), a healed partition reconnects. When the runtime rides
 /// out the first without a dip (taskmanager failover, a restored source making up its
 /// backlog), the dip of the second must be timed from the second, not from the fault's start.
-fn disrupted_at(at: Duration, ended: Option<Duration>, dip: Duration, window: Duration) -> Duration {
+fn disrupted_at(
+    at: Duration,
+    ended: Option<Duration>,
+    dip: Duration,
+    window: Duration,
+) -> Duration {
     match ended {
         Some(end) if dip >= at + window && end <= dip + window => end.max(at),
         _ => at,

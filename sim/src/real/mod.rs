@@ -11,6 +11,7 @@
 //! store's switch. A fault this runner cannot apply for real is recorded "not applied (why)"
 //! and judged as a fault that never came: never skipped silently, never pretended.
 
+mod certs;
 pub mod cli;
 mod driver;
 mod netns;
@@ -37,6 +38,8 @@ use rill::state::serve_checkpoint_store;
 use rill::taskmanager::memory_limit::parse_sample;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+
+use certs::RunCerts;
 
 pub use netns::Network;
 pub use process::NodeProcess;
@@ -165,15 +168,17 @@ impl RealHarness {
             source,
         })?;
         let network = self.network(s);
-        let services = Services::start(&self.jobs, s, network.as_ref().ok()).await?;
-        let mut cluster = Cluster::start(&self.options, s, &services, dir, network)?;
+        let certs = RunCerts::issue(&dir, s.cluster.taskmanagers)?;
+        let services = Services::start(&self.jobs, s, network.as_ref().ok(), &certs).await?;
+        let client_config = certs.config_for(&s.config, "client")?;
+        let mut cluster = Cluster::start(&self.options, s, &services, dir, network, certs)?;
         cluster.wait_until_up(s.cluster.taskmanagers).await?;
         let start = Instant::now();
         let start_ns = tail::unix_nanos();
         let statuses: Arc<Mutex<Vec<(Duration, JobStatusReport)>>> = Arc::default();
         let sink = statuses.clone();
         let spec = harness_job(&self.jobs, &s.job, &services.sink_url, &services.log_url);
-        let (addr, config) = (cluster.jm_addr.to_string(), cluster.config.clone());
+        let (addr, config) = (cluster.jm_addr.to_string(), client_config);
         let mut job = tokio::spawn(async move {
             submit_job(
                 &addr,
@@ -238,8 +243,9 @@ impl Services {
         jobs: &JobRegistry,
         s: &Scenario,
         network: Option<&Network>,
+        certs: &RunCerts,
     ) -> Result<Services, RealError> {
-        let config = s.config.clone();
+        let config = |stem: &str| certs.config_for(&s.config, stem);
         // Each system at its own address on the run's bridge, or all on loopback.
         let ip = |node: NodeName| {
             network
@@ -259,7 +265,11 @@ impl Services {
         let listener = bind("the checkpoint store", NodeName::CheckpointStore).await?;
         let checkpoint_url = url(&listener);
         let store: Arc<dyn rill::state::CheckpointStore> = Arc::new(checkpoints.clone());
-        tokio::spawn(serve_checkpoint_store(listener, store, config.clone()));
+        tokio::spawn(serve_checkpoint_store(
+            listener,
+            store,
+            config("checkpoint-store")?,
+        ));
         let topics = jobs
             .inputs(&s.job)
             .map_err(|e| RealError::Job(e.to_string()))?
@@ -267,11 +277,15 @@ impl Services {
             .collect();
         let listener = bind("the source log", NodeName::SourceLog).await?;
         let log_url = url(&listener);
-        tokio::spawn(serve_log(listener, topics, config.clone()));
+        tokio::spawn(serve_log(listener, topics, config("log-server")?));
         let collect = CollectStore::new();
         let listener = bind("the sink store", NodeName::SinkStore).await?;
         let sink_url = url(&listener);
-        tokio::spawn(serve_sink_store(listener, collect.clone(), config));
+        tokio::spawn(serve_sink_store(
+            listener,
+            collect.clone(),
+            config("sink-store")?,
+        ));
         Ok(Services {
             checkpoints,
             collect,
@@ -295,6 +309,8 @@ struct Cluster {
     early: Vec<RecordedEvent>,
     /// The processes' own network, or why they share loopback.
     network: Result<Network, String>,
+    /// Each process's certificate, and the secret they share.
+    certs: RunCerts,
 }
 
 impl Cluster {
@@ -304,6 +320,7 @@ impl Cluster {
         services: &Services,
         dir: PathBuf,
         network: Result<Network, String>,
+        certs: RunCerts,
     ) -> Result<Cluster, RealError> {
         let mut config = s
             .config
@@ -342,6 +359,7 @@ impl Cluster {
             dir,
             early: Vec::new(),
             network,
+            certs,
         };
         let jm = vec!["jobmanager".into(), "--bind".into(), jm_addr.to_string()];
         cluster.add(options, NodeName::JobManager, jm)?;
@@ -386,16 +404,25 @@ impl Cluster {
         let mut argv: Vec<OsString> = args.into_iter().map(OsString::from).collect();
         argv.push("--events".into());
         argv.push(events.clone().into());
-        for (key, value) in self.config.explicit() {
-            argv.push("-c".into());
-            argv.push(format!("{key}={value}").into());
+        let stem = match &name {
+            NodeName::JobManager => "jobmanager".to_string(),
+            other => other.to_string(),
+        };
+        let config = self.certs.config_for(&self.config, &stem)?;
+        // The secret goes through the environment: on a command line `ps` would show it.
+        for (key, value) in config.explicit() {
+            if key != rill::config::keys::CLUSTER_SECRET {
+                argv.push("-c".into());
+                argv.push(format!("{key}={value}").into());
+            }
         }
         let log = self.dir.join(format!("{name}.log"));
         let (program, argv) = match &self.network {
             Ok(net) => net.wrap(&name, &options.program, argv),
             Err(_) => (options.program.clone(), argv),
         };
-        let process = NodeProcess::new(name.clone(), &program, argv, log);
+        let process = NodeProcess::new(name.clone(), &program, argv, log)
+            .with_env(rill::cli::SECRET_ENV, self.certs.secret());
         self.processes.insert(name.clone(), process);
         self.tails.push(EventTail::new(name, events));
         Ok(())

@@ -16,6 +16,7 @@ pub struct NodeProcess {
     program: PathBuf,
     args: Vec<OsString>,
     log: PathBuf,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     paused: bool,
 }
@@ -28,9 +29,16 @@ impl NodeProcess {
             program: program.to_path_buf(),
             args,
             log,
+            env: Vec::new(),
             child: None,
             paused: false,
         }
+    }
+
+    /// The same, with `key=value` in its environment.
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// Starts it (again): a fresh process with the same arguments, as a supervisor restarts a
@@ -41,6 +49,7 @@ impl NodeProcess {
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

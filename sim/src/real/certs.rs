@@ -1,0 +1,78 @@
+//! The TLS identities of a real run: a CA of its own and a certificate for every node, so the
+//! processes run as production does (mutual TLS, names bound to certificates, the secret from
+//! the environment), not in the plaintext mode the simulator runs.
+
+use std::path::{Path, PathBuf};
+
+use rill::config::keys::{CLUSTER_SECRET, SSL_CA, SSL_CERT, SSL_ENABLED, SSL_KEY};
+use rill::config::Configuration;
+use rill::rpc::tls::{issue, write_issued, NodeKind};
+
+use super::RealError;
+
+/// The secret a run's processes share, through [`rill::cli::SECRET_ENV`]: one per harness
+/// process, never on a command line.
+pub fn run_secret() -> String {
+    format!(
+        "rill-real-run-{}-{}",
+        std::process::id(),
+        rill::events::unix_nanos()
+    )
+}
+
+/// Certificates issued for one run, under its directory.
+pub struct RunCerts {
+    dir: PathBuf,
+    secret: String,
+}
+
+impl RunCerts {
+    /// A CA and certificates for the JobManager, the client, the three services and
+    /// TaskManagers `tm-1` to `tm-{taskmanagers}`, written under `dir/tls`.
+    pub fn issue(dir: &Path, taskmanagers: u32) -> Result<RunCerts, RealError> {
+        let mut nodes: Vec<NodeKind> = [
+            "jobmanager",
+            "client",
+            "log-server",
+            "sink-store",
+            "checkpoint-store",
+        ]
+        .into_iter()
+        .map(|n| NodeKind::Named(n.into()))
+        .collect();
+        nodes.extend((1..=taskmanagers).map(|i| NodeKind::TaskManager(format!("tm-{i}"))));
+        let dir = dir.join("tls");
+        let issued = issue(&nodes).map_err(RealError::Job)?;
+        write_issued(&issued, &dir).map_err(|source| RealError::Start {
+            what: format!("the run's certificates in {}", dir.display()),
+            source,
+        })?;
+        Ok(RunCerts {
+            dir,
+            secret: run_secret(),
+        })
+    }
+
+    /// The secret the run's processes share.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// `base` for the node whose certificate is `stem` (`jobmanager`, `tm-2`, `sink-store`..):
+    /// TLS on with its files, and the run's secret.
+    pub fn config_for(&self, base: &Configuration, stem: &str) -> Result<Configuration, RealError> {
+        let path = |name: String| self.dir.join(name).display().to_string();
+        let bad = |e: rill::config::ConfigError| RealError::Job(e.to_string());
+        let mut config = base.clone();
+        config.set(SSL_ENABLED, "true").map_err(bad)?;
+        config.set(SSL_CA, &path("ca.pem".into())).map_err(bad)?;
+        config
+            .set(SSL_CERT, &path(format!("{stem}.pem")))
+            .map_err(bad)?;
+        config
+            .set(SSL_KEY, &path(format!("{stem}.key")))
+            .map_err(bad)?;
+        config.set(CLUSTER_SECRET, &self.secret).map_err(bad)?;
+        Ok(config)
+    }
+}
