@@ -25,13 +25,34 @@ pub struct SubpartitionKey {
     pub index: u32,
 }
 
+/// What a replaced local consumer's queue leaves to settle, under one lock so that a
+/// revocation and the producer's end of partition cannot pass each other.
+#[derive(Default)]
+struct LocalEnds {
+    /// Revoked before the producer ended the subpartition: the producer opens a fresh queue
+    /// for the replacement at its next write.
+    revoked: std::collections::BTreeSet<SubpartitionKey>,
+    /// Subpartitions whose end of partition the producer wrote: a revocation after it gives
+    /// the replacement a queue holding just that end.
+    ended: std::collections::BTreeSet<SubpartitionKey>,
+}
+
 enum Slot {
     Ready(mpsc::Receiver<NetBuffer>),
     Waiting(oneshot::Sender<mpsc::Receiver<NetBuffer>>),
 }
 
-/// A remote claim: the consumer attempt that made it, and the signal that revokes it.
-type Claim = (ExecutionAttemptId, Arc<Notify>);
+/// A claim: the consumer attempt that made it, and how to end it.
+type Claim = (ExecutionAttemptId, ClaimedBy);
+
+/// Who holds a claimed queue.
+enum ClaimedBy {
+    /// A remote consumer's forwarder, which ends when the signal comes.
+    Remote(Arc<Notify>),
+    /// A consumer task on this TaskManager, holding the queue itself: the producer replaces the
+    /// queue (see [`PartitionRegistry::take_revoked`]).
+    Local,
+}
 
 /// The subpartition queues of every producer task on this TaskManager, until their consumer
 /// (local channel or remote data connection) claims them. A consumer may ask before its
@@ -39,9 +60,13 @@ type Claim = (ExecutionAttemptId, Arc<Notify>);
 #[derive(Clone, Default)]
 pub struct PartitionRegistry {
     slots: Arc<Mutex<BTreeMap<SubpartitionKey, Slot>>>,
-    /// Remote claims that can be revoked, with the consumer attempt that made each: the
-    /// forwarder serving the key waits on the signal.
+    /// Claims that can be revoked, with the consumer attempt that made each: the forwarder of
+    /// a remote one waits on its signal.
     claims: Arc<Mutex<BTreeMap<SubpartitionKey, Claim>>>,
+    /// Locally claimed queues whose consumer was replaced, and the ends already written.
+    local: Arc<Mutex<LocalEnds>>,
+    /// How many keys `revoked` holds, so producers check it without a lock.
+    revoked_count: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl PartitionRegistry {
@@ -82,18 +107,67 @@ impl PartitionRegistry {
         waiter.await.ok()
     }
 
+    /// [`PartitionRegistry::take`] for `consumer`, a task on this TaskManager: the claim is
+    /// recorded, so that a replacement of `consumer` can revoke it.
+    pub async fn take_local(
+        &self,
+        key: SubpartitionKey,
+        consumer: ExecutionAttemptId,
+    ) -> Option<mpsc::Receiver<NetBuffer>> {
+        let rx = self.take(key).await?;
+        crate::util::lock(&self.claims).insert(key, (consumer, ClaimedBy::Local));
+        Some(rx)
+    }
+
+    /// Whether `key`'s local claim was revoked (once): its producer then drops the queue the
+    /// replaced consumer holds and opens a fresh one for the replacement.
+    pub fn take_revoked(&self, key: &SubpartitionKey) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.revoked_count.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let taken = crate::util::lock(&self.local).revoked.remove(key);
+        if taken {
+            self.revoked_count.fetch_sub(1, Ordering::AcqRel);
+        }
+        taken
+    }
+
+    /// The producer wrote `key`'s end of partition. Returns whether its local claim was
+    /// revoked meanwhile: the end then went to the replaced consumer, and the producer must
+    /// write it again into the fresh queue it opens.
+    pub fn note_end(&self, key: &SubpartitionKey) -> bool {
+        use std::sync::atomic::Ordering;
+        let mut local = crate::util::lock(&self.local);
+        if local.revoked.remove(key) {
+            self.revoked_count.fetch_sub(1, Ordering::AcqRel);
+            return true;
+        }
+        local.ended.insert(*key);
+        false
+    }
+
+    /// A queue holding only the end of partition, for the replacement of a consumer whose
+    /// producer has written everything (it may have finished and be gone).
+    fn create_ended(&self, key: SubpartitionKey) {
+        let tx = self.create(key, 1);
+        let _ = tx.try_send(NetBuffer::Event(super::StreamEvent::EndOfPartition));
+    }
+
     /// The signal that revokes the remote claim of `key` by `consumer` (see `revoke`); the
     /// forwarder that serves the claim waits on it and calls `unwatch` when it ends.
     pub fn watch_claim(&self, key: SubpartitionKey, consumer: ExecutionAttemptId) -> Arc<Notify> {
         let signal = Arc::new(Notify::new());
-        crate::util::lock(&self.claims).insert(key, (consumer, signal.clone()));
+        let claim = (consumer, ClaimedBy::Remote(signal.clone()));
+        crate::util::lock(&self.claims).insert(key, claim);
         signal
     }
 
     /// Forgets a claim's signal, unless a newer claim of the key replaced it.
     pub fn unwatch(&self, key: &SubpartitionKey, signal: &Arc<Notify>) {
         let mut claims = crate::util::lock(&self.claims);
-        if claims.get(key).is_some_and(|(_, s)| Arc::ptr_eq(s, signal)) {
+        let same = |by: &ClaimedBy| matches!(by, ClaimedBy::Remote(s) if Arc::ptr_eq(s, signal));
+        if claims.get(key).is_some_and(|(_, by)| same(by)) {
             claims.remove(key);
         }
     }
@@ -110,18 +184,33 @@ impl PartitionRegistry {
         unclaimed
     }
 
-    /// Ends the remote claim of `key`: its consumer was replaced (`taskmanager` failover) but
-    /// its connection may never break (a partitioned TaskManager). The forwarder drops the
-    /// queue, so the producer's next send fails and it opens a fresh queue for the
-    /// replacement. A notification stored before the forwarder waits is not lost. Only a claim
-    /// by an attempt before `replacement` goes: the replacement's own claim may have come
-    /// first, and must stay.
+    /// Ends the claim of `key`: its consumer was replaced (`taskmanager` failover or a
+    /// rebalancing move) but may hold on to the queue for a while: a remote one's connection
+    /// may never break (a partitioned TaskManager), a local one is cancelled only when its
+    /// cancellation arrives. A remote claim's forwarder drops the queue, so the producer's next
+    /// send fails and it opens a fresh queue for the replacement; a local claim is marked, and
+    /// the producer replaces the queue at its next write (the old consumer holds the receiver).
+    /// Either way the replacement gets its queue before the producer can finish into the old
+    /// one, which nobody would read. A notification stored before the forwarder waits is not
+    /// lost. Only a claim by an attempt before `replacement` goes: the replacement's own claim
+    /// may have come first, and must stay.
     pub fn revoke(&self, key: &SubpartitionKey, replacement: ExecutionAttemptId) -> bool {
         let mut claims = crate::util::lock(&self.claims);
         match claims.get(key) {
             Some((consumer, _)) if consumer.attempt < replacement.attempt => {
-                let (_, signal) = claims.remove(key).expect("checked above");
-                signal.notify_one();
+                match claims.remove(key).expect("checked above").1 {
+                    ClaimedBy::Remote(signal) => signal.notify_one(),
+                    ClaimedBy::Local => {
+                        let mut local = crate::util::lock(&self.local);
+                        if local.ended.remove(key) {
+                            drop(local);
+                            self.create_ended(*key);
+                        } else if local.revoked.insert(*key) {
+                            use std::sync::atomic::Ordering;
+                            self.revoked_count.fetch_add(1, Ordering::AcqRel);
+                        }
+                    }
+                }
                 true
             }
             _ => false,
@@ -138,11 +227,24 @@ impl PartitionRegistry {
     pub fn release(&self, job: JobId, producer: ExecutionAttemptId) {
         self.lock()
             .retain(|k, _| !(k.job == job && k.producer == producer));
+        crate::util::lock(&self.claims).retain(|k, _| !(k.job == job && k.producer == producer));
+        self.forget_revoked(|k| k.job == job && k.producer == producer);
+    }
+
+    fn forget_revoked(&self, gone: impl Fn(&SubpartitionKey) -> bool) {
+        let mut local = crate::util::lock(&self.local);
+        local.revoked.retain(|k| !gone(k));
+        local.ended.retain(|k| !gone(k));
+        let n = local.revoked.len();
+        self.revoked_count
+            .store(n, std::sync::atomic::Ordering::Release);
     }
 
     /// Forgets everything of a job.
     pub fn release_job(&self, job: JobId) {
         self.lock().retain(|k, _| k.job != job);
+        crate::util::lock(&self.claims).retain(|k, _| k.job != job);
+        self.forget_revoked(|k| k.job == job);
     }
 
     /// Subpartition queues registered and not yet claimed (and consumers waiting for theirs).
@@ -194,5 +296,60 @@ mod tests {
         assert!(!registry.revoke(&key(), consumer(1)), "once");
         // The stored notification reaches the forwarder that waits after it.
         futures_util::FutureExt::now_or_never(old.notified()).expect("notified");
+    }
+
+    #[tokio::test]
+    async fn a_revoked_local_claim_is_replaced_by_the_producer_once() {
+        let registry = PartitionRegistry::default();
+        let _tx = registry.create(key(), 4);
+        let _held = registry
+            .take_local(key(), consumer(0))
+            .await
+            .expect("claimed");
+        assert!(!registry.take_revoked(&key()), "nothing revoked yet");
+        // Attempt 1 replaces attempt 0: its claim goes, and the producer learns it once.
+        assert!(registry.revoke(&key(), consumer(1)));
+        assert!(registry.take_revoked(&key()));
+        assert!(!registry.take_revoked(&key()), "once");
+        // The fresh queue the producer opens then is the replacement's.
+        let _tx = registry.create(key(), 4);
+        assert!(registry.take_local(key(), consumer(1)).await.is_some());
+        assert!(!registry.revoke(&key(), consumer(1)), "its own claim stays");
+    }
+
+    #[tokio::test]
+    async fn a_replacement_of_a_consumer_whose_producer_already_ended_gets_the_end() {
+        let registry = PartitionRegistry::default();
+        let tx = registry.create(key(), 4);
+        let _old = registry
+            .take_local(key(), consumer(0))
+            .await
+            .expect("claimed");
+        // The producer wrote its end into the old consumer's queue, and finished.
+        tx.try_send(NetBuffer::Event(super::super::StreamEvent::EndOfPartition))
+            .unwrap();
+        assert!(!registry.note_end(&key()));
+        drop(tx);
+        assert!(registry.revoke(&key(), consumer(1)));
+        let mut rx = registry
+            .take_local(key(), consumer(1))
+            .await
+            .expect("a queue");
+        assert!(matches!(
+            rx.recv().await,
+            Some(NetBuffer::Event(super::super::StreamEvent::EndOfPartition))
+        ));
+    }
+
+    #[test]
+    fn a_revocation_before_the_end_makes_the_producer_write_it_again() {
+        let registry = PartitionRegistry::default();
+        crate::util::lock(&registry.claims).insert(key(), (consumer(0), ClaimedBy::Local));
+        assert!(registry.revoke(&key(), consumer(1)));
+        assert!(
+            registry.note_end(&key()),
+            "the end went to the replaced consumer"
+        );
+        assert!(!registry.take_revoked(&key()), "settled by the end");
     }
 }

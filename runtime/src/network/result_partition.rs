@@ -99,6 +99,14 @@ impl ResultPartitions {
     pub async fn drain(&mut self) -> Result<(), DownstreamGone> {
         while let Some((output, sub, buf)) = self.outbox.pop() {
             let queue = &mut self.queues[output][sub as usize];
+            if !queue.away && self.registry.take_revoked(&queue.key) {
+                // Its consumer was replaced while it still holds the queue (a local one whose
+                // cancellation is on its way): the replacement gets a fresh queue now, so that
+                // the end of this partition reaches it however soon this task finishes.
+                self.listener.consumer_gone(&queue.key);
+                queue.tx = self.registry.create(queue.key, self.capacity);
+                queue.away = true;
+            }
             if queue.away {
                 if self.registry.is_unclaimed(&queue.key) {
                     discard(queue, buf, &*self.listener);
@@ -109,7 +117,19 @@ impl ResultPartitions {
                 queue.away = false;
                 queue.dropped = 0;
             }
-            if let Err(mpsc::error::SendError(buf)) = queue.tx.send(buf).await {
+            let end = matches!(buf, NetBuffer::Event(StreamEvent::EndOfPartition));
+            let sent = queue.tx.send(buf).await;
+            if sent.is_ok() && end && self.registry.note_end(&queue.key) {
+                // Revoked as the end went out: the replacement gets a queue with it.
+                self.listener.consumer_gone(&queue.key);
+                queue.tx = self.registry.create(queue.key, self.capacity);
+                let _ = queue
+                    .tx
+                    .try_send(NetBuffer::Event(StreamEvent::EndOfPartition));
+                queue.away = true;
+                continue;
+            }
+            if let Err(mpsc::error::SendError(buf)) = sent {
                 if !self.survive_consumer_loss {
                     return Err(DownstreamGone);
                 }

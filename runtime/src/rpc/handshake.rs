@@ -589,6 +589,7 @@ mod tests {
             &mut sw,
             &server_creds(),
             &[PeerRole::TaskManager],
+            None,
             Duration::from_millis(200),
         )
         .await;
@@ -605,7 +606,6 @@ mod tests {
             &server_creds(),
             PeerRole::Client,
             "cli",
-            None,
             T,
         )
         .await;

@@ -72,8 +72,11 @@ impl Connector {
         match &input.data_addr {
             None => {
                 let registry = &self.services.registry;
-                let claimed =
-                    tokio::time::timeout(PARTITION_REQUEST_TIMEOUT, registry.take(key)).await;
+                let claimed = tokio::time::timeout(
+                    PARTITION_REQUEST_TIMEOUT,
+                    registry.take_local(key, self.consumer),
+                )
+                .await;
                 let rx = claimed
                     .ok()
                     .flatten()

@@ -47,7 +47,9 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
         };
         let origin = dip.map_or(at, |dip| disrupted_at(at, f.ended_at, dip, window));
         let took = match recovered {
-            Some(t) => (t - origin).max(running_again(h, at).unwrap_or(at) - at),
+            Some(t) => t
+                .saturating_sub(origin)
+                .max(running_again(h, at).unwrap_or(at) - at),
             None if h.finished() => h.end.saturating_sub(at),
             None => {
                 let summary = format!(
