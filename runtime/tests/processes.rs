@@ -19,8 +19,18 @@ impl Drop for Proc {
 }
 
 fn spawn(args: &[&str]) -> (Proc, BufReader<std::process::ChildStdout>) {
+    spawn_with_env(args, &[])
+}
+
+/// [`spawn`] with these environment variables set (the cluster secret comes from
+/// `RILL_CLUSTER_SECRET`: the command line refuses it).
+fn spawn_with_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Proc, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(RILL)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -127,25 +137,15 @@ fn field(line: &str, name: &str) -> u64 {
 
 #[test]
 fn wrong_secret_is_refused_and_the_jobmanager_keeps_serving() {
-    let (_jm, mut jm_out) = spawn(&[
-        "jobmanager",
-        "--bind",
-        "127.0.0.1:0",
-        "-c",
-        "security.cluster.secret=right",
-    ]);
+    let (_jm, mut jm_out) = spawn_with_env(
+        &["jobmanager", "--bind", "127.0.0.1:0"],
+        &[("RILL_CLUSTER_SECRET", "right")],
+    );
     let line = wait_for(&mut jm_out, "listening on");
     let addr = line.trim().rsplit(' ').next().expect("address").to_string();
     let bad = Command::new(RILL)
-        .args([
-            "run",
-            "--job",
-            "keyed-count",
-            "--jobmanager",
-            &addr,
-            "-c",
-            "security.cluster.secret=wrong",
-        ])
+        .args(["run", "--job", "keyed-count", "--jobmanager", &addr])
+        .env("RILL_CLUSTER_SECRET", "wrong")
         .output()
         .expect("rill run");
     assert!(!bad.status.success());
@@ -157,15 +157,10 @@ fn wrong_secret_is_refused_and_the_jobmanager_keeps_serving() {
         let mut s = std::net::TcpStream::connect(&addr).expect("connect");
         let _ = s.write_all(&[0xff; 64]);
     }
-    let (_tm, mut tm_out) = spawn(&[
-        "taskmanager",
-        "--jobmanager",
-        &addr,
-        "--slots",
-        "2",
-        "-c",
-        "security.cluster.secret=right",
-    ]);
+    let (_tm, mut tm_out) = spawn_with_env(
+        &["taskmanager", "--jobmanager", &addr, "--slots", "2"],
+        &[("RILL_CLUSTER_SECRET", "right")],
+    );
     wait_for(&mut tm_out, "serving data");
     let good = Command::new(RILL)
         .args([
@@ -176,9 +171,8 @@ fn wrong_secret_is_refused_and_the_jobmanager_keeps_serving() {
             &addr,
             "-p",
             "records=1000",
-            "-c",
-            "security.cluster.secret=right",
         ])
+        .env("RILL_CLUSTER_SECRET", "right")
         .output()
         .expect("rill run");
     assert!(

@@ -101,6 +101,29 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// [`Params::get`] for a number that must lie within `range`: parameters arrive from any
+    /// client, and a count such as `partitions=4000000000` would otherwise become one
+    /// allocation per partition on every TaskManager.
+    pub fn get_within<T>(
+        &mut self,
+        key: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, JobError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+        T::Err: std::fmt::Display,
+    {
+        let value = self.get(key, default)?;
+        if !range.contains(&value) {
+            return Err(JobError::InvalidParam {
+                param: key.into(),
+                reason: format!("{value} is outside {}..={}", range.start(), range.end()),
+            });
+        }
+        Ok(value)
+    }
+
     /// Fails if the spec has a parameter the builder never read.
     pub(crate) fn finish(self) -> Result<(), JobError> {
         match self

@@ -131,6 +131,21 @@ impl Configuration {
         Ok(merged)
     }
 
+    /// What a job may set: every key but a node's own identity and secrets (`security.*`: the
+    /// cluster secret, the TLS files). A client sends only these with a submission, and the
+    /// JobManager takes only these from one, so a job can neither learn a node's secret from
+    /// a deployment nor swap the credentials its tasks' connections use.
+    pub fn job_settings(&self) -> Configuration {
+        Configuration {
+            values: self
+                .values
+                .iter()
+                .filter(|(k, _)| !k.starts_with("security."))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
     /// Checks what single keys cannot: the heartbeat timeout must exceed the interval (or every
     /// TaskManager would be declared lost on every tick), and a network buffer must fit in a
     /// frame (or a full buffer could never be sent).

@@ -55,7 +55,7 @@ pub async fn submit_job(
     writer
         .send(&ClientToJm::Submit {
             spec: spec.clone(),
-            config: config.clone(),
+            config: config.job_settings(),
         })
         .await?;
     loop {

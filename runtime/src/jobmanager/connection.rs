@@ -13,6 +13,7 @@ use crate::api::JobSpec;
 use crate::buggify::{self, Point};
 use crate::config::Configuration;
 use crate::graph::{CheckpointId, JobId, TaskManagerId};
+use crate::rpc::admission::{Admission, Ticket};
 use crate::rpc::frame::spawn_writer;
 use crate::rpc::handshake::HandshakeError;
 use crate::rpc::secure::{Reader, Writer};
@@ -60,12 +61,16 @@ pub(super) async fn accept_loop(
     inbox: Sender<ActorMessage>,
 ) {
     let mut connections = TaskSet::default();
+    let admission = Admission::default();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Some(place) = admission.try_enter(peer.ip(), "jobmanager") else {
+                    continue;
+                };
                 let (config, inbox) = (config.clone(), inbox.clone());
                 connections.spawn(async move {
-                    if let Err(e) = serve_connection(stream, config, inbox).await {
+                    if let Err(e) = serve_connection(stream, place, config, inbox).await {
                         tracing::warn!(peer = %peer, error = %e, "control connection closed");
                     }
                 });
@@ -81,14 +86,22 @@ pub(super) async fn accept_loop(
 /// Authenticates a peer, then relays its messages to the actor and the actor's to it.
 async fn serve_connection(
     stream: TcpStream,
+    place: Ticket,
     config: Configuration,
     inbox: Sender<ActorMessage>,
 ) -> Result<(), RpcError> {
     let roles = [PeerRole::TaskManager, PeerRole::Client];
     let creds = credentials(&config);
     let timeout = Duration::from_secs(10);
-    let (hello, reader, writer) =
-        admit(stream, &creds, &roles, config.max_frame_size(), timeout).await?;
+    let (hello, reader, writer) = admit(
+        stream,
+        place,
+        &creds,
+        &roles,
+        config.max_frame_size(),
+        timeout,
+    )
+    .await?;
     match hello.role {
         PeerRole::TaskManager => serve_taskmanager(reader, writer, &hello.name, inbox).await,
         _ => serve_client(reader, writer, inbox).await,

@@ -212,7 +212,8 @@ impl JobManager {
         let msg = JmToTm::DeployTask {
             job: job.id,
             spec: job.spec.clone(),
-            config: job.config.clone(),
+            // Not the JobManager's own secret or TLS files: each TaskManager has its own.
+            config: job.config.job_settings(),
             attempt,
             inputs,
             restore,

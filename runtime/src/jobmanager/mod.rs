@@ -245,7 +245,7 @@ impl JobManager {
     }
 
     fn submit(&mut self, spec: JobSpec, job_config: Configuration, out: Sender<JmToClient>) {
-        let config = match self.config.merged(&job_config) {
+        let config = match self.config.merged(&job_config.job_settings()) {
             Ok(c) => c,
             Err(e) => {
                 let _ = out.send(JmToClient::Rejected {

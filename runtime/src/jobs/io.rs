@@ -70,18 +70,22 @@ impl SourceParams {
     }
 }
 
+/// The most partitions, or source subtasks, a job parameter may ask for: Flink's largest max
+/// parallelism (2^15) twice over.
+const MAX_COUNT: u32 = 1 << 16;
+
 fn read_source(
     p: &mut Params<'_>,
     seed_offset: u64,
     default_parallelism: u32,
 ) -> Result<SourceParams, JobError> {
-    let parallelism = p.get("source-parallelism", default_parallelism)?;
-    let partitions = p.get("partitions", parallelism.max(1))?;
+    let parallelism = p.get_within("source-parallelism", default_parallelism, 1..=MAX_COUNT)?;
+    let partitions = p.get_within("partitions", parallelism.max(1), 1..=MAX_COUNT)?;
     let records: u64 = p.get("records", 10_000u64)?;
-    let keys = p.get("keys", 1024u64)?.max(1);
+    let keys = p.get_within("keys", 1024u64, 1..=u64::from(u32::MAX))?;
     let seed = p.get("seed", 1u64)?;
-    let hot = p.get("hot-key-per-mille", 0u32)?;
-    let rate = p.get("rate", 0f64)?;
+    let hot = p.get_within("hot-key-per-mille", 0u32, 0..=1000)?;
+    let rate = p.get_within("rate", 0f64, 0.0..=1e9)?;
     let input: String = p.get("input", String::new())?;
     let server = log_server_param(p)?;
     if server.is_some() && !input.is_empty() {

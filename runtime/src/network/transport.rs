@@ -22,6 +22,7 @@ use super::{DataBuffer, NetBuffer, PartitionRegistry, StreamEvent, SubpartitionK
 use crate::buggify::{self, Point};
 use crate::ids::ExecutionAttemptId;
 use crate::memory::MemoryAccount;
+use crate::rpc::admission::{Admission, Ticket};
 use crate::rpc::frame::spawn_writer;
 use crate::rpc::frame::RpcError;
 use crate::rpc::handshake::{Credentials, PeerRole};
@@ -108,13 +109,17 @@ impl DataServer {
         tokio::spawn(async move {
             // Connections die with the server (a crashed TaskManager serves nothing).
             let mut connections = TaskSet::default();
+            let admission = Admission::default();
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
+                        let Some(place) = admission.try_enter(peer.ip(), "data server") else {
+                            continue;
+                        };
                         let (registry, config, name) =
                             (registry.clone(), config.clone(), name.clone());
                         connections.spawn(async move {
-                            if let Err(e) = serve_connection(stream, registry, config).await {
+                            if let Err(e) = serve_connection(stream, place, registry, config).await {
                                 tracing::warn!(tm = %name, peer = %peer, error = %e, "data connection closed");
                             }
                         });
@@ -131,11 +136,13 @@ impl DataServer {
 
 async fn serve_connection(
     stream: TcpStream,
+    place: Ticket,
     registry: PartitionRegistry,
     config: DataPlaneConfig,
 ) -> Result<(), RpcError> {
     let (_, mut reader, writer) = admit(
         stream,
+        place,
         &config.credentials,
         &[PeerRole::DataPlane],
         config.max_frame,

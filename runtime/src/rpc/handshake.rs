@@ -26,7 +26,7 @@ pub const PROTOCOL_MAGIC: [u8; 4] = *b"RILL";
 /// Bumped on any incompatible change to the messages.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Frame-size limit while the peer is unauthenticated (a `Hello` is a few hundred bytes).
-pub const HANDSHAKE_MAX_FRAME: usize = 64 * 1024;
+pub const HANDSHAKE_MAX_FRAME: usize = 4 * 1024;
 /// Peer-supplied strings are cut to this many characters before they reach logs or errors.
 const CLIP_CHARS: usize = 64;
 

@@ -7,6 +7,7 @@
 //! store and the connectors' services speak through it) and re-exports the messages, so
 //! `rill::rpc::{TmToJm, JobStatusReport, ..}` and `rill::rpc::messages` keep working.
 
+pub mod admission;
 pub mod frame;
 pub mod handshake;
 pub mod secure;

@@ -126,9 +126,11 @@ pub async fn connect(
 }
 
 /// Admits an accepted connection: TLS (when on) and the hello, whose role must be one of
-/// `allowed` and, with TLS, match the peer's certificate. Bounded by `timeout`.
+/// `allowed` and, with TLS, match the peer's certificate. Bounded by `timeout`; `place` (its
+/// place among the connections in their handshake) is given back when it is over.
 pub async fn admit(
     tcp: TcpStream,
+    place: super::admission::Ticket,
     creds: &Credentials,
     allowed: &[PeerRole],
     max_frame: usize,
@@ -152,6 +154,7 @@ pub async fn admit(
     let (mut reader, mut writer) = framed(stream, max_frame);
     let peer = names.as_deref();
     let hello = accept_handshake(&mut reader, &mut writer, creds, allowed, peer, timeout).await?;
+    drop(place);
     Ok((hello, reader, writer))
 }
 

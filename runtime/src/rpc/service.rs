@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use super::admission::{Admission, Ticket};
 use super::frame::spawn_writer;
 use super::{admit, connect, credentials, Credentials, PeerRole, RpcError};
 use crate::config::Configuration;
@@ -106,12 +107,17 @@ pub async fn serve<Req, Rep, H, F>(
     F: Future<Output = Rep> + Send + 'static,
 {
     let (creds, max_frame) = (credentials(&config), config.max_frame_size());
+    let admission = Admission::default();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Some(place) = admission.try_enter(peer.ip(), service) else {
+                    continue;
+                };
                 let (creds, handler) = (creds.clone(), handler.clone());
                 tokio::spawn(async move {
-                    let served = serve_connection(stream, &creds, max_frame, client, handler);
+                    let served =
+                        serve_connection(stream, place, &creds, max_frame, client, handler);
                     if let Err(e) = served.await {
                         tracing::warn!(service, peer = %peer, error = %e, "service connection closed");
                     }
@@ -128,6 +134,7 @@ pub async fn serve<Req, Rep, H, F>(
 
 async fn serve_connection<Req, Rep, H, F>(
     stream: TcpStream,
+    place: Ticket,
     creds: &Credentials,
     max_frame: usize,
     client: PeerRole,
@@ -139,8 +146,15 @@ where
     H: Fn(Req) -> F + Send + Sync + 'static,
     F: Future<Output = Rep> + Send + 'static,
 {
-    let (_, mut reader, writer) =
-        admit(stream, creds, &[client], max_frame, HANDSHAKE_TIMEOUT).await?;
+    let (_, mut reader, writer) = admit(
+        stream,
+        place,
+        creds,
+        &[client],
+        max_frame,
+        HANDSHAKE_TIMEOUT,
+    )
+    .await?;
     let (out, out_rx) = mpsc::unbounded_channel::<Tagged<Rep>>();
     let _writer = AbortOnDrop(spawn_writer(writer, out_rx));
     while let Some(Tagged { id, body }) = reader.recv::<Tagged<Req>>().await? {

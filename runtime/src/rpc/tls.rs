@@ -228,8 +228,11 @@ pub fn issue(nodes: &[NodeKind]) -> Result<IssuedCerts, String> {
     let err = |e: rcgen::Error| format!("certificate generation: {e}");
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    // A name of its own, so a certificate of another cluster's CA is refused as of an unknown
+    // issuer, not as a bad signature (the same name would make them look alike).
+    let serial = crate::events::unix_nanos();
     ca.distinguished_name
-        .push(DnType::CommonName, "rill cluster CA");
+        .push(DnType::CommonName, format!("rill cluster CA {serial:x}"));
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
