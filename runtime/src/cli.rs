@@ -180,6 +180,14 @@ enum Command {
         records: u64,
         #[arg(long, default_value_t = 2)]
         parallelism: u32,
+        /// TaskManagers the subtasks are spread over (`tasks` balance): with more than one,
+        /// records cross the data plane's TCP connections.
+        #[arg(long, default_value_t = 1)]
+        taskmanagers: u32,
+        /// Every connection over TLS (certificates made for the run): what encryption costs.
+        #[cfg(not(madsim))]
+        #[arg(long)]
+        tls: bool,
     },
     /// Task-count range and memory per TaskManager under each load-balance mode, for the WeChat
     /// shape and a corpus of generated shapes (the memory model at its back-pressure bound).
@@ -375,7 +383,14 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
         Command::Bench {
             records,
             parallelism,
-        } => bench(records, parallelism).await,
+            taskmanagers,
+            #[cfg(not(madsim))]
+            tls,
+        } => {
+            #[cfg(madsim)]
+            let tls = false;
+            bench(records, parallelism, taskmanagers.max(1), tls).await
+        }
         Command::BenchBalance { shapes } => {
             bench_balance(shapes);
             Ok(ExitCode::SUCCESS)
@@ -562,10 +577,20 @@ fn print_summary(r: &JobStatusReport) {
 }
 
 /// keyed-count, parallelism `p`, on one TaskManager with `p` slots, discarding sink.
-async fn bench(records: u64, p: u32) -> Res<ExitCode> {
+async fn bench(records: u64, p: u32, taskmanagers: u32, tls: bool) -> Res<ExitCode> {
     let started = std::time::Instant::now();
-    let config = Configuration::new().with("taskmanager.numberOfTaskSlots", &p.to_string())?;
-    let cluster = LocalCluster::start(1, config).await?;
+    let slots = p.div_ceil(taskmanagers).max(1);
+    let mut config = Configuration::new()
+        .with("taskmanager.numberOfTaskSlots", &slots.to_string())?
+        .with("taskmanager.load-balance.mode", "tasks")?;
+    let certs = std::env::temp_dir().join(format!("rill-bench-tls-{}", std::process::id()));
+    if tls {
+        #[cfg(not(madsim))]
+        {
+            config = crate::rpc::tls::embedded(&config, taskmanagers, &certs)?;
+        }
+    }
+    let cluster = LocalCluster::start(taskmanagers, config).await?;
     let spec = JobSpec::new("keyed-count")
         .with("records", records)
         .with("parallelism", p)
@@ -576,8 +601,9 @@ async fn bench(records: u64, p: u32) -> Res<ExitCode> {
     let report = cluster.run_job(&spec, |_| {}, |_| {}).await?;
     let job_secs = job_start.elapsed().as_secs_f64();
     let total_secs = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&certs);
     println!(
-        "job: keyed-count, {records} records, parallelism {p}, status {:?}",
+        "job: keyed-count, {records} records, parallelism {p}, {taskmanagers} taskmanager(s), tls {tls}, status {:?}",
         report.status
     );
     println!("records_in: {}", report.records_in);

@@ -25,7 +25,7 @@ pub struct RuntimeArgs {
 /// Builds, runs and compares. Missing a target is reported, not an error: only a failing
 /// build or run makes the command exit non-zero.
 pub fn runtime(root: &Path, args: &RuntimeArgs) -> Result<(), Failure> {
-    let mut plan = Plan::new(2);
+    let mut plan = Plan::new(4);
     plan.run(Step::cargo(
         "build",
         root,
@@ -43,8 +43,26 @@ pub fn runtime(root: &Path, args: &RuntimeArgs) -> Result<(), Failure> {
         ])
         .capture_stdout();
     let output = plan.run(bench)?;
+    // What TLS costs where records cross TaskManagers: the same job on two, each way.
+    let mut across = Vec::new();
+    for tls in [false, true] {
+        let mut step = Step::new("bench: 2 taskmanagers", root, release_binary(root, "rill"))
+            .args(["bench", "--records", &records, "--parallelism", "4"])
+            .args(["--taskmanagers", "2"]);
+        if tls {
+            step = step.args(["--tls"]);
+        }
+        across.push(plan.run(step.capture_stdout())?);
+    }
     plan.finish();
     compare(&output);
+    println!("==> TLS, keyed-count p=4 over 2 TaskManagers (records cross the data plane)");
+    for (name, out) in ["plaintext", "TLS"].iter().zip(&across) {
+        let rate = metric(out, "records_per_sec")
+            .map_or("?".into(), |r| format!("{:.2} M records/s", r / 1e6));
+        let rss = metric(out, "peak_rss_mib").map_or("?".into(), |m| format!("{m:.1} MiB"));
+        println!("    {name:<12}{rate:<20}peak RSS {rss}");
+    }
     Ok(())
 }
 

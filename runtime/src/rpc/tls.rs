@@ -195,6 +195,21 @@ pub fn names_for(kind: &NodeKind) -> Vec<String> {
             format!("taskmanager.{DOMAIN}"),
         ],
         NodeKind::Named(service) => vec![format!("{service}.{DOMAIN}")],
+        NodeKind::Embedded { taskmanagers } => {
+            let mut names: Vec<String> = [
+                "jobmanager",
+                "client",
+                "log-server",
+                "sink-store",
+                "checkpoint-store",
+            ]
+            .iter()
+            .map(|n| format!("{n}.{DOMAIN}"))
+            .collect();
+            names.extend((1..=*taskmanagers).map(|i| format!("tm-{i}.taskmanager.{DOMAIN}")));
+            names.push(format!("taskmanager.{DOMAIN}"));
+            names
+        }
     }
 }
 
@@ -206,6 +221,12 @@ pub enum NodeKind {
     /// The JobManager (`jobmanager`), a job client (`client`), or a service
     /// (`log-server`, `sink-store`, `checkpoint-store`).
     Named(String),
+    /// Every node of an embedded cluster in one process (`rill local`, `rill bench`): the
+    /// JobManager, the client, the services and TaskManagers `tm-1` to `tm-{taskmanagers}`.
+    Embedded {
+        /// How many TaskManagers the cluster has.
+        taskmanagers: u32,
+    },
 }
 
 /// A cluster CA and certificates issued by it, PEM, for `rill certs` and for tests.
@@ -253,6 +274,7 @@ pub fn issue(nodes: &[NodeKind]) -> Result<IssuedCerts, String> {
         let cert = params.signed_by(&key, &issuer).map_err(err)?;
         let stem = match node {
             NodeKind::TaskManager(name) | NodeKind::Named(name) => name.clone(),
+            NodeKind::Embedded { .. } => "embedded".to_owned(),
         };
         issued.push((stem, cert.pem(), key.serialize_pem()));
     }
@@ -261,6 +283,28 @@ pub fn issue(nodes: &[NodeKind]) -> Result<IssuedCerts, String> {
         ca_key: ca_key_pem,
         nodes: issued,
     })
+}
+
+/// A CA and one certificate for an embedded cluster of `taskmanagers` TaskManagers, written
+/// under `dir`; returns `config` with TLS on over them.
+pub fn embedded(
+    config: &Configuration,
+    taskmanagers: u32,
+    dir: &Path,
+) -> Result<Configuration, String> {
+    let issued = issue(&[NodeKind::Embedded { taskmanagers }])?;
+    write_issued(&issued, dir).map_err(|e| format!("certificates in {}: {e}", dir.display()))?;
+    let path = |name: &str| dir.join(name).display().to_string();
+    let mut config = config.clone();
+    for (key, value) in [
+        (crate::config::keys::SSL_ENABLED, "true".to_owned()),
+        (crate::config::keys::SSL_CA, path("ca.pem")),
+        (crate::config::keys::SSL_CERT, path("embedded.pem")),
+        (crate::config::keys::SSL_KEY, path("embedded.key")),
+    ] {
+        config.set(key, &value).map_err(|e| e.to_string())?;
+    }
+    Ok(config)
 }
 
 /// Writes `issued` under `dir`: `ca.pem`, `ca.key`, and `<node>.pem` / `<node>.key` per node
