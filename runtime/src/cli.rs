@@ -580,16 +580,15 @@ fn print_summary(r: &JobStatusReport) {
 async fn bench(records: u64, p: u32, taskmanagers: u32, tls: bool) -> Res<ExitCode> {
     let started = std::time::Instant::now();
     let slots = p.div_ceil(taskmanagers).max(1);
-    let mut config = Configuration::new()
+    let config = Configuration::new()
         .with("taskmanager.numberOfTaskSlots", &slots.to_string())?
         .with("taskmanager.load-balance.mode", "tasks")?;
     let certs = std::env::temp_dir().join(format!("rill-bench-tls-{}", std::process::id()));
-    if tls {
-        #[cfg(not(madsim))]
-        {
-            config = crate::rpc::tls::embedded(&config, taskmanagers, &certs)?;
-        }
-    }
+    #[cfg(not(madsim))]
+    let config = match tls {
+        true => crate::rpc::tls::embedded(&config, taskmanagers, &certs)?,
+        false => config,
+    };
     let cluster = LocalCluster::start(taskmanagers, config).await?;
     let spec = JobSpec::new("keyed-count")
         .with("records", records)
