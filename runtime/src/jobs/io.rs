@@ -79,7 +79,8 @@ fn read_source(
     seed_offset: u64,
     default_parallelism: u32,
 ) -> Result<SourceParams, JobError> {
-    let parallelism = p.get_within("source-parallelism", default_parallelism, 1..=MAX_COUNT)?;
+    // 0 is left to the graph's check, which says why (a vertex with no subtasks).
+    let parallelism = p.get_within("source-parallelism", default_parallelism, 0..=MAX_COUNT)?;
     let partitions = p.get_within("partitions", parallelism.max(1), 1..=MAX_COUNT)?;
     let records: u64 = p.get("records", 10_000u64)?;
     let keys = p.get_within("keys", 1024u64, 1..=u64::from(u32::MAX))?;
