@@ -12,7 +12,8 @@
 //! The connecting side checks that the server holds the name of what it meant to reach (a
 //! TaskManager that dials the JobManager's address reaches nobody else, whoever binds the port
 //! while it is down); the accepting side reads the client's names and hands them to the
-//! handshake, which binds the role and name the peer claims to them ([`PeerIdentity`]).
+//! handshake, which binds the role and name the peer claims to them
+//! ([`super::handshake::identity_matches`]).
 //!
 //! Not compiled under the simulator: ring draws its randomness through a raw `getrandom`
 //! syscall that madsim cannot seed, so a handshake would make runs irreproducible. The
