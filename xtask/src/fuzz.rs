@@ -86,6 +86,8 @@ struct Target {
     full_length: bool,
     /// The target writes its own findings for an artifact (`RILL_FUZZ_FINDINGS`).
     writes_findings: bool,
+    /// The target writes valid messages into an empty corpus (`RILL_FUZZ_SEEDS`).
+    writes_seeds: bool,
 }
 
 /// Every target, in the order `all` runs them.
@@ -98,6 +100,7 @@ const TARGETS: &[Target] = &[
         seed_inputs: 0,
         full_length: false,
         writes_findings: false,
+        writes_seeds: true,
     },
     Target {
         name: "wire_data",
@@ -107,6 +110,7 @@ const TARGETS: &[Target] = &[
         seed_inputs: 0,
         full_length: false,
         writes_findings: false,
+        writes_seeds: true,
     },
     Target {
         name: "wire_services",
@@ -116,6 +120,7 @@ const TARGETS: &[Target] = &[
         seed_inputs: 0,
         full_length: false,
         writes_findings: false,
+        writes_seeds: true,
     },
     // One input is a JobManager run of up to 64 operations and a minute or two of paused
     // clock: milliseconds of real time, but the actor's timers run out on the way.
@@ -127,6 +132,7 @@ const TARGETS: &[Target] = &[
         seed_inputs: 0,
         full_length: false,
         writes_findings: false,
+        writes_seeds: true,
     },
     // A scenario takes a couple of hundred bytes (more only repeats); one input is a whole
     // simulated run and, for a finding, its shrink; libFuzzer's own first inputs are a few
@@ -139,6 +145,7 @@ const TARGETS: &[Target] = &[
         seed_inputs: 32,
         full_length: true,
         writes_findings: true,
+        writes_seeds: false,
     },
 ];
 
@@ -210,12 +217,17 @@ fn fuzz(root: &Path, target: &Target, args: &RunArgs) -> Result<Outcome, Failure
         std::fs::create_dir_all(dir)
             .map_err(|e| Failure::new(format!("cannot create {}: {e}", dir.display())))?;
     }
+    let seeds = target.writes_seeds && is_empty(&corpus)?;
     seed_corpus(&corpus, target)?;
     // The workspace's lock file, so the target resolves the versions the workspace uses.
     let lock = fuzz.join("Cargo.lock");
     std::fs::copy(root.join("Cargo.lock"), &lock)
         .map_err(|e| Failure::new(format!("cannot copy Cargo.lock to {}: {e}", lock.display())))?;
-    let target_dir = fuzz.join(if target.madsim { "target" } else { "target-wire" });
+    let target_dir = fuzz.join(if target.madsim {
+        "target"
+    } else {
+        "target-wire"
+    });
     let mut plan = Plan::new(1);
     plan.run(build(root, target, &target_dir))?;
     plan.finish();
@@ -225,7 +237,12 @@ fn fuzz(root: &Path, target: &Target, args: &RunArgs) -> Result<Outcome, Failure
         .join(target.name);
     let started = SystemTime::now();
     let wall = Instant::now();
-    let stats = run(&binary, root, target, args, &corpus, &artifacts, &out)?;
+    let dirs = Dirs {
+        corpus: &corpus,
+        artifacts: &artifacts,
+        out: &out,
+    };
+    let stats = run(&binary, root, target, args, &dirs, seeds)?;
     println!(
         "==> fuzzed {} for {}: {}",
         target.name,
@@ -316,14 +333,7 @@ fn host_triple() -> &'static str {
 /// Starts an empty corpus with `target.seed_inputs` inputs of random bytes of its longest
 /// length (a fixed generator: the same inputs on every machine).
 fn seed_corpus(corpus: &Path, target: &Target) -> Result<(), Failure> {
-    if target.seed_inputs == 0 {
-        return Ok(());
-    }
-    let empty = std::fs::read_dir(corpus)
-        .map_err(|e| Failure::new(format!("cannot read {}: {e}", corpus.display())))?
-        .next()
-        .is_none();
-    if !empty {
+    if target.seed_inputs == 0 || !is_empty(corpus)? {
         return Ok(());
     }
     let mut state = 0x5eed_u64;
@@ -346,6 +356,20 @@ fn seed_corpus(corpus: &Path, target: &Target) -> Result<(), Failure> {
     Ok(())
 }
 
+fn is_empty(dir: &Path) -> Result<bool, Failure> {
+    Ok(std::fs::read_dir(dir)
+        .map_err(|e| Failure::new(format!("cannot read {}: {e}", dir.display())))?
+        .next()
+        .is_none())
+}
+
+/// A target's corpus, its crash artifacts, and where findings go.
+struct Dirs<'a> {
+    corpus: &'a Path,
+    artifacts: &'a Path,
+    out: &'a Path,
+}
+
 /// Runs libFuzzer for `args.time` seconds, in fork mode (a crash is recorded and fuzzing goes
 /// on), echoing its output; returns its last status line.
 fn run(
@@ -353,16 +377,15 @@ fn run(
     root: &Path,
     target: &Target,
     args: &RunArgs,
-    corpus: &Path,
-    artifacts: &Path,
-    out: &Path,
+    dirs: &Dirs,
+    seeds: bool,
 ) -> Result<Option<String>, Failure> {
     let mut command = Command::new(binary);
     command
         .current_dir(root)
-        .env("RILL_FUZZ_FINDINGS", out)
-        .arg(corpus)
-        .arg(format!("-artifact_prefix={}/", artifacts.display()))
+        .env("RILL_FUZZ_FINDINGS", dirs.out)
+        .arg(dirs.corpus)
+        .arg(format!("-artifact_prefix={}/", dirs.artifacts.display()))
         .arg(format!("-max_total_time={}", args.time))
         .arg(format!("-max_len={}", target.max_len))
         .arg(format!("-timeout={}", target.timeout_secs))
@@ -370,6 +393,10 @@ fn run(
         .arg("-ignore_crashes=1")
         .arg("-print_final_stats=1")
         .stderr(Stdio::piped());
+    if seeds {
+        // The target writes its seeds into the corpus when it starts, before libFuzzer reads it.
+        command.env("RILL_FUZZ_SEEDS", dirs.corpus);
+    }
     if target.full_length {
         // Mutate at full length from the start: short inputs draw trivial scenarios.
         command.arg("-len_control=0");

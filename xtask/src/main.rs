@@ -48,10 +48,12 @@ enum Command {
     /// harness over named scenarios and seeds, and reports which were caught, by which
     /// checkers, and how far the first failure shrank (target-mutants/report.md)
     Mutants(mutants::MutantsArgs),
-    /// Coverage-guided search (cargo-fuzz, libFuzzer): `scenarios --time 60`
+    /// Coverage-guided fuzzing (cargo-fuzz, libFuzzer): `scenarios`, the wire decoders
+    /// (`wire_control`, `wire_data`, `wire_services`), `jobmanager_actor`, or `all`; `--time N`
     ///
-    /// Needs `cargo install cargo-fuzz`. Builds into fuzz/target, keeps its corpus in
-    /// fuzz/corpus and crash inputs in fuzz/artifacts, writes findings to fuzz/findings.
+    /// Needs `cargo install cargo-fuzz`. Builds into fuzz/target (scenarios, --cfg madsim) and
+    /// fuzz/target-wire (the rest), keeps corpora in fuzz/corpus and crash inputs in
+    /// fuzz/artifacts, writes findings to fuzz/findings.
     #[command(subcommand)]
     Fuzz(fuzz::FuzzCommand),
 }
