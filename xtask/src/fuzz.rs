@@ -165,7 +165,13 @@ pub fn main(root: &Path, command: &FuzzCommand) -> Result<(), Failure> {
         FuzzCommand::JobmanagerActor(args) => ("jobmanager_actor", args),
         FuzzCommand::All(args) => return all(root, args),
     };
-    fuzz(root, target(name), args).map(|_| ())
+    match fuzz(root, target(name), args)? {
+        // A crash fails the command (CI's short run relies on it); the findings are above.
+        Outcome { artifacts, .. } if artifacts > 0 => Err(Failure::new(format!(
+            "{name}: {artifacts} crash artifact(s) (findings above)"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Every target for `args.time` each; a summary line per target, and a failure if any left a
