@@ -126,25 +126,29 @@ impl PartitionRegistry {
         if self.revoked_count.load(Ordering::Acquire) == 0 {
             return false;
         }
-        let taken = crate::util::lock(&self.local).revoked.remove(key);
-        if taken {
-            self.revoked_count.fetch_sub(1, Ordering::AcqRel);
-        }
+        let mut local = crate::util::lock(&self.local);
+        let taken = local.revoked.remove(key);
+        self.count_revoked(&local);
         taken
     }
 
-    /// The producer wrote `key`'s end of partition. Returns whether its local claim was
-    /// revoked meanwhile: the end then went to the replaced consumer, and the producer must
-    /// write it again into the fresh queue it opens.
+    /// Keeps the lock-free count in step with `local`; called with its lock held, so a
+    /// concurrent revocation can never be counted away.
+    fn count_revoked(&self, local: &LocalEnds) {
+        self.revoked_count
+            .store(local.revoked.len(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// The producer wrote `key`'s end of partition (into whichever queue: every later
+    /// replacement of its consumer is then given one of its own). Returns whether its local
+    /// claim was revoked meanwhile: the end then went to the replaced consumer, and the
+    /// producer must write it again into the fresh queue it opens.
     pub fn note_end(&self, key: &SubpartitionKey) -> bool {
-        use std::sync::atomic::Ordering;
         let mut local = crate::util::lock(&self.local);
-        if local.revoked.remove(key) {
-            self.revoked_count.fetch_sub(1, Ordering::AcqRel);
-            return true;
-        }
         local.ended.insert(*key);
-        false
+        let revoked = local.revoked.remove(key);
+        self.count_revoked(&local);
+        revoked
     }
 
     /// A queue holding only the end of partition, for the replacement of a consumer whose
@@ -198,18 +202,24 @@ impl PartitionRegistry {
         let mut claims = crate::util::lock(&self.claims);
         match claims.get(key) {
             Some((consumer, _)) if consumer.attempt < replacement.attempt => {
-                match claims.remove(key).expect("checked above").1 {
+                let by = claims.remove(key).expect("checked above").1;
+                drop(claims);
+                let mut local = crate::util::lock(&self.local);
+                let ended = local.ended.contains(key);
+                match by {
                     ClaimedBy::Remote(signal) => signal.notify_one(),
-                    ClaimedBy::Local => {
-                        let mut local = crate::util::lock(&self.local);
-                        if local.ended.remove(key) {
-                            drop(local);
-                            self.create_ended(*key);
-                        } else if local.revoked.insert(*key) {
-                            use std::sync::atomic::Ordering;
-                            self.revoked_count.fetch_add(1, Ordering::AcqRel);
-                        }
+                    // The producer is still to write its end: it replaces the queue then.
+                    ClaimedBy::Local if !ended => {
+                        local.revoked.insert(*key);
+                        self.count_revoked(&local);
                     }
+                    ClaimedBy::Local => {}
+                }
+                drop(local);
+                // The end went to the replaced consumer, and the producer writes nothing
+                // more (it may be gone): the replacement gets a queue holding just the end.
+                if ended {
+                    self.create_ended(*key);
                 }
                 true
             }
@@ -235,9 +245,7 @@ impl PartitionRegistry {
         let mut local = crate::util::lock(&self.local);
         local.revoked.retain(|k| !gone(k));
         local.ended.retain(|k| !gone(k));
-        let n = local.revoked.len();
-        self.revoked_count
-            .store(n, std::sync::atomic::Ordering::Release);
+        self.count_revoked(&local);
     }
 
     /// Forgets everything of a job.
@@ -339,6 +347,33 @@ mod tests {
             rx.recv().await,
             Some(NetBuffer::Event(super::super::StreamEvent::EndOfPartition))
         ));
+    }
+
+    #[tokio::test]
+    async fn every_later_replacement_of_a_finished_producers_consumer_gets_the_end() {
+        let registry = PartitionRegistry::default();
+        let tx = registry.create(key(), 4);
+        let _old = registry
+            .take_local(key(), consumer(0))
+            .await
+            .expect("claimed");
+        assert!(!registry.note_end(&key()));
+        drop(tx);
+        for attempt in 1..=3 {
+            assert!(registry.revoke(&key(), consumer(attempt)));
+            let mut rx = registry
+                .take_local(key(), consumer(attempt))
+                .await
+                .expect("a queue");
+            assert!(matches!(
+                rx.recv().await,
+                Some(NetBuffer::Event(super::super::StreamEvent::EndOfPartition))
+            ));
+        }
+        // A remote replacement too.
+        let _signal = registry.watch_claim(key(), consumer(3));
+        assert!(registry.revoke(&key(), consumer(4)));
+        assert!(registry.take(key()).await.is_some());
     }
 
     #[test]

@@ -99,6 +99,7 @@ impl ResultPartitions {
     pub async fn drain(&mut self) -> Result<(), DownstreamGone> {
         while let Some((output, sub, buf)) = self.outbox.pop() {
             let queue = &mut self.queues[output][sub as usize];
+            let end = matches!(buf, NetBuffer::Event(StreamEvent::EndOfPartition));
             if !queue.away && self.registry.take_revoked(&queue.key) {
                 // Its consumer was replaced while it still holds the queue (a local one whose
                 // cancellation is on its way): the replacement gets a fresh queue now, so that
@@ -109,6 +110,10 @@ impl ResultPartitions {
             }
             if queue.away {
                 if self.registry.is_unclaimed(&queue.key) {
+                    if end {
+                        // Kept in the fresh queue; any later replacement gets one too.
+                        self.registry.note_end(&queue.key);
+                    }
                     discard(queue, buf, &*self.listener);
                     continue;
                 }
@@ -117,7 +122,6 @@ impl ResultPartitions {
                 queue.away = false;
                 queue.dropped = 0;
             }
-            let end = matches!(buf, NetBuffer::Event(StreamEvent::EndOfPartition));
             let sent = queue.tx.send(buf).await;
             if sent.is_ok() && end && self.registry.note_end(&queue.key) {
                 // Revoked as the end went out: the replacement gets a queue with it.
@@ -133,10 +137,16 @@ impl ResultPartitions {
                 if !self.survive_consumer_loss {
                     return Err(DownstreamGone);
                 }
-                // A fresh queue for the consumer's replacement to claim; meanwhile, drop.
+                // A fresh queue for the consumer's replacement to claim; meanwhile, drop. A
+                // revocation of the claim that just ended is settled by it: left marked, it
+                // would replace the replacement's queue.
                 self.listener.consumer_gone(&queue.key);
+                self.registry.take_revoked(&queue.key);
                 queue.tx = self.registry.create(queue.key, self.capacity);
                 queue.away = true;
+                if end {
+                    self.registry.note_end(&queue.key);
+                }
                 discard(queue, buf, &*self.listener);
             }
         }

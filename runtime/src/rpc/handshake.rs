@@ -324,7 +324,8 @@ pub fn identity_matches(hello: &Hello, names: &[String]) -> Result<(), RpcError>
         PeerRole::Client => "client.rill".to_owned(),
         PeerRole::JobManager => "jobmanager.rill".to_owned(),
     };
-    if names.iter().any(|n| n.eq_ignore_ascii_case(&wanted)) {
+    // Exact: `TM-3` is another TaskManager than `tm-3` to the JobManager.
+    if names.iter().any(|n| *n == wanted) {
         return Ok(());
     }
     let held: Vec<String> = names.iter().take(4).map(|n| clip(n)).collect();

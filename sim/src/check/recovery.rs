@@ -91,7 +91,8 @@ pub fn recovery_time(h: &RunHistory, bound: Option<Duration>) -> Verdict {
 }
 
 /// What the dip that begins at `dip` (a window of `window`) is a recovery from: the fault's
-/// beginning, or its end when the dip is well clear of the beginning and reaches the end. A
+/// beginning, or (the earlier of) the dip's start and the fault's end, when the dip begins
+/// at least two windows after the fault did and reaches its end. A
 /// fault has two disruptive moments: a crashed TaskManager that comes back rejoins and gets
 /// subtasks moved to it (a rebalancing), a healed partition reconnects. When the runtime rides
 /// out the first without a dip (taskmanager failover, a restored source making up its
@@ -103,7 +104,9 @@ fn disrupted_at(
     window: Duration,
 ) -> Duration {
     match ended {
-        Some(end) if dip >= at + window && end <= dip + window => end.max(at),
+        // Two windows of steady output after the fault began: the runtime rode it out, and
+        // the dip is the end's. (Within that, buffers may still be hiding the beginning's.)
+        Some(end) if dip >= at + 2 * window && end <= dip + window => end.min(dip).max(at),
         _ => at,
     }
 }
