@@ -325,7 +325,7 @@ pub fn identity_matches(hello: &Hello, names: &[String]) -> Result<(), RpcError>
         PeerRole::JobManager => "jobmanager.rill".to_owned(),
     };
     // Exact: `TM-3` is another TaskManager than `tm-3` to the JobManager.
-    if names.iter().any(|n| *n == wanted) {
+    if names.contains(&wanted) {
         return Ok(());
     }
     let held: Vec<String> = names.iter().take(4).map(|n| clip(n)).collect();
