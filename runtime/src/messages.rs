@@ -28,6 +28,11 @@ pub struct InputLocation {
     pub subpartition: u32,
     /// The producer TaskManager's data address; `None` when it runs on this TaskManager.
     pub data_addr: Option<String>,
+    /// The producer TaskManager's name: with TLS, the data server must hold its certificate
+    /// (`<name>.taskmanager.rill`), so no other TaskManager can pose as it. Empty: any
+    /// TaskManager of the cluster.
+    #[serde(default)]
+    pub taskmanager: String,
 }
 
 /// TaskManager -> JobManager.

@@ -924,3 +924,40 @@ fn a_non_loopback_bind_without_tls_is_refused_unless_insecure() {
     let line = out.wait_for("listening on", START);
     assert!(line.contains("0.0.0.0:"), "{line}");
 }
+
+#[tokio::test]
+async fn a_taskmanager_cannot_pose_as_another_taskmanagers_data_server() {
+    let cluster = Pki::issue("h-cluster", &[tm("tm-1"), tm("tm-2"), tm("tm-3")]);
+    // tm-3's data server, as a consumer on tm-1 dials it for a producer on tm-2.
+    let (listener, addr) = listen().await;
+    let mut server = serve(listener, cluster.creds("tm-3"), &[PeerRole::DataPlane]);
+    let consumer = cluster.creds("tm-1");
+    let posing = connect(
+        &addr,
+        "tm-2.taskmanager",
+        &consumer,
+        (PeerRole::DataPlane, "tm-1"),
+        MAX_FRAME,
+        T,
+    )
+    .await
+    .map(|_| ());
+    assert!(
+        tls_reason(&posing).is_some(),
+        "tm-3 was taken for tm-2's data server: {posing:?}"
+    );
+    let _ = outcome(&mut server).await;
+    // The server it is: admitted.
+    let honest = connect(
+        &addr,
+        "tm-3.taskmanager",
+        &consumer,
+        (PeerRole::DataPlane, "tm-1"),
+        MAX_FRAME,
+        T,
+    )
+    .await
+    .map(|_| ());
+    assert!(honest.is_ok(), "{honest:?}");
+    assert!(outcome(&mut server).await.is_ok());
+}

@@ -258,21 +258,17 @@ impl JobManager {
             .ok_or("missing producer")?
             .attempt_id();
         let producer_tm = job.placement.of(&producer).ok_or("producer has no slot")?;
-        let data_addr = match producer_tm == consumer_tm {
-            true => None,
-            false => Some(
-                self.tms
-                    .get(&producer_tm)
-                    .ok_or("producer's taskmanager is gone")?
-                    .data_addr
-                    .clone(),
-            ),
-        };
+        let entry = self
+            .tms
+            .get(&producer_tm)
+            .ok_or("producer's taskmanager is gone")?;
+        let data_addr = (producer_tm != consumer_tm).then(|| entry.data_addr.clone());
         Ok(InputLocation {
             producer,
             edge: ch.edge,
             subpartition: ch.subpartition,
             data_addr,
+            taskmanager: entry.name.clone(),
         })
     }
 

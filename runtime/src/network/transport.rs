@@ -386,15 +386,16 @@ impl DataClient {
         }
     }
 
-    /// Opens a channel to subpartition `key` at the producer TaskManager `addr`.
+    /// Opens a channel to subpartition `key` at the producer TaskManager `name` at `addr`
+    /// (an empty name: any TaskManager of the cluster).
     pub async fn request(
         &self,
-        addr: &str,
+        (addr, name): (&str, &str),
         key: SubpartitionKey,
         consumer: ExecutionAttemptId,
         credit: u32,
     ) -> Result<(mpsc::Receiver<NetBuffer>, CreditReturn), RpcError> {
-        let conn = self.connection(addr).await?;
+        let conn = self.connection(addr, name).await?;
         let channel = conn.next_channel.fetch_add(1, Ordering::Relaxed);
         let credit = credit.clamp(1, MAX_CREDIT);
         let (tx, rx) = mpsc::channel(credit as usize);
@@ -441,7 +442,7 @@ impl DataClient {
     /// The open connection to `addr`, or a new one. The peer's slot is locked while connecting
     /// so concurrent requests to it share one connection; connect and handshake are bounded by
     /// the handshake timeout. An unreachable peer delays only requests to itself.
-    async fn connection(&self, addr: &str) -> Result<Arc<ClientConn>, RpcError> {
+    async fn connection(&self, addr: &str, name: &str) -> Result<Arc<ClientConn>, RpcError> {
         let slot = lock(&self.conns)
             .entry(addr.to_string())
             .or_default()
@@ -451,17 +452,21 @@ impl DataClient {
             return Ok(conn.clone());
         }
         *slot = None;
-        let conn = tokio::time::timeout(self.config.handshake_timeout, self.connect(addr))
+        let conn = tokio::time::timeout(self.config.handshake_timeout, self.connect(addr, name))
             .await
             .map_err(|_| RpcError::Timeout("data connection"))??;
         *slot = Some(conn.clone());
         Ok(conn)
     }
 
-    async fn connect(&self, addr: &str) -> Result<Arc<ClientConn>, RpcError> {
+    async fn connect(&self, addr: &str, name: &str) -> Result<Arc<ClientConn>, RpcError> {
+        let server = match name {
+            "" => "taskmanager".to_owned(),
+            name => format!("{name}.taskmanager"),
+        };
         let (mut reader, writer) = connect(
             addr,
-            "taskmanager",
+            &server,
             &self.config.credentials,
             (PeerRole::DataPlane, &self.name),
             self.config.max_frame,

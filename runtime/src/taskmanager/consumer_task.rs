@@ -94,7 +94,7 @@ impl Connector {
                     let tried = self
                         .services
                         .client
-                        .request(addr, key, self.consumer, self.credit)
+                        .request((addr, &input.taskmanager), key, self.consumer, self.credit)
                         .await;
                     match tried {
                         Ok((rx, credit)) => return Ok(InputChannel::remote(rx, credit)),
