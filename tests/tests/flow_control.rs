@@ -81,7 +81,7 @@ async fn a_consumer_that_stops_reading_stops_its_producer_with_bounded_memory() 
 
     let client = DataClient::new(config, consumer_mem.clone(), "consumer".into());
     let (mut rx, credit) = client
-        .request(&addr, key, attempt(1), CREDIT)
+        .request((&addr, ""), key, attempt(1), CREDIT)
         .await
         .expect("request");
     tokio::time::sleep(Duration::from_millis(300)).await;
