@@ -397,18 +397,8 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
         }
         #[cfg(not(madsim))]
         Command::Certs { dir, taskmanagers } => {
-            use crate::rpc::tls::{issue, write_issued, NodeKind};
-            let mut nodes: Vec<NodeKind> = [
-                "jobmanager",
-                "client",
-                "log-server",
-                "sink-store",
-                "checkpoint-store",
-            ]
-            .into_iter()
-            .map(|n| NodeKind::Named(n.into()))
-            .collect();
-            nodes.extend(taskmanagers.into_iter().map(NodeKind::TaskManager));
+            use crate::rpc::tls::{cluster_nodes, issue, write_issued};
+            let nodes = cluster_nodes(taskmanagers);
             let written = write_issued(&issue(&nodes)?, &dir)?;
             for path in written {
                 println!("wrote {}", path.display());

@@ -197,21 +197,34 @@ pub fn names_for(kind: &NodeKind) -> Vec<String> {
         ],
         NodeKind::Named(service) => vec![format!("{service}.{DOMAIN}")],
         NodeKind::Embedded { taskmanagers } => {
-            let mut names: Vec<String> = [
-                "jobmanager",
-                "client",
-                "log-server",
-                "sink-store",
-                "checkpoint-store",
-            ]
-            .iter()
-            .map(|n| format!("{n}.{DOMAIN}"))
-            .collect();
+            let mut names: Vec<String> = NAMED_NODES
+                .iter()
+                .map(|n| format!("{n}.{DOMAIN}"))
+                .collect();
             names.extend((1..=*taskmanagers).map(|i| format!("tm-{i}.taskmanager.{DOMAIN}")));
             names.push(format!("taskmanager.{DOMAIN}"));
             names
         }
     }
+}
+
+/// The nodes of a cluster other than its TaskManagers, by the names their certificates hold.
+pub const NAMED_NODES: [&str; 5] = [
+    "jobmanager",
+    "client",
+    "log-server",
+    "sink-store",
+    "checkpoint-store",
+];
+
+/// Every node of a cluster with `taskmanagers`: what `rill certs` and a real run issue
+/// certificates for.
+pub fn cluster_nodes(taskmanagers: impl IntoIterator<Item = String>) -> Vec<NodeKind> {
+    NAMED_NODES
+        .iter()
+        .map(|n| NodeKind::Named((*n).to_owned()))
+        .chain(taskmanagers.into_iter().map(NodeKind::TaskManager))
+        .collect()
 }
 
 /// What a certificate is for.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rill::config::keys::{CLUSTER_SECRET, SSL_CA, SSL_CERT, SSL_ENABLED, SSL_KEY};
 use rill::config::Configuration;
-use rill::rpc::tls::{issue, write_issued, NodeKind};
+use rill::rpc::tls::{cluster_nodes, issue, write_issued};
 
 use super::RealError;
 
@@ -30,17 +30,7 @@ impl RunCerts {
     /// A CA and certificates for the JobManager, the client, the three services and
     /// TaskManagers `tm-1` to `tm-{taskmanagers}`, written under `dir/tls`.
     pub fn issue(dir: &Path, taskmanagers: u32) -> Result<RunCerts, RealError> {
-        let mut nodes: Vec<NodeKind> = [
-            "jobmanager",
-            "client",
-            "log-server",
-            "sink-store",
-            "checkpoint-store",
-        ]
-        .into_iter()
-        .map(|n| NodeKind::Named(n.into()))
-        .collect();
-        nodes.extend((1..=taskmanagers).map(|i| NodeKind::TaskManager(format!("tm-{i}"))));
+        let nodes = cluster_nodes((1..=taskmanagers).map(|i| format!("tm-{i}")));
         let dir = dir.join("tls");
         let issued = issue(&nodes).map_err(RealError::Job)?;
         write_issued(&issued, &dir).map_err(|source| RealError::Start {
