@@ -146,6 +146,7 @@ fn seeds() -> Vec<(u8, Vec<u8>)> {
                     edge: EdgeId(0),
                     subpartition: 1,
                     data_addr: Some("127.0.0.1:7002".into()),
+                    taskmanager: "tm-2".into(),
                 }],
                 restore: Some(TaskRestore {
                     checkpoint: CheckpointId(3),
@@ -174,6 +175,7 @@ fn seeds() -> Vec<(u8, Vec<u8>)> {
                 edge: EdgeId(0),
                 subpartition: 0,
                 data_addr: None,
+                taskmanager: String::new(),
             },
             stale_through: CheckpointId(2),
         }),

@@ -214,6 +214,36 @@ struct Outcome {
     artifacts: usize,
 }
 
+/// Gives the fuzz crate the workspace's lock file, so its targets resolve the versions the
+/// workspace uses (and reuse what the workspace's build compiled).
+pub fn prepare(root: &Path) -> Result<(), Failure> {
+    let lock = root.join("fuzz").join("Cargo.lock");
+    std::fs::copy(root.join("Cargo.lock"), &lock)
+        .map(drop)
+        .map_err(|e| Failure::new(format!("cannot copy Cargo.lock to {}: {e}", lock.display())))
+}
+
+/// `cargo check` of the fuzz targets of one build (`madsim` or the real one), for
+/// `cargo xtask test`: the fuzz crate is outside the workspace, so nothing else notices when a
+/// change to the runtime's types breaks a target (CI's bounded fuzz run would, after the
+/// whole test run). The caller sets the build's flags and target directory; run
+/// [`prepare`] first.
+pub fn check_step(root: &Path, madsim: bool) -> Step {
+    let manifest = root.join("fuzz").join("Cargo.toml");
+    let bins = TARGETS
+        .iter()
+        .filter(|t| t.madsim == madsim)
+        .flat_map(|t| ["--bin", t.name]);
+    let label = if madsim {
+        "fuzz targets type-check, simulated"
+    } else {
+        "fuzz targets type-check"
+    };
+    Step::cargo(label, root, ["check", "--quiet", "--manifest-path"])
+        .args([manifest])
+        .args(bins)
+}
+
 fn fuzz(root: &Path, target: &Target, args: &RunArgs) -> Result<Outcome, Failure> {
     let fuzz = root.join("fuzz");
     let out = absolute(args.out.clone().unwrap_or_else(|| fuzz.join("findings")));
@@ -225,10 +255,7 @@ fn fuzz(root: &Path, target: &Target, args: &RunArgs) -> Result<Outcome, Failure
     }
     let seeds = target.writes_seeds && is_empty(&corpus)?;
     seed_corpus(&corpus, target)?;
-    // The workspace's lock file, so the target resolves the versions the workspace uses.
-    let lock = fuzz.join("Cargo.lock");
-    std::fs::copy(root.join("Cargo.lock"), &lock)
-        .map_err(|e| Failure::new(format!("cannot copy Cargo.lock to {}: {e}", lock.display())))?;
+    prepare(root)?;
     let target_dir = fuzz.join(if target.madsim {
         "target"
     } else {

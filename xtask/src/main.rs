@@ -132,11 +132,14 @@ fn test(root: &Path, args: &TestArgs) -> Result<(), Failure> {
     let outside = args.cargo_args.is_empty();
     if outside {
         prepare_standalone(root)?;
+        fuzz::prepare(root)?;
     }
     if !args.sim_only {
         steps.push(test_step("real tokio", root, args));
         if outside {
             steps.push(standalone_step("real tokio, outside the workspace", root));
+            let check = fuzz::check_step(root, false).env("CARGO_TARGET_DIR", root.join("target"));
+            steps.push(check);
         }
         let docs = Step::cargo("docs", root, ["doc", "--no-deps", "--workspace", "--quiet"])
             .env("RUSTDOCFLAGS", "-D warnings");
@@ -155,6 +158,7 @@ fn test(root: &Path, args: &TestArgs) -> Result<(), Failure> {
         if outside {
             let step = standalone_step("simulated, outside the workspace", root);
             steps.push(simulated(step));
+            steps.push(simulated(fuzz::check_step(root, true)));
         }
     }
     // The same scenarios on real processes, judged side by side with the simulator: only in a
