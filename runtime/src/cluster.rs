@@ -5,6 +5,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api::JobSpec;
+use crate::config::keys::ALLOWED_DIRS;
 use crate::config::Configuration;
 use crate::connectors::CollectStore;
 use crate::jobmanager::client::{submit_job, Accepted, SubmitError};
@@ -38,7 +39,8 @@ pub struct LocalTaskManager {
 
 impl LocalCluster {
     /// Starts a JobManager on an ephemeral loopback port and `taskmanagers` TaskManagers,
-    /// running the built-in jobs.
+    /// running the built-in jobs. Jobs may name any path (`security.files.allowed-dirs=*`)
+    /// unless `config` says otherwise.
     pub async fn start(taskmanagers: u32, config: Configuration) -> Result<LocalCluster, RpcError> {
         Self::start_with_jobs(taskmanagers, config, crate::jobs::builtin()).await
     }
@@ -49,6 +51,13 @@ impl LocalCluster {
         config: Configuration,
         jobs: JobRegistry,
     ) -> Result<LocalCluster, RpcError> {
+        // Its jobs come from this process: unless told otherwise, they may name any path.
+        let config = match config.get_raw(ALLOWED_DIRS) {
+            Some(_) => config,
+            None => config
+                .with(ALLOWED_DIRS, "*")
+                .expect("* is a valid allowed-dirs value"),
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let jobmanager = listener.local_addr()?.to_string();
         let services = JobManagerServices::from_config(&config)

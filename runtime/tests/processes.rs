@@ -54,9 +54,19 @@ fn wait_for(out: &mut BufReader<std::process::ChildStdout>, marker: &str) -> Str
     }
 }
 
+/// `-c security.files.allowed-dirs=<temp dir>`: the JobManager and TaskManagers let jobs name
+/// paths there (the file sink's directory) and nowhere else.
+fn temp_files_allowed() -> String {
+    format!(
+        "security.files.allowed-dirs={}",
+        std::env::temp_dir().display()
+    )
+}
+
 #[test]
 fn jobmanager_taskmanagers_and_client_as_processes() {
-    let (_jm, mut jm_out) = spawn(&["jobmanager", "--bind", "127.0.0.1:0"]);
+    let files = temp_files_allowed();
+    let (_jm, mut jm_out) = spawn(&["jobmanager", "--bind", "127.0.0.1:0", "-c", &files]);
     let line = wait_for(&mut jm_out, "listening on");
     let addr = line.trim().rsplit(' ').next().expect("address").to_string();
     let _tms: Vec<_> = (1..=2)
@@ -70,6 +80,8 @@ fn jobmanager_taskmanagers_and_client_as_processes() {
                 "2",
                 "--name",
                 &name,
+                "-c",
+                &files,
             ]);
             wait_for(&mut out, "serving data");
             p
@@ -197,7 +209,15 @@ fn lines_in(dir: &std::path::Path) -> usize {
 /// only its subtasks restart, the sink output keeps growing throughout, and the job finishes.
 #[test]
 fn sigkill_of_a_taskmanager_under_taskmanager_failover_never_stops_the_output() {
-    let heartbeat = ["-c", "heartbeat.interval=1s", "-c", "heartbeat.timeout=5s"];
+    let files = temp_files_allowed();
+    let heartbeat = [
+        "-c",
+        "heartbeat.interval=1s",
+        "-c",
+        "heartbeat.timeout=5s",
+        "-c",
+        &files,
+    ];
     let mut jm_args = vec!["jobmanager", "--bind", "127.0.0.1:0"];
     jm_args.extend(heartbeat);
     let (_jm, mut jm_out) = spawn(&jm_args);

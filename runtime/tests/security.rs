@@ -961,3 +961,90 @@ async fn a_taskmanager_cannot_pose_as_another_taskmanagers_data_server() {
     assert!(honest.is_ok(), "{honest:?}");
     assert!(outcome(&mut server).await.is_ok());
 }
+
+/// A client names where the file sink writes (`sink=file:DIR`) and which directory the
+/// sources read (`input=DIR`), and the JobManager and TaskManagers act on it with their own
+/// rights. Each node lets jobs name only its own `security.files.allowed-dirs`: the JobManager
+/// refuses the rest when the job is submitted (and keeps serving), and a TaskManager refuses
+/// what its own setting does not allow even when the JobManager's does. Nothing is written
+/// outside; inside both, the job runs.
+#[test]
+fn a_job_cannot_name_paths_outside_the_allowed_directories() {
+    let dir = TempDir(fresh_dir("files"));
+    let (allowed, tm_refuses) = (dir.0.join("allowed"), dir.0.join("jm-only"));
+    let outside = TempDir(fresh_dir("files-outside"));
+    let env = [("RILL_CLUSTER_SECRET", SECRET)];
+    let jm_files = format!("security.files.allowed-dirs={}", dir.0.display());
+    let tm_files = format!("security.files.allowed-dirs={}", allowed.display());
+    let (_jm, mut jm_out, _jm_err) = start(
+        &["jobmanager", "--bind", "127.0.0.1:0", "-c", &jm_files],
+        &env,
+    );
+    let addr = address(&jm_out.wait_for("listening on", START));
+    let tm_args = ["taskmanager", "--jobmanager", &addr, "--slots", "2"];
+    let tm_args: Vec<&str> = tm_args
+        .iter()
+        .copied()
+        .chain(["--name", "tm-1", "-c", &tm_files])
+        .collect();
+    let (_tm, mut tm_out, _tm_err) = start(&tm_args, &env);
+    tm_out.wait_for("serving data", START);
+    let run = |param: &str| {
+        let args = ["run", "--job", "keyed-count", "--jobmanager", &addr];
+        let args: Vec<&str> = args
+            .iter()
+            .copied()
+            .chain(["-p", "records=1000", "-p", param])
+            .collect();
+        let out = finish(&args, &env, Duration::from_secs(60));
+        (
+            out.status,
+            format!("{}\n{}", text(&out.stdout), text(&out.stderr)),
+        )
+    };
+
+    let escapes = [
+        format!("sink=file:{}/out", outside.0.display()),
+        format!("sink=file:{}/allowed/../../escape", dir.0.display()),
+        "sink=file:relative/out".to_string(),
+        format!("input={}", outside.0.display()),
+        "input=/etc".to_string(),
+    ];
+    for param in &escapes {
+        let (status, said) = run(param);
+        assert!(!status.success(), "{param} accepted: {said}");
+        assert!(
+            said.contains("security.files.allowed-dirs")
+                || said.contains("absolute")
+                || said.contains("'..'"),
+            "{param}: {said}"
+        );
+        assert!(!said.contains("Finished"), "{param}: {said}");
+    }
+    let outside_entries = std::fs::read_dir(&outside.0).expect("outside dir").count();
+    assert_eq!(outside_entries, 0, "something was written outside");
+    assert!(!dir.0.parent().unwrap().join("escape").exists());
+
+    // Allowed by the JobManager, not by the TaskManager: the deployment is refused there.
+    let (status, said) = run(&format!("sink=file:{}/out", tm_refuses.display()));
+    assert!(
+        !status.success(),
+        "the TaskManager wrote where it allows none: {said}"
+    );
+    assert!(
+        !tm_refuses.exists(),
+        "{} was created: {said}",
+        tm_refuses.display()
+    );
+    assert!(
+        said.contains("cannot build job") && said.contains(&tm_files[..26]),
+        "{said}"
+    );
+
+    // Inside both: the JobManager kept serving, and the job runs.
+    let out = allowed.join("out");
+    let (status, said) = run(&format!("sink=file:{}", out.display()));
+    assert!(status.success(), "{said}");
+    assert!(said.contains("records out: 1000"), "{said}");
+    assert!(out.is_dir(), "no output in {}", out.display());
+}

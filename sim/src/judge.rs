@@ -2,7 +2,7 @@
 //! to, and every checker's verdict. It needs no simulator, so a run of real processes
 //! ([`crate::real`]) is judged by exactly the code that judges a simulated one.
 
-use rill::api::OutputChecks;
+use rill::api::{FileAccess, OutputChecks};
 use rill::jobs::JobRegistry;
 
 use crate::buggify;
@@ -78,7 +78,11 @@ impl<'a> Judge<'a> {
     pub fn bounds(&self, scenario: &Scenario, faults: &[&Fault]) -> Bounds {
         let tasks_per_slot = self
             .jobs
-            .build(&scenario.job, scenario.config.max_parallelism())
+            .build(
+                &scenario.job,
+                scenario.config.max_parallelism(),
+                &FileAccess::Anywhere,
+            )
             .map(|graph| {
                 rill::graph::default_slot_sharing_groups(&graph)
                     .iter()
@@ -136,7 +140,10 @@ impl<'a> Judge<'a> {
 
     /// The job's source vertex, if it has exactly one: it reads the primary input.
     fn single_source(&self, s: &Scenario) -> Option<Reader> {
-        let graph = self.jobs.build(&s.job, s.config.max_parallelism()).ok()?;
+        let graph = self
+            .jobs
+            .build(&s.job, s.config.max_parallelism(), &FileAccess::Anywhere)
+            .ok()?;
         let mut sources = graph.vertices.iter().filter(|v| v.inputs.is_empty());
         let source = sources.next()?;
         sources.next().is_none().then_some(Reader {

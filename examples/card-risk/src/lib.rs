@@ -127,20 +127,25 @@ fn parse(r: &LogRecord) -> Payment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rill::api::FileAccess;
     use rill::JobSpec;
 
     #[test]
     fn the_registry_builds_the_job_and_refuses_unknown_parameters() {
         let jobs = registry();
         let spec = JobSpec::new("card-risk").with("parallelism", 3);
-        let graph = jobs.build(&spec, 128).expect("builds");
+        let graph = jobs
+            .build(&spec, 128, &FileAccess::Anywhere)
+            .expect("builds");
         assert_eq!(
             graph.subtask_count(),
             6,
             "source+parse and count+sink, 3 each"
         );
         let bad = JobSpec::new("card-risk").with("treshold", 5);
-        let err = jobs.build(&bad, 128).expect_err("misspelt parameter");
+        let err = jobs
+            .build(&bad, 128, &FileAccess::Anywhere)
+            .expect_err("misspelt parameter");
         assert!(err.to_string().contains("treshold"), "{err}");
     }
 
@@ -148,7 +153,9 @@ mod tests {
     fn card_windows_builds_with_its_own_source_and_sink_and_names_bad_parameters() {
         let jobs = registry();
         let spec = JobSpec::new("card-windows").with("parallelism", 3);
-        let graph = jobs.build(&spec, 128).expect("builds");
+        let graph = jobs
+            .build(&spec, 128, &FileAccess::Anywhere)
+            .expect("builds");
         assert_eq!(
             graph.subtask_count(),
             9,
@@ -159,11 +166,15 @@ mod tests {
             "its source is its own, not a log"
         );
         let bad = spec.clone().with("planted-bug", "typo");
-        let err = jobs.build(&bad, 128).expect_err("unknown bug");
+        let err = jobs
+            .build(&bad, 128, &FileAccess::Anywhere)
+            .expect_err("unknown bug");
         assert!(err.to_string().contains("unmanaged-state"), "{err}");
         for parallelism in [0, u32::MAX] {
             let bad = spec.clone().with("parallelism", parallelism);
-            let err = jobs.build(&bad, 128).expect_err("an error, not a panic");
+            let err = jobs
+                .build(&bad, 128, &FileAccess::Anywhere)
+                .expect_err("an error, not a panic");
             assert!(err.to_string().contains("parallelism"), "{err}");
         }
     }

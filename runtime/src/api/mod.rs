@@ -1,6 +1,7 @@
 //! The user-facing job model: a typed DataStream builder, operator traits, and the job registry.
 
 pub mod checkable;
+pub mod file_access;
 pub mod operator;
 pub mod registry;
 pub mod stream;
@@ -14,5 +15,6 @@ pub use operator::{ChainEvent, Collector, OperatorContext, Origin, TaskWaits, Tr
 pub use crate::error::JobError;
 pub use crate::jobs::build_job;
 pub use checkable::{CheckableOutput, OutputChecks};
+pub use file_access::FileAccess;
 pub use registry::JobSpec;
 pub use stream::{DataStream, KeyedStream, StreamEnv};

@@ -8,10 +8,12 @@
 //! KeyCount, ..}` keep working.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::file_access::FileAccess;
 use super::stream::StreamEnv;
 use crate::connectors::log::PartitionedLog;
 pub use crate::error::JobError;
@@ -69,16 +71,36 @@ pub struct Params<'a> {
     accepted: BTreeSet<&'static str>,
     /// The logs the job's sources read, by source name, as the job builds them.
     pub(crate) inputs: Vec<NamedLog>,
+    /// The directories the building node lets path parameters name.
+    files: &'a FileAccess,
 }
 
 impl<'a> Params<'a> {
-    pub(crate) fn new(spec: &'a JobSpec) -> Self {
+    pub(crate) fn new(spec: &'a JobSpec, files: &'a FileAccess) -> Self {
         Params {
             job: &spec.name,
             raw: &spec.params,
             accepted: BTreeSet::new(),
             inputs: Vec::new(),
+            files,
         }
+    }
+
+    /// Path parameter `key`, if given and inside the directories the building node allows
+    /// (`security.files.allowed-dirs`); records that the job reads `key`. A job's own path
+    /// parameters go through here, so they are confined as the built-in ones are.
+    pub fn path(&mut self, key: &'static str) -> Result<Option<PathBuf>, JobError> {
+        let raw: String = self.get(key, String::new())?;
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        self.allowed_path(key, Path::new(&raw)).map(Some)
+    }
+
+    /// `path`, named by parameter `param`, if the building node allows it (see
+    /// [`Params::path`]), for a path found inside another parameter's value.
+    pub fn allowed_path(&self, param: &str, path: &Path) -> Result<PathBuf, JobError> {
+        self.files.check(param, path)
     }
 
     /// Parameter `key` parsed as a `T`, or `default` when it is not given; records that the job

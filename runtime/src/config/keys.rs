@@ -52,6 +52,9 @@ pub const SSL_CERT: &str = "security.ssl.internal.cert";
 pub const SSL_KEY: &str = "security.ssl.internal.key";
 /// The cluster CA's certificate (PEM): the only issuer trusted.
 pub const SSL_CA: &str = "security.ssl.internal.ca";
+/// (rill) The directories a job's parameters may name on this node (`sink=file:DIR`,
+/// `input=DIR`): `none`, `*` (any) or a comma-separated list.
+pub const ALLOWED_DIRS: &str = "security.files.allowed-dirs";
 /// (rill) The cluster id checked in the RPC handshake, so clusters never cross-connect.
 pub const CLUSTER_ID: &str = "cluster.id";
 /// (rill) The largest RPC frame accepted.
@@ -133,6 +136,8 @@ pub enum KeyKind {
         /// The shortest duration accepted.
         min: Duration,
     },
+    /// `none`, `*`, or a comma-separated list of absolute directories.
+    Directories,
 }
 
 /// One known key: the only place its name, accepted values and default are written down.
@@ -233,6 +238,10 @@ pub const KEYS: &[KeyDef] = &[
         "(rill) This node's private key, PEM."),
     key(SSL_CA, KeyKind::Text, "tls/ca.pem",
         "(rill) The cluster CA's certificate, PEM: the only issuer trusted."),
+    key(ALLOWED_DIRS, KeyKind::Directories, "none",
+        "(rill) Directories a job may name on this node (sink=file:DIR, input=DIR): none, * (any: \
+         for a cluster in one's own process, where `rill local` sets it), or a comma-separated \
+         list of absolute directories. Each node enforces its own; a job never sets it."),
     key(CLUSTER_ID, KeyKind::Text, "rill",
         "(rill) Cluster id checked in the RPC handshake, so clusters never cross-connect."),
     key(MAX_FRAME_SIZE, KeyKind::MemorySize { min: 1024, max: U32 }, "16mb",

@@ -284,6 +284,12 @@ impl Configuration {
     pub fn ssl_ca(&self) -> &str {
         self.value(SSL_CA)
     }
+    /// `security.files.allowed-dirs`: the directories a job's parameters may name here.
+    pub fn file_access(&self) -> crate::api::FileAccess {
+        // Validated when set (`KeyKind::Directories`), so only the default could fail: it
+        // does not.
+        crate::api::FileAccess::parse(self.value(ALLOWED_DIRS)).unwrap_or_default()
+    }
     /// `cluster.id`.
     pub fn cluster_id(&self) -> String {
         self.value(CLUSTER_ID).to_string()

@@ -33,6 +33,7 @@ pub(super) fn validate(kind: &KeyKind, value: &str) -> Result<String, String> {
             return canonical_choice(value, values, aliases).ok_or_else(|| expected(kind));
         }
         KeyKind::Text => !value.is_empty(),
+        KeyKind::Directories => crate::api::FileAccess::parse(value).is_ok(),
     };
     match (ok, kind) {
         (false, _) => Err(expected(kind)),
@@ -61,6 +62,9 @@ fn expected(kind: &KeyKind) -> String {
         KeyKind::Bool => "true or false".to_string(),
         KeyKind::Choice { values, .. } => format!("one of {}", values.join(", ")),
         KeyKind::Text => "a non-empty string".to_string(),
+        KeyKind::Directories => {
+            "none, * or a comma-separated list of absolute directories".to_string()
+        }
     }
 }
 

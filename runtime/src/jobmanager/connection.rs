@@ -9,10 +9,11 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::JobSpec;
+use super::submission::Submission;
 use crate::buggify::{self, Point};
 use crate::config::Configuration;
 use crate::graph::{CheckpointId, JobId, TaskManagerId};
+use crate::jobs::JobRegistry;
 use crate::rpc::admission::{Admission, Ticket};
 use crate::rpc::frame::spawn_writer;
 use crate::rpc::handshake::HandshakeError;
@@ -42,9 +43,10 @@ pub(super) enum ActorMessage {
         tm: TaskManagerId,
         reason: String,
     },
+    /// A job whose graph the client's connection built (off the actor: building may read
+    /// files, `input=DIR`).
     Submit {
-        spec: JobSpec,
-        config: Configuration,
+        submission: Submission,
         out: Sender<JmToClient>,
     },
     /// The checkpoint store finished writing a completed checkpoint.
@@ -58,6 +60,7 @@ pub(super) enum ActorMessage {
 pub(super) async fn accept_loop(
     listener: TcpListener,
     config: Configuration,
+    jobs: JobRegistry,
     inbox: Sender<ActorMessage>,
 ) {
     let mut connections = TaskSet::default();
@@ -68,9 +71,9 @@ pub(super) async fn accept_loop(
                 let Some(place) = admission.try_enter(peer.ip(), "jobmanager") else {
                     continue;
                 };
-                let (config, inbox) = (config.clone(), inbox.clone());
+                let (config, jobs, inbox) = (config.clone(), jobs.clone(), inbox.clone());
                 connections.spawn(async move {
-                    if let Err(e) = serve_connection(stream, place, config, inbox).await {
+                    if let Err(e) = serve_connection(stream, place, config, jobs, inbox).await {
                         tracing::warn!(peer = %peer, error = %e, "control connection closed");
                     }
                 });
@@ -88,6 +91,7 @@ async fn serve_connection(
     stream: TcpStream,
     place: Ticket,
     config: Configuration,
+    jobs: JobRegistry,
     inbox: Sender<ActorMessage>,
 ) -> Result<(), RpcError> {
     let roles = [PeerRole::TaskManager, PeerRole::Client];
@@ -104,7 +108,7 @@ async fn serve_connection(
     .await?;
     match hello.role {
         PeerRole::TaskManager => serve_taskmanager(reader, writer, &hello.name, inbox).await,
-        _ => serve_client(reader, writer, inbox).await,
+        _ => serve_client(reader, writer, &config, &jobs, inbox).await,
     }
 }
 
@@ -166,13 +170,23 @@ async fn serve_taskmanager(
 async fn serve_client(
     mut reader: Reader,
     mut writer: Writer,
+    config: &Configuration,
+    jobs: &JobRegistry,
     inbox: Sender<ActorMessage>,
 ) -> Result<(), RpcError> {
-    let Some(ClientToJm::Submit { spec, config }) = reader.recv().await? else {
+    let Some(ClientToJm::Submit {
+        spec,
+        config: job_config,
+    }) = reader.recv().await?
+    else {
         return Err(RpcError::Malformed("expected Submit".into()));
     };
+    let submission = match Submission::prepare(config, jobs, spec, job_config).await {
+        Ok(submission) => submission,
+        Err(reason) => return writer.send(&JmToClient::Rejected { reason }).await,
+    };
     let (out, mut out_rx) = mpsc::unbounded_channel();
-    let _ = inbox.send(ActorMessage::Submit { spec, config, out });
+    let _ = inbox.send(ActorMessage::Submit { submission, out });
     while let Some(msg) = out_rx.recv().await {
         writer.send(&msg).await?;
     }

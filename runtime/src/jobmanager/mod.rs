@@ -7,8 +7,9 @@
 //!
 //! | file                        | holds                                                        |
 //! |-----------------------------|--------------------------------------------------------------|
-//! | `mod.rs`                    | the actor: its state, its loop, message dispatch, submission |
+//! | `mod.rs`                    | the actor: its state, its loop, message dispatch             |
 //! | `connection.rs`             | accepting and authenticating peers, relaying their frames    |
+//! | `submission.rs`             | a client's job made ready, its graph built off the actor     |
 //! | `job.rs`                    | one job's state: placement, recovery, metrics                |
 //! | `taskmanagers.rs`           | registered TaskManagers: registration, loss                  |
 //! | `heartbeat.rs`              | heartbeats out, reports in, loss detection                   |
@@ -39,6 +40,7 @@ mod recovery;
 pub mod restart_backoff;
 pub mod scheduler;
 mod status;
+mod submission;
 mod taskmanagers;
 #[cfg(test)]
 mod tests;
@@ -50,7 +52,6 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::api::JobSpec;
 use crate::config::Configuration;
 use crate::events::{ClusterEvent, Events};
 use crate::graph::{ExecutionGraph, JobId, TaskManagerId};
@@ -62,6 +63,7 @@ use checkpoint_coordinator::CheckpointCoordinator;
 use connection::{accept_loop, ActorMessage, Sender};
 use job::Job;
 use scheduler::SlotPool;
+use submission::Submission;
 use taskmanagers::TmEntry;
 
 /// What the JobManager uses beyond its configuration.
@@ -122,6 +124,7 @@ pub async fn run_jobmanager_with(
     let _acceptor = AbortOnDrop(tokio::spawn(accept_loop(
         listener,
         config.clone(),
+        services.jobs.clone(),
         tx.clone(),
     )));
     let mut jm = JobManager::new(config, services, tx);
@@ -190,7 +193,7 @@ impl JobManager {
                 let cause = crate::events::LossCause::ConnectionClosed(reason);
                 self.lose_taskmanagers(vec![(tm, cause)])
             }
-            ActorMessage::Submit { spec, config, out } => self.submit(spec, config, out),
+            ActorMessage::Submit { submission, out } => self.submit(submission, out),
             ActorMessage::CheckpointPersisted {
                 job,
                 checkpoint,
@@ -244,26 +247,13 @@ impl JobManager {
             .is_some_and(|j| j.placement.of(&attempt) == Some(tm))
     }
 
-    fn submit(&mut self, spec: JobSpec, job_config: Configuration, out: Sender<JmToClient>) {
-        let config = match self.config.merged(&job_config.job_settings()) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = out.send(JmToClient::Rejected {
-                    reason: e.to_string(),
-                });
-                return;
-            }
-        };
-        let graph = match self.services.jobs.build(&spec, config.max_parallelism()) {
-            Ok(g) => Arc::new(g),
-            Err(e) => {
-                tracing::warn!(job = %spec.name, error = %e, "job rejected");
-                let _ = out.send(JmToClient::Rejected {
-                    reason: e.to_string(),
-                });
-                return;
-            }
-        };
+    /// Accepts a job its client's connection prepared (`submission.rs`).
+    fn submit(&mut self, submission: Submission, out: Sender<JmToClient>) {
+        let Submission {
+            spec,
+            config,
+            graph,
+        } = submission;
         let id = JobId(self.next_job);
         self.next_job += 1;
         // Jitter of exponential back-off is drawn from a seed (the job id): deterministic.

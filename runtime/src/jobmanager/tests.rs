@@ -3,13 +3,16 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::connection::Sender;
+
 use super::connection::ActorMessage;
+use super::submission::Submission;
 use super::{JobManager, JobManagerServices};
 use crate::api::JobSpec;
 use crate::config::Configuration;
 use crate::events::{ClusterEvent, EventLog, Events, FailoverCause, LossCause};
 use crate::graph::{ExecutionState, JobStatus, SubtaskId, TaskManagerId};
-use crate::rpc::{JmToTm, TmToJm};
+use crate::rpc::{JmToClient, JmToTm, TmToJm};
 
 struct FakeTm {
     id: TaskManagerId,
@@ -82,11 +85,7 @@ async fn a_lost_taskmanager_fails_over_exactly_the_subtasks_deployed_on_it() {
     }
     let (client, _client_rx) = mpsc::unbounded_channel();
     let spec = JobSpec::new("keyed-count").with("parallelism", 3);
-    jm.handle(ActorMessage::Submit {
-        spec,
-        config: Configuration::new(),
-        out: client,
-    });
+    submit(&mut jm, spec, client).await;
     let deployed: usize = tms.iter_mut().map(|tm| run_deployed(&mut jm, tm)).sum();
     assert_eq!(deployed, 6);
     let on_tm2: Vec<SubtaskId> = events
@@ -181,11 +180,7 @@ async fn backoff_after_losing_a_taskmanager(extra: &[(&str, &str)]) -> std::time
     }
     let (client, _client_rx) = mpsc::unbounded_channel();
     let spec = JobSpec::new("keyed-count").with("parallelism", 2);
-    jm.handle(ActorMessage::Submit {
-        spec,
-        config: Configuration::new(),
-        out: client,
-    });
+    submit(&mut jm, spec, client).await;
     for tm in &mut tms {
         run_deployed(&mut jm, tm);
     }
@@ -218,4 +213,16 @@ async fn taskmanager_failover_redeploys_a_lost_taskmanagers_subtasks_without_the
         std::time::Duration::from_secs(1),
         "configured to wait, it waits the fixed delay"
     );
+}
+
+/// Submits `spec` as a client's connection would: prepared (built) first, then handed to
+/// the actor.
+async fn submit(jm: &mut JobManager, spec: JobSpec, client: Sender<JmToClient>) {
+    let submission = Submission::prepare(&jm.config, &jm.services.jobs, spec, Configuration::new())
+        .await
+        .expect("the job builds");
+    jm.handle(ActorMessage::Submit {
+        submission,
+        out: client,
+    });
 }

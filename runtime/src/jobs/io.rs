@@ -87,17 +87,18 @@ fn read_source(
     let seed = p.get("seed", 1u64)?;
     let hot = p.get_within("hot-key-per-mille", 0u32, 0..=1000)?;
     let rate = p.get_within("rate", 0f64, 0.0..=1e9)?;
-    let input: String = p.get("input", String::new())?;
+    let input = p.path("input")?;
     let server = log_server_param(p)?;
-    if server.is_some() && !input.is_empty() {
+    if server.is_some() && input.is_some() {
         return Err(JobError::InvalidParam {
             param: "log".into(),
             reason: "give either input (files read in place) or log (a log server), not both"
                 .into(),
         });
     }
-    let spec = if input.is_empty() {
-        LogSpec::Generated(GeneratedLog {
+    let spec = match input {
+        Some(dir) => LogSpec::File(dir),
+        None => LogSpec::Generated(GeneratedLog {
             seed: seed.wrapping_add(seed_offset),
             partitions,
             records_per_partition: (records > 0)
@@ -110,9 +111,7 @@ fn read_source(
             },
             payload_bytes: 8,
             timestamp_step_ms: 1,
-        })
-    } else {
-        LogSpec::File(input.into())
+        }),
     };
     let log = spec.open().map_err(|e| JobError::Source(e.to_string()))?;
     let rate = (rate > 0.0).then_some(rate);
@@ -191,10 +190,13 @@ fn read_sink(p: &mut Params<'_>) -> Result<SinkParams, JobError> {
     let named: String = p.get("sink", String::new())?;
     let spec = match named.as_str() {
         "" | "own" => None,
-        other => Some(other.parse().map_err(|reason| JobError::InvalidParam {
+        other => match other.parse().map_err(|reason| JobError::InvalidParam {
             param: "sink".into(),
             reason,
-        })?),
+        })? {
+            SinkSpec::File(dir) => Some(SinkSpec::File(p.allowed_path("sink", &dir)?)),
+            spec => Some(spec),
+        },
     };
     let rate = p.get("sink-rate", 0f64)?;
     if rate < 0.0 {
@@ -255,6 +257,7 @@ where
 mod tests {
     use super::*;
     use crate::api::checkable::OutputChecks;
+    use crate::api::FileAccess;
     use crate::jobs::{JobDef, JobRegistry};
     use crate::JobSpec;
 
@@ -294,7 +297,7 @@ mod tests {
         assert_eq!(inputs[0].1.partitions(), 3);
         let served = spec.with("log", "rill://10.0.3.2:6131");
         assert!(
-            jobs.build(&served, 128).is_ok(),
+            jobs.build(&served, 128, &FileAccess::Anywhere).is_ok(),
             "it takes the harness's parameters"
         );
     }

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use rill::api::registry::Params;
-//! use rill::api::{JobError, OutputChecks, StreamEnv};
+//! use rill::api::{FileAccess, JobError, OutputChecks, StreamEnv};
 //! use rill::connectors::log::LogRecord;
 //! use rill::jobs::io::{add_sink, log_source, SinkParams, SourceParams};
 //! use rill::jobs::{Event, JobDef, JobRegistry};
@@ -35,11 +35,11 @@
 //!     output: OutputChecks::OPAQUE,
 //! })?;
 //! let spec = JobSpec::new("evens").with("records", 1000).with("sink", "collect");
-//! assert!(jobs.build(&spec, 128).is_ok());
+//! assert!(jobs.build(&spec, 128, &FileAccess::Anywhere).is_ok());
 //! // The same job under the harness: it takes the parameters the harness sets.
 //! let served = spec.with("log", "rill://10.0.3.2:6131").with("sink-store", "rill://10.0.3.3:6132");
-//! assert!(jobs.build(&served, 128).is_ok());
-//! assert!(jobs.build(&JobSpec::new("keyed-count"), 128).is_err(), "not in this registry");
+//! assert!(jobs.build(&served, 128, &FileAccess::Anywhere).is_ok());
+//! assert!(jobs.build(&JobSpec::new("keyed-count"), 128, &FileAccess::Anywhere).is_err(), "not in this registry");
 //! # Ok::<(), JobError>(())
 //! ```
 
@@ -51,6 +51,7 @@ use std::sync::Arc;
 pub use builtin::{builtin, words_of, AdEvent, AdStats, Event, KeyCount, WordCount, JOBS};
 
 use crate::api::checkable::OutputChecks;
+use crate::api::file_access::FileAccess;
 use crate::api::registry::{JobBuilder, JobSpec, NamedLog, Params};
 use crate::api::stream::StreamEnv;
 use crate::connectors::log::PartitionedLog;
@@ -128,10 +129,16 @@ impl JobRegistry {
     }
 
     /// Builds the job graph for `spec`: the one place JobManager and TaskManagers get a graph
-    /// from. Parameters the job never reads are an error.
-    pub fn build(&self, spec: &JobSpec, max_parallelism: u32) -> Result<JobGraph, JobError> {
+    /// from. Parameters the job never reads are an error, and so is a path parameter outside
+    /// what `files` allows (a node passes its own `security.files.allowed-dirs`).
+    pub fn build(
+        &self,
+        spec: &JobSpec,
+        max_parallelism: u32,
+        files: &FileAccess,
+    ) -> Result<JobGraph, JobError> {
         let builder = self.get(&spec.name)?.build;
-        let mut params = Params::new(spec);
+        let mut params = Params::new(spec, files);
         let parallelism = params.get("parallelism", 2u32)?;
         let env = StreamEnv::new(parallelism);
         builder(&mut params, &env)?;
@@ -145,10 +152,12 @@ impl JobRegistry {
     }
 
     /// Every log the job's sources read, by source name: the topics a log server serves to
-    /// it (`log=rill://HOST:PORT`), whatever `log` says.
+    /// it (`log=rill://HOST:PORT`), whatever `log` says. For whoever runs the job's inputs
+    /// (the harness, `rill log-server` given a job on its own command line): paths are not
+    /// confined.
     pub fn inputs(&self, spec: &JobSpec) -> Result<Vec<NamedLog>, JobError> {
         let builder = self.get(&spec.name)?.build;
-        let mut params = Params::new(spec);
+        let mut params = Params::new(spec, &FileAccess::Anywhere);
         let parallelism = params.get("parallelism", 2u32)?;
         builder(&mut params, &StreamEnv::new(parallelism))?;
         let inputs = std::mem::take(&mut params.inputs);
@@ -167,9 +176,10 @@ impl JobRegistry {
     }
 }
 
-/// [`JobRegistry::build`] on the built-in jobs.
+/// [`JobRegistry::build`] on the built-in jobs, with paths unconfined: for tests and tools
+/// that build a graph in their own process (a node confines them).
 pub fn build_job(spec: &JobSpec, max_parallelism: u32) -> Result<JobGraph, JobError> {
-    builtin().build(spec, max_parallelism)
+    builtin().build(spec, max_parallelism, &FileAccess::Anywhere)
 }
 
 /// [`JobRegistry::inputs`] on the built-in jobs.
@@ -187,9 +197,11 @@ mod tests {
             .with(*builtin().get("etl").unwrap())
             .unwrap();
         assert_eq!(only_etl.names(), vec!["etl"]);
-        assert!(only_etl.build(&JobSpec::new("etl"), 128).is_ok());
+        assert!(only_etl
+            .build(&JobSpec::new("etl"), 128, &FileAccess::Anywhere)
+            .is_ok());
         let err = only_etl
-            .build(&JobSpec::new("keyed-count"), 128)
+            .build(&JobSpec::new("keyed-count"), 128, &FileAccess::Anywhere)
             .unwrap_err();
         assert!(err.to_string().contains("keyed-count"), "{err}");
         assert!(matches!(err, JobError::UnknownJob { ref known, .. } if known == "etl"));

@@ -446,7 +446,12 @@ impl TaskManager {
             None => self
                 .opts
                 .jobs
-                .build(&spec, config.max_parallelism())
+                .build(
+                    &spec,
+                    config.max_parallelism(),
+                    // This TaskManager's own say, not the deployment's.
+                    &self.opts.config.file_access(),
+                )
                 .map(Arc::new),
         };
         let graph = match graph {

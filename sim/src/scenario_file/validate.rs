@@ -226,7 +226,9 @@ impl Check<'_> {
             "rill://sink-store:6132",
             "rill://source-log:6131",
         );
-        let built = self.jobs.build(&spec, s.config.max_parallelism());
+        // With the cluster's own file access: a path the nodes would refuse is refused here.
+        let files = s.config.file_access();
+        let built = self.jobs.build(&spec, s.config.max_parallelism(), &files);
         let graph = built.map_err(|error| match error {
             JobError::UnknownJob { name, .. } => ScenarioError::UnknownJob {
                 file: self.file.to_string(),
