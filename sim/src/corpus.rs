@@ -20,12 +20,19 @@ pub struct Entry {
     pub scenario: String,
     /// The seed that failed.
     pub seed: u64,
+    /// `known=CHECKER`: the one checker this seed is known to fail, a finding still open
+    /// (the line's comment says which). Every other checker must pass on it, and the replay
+    /// fails once this one passes too, so the mark cannot outlive its finding.
+    pub known: Option<String>,
 }
 
 impl Entry {
     /// The entry as its corpus line (without the newline).
     pub fn line(&self) -> String {
-        format!("{} {}", self.scenario, self.seed)
+        match &self.known {
+            Some(checker) => format!("{} {} known={checker}", self.scenario, self.seed),
+            None => format!("{} {}", self.scenario, self.seed),
+        }
     }
 }
 
@@ -38,13 +45,33 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let mut parts = line.split_whitespace();
-        let entry = match (parts.next(), parts.next().map(str::parse), parts.next()) {
-            (Some(scenario), Some(Ok(seed)), None) => Entry {
+        // A comment may follow the entry.
+        let fields = line.split('#').next().unwrap_or_default();
+        let mut parts = fields.split_whitespace();
+        let known = |part: Option<&str>| match part {
+            None => Some(None),
+            Some(mark) => mark
+                .strip_prefix("known=")
+                .filter(|c| !c.is_empty())
+                .map(|c| Some(c.to_string())),
+        };
+        let entry = match (
+            parts.next(),
+            parts.next().map(str::parse),
+            known(parts.next()),
+            parts.next(),
+        ) {
+            (Some(scenario), Some(Ok(seed)), Some(known), None) => Entry {
                 scenario: scenario.to_string(),
                 seed,
+                known,
             },
-            _ => return Err(format!("line {}: '{line}' is not `scenario seed`", i + 1)),
+            _ => {
+                return Err(format!(
+                    "line {}: '{line}' is not `scenario seed [known=CHECKER]`",
+                    i + 1
+                ))
+            }
         };
         entries.push(entry);
     }
@@ -75,15 +102,23 @@ pub fn append(path: &Path, scenario: &str, seeds: &[u64]) -> io::Result<usize> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    let known: BTreeSet<&str> = existing
+    // By scenario and seed: a line's `known=` mark or comment does not make it another entry.
+    let held: BTreeSet<String> = existing
         .iter()
         .flat_map(|t| t.lines())
-        .map(str::trim)
+        .map(|l| {
+            let fields = l.split('#').next().unwrap_or_default();
+            fields
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect();
     let mut new: Vec<String> = Vec::new();
     for seed in seeds {
         let line = format!("{scenario} {seed}");
-        if !known.contains(line.as_str()) && !new.contains(&line) {
+        if !held.contains(&line) && !new.contains(&line) {
             new.push(line);
         }
     }
@@ -131,6 +166,7 @@ mod tests {
         let entry = |seed| Entry {
             scenario: "swarm".into(),
             seed,
+            known: None,
         };
         assert_eq!(read(&path).unwrap(), [entry(7), entry(3)]);
         assert_eq!(entry(7).line(), "swarm 7");
@@ -143,13 +179,27 @@ mod tests {
             parse("# c\n\n a 1 \n"),
             Ok(vec![Entry {
                 scenario: "a".into(),
-                seed: 1
+                seed: 1,
+                known: None,
             }])
         );
         assert_eq!(
             parse("a 1\nb x\n"),
-            Err("line 2: 'b x' is not `scenario seed`".into())
+            Err("line 2: 'b x' is not `scenario seed [known=CHECKER]`".into())
         );
         assert!(parse("a 1 2").is_err() && parse("a").is_err());
+        assert!(parse("a 1 known=").is_err() && parse("a 1 known=x y").is_err());
+    }
+
+    #[test]
+    fn a_known_finding_is_marked_and_a_sweep_does_not_repeat_its_seed() {
+        let marked = parse("s 4 known=drop-accounting # why\n").unwrap();
+        assert_eq!(marked[0].known.as_deref(), Some("drop-accounting"));
+        assert_eq!(marked[0].line(), "s 4 known=drop-accounting");
+        let path = temp("known");
+        std::fs::write(&path, "s 4 known=drop-accounting # why\n").unwrap();
+        assert_eq!(append(&path, "s", &[4, 5]).unwrap(), 1);
+        assert_eq!(read(&path).unwrap().len(), 2);
+        let _ = std::fs::remove_file(path);
     }
 }

@@ -104,6 +104,10 @@ impl PartitionRegistry {
                 }
             }
         };
+        let _forget = ForgetWaiter {
+            registry: self,
+            key,
+        };
         waiter.await.ok()
     }
 
@@ -266,8 +270,27 @@ impl PartitionRegistry {
     }
 }
 
+/// Removes a waiting claim whose taker gave up (timed out, or its connection closed): a
+/// request for a subpartition that never comes must not stay in the registry.
+struct ForgetWaiter<'a> {
+    registry: &'a PartitionRegistry,
+    key: SubpartitionKey,
+}
+
+impl Drop for ForgetWaiter<'_> {
+    fn drop(&mut self) {
+        let mut slots = self.registry.lock();
+        // Closed: its receiver (this taker's) is gone; a later taker's waiter stays.
+        if matches!(slots.get(&self.key), Some(Slot::Waiting(tx)) if tx.is_closed()) {
+            slots.remove(&self.key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::ids::VertexId;
 
@@ -290,6 +313,26 @@ mod tests {
             subtask: 3,
             attempt,
         }
+    }
+
+    #[tokio::test]
+    async fn a_claim_given_up_leaves_nothing_behind_and_a_later_one_still_waits() {
+        let registry = PartitionRegistry::default();
+        let gave_up = tokio::time::timeout(Duration::from_millis(10), registry.take(key())).await;
+        assert!(gave_up.is_err());
+        assert_eq!(registry.lock().len(), 0, "the abandoned waiter stayed");
+        // A second taker's wait survives the first one's end.
+        let first = registry.clone();
+        let abandoned = tokio::spawn(async move { first.take(key()).await });
+        tokio::task::yield_now().await;
+        let second = registry.clone();
+        let waiting = tokio::spawn(async move { second.take(key()).await });
+        tokio::task::yield_now().await;
+        abandoned.abort();
+        let _ = abandoned.await;
+        let _tx = registry.create(key(), 4);
+        let rx = tokio::time::timeout(Duration::from_secs(1), waiting).await;
+        assert!(rx.expect("in time").expect("joined").is_some());
     }
 
     #[test]

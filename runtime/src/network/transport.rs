@@ -149,12 +149,28 @@ async fn serve_connection(
         config.handshake_timeout,
     )
     .await?;
-    let (out, out_rx) = mpsc::unbounded_channel::<DataMsg>();
+    // Bounded: a consumer that grants credit and never reads makes the forwarders wait here
+    // instead of piling its buffers up in this process.
+    let (out, out_rx) = mpsc::channel::<DataMsg>(OUT_QUEUE);
     let _writer = AbortOnDrop(spawn_writer(writer, out_rx));
     // Each channel's forwarder and its credits; dropping an entry aborts the forwarder.
     let mut forwarders: BTreeMap<u32, (Arc<Semaphore>, AbortOnDrop<()>)> = BTreeMap::new();
     while let Some(msg) = reader.recv::<DataMsg>().await? {
         match msg {
+            DataMsg::Request { channel, .. }
+                if forwarders.len() >= MAX_CHANNELS && !forwarders.contains_key(&channel) =>
+            {
+                let reason = format!("more than {MAX_CHANNELS} channels on one connection");
+                tracing::warn!(channel, "{reason}: request refused");
+                if out
+                    .try_send(DataMsg::ChannelError { channel, reason })
+                    .is_err()
+                {
+                    return Err(RpcError::Malformed(
+                        "channel requests while not reading".into(),
+                    ));
+                }
+            }
             DataMsg::Request {
                 channel,
                 key,
@@ -176,7 +192,9 @@ async fn serve_connection(
             }
             DataMsg::Credit { channel, n } => {
                 if let Some((credits, _)) = forwarders.get(&channel) {
-                    credits.add_permits(n.min(1 << 16) as usize);
+                    // A channel's credit never exceeds what a consumer may reserve for it.
+                    let room = (MAX_CREDIT as usize).saturating_sub(credits.available_permits());
+                    credits.add_permits((n as usize).min(room));
                 }
             }
             DataMsg::Cancel { channel } => {
@@ -211,12 +229,12 @@ async fn forward(
     consumer: ExecutionAttemptId,
     registry: PartitionRegistry,
     credits: Arc<Semaphore>,
-    out: mpsc::UnboundedSender<DataMsg>,
+    out: mpsc::Sender<DataMsg>,
     request_timeout: Duration,
 ) {
     let Ok(Some(rx)) = tokio::time::timeout(request_timeout, registry.take(key)).await else {
         let reason = format!("partition {} of {} not found", key.index, key.producer);
-        let _ = out.send(DataMsg::ChannelError { channel, reason });
+        let _ = out.send(DataMsg::ChannelError { channel, reason }).await;
         return;
     };
     let revoked = registry.watch_claim(key, consumer);
@@ -225,7 +243,7 @@ async fn forward(
         _ = revoked.notified() => {
             tracing::info!(producer = %key.producer, subpartition = key.index, "remote consumer replaced; its channel is closed");
             let reason = "consumer replaced".to_string();
-            let _ = out.send(DataMsg::ChannelError { channel, reason });
+            let _ = out.send(DataMsg::ChannelError { channel, reason }).await;
         }
         _ = serve_channel(channel, key, rx, credits, &out) => {}
     }
@@ -238,7 +256,7 @@ async fn serve_channel(
     key: SubpartitionKey,
     mut rx: mpsc::Receiver<NetBuffer>,
     credits: Arc<Semaphore>,
-    out: &mpsc::UnboundedSender<DataMsg>,
+    out: &mpsc::Sender<DataMsg>,
 ) {
     loop {
         let Ok(permit) = credits.acquire().await else {
@@ -266,7 +284,7 @@ async fn serve_channel(
                     ..
                 }
         );
-        if out.send(msg).is_err() || last {
+        if out.send(msg).await.is_err() || last {
             return;
         }
     }
@@ -278,6 +296,12 @@ type ConnSlot = Arc<tokio::sync::Mutex<Option<Arc<ClientConn>>>>;
 
 /// Upper bound on the credit one channel may announce (and the queue it reserves).
 const MAX_CREDIT: u32 = 1024;
+/// Channels one consumer connection may hold open (each a forwarder task, waiting for its
+/// producer until the request timeout): far more than one TaskManager's consumers read from
+/// one producer TaskManager (slots x producers x edges), far fewer than exhaust memory.
+const MAX_CHANNELS: usize = 1 << 14;
+/// Messages queued for one consumer connection's writer.
+const OUT_QUEUE: usize = 256;
 
 /// Returns credits for one remote channel; dropping it cancels the channel at the producer and
 /// forgets it locally.

@@ -275,19 +275,23 @@ const WRITE_BATCH: usize = 64;
 /// Spawns the task that owns a connection's write half: it sends every queued message, in
 /// order, until the queue's senders are gone or a write fails. What is queued when it wakes
 /// goes out in one flush (up to `WRITE_BATCH` = 64 messages): one write, one TCP segment train,
-/// instead of one per message, as Netty's flush consolidation does for Flink. Senders never
-/// wait on the network; what bounds the queue is the protocol above (heartbeats, credits).
-pub fn spawn_writer<W, T>(
+/// instead of one per message, as Netty's flush consolidation does for Flink. With an
+/// unbounded queue, senders never wait on the network and what bounds the queue is the
+/// protocol above (heartbeats); where a peer decides how much is queued (replies to its
+/// requests, buffers it granted credit for), the queue is a bounded `mpsc::Receiver` and its
+/// senders wait while the peer does not read.
+pub fn spawn_writer<W, T, Q>(
     mut writer: FrameWriter<W>,
-    mut queue: tokio::sync::mpsc::UnboundedReceiver<T>,
+    mut queue: Q,
 ) -> tokio::task::JoinHandle<()>
 where
     W: AsyncWrite + Unpin + Send + 'static,
     FrameWriter<W>: Send,
     T: Serialize + Send + Sync + 'static,
+    Q: WriteQueue<T>,
 {
     tokio::spawn(async move {
-        while let Some(msg) = queue.recv().await {
+        while let Some(msg) = queue.next().await {
             if let Err(e) = write_batch(&mut writer, &mut queue, msg).await {
                 tracing::debug!(error = %e, "connection writer stopped");
                 break;
@@ -296,19 +300,46 @@ where
     })
 }
 
+/// The queue a connection's writer task drains: tokio's unbounded or bounded receiver.
+pub trait WriteQueue<T>: Send + 'static {
+    /// The next message, waiting for one; `None` once every sender is gone.
+    fn next(&mut self) -> impl std::future::Future<Output = Option<T>> + Send;
+    /// A message already queued, without waiting.
+    fn ready(&mut self) -> Option<T>;
+}
+
+impl<T: Send + 'static> WriteQueue<T> for tokio::sync::mpsc::UnboundedReceiver<T> {
+    fn next(&mut self) -> impl std::future::Future<Output = Option<T>> + Send {
+        self.recv()
+    }
+    fn ready(&mut self) -> Option<T> {
+        self.try_recv().ok()
+    }
+}
+
+impl<T: Send + 'static> WriteQueue<T> for tokio::sync::mpsc::Receiver<T> {
+    fn next(&mut self) -> impl std::future::Future<Output = Option<T>> + Send {
+        self.recv()
+    }
+    fn ready(&mut self) -> Option<T> {
+        self.try_recv().ok()
+    }
+}
+
 /// Feeds `first` and whatever else is queued (up to [`WRITE_BATCH`]), then flushes.
-async fn write_batch<W, T>(
+async fn write_batch<W, T, Q>(
     writer: &mut FrameWriter<W>,
-    queue: &mut tokio::sync::mpsc::UnboundedReceiver<T>,
+    queue: &mut Q,
     first: T,
 ) -> Result<(), RpcError>
 where
     W: AsyncWrite + Unpin,
     T: Serialize,
+    Q: WriteQueue<T>,
 {
     writer.feed(&first).await?;
     for _ in 1..WRITE_BATCH {
-        let Ok(msg) = queue.try_recv() else { break };
+        let Some(msg) = queue.ready() else { break };
         writer.feed(&msg).await?;
     }
     writer.flush().await

@@ -140,25 +140,33 @@ pub async fn admit(
     timeout: Duration,
 ) -> Result<(Hello, Reader, Writer), RpcError> {
     tcp.set_nodelay(true)?;
-    let secure = async {
-        match &creds.tls {
-            Tls::Off => Ok::<_, RpcError>((Stream::Plain(tcp), None::<Vec<String>>)),
+    let handshakes = async {
+        let (stream, names) = match &creds.tls {
+            Tls::Off => (Stream::Plain(tcp), None::<Vec<String>>),
             #[cfg(not(madsim))]
             Tls::On(context) => {
                 let (tls, names) = context.accept(tcp).await?;
-                Ok((Stream::Tls(Box::new(tls.into())), Some(names.0)))
+                (Stream::Tls(Box::new(tls.into())), Some(names.0))
             }
-            Tls::Unusable(reason) => Err(unusable(reason)),
+            Tls::Unusable(reason) => return Err(unusable(reason)),
+        };
+        let (mut reader, mut writer) = framed(stream, max_frame);
+        let peer = names.as_deref();
+        let hello =
+            accept_handshake(&mut reader, &mut writer, creds, allowed, peer, timeout).await?;
+        Ok::<_, RpcError>((hello, reader, writer))
+    };
+    // One deadline for TLS and the hello together: a peer that dawdles through both holds
+    // its place for `timeout`, not twice that.
+    let admitted = tokio::select! {
+        biased;
+        _ = place.evicted() => Err(RpcError::Timeout("handshake (its place went to another peer)")),
+        admitted = tokio::time::timeout(timeout, handshakes) => {
+            admitted.map_err(|_| RpcError::Timeout("handshake"))?
         }
     };
-    let (stream, names) = tokio::time::timeout(timeout, secure)
-        .await
-        .map_err(|_| RpcError::Timeout("TLS handshake"))??;
-    let (mut reader, mut writer) = framed(stream, max_frame);
-    let peer = names.as_deref();
-    let hello = accept_handshake(&mut reader, &mut writer, creds, allowed, peer, timeout).await?;
     drop(place);
-    Ok((hello, reader, writer))
+    admitted
 }
 
 fn unusable(reason: &str) -> RpcError {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::admission::{Admission, Ticket};
 use super::frame::spawn_writer;
@@ -27,6 +27,8 @@ use crate::util::{lock, AbortOnDrop};
 
 /// Bound on the handshake of a service connection, either side.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests one connection may have in flight (handled, or replied to but not yet written).
+const MAX_IN_FLIGHT: usize = 64;
 
 /// The address in a service URL, `rill://HOST:PORT` -> `HOST:PORT`.
 pub fn parse_url(url: &str) -> Result<String, String> {
@@ -155,19 +157,30 @@ where
         HANDSHAKE_TIMEOUT,
     )
     .await?;
-    let (out, out_rx) = mpsc::unbounded_channel::<Tagged<Rep>>();
+    // A request is read only with a place among the `MAX_IN_FLIGHT`, given back once its reply
+    // is queued; the queue holds as many. So a client that sends requests and never reads the
+    // replies holds at most that many replies here, and then is simply not read from.
+    let (out, out_rx) = mpsc::channel::<Tagged<Rep>>(MAX_IN_FLIGHT);
     let _writer = AbortOnDrop(spawn_writer(writer, out_rx));
-    while let Some(Tagged { id, body }) = reader.recv::<Tagged<Req>>().await? {
+    let places = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let place = places.clone().acquire_owned().await.expect("never closed");
+        let Some(Tagged { id, body }) = reader.recv::<Tagged<Req>>().await? else {
+            return Ok(());
+        };
         let (reply, out) = (handler(body), out.clone());
+        // Not tied to the connection: a write the peer asked for completes even if it left.
         tokio::spawn(async move {
             // The peer may be gone by the time the reply is ready; nothing to tell it then.
-            let _ = out.send(Tagged {
-                id,
-                body: reply.await,
-            });
+            let _ = out
+                .send(Tagged {
+                    id,
+                    body: reply.await,
+                })
+                .await;
+            drop(place);
         });
     }
-    Ok(())
 }
 
 /// A process's clients of one kind of service, by server address: one connection per
