@@ -226,12 +226,15 @@ fn seeds() -> Vec<(u8, Vec<u8>)> {
     seeds
 }
 
-/// What the JobManager does with a submission before it changes any state (`submit` in
-/// jobmanager/mod.rs): the job's settings over its own configuration, then the job graph.
+/// What the JobManager does with a submission before it changes any state
+/// (`Submission::prepare` in jobmanager/submission.rs): the job's settings over its own
+/// configuration, then the job graph, with paths confined as a node's default confines them
+/// (to none, so a fuzzed `input=` never makes the target read files).
 fn submit(spec: &JobSpec, config: &Configuration) {
     let ours = Configuration::new();
     if let Ok(merged) = ours.merged(&config.job_settings()) {
-        let _ = rill::jobs::builtin().build(spec, merged.max_parallelism());
+        let files = merged.file_access();
+        let _ = rill::jobs::builtin().build(spec, merged.max_parallelism(), &files);
         let _ = merged.effective();
     }
 }
