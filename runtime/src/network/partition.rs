@@ -91,6 +91,15 @@ impl PartitionRegistry {
         tx
     }
 
+    /// How many claims wait for their producer to register the queue (what a consumer that
+    /// asks early, or a peer that asks for what never comes, leaves here).
+    pub fn waiting(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|slot| matches!(slot, Slot::Waiting(_)))
+            .count()
+    }
+
     /// Claims a subpartition's queue, waiting for its producer to register it.
     pub async fn take(&self, key: SubpartitionKey) -> Option<mpsc::Receiver<NetBuffer>> {
         let waiter = {
