@@ -147,8 +147,10 @@ fn test(root: &Path, args: &TestArgs) -> Result<(), Failure> {
     }
     if !args.real_only {
         let (flags_var, flags) = sim_rustflags();
+        let seed = unit_test_seed();
         let simulated = |step: Step| {
             step.env(flags_var, &flags)
+                .env("MADSIM_TEST_SEED", &seed)
                 // rustdoc reads its own flags: without the cfg, a doc test's simulated half
                 // (the README's sample test) would be dropped before it is type-checked.
                 .env("RUSTDOCFLAGS", sim_rustdocflags())
@@ -174,6 +176,16 @@ fn test(root: &Path, args: &TestArgs) -> Result<(), Failure> {
     }
     plan.finish();
     Ok(())
+}
+
+/// The seed every `#[madsim::test]` / simulated `#[tokio::test]` runs under: the caller's
+/// `MADSIM_TEST_SEED`, else 1. Left unset, madsim draws one from the clock, and a test that
+/// depends on the order of spawned tasks passes or fails by the run; `MADSIM_TEST_SEED=N
+/// cargo xtask test --sim-only` tries another seed, `MADSIM_TEST_NUM=K` K seeds from it.
+fn unit_test_seed() -> String {
+    let seed = std::env::var("MADSIM_TEST_SEED").unwrap_or_else(|_| "1".to_string());
+    eprintln!("xtask: simulated tests run with MADSIM_TEST_SEED={seed}");
+    seed
 }
 
 /// The crate outside the workspace (`examples/standalone`), as a user's crate depends on

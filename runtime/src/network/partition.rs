@@ -330,15 +330,24 @@ mod tests {
         let gave_up = tokio::time::timeout(Duration::from_millis(10), registry.take(key())).await;
         assert!(gave_up.is_err());
         assert_eq!(registry.lock().len(), 0, "the abandoned waiter stayed");
-        // A second taker's wait survives the first one's end.
+        // A second taker's wait survives the first one's end. The first must be waiting
+        // before the second asks (the simulator may run spawned tasks in any order), and the
+        // later claim supersedes it: the first ends with nothing, and its ForgetWaiter must
+        // leave the second's waiter in place.
         let first = registry.clone();
-        let abandoned = tokio::spawn(async move { first.take(key()).await });
-        tokio::task::yield_now().await;
+        let superseded = tokio::spawn(async move { first.take(key()).await });
+        while registry.lock().is_empty() {
+            tokio::task::yield_now().await;
+        }
         let second = registry.clone();
         let waiting = tokio::spawn(async move { second.take(key()).await });
-        tokio::task::yield_now().await;
-        abandoned.abort();
-        let _ = abandoned.await;
+        let first_got = superseded.await.expect("joined");
+        assert!(first_got.is_none(), "a superseded claim got the queue");
+        assert_eq!(
+            registry.lock().len(),
+            1,
+            "the later waiter went with the first"
+        );
         let _tx = registry.create(key(), 4);
         let rx = tokio::time::timeout(Duration::from_secs(1), waiting).await;
         assert!(rx.expect("in time").expect("joined").is_some());
