@@ -147,6 +147,7 @@ fn seeds() -> Vec<(u8, Vec<u8>)> {
                     subpartition: 1,
                     data_addr: Some("127.0.0.1:7002".into()),
                     taskmanager: "tm-2".into(),
+                    grant: rill::network::ClaimGrant([7; 32]),
                 }],
                 restore: Some(TaskRestore {
                     checkpoint: CheckpointId(3),
@@ -176,6 +177,7 @@ fn seeds() -> Vec<(u8, Vec<u8>)> {
                 subpartition: 0,
                 data_addr: None,
                 taskmanager: String::new(),
+                grant: rill::network::ClaimGrant::default(),
             },
             stale_through: CheckpointId(2),
         }),

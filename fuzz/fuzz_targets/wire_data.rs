@@ -166,6 +166,7 @@ fn seeds() -> Vec<(u8, Vec<u8>)> {
             key,
             consumer: attempt,
             credit: 2,
+            grant: rill::network::ClaimGrant([7; 32]),
         },
         DataMsg::Credit { channel: 1, n: 1 },
         DataMsg::Cancel { channel: 1 },

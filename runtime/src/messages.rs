@@ -14,7 +14,7 @@ pub use crate::graph::JobStatus;
 use crate::graph::{EdgeId, ExecutionAttemptId, ExecutionState};
 use crate::ids::{CheckpointId, JobId, TaskManagerId};
 use crate::memory::MemoryReport;
-use crate::network::SubpartitionKey;
+use crate::network::{ClaimGrant, ClaimKey, SubpartitionKey};
 use crate::state::{TaskRestore, TaskSnapshot};
 
 /// Where one input channel of a task reads from.
@@ -33,6 +33,11 @@ pub struct InputLocation {
     /// TaskManager of the cluster.
     #[serde(default)]
     pub taskmanager: String,
+    /// The JobManager's permission for the consumer this location is given to, on its
+    /// TaskManager, to read the subpartition (`network::claim`): the producer's data server
+    /// serves no request without it.
+    #[serde(default)]
+    pub grant: ClaimGrant,
 }
 
 /// TaskManager -> JobManager.
@@ -111,6 +116,9 @@ pub enum JmToTm {
     Registered {
         /// The id of this instance of the TaskManager (a new one each time it registers).
         instance: TaskManagerId,
+        /// The key its data server checks consumers' grants with (`network::claim`); only
+        /// this TaskManager and the JobManager hold it.
+        claim_key: ClaimKey,
     },
     /// Asks for a `TmToJm::HeartbeatReply`; sent every `heartbeat.interval`.
     Heartbeat {

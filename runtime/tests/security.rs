@@ -962,6 +962,125 @@ async fn a_taskmanager_cannot_pose_as_another_taskmanagers_data_server() {
     assert!(outcome(&mut server).await.is_ok());
 }
 
+/// A data-plane peer that holds the secret and a certificate of the cluster's own CA (tm-3)
+/// asks tm-2's data server for the subpartition the JobManager deployed tm-1's consumer to
+/// read: with no grant, with tm-1's grant (captured), with a grant it made itself, and posing
+/// as tm-1. Each is refused and takes nothing: tm-1's consumer then reads the whole
+/// subpartition. (Before grants, the first request took the queue and the consumer got
+/// nothing.)
+#[tokio::test]
+async fn a_taskmanager_cannot_claim_a_subpartition_deployed_to_another() {
+    use rill::graph::{EdgeId, ExecutionAttemptId, JobId, VertexId};
+    use rill::network::transport::DataPlaneConfig;
+    use rill::network::{
+        ClaimCheck, ClaimGrant, ClaimKeys, DataClient, DataServer, NetBuffer, PartitionRegistry,
+        StreamEvent, SubpartitionKey,
+    };
+    use rill::taskmanager::MemoryAccount;
+
+    let cluster = Pki::issue("claims", &[tm("tm-1"), tm("tm-2"), tm("tm-3")]);
+    // The JobManager's keys: tm-2's reaches tm-2 alone (at registration).
+    let keys = ClaimKeys::from_master([42; 32]);
+    let config = |stem: &str, claims: ClaimCheck| DataPlaneConfig {
+        credentials: Arc::new(cluster.creds(stem)),
+        max_frame: MAX_FRAME,
+        request_timeout: T,
+        handshake_timeout: T,
+        claims,
+    };
+    let registry = PartitionRegistry::default();
+    let (listener, addr) = listen().await;
+    let producer_config = config("tm-2", ClaimCheck::with_key(keys.key_for("tm-2")));
+    let _server = DataServer::spawn(listener, registry.clone(), producer_config, "tm-2".into());
+    let key = SubpartitionKey {
+        job: JobId(1),
+        producer: ExecutionAttemptId {
+            vertex: VertexId(0),
+            subtask: 0,
+            attempt: 0,
+        },
+        edge: EdgeId(0),
+        index: 1,
+    };
+    let consumer = ExecutionAttemptId {
+        vertex: VertexId(1),
+        subtask: 1,
+        attempt: 0,
+    };
+    let queue = registry.create(key, 4);
+    queue
+        .send(NetBuffer::Event(StreamEvent::Watermark(7)))
+        .await
+        .expect("queue open");
+    queue
+        .send(NetBuffer::Event(StreamEvent::EndOfPartition))
+        .await
+        .expect("queue open");
+    let granted = keys.key_for("tm-2").grant(&key, "tm-1", consumer);
+
+    let attacker = DataClient::new(
+        config("tm-3", ClaimCheck::default()),
+        MemoryAccount::default(),
+        "tm-3".into(),
+    );
+    let own_key = keys.key_for("tm-3");
+    let attempts = [
+        ("no grant", ClaimGrant::default()),
+        ("tm-1's grant", granted),
+        ("a grant of its own", own_key.grant(&key, "tm-3", consumer)),
+    ];
+    for (what, grant) in attempts {
+        let (mut rx, _credit) = attacker
+            .request((&addr, "tm-2"), key, (consumer, grant), 4)
+            .await
+            .expect("the connection itself is admitted");
+        let got = tokio::time::timeout(T, rx.recv())
+            .await
+            .expect("refused within the timeout");
+        assert!(got.is_none(), "tm-3 with {what} was served: {got:?}");
+    }
+    // Posing as tm-1 to present its grant: its certificate names tm-3.
+    let posing = DataClient::new(
+        config("tm-3", ClaimCheck::default()),
+        MemoryAccount::default(),
+        "tm-1".into(),
+    );
+    let posed = posing
+        .request((&addr, "tm-2"), key, (consumer, granted), 4)
+        .await;
+    let refused = match posed {
+        Err(_) => true,
+        Ok((mut rx, _)) => tokio::time::timeout(T, rx.recv()).await.ok().flatten().is_none(),
+    };
+    assert!(refused, "tm-3 posing as tm-1 was served");
+
+    // The consumer the JobManager deployed: everything, in order.
+    let honest = DataClient::new(
+        config("tm-1", ClaimCheck::default()),
+        MemoryAccount::default(),
+        "tm-1".into(),
+    );
+    let (mut rx, _credit) = honest
+        .request((&addr, "tm-2"), key, (consumer, granted), 4)
+        .await
+        .expect("tm-1 connects");
+    let mut events = Vec::new();
+    while let Ok(Some(item)) = tokio::time::timeout(T, rx.recv()).await {
+        match item {
+            NetBuffer::Event(e) => events.push(e),
+            NetBuffer::Data(_) => panic!("no data was written"),
+        }
+        if events.last() == Some(&StreamEvent::EndOfPartition) {
+            break;
+        }
+    }
+    assert_eq!(
+        events,
+        [StreamEvent::Watermark(7), StreamEvent::EndOfPartition],
+        "the deployed consumer did not get its subpartition whole"
+    );
+}
+
 /// A client names where the file sink writes (`sink=file:DIR`) and which directory the
 /// sources read (`input=DIR`), and the JobManager and TaskManagers act on it with their own
 /// rights. Each node lets jobs name only its own `security.files.allowed-dirs`: the JobManager

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rill::graph::{EdgeId, ExecutionAttemptId, JobId, VertexId};
 use rill::network::transport::{DataMsg, DataPlaneConfig};
-use rill::network::{DataServer, PartitionRegistry, SubpartitionKey};
+use rill::network::{ClaimCheck, ClaimKeys, DataServer, PartitionRegistry, SubpartitionKey};
 use rill::rpc::{connect, Credentials, PeerRole};
 
 const REQUESTS: u32 = 20_000;
@@ -40,12 +40,16 @@ async fn eventually(what: &str, done: impl Fn() -> bool) {
 #[tokio::test]
 async fn bogus_requests_are_bounded_and_leave_nothing_behind() {
     let creds = Arc::new(Credentials::new("rill", "s3cret"));
+    // The worst case: requests the JobManager did grant (for partitions that never come), so
+    // they get past the claim check and wait in the registry.
+    let key = ClaimKeys::from_master([9; 32]).key_for("producer");
     let config = DataPlaneConfig {
         credentials: creds.clone(),
         max_frame: 1 << 20,
         // Long: what is left behind must go with the connection, not with the timeout.
         request_timeout: Duration::from_secs(600),
         handshake_timeout: Duration::from_secs(5),
+        claims: ClaimCheck::with_key(key.clone()),
     };
     let registry = PartitionRegistry::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -82,6 +86,7 @@ async fn bogus_requests_are_bounded_and_leave_nothing_behind() {
             key: bogus(channel),
             consumer,
             credit: u32::MAX,
+            grant: key.grant(&bogus(channel), "attacker", consumer),
         };
         if writer.send(&request).await.is_err() {
             break;

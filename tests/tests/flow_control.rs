@@ -10,6 +10,7 @@ use bytes::Bytes;
 use rill::graph::{EdgeId, ExecutionAttemptId, VertexId};
 use rill::network::transport::DataPlaneConfig;
 use rill::network::{
+    ClaimCheck, ClaimKey, ClaimKeys,
     DataBuffer, DataClient, DataServer, NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey,
 };
 use rill::rpc::Credentials;
@@ -27,6 +28,11 @@ fn attempt(vertex: u32) -> ExecutionAttemptId {
     }
 }
 
+/// The producer TaskManager's claim key, as a JobManager would give it.
+fn claim_key() -> ClaimKey {
+    ClaimKeys::from_master([3; 32]).key_for("producer")
+}
+
 #[tokio::test]
 async fn a_consumer_that_stops_reading_stops_its_producer_with_bounded_memory() {
     let config = DataPlaneConfig {
@@ -34,6 +40,7 @@ async fn a_consumer_that_stops_reading_stops_its_producer_with_bounded_memory() 
         max_frame: 1 << 20,
         request_timeout: Duration::from_secs(5),
         handshake_timeout: Duration::from_secs(5),
+        claims: ClaimCheck::with_key(claim_key()),
     };
     let (producer_mem, consumer_mem) = (MemoryAccount::default(), MemoryAccount::default());
     let registry = PartitionRegistry::default();
@@ -54,6 +61,7 @@ async fn a_consumer_that_stops_reading_stops_its_producer_with_bounded_memory() 
         edge: EdgeId(0),
         index: 0,
     };
+    let grant = claim_key().grant(&key, "consumer", attempt(1));
     let queue = registry.create(key, QUEUE);
     let sent = Arc::new(AtomicU64::new(0));
     let (mem, counter) = (producer_mem.clone(), sent.clone());
@@ -81,7 +89,7 @@ async fn a_consumer_that_stops_reading_stops_its_producer_with_bounded_memory() 
 
     let client = DataClient::new(config, consumer_mem.clone(), "consumer".into());
     let (mut rx, credit) = client
-        .request((&addr, ""), key, attempt(1), CREDIT)
+        .request((&addr, ""), key, (attempt(1), grant), CREDIT)
         .await
         .expect("request");
     tokio::time::sleep(Duration::from_millis(300)).await;

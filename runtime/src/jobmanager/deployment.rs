@@ -202,7 +202,7 @@ impl JobManager {
         let inputs = graph
             .input_channels(ev.vertex, ev.subtask)
             .iter()
-            .map(|ch| self.input_location(job, ch, tm))
+            .map(|ch| self.input_location(job, ch, (tm, attempt)))
             .collect::<Result<Vec<_>, &str>>()?;
         let input_age = job.checkpoints.latest_age(tokio::time::Instant::now());
         let restore = latest.map(|c| TaskRestore {
@@ -243,13 +243,14 @@ impl JobManager {
         Ok(())
     }
 
-    /// Where a consumer on TaskManager `consumer_tm` reads input channel `ch` from: the
-    /// producer's current attempt, locally or at its TaskManager's data address.
+    /// Where `consumer`, on TaskManager `consumer_tm`, reads input channel `ch` from: the
+    /// producer's current attempt, locally or at its TaskManager's data address, with the
+    /// grant the producer's data server asks of it.
     fn input_location(
         &self,
         job: &Job,
         ch: &InputChannelSpec,
-        consumer_tm: TaskManagerId,
+        (consumer_tm, consumer): (TaskManagerId, ExecutionAttemptId),
     ) -> Result<InputLocation, &'static str> {
         let producer_vertex = job.eg.job.edge(ch.edge).source;
         let producer = job
@@ -263,12 +264,20 @@ impl JobManager {
             .get(&producer_tm)
             .ok_or("producer's taskmanager is gone")?;
         let data_addr = (producer_tm != consumer_tm).then(|| entry.data_addr.clone());
+        let consumer_name = &self.tms.get(&consumer_tm).ok_or("consumer's taskmanager is gone")?.name;
+        let key = SubpartitionKey {
+            job: job.id,
+            producer,
+            edge: ch.edge,
+            index: ch.subpartition,
+        };
         Ok(InputLocation {
             producer,
             edge: ch.edge,
             subpartition: ch.subpartition,
             data_addr,
             taskmanager: entry.name.clone(),
+            grant: entry.claim_key.grant(&key, consumer_name, consumer),
         })
     }
 
@@ -300,7 +309,7 @@ impl JobManager {
                             continue;
                         }
                         let (Ok(location), Some(entry)) =
-                            (self.input_location(job, ch, tm), self.tms.get(&tm))
+                            (self.input_location(job, ch, (tm, consumer)), self.tms.get(&tm))
                         else {
                             continue;
                         };

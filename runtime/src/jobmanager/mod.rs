@@ -56,6 +56,7 @@ use crate::config::Configuration;
 use crate::events::{ClusterEvent, Events};
 use crate::graph::{ExecutionGraph, JobId, TaskManagerId};
 use crate::jobs::{builtin, JobRegistry};
+use crate::network::ClaimKeys;
 use crate::rpc::{JmToClient, TmToJm};
 use crate::state::{CheckpointStore, MemoryCheckpointStore};
 use crate::util::AbortOnDrop;
@@ -112,6 +113,8 @@ pub struct JobManager {
     next_tm: u64,
     next_job: u64,
     heartbeat_seq: u64,
+    /// Makes each TaskManager's claim key, and so every consumer's grant (`network::claim`).
+    claim_keys: ClaimKeys,
 }
 
 /// Serves the JobManager on `listener` forever.
@@ -156,6 +159,7 @@ impl JobManager {
         services: JobManagerServices,
         inbox: Sender<ActorMessage>,
     ) -> Self {
+        let claim_keys = ClaimKeys::generate(&config.cluster_secret());
         JobManager {
             config,
             services,
@@ -166,6 +170,7 @@ impl JobManager {
             next_tm: 1,
             next_job: 1,
             heartbeat_seq: 0,
+            claim_keys,
         }
     }
 

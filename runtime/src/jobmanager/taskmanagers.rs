@@ -9,6 +9,7 @@ use super::failover::FailureScope;
 use super::JobManager;
 use crate::events::{ClusterEvent, FailoverCause, LossCause};
 use crate::graph::{ExecutionAttemptId, JobId, TaskManagerId};
+use crate::network::ClaimKey;
 use crate::rpc::JmToTm;
 
 /// More slots than any real TaskManager offers: a registration claiming more is refused.
@@ -25,6 +26,8 @@ pub(super) struct TmEntry {
     pub rpc_failures: u32,
     /// Accounted memory as of the last heartbeat.
     pub memory: u64,
+    /// Its data server's claim key: grants for its subpartitions are made with it.
+    pub claim_key: ClaimKey,
 }
 
 impl JobManager {
@@ -60,7 +63,11 @@ impl JobManager {
             instance: tm,
             slots,
         });
-        let _ = out.send(JmToTm::Registered { instance: tm });
+        let claim_key = self.claim_keys.key_for(&name);
+        let _ = out.send(JmToTm::Registered {
+            instance: tm,
+            claim_key: claim_key.clone(),
+        });
         // Before any deployment can point them at it: the others drop what they cached.
         for other in self.tms.values() {
             let _ = other.out.send(JmToTm::PeerRegistered {
@@ -75,6 +82,7 @@ impl JobManager {
             last_reply: Instant::now(),
             rpc_failures: 0,
             memory: 0,
+            claim_key,
         };
         self.tms.insert(tm, entry);
         self.pool.add_taskmanager(tm, slots);

@@ -9,6 +9,7 @@
 //! server (`transport`), which sends a buffer only against a credit the consumer granted, so a
 //! slow consumer never blocks the shared connection and memory stays bounded.
 
+pub mod claim;
 pub mod decoder;
 pub mod gate;
 pub mod partition;
@@ -91,6 +92,7 @@ pub enum ResultType {
     Blocking,
 }
 
+pub use claim::{ClaimCheck, ClaimGrant, ClaimKey, ClaimKeys};
 pub use gate::{GateItem, InputChannel, InputGate};
 pub use partition::{PartitionRegistry, SubpartitionKey};
 pub use result_partition::{DownstreamGone, ResultPartitions, SubpartitionListener};

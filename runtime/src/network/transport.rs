@@ -6,9 +6,13 @@
 //! and then waits; the consumer grants a credit back each time its task takes a buffer. So a
 //! slow consumer stalls only its own channels, the shared connection never blocks, and the
 //! memory held on both sides is bounded by the credits.
+//!
+//! A request carries the JobManager's grant for its consumer ([`super::claim`]): the data
+//! server serves a subpartition only to the consumer attempt, on the TaskManager, that the
+//! JobManager deployed to read it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::claim::{ClaimCheck, ClaimGrant};
 use super::{DataBuffer, NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey};
 use crate::buggify::{self, Point};
 use crate::ids::ExecutionAttemptId;
@@ -25,7 +30,7 @@ use crate::memory::MemoryAccount;
 use crate::rpc::admission::{Admission, Ticket};
 use crate::rpc::frame::spawn_writer;
 use crate::rpc::frame::RpcError;
-use crate::rpc::handshake::{Credentials, PeerRole};
+use crate::rpc::handshake::{clip, Credentials, PeerRole};
 use crate::rpc::{admit, connect};
 use crate::util::{lock, AbortOnDrop, TaskSet};
 
@@ -38,10 +43,13 @@ pub enum DataMsg {
         channel: u32,
         /// The subpartition to read.
         key: SubpartitionKey,
-        /// The consumer attempt, for the producer's logs and events.
+        /// The consumer attempt: the one the grant names.
         consumer: ExecutionAttemptId,
         /// Buffers the consumer has reserved: the producer may send that many.
         credit: u32,
+        /// The JobManager's permission for `consumer`, on the connecting TaskManager, to read
+        /// `key` (from the consumer's `InputLocation`).
+        grant: ClaimGrant,
     },
     /// Consumer -> producer: `n` more buffers may be sent on `channel`.
     Credit {
@@ -93,6 +101,8 @@ pub struct DataPlaneConfig {
     pub request_timeout: Duration,
     /// How long a connection's handshake may take.
     pub handshake_timeout: Duration,
+    /// The server's check of the grants that requests carry (its TaskManager's claim key).
+    pub claims: ClaimCheck,
 }
 
 /// The producer side: serves subpartitions of this TaskManager to remote consumers.
@@ -140,7 +150,7 @@ async fn serve_connection(
     registry: PartitionRegistry,
     config: DataPlaneConfig,
 ) -> Result<(), RpcError> {
-    let (_, mut reader, writer) = admit(
+    let (hello, mut reader, writer) = admit(
         stream,
         place,
         &config.credentials,
@@ -153,6 +163,11 @@ async fn serve_connection(
     // instead of piling its buffers up in this process.
     let (out, out_rx) = mpsc::channel::<DataMsg>(OUT_QUEUE);
     let _writer = AbortOnDrop(spawn_writer(writer, out_rx));
+    // The TaskManager the connection authenticated as (with TLS, its certificate's name):
+    // grants name the consumer's TaskManager, so they admit only from there.
+    let peer: Arc<str> = Arc::from(hello.name);
+    // Refused claims are logged at warning level once per connection, not once per request.
+    let warned = Arc::new(AtomicBool::new(false));
     // Each channel's forwarder and its credits; dropping an entry aborts the forwarder.
     let mut forwarders: BTreeMap<u32, (Arc<Semaphore>, AbortOnDrop<()>)> = BTreeMap::new();
     while let Some(msg) = reader.recv::<DataMsg>().await? {
@@ -176,17 +191,24 @@ async fn serve_connection(
                 key,
                 consumer,
                 credit,
+                grant,
             } => {
                 tracing::debug!(%consumer, producer = %key.producer, sub = key.index, "partition requested");
                 let credits = Arc::new(Semaphore::new(credit.min(MAX_CREDIT) as usize));
-                let task = tokio::spawn(forward(
+                let claim = Claim {
                     channel,
                     key,
                     consumer,
+                    grant,
+                    peer: peer.clone(),
+                    warned: warned.clone(),
+                };
+                let task = tokio::spawn(forward(
+                    claim,
                     registry.clone(),
+                    config.clone(),
                     credits.clone(),
                     out.clone(),
-                    config.request_timeout,
                 ));
                 forwarders.insert(channel, (credits, AbortOnDrop(task)));
             }
@@ -222,16 +244,55 @@ fn kind_of(msg: &DataMsg) -> &'static str {
     }
 }
 
-/// Sends one subpartition to a remote consumer, one buffer per credit.
-async fn forward(
+/// One channel's request, as the data server received it.
+struct Claim {
     channel: u32,
     key: SubpartitionKey,
     consumer: ExecutionAttemptId,
+    grant: ClaimGrant,
+    /// The TaskManager the connection authenticated as.
+    peer: Arc<str>,
+    /// Whether a refusal on this connection was logged as a warning already.
+    warned: Arc<AtomicBool>,
+}
+
+/// Sends one subpartition to a remote consumer, one buffer per credit, if its grant admits it.
+async fn forward(
+    claim: Claim,
     registry: PartitionRegistry,
+    config: DataPlaneConfig,
     credits: Arc<Semaphore>,
     out: mpsc::Sender<DataMsg>,
-    request_timeout: Duration,
 ) {
+    let Claim {
+        channel,
+        key,
+        consumer,
+        grant,
+        peer,
+        warned,
+    } = claim;
+    let admitted = config
+        .claims
+        .admits(config.request_timeout, &grant, &key, &peer, consumer)
+        .await;
+    if !admitted {
+        // Refused before the registry is asked: a peer without a grant learns nothing of which
+        // partitions exist, and leaves no waiter behind.
+        let peer = clip(&peer);
+        if warned.swap(true, Ordering::Relaxed) {
+            tracing::debug!(%peer, %consumer, producer = %key.producer, sub = key.index, "subpartition request without a grant for it: refused");
+        } else {
+            tracing::warn!(%peer, %consumer, producer = %key.producer, sub = key.index, "subpartition request without a grant for it: refused (further refusals on this connection at debug level)");
+        }
+        let reason = format!(
+            "no grant from the JobManager for {consumer} on {peer} to read partition {} of {}",
+            key.index, key.producer
+        );
+        let _ = out.send(DataMsg::ChannelError { channel, reason }).await;
+        return;
+    }
+    let request_timeout = config.request_timeout;
     let Ok(Some(rx)) = tokio::time::timeout(request_timeout, registry.take(key)).await else {
         let reason = format!("partition {} of {} not found", key.index, key.producer);
         let _ = out.send(DataMsg::ChannelError { channel, reason }).await;
@@ -416,7 +477,7 @@ impl DataClient {
         &self,
         (addr, name): (&str, &str),
         key: SubpartitionKey,
-        consumer: ExecutionAttemptId,
+        (consumer, grant): (ExecutionAttemptId, ClaimGrant),
         credit: u32,
     ) -> Result<(mpsc::Receiver<NetBuffer>, CreditReturn), RpcError> {
         let conn = self.connection(addr, name).await?;
@@ -434,6 +495,7 @@ impl DataClient {
                 key,
                 consumer,
                 credit,
+                grant,
             })
             .map_err(|_| RpcError::Closed)?;
         Ok((rx, credits))

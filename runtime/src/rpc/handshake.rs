@@ -383,7 +383,7 @@ async fn with_timeout<T>(
 }
 
 /// Cuts a peer-supplied string for logs and errors, at a character boundary.
-fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     match s.char_indices().nth(CLIP_CHARS) {
         Some((end, _)) => format!("{}…", &s[..end]),
         None => s.to_owned(),

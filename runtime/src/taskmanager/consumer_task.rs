@@ -94,7 +94,12 @@ impl Connector {
                     let tried = self
                         .services
                         .client
-                        .request((addr, &input.taskmanager), key, self.consumer, self.credit)
+                        .request(
+                            (addr, &input.taskmanager),
+                            key,
+                            (self.consumer, input.grant),
+                            self.credit,
+                        )
                         .await;
                     match tried {
                         Ok((rx, credit)) => return Ok(InputChannel::remote(rx, credit)),

@@ -39,7 +39,7 @@ use crate::ids::{CheckpointId, JobId};
 use crate::jobs::JobRegistry;
 use crate::messages::{JmToTm, TaskReport, TmReport, TmToJm};
 use crate::network::transport::DataPlaneConfig;
-use crate::network::{DataClient, DataServer, PartitionRegistry};
+use crate::network::{ClaimCheck, DataClient, DataServer, PartitionRegistry};
 use crate::rpc::secure::{Reader, Writer};
 use crate::rpc::{connect, credentials, PeerRole, RpcError};
 use crate::state::TaskSnapshot;
@@ -117,6 +117,8 @@ pub struct TaskManager {
     /// latest heartbeat timeout's worth): the JobManager may not have heard of them when this
     /// TaskManager gives up on it, so `JobManagerLost` names them.
     recent_ends: std::collections::VecDeque<(Instant, ExecutionAttemptId)>,
+    /// Its data server's claim key, set at each registration.
+    claims: ClaimCheck,
     _data_server: AbortOnDrop<()>,
 }
 
@@ -132,7 +134,9 @@ impl TaskManager {
             max_frame: opts.config.max_frame_size(),
             request_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
+            claims: ClaimCheck::default(),
         };
+        let claims = data_config.claims.clone();
         let server = DataServer::spawn(
             listener,
             registry.clone(),
@@ -163,6 +167,7 @@ impl TaskManager {
             events_rx,
             watermark: MemoryWatermark::default(),
             recent_ends: Default::default(),
+            claims,
             _data_server: AbortOnDrop(server),
         })
     }
@@ -228,8 +233,13 @@ impl TaskManager {
         };
         writer.send(&register).await?;
         match tokio::time::timeout(Duration::from_secs(10), reader.recv::<JmToTm>()).await {
-            Ok(Ok(Some(JmToTm::Registered { instance }))) => {
+            Ok(Ok(Some(JmToTm::Registered {
+                instance,
+                claim_key,
+            }))) => {
                 tracing::info!(tm = %self.opts.name, %instance, "registered at the JobManager");
+                // Grants for this TaskManager's subpartitions come from this JobManager now.
+                self.claims.set(claim_key);
                 Ok(Session { reader, writer })
             }
             Ok(Ok(_)) => Err(RpcError::Malformed("expected Registered".into())),
