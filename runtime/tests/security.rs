@@ -1050,7 +1050,11 @@ async fn a_taskmanager_cannot_claim_a_subpartition_deployed_to_another() {
         .await;
     let refused = match posed {
         Err(_) => true,
-        Ok((mut rx, _)) => tokio::time::timeout(T, rx.recv()).await.ok().flatten().is_none(),
+        Ok((mut rx, _)) => tokio::time::timeout(T, rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .is_none(),
     };
     assert!(refused, "tm-3 posing as tm-1 was served");
 

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use rill::graph::{EdgeId, ExecutionAttemptId, VertexId};
 use rill::network::transport::DataPlaneConfig;
 use rill::network::{
-    ClaimCheck, ClaimKey, ClaimKeys,
-    DataBuffer, DataClient, DataServer, NetBuffer, PartitionRegistry, StreamEvent, SubpartitionKey,
+    ClaimCheck, ClaimKey, ClaimKeys, DataBuffer, DataClient, DataServer, NetBuffer,
+    PartitionRegistry, StreamEvent, SubpartitionKey,
 };
 use rill::rpc::Credentials;
 use rill::taskmanager::MemoryAccount;

@@ -264,7 +264,11 @@ impl JobManager {
             .get(&producer_tm)
             .ok_or("producer's taskmanager is gone")?;
         let data_addr = (producer_tm != consumer_tm).then(|| entry.data_addr.clone());
-        let consumer_name = &self.tms.get(&consumer_tm).ok_or("consumer's taskmanager is gone")?.name;
+        let consumer_name = &self
+            .tms
+            .get(&consumer_tm)
+            .ok_or("consumer's taskmanager is gone")?
+            .name;
         let key = SubpartitionKey {
             job: job.id,
             producer,
@@ -308,9 +312,10 @@ impl JobManager {
                         if ch.edge != edge || ch.producer_subtask != p.subtask {
                             continue;
                         }
-                        let (Ok(location), Some(entry)) =
-                            (self.input_location(job, ch, (tm, consumer)), self.tms.get(&tm))
-                        else {
+                        let (Ok(location), Some(entry)) = (
+                            self.input_location(job, ch, (tm, consumer)),
+                            self.tms.get(&tm),
+                        ) else {
                             continue;
                         };
                         let _ = entry.out.send(JmToTm::UpdatePartitionInfo {

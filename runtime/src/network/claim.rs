@@ -250,11 +250,15 @@ mod tests {
         let consumer = attempt(1, 3, 0);
         // tm-3 holds its own key and forges a grant for tm-1's subpartition.
         let forged = keys.key_for("tm-3").grant(&key(), "tm-3", consumer);
-        assert!(!keys.key_for("tm-1").admits(&forged, &key(), "tm-3", consumer));
+        assert!(!keys
+            .key_for("tm-1")
+            .admits(&forged, &key(), "tm-3", consumer));
         // Another JobManager's key for the same name is another key.
         let other = ClaimKeys::from_master([8; 32]).key_for("tm-1");
         let stale = other.grant(&key(), "tm-2", consumer);
-        assert!(!keys.key_for("tm-1").admits(&stale, &key(), "tm-2", consumer));
+        assert!(!keys
+            .key_for("tm-1")
+            .admits(&stale, &key(), "tm-2", consumer));
     }
 
     #[tokio::test]
