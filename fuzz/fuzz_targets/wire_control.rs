@@ -155,6 +155,10 @@ fn seeds() -> Vec<(u8, Vec<u8>)> {
                     input_age: Duration::from_millis(1500),
                 }),
                 finished_consumers: vec![(EdgeId(1), 0)],
+                sink_grants: vec![(
+                    "sink".into(),
+                    rill::connectors::write_grant::WriteGrant([9; 32]),
+                )],
             }),
         ));
         seeds.push((

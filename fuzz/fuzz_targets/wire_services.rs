@@ -5,7 +5,7 @@
 //! bincode encodes a struct as the tuple of its fields, so `(u64, T)` is the same frame and is
 //! what is decoded here (`frame::decode`, as `serve_connection` and `ServiceClient` do).
 //!
-//! - 0, 1: the sink store's `SinkRequest` (server side) and its reply (`Result<(), Fenced>`).
+//! - 0, 1: the sink store's `SinkRequest` (server side) and its reply (`Result<(), SinkRefusal>`).
 //! - 2, 3: the log server's `ReadRequest` and its reply (`Result<RecordBatch, String>`).
 //! - 4: the checkpoint store's reply (`Result<Option<Bytes>, StoreError>`). Its request type,
 //!   `state::remote::StoreRequest`, is private: not reachable from outside the crate.
@@ -28,7 +28,8 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use rill::chain::Origin;
 use rill::connectors::log_service::{ReadRequest, RecordBatch};
-use rill::connectors::sink_service::SinkRequest;
+use rill::connectors::sink_service::{SinkRefusal, SinkRequest};
+use rill::connectors::write_grant::WriteGrant;
 use rill::connectors::{BatchEntry, Fenced};
 use rill::ids::{CheckpointId, JobId};
 use rill::jobmanager::checkpoint_coordinator::CompletedCheckpoint;
@@ -52,7 +53,7 @@ fuzz_target!(init: common::write_seeds(seeds), |data: &[u8]| {
             let _ = wire::<SinkRequest>(bytes, MAX);
         }
         1 => {
-            let _ = wire::<(u64, Result<(), Fenced>)>(bytes, MAX);
+            let _ = wire::<(u64, Result<(), SinkRefusal>)>(bytes, MAX);
         }
         2 => {
             if let Some((_, request)) = wire::<(u64, ReadRequest)>(bytes, MAX) {
@@ -103,6 +104,7 @@ struct SinkRequestSeed {
     subtask: u32,
     attempt: u32,
     seq: u64,
+    grant: WriteGrant,
     op: WireOpSeed,
 }
 
@@ -174,19 +176,21 @@ fn seeds() -> Vec<(u8, Vec<u8>)> {
             subtask: 0,
             attempt: 1,
             seq: seq as u64 + 1,
+            grant: WriteGrant([seq as u8; 32]),
             op,
         };
         seeds.push((0, enc(&(seq as u64, request))));
     }
-    seeds.push((1, enc(&(1u64, Ok::<(), Fenced>(())))));
+    seeds.push((1, enc(&(1u64, Ok::<(), SinkRefusal>(())))));
+    seeds.push((1, enc(&(3u64, Err::<(), _>(SinkRefusal::Ungranted)))));
     seeds.push((
         1,
         enc(&(
             2u64,
-            Err::<(), _>(Fenced {
+            Err::<(), _>(SinkRefusal::Fenced(Fenced {
                 attempt: 1,
                 current: 2,
-            }),
+            })),
         )),
     ));
     let read = ReadRequest {

@@ -51,6 +51,10 @@ struct ConfigArgs {
     /// RILL_CLUSTER_SECRET): never from the command line, where `ps` shows it to everyone.
     #[arg(long, value_name = "PATH")]
     secret_file: Option<std::path::PathBuf>,
+    /// Read `security.sink-store.write-key` (JobManager and sink store only) from this file
+    /// (else from the environment variable RILL_SINK_WRITE_KEY); `rill certs` writes one.
+    #[arg(long, value_name = "PATH")]
+    write_key_file: Option<std::path::PathBuf>,
     /// Serve or connect beyond loopback without TLS or with the development secret (the
     /// secret then crosses the network in the clear, and any peer can claim any name).
     #[arg(long)]
@@ -59,6 +63,8 @@ struct ConfigArgs {
 
 /// Where the cluster secret comes from when no `--secret-file` is given.
 pub const SECRET_ENV: &str = "RILL_CLUSTER_SECRET";
+/// Where the sink-store write key comes from when no `--write-key-file` is given.
+pub const WRITE_KEY_ENV: &str = "RILL_SINK_WRITE_KEY";
 
 #[derive(Args, Clone)]
 struct EventsArgs {
@@ -284,8 +290,19 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             serve_log(listener, topics.into_iter().collect(), config).await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::SinkStore { bind, config } => {
-            let config = exposed(&config, &[&bind])?;
+        Command::SinkStore { bind, config: args } => {
+            let config = exposed(&args, &[&bind])?;
+            if crate::connectors::write_grant::WriteKey::from_config(&config).is_none() {
+                // Without a key the store cannot tell which job a TaskManager may write.
+                match (is_loopback(&bind), args.insecure) {
+                    (false, false) => return Err(format!(
+                        "{bind} is not a loopback address: the sink store needs a write key shared with the JobManager (--write-key-file or {WRITE_KEY_ENV}), or --insecure"
+                    )
+                    .into()),
+                    (false, true) => tracing::warn!(%bind, "insecure: sink store writers not bound to jobs"),
+                    (true, _) => {}
+                }
+            }
             let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
             println!("sink store listening on {}", listener.local_addr()?);
             let store = CollectStore::new();
@@ -399,12 +416,13 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
         Command::Certs { dir, taskmanagers } => {
             use crate::rpc::tls::{cluster_nodes, issue, write_issued};
             let nodes = cluster_nodes(taskmanagers);
-            let written = write_issued(&issue(&nodes)?, &dir)?;
+            let mut written = write_issued(&issue(&nodes)?, &dir)?;
+            written.push(write_write_key(&dir)?);
             for path in written {
                 println!("wrote {}", path.display());
             }
             println!(
-                "run each node with -c security.ssl.internal.enabled=true -c security.ssl.internal.ca={0}/ca.pem -c security.ssl.internal.cert={0}/NODE.pem -c security.ssl.internal.key={0}/NODE.key (keep ca.key off the nodes)",
+                "run each node with -c security.ssl.internal.enabled=true -c security.ssl.internal.ca={0}/ca.pem -c security.ssl.internal.cert={0}/NODE.pem -c security.ssl.internal.key={0}/NODE.key (keep ca.key off the nodes), and the JobManager and the sink store with --write-key-file {0}/sink-write.key (no other node)",
                 dir.display()
             );
             Ok(ExitCode::SUCCESS)
@@ -430,16 +448,29 @@ fn configuration(args: &ConfigArgs) -> Res<Configuration> {
     let mut config = Configuration::new();
     for arg in &args.config {
         let (k, v) = Configuration::parse_pair(arg)?;
-        if k == crate::config::keys::CLUSTER_SECRET {
+        let instead = match k.as_str() {
+            crate::config::keys::CLUSTER_SECRET => {
+                Some(format!("--secret-file PATH or {SECRET_ENV}"))
+            }
+            crate::config::keys::SINK_WRITE_KEY => {
+                Some(format!("--write-key-file PATH or {WRITE_KEY_ENV}"))
+            }
+            _ => None,
+        };
+        if let Some(instead) = instead {
             return Err(format!(
-                "{k} cannot be given on the command line, where `ps` shows it: use --secret-file PATH or {SECRET_ENV}"
+                "{k} cannot be given on the command line, where `ps` shows it: use {instead}"
             )
             .into());
         }
         config.set(&k, &v)?;
     }
-    if let Some(secret) = secret(args)? {
+    if let Some(secret) = from_file_or_env(args.secret_file.as_deref(), SECRET_ENV, "secret")? {
         config.set(crate::config::keys::CLUSTER_SECRET, &secret)?;
+    }
+    let write_key = args.write_key_file.as_deref();
+    if let Some(key) = from_file_or_env(write_key, WRITE_KEY_ENV, "write key")? {
+        config.set(crate::config::keys::SINK_WRITE_KEY, &key)?;
     }
     config.validate()?;
     if let Some(problem) = crate::rpc::Tls::from_config(&config).problem() {
@@ -448,15 +479,40 @@ fn configuration(args: &ConfigArgs) -> Res<Configuration> {
     Ok(config)
 }
 
-fn secret(args: &ConfigArgs) -> Res<Option<String>> {
-    if let Some(path) = &args.secret_file {
+/// Writes a fresh sink-store write key (32 random bytes, hex) to `dir/sink-write.key`,
+/// readable by its owner only (created so, never readable by others for a moment).
+#[cfg(not(madsim))]
+fn write_write_key(dir: &std::path::Path) -> Res<std::path::PathBuf> {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let hex = bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    });
+    let path = dir.join("sink-write.key");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    // An existing file keeps its mode through `open`: narrow it before writing the key.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all((hex + "\n").as_bytes())?;
+    Ok(path)
+}
+
+/// A secret from `file` if one is given, else from the environment variable `env`.
+fn from_file_or_env(file: Option<&std::path::Path>, env: &str, what: &str) -> Res<Option<String>> {
+    if let Some(path) = file {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("secret file {}: {e}", path.display()))?;
+            .map_err(|e| format!("{what} file {}: {e}", path.display()))?;
         return Ok(Some(text.trim().to_owned()));
     }
-    Ok(std::env::var(SECRET_ENV)
-        .ok()
-        .filter(|s| !s.trim().is_empty()))
+    Ok(std::env::var(env).ok().filter(|s| !s.trim().is_empty()))
 }
 
 /// [`configuration`] for a process that serves or dials `addrs`: beyond loopback it needs TLS

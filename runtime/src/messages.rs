@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::JobSpec;
 use crate::config::Configuration;
+use crate::connectors::write_grant::WriteGrant;
 pub use crate::graph::JobStatus;
 use crate::graph::{EdgeId, ExecutionAttemptId, ExecutionState};
 use crate::ids::{CheckpointId, JobId, TaskManagerId};
@@ -142,6 +143,9 @@ pub enum JmToTm {
         /// Subpartitions (edge, index) whose consumer already finished: a restarted producer
         /// drops what it would send them instead of waiting for a reader that never comes.
         finished_consumers: Vec<(EdgeId, u32)>,
+        /// For each sink chained into the task, by name, the grant a sink store asks of its
+        /// writes (`connectors::write_grant`); none when the JobManager holds no write key.
+        sink_grants: Vec<(String, WriteGrant)>,
     },
     /// Stop an attempt and release what it holds (its subpartitions, its memory).
     CancelTask {

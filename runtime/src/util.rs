@@ -32,3 +32,14 @@ impl TaskSet {
         self.tasks.push(AbortOnDrop(tokio::spawn(fut)));
     }
 }
+
+/// HMAC-SHA256 of `parts`, back to back, under `key`: the MAC behind claim and write grants.
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut m =
+        <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for part in parts {
+        m.update(part);
+    }
+    m.finalize().into_bytes().into()
+}

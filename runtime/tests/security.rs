@@ -1171,3 +1171,98 @@ fn a_job_cannot_name_paths_outside_the_allowed_directories() {
     assert!(said.contains("records out: 1000"), "{said}");
     assert!(out.is_dir(), "no output in {}", out.display());
 }
+
+/// The sink store applies only the writes the JobManager granted (`connectors::write_grant`),
+/// under a key only the two of them hold. `rill certs` writes the key; with it a job's sinks
+/// write through TLS to a `rill sink-store` on both TaskManagers. A second JobManager that
+/// does not hold the key deploys its sinks without grants, as any TaskManager writing on its
+/// own would: the store refuses every write, and the job fails with the reason instead of
+/// reporting output it never stored. (With the store's check planted away, that job finishes.)
+#[test]
+fn a_sink_store_applies_only_writes_the_jobmanager_granted() {
+    let dir = TempDir(fresh_dir("write-grants"));
+    let d = dir.0.display().to_string();
+    let args = ["certs", "--dir", &d, "--taskmanager", "tm-1"];
+    let certs = finish(&args, &[], START);
+    assert!(certs.status.success(), "{}", text(&certs.stderr));
+    let key_file = dir.0.join("sink-write.key");
+    let key = std::fs::read_to_string(&key_file).expect("rill certs writes sink-write.key");
+    assert_eq!(key.trim().len(), 64, "{key}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&key_file.metadata().unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the write key is readable by its owner only"
+    );
+    let env = [("RILL_CLUSTER_SECRET", SECRET)];
+    let key_arg = [
+        "--write-key-file".to_string(),
+        key_file.display().to_string(),
+    ];
+
+    let store_tls: Vec<String> = tls_args(&dir.0, "sink-store")
+        .into_iter()
+        .chain(key_arg.iter().cloned())
+        .collect();
+    let (_store, mut store_out, _store_err) = start(
+        &with(&["sink-store", "--bind", "127.0.0.1:0"], &store_tls),
+        &env,
+    );
+    let store = address(&store_out.wait_for("sink store listening on", START));
+    let sink_store = format!("sink-store=rill://{store}");
+
+    // Runs keyed-count on a fresh JobManager (with or without the key) and one TaskManager.
+    let run_job = |jm_extra: &[String]| {
+        let jm_args: Vec<String> = tls_args(&dir.0, "jobmanager")
+            .into_iter()
+            .chain(jm_extra.iter().cloned())
+            .collect();
+        let (jm, mut jm_out, _jm_err) = start(
+            &with(&["jobmanager", "--bind", "127.0.0.1:0"], &jm_args),
+            &env,
+        );
+        let addr = address(&jm_out.wait_for("listening on", START));
+        let tm_tls = tls_args(&dir.0, "tm-1");
+        let args = [
+            "taskmanager",
+            "--jobmanager",
+            &addr,
+            "--slots",
+            "4",
+            "--name",
+            "tm-1",
+        ];
+        let (tm, mut tm_out, _tm_err) = start(&with(&args, &tm_tls), &env);
+        tm_out.wait_for("serving data", START);
+        let client_tls = tls_args(&dir.0, "client");
+        let run_args = [
+            "run",
+            "--job",
+            "keyed-count",
+            "--jobmanager",
+            &addr,
+            "-p",
+            "records=2000",
+            "-p",
+            "parallelism=2",
+            "-p",
+            "sink=collect",
+            "-p",
+            &sink_store,
+        ];
+        let run = finish(&with(&run_args, &client_tls), &env, Duration::from_secs(60));
+        drop((tm, jm));
+        (run.status.success(), text(&run.stdout) + &text(&run.stderr))
+    };
+
+    let (ok, said) = run_job(&key_arg);
+    assert!(ok && said.contains("Finished"), "granted job: {said}");
+    store_out.wait_for("sink store: 2000 records visible", Duration::from_secs(15));
+
+    let (ok, said) = run_job(&[]);
+    assert!(!ok, "a job without grants finished: {said}");
+    assert!(said.contains("no write grant"), "{said}");
+    // Nothing of it was stored: the store still holds the first job's output alone.
+    let line = store_out.wait_for("sink store:", Duration::from_secs(10));
+    assert!(line.contains("2000 records visible"), "{line}");
+}

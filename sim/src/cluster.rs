@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 
 use madsim::runtime::{Handle, NodeHandle};
-use rill::config::keys::CHECKPOINTS_DIR;
+use rill::config::keys::{CHECKPOINTS_DIR, SINK_WRITE_KEY};
 use rill::config::Configuration;
 use rill::connectors::log_service::{serve_log, Topics};
 use rill::connectors::sink_service::serve_sink_store;
@@ -148,6 +148,14 @@ impl SimCluster {
                 .set(CHECKPOINTS_DIR, &checkpoint_store_url())
                 .expect("a valid address");
         }
+        // The JobManager and the sink store share a write key, the TaskManagers do not: every
+        // sink write must carry the grant its attempt was deployed with.
+        let mut key_holders = config.clone();
+        if key_holders.get_raw(SINK_WRITE_KEY).is_none() {
+            key_holders
+                .set(SINK_WRITE_KEY, "rill-sim-sink-write-key")
+                .expect("a non-empty key");
+        }
         let mut nodes = BTreeMap::new();
         let checkpoint_store = SimCheckpointStore::default();
         nodes.insert(
@@ -160,12 +168,12 @@ impl SimCluster {
         );
         nodes.insert(
             NodeName::JobManager,
-            Self::jm_node(&handle, &config, &spec.events, &spec.jobs),
+            Self::jm_node(&handle, &key_holders, &spec.events, &spec.jobs),
         );
         let collect = CollectStore::new();
         nodes.insert(
             NodeName::SinkStore,
-            Self::sink_store_node(&handle, &config, &collect),
+            Self::sink_store_node(&handle, &key_holders, &collect),
         );
         let memory = MemoryAccounts::default();
         let mut clocks = BTreeMap::new();

@@ -21,6 +21,7 @@ pub use crate::chain::{ChainEvent, Collector, Origin, TaskWaits, Traceable};
 use crate::clock::ProcessingClock;
 use crate::connectors::log_service::LogClients;
 use crate::connectors::sink_service::SinkClients;
+use crate::connectors::write_grant::WriteGrant;
 use crate::connectors::{CollectStore, ConnectorContext};
 use crate::ids::CheckpointId;
 use crate::ids::{ExecutionAttemptId, JobId};
@@ -41,6 +42,9 @@ pub struct OperatorContext {
     pub max_parallelism: u32,
     /// The operator's name, as the job named it.
     pub operator_name: String,
+    /// A sink's write grant from the JobManager, which a sink store may ask of its writes
+    /// (`connectors::write_grant`); all zeros for other operators.
+    pub sink_grant: WriteGrant,
     /// The operator's logical node id: names its state in checkpoints.
     pub node: u32,
     /// Where the operator records its state at a barrier and finds its restored state.
@@ -104,6 +108,10 @@ impl ConnectorContext for OperatorContext {
 
     fn operator_name(&self) -> &str {
         &self.operator_name
+    }
+
+    fn sink_grant(&self) -> WriteGrant {
+        self.sink_grant
     }
 
     fn restored(&self) -> Option<&OperatorState> {

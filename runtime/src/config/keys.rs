@@ -52,6 +52,9 @@ pub const SSL_CERT: &str = "security.ssl.internal.cert";
 pub const SSL_KEY: &str = "security.ssl.internal.key";
 /// The cluster CA's certificate (PEM): the only issuer trusted.
 pub const SSL_CA: &str = "security.ssl.internal.ca";
+/// (rill) The key sink-store write grants are made with; only the JobManager and the sink
+/// store hold it.
+pub const SINK_WRITE_KEY: &str = "security.sink-store.write-key";
 /// (rill) The directories a job's parameters may name on this node (`sink=file:DIR`,
 /// `input=DIR`): `none`, `*` (any) or a comma-separated list.
 pub const ALLOWED_DIRS: &str = "security.files.allowed-dirs";
@@ -238,6 +241,10 @@ pub const KEYS: &[KeyDef] = &[
         "(rill) This node's private key, PEM."),
     key(SSL_CA, KeyKind::Text, "tls/ca.pem",
         "(rill) The cluster CA's certificate, PEM: the only issuer trusted."),
+    key(SINK_WRITE_KEY, KeyKind::Text, "(none)",
+        "(rill) Key of sink-store write grants, held by the JobManager and the sink store only \
+         (--write-key-file or RILL_SINK_WRITE_KEY): the JobManager grants each sink attempt its \
+         writes, and a store that has it applies no other. Unset: writers are not bound."),
     key(ALLOWED_DIRS, KeyKind::Directories, "none",
         "(rill) Directories a job may name on this node (sink=file:DIR, input=DIR): none, * (any: \
          for a cluster in one's own process, where `rill local` sets it), or a comma-separated \

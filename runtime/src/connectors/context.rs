@@ -9,6 +9,7 @@
 use super::log_service::LogClients;
 use super::sink_service::SinkClients;
 use super::sink_store::CollectStore;
+use super::write_grant::WriteGrant;
 use crate::chain::TaskWaits;
 use crate::ids::CheckpointId;
 use crate::ids::{ExecutionAttemptId, JobId};
@@ -24,6 +25,8 @@ pub trait ConnectorContext {
     fn parallelism(&self) -> u32;
     /// The connector's operator name, as the job named it.
     fn operator_name(&self) -> &str;
+    /// A sink's write grant from the JobManager (`connectors::write_grant`).
+    fn sink_grant(&self) -> WriteGrant;
     /// The connector's state in the checkpoint the attempt restores from, if any.
     fn restored(&self) -> Option<&OperatorState>;
     /// The checkpoint the attempt restores from, if any.
@@ -118,6 +121,9 @@ pub(crate) mod testing {
         }
         fn operator_name(&self) -> &str {
             "sink"
+        }
+        fn sink_grant(&self) -> WriteGrant {
+            WriteGrant::default()
         }
         fn restored(&self) -> Option<&OperatorState> {
             self.state.restored(NODE)

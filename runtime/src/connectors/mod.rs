@@ -7,6 +7,7 @@ pub mod sink;
 pub mod sink_service;
 pub mod sink_store;
 pub mod source;
+pub mod write_grant;
 
 pub use context::ConnectorContext;
 pub use sink::{Sink, SinkSpec, SinkWriter, StandardSink};

@@ -9,6 +9,10 @@
 //! (back-pressure). A write that gets no reply is sent again, numbered, and the store applies
 //! each number once, so a reconnect never doubles output. A store that is down stalls its
 //! sinks rather than failing them.
+//!
+//! A store that holds `security.sink-store.write-key` applies a write only with the grant the
+//! JobManager deployed its sink attempt with (`write_grant`), presented by the TaskManager it
+//! names; a sink refused for want of one fails its task, with the reason.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,11 +24,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::sink_store::{BatchEntry, CollectStore, CollectedBatch, Fenced, SinkOp, WriterKey};
+use super::write_grant::{WriteGrant, WriteKey, WriteTarget};
 use crate::buggify::{self, Point};
+use crate::chain::TaskWaits;
 use crate::config::Configuration;
+use crate::error::JobError;
 use crate::ids::CheckpointId;
 use crate::ids::JobId;
-use crate::rpc::service::{serve, Backoff, ClientPool, ServiceClient};
+use crate::rpc::service::{serve_by_name, Backoff, ClientPool, ServiceClient};
 use crate::rpc::PeerRole;
 use crate::util::{lock, AbortOnDrop};
 
@@ -46,6 +53,8 @@ pub struct SinkRequest {
     attempt: u32,
     /// The writer's number for this write, from 1: resent writes keep theirs.
     seq: u64,
+    /// The JobManager's grant for this attempt (all zeros: none).
+    grant: WriteGrant,
     op: WireOp,
 }
 
@@ -82,13 +91,41 @@ impl WireBatch {
     }
 }
 
-type SinkReply = Result<(), Fenced>;
+/// Why a sink store did not apply a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum SinkRefusal {
+    /// The attempt has been replaced: what it would write is its successor's to write.
+    #[error(transparent)]
+    Fenced(#[from] Fenced),
+    /// The write carried no grant for this attempt on this TaskManager.
+    #[error(
+        "the sink store refused the write: no write grant for this attempt on this \
+         TaskManager (does the JobManager hold the store's security.sink-store.write-key?)"
+    )]
+    Ungranted,
+}
+
+type SinkReply = Result<(), SinkRefusal>;
 
 /// Serves `store` to TaskManagers on `listener` until the task is dropped. Each write is
 /// applied when it arrives, before the next one is read: a writer's writes land in order.
+/// With `security.sink-store.write-key` set, only granted writes are applied.
 pub async fn serve_sink_store(listener: TcpListener, store: CollectStore, config: Configuration) {
-    let handler = move |request: SinkRequest| {
-        let reply = apply(&store, request);
+    let key = WriteKey::from_config(&config);
+    if key.is_none() {
+        tracing::warn!(
+            "sink store without security.sink-store.write-key: any TaskManager may write any \
+             job's sinks"
+        );
+    }
+    let handler = move |peer: &str, request: SinkRequest| {
+        let reply = match &key {
+            Some(key) if !granted(key, peer, &request) => {
+                tracing::debug!(peer, job = %request.job, sink = %request.sink, "ungranted sink write refused");
+                Err(SinkRefusal::Ungranted)
+            }
+            _ => apply(&store, request).map_err(SinkRefusal::from),
+        };
         // Buggify: applied now, acknowledged late (a slow sync); the writer waits for it.
         let late = buggify::delay(Point::SinkStoreAckLate);
         async move {
@@ -98,10 +135,22 @@ pub async fn serve_sink_store(listener: TcpListener, store: CollectStore, config
             reply
         }
     };
-    serve(listener, config, SERVICE, PeerRole::TaskManager, handler).await
+    serve_by_name(listener, config, SERVICE, PeerRole::TaskManager, handler).await
 }
 
-fn apply(store: &CollectStore, r: SinkRequest) -> SinkReply {
+/// Whether `r` carries the grant of the attempt it names, on the TaskManager `peer`.
+fn granted(key: &WriteKey, peer: &str, r: &SinkRequest) -> bool {
+    let target = WriteTarget {
+        job: r.job,
+        sink: &r.sink,
+        subtask: r.subtask,
+        attempt: r.attempt,
+        taskmanager: peer,
+    };
+    key.admits(&r.grant, &target)
+}
+
+fn apply(store: &CollectStore, r: SinkRequest) -> Result<(), Fenced> {
     let key = WriterKey {
         job: r.job,
         sink: Arc::from(r.sink),
@@ -143,8 +192,8 @@ pub fn sink_clients(config: Configuration, name: String) -> SinkClients {
 /// What the sink and its writer task share.
 #[derive(Default)]
 struct Shared {
-    /// Set when the store refused this attempt: it has been replaced.
-    fenced: Mutex<Option<Fenced>>,
+    /// Set when the store refused this attempt: it has been replaced, or was never granted.
+    refused: Mutex<Option<SinkRefusal>>,
     outstanding: AtomicUsize,
     /// Signalled as writes complete.
     progress: Notify,
@@ -168,6 +217,8 @@ impl RemoteSinkWriter {
         client: ServiceClient<SinkRequest, SinkReply>,
         key: &WriterKey,
         attempt: u32,
+        grant: WriteGrant,
+        waits: TaskWaits,
     ) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::default());
@@ -177,6 +228,8 @@ impl RemoteSinkWriter {
             sink: key.sink.to_string(),
             subtask: key.subtask,
             attempt,
+            grant,
+            waits,
             shared: shared.clone(),
         };
         RemoteSinkWriter {
@@ -186,10 +239,10 @@ impl RemoteSinkWriter {
         }
     }
 
-    /// Queues a write; refused at once if the store has fenced this attempt.
-    pub fn send(&self, op: SinkOp) -> Result<(), Fenced> {
-        if let Some(fenced) = *lock(&self.shared.fenced) {
-            return Err(fenced);
+    /// Queues a write; refused at once if the store has refused this attempt.
+    pub fn send(&self, op: SinkOp) -> Result<(), SinkRefusal> {
+        if let Some(refused) = *lock(&self.shared.refused) {
+            return Err(refused);
         }
         let op = match op {
             SinkOp::Open { restored } => WireOp::Open { restored },
@@ -239,6 +292,9 @@ struct WriterTask {
     sink: String,
     subtask: u32,
     attempt: u32,
+    grant: WriteGrant,
+    /// Where an ungranted write fails the task (a replaced attempt just stops writing).
+    waits: TaskWaits,
     shared: Arc<Shared>,
 }
 
@@ -252,7 +308,7 @@ impl WriterTask {
                 }
                 Queued::Write(op) => {
                     seq += 1;
-                    if lock(&self.shared.fenced).is_none() {
+                    if lock(&self.shared.refused).is_none() {
                         self.deliver(seq, op).await;
                     }
                     self.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
@@ -272,15 +328,19 @@ impl WriterTask {
             subtask: self.subtask,
             attempt: self.attempt,
             seq,
+            grant: self.grant,
             op,
         };
         let mut backoff = Backoff::default();
         loop {
             match self.client.call(&request).await {
                 Ok(Ok(())) => break,
-                Ok(Err(fenced)) => {
-                    tracing::warn!(sink = %self.sink, subtask = self.subtask, error = %fenced, "sink write fenced");
-                    *lock(&self.shared.fenced) = Some(fenced);
+                Ok(Err(refused)) => {
+                    tracing::warn!(sink = %self.sink, subtask = self.subtask, error = %refused, "sink write refused");
+                    if refused == SinkRefusal::Ungranted {
+                        self.waits.fail(JobError::Sink(refused.to_string()));
+                    }
+                    *lock(&self.shared.refused) = Some(refused);
                     break;
                 }
                 Err(e) => {
@@ -303,11 +363,33 @@ mod tests {
     use super::*;
 
     async fn served() -> (String, CollectStore, AbortOnDrop<()>) {
+        served_with(Configuration::default()).await
+    }
+
+    async fn served_with(config: Configuration) -> (String, CollectStore, AbortOnDrop<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let store = CollectStore::new();
-        let server = serve_sink_store(listener, store.clone(), Configuration::default());
+        let server = serve_sink_store(listener, store.clone(), config);
         (addr, store, AbortOnDrop(tokio::spawn(server)))
+    }
+
+    fn ungranted() -> WriteGrant {
+        WriteGrant::default()
+    }
+
+    fn waits() -> TaskWaits {
+        TaskWaits::default()
+    }
+
+    fn grant(key: &WriteKey, attempt: u32, taskmanager: &str) -> WriteGrant {
+        key.grant(&WriteTarget {
+            job: JobId(1),
+            sink: "sink",
+            subtask: 0,
+            attempt,
+            taskmanager,
+        })
     }
 
     fn key() -> WriterKey {
@@ -336,7 +418,7 @@ mod tests {
     async fn writes_land_in_order_and_synced_waits_for_them() {
         let (addr, store, _server) = served().await;
         let pool = sink_clients(Configuration::default(), "tm-1".into());
-        let w = RemoteSinkWriter::start(pool.client(&addr), &key(), 0);
+        let w = RemoteSinkWriter::start(pool.client(&addr), &key(), 0, ungranted(), waits());
         w.send(SinkOp::Open { restored: None }).unwrap();
         w.send(SinkOp::Stage {
             checkpoint: CheckpointId(1),
@@ -356,16 +438,61 @@ mod tests {
     async fn a_replaced_attempt_is_fenced_and_writes_nothing_more() {
         let (addr, store, _server) = served().await;
         let pool = sink_clients(Configuration::default(), "tm-1".into());
-        let old = RemoteSinkWriter::start(pool.client(&addr), &key(), 0);
+        let old = RemoteSinkWriter::start(pool.client(&addr), &key(), 0, ungranted(), waits());
         old.send(SinkOp::Open { restored: None }).unwrap();
         old.synced().await;
-        let new = RemoteSinkWriter::start(pool.client(&addr), &key(), 1);
+        let new = RemoteSinkWriter::start(pool.client(&addr), &key(), 1, ungranted(), waits());
         new.send(SinkOp::Open { restored: None }).unwrap();
         new.synced().await;
         old.send(SinkOp::Append(batch(2))).unwrap();
         old.synced().await;
         assert!(old.send(SinkOp::Append(batch(1))).is_err());
         assert_eq!((store.len(), store.fenced()), (0, 2));
+    }
+
+    #[tokio::test]
+    async fn a_store_with_a_write_key_applies_only_granted_writes() {
+        let config = Configuration::new()
+            .with(
+                crate::config::keys::SINK_WRITE_KEY,
+                "shared-by-jm-and-store",
+            )
+            .unwrap();
+        let write_key = WriteKey::from_config(&config).unwrap();
+        let (addr, store, _server) = served_with(config).await;
+        let pool = sink_clients(Configuration::default(), "tm-1".into());
+        let owner_waits = waits();
+        let owner = RemoteSinkWriter::start(
+            pool.client(&addr),
+            &key(),
+            0,
+            grant(&write_key, 0, "tm-1"),
+            owner_waits.clone(),
+        );
+        owner.send(SinkOp::Open { restored: None }).unwrap();
+        owner.send(SinkOp::Append(batch(2))).unwrap();
+        owner.synced().await;
+        assert_eq!(store.len(), 2);
+        // A writer with a huge attempt and no grant, and one presenting another
+        // TaskManager's grant: neither takes the sink over, and each fails its task.
+        for (attempt, grant) in [(u32::MAX, ungranted()), (5, grant(&write_key, 5, "tm-2"))] {
+            let w = waits();
+            let intruder =
+                RemoteSinkWriter::start(pool.client(&addr), &key(), attempt, grant, w.clone());
+            intruder.send(SinkOp::Open { restored: None }).unwrap();
+            intruder.synced().await;
+            let failure = w.failure().expect("an ungranted writer fails its task");
+            assert!(failure.to_string().contains("no write grant"), "{failure}");
+            assert_eq!(
+                intruder.send(SinkOp::Append(batch(1))),
+                Err(SinkRefusal::Ungranted)
+            );
+        }
+        // The granted attempt still owns the sink subtask.
+        owner.send(SinkOp::Append(batch(3))).unwrap();
+        owner.synced().await;
+        assert_eq!((store.len(), store.fenced()), (5, 0));
+        assert!(owner_waits.failure().is_none());
     }
 
     #[tokio::test]

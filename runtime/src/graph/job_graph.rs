@@ -110,6 +110,15 @@ impl JobGraph {
         Ok(graph)
     }
 
+    /// The names of the sinks chained into `vertex`, in chain order: what the JobManager
+    /// grants a sink subtask's writes for (`connectors::write_grant`).
+    pub fn sink_names(&self, vertex: VertexId) -> impl Iterator<Item = &str> {
+        self.vertex(vertex).nodes.iter().filter_map(|n| {
+            let node = &self.logical.nodes[n.0 as usize];
+            matches!(node.kind, NodeKind::Sink(_)).then_some(node.name.as_str())
+        })
+    }
+
     fn connect(&mut self, node_vertex: &[VertexId], chained: &[bool]) {
         for (target, node) in self.logical.nodes.iter().enumerate() {
             if chained[target] {

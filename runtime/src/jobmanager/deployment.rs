@@ -9,6 +9,7 @@ use super::job::Job;
 use super::scheduler::{placement_for, slot_sharing_groups, TaskManagerSlots};
 use super::JobManager;
 use crate::config::FailoverStrategy;
+use crate::connectors::write_grant::{WriteGrant, WriteTarget};
 use crate::events::{ClusterEvent, Deployment};
 use crate::graph::{
     ExecutionAttemptId, ExecutionSlotSharingGroup, ExecutionState, ExecutionVertex,
@@ -218,6 +219,7 @@ impl JobManager {
             inputs,
             restore,
             finished_consumers: job.finished_consumers(ev.vertex, ev.subtask),
+            sink_grants: self.sink_grants(job, attempt, tm),
         };
         let entry = self.tms.get(&tm).ok_or("taskmanager is gone")?;
         if entry.out.send(msg).is_err() {
@@ -241,6 +243,33 @@ impl JobManager {
             slot,
         });
         Ok(())
+    }
+
+    /// The write grant of each sink chained into `attempt`, deployed on `tm`: the only writes a
+    /// sink store that shares this JobManager's write key applies.
+    fn sink_grants(
+        &self,
+        job: &Job,
+        attempt: ExecutionAttemptId,
+        tm: TaskManagerId,
+    ) -> Vec<(String, WriteGrant)> {
+        let (Some(key), Some(entry)) = (&self.write_key, self.tms.get(&tm)) else {
+            return Vec::new();
+        };
+        job.eg
+            .job
+            .sink_names(attempt.vertex)
+            .map(|sink| {
+                let target = WriteTarget {
+                    job: job.id,
+                    sink,
+                    subtask: attempt.subtask,
+                    attempt: attempt.attempt,
+                    taskmanager: &entry.name,
+                };
+                (sink.to_owned(), key.grant(&target))
+            })
+            .collect()
     }
 
     /// Where `consumer`, on TaskManager `consumer_tm`, reads input channel `ch` from: the

@@ -53,6 +53,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::Configuration;
+use crate::connectors::write_grant::WriteKey;
 use crate::events::{ClusterEvent, Events};
 use crate::graph::{ExecutionGraph, JobId, TaskManagerId};
 use crate::jobs::{builtin, JobRegistry};
@@ -115,6 +116,9 @@ pub struct JobManager {
     heartbeat_seq: u64,
     /// Makes each TaskManager's claim key, and so every consumer's grant (`network::claim`).
     claim_keys: ClaimKeys,
+    /// Makes each sink attempt's write grant (`connectors::write_grant`), if this JobManager
+    /// shares a key with the sink store.
+    write_key: Option<WriteKey>,
 }
 
 /// Serves the JobManager on `listener` forever.
@@ -160,6 +164,7 @@ impl JobManager {
         inbox: Sender<ActorMessage>,
     ) -> Self {
         let claim_keys = ClaimKeys::generate(&config.cluster_secret());
+        let write_key = WriteKey::from_config(&config);
         JobManager {
             config,
             services,
@@ -171,6 +176,7 @@ impl JobManager {
             next_job: 1,
             heartbeat_seq: 0,
             claim_keys,
+            write_key,
         }
     }
 

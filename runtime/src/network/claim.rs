@@ -17,16 +17,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 use super::partition::SubpartitionKey;
 use crate::ids::ExecutionAttemptId;
-
-type HmacSha256 = Hmac<Sha256>;
+use crate::util::hmac_sha256 as mac;
 
 /// Domain tags: a key or a grant made for one purpose never verifies as the other.
 const KEY_TAG: &[u8] = b"rill/claim-key/v1\0";
@@ -189,15 +186,6 @@ impl ClaimCheck {
             .as_ref()
             .is_some_and(|k| k.admits(grant, key, consumer_tm, consumer))
     }
-}
-
-fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    // HMAC takes a key of any length.
-    let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
-    for part in parts {
-        m.update(part);
-    }
-    m.finalize().into_bytes().into()
 }
 
 #[cfg(test)]

@@ -108,6 +108,24 @@ pub async fn serve<Req, Rep, H, F>(
     H: Fn(Req) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Rep> + Send + 'static,
 {
+    let handler = move |_: &str, request: Req| handler(request);
+    serve_by_name(listener, config, service, client, handler).await
+}
+
+/// [`serve`], with `handler` told the name each request's connection authenticated as (with
+/// TLS, its certificate's): for a service that binds what a peer may do to who it is.
+pub async fn serve_by_name<Req, Rep, H, F>(
+    listener: TcpListener,
+    config: Configuration,
+    service: &'static str,
+    client: PeerRole,
+    handler: H,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Rep: Serialize + Send + Sync + 'static,
+    H: Fn(&str, Req) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Rep> + Send + 'static,
+{
     let (creds, max_frame) = (credentials(&config), config.max_frame_size());
     let admission = Admission::default();
     loop {
@@ -145,10 +163,10 @@ async fn serve_connection<Req, Rep, H, F>(
 where
     Req: DeserializeOwned + Send + 'static,
     Rep: Serialize + Send + Sync + 'static,
-    H: Fn(Req) -> F + Send + Sync + 'static,
+    H: Fn(&str, Req) -> F + Send + Sync + 'static,
     F: Future<Output = Rep> + Send + 'static,
 {
-    let (_, mut reader, writer) = admit(
+    let (hello, mut reader, writer) = admit(
         stream,
         place,
         creds,
@@ -168,7 +186,7 @@ where
         let Some(Tagged { id, body }) = reader.recv::<Tagged<Req>>().await? else {
             return Ok(());
         };
-        let (reply, out) = (handler(body), out.clone());
+        let (reply, out) = (handler(&hello.name, body), out.clone());
         // Not tied to the connection: a write the peer asked for completes even if it left.
         tokio::spawn(async move {
             // The peer may be gone by the time the reply is ready; nothing to tell it then.

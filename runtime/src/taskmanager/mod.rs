@@ -447,6 +447,7 @@ impl TaskManager {
             inputs,
             restore,
             finished_consumers,
+            sink_grants,
         } = msg
         else {
             return;
@@ -477,6 +478,7 @@ impl TaskManager {
             config: Arc::new(config),
             restore,
             finished_consumers,
+            sink_grants,
         };
         if let Err(e) = deployment.validate() {
             return self.reject(job, attempt, format!("invalid deployment: {e}"));

@@ -24,6 +24,7 @@ use crate::buggify::{self, Point};
 use crate::config::Configuration;
 use crate::config::FailoverStrategy;
 use crate::connectors::source::SourceDriver;
+use crate::connectors::write_grant::WriteGrant;
 use crate::error::JobError;
 use crate::events::{ClusterEvent, Events};
 use crate::graph::{EdgeId, ExecutionAttemptId, JobGraph};
@@ -53,6 +54,8 @@ pub struct TaskDeployment {
     pub restore: Option<TaskRestore>,
     /// Subpartitions (edge, index) whose consumer has finished: written to nobody.
     pub finished_consumers: Vec<(EdgeId, u32)>,
+    /// The write grant of each sink in the chain, by name (`connectors::write_grant`).
+    pub sink_grants: Vec<(String, WriteGrant)>,
 }
 
 /// What the TaskManager tells a running task.
@@ -85,6 +88,16 @@ pub struct TaskLink {
 }
 
 impl TaskDeployment {
+    /// The write grant of the chain's sink named `sink`; none (all zeros) if the JobManager
+    /// sent none, which a store that checks grants refuses.
+    fn sink_grant(&self, sink: &str) -> WriteGrant {
+        self.sink_grants
+            .iter()
+            .find(|(name, _)| name == sink)
+            .map(|(_, grant)| *grant)
+            .unwrap_or_default()
+    }
+
     /// Checks a deployment that arrived from the network against the job graph, so nothing
     /// below indexes the graph with a value the graph does not have.
     pub fn validate(&self) -> Result<(), String> {
@@ -364,6 +377,7 @@ fn build_chain(
             parallelism: vertex.parallelism,
             max_parallelism: job.max_parallelism,
             operator_name: node.name.clone(),
+            sink_grant: d.sink_grant(&node.name),
             node: node_id.0,
             state: state.clone(),
             waits: waits.clone(),

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rill::config::keys::{CLUSTER_SECRET, SSL_CA, SSL_CERT, SSL_ENABLED, SSL_KEY};
+use rill::config::keys::{CLUSTER_SECRET, SINK_WRITE_KEY, SSL_CA, SSL_CERT, SSL_ENABLED, SSL_KEY};
 use rill::config::Configuration;
 use rill::rpc::tls::{cluster_nodes, issue, write_issued};
 
@@ -20,10 +20,14 @@ pub fn run_secret() -> String {
     )
 }
 
+/// The nodes that hold the sink-store write key: the JobManager grants, the store checks.
+const WRITE_KEY_HOLDERS: [&str; 2] = ["jobmanager", "sink-store"];
+
 /// Certificates issued for one run, under its directory.
 pub struct RunCerts {
     dir: PathBuf,
     secret: String,
+    write_key: String,
 }
 
 impl RunCerts {
@@ -40,6 +44,7 @@ impl RunCerts {
         Ok(RunCerts {
             dir,
             secret: run_secret(),
+            write_key: format!("write-key-{}", run_secret()),
         })
     }
 
@@ -49,7 +54,8 @@ impl RunCerts {
     }
 
     /// `base` for the node whose certificate is `stem` (`jobmanager`, `tm-2`, `sink-store`..):
-    /// TLS on with its files, and the run's secret.
+    /// TLS on with its files, the run's secret, and for the JobManager and the sink store the
+    /// run's sink-store write key.
     pub fn config_for(&self, base: &Configuration, stem: &str) -> Result<Configuration, RealError> {
         let path = |name: String| self.dir.join(name).display().to_string();
         let bad = |e: rill::config::ConfigError| RealError::Job(e.to_string());
@@ -63,6 +69,9 @@ impl RunCerts {
             .set(SSL_KEY, &path(format!("{stem}.key")))
             .map_err(bad)?;
         config.set(CLUSTER_SECRET, &self.secret).map_err(bad)?;
+        if WRITE_KEY_HOLDERS.contains(&stem) {
+            config.set(SINK_WRITE_KEY, &self.write_key).map_err(bad)?;
+        }
         Ok(config)
     }
 }

@@ -409,9 +409,13 @@ impl Cluster {
             other => other.to_string(),
         };
         let config = self.certs.config_for(&self.config, &stem)?;
-        // The secret goes through the environment: on a command line `ps` would show it.
+        // Secrets go through the environment: on a command line `ps` would show them.
+        let (secret_key, write_key) = (
+            rill::config::keys::CLUSTER_SECRET,
+            rill::config::keys::SINK_WRITE_KEY,
+        );
         for (key, value) in config.explicit() {
-            if key != rill::config::keys::CLUSTER_SECRET {
+            if key != secret_key && key != write_key {
                 argv.push("-c".into());
                 argv.push(format!("{key}={value}").into());
             }
@@ -421,8 +425,11 @@ impl Cluster {
             Ok(net) => net.wrap(&name, &options.program, argv),
             Err(_) => (options.program.clone(), argv),
         };
-        let process = NodeProcess::new(name.clone(), &program, argv, log)
+        let mut process = NodeProcess::new(name.clone(), &program, argv, log)
             .with_env(rill::cli::SECRET_ENV, self.certs.secret());
+        if let Some(key) = config.get_raw(write_key) {
+            process = process.with_env(rill::cli::WRITE_KEY_ENV, key);
+        }
         self.processes.insert(name.clone(), process);
         self.tails.push(EventTail::new(name, events));
         Ok(())

@@ -11,10 +11,8 @@ use serde::Serialize;
 
 use super::SinkWriter;
 use crate::chain::{TaskWaits, Traceable};
-use crate::connectors::sink_service::RemoteSinkWriter;
-use crate::connectors::sink_store::{
-    BatchEntry, CollectStore, CollectedBatch, Fenced, SinkOp, WriterKey,
-};
+use crate::connectors::sink_service::{RemoteSinkWriter, SinkRefusal};
+use crate::connectors::sink_store::{BatchEntry, CollectStore, CollectedBatch, SinkOp, WriterKey};
 use crate::connectors::ConnectorContext;
 use crate::error::JobError;
 use crate::ids::CheckpointId;
@@ -66,7 +64,10 @@ impl CollectSink {
         let link = match (store, ctx.collect_store()) {
             (Some(addr), _) => {
                 let client = ctx.sink_clients().client(addr);
-                StoreLink::Remote(RemoteSinkWriter::start(client, &writer, attempt))
+                let (grant, waits) = (ctx.sink_grant(), ctx.waits().clone());
+                StoreLink::Remote(RemoteSinkWriter::start(
+                    client, &writer, attempt, grant, waits,
+                ))
             }
             (None, Some(local)) => StoreLink::Local(local.clone()),
             (None, None) => {
@@ -95,9 +96,9 @@ impl CollectSink {
         Ok(sink)
     }
 
-    fn send(&mut self, op: SinkOp) -> Result<(), Fenced> {
+    fn send(&mut self, op: SinkOp) -> Result<(), SinkRefusal> {
         match &self.link {
-            StoreLink::Local(store) => store.apply(&self.writer, self.attempt, op),
+            StoreLink::Local(store) => Ok(store.apply(&self.writer, self.attempt, op)?),
             StoreLink::Remote(writer) => writer.send(op),
         }
     }
@@ -109,7 +110,7 @@ impl CollectSink {
             return;
         }
         if let Err(e) = self.send(op) {
-            tracing::warn!(sink = %self.writer.sink, subtask = self.writer.subtask, error = %e, "sink write fenced");
+            tracing::warn!(sink = %self.writer.sink, subtask = self.writer.subtask, error = %e, "sink write refused");
             self.fenced = true;
         }
     }
