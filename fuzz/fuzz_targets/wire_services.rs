@@ -126,7 +126,6 @@ enum WireOpSeed {
 
 #[derive(Serialize)]
 struct WireBatchSeed {
-    taskmanager: String,
     payloads: Bytes,
     entries: Vec<BatchEntry>,
 }
@@ -142,7 +141,6 @@ struct RecordBatchSeed {
 fn seeds() -> Vec<(u8, Vec<u8>)> {
     use common::enc;
     let batch = || WireBatchSeed {
-        taskmanager: "tm-1".into(),
         payloads: Bytes::from_static(b"abcdef"),
         entries: vec![
             BatchEntry::new(

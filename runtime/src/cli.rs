@@ -63,6 +63,9 @@ struct ConfigArgs {
 
 /// Where the cluster secret comes from when no `--secret-file` is given.
 pub const SECRET_ENV: &str = "RILL_CLUSTER_SECRET";
+/// The shortest sink-store write key the command line takes.
+const MIN_WRITE_KEY_CHARS: usize = 32;
+
 /// Where the sink-store write key comes from when no `--write-key-file` is given.
 pub const WRITE_KEY_ENV: &str = "RILL_SINK_WRITE_KEY";
 
@@ -470,6 +473,16 @@ fn configuration(args: &ConfigArgs) -> Res<Configuration> {
     }
     let write_key = args.write_key_file.as_deref();
     if let Some(key) = from_file_or_env(write_key, WRITE_KEY_ENV, "write key")? {
+        // Every TaskManager sees grants made with the key: a short one could be guessed
+        // offline from them.
+        if key.chars().count() < MIN_WRITE_KEY_CHARS {
+            return Err(format!(
+                "the sink-store write key has {} characters: it needs at least \
+                 {MIN_WRITE_KEY_CHARS} (`rill certs` writes 64 random hex digits)",
+                key.chars().count()
+            )
+            .into());
+        }
         config.set(crate::config::keys::SINK_WRITE_KEY, &key)?;
     }
     config.validate()?;
@@ -483,15 +496,9 @@ fn configuration(args: &ConfigArgs) -> Res<Configuration> {
 /// readable by its owner only (created so, never readable by others for a moment).
 #[cfg(not(madsim))]
 fn write_write_key(dir: &std::path::Path) -> Res<std::path::PathBuf> {
-    use std::fmt::Write as _;
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut bytes = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    let hex = bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    });
+    let hex = crate::util::fresh_key_hex();
     let path = dir.join("sink-write.key");
     let mut file = std::fs::OpenOptions::new()
         .write(true)

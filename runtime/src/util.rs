@@ -43,3 +43,17 @@ pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     }
     m.finalize().into_bytes().into()
 }
+
+/// A fresh 256-bit key as 64 hex digits, from OS entropy: for keys and secrets that must be
+/// unpredictable (`rill certs`' sink-store write key, a real run's secret and write key).
+/// Real build only; nothing simulated may draw it (ARCHITECTURE rule 2).
+#[cfg(not(madsim))]
+pub fn fresh_key_hex() -> String {
+    use std::fmt::Write as _;
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

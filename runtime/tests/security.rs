@@ -897,6 +897,30 @@ fn the_secret_is_refused_on_the_command_line() {
     }
 }
 
+/// The sink-store write key is refused on the command line, as the secret is, and a short one
+/// (guessable offline from the grants every TaskManager sees) is refused from the environment.
+#[test]
+fn the_write_key_is_refused_on_the_command_line_or_when_short() {
+    let key = "k".repeat(40);
+    let given = format!("security.sink-store.write-key={key}");
+    let store = ["sink-store", "--bind", "127.0.0.1:0"];
+    let args: Vec<&str> = store.iter().copied().chain(["-c", &given]).collect();
+    let out = finish(&args, &[], START);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("RILL_SINK_WRITE_KEY"), "{stderr}");
+    assert!(
+        !stderr.contains(&key) && !stdout.contains(&key),
+        "echoed: {stderr}"
+    );
+
+    let out = finish(&store, &[("RILL_SINK_WRITE_KEY", "short-key")], START);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("at least 32"), "{stderr}");
+    assert!(!stdout.contains("listening on"), "{stdout}");
+}
+
 /// A JobManager bound beyond loopback without TLS would take the secret in the clear from
 /// anyone: refused (naming TLS) unless `--insecure`; with TLS and a secret it serves.
 #[test]

@@ -1,7 +1,8 @@
 //! `cargo xtask bench recovery --real`: the recovery benchmark on real processes, a thin use of
 //! the parity machinery. Each of `scenarios/bench/recovery-{full,region,taskmanager}.toml`
 //! (keyed-count p=4 on 4 x 2 at 20,000 records/s, tm-2 SIGKILLed at 25 s) runs once in the
-//! simulator and once as real processes (`rill-sim real --compare`), and the side-by-side
+//! simulator and twice as real processes (`rill-sim real --compare`, over mutual TLS and then
+//! `--plaintext`, so the cost of TLS shows side by side), and the side-by-side
 //! table shows, for both, the longest stall and where the time of the recovery went: the
 //! loss detected, the failover started, the replacements deployed and running, the consumers
 //! reconnected, the output back at 95% of its rate. A checker that fails or differs is
@@ -17,7 +18,7 @@ const STRATEGIES: [&str; 3] = ["full", "region", "taskmanager"];
 
 pub fn real(root: &Path) -> Result<(), Failure> {
     crate::parity::prepare(root).map_err(|e| Failure::new(format!("parity directory: {e}")))?;
-    let mut plan = Plan::new(2 + 2 * STRATEGIES.len());
+    let mut plan = Plan::new(2 + 3 * STRATEGIES.len());
     for build in crate::parity::builds(root) {
         plan.run(build)?;
     }
@@ -38,16 +39,30 @@ pub fn real(root: &Path) -> Result<(), Failure> {
         if plan.run(simulated).is_err() {
             findings.push(format!("{strategy}: a simulated checker failed"));
         }
-        let real = Step::new("recovery: real", root, &real_bin)
-            .args([
-                OsStr::new("real"),
-                OsStr::new("--scenario"),
-                scenario.as_os_str(),
-            ])
-            .args([OsStr::new("--rill"), rill.as_os_str()])
-            .args([OsStr::new("--compare"), summary.as_os_str()]);
-        if plan.run(real).is_err() {
-            findings.push(format!("{strategy}: a real checker failed or differs"));
+        // Over mutual TLS, as production runs, then in plaintext: what TLS costs a recovery.
+        let modes = [
+            ("tls", "recovery: real, mutual TLS", None),
+            (
+                "plaintext",
+                "recovery: real, plaintext",
+                Some("--plaintext"),
+            ),
+        ];
+        for (mode, label, extra) in modes {
+            let real = Step::new(label, root, &real_bin)
+                .args([
+                    OsStr::new("real"),
+                    OsStr::new("--scenario"),
+                    scenario.as_os_str(),
+                ])
+                .args([OsStr::new("--rill"), rill.as_os_str()])
+                .args([OsStr::new("--compare"), summary.as_os_str()])
+                .args(extra.map(OsStr::new));
+            if plan.run(real).is_err() {
+                findings.push(format!(
+                    "{strategy} ({mode}): a real checker failed or differs"
+                ));
+            }
         }
     }
     println!("target under taskmanager failover: no 100 ms window without output (longest_stall), back at 95% within 0.5 s of the SIGKILL (recovery.back_at_95)");

@@ -73,10 +73,11 @@ enum WireOp {
     },
 }
 
-/// A batch as it travels: the store stamps it when it arrives, which is when it is stored.
+/// A batch as it travels: the store stamps it when it arrives, which is when it is stored,
+/// with the TaskManager its connection authenticated as (a writer cannot label its output as
+/// another TaskManager's).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct WireBatch {
-    taskmanager: String,
     payloads: Bytes,
     entries: Vec<BatchEntry>,
 }
@@ -84,7 +85,6 @@ struct WireBatch {
 impl WireBatch {
     fn from_batch(b: CollectedBatch) -> Self {
         WireBatch {
-            taskmanager: b.taskmanager.to_string(),
             payloads: b.payloads,
             entries: b.entries,
         }
@@ -124,7 +124,7 @@ pub async fn serve_sink_store(listener: TcpListener, store: CollectStore, config
                 tracing::debug!(peer, job = %request.job, sink = %request.sink, "ungranted sink write refused");
                 Err(SinkRefusal::Ungranted)
             }
-            _ => apply(&store, request).map_err(SinkRefusal::from),
+            _ => apply(&store, peer, request).map_err(SinkRefusal::from),
         };
         // Buggify: applied now, acknowledged late (a slow sync); the writer waits for it.
         let late = buggify::delay(Point::SinkStoreAckLate);
@@ -150,16 +150,17 @@ fn granted(key: &WriteKey, peer: &str, r: &SinkRequest) -> bool {
     key.admits(&r.grant, &target)
 }
 
-fn apply(store: &CollectStore, r: SinkRequest) -> Result<(), Fenced> {
+fn apply(store: &CollectStore, peer: &str, r: SinkRequest) -> Result<(), Fenced> {
     let key = WriterKey {
         job: r.job,
         sink: Arc::from(r.sink),
         subtask: r.subtask,
     };
     let now = tokio::time::Instant::now();
+    let taskmanager: Arc<str> = Arc::from(peer);
     let batch = |b: WireBatch| CollectedBatch {
         sink: key.sink.clone(),
-        taskmanager: Arc::from(b.taskmanager),
+        taskmanager: taskmanager.clone(),
         at: now,
         subtask: r.subtask,
         attempt: r.attempt,

@@ -10,9 +10,13 @@
 //! the subtask, the attempt and the TaskManager it runs on. The store applies a write only if
 //! its grant matches what the write names and the name its connection authenticated as (with
 //! TLS, the certificate's), so a TaskManager can write only what the JobManager put there.
+//! Without TLS the name is only what the hello claims and grants cross the wire in the clear:
+//! a grant then binds nothing against a peer that can watch the network.
 //!
 //! Like claim grants (`network::claim`) they are stateless: a replacement attempt writes the
-//! moment it is deployed, and a restarted JobManager with the same key issues the same grants.
+//! moment it is deployed. The flip side, open: job ids restart at 1 with each JobManager
+//! process, so a grant issued before a JobManager restart stays valid for the job that reuses
+//! its id (as the store's per-job state does; see ARCHITECTURE.md, "Security").
 
 use std::fmt;
 

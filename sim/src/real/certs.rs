@@ -10,14 +10,11 @@ use rill::rpc::tls::{cluster_nodes, issue, write_issued};
 
 use super::RealError;
 
-/// The secret a run's processes share, through [`rill::cli::SECRET_ENV`]: one per harness
-/// process, never on a command line.
+/// The secret a run's processes share, through [`rill::cli::SECRET_ENV`]: fresh OS entropy
+/// per run, never on a command line. (The write key is drawn apart from it: a TaskManager holds
+/// the secret and must not be able to work the write key out from it.)
 pub fn run_secret() -> String {
-    format!(
-        "rill-real-run-{}-{}",
-        std::process::id(),
-        rill::events::unix_nanos()
-    )
+    format!("rill-real-run-{}", rill::util::fresh_key_hex())
 }
 
 /// The nodes that hold the sink-store write key: the JobManager grants, the store checks.
@@ -28,12 +25,15 @@ pub struct RunCerts {
     dir: PathBuf,
     secret: String,
     write_key: String,
+    /// Whether the processes run TLS with these certificates (else the plaintext mode).
+    tls: bool,
 }
 
 impl RunCerts {
     /// A CA and certificates for the JobManager, the client, the three services and
-    /// TaskManagers `tm-1` to `tm-{taskmanagers}`, written under `dir/tls`.
-    pub fn issue(dir: &Path, taskmanagers: u32) -> Result<RunCerts, RealError> {
+    /// TaskManagers `tm-1` to `tm-{taskmanagers}`, written under `dir/tls`; `tls` says whether
+    /// the nodes' configurations use them.
+    pub fn issue(dir: &Path, taskmanagers: u32, tls: bool) -> Result<RunCerts, RealError> {
         let nodes = cluster_nodes((1..=taskmanagers).map(|i| format!("tm-{i}")));
         let dir = dir.join("tls");
         let issued = issue(&nodes).map_err(RealError::Job)?;
@@ -44,7 +44,8 @@ impl RunCerts {
         Ok(RunCerts {
             dir,
             secret: run_secret(),
-            write_key: format!("write-key-{}", run_secret()),
+            write_key: rill::util::fresh_key_hex(),
+            tls,
         })
     }
 
@@ -54,12 +55,19 @@ impl RunCerts {
     }
 
     /// `base` for the node whose certificate is `stem` (`jobmanager`, `tm-2`, `sink-store`..):
-    /// TLS on with its files, the run's secret, and for the JobManager and the sink store the
-    /// run's sink-store write key.
+    /// the run's secret, for the JobManager and the sink store the run's sink-store write key,
+    /// and TLS on with its files unless the run is plaintext.
     pub fn config_for(&self, base: &Configuration, stem: &str) -> Result<Configuration, RealError> {
         let path = |name: String| self.dir.join(name).display().to_string();
         let bad = |e: rill::config::ConfigError| RealError::Job(e.to_string());
         let mut config = base.clone();
+        config.set(CLUSTER_SECRET, &self.secret).map_err(bad)?;
+        if WRITE_KEY_HOLDERS.contains(&stem) {
+            config.set(SINK_WRITE_KEY, &self.write_key).map_err(bad)?;
+        }
+        if !self.tls {
+            return Ok(config);
+        }
         config.set(SSL_ENABLED, "true").map_err(bad)?;
         config.set(SSL_CA, &path("ca.pem".into())).map_err(bad)?;
         config
@@ -68,10 +76,6 @@ impl RunCerts {
         config
             .set(SSL_KEY, &path(format!("{stem}.key")))
             .map_err(bad)?;
-        config.set(CLUSTER_SECRET, &self.secret).map_err(bad)?;
-        if WRITE_KEY_HOLDERS.contains(&stem) {
-            config.set(SINK_WRITE_KEY, &self.write_key).map_err(bad)?;
-        }
         Ok(config)
     }
 }

@@ -46,6 +46,10 @@ struct RealArgs {
     /// applied); without it, namespaces are used where root, `ip` and `nft` are at hand.
     #[arg(long)]
     loopback: bool,
+    /// Run without TLS (the authenticated plaintext mode, every process `--insecure`), to
+    /// measure what TLS costs; identities are then only claimed.
+    #[arg(long)]
+    plaintext: bool,
     /// Fail if a fault of the plan was not applied (a parity run without its fault proves
     /// nothing), as well as on a failing or differing checker.
     #[arg(long)]
@@ -110,12 +114,17 @@ fn real(
         })
         .transpose()?;
     println!(
-        "real run: {} seed {} on {} TaskManager processes x {} slots ({})",
+        "real run: {} seed {} on {} TaskManager processes x {} slots ({}, {})",
         s.name,
         a.seed,
         s.cluster.taskmanagers,
         s.cluster.slots_per_taskmanager,
-        a.rill.display()
+        a.rill.display(),
+        if a.plaintext {
+            "plaintext"
+        } else {
+            "mutual TLS"
+        }
     );
     let harness = RealHarness::new(
         jobs,
@@ -123,6 +132,7 @@ fn real(
             program: a.rill.clone(),
             workdir: a.workdir.clone(),
             loopback: a.loopback,
+            plaintext: a.plaintext,
         },
     );
     let outcome = harness.run(&s, a.seed)?;

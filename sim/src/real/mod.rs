@@ -72,6 +72,10 @@ pub struct RealOptions {
     /// Run every process on loopback, without namespaces of their own, even where they could
     /// have them (partition faults are then not applied).
     pub loopback: bool,
+    /// Run the cluster without TLS, in the authenticated plaintext mode the simulator runs
+    /// (every process with `--insecure`), to measure what TLS costs. Identity is then only
+    /// claimed: never for a check of it.
+    pub plaintext: bool,
 }
 
 /// Why a real run could not be made (as opposed to a run whose checkers failed).
@@ -168,7 +172,7 @@ impl RealHarness {
             source,
         })?;
         let network = self.network(s);
-        let certs = RunCerts::issue(&dir, s.cluster.taskmanagers)?;
+        let certs = RunCerts::issue(&dir, s.cluster.taskmanagers, !self.options.plaintext)?;
         let services = Services::start(&self.jobs, s, network.as_ref().ok(), &certs).await?;
         let client_config = certs.config_for(&s.config, "client")?;
         let mut cluster = Cluster::start(&self.options, s, &services, dir, network, certs)?;
@@ -402,6 +406,9 @@ impl Cluster {
     ) -> Result<(), RealError> {
         let events = self.dir.join(format!("{name}.events"));
         let mut argv: Vec<OsString> = args.into_iter().map(OsString::from).collect();
+        if options.plaintext {
+            argv.push("--insecure".into());
+        }
         argv.push("--events".into());
         argv.push(events.clone().into());
         let stem = match &name {
