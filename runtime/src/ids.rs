@@ -20,7 +20,9 @@ pub struct VertexId(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct EdgeId(pub u32);
 
-/// A job the JobManager accepted, numbered from 1 in submission order.
+/// A job the JobManager accepted, numbered in submission order: from 1 under the simulator,
+/// from a random incarnation of the JobManager process in the real build (so no id repeats
+/// across JobManager restarts; `jobmanager::first_job_id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct JobId(pub u64);

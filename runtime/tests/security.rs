@@ -1202,6 +1202,7 @@ fn a_job_cannot_name_paths_outside_the_allowed_directories() {
 /// does not hold the key deploys its sinks without grants, as any TaskManager writing on its
 /// own would: the store refuses every write, and the job fails with the reason instead of
 /// reporting output it never stored. (With the store's check planted away, that job finishes.)
+/// A third JobManager, with the key, is a restarted one: its job is a new job to the store.
 #[test]
 fn a_sink_store_applies_only_writes_the_jobmanager_granted() {
     let dir = TempDir(fresh_dir("write-grants"));
@@ -1289,4 +1290,13 @@ fn a_sink_store_applies_only_writes_the_jobmanager_granted() {
     // Nothing of it was stored: the store still holds the first job's output alone.
     let line = store_out.wait_for("sink store:", Duration::from_secs(10));
     assert!(line.contains("2000 records visible"), "{line}");
+
+    // A JobManager started afresh with the key (as after a restart) numbers its jobs anew: its
+    // job must not be taken for the first one, whose sinks the store holds as complete.
+    let (ok, said) = run_job(&key_arg);
+    assert!(
+        ok && said.contains("Finished"),
+        "the restarted JobManager's job: {said}"
+    );
+    store_out.wait_for("sink store: 4000 records visible", Duration::from_secs(15));
 }

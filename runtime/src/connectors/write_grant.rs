@@ -14,9 +14,8 @@
 //! a grant then binds nothing against a peer that can watch the network.
 //!
 //! Like claim grants (`network::claim`) they are stateless: a replacement attempt writes the
-//! moment it is deployed. The flip side, open: job ids restart at 1 with each JobManager
-//! process, so a grant issued before a JobManager restart stays valid for the job that reuses
-//! its id (as the store's per-job state does; see ARCHITECTURE.md, "Security").
+//! moment it is deployed. A grant outlives a JobManager restart, but the job it names does not
+//! come back: each JobManager process numbers its jobs from a random incarnation.
 
 use std::fmt;
 

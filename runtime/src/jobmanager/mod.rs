@@ -157,6 +157,22 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
+/// The id of this JobManager process's first job; the next ones count up from it.
+///
+/// Real build: a random 32-bit incarnation in the high half (OS entropy). The sink store and
+/// the checkpoint store outlive a JobManager and key their state, and write grants, by job id:
+/// a restarted JobManager that numbered from 1 again would hand its first job the old job 1's
+/// fenced attempts, staged transactions and checkpoints, and a grant issued before the restart
+/// would admit writes to it. Under the simulator: 1, so a seed replays (determinism rule 2;
+/// no simulated client resubmits after a JobManager crash).
+fn first_job_id() -> u64 {
+    #[cfg(not(madsim))]
+    let incarnation = u64::from(rand::RngCore::next_u32(&mut rand::rngs::OsRng));
+    #[cfg(madsim)]
+    let incarnation = 0;
+    (incarnation << 32) | 1
+}
+
 impl JobManager {
     fn new(
         config: Configuration,
@@ -173,7 +189,7 @@ impl JobManager {
             jobs: BTreeMap::new(),
             pool: SlotPool::default(),
             next_tm: 1,
-            next_job: 1,
+            next_job: first_job_id(),
             heartbeat_seq: 0,
             claim_keys,
             write_key,
