@@ -110,11 +110,12 @@ impl JobManager {
         let inbox = self.inbox.clone();
         tokio::spawn(async move {
             let result = write.await.map_err(|e| e.to_string());
-            let _ = inbox.send(ActorMessage::CheckpointPersisted {
+            let persisted = ActorMessage::CheckpointPersisted {
                 job: id,
                 checkpoint,
                 result,
-            });
+            };
+            let _ = inbox.send(persisted).await;
         });
     }
 

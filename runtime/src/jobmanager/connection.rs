@@ -4,10 +4,12 @@
 //! Nothing here decides anything about jobs: a connection task only translates between frames
 //! and the actor's inbox, so every decision stays in the actor's one order.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::submission::Submission;
 use crate::buggify::{self, Point};
@@ -21,8 +23,85 @@ use crate::rpc::secure::{Reader, Writer};
 use crate::rpc::{admit, credentials, ClientToJm, JmToClient, JmToTm, PeerRole, RpcError, TmToJm};
 use crate::util::{AbortOnDrop, TaskSet};
 
-/// A channel into a task of the JobManager: a connection's writer, or the actor itself.
-pub(super) type Sender<T> = mpsc::UnboundedSender<T>;
+/// How many messages may wait for the actor. A connection's reader waits while it is full, so
+/// a peer that floods the JobManager fills its own TCP window, not the JobManager's memory;
+/// the queue is fair, so every other peer's messages still get their turn.
+const INBOX_CAPACITY: usize = 1024;
+
+/// How many messages may wait for one TaskManager's or client's connection writer. More than
+/// one step of the actor sends to a healthy peer: a full restart sends a TaskManager a cancel
+/// and a deployment per task it runs (at most a few per slot) plus partition updates. A peer
+/// that leaves this many unread is not reading: its connection is closed (a lost TaskManager,
+/// a gone client) rather than let the queue grow without bound.
+pub(super) const OUTBOX_CAPACITY: usize = 4096;
+
+/// The actor's inbox: connection readers and the actor's own spawned work send into it.
+pub(super) type Inbox = mpsc::Sender<ActorMessage>;
+
+/// The actor's inbox and its receiving end.
+pub(super) fn inbox() -> (Inbox, mpsc::Receiver<ActorMessage>) {
+    mpsc::channel(INBOX_CAPACITY)
+}
+
+/// What the actor sends one peer through: bounded, never waiting (the actor must not block on
+/// a peer). When the peer's queue is full the message is refused and the connection is told to
+/// close itself ([`Overflowed`]).
+pub(super) struct Outbox<T> {
+    tx: mpsc::Sender<T>,
+    overflow: Arc<Notify>,
+}
+
+// By hand: the derive would ask for `T: Clone`.
+impl<T> Clone for Outbox<T> {
+    fn clone(&self) -> Self {
+        Outbox {
+            tx: self.tx.clone(),
+            overflow: self.overflow.clone(),
+        }
+    }
+}
+
+/// Why an [`Outbox`] refused a message.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Unsent {
+    /// The connection is gone.
+    Closed,
+    /// The peer left [`OUTBOX_CAPACITY`] messages unread; its connection is closing.
+    Full,
+}
+
+impl<T> Outbox<T> {
+    /// Queues `msg` for the peer's writer, or refuses it at once.
+    pub fn send(&self, msg: T) -> Result<(), Unsent> {
+        match self.tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                // Stored as a permit if the connection is not waiting right now.
+                self.overflow.notify_one();
+                Err(Unsent::Full)
+            }
+            Err(TrySendError::Closed(_)) => Err(Unsent::Closed),
+        }
+    }
+}
+
+/// Resolves when an [`Outbox`] refused a message because its peer is not reading.
+pub(super) struct Overflowed(Arc<Notify>);
+
+impl Overflowed {
+    pub async fn wait(&self) {
+        self.0.notified().await
+    }
+}
+
+/// A bounded outbox of [`OUTBOX_CAPACITY`], the queue its writer drains, and its overflow
+/// signal.
+pub(super) fn outbox<T>() -> (Outbox<T>, mpsc::Receiver<T>, Overflowed) {
+    let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
+    let overflow = Arc::new(Notify::new());
+    let signal = Overflowed(overflow.clone());
+    (Outbox { tx, overflow }, rx, signal)
+}
 
 /// What reaches the JobManager actor through its inbox.
 pub(super) enum ActorMessage {
@@ -30,7 +109,7 @@ pub(super) enum ActorMessage {
         name: String,
         slots: u32,
         data_addr: String,
-        out: Sender<JmToTm>,
+        out: Outbox<JmToTm>,
         /// Dropped by the JobManager to close the connection (a lost TaskManager).
         close: oneshot::Sender<()>,
         reply: oneshot::Sender<TaskManagerId>,
@@ -47,7 +126,7 @@ pub(super) enum ActorMessage {
     /// files, `input=DIR`).
     Submit {
         submission: Submission,
-        out: Sender<JmToClient>,
+        out: Outbox<JmToClient>,
     },
     /// The checkpoint store finished writing a completed checkpoint.
     CheckpointPersisted {
@@ -61,7 +140,7 @@ pub(super) async fn accept_loop(
     listener: TcpListener,
     config: Configuration,
     jobs: JobRegistry,
-    inbox: Sender<ActorMessage>,
+    inbox: Inbox,
 ) {
     let mut connections = TaskSet::default();
     let admission = Admission::default();
@@ -92,7 +171,7 @@ async fn serve_connection(
     place: Ticket,
     config: Configuration,
     jobs: JobRegistry,
-    inbox: Sender<ActorMessage>,
+    inbox: Inbox,
 ) -> Result<(), RpcError> {
     let roles = [PeerRole::TaskManager, PeerRole::Client];
     let creds = credentials(&config);
@@ -116,7 +195,7 @@ async fn serve_taskmanager(
     mut reader: Reader,
     writer: Writer,
     authenticated: &str,
-    inbox: Sender<ActorMessage>,
+    inbox: Inbox,
 ) -> Result<(), RpcError> {
     let Some(TmToJm::Register {
         name,
@@ -134,17 +213,18 @@ async fn serve_taskmanager(
             "registration as {name:?} over a connection authenticated as {authenticated:?}"
         ))));
     }
-    let (out, out_rx) = mpsc::unbounded_channel();
+    let (out, out_rx, overflowed) = outbox();
     let (close, mut closed) = oneshot::channel();
     let (reply, id) = oneshot::channel();
-    let _ = inbox.send(ActorMessage::TmRegistered {
+    let registered = ActorMessage::TmRegistered {
         name,
         slots,
         data_addr,
         out,
         close,
         reply,
-    });
+    };
+    inbox.send(registered).await.map_err(|_| RpcError::Closed)?;
     let tm = id.await.map_err(|_| RpcError::Closed)?;
     let _writer = AbortOnDrop(spawn_writer(writer, out_rx));
     let reason = loop {
@@ -152,18 +232,26 @@ async fn serve_taskmanager(
             biased;
             // The JobManager dropped this TaskManager: close the connection so it learns at once.
             _ = &mut closed => return Ok(()),
+            _ = overflowed.wait() => {
+                tracing::warn!(taskmanager = %authenticated, queued = OUTBOX_CAPACITY, "closing the connection of a TaskManager that is not reading it");
+                break format!("not reading: {OUTBOX_CAPACITY} messages unread");
+            }
             msg = reader.recv::<TmToJm>() => match msg {
                 Ok(Some(msg)) => {
                     // Buggify: the actor gets it late; later messages wait behind it.
                     buggify::sleep(Point::ControlMessageLate).await;
-                    let _ = inbox.send(ActorMessage::TmMessage { tm, msg });
+                    if inbox.send(ActorMessage::TmMessage { tm, msg }).await.is_err() {
+                        return Err(RpcError::Closed);
+                    }
                 }
                 Ok(None) => break "connection closed".to_string(),
                 Err(e) => break format!("connection error: {e}"),
             },
         }
     };
-    let _ = inbox.send(ActorMessage::TmDisconnected { tm, reason });
+    let _ = inbox
+        .send(ActorMessage::TmDisconnected { tm, reason })
+        .await;
     Ok(())
 }
 
@@ -172,7 +260,7 @@ async fn serve_client(
     mut writer: Writer,
     config: &Configuration,
     jobs: &JobRegistry,
-    inbox: Sender<ActorMessage>,
+    inbox: Inbox,
 ) -> Result<(), RpcError> {
     let Some(ClientToJm::Submit {
         spec,
@@ -185,10 +273,18 @@ async fn serve_client(
         Ok(submission) => submission,
         Err(reason) => return writer.send(&JmToClient::Rejected { reason }).await,
     };
-    let (out, mut out_rx) = mpsc::unbounded_channel();
-    let _ = inbox.send(ActorMessage::Submit { submission, out });
-    while let Some(msg) = out_rx.recv().await {
-        writer.send(&msg).await?;
+    let (out, out_rx, overflowed) = outbox();
+    let submit = ActorMessage::Submit { submission, out };
+    inbox.send(submit).await.map_err(|_| RpcError::Closed)?;
+    // The writer is a task of its own so that a client that stops reading blocks it, not
+    // this task's watch on the outbox.
+    let mut writer = AbortOnDrop(spawn_writer(writer, out_rx));
+    tokio::select! {
+        // The job runs on; only this client's view of it ends.
+        _ = overflowed.wait() => {
+            tracing::warn!(queued = OUTBOX_CAPACITY, "closing the connection of a client that is not reading it");
+            Err(RpcError::Closed)
+        }
+        _ = &mut writer.0 => Ok(()),
     }
-    Ok(())
 }

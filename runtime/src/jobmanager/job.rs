@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio::time::Instant;
 
 use super::checkpoint_coordinator::CheckpointCoordinator;
-use super::connection::Sender;
+use super::connection::Outbox;
 use super::restart_backoff::RestartBackoff;
 use super::scheduler::SlotOffer;
 use crate::api::JobSpec;
@@ -79,7 +79,7 @@ pub(super) struct Job {
     pub eg: ExecutionGraph,
     status: JobStatus,
     pub message: Option<String>,
-    pub clients: Vec<Sender<JmToClient>>,
+    pub clients: Vec<Outbox<JmToClient>>,
     pub submitted: Instant,
     pub placement: Placement,
     pub recovery: Recovery,
@@ -93,7 +93,7 @@ impl Job {
         spec: JobSpec,
         config: Configuration,
         eg: ExecutionGraph,
-        client: Sender<JmToClient>,
+        client: Outbox<JmToClient>,
         backoff: Box<dyn RestartBackoff>,
         checkpoints: CheckpointCoordinator,
     ) -> Self {
@@ -235,7 +235,7 @@ mod tests {
         let spec = JobSpec::new("keyed-count").with("parallelism", 2);
         let config = Configuration::new();
         let eg = ExecutionGraph::new(std::sync::Arc::new(build_job(&spec, 128).unwrap()));
-        let (client, _) = tokio::sync::mpsc::unbounded_channel();
+        let (client, _, _) = crate::jobmanager::connection::outbox();
         let backoff = restart_backoff::from_config(&config, 1);
         let checkpoints = CheckpointCoordinator::new(None, Duration::from_secs(10), 1);
         let mut job = Job::new(JobId(1), spec, config, eg, client, backoff, checkpoints);

@@ -49,7 +49,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::Configuration;
@@ -62,7 +61,7 @@ use crate::rpc::{JmToClient, TmToJm};
 use crate::state::{CheckpointStore, MemoryCheckpointStore};
 use crate::util::AbortOnDrop;
 use checkpoint_coordinator::CheckpointCoordinator;
-use connection::{accept_loop, ActorMessage, Sender};
+use connection::{accept_loop, ActorMessage, Inbox, Outbox};
 use job::Job;
 use scheduler::SlotPool;
 use submission::Submission;
@@ -107,7 +106,7 @@ pub struct JobManager {
     config: Configuration,
     services: JobManagerServices,
     /// The actor's own inbox, for completions of work it spawned (checkpoint writes).
-    inbox: Sender<ActorMessage>,
+    inbox: Inbox,
     tms: BTreeMap<TaskManagerId, TmEntry>,
     jobs: BTreeMap<JobId, Job>,
     pool: SlotPool,
@@ -127,7 +126,7 @@ pub async fn run_jobmanager_with(
     config: Configuration,
     services: JobManagerServices,
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = connection::inbox();
     let _acceptor = AbortOnDrop(tokio::spawn(accept_loop(
         listener,
         config.clone(),
@@ -174,11 +173,7 @@ fn first_job_id() -> u64 {
 }
 
 impl JobManager {
-    fn new(
-        config: Configuration,
-        services: JobManagerServices,
-        inbox: Sender<ActorMessage>,
-    ) -> Self {
+    fn new(config: Configuration, services: JobManagerServices, inbox: Inbox) -> Self {
         let claim_keys = ClaimKeys::generate(&config.cluster_secret());
         let write_key = WriteKey::from_config(&config);
         JobManager {
@@ -275,7 +270,7 @@ impl JobManager {
     }
 
     /// Accepts a job its client's connection prepared (`submission.rs`).
-    fn submit(&mut self, submission: Submission, out: Sender<JmToClient>) {
+    fn submit(&mut self, submission: Submission, out: Outbox<JmToClient>) {
         let Submission {
             spec,
             config,

@@ -4,7 +4,7 @@
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::connection::Sender;
+use super::connection::Outbox;
 use super::failover::FailureScope;
 use super::JobManager;
 use crate::events::{ClusterEvent, FailoverCause, LossCause};
@@ -19,7 +19,7 @@ const MAX_SLOTS_PER_TASKMANAGER: u32 = 4096;
 pub(super) struct TmEntry {
     pub name: String,
     pub data_addr: String,
-    pub out: Sender<JmToTm>,
+    pub out: Outbox<JmToTm>,
     /// Dropping it closes the connection (the instance is lost).
     pub _close: oneshot::Sender<()>,
     pub last_reply: Instant,
@@ -36,7 +36,7 @@ impl JobManager {
         name: String,
         slots: u32,
         data_addr: String,
-        out: Sender<JmToTm>,
+        out: Outbox<JmToTm>,
         close: oneshot::Sender<()>,
         reply: oneshot::Sender<TaskManagerId>,
     ) {

@@ -3,9 +3,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::connection::Sender;
-
-use super::connection::ActorMessage;
+use super::connection::{outbox, ActorMessage, Outbox, Overflowed, OUTBOX_CAPACITY};
 use super::submission::Submission;
 use super::{JobManager, JobManagerServices};
 use crate::api::JobSpec;
@@ -16,7 +14,8 @@ use crate::rpc::{JmToClient, JmToTm, TmToJm};
 
 struct FakeTm {
     id: TaskManagerId,
-    rx: mpsc::UnboundedReceiver<JmToTm>,
+    rx: mpsc::Receiver<JmToTm>,
+    overflowed: Overflowed,
     _closed: oneshot::Receiver<()>,
 }
 
@@ -30,12 +29,12 @@ fn jobmanager(config: &[(&str, &str)]) -> (JobManager, EventLog) {
         events: Events::new(keep.clone()),
         ..JobManagerServices::default()
     };
-    let (inbox, _) = mpsc::unbounded_channel();
+    let (inbox, _) = super::connection::inbox();
     (JobManager::new(c, services, inbox), keep)
 }
 
 async fn register(jm: &mut JobManager, name: &str, slots: u32) -> FakeTm {
-    let (out, rx) = mpsc::unbounded_channel();
+    let (out, rx, overflowed) = outbox();
     let (close, closed) = oneshot::channel();
     let (reply, id) = oneshot::channel();
     jm.handle(ActorMessage::TmRegistered {
@@ -49,6 +48,7 @@ async fn register(jm: &mut JobManager, name: &str, slots: u32) -> FakeTm {
     FakeTm {
         id: id.await.expect("registered"),
         rx,
+        overflowed,
         _closed: closed,
     }
 }
@@ -83,7 +83,7 @@ async fn a_lost_taskmanager_fails_over_exactly_the_subtasks_deployed_on_it() {
     for name in ["tm-1", "tm-2", "tm-3"] {
         tms.push(register(&mut jm, name, 2).await);
     }
-    let (client, _client_rx) = mpsc::unbounded_channel();
+    let (client, _client_rx, _) = outbox();
     let spec = JobSpec::new("keyed-count").with("parallelism", 3);
     submit(&mut jm, spec, client).await;
     let deployed: usize = tms.iter_mut().map(|tm| run_deployed(&mut jm, tm)).sum();
@@ -150,7 +150,7 @@ async fn a_second_registration_under_the_same_name_replaces_the_first_instance()
         ClusterEvent::TaskManagerLost { instance, cause: LossCause::RegisteredAgain, .. } if *instance == first.id
     )));
     // A registration with an absurd slot count is refused, not an allocation.
-    let (out, _rx) = mpsc::unbounded_channel();
+    let (out, _rx, _) = outbox();
     let (close, _closed) = oneshot::channel();
     let (reply, id) = oneshot::channel();
     jm.handle(ActorMessage::TmRegistered {
@@ -178,7 +178,7 @@ async fn backoff_after_losing_a_taskmanager(extra: &[(&str, &str)]) -> std::time
     for name in ["tm-1", "tm-2", "tm-3"] {
         tms.push(register(&mut jm, name, 2).await);
     }
-    let (client, _client_rx) = mpsc::unbounded_channel();
+    let (client, _client_rx, _) = outbox();
     let spec = JobSpec::new("keyed-count").with("parallelism", 2);
     submit(&mut jm, spec, client).await;
     for tm in &mut tms {
@@ -217,7 +217,7 @@ async fn taskmanager_failover_redeploys_a_lost_taskmanagers_subtasks_without_the
 
 /// Submits `spec` as a client's connection would: prepared (built) first, then handed to
 /// the actor.
-async fn submit(jm: &mut JobManager, spec: JobSpec, client: Sender<JmToClient>) {
+async fn submit(jm: &mut JobManager, spec: JobSpec, client: Outbox<JmToClient>) {
     let submission = Submission::prepare(&jm.config, &jm.services.jobs, spec, Configuration::new())
         .await
         .expect("the job builds");
@@ -225,4 +225,61 @@ async fn submit(jm: &mut JobManager, spec: JobSpec, client: Sender<JmToClient>) 
         submission,
         out: client,
     });
+}
+
+/// Whether `overflowed` has fired, without waiting.
+async fn has_overflowed(overflowed: &Overflowed) -> bool {
+    tokio::time::timeout(std::time::Duration::ZERO, overflowed.wait())
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_taskmanager_that_reads_nothing_is_cut_off_when_its_outbox_is_full() {
+    let (mut jm, _events) = jobmanager(&[]);
+    let mut tm = register(&mut jm, "tm-1", 2).await;
+    // Registered is already queued: fill the rest with heartbeats, read by nobody.
+    for _ in 1..OUTBOX_CAPACITY {
+        jm.heartbeat();
+    }
+    assert!(
+        !has_overflowed(&tm.overflowed).await,
+        "a full queue is not yet an overflow"
+    );
+    jm.heartbeat();
+    assert!(
+        has_overflowed(&tm.overflowed).await,
+        "one message more than the queue holds tells the connection to close"
+    );
+    // What was queued is intact and in order; nothing beyond the bound was kept.
+    assert!(matches!(tm.rx.try_recv(), Ok(JmToTm::Registered { .. })));
+    let mut queued = 1;
+    while let Ok(msg) = tm.rx.try_recv() {
+        assert!(matches!(msg, JmToTm::Heartbeat { .. }));
+        queued += 1;
+    }
+    assert_eq!(queued, OUTBOX_CAPACITY);
+}
+
+#[tokio::test]
+async fn a_client_that_reads_nothing_is_dropped_and_the_job_runs_on() {
+    let (mut jm, _events) = jobmanager(&[]);
+    let mut tm = register(&mut jm, "tm-1", 2).await;
+    let (client, _unread, overflowed) = outbox();
+    submit(
+        &mut jm,
+        JobSpec::new("keyed-count").with("parallelism", 1),
+        client,
+    )
+    .await;
+    run_deployed(&mut jm, &mut tm);
+    // Each heartbeat sends running jobs' clients a status; the TaskManager here reads its own.
+    for _ in 0..=OUTBOX_CAPACITY {
+        jm.heartbeat();
+        while tm.rx.try_recv().is_ok() {}
+    }
+    assert!(has_overflowed(&overflowed).await);
+    let job = jm.jobs.values().next().expect("the job");
+    assert!(job.clients.is_empty(), "the client is forgotten");
+    assert_eq!(job.status(), JobStatus::Running, "the job runs on");
 }

@@ -298,6 +298,9 @@ type Waiting<Rep> = Arc<Mutex<Option<BTreeMap<u64, oneshot::Sender<Rep>>>>>;
 
 struct Conn<Rep> {
     /// Encoded requests (the client is generic over the request type only at the edge).
+    /// Unbounded, yet bounded by construction: only this process's callers send, each holds
+    /// at most one request here while it waits for its reply, none waits beyond `timeout`,
+    /// and a timeout drops the connection with its queue. Nothing a peer sends adds to it.
     out: mpsc::UnboundedSender<bytes::Bytes>,
     waiting: Waiting<Rep>,
     _tasks: (AbortOnDrop<()>, AbortOnDrop<()>),
