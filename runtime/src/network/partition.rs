@@ -236,8 +236,30 @@ impl PartitionRegistry {
                 }
                 true
             }
-            _ => false,
+            Some(_) => false,
+            None => {
+                drop(claims);
+                self.revoke_unclaimed(key)
+            }
         }
+    }
+
+    /// A revocation that finds no claim: the replaced consumer's forwarder already ended (its
+    /// consumer was cancelled, or its connection dropped, before the revocation arrived; a
+    /// TaskManager busy elsewhere handles its JobManager's messages late). Its queue went
+    /// with it. If the producer had written its end, that end went too and the producer
+    /// writes nothing more: the replacement gets a queue holding just the end, or it would
+    /// wait for it forever. Otherwise the producer's next send fails and it opens a fresh
+    /// queue itself.
+    fn revoke_unclaimed(&self, key: &SubpartitionKey) -> bool {
+        let ended = crate::util::lock(&self.local).ended.contains(key);
+        // A queue already there (an end-only one, or one not yet claimed) is the
+        // replacement's: it is not replaced.
+        let queued = matches!(self.lock().get(key), Some(Slot::Ready(_)));
+        if ended && !queued {
+            self.create_ended(*key);
+        }
+        ended && !queued
     }
 
     /// True while `key`'s queue is registered and no consumer has claimed it.
@@ -408,6 +430,52 @@ mod tests {
             rx.recv().await,
             Some(NetBuffer::Event(super::super::StreamEvent::EndOfPartition))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_replacement_gets_the_end_when_its_revocation_comes_after_the_old_forwarder_ended() {
+        let registry = PartitionRegistry::default();
+        let tx = registry.create(key(), 4);
+        // The old consumer's forwarder claims the queue; the producer writes its end into it.
+        let old_queue = registry.take(key()).await.expect("claimed");
+        let signal = registry.watch_claim(key(), consumer(0));
+        tx.try_send(NetBuffer::Event(super::super::StreamEvent::EndOfPartition))
+            .unwrap();
+        assert!(!registry.note_end(&key()));
+        // The old consumer is cancelled before this TaskManager handles the revocation: its
+        // forwarder ends and drops the queue, end and all.
+        registry.unwatch(&key(), &signal);
+        drop(old_queue);
+        // The replacement asks first and waits; the revocation comes late.
+        let taker = registry.clone();
+        let waiting = tokio::spawn(async move { taker.take(key()).await });
+        while registry.lock().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert!(registry.revoke(&key(), consumer(1)));
+        let mut rx = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("the replacement got a queue in time")
+            .expect("joined")
+            .expect("a queue");
+        // Its forwarder holds the claim from then on, which the revocation leaves alone.
+        let _own = registry.watch_claim(key(), consumer(1));
+        assert!(matches!(
+            rx.recv().await,
+            Some(NetBuffer::Event(super::super::StreamEvent::EndOfPartition))
+        ));
+        assert!(!registry.revoke(&key(), consumer(1)), "its own claim stays");
+    }
+
+    #[tokio::test]
+    async fn a_revocation_without_a_claim_before_the_end_leaves_the_queue_to_the_producer() {
+        let registry = PartitionRegistry::default();
+        let _tx = registry.create(key(), 4);
+        let old_queue = registry.take(key()).await.expect("claimed");
+        drop(old_queue);
+        // Not ended: the producer's next send fails and it opens the fresh queue itself.
+        assert!(!registry.revoke(&key(), consumer(1)));
+        assert!(registry.is_empty());
     }
 
     #[tokio::test]
