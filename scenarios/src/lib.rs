@@ -15,10 +15,33 @@ pub fn specs_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/specs"))
 }
 
-/// The regression corpus: the `scenario seed` lines sweeps found failing, which the tests
-/// replay so that a bug found once stays fixed.
+/// The regression corpus: the `scenario seed` lines sweeps and fuzz campaigns found failing,
+/// which the tests replay so that a bug found once stays fixed (see [`load_entry`]).
 pub fn corpus_path() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus.txt"))
+}
+
+/// Loads a regression corpus entry's scenario: a name from [`specs_dir`], or a scenario file
+/// given by its path relative to this crate (`findings/NAME.toml`: a drawn scenario a fuzz
+/// campaign or sweep found failing, kept as it was drawn).
+pub fn load_entry(scenario: &str) -> Result<Scenario> {
+    match scenario.ends_with(".toml") {
+        true => rill_sim::scenario_file::load_file(&crate_dir().join(scenario)),
+        false => load(scenario),
+    }
+}
+
+/// The command that replays a corpus entry from the workspace's root.
+pub fn replay_entry(scenario: &str, seed: u64) -> String {
+    let scenario = match scenario.ends_with(".toml") {
+        true => format!("scenarios/{scenario}"),
+        false => scenario.to_string(),
+    };
+    format!("cargo xtask sim run --scenario {scenario} --seed {seed}")
+}
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Names of the scenarios in [`specs_dir`] (file stems), sorted.

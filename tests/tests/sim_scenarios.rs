@@ -92,11 +92,16 @@ fn the_regression_corpus_replays_green() {
         let scenario = if entry.scenario == "generated" {
             rill_sim::scenario_file::generate(entry.seed)
         } else {
-            load(&entry.scenario).expect("corpus names a scenario")
+            rill_scenarios::load_entry(&entry.scenario).expect("corpus names a scenario")
         };
         let outcome = run(&scenario, entry.seed);
+        let replay = rill_scenarios::replay_entry(&entry.scenario, entry.seed);
         let Some(known) = &entry.known else {
-            assert!(outcome.passed(), "{}", describe_failure(&outcome));
+            assert!(
+                outcome.passed(),
+                "{}\n(corpus entry: {replay})",
+                describe_failure(&outcome)
+            );
             continue;
         };
         // An open finding: it fails that checker alone, and the mark goes once it passes.

@@ -138,8 +138,7 @@ impl Bounds {
     /// spreads).
     pub fn of(s: &Scenario, tasks_per_slot: u32, faults: &[&Fault]) -> Self {
         let timing = Timing::of(&s.config);
-        let transactional =
-            s.job.params.get("sink").map(String::as_str) == Some("collect-transactional");
+        let transactional = transactional_sink(s);
         let disruptive: Vec<&Fault> = faults
             .iter()
             .copied()
@@ -184,6 +183,12 @@ impl Bounds {
             timing,
         }
     }
+}
+
+/// Whether `s`'s job writes through a transactional sink: its output becomes visible only
+/// when a checkpoint completes.
+pub fn transactional_sink(s: &Scenario) -> bool {
+    s.job.params.get("sink").map(String::as_str) == Some("collect-transactional")
 }
 
 /// The longest disruption of one fault together with the faults that begin before its own

@@ -204,18 +204,27 @@ fn committed_by_successor(h: &RunHistory, o: &crate::history::OutputRecord) -> b
 /// this.
 const LINK_RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// When a write sent at `at` has reached the sink store at the latest: at once, or when a
-/// pause or crash of the store that holds it then ends. A partition of the store (or a cut
-/// of its links) holds a write sent while it lasts until the link's next try after the heal,
-/// and that wait doubles with each try: the write lands within as long again as the cut held
-/// it (at most `LINK_RETRY_MAX`) after the heal, even when the heal came before `at` (a
-/// write sent during the cut, before `at`).
-fn store_reached_by(h: &RunHistory, at: Duration) -> Duration {
+/// When a write `writer` sent at `at` has reached the sink store at the latest: at once, or
+/// when a pause or crash of the store that holds it then ends. A partition of the store or
+/// of the writer's TaskManager (or a cut of the link between them) holds a write sent while
+/// it lasts until the link's next try after the heal, and that wait doubles with each try:
+/// the write lands within as long again as the cut held it (at most `LINK_RETRY_MAX`) after
+/// the heal, even when the heal came before `at` (a write sent during the cut, before `at`).
+/// A TaskManager gives up on a JobManager it cannot reach while its own writes wait in such
+/// a cut: they were sent before it gave up, and land after.
+fn store_reached_by(h: &RunHistory, at: Duration, writer: &NodeName) -> Duration {
     let store = NodeName::SinkStore;
+    let holds = |kind: &FaultKind| match kind {
+        FaultKind::Partition { target, .. } if target == writer => true,
+        FaultKind::LinkPartition { from, to, .. } => {
+            (from == writer && *to == store) || (*from == store && to == writer)
+        }
+        other => other.touches(&store),
+    };
     h.faults
         .iter()
         .filter(|f| f.took_effect())
-        .filter(|f| f.fault.kind.touches(&store))
+        .filter(|f| holds(&f.fault.kind))
         .filter_map(|f| Some((&f.fault.kind, f.window(h.end)?)))
         .filter(|(_, (b, _))| *b <= at)
         .map(|(kind, (b, e))| match kind {
@@ -231,7 +240,7 @@ fn store_reached_by(h: &RunHistory, at: Duration) -> Duration {
 /// up, if any.
 fn output_after(h: &RunHistory, tm: &NodeName, g: &GaveUp<'_>) -> Option<String> {
     let index = tm.taskmanager()?;
-    let quiet_from = store_reached_by(h, g.at) + LAST_BATCH;
+    let quiet_from = store_reached_by(h, g.at, tm) + LAST_BATCH;
     h.outputs
         .iter()
         .filter(|o| o.at > quiet_from && o.taskmanager == index)
@@ -385,8 +394,11 @@ fn crash_ended_the_job(
             ),
         ));
     }
-    let quiet_from = store_reached_by(h, last_gave_up.unwrap_or(began)) + LAST_BATCH;
-    let late = h.outputs.iter().find(|o| o.at > quiet_from)?;
+    let gave_up = last_gave_up.unwrap_or(began);
+    let late = h.outputs.iter().find(|o| {
+        let writer = NodeName::TaskManager(o.taskmanager);
+        o.at > store_reached_by(h, gave_up, &writer) + LAST_BATCH
+    })?;
     Some(Verdict::fail(
         NAME,
         "output after the JobManager crashed",
@@ -588,6 +600,40 @@ mod tests {
             !v.passed && v.summary == "a cancelled task wrote output",
             "{v:?}"
         );
+    }
+
+    /// A JobManager crash at 1 s with `target` cut off from 0.2 s to 0.8 s before it, both
+    /// TaskManagers giving up at 1.01 s, and tm-1's cancelled sink writing at `write_ms`.
+    fn crash_after_a_cut_of(target: NodeName, write_ms: u64) -> Verdict {
+        let mut h = jm_crash();
+        let mut cut = AppliedFault::planned(Fault::new(
+            Duration::from_millis(200),
+            FaultKind::Partition {
+                target,
+                direction: Direction::Both,
+                heal_after: Some(Duration::from_millis(600)),
+            },
+        ));
+        cut.began_at = Some(Duration::from_millis(200));
+        cut.ended_at = Some(Duration::from_millis(800));
+        cut.effective = true;
+        h.faults.insert(0, cut);
+        both_give_up(&mut h, 1_010);
+        h.outputs.push(out(write_ms, 1, 0));
+        jobmanager_loss(&h, &timing(), TIMEOUT)
+    }
+
+    #[test]
+    fn a_write_its_own_taskmanagers_healed_partition_held_may_land_after_giving_up() {
+        // tm-1's write, sent during its own cut, lands at the first try after the heal.
+        let v = crash_after_a_cut_of(NodeName::TaskManager(1), 1_390);
+        assert!(v.passed, "{v:?}");
+        // Another TaskManager's cut held nothing of tm-1's.
+        let v = crash_after_a_cut_of(NodeName::TaskManager(2), 1_390);
+        assert!(!v.passed, "{v:?}");
+        // Past the retry after the heal, the cancelled task itself wrote it.
+        let v = crash_after_a_cut_of(NodeName::TaskManager(1), 1_700);
+        assert!(!v.passed, "{v:?}");
     }
 
     #[test]

@@ -123,7 +123,11 @@ pub fn check_all(
     // to watch the TaskManagers: its stall and recovery are not the job's.
     let v = match lost {
         true => Verdict::not_checked("zero-stall", "the job was lost with its JobManager"),
-        false => zero_stall(history, Some(stall.value)),
+        false => zero_stall(
+            history,
+            Some(stall.value),
+            bounds::transactional_sink(scenario),
+        ),
     };
     verdicts.push(with_bound(v, &secs(stall.value), &stall.source));
     if disruptive_faults(history).next().is_some() {

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use rill::events::ClusterEvent;
+
 use super::secs;
 use crate::history::{RunHistory, Verdict};
 use crate::node::NodeName;
@@ -11,7 +13,12 @@ use crate::node::NodeName;
 /// The longest interval without output, between the first output and the job's end (checked
 /// against the bound), and the longest for any one sink subtask on a TaskManager no fault
 /// touched (reported).
-pub fn zero_stall(h: &RunHistory, bound: Option<Duration>) -> Verdict {
+///
+/// `gated`: the job's output becomes visible only when a checkpoint completes (a
+/// transactional sink). A stall in which no checkpoint completed, and one was given up
+/// (expired, aborted), had nothing to commit: it is the checkpoints' story, not the data
+/// flow's, and is judged only from the first completion inside it.
+pub fn zero_stall(h: &RunHistory, bound: Option<Duration>, gated: bool) -> Verdict {
     const NAME: &str = "zero-stall";
     let Some(first) = h.outputs.first().map(|o| o.at) else {
         return Verdict::not_checked(NAME, "no output (nothing to measure)");
@@ -52,19 +59,98 @@ pub fn zero_stall(h: &RunHistory, bound: Option<Duration>) -> Verdict {
         secs(from),
         secs(quiet)
     );
-    match bound {
-        Some(b) if gap > b => Verdict::fail(
-            NAME,
-            summary,
-            format!(
-                "no output from {} to {} (bound {})",
+    let Some(b) = bound else {
+        return Verdict::not_checked(NAME, format!("no bound; {summary}"));
+    };
+    if gap <= b {
+        return Verdict::pass(NAME, summary);
+    }
+    if !gated {
+        return Verdict::fail(NAME, summary, no_output(from, from + gap, b));
+    }
+    let mut explained = Vec::new();
+    for (from, to) in gaps_over(h, first, end, b) {
+        match unexplained(h, from, to) {
+            Unexplained::Since(start) if to - start > b => {
+                let why = format!("checkpoint completed at {}", secs(start));
+                let evidence = format!("{}, {why}", no_output(from, to, b));
+                return Verdict::fail(NAME, summary, evidence);
+            }
+            Unexplained::Since(_) => {}
+            Unexplained::Nothing => {
+                let evidence = format!(
+                    "{}, no checkpoint completed or was given up in it",
+                    no_output(from, to, b)
+                );
+                return Verdict::fail(NAME, summary, evidence);
+            }
+            Unexplained::NoCommit(given_up) => explained.push(format!(
+                "{} to {} ({given_up} checkpoint(s) given up, none completed)",
                 secs(from),
-                secs(from + gap),
-                secs(b)
-            ),
-        ),
-        Some(_) => Verdict::pass(NAME, summary),
-        None => Verdict::not_checked(NAME, format!("no bound; {summary}")),
+                secs(to)
+            )),
+        }
+    }
+    let summary = format!(
+        "{summary}; no commit was possible from {}",
+        explained.join(", ")
+    );
+    Verdict::pass(NAME, summary)
+}
+
+fn no_output(from: Duration, to: Duration, bound: Duration) -> String {
+    format!(
+        "no output from {} to {} (bound {})",
+        secs(from),
+        secs(to),
+        secs(bound)
+    )
+}
+
+/// Every interval without output longer than `bound` within [first, end].
+fn gaps_over(
+    h: &RunHistory,
+    first: Duration,
+    end: Duration,
+    bound: Duration,
+) -> Vec<(Duration, Duration)> {
+    let mut times: Vec<Duration> = h
+        .outputs
+        .iter()
+        .map(|o| o.at)
+        .filter(|t| (first..=end).contains(t))
+        .collect();
+    times.push(end);
+    times
+        .windows(2)
+        .filter(|w| w[1].saturating_sub(w[0]) > bound)
+        .map(|w| (w[0], w[1]))
+        .collect()
+}
+
+/// What of a gap in a transactional sink's output its checkpoints leave unexplained.
+enum Unexplained {
+    /// A checkpoint completed inside it at this time: from then on its commit was due.
+    Since(Duration),
+    /// None completed and this many were given up: nothing could be committed.
+    NoCommit(usize),
+    /// None completed and none was given up: the checkpoints explain nothing.
+    Nothing,
+}
+
+fn unexplained(h: &RunHistory, from: Duration, to: Duration) -> Unexplained {
+    let inside = h.events.iter().filter(|e| e.at > from && e.at < to);
+    let mut given_up = 0;
+    for e in inside {
+        match e.event {
+            ClusterEvent::CheckpointCompleted { .. } => return Unexplained::Since(e.at),
+            ClusterEvent::CheckpointAborted { .. } => given_up += 1,
+            _ => {}
+        }
+    }
+    match given_up {
+        0 => Unexplained::Nothing,
+        n => Unexplained::NoCommit(n),
     }
 }
 
@@ -118,9 +204,56 @@ mod tests {
             out(1_600, 2, 0),
             out(1_700, 3, 0),
         ]);
-        let v = zero_stall(&h, Some(Duration::from_millis(1_000)));
+        let v = zero_stall(&h, Some(Duration::from_millis(1_000)), false);
         assert!(!v.passed);
         assert!(v.evidence.unwrap().contains("from 0.100s to 1.600s"));
-        assert!(zero_stall(&h, Some(Duration::from_secs(2))).passed);
+        assert!(zero_stall(&h, Some(Duration::from_secs(2)), false).passed);
+    }
+
+    fn checkpoint(ms: u64, n: u64, completed: bool) -> crate::events::RecordedEvent {
+        use rill::events::AbortReason;
+        use rill::graph::{CheckpointId, JobId};
+        let (job, checkpoint) = (JobId(1), CheckpointId(n));
+        let event = match completed {
+            true => ClusterEvent::CheckpointCompleted {
+                job,
+                checkpoint,
+                bytes: 0,
+            },
+            false => ClusterEvent::CheckpointAborted {
+                job,
+                checkpoint,
+                reason: AbortReason::Expired,
+            },
+        };
+        crate::events::RecordedEvent {
+            at: Duration::from_millis(ms),
+            node: NodeName::JobManager,
+            event,
+        }
+    }
+
+    #[test]
+    fn a_transactional_sinks_stall_without_a_completed_checkpoint_is_the_checkpoints_story() {
+        let bound = Some(Duration::from_millis(1_000));
+        let mut h = history(vec![out(0, 0, 0), out(100, 1, 0), out(1_600, 2, 0)]);
+        // Nothing in the gap says why: a stall, gated or not.
+        assert!(!zero_stall(&h, bound, true).passed);
+        // Every checkpoint in it expired: nothing could be committed.
+        h.events.push(checkpoint(600, 1, false));
+        h.events.push(checkpoint(1_100, 2, false));
+        let v = zero_stall(&h, bound, true);
+        assert!(v.passed, "{v:?}");
+        assert!(v.summary.contains("2 checkpoint(s) given up"), "{v:?}");
+        assert!(!zero_stall(&h, bound, false).passed, "ungated, a stall");
+        // A completion inside it makes the commit due: judged from there.
+        h.events.push(checkpoint(400, 3, true));
+        h.events.sort_by_key(|e| e.at);
+        let v = zero_stall(&h, bound, true);
+        assert!(!v.passed, "{v:?}");
+        assert!(v
+            .evidence
+            .unwrap()
+            .contains("checkpoint completed at 0.400s"));
     }
 }

@@ -30,8 +30,11 @@ const NAME: &str = "keyed-state";
 /// One key's outputs from one attempt of its sink subtask: (time, count), in time order.
 type Counts = Vec<(Duration, u64)>;
 
-/// How each (subtask index, attempt) was deployed: the checkpoint it restored, if any.
-fn restores(h: &RunHistory) -> BTreeMap<(u32, u32), Option<CheckpointId>> {
+/// How each (subtask index, attempt) was deployed: when, and the checkpoint it restored, if
+/// any.
+type Deployed = BTreeMap<(u32, u32), (Duration, Option<CheckpointId>)>;
+
+fn restores(h: &RunHistory) -> Deployed {
     let mut out = BTreeMap::new();
     for e in &h.events {
         if let ClusterEvent::TasksDeployed {
@@ -40,11 +43,61 @@ fn restores(h: &RunHistory) -> BTreeMap<(u32, u32), Option<CheckpointId>> {
         {
             for t in tasks {
                 out.entry((t.attempt.subtask, t.attempt.attempt))
-                    .or_insert(*checkpoint);
+                    .or_insert((e.at, *checkpoint));
             }
         }
     }
     out
+}
+
+/// What the deployments and checkpoint triggers say, for bounding restored state.
+struct Restores {
+    deployed: Deployed,
+    triggered: BTreeMap<CheckpointId, Duration>,
+}
+
+impl Restores {
+    /// Bounds on the count `chk` held for a key on sink subtask `subtask`, from `attempts`
+    /// (the key's outputs per attempt). The state is the one the attempt running when `chk`
+    /// was triggered snapshotted: the subtask's last attempt deployed by then. What it output
+    /// before the trigger is in the state, and nothing beyond the highest it output at all
+    /// (the checkpoint's pre-commit made everything before its barrier durable). If it output
+    /// nothing of the key before the trigger, the state held at least what that attempt
+    /// itself restored (and, with no output at all, exactly that). `None`: not known.
+    fn state_of(
+        &self,
+        attempts: &BTreeMap<(u32, u32), Counts>,
+        subtask: u32,
+        chk: CheckpointId,
+    ) -> Option<(u64, u64)> {
+        let trigger = *self.triggered.get(&chk)?;
+        let (&(_, taker), &(_, base_chk)) = self
+            .deployed
+            .range((subtask, 0)..=(subtask, u32::MAX))
+            .rev()
+            .find(|(_, (at, _))| *at <= trigger)?;
+        // The taker's own restore is of an earlier checkpoint: this ends.
+        let base = match base_chk {
+            None => Some((0, 0)),
+            Some(earlier) if earlier < chk => self.state_of(attempts, subtask, earlier),
+            Some(_) => None,
+        };
+        let counts = attempts.get(&(subtask, taker)).filter(|c| !c.is_empty());
+        let Some(counts) = counts else {
+            return base;
+        };
+        let before = counts
+            .iter()
+            .filter(|(at, _)| *at <= trigger)
+            .map(|(_, c)| *c)
+            .max();
+        let lo = match before {
+            Some(lo) => lo,
+            None => base.map_or(0, |(lo, _)| lo),
+        };
+        let hi = counts.iter().map(|(_, c)| *c).max().unwrap_or(0);
+        Some((lo, hi.max(lo)))
+    }
 }
 
 fn triggered(h: &RunHistory) -> BTreeMap<CheckpointId, Duration> {
@@ -86,11 +139,12 @@ pub fn keyed_state(h: &RunHistory) -> Verdict {
     if keys.is_empty() {
         return Verdict::not_checked(NAME, "the job's outputs carry no running counts");
     }
-    let restores = restores(h);
-    let triggered = triggered(h);
+    let restores = Restores {
+        deployed: restores(h),
+        triggered: triggered(h),
+    };
     let mut resumed = 0usize;
     for (key, attempts) in &keys {
-        let mut previous: Option<(u32, &Counts)> = None;
         for (&(subtask, attempt), counts) in attempts {
             if let Some(evidence) = gap_within(counts) {
                 return Verdict::fail(
@@ -100,25 +154,18 @@ pub fn keyed_state(h: &RunHistory) -> Verdict {
                 );
             }
             let first = counts.iter().map(|(_, c)| *c).min().unwrap_or(1);
-            let restored = restores.get(&(subtask, attempt)).copied().flatten();
-            let (lo, hi) = match (restored, previous) {
+            let restored = restores
+                .deployed
+                .get(&(subtask, attempt))
+                .and_then(|(_, chk)| *chk);
+            let (lo, hi) = match restored {
                 // Attempts of another subtask index hold other keys (a key's group moves only
-                // with its subtask), so only the same subtask's earlier attempt bounds it.
-                (Some(chk), Some((prev_subtask, before))) if prev_subtask == subtask => {
-                    let trigger = triggered.get(&chk).copied().unwrap_or_default();
-                    let lo = before
-                        .iter()
-                        .filter(|(at, _)| *at <= trigger)
-                        .map(|(_, c)| *c)
-                        .max()
-                        .unwrap_or(0);
-                    let hi = before.iter().map(|(_, c)| *c).max().unwrap_or(0);
-                    (lo, hi)
-                }
-                // Restored, with no earlier output of this key here: whatever the checkpoint
-                // held, nothing output bounds it from above but the restore itself.
-                (Some(_), _) => (0, u64::MAX),
-                (None, _) => (0, 0),
+                // with its subtask), so only the same subtask's attempts bound it. Unknown:
+                // nothing output bounds it from above but the restore itself.
+                Some(chk) => restores
+                    .state_of(attempts, subtask, chk)
+                    .unwrap_or((0, u64::MAX)),
+                None => (0, 0),
             };
             if first == 0 || first - 1 < lo || first - 1 > hi {
                 let from = restored.map_or("no checkpoint".to_string(), |c| c.to_string());
@@ -139,7 +186,6 @@ pub fn keyed_state(h: &RunHistory) -> Verdict {
             if attempt > 0 {
                 resumed += 1;
             }
-            previous = Some((subtask, counts));
         }
     }
     Verdict::pass(
@@ -208,26 +254,55 @@ mod tests {
         let mut outputs: Vec<OutputRecord> = (1..=6).map(|c| out(c * 100, 0, c)).collect();
         outputs.extend((0..3).map(|i| out(2_000 + i * 100, 1, resume + i)));
         let mut h = history(outputs);
-        let deployed = ClusterEvent::TasksDeployed {
+        h.events = vec![
+            event(0, deployed(0, None)),
+            event(350, triggered(1)),
+            event(1_500, deployed(1, checkpoint)),
+        ];
+        h
+    }
+
+    /// Sink subtask 0's attempt `attempt` deployed, restoring `checkpoint`.
+    fn deployed(attempt: u32, checkpoint: Option<u64>) -> ClusterEvent {
+        ClusterEvent::TasksDeployed {
             job: JobId(1),
             tasks: vec![Deployment {
-                attempt: SubtaskId::new(VertexId(1), 0).attempt(1),
+                attempt: SubtaskId::new(VertexId(1), 0).attempt(attempt),
                 taskmanager: "tm-2".into(),
                 slot: Some(0),
             }],
             checkpoint: checkpoint.map(CheckpointId),
-        };
+        }
+    }
+
+    fn triggered(n: u64) -> ClusterEvent {
+        ClusterEvent::CheckpointTriggered {
+            job: JobId(1),
+            checkpoint: CheckpointId(n),
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_holds_the_state_of_the_attempt_that_took_it() {
+        // Attempt 0 counts key 7 to 2; attempt 1 starts over (no checkpoint yet) and reads
+        // nothing of it before chk-1 is triggered at 1 s; attempt 2 restores chk-1. Its state
+        // for key 7 is attempt 1's (none), not attempt 0's: it counts from 1 again.
+        let mut outputs = vec![out(100, 0, 1), out(200, 0, 2)];
+        outputs.push(out(2_000, 2, 1));
+        let mut h = history(outputs);
         h.events = vec![
-            event(
-                350,
-                ClusterEvent::CheckpointTriggered {
-                    job: JobId(1),
-                    checkpoint: CheckpointId(1),
-                },
-            ),
-            event(1_500, deployed),
+            event(0, deployed(0, None)),
+            event(500, deployed(1, None)),
+            event(1_000, triggered(1)),
+            event(1_500, deployed(2, Some(1))),
         ];
-        h
+        let v = keyed_state(&h);
+        assert!(v.passed && v.checked, "{v:?}");
+        // Resuming from attempt 0's count would have restored a state chk-1 never held.
+        h.outputs[2] = out(2_000, 2, 3);
+        let v = keyed_state(&h);
+        assert!(!v.passed, "{v:?}");
+        assert!(v.evidence.unwrap().contains("must give 1"));
     }
 
     #[test]
