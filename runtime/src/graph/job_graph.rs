@@ -207,6 +207,7 @@ fn validate_nodes(logical: &LogicalGraph, max_parallelism: u32) -> Result<(), Jo
     {
         return Err(JobError::InvalidGraph("the job has no sink".into()));
     }
+    check_sink_names(logical)?;
     for node in &logical.nodes {
         if node.parallelism == 0 {
             return Err(JobError::ZeroParallelism {
@@ -228,6 +229,26 @@ fn validate_nodes(logical: &LogicalGraph, max_parallelism: u32) -> Result<(), Jo
             return Err(JobError::InvalidGraph(format!(
                 "operator '{}' reads from an unknown operator",
                 node.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Two sinks of one job may not share a name: a sink's name keys its output in the sink store
+/// and its write grants (`connectors::write_grant`), so two of the same name would write into
+/// one another's output and fence one another's attempts.
+fn check_sink_names(logical: &LogicalGraph) -> Result<(), JobError> {
+    let mut seen = std::collections::BTreeSet::new();
+    let sinks = logical
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.kind, NodeKind::Sink(_)));
+    for sink in sinks {
+        if !seen.insert(sink.name.as_str()) {
+            return Err(JobError::InvalidGraph(format!(
+                "two sinks are named '{}': a sink's name keys its output and its write grants, so each sink needs a name of its own",
+                sink.name
             )));
         }
     }
@@ -460,6 +481,24 @@ mod tests {
             }
             other => panic!("expected a forward mismatch, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn two_sinks_of_one_name_are_refused() {
+        let env = StreamEnv::new(2);
+        let stream = source(&env);
+        stream.sink("out", Nop);
+        stream.map("m", |r| r.key).sink("out", Nop);
+        match compile(env) {
+            Err(JobError::InvalidGraph(why)) => assert!(why.contains("'out'"), "{why}"),
+            other => panic!("expected the duplicate sink refused, got {other:?}"),
+        }
+        // Named apart, the same job is valid.
+        let env = StreamEnv::new(2);
+        let stream = source(&env);
+        stream.sink("out", Nop);
+        stream.map("m", |r| r.key).sink("keys", Nop);
+        assert!(compile(env).is_ok());
     }
 
     #[test]

@@ -30,21 +30,30 @@ const NAME: &str = "keyed-state";
 /// One key's outputs from one attempt of its sink subtask: (time, count), in time order.
 type Counts = Vec<(Duration, u64)>;
 
-/// How each (subtask index, attempt) was deployed: when, and the checkpoint it restored, if
-/// any.
+/// How each (subtask index, attempt) of the sink's task was deployed: when, and the
+/// checkpoint it restored, if any.
 type Deployed = BTreeMap<(u32, u32), (Duration, Option<CheckpointId>)>;
 
+/// The deployments of the job's last vertex, the one whose sink writes the counts (under
+/// `taskmanager` failover another vertex's subtask of the same index restarts on its own, so
+/// its attempts are numbered apart).
 fn restores(h: &RunHistory) -> Deployed {
+    let deployments = || {
+        h.events.iter().filter_map(|e| match &e.event {
+            ClusterEvent::TasksDeployed {
+                tasks, checkpoint, ..
+            } => Some(tasks.iter().map(move |t| (e.at, t.attempt, *checkpoint))),
+            _ => None,
+        })
+    };
+    let Some(sink) = deployments().flatten().map(|(_, a, _)| a.vertex).max() else {
+        return BTreeMap::new();
+    };
     let mut out = BTreeMap::new();
-    for e in &h.events {
-        if let ClusterEvent::TasksDeployed {
-            tasks, checkpoint, ..
-        } = &e.event
-        {
-            for t in tasks {
-                out.entry((t.attempt.subtask, t.attempt.attempt))
-                    .or_insert((e.at, *checkpoint));
-            }
+    for (at, attempt, checkpoint) in deployments().flatten() {
+        if attempt.vertex == sink {
+            out.entry((attempt.subtask, attempt.attempt))
+                .or_insert((at, checkpoint));
         }
     }
     out
