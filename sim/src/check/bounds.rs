@@ -37,6 +37,26 @@ pub const REDEPLOY: Duration = Duration::from_secs(2);
 /// connections to the log and the sink store died: the runtime's service call timeout (5 s)
 /// and its longest retry back-off (2 s).
 pub const STALE_CONNECTION: Duration = Duration::from_secs(7);
+
+/// The longest a cut link waits before it tries a message it holds again: madsim's links,
+/// like TCP's retransmission, try again after 1 ms and then twice as long each time, up to
+/// this. A message a cut held for `d` lands up to `d` (at most this) after the heal.
+pub const LINK_RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// How long a cut of `d` (`None`: for good) keeps a message sent as it began from its
+/// receiver: the link tries it again 1, 3, 7, ... ms after it was sent (the wait doubling up
+/// to [`LINK_RETRY_MAX`]), and the first try after the heal delivers it, with everything sent
+/// after it on the link. Between `d` and twice `d`.
+pub fn held_by_cut(d: Option<Duration>) -> Option<Duration> {
+    let d = d?;
+    let (mut at, mut wait) = (Duration::ZERO, Duration::from_millis(1));
+    while at < d {
+        at += wait;
+        wait = (wait * 2).min(LINK_RETRY_MAX);
+    }
+    Some(at)
+}
+
 /// What output may lag by in a healthy job: buffer timeouts, a sink's flush.
 pub const STEADY_STALL: Duration = Duration::from_secs(1);
 /// How late a loss may be detected after `heartbeat.timeout`: the heartbeat that finds it

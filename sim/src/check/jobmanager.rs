@@ -19,7 +19,7 @@ use std::time::Duration;
 use rill::events::ClusterEvent;
 use rill::graph::{ExecutionAttemptId, ExecutionState};
 
-use super::bounds::Timing;
+use super::bounds::{Timing, LINK_RETRY_MAX};
 use super::secs;
 use crate::fault::{Direction, FaultKind};
 use crate::history::{AppliedFault, RunEnd, RunHistory, Verdict};
@@ -132,7 +132,29 @@ fn serving_at(h: &RunHistory, at: Duration) -> BTreeSet<String> {
 /// TaskManager must cancel.
 fn live_on(h: &RunHistory, tm: &str, at: Duration) -> BTreeSet<ExecutionAttemptId> {
     let mut live: BTreeSet<ExecutionAttemptId> = BTreeSet::new();
-    for e in h.events.iter().take_while(|e| e.at < at) {
+    // An earlier crash of the JobManager (the one that came back knows no job) or of the
+    // TaskManager itself (its tasks died with it) left nothing from before it.
+    let node = NodeName::from(tm);
+    let wiped = h
+        .faults
+        .iter()
+        .filter(|f| f.took_effect())
+        .filter(|f| match &f.fault.kind {
+            FaultKind::Crash { target, .. } | FaultKind::OomKill { target, .. } => {
+                *target == NodeName::JobManager || *target == node
+            }
+            _ => false,
+        })
+        .filter_map(|f| f.began_at)
+        .filter(|b| *b < at)
+        .max()
+        .unwrap_or_default();
+    let since = h
+        .events
+        .iter()
+        .take_while(|e| e.at < at)
+        .filter(|e| e.at >= wiped);
+    for e in since {
         match &e.event {
             ClusterEvent::TasksDeployed { tasks, .. } => {
                 // A new attempt replaces the old one wherever that ran.
@@ -155,6 +177,11 @@ fn live_on(h: &RunHistory, tm: &str, at: Duration) -> BTreeSet<ExecutionAttemptI
             }
             ClusterEvent::Rebalanced { moves, .. } => {
                 live.retain(|a| !moves.iter().any(|m| m.subtasks.contains(&a.subtask_id())));
+            }
+            // It gave up on a JobManager before (an earlier crash): everything of that one's
+            // is gone there, and the JobManager that came back knows none of it.
+            ClusterEvent::JobManagerLost { taskmanager, .. } if taskmanager == tm => {
+                live.clear();
             }
             ClusterEvent::SubtaskStateChanged { attempt, state, .. }
                 if state.is_terminal() || *state == ExecutionState::Canceling =>
@@ -198,11 +225,6 @@ fn committed_by_successor(h: &RunHistory, o: &crate::history::OutputRecord) -> b
         .iter()
         .any(|c| c.at == o.at && c.subtask == o.sink_subtask && c.attempt != o.attempt)
 }
-
-/// The longest a cut link waits before it tries a message it holds again: madsim's links,
-/// like TCP's retransmission, try again after 1 ms and then twice as long each time, up to
-/// this.
-const LINK_RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// When a write `writer` sent at `at` has reached the sink store at the latest: at once, or
 /// when a pause or crash of the store that holds it then ends. A partition of the store or
@@ -285,10 +307,16 @@ pub fn jobmanager_loss(h: &RunHistory, timing: &Timing, timeout: Duration) -> Ve
             Deaf::One(_) => vec![],
         };
         for tm in targets {
+            let name = tm.to_string();
             if silenced(h, f, &tm, began, deadline) {
+                // Its timing is another fault's story, but until it gives up its tasks may
+                // still write (a paused one, once it runs again).
+                if is_jm_crash(f) {
+                    let at = gave_up(h, &name, began).map_or(h.end, |g| g.at);
+                    last_gave_up = last_gave_up.max(Some(at));
+                }
                 continue;
             }
-            let name = tm.to_string();
             let Some(g) = gave_up(h, &name, began) else {
                 if deadline > h.end {
                     continue; // the run ended before it had to
@@ -373,6 +401,13 @@ pub fn jobmanager_loss(h: &RunHistory, timing: &Timing, timeout: Duration) -> Ve
     }
 }
 
+/// Whether the JobManager had announced the job's end (finished, failed, cancelled) by `at`.
+fn ended_by(h: &RunHistory, at: Duration) -> bool {
+    h.events.iter().take_while(|e| e.at <= at).any(|e| {
+        matches!(&e.event, ClusterEvent::JobStatusChanged { status, .. } if status.is_terminal())
+    })
+}
+
 /// A JobManager crash must end the job for the client, and nothing may be output after the
 /// last TaskManager gave up (no task of the job is left anywhere).
 fn crash_ended_the_job(
@@ -381,6 +416,10 @@ fn crash_ended_the_job(
     last_gave_up: Option<Duration>,
 ) -> Option<Verdict> {
     let began = f.began_at?;
+    // A job that had ended before the crash has nothing left to lose.
+    if ended_by(h, began) {
+        return None;
+    }
     if h.job_status != RunEnd::Lost {
         return Some(Verdict::fail(
             NAME,
@@ -524,6 +563,100 @@ mod tests {
     }
 
     #[test]
+    fn a_second_crash_is_judged_by_what_the_restarted_jobmanager_deployed() {
+        // The first crash (1 s) ends the job: both TaskManagers cancel everything. The
+        // JobManager comes back, knows no job, and crashes again at 5 s.
+        let mut h = jm_crash();
+        both_give_up(&mut h, 1_010);
+        let mut second = AppliedFault::planned(Fault::new(
+            Duration::from_secs(5),
+            FaultKind::Crash {
+                target: NodeName::JobManager,
+                restart_after: Some(Duration::from_secs(1)),
+            },
+        ));
+        second.began_at = Some(Duration::from_secs(5));
+        second.ended_at = Some(Duration::from_secs(6));
+        second.effective = true;
+        h.faults.push(second);
+        for i in 1..=2u32 {
+            let registered = ClusterEvent::TaskManagerRegistered {
+                taskmanager: format!("tm-{i}"),
+                instance: TaskManagerId(u64::from(i) + 2),
+                slots: 2,
+            };
+            h.events.push(at(4_100, NodeName::JobManager, registered));
+        }
+        let mut again = h.clone();
+        gives_up(&mut h, 5_000, 1, Vec::new());
+        gives_up(&mut h, 5_000, 2, Vec::new());
+        let v = jobmanager_loss(&h, &timing(), TIMEOUT);
+        assert!(
+            v.passed && v.checked,
+            "nothing of the first job was left to cancel: {v:?}"
+        );
+        // Had the restarted JobManager deployed something on tm-1, it must go.
+        let redeployed = SubtaskId::new(VertexId(0), 0).attempt(1);
+        let tasks = [(redeployed, "tm-1", 0)];
+        again
+            .events
+            .push(at(4_500, NodeName::JobManager, deployed(tasks, None)));
+        gives_up(&mut again, 5_000, 1, Vec::new());
+        gives_up(&mut again, 5_000, 2, Vec::new());
+        let v = jobmanager_loss(&again, &timing(), TIMEOUT);
+        assert!(!v.passed && v.summary.contains("kept tasks"), "{v:?}");
+    }
+
+    #[test]
+    fn a_paused_taskmanager_may_write_until_it_gives_up_once_it_runs_again() {
+        // tm-1 is paused from 0.5 s to 2 s, through the crash at 1 s: it gives up at 2 s, and
+        // its last batch lands just after (a fuzz finding).
+        let mut h = jm_crash();
+        let mut pause = AppliedFault::planned(Fault::new(
+            Duration::from_millis(500),
+            FaultKind::Pause {
+                target: NodeName::TaskManager(1),
+                duration: Duration::from_millis(1_500),
+            },
+        ));
+        pause.began_at = Some(Duration::from_millis(500));
+        pause.ended_at = Some(Duration::from_secs(2));
+        pause.effective = true;
+        h.faults.insert(0, pause);
+        gives_up(&mut h, 1_010, 2, vec![attempt(0, 1), attempt(1, 1)]);
+        gives_up(&mut h, 2_000, 1, vec![attempt(0, 0), attempt(1, 0)]);
+        let mut late = h.clone();
+        h.outputs.push(out(2_100, 1, 0));
+        let v = jobmanager_loss(&h, &timing(), TIMEOUT);
+        assert!(v.passed, "{v:?}");
+        late.outputs.push(out(3_000, 1, 0));
+        let v = jobmanager_loss(&late, &timing(), TIMEOUT);
+        assert!(!v.passed, "{v:?}");
+    }
+
+    #[test]
+    fn a_taskmanager_that_crashed_before_keeps_nothing_of_what_ran_there() {
+        // tm-1 was OOM-killed at 0.5 s and came back empty (the JobManager had not noticed
+        // yet): at the crash at 1 s it has nothing to cancel (a fuzz finding).
+        let mut h = jm_crash();
+        let mut oom = AppliedFault::planned(Fault::new(
+            Duration::from_millis(500),
+            FaultKind::OomKill {
+                target: NodeName::TaskManager(1),
+                restart_after: Some(Duration::from_millis(10)),
+            },
+        ));
+        oom.began_at = Some(Duration::from_millis(500));
+        oom.ended_at = Some(Duration::from_millis(510));
+        oom.effective = true;
+        h.faults.insert(0, oom);
+        gives_up(&mut h, 1_010, 1, Vec::new());
+        gives_up(&mut h, 1_010, 2, vec![attempt(0, 1), attempt(1, 1)]);
+        let v = jobmanager_loss(&h, &timing(), TIMEOUT);
+        assert!(v.passed && v.checked, "{v:?}");
+    }
+
+    #[test]
     fn a_task_left_running_after_the_crash_fails() {
         let mut h = jm_crash();
         gives_up(&mut h, 1_010, 1, vec![attempt(0, 0), attempt(1, 0)]);
@@ -646,6 +779,15 @@ mod tests {
             !v.passed && v.summary.contains("after the JobManager crashed"),
             "{v:?}"
         );
+        // Unless the job had finished before the crash (a fuzz finding).
+        let finished = ClusterEvent::JobStatusChanged {
+            job: rill::graph::JobId(1),
+            status: rill::graph::JobStatus::Finished,
+        };
+        h.events.push(at(900, NodeName::JobManager, finished));
+        h.events.sort_by_key(|e| e.at);
+        let v = jobmanager_loss(&h, &timing(), TIMEOUT);
+        assert!(v.passed, "{v:?}");
     }
 
     #[test]

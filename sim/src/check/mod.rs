@@ -446,6 +446,43 @@ mod tests {
     }
 
     #[test]
+    fn a_taskmanager_the_restarted_jobmanager_never_knew_is_not_to_be_declared_lost() {
+        // tm-2 registered, then the JobManager crashed (1 s, back at once) and tm-2 gave up
+        // on it; tm-2 crashes at 2 s, before it registered again: the JobManager running
+        // then never knew it (a fuzz finding).
+        let mut h = history(vec![out(0, 0, 0)]);
+        let registered = ClusterEvent::TaskManagerRegistered {
+            taskmanager: "tm-2".into(),
+            instance: rill::ids::TaskManagerId(2),
+            slots: 2,
+        };
+        h.events.push(jm_event(0, registered));
+        let mut jm = crash_at(1);
+        jm.fault.kind = FaultKind::Crash {
+            target: NodeName::JobManager,
+            restart_after: Some(Duration::from_millis(10)),
+        };
+        jm.ended_at = Some(Duration::from_millis(1_010));
+        h.faults.push(jm);
+        h.faults.push(crash_at(2));
+        let timeout = Duration::from_secs(5);
+        let v = detection(&h, &timing(), timeout);
+        assert!(v.passed && !v.checked, "{v:?}");
+        // Registered again before its crash, it must be declared lost.
+        let again = ClusterEvent::TaskManagerRegistered {
+            taskmanager: "tm-2".into(),
+            instance: rill::ids::TaskManagerId(3),
+            slots: 2,
+        };
+        h.events.push(jm_event(1_500, again));
+        let v = detection(&h, &timing(), timeout);
+        assert!(
+            !v.passed && v.summary.contains("never declared lost"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
     fn every_announced_restart_is_redeployed_and_nothing_else() {
         let mut h = history(vec![out(0, 0, 0)]);
         h.events = vec![

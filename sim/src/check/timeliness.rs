@@ -48,17 +48,32 @@ fn cut_off(f: &AppliedFault) -> Option<(&NodeName, Option<Duration>)> {
 }
 
 /// Whether `target` was registered at the JobManager at `at`: its last registration or loss
-/// before then was a registration.
+/// before then was a registration, made with the JobManager running then. A JobManager that
+/// crashed comes back knowing no TaskManager, and one that gave up on the JobManager is not
+/// registered until it registers again.
 fn registered_at(h: &RunHistory, target: &NodeName, at: Duration) -> bool {
+    let restarted = h
+        .faults
+        .iter()
+        .filter(|f| f.took_effect())
+        .filter(|f| {
+            matches!(&f.fault.kind,
+                FaultKind::Crash { target, .. } | FaultKind::OomKill { target, .. }
+                    if *target == NodeName::JobManager)
+        })
+        .filter_map(|f| f.began_at)
+        .filter(|b| *b <= at)
+        .max();
     let mut registered = false;
     for e in h.events.iter().take_while(|e| e.at <= at) {
         match &e.event {
             ClusterEvent::TaskManagerRegistered { taskmanager, .. }
                 if *target == taskmanager.as_str() =>
             {
-                registered = true
+                registered = restarted.is_none_or(|r| e.at > r)
             }
             ClusterEvent::TaskManagerLost { taskmanager, .. }
+            | ClusterEvent::JobManagerLost { taskmanager, .. }
                 if *target == taskmanager.as_str() =>
             {
                 registered = false

@@ -57,7 +57,7 @@ use rill::config::{Configuration, FailoverStrategy};
 use rill::jobmanager::restart_backoff;
 use rill::jobs::JobRegistry;
 
-use crate::check::bounds::{REDEPLOY, STALE_CONNECTION};
+use crate::check::bounds::{held_by_cut, REDEPLOY, STALE_CONNECTION};
 use crate::fault::{Direction, Fault, FaultKind};
 use crate::node::NodeName;
 use crate::scenario::{DeliveryMode, Expectations, JobOutcome, Scenario};
@@ -426,16 +426,18 @@ fn impact(job: &Job, f: &Fault) -> Impact {
             NodeName::TaskManager(tm) => lost(*tm, *restart_after),
             node => needed_for_good(node, *restart_after),
         },
+        // A partition holds what it cut off past its heal, until the link's next try: the
+        // heartbeats sent after the heal wait behind what it held.
         FaultKind::Partition {
             target, heal_after, ..
         } => match target {
-            NodeName::JobManager => jm_cut(*heal_after),
+            NodeName::JobManager => jm_cut(held_by_cut(*heal_after)),
             // Until it heals, or is declared lost: nothing is deployed to it then.
             NodeName::TaskManager(tm) => Impact {
                 refuses: Some(Some(
                     heal_after.unwrap_or(Duration::MAX).min(job.detection()),
                 )),
-                ..cut_off(*tm, *heal_after)
+                ..cut_off(*tm, held_by_cut(*heal_after))
             },
             node => needed_for_good(node, *heal_after),
         },
@@ -481,7 +483,9 @@ fn link(
         Some(_) => Impact::default(),
     };
     match (from, to) {
-        (JobManager, TaskManager(tm)) | (TaskManager(tm), JobManager) => cut_off(*tm, heal),
+        (JobManager, TaskManager(tm)) | (TaskManager(tm), JobManager) => {
+            cut_off(*tm, held_by_cut(heal))
+        }
         (TaskManager(_), TaskManager(_)) => Impact {
             refuses: Some(heal),
             ..data("the data between the two TaskManagers")

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::ms;
+use crate::check::bounds::held_by_cut;
 use crate::fault::{Anchor, AnchorEvent};
 use crate::scenario_file::{derive_expectations, drain_bound, parse_scenario, tolerates};
 use crate::{DeliveryMode, Direction, Fault, FaultKind, JobOutcome, NodeName, Scenario};
@@ -188,15 +189,35 @@ fn more_failovers_than_the_restart_strategy_allows_claim_nothing() {
 }
 
 #[test]
+fn a_cut_is_noticed_by_how_long_it_holds_the_heartbeats_not_by_how_long_it_lasts() {
+    // The link tries a held message 1, 3, 7, ... ms after it was sent: a 1.243 s cut holds
+    // the heartbeats for 2.047 s (a fuzz finding: under a 2 s timeout the TaskManager gave up
+    // 0.6 s after the heal, and its restart from no checkpoint replayed what the sink had).
+    assert_eq!(
+        held_by_cut(Some(Duration::from_millis(1_243))),
+        Some(Duration::from_millis(2_047))
+    );
+    assert_eq!(held_by_cut(None), None);
+    let cut = |s| vec![partition(secs(1), NodeName::TaskManager(1), Some(secs(s)))];
+    // Under the 5 s timeout less the 1 s interval and the margin: a 3 s cut holds them for
+    // 4.095 s and may be noticed; a 2 s one holds them 2.047 s and is not.
+    let s = scenario(4, 8, "collect", "", cut(3));
+    assert_ne!(derived(&s).1, DeliveryMode::ExactlyOnce);
+    let s = scenario(4, 8, "collect", "", cut(2));
+    assert_eq!(derived(&s).1, DeliveryMode::ExactlyOnce);
+}
+
+#[test]
 fn a_cut_off_shorter_than_the_heartbeat_timeout_restarts_nothing() {
-    // 3 s + the 1 s interval + the margin stays under the 5 s timeout: exactly-once even
+    // A 2 s cut holds what it cut off until the link's try 2.047 s after it was sent; with
+    // the 1 s interval and the margin that stays under the 5 s timeout: exactly-once even
     // with the plain sink and no restarts at all.
     let s = scenario(
         4,
         8,
         "collect",
         "",
-        vec![partition(secs(1), NodeName::TaskManager(1), Some(secs(3)))],
+        vec![partition(secs(1), NodeName::TaskManager(1), Some(secs(2)))],
     );
     assert_eq!(
         derived(&s),
@@ -325,19 +346,20 @@ fn the_restart_strategies_tolerate_what_they_allow() {
 
 #[test]
 fn a_cut_that_may_meet_a_redeployment_may_cost_a_failover_per_back_off() {
-    // A 3 s partition of tm-1 goes unnoticed, but the crash of tm-2 redeploys the job, and a
-    // consumer's connection to tm-1 is refused while it lasts: with the 1 s back-off (and a
-    // redeployment's 10 ms), at its start and twice more, on top of the crash's 2.
+    // A 2 s partition of tm-1 goes unnoticed (it holds the heartbeats 2.047 s), but the
+    // crash of tm-2 redeploys the job, and a consumer's connection to tm-1 is refused while
+    // it lasts: with the 1 s back-off (and a redeployment's 10 ms), at its start and once
+    // more, on top of the crash's 2.
     let faults = vec![
         crash(secs(1), 2, Some(secs(1))),
-        partition(secs(1), NodeName::TaskManager(1), Some(secs(3))),
+        partition(secs(1), NodeName::TaskManager(1), Some(secs(2))),
     ];
-    let five = FULL.replace("\"10\"", "\"5\"");
-    let s = scenario(4, 4, "collect", &five, faults.clone());
+    let four = FULL.replace("\"10\"", "\"4\"");
+    let s = scenario(4, 4, "collect", &four, faults.clone());
     assert_eq!(derived(&s).0, Some(JobOutcome::Finished));
     assert_eq!(derived(&s).1, DeliveryMode::AtLeastOnce);
-    let four = FULL.replace("\"10\"", "\"4\"");
-    let s = scenario(4, 4, "collect", &four, faults);
+    let three = FULL.replace("\"10\"", "\"3\"");
+    let s = scenario(4, 4, "collect", &three, faults);
     assert_eq!(derived(&s).0, None);
     // Packet loss for good drops a connect now and then as long as the job redeploys: only
     // an unbounded strategy rides that out.
