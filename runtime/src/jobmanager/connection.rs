@@ -30,10 +30,12 @@ const INBOX_CAPACITY: usize = 1024;
 
 /// How many messages may wait for one TaskManager's or client's connection writer. More than
 /// one step of the actor sends to a healthy peer: a full restart sends a TaskManager a cancel
-/// and a deployment per task it runs (at most a few per slot) plus partition updates. A peer
+/// and a deployment per task it runs (a few per slot) plus partition updates (one per
+/// consumer of each restarted producer: about P^2/4 on an all-to-all edge of parallelism P,
+/// 4,096 at P = 128). A peer
 /// that leaves this many unread is not reading: its connection is closed (a lost TaskManager,
 /// a gone client) rather than let the queue grow without bound.
-pub(super) const OUTBOX_CAPACITY: usize = 4096;
+pub(super) const OUTBOX_CAPACITY: usize = 16_384;
 
 /// The actor's inbox: connection readers and the actor's own spawned work send into it.
 pub(super) type Inbox = mpsc::Sender<ActorMessage>;
@@ -48,7 +50,15 @@ pub(super) fn inbox() -> (Inbox, mpsc::Receiver<ActorMessage>) {
 /// close itself ([`Overflowed`]).
 pub(super) struct Outbox<T> {
     tx: mpsc::Sender<T>,
-    overflow: Arc<Notify>,
+    overflow: Arc<Overflow>,
+}
+
+/// An outbox's overflow: once set, it stays set, so that the peer never sees a stream with a
+/// message missing from its middle (a cancellation lost, and the next deployment delivered).
+#[derive(Default)]
+struct Overflow {
+    happened: std::sync::atomic::AtomicBool,
+    signal: Notify,
 }
 
 // By hand: the derive would ask for `T: Clone`.
@@ -73,11 +83,16 @@ pub(super) enum Unsent {
 impl<T> Outbox<T> {
     /// Queues `msg` for the peer's writer, or refuses it at once.
     pub fn send(&self, msg: T) -> Result<(), Unsent> {
+        use std::sync::atomic::Ordering;
+        if self.overflow.happened.load(Ordering::Acquire) {
+            return Err(Unsent::Full);
+        }
         match self.tx.try_send(msg) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
+                self.overflow.happened.store(true, Ordering::Release);
                 // Stored as a permit if the connection is not waiting right now.
-                self.overflow.notify_one();
+                self.overflow.signal.notify_one();
                 Err(Unsent::Full)
             }
             Err(TrySendError::Closed(_)) => Err(Unsent::Closed),
@@ -86,11 +101,11 @@ impl<T> Outbox<T> {
 }
 
 /// Resolves when an [`Outbox`] refused a message because its peer is not reading.
-pub(super) struct Overflowed(Arc<Notify>);
+pub(super) struct Overflowed(Arc<Overflow>);
 
 impl Overflowed {
     pub async fn wait(&self) {
-        self.0.notified().await
+        self.0.signal.notified().await
     }
 }
 
@@ -98,7 +113,7 @@ impl Overflowed {
 /// signal.
 pub(super) fn outbox<T>() -> (Outbox<T>, mpsc::Receiver<T>, Overflowed) {
     let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
-    let overflow = Arc::new(Notify::new());
+    let overflow = Arc::new(Overflow::default());
     let signal = Overflowed(overflow.clone());
     (Outbox { tx, overflow }, rx, signal)
 }

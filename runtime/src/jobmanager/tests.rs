@@ -251,8 +251,10 @@ async fn a_taskmanager_that_reads_nothing_is_cut_off_when_its_outbox_is_full() {
         has_overflowed(&tm.overflowed).await,
         "one message more than the queue holds tells the connection to close"
     );
-    // What was queued is intact and in order; nothing beyond the bound was kept.
+    // What was queued is intact and in order; nothing beyond the bound was kept, nor, once
+    // the queue has room again, anything after it (no gap in the middle of the stream).
     assert!(matches!(tm.rx.try_recv(), Ok(JmToTm::Registered { .. })));
+    jm.heartbeat();
     let mut queued = 1;
     while let Ok(msg) = tm.rx.try_recv() {
         assert!(matches!(msg, JmToTm::Heartbeat { .. }));

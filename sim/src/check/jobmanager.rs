@@ -109,6 +109,26 @@ fn silenced(
     })
 }
 
+/// Until when `tm`, silenced by a fault other than `judged` around `from` and never giving up,
+/// may still have written: a crash or OOM kill of it ends its tasks when it strikes; a pause
+/// or cut holds them until it ends (the run's end, if it never does).
+fn silent_until(h: &RunHistory, judged: &AppliedFault, tm: &NodeName, from: Duration) -> Duration {
+    let others: Vec<(&FaultKind, (Duration, Duration))> = h
+        .faults
+        .iter()
+        .filter(|f| !std::ptr::eq(*f, judged) && f.took_effect() && f.fault.kind.touches(tm))
+        .filter_map(|f| Some((&f.fault.kind, f.window(h.end)?)))
+        .collect();
+    let crashed = others
+        .iter()
+        .filter(|(k, _)| matches!(k, FaultKind::Crash { .. } | FaultKind::OomKill { .. }))
+        .map(|(_, (b, _))| *b)
+        .filter(|b| *b >= from)
+        .min();
+    let held = others.iter().map(|(_, (_, e))| *e).max().unwrap_or(from);
+    crashed.unwrap_or(held.max(from))
+}
+
 /// The TaskManagers with a session at the JobManager at `at`, by the JobManager's events and
 /// their own: registered, and not lost or given up on since.
 fn serving_at(h: &RunHistory, at: Duration) -> BTreeSet<String> {
@@ -178,10 +198,15 @@ fn live_on(h: &RunHistory, tm: &str, at: Duration) -> BTreeSet<ExecutionAttemptI
             ClusterEvent::Rebalanced { moves, .. } => {
                 live.retain(|a| !moves.iter().any(|m| m.subtasks.contains(&a.subtask_id())));
             }
-            // It gave up on a JobManager before (an earlier crash): everything of that one's
-            // is gone there, and the JobManager that came back knows none of it.
-            ClusterEvent::JobManagerLost { taskmanager, .. } if taskmanager == tm => {
-                live.clear();
+            // It gave up on a JobManager before: what it says it cancelled or had ended is
+            // gone (what it kept, it must still cancel).
+            ClusterEvent::JobManagerLost {
+                taskmanager,
+                cancelled,
+                ended,
+                ..
+            } if taskmanager == tm => {
+                live.retain(|a| !cancelled.contains(a) && !ended.contains(a));
             }
             ClusterEvent::SubtaskStateChanged { attempt, state, .. }
                 if state.is_terminal() || *state == ExecutionState::Canceling =>
@@ -236,10 +261,19 @@ fn committed_by_successor(h: &RunHistory, o: &crate::history::OutputRecord) -> b
 /// a cut: they were sent before it gave up, and land after.
 fn store_reached_by(h: &RunHistory, at: Duration, writer: &NodeName) -> Duration {
     let store = NodeName::SinkStore;
+    // Only a cut of what the writer sends holds its writes: an inbound-only cut of it does
+    // not (its writes leave freely; that is the fault that exercises the give-up timer).
     let holds = |kind: &FaultKind| match kind {
-        FaultKind::Partition { target, .. } if target == writer => true,
-        FaultKind::LinkPartition { from, to, .. } => {
-            (from == writer && *to == store) || (*from == store && to == writer)
+        FaultKind::Partition {
+            target, direction, ..
+        } if target == writer => matches!(direction, Direction::Both | Direction::Outbound),
+        FaultKind::LinkPartition {
+            from,
+            to,
+            both_ways,
+            ..
+        } if from == writer || to == writer => {
+            (from == writer && *to == store) || (*both_ways && *from == store && to == writer)
         }
         other => other.touches(&store),
     };
@@ -312,7 +346,10 @@ pub fn jobmanager_loss(h: &RunHistory, timing: &Timing, timeout: Duration) -> Ve
                 // Its timing is another fault's story, but until it gives up its tasks may
                 // still write (a paused one, once it runs again).
                 if is_jm_crash(f) {
-                    let at = gave_up(h, &name, began).map_or(h.end, |g| g.at);
+                    let at = match gave_up(h, &name, began) {
+                        Some(g) => g.at,
+                        None => silent_until(h, f, &tm, began),
+                    };
                     last_gave_up = last_gave_up.max(Some(at));
                 }
                 continue;
@@ -738,12 +775,16 @@ mod tests {
     /// A JobManager crash at 1 s with `target` cut off from 0.2 s to 0.8 s before it, both
     /// TaskManagers giving up at 1.01 s, and tm-1's cancelled sink writing at `write_ms`.
     fn crash_after_a_cut_of(target: NodeName, write_ms: u64) -> Verdict {
+        crash_after_a_cut(target, Direction::Both, write_ms)
+    }
+
+    fn crash_after_a_cut(target: NodeName, direction: Direction, write_ms: u64) -> Verdict {
         let mut h = jm_crash();
         let mut cut = AppliedFault::planned(Fault::new(
             Duration::from_millis(200),
             FaultKind::Partition {
                 target,
-                direction: Direction::Both,
+                direction,
                 heal_after: Some(Duration::from_millis(600)),
             },
         ));
@@ -761,8 +802,11 @@ mod tests {
         // tm-1's write, sent during its own cut, lands at the first try after the heal.
         let v = crash_after_a_cut_of(NodeName::TaskManager(1), 1_390);
         assert!(v.passed, "{v:?}");
-        // Another TaskManager's cut held nothing of tm-1's.
+        // Another TaskManager's cut held nothing of tm-1's, nor did an inbound-only cut of
+        // tm-1 (its writes left freely).
         let v = crash_after_a_cut_of(NodeName::TaskManager(2), 1_390);
+        assert!(!v.passed, "{v:?}");
+        let v = crash_after_a_cut(NodeName::TaskManager(1), Direction::Inbound, 1_390);
         assert!(!v.passed, "{v:?}");
         // Past the retry after the heal, the cancelled task itself wrote it.
         let v = crash_after_a_cut_of(NodeName::TaskManager(1), 1_700);

@@ -70,7 +70,7 @@ pub fn zero_stall(h: &RunHistory, bound: Option<Duration>, gated: bool) -> Verdi
     }
     let mut explained = Vec::new();
     for (from, to) in gaps_over(h, first, end, b) {
-        match unexplained(h, from, to) {
+        match unexplained(h, from, to, b) {
             Unexplained::Since(start) if to - start > b => {
                 let why = format!("checkpoint completed at {}", secs(start));
                 let evidence = format!("{}, {why}", no_output(from, to, b));
@@ -138,19 +138,27 @@ enum Unexplained {
     Nothing,
 }
 
-fn unexplained(h: &RunHistory, from: Duration, to: Duration) -> Unexplained {
+fn unexplained(h: &RunHistory, from: Duration, to: Duration, bound: Duration) -> Unexplained {
     let inside = h.events.iter().filter(|e| e.at > from && e.at < to);
-    let mut given_up = 0;
+    let (mut given_up, mut tried) = (0, vec![from]);
     for e in inside {
         match e.event {
             ClusterEvent::CheckpointCompleted { .. } => return Unexplained::Since(e.at),
-            ClusterEvent::CheckpointAborted { .. } => given_up += 1,
+            ClusterEvent::CheckpointAborted { .. } => {
+                given_up += 1;
+                tried.push(e.at);
+            }
+            ClusterEvent::CheckpointTriggered { .. } => tried.push(e.at),
             _ => {}
         }
     }
-    match given_up {
-        0 => Unexplained::Nothing,
-        n => Unexplained::NoCommit(n),
+    tried.push(to);
+    // The checkpoints must have kept trying all along: a coordinator that stopped after an
+    // abort, or a data flow whose barriers stopped, leaves a stretch without a trigger.
+    let kept_trying = tried.windows(2).all(|w| w[1] - w[0] <= bound);
+    match (given_up, kept_trying) {
+        (n, true) if n > 0 => Unexplained::NoCommit(n),
+        _ => Unexplained::Nothing,
     }
 }
 
@@ -239,8 +247,10 @@ mod tests {
         let mut h = history(vec![out(0, 0, 0), out(100, 1, 0), out(1_600, 2, 0)]);
         // Nothing in the gap says why: a stall, gated or not.
         assert!(!zero_stall(&h, bound, true).passed);
-        // Every checkpoint in it expired: nothing could be committed.
-        h.events.push(checkpoint(600, 1, false));
+        // One expiry in it, then nothing for longer than the bound: the checkpoints stopped.
+        h.events.push(checkpoint(300, 1, false));
+        assert!(!zero_stall(&h, bound, true).passed);
+        // Every checkpoint in it expired, and they kept coming: nothing could be committed.
         h.events.push(checkpoint(1_100, 2, false));
         let v = zero_stall(&h, bound, true);
         assert!(v.passed, "{v:?}");
