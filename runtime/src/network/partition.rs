@@ -67,6 +67,10 @@ pub struct PartitionRegistry {
     local: Arc<Mutex<LocalEnds>>,
     /// How many keys `revoked` holds, so producers check it without a lock.
     revoked_count: Arc<std::sync::atomic::AtomicUsize>,
+    /// For each revoked key, the attempt of the consumer that replaced the revoked one: a
+    /// claim by an earlier attempt is refused from then on. A replaced consumer that
+    /// reconnects (its grant stays valid) must not take its replacement's queue.
+    fenced: Arc<Mutex<BTreeMap<SubpartitionKey, u32>>>,
 }
 
 impl PartitionRegistry {
@@ -120,14 +124,58 @@ impl PartitionRegistry {
         waiter.await.ok()
     }
 
-    /// [`PartitionRegistry::take`] for `consumer`, a task on this TaskManager: the claim is
+    /// [`PartitionRegistry::take`] for `consumer`: refused (`None`) if a revocation replaced
+    /// `consumer` with a later attempt, before it asked or while it waited; a queue it was
+    /// handed meanwhile goes back for the replacement.
+    pub async fn take_for(
+        &self,
+        key: SubpartitionKey,
+        consumer: ExecutionAttemptId,
+    ) -> Option<mpsc::Receiver<NetBuffer>> {
+        if self.is_fenced(&key, consumer) {
+            return None;
+        }
+        let rx = self.take(key).await?;
+        if self.is_fenced(&key, consumer) {
+            self.give_back(key, rx);
+            return None;
+        }
+        Some(rx)
+    }
+
+    fn is_fenced(&self, key: &SubpartitionKey, consumer: ExecutionAttemptId) -> bool {
+        crate::util::lock(&self.fenced)
+            .get(key)
+            .is_some_and(|replacement| consumer.attempt < *replacement)
+    }
+
+    /// Returns a queue a fenced claim was handed: to a claim waiting now, or registered for
+    /// the next. A newer queue already there stays (the returned one is dropped).
+    fn give_back(&self, key: SubpartitionKey, rx: mpsc::Receiver<NetBuffer>) {
+        let mut slots = self.lock();
+        match slots.remove(&key) {
+            Some(Slot::Waiting(waiter)) => {
+                if let Err(rx) = waiter.send(rx) {
+                    slots.insert(key, Slot::Ready(rx));
+                }
+            }
+            Some(newer) => {
+                slots.insert(key, newer);
+            }
+            None => {
+                slots.insert(key, Slot::Ready(rx));
+            }
+        }
+    }
+
+    /// [`PartitionRegistry::take_for`] for `consumer`, a task on this TaskManager: the claim is
     /// recorded, so that a replacement of `consumer` can revoke it.
     pub async fn take_local(
         &self,
         key: SubpartitionKey,
         consumer: ExecutionAttemptId,
     ) -> Option<mpsc::Receiver<NetBuffer>> {
-        let rx = self.take(key).await?;
+        let rx = self.take_for(key, consumer).await?;
         crate::util::lock(&self.claims).insert(key, (consumer, ClaimedBy::Local));
         Some(rx)
     }
@@ -212,6 +260,11 @@ impl PartitionRegistry {
     /// lost. Only a claim by an attempt before `replacement` goes: the replacement's own claim
     /// may have come first, and must stay.
     pub fn revoke(&self, key: &SubpartitionKey, replacement: ExecutionAttemptId) -> bool {
+        // First: a replaced consumer woken by what this hands out must find itself fenced.
+        let mut fenced = crate::util::lock(&self.fenced);
+        let below = fenced.entry(*key).or_default();
+        *below = (*below).max(replacement.attempt);
+        drop(fenced);
         let mut claims = crate::util::lock(&self.claims);
         match claims.get(key) {
             Some((consumer, _)) if consumer.attempt < replacement.attempt => {
@@ -273,6 +326,7 @@ impl PartitionRegistry {
         self.lock()
             .retain(|k, _| !(k.job == job && k.producer == producer));
         crate::util::lock(&self.claims).retain(|k, _| !(k.job == job && k.producer == producer));
+        crate::util::lock(&self.fenced).retain(|k, _| !(k.job == job && k.producer == producer));
         self.forget_revoked(|k| k.job == job && k.producer == producer);
     }
 
@@ -287,6 +341,7 @@ impl PartitionRegistry {
     pub fn release_job(&self, job: JobId) {
         self.lock().retain(|k, _| k.job != job);
         crate::util::lock(&self.claims).retain(|k, _| k.job != job);
+        crate::util::lock(&self.fenced).retain(|k, _| k.job != job);
         self.forget_revoked(|k| k.job == job);
     }
 
@@ -476,6 +531,42 @@ mod tests {
         // Not ended: the producer's next send fails and it opens the fresh queue itself.
         assert!(!registry.revoke(&key(), consumer(1)));
         assert!(registry.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_replaced_consumer_cannot_take_its_replacements_queue() {
+        let registry = PartitionRegistry::default();
+        let tx = registry.create(key(), 4);
+        let old_queue = registry
+            .take_for(key(), consumer(0))
+            .await
+            .expect("claimed");
+        let signal = registry.watch_claim(key(), consumer(0));
+        tx.try_send(NetBuffer::Event(super::super::StreamEvent::EndOfPartition))
+            .unwrap();
+        registry.note_end(&key());
+        registry.unwatch(&key(), &signal);
+        drop(old_queue);
+        // The replaced consumer reconnects and waits again (its grant stays valid) before
+        // the revocation arrives; the revocation's end-only queue is not for it.
+        let again = registry.clone();
+        let old = tokio::spawn(async move { again.take_for(key(), consumer(0)).await });
+        while registry.lock().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert!(registry.revoke(&key(), consumer(1)));
+        let old_got = tokio::time::timeout(Duration::from_secs(1), old).await;
+        assert!(old_got.expect("in time").expect("joined").is_none());
+        // Asking again, it is refused at once; the replacement gets the end.
+        assert!(registry.take_for(key(), consumer(0)).await.is_none());
+        let mut rx = registry
+            .take_for(key(), consumer(1))
+            .await
+            .expect("the replacement's queue");
+        assert!(matches!(
+            rx.recv().await,
+            Some(NetBuffer::Event(super::super::StreamEvent::EndOfPartition))
+        ));
     }
 
     #[tokio::test]

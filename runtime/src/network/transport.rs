@@ -293,7 +293,9 @@ async fn forward(
         return;
     }
     let request_timeout = config.request_timeout;
-    let Ok(Some(rx)) = tokio::time::timeout(request_timeout, registry.take(key)).await else {
+    let Ok(Some(rx)) =
+        tokio::time::timeout(request_timeout, registry.take_for(key, consumer)).await
+    else {
         let reason = format!("partition {} of {} not found", key.index, key.producer);
         let _ = out.send(DataMsg::ChannelError { channel, reason }).await;
         return;
