@@ -113,11 +113,21 @@ impl JobManager {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
-        // A group needs a slot if it has none, or its TaskManager was lost since (possibly
-        // while holding only finished tasks, which no failover restarted).
+        // A group needs a slot if it has none, or its TaskManager was lost since. Not one whose
+        // subtasks all finished (its TaskManager lost while holding only finished tasks, which
+        // no failover restarted): a slot for it would run nothing, yet count as load where it
+        // went. A later failover that restarts them finds it homeless and places it then.
         job.placement.forget_lost(|tm| self.tms.contains_key(&tm));
+        let eg = &job.eg;
+        let finished = |g: &ExecutionSlotSharingGroup| {
+            g.members.iter().all(|&(v, s)| {
+                eg.get(v, s)
+                    .is_some_and(|ev| ev.state == ExecutionState::Finished)
+            })
+        };
         let homeless: Vec<usize> = (0..job.placement.groups.len())
             .filter(|g| job.placement.group_slots[*g].is_none())
+            .filter(|g| !finished(&job.placement.groups[*g]))
             .collect();
         if !homeless.is_empty() {
             let groups: Vec<ExecutionSlotSharingGroup> = homeless
