@@ -548,6 +548,15 @@ mod tests {
         h
     }
 
+    /// `kind`, begun at `from` and ended at `to`.
+    fn applied(from: Duration, to: Duration, kind: FaultKind) -> AppliedFault {
+        let mut fault = AppliedFault::planned(Fault::new(from, kind));
+        fault.began_at = Some(from);
+        fault.ended_at = Some(to);
+        fault.effective = true;
+        fault
+    }
+
     fn jm_crash() -> RunHistory {
         let mut h = run(
             FaultKind::Crash {
@@ -605,16 +614,14 @@ mod tests {
         // JobManager comes back, knows no job, and crashes again at 5 s.
         let mut h = jm_crash();
         both_give_up(&mut h, 1_010);
-        let mut second = AppliedFault::planned(Fault::new(
+        let second = applied(
             Duration::from_secs(5),
+            Duration::from_secs(6),
             FaultKind::Crash {
                 target: NodeName::JobManager,
                 restart_after: Some(Duration::from_secs(1)),
             },
-        ));
-        second.began_at = Some(Duration::from_secs(5));
-        second.ended_at = Some(Duration::from_secs(6));
-        second.effective = true;
+        );
         h.faults.push(second);
         for i in 1..=2u32 {
             let registered = ClusterEvent::TaskManagerRegistered {
@@ -649,16 +656,14 @@ mod tests {
         // tm-1 is paused from 0.5 s to 2 s, through the crash at 1 s: it gives up at 2 s, and
         // its last batch lands just after (a fuzz finding).
         let mut h = jm_crash();
-        let mut pause = AppliedFault::planned(Fault::new(
+        let pause = applied(
             Duration::from_millis(500),
+            Duration::from_secs(2),
             FaultKind::Pause {
                 target: NodeName::TaskManager(1),
                 duration: Duration::from_millis(1_500),
             },
-        ));
-        pause.began_at = Some(Duration::from_millis(500));
-        pause.ended_at = Some(Duration::from_secs(2));
-        pause.effective = true;
+        );
         h.faults.insert(0, pause);
         gives_up(&mut h, 1_010, 2, vec![attempt(0, 1), attempt(1, 1)]);
         gives_up(&mut h, 2_000, 1, vec![attempt(0, 0), attempt(1, 0)]);
@@ -676,16 +681,14 @@ mod tests {
         // tm-1 was OOM-killed at 0.5 s and came back empty (the JobManager had not noticed
         // yet): at the crash at 1 s it has nothing to cancel (a fuzz finding).
         let mut h = jm_crash();
-        let mut oom = AppliedFault::planned(Fault::new(
+        let oom = applied(
             Duration::from_millis(500),
+            Duration::from_millis(510),
             FaultKind::OomKill {
                 target: NodeName::TaskManager(1),
                 restart_after: Some(Duration::from_millis(10)),
             },
-        ));
-        oom.began_at = Some(Duration::from_millis(500));
-        oom.ended_at = Some(Duration::from_millis(510));
-        oom.effective = true;
+        );
         h.faults.insert(0, oom);
         gives_up(&mut h, 1_010, 1, Vec::new());
         gives_up(&mut h, 1_010, 2, vec![attempt(0, 1), attempt(1, 1)]);
@@ -746,17 +749,15 @@ mod tests {
         let mut h = jm_crash();
         // The sink store was cut off from 0.2 s to 0.8 s: a write sent then is tried again
         // after 1 ms, 2 ms, 4 ms, ... and lands at the first try after the heal, by 1.4 s.
-        let mut cut = AppliedFault::planned(Fault::new(
+        let cut = applied(
             Duration::from_millis(200),
+            Duration::from_millis(800),
             FaultKind::Partition {
                 target: NodeName::SinkStore,
                 direction: Direction::Both,
                 heal_after: Some(Duration::from_millis(600)),
             },
-        ));
-        cut.began_at = Some(Duration::from_millis(200));
-        cut.ended_at = Some(Duration::from_millis(800));
-        cut.effective = true;
+        );
         h.faults.insert(0, cut);
         both_give_up(&mut h, 1_010);
         let mut held = h.clone();
@@ -780,17 +781,15 @@ mod tests {
 
     fn crash_after_a_cut(target: NodeName, direction: Direction, write_ms: u64) -> Verdict {
         let mut h = jm_crash();
-        let mut cut = AppliedFault::planned(Fault::new(
+        let cut = applied(
             Duration::from_millis(200),
+            Duration::from_millis(800),
             FaultKind::Partition {
                 target,
                 direction,
                 heal_after: Some(Duration::from_millis(600)),
             },
-        ));
-        cut.began_at = Some(Duration::from_millis(200));
-        cut.ended_at = Some(Duration::from_millis(800));
-        cut.effective = true;
+        );
         h.faults.insert(0, cut);
         both_give_up(&mut h, 1_010);
         h.outputs.push(out(write_ms, 1, 0));
