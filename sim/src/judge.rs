@@ -6,7 +6,7 @@ use rill::api::{FileAccess, OutputChecks};
 use rill::jobs::JobRegistry;
 
 use crate::buggify;
-use crate::check::bounds::Bound;
+use crate::check::bounds::{Bound, JobShape};
 use crate::check::{check_all, Bounds, DeliveryBasis, ExpectedInput, Reader};
 use crate::fault::Fault;
 use crate::history::{RunHistory, Verdict};
@@ -76,22 +76,26 @@ impl<'a> Judge<'a> {
     /// The bounds a run of `scenario` in which `faults` took effect is held to: given, or
     /// derived from them.
     pub fn bounds(&self, scenario: &Scenario, faults: &[&Fault]) -> Bounds {
-        let tasks_per_slot = self
+        let shape = self
             .jobs
             .build(
                 &scenario.job,
                 scenario.config.max_parallelism(),
                 &FileAccess::Anywhere,
             )
-            .map(|graph| {
-                rill::graph::default_slot_sharing_groups(&graph)
+            .map(|graph| JobShape {
+                tasks_per_slot: rill::graph::default_slot_sharing_groups(&graph)
                     .iter()
                     .map(|g| g.members.len() as u32)
                     .max()
-                    .unwrap_or(1)
+                    .unwrap_or(1),
+                output_hold: graph.output_hold(),
             })
-            .unwrap_or(1);
-        let mut bounds = Bounds::of(scenario, tasks_per_slot, faults);
+            .unwrap_or(JobShape {
+                tasks_per_slot: 1,
+                output_hold: std::time::Duration::ZERO,
+            });
+        let mut bounds = Bounds::of(scenario, shape, faults);
         // A job expected to finish has a liveness bound even when the scenario sets none, if
         // its input time is known: the generator's, from the configuration.
         let input = crate::scenario_file::input_time(scenario);

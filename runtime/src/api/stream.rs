@@ -67,6 +67,9 @@ pub(crate) struct LogicalNode {
     pub weight: u32,
     /// Records per second one subtask of this operator can take (a slow external system).
     pub rate_limit: Option<f64>,
+    /// How long this operator may hold its input before emitting what came of it: a window's
+    /// size (ms), 0 for an operator that emits as it goes.
+    pub output_hold_ms: u64,
     pub kind: NodeKind,
     pub inputs: Vec<LogicalEdge>,
     /// Fans this node's output out to several consumers.
@@ -128,6 +131,7 @@ impl StreamEnv {
             slot_sharing_group: "default".to_string(),
             weight: 1,
             rate_limit: None,
+            output_hold_ms: 0,
             kind,
             inputs,
             tee: tee_factory::<Out>(),
@@ -478,8 +482,11 @@ where
     {
         let spec =
             super::window::TumblingSpec::new(self.key.clone(), size_ms, time, init, add, emit);
+        // A window emits once it closes: the harness allows healthy output that long a pause
+        // (event time taken to keep pace with processing time, as in a live stream).
         self.stream
             .operator(name, move |down: Out<U>, ctx| spec.instantiate(down, ctx))
+            .for_own_node(|n| n.output_hold_ms = size_ms)
     }
 }
 

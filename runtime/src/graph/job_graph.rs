@@ -27,6 +27,9 @@ pub struct JobVertex {
     pub weight: u32,
     /// Records per second a subtask processes at most (the tightest limit in the chain).
     pub rate_limit: Option<f64>,
+    /// How long its chain may hold input before emitting what came of it (the sum of its
+    /// windows' sizes): a pause in its output that long is its rhythm, not a stall.
+    pub output_hold: std::time::Duration,
     /// Whether its head operator is a source.
     pub is_source: bool,
     /// Whether its chain ends in a sink.
@@ -149,6 +152,12 @@ impl JobGraph {
     /// The edge `id`.
     pub fn edge(&self, id: EdgeId) -> &JobEdge {
         &self.edges[id.0 as usize]
+    }
+
+    /// The longest its output may pause in a healthy run because operators hold their input
+    /// (windows): the holds of all vertices added up, an upper bound for any path through it.
+    pub fn output_hold(&self) -> std::time::Duration {
+        self.vertices.iter().map(|v| v.output_hold).sum()
     }
 
     /// Subtasks over all vertices.
@@ -403,6 +412,12 @@ fn build_vertices(
                 .iter()
                 .filter_map(|&n| logical.nodes[n].rate_limit)
                 .reduce(f64::min),
+            output_hold: std::time::Duration::from_millis(
+                nodes
+                    .iter()
+                    .map(|&n| logical.nodes[n].output_hold_ms)
+                    .fold(0u64, u64::saturating_add),
+            ),
             is_source: matches!(head_node.kind, NodeKind::Source(_)),
             is_sink: nodes
                 .iter()
@@ -426,6 +441,31 @@ mod tests {
 
     fn compile(env: StreamEnv) -> Result<JobGraph, JobError> {
         JobGraph::compile("test", env.into_logical(), 128)
+    }
+
+    #[test]
+    fn a_window_holds_output_for_its_size_and_other_operators_do_not() {
+        let windowed = crate::jobs::builtin()
+            .build(
+                &JobSpec::new("ad-stats")
+                    .with("window-ms", 250)
+                    .with("sink", "collect"),
+                128,
+                &crate::api::FileAccess::Anywhere,
+            )
+            .expect("builds");
+        assert_eq!(
+            windowed.output_hold(),
+            std::time::Duration::from_millis(250)
+        );
+        let plain = crate::jobs::builtin()
+            .build(
+                &JobSpec::new("keyed-count").with("sink", "collect"),
+                128,
+                &crate::api::FileAccess::Anywhere,
+            )
+            .expect("builds");
+        assert_eq!(plain.output_hold(), std::time::Duration::ZERO);
     }
 
     #[test]

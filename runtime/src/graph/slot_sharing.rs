@@ -124,6 +124,7 @@ mod tests {
             slot_sharing_group: group.into(),
             weight: 1,
             rate_limit: None,
+            output_hold: std::time::Duration::ZERO,
             is_source: false,
             is_sink: false,
         }

@@ -49,6 +49,7 @@ impl Shape {
                 slot_sharing_group: "default".into(),
                 weight: *weight,
                 rate_limit: None,
+                output_hold: std::time::Duration::ZERO,
                 is_source: i == 0,
                 is_sink: i + 1 == self.vertices.len(),
             })

@@ -601,6 +601,7 @@ mod tests {
             slot_sharing_group: group.into(),
             weight,
             rate_limit: None,
+            output_hold: std::time::Duration::ZERO,
             is_source: id == 0,
             is_sink: false,
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::io::{add_sink, log_source, SinkParams, SourceParams};
+use super::io::{add_sink, log_source, timestamp_step_ms, SinkParams, SourceParams};
 use super::{JobDef, JobRegistry};
 use crate::api::checkable::{CheckableOutput, OutputChecks};
 use crate::api::operator::{Origin, Traceable};
@@ -299,7 +299,10 @@ fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
         }
     };
     let impressions = SourceParams::read(p, 0, parallelism)?;
-    // Clicks: a second log from another seed, a tenth of the volume.
+    // Clicks: a second log from another seed, a tenth of the volume, read by one subtask at a
+    // tenth of the impressions' rate, so both logs end together and their event times keep
+    // the same pace.
+    let clicks_rate = impressions.rate().map_or(0.0, |r| r / 10.0);
     let clicks_log = GeneratedLog {
         seed: p.get("seed", 1u64)?.wrapping_add(7919),
         partitions: 1,
@@ -307,9 +310,8 @@ fn ad_stats(p: &mut Params<'_>, env: &StreamEnv) -> Result<(), JobError> {
         keys: p.get("keys", 1024u64)?.max(1),
         key_skew: KeySkew::Sequential,
         payload_bytes: 8,
-        timestamp_step_ms: 10,
+        timestamp_step_ms: timestamp_step_ms(clicks_rate, 1, 10),
     };
-    // A tenth of the impressions' total rate, on one subtask, so both logs end together.
     let clicks = impressions.beside(Arc::new(clicks_log), 1, 10);
     let sink = SinkParams::read(p)?;
     let to_event = |click: bool| {

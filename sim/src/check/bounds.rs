@@ -151,14 +151,24 @@ pub struct Bounds {
     pub timing: Timing,
 }
 
+/// What the job's graph says about the bounds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JobShape {
+    /// The most tasks one slot holds (the unit balanced scheduling spreads).
+    pub tasks_per_slot: u32,
+    /// How long its operators may hold input before output comes of it (its windows'
+    /// sizes: [`rill::graph::JobGraph::output_hold`]): a healthy run's output pauses that long.
+    pub output_hold: Duration,
+}
+
 impl Bounds {
-    /// The bounds `s` gives, with the ones it does not give derived from it and from
-    /// `faults`, the faults that took effect in the run (a swarm's are drawn per seed); its
-    /// job puts up to `tasks_per_slot` tasks in one slot (the unit balanced scheduling
-    /// spreads).
-    pub fn of(s: &Scenario, tasks_per_slot: u32, faults: &[&Fault]) -> Self {
+    /// The bounds `s` gives, with the ones it does not give derived from it, from its job's
+    /// `shape` and from `faults`, the faults that took effect in the run (a swarm's are drawn
+    /// per seed).
+    pub fn of(s: &Scenario, shape: JobShape, faults: &[&Fault]) -> Self {
         let timing = Timing::of(&s.config);
         let transactional = transactional_sink(s);
+        let steady = timing.steady(transactional) + shape.output_hold;
         let disruptive: Vec<&Fault> = faults
             .iter()
             .copied()
@@ -167,11 +177,15 @@ impl Bounds {
         let stall = s.expect.max_stall.map(Bound::given).unwrap_or_else(|| {
             // Faults can follow one another: each can hold the output up for its own time.
             let faults: Duration = faults.iter().map(|f| timing.allowance(f)).sum();
+            let windows = match shape.output_hold.is_zero() {
+                true => String::new(),
+                false => format!(" (windows {})", secs(shape.output_hold)),
+            };
             Bound {
-                value: timing.steady(transactional) + faults,
+                value: steady + faults,
                 source: format!(
-                    "derived: steady {} + per fault its duration or detection {}, back-off {}, redeploy {}, replay",
-                    secs(timing.steady(transactional)),
+                    "derived: steady {}{windows} + per fault its duration or detection {}, back-off {}, redeploy {}, replay",
+                    secs(steady),
                     secs(timing.detection),
                     secs(timing.backoff),
                     secs(REDEPLOY)
@@ -183,14 +197,14 @@ impl Bounds {
             // The rate is back only once the backlog the fault left is caught up: a margin of
             // a redeployment for that.
             Bound {
-                value: worst + timing.steady(transactional) + REDEPLOY,
+                value: worst + steady + REDEPLOY,
                 source: "derived: the slowest fault's duration or detection, back-off, redeploy and replay, with the faults that struck before it was over".into(),
             }
         });
         let task_range = match (s.expect.max_task_range, timing.balance) {
             (Some(b), _) => Some(Bound::given(b)),
             (None, LoadBalanceMode::Tasks) => Some(Bound {
-                value: tasks_per_slot.max(1),
+                value: shape.tasks_per_slot.max(1),
                 source: "derived per deployment: 1 where its free slots allowed that, else the best they allowed and at least a slot's tasks (this)".into(),
             }),
             (None, _) => None,

@@ -406,3 +406,21 @@ fn what_may_stop_the_job_for_good_is_named_by_index() {
     let s = scenario(4, 8, "collect", FULL, faults);
     assert_eq!(stopping_for_good(&s), vec![0, 1, 2]);
 }
+
+/// A windowed job's output comes once per window: the derived stall bound allows that pause
+/// on top of the steady one (found by the scenario fuzzer: fuzz-a23ffcff17fd5e52).
+#[test]
+fn a_windowed_job_may_pause_its_output_for_a_window() {
+    let jobs = rill::jobs::builtin();
+    let judge = crate::judge::Judge::new(&jobs);
+    let plain = scenario(4, 4, "collect", "", Vec::new());
+    let mut windowed = plain.clone();
+    windowed.job = rill::api::JobSpec::new("ad-stats")
+        .with("parallelism", 4)
+        .with("window-ms", 2000)
+        .with("sink", "collect");
+    let (plain, windowed) = (judge.bounds(&plain, &[]), judge.bounds(&windowed, &[]));
+    assert_eq!(plain.stall.value, secs(1));
+    assert_eq!(windowed.stall.value, secs(3), "{}", windowed.stall.source);
+    assert!(windowed.stall.source.contains("windows 2.000s"));
+}
