@@ -109,6 +109,51 @@ impl Restores {
     }
 }
 
+impl Restores {
+    /// Where `state_of`'s bounds for `chk` came from, for a failure's evidence: when `chk` was
+    /// triggered, the attempt whose state it holds, and that attempt's counts of the key
+    /// around the trigger.
+    fn explain(
+        &self,
+        attempts: &BTreeMap<(u32, u32), Counts>,
+        subtask: u32,
+        chk: CheckpointId,
+    ) -> String {
+        let Some(&trigger) = self.triggered.get(&chk) else {
+            return format!("{chk} was never triggered");
+        };
+        let taker = self
+            .deployed
+            .range((subtask, 0)..=(subtask, u32::MAX))
+            .rev()
+            .find(|(_, (at, _))| *at <= trigger);
+        let Some((&(_, attempt), &(deployed, restored))) = taker else {
+            return format!(
+                "{chk} was triggered at {}, before any attempt ran",
+                secs(trigger)
+            );
+        };
+        let counts = attempts
+            .get(&(subtask, attempt))
+            .map_or(&[][..], |c| &c[..]);
+        let last_before = counts.iter().filter(|(at, _)| *at <= trigger).last();
+        let after = counts.iter().find(|(at, _)| *at > trigger);
+        let shown = |c: Option<&(Duration, u64)>| {
+            c.map_or("none".to_string(), |(at, n)| {
+                format!("{n} at {}", secs(*at))
+            })
+        };
+        format!(
+            "{chk} was triggered at {} while attempt {attempt} ran (deployed at {}, restoring {}); its last count of the key before the trigger: {}; its first after: {}",
+            secs(trigger),
+            secs(deployed),
+            restored.map_or("nothing".to_string(), |c| c.to_string()),
+            shown(last_before),
+            shown(after),
+        )
+    }
+}
+
 fn triggered(h: &RunHistory) -> BTreeMap<CheckpointId, Duration> {
     h.events
         .iter()
@@ -183,11 +228,15 @@ pub fn keyed_state(h: &RunHistory) -> Verdict {
                     _ if lo == hi => format!("{}", lo + 1),
                     _ => format!("{}..={}", lo + 1, hi + 1),
                 };
+                let why = restored.map_or(String::new(), |chk| {
+                    format!("; {}", restores.explain(attempts, subtask, chk))
+                });
                 return Verdict::fail(
                     NAME,
                     format!("key {key}: attempt {attempt} restored the wrong state"),
                     format!(
-                        "sink subtask {subtask} attempt {attempt} (restoring {from}) output count {first} first, at {}; the state it restored must give {expected}",
+                        "sink subtask {subtask} attempt {attempt} (restoring {from}, deployed at {}) output count {first} first, at {}; the state it restored must give {expected}{why}",
+                        secs(restores.deployed.get(&(subtask, attempt)).map_or(Duration::ZERO, |d| d.0)),
                         secs(counts[0].0)
                     ),
                 );
@@ -326,7 +375,15 @@ mod tests {
             !v.passed && v.summary.contains("restored the wrong state"),
             "{v:?}"
         );
-        assert!(v.evidence.unwrap().contains("4..=7"));
+        let evidence = v.evidence.unwrap();
+        assert!(evidence.contains("4..=7"), "{evidence}");
+        // It says where the bounds came from.
+        assert!(
+            evidence.contains("chk-1 was triggered at 0.350s while attempt 0 ran")
+                && evidence
+                    .contains("before the trigger: 3 at 0.300s; its first after: 4 at 0.400s"),
+            "{evidence}"
+        );
         assert!(!keyed_state(&run(8, Some(1))).passed);
         // From no checkpoint: every key starts over.
         assert!(keyed_state(&run(1, None)).passed);
