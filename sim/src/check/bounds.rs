@@ -57,6 +57,14 @@ pub fn held_by_cut(d: Option<Duration>) -> Option<Duration> {
     Some(at)
 }
 
+/// When everything a cut from `began` to `ended` held has landed: a message sent at `s` in
+/// it lands at `s + held_by_cut(ended - s)`, and since the link's wait is under twice what it
+/// already waited (and at most [`LINK_RETRY_MAX`]), that is before `ended` plus as long again
+/// as the cut lasted, capped there.
+pub fn cut_delivers_by(began: Duration, ended: Duration) -> Duration {
+    ended + ended.saturating_sub(began).min(LINK_RETRY_MAX)
+}
+
 /// What output may lag by in a healthy job: buffer timeouts, a sink's flush.
 pub const STEADY_STALL: Duration = Duration::from_secs(1);
 /// How late a loss may be detected after `heartbeat.timeout`: the heartbeat that finds it
@@ -247,4 +255,26 @@ fn chained_disruption(timing: &Timing, faults: &[&Fault]) -> Duration {
 
 fn secs(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every message a cut held, whenever in the cut it was sent, lands by `cut_delivers_by`.
+    #[test]
+    fn a_cut_has_delivered_all_it_held_by_as_long_again_after_it_ends() {
+        let ms = Duration::from_millis;
+        for (began, ended) in [(0, 1), (0, 9), (5, 1_243), (100, 4_000), (0, 30_000)] {
+            let (began, ended) = (ms(began), ms(ended));
+            let by = cut_delivers_by(began, ended);
+            let latest = (began.as_millis() as u64..ended.as_millis() as u64)
+                .map(|s| ms(s) + held_by_cut(Some(ended - ms(s))).expect("a cut that ends"))
+                .max()
+                .expect("a cut of a millisecond at least");
+            assert!(latest <= by, "{latest:?} > {by:?} for {began:?}..{ended:?}");
+        }
+        // Capped by the link's longest wait.
+        assert_eq!(cut_delivers_by(ms(0), ms(60_000)), ms(70_000));
+    }
 }

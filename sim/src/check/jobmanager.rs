@@ -19,7 +19,7 @@ use std::time::Duration;
 use rill::events::ClusterEvent;
 use rill::graph::{ExecutionAttemptId, ExecutionState};
 
-use super::bounds::{Timing, LINK_RETRY_MAX};
+use super::bounds::{cut_delivers_by, Timing};
 use super::secs;
 use crate::fault::{Direction, FaultKind};
 use crate::history::{AppliedFault, RunEnd, RunHistory, Verdict};
@@ -255,10 +255,10 @@ fn committed_by_successor(h: &RunHistory, o: &crate::history::OutputRecord) -> b
 /// when a pause or crash of the store that holds it then ends. A partition of the store or
 /// of the writer's TaskManager (or a cut of the link between them) holds a write sent while
 /// it lasts until the link's next try after the heal, and that wait doubles with each try:
-/// the write lands within as long again as the cut held it (at most `LINK_RETRY_MAX`) after
-/// the heal, even when the heal came before `at` (a write sent during the cut, before `at`).
-/// A TaskManager gives up on a JobManager it cannot reach while its own writes wait in such
-/// a cut: they were sent before it gave up, and land after.
+/// the write lands by `cut_delivers_by`, as long again as the cut lasted (at most
+/// `LINK_RETRY_MAX`) after the heal, even when the heal came before `at` (a write sent during
+/// the cut, before `at`). A TaskManager gives up on a JobManager it cannot reach while its
+/// own writes wait in such a cut: they were sent before it gave up, and land after.
 fn store_reached_by(h: &RunHistory, at: Duration, writer: &NodeName) -> Duration {
     let store = NodeName::SinkStore;
     // Only a cut of what the writer sends holds its writes: an inbound-only cut of it does
@@ -284,9 +284,7 @@ fn store_reached_by(h: &RunHistory, at: Duration, writer: &NodeName) -> Duration
         .filter_map(|f| Some((&f.fault.kind, f.window(h.end)?)))
         .filter(|(_, (b, _))| *b <= at)
         .map(|(kind, (b, e))| match kind {
-            FaultKind::Partition { .. } | FaultKind::LinkPartition { .. } => {
-                e + e.saturating_sub(b).min(LINK_RETRY_MAX)
-            }
+            FaultKind::Partition { .. } | FaultKind::LinkPartition { .. } => cut_delivers_by(b, e),
             _ => e,
         })
         .fold(at, Duration::max)
