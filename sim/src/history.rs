@@ -97,6 +97,9 @@ pub struct AppliedFault {
     /// Why it never began, when it did not: the run ended first, or the cluster event it was
     /// anchored to never came.
     pub not_applied: Option<String>,
+    /// How it was applied, where the runner had more than one means (a real run's OOM kill:
+    /// by the kernel's OOM killer, or by SIGKILL where no memory cgroup could be used).
+    pub applied_as: Option<String>,
 }
 
 impl AppliedFault {
@@ -108,6 +111,7 @@ impl AppliedFault {
             effective: false,
             ended_at: None,
             not_applied: None,
+            applied_as: None,
         }
     }
 

@@ -32,6 +32,8 @@ pub struct Summary {
     pub verdicts: BTreeMap<String, (String, String)>,
     /// Faults that were not applied, with why.
     pub not_applied: Vec<String>,
+    /// Faults applied by a means worth saying (a real OOM kill by the kernel or by SIGKILL).
+    pub applied_as: Vec<String>,
 }
 
 impl Summary {
@@ -60,12 +62,18 @@ impl Summary {
             .iter()
             .filter_map(|f| Some(format!("{}: {}", f.fault, f.not_applied.as_ref()?)))
             .collect();
+        let applied_as = history
+            .faults
+            .iter()
+            .filter_map(|f| Some(format!("{}: {}", f.fault, f.applied_as.as_ref()?)))
+            .collect();
         Summary {
             mode: mode.into(),
             job,
             figures: figures(history),
             verdicts,
             not_applied,
+            applied_as,
         }
     }
 
@@ -86,6 +94,9 @@ impl Summary {
         }
         for why in &self.not_applied {
             let _ = writeln!(out, "not-applied summary={}", one_line(why));
+        }
+        for how in &self.applied_as {
+            let _ = writeln!(out, "applied summary={}", one_line(how));
         }
         out
     }
@@ -120,6 +131,7 @@ impl Summary {
                         .insert(checker, (get("status").unwrap_or_default(), summary));
                 }
                 "not-applied" => s.not_applied.push(summary),
+                "applied" => s.applied_as.push(summary),
                 _ => {}
             }
         }
@@ -332,6 +344,9 @@ pub fn side_by_side(sim: &Summary, real: &Summary) -> (String, usize) {
     for why in &real.not_applied {
         let _ = writeln!(out, "real run, {why}");
     }
+    for how in &real.applied_as {
+        let _ = writeln!(out, "real run, {how}");
+    }
     (out, differ)
 }
 
@@ -357,6 +372,7 @@ mod tests {
             .into_iter()
             .collect(),
             not_applied: vec!["partition of tm-1: not applied: no netns".into()],
+            applied_as: vec!["oom-kill of tm-2: by the kernel's OOM killer".into()],
         }
     }
 
@@ -469,6 +485,7 @@ mod tests {
         let row = table.lines().find(|l| l.starts_with("balance")).unwrap();
         assert!(!row.ends_with("<<"), "{row}");
         assert!(table.contains("not applied: no netns"));
+        assert!(table.contains("real run, oom-kill of tm-2: by the kernel's OOM killer"));
         let (_, same) = side_by_side(&summary("sim", "pass"), &summary("real", "pass"));
         assert_eq!(same, 0);
         let failed = Summary {

@@ -12,10 +12,13 @@ use crate::steps::Step;
 /// What CI runs for real: a TaskManager crash under `taskmanager` failover (no 500 ms window
 /// without output, every missing record accounted to the crash, duplicates counted), the same
 /// crash under `region` failover with the transactional sink (exactly-once), a pause past the
-/// heartbeat timeout (detected by the JobManager's timer alone), and a partition that heals
-/// before the timeout (exactly-once, nothing restarted).
+/// heartbeat timeout (detected by the JobManager's timer alone), a partition that heals
+/// before the timeout (exactly-once, nothing restarted), and an OOM kill under `taskmanager`
+/// failover, which the real run leaves to the kernel's OOM killer (the TaskManager's memory
+/// cgroup pressed).
 pub const PARITY_SET: &[&str] = &[
     "tm-crash-4x2-taskmanager",
+    "oom-kill-4x2-taskmanager",
     "tm-crash-4x2-region",
     "long-pause",
     "partition-heals-in-time-taskmanager",

@@ -136,7 +136,7 @@ impl Restores {
         let counts = attempts
             .get(&(subtask, attempt))
             .map_or(&[][..], |c| &c[..]);
-        let last_before = counts.iter().filter(|(at, _)| *at <= trigger).last();
+        let last_before = counts.iter().rev().find(|(at, _)| *at <= trigger);
         let after = counts.iter().find(|(at, _)| *at > trigger);
         let shown = |c: Option<&(Duration, u64)>| {
             c.map_or("none".to_string(), |(at, n)| {

@@ -158,9 +158,10 @@ fn real(
         }
     }
     for f in &outcome.history.faults {
-        match &f.not_applied {
-            Some(why) => println!("  fault {}: {why}", f.fault),
-            None => println!("  fault {}: applied", f.fault),
+        match (&f.not_applied, &f.applied_as) {
+            (Some(why), _) => println!("  fault {}: {why}", f.fault),
+            (None, Some(how)) => println!("  fault {}: applied, {how}", f.fault),
+            (None, None) => println!("  fault {}: applied", f.fault),
         }
     }
     if a.events {

@@ -31,7 +31,27 @@ pub(super) struct Driver {
     paused: BTreeMap<NodeName, u32>,
     /// The partitions in force, as the network's rules are computed from them.
     partitions: Vec<FaultKind>,
+    /// OOM kills whose TaskManager's cgroup was pressed, waiting for the kernel's kill.
+    awaiting_kernel: Vec<AwaitingKernel>,
 }
+
+/// A planned OOM kill waiting for the kernel: the TaskManager's memory cgroup limit was
+/// squeezed to its usage and a presser allocates in it (see `cgroup`).
+struct AwaitingKernel {
+    /// The fault's index.
+    fault: usize,
+    target: NodeName,
+    squeezed_at: Duration,
+    /// The cgroup's count of OOM kills before the squeeze.
+    kills_before: u64,
+    /// The limit it was squeezed to, in bytes.
+    limit: u64,
+    /// The allocator pressing on the limit in the same cgroup.
+    presser: std::process::Child,
+}
+
+/// How long a pressed TaskManager may go on before it is SIGKILLed instead.
+const KERNEL_GRACE: Duration = Duration::from_secs(2);
 
 impl Driver {
     pub(super) fn new(
@@ -52,6 +72,7 @@ impl Driver {
             down: BTreeMap::new(),
             paused: BTreeMap::new(),
             partitions: Vec::new(),
+            awaiting_kernel: Vec::new(),
         }
     }
 
@@ -73,6 +94,7 @@ impl Driver {
     /// kill; anything else as a crash) and restarts it after [`OOM_RESTART`], as a supervisor
     /// restarts a pod.
     pub(super) fn reap(&mut self, now: Duration) {
+        self.settle_oom_kills(now);
         let mut died = Vec::new();
         for (name, process) in &mut self.cluster.processes {
             if self.down.contains_key(name) {
@@ -84,20 +106,25 @@ impl Driver {
         }
         for (target, status) in died {
             let restart_after = Some(OOM_RESTART);
-            let kind = match status.code() {
-                Some(rill::taskmanager::memory_limit::OOM_EXIT_STATUS) => FaultKind::OomKill {
-                    target: target.clone(),
-                    restart_after,
-                },
-                _ => {
-                    tracing::warn!(target: "rill_sim::real", "{target} exited on its own: {status}");
-                    FaultKind::Crash {
+            let (kind, how) = match status.code() {
+                Some(rill::taskmanager::memory_limit::OOM_EXIT_STATUS) => {
+                    let kind = FaultKind::OomKill {
                         target: target.clone(),
                         restart_after,
-                    }
+                    };
+                    (kind, Some(OWN_LIMIT.to_string()))
+                }
+                _ => {
+                    tracing::warn!(target: "rill_sim::real", "{target} exited on its own: {status}");
+                    let kind = FaultKind::Crash {
+                        target: target.clone(),
+                        restart_after,
+                    };
+                    (kind, None)
                 }
             };
             let mut fault = AppliedFault::planned(Fault::new(now, kind));
+            fault.applied_as = how;
             fault.began_at = Some(now);
             fault.effective = true;
             self.faults.push(fault);
@@ -118,22 +145,126 @@ impl Driver {
 
     fn begin(&mut self, i: usize, now: Duration) {
         let fault = self.faults[i].fault.clone();
-        match self.apply(&fault) {
+        match self.apply(i, &fault, now) {
             Ok(()) => {
-                self.faults[i].began_at = Some(now);
                 self.faults[i].effective = true;
-                if let Some(d) = fault.duration() {
-                    self.timeline.schedule(now + d, Step::End(i));
+                // An OOM kill left to the kernel is dated once the kernel has killed.
+                if !self.awaiting_kernel.iter().any(|a| a.fault == i) {
+                    self.started(i, now);
                 }
             }
             Err(why) => self.faults[i].not_applied = Some(format!("not applied: {why}")),
         }
     }
 
+    /// Fault `i` began at `now`: its end is due after its duration.
+    fn started(&mut self, i: usize, now: Duration) {
+        self.faults[i].began_at = Some(now);
+        if let Some(d) = self.faults[i].fault.duration() {
+            self.timeline.schedule(now + d, Step::End(i));
+        }
+    }
+
+    /// An OOM kill: by the kernel's OOM killer, its TaskManager's memory cgroup pressed (the
+    /// kill is awaited in [`Self::settle_oom_kills`]); SIGKILL where it has no cgroup, saying
+    /// why.
+    fn oom_kill(&mut self, i: usize, target: &NodeName, now: Duration) -> Result<(), String> {
+        match self.process(target)?.pid() {
+            None => self.faults[i].applied_as = Some("on a process that was already down".into()),
+            Some(pid) => {
+                let pressed = match &self.cluster.cgroups {
+                    Ok(c) => {
+                        let kills_before = c.oom_kills(target);
+                        c.press(target, pid)
+                            .map(|(limit, p)| (kills_before, limit, p))
+                    }
+                    Err(why) => Err(why.clone()),
+                };
+                match pressed {
+                    Ok((kills_before, limit, presser)) => {
+                        self.awaiting_kernel.push(AwaitingKernel {
+                            fault: i,
+                            target: target.clone(),
+                            squeezed_at: now,
+                            kills_before,
+                            limit,
+                            presser,
+                        })
+                    }
+                    Err(why) => {
+                        self.process(target)?.kill();
+                        self.faults[i].applied_as = Some(format!("by SIGKILL ({why})"));
+                    }
+                }
+            }
+        }
+        *self.down.entry(target.clone()).or_default() += 1;
+        Ok(())
+    }
+
+    /// Settles the OOM kills left to the kernel: each whose process died is dated from its
+    /// squeeze, restarts after its delay from now, and says whether the kernel's OOM killer
+    /// killed it; one the kernel has not killed within
+    /// [`KERNEL_GRACE`] is SIGKILLed, saying so.
+    fn settle_oom_kills(&mut self, now: Duration) {
+        let mut i = 0;
+        while i < self.awaiting_kernel.len() {
+            let a = &self.awaiting_kernel[i];
+            let Some(process) = self.cluster.processes.get_mut(&a.target) else {
+                i += 1;
+                continue;
+            };
+            let after = now.saturating_sub(a.squeezed_at);
+            let how = match process.exited() {
+                Some(status) => {
+                    let kills = self
+                        .cluster
+                        .cgroups
+                        .as_ref()
+                        .map_or(0, |c| c.oom_kills(&a.target));
+                    match kills > a.kills_before {
+                        true => format!(
+                            "by the kernel's OOM killer, {} ms after its memory cgroup's limit was squeezed to its usage ({} KiB) and pressed",
+                            after.as_millis(),
+                            a.limit / 1024
+                        ),
+                        false => format!("by its own death ({status}) after its memory cgroup was pressed, not by the OOM killer"),
+                    }
+                }
+                None if after > KERNEL_GRACE => {
+                    process.kill();
+                    format!("by SIGKILL: the kernel had not OOM-killed it {} s after its memory cgroup was pressed", KERNEL_GRACE.as_secs())
+                }
+                None => {
+                    i += 1;
+                    continue;
+                }
+            };
+            let mut a = self.awaiting_kernel.remove(i);
+            // The presser gets its memory once the limit is lifted, and ends.
+            if let Ok(cgroups) = &self.cluster.cgroups {
+                let _ = cgroups.relax(&a.target);
+            }
+            if !matches!(a.presser.try_wait(), Ok(Some(_))) {
+                let _ = a.presser.kill();
+                let _ = a.presser.wait();
+            }
+            // It began when it was applied, at the squeeze: the kernel's kill comes after, and
+            // the JobManager can see the connection close before this tick does.
+            self.faults[a.fault].applied_as = Some(how);
+            self.faults[a.fault].began_at = Some(a.squeezed_at);
+            if let Some(d) = self.faults[a.fault].fault.duration() {
+                // Its supervisor restarts it that long after it died.
+                self.timeline.schedule(now + d, Step::End(a.fault));
+            }
+        }
+    }
+
     /// Applies `fault` by real means, or says why it cannot be applied on this runner.
-    fn apply(&mut self, fault: &Fault) -> Result<(), String> {
+    fn apply(&mut self, i: usize, fault: &Fault, now: Duration) -> Result<(), String> {
         match &fault.kind {
-            FaultKind::Crash { target, .. } | FaultKind::OomKill { target, .. } => {
+            FaultKind::OomKill { target, .. } => self.oom_kill(i, target, now),
+            FaultKind::Crash { target, .. } => {
                 let process = self.process(target)?;
                 process.kill();
                 *self.down.entry(target.clone()).or_default() += 1;
@@ -228,6 +359,12 @@ impl Driver {
                 if release(&mut self.down, target) =>
             {
                 let paused = self.paused.contains_key(target);
+                // A restart runs with its memory unsqueezed.
+                if let Ok(cgroups) = &self.cluster.cgroups {
+                    if let Err(e) = cgroups.relax(target) {
+                        tracing::warn!(target: "rill_sim::real", "{target}'s memory limit: {e}");
+                    }
+                }
                 if let Some(p) = self.cluster.processes.get_mut(target) {
                     if let Err(e) = p.start() {
                         tracing::warn!(target: "rill_sim::real", "{target} did not restart: {e}");
@@ -310,6 +447,9 @@ impl Driver {
         }
     }
 }
+
+/// How a TaskManager that exits with the OOM killer's status by itself was killed.
+const OWN_LIMIT: &str = "by the TaskManager's own memory limit (its accounted memory passed taskmanager.memory.process.size)";
 
 /// Takes one holder away; true when none is left (the process may start or run again).
 fn release(map: &mut BTreeMap<NodeName, u32>, node: &NodeName) -> bool {

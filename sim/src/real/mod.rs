@@ -6,12 +6,14 @@
 //! appends its typed cluster events to a file ([`rill::events::FileEvents`]) that the harness
 //! follows. The external systems (source log, sink store, checkpoint store) run inside the
 //! harness's own process, on loopback, where it reads what the sinks wrote and what the store
-//! holds exactly as the simulator does. Faults are applied by real means: a crash or OOM kill
-//! is SIGKILL (and a restart of the process), a pause SIGSTOP and SIGCONT, a store failure the
-//! store's switch. A fault this runner cannot apply for real is recorded "not applied (why)"
+//! holds exactly as the simulator does. Faults are applied by real means: a crash is SIGKILL
+//! (and a restart of the process), an OOM kill the kernel's OOM killer in the TaskManager's
+//! memory cgroup (SIGKILL where there are no cgroups, saying so), a pause SIGSTOP and SIGCONT,
+//! a store failure the store's switch. A fault this runner cannot apply for real is recorded "not applied (why)"
 //! and judged as a fault that never came: never skipped silently, never pretended.
 
 mod certs;
+mod cgroup;
 pub mod cli;
 mod driver;
 mod netns;
@@ -40,6 +42,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use certs::RunCerts;
+use cgroup::MemoryCgroups;
 
 pub use netns::Network;
 pub use process::NodeProcess;
@@ -315,6 +318,9 @@ struct Cluster {
     network: Result<Network, String>,
     /// Each process's certificate, and the secret they share.
     certs: RunCerts,
+    /// The TaskManagers' memory cgroups (a planned OOM kill is the kernel's), or why there
+    /// are none. After `processes`, so that the processes are gone when they are removed.
+    cgroups: Result<MemoryCgroups, String>,
 }
 
 impl Cluster {
@@ -354,6 +360,10 @@ impl Cluster {
         for i in 1..=s.cluster.taskmanagers {
             data_addrs.push(address(&NodeName::TaskManager(i), 6121)?);
         }
+        let taskmanagers: Vec<NodeName> = (1..=s.cluster.taskmanagers)
+            .map(NodeName::TaskManager)
+            .collect();
+        let cgroups = MemoryCgroups::create(&taskmanagers);
         let mut cluster = Cluster {
             processes: BTreeMap::new(),
             tails: Vec::new(),
@@ -364,6 +374,7 @@ impl Cluster {
             early: Vec::new(),
             network,
             certs,
+            cgroups,
         };
         let jm = vec!["jobmanager".into(), "--bind".into(), jm_addr.to_string()];
         cluster.add(options, NodeName::JobManager, jm)?;
@@ -436,6 +447,9 @@ impl Cluster {
             .with_env(rill::cli::SECRET_ENV, self.certs.secret());
         if let Some(key) = config.get_raw(write_key) {
             process = process.with_env(rill::cli::WRITE_KEY_ENV, key);
+        }
+        if let Some(procs) = self.cgroups.as_ref().ok().and_then(|c| c.procs(&name)) {
+            process = process.in_cgroup(procs);
         }
         self.processes.insert(name.clone(), process);
         self.tails.push(EventTail::new(name, events));

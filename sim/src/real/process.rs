@@ -17,6 +17,8 @@ pub struct NodeProcess {
     args: Vec<OsString>,
     log: PathBuf,
     env: Vec<(String, String)>,
+    /// The `cgroup.procs` of the memory cgroup it runs in, if it has one.
+    cgroup: Option<PathBuf>,
     child: Option<Child>,
     paused: bool,
 }
@@ -30,6 +32,7 @@ impl NodeProcess {
             args,
             log,
             env: Vec::new(),
+            cgroup: None,
             child: None,
             paused: false,
         }
@@ -38,6 +41,13 @@ impl NodeProcess {
     /// The same, with `key=value` in its environment.
     pub fn with_env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The same, run in the memory cgroup whose `cgroup.procs` is `procs` (every start joins
+    /// it before the program runs).
+    pub fn in_cgroup(mut self, procs: PathBuf) -> Self {
+        self.cgroup = Some(procs);
         self
     }
 
@@ -63,7 +73,12 @@ impl NodeProcess {
                 Ok(())
             });
         }
+        let joining = match &self.cgroup {
+            Some(procs) => Some(super::cgroup::join_on_spawn(&mut command, procs)?),
+            None => None,
+        };
         let child = command.spawn()?;
+        drop(joining);
         self.child = Some(child);
         self.paused = false;
         Ok(())
@@ -74,6 +89,14 @@ impl NodeProcess {
         match &mut self.child {
             Some(child) => matches!(child.try_wait(), Ok(None)),
             None => false,
+        }
+    }
+
+    /// The running (or paused) process's id.
+    pub fn pid(&mut self) -> Option<u32> {
+        match self.is_up() {
+            true => self.child.as_ref().map(Child::id),
+            false => None,
         }
     }
 
