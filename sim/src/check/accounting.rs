@@ -20,10 +20,15 @@
 //!   end) were dropped, so they are at most what the producer reported (give or take a few,
 //!   for windows the producer entered while its output was flowing): under-counting fails;
 //! - the records a first attempt that was never replaced reported dropped are missing,
-//!   placed within its windows widened by the slack (back to when its output last flowed:
-//!   a producer held up by backpressure discards what it queued meanwhile; and on to when
-//!   it next flowed: records sent with the dropped ones come out only then when the path to
-//!   the output stalls after the window): over-counting fails. (A restarted attempt replays records its predecessor delivered,
+//!   placed within its windows widened by the slack, back to the subpartition's previous
+//!   report (or the run's start) and on to when its output next flowed: over-counting fails.
+//!   Back that far because a producer held up by backpressure discards what waited in its
+//!   outbox, which it may have emitted long before its output last flowed: buffers sealed
+//!   for other consumers before the one it was held up on still drain after it (swarm-
+//!   taskmanager seed 272: a buffer of records emitted at 7.7 s, discarded at 13.8 s, while
+//!   stragglers of the same producer were output until 12.6 s). On to when it next flowed
+//!   because records sent with the dropped ones come out only then when the path to the
+//!   output stalls after the window. (A restarted attempt replays records its predecessor delivered,
 //!   and its consumers that kept running drop those again; a replaced one's successor
 //!   replays what it dropped: such records are not missing.)
 //!
@@ -63,6 +68,9 @@ pub struct Reader {
 /// One producer's report of what it discarded while a consumer was away, and the window.
 struct Drop {
     attempt: ExecutionAttemptId,
+    /// The subpartition's previous report, or the run's start: what the producer discarded
+    /// was emitted since.
+    since: Duration,
     gone: Duration,
     back: Duration,
     records: u64,
@@ -147,8 +155,9 @@ pub fn drop_accounting(h: &RunHistory, input: &ExpectedInput, buffer_timeout: Du
             .filter(|d| d.attempt.attempt == 0 && !replaced_after(h, d))
             .collect();
         let claimed: u64 = fresh.iter().map(|d| d.records).sum();
-        // What a producer discards when its consumer goes includes what it queued for it
-        // while held up by backpressure, since its output last flowed. And a record placed by
+        // What a producer discards when its consumer goes includes what waited in its outbox
+        // while it was held up by backpressure, emitted since the subpartition's previous
+        // report, however long before its output last flowed. And a record placed by
         // its neighbours was sent before their output, but not within the slack of it when
         // the path to the output stalls after the window (a paused or cut-off sink store, a
         // consumer waiting out a late reconnect): the neighbours it was sent with come out
@@ -157,7 +166,8 @@ pub fn drop_accounting(h: &RunHistory, input: &ExpectedInput, buffer_timeout: Du
             .iter()
             .filter(|(lo, hi)| {
                 fresh.iter().any(|d| {
-                    let from = theirs.last_before(d.gone).unwrap_or(d.gone).min(d.gone);
+                    let from = theirs.last_before(d.gone).unwrap_or(d.gone);
+                    let from = from.min(d.gone).min(d.since);
                     let to = theirs.first_from(d.back).unwrap_or(d.back).max(d.back);
                     *lo <= to + slack && from.saturating_sub(slack) <= *hi
                 })
@@ -205,6 +215,7 @@ fn windows(drops: &[&Drop]) -> String {
 /// subpartition.
 fn reported_drops(h: &RunHistory) -> Vec<Drop> {
     let mut gone: BTreeMap<(ExecutionAttemptId, u32), Duration> = BTreeMap::new();
+    let mut reported: BTreeMap<(ExecutionAttemptId, u32), Duration> = BTreeMap::new();
     let mut drops = Vec::new();
     for e in &h.events {
         match &e.event {
@@ -220,12 +231,16 @@ fn reported_drops(h: &RunHistory) -> Vec<Drop> {
                 subpartition,
                 records,
                 ..
-            } => drops.push(Drop {
-                attempt: *producer,
-                gone: gone.remove(&(*producer, *subpartition)).unwrap_or(e.at),
-                back: e.at,
-                records: *records,
-            }),
+            } => {
+                let key = (*producer, *subpartition);
+                drops.push(Drop {
+                    attempt: *producer,
+                    since: reported.insert(key, e.at).unwrap_or_default(),
+                    gone: gone.remove(&key).unwrap_or(e.at),
+                    back: e.at,
+                    records: *records,
+                })
+            }
             _ => {}
         }
     }
@@ -431,6 +446,42 @@ mod tests {
         assert!(v.passed && v.checked, "{v:?}");
         // Reporting double is still more than is missing.
         let (h, input) = stall(100);
+        let v = drop_accounting(&h, &input, TIMEOUT);
+        assert!(
+            !v.passed && v.summary.contains("reported more dropped"),
+            "{v:?}"
+        );
+    }
+
+    /// swarm-taskmanager seed 272's shape: the producer is held up on another consumer from
+    /// 1.6 s to 3 s, with a buffer for this one (odd offsets from 100 to 160, emitted from 1 s
+    /// to 1.6 s) waiting in its outbox behind the blocked one; buffers sealed before it for
+    /// others drain late (offsets 160..180 come out at 2.5 s). The consumer is found gone at
+    /// 3 s, the waiting buffer is discarded, and the replacement claims at once. The dropped
+    /// records sit among neighbours output when they were emitted, long before the output
+    /// last flowed.
+    #[test]
+    fn a_held_up_producers_drop_reaches_back_to_what_waited_in_its_outbox() {
+        let held_up = |reported| {
+            let (mut h, input) = run(reported, 0);
+            h.outputs = (0..400u64)
+                .filter(|o| !(100..160).contains(o) || o % 2 == 0)
+                .map(|o| match o {
+                    160..180 => out(2_500, o, 0),
+                    180.. => out(3_000 + (o - 180) * 10, o, 0),
+                    _ => out(o * 10, o, 0),
+                })
+                .collect();
+            for e in &mut h.events {
+                e.at = Duration::from_secs(3);
+            }
+            (h, input)
+        };
+        let (h, input) = held_up(30);
+        let v = drop_accounting(&h, &input, TIMEOUT);
+        assert!(v.passed && v.checked, "{v:?}");
+        // Reporting double is still more than is missing.
+        let (h, input) = held_up(60);
         let v = drop_accounting(&h, &input, TIMEOUT);
         assert!(
             !v.passed && v.summary.contains("reported more dropped"),

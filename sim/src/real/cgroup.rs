@@ -223,7 +223,8 @@ mod tests {
             return;
         }
         let node = NodeName::TaskManager(1);
-        let cgroups = MemoryCgroups::create(std::slice::from_ref(&node)).expect("root has memory cgroups");
+        let cgroups =
+            MemoryCgroups::create(std::slice::from_ref(&node)).expect("root has memory cgroups");
         // Takes 4 MB, then allocates nothing, as a TaskManager in its steady state.
         let mut command = Command::new("sh");
         command.args([
