@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::failover::{subtasks_to_restart, FailureScope};
 use super::rebalance::plan_moves;
-use super::JobManager;
+use super::{restart_backoff, JobManager};
 use crate::config::{FailoverStrategy, LoadBalanceMode};
 use crate::events::{AbortReason, ClusterEvent, FailoverCause, GroupMove};
 use crate::graph::{ExecutionAttemptId, ExecutionState, JobId, JobStatus, SubtaskId};
@@ -102,7 +102,7 @@ impl JobManager {
             return self.fail_job(id, reason);
         }
         let strategy = job.config.failover_strategy();
-        let backoff = if immediate(&job.config, strategy, &cause) {
+        let backoff = if restart_backoff::skips_delay(&job.config, strategy, &cause) {
             Duration::ZERO
         } else {
             job.recovery.backoff.backoff()
@@ -299,20 +299,4 @@ impl JobManager {
         });
         self.restart_some(id, subtasks, Duration::ZERO);
     }
-}
-
-/// Whether a failover redeploys at once: under `taskmanager` failover a lost TaskManager's
-/// subtasks go to free slots of the TaskManagers that are still there. The restart delay is for
-/// failures that may clear if given time (an external system that is down, a task that fails
-/// on its input); waiting for a dead machine changes nothing and only lengthens the gap in the
-/// output, so unless configured otherwise it is skipped. The failure still counts against the
-/// restart strategy (attempts, failure rate, the growing exponential delay).
-fn immediate(
-    config: &crate::config::Configuration,
-    strategy: FailoverStrategy,
-    cause: &FailoverCause,
-) -> bool {
-    strategy == FailoverStrategy::TaskManager
-        && matches!(cause, FailoverCause::TaskManagerLost { .. })
-        && config.taskmanager_failover_immediate()
 }

@@ -32,7 +32,25 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{keys, Configuration, RestartStrategyKind};
+use crate::config::{keys, Configuration, FailoverStrategy, RestartStrategyKind};
+use crate::events::FailoverCause;
+
+/// Whether a failover redeploys at once, announcing no back-off (the JobManager's rule, which a
+/// harness checking the back-off it announced applies too). Under `taskmanager` failover a lost
+/// TaskManager's subtasks go to free slots of the TaskManagers that are still there. The
+/// restart delay is for failures that may clear if given time (an external system that is
+/// down, a task that fails on its input); waiting for a dead machine changes nothing and only
+/// lengthens the gap in the output, so unless configured otherwise it is skipped. The failure still counts against the
+/// restart strategy (attempts, failure rate, the growing exponential delay).
+pub fn skips_delay(
+    config: &Configuration,
+    strategy: FailoverStrategy,
+    cause: &FailoverCause,
+) -> bool {
+    strategy == FailoverStrategy::TaskManager
+        && matches!(cause, FailoverCause::TaskManagerLost { .. })
+        && config.taskmanager_failover_immediate()
+}
 
 /// Decides whether and when a failed job may restart (Flink's RestartBackoffTimeStrategy).
 pub trait RestartBackoff: Send {

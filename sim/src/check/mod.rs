@@ -17,6 +17,7 @@ use crate::scenario::{DeliveryMode, Scenario};
 
 mod accounting;
 mod attempts;
+mod backoff;
 mod balance;
 pub mod bounds;
 mod checkpoints;
@@ -35,6 +36,7 @@ mod transactions;
 
 pub use accounting::{drop_accounting, Reader};
 pub use attempts::at_most_once_per_attempt;
+pub use backoff::restart_backoff;
 pub use balance::{balance, balance_at_deployments, memory_balance, task_range};
 pub use bounds::Bounds;
 pub use checkpoints::checkpoint_coherence;
@@ -162,6 +164,7 @@ pub fn check_all(
         scenario.config.heartbeat_timeout(),
     ));
     verdicts.push(restarts(history));
+    verdicts.push(restart_backoff(history, &scenario.config));
     verdicts.push(checkpoint_coherence(history));
     verdicts.push(snapshot_contents(history));
     verdicts.push(once);
