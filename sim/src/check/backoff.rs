@@ -96,6 +96,17 @@ fn replay<'a>(
 }
 
 impl Replay {
+    /// The strategy, as the harness holds the job to it.
+    fn describe(&self) -> String {
+        match self.oracle {
+            Oracle::NoRestart => "none (no restarts)".into(),
+            Oracle::FixedDelay { attempts, delay } => {
+                format!("fixed-delay ({attempts} restart(s) allowed, {delay:?} apart)")
+            }
+            Oracle::Replayed => self.strategy.describe(),
+        }
+    }
+
     /// The next failure, at `at`: whether the job may restart, and after what back-off.
     fn decide(&mut self, at: Duration) -> (bool, Duration) {
         self.failures += 1;
@@ -142,7 +153,7 @@ pub fn restart_backoff(h: &RunHistory, config: &Configuration) -> Verdict {
                             "{job}'s failure {} at {}: {} allows no more restarts, yet the JobManager failed over",
                             r.failures,
                             secs(e.at),
-                            r.strategy.describe()
+                            r.describe()
                         ),
                     );
                 }
@@ -158,7 +169,7 @@ pub fn restart_backoff(h: &RunHistory, config: &Configuration) -> Verdict {
                             r.failures,
                             secs(e.at),
                             secs(*backoff),
-                            r.strategy.describe(),
+                            r.describe(),
                             secs(expected)
                         ),
                     );
@@ -174,7 +185,7 @@ pub fn restart_backoff(h: &RunHistory, config: &Configuration) -> Verdict {
                             "{job}'s failure {} at {}: the JobManager gave up, yet {} allows a restart",
                             r.failures,
                             secs(e.at),
-                            r.strategy.describe()
+                            r.describe()
                         ),
                     );
                 }
@@ -217,11 +228,7 @@ pub fn restart_backoff(h: &RunHistory, config: &Configuration) -> Verdict {
                 Some(at) => format!(", exhausted at {}", secs(at)),
                 None => String::new(),
             };
-            format!(
-                "{job}: {} failure(s), {}{end}",
-                r.failures,
-                r.strategy.describe()
-            )
+            format!("{job}: {} failure(s), {}{end}", r.failures, r.describe())
         })
         .collect();
     Verdict::pass(
