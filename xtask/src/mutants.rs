@@ -27,7 +27,8 @@ use crate::steps::{elapsed, Failure};
 /// recovery path (crash, partition with zombies, pauses only one side's timer can notice,
 /// crashes inside a checkpoint's alignment and store write, a second crash during recovery,
 /// balanced placement after failovers, with spare slots for a placement to get wrong under
-/// `taskmanager` and `region`, a restore of checkpoints aligned under latency).
+/// `taskmanager` and `region`, a restore of checkpoints aligned under latency, and a restart
+/// strategy's last allowed restart).
 pub const DEFAULT_SCENARIOS: &[&str] = &[
     "tm-crash-4x2-full",
     "etl-crash-region",
@@ -43,6 +44,7 @@ pub const DEFAULT_SCENARIOS: &[&str] = &[
     "spare-slots-crash-taskmanager",
     "spare-slots-crash-region",
     "latency-crash-during-checkpoint-full",
+    "two-crashes-two-attempts-region",
 ];
 
 #[derive(Args)]
