@@ -21,7 +21,10 @@
 //!   for windows the producer entered while its output was flowing): under-counting fails;
 //! - the records a first attempt that was never replaced reported dropped are missing,
 //!   placed within its windows widened by the slack, back to the subpartition's previous
-//!   report (or the run's start) and on to when its output next flowed: over-counting fails.
+//!   report (or the run's start), but no further than the longest a producer may be held
+//!   up (the longer of the run's stall bound and a lost TaskManager's detection: no longer
+//!   than its consumer takes to be found gone and replaced), and on to when its output next
+//!   flowed: over-counting fails.
 //!   Back that far because a producer held up by backpressure discards what waited in its
 //!   outbox, which it may have emitted long before its output last flowed: buffers sealed
 //!   for other consumers before the one it was held up on still drain after it (swarm-
@@ -82,7 +85,12 @@ type Place = (Duration, Duration);
 
 /// Checks every source subtask's reported drops against the missing records placed in its
 /// windows.
-pub fn drop_accounting(h: &RunHistory, input: &ExpectedInput, buffer_timeout: Duration) -> Verdict {
+pub fn drop_accounting(
+    h: &RunHistory,
+    input: &ExpectedInput,
+    buffer_timeout: Duration,
+    hold_up: Duration,
+) -> Verdict {
     let drops = reported_drops(h);
     if drops.is_empty() {
         return Verdict::not_checked(NAME, "no producer reported dropping records");
@@ -166,8 +174,8 @@ pub fn drop_accounting(h: &RunHistory, input: &ExpectedInput, buffer_timeout: Du
             .iter()
             .filter(|(lo, hi)| {
                 fresh.iter().any(|d| {
-                    let from = theirs.last_before(d.gone).unwrap_or(d.gone);
-                    let from = from.min(d.gone).min(d.since);
+                    let since = d.since.max(d.gone.saturating_sub(hold_up));
+                    let from = theirs.last_before(d.gone).unwrap_or(d.gone).min(since);
                     let to = theirs.first_from(d.back).unwrap_or(d.back).max(d.back);
                     *lo <= to + slack && from.saturating_sub(slack) <= *hi
                 })
@@ -338,6 +346,7 @@ mod tests {
     use rill::graph::{CheckpointId, JobId, SubtaskId};
 
     const TIMEOUT: Duration = Duration::from_millis(100);
+    const HOLD_UP: Duration = Duration::from_secs(30);
 
     fn producer(attempt: u32) -> ExecutionAttemptId {
         SubtaskId::new(VertexId(0), 0).attempt(attempt)
@@ -390,14 +399,14 @@ mod tests {
     #[test]
     fn a_true_report_passes() {
         let (h, input) = run(50, 0);
-        let v = drop_accounting(&h, &input, TIMEOUT);
+        let v = drop_accounting(&h, &input, TIMEOUT, HOLD_UP);
         assert!(v.passed && v.checked, "{v:?}");
     }
 
     #[test]
     fn under_counting_fails() {
         let (h, input) = run(20, 0);
-        let v = drop_accounting(&h, &input, TIMEOUT);
+        let v = drop_accounting(&h, &input, TIMEOUT, HOLD_UP);
         assert!(
             !v.passed && v.summary.contains("dropped more than it reported"),
             "{v:?}"
@@ -407,7 +416,7 @@ mod tests {
     #[test]
     fn over_counting_fails_unless_the_producer_replays() {
         let (h, input) = run(80, 0);
-        let v = drop_accounting(&h, &input, TIMEOUT);
+        let v = drop_accounting(&h, &input, TIMEOUT, HOLD_UP);
         assert!(
             !v.passed && v.summary.contains("reported more dropped"),
             "{v:?}"
@@ -424,7 +433,7 @@ mod tests {
             checkpoint: Some(CheckpointId(1)),
         };
         h.events.insert(0, event(500, deployed));
-        assert!(drop_accounting(&h, &input, TIMEOUT).passed);
+        assert!(drop_accounting(&h, &input, TIMEOUT, HOLD_UP).passed);
     }
 
     #[test]
@@ -442,11 +451,11 @@ mod tests {
             (h, input)
         };
         let (h, input) = stall(50);
-        let v = drop_accounting(&h, &input, TIMEOUT);
+        let v = drop_accounting(&h, &input, TIMEOUT, HOLD_UP);
         assert!(v.passed && v.checked, "{v:?}");
         // Reporting double is still more than is missing.
         let (h, input) = stall(100);
-        let v = drop_accounting(&h, &input, TIMEOUT);
+        let v = drop_accounting(&h, &input, TIMEOUT, HOLD_UP);
         assert!(
             !v.passed && v.summary.contains("reported more dropped"),
             "{v:?}"
@@ -478,11 +487,19 @@ mod tests {
             (h, input)
         };
         let (h, input) = held_up(30);
-        let v = drop_accounting(&h, &input, TIMEOUT);
+        let v = drop_accounting(&h, &input, TIMEOUT, HOLD_UP);
         assert!(v.passed && v.checked, "{v:?}");
         // Reporting double is still more than is missing.
         let (h, input) = held_up(60);
-        let v = drop_accounting(&h, &input, TIMEOUT);
+        let v = drop_accounting(&h, &input, TIMEOUT, HOLD_UP);
+        assert!(
+            !v.passed && v.summary.contains("reported more dropped"),
+            "{v:?}"
+        );
+        // Nor do records missing since before the longest hold-up the run allows cover a
+        // report: a hold-up of 1 s cannot have kept records emitted from 1 s to 1.6 s.
+        let (h, input) = held_up(30);
+        let v = drop_accounting(&h, &input, TIMEOUT, Duration::from_secs(1));
         assert!(
             !v.passed && v.summary.contains("reported more dropped"),
             "{v:?}"
@@ -492,8 +509,8 @@ mod tests {
     #[test]
     fn without_reports_or_a_single_source_nothing_is_checked() {
         let (mut h, input) = run(50, 0);
-        assert!(!drop_accounting(&h, &crate::check::tests::input(400), TIMEOUT).checked);
+        assert!(!drop_accounting(&h, &crate::check::tests::input(400), TIMEOUT, HOLD_UP).checked);
         h.events.clear();
-        assert!(!drop_accounting(&h, &input, TIMEOUT).checked);
+        assert!(!drop_accounting(&h, &input, TIMEOUT, HOLD_UP).checked);
     }
 }

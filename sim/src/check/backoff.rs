@@ -8,8 +8,11 @@
 //!   gives for it (none where the JobManager skips the delay: a lost TaskManager under
 //!   `taskmanager` failover, `restart_backoff::skips_delay`); the first it refuses ends the
 //!   job with `RestartsExhausted`, and nothing restarts after that;
-//! - no restarted subtask is redeployed before its failover's back-off is over (a later
-//!   failover of the job sets the wait anew, as the JobManager's single restart time does).
+//! - no restarted subtask is redeployed before the back-off of its job's latest failover is
+//!   over. The JobManager keeps one restart time per job, which each failover sets anew, so a
+//!   later failover that skips its delay (a lost TaskManager under `taskmanager` failover)
+//!   also ends an earlier one's wait; Flink waits per failover. That is the runtime's rule,
+//!   and this checks it, not Flink's.
 //!
 //! `none` and `fixed-delay` (what the scenarios use) are stated here, independently of the
 //! runtime's code, so that a bug in the runtime's strategy fails too; `failure-rate` and
@@ -72,6 +75,9 @@ impl Oracle {
 /// One job's strategy as the harness replays it, and what it is waiting for.
 struct Replay {
     oracle: Oracle,
+    /// When the job was submitted: the JobManager times failures from there (and rounds them
+    /// to milliseconds, so the origin matters at a failure-rate window's edge).
+    submitted: Duration,
     strategy: Box<dyn RestartBackoff>,
     failures: u32,
     /// The latest failover: when the wait for its redeployment is over, and what it restarts.
@@ -87,6 +93,7 @@ fn replay<'a>(
 ) -> &'a mut Replay {
     jobs.entry(job).or_insert_with(|| Replay {
         oracle: Oracle::of(config),
+        submitted: Duration::ZERO,
         // Seeded with the job id, as the JobManager seeds exponential-delay's jitter.
         strategy: restart_backoff::from_config(config, job.0),
         failures: 0,
@@ -110,7 +117,8 @@ impl Replay {
     /// The next failure, at `at`: whether the job may restart, and after what back-off.
     fn decide(&mut self, at: Duration) -> (bool, Duration) {
         self.failures += 1;
-        self.strategy.notify_failure(at);
+        self.strategy
+            .notify_failure(at.saturating_sub(self.submitted));
         match self.oracle {
             Oracle::NoRestart => (false, Duration::ZERO),
             Oracle::FixedDelay { attempts, delay } => (self.failures <= attempts, delay),
@@ -126,6 +134,9 @@ pub fn restart_backoff(h: &RunHistory, config: &Configuration) -> Verdict {
     for e in jm {
         let fail = |summary: &str, evidence: String| Verdict::fail(NAME, summary, evidence);
         match &e.event {
+            ClusterEvent::JobSubmitted { job, .. } => {
+                replay(&mut jobs, *job, config).submitted = e.at;
+            }
             ClusterEvent::FailoverStarted {
                 job,
                 strategy: failover,
@@ -193,6 +204,16 @@ pub fn restart_backoff(h: &RunHistory, config: &Configuration) -> Verdict {
             }
             ClusterEvent::TasksDeployed { job, tasks, .. } => {
                 let Some(r) = jobs.get_mut(job) else { continue };
+                if let Some(at) = r.exhausted {
+                    return fail(
+                        "a job redeployed after its restarts were exhausted",
+                        format!(
+                            "{job} deployed at {} after RestartsExhausted at {}",
+                            secs(e.at),
+                            secs(at)
+                        ),
+                    );
+                }
                 let Some((due, restart)) = &r.waiting else {
                     continue;
                 };
@@ -223,6 +244,7 @@ pub fn restart_backoff(h: &RunHistory, config: &Configuration) -> Verdict {
     }
     let described: Vec<String> = jobs
         .iter()
+        .filter(|(_, r)| r.failures > 0)
         .map(|(job, r)| {
             let end = match r.exhausted {
                 Some(at) => format!(", exhausted at {}", secs(at)),
@@ -408,6 +430,50 @@ mod tests {
         assert!(judge(vec![failover(1_000, drawn, region, false)], &config).passed);
         let v = judge(vec![failover(1_000, drawn + 50, region, false)], &config);
         assert!(!v.passed && v.summary.contains("does not give"), "{v:?}");
+    }
+
+    /// At most one failure in 10 s: a second 4 s after the first ends the job.
+    #[test]
+    fn failure_rate_counts_failures_within_its_interval() {
+        let config = Configuration::default()
+            .with("restart-strategy.type", "failure-rate")
+            .and_then(|c| {
+                c.with(
+                    "restart-strategy.failure-rate.max-failures-per-interval",
+                    "1",
+                )
+            })
+            .and_then(|c| c.with("restart-strategy.failure-rate.failure-rate-interval", "10s"))
+            .and_then(|c| c.with("restart-strategy.failure-rate.delay", "100ms"))
+            .expect("valid");
+        let region = FailoverStrategy::Region;
+        let submitted = at(
+            500,
+            ClusterEvent::JobSubmitted {
+                job: JOB,
+                name: "j".into(),
+            },
+        );
+        let ends = vec![
+            submitted.clone(),
+            failover(1_000, 100, region, false),
+            exhausted(5_000),
+        ];
+        let v = judge(ends, &config);
+        assert!(v.passed && v.checked, "{v:?}");
+        let goes_on = vec![
+            submitted.clone(),
+            failover(1_000, 100, region, false),
+            failover(5_000, 100, region, false),
+        ];
+        assert!(!judge(goes_on, &config).passed);
+        // Eleven seconds apart, the first has left the interval.
+        let later = vec![
+            submitted,
+            failover(1_000, 100, region, false),
+            failover(12_000, 100, region, false),
+        ];
+        assert!(judge(later, &config).passed);
     }
 
     #[test]

@@ -104,7 +104,14 @@ pub fn check_all(
         (mode, DeliveryBasis::Input(input)) => {
             verdicts.push(delivery(history, mode, input));
             let buffer_timeout = scenario.config.buffer_timeout();
-            verdicts.push(drop_accounting(history, input, buffer_timeout));
+            verdicts.push(drop_accounting(
+                history,
+                input,
+                buffer_timeout,
+                // A given stall bound may be tighter than a lost consumer's detection,
+                // which holds its producers up while the rest of the output flows.
+                bounds.stall.value.max(bounds.timing.detection),
+            ));
         }
         (DeliveryMode::ExactlyOnce, DeliveryBasis::Reference(reference, checks)) => {
             verdicts.push(matches_reference(history, reference, &checks))

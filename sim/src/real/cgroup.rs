@@ -60,8 +60,9 @@ impl MemoryCgroups {
         static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let parent = root.join(format!("rill-sim-{}-{run}", std::process::id()));
-        // What a killed run of the same tag left behind goes first.
-        remove_tree(&parent);
+        // What harnesses that were killed left behind goes first (a cgroup still holding a
+        // process cannot be removed, and stays).
+        remove_orphans(root);
         let made = |dir: &Path| {
             fs::create_dir_all(dir).map_err(|e| format!("cgroup {}: {e}", dir.display()))
         };
@@ -156,6 +157,30 @@ pub fn join_on_spawn(command: &mut Command, procs: &Path) -> io::Result<File> {
         });
     }
     Ok(file)
+}
+
+/// Removes the run cgroups (`rill-sim-PID-RUN`) of harness processes that are gone.
+fn remove_orphans(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("rill-sim-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill(2) with signal 0 sends nothing; it only asks whether `pid` exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            remove_tree(&entry.path());
+        }
+    }
 }
 
 /// The `oom_kill N` line of a `memory.oom_control` file.

@@ -53,6 +53,16 @@ struct AwaitingKernel {
 /// How long a pressed TaskManager may go on before it is SIGKILLed instead.
 const KERNEL_GRACE: Duration = Duration::from_secs(2);
 
+impl Drop for AwaitingKernel {
+    fn drop(&mut self) {
+        // A presser is never left behind, unreaped or holding its cgroup.
+        if !matches!(self.presser.try_wait(), Ok(Some(_))) {
+            let _ = self.presser.kill();
+            let _ = self.presser.wait();
+        }
+    }
+}
+
 impl Driver {
     pub(super) fn new(
         mut cluster: Cluster,
@@ -215,48 +225,73 @@ impl Driver {
                 continue;
             };
             let after = now.saturating_sub(a.squeezed_at);
-            let how = match process.exited() {
+            // When it died, as far as this tick can tell: the squeeze for the kernel's kill
+            // (which comes after it, and the JobManager can see the connection close before
+            // this tick does); now for a kill of ours.
+            let (how, died) = match process.exited() {
                 Some(status) => {
                     let kills = self
                         .cluster
                         .cgroups
                         .as_ref()
                         .map_or(0, |c| c.oom_kills(&a.target));
-                    match kills > a.kills_before {
+                    let how = match kills > a.kills_before {
                         true => format!(
                             "by the kernel's OOM killer, {} ms after its memory cgroup's limit was squeezed to its usage ({} KiB) and pressed",
                             after.as_millis(),
                             a.limit / 1024
                         ),
                         false => format!("by its own death ({status}) after its memory cgroup was pressed, not by the OOM killer"),
-                    }
+                    };
+                    (how, a.squeezed_at)
                 }
+                // Another fault (a crash of the same node) killed it first.
+                None if !process.is_up() => (
+                    "by another fault's kill, before the kernel's OOM killer".to_string(),
+                    a.squeezed_at,
+                ),
                 None if after > KERNEL_GRACE => {
                     process.kill();
-                    format!("by SIGKILL: the kernel had not OOM-killed it {} s after its memory cgroup was pressed", KERNEL_GRACE.as_secs())
+                    let how = format!("by SIGKILL: the kernel had not OOM-killed it {} s after its memory cgroup was pressed", KERNEL_GRACE.as_secs());
+                    (how, now)
                 }
                 None => {
                     i += 1;
                     continue;
                 }
             };
-            let mut a = self.awaiting_kernel.remove(i);
-            // The presser gets its memory once the limit is lifted, and ends.
-            if let Ok(cgroups) = &self.cluster.cgroups {
-                let _ = cgroups.relax(&a.target);
-            }
-            if !matches!(a.presser.try_wait(), Ok(Some(_))) {
-                let _ = a.presser.kill();
-                let _ = a.presser.wait();
-            }
-            // It began when it was applied, at the squeeze: the kernel's kill comes after, and
-            // the JobManager can see the connection close before this tick does.
+            let a = self.awaiting_kernel.remove(i);
+            self.release_press(&a);
             self.faults[a.fault].applied_as = Some(how);
-            self.faults[a.fault].began_at = Some(a.squeezed_at);
+            self.faults[a.fault].began_at = Some(died);
             if let Some(d) = self.faults[a.fault].fault.duration() {
                 // Its supervisor restarts it that long after it died.
                 self.timeline.schedule(now + d, Step::End(a.fault));
             }
+        }
+    }
+
+    /// Lifts a press: the limit goes, and the presser, which then gets its memory, ends (it is
+    /// killed and reaped when `a` drops).
+    fn release_press(&self, a: &AwaitingKernel) {
+        if let Ok(cgroups) = &self.cluster.cgroups {
+            if let Err(e) = cgroups.relax(&a.target) {
+                tracing::warn!(target: "rill_sim::real", "{}'s memory limit: {e}", a.target);
+            }
+        }
+    }
+
+    /// The OOM kills the kernel had not made when the run ended: not applied (their
+    /// TaskManagers ran on to the end), their presses lifted.
+    fn abandon_oom_kills(&mut self, end: Duration) {
+        for a in std::mem::take(&mut self.awaiting_kernel) {
+            self.release_press(&a);
+            let f = &mut self.faults[a.fault];
+            f.effective = false;
+            f.not_applied = Some(format!(
+                "not applied: the run ended {} ms after its memory cgroup was pressed, before the kernel's OOM killer killed it",
+                end.saturating_sub(a.squeezed_at).as_millis()
+            ));
         }
     }
 
@@ -402,6 +437,7 @@ impl Driver {
         // A process that died just before the end (the kill that failed the job) is a fault
         // of the run too.
         self.reap(end);
+        self.abandon_oom_kills(end);
         // What the processes said up to the end; what they say while being torn down (a
         // TaskManager losing the killed JobManager) is not the run's.
         self.poll_events(end);

@@ -9,8 +9,9 @@
 //! holds exactly as the simulator does. Faults are applied by real means: a crash is SIGKILL
 //! (and a restart of the process), an OOM kill the kernel's OOM killer in the TaskManager's
 //! memory cgroup (SIGKILL where there are no cgroups, saying so), a pause SIGSTOP and SIGCONT,
-//! a store failure the store's switch. A fault this runner cannot apply for real is recorded "not applied (why)"
-//! and judged as a fault that never came: never skipped silently, never pretended.
+//! a store failure the store's switch. A fault this runner cannot apply for real is recorded
+//! "not applied (why)" and judged as a fault that never came: never skipped silently, never
+//! pretended.
 
 mod certs;
 mod cgroup;

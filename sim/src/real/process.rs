@@ -1,5 +1,6 @@
 //! The cluster's processes on a real run: how each node's `rill` process is started, and the
-//! signals faults send it (SIGKILL for a crash or an OOM kill, SIGSTOP and SIGCONT for a pause).
+//! signals faults send it (SIGKILL for a crash, SIGSTOP and SIGCONT for a pause; an OOM kill
+//! is the kernel's, in the process's memory cgroup: see `cgroup`).
 
 use std::ffi::OsString;
 use std::fs::File;
