@@ -170,7 +170,7 @@ impl Consumer<'_> {
         mut decoder: Box<dyn RecordDecoder>,
         mut gate: InputGate,
     ) -> Result<(), TaskError> {
-        let mut pacer = Pacer::new(self.rate_limit);
+        let mut pacer = Pacer::capacity(self.rate_limit);
         let mut flush = tokio::time::interval(self.buffer_timeout);
         flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
