@@ -25,6 +25,7 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "crash-during-checkpoint-write-full",
             "crash-during-restore-full",
             "etl-crash-region",
+            "full-slots-crash-taskmanager",
             "jm-crash",
             "jm-pause-full",
             "jm-tm-partition",
@@ -61,7 +62,8 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "tm-crash-4x2-region",
             "tm-crash-4x2-taskmanager",
             "tm-deaf-taskmanager",
-            "tm-mute-region"
+            "tm-mute-region",
+            "two-crashes-two-attempts-region",
         ]
     );
     for s in &all {

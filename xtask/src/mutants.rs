@@ -27,8 +27,9 @@ use crate::steps::{elapsed, Failure};
 /// recovery path (crash, partition with zombies, pauses only one side's timer can notice,
 /// crashes inside a checkpoint's alignment and store write, a second crash during recovery,
 /// balanced placement after failovers, with spare slots for a placement to get wrong under
-/// `taskmanager` and `region`, a restore of checkpoints aligned under latency, and a restart
-/// strategy's last allowed restart).
+/// `taskmanager` and `region`, and with none, so that consumers stay away for seconds and their
+/// producers' drop counts are held to what went missing, a restore of checkpoints aligned
+/// under latency, and a restart strategy's last allowed restart).
 pub const DEFAULT_SCENARIOS: &[&str] = &[
     "tm-crash-4x2-full",
     "etl-crash-region",
@@ -43,6 +44,7 @@ pub const DEFAULT_SCENARIOS: &[&str] = &[
     "crash-during-restore-full",
     "spare-slots-crash-taskmanager",
     "spare-slots-crash-region",
+    "full-slots-crash-taskmanager",
     "latency-crash-during-checkpoint-full",
     "two-crashes-two-attempts-region",
 ];
