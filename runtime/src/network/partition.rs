@@ -71,6 +71,10 @@ pub struct PartitionRegistry {
     /// claim by an earlier attempt is refused from then on. A replaced consumer that
     /// reconnects (its grant stays valid) must not take its replacement's queue.
     fenced: Arc<Mutex<BTreeMap<SubpartitionKey, u32>>>,
+    /// Subpartitions whose consumer finished before their producer registered the queue (a
+    /// restored producer still restoring when the JobManager said so): the producer writes
+    /// them to nobody from the start ([`PartitionRegistry::take_finished`]).
+    finished_early: Arc<Mutex<std::collections::BTreeSet<SubpartitionKey>>>,
 }
 
 impl PartitionRegistry {
@@ -240,13 +244,31 @@ impl PartitionRegistry {
     /// Drops the queue of `key` if nobody claimed it: its consumer finished, so nobody will.
     /// The producer's next send fails and, under `taskmanager` failover, it discards from then
     /// on instead of filling the queue and blocking.
+    /// A queue not registered yet (its producer is still being deployed or restoring) is
+    /// remembered as finished for when it is: a queue nobody will claim would fill up and hold
+    /// its producer, and the consumers of the rest of its output, for good (found by a swarm
+    /// seed whose restarted source was restoring, buggified slow, when its only remaining
+    /// consumer finished). A claimed queue is its consumer's to close.
     pub fn drop_unclaimed(&self, key: &SubpartitionKey) -> bool {
         let mut slots = self.lock();
-        let unclaimed = matches!(slots.get(key), Some(Slot::Ready(_)));
-        if unclaimed {
-            slots.remove(key);
+        match slots.get(key) {
+            Some(Slot::Ready(_)) => {
+                slots.remove(key);
+                true
+            }
+            Some(Slot::Waiting(_)) => false,
+            None => {
+                drop(slots);
+                crate::util::lock(&self.finished_early).insert(*key);
+                false
+            }
         }
-        unclaimed
+    }
+
+    /// Whether `key`'s consumer finished before this queue was registered (once): its producer
+    /// then writes the subpartition to nobody.
+    pub fn take_finished(&self, key: &SubpartitionKey) -> bool {
+        crate::util::lock(&self.finished_early).remove(key)
     }
 
     /// Ends the claim of `key`: its consumer was replaced (`taskmanager` failover or a
@@ -327,6 +349,8 @@ impl PartitionRegistry {
             .retain(|k, _| !(k.job == job && k.producer == producer));
         crate::util::lock(&self.claims).retain(|k, _| !(k.job == job && k.producer == producer));
         crate::util::lock(&self.fenced).retain(|k, _| !(k.job == job && k.producer == producer));
+        crate::util::lock(&self.finished_early)
+            .retain(|k| !(k.job == job && k.producer == producer));
         self.forget_revoked(|k| k.job == job && k.producer == producer);
     }
 
@@ -342,6 +366,7 @@ impl PartitionRegistry {
         self.lock().retain(|k, _| k.job != job);
         crate::util::lock(&self.claims).retain(|k, _| k.job != job);
         crate::util::lock(&self.fenced).retain(|k, _| k.job != job);
+        crate::util::lock(&self.finished_early).retain(|k| k.job != job);
         self.forget_revoked(|k| k.job == job);
     }
 
@@ -428,6 +453,24 @@ mod tests {
         let _tx = registry.create(key(), 4);
         let rx = tokio::time::timeout(Duration::from_secs(1), waiting).await;
         assert!(rx.expect("in time").expect("joined").is_some());
+    }
+
+    /// The JobManager says a consumer finished while its restored producer is still
+    /// restoring: the queue it registers afterwards is written to nobody, once.
+    #[test]
+    fn a_consumer_that_finished_before_its_queue_was_registered_is_remembered_once() {
+        let registry = PartitionRegistry::default();
+        assert!(!registry.drop_unclaimed(&key()), "nothing to drop yet");
+        assert!(registry.take_finished(&key()));
+        assert!(!registry.take_finished(&key()), "once");
+        // A registered, unclaimed queue is dropped at once, and not remembered.
+        let _tx = registry.create(key(), 4);
+        assert!(registry.drop_unclaimed(&key()));
+        assert!(!registry.take_finished(&key()));
+        // What a producer that went leaves is forgotten with it.
+        registry.drop_unclaimed(&key());
+        registry.release(key().job, key().producer);
+        assert!(!registry.take_finished(&key()));
     }
 
     #[test]

@@ -80,14 +80,15 @@ impl ResultPartitions {
 
     /// Registers the next output's subpartition queues, in order: `(key, finished)`, where
     /// `finished` says the consumer has already finished, so the subpartition is written to
-    /// nobody (it starts away).
+    /// nobody (it starts away); so does a consumer the registry heard finish before this
+    /// output was registered.
     pub fn add_output(&mut self, subpartitions: impl IntoIterator<Item = (SubpartitionKey, bool)>) {
         let queues = subpartitions
             .into_iter()
             .map(|(key, finished)| Subpartition {
                 key,
                 tx: self.registry.create(key, self.capacity),
-                away: finished,
+                away: finished || self.registry.take_finished(&key),
                 dropped: 0,
             })
             .collect();

@@ -384,9 +384,14 @@ impl TaskManager {
                 }
             },
             JmToTm::PeerRegistered { data_addr } => self.services.client.forget(&data_addr),
-            JmToTm::DropSubpartition { key } => {
+            // Only for a producer running here: what the registry remembers for one not yet
+            // registered is forgotten with the producer (`release`).
+            JmToTm::DropSubpartition { key }
+                if self.tasks.contains_key(&(key.job, key.producer)) =>
+            {
                 self.services.registry.drop_unclaimed(&key);
             }
+            JmToTm::DropSubpartition { .. } => {}
             JmToTm::RevokeSubpartition { key, consumer } => {
                 self.services.registry.revoke(&key, consumer);
             }
