@@ -24,7 +24,7 @@
 //!   report (or the run's start), but no further than the longest a producer may be held
 //!   up (the longer of the run's stall bound and a lost TaskManager's detection: no longer
 //!   than its consumer takes to be found gone and replaced), and on to when its output next
-//!   flowed: over-counting fails.
+//!   flowed or a network fault in force then ended: over-counting fails.
 //!   Back that far because a producer held up by backpressure discards what waited in its
 //!   outbox, which it may have emitted long before its output last flowed: buffers sealed
 //!   for other consumers before the one it was held up on still drain after it (swarm-
@@ -45,6 +45,7 @@ use rill::events::ClusterEvent;
 use rill::graph::{ExecutionAttemptId, VertexId};
 
 use super::delivery::ExpectedInput;
+use crate::fault::FaultKind;
 use crate::history::{RunHistory, Verdict};
 
 const NAME: &str = "drop-accounting";
@@ -177,6 +178,7 @@ pub fn drop_accounting(
                     let since = d.since.max(d.gone.saturating_sub(hold_up));
                     let from = theirs.last_before(d.gone).unwrap_or(d.gone).min(since);
                     let to = theirs.first_from(d.back).unwrap_or(d.back).max(d.back);
+                    let to = to.max(network_held_until(h, d));
                     *lo <= to + slack && from.saturating_sub(slack) <= *hi
                 })
             })
@@ -201,6 +203,29 @@ pub fn drop_accounting(
             drops.len()
         ),
     )
+}
+
+/// When the network faults in force during `d`'s window (packet loss, latency, a partition)
+/// are over: records sent with the dropped ones can be held on their links until then, while
+/// other links carry the producer's output on (swarm-network-taskmanager seed 3133: packet
+/// loss from the window's end delayed the dropped records' neighbours past it).
+fn network_held_until(h: &RunHistory, d: &Drop) -> Duration {
+    h.faults
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.fault.kind,
+                FaultKind::PacketLoss { .. }
+                    | FaultKind::Latency { .. }
+                    | FaultKind::Partition { .. }
+                    | FaultKind::LinkPartition { .. }
+            )
+        })
+        .filter_map(|f| f.window(h.end).filter(|_| f.took_effect()))
+        .filter(|(began, ended)| *began <= d.back && d.gone <= *ended)
+        .map(|(_, ended)| ended)
+        .max()
+        .unwrap_or_default()
 }
 
 fn windows(drops: &[&Drop]) -> String {
@@ -341,6 +366,7 @@ mod tests {
     use super::*;
     use crate::check::tests::{history, input, out};
     use crate::events::RecordedEvent;
+    use crate::history::AppliedFault;
     use crate::node::NodeName;
     use rill::events::Deployment;
     use rill::graph::{CheckpointId, JobId, SubtaskId};
@@ -504,6 +530,43 @@ mod tests {
             !v.passed && v.summary.contains("reported more dropped"),
             "{v:?}"
         );
+    }
+
+    /// swarm-network-taskmanager seed 3133's shape: the consumer is gone and back at 1 s, the
+    /// dropped records (odd offsets from 40 to 100) were sent with neighbours that packet
+    /// loss from 0.9 s to 3 s held on their link until 2.5 s, while the producer's other
+    /// output flowed on.
+    #[test]
+    fn a_network_fault_in_force_holds_the_dropped_records_neighbours_back() {
+        use crate::fault::Fault;
+        let (mut h, input) = run(30, 0);
+        h.outputs = (0..400u64)
+            .filter(|o| !(40..100).contains(o) || o % 2 == 0)
+            .map(|o| match o {
+                40..100 => out(2_500, o, 0),
+                _ => out(o * 10, o, 0),
+            })
+            .collect();
+        for e in &mut h.events {
+            e.at = Duration::from_secs(1);
+        }
+        let v = drop_accounting(&h, &input, TIMEOUT, HOLD_UP);
+        assert!(
+            !v.passed && v.summary.contains("reported more dropped"),
+            "placed after the window without a fault to hold them: {v:?}"
+        );
+        let loss = FaultKind::PacketLoss {
+            rate: 0.5,
+            duration: Some(Duration::from_millis(2_100)),
+        };
+        h.faults.push(AppliedFault {
+            began_at: Some(Duration::from_millis(900)),
+            ended_at: Some(Duration::from_secs(3)),
+            effective: true,
+            ..AppliedFault::planned(Fault::new(Duration::from_millis(900), loss))
+        });
+        let v = drop_accounting(&h, &input, TIMEOUT, HOLD_UP);
+        assert!(v.passed && v.checked, "{v:?}");
     }
 
     #[test]
