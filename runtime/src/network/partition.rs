@@ -282,6 +282,9 @@ impl PartitionRegistry {
     /// lost. Only a claim by an attempt before `replacement` goes: the replacement's own claim
     /// may have come first, and must stay.
     pub fn revoke(&self, key: &SubpartitionKey, replacement: ExecutionAttemptId) -> bool {
+        // A consumer that finished and is now replaced (its TaskManager was lost) needs the
+        // subpartition again: it is no longer written to nobody.
+        crate::util::lock(&self.finished_early).remove(key);
         // First: a replaced consumer woken by what this hands out must find itself fenced.
         let mut fenced = crate::util::lock(&self.fenced);
         let below = fenced.entry(*key).or_default();
@@ -466,6 +469,10 @@ mod tests {
         // A registered, unclaimed queue is dropped at once, and not remembered.
         let _tx = registry.create(key(), 4);
         assert!(registry.drop_unclaimed(&key()));
+        assert!(!registry.take_finished(&key()));
+        // A replacement of the finished consumer needs the subpartition again.
+        registry.drop_unclaimed(&key());
+        registry.revoke(&key(), consumer(1));
         assert!(!registry.take_finished(&key()));
         // What a producer that went leaves is forgotten with it.
         registry.drop_unclaimed(&key());

@@ -240,7 +240,12 @@ impl Pacer {
         self.backlog -= made_up;
         let n = n - made_up;
         if n == 0 {
-            self.next = Instant::now();
+            // A capacity starts its count when the backlog is through. A stream's schedule
+            // runs on: what it produced while its reader took the backlog (or read nothing)
+            // is read next.
+            if self.pace == Pace::Capacity {
+                self.next = Instant::now();
+            }
             return;
         }
         // At most an hour per batch: a tiny rate must not overflow the clock.
@@ -573,6 +578,25 @@ mod pacer_tests {
         assert!(start.elapsed() < MS, "500 records of backlog pass at once");
         pacer.pass(100).await;
         assert!(about(start.elapsed(), 100), "then 1000/s again");
+    }
+
+    /// A restored stream 500 ms behind whose reader takes 200 ms over its backlog reads the
+    /// 200 records its stream produced meanwhile at once too: it is then where its stream is.
+    #[tokio::test]
+    async fn a_stream_catches_up_with_what_it_produced_during_the_backlog() {
+        let start = Instant::now();
+        let mut pacer = Pacer::with_backlog(Some(1000.0), Duration::from_millis(500));
+        pacer.pass(250).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        pacer.pass(250).await;
+        pacer.pass(200).await;
+        assert!(about(start.elapsed(), 200), "{:?}", start.elapsed());
+        pacer.pass(100).await;
+        assert!(
+            about(start.elapsed(), 300),
+            "then 1000/s: {:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test]
