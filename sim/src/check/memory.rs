@@ -130,17 +130,29 @@ fn held_by(h: &RunHistory, tm: &NodeName, deaths: &[(Duration, Duration)]) -> Ve
     held
 }
 
-/// When `tm` can act on a message the JobManager sent at `at`: at once, or when the pause or
-/// cut-off that holds it then ends.
+/// When `tm` can act on a message the JobManager sent at `at`: at once, or when the pauses
+/// and cut-offs that hold it then are all over, one after another (a pause that began during
+/// a partition holds it on past the partition's end: generated seed 9293).
 fn reachable_after(h: &RunHistory, tm: &NodeName, at: Duration) -> Duration {
-    h.faults
+    let holds: Vec<(Duration, Duration)> = h
+        .faults
         .iter()
         .filter(|f| f.took_effect())
         .filter(|f| f.fault.kind.touches(tm) && !f.fault.kind.kills(tm))
         .filter_map(|f| f.window(h.end))
-        .filter(|(b, e)| *b <= at && at <= *e)
-        .map(|(_, e)| e)
-        .fold(at, Duration::max)
+        .collect();
+    let mut reachable = at;
+    loop {
+        let later = holds
+            .iter()
+            .filter(|(b, e)| *b <= reachable && reachable < *e)
+            .map(|(_, e)| *e)
+            .max();
+        match later {
+            Some(e) => reachable = e,
+            None => return reachable,
+        }
+    }
 }
 
 fn release(held: &mut [Held], which: impl Fn(&Held) -> bool, at: Duration) {
@@ -278,6 +290,55 @@ mod tests {
             v.summary.contains("accounts 2 tasks' overhead, holding 1"),
             "{v:?}"
         );
+    }
+
+    /// generated seed 9293's shape: a failover at 1 s restarts tm-1's task while tm-1 is cut
+    /// off (0.5 s to 3 s), and a pause that began during the cut (1.5 s to 5 s) holds it on:
+    /// it cancels only once it runs again, and its account holds the task until then.
+    #[test]
+    fn a_pause_that_began_during_a_cut_holds_the_cancel_on_past_the_cut() {
+        use crate::fault::Fault;
+        use crate::history::AppliedFault;
+        let mut h = run(&[(500, 2), (4_500, 1), (6_500, 0)]);
+        h.events.push(event(
+            1_000,
+            ClusterEvent::FailoverStarted {
+                job: JobId(1),
+                strategy: rill::config::FailoverStrategy::Full,
+                cause: rill::events::FailoverCause::TaskFailed {
+                    attempt: attempt(0),
+                    error: "boom".into(),
+                },
+                restart: vec![attempt(1).subtask_id()],
+                of: 2,
+                backoff: Duration::ZERO,
+                checkpoint: None,
+            },
+        ));
+        h.events.sort_by_key(|e| e.at);
+        let tm = NodeName::TaskManager(1);
+        let held = |from: u64, to: u64, kind: FaultKind| AppliedFault {
+            began_at: Some(Duration::from_millis(from)),
+            ended_at: Some(Duration::from_millis(to)),
+            effective: true,
+            ..AppliedFault::planned(Fault::new(Duration::from_millis(from), kind))
+        };
+        let cut = FaultKind::Partition {
+            target: tm.clone(),
+            direction: crate::fault::Direction::Both,
+            heal_after: Some(Duration::from_millis(2_500)),
+        };
+        h.faults.push(held(500, 3_000, cut));
+        let pause = FaultKind::Pause {
+            target: tm,
+            duration: Duration::from_millis(3_500),
+        };
+        h.faults.push(held(1_500, 5_000, pause));
+        let v = memory_accounting(&h, PER_TASK);
+        assert!(v.passed && v.checked, "{v:?}");
+        // Without the pause, the task was let go at the cut's end: still accounted at 4.5 s.
+        h.faults.pop();
+        assert!(!memory_accounting(&h, PER_TASK).passed);
     }
 
     #[test]
