@@ -265,20 +265,13 @@ pub fn restart_backoff(h: &RunHistory, config: &Configuration) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::tests::jm_event as at;
     use crate::events::RecordedEvent;
     use rill::config::FailoverStrategy;
     use rill::events::{Deployment, FailoverCause, LossCause};
     use rill::graph::{SubtaskId, VertexId};
 
     const JOB: JobId = JobId(1);
-
-    fn at(ms: u64, event: ClusterEvent) -> RecordedEvent {
-        RecordedEvent {
-            at: Duration::from_millis(ms),
-            node: NodeName::JobManager,
-            event,
-        }
-    }
 
     fn subtask() -> SubtaskId {
         SubtaskId::new(VertexId(0), 0)

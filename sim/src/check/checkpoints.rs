@@ -219,18 +219,11 @@ fn name(checkpoint: Option<CheckpointId>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::tests::jm_event as at;
     use rill::events::{AbortReason, Deployment, FailoverCause, LossCause};
     use rill::ids::VertexId;
 
     const JOB: JobId = JobId(1);
-
-    fn at(ms: u64, event: ClusterEvent) -> RecordedEvent {
-        RecordedEvent {
-            at: Duration::from_millis(ms),
-            node: NodeName::JobManager,
-            event,
-        }
-    }
 
     fn triggered(ms: u64, c: u64) -> RecordedEvent {
         let checkpoint = CheckpointId(c);

@@ -216,21 +216,13 @@ pub fn memory_accounting(h: &RunHistory, per_task: u64) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::tests::jm_event as event;
     use crate::check::tests::{deployed, history};
-    use crate::events::RecordedEvent;
     use crate::fault::FaultKind;
     use crate::history::MemorySample;
     use rill::graph::{ExecutionState, JobId, SubtaskId, VertexId};
 
     const PER_TASK: u64 = 1 << 20;
-
-    fn event(ms: u64, event: ClusterEvent) -> RecordedEvent {
-        RecordedEvent {
-            at: Duration::from_millis(ms),
-            node: NodeName::JobManager,
-            event,
-        }
-    }
 
     fn attempt(s: u32) -> ExecutionAttemptId {
         SubtaskId::new(VertexId(0), s).attempt(0)

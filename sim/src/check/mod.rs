@@ -354,7 +354,8 @@ mod tests {
         }
     }
 
-    fn jm_event(ms: u64, event: ClusterEvent) -> crate::events::RecordedEvent {
+    /// A JobManager event at `ms`: the checkers' tests build their histories from these.
+    pub(super) fn jm_event(ms: u64, event: ClusterEvent) -> crate::events::RecordedEvent {
         crate::events::RecordedEvent {
             at: Duration::from_millis(ms),
             node: NodeName::JobManager,

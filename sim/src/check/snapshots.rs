@@ -135,6 +135,7 @@ fn check_stored(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::tests::jm_event as jm;
     use crate::events::RecordedEvent;
     use crate::store::StoredContents;
     use rill::events::Deployment;
@@ -144,14 +145,6 @@ mod tests {
 
     fn subtask(v: u32, s: u32) -> SubtaskId {
         SubtaskId::new(VertexId(v), s)
-    }
-
-    fn jm(ms: u64, event: ClusterEvent) -> RecordedEvent {
-        RecordedEvent {
-            at: Duration::from_millis(ms),
-            node: NodeName::JobManager,
-            event,
-        }
     }
 
     fn deployed_all() -> RecordedEvent {

@@ -280,9 +280,8 @@ fn gap_within(counts: &Counts) -> Option<String> {
 mod tests {
     use super::*;
     use crate::check::tests::history;
-    use crate::events::RecordedEvent;
+    use crate::check::tests::jm_event as event;
     use crate::history::OutputRecord;
-    use crate::node::NodeName;
     use rill::events::Deployment;
     use rill::graph::{JobId, SubtaskId, VertexId};
     use std::num::NonZeroU64;
@@ -296,14 +295,6 @@ mod tests {
             None,
             Some((7, NonZeroU64::new(count).unwrap())),
         )
-    }
-
-    fn event(ms: u64, event: ClusterEvent) -> RecordedEvent {
-        RecordedEvent {
-            at: Duration::from_millis(ms),
-            node: NodeName::JobManager,
-            event,
-        }
     }
 
     /// Key 7 counted 1..=6 by attempt 0 (one every 100 ms), chk-1 triggered at 350 ms, then
