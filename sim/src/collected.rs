@@ -26,7 +26,7 @@ pub fn outputs(
     let total = batches.iter().map(|b| b.len()).sum();
     let mut outputs = Vec::with_capacity(total);
     let mut payloads = Vec::with_capacity(if keep_payloads { total } else { 0 });
-    for batch in &batches {
+    for batch in batches.iter() {
         let at = batch.at.saturating_duration_since(start);
         let tm = NodeName::from(&batch.taskmanager[..])
             .taskmanager()

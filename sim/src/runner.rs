@@ -11,7 +11,6 @@ use rill::jobmanager::client::SubmitError;
 use rill::jobs::JobRegistry;
 use rill::rpc::JobStatusReport;
 use tokio::time::Instant;
-use tracing_subscriber::layer::SubscriberExt;
 
 use crate::apply::FaultState;
 use crate::buggify::{self, Buggifier};
@@ -171,7 +170,7 @@ fn record(
     let live = buggify::live_points(scenario, seed);
     let buggifier = Buggifier::new(&live, seed);
     let _installed = buggifier.install();
-    let subscriber = tracing_subscriber::registry().with(collector.clone());
+    let subscriber = collector.clone();
     let s = scenario.clone();
     // The runtime lives and dies inside the subscriber's scope: madsim's node spans must belong
     // to this run's subscriber, not to whatever was the default when it was built.

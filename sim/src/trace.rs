@@ -11,9 +11,6 @@ use tokio::time::Instant;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::Layer;
 
 use crate::history::TraceLine;
 
@@ -25,6 +22,7 @@ const VOLATILE_FIELDS: &[&str] = &["peer", "addr", "data_addr", "local_addr"];
 pub struct TraceCollector {
     lines: Arc<Mutex<Vec<TraceLine>>>,
     start: Arc<Mutex<Option<Instant>>>,
+    spans: Arc<Mutex<Spans>>,
 }
 
 impl Default for TraceCollector {
@@ -39,6 +37,7 @@ impl TraceCollector {
         TraceCollector {
             lines: Arc::default(),
             start: Arc::default(),
+            spans: Arc::default(),
         }
     }
 
@@ -105,18 +104,58 @@ pub fn first_difference(
 
 impl TraceCollector {
     fn wanted(meta: &tracing::Metadata<'_>) -> bool {
-        meta.is_span() || (*meta.level() <= Level::INFO && meta.target().starts_with("rill"))
+        if meta.is_span() {
+            return meta.target().starts_with("madsim")
+                && matches!(meta.name(), NODE_SPAN | TASK_SPAN);
+        }
+        *meta.level() <= Level::INFO && meta.target().starts_with("rill")
+    }
+
+    fn spans(&self) -> std::sync::MutexGuard<'_, Spans> {
+        self.spans.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// The node name a span records (madsim wraps each node's tasks in a `node` span).
-struct NodeName(String);
+/// The span madsim opens for each node it creates (and again for each restart).
+const NODE_SPAN: &str = "node";
+/// The span madsim opens for each task, a child of its node's, and enters on every poll.
+const TASK_SPAN: &str = "task";
 
-impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for TraceCollector {
-    /// Only rill's events up to INFO become trace lines; every span is kept (madsim's `node`
-    /// spans name the node). Saying so per callsite lets tracing skip the other events where
-    /// they are written, instead of building each one for `on_event` to drop: the simulator
-    /// and the runtime emit many at DEBUG and TRACE.
+/// Which node each span stands for, and the spans entered now.
+///
+/// This is the whole of what the trace needs from spans: the node an event came from. A
+/// span id is the node's number (from 1, in order of creation): a task's span gets its
+/// node's id, so entering it, on every poll, is a push onto a stack and leaving it a pop.
+/// `tracing_subscriber`'s registry, used before, kept a slab entry per task span and
+/// reference-counted it on every poll, a tenth of the simulator's time on a large cluster.
+#[derive(Default)]
+struct Spans {
+    /// Node names by span id - 1.
+    nodes: Vec<String>,
+    /// Entered span ids, innermost last (madsim enters and leaves them in order).
+    entered: Vec<u64>,
+}
+
+impl Spans {
+    fn node_of(&self, id: u64) -> Option<&str> {
+        let i = usize::try_from(id.checked_sub(1)?).ok()?;
+        self.nodes.get(i).map(String::as_str)
+    }
+
+    /// The node of the innermost entered span, as the trace names it.
+    fn current_node(&self) -> String {
+        match self.entered.last().and_then(|&id| self.node_of(id)) {
+            None | Some("madsim-main") => "harness".to_string(),
+            Some(name) => name.to_string(),
+        }
+    }
+}
+
+impl Subscriber for TraceCollector {
+    /// Only rill's events up to INFO become trace lines, and only madsim's node and task
+    /// spans are kept (they name the node). Saying so per callsite lets tracing skip the rest
+    /// where they are written, instead of building each one to drop it: the simulator and the
+    /// runtime emit many at DEBUG and TRACE.
     fn register_callsite(
         &self,
         meta: &'static tracing::Metadata<'static>,
@@ -128,40 +167,35 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for TraceCollector {
         }
     }
 
-    fn enabled(&self, meta: &tracing::Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
         Self::wanted(meta)
     }
 
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if attrs.metadata().name() != "node" {
-            return;
+    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        let mut spans = self.spans();
+        if attrs.metadata().name() == TASK_SPAN {
+            // A task belongs to its parent node; one without (not expected) to the harness.
+            let parent = attrs.parent().map(Id::into_u64);
+            let known = parent.filter(|&id| spans.node_of(id).is_some());
+            return Id::from_u64(known.unwrap_or(u64::MAX));
         }
         let mut visitor = Fields::default();
         attrs.record(&mut visitor);
-        if let (Some(span), Some(name)) = (ctx.span(id), visitor.get("name")) {
-            span.extensions_mut()
-                .insert(NodeName(name.trim_matches('"').to_string()));
-        }
+        let name = visitor.get("name").unwrap_or("harness");
+        spans.nodes.push(name.trim_matches('"').to_string());
+        Id::from_u64(spans.nodes.len() as u64)
     }
 
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+    fn record(&self, _span: &Id, _values: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
         let meta = event.metadata();
         if !Self::wanted(meta) {
             return;
         }
-        let node = ctx
-            .event_scope(event)
-            .and_then(|scope| {
-                scope
-                    .from_root()
-                    .find_map(|s| s.extensions().get::<NodeName>().map(|n| n.0.clone()))
-            })
-            .unwrap_or_else(|| "harness".to_string());
-        let node = if node == "madsim-main" {
-            "harness".to_string()
-        } else {
-            node
-        };
+        let node = self.spans().current_node();
         let mut visitor = Fields::default();
         event.record(&mut visitor);
         self.push(TraceLine {
@@ -169,6 +203,18 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for TraceCollector {
             node,
             text: visitor.canonical(*meta.level()),
         });
+    }
+
+    fn enter(&self, span: &Id) {
+        self.spans().entered.push(span.into_u64());
+    }
+
+    fn exit(&self, span: &Id) {
+        let mut spans = self.spans();
+        // Innermost first, as madsim leaves them; otherwise the last entry of that span.
+        if let Some(i) = spans.entered.iter().rposition(|&id| id == span.into_u64()) {
+            spans.entered.remove(i);
+        }
     }
 }
 

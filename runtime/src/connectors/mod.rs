@@ -11,7 +11,9 @@ pub mod write_grant;
 
 pub use context::ConnectorContext;
 pub use sink::{Sink, SinkSpec, SinkWriter, StandardSink};
-pub use sink_store::{BatchEntry, CollectStore, CollectedBatch, CollectedRecord, Commit, Fenced};
+pub use sink_store::{
+    BatchEntry, CollectStore, CollectedBatch, CollectedBatches, CollectedRecord, Commit, Fenced,
+};
 pub use source::{
     LogInput, LogSource, LogSplit, Source, SourceOutput, SourceSplit, SplitReader, SplitStatus,
 };

@@ -170,7 +170,7 @@ pub(crate) enum SinkOp {
 #[derive(Debug, Default)]
 struct StoreInner {
     /// Visible records, in the batches the sinks flushed or committed.
-    batches: Vec<CollectedBatch>,
+    batches: CollectedBatches,
     /// The newest attempt that opened each sink subtask: writes of older ones are refused.
     writers: BTreeMap<WriterKey, u32>,
     /// Pre-committed transactions per sink subtask, by checkpoint id.
@@ -459,7 +459,7 @@ impl CollectStore {
 
     /// Moves every visible batch out in the order they became visible (so by time), leaving
     /// none visible.
-    pub fn take_batches(&self) -> Vec<CollectedBatch> {
+    pub fn take_batches(&self) -> CollectedBatches {
         std::mem::take(&mut self.lock().batches)
     }
 
@@ -488,6 +488,53 @@ impl CollectStore {
                 Ok((r, item))
             })
             .collect()
+    }
+}
+
+/// Batches in the order they became visible, kept in chunks of a fixed size: a run keeps
+/// millions of batches (a sink flushes every buffer timeout), and one vector of them would be
+/// copied whole, and its new pages faulted in, each time it doubled.
+#[derive(Debug, Default)]
+pub struct CollectedBatches {
+    chunks: Vec<Vec<CollectedBatch>>,
+}
+
+impl CollectedBatches {
+    const CHUNK: usize = 4096;
+
+    fn push(&mut self, batch: CollectedBatch) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < Self::CHUNK => chunk.push(batch),
+            _ => {
+                let mut chunk = Vec::with_capacity(Self::CHUNK);
+                chunk.push(batch);
+                self.chunks.push(chunk);
+            }
+        }
+    }
+
+    /// The batches in the order they became visible.
+    pub fn iter(&self) -> impl Iterator<Item = &CollectedBatch> {
+        self.chunks.iter().flatten()
+    }
+
+    /// How many batches there are.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.iter().all(Vec::is_empty)
+    }
+}
+
+impl IntoIterator for CollectedBatches {
+    type Item = CollectedBatch;
+    type IntoIter = std::iter::Flatten<std::vec::IntoIter<Vec<CollectedBatch>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.chunks.into_iter().flatten()
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod frame;
 pub mod handshake;
+mod pending;
 pub mod secure;
 pub mod service;
 #[cfg(not(madsim))]

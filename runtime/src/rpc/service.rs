@@ -17,10 +17,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
 use super::admission::{Admission, Ticket};
 use super::frame::spawn_writer;
+use super::pending::{Late, Pending};
 use super::{admit, connect, credentials, Credentials, PeerRole, RpcError};
 use crate::config::Configuration;
 use crate::util::{lock, AbortOnDrop};
@@ -293,17 +294,16 @@ struct Client<Rep> {
     next_id: AtomicU64,
 }
 
-/// Callers waiting for replies, by request id; `None` once the connection is gone.
-type Waiting<Rep> = Arc<Mutex<Option<BTreeMap<u64, oneshot::Sender<Rep>>>>>;
-
 struct Conn<Rep> {
     /// Encoded requests (the client is generic over the request type only at the edge).
     /// Unbounded, yet bounded by construction: only this process's callers send, each holds
     /// at most one request here while it waits for its reply, none waits beyond `timeout`,
     /// and a timeout drops the connection with its queue. Nothing a peer sends adds to it.
     out: mpsc::UnboundedSender<bytes::Bytes>,
-    waiting: Waiting<Rep>,
-    _tasks: (AbortOnDrop<()>, AbortOnDrop<()>),
+    /// Callers waiting for their replies, until their deadlines.
+    waiting: Arc<Pending<Rep>>,
+    /// The writer, the reader, and the timer that lets late callers go.
+    _tasks: [AbortOnDrop<()>; 3],
 }
 
 impl<Req, Rep> ServiceClient<Req, Rep>
@@ -350,10 +350,11 @@ where
                 Ok(conn) => conn?,
                 Err(_) => return Err(client.unavailable("no connection in time")),
             };
-        let left = client.timeout.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, client.exchange(&conn, id, frame.into())).await {
-            Ok(reply) => reply,
-            Err(_) => {
+        match client
+            .exchange(&conn, id, frame.into(), started + client.timeout)
+            .await
+        {
+            Err(Exchange::Late) => {
                 // Not trusted again, but only this one: a newer connection another caller
                 // made meanwhile may be fine.
                 let mut slot = client.conn.lock().await;
@@ -362,8 +363,18 @@ where
                 }
                 Err(client.unavailable("no reply in time"))
             }
+            Err(Exchange::Lost) => Err(client.unavailable("connection lost")),
+            Ok(reply) => Ok(reply),
         }
     }
+}
+
+/// Why an exchange ended without a reply.
+enum Exchange {
+    /// The reply did not come by the call's deadline.
+    Late,
+    /// The connection went first.
+    Lost,
 }
 
 impl<Rep: DeserializeOwned + Send + 'static> Client<Rep> {
@@ -375,26 +386,29 @@ impl<Rep: DeserializeOwned + Send + 'static> Client<Rep> {
         }
     }
 
+    /// Sends `frame` and waits for its reply until `deadline` (the connection's timer lets the
+    /// caller go then: no timer per call).
     async fn exchange(
         &self,
         conn: &Conn<Rep>,
         id: u64,
         frame: bytes::Bytes,
-    ) -> Result<Rep, Unavailable> {
-        let (tx, rx) = oneshot::channel();
-        match lock(&conn.waiting).as_mut() {
-            Some(waiting) => waiting.insert(id, tx),
-            None => return Err(self.unavailable("connection lost")),
-        };
+        deadline: tokio::time::Instant,
+    ) -> Result<Rep, Exchange> {
+        let rx = conn.waiting.wait(id, deadline).ok_or(Exchange::Lost)?;
         if conn.out.send(frame).is_err() {
-            return Err(self.unavailable("connection lost"));
+            return Err(Exchange::Lost);
         }
-        rx.await.map_err(|_| self.unavailable("connection lost"))
+        match rx.await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(Late)) => Err(Exchange::Late),
+            Err(_) => Err(Exchange::Lost),
+        }
     }
 
     async fn connection(&self) -> Result<Arc<Conn<Rep>>, Unavailable> {
         let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_ref().filter(|c| lock(&c.waiting).is_some()) {
+        if let Some(conn) = slot.as_ref().filter(|c| c.waiting.is_open()) {
             return Ok(conn.clone());
         }
         let conn = Arc::new(self.connect().await.map_err(|e| self.unavailable(e))?);
@@ -421,18 +435,12 @@ impl<Rep: DeserializeOwned + Send + 'static> Client<Rep> {
                 }
             }
         }));
-        let waiting: Waiting<Rep> = Arc::new(Mutex::new(Some(BTreeMap::new())));
+        let waiting = Pending::new();
         let (routes, service, addr) = (waiting.clone(), self.service, self.addr.clone());
         let reader_task = AbortOnDrop(tokio::spawn(async move {
             loop {
                 match reader.recv::<Tagged<Rep>>().await {
-                    Ok(Some(Tagged { id, body })) => {
-                        let caller = lock(&routes).as_mut().and_then(|w| w.remove(&id));
-                        // A caller that timed out has stopped listening.
-                        if let Some(caller) = caller {
-                            let _ = caller.send(body);
-                        }
-                    }
+                    Ok(Some(Tagged { id, body })) => routes.answer(id, body),
                     Ok(None) => break,
                     Err(e) => {
                         tracing::warn!(service, peer = %addr, error = %e, "service connection lost");
@@ -440,13 +448,14 @@ impl<Rep: DeserializeOwned + Send + 'static> Client<Rep> {
                     }
                 }
             }
-            // Dropping the senders tells every waiting caller the connection is gone.
-            lock(&routes).take();
+            // Every waiting caller is told the connection is gone.
+            routes.close();
         }));
+        let timer_task = AbortOnDrop(tokio::spawn(waiting.clone().expire_late()));
         Ok(Conn {
             out,
             waiting,
-            _tasks: (writer_task, reader_task),
+            _tasks: [writer_task, reader_task, timer_task],
         })
     }
 }

@@ -290,8 +290,6 @@ fn replaced_after(h: &RunHistory, d: &Drop) -> bool {
     })
 }
 
-/// The place in time of every input record never output, by the source subtask that reads
-/// it.
 /// What the harness knows of one source subtask's records: where its missing ones fall, and
 /// when its delivered ones were first output (sorted).
 #[derive(Default, Clone)]
@@ -320,39 +318,46 @@ impl Records {
     }
 }
 
+/// The place in time of every input record never output, and when each delivered one was
+/// first output, by the source subtask that reads it (partition `j` is read by `j % p`).
 fn records_by_reader(h: &RunHistory, input: &ExpectedInput, p: u32) -> Vec<Records> {
-    let mut first: Vec<Vec<Option<Duration>>> =
-        input.partition_lens().map(|n| vec![None; n]).collect();
+    // First output time per input record, in nanoseconds, `NEVER` if it was not output: a
+    // run has millions, and this takes a third of the room of an `Option<Duration>`.
+    const NEVER: u64 = u64::MAX;
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(NEVER - 1);
+    let mut first: Vec<Vec<u64>> = input.partition_lens().map(|n| vec![NEVER; n]).collect();
     for out in &h.outputs {
         let Some(o) = out.origin() else { continue };
-        if let Some(slot) = first
+        let slot = first
             .get_mut(o.partition as usize)
-            .and_then(|s| s.get_mut(o.offset as usize))
-        {
-            slot.get_or_insert(out.at);
+            .and_then(|s| s.get_mut(o.offset as usize));
+        // Outputs are in time order: the first seen is the first output.
+        if let Some(slot) = slot.filter(|s| **s == NEVER) {
+            *slot = nanos(out.at);
         }
     }
     let mut records = vec![Records::default(); p as usize];
     for (j, offsets) in first.iter().enumerate() {
         let mine = &mut records[j % p as usize];
-        mine.delivered.extend(offsets.iter().flatten());
-        let mut next = vec![h.end; offsets.len()];
-        let mut later = h.end;
-        for (o, at) in offsets.iter().enumerate().rev() {
-            next[o] = later;
-            if let Some(at) = at {
-                later = *at;
-            }
-        }
         let mut earlier = Duration::ZERO;
-        for (o, at) in offsets.iter().enumerate() {
-            match at {
-                Some(at) => earlier = *at,
-                None => {
-                    let (a, b) = (earlier, next[o]);
-                    mine.missing.push((a.min(b), a.max(b)));
-                }
+        let mut o = 0;
+        while o < offsets.len() {
+            if offsets[o] != NEVER {
+                earlier = Duration::from_nanos(offsets[o]);
+                mine.delivered.push(earlier);
+                o += 1;
+                continue;
             }
+            // A run of records never output lies between the outputs on either side of it
+            // (the end of the run, if nothing after it was output).
+            let end = offsets[o..]
+                .iter()
+                .position(|&t| t != NEVER)
+                .map_or(offsets.len(), |k| o + k);
+            let later = offsets.get(end).map_or(h.end, |&t| Duration::from_nanos(t));
+            let place = (earlier.min(later), earlier.max(later));
+            mine.missing.extend(std::iter::repeat_n(place, end - o));
+            o = end;
         }
     }
     for r in &mut records {
