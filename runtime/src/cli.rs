@@ -15,6 +15,7 @@
 //! ```
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use crate::cluster::LocalCluster;
 use crate::config::{known_keys, Configuration};
@@ -26,7 +27,10 @@ use crate::jobmanager::client::{submit_job, Accepted};
 use crate::jobmanager::JobManagerServices;
 use crate::jobs::JobRegistry;
 use crate::rpc::{JobStatus, JobStatusReport};
-use crate::state::{serve_checkpoint_store, CheckpointStorage};
+use crate::state::{
+    follow_health_file, serve_checkpoint_store, CheckpointStorage, GatedStore, JournaledStore,
+    StoreHealth,
+};
 use crate::taskmanager::{memory_limit, TaskManager, TaskManagerOptions};
 use crate::JobSpec;
 use clap::{Args, Parser, Subcommand};
@@ -128,6 +132,14 @@ enum Command {
         bind: String,
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
+        /// Follow this file's words, `fail` and `stall` (none: healthy), to refuse or hold
+        /// every operation while they say so: how a harness injects a store failure.
+        #[arg(long, value_name = "PATH")]
+        health_control: Option<std::path::PathBuf>,
+        /// Append every checkpoint stored to this file (`rill::state::read_journal` decodes
+        /// it): how a harness running real processes learns what the store holds.
+        #[arg(long, value_name = "PATH")]
+        journal: Option<std::path::PathBuf>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -324,11 +336,27 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             serve_sink_store(listener, store, config).await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckpointStore { bind, dir, config } => {
+        Command::CheckpointStore {
+            bind,
+            dir,
+            health_control,
+            journal,
+            config,
+        } => {
             let config = exposed(&config, &[&bind])?;
             // Without a directory, in this process's memory (`jobmanager` storage is memory).
             let storage = dir.map_or(CheckpointStorage::JobManager, CheckpointStorage::Filesystem);
-            let store = storage.open(&config, config.checkpoint_timeout())?;
+            let mut store = storage.open(&config, config.checkpoint_timeout())?;
+            if let Some(path) = journal {
+                let journaled = JournaledStore::open(store, &path)
+                    .map_err(|e| format!("journal {}: {e}", path.display()))?;
+                store = Arc::new(journaled);
+            }
+            if let Some(path) = health_control {
+                let health = StoreHealth::default();
+                tokio::spawn(follow_health_file(health.clone(), path));
+                store = Arc::new(GatedStore::new(store, health));
+            }
             let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
             println!("checkpoint store listening on {}", listener.local_addr()?);
             serve_checkpoint_store(listener, store, config).await;

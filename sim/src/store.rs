@@ -1,5 +1,5 @@
-//! The simulated checkpoint store: rill's in-memory store behind a switch the harness's
-//! `store-failure` faults turn, so checkpoint writes fail or hang as a sick external store's do.
+//! The simulated checkpoint store: rill's in-memory store behind the health gate the harness's
+//! `store-failure` faults set, so checkpoint writes fail or hang as a sick external store's do.
 //! It also reads back every checkpoint it accepts ([`StoredCheckpoint`]), so the harness can
 //! hold what the JobManager said it completed against what it actually wrote.
 
@@ -10,22 +10,16 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use rill::graph::{CheckpointId, JobId, SubtaskId, VertexId};
 use rill::jobmanager::checkpoint_coordinator::CompletedCheckpoint;
-use rill::state::{CheckpointStore, MemoryCheckpointStore, StoreError};
+use rill::state::{CheckpointStore, GatedStore, MemoryCheckpointStore, StoreError, StoreHealth};
 use tokio::time::Instant;
 
 use crate::fault::StoreFailureMode;
 
-#[derive(Debug, Default)]
-struct Health {
-    /// Active faults of each mode (faults may overlap).
-    failing: u32,
-    stalled: u32,
-}
-
 /// A checkpoint write the store accepted, read back: what it holds, not what was announced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCheckpoint {
-    /// Virtual time the store accepted it (since the job's submission, in a history).
+    /// When the store accepted it, since the job's submission (virtual time in the simulator,
+    /// the store's journal on a real run).
     pub at: Duration,
     /// The job it belongs to.
     pub job: JobId,
@@ -65,32 +59,41 @@ impl StoredContents {
 /// A write the store accepted, at its virtual instant (made relative once the run ends).
 type Put = (Instant, JobId, CheckpointId, Result<StoredContents, String>);
 
-/// A checkpoint store whose health the harness controls. Clones share the store, the switch
-/// and the record of accepted writes.
-#[derive(Clone, Default)]
+/// rill's in-memory store behind the runtime's health gate (`rill::state::GatedStore`, which
+/// `rill checkpoint-store --health-control` has too), noting every put that passes it.
+/// Clones share the store.
+#[derive(Clone)]
 pub struct SimCheckpointStore {
-    inner: MemoryCheckpointStore,
-    health: Arc<Mutex<Health>>,
+    gated: Arc<GatedStore>,
+    health: StoreHealth,
     puts: Arc<Mutex<Vec<Put>>>,
 }
 
+impl Default for SimCheckpointStore {
+    fn default() -> Self {
+        let (health, puts) = (StoreHealth::default(), Arc::<Mutex<Vec<Put>>>::default());
+        let noting = Noting {
+            inner: MemoryCheckpointStore::default(),
+            puts: puts.clone(),
+        };
+        SimCheckpointStore {
+            gated: Arc::new(GatedStore::new(Arc::new(noting), health.clone())),
+            health,
+            puts,
+        }
+    }
+}
+
 impl SimCheckpointStore {
-    /// A fault of `mode` begins (`on`) or ends.
+    /// Turns a fault of `mode` on (one more in force) or off (one fewer).
     pub fn set(&self, mode: StoreFailureMode, on: bool) {
-        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        let counter = match mode {
-            StoreFailureMode::Fail => &mut h.failing,
-            StoreFailureMode::Stall => &mut h.stalled,
-        };
-        *counter = if on {
-            *counter + 1
-        } else {
-            counter.saturating_sub(1)
-        };
+        match mode {
+            StoreFailureMode::Fail => self.health.set_failing(on),
+            StoreFailureMode::Stall => self.health.set_stalled(on),
+        }
     }
 
-    /// Every write the store accepted so far, in order, with times since `start`; the record
-    /// is emptied.
+    /// Every put the store accepted, in order, timed since `start`. Takes them from the store.
     pub fn take_stored(&self, start: Instant) -> Vec<StoredCheckpoint> {
         let puts = std::mem::take(&mut *self.puts.lock().unwrap_or_else(|p| p.into_inner()));
         puts.into_iter()
@@ -102,39 +105,6 @@ impl SimCheckpointStore {
             })
             .collect()
     }
-
-    fn health(&self) -> (bool, bool) {
-        let h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        (h.failing > 0, h.stalled > 0)
-    }
-
-    /// Waits out a stall (polling virtual time: cheap, and deterministic), then fails if a
-    /// failure fault is active.
-    async fn gate(self) -> Result<(), StoreError> {
-        while self.health().1 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        match self.health().0 {
-            true => Err(StoreError::Unavailable("injected store failure".into())),
-            false => Ok(()),
-        }
-    }
-}
-
-impl SimCheckpointStore {
-    /// Runs `op` on the healthy store once the active faults let it through.
-    fn gated<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(&MemoryCheckpointStore) -> BoxFuture<'static, Result<T, StoreError>>
-            + Send
-            + 'static,
-    ) -> BoxFuture<'static, Result<T, StoreError>> {
-        let this = self.clone();
-        Box::pin(async move {
-            this.clone().gate().await?;
-            op(&this.inner).await
-        })
-    }
 }
 
 impl CheckpointStore for SimCheckpointStore {
@@ -144,15 +114,7 @@ impl CheckpointStore for SimCheckpointStore {
         checkpoint: CheckpointId,
         data: Bytes,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
-        let puts = self.puts.clone();
-        self.gated(move |store| {
-            // Read back as the write is accepted (past any injected failure or stall): a
-            // summary is all the checkers need, and the data may be deleted later.
-            let contents = StoredContents::decode(&data);
-            let put = (Instant::now(), job, checkpoint, contents);
-            puts.lock().unwrap_or_else(|p| p.into_inner()).push(put);
-            store.put(job, checkpoint, data)
-        })
+        self.gated.put(job, checkpoint, data)
     }
 
     fn get(
@@ -160,7 +122,7 @@ impl CheckpointStore for SimCheckpointStore {
         job: JobId,
         checkpoint: CheckpointId,
     ) -> BoxFuture<'static, Result<Bytes, StoreError>> {
-        self.gated(move |store| store.get(job, checkpoint))
+        self.gated.get(job, checkpoint)
     }
 
     fn delete(
@@ -168,6 +130,45 @@ impl CheckpointStore for SimCheckpointStore {
         job: JobId,
         checkpoint: CheckpointId,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
-        self.gated(move |store| store.delete(job, checkpoint))
+        self.gated.delete(job, checkpoint)
+    }
+}
+
+/// The memory store, noting each put it is given (behind the gate: the ones that passed it).
+struct Noting {
+    inner: MemoryCheckpointStore,
+    puts: Arc<Mutex<Vec<Put>>>,
+}
+
+impl CheckpointStore for Noting {
+    fn put(
+        &self,
+        job: JobId,
+        checkpoint: CheckpointId,
+        data: Bytes,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        let contents = StoredContents::decode(&data);
+        let put = (Instant::now(), job, checkpoint, contents);
+        self.puts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(put);
+        self.inner.put(job, checkpoint, data)
+    }
+
+    fn get(
+        &self,
+        job: JobId,
+        checkpoint: CheckpointId,
+    ) -> BoxFuture<'static, Result<Bytes, StoreError>> {
+        self.inner.get(job, checkpoint)
+    }
+
+    fn delete(
+        &self,
+        job: JobId,
+        checkpoint: CheckpointId,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.inner.delete(job, checkpoint)
     }
 }

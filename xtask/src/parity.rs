@@ -15,13 +15,16 @@ use crate::steps::Step;
 /// heartbeat timeout (detected by the JobManager's timer alone), a partition that heals
 /// before the timeout (exactly-once, nothing restarted), and an OOM kill under `taskmanager`
 /// failover, which the real run leaves to the kernel's OOM killer (the TaskManager's memory
-/// cgroup pressed).
+/// cgroup pressed); and the checkpoint store's process failing and stalling (its health file),
+/// then crashing, restarting and sitting behind a partition (exactly-once throughout).
 pub const PARITY_SET: &[&str] = &[
     "tm-crash-4x2-taskmanager",
     "oom-kill-4x2-taskmanager",
     "tm-crash-4x2-region",
     "long-pause",
     "partition-heals-in-time-taskmanager",
+    "store-failure",
+    "checkpoint-store-down",
 ];
 
 /// The steps that build both harness binaries (dev profile, so CI's test builds are reused)

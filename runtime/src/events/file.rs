@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{ClusterEvent, EventSink, TracingEvents};
@@ -86,19 +87,20 @@ pub fn unix_nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn encode_frame(event: &StampedEvent) -> Result<Vec<u8>, bincode::Error> {
-    let body = bincode::serialize(event)?;
+/// One frame of a frames file: a little-endian `u32` length and that many bytes of bincode.
+pub fn encode_frame<T: Serialize>(item: &T) -> Result<Vec<u8>, bincode::Error> {
+    let body = bincode::serialize(item)?;
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
     frame.extend_from_slice(&body);
     Ok(frame)
 }
 
-/// What an events file holds.
-#[derive(Debug, Default)]
-pub struct EventsFile {
+/// What a file of frames holds (an events file, a checkpoint store's journal).
+#[derive(Debug)]
+pub struct Frames<T> {
     /// Every whole frame, in file order.
-    pub events: Vec<StampedEvent>,
+    pub items: Vec<T>,
     /// The bytes those frames took: where a reader that follows a growing file goes on from.
     pub consumed: usize,
     /// Why reading stopped before the end of the bytes, if it did: a frame cut short (the
@@ -106,9 +108,13 @@ pub struct EventsFile {
     pub damaged: Option<String>,
 }
 
-/// Decodes the frames of an events file.
-pub fn read_events(bytes: &[u8]) -> EventsFile {
-    let mut out = EventsFile::default();
+/// Decodes the frames of a file of frames.
+pub fn read_frames<T: DeserializeOwned>(bytes: &[u8]) -> Frames<T> {
+    let mut out = Frames {
+        items: Vec::new(),
+        consumed: 0,
+        damaged: None,
+    };
     let mut rest = bytes;
     while !rest.is_empty() {
         let Some((len, body)) = rest.split_first_chunk::<4>() else {
@@ -124,9 +130,9 @@ pub fn read_events(bytes: &[u8]) -> EventsFile {
             out.damaged = Some(format!("a frame cut off at {} of {len} bytes", body.len()));
             break;
         }
-        match bincode::deserialize::<StampedEvent>(&body[..len]) {
-            Ok(event) => {
-                out.events.push(event);
+        match bincode::deserialize::<T>(&body[..len]) {
+            Ok(item) => {
+                out.items.push(item);
                 out.consumed += 4 + len;
             }
             Err(e) => {
@@ -137,6 +143,14 @@ pub fn read_events(bytes: &[u8]) -> EventsFile {
         rest = &body[len..];
     }
     out
+}
+
+/// What an events file holds.
+pub type EventsFile = Frames<StampedEvent>;
+
+/// Decodes the frames of an events file.
+pub fn read_events(bytes: &[u8]) -> EventsFile {
+    read_frames(bytes)
 }
 
 #[cfg(test)]
@@ -177,12 +191,12 @@ mod tests {
         FileEvents::open(&path).unwrap().emit(registered("tm-4"));
         let read = read_events(&std::fs::read(&path).unwrap());
         assert_eq!(read.damaged, None);
-        let names: Vec<_> = read.events.iter().map(|e| e.event.clone()).collect();
+        let names: Vec<_> = read.items.iter().map(|e| e.event.clone()).collect();
         assert_eq!(
             names,
             vec![registered("tm-1"), registered("tm-2"), registered("tm-4")]
         );
-        assert!(read.events[0].unix_nanos <= read.events[1].unix_nanos);
+        assert!(read.items[0].unix_nanos <= read.items[1].unix_nanos);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -196,20 +210,20 @@ mod tests {
         let mut bytes = one.clone();
         bytes.extend_from_slice(&one[..one.len() - 3]);
         let read = read_events(&bytes);
-        assert_eq!(read.events.len(), 1);
+        assert_eq!(read.items.len(), 1);
         assert_eq!(read.consumed, one.len());
         assert!(read.damaged.unwrap().contains("cut off"));
 
         let mut huge = one.clone();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         let read = read_events(&huge);
-        assert_eq!(read.events.len(), 1);
+        assert_eq!(read.items.len(), 1);
         assert!(read.damaged.unwrap().contains("at most"));
 
         let mut garbage = one;
         garbage.extend_from_slice(&[3, 0, 0, 0, 0xff, 0xff, 0xff]);
         let read = read_events(&garbage);
-        assert_eq!(read.events.len(), 1);
+        assert_eq!(read.items.len(), 1);
         assert!(read.damaged.unwrap().contains("does not decode"));
     }
 }

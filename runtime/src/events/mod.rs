@@ -20,7 +20,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod file;
-pub use file::{read_events, unix_nanos, EventsFile, FileEvents, StampedEvent};
+pub use file::{
+    encode_frame, read_events, read_frames, unix_nanos, EventsFile, FileEvents, Frames,
+    StampedEvent,
+};
 
 use crate::config::FailoverStrategy;
 use crate::graph::{

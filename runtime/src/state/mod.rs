@@ -4,6 +4,8 @@
 //! state redistribution: `pipeline.max-parallelism` groups, assigned to subtasks in contiguous
 //! ranges. The same hash routes a record over the network and finds its state, in every process.
 
+pub mod health;
+pub mod journal;
 pub mod remote;
 pub mod snapshot;
 pub mod store;
@@ -16,6 +18,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::memory::MemoryAccount;
+pub use health::{follow_health_file, GatedStore, StoreHealth};
+pub use journal::{read_journal, JournaledStore, StoredPut};
 pub use remote::{serve_checkpoint_store, RemoteCheckpointStore};
 pub use snapshot::{OperatorState, StateSlot, TaskRestore, TaskSnapshot, TaskStateHandle};
 pub use store::{CheckpointStorage, CheckpointStore, MemoryCheckpointStore, StoreError};

@@ -9,19 +9,20 @@ use rill::jobs::JobRegistry;
 use rill::rpc::JobStatusReport;
 use tokio::time::Instant;
 
-use super::{Cluster, JobResult, Services};
+use super::store::StoreControl;
+use super::{Cluster, JobResult, RealError, Services};
 use crate::collected;
 use crate::events::RecordedEvent;
 use crate::fault::{Fault, FaultKind, OOM_RESTART};
 use crate::history::{AppliedFault, RunHistory};
 use crate::node::NodeName;
 use crate::scenario::Scenario;
-use crate::store::SimCheckpointStore;
 use crate::timeline::{job_end, Step, Timeline};
 
 pub(super) struct Driver {
     cluster: Cluster,
-    store: SimCheckpointStore,
+    /// The checkpoint store's health-control file, if the run has its store.
+    store: Option<StoreControl>,
     faults: Vec<AppliedFault>,
     timeline: Timeline,
     events: Vec<RecordedEvent>,
@@ -66,15 +67,15 @@ impl Drop for AwaitingKernel {
 impl Driver {
     pub(super) fn new(
         mut cluster: Cluster,
-        store: &SimCheckpointStore,
         faults: Vec<Fault>,
         start_ns: u64,
-    ) -> Driver {
+    ) -> Result<Driver, RealError> {
         let timeline = Timeline::new(&faults);
         let events = std::mem::take(&mut cluster.early);
-        Driver {
+        let store = cluster.store.as_ref().map(|f| f.control()).transpose()?;
+        Ok(Driver {
             cluster,
-            store: store.clone(),
+            store,
             faults: faults.into_iter().map(AppliedFault::planned).collect(),
             timeline,
             events,
@@ -83,7 +84,7 @@ impl Driver {
             paused: BTreeMap::new(),
             partitions: Vec::new(),
             awaiting_kernel: Vec::new(),
-        }
+        })
     }
 
     /// Reads what the processes wrote since the last call and schedules every anchored fault
@@ -316,10 +317,10 @@ impl Driver {
                 *self.paused.entry(target.clone()).or_default() += 1;
                 Ok(())
             }
-            FaultKind::StoreFailure { mode, .. } => {
-                self.store.set(*mode, true);
-                Ok(())
-            }
+            FaultKind::StoreFailure { mode, .. } => match &mut self.store {
+                Some(store) => store.set(*mode, true),
+                None => Err("the scenario keeps its checkpoints in a state.checkpoints.dir of its own, not in the run's store".into()),
+            },
             FaultKind::Partition { target, .. } => self.cut(&fault.kind, target, target),
             FaultKind::LinkPartition { from, to, .. } => self.cut(&fault.kind, from, to),
             FaultKind::PacketLoss { .. } => self.add_rules(&fault.kind),
@@ -414,7 +415,12 @@ impl Driver {
                     p.resume();
                 }
             }
-            FaultKind::StoreFailure { mode, .. } => self.store.set(*mode, false),
+            FaultKind::StoreFailure { mode, .. } => {
+                let healed = self.store.as_mut().map(|s| s.set(*mode, false));
+                if let Some(Err(e)) = healed {
+                    tracing::warn!(target: "rill_sim::real", "store failure not ended: {e}");
+                }
+            }
             FaultKind::Partition { .. }
             | FaultKind::LinkPartition { .. }
             | FaultKind::PacketLoss { .. } => self.heal(&fault.kind),
@@ -467,8 +473,9 @@ impl Driver {
             commits: collected::commits(&services.collect, start),
             stored_checkpoints: self
                 .cluster
-                .stores_checkpoints
-                .then(|| services.checkpoints.take_stored(start)),
+                .store
+                .as_ref()
+                .map(|files| files.stored(self.start_ns)),
             faults: self.faults,
             events,
             trace: Vec::new(),

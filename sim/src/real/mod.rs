@@ -4,12 +4,14 @@
 //! The JobManager and every TaskManager are processes of the binary given (`rill`, or a user's
 //! binary built on [`rill::cli::main`] with the same jobs as the harness's registry); each
 //! appends its typed cluster events to a file ([`rill::events::FileEvents`]) that the harness
-//! follows. The external systems (source log, sink store, checkpoint store) run inside the
-//! harness's own process, on loopback, where it reads what the sinks wrote and what the store
-//! holds exactly as the simulator does. Faults are applied by real means: a crash is SIGKILL
-//! (and a restart of the process), an OOM kill the kernel's OOM killer in the TaskManager's
-//! memory cgroup (SIGKILL where there are no cgroups, saying so), a pause SIGSTOP and SIGCONT,
-//! a store failure the store's switch. A fault this runner cannot apply for real is recorded
+//! follows. The checkpoint store is a process too (`rill checkpoint-store`, see `store`): it
+//! keeps checkpoints as files, reads its health from a file the harness writes, and journals
+//! what it stored. The source log and the sink store run inside the harness's own process,
+//! where it reads what the sinks wrote as the simulator does. Faults are applied by real
+//! means: a crash is SIGKILL (and a restart of the process), an OOM kill the kernel's OOM
+//! killer in the TaskManager's memory cgroup (SIGKILL where there are no cgroups, saying so), a
+//! pause SIGSTOP and SIGCONT, a store failure the words `fail` or `stall` in the store's
+//! health-control file. A fault this runner cannot apply for real is recorded
 //! "not applied (why)" and judged as a fault that never came: never skipped silently, never
 //! pretended.
 
@@ -19,6 +21,7 @@ pub mod cli;
 mod driver;
 mod netns;
 mod process;
+mod store;
 mod tail;
 
 use std::collections::BTreeMap;
@@ -37,7 +40,6 @@ use rill::events::ClusterEvent;
 use rill::jobmanager::client::{submit_job, SubmitError};
 use rill::jobs::JobRegistry;
 use rill::rpc::JobStatusReport;
-use rill::state::serve_checkpoint_store;
 use rill::taskmanager::memory_limit::parse_sample;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -56,8 +58,8 @@ use crate::history::{MemorySample, RunHistory, RunOutcome};
 use crate::judge::Judge;
 use crate::node::NodeName;
 use crate::scenario::{fault_plan, harness_job, Scenario};
-use crate::store::SimCheckpointStore;
 use driver::Driver;
+use store::StoreFiles;
 
 /// How long the cluster may take to come up (every TaskManager registered) before the run is
 /// given up as not started.
@@ -179,7 +181,7 @@ impl RealHarness {
         let certs = RunCerts::issue(&dir, s.cluster.taskmanagers, !self.options.plaintext)?;
         let services = Services::start(&self.jobs, s, network.as_ref().ok(), &certs).await?;
         let client_config = certs.config_for(&s.config, "client")?;
-        let mut cluster = Cluster::start(&self.options, s, &services, dir, network, certs)?;
+        let mut cluster = Cluster::start(&self.options, s, dir, network, certs).await?;
         cluster.wait_until_up(s.cluster.taskmanagers).await?;
         let start = Instant::now();
         let start_ns = tail::unix_nanos();
@@ -201,7 +203,7 @@ impl RealHarness {
             )
             .await
         });
-        let mut driver = Driver::new(cluster, &services.checkpoints, faults, start_ns);
+        let mut driver = Driver::new(cluster, faults, start_ns)?;
         let linger = Timing::of(&s.config).detection + Duration::from_secs(1);
         let mut lost: Option<(Duration, JobResult)> = None;
         let result = loop {
@@ -237,11 +239,9 @@ impl RealHarness {
 /// What the client's task returns: the job's final status, or why it has none.
 type JobResult = Result<Result<JobStatusReport, SubmitError>, tokio::task::JoinError>;
 
-/// The external systems, served from this process on loopback.
+/// The source log and the sink store, served from this process.
 struct Services {
-    checkpoints: SimCheckpointStore,
     collect: CollectStore,
-    checkpoint_url: String,
     log_url: String,
     sink_url: String,
 }
@@ -269,15 +269,6 @@ impl Services {
                 })
         };
         let url = |l: &TcpListener| format!("rill://{}", l.local_addr().expect("bound"));
-        let checkpoints = SimCheckpointStore::default();
-        let listener = bind("the checkpoint store", NodeName::CheckpointStore).await?;
-        let checkpoint_url = url(&listener);
-        let store: Arc<dyn rill::state::CheckpointStore> = Arc::new(checkpoints.clone());
-        tokio::spawn(serve_checkpoint_store(
-            listener,
-            store,
-            config("checkpoint-store")?,
-        ));
         let topics = jobs
             .inputs(&s.job)
             .map_err(|e| RealError::Job(e.to_string()))?
@@ -295,9 +286,7 @@ impl Services {
             config("sink-store")?,
         ));
         Ok(Services {
-            checkpoints,
             collect,
-            checkpoint_url,
             log_url,
             sink_url,
         })
@@ -310,8 +299,9 @@ struct Cluster {
     tails: Vec<EventTail>,
     jm_addr: SocketAddr,
     config: Configuration,
-    /// Whether the scenario's checkpoints go to the harness's store.
-    stores_checkpoints: bool,
+    /// The files of the run's checkpoint store, if the scenario's checkpoints go to it (not
+    /// to a `state.checkpoints.dir` of its own).
+    store: Option<StoreFiles>,
     dir: PathBuf,
     /// What the processes reported before the submission (registrations), at 0.
     early: Vec<RecordedEvent>,
@@ -325,10 +315,11 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(
+    /// Starts the checkpoint store (listening before anything needs it) and the JobManager,
+    /// and sets up the TaskManagers (started by `wait_until_up`).
+    async fn start(
         options: &RealOptions,
         s: &Scenario,
-        services: &Services,
         dir: PathBuf,
         network: Result<Network, String>,
         certs: RunCerts,
@@ -341,12 +332,6 @@ impl Cluster {
                 &s.cluster.slots_per_taskmanager.to_string(),
             )
             .map_err(|e| RealError::Job(e.to_string()))?;
-        let stores_checkpoints = config.get_raw(CHECKPOINTS_DIR).is_none();
-        if stores_checkpoints {
-            config
-                .set(CHECKPOINTS_DIR, &services.checkpoint_url)
-                .map_err(|e| RealError::Job(e.to_string()))?;
-        }
         // In namespaces of their own, processes keep the simulator's fixed ports; on loopback
         // each needs a free one.
         let address = |node: &NodeName, port: u16| match &network {
@@ -357,6 +342,16 @@ impl Cluster {
             Err(_) => free_port(),
         };
         let jm_addr = address(&NodeName::JobManager, 6123)?;
+        // The checkpoint store listens on the bridge, in the harness's own namespace.
+        let store_addr = match config.get_raw(CHECKPOINTS_DIR) {
+            None => Some(address(&NodeName::CheckpointStore, 6130)?),
+            Some(_) => None,
+        };
+        if let Some(addr) = store_addr {
+            config
+                .set(CHECKPOINTS_DIR, &format!("rill://{addr}"))
+                .map_err(|e| RealError::Job(e.to_string()))?;
+        }
         let mut data_addrs = Vec::new();
         for i in 1..=s.cluster.taskmanagers {
             data_addrs.push(address(&NodeName::TaskManager(i), 6121)?);
@@ -370,13 +365,18 @@ impl Cluster {
             tails: Vec::new(),
             jm_addr,
             config,
-            stores_checkpoints,
+            store: store_addr.map(|_| StoreFiles::in_run(&dir)),
             dir,
             early: Vec::new(),
             network,
             certs,
             cgroups,
         };
+        if let (Some(addr), Some(files)) = (store_addr, cluster.store.clone()) {
+            cluster.add(options, NodeName::CheckpointStore, files.args(addr))?;
+            cluster.start_node(&NodeName::CheckpointStore)?;
+            store::wait_until_listening(addr).await?;
+        }
         let jm = vec!["jobmanager".into(), "--bind".into(), jm_addr.to_string()];
         cluster.add(options, NodeName::JobManager, jm)?;
         cluster.start_node(&NodeName::JobManager)?;
@@ -421,8 +421,12 @@ impl Cluster {
         if options.plaintext {
             argv.push("--insecure".into());
         }
-        argv.push("--events".into());
-        argv.push(events.clone().into());
+        // The checkpoint store emits no cluster events: what it stored is in its journal.
+        let emits_events = name != NodeName::CheckpointStore;
+        if emits_events {
+            argv.push("--events".into());
+            argv.push(events.clone().into());
+        }
         let stem = match &name {
             NodeName::JobManager => "jobmanager".to_string(),
             other => other.to_string(),
@@ -453,7 +457,9 @@ impl Cluster {
             process = process.in_cgroup(procs);
         }
         self.processes.insert(name.clone(), process);
-        self.tails.push(EventTail::new(name, events));
+        if emits_events {
+            self.tails.push(EventTail::new(name, events));
+        }
         Ok(())
     }
 
@@ -544,7 +550,12 @@ impl Cluster {
 /// Whether this runner applies a fault of `kind` by real means (partitions only where the
 /// machine allows network namespaces, which the run itself finds out).
 pub fn applies_for_real(kind: &FaultKind) -> bool {
-    let process = |n: &NodeName| matches!(n, NodeName::JobManager | NodeName::TaskManager(_));
+    let process = |n: &NodeName| {
+        matches!(
+            n,
+            NodeName::JobManager | NodeName::TaskManager(_) | NodeName::CheckpointStore
+        )
+    };
     match kind {
         FaultKind::Crash { target, .. }
         | FaultKind::OomKill { target, .. }

@@ -48,7 +48,7 @@ impl EventTail {
         self.pending.extend_from_slice(&fresh);
         let read = read_events(&self.pending);
         self.pending.drain(..read.consumed);
-        read.events
+        read.items
             .into_iter()
             .map(|e| RecordedEvent {
                 at: Duration::from_nanos(e.unix_nanos.saturating_sub(start)),
