@@ -16,7 +16,9 @@ use crate::steps::Step;
 /// before the timeout (exactly-once, nothing restarted), and an OOM kill under `taskmanager`
 /// failover, which the real run leaves to the kernel's OOM killer (the TaskManager's memory
 /// cgroup pressed); and the checkpoint store's process failing and stalling (its health file),
-/// then crashing, restarting and sitting behind a partition (exactly-once throughout).
+/// then crashing, restarting and sitting behind a partition (exactly-once throughout); and the
+/// log server's process crashing and sitting behind a partition (sources wait, nothing
+/// restarts).
 pub const PARITY_SET: &[&str] = &[
     "tm-crash-4x2-taskmanager",
     "oom-kill-4x2-taskmanager",
@@ -25,6 +27,7 @@ pub const PARITY_SET: &[&str] = &[
     "partition-heals-in-time-taskmanager",
     "store-failure",
     "checkpoint-store-down",
+    "source-log-down",
 ];
 
 /// The steps that build both harness binaries (dev profile, so CI's test builds are reused)

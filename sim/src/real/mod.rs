@@ -6,8 +6,9 @@
 //! appends its typed cluster events to a file ([`rill::events::FileEvents`]) that the harness
 //! follows. The checkpoint store is a process too (`rill checkpoint-store`, see `store`): it
 //! keeps checkpoints as files, reads its health from a file the harness writes, and journals
-//! what it stored. The source log and the sink store run inside the harness's own process,
-//! where it reads what the sinks wrote as the simulator does. Faults are applied by real
+//! what it stored. So is the source log (`rill log-server`, stateless: its logs are generated
+//! from the job's parameters). The sink store runs inside the harness's own process, where it
+//! reads what the sinks wrote as the simulator does. Faults are applied by real
 //! means: a crash is SIGKILL (and a restart of the process), an OOM kill the kernel's OOM
 //! killer in the TaskManager's memory cgroup (SIGKILL where there are no cgroups, saying so), a
 //! pause SIGSTOP and SIGCONT, a store failure the words `fail` or `stall` in the store's
@@ -33,7 +34,6 @@ use std::time::Duration;
 
 use rill::config::keys::CHECKPOINTS_DIR;
 use rill::config::Configuration;
-use rill::connectors::log_service::serve_log;
 use rill::connectors::sink_service::serve_sink_store;
 use rill::connectors::CollectStore;
 use rill::events::ClusterEvent;
@@ -179,15 +179,17 @@ impl RealHarness {
         })?;
         let network = self.network(s);
         let certs = RunCerts::issue(&dir, s.cluster.taskmanagers, !self.options.plaintext)?;
-        let services = Services::start(&self.jobs, s, network.as_ref().ok(), &certs).await?;
+        let services = Services::start(s, network.as_ref().ok(), &certs).await?;
         let client_config = certs.config_for(&s.config, "client")?;
-        let mut cluster = Cluster::start(&self.options, s, dir, network, certs).await?;
+        let mut cluster = Cluster::start(&self.options, &self.jobs, s, dir, network, certs).await?;
         cluster.wait_until_up(s.cluster.taskmanagers).await?;
         let start = Instant::now();
         let start_ns = tail::unix_nanos();
         let statuses: Arc<Mutex<Vec<(Duration, JobStatusReport)>>> = Arc::default();
         let sink = statuses.clone();
-        let spec = harness_job(&self.jobs, &s.job, &services.sink_url, &services.log_url);
+        // A job that reads no logs is given none (harness_job leaves the parameter out).
+        let log_url = cluster.log_url.clone().unwrap_or_default();
+        let spec = harness_job(&self.jobs, &s.job, &services.sink_url, &log_url);
         let (addr, config) = (cluster.jm_addr.to_string(), client_config);
         let mut job = tokio::spawn(async move {
             submit_job(
@@ -239,57 +241,33 @@ impl RealHarness {
 /// What the client's task returns: the job's final status, or why it has none.
 type JobResult = Result<Result<JobStatusReport, SubmitError>, tokio::task::JoinError>;
 
-/// The source log and the sink store, served from this process.
+/// The sink store, served from this process.
 struct Services {
     collect: CollectStore,
-    log_url: String,
     sink_url: String,
 }
 
 impl Services {
     async fn start(
-        jobs: &JobRegistry,
         s: &Scenario,
         network: Option<&Network>,
         certs: &RunCerts,
     ) -> Result<Services, RealError> {
-        let config = |stem: &str| certs.config_for(&s.config, stem);
-        // Each system at its own address on the run's bridge, or all on loopback.
-        let ip = |node: NodeName| {
-            network
-                .and_then(|n| n.address(&node))
-                .unwrap_or(Ipv4Addr::LOCALHOST)
-        };
-        let bind = |what: &'static str, node: NodeName| async move {
-            TcpListener::bind((ip(node), 0))
-                .await
-                .map_err(|source| RealError::Start {
-                    what: what.into(),
-                    source,
-                })
-        };
-        let url = |l: &TcpListener| format!("rill://{}", l.local_addr().expect("bound"));
-        let topics = jobs
-            .inputs(&s.job)
-            .map_err(|e| RealError::Job(e.to_string()))?
-            .into_iter()
-            .collect();
-        let listener = bind("the source log", NodeName::SourceLog).await?;
-        let log_url = url(&listener);
-        tokio::spawn(serve_log(listener, topics, config("log-server")?));
+        // At its own address on the run's bridge, or on loopback.
+        let ip = network
+            .and_then(|n| n.address(&NodeName::SinkStore))
+            .unwrap_or(Ipv4Addr::LOCALHOST);
+        let listener = TcpListener::bind((ip, 0))
+            .await
+            .map_err(|source| RealError::Start {
+                what: "the sink store".into(),
+                source,
+            })?;
+        let sink_url = format!("rill://{}", listener.local_addr().expect("bound"));
         let collect = CollectStore::new();
-        let listener = bind("the sink store", NodeName::SinkStore).await?;
-        let sink_url = url(&listener);
-        tokio::spawn(serve_sink_store(
-            listener,
-            collect.clone(),
-            config("sink-store")?,
-        ));
-        Ok(Services {
-            collect,
-            log_url,
-            sink_url,
-        })
+        let config = certs.config_for(&s.config, "sink-store")?;
+        tokio::spawn(serve_sink_store(listener, collect.clone(), config));
+        Ok(Services { collect, sink_url })
     }
 }
 
@@ -298,6 +276,8 @@ struct Cluster {
     processes: BTreeMap<NodeName, NodeProcess>,
     tails: Vec<EventTail>,
     jm_addr: SocketAddr,
+    /// The source log's URL (`rill log-server`), if the job reads logs.
+    log_url: Option<String>,
     config: Configuration,
     /// The files of the run's checkpoint store, if the scenario's checkpoints go to it (not
     /// to a `state.checkpoints.dir` of its own).
@@ -315,10 +295,11 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Starts the checkpoint store (listening before anything needs it) and the JobManager,
-    /// and sets up the TaskManagers (started by `wait_until_up`).
+    /// Starts the checkpoint store and the source log (each listening before anything needs
+    /// it) and the JobManager, and sets up the TaskManagers (started by `wait_until_up`).
     async fn start(
         options: &RealOptions,
+        jobs: &JobRegistry,
         s: &Scenario,
         dir: PathBuf,
         network: Result<Network, String>,
@@ -352,6 +333,14 @@ impl Cluster {
                 .set(CHECKPOINTS_DIR, &format!("rill://{addr}"))
                 .map_err(|e| RealError::Job(e.to_string()))?;
         }
+        let reads_logs = !jobs
+            .inputs(&s.job)
+            .map_err(|e| RealError::Job(e.to_string()))?
+            .is_empty();
+        let log_addr = match reads_logs {
+            true => Some(address(&NodeName::SourceLog, 6131)?),
+            false => None,
+        };
         let mut data_addrs = Vec::new();
         for i in 1..=s.cluster.taskmanagers {
             data_addrs.push(address(&NodeName::TaskManager(i), 6121)?);
@@ -364,6 +353,7 @@ impl Cluster {
             processes: BTreeMap::new(),
             tails: Vec::new(),
             jm_addr,
+            log_url: log_addr.map(|a| format!("rill://{a}")),
             config,
             store: store_addr.map(|_| StoreFiles::in_run(&dir)),
             dir,
@@ -375,7 +365,24 @@ impl Cluster {
         if let (Some(addr), Some(files)) = (store_addr, cluster.store.clone()) {
             cluster.add(options, NodeName::CheckpointStore, files.args(addr))?;
             cluster.start_node(&NodeName::CheckpointStore)?;
-            store::wait_until_listening(addr).await?;
+            process::wait_until_listening(&NodeName::CheckpointStore, addr).await?;
+        }
+        if let Some(addr) = log_addr {
+            // Stateless (a generated log is a function of the job's parameters), so a restart
+            // serves what the crashed process served.
+            let mut args = vec![
+                "log-server".to_string(),
+                "--bind".into(),
+                addr.to_string(),
+                "--job".into(),
+                s.job.name.clone(),
+            ];
+            for (key, value) in &s.job.params {
+                args.extend(["-p".to_string(), format!("{key}={value}")]);
+            }
+            cluster.add(options, NodeName::SourceLog, args)?;
+            cluster.start_node(&NodeName::SourceLog)?;
+            process::wait_until_listening(&NodeName::SourceLog, addr).await?;
         }
         let jm = vec!["jobmanager".into(), "--bind".into(), jm_addr.to_string()];
         cluster.add(options, NodeName::JobManager, jm)?;
@@ -421,14 +428,17 @@ impl Cluster {
         if options.plaintext {
             argv.push("--insecure".into());
         }
-        // The checkpoint store emits no cluster events: what it stored is in its journal.
-        let emits_events = name != NodeName::CheckpointStore;
+        // The external systems emit no cluster events (what the checkpoint store stored is in
+        // its journal).
+        let emits_events = matches!(name, NodeName::JobManager | NodeName::TaskManager(_));
         if emits_events {
             argv.push("--events".into());
             argv.push(events.clone().into());
         }
+        // The name on its certificate.
         let stem = match &name {
             NodeName::JobManager => "jobmanager".to_string(),
+            NodeName::SourceLog => "log-server".to_string(),
             other => other.to_string(),
         };
         let config = self.certs.config_for(&self.config, &stem)?;
@@ -553,7 +563,10 @@ pub fn applies_for_real(kind: &FaultKind) -> bool {
     let process = |n: &NodeName| {
         matches!(
             n,
-            NodeName::JobManager | NodeName::TaskManager(_) | NodeName::CheckpointStore
+            NodeName::JobManager
+                | NodeName::TaskManager(_)
+                | NodeName::CheckpointStore
+                | NodeName::SourceLog
         )
     };
     match kind {

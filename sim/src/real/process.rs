@@ -4,11 +4,37 @@
 
 use std::ffi::OsString;
 use std::fs::File;
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
+use tokio::time::Instant;
+
+use super::RealError;
 use crate::node::NodeName;
+
+/// How long an external system's process may take to listen.
+const LISTEN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Waits until `node`'s process accepts connections at `addr` (an external system, started
+/// before anything that needs it).
+pub async fn wait_until_listening(node: &NodeName, addr: SocketAddr) -> Result<(), RealError> {
+    let begun = Instant::now();
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(_) => return Ok(()),
+            Err(source) if begun.elapsed() >= LISTEN_LIMIT => {
+                return Err(RealError::Start {
+                    what: format!("{node} (not listening at {addr} after {LISTEN_LIMIT:?})"),
+                    source,
+                })
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
 
 /// One node's process, and what starts it again.
 pub struct NodeProcess {

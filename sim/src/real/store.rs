@@ -8,14 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rill::state::{read_journal, StoreHealth};
-use tokio::time::Instant;
 
 use super::RealError;
 use crate::fault::StoreFailureMode;
 use crate::store::{StoredCheckpoint, StoredContents};
-
-/// How long the store's process may take to listen.
-const LISTEN_LIMIT: Duration = Duration::from_secs(10);
 
 /// Where a run's checkpoint store keeps its files.
 #[derive(Debug, Clone)]
@@ -123,25 +119,6 @@ impl StoreControl {
             StoreHealth::control_text(self.failing, self.stalled),
         )?;
         std::fs::rename(&fresh, &self.path)
-    }
-}
-
-/// Waits until the store's process accepts connections at `addr`.
-pub(super) async fn wait_until_listening(addr: SocketAddr) -> Result<(), RealError> {
-    let begun = Instant::now();
-    loop {
-        match tokio::net::TcpStream::connect(addr).await {
-            Ok(_) => return Ok(()),
-            Err(e) if begun.elapsed() >= LISTEN_LIMIT => {
-                return Err(RealError::Start {
-                    what: format!(
-                        "the checkpoint store (not listening at {addr} after {LISTEN_LIMIT:?})"
-                    ),
-                    source: e,
-                })
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
     }
 }
 
