@@ -270,7 +270,8 @@ pub enum ClusterEvent {
         /// The subpartition whose consumer went away.
         subpartition: u32,
     },
-    /// The replacement consumer connected; `records` were dropped while it was away.
+    /// Discarding for a consumer that went away is over (its replacement connected, or the
+    /// producer finished first); `records` were dropped while it was away.
     RecordsDropped {
         /// The job.
         job: JobId,
@@ -621,7 +622,7 @@ impl fmt::Display for ClusterEvent {
                 records,
             } => write!(
                 f,
-                "consumer back {job} {producer}/{subpartition}: dropped {records}"
+                "records dropped {job} {producer}/{subpartition}: {records} while its consumer was away"
             ),
             InputPaused {
                 job,

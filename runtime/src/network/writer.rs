@@ -21,7 +21,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    fn push(&self, output: usize, subpartition: u32, buf: NetBuffer) {
+    pub(super) fn push(&self, output: usize, subpartition: u32, buf: NetBuffer) {
         self.queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -246,6 +246,7 @@ impl Consumer<'_> {
         }
         decoder.event(ChainEvent::Finish);
         self.outputs.drain().await?;
+        self.outputs.finish();
         // What the sinks wrote at the end must be stored before the task reports FINISHED.
         self.checkpoints.settle().await?;
         Ok(())

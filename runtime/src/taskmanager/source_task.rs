@@ -99,6 +99,7 @@ impl SourceTask<'_> {
         emit_watermark(&mut *driver, &mut watermark);
         driver.event(ChainEvent::Finish);
         self.outputs.drain().await?;
+        self.outputs.finish();
         // What the sinks wrote at the end must be stored before the task reports FINISHED.
         self.checkpoints.settle().await?;
         Ok(())

@@ -529,7 +529,7 @@ impl SubpartitionListener for ProducerEvents {
             .fetch_add(records, Ordering::Relaxed);
     }
 
-    fn replacement_connected(&self, key: &SubpartitionKey, dropped: u64) {
+    fn dropped_while_away(&self, key: &SubpartitionKey, dropped: u64) {
         self.events.emit(ClusterEvent::RecordsDropped {
             job: key.job,
             producer: key.producer,

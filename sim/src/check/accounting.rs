@@ -2,8 +2,8 @@
 //! sees missing from the output.
 //!
 //! Under `taskmanager` failover a producer whose consumer went away keeps running and
-//! discards what it would send there until the replacement connects, then reports how many
-//! (`RecordsDropped`). Nobody replays those records, so each one is missing from the output,
+//! discards what it would send there until the replacement connects (or it finishes first),
+//! then reports how many (`RecordsDropped`). Nobody replays those records, so each one is missing from the output,
 //! unless the producer itself is later restarted from an earlier checkpoint. The records a
 //! producer sent just before it noticed the loss (in the network, in the lost consumer's
 //! buffers and chain) are missing too, though no producer counts them; they are what the
