@@ -345,15 +345,15 @@ where
         let frame = super::frame::encode(&Tagged { id, body: request })
             .map_err(|e| client.unavailable(e))?;
         let started = tokio::time::Instant::now();
-        let conn: Arc<Conn<Rep>> =
-            match tokio::time::timeout(client.timeout, client.connection()).await {
-                Ok(conn) => conn?,
-                Err(_) => return Err(client.unavailable("no connection in time")),
-            };
-        match client
-            .exchange(&conn, id, frame.into(), started + client.timeout)
-            .await
-        {
+        // A timeout past what an instant can hold (a configured checkpoint timeout may be
+        // huge) is as good as none: 30 years at most, tokio's own far future.
+        let bound = client.timeout.min(Duration::from_secs(30 * 365 * 86_400));
+        let deadline = started + bound;
+        let conn: Arc<Conn<Rep>> = match tokio::time::timeout(bound, client.connection()).await {
+            Ok(conn) => conn?,
+            Err(_) => return Err(client.unavailable("no connection in time")),
+        };
+        match client.exchange(&conn, id, frame.into(), deadline).await {
             Err(Exchange::Late) => {
                 // Not trusted again, but only this one: a newer connection another caller
                 // made meanwhile may be fine.
@@ -534,6 +534,18 @@ mod tests {
         });
         let replies = futures_util::future::join_all(calls).await;
         assert_eq!(replies, (0..5).map(|n| Ok(n * 2)).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_timeout_too_large_for_an_instant_is_as_good_as_none() {
+        // A checkpoint store's client is bounded by execution.checkpointing.timeout, which
+        // may be given as large as a duration goes.
+        let config = Configuration::default();
+        let (addr, _server) = echo_server(&config).await;
+        let role = PeerRole::JobManager;
+        let c: ServiceClient<u64, u64> =
+            ServiceClient::new("echo", &addr, role, "t", &config, Duration::MAX);
+        assert_eq!(c.call(&3).await, Ok(6));
     }
 
     #[tokio::test]
