@@ -63,6 +63,7 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "tm-crash-4x2-taskmanager",
             "tm-deaf-taskmanager",
             "tm-mute-region",
+            "tm-pause-zombie-full",
             "two-crashes-two-attempts-region",
         ]
     );
