@@ -354,6 +354,11 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             }
             if let Some(path) = health_control {
                 let health = StoreHealth::default();
+                // Read once before serving: a store restarted while a fault is in force must
+                // not serve until the follower's first read.
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    health.set_from_text(&text)?;
+                }
                 tokio::spawn(follow_health_file(health.clone(), path));
                 store = Arc::new(GatedStore::new(store, health));
             }

@@ -165,7 +165,7 @@ impl ResultPartitions {
     /// The task finished (its end of partition drained): what it dropped for a consumer it
     /// lost and that is still away is reported now, as nobody will claim that queue from this
     /// task any more. Without it, a producer that finished while a consumer was away claimed
-    /// fewer losses than it caused (swarm-taskmanager seed 6022: v0[0] ended 0.8 s into its
+    /// fewer losses than it caused (swarm-taskmanager seed 6022: `v0[0]` ended 0.8 s into its
     /// consumer's absence). What it discarded for a consumer that had finished is no loss.
     pub fn finish(&mut self) {
         for queue in self.queues.iter_mut().flatten() {

@@ -7,7 +7,7 @@
 //! store held before a SIGKILL is in the file.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -45,9 +45,21 @@ pub struct JournaledStore {
 }
 
 impl JournaledStore {
-    /// `inner`, journaling into `path` (created, or appended to).
+    /// `inner`, journaling into `path` (created, or appended to: a restarted store adds to
+    /// what its previous incarnation wrote). A frame the previous incarnation was killed in
+    /// the middle of is cut away first, so that what follows it stays readable.
     pub fn open(inner: Arc<dyn CheckpointStore>, path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)?;
+        let mut bytes = Vec::new();
+        (&file).read_to_end(&mut bytes)?;
+        let whole = read_journal(&bytes).consumed;
+        if whole < bytes.len() {
+            file.set_len(whole as u64)?;
+        }
         Ok(JournaledStore {
             inner,
             journal: Arc::new(Mutex::new(file)),
@@ -145,6 +157,21 @@ mod tests {
             .items
             .iter()
             .all(|p| p.unix_nanos >= before && p.job == JobId(1)));
+        // A restarted store cuts the frame its predecessor was killed inside, then appends.
+        let mut torn = encode_frame(&read.items[0]).unwrap();
+        torn.truncate(torn.len() / 2);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&torn).unwrap();
+        let inner = Arc::new(MemoryCheckpointStore::default());
+        let store = JournaledStore::open(inner, &path).unwrap();
+        store
+            .put(JobId(1), CheckpointId(3), Bytes::from_static(b"three"))
+            .await
+            .unwrap();
+        let read = read_journal(&std::fs::read(&path).unwrap());
+        assert_eq!(read.damaged, None);
+        let ids: Vec<_> = read.items.iter().map(|p| p.checkpoint).collect();
+        assert_eq!(ids, vec![CheckpointId(1), CheckpointId(2), CheckpointId(3)]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

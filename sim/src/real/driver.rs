@@ -346,7 +346,7 @@ impl Driver {
         };
         if !cuttable {
             return Err(format!(
-                "no cut between {from} and {to} can be made (the external systems share the harness's process)"
+                "no cut between {from} and {to} can be made (the external systems share the harness's network namespace)"
             ));
         }
         self.add_rules(kind)
@@ -380,7 +380,7 @@ impl Driver {
         }
     }
 
-    /// The process of a JobManager or TaskManager node.
+    /// The process of a node (the sink store has none: it runs inside the harness).
     fn process(&mut self, target: &NodeName) -> Result<&mut super::NodeProcess, String> {
         self.cluster.processes.get_mut(target).ok_or_else(|| {
             format!("{target} runs inside the harness on a real run, not as a process of its own")

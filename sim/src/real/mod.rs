@@ -271,7 +271,8 @@ impl Services {
     }
 }
 
-/// The JobManager's and TaskManagers' processes, and their events.
+/// The cluster's processes (JobManager, TaskManagers, checkpoint store, source log), and the
+/// JobManager's and TaskManagers' events.
 struct Cluster {
     processes: BTreeMap<NodeName, NodeProcess>,
     tails: Vec<EventTail>,
@@ -576,7 +577,12 @@ pub fn applies_for_real(kind: &FaultKind) -> bool {
         FaultKind::Partition { .. }
         | FaultKind::StoreFailure { .. }
         | FaultKind::PacketLoss { .. } => true,
-        FaultKind::LinkPartition { from, to, .. } => process(from) || process(to),
+        // A cut is made inside a JobManager's or TaskManager's namespace (`Network::can_cut`).
+        FaultKind::LinkPartition { from, to, .. } => {
+            let namespaced =
+                |n: &NodeName| matches!(n, NodeName::JobManager | NodeName::TaskManager(_));
+            namespaced(from) || namespaced(to)
+        }
         FaultKind::ClockSkew { target, .. } => matches!(target, NodeName::TaskManager(_)),
         FaultKind::Latency { .. } => false,
     }

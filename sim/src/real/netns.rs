@@ -247,7 +247,7 @@ impl Network {
     }
 
     /// Whether a cut between `from` and `to` can be made here: one of them must be a process
-    /// in a namespace (the external systems share the harness's process).
+    /// in a namespace (the external systems share the harness's namespace).
     pub fn can_cut(&self, from: &NodeName, to: &NodeName) -> bool {
         (self.namespaces.contains_key(from) || self.namespaces.contains_key(to))
             && self.addresses.contains_key(from)

@@ -53,7 +53,10 @@ impl StoreFiles {
     /// What the store's journal says it stored, timed from `start_ns` (Unix nanoseconds). A
     /// journal cut off by a crash of the store ends at its last whole entry.
     pub(super) fn stored(&self, start_ns: u64) -> Vec<StoredCheckpoint> {
-        let bytes = std::fs::read(&self.journal).unwrap_or_default();
+        let bytes = std::fs::read(&self.journal).unwrap_or_else(|e| {
+            tracing::warn!(target: "rill_sim::real", "checkpoint journal {} unreadable: {e}", self.journal.display());
+            Vec::new()
+        });
         let journal = read_journal(&bytes);
         if let Some(why) = &journal.damaged {
             tracing::warn!(target: "rill_sim::real", "checkpoint journal damaged: {why}");
@@ -102,13 +105,22 @@ impl StoreControl {
             StoreFailureMode::Fail => &mut self.failing,
             StoreFailureMode::Stall => &mut self.stalled,
         };
+        let before = *count;
         *count = if on {
-            *count + 1
+            before + 1
         } else {
-            count.saturating_sub(1)
+            before.saturating_sub(1)
         };
-        self.write()
-            .map_err(|e| format!("could not write {}: {e}", self.path.display()))
+        let written = self.write();
+        if let Err(e) = written {
+            // Not applied: the count must not outlive the fault, or the store never heals.
+            match mode {
+                StoreFailureMode::Fail => self.failing = before,
+                StoreFailureMode::Stall => self.stalled = before,
+            }
+            return Err(format!("could not write {}: {e}", self.path.display()));
+        }
+        Ok(())
     }
 
     /// Written whole or not at all (a rename), so the store never reads half a file.
@@ -142,6 +154,12 @@ mod tests {
         let health = StoreHealth::default();
         health.set_from_text(&read()).unwrap();
         assert_eq!(health.state(), (true, true));
+        // A fault whose file could not be written was not applied, and leaves no count.
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(control.set(StoreFailureMode::Stall, true).is_err());
+        std::fs::create_dir_all(&dir).unwrap();
+        control.set(StoreFailureMode::Fail, false).unwrap();
+        assert_eq!(read().trim(), "stall");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
