@@ -20,6 +20,7 @@ use std::sync::Arc;
 use crate::cluster::LocalCluster;
 use crate::config::{known_keys, Configuration};
 use crate::connectors::log_service::serve_log;
+use crate::connectors::sink_journal::SinkJournal;
 use crate::connectors::sink_service::serve_sink_store;
 use crate::connectors::CollectStore;
 use crate::events::{Events, FileEvents};
@@ -155,10 +156,15 @@ enum Command {
     },
     /// Serves a sink store to TaskManagers, for jobs run with `--param sink=collect` (or
     /// `collect-transactional`) and `--param sink-store=rill://HOST:PORT`; prints what it holds
-    /// every few seconds. Records are kept in memory.
+    /// every few seconds. Records are kept in memory, and with `--journal` in a file too.
     SinkStore {
         #[arg(long, default_value = "127.0.0.1:6132")]
         bind: String,
+        /// Append every write applied to this file, and replay it when starting: a restarted
+        /// store keeps what it held (`rill::connectors::sink_journal` decodes the file, which
+        /// is how a harness running real processes learns what the sinks wrote).
+        #[arg(long, value_name = "PATH")]
+        journal: Option<std::path::PathBuf>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -305,7 +311,11 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             serve_log(listener, topics.into_iter().collect(), config).await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::SinkStore { bind, config: args } => {
+        Command::SinkStore {
+            bind,
+            journal,
+            config: args,
+        } => {
             let config = exposed(&args, &[&bind])?;
             if crate::connectors::write_grant::WriteKey::from_config(&config).is_none() {
                 // Without a key the store cannot tell which job a TaskManager may write.
@@ -321,6 +331,18 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
             let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
             println!("sink store listening on {}", listener.local_addr()?);
             let store = CollectStore::new();
+            let journal = match journal {
+                Some(path) => {
+                    let (journal, replayed) = SinkJournal::open(&path, &store)
+                        .map_err(|e| format!("sink store journal {}: {e}", path.display()))?;
+                    println!(
+                        "sink store journal {}: {replayed} writes replayed",
+                        path.display()
+                    );
+                    Some(journal)
+                }
+                None => None,
+            };
             let watched = store.clone();
             tokio::spawn(async move {
                 loop {
@@ -333,7 +355,7 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
                     );
                 }
             });
-            serve_sink_store(listener, store, config).await;
+            serve_sink_store(listener, store, config, journal).await;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckpointStore {

@@ -275,7 +275,7 @@ impl SimCluster {
                     let listener = tokio::net::TcpListener::bind(addr)
                         .await
                         .expect("bind sink store");
-                    serve_sink_store(listener, store, config).await
+                    serve_sink_store(listener, store, config, None).await
                 }
             })
             .build()

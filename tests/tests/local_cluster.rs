@@ -144,7 +144,7 @@ async fn sinks_write_through_a_served_sink_store_exactly_once_with_transactions(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("rill://{}", listener.local_addr().unwrap());
     let served = rill::connectors::CollectStore::new();
-    let server = tokio::spawn(serve_sink_store(listener, served.clone(), config(2)));
+    let server = tokio::spawn(serve_sink_store(listener, served.clone(), config(2), None));
     for sink in ["collect", "collect-transactional"] {
         let spec = keyed_count_40k()
             .with("sink", sink)

@@ -18,7 +18,8 @@ use crate::steps::Step;
 /// cgroup pressed); and the checkpoint store's process failing and stalling (its health file),
 /// then crashing, restarting and sitting behind a partition (exactly-once throughout); and the
 /// log server's process crashing and sitting behind a partition (sources wait, nothing
-/// restarts).
+/// restarts); and the sink store's process crashing (it restarts from its journal) and sitting
+/// behind a partition (writes wait and are sent again, applied once: exactly-once).
 pub const PARITY_SET: &[&str] = &[
     "tm-crash-4x2-taskmanager",
     "oom-kill-4x2-taskmanager",
@@ -28,6 +29,7 @@ pub const PARITY_SET: &[&str] = &[
     "store-failure",
     "checkpoint-store-down",
     "source-log-down",
+    "sink-store-down",
 ];
 
 /// The steps that build both harness binaries (dev profile, so CI's test builds are reused)

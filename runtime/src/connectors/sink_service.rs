@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::sink_journal::SinkJournal;
 use super::sink_store::{BatchEntry, CollectStore, CollectedBatch, Fenced, SinkOp, WriterKey};
 use super::write_grant::{WriteGrant, WriteKey, WriteTarget};
 use crate::buggify::{self, Point};
@@ -109,8 +110,15 @@ type SinkReply = Result<(), SinkRefusal>;
 
 /// Serves `store` to TaskManagers on `listener` until the task is dropped. Each write is
 /// applied when it arrives, before the next one is read: a writer's writes land in order.
-/// With `security.sink-store.write-key` set, only granted writes are applied.
-pub async fn serve_sink_store(listener: TcpListener, store: CollectStore, config: Configuration) {
+/// With `security.sink-store.write-key` set, only granted writes are applied. With a
+/// `journal`, each write is appended to it before it is applied (`sink_journal`), so a
+/// restarted store, and a harness, can replay what this one applied.
+pub async fn serve_sink_store(
+    listener: TcpListener,
+    store: CollectStore,
+    config: Configuration,
+    journal: Option<SinkJournal>,
+) {
     let key = WriteKey::from_config(&config);
     if key.is_none() {
         tracing::warn!(
@@ -118,13 +126,20 @@ pub async fn serve_sink_store(listener: TcpListener, store: CollectStore, config
              job's sinks"
         );
     }
+    let journal = journal.map(Arc::new);
     let handler = move |peer: &str, request: SinkRequest| {
         let reply = match &key {
             Some(key) if !granted(key, peer, &request) => {
                 tracing::debug!(peer, job = %request.job, sink = %request.sink, "ungranted sink write refused");
                 Err(SinkRefusal::Ungranted)
             }
-            _ => apply(&store, peer, request).map_err(SinkRefusal::from),
+            _ => match &journal {
+                Some(journal) => {
+                    journal.applied(peer, request, |r, now| apply(&store, peer, r, now))
+                }
+                None => apply(&store, peer, request, tokio::time::Instant::now()),
+            }
+            .map_err(SinkRefusal::from),
         };
         // Buggify: applied now, acknowledged late (a slow sync); the writer waits for it.
         let late = buggify::delay(Point::SinkStoreAckLate);
@@ -150,13 +165,18 @@ fn granted(key: &WriteKey, peer: &str, r: &SinkRequest) -> bool {
     key.admits(&r.grant, &target)
 }
 
-fn apply(store: &CollectStore, peer: &str, r: SinkRequest) -> Result<(), Fenced> {
+/// Applies `r`, from the TaskManager `peer`, to `store` as of `now`.
+pub(crate) fn apply(
+    store: &CollectStore,
+    peer: &str,
+    r: SinkRequest,
+    now: tokio::time::Instant,
+) -> Result<(), Fenced> {
     let key = WriterKey {
         job: r.job,
         sink: Arc::from(r.sink),
         subtask: r.subtask,
     };
-    let now = tokio::time::Instant::now();
     let taskmanager: Arc<str> = Arc::from(peer);
     let batch = |b: WireBatch| CollectedBatch {
         sink: key.sink.clone(),
@@ -179,7 +199,7 @@ fn apply(store: &CollectStore, peer: &str, r: SinkRequest) -> Result<(), Fenced>
         },
         WireOp::Commit { checkpoint } => SinkOp::Commit { checkpoint },
     };
-    store.apply_once(&key, r.attempt, r.seq, op)
+    store.apply_once(&key, r.attempt, r.seq, op, now)
 }
 
 /// A TaskManager's clients of sink stores, by address.
@@ -371,7 +391,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let store = CollectStore::new();
-        let server = serve_sink_store(listener, store.clone(), config);
+        let server = serve_sink_store(listener, store.clone(), config, None);
         (addr, store, AbortOnDrop(tokio::spawn(server)))
     }
 
@@ -433,6 +453,152 @@ mod tests {
         .unwrap();
         w.synced().await;
         assert_eq!((store.len(), store.staged()), (5, 0));
+    }
+
+    /// A store journaling into `path`, holding what the journal replays.
+    async fn served_journaled(
+        path: &std::path::Path,
+    ) -> (String, CollectStore, AbortOnDrop<()>, usize) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let store = CollectStore::new();
+        let (journal, replayed) = SinkJournal::open(path, &store).unwrap();
+        let server = serve_sink_store(
+            listener,
+            store.clone(),
+            Configuration::default(),
+            Some(journal),
+        );
+        (addr, store, AbortOnDrop(tokio::spawn(server)), replayed)
+    }
+
+    /// What a store holds, as a harness compares it: per visible batch (attempt, records), per
+    /// commit (attempt, staged, by, records), and the counts.
+    fn held(
+        store: &CollectStore,
+    ) -> (
+        Vec<(u32, usize)>,
+        Vec<(u32, CheckpointId, CheckpointId, usize)>,
+        usize,
+        u64,
+    ) {
+        let batches = store
+            .take_batches()
+            .iter()
+            .map(|b| (b.attempt, b.len()))
+            .collect();
+        let commits = store
+            .take_commits()
+            .iter()
+            .map(|c| (c.attempt, c.staged, c.by, c.records))
+            .collect();
+        (batches, commits, store.staged(), store.fenced())
+    }
+
+    #[tokio::test]
+    async fn a_journaled_store_replays_to_what_it_held_and_keeps_it_across_a_restart() {
+        use super::super::sink_journal::{read_sink_journal, replay};
+        let dir = std::env::temp_dir().join(format!("rill-sink-journal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sink.journal");
+        let _ = std::fs::remove_file(&path);
+        let (addr, store, server, replayed) = served_journaled(&path).await;
+        assert_eq!(replayed, 0);
+        let pool = sink_clients(Configuration::default(), "tm-1".into());
+        let old = RemoteSinkWriter::start(pool.client(&addr), &key(), 0, ungranted(), waits());
+        old.send(SinkOp::Open { restored: None }).unwrap();
+        old.send(SinkOp::Stage {
+            checkpoint: CheckpointId(1),
+            batch: batch(3),
+        })
+        .unwrap();
+        old.send(SinkOp::Append(batch(2))).unwrap();
+        old.send(SinkOp::Commit {
+            checkpoint: CheckpointId(1),
+        })
+        .unwrap();
+        old.send(SinkOp::Stage {
+            checkpoint: CheckpointId(2),
+            batch: batch(4),
+        })
+        .unwrap();
+        old.synced().await;
+        let new = RemoteSinkWriter::start(pool.client(&addr), &key(), 1, ungranted(), waits());
+        new.send(SinkOp::Open {
+            restored: Some(CheckpointId(1)),
+        })
+        .unwrap();
+        new.send(SinkOp::Stage {
+            checkpoint: CheckpointId(2),
+            batch: batch(1),
+        })
+        .unwrap();
+        new.synced().await;
+        old.send(SinkOp::Append(batch(6))).unwrap();
+        old.synced().await;
+        let (start, start_ns) = (tokio::time::Instant::now(), crate::events::unix_nanos());
+        let live = held(&store);
+        assert_eq!(
+            live.0,
+            vec![(0, 2), (0, 3)],
+            "the append, then the commit of checkpoint 1"
+        );
+        assert_eq!(live.1, vec![(0, CheckpointId(1), CheckpointId(1), 3)]);
+        assert_eq!(
+            (live.2, live.3),
+            (1, 6),
+            "the new attempt's stage; the old one's fenced append"
+        );
+        // A harness replays the journal into a store of its own and finds what the store held,
+        // at the times it held it (nothing later than when the replay began).
+        let journal = read_sink_journal(&std::fs::read(&path).unwrap());
+        assert_eq!((journal.items.len(), journal.damaged.clone()), (8, None));
+        let replica = CollectStore::new();
+        let at = |ns: u64| {
+            start
+                .checked_sub(Duration::from_nanos(start_ns.saturating_sub(ns)))
+                .unwrap_or(start)
+        };
+        assert_eq!(replay(&replica, journal.items, at), 8);
+        assert!(replica.records().iter().all(|r| r.at <= start));
+        assert_eq!(held(&replica), live);
+        // A restarted store replays its journal: the fence holds, the staged transaction
+        // commits, and nothing applied before the restart is applied again.
+        drop(server);
+        let (addr, restarted, _server, replayed) = served_journaled(&path).await;
+        assert_eq!(replayed, 8);
+        let pool = sink_clients(Configuration::default(), "tm-1".into());
+        let zombie = RemoteSinkWriter::start(pool.client(&addr), &key(), 0, ungranted(), waits());
+        zombie.send(SinkOp::Append(batch(5))).unwrap();
+        zombie.synced().await;
+        assert!(
+            zombie.send(SinkOp::Append(batch(1))).is_err(),
+            "the fence survived the restart"
+        );
+        let after = RemoteSinkWriter::start(pool.client(&addr), &key(), 1, ungranted(), waits());
+        // Numbered as its predecessor's first writes: already applied, so not applied again.
+        after
+            .send(SinkOp::Open {
+                restored: Some(CheckpointId(1)),
+            })
+            .unwrap();
+        after
+            .send(SinkOp::Stage {
+                checkpoint: CheckpointId(2),
+                batch: batch(1),
+            })
+            .unwrap();
+        after
+            .send(SinkOp::Commit {
+                checkpoint: CheckpointId(2),
+            })
+            .unwrap();
+        after.synced().await;
+        assert_eq!(
+            (restarted.len(), restarted.staged(), restarted.fenced()),
+            (6, 0, 11)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
@@ -500,12 +666,13 @@ mod tests {
     async fn a_resent_write_is_applied_once() {
         let store = CollectStore::new();
         let open = SinkOp::Open { restored: None };
-        store.apply_once(&key(), 0, 1, open).unwrap();
+        let now = tokio::time::Instant::now();
+        store.apply_once(&key(), 0, 1, open, now).unwrap();
         store
-            .apply_once(&key(), 0, 2, SinkOp::Append(batch(2)))
+            .apply_once(&key(), 0, 2, SinkOp::Append(batch(2)), now)
             .unwrap();
         store
-            .apply_once(&key(), 0, 2, SinkOp::Append(batch(2)))
+            .apply_once(&key(), 0, 2, SinkOp::Append(batch(2)), now)
             .unwrap();
         assert_eq!(store.len(), 2);
     }

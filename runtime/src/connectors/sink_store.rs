@@ -240,37 +240,43 @@ impl CollectStore {
         crate::util::lock(&self.inner)
     }
 
-    /// Applies one write of `attempt` of a sink subtask.
+    /// Applies one write of `attempt` of a sink subtask, now.
     pub(crate) fn apply(&self, key: &WriterKey, attempt: u32, op: SinkOp) -> Result<(), Fenced> {
-        Self::apply_in(&mut self.lock(), key, attempt, op)
+        let now = tokio::time::Instant::now();
+        Self::apply_in(&mut self.lock(), key, attempt, op, now)
     }
 
+    /// Applies `op` as of `now`: when what it commits becomes visible (a journal replayed
+    /// after the fact gives the time the write was first applied).
     fn apply_in(
         inner: &mut StoreInner,
         key: &WriterKey,
         attempt: u32,
         op: SinkOp,
+        now: tokio::time::Instant,
     ) -> Result<(), Fenced> {
         match op {
-            SinkOp::Open { restored } => Self::open_in(inner, key, attempt, restored),
+            SinkOp::Open { restored } => Self::open_in(inner, key, attempt, restored, now),
             SinkOp::Append(batch) => Self::append_in(inner, key, attempt, batch),
             SinkOp::Stage { checkpoint, batch } => {
                 Self::stage_in(inner, key, attempt, checkpoint, batch)
             }
             SinkOp::Commit { checkpoint } => {
-                Self::commit_in(inner, key, attempt, checkpoint).map(drop)
+                Self::commit_in(inner, key, attempt, checkpoint, now).map(drop)
             }
         }
     }
 
-    /// Applies write number `seq` of `attempt` unless it already was: a writer that lost a
-    /// reply resends the write, which must not land twice (Kafka's idempotent producer).
+    /// Applies write number `seq` of `attempt` as of `now` unless it already was: a writer
+    /// that lost a reply resends the write, which must not land twice (Kafka's idempotent
+    /// producer).
     pub(crate) fn apply_once(
         &self,
         key: &WriterKey,
         attempt: u32,
         seq: u64,
         op: SinkOp,
+        now: tokio::time::Instant,
     ) -> Result<(), Fenced> {
         // Checked, applied and recorded under one lock: a resend racing its late original
         // (two connections, two server tasks) must still land once.
@@ -280,7 +286,7 @@ impl CollectStore {
                 return Ok(());
             }
         }
-        Self::apply_in(&mut inner, key, attempt, op)?;
+        Self::apply_in(&mut inner, key, attempt, op, now)?;
         inner.applied.insert(key.clone(), (attempt, seq));
         Ok(())
     }
@@ -293,6 +299,7 @@ impl CollectStore {
         key: &WriterKey,
         attempt: u32,
         restored: Option<CheckpointId>,
+        now: tokio::time::Instant,
     ) -> Result<(), Fenced> {
         let current = inner.writers.entry(key.clone()).or_insert(attempt);
         if *current > attempt {
@@ -306,7 +313,6 @@ impl CollectStore {
             return Ok(());
         }
         let staged = inner.staged.remove(key).unwrap_or_default();
-        let now = tokio::time::Instant::now();
         for (checkpoint, batches) in staged {
             let Some(by) = restored.filter(|c| checkpoint <= *c) else {
                 continue;
@@ -382,6 +388,7 @@ impl CollectStore {
         key: &WriterKey,
         attempt: u32,
         checkpoint: CheckpointId,
+        now: tokio::time::Instant,
     ) -> Result<usize, Fenced> {
         let pending: usize = inner
             .staged
@@ -407,7 +414,6 @@ impl CollectStore {
             None => BTreeMap::new(),
         };
         let done = std::mem::replace(staged, later);
-        let now = tokio::time::Instant::now();
         for (staged_under, batches) in done {
             inner.commits.push(Commit {
                 sink: key.sink.clone(),
@@ -544,6 +550,9 @@ fn restamp(batch: CollectedBatch, at: tokio::time::Instant) -> CollectedBatch {
 }
 
 #[cfg(test)]
+use tokio::time::Instant;
+
+#[cfg(test)]
 impl CollectStore {
     fn open(
         &self,
@@ -551,7 +560,7 @@ impl CollectStore {
         attempt: u32,
         restored: Option<CheckpointId>,
     ) -> Result<(), Fenced> {
-        Self::open_in(&mut self.lock(), key, attempt, restored)
+        Self::open_in(&mut self.lock(), key, attempt, restored, Instant::now())
     }
 
     fn append(&self, key: &WriterKey, attempt: u32, batch: CollectedBatch) -> Result<(), Fenced> {
@@ -574,7 +583,7 @@ impl CollectStore {
         attempt: u32,
         checkpoint: CheckpointId,
     ) -> Result<usize, Fenced> {
-        Self::commit_in(&mut self.lock(), key, attempt, checkpoint)
+        Self::commit_in(&mut self.lock(), key, attempt, checkpoint, Instant::now())
     }
 }
 

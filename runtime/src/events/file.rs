@@ -34,14 +34,32 @@ pub struct StampedEvent {
 
 /// Appends every event to a file, and logs it as [`TracingEvents`] does.
 pub struct FileEvents {
-    file: Mutex<File>,
+    file: Mutex<FrameFile>,
 }
 
 impl FileEvents {
     /// Opens `path` for appending (creating it): a restarted process adds to what its previous
-    /// incarnation wrote. A frame the previous incarnation was killed in the middle of is cut
-    /// away first, so that what follows it stays readable.
+    /// incarnation wrote ([`FrameFile::open`]).
     pub fn open(path: &Path) -> std::io::Result<Self> {
+        let (file, _) = FrameFile::open::<StampedEvent>(path)?;
+        Ok(FileEvents {
+            file: Mutex::new(file),
+        })
+    }
+}
+
+/// An append-only file of frames that a restarted process reopens: an events file, a store's
+/// journal. Each frame goes out with one `write` call, so what a process wrote before a
+/// SIGKILL is in the file, whole or cut short.
+pub struct FrameFile {
+    file: File,
+}
+
+impl FrameFile {
+    /// Opens `path` for appending (creating it), and decodes the frames it holds as `T`. A
+    /// frame the previous writer was killed in the middle of is cut away first, so that what
+    /// follows it stays readable.
+    pub fn open<T: DeserializeOwned>(path: &Path) -> std::io::Result<(FrameFile, Frames<T>)> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -49,13 +67,17 @@ impl FileEvents {
             .open(path)?;
         let mut bytes = Vec::new();
         (&file).read_to_end(&mut bytes)?;
-        let whole = read_events(&bytes).consumed;
-        if whole < bytes.len() {
-            file.set_len(whole as u64)?;
+        let held = read_frames::<T>(&bytes);
+        if held.consumed < bytes.len() {
+            file.set_len(held.consumed as u64)?;
         }
-        Ok(FileEvents {
-            file: Mutex::new(file),
-        })
+        Ok((FrameFile { file }, held))
+    }
+
+    /// Appends one frame ([`encode_frame`]). A small append to a local file: page cache, not
+    /// a disk wait.
+    pub fn append(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(frame)
     }
 }
 
@@ -68,8 +90,7 @@ impl EventSink for FileEvents {
         match encode_frame(&stamped) {
             Ok(frame) => {
                 let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-                // A small append to a local file: page cache, not a disk wait.
-                if let Err(e) = file.write_all(&frame) {
+                if let Err(e) = file.append(&frame) {
                     tracing::warn!(target: "rill::events", "events file write failed: {e}");
                 }
             }

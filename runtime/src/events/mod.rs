@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 mod file;
 pub use file::{
-    encode_frame, read_events, read_frames, unix_nanos, EventsFile, FileEvents, Frames,
+    encode_frame, read_events, read_frames, unix_nanos, EventsFile, FileEvents, FrameFile, Frames,
     StampedEvent,
 };
 

@@ -6,8 +6,6 @@
 //! each a [`StoredPut`], written with one `write` call once the put succeeded, so what the
 //! store held before a SIGKILL is in the file.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -16,7 +14,7 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::store::{CheckpointStore, StoreError};
-use crate::events::{encode_frame, read_frames, unix_nanos, Frames};
+use crate::events::{encode_frame, read_frames, unix_nanos, FrameFile, Frames};
 use crate::ids::{CheckpointId, JobId};
 use crate::util::lock;
 
@@ -41,7 +39,7 @@ pub fn read_journal(bytes: &[u8]) -> Frames<StoredPut> {
 /// A store that appends each successful put to a journal.
 pub struct JournaledStore {
     inner: Arc<dyn CheckpointStore>,
-    journal: Arc<Mutex<File>>,
+    journal: Arc<Mutex<FrameFile>>,
 }
 
 impl JournaledStore {
@@ -49,28 +47,18 @@ impl JournaledStore {
     /// what its previous incarnation wrote). A frame the previous incarnation was killed in
     /// the middle of is cut away first, so that what follows it stays readable.
     pub fn open(inner: Arc<dyn CheckpointStore>, path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(path)?;
-        let mut bytes = Vec::new();
-        (&file).read_to_end(&mut bytes)?;
-        let whole = read_journal(&bytes).consumed;
-        if whole < bytes.len() {
-            file.set_len(whole as u64)?;
-        }
+        let (journal, _) = FrameFile::open::<StoredPut>(path)?;
         Ok(JournaledStore {
             inner,
-            journal: Arc::new(Mutex::new(file)),
+            journal: Arc::new(Mutex::new(journal)),
         })
     }
 }
 
-fn append(journal: &Mutex<File>, put: &StoredPut) {
+fn append(journal: &Mutex<FrameFile>, put: &StoredPut) {
     let written = encode_frame(put)
         .map_err(|e| e.to_string())
-        .and_then(|frame| lock(journal).write_all(&frame).map_err(|e| e.to_string()));
+        .and_then(|frame| lock(journal).append(&frame).map_err(|e| e.to_string()));
     if let Err(e) = written {
         tracing::warn!(checkpoint = %put.checkpoint, error = %e, "checkpoint journal write failed");
     }
@@ -119,6 +107,8 @@ impl CheckpointStore for JournaledStore {
 mod tests {
     use super::*;
     use crate::state::MemoryCheckpointStore;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     #[tokio::test]
     async fn every_put_is_journaled_once_it_succeeded() {

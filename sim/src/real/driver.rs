@@ -10,7 +10,7 @@ use rill::rpc::JobStatusReport;
 use tokio::time::Instant;
 
 use super::store::StoreControl;
-use super::{Cluster, JobResult, RealError, Services};
+use super::{Cluster, JobResult, RealError};
 use crate::collected;
 use crate::events::RecordedEvent;
 use crate::fault::{Fault, FaultKind, OOM_RESTART};
@@ -429,11 +429,9 @@ impl Driver {
     }
 
     /// Stops every process, reads the rest of their events and puts the history together.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn finish(
         mut self,
         s: &Scenario,
-        services: &Services,
         start: Instant,
         end: Duration,
         result: Option<JobResult>,
@@ -461,7 +459,9 @@ impl Driver {
         let checks = jobs
             .output_checks(&s.job)
             .unwrap_or(rill::api::OutputChecks::OPAQUE);
-        let (outputs, payloads) = collected::outputs(&services.collect, start, checks, false);
+        // Everything stopped: the sink store's journal holds all it applied.
+        let collect = self.cluster.sink.collected(start, self.start_ns);
+        let (outputs, payloads) = collected::outputs(&collect, start, checks, false);
         let mut events = self.events;
         events.sort_by_key(|e| e.at);
         RunHistory {
@@ -470,7 +470,7 @@ impl Driver {
             end,
             outputs,
             payloads,
-            commits: collected::commits(&services.collect, start),
+            commits: collected::commits(&collect, start),
             stored_checkpoints: self
                 .cluster
                 .store

@@ -7,8 +7,9 @@
 //! follows. The checkpoint store is a process too (`rill checkpoint-store`, see `store`): it
 //! keeps checkpoints as files, reads its health from a file the harness writes, and journals
 //! what it stored. So is the source log (`rill log-server`, stateless: its logs are generated
-//! from the job's parameters). The sink store runs inside the harness's own process, where it
-//! reads what the sinks wrote as the simulator does. Faults are applied by real
+//! from the job's parameters). So is the sink store (`rill sink-store`, see `sink`): it
+//! journals every write it applies, replays the journal when it restarts, and the harness
+//! replays it after the run to learn what the sinks wrote and when. Faults are applied by real
 //! means: a crash is SIGKILL (and a restart of the process), an OOM kill the kernel's OOM
 //! killer in the TaskManager's memory cgroup (SIGKILL where there are no cgroups, saying so), a
 //! pause SIGSTOP and SIGCONT, a store failure the words `fail` or `stall` in the store's
@@ -22,6 +23,7 @@ pub mod cli;
 mod driver;
 mod netns;
 mod process;
+mod sink;
 mod store;
 mod tail;
 
@@ -34,18 +36,16 @@ use std::time::Duration;
 
 use rill::config::keys::CHECKPOINTS_DIR;
 use rill::config::Configuration;
-use rill::connectors::sink_service::serve_sink_store;
-use rill::connectors::CollectStore;
 use rill::events::ClusterEvent;
 use rill::jobmanager::client::{submit_job, SubmitError};
 use rill::jobs::JobRegistry;
 use rill::rpc::JobStatusReport;
 use rill::taskmanager::memory_limit::parse_sample;
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use certs::RunCerts;
 use cgroup::MemoryCgroups;
+use sink::SinkFiles;
 
 pub use netns::Network;
 pub use process::NodeProcess;
@@ -150,7 +150,6 @@ impl RealHarness {
             })?;
         let mut history = runtime.block_on(self.drive(scenario, seed, faults))?;
         history.seed = seed;
-        // The services inside this process go with their runtime.
         runtime.shutdown_timeout(Duration::from_secs(1));
         Ok(history)
     }
@@ -179,7 +178,6 @@ impl RealHarness {
         })?;
         let network = self.network(s);
         let certs = RunCerts::issue(&dir, s.cluster.taskmanagers, !self.options.plaintext)?;
-        let services = Services::start(s, network.as_ref().ok(), &certs).await?;
         let client_config = certs.config_for(&s.config, "client")?;
         let mut cluster = Cluster::start(&self.options, &self.jobs, s, dir, network, certs).await?;
         cluster.wait_until_up(s.cluster.taskmanagers).await?;
@@ -189,7 +187,7 @@ impl RealHarness {
         let sink = statuses.clone();
         // A job that reads no logs is given none (harness_job leaves the parameter out).
         let log_url = cluster.log_url.clone().unwrap_or_default();
-        let spec = harness_job(&self.jobs, &s.job, &services.sink_url, &log_url);
+        let spec = harness_job(&self.jobs, &s.job, &cluster.sink_url, &log_url);
         let (addr, config) = (cluster.jm_addr.to_string(), client_config);
         let mut job = tokio::spawn(async move {
             submit_job(
@@ -234,51 +232,24 @@ impl RealHarness {
         driver.reap(start.elapsed());
         let end = start.elapsed();
         let statuses = statuses.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Ok(driver.finish(s, &services, start, end, result, &statuses, &self.jobs))
+        Ok(driver.finish(s, start, end, result, &statuses, &self.jobs))
     }
 }
 
 /// What the client's task returns: the job's final status, or why it has none.
 type JobResult = Result<Result<JobStatusReport, SubmitError>, tokio::task::JoinError>;
 
-/// The sink store, served from this process.
-struct Services {
-    collect: CollectStore,
-    sink_url: String,
-}
-
-impl Services {
-    async fn start(
-        s: &Scenario,
-        network: Option<&Network>,
-        certs: &RunCerts,
-    ) -> Result<Services, RealError> {
-        // At its own address on the run's bridge, or on loopback.
-        let ip = network
-            .and_then(|n| n.address(&NodeName::SinkStore))
-            .unwrap_or(Ipv4Addr::LOCALHOST);
-        let listener = TcpListener::bind((ip, 0))
-            .await
-            .map_err(|source| RealError::Start {
-                what: "the sink store".into(),
-                source,
-            })?;
-        let sink_url = format!("rill://{}", listener.local_addr().expect("bound"));
-        let collect = CollectStore::new();
-        let config = certs.config_for(&s.config, "sink-store")?;
-        tokio::spawn(serve_sink_store(listener, collect.clone(), config));
-        Ok(Services { collect, sink_url })
-    }
-}
-
-/// The cluster's processes (JobManager, TaskManagers, checkpoint store, source log), and the
-/// JobManager's and TaskManagers' events.
+/// The cluster's processes (JobManager, TaskManagers, checkpoint store, source log, sink
+/// store), and the JobManager's and TaskManagers' events.
 struct Cluster {
     processes: BTreeMap<NodeName, NodeProcess>,
     tails: Vec<EventTail>,
     jm_addr: SocketAddr,
     /// The source log's URL (`rill log-server`), if the job reads logs.
     log_url: Option<String>,
+    /// The sink store's URL (`rill sink-store`), and its journal.
+    sink_url: String,
+    sink: SinkFiles,
     config: Configuration,
     /// The files of the run's checkpoint store, if the scenario's checkpoints go to it (not
     /// to a `state.checkpoints.dir` of its own).
@@ -296,8 +267,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Starts the checkpoint store and the source log (each listening before anything needs
-    /// it) and the JobManager, and sets up the TaskManagers (started by `wait_until_up`).
+    /// Starts the checkpoint store, the source log and the sink store (each listening before
+    /// anything needs it) and the JobManager, and sets up the TaskManagers (started by `wait_until_up`).
     async fn start(
         options: &RealOptions,
         jobs: &JobRegistry,
@@ -342,6 +313,7 @@ impl Cluster {
             true => Some(address(&NodeName::SourceLog, 6131)?),
             false => None,
         };
+        let sink_addr = address(&NodeName::SinkStore, 6132)?;
         let mut data_addrs = Vec::new();
         for i in 1..=s.cluster.taskmanagers {
             data_addrs.push(address(&NodeName::TaskManager(i), 6121)?);
@@ -355,6 +327,8 @@ impl Cluster {
             tails: Vec::new(),
             jm_addr,
             log_url: log_addr.map(|a| format!("rill://{a}")),
+            sink_url: format!("rill://{sink_addr}"),
+            sink: SinkFiles::in_run(&dir),
             config,
             store: store_addr.map(|_| StoreFiles::in_run(&dir)),
             dir,
@@ -385,6 +359,10 @@ impl Cluster {
             cluster.start_node(&NodeName::SourceLog)?;
             process::wait_until_listening(&NodeName::SourceLog, addr).await?;
         }
+        let sink = cluster.sink.args(sink_addr);
+        cluster.add(options, NodeName::SinkStore, sink)?;
+        cluster.start_node(&NodeName::SinkStore)?;
+        process::wait_until_listening(&NodeName::SinkStore, sink_addr).await?;
         let jm = vec!["jobmanager".into(), "--bind".into(), jm_addr.to_string()];
         cluster.add(options, NodeName::JobManager, jm)?;
         cluster.start_node(&NodeName::JobManager)?;
@@ -568,6 +546,7 @@ pub fn applies_for_real(kind: &FaultKind) -> bool {
                 | NodeName::TaskManager(_)
                 | NodeName::CheckpointStore
                 | NodeName::SourceLog
+                | NodeName::SinkStore
         )
     };
     match kind {
