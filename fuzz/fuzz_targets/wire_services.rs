@@ -5,7 +5,8 @@
 //! bincode encodes a struct as the tuple of its fields, so `(u64, T)` is the same frame and is
 //! what is decoded here (`frame::decode`, as `serve_connection` and `ServiceClient` do).
 //!
-//! - 0, 1: the sink store's `SinkRequest` (server side) and its reply (`Result<(), SinkRefusal>`).
+//! - 0, 1: the sink store's `SinkBatch` of `SinkRequest`s (server side) and its reply (a
+//!   `Result<(), SinkRefusal>` per write).
 //! - 2, 3: the log server's `ReadRequest` and its reply (`Result<RecordBatch, String>`).
 //! - 4: the checkpoint store's reply (`Result<Option<Bytes>, StoreError>`). Its request type,
 //!   `state::remote::StoreRequest`, is private: not reachable from outside the crate.
@@ -28,7 +29,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use rill::chain::Origin;
 use rill::connectors::log_service::{ReadRequest, RecordBatch};
-use rill::connectors::sink_service::{SinkRefusal, SinkRequest};
+use rill::connectors::sink_service::{SinkBatch, SinkRefusal, SinkRequest};
 use rill::connectors::write_grant::WriteGrant;
 use rill::connectors::{BatchEntry, Fenced};
 use rill::ids::{CheckpointId, JobId};
@@ -49,11 +50,11 @@ fuzz_target!(init: common::write_seeds(seeds), |data: &[u8]| {
     };
     match selector % 8 {
         0 => {
-            let _ = wire::<(u64, SinkRequest)>(bytes, MAX);
+            let _ = wire::<(u64, SinkBatch)>(bytes, MAX);
             let _ = wire::<SinkRequest>(bytes, MAX);
         }
         1 => {
-            let _ = wire::<(u64, Result<(), SinkRefusal>)>(bytes, MAX);
+            let _ = wire::<(u64, Vec<Result<(), SinkRefusal>>)>(bytes, MAX);
         }
         2 => {
             if let Some((_, request)) = wire::<(u64, ReadRequest)>(bytes, MAX) {
@@ -167,6 +168,7 @@ fn seeds() -> Vec<(u8, Vec<u8>)> {
         },
     ];
     let mut seeds = Vec::new();
+    let mut batch_of_all = Vec::new();
     for (seq, op) in ops.into_iter().enumerate() {
         let request = SinkRequestSeed {
             job: JobId(1),
@@ -177,18 +179,24 @@ fn seeds() -> Vec<(u8, Vec<u8>)> {
             grant: WriteGrant([seq as u8; 32]),
             op,
         };
-        seeds.push((0, enc(&(seq as u64, request))));
+        seeds.push((0, enc(&(seq as u64, vec![&request]))));
+        batch_of_all.push(request);
     }
-    seeds.push((1, enc(&(1u64, Ok::<(), SinkRefusal>(())))));
-    seeds.push((1, enc(&(3u64, Err::<(), _>(SinkRefusal::Ungranted)))));
+    // A `SinkBatch` is its writes (a struct of one field encodes as that field).
+    seeds.push((0, enc(&(9u64, batch_of_all))));
+    seeds.push((1, enc(&(1u64, vec![Ok::<(), SinkRefusal>(())]))));
     seeds.push((
         1,
         enc(&(
             2u64,
-            Err::<(), _>(SinkRefusal::Fenced(Fenced {
-                attempt: 1,
-                current: 2,
-            })),
+            vec![
+                Ok(()),
+                Err::<(), _>(SinkRefusal::Ungranted),
+                Err(SinkRefusal::Fenced(Fenced {
+                    attempt: 1,
+                    current: 2,
+                })),
+            ],
         )),
     ));
     let read = ReadRequest {

@@ -20,7 +20,7 @@ pub(crate) use crate::chain::Out;
 pub use crate::chain::{ChainEvent, Collector, Origin, TaskWaits, Traceable};
 use crate::clock::ProcessingClock;
 use crate::connectors::log_service::LogClients;
-use crate::connectors::sink_service::SinkClients;
+use crate::connectors::sink_batcher::SinkClients;
 use crate::connectors::write_grant::WriteGrant;
 use crate::connectors::{CollectStore, ConnectorContext};
 use crate::ids::CheckpointId;

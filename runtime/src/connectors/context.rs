@@ -7,7 +7,7 @@
 //! `SinkSpec::instantiate`.
 
 use super::log_service::LogClients;
-use super::sink_service::SinkClients;
+use super::sink_batcher::SinkClients;
 use super::sink_store::CollectStore;
 use super::write_grant::WriteGrant;
 use crate::chain::TaskWaits;
@@ -94,7 +94,7 @@ pub(crate) mod testing {
                 waits: TaskWaits::default(),
                 store: store.clone(),
                 logs: crate::connectors::log_service::log_clients(config.clone(), "tm".into()),
-                sinks: crate::connectors::sink_service::sink_clients(config, "tm".into()),
+                sinks: crate::connectors::sink_batcher::sink_clients(config, "tm".into()),
             }
         }
 

@@ -4,6 +4,7 @@ pub mod context;
 pub mod log;
 pub mod log_service;
 pub mod sink;
+pub mod sink_batcher;
 pub mod sink_journal;
 pub mod sink_service;
 pub mod sink_store;

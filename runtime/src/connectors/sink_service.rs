@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::sink_batcher::SinkBatcher;
 use super::sink_journal::SinkJournal;
 use super::sink_store::{BatchEntry, CollectStore, CollectedBatch, Fenced, SinkOp, WriterKey};
 use super::write_grant::{WriteGrant, WriteKey, WriteTarget};
@@ -32,13 +33,14 @@ use crate::config::Configuration;
 use crate::error::JobError;
 use crate::ids::CheckpointId;
 use crate::ids::JobId;
-use crate::rpc::service::{serve_by_name, Backoff, ClientPool, ServiceClient};
+use crate::rpc::service::{serve_by_name, Backoff};
 use crate::rpc::PeerRole;
 use crate::util::{lock, AbortOnDrop};
 
-const SERVICE: &str = "sink store";
-/// Bound on one write: past it the connection is not trusted and the write is sent again.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const SERVICE: &str = "sink store";
+/// Bound on one batch of writes: past it the connection is not trusted and the writes are
+/// sent again.
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Writes a sink may have outstanding before its task waits (back-pressure), and how far the
 /// backlog must fall before it goes on.
 const BACKLOG_HIGH: usize = 64;
@@ -57,6 +59,26 @@ pub struct SinkRequest {
     /// The JobManager's grant for this attempt (all zeros: none).
     grant: WriteGrant,
     op: WireOp,
+}
+
+impl SinkRequest {
+    /// About how many bytes the request takes on the wire (what a batch is bounded by).
+    pub(crate) fn size(&self) -> usize {
+        let batch = match &self.op {
+            WireOp::Append(b) | WireOp::Stage { batch: b, .. } => {
+                b.payloads.len() + b.entries.len() * std::mem::size_of::<BatchEntry>()
+            }
+            WireOp::Open { .. } | WireOp::Commit { .. } => 0,
+        };
+        batch + self.sink.len() + 96
+    }
+}
+
+/// What a TaskManager sends a sink store at once: the writes its sink subtasks queued while
+/// the previous batch was on its way (`sink_batcher`), applied in order and each answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SinkBatch {
+    pub(crate) writes: Vec<SinkRequest>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,7 +128,8 @@ pub enum SinkRefusal {
     Ungranted,
 }
 
-type SinkReply = Result<(), SinkRefusal>;
+/// The store's answer to one write.
+pub type SinkReply = Result<(), SinkRefusal>;
 
 /// Serves `store` to TaskManagers on `listener` until the task is dropped. Each write is
 /// applied when it arrives, before the next one is read: a writer's writes land in order.
@@ -127,30 +150,44 @@ pub async fn serve_sink_store(
         );
     }
     let journal = journal.map(Arc::new);
-    let handler = move |peer: &str, request: SinkRequest| {
-        let reply = match &key {
-            Some(key) if !granted(key, peer, &request) => {
-                tracing::debug!(peer, job = %request.job, sink = %request.sink, "ungranted sink write refused");
-                Err(SinkRefusal::Ungranted)
-            }
-            _ => match &journal {
-                Some(journal) => {
-                    journal.applied(peer, request, |r, now| apply(&store, peer, r, now))
-                }
-                None => apply(&store, peer, request, tokio::time::Instant::now()),
-            }
-            .map_err(SinkRefusal::from),
-        };
-        // Buggify: applied now, acknowledged late (a slow sync); the writer waits for it.
+    let handler = move |peer: &str, batch: SinkBatch| {
+        let replies: Vec<SinkReply> = batch
+            .writes
+            .into_iter()
+            .map(|request| receive(&store, key.as_ref(), journal.as_deref(), peer, request))
+            .collect();
+        // Buggify: applied now, acknowledged late (a slow sync); the writers wait for it.
         let late = buggify::delay(Point::SinkStoreAckLate);
         async move {
             if let Some(late) = late {
                 tokio::time::sleep(late).await;
             }
-            reply
+            replies
         }
     };
     serve_by_name(listener, config, SERVICE, PeerRole::TaskManager, handler).await
+}
+
+/// Applies one write of a batch from `peer`, if it is granted (journaled first, with a
+/// journal).
+fn receive(
+    store: &CollectStore,
+    key: Option<&WriteKey>,
+    journal: Option<&SinkJournal>,
+    peer: &str,
+    request: SinkRequest,
+) -> SinkReply {
+    if let Some(key) = key {
+        if !granted(key, peer, &request) {
+            tracing::debug!(peer, job = %request.job, sink = %request.sink, "ungranted sink write refused");
+            return Err(SinkRefusal::Ungranted);
+        }
+    }
+    match journal {
+        Some(journal) => journal.applied(peer, request, |r, now| apply(store, peer, r, now)),
+        None => apply(store, peer, request, tokio::time::Instant::now()),
+    }
+    .map_err(SinkRefusal::from)
 }
 
 /// Whether `r` carries the grant of the attempt it names, on the TaskManager `peer`.
@@ -202,14 +239,6 @@ pub(crate) fn apply(
     store.apply_once(&key, r.attempt, r.seq, op, now)
 }
 
-/// A TaskManager's clients of sink stores, by address.
-pub type SinkClients = ClientPool<SinkRequest, SinkReply>;
-
-/// A TaskManager's pool of sink-store clients; `name` is the TaskManager's, for the handshake.
-pub fn sink_clients(config: Configuration, name: String) -> SinkClients {
-    ClientPool::new(SERVICE, PeerRole::TaskManager, name, config, WRITE_TIMEOUT)
-}
-
 /// What the sink and its writer task share.
 #[derive(Default)]
 struct Shared {
@@ -235,7 +264,7 @@ pub(crate) struct RemoteSinkWriter {
 
 impl RemoteSinkWriter {
     pub fn start(
-        client: ServiceClient<SinkRequest, SinkReply>,
+        client: SinkBatcher,
         key: &WriterKey,
         attempt: u32,
         grant: WriteGrant,
@@ -308,7 +337,7 @@ impl RemoteSinkWriter {
 }
 
 struct WriterTask {
-    client: ServiceClient<SinkRequest, SinkReply>,
+    client: SinkBatcher,
     job: JobId,
     sink: String,
     subtask: u32,
@@ -354,7 +383,7 @@ impl WriterTask {
         };
         let mut backoff = Backoff::default();
         loop {
-            match self.client.call(&request).await {
+            match self.client.call(request.clone()).await {
                 Ok(Ok(())) => break,
                 Ok(Err(refused)) => {
                     tracing::warn!(sink = %self.sink, subtask = self.subtask, error = %refused, "sink write refused");
@@ -379,9 +408,39 @@ impl WriterTask {
     }
 }
 
+/// Requests for the batcher's tests, whose fields are this module's.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// Write number `seq` of a writer: an append of `payload` bytes as one record.
+    pub(crate) fn request(seq: u64, payload: usize) -> SinkRequest {
+        let bytes = payload.min(u32::MAX as usize) as u32;
+        SinkRequest {
+            job: JobId(1),
+            sink: "sink".into(),
+            subtask: 0,
+            attempt: 0,
+            seq,
+            grant: WriteGrant::default(),
+            op: WireOp::Append(WireBatch {
+                payloads: Bytes::from(vec![0u8; payload]),
+                entries: vec![BatchEntry::new(None, bytes)],
+            }),
+        }
+    }
+
+    impl SinkRequest {
+        pub(crate) fn seq(&self) -> u64 {
+            self.seq
+        }
+    }
+}
+
 #[cfg(all(test, not(madsim)))]
 mod tests {
     use super::*;
+    use crate::connectors::sink_batcher::sink_clients;
 
     async fn served() -> (String, CollectStore, AbortOnDrop<()>) {
         served_with(Configuration::default()).await
@@ -599,6 +658,39 @@ mod tests {
             (6, 0, 11)
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn many_writers_share_one_connection_and_each_lands_in_order() {
+        let (addr, store, _server) = served().await;
+        let pool = sink_clients(Configuration::default(), "tm-1".into());
+        let writers: Vec<_> = (0..32u32)
+            .map(|subtask| {
+                let key = WriterKey { subtask, ..key() };
+                RemoteSinkWriter::start(pool.client(&addr), &key, 0, ungranted(), waits())
+            })
+            .collect();
+        for round in 1..=20u8 {
+            for w in &writers {
+                if round == 1 {
+                    w.send(SinkOp::Open { restored: None }).unwrap();
+                }
+                w.send(SinkOp::Append(batch(round))).unwrap();
+            }
+        }
+        for w in &writers {
+            w.synced().await;
+        }
+        let batches = store.take_batches();
+        assert_eq!(batches.len(), 32 * 20);
+        for subtask in 0..32 {
+            let sizes: Vec<usize> = batches
+                .iter()
+                .filter(|b| b.subtask == subtask)
+                .map(|b| b.len())
+                .collect();
+            assert_eq!(sizes, (1..=20).collect::<Vec<usize>>(), "subtask {subtask}");
+        }
     }
 
     #[tokio::test]

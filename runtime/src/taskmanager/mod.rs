@@ -31,7 +31,7 @@ pub use task::{run_task, TaskControl, TaskDeployment, TaskError, TaskLink, TaskM
 use crate::api::operator::OperatorServices;
 use crate::config::Configuration;
 use crate::connectors::log_service::log_clients;
-use crate::connectors::sink_service::sink_clients;
+use crate::connectors::sink_batcher::sink_clients;
 use crate::connectors::CollectStore;
 use crate::events::{ClusterEvent, Events, JobManagerLossCause};
 use crate::graph::{ExecutionAttemptId, ExecutionState, JobGraph};
