@@ -181,14 +181,10 @@ mod tests {
     use super::*;
     use crate::connectors::sink_service::tests_support::request;
 
-    fn queued(
-        n: usize,
-        payload: usize,
-    ) -> Vec<(
-        SinkRequest,
-        oneshot::Receiver<Result<SinkReply, Unavailable>>,
-        Answer,
-    )> {
+    type Waiting = oneshot::Receiver<Result<SinkReply, Unavailable>>;
+
+    /// `n` writes of `payload` bytes, each with the receiver and sender of its answer.
+    fn queued(n: usize, payload: usize) -> Vec<(SinkRequest, Waiting, Answer)> {
         (0..n)
             .map(|i| {
                 let (tx, rx) = oneshot::channel();

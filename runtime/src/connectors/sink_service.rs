@@ -409,7 +409,7 @@ impl WriterTask {
 }
 
 /// Requests for the batcher's tests, whose fields are this module's.
-#[cfg(test)]
+#[cfg(all(test, not(madsim)))]
 pub(crate) mod tests_support {
     use super::*;
 
@@ -533,14 +533,14 @@ mod tests {
 
     /// What a store holds, as a harness compares it: per visible batch (attempt, records), per
     /// commit (attempt, staged, by, records), and the counts.
-    fn held(
-        store: &CollectStore,
-    ) -> (
+    type Held = (
         Vec<(u32, usize)>,
         Vec<(u32, CheckpointId, CheckpointId, usize)>,
         usize,
         u64,
-    ) {
+    );
+
+    fn held(store: &CollectStore) -> Held {
         let batches = store
             .take_batches()
             .iter()
