@@ -45,6 +45,7 @@ fn every_spec_parses_and_is_named_after_its_file() {
             "oom-skew-balanced",
             "partition-heals-in-time",
             "partition-heals-in-time-taskmanager",
+            "partition-zombie-taskmanager",
             "replacement-crash-taskmanager",
             "sink-store-down",
             "source-log-down",

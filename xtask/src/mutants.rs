@@ -24,7 +24,8 @@ use clap::Args;
 use crate::steps::{elapsed, Failure};
 
 /// The default scenarios: bounded and fast, one or more per failover strategy and per kind of
-/// recovery path (crash, partition with zombies, pauses only one side's timer can notice,
+/// recovery path (crash, partition with zombies, one whose zombies' held writes land after
+/// their replacements opened, pauses only one side's timer can notice,
 /// crashes inside a checkpoint's alignment and store write, a second crash during recovery,
 /// balanced placement after failovers, with spare slots for a placement to get wrong under
 /// `taskmanager` and `region`, and with none, so that consumers stay away for seconds and their
@@ -37,6 +38,7 @@ pub const DEFAULT_SCENARIOS: &[&str] = &[
     "replacement-crash-taskmanager",
     "jm-tm-partition-full",
     "jm-tm-partition-taskmanager",
+    "partition-zombie-taskmanager",
     "tm-mute-region",
     "jm-pause-full",
     "crash-during-checkpoint-full",
