@@ -5,8 +5,8 @@
 //! bincode encodes a struct as the tuple of its fields, so `(u64, T)` is the same frame and is
 //! what is decoded here (`frame::decode`, as `serve_connection` and `ServiceClient` do).
 //!
-//! - 0, 1: the sink store's `SinkBatch` of `SinkRequest`s (server side) and its reply (a
-//!   `Result<(), SinkRefusal>` per write).
+//! - 0, 1: the sink store's `SinkBatch` of `SinkRequest`s (server side) and its reply
+//!   (`BatchReply`: a `Result<(), SinkRefusal>` per write, or why none was taken).
 //! - 2, 3: the log server's `ReadRequest` and its reply (`Result<RecordBatch, String>`).
 //! - 4: the checkpoint store's reply (`Result<Option<Bytes>, StoreError>`). Its request type,
 //!   `state::remote::StoreRequest`, is private: not reachable from outside the crate.
@@ -54,7 +54,7 @@ fuzz_target!(init: common::write_seeds(seeds), |data: &[u8]| {
             let _ = wire::<SinkRequest>(bytes, MAX);
         }
         1 => {
-            let _ = wire::<(u64, Vec<Result<(), SinkRefusal>>)>(bytes, MAX);
+            let _ = wire::<(u64, Result<Vec<Result<(), SinkRefusal>>, String>)>(bytes, MAX);
         }
         2 => {
             if let Some((_, request)) = wire::<(u64, ReadRequest)>(bytes, MAX) {
@@ -184,19 +184,20 @@ fn seeds() -> Vec<(u8, Vec<u8>)> {
     }
     // A `SinkBatch` is its writes (a struct of one field encodes as that field).
     seeds.push((0, enc(&(9u64, batch_of_all))));
-    seeds.push((1, enc(&(1u64, vec![Ok::<(), SinkRefusal>(())]))));
+    seeds.push((1, enc(&(1u64, Ok::<_, String>(vec![Ok::<(), SinkRefusal>(())])))));
+    seeds.push((1, enc(&(4u64, Err::<Vec<Result<(), SinkRefusal>>, _>("journal".to_string())))));
     seeds.push((
         1,
         enc(&(
             2u64,
-            vec![
+            Ok::<_, String>(vec![
                 Ok(()),
                 Err::<(), _>(SinkRefusal::Ungranted),
                 Err(SinkRefusal::Fenced(Fenced {
                     attempt: 1,
                     current: 2,
                 })),
-            ],
+            ]),
         )),
     ));
     let read = ReadRequest {

@@ -328,8 +328,8 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
                     (true, _) => {}
                 }
             }
-            let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
-            println!("sink store listening on {}", listener.local_addr()?);
+            // The journal replayed before the port opens: no writer waits on a store still
+            // reading its past.
             let store = CollectStore::new();
             let journal = match journal {
                 Some(path) => {
@@ -343,6 +343,8 @@ async fn run(command: Command, jobs: &JobRegistry) -> Res<ExitCode> {
                 }
                 None => None,
             };
+            let listener = tokio::net::TcpListener::bind(bind.as_str()).await?;
+            println!("sink store listening on {}", listener.local_addr()?);
             let watched = store.clone();
             tokio::spawn(async move {
                 loop {

@@ -11,16 +11,19 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::sink_service::{SinkBatch, SinkReply, SinkRequest, SERVICE, WRITE_TIMEOUT};
+use super::sink_service::{
+    BatchReply, SinkBatch, SinkReply, SinkRequest, MAX_BATCH_WRITES, SERVICE, WRITE_TIMEOUT,
+};
 use crate::config::Configuration;
 use crate::rpc::service::{ClientPool, ServiceClient, Unavailable};
 use crate::rpc::PeerRole;
 use crate::util::{lock, AbortOnDrop};
 
-/// At most this many writes go in one batch...
-const BATCH_WRITES: usize = 256;
-/// ...and about this many bytes (a single larger write goes alone): far below the frame limit,
-/// so that batching never makes a request too large to send.
+/// At most this many writes go in one batch (what the store accepts in one)...
+const BATCH_WRITES: usize = MAX_BATCH_WRITES;
+/// ...and about this many bytes, or a quarter of the configured frame limit if that is less (a
+/// single larger write goes alone, as it went before batching): batching never makes a request
+/// too large to send.
 const BATCH_BYTES: usize = 1 << 20;
 
 type Answer = oneshot::Sender<Result<SinkReply, Unavailable>>;
@@ -29,24 +32,34 @@ type Answer = oneshot::Sender<Result<SinkReply, Unavailable>>;
 /// store. Clones share them.
 #[derive(Clone)]
 pub struct SinkClients {
-    pool: ClientPool<SinkBatch, Vec<SinkReply>>,
+    pool: ClientPool<SinkBatch, BatchReply>,
     batchers: Arc<Mutex<BTreeMap<String, SinkBatcher>>>,
+    /// The byte bound of a batch under this process's frame limit.
+    batch_bytes: usize,
 }
 
 /// A TaskManager's sink-store clients; `name` is the TaskManager's, for the handshake.
 pub fn sink_clients(config: Configuration, name: String) -> SinkClients {
+    let batch_bytes = BATCH_BYTES.min(config.max_frame_size() / 4).max(1);
     SinkClients {
         pool: ClientPool::new(SERVICE, PeerRole::TaskManager, name, config, WRITE_TIMEOUT),
         batchers: Arc::default(),
+        batch_bytes,
     }
 }
 
 impl SinkClients {
-    /// The batcher of the store at `addr` (started on first use, in the caller's runtime).
+    /// The batcher of the store at `addr` (started on first use, in the caller's runtime; a
+    /// batcher whose task has ended is replaced).
     pub(crate) fn client(&self, addr: &str) -> SinkBatcher {
-        lock(&self.batchers)
+        let mut batchers = lock(&self.batchers);
+        if batchers.get(addr).is_some_and(|b| b.queue.is_closed()) {
+            batchers.remove(addr);
+        }
+        let bytes = self.batch_bytes;
+        batchers
             .entry(addr.to_string())
-            .or_insert_with(|| SinkBatcher::start(self.pool.client(addr), addr))
+            .or_insert_with(|| SinkBatcher::start(self.pool.client(addr), addr, bytes))
             .clone()
     }
 
@@ -69,12 +82,17 @@ pub(crate) struct SinkBatcher {
 }
 
 impl SinkBatcher {
-    fn start(client: ServiceClient<SinkBatch, Vec<SinkReply>>, addr: &str) -> SinkBatcher {
+    fn start(
+        client: ServiceClient<SinkBatch, BatchReply>,
+        addr: &str,
+        batch_bytes: usize,
+    ) -> SinkBatcher {
         let (queue, rx) = mpsc::unbounded_channel();
+        let task = run(client, Arc::from(addr), batch_bytes, rx);
         SinkBatcher {
             queue,
             addr: Arc::from(addr),
-            _task: Arc::new(AbortOnDrop(tokio::spawn(run(client, Arc::from(addr), rx)))),
+            _task: Arc::new(AbortOnDrop(tokio::spawn(task))),
         }
     }
 
@@ -93,8 +111,9 @@ impl SinkBatcher {
 
 /// Sends what is queued, batch after batch, until every handle is gone.
 async fn run(
-    client: ServiceClient<SinkBatch, Vec<SinkReply>>,
+    client: ServiceClient<SinkBatch, BatchReply>,
     addr: Arc<str>,
+    batch_bytes: usize,
     mut queue: mpsc::UnboundedReceiver<(SinkRequest, Answer)>,
 ) {
     let mut carried = None;
@@ -106,7 +125,10 @@ async fn run(
                 None => return,
             },
         };
-        let (batch, rest) = gather(first, &mut queue);
+        // Connected first, then gathered: the batch goes out as soon as it is put together, so
+        // a writer cancelled while a connection was being made is not in it.
+        let ready = client.ready().await;
+        let (batch, rest) = gather(first, &mut queue, batch_bytes);
         carried = rest;
         // A write whose writer is gone (its task was cancelled) is not sent: a cancelled
         // attempt must not write after it was cancelled.
@@ -116,7 +138,10 @@ async fn run(
             continue;
         }
         let sent = writes.len();
-        let result = client.call(&SinkBatch { writes }).await;
+        let result = match ready {
+            Ok(()) => client.call(&SinkBatch { writes }).await,
+            Err(e) => Err(e),
+        };
         answer(answers, result, sent, &addr);
     }
 }
@@ -128,6 +153,7 @@ type Gathered = (Vec<(SinkRequest, Answer)>, Option<(SinkRequest, Answer)>);
 fn gather(
     first: (SinkRequest, Answer),
     queue: &mut mpsc::UnboundedReceiver<(SinkRequest, Answer)>,
+    batch_bytes: usize,
 ) -> Gathered {
     let mut bytes = first.0.size();
     let mut batch = vec![first];
@@ -136,7 +162,7 @@ fn gather(
             break;
         };
         let size = next.0.size();
-        if bytes + size > BATCH_BYTES {
+        if bytes + size > batch_bytes {
             return (batch, Some(next));
         }
         bytes += size;
@@ -146,33 +172,33 @@ fn gather(
 }
 
 /// Hands each writer its reply, or the batch's failure.
-fn answer(
-    answers: Vec<Answer>,
-    result: Result<Vec<SinkReply>, Unavailable>,
-    sent: usize,
-    addr: &str,
-) {
-    match result {
-        Ok(replies) if replies.len() == sent => {
-            for (a, reply) in answers.into_iter().zip(replies) {
-                let _ = a.send(Ok(reply));
-            }
+fn answer(answers: Vec<Answer>, result: Result<BatchReply, Unavailable>, sent: usize, addr: &str) {
+    let failed = |reason: String| Unavailable {
+        service: SERVICE,
+        addr: addr.to_string(),
+        reason,
+    };
+    let replies = match result {
+        Ok(Ok(replies)) if replies.len() == sent => replies,
+        Ok(Ok(replies)) => {
+            let e = failed(format!(
+                "{} replies to a batch of {sent} writes",
+                replies.len()
+            ));
+            return fail_all(answers, e);
         }
-        Ok(replies) => {
-            let e = Unavailable {
-                service: SERVICE,
-                addr: addr.to_string(),
-                reason: format!("{} replies to a batch of {sent} writes", replies.len()),
-            };
-            for a in answers {
-                let _ = a.send(Err(e.clone()));
-            }
-        }
-        Err(e) => {
-            for a in answers {
-                let _ = a.send(Err(e.clone()));
-            }
-        }
+        // The store could not take the batch now (its journal failed): sent again later.
+        Ok(Err(reason)) => return fail_all(answers, failed(reason)),
+        Err(e) => return fail_all(answers, e),
+    };
+    for (a, reply) in answers.into_iter().zip(replies) {
+        let _ = a.send(Ok(reply));
+    }
+}
+
+fn fail_all(answers: Vec<Answer>, e: Unavailable) {
+    for a in answers {
+        let _ = a.send(Err(e.clone()));
     }
 }
 
@@ -202,9 +228,9 @@ mod tests {
             receivers.push(answer_rx);
         }
         let first = rx.try_recv().unwrap();
-        let (batch, carried) = gather(first, &mut rx);
+        let (batch, carried) = gather(first, &mut rx, BATCH_BYTES);
         assert_eq!((batch.len(), carried.is_none()), (BATCH_WRITES, true));
-        let (batch, _) = gather(rx.try_recv().unwrap(), &mut rx);
+        let (batch, _) = gather(rx.try_recv().unwrap(), &mut rx, BATCH_BYTES);
         let seqs: Vec<u64> = batch.iter().map(|(r, _)| r.seq()).collect();
         let next = BATCH_WRITES as u64;
         assert_eq!(
@@ -218,11 +244,11 @@ mod tests {
             tx.send((r, answer)).unwrap();
             receivers.push(answer_rx);
         }
-        let (batch, carried) = gather(rx.try_recv().unwrap(), &mut rx);
+        let (batch, carried) = gather(rx.try_recv().unwrap(), &mut rx, BATCH_BYTES);
         assert_eq!(batch.len(), 1);
-        let (batch, carried) = gather(carried.expect("carried over"), &mut rx);
+        let (batch, carried) = gather(carried.expect("carried over"), &mut rx, BATCH_BYTES);
         assert_eq!(batch.len(), 1);
-        let (batch, carried) = gather(carried.expect("carried over"), &mut rx);
+        let (batch, carried) = gather(carried.expect("carried over"), &mut rx, BATCH_BYTES);
         assert_eq!((batch.len(), carried.is_none()), (1, true));
     }
 
@@ -233,7 +259,7 @@ mod tests {
             addr: "a".into(),
             reason: reason.into(),
         };
-        let run = |result: Result<Vec<SinkReply>, Unavailable>| {
+        let run = |result: Result<BatchReply, Unavailable>| {
             let (answers, mut receivers): (Vec<_>, Vec<_>) = (0..2)
                 .map(|_| {
                     let (tx, rx) = oneshot::channel();
@@ -248,13 +274,18 @@ mod tests {
         };
         let refused = Err(crate::connectors::sink_service::SinkRefusal::Ungranted);
         assert_eq!(
-            run(Ok(vec![Ok(()), refused])),
+            run(Ok(Ok(vec![Ok(()), refused]))),
             vec![Ok(Ok(())), Ok(refused)]
         );
         let failed = run(Err(unavailable("timed out")));
         assert!(failed.iter().all(|r| r == &Err(unavailable("timed out"))));
         // A store that answers a batch with the wrong number of replies is not trusted.
-        let short = run(Ok(vec![Ok(())]));
+        let short = run(Ok(Ok(vec![Ok(())])));
+        // A store that could not take the batch now (its journal failed) is asked again.
+        let later = run(Ok(Err("journal write failed".into())));
+        assert!(later.iter().all(|r| r
+            .as_ref()
+            .is_err_and(|e| e.reason == "journal write failed")));
         assert!(short.iter().all(|r| r
             .as_ref()
             .is_err_and(|e| e.reason.contains("1 replies to a batch of 2"))));

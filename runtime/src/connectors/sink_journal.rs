@@ -19,7 +19,9 @@ use tokio::time::Instant;
 
 use super::sink_service::{self, SinkRequest};
 use super::sink_store::{CollectStore, Fenced};
-use crate::events::{encode_frame, read_frames, unix_nanos, FrameFile, Frames};
+use crate::events::{
+    encode_frame, read_frames_up_to, unix_nanos, FrameFile, Frames, JOURNAL_MAX_FRAME,
+};
 use crate::util::lock;
 
 /// One write a sink store applied (granted, whether or not it was fenced).
@@ -37,7 +39,7 @@ pub struct JournaledWrite {
 /// Decodes the frames of a sink store's journal (a cut-off last frame is reported in
 /// `damaged`).
 pub fn read_sink_journal(bytes: &[u8]) -> Frames<JournaledWrite> {
-    read_frames(bytes)
+    read_frames_up_to(bytes, JOURNAL_MAX_FRAME)
 }
 
 /// Applies journaled `writes` to `store` in their order, each as of `at(unix_nanos)`: the
@@ -48,9 +50,14 @@ pub fn replay(
     at: impl Fn(u64) -> Instant,
 ) -> usize {
     let count = writes.len();
+    // Wall-clock stamps, so never earlier than the one before: a clock stepped back must not
+    // reorder what the store applied in order.
+    let mut last: Option<Instant> = None;
     for w in writes {
+        let at = last.map_or(at(w.unix_nanos), |l| at(w.unix_nanos).max(l));
+        last = Some(at);
         // A refusal is part of what is replayed (the store counts fenced records).
-        let _ = sink_service::apply(store, &w.peer, w.request, at(w.unix_nanos));
+        let _ = sink_service::apply(store, &w.peer, w.request, at);
     }
     count
 }
@@ -72,7 +79,7 @@ impl SinkJournal {
     /// replays what it holds into `store`, each write as of now minus its age. Returns the
     /// journal and how many writes were replayed.
     pub fn open(path: &Path, store: &CollectStore) -> std::io::Result<(SinkJournal, usize)> {
-        let (file, held) = FrameFile::open::<JournaledWrite>(path)?;
+        let (file, held) = FrameFile::open::<JournaledWrite>(path, JOURNAL_MAX_FRAME)?;
         let (now, now_ns) = (Instant::now(), unix_nanos());
         let at = |ns: u64| {
             let age = Duration::from_nanos(now_ns.saturating_sub(ns));
@@ -90,17 +97,19 @@ impl SinkJournal {
 
     /// Journals `request` from `peer`, then applies it with `apply` as of the time it was
     /// journaled. Under one lock, so that the journal's order is the order of application.
-    /// A journal that cannot be written is warned about (once until it can again) and the
-    /// write still applied: the store stays up, and only a restart of it would lose the
-    /// write.
+    /// A write that cannot be journaled is not applied (`Err`: the writer sends it again),
+    /// so nothing is acknowledged that a restart would lose; the failure is warned about
+    /// once until the journal can be written again.
     pub(crate) fn applied(
         &self,
         peer: &str,
-        request: SinkRequest,
+        mut request: SinkRequest,
         apply: impl FnOnce(SinkRequest, Instant) -> Result<(), Fenced>,
-    ) -> Result<(), Fenced> {
+    ) -> Result<Result<(), Fenced>, String> {
         let mut journal = lock(&self.inner);
         let (now, unix_nanos) = (Instant::now(), unix_nanos());
+        // Checked already, and never again: a grant does not belong on disk.
+        request.forget_grant();
         let entry = JournaledWrite {
             unix_nanos,
             peer: peer.to_string(),
@@ -110,13 +119,17 @@ impl SinkJournal {
             .map_err(|e| e.to_string())
             .and_then(|frame| journal.file.append(&frame).map_err(|e| e.to_string()));
         match written {
-            Err(e) if !journal.failing => {
-                tracing::warn!(error = %e, "sink store journal write failed: a restart of this store would lose what it applies until it can write again");
-                journal.failing = true;
+            Err(e) => {
+                if !journal.failing {
+                    tracing::warn!(error = %e, "sink store journal write failed: writes are refused until it can be written again");
+                    journal.failing = true;
+                }
+                Err(format!("the sink store could not journal the write: {e}"))
             }
-            Err(_) => {}
-            Ok(()) => journal.failing = false,
+            Ok(()) => {
+                journal.failing = false;
+                Ok(apply(entry.request, now))
+            }
         }
-        apply(entry.request, now)
     }
 }

@@ -62,6 +62,11 @@ pub struct SinkRequest {
 }
 
 impl SinkRequest {
+    /// Drops the grant (once checked; a journal keeps none).
+    pub(crate) fn forget_grant(&mut self) {
+        self.grant = WriteGrant::default();
+    }
+
     /// About how many bytes the request takes on the wire (what a batch is bounded by).
     pub(crate) fn size(&self) -> usize {
         let batch = match &self.op {
@@ -73,6 +78,13 @@ impl SinkRequest {
         batch + self.sink.len() + 96
     }
 }
+
+/// The most writes a store takes in one batch (a longer one is refused whole).
+pub const MAX_BATCH_WRITES: usize = 256;
+
+/// The store's answer to a batch: one reply per write, in order; or why it could take none of
+/// it now (its journal could not be written), and the writes are to be sent again.
+pub type BatchReply = Result<Vec<SinkReply>, String>;
 
 /// What a TaskManager sends a sink store at once: the writes its sink subtasks queued while
 /// the previous batch was on its way (`sink_batcher`), applied in order and each answered.
@@ -151,11 +163,20 @@ pub async fn serve_sink_store(
     }
     let journal = journal.map(Arc::new);
     let handler = move |peer: &str, batch: SinkBatch| {
-        let replies: Vec<SinkReply> = batch
-            .writes
-            .into_iter()
-            .map(|request| receive(&store, key.as_ref(), journal.as_deref(), peer, request))
-            .collect();
+        let replies = if batch.writes.len() > MAX_BATCH_WRITES {
+            Err(format!(
+                "a batch of {} writes (at most {MAX_BATCH_WRITES})",
+                batch.writes.len()
+            ))
+        } else {
+            // Up to the first write that could not be journaled: the rest of the batch is
+            // sent again, and what was applied before it lands once (numbered).
+            batch
+                .writes
+                .into_iter()
+                .map(|request| receive(&store, key.as_ref(), journal.as_deref(), peer, request))
+                .collect::<Result<Vec<SinkReply>, String>>()
+        };
         // Buggify: applied now, acknowledged late (a slow sync); the writers wait for it.
         let late = buggify::delay(Point::SinkStoreAckLate);
         async move {
@@ -169,25 +190,25 @@ pub async fn serve_sink_store(
 }
 
 /// Applies one write of a batch from `peer`, if it is granted (journaled first, with a
-/// journal).
+/// journal; not applied at all if the journal could not be written).
 fn receive(
     store: &CollectStore,
     key: Option<&WriteKey>,
     journal: Option<&SinkJournal>,
     peer: &str,
     request: SinkRequest,
-) -> SinkReply {
+) -> Result<SinkReply, String> {
     if let Some(key) = key {
         if !granted(key, peer, &request) {
             tracing::debug!(peer, job = %request.job, sink = %request.sink, "ungranted sink write refused");
-            return Err(SinkRefusal::Ungranted);
+            return Ok(Err(SinkRefusal::Ungranted));
         }
     }
-    match journal {
-        Some(journal) => journal.applied(peer, request, |r, now| apply(store, peer, r, now)),
+    let applied = match journal {
+        Some(journal) => journal.applied(peer, request, |r, now| apply(store, peer, r, now))?,
         None => apply(store, peer, request, tokio::time::Instant::now()),
-    }
-    .map_err(SinkRefusal::from)
+    };
+    Ok(applied.map_err(SinkRefusal::from))
 }
 
 /// Whether `r` carries the grant of the attempt it names, on the TaskManager `peer`.

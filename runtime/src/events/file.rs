@@ -18,9 +18,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{ClusterEvent, EventSink, TracingEvents};
 
-/// The largest frame a reader accepts: far above any event, so a corrupt length is refused
-/// instead of allocated.
+/// The largest frame an events file's reader accepts: far above any event, so a corrupt length
+/// is refused at once.
 const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// The largest frame a journal's reader accepts: any length a frame can have, as a journaled
+/// write or checkpoint is as large as the frame limit it came under allows (up to 4 GiB).
+pub const JOURNAL_MAX_FRAME: usize = u32::MAX as usize;
 
 /// One event with the wall-clock time its process emitted it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +44,7 @@ impl FileEvents {
     /// Opens `path` for appending (creating it): a restarted process adds to what its previous
     /// incarnation wrote ([`FrameFile::open`]).
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let (file, _) = FrameFile::open::<StampedEvent>(path)?;
+        let (file, _) = FrameFile::open::<StampedEvent>(path, MAX_FRAME)?;
         Ok(FileEvents {
             file: Mutex::new(file),
         })
@@ -56,10 +59,15 @@ pub struct FrameFile {
 }
 
 impl FrameFile {
-    /// Opens `path` for appending (creating it), and decodes the frames it holds as `T`. A
-    /// frame the previous writer was killed in the middle of is cut away first, so that what
-    /// follows it stays readable.
-    pub fn open<T: DeserializeOwned>(path: &Path) -> std::io::Result<(FrameFile, Frames<T>)> {
+    /// Opens `path` for appending (creating it), and decodes the frames it holds as `T`
+    /// (none over `max_frame` bytes). A frame the previous writer was killed in the middle of
+    /// is cut away first, so that what follows it stays readable. Damage of any other kind (a
+    /// frame that does not decode, or is too large) is refused with an error rather than cut:
+    /// what follows it may be whole, and is not thrown away.
+    pub fn open<T: DeserializeOwned>(
+        path: &Path,
+        max_frame: usize,
+    ) -> std::io::Result<(FrameFile, Frames<T>)> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -67,17 +75,30 @@ impl FrameFile {
             .open(path)?;
         let mut bytes = Vec::new();
         (&file).read_to_end(&mut bytes)?;
-        let held = read_frames::<T>(&bytes);
-        if held.consumed < bytes.len() {
-            file.set_len(held.consumed as u64)?;
+        let held = read_frames_up_to::<T>(&bytes, max_frame);
+        match &held.damaged {
+            Some(_) if held.torn => file.set_len(held.consumed as u64)?,
+            Some(why) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {why} at byte {}", path.display(), held.consumed),
+                ))
+            }
+            None => {}
         }
         Ok((FrameFile { file }, held))
     }
 
     /// Appends one frame ([`encode_frame`]). A small append to a local file: page cache, not
-    /// a disk wait.
+    /// a disk wait. A write that fails part way is cut back off, so that the file stays whole
+    /// frames and the next append is readable.
     pub fn append(&mut self, frame: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(frame)
+        let before = self.file.metadata()?.len();
+        let written = self.file.write_all(frame);
+        if written.is_err() {
+            let _ = self.file.set_len(before);
+        }
+        written
     }
 }
 
@@ -111,6 +132,9 @@ pub fn unix_nanos() -> u64 {
 /// One frame of a frames file: a little-endian `u32` length and that many bytes of bincode.
 pub fn encode_frame<T: Serialize>(item: &T) -> Result<Vec<u8>, bincode::Error> {
     let body = bincode::serialize(item)?;
+    if u32::try_from(body.len()).is_err() {
+        return Err(Box::new(bincode::ErrorKind::SizeLimit));
+    }
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
     frame.extend_from_slice(&body);
@@ -127,28 +151,39 @@ pub struct Frames<T> {
     /// Why reading stopped before the end of the bytes, if it did: a frame cut short (the
     /// writer was killed while writing it) or one that does not decode.
     pub damaged: Option<String>,
+    /// Whether the damage is only a frame cut short at the end (what a writer killed while
+    /// writing leaves), as opposed to a frame that does not decode or is too large.
+    pub torn: bool,
 }
 
-/// Decodes the frames of a file of frames.
+/// Decodes the frames of an events file (none over 16 MiB).
 pub fn read_frames<T: DeserializeOwned>(bytes: &[u8]) -> Frames<T> {
+    read_frames_up_to(bytes, MAX_FRAME)
+}
+
+/// Decodes the frames of a file of frames, none over `max_frame` bytes.
+pub fn read_frames_up_to<T: DeserializeOwned>(bytes: &[u8], max_frame: usize) -> Frames<T> {
     let mut out = Frames {
         items: Vec::new(),
         consumed: 0,
         damaged: None,
+        torn: false,
     };
     let mut rest = bytes;
     while !rest.is_empty() {
         let Some((len, body)) = rest.split_first_chunk::<4>() else {
             out.damaged = Some(format!("{} bytes of a cut-off frame length", rest.len()));
+            out.torn = true;
             break;
         };
         let len = u32::from_le_bytes(*len) as usize;
-        if len > MAX_FRAME {
-            out.damaged = Some(format!("a frame of {len} bytes (at most {MAX_FRAME})"));
+        if len > max_frame {
+            out.damaged = Some(format!("a frame of {len} bytes (at most {max_frame})"));
             break;
         }
         if body.len() < len {
             out.damaged = Some(format!("a frame cut off at {} of {len} bytes", body.len()));
+            out.torn = true;
             break;
         }
         match bincode::deserialize::<T>(&body[..len]) {
@@ -246,5 +281,36 @@ mod tests {
         let read = read_events(&garbage);
         assert_eq!(read.items.len(), 1);
         assert!(read.damaged.unwrap().contains("does not decode"));
+        assert!(
+            !read.torn,
+            "a frame that does not decode is not a torn tail"
+        );
+    }
+
+    #[test]
+    fn a_frame_file_cuts_a_torn_tail_but_refuses_other_damage() {
+        let dir = std::env::temp_dir().join(format!("rill-frame-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("frames");
+        let one = encode_frame(&StampedEvent {
+            unix_nanos: 1,
+            event: registered("tm-1"),
+        })
+        .unwrap();
+        // A torn last frame is what a kill leaves: cut, and appending goes on after it.
+        std::fs::write(&path, [&one[..], &one[..5]].concat()).unwrap();
+        let (mut file, held) = FrameFile::open::<StampedEvent>(&path, MAX_FRAME).unwrap();
+        assert_eq!((held.items.len(), held.torn), (1, true));
+        file.append(&one).unwrap();
+        assert_eq!(read_events(&std::fs::read(&path).unwrap()).items.len(), 2);
+        // A frame that does not decode, with whole frames after it: not cut, refused.
+        let damaged = [&one[..], &[3, 0, 0, 0, 0xff, 0xff, 0xff], &one[..]].concat();
+        std::fs::write(&path, &damaged).unwrap();
+        let refused = FrameFile::open::<StampedEvent>(&path, MAX_FRAME)
+            .err()
+            .unwrap();
+        assert!(refused.to_string().contains("does not decode"), "{refused}");
+        assert_eq!(std::fs::read(&path).unwrap(), damaged, "nothing was cut");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 mod file;
 pub use file::{
-    encode_frame, read_events, read_frames, unix_nanos, EventsFile, FileEvents, FrameFile, Frames,
-    StampedEvent,
+    encode_frame, read_events, read_frames, read_frames_up_to, unix_nanos, EventsFile, FileEvents,
+    FrameFile, Frames, StampedEvent, JOURNAL_MAX_FRAME,
 };
 
 use crate::config::FailoverStrategy;

@@ -24,7 +24,7 @@ use super::secure::Tls;
 /// First four bytes of every `Hello`: tells a rill peer from anything else that connects.
 pub const PROTOCOL_MAGIC: [u8; 4] = *b"RILL";
 /// Bumped on any incompatible change to the messages.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Frame-size limit while the peer is unauthenticated (a `Hello` is a few hundred bytes).
 pub const HANDSHAKE_MAX_FRAME: usize = 4 * 1024;
 /// Peer-supplied strings are cut to this many characters before they reach logs or errors.

@@ -337,6 +337,18 @@ where
         }
     }
 
+    /// Connects (bounded by the call timeout) if there is no connection, so that the next
+    /// call's request goes out at once: a caller that decides what to send after a connect
+    /// decides with what it knows when it is sent.
+    pub async fn ready(&self) -> Result<(), Unavailable> {
+        let client = &self.inner;
+        let bound = client.timeout.min(Duration::from_secs(30 * 365 * 86_400));
+        match tokio::time::timeout(bound, client.connection()).await {
+            Ok(conn) => conn.map(drop),
+            Err(_) => Err(client.unavailable("no connection in time")),
+        }
+    }
+
     /// Sends `request` and waits for its reply. Borrowed, so a caller that retries sends the
     /// same request again without copying it.
     pub async fn call(&self, request: &Req) -> Result<Rep, Unavailable> {

@@ -14,7 +14,9 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::store::{CheckpointStore, StoreError};
-use crate::events::{encode_frame, read_frames, unix_nanos, FrameFile, Frames};
+use crate::events::{
+    encode_frame, read_frames_up_to, unix_nanos, FrameFile, Frames, JOURNAL_MAX_FRAME,
+};
 use crate::ids::{CheckpointId, JobId};
 use crate::util::lock;
 
@@ -33,7 +35,7 @@ pub struct StoredPut {
 
 /// Decodes the frames of a journal (a cut-off last frame is reported in `damaged`).
 pub fn read_journal(bytes: &[u8]) -> Frames<StoredPut> {
-    read_frames(bytes)
+    read_frames_up_to(bytes, JOURNAL_MAX_FRAME)
 }
 
 /// A store that appends each successful put to a journal.
@@ -47,7 +49,7 @@ impl JournaledStore {
     /// what its previous incarnation wrote). A frame the previous incarnation was killed in
     /// the middle of is cut away first, so that what follows it stays readable.
     pub fn open(inner: Arc<dyn CheckpointStore>, path: &Path) -> std::io::Result<Self> {
-        let (journal, _) = FrameFile::open::<StoredPut>(path)?;
+        let (journal, _) = FrameFile::open::<StoredPut>(path, JOURNAL_MAX_FRAME)?;
         Ok(JournaledStore {
             inner,
             journal: Arc::new(Mutex::new(journal)),

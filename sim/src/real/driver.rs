@@ -380,11 +380,12 @@ impl Driver {
         }
     }
 
-    /// The process of a node (the sink store has none: it runs inside the harness).
+    /// The process of a node (every node is one; the source log only when the job reads logs).
     fn process(&mut self, target: &NodeName) -> Result<&mut super::NodeProcess, String> {
-        self.cluster.processes.get_mut(target).ok_or_else(|| {
-            format!("{target} runs inside the harness on a real run, not as a process of its own")
-        })
+        self.cluster
+            .processes
+            .get_mut(target)
+            .ok_or_else(|| format!("{target} has no process on this run (the job does not use it)"))
     }
 
     fn end(&mut self, i: usize, now: Duration) {
