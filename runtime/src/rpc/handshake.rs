@@ -620,9 +620,9 @@ mod tests {
     #[tokio::test]
     async fn server_survives_garbage_and_oversize_hello() {
         let ((_cr, mut cw), (mut sr, mut sw)) = pair();
-        cw.send_bytes(bytes::Bytes::from_static(b"RILL\x01\x00\x00\x00garbage"))
-            .await
-            .unwrap();
+        // The magic and this version, then garbage where the hello should be.
+        let hello = [&PROTOCOL_MAGIC[..], &PROTOCOL_VERSION.to_le_bytes(), b"garbage"].concat();
+        cw.send_bytes(bytes::Bytes::from(hello)).await.unwrap();
         let r = accept_handshake(
             &mut sr,
             &mut sw,
