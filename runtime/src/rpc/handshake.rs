@@ -621,7 +621,12 @@ mod tests {
     async fn server_survives_garbage_and_oversize_hello() {
         let ((_cr, mut cw), (mut sr, mut sw)) = pair();
         // The magic and this version, then garbage where the hello should be.
-        let hello = [&PROTOCOL_MAGIC[..], &PROTOCOL_VERSION.to_le_bytes(), b"garbage"].concat();
+        let hello = [
+            &PROTOCOL_MAGIC[..],
+            &PROTOCOL_VERSION.to_le_bytes(),
+            b"garbage",
+        ]
+        .concat();
         cw.send_bytes(bytes::Bytes::from(hello)).await.unwrap();
         let r = accept_handshake(
             &mut sr,
