@@ -573,14 +573,10 @@ mod tests {
         );
     }
 
-    /// swarm-network-taskmanager seed 3133's shape: the consumer is gone and back at 1 s, the
-    /// dropped records (odd offsets from 40 to 100) were sent with neighbours that packet
-    /// loss from 0.9 s to 3 s held on their link until 2.5 s, while the producer's other
-    /// output flowed on.
-    #[test]
-    fn a_network_fault_in_force_holds_the_dropped_records_neighbours_back() {
-        use crate::fault::Fault;
-        let (mut h, input) = run(30, 0);
+    /// `reported` drops in a window gone and back at 1 s, of the odd offsets from 40 to 100,
+    /// whose neighbours come out only at 2.5 s while the producer's other output flows on.
+    fn held_back(reported: u64) -> (RunHistory, ExpectedInput) {
+        let (mut h, input) = run(reported, 0);
         h.outputs = (0..400u64)
             .filter(|o| !(40..100).contains(o) || o % 2 == 0)
             .map(|o| match o {
@@ -591,6 +587,17 @@ mod tests {
         for e in &mut h.events {
             e.at = Duration::from_secs(1);
         }
+        (h, input)
+    }
+
+    /// swarm-network-taskmanager seed 3133's shape: the consumer is gone and back at 1 s, the
+    /// dropped records (odd offsets from 40 to 100) were sent with neighbours that packet
+    /// loss from 0.9 s to 3 s held on their link until 2.5 s, while the producer's other
+    /// output flowed on.
+    #[test]
+    fn a_network_fault_in_force_holds_the_dropped_records_neighbours_back() {
+        use crate::fault::Fault;
+        let (mut h, input) = held_back(30);
         let v = drop_accounting(&h, &input, TIMEOUT, HOLD_UP);
         assert!(
             !v.passed && v.summary.contains("reported more dropped"),
@@ -613,17 +620,7 @@ mod tests {
     #[test]
     fn a_partition_holds_the_dropped_records_neighbours_back_past_its_heal() {
         use crate::fault::Fault;
-        let (mut h, input) = run(30, 0);
-        h.outputs = (0..400u64)
-            .filter(|o| !(40..100).contains(o) || o % 2 == 0)
-            .map(|o| match o {
-                40..100 => out(2_500, o, 0),
-                _ => out(o * 10, o, 0),
-            })
-            .collect();
-        for e in &mut h.events {
-            e.at = Duration::from_secs(1);
-        }
+        let (mut h, input) = held_back(30);
         // A cut from 0.9 s that heals at 2 s, before the neighbours land at 2.5 s: what it
         // held is retried with a doubling back-off and lands up to its length after the heal.
         let cut = FaultKind::Partition {
@@ -640,14 +637,7 @@ mod tests {
         let v = drop_accounting(&h, &input, TIMEOUT, HOLD_UP);
         assert!(v.passed && v.checked, "{v:?}");
         // Still held to the count: twice the drops is more than is missing.
-        let (mut doubled, _) = run(60, 0);
-        doubled.outputs = h.outputs.clone();
-        doubled.events = h.events.clone();
-        for e in &mut doubled.events {
-            if let ClusterEvent::RecordsDropped { records, .. } = &mut e.event {
-                *records = 60;
-            }
-        }
+        let (mut doubled, _) = held_back(60);
         doubled.faults = h.faults.clone();
         let v = drop_accounting(&doubled, &input, TIMEOUT, HOLD_UP);
         assert!(

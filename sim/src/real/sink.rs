@@ -12,6 +12,8 @@ use rill::connectors::sink_journal::{read_sink_journal, replay};
 use rill::connectors::CollectStore;
 use tokio::time::Instant;
 
+use super::store::read_journal_file;
+
 /// Where a run's sink store keeps its journal.
 #[derive(Debug, Clone)]
 pub(super) struct SinkFiles {
@@ -42,14 +44,7 @@ impl SinkFiles {
     /// `start`). A journal cut off by a crash of the store ends at its last whole write, as the
     /// restarted store's own replay does.
     pub(super) fn collected(&self, start: Instant, start_ns: u64) -> CollectStore {
-        let bytes = std::fs::read(&self.journal).unwrap_or_else(|e| {
-            tracing::warn!(target: "rill_sim::real", "sink store journal {} unreadable: {e}", self.journal.display());
-            Vec::new()
-        });
-        let journal = read_sink_journal(&bytes);
-        if let Some(why) = &journal.damaged {
-            tracing::warn!(target: "rill_sim::real", "sink store journal damaged: {why}");
-        }
+        let journal = read_journal_file(&self.journal, "sink store journal", read_sink_journal);
         let store = CollectStore::new();
         replay(&store, journal.items, |ns| {
             start + Duration::from_nanos(ns.saturating_sub(start_ns))

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rill::events::Frames;
 use rill::state::{read_journal, StoreHealth};
 
 use super::RealError;
@@ -53,15 +54,7 @@ impl StoreFiles {
     /// What the store's journal says it stored, timed from `start_ns` (Unix nanoseconds). A
     /// journal cut off by a crash of the store ends at its last whole entry.
     pub(super) fn stored(&self, start_ns: u64) -> Vec<StoredCheckpoint> {
-        let bytes = std::fs::read(&self.journal).unwrap_or_else(|e| {
-            tracing::warn!(target: "rill_sim::real", "checkpoint journal {} unreadable: {e}", self.journal.display());
-            Vec::new()
-        });
-        let journal = read_journal(&bytes);
-        if let Some(why) = &journal.damaged {
-            tracing::warn!(target: "rill_sim::real", "checkpoint journal damaged: {why}");
-        }
-        journal
+        read_journal_file(&self.journal, "checkpoint journal", read_journal)
             .items
             .into_iter()
             .map(|put| StoredCheckpoint {
@@ -89,6 +82,24 @@ impl StoreFiles {
         })?;
         Ok(control)
     }
+}
+
+/// The whole frames of a store's journal at `path` (`what` names it in warnings): an
+/// unreadable journal is warned about and read as empty, and a damaged one up to the damage.
+pub(super) fn read_journal_file<T>(
+    path: &Path,
+    what: &str,
+    read: impl Fn(&[u8]) -> Frames<T>,
+) -> Frames<T> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| {
+        tracing::warn!(target: "rill_sim::real", "{what} {} unreadable: {e}", path.display());
+        Vec::new()
+    });
+    let journal = read(&bytes);
+    if let Some(why) = &journal.damaged {
+        tracing::warn!(target: "rill_sim::real", "{what} damaged: {why}");
+    }
+    journal
 }
 
 /// The store-failure faults in force, as the store's process reads them from its file.
